@@ -1,0 +1,121 @@
+//! All SQL of Kokushi, portable across SQLite and PostgreSQL through sqlx's `Any` driver.
+//!
+//! Portability rules kept here: `$N` placeholders (both databases accept them), BIGINT
+//! integers and 0/1 flags, RFC 3339 text timestamps, JSON text for nested values, and no
+//! aggregate whose type differs between the two (metrics are computed in Rust with the
+//! `shared` crate).
+
+mod exam_sets;
+pub mod runs;
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::AnyPool;
+
+pub use exam_sets::content_hash;
+
+/// Database errors, by what the caller can do about them.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("the database is unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("database query failed: {0}")]
+    Query(#[from] sqlx::Error),
+    #[error("migrating the database failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored value in {table}.{column} is invalid: {message}")]
+    Corrupt {
+        table: &'static str,
+        column: &'static str,
+        message: String,
+    },
+}
+
+/// Which database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn of(url: &str) -> Self {
+        if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
+}
+
+/// A pool of connections to the record of truth.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Db {
+    /// Connects (creating a SQLite file if needed) and applies pending migrations.
+    pub async fn connect(url: &str) -> Result<Self, DbError> {
+        install_default_drivers();
+        let backend = Backend::of(url);
+        let url = match backend {
+            Backend::Sqlite if !url.contains("mode=") => {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{sep}mode=rwc")
+            }
+            _ => url.to_owned(),
+        };
+        if backend == Backend::Sqlite
+            && let Some(path) = url
+                .strip_prefix("sqlite://")
+                .and_then(|rest| rest.split('?').next())
+            && let Some(parent) = std::path::Path::new(path).parent()
+            && !parent.as_os_str().is_empty()
+        {
+            // A missing folder would otherwise surface as an opaque "unable to open" error.
+            let _ = std::fs::create_dir_all(parent);
+        }
+        let pool = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 4 } else { 10 })
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect(&url)
+            .await
+            .map_err(DbError::Unavailable)?;
+        let db = Self { pool, backend };
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    async fn migrate(&self) -> Result<(), DbError> {
+        match self.backend {
+            Backend::Sqlite => sqlx::migrate!("../migrations/sqlite").run(&self.pool).await?,
+            Backend::Postgres => sqlx::migrate!("../migrations/postgres").run(&self.pool).await?,
+        }
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn corrupt(table: &'static str, column: &'static str, e: impl std::fmt::Display) -> DbError {
+    DbError::Corrupt {
+        table,
+        column,
+        message: e.to_string(),
+    }
+}
+
+fn flag(b: bool) -> i64 {
+    i64::from(b)
+}
+
+fn to_u32(v: i64) -> u32 {
+    u32::try_from(v.max(0)).unwrap_or(u32::MAX)
+}

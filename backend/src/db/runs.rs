@@ -1,0 +1,360 @@
+//! Runs, their jobs and the answers workers send back.
+
+use std::collections::HashMap;
+
+use kokushi_shared::api::{QuestionResult, RunDetail, RunStatus, RunSummary, ScoredAnswer};
+use kokushi_shared::extract::Extracted;
+use kokushi_shared::igakuqa::IGAKUQA_CREDIT;
+use kokushi_shared::job::{AnswerRecord, EvalJob, JobQuestion};
+use kokushi_shared::metric::{Tally, is_correct};
+use kokushi_shared::prompt::PromptFormat;
+use sqlx::Row;
+
+use super::exam_sets::question_from_body;
+use super::{Db, DbError, corrupt, flag, to_u32};
+use crate::clock::now_rfc3339;
+
+/// What a new run asks.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub exam_set_id: i64,
+    pub model: String,
+    pub prompt_format: PromptFormat,
+    pub limit: Option<u32>,
+    pub max_new_tokens: u32,
+}
+
+const RUN_COLUMNS: &str = "r.id, r.model, r.prompt_format, r.status, r.total, r.error, \
+     r.created_at, e.name AS exam_set";
+
+impl Db {
+    /// Creates a queued run over the exam set's text-only questions (the first `limit` of them)
+    /// and its job, in one transaction. Returns the job to publish, or `None` when the exam set
+    /// does not exist.
+    pub async fn create_run(&self, new: &NewRun) -> Result<Option<EvalJob>, DbError> {
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(
+            "SELECT problem_id, body FROM questions \
+             WHERE exam_set_id = $1 AND text_only = 1 ORDER BY position",
+        )
+        .bind(new.exam_set_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let exists = sqlx::query("SELECT id FROM exam_sets WHERE id = $1")
+            .bind(new.exam_set_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+        if !exists {
+            return Ok(None);
+        }
+        let take = new.limit.map_or(rows.len(), |l| rows.len().min(l as usize));
+        let now = now_rfc3339();
+        let run_id: i64 = sqlx::query(
+            "INSERT INTO runs (exam_set_id, model, prompt_format, question_limit, max_new_tokens, \
+                               status, total, created_at) \
+             VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7) RETURNING id",
+        )
+        .bind(new.exam_set_id)
+        .bind(&new.model)
+        .bind(new.prompt_format.id())
+        .bind(new.limit.map(i64::from))
+        .bind(i64::from(new.max_new_tokens))
+        .bind(i64::try_from(take).unwrap_or(i64::MAX))
+        .bind(&now)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("id")?;
+        let mut questions = Vec::with_capacity(take);
+        for (position, row) in rows.iter().take(take).enumerate() {
+            let problem_id: String = row.try_get("problem_id")?;
+            sqlx::query("INSERT INTO run_questions (run_id, position, problem_id) VALUES ($1, $2, $3)")
+                .bind(run_id)
+                .bind(i64::try_from(position).unwrap_or(i64::MAX))
+                .bind(&problem_id)
+                .execute(&mut *tx)
+                .await?;
+            let q = question_from_body(&row.try_get::<String, _>("body")?)?;
+            questions.push(JobQuestion {
+                problem_id,
+                text: q.text,
+                choices: q.choices,
+            });
+        }
+        let job_id: i64 = sqlx::query(
+            "INSERT INTO jobs (run_id, kind, status, created_at, updated_at) \
+             VALUES ($1, 'eval', 'queued', $2, $2) RETURNING id",
+        )
+        .bind(run_id)
+        .bind(&now)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("id")?;
+        tx.commit().await?;
+        Ok(Some(EvalJob {
+            job_id,
+            run_id,
+            model: new.model.clone(),
+            prompt_format: new.prompt_format,
+            max_new_tokens: new.max_new_tokens,
+            questions,
+        }))
+    }
+
+    /// A run with the same exam set, model, prompt format and limit, if one exists.
+    pub async fn find_run(&self, new: &NewRun) -> Result<Option<i64>, DbError> {
+        let row = sqlx::query(
+            "SELECT id FROM runs WHERE exam_set_id = $1 AND model = $2 AND prompt_format = $3 \
+             AND COALESCE(question_limit, -1) = $4 ORDER BY id DESC LIMIT 1",
+        )
+        .bind(new.exam_set_id)
+        .bind(&new.model)
+        .bind(new.prompt_format.id())
+        .bind(new.limit.map_or(-1, i64::from))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.try_get("id")).transpose()?)
+    }
+
+    /// Jobs of unfinished runs, each with only the questions not yet answered: what to
+    /// publish again when the queue may have lost them (a restart of the embedded mode, a
+    /// Redis flush). Answers are stored idempotently, so a repeat costs time, never a result.
+    pub async fn unfinished_jobs(&self) -> Result<Vec<EvalJob>, DbError> {
+        let runs = sqlx::query(
+            "SELECT j.id AS job_id, r.id AS run_id, r.model, r.prompt_format, r.max_new_tokens, \
+                    r.exam_set_id \
+             FROM jobs j JOIN runs r ON r.id = j.run_id \
+             WHERE r.status IN ('queued', 'running') ORDER BY j.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut jobs = Vec::new();
+        for run in runs {
+            let run_id: i64 = run.try_get("run_id")?;
+            let format: String = run.try_get("prompt_format")?;
+            let prompt_format = PromptFormat::from_id(&format)
+                .ok_or_else(|| corrupt("runs", "prompt_format", &format))?;
+            let rows = sqlx::query(
+                "SELECT q.problem_id, q.body FROM run_questions rq \
+                 JOIN questions q ON q.exam_set_id = $2 AND q.problem_id = rq.problem_id \
+                 WHERE rq.run_id = $1 AND NOT EXISTS \
+                   (SELECT 1 FROM answers a WHERE a.run_id = rq.run_id AND a.problem_id = rq.problem_id) \
+                 ORDER BY rq.position",
+            )
+            .bind(run_id)
+            .bind(run.try_get::<i64, _>("exam_set_id")?)
+            .fetch_all(&self.pool)
+            .await?;
+            let mut questions = Vec::with_capacity(rows.len());
+            for row in rows {
+                let q = question_from_body(&row.try_get::<String, _>("body")?)?;
+                questions.push(JobQuestion {
+                    problem_id: q.problem_id,
+                    text: q.text,
+                    choices: q.choices,
+                });
+            }
+            jobs.push(EvalJob {
+                job_id: run.try_get("job_id")?,
+                run_id,
+                model: run.try_get("model")?,
+                prompt_format,
+                max_new_tokens: to_u32(run.try_get("max_new_tokens")?),
+                questions,
+            });
+        }
+        Ok(jobs)
+    }
+
+    /// Every run with its tally, newest first.
+    pub async fn leaderboard(&self) -> Result<Vec<RunSummary>, DbError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs r JOIN exam_sets e ON e.id = r.exam_set_id \
+             ORDER BY r.id DESC"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        let answers =
+            sqlx::query("SELECT run_id, correct, unparsed, points FROM answers")
+                .fetch_all(&self.pool)
+                .await?;
+        let mut tallies: HashMap<i64, Tally> = HashMap::new();
+        for a in answers {
+            tallies.entry(a.try_get("run_id")?).or_default().add(
+                a.try_get::<i64, _>("correct")? != 0,
+                a.try_get::<i64, _>("unparsed")? != 0,
+                to_u32(a.try_get("points")?),
+            );
+        }
+        rows.iter()
+            .map(|row| {
+                let id: i64 = row.try_get("id")?;
+                run_from_row(row, tallies.get(&id).copied().unwrap_or_default())
+            })
+            .collect()
+    }
+
+    /// A run and every question it asks, with the answers received so far.
+    pub async fn run_detail(&self, id: i64) -> Result<Option<RunDetail>, DbError> {
+        let Some(row) = sqlx::query(&format!(
+            "SELECT {RUN_COLUMNS}, r.exam_set_id FROM runs r \
+             JOIN exam_sets e ON e.id = r.exam_set_id WHERE r.id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let rows = sqlx::query(
+            "SELECT q.body, a.raw_output, a.extracted, a.rules_version, a.correct, a.unparsed, \
+                    a.points, a.latency_ms \
+             FROM run_questions rq \
+             JOIN questions q ON q.exam_set_id = $2 AND q.problem_id = rq.problem_id \
+             LEFT JOIN answers a ON a.run_id = rq.run_id AND a.problem_id = rq.problem_id \
+             WHERE rq.run_id = $1 ORDER BY rq.position",
+        )
+        .bind(id)
+        .bind(row.try_get::<i64, _>("exam_set_id")?)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut tally = Tally::default();
+        let mut rules_version = None;
+        let mut questions = Vec::with_capacity(rows.len());
+        for r in rows {
+            let q = question_from_body(&r.try_get::<String, _>("body")?)?;
+            let raw: Option<String> = r.try_get("raw_output")?;
+            let answer = match raw {
+                Some(raw_output) => {
+                    let correct = r.try_get::<Option<i64>, _>("correct")?.unwrap_or(0) != 0;
+                    let unparsed = r.try_get::<Option<i64>, _>("unparsed")?.unwrap_or(0) != 0;
+                    tally.add(correct, unparsed, to_u32(r.try_get::<Option<i64>, _>("points")?.unwrap_or(0)));
+                    rules_version = r.try_get("rules_version")?;
+                    let extracted: String = r.try_get::<Option<String>, _>("extracted")?.unwrap_or_default();
+                    Some(ScoredAnswer {
+                        raw_output,
+                        extracted: serde_json::from_str::<Extracted>(&extracted)
+                            .map_err(|e| corrupt("answers", "extracted", e))?,
+                        correct,
+                        latency_ms: u64::try_from(r.try_get::<Option<i64>, _>("latency_ms")?.unwrap_or(0)).unwrap_or(0),
+                    })
+                }
+                None => None,
+            };
+            questions.push(QuestionResult {
+                problem_id: q.problem_id,
+                text: q.text,
+                choices: q.choices,
+                gold: q.gold,
+                points: q.points,
+                answer,
+            });
+        }
+        Ok(Some(RunDetail {
+            run: run_from_row(&row, tally)?,
+            rules_version,
+            credit: IGAKUQA_CREDIT.to_owned(),
+            questions,
+        }))
+    }
+
+    /// A worker took the job.
+    pub async fn mark_running(&self, run_id: i64, worker: &str, model_info: &str) -> Result<(), DbError> {
+        let now = now_rfc3339();
+        sqlx::query(
+            "UPDATE runs SET status = 'running', worker = $2, model_info = $3 \
+             WHERE id = $1 AND status IN ('queued', 'running')",
+        )
+        .bind(run_id)
+        .bind(worker)
+        .bind(model_info)
+        .execute(&self.pool)
+        .await?;
+        sqlx::query("UPDATE jobs SET status = 'running', updated_at = $2 WHERE run_id = $1 AND status IN ('queued', 'running')")
+            .bind(run_id)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Scores and stores one answer; a repeat of an answer already stored changes nothing.
+    /// Returns false for an answer to a question the run does not ask.
+    pub async fn record_answer(&self, run_id: i64, record: &AnswerRecord) -> Result<bool, DbError> {
+        let Some(row) = sqlx::query(
+            "SELECT q.body FROM run_questions rq JOIN runs r ON r.id = rq.run_id \
+             JOIN questions q ON q.exam_set_id = r.exam_set_id AND q.problem_id = rq.problem_id \
+             WHERE rq.run_id = $1 AND rq.problem_id = $2",
+        )
+        .bind(run_id)
+        .bind(&record.problem_id)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(false);
+        };
+        let question = question_from_body(&row.try_get::<String, _>("body")?)?;
+        let correct = is_correct(&question.gold, &record.extracted);
+        let extracted =
+            serde_json::to_string(&record.extracted).map_err(|e| corrupt("answers", "extracted", e))?;
+        sqlx::query(
+            "INSERT INTO answers (run_id, problem_id, raw_output, extracted, rules_version, correct, \
+                                  unparsed, points, prompt_tokens, generated_tokens, latency_ms, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+             ON CONFLICT (run_id, problem_id) DO NOTHING",
+        )
+        .bind(run_id)
+        .bind(&record.problem_id)
+        .bind(&record.raw_output)
+        .bind(extracted)
+        .bind(&record.rules_version)
+        .bind(flag(correct))
+        .bind(flag(record.extracted.is_unparsed()))
+        .bind(i64::from(question.points))
+        .bind(i64::from(record.prompt_tokens))
+        .bind(i64::from(record.generated_tokens))
+        .bind(i64::try_from(record.latency_ms).unwrap_or(i64::MAX))
+        .bind(now_rfc3339())
+        .execute(&self.pool)
+        .await?;
+        Ok(true)
+    }
+
+    /// The worker finished the job (`error` is `None`) or gave up on it.
+    pub async fn finish_run(&self, run_id: i64, error: Option<&str>) -> Result<(), DbError> {
+        let status = if error.is_some() { RunStatus::Failed } else { RunStatus::Succeeded };
+        let now = now_rfc3339();
+        sqlx::query(
+            "UPDATE runs SET status = $2, error = $3, finished_at = $4 \
+             WHERE id = $1 AND status IN ('queued', 'running')",
+        )
+        .bind(run_id)
+        .bind(status.as_str())
+        .bind(error)
+        .bind(&now)
+        .execute(&self.pool)
+        .await?;
+        sqlx::query("UPDATE jobs SET status = $2, updated_at = $3 WHERE run_id = $1")
+            .bind(run_id)
+            .bind(status.as_str())
+            .bind(&now)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+fn run_from_row(row: &sqlx::any::AnyRow, tally: Tally) -> Result<RunSummary, DbError> {
+    let status: String = row.try_get("status")?;
+    Ok(RunSummary {
+        id: row.try_get("id")?,
+        exam_set: row.try_get("exam_set")?,
+        model: row.try_get("model")?,
+        prompt_format: row.try_get("prompt_format")?,
+        status: RunStatus::parse(&status).ok_or_else(|| corrupt("runs", "status", &status))?,
+        total: to_u32(row.try_get("total")?),
+        tally,
+        created_at: row.try_get("created_at")?,
+        error: row.try_get("error")?,
+    })
+}

@@ -1,0 +1,41 @@
+//! How a server is set up: from command-line flags, each with a `KOKUSHI_`-prefixed
+//! environment variable (see `kokushi serve --help`).
+
+use std::path::PathBuf;
+
+/// Everything [`crate::Application::build`] needs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `sqlite://file.sqlite` or `postgres://user@host/db`.
+    pub database_url: String,
+    /// A Redis URL for the distributed mode; `None` for the in-process queue.
+    pub redis_url: Option<String>,
+    /// Namespace for the Redis keys.
+    pub queue_prefix: String,
+    /// Address to listen on; port 0 picks a free port.
+    pub bind: String,
+    /// The folder models are loaded from.
+    pub model_store: PathBuf,
+    /// The built frontend (index.html, wasm, js, css); `None` serves the API only.
+    pub static_dir: Option<PathBuf>,
+    /// Run a worker inside the server process (the embedded mode).
+    pub embedded_worker: bool,
+    /// Largest accepted upload, in bytes.
+    pub max_upload_bytes: usize,
+}
+
+impl Settings {
+    /// Embedded-mode settings for `database_url`, listening on a free loopback port.
+    pub fn embedded(database_url: impl Into<String>, model_store: impl Into<PathBuf>) -> Self {
+        Self {
+            database_url: database_url.into(),
+            redis_url: None,
+            queue_prefix: "kokushi".to_owned(),
+            bind: "127.0.0.1:0".to_owned(),
+            model_store: model_store.into(),
+            static_dir: None,
+            embedded_worker: true,
+            max_upload_bytes: 32 * 1024 * 1024,
+        }
+    }
+}

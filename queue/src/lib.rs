@@ -1,0 +1,82 @@
+//! The job protocol between the server and workers: jobs go out on one stream, events come back
+//! on another. Two implementations of one trait: Redis Streams with consumer groups for a
+//! cluster ([`RedisQueue`]), and an in-process queue for the embedded mode ([`MemoryQueue`]).
+//!
+//! The database is the record of truth; a queue is only the transport. Losing a message is
+//! survivable (the server re-publishes queued jobs), so neither implementation persists
+//! anything on its own account.
+//!
+//! Architecture invariant: no actix, no sqlx, no candle.
+
+mod memory;
+mod redis_streams;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use kokushi_shared::job::{EvalJob, WorkerEvent};
+
+pub use memory::MemoryQueue;
+pub use redis_streams::RedisQueue;
+
+/// Errors of the transport.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("redis at {url}: {source}")]
+    Redis {
+        url: String,
+        #[source]
+        source: redis::RedisError,
+    },
+    #[error("message {id} on stream {stream} is not a valid {kind}: {source}")]
+    Malformed {
+        stream: String,
+        id: String,
+        kind: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("the in-process queue was closed")]
+    Closed,
+}
+
+/// Identifies a delivered message so that it can be acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt(pub String);
+
+/// A message taken from a queue, to be acknowledged once handled.
+#[derive(Debug, Clone)]
+pub struct Delivery<T> {
+    pub item: T,
+    pub receipt: Receipt,
+}
+
+/// The transport between the server and its workers.
+///
+/// A job taken with [`JobQueue::claim_job`] stays pending until acknowledged; events likewise.
+#[async_trait]
+pub trait JobQueue: Send + Sync + 'static {
+    /// Puts a job on the job stream.
+    async fn publish_job(&self, job: &EvalJob) -> Result<(), QueueError>;
+    /// Takes the next job for `consumer`, waiting up to `wait`.
+    async fn claim_job(
+        &self,
+        consumer: &str,
+        wait: Duration,
+    ) -> Result<Option<Delivery<EvalJob>>, QueueError>;
+    /// Marks a job as handled.
+    async fn ack_job(&self, receipt: &Receipt) -> Result<(), QueueError>;
+    /// Puts a worker event on the event stream.
+    async fn publish_event(&self, event: &WorkerEvent) -> Result<(), QueueError>;
+    /// Takes up to `max` events for `consumer`, waiting up to `wait` for the first.
+    async fn read_events(
+        &self,
+        consumer: &str,
+        wait: Duration,
+        max: usize,
+    ) -> Result<Vec<Delivery<WorkerEvent>>, QueueError>;
+    /// Marks events as ingested.
+    async fn ack_events(&self, receipts: &[Receipt]) -> Result<(), QueueError>;
+    /// A short description for logs, without credentials.
+    fn describe(&self) -> String;
+}

@@ -1,0 +1,167 @@
+//! The in-process queue of the embedded mode: two channels behind the [`JobQueue`] trait.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use kokushi_shared::job::{EvalJob, WorkerEvent};
+use tokio::sync::{Mutex, Notify};
+
+use crate::{Delivery, JobQueue, QueueError, Receipt};
+
+/// An in-process queue. Messages live only as long as the process; the server re-publishes
+/// unfinished jobs from the database at start.
+#[derive(Debug, Default)]
+pub struct MemoryQueue {
+    jobs: Lane<EvalJob>,
+    events: Lane<WorkerEvent>,
+    next_id: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Lane<T> {
+    items: Mutex<VecDeque<(Receipt, T)>>,
+    ready: Notify,
+}
+
+impl<T> Default for Lane<T> {
+    fn default() -> Self {
+        Self {
+            items: Mutex::new(VecDeque::new()),
+            ready: Notify::new(),
+        }
+    }
+}
+
+impl<T: Clone> Lane<T> {
+    async fn push(&self, receipt: Receipt, item: T) {
+        self.items.lock().await.push_back((receipt, item));
+        self.ready.notify_one();
+    }
+
+    async fn take(&self, wait: Duration, max: usize) -> Vec<Delivery<T>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Register interest before looking, so a push between the look and the wait is
+            // not missed.
+            let notified = self.ready.notified();
+            {
+                let mut items = self.items.lock().await;
+                if !items.is_empty() {
+                    let n = max.min(items.len());
+                    return items
+                        .drain(..n)
+                        .map(|(receipt, item)| Delivery { item, receipt })
+                        .collect();
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Vec::new();
+            }
+        }
+    }
+}
+
+impl MemoryQueue {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn receipt(&self) -> Receipt {
+        Receipt(self.next_id.fetch_add(1, Ordering::Relaxed).to_string())
+    }
+}
+
+#[async_trait]
+impl JobQueue for MemoryQueue {
+    async fn publish_job(&self, job: &EvalJob) -> Result<(), QueueError> {
+        self.jobs.push(self.receipt(), job.clone()).await;
+        Ok(())
+    }
+
+    async fn claim_job(
+        &self,
+        _consumer: &str,
+        wait: Duration,
+    ) -> Result<Option<Delivery<EvalJob>>, QueueError> {
+        Ok(self.jobs.take(wait, 1).await.into_iter().next())
+    }
+
+    async fn ack_job(&self, _receipt: &Receipt) -> Result<(), QueueError> {
+        Ok(())
+    }
+
+    async fn publish_event(&self, event: &WorkerEvent) -> Result<(), QueueError> {
+        self.events.push(self.receipt(), event.clone()).await;
+        Ok(())
+    }
+
+    async fn read_events(
+        &self,
+        _consumer: &str,
+        wait: Duration,
+        max: usize,
+    ) -> Result<Vec<Delivery<WorkerEvent>>, QueueError> {
+        Ok(self.events.take(wait, max).await)
+    }
+
+    async fn ack_events(&self, _receipts: &[Receipt]) -> Result<(), QueueError> {
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        "in-process queue".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kokushi_shared::prompt::PromptFormat;
+
+    fn job(id: i64) -> EvalJob {
+        EvalJob {
+            job_id: id,
+            run_id: id,
+            model: "m.gguf".into(),
+            prompt_format: PromptFormat::ChatmlJa,
+            max_new_tokens: 8,
+            questions: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn jobs_come_out_in_the_order_they_went_in() {
+        let q = MemoryQueue::new();
+        q.publish_job(&job(1)).await.expect("publish");
+        q.publish_job(&job(2)).await.expect("publish");
+        let a = q.claim_job("w", Duration::ZERO).await.expect("claim");
+        let b = q.claim_job("w", Duration::ZERO).await.expect("claim");
+        assert_eq!(a.map(|d| d.item.job_id), Some(1));
+        assert_eq!(b.map(|d| d.item.job_id), Some(2));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_claim_wakes_when_a_job_arrives() {
+        let q = std::sync::Arc::new(MemoryQueue::new());
+        let waiter = {
+            let q = q.clone();
+            tokio::spawn(async move { q.claim_job("w", Duration::from_secs(5)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        q.publish_job(&job(7)).await.expect("publish");
+        let got = waiter.await.expect("join").expect("claim");
+        assert_eq!(got.map(|d| d.item.job_id), Some(7));
+    }
+
+    #[tokio::test]
+    async fn an_empty_queue_returns_nothing_after_the_wait() {
+        let q = MemoryQueue::new();
+        let got = q
+            .read_events("b", Duration::from_millis(20), 10)
+            .await
+            .expect("read");
+        assert!(got.is_empty());
+    }
+}

@@ -1,0 +1,182 @@
+//! Helpers for the end-to-end tests in `tests/`: a fixture model store, the fixture exam,
+//! fresh databases, a running server on a free port, and waiting for a run to finish.
+//!
+//! Services come from the environment that `cargo xtask test` sets up:
+//! `KOKUSHI_TEST_REDIS_URL`, `KOKUSHI_TEST_POSTGRES_URL`, `KOKUSHI_BIN` (the built `kokushi`),
+//! `KOKUSHI_STATIC_DIR` (the built frontend) and `CHROMEDRIVER`. Outside CI a test whose
+//! service is not configured is skipped with a message; in CI (`CI` set) it fails instead.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use kokushi_backend::startup::StopHandle;
+use kokushi_backend::{Application, Settings};
+use kokushi_shared::api::{ExamSetSummary, ImportReport, RunDetail, RunSummary};
+use tempfile::TempDir;
+
+/// The model file name the fixture store holds.
+pub const FIXTURE_MODEL: &str = "tiny-llama.gguf";
+
+/// An environment variable a test needs; `None` (skip) outside CI, a failure in CI.
+pub fn service(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("{var} must be set in CI: run the tests with `cargo xtask test`")
+        }
+        _ => {
+            eprintln!("skipped: {var} is not set (run `cargo xtask test` for every test)");
+            None
+        }
+    }
+}
+
+/// A temporary model store holding the engine's tiny fixture model.
+pub fn fixture_model_store() -> Result<TempDir> {
+    let dir = tempfile::tempdir()?;
+    kokushi_engine::fixture::write_tiny_llama_gguf(&dir.path().join(FIXTURE_MODEL), 7)?;
+    Ok(dir)
+}
+
+/// The six-question fixture exam in IgakuQA format.
+pub fn mini_exam_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/mini-exam.jsonl")
+}
+
+/// A fresh SQLite database file in `dir`.
+pub fn sqlite_url(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("kokushi.sqlite").display())
+}
+
+/// A fresh, empty PostgreSQL database on the test server, or `None` when none is configured.
+pub async fn fresh_postgres_url() -> Result<Option<String>> {
+    let Some(admin) = service("KOKUSHI_TEST_POSTGRES_URL") else {
+        return Ok(None);
+    };
+    sqlx::any::install_default_drivers();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos();
+    let name = format!("kokushi_test_{}_{nanos}", std::process::id());
+    let pool = sqlx::AnyPool::connect(&admin).await.context("connecting to test PostgreSQL")?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&pool)
+        .await?;
+    pool.close().await;
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+    Ok(Some(format!("{base}/{name}")))
+}
+
+/// A server running in this process on a free port.
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    stop: StopHandle,
+    task: tokio::task::JoinHandle<Result<()>>,
+}
+
+impl TestApp {
+    /// Builds and starts a server with `settings` (its `bind` is forced to a free port).
+    pub async fn spawn(mut settings: Settings) -> Result<Self> {
+        settings.bind = "127.0.0.1:0".to_owned();
+        let app = Application::build(settings).await?;
+        let base = format!("http://127.0.0.1:{}", app.port());
+        let stop = app.stop_handle();
+        let task = tokio::spawn(app.run_until_stopped());
+        Ok(Self {
+            base,
+            client: reqwest::Client::new(),
+            stop,
+            task,
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Uploads a JSON-lines exam set; returns the raw response.
+    pub async fn upload(&self, name: &str, file: &str, body: Vec<u8>) -> Result<reqwest::Response> {
+        Ok(self
+            .client
+            .post(self.url("/api/exam-sets"))
+            .query(&[("name", name), ("file", file)])
+            .body(body)
+            .send()
+            .await?)
+    }
+
+    /// Uploads the fixture exam and returns its summary.
+    pub async fn upload_mini_exam(&self) -> Result<ExamSetSummary> {
+        let body = std::fs::read(mini_exam_path())?;
+        let res = self.upload("mini", "mini-exam.jsonl", body).await?;
+        if !res.status().is_success() {
+            bail!("upload failed: {} {}", res.status(), res.text().await?);
+        }
+        Ok(res.json::<ImportReport>().await?.exam_set)
+    }
+
+    /// Creates a run of the fixture model; returns its summary.
+    pub async fn create_run(&self, exam_set_id: i64, limit: u32) -> Result<RunSummary> {
+        let res = self
+            .client
+            .post(self.url("/api/runs"))
+            .json(&serde_json::json!({
+                "exam_set_id": exam_set_id,
+                "model": FIXTURE_MODEL,
+                "prompt_format": "chatml_ja_v1",
+                "limit": limit,
+                "max_new_tokens": 6,
+            }))
+            .send()
+            .await?;
+        if !res.status().is_success() {
+            bail!("creating a run failed: {} {}", res.status(), res.text().await?);
+        }
+        Ok(res.json().await?)
+    }
+
+    pub async fn run_detail(&self, id: i64) -> Result<RunDetail> {
+        Ok(self
+            .client
+            .get(self.url(&format!("/api/runs/{id}")))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
+    }
+
+    pub async fn leaderboard(&self) -> Result<Vec<RunSummary>> {
+        Ok(self
+            .client
+            .get(self.url("/api/leaderboard"))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
+    }
+
+    /// Polls a run until it is finished or `timeout` passes.
+    pub async fn wait_for_run(&self, id: i64, timeout: Duration) -> Result<RunDetail> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let detail = self.run_detail(id).await?;
+            if detail.run.status.is_finished() {
+                return Ok(detail);
+            }
+            if Instant::now() > deadline {
+                bail!("run {id} did not finish within {timeout:?}: {:?}", detail.run);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Stops the server and waits for it to shut down.
+    pub async fn stop(self) -> Result<()> {
+        self.stop.stop().await;
+        self.task.await?
+    }
+}

@@ -1,0 +1,174 @@
+//! The server in this process on a free port, with the embedded queue and worker, evaluating
+//! the fixture model — once against SQLite and once against PostgreSQL.
+
+use std::time::Duration;
+
+use kokushi_backend::Settings;
+use kokushi_shared::api::{ApiErrorBody, ErrorCode, ExamSetSummary, RunStatus};
+use kokushi_tests::{TestApp, fixture_model_store, fresh_postgres_url, sqlite_url};
+
+async fn evaluation_runs_end_to_end(database_url: String) {
+    // Arrange
+    let store = fixture_model_store().expect("fixture model");
+    let app = TestApp::spawn(Settings::embedded(database_url, store.path()))
+        .await
+        .expect("server starts");
+    let exam = app.upload_mini_exam().await.expect("upload");
+
+    // Act
+    let run = app.create_run(exam.id, 3).await.expect("create run");
+    let detail = app
+        .wait_for_run(run.id, Duration::from_secs(120))
+        .await
+        .expect("run finishes");
+    let board = app.leaderboard().await.expect("leaderboard");
+
+    // Assert
+    assert_eq!((exam.question_count, exam.text_only_count), (6, 5));
+    assert_eq!(run.status, RunStatus::Queued);
+    assert_eq!(detail.run.status, RunStatus::Succeeded, "{:?}", detail.run.error);
+    assert_eq!(detail.questions.len(), 3, "the first 3 text-only questions");
+    assert_eq!(
+        detail.questions.iter().map(|q| q.problem_id.as_str()).collect::<Vec<_>>(),
+        ["901A1", "901A2", "901B1"],
+        "image questions are left out, order is kept"
+    );
+    for q in &detail.questions {
+        let answer = q.answer.as_ref().expect("every question answered");
+        assert!(!answer.raw_output.is_empty() || answer.extracted.is_unparsed());
+    }
+    assert_eq!(detail.rules_version.as_deref(), Some("letters-v1"));
+    assert!(detail.credit.contains("arXiv:2303.18027"));
+    let row = board.iter().find(|r| r.id == run.id).expect("run on the leaderboard");
+    assert_eq!(row.tally.answered, 3);
+    assert_eq!(row.tally.points_possible, 3);
+    assert_eq!(row.total, 3);
+    app.stop().await.expect("clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evaluation_runs_end_to_end_on_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    evaluation_runs_end_to_end(sqlite_url(dir.path())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evaluation_runs_end_to_end_on_postgres() {
+    let Some(url) = fresh_postgres_url().await.expect("postgres") else { return };
+    evaluation_runs_end_to_end(url).await;
+}
+
+async fn bad_exam_files_are_refused_whole(database_url: String) {
+    let store = tempfile::tempdir().expect("tempdir");
+    let app = TestApp::spawn(Settings::embedded(database_url, store.path()))
+        .await
+        .expect("server starts");
+    let good = r#"{"problem_id": "901A1", "problem_text": "x", "choices": ["1","2","3"], "answer": ["a"], "points": "1", "text_only": true}"#;
+    let cases: &[(&str, usize, &str)] = &[
+        ("{\"problem_id\": ", 2, "line"),
+        (
+            r#"{"problem_id": "901A2", "problem_text": "x", "choices": ["1","2","3"], "answer": ["z"], "points": "1"}"#,
+            2,
+            "answer",
+        ),
+        (good, 2, "problem_id"),
+    ];
+    for (bad_line, line, field) in cases {
+        let body = format!("{good}\n{bad_line}\n").into_bytes();
+        let res = app.upload("bad", "bad.jsonl", body).await.expect("request");
+        assert_eq!(res.status(), 400, "{bad_line}");
+        let err: ApiErrorBody = res.json().await.expect("error body");
+        assert_eq!(err.code, ErrorCode::InvalidExamSet);
+        assert_eq!(err.details.len(), 1, "{err:?}");
+        assert_eq!(
+            (err.details[0].file.as_str(), err.details[0].line, err.details[0].field.as_str()),
+            ("bad.jsonl", *line, *field),
+            "{err:?}"
+        );
+    }
+    let sets: Vec<ExamSetSummary> = app
+        .client
+        .get(app.url("/api/exam-sets"))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    assert!(sets.is_empty(), "nothing of a refused file is written: {sets:?}");
+    app.stop().await.expect("clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_exam_file_is_refused_with_file_line_and_field_on_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    bad_exam_files_are_refused_whole(sqlite_url(dir.path())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_exam_file_is_refused_with_file_line_and_field_on_postgres() {
+    let Some(url) = fresh_postgres_url().await.expect("postgres") else { return };
+    bad_exam_files_are_refused_whole(url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_of_a_model_missing_from_the_store_fails_with_a_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = tempfile::tempdir().expect("tempdir");
+    let app = TestApp::spawn(Settings::embedded(sqlite_url(dir.path()), store.path()))
+        .await
+        .expect("server starts");
+    let exam = app.upload_mini_exam().await.expect("upload");
+
+    let run = app.create_run(exam.id, 2).await.expect("create run");
+    let detail = app
+        .wait_for_run(run.id, Duration::from_secs(30))
+        .await
+        .expect("run ends");
+
+    assert_eq!(detail.run.status, RunStatus::Failed);
+    let error = detail.run.error.unwrap_or_default();
+    assert!(error.contains("tiny-llama.gguf"), "{error}");
+    app.stop().await.expect("clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_runs_and_bad_requests_get_json_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = TestApp::spawn(Settings::embedded(sqlite_url(dir.path()), dir.path()))
+        .await
+        .expect("server starts");
+    let cases: &[(&str, u16, ErrorCode)] = &[
+        ("/api/runs/999", 404, ErrorCode::NotFound),
+        ("/api/runs/abc", 400, ErrorCode::BadRequest),
+        ("/api/nothing-here", 404, ErrorCode::NotFound),
+    ];
+    for (path, status, code) in cases {
+        let res = app.client.get(app.url(path)).send().await.expect("request");
+        assert_eq!(res.status().as_u16(), *status, "{path}");
+        let body: ApiErrorBody = res.json().await.expect("json error body");
+        assert_eq!(body.code, *code, "{path}");
+    }
+    let res = app
+        .client
+        .post(app.url("/api/runs"))
+        .json(&serde_json::json!({"exam_set_id": 1, "model": "../etc/passwd", "prompt_format": "chatml_ja_v1"}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 400);
+    app.stop().await.expect("clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploading_the_same_content_twice_is_recognised() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = TestApp::spawn(Settings::embedded(sqlite_url(dir.path()), dir.path()))
+        .await
+        .expect("server starts");
+    let first = app.upload_mini_exam().await.expect("upload");
+    let second = app.upload_mini_exam().await.expect("upload");
+    assert_eq!(first.id, second.id);
+    assert_eq!(first.content_hash, second.content_hash);
+    app.stop().await.expect("clean stop");
+}

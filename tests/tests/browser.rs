@@ -1,0 +1,124 @@
+//! The web UI in headless Chromium, driven through chromedriver: the leaderboard shows a run
+//! the fixture model finished, and its row opens the run page with every question.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{ClientBuilder, Locator};
+use kokushi_backend::Settings;
+use kokushi_tests::{TestApp, fixture_model_store, service, sqlite_url};
+
+struct Reaper(Child);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leaderboard_shows_a_finished_run_and_opens_its_page() {
+    let (Some(static_dir), Some(chromedriver)) =
+        (service("KOKUSHI_STATIC_DIR"), service("CHROMEDRIVER"))
+    else {
+        return;
+    };
+    // Arrange: a finished run of the fixture model.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = fixture_model_store().expect("fixture model");
+    let mut settings = Settings::embedded(sqlite_url(dir.path()), store.path());
+    settings.static_dir = Some(static_dir.into());
+    let app = TestApp::spawn(settings).await.expect("server starts");
+    let exam = app.upload_mini_exam().await.expect("upload");
+    let run = app.create_run(exam.id, 2).await.expect("create run");
+    app.wait_for_run(run.id, Duration::from_secs(120))
+        .await
+        .expect("run finishes");
+    let port = free_port();
+    let driver = Command::new(&chromedriver)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver starts");
+    let _reaper = Reaper(driver);
+    let profile = tempfile::tempdir().expect("tempdir");
+    let caps = serde_json::json!({
+        "goog:chromeOptions": {
+            "binary": "/usr/bin/chromium",
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--window-size=1440,900",
+                format!("--user-data-dir={}", profile.path().display()),
+            ]
+        }
+    });
+    let mut builder = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
+    builder.capabilities(caps.as_object().cloned().expect("object"));
+    let mut client = None;
+    for _ in 0..50 {
+        match builder.connect(&format!("http://127.0.0.1:{port}")).await {
+            Ok(c) => {
+                client = Some(c);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    let browser = client.expect("chromedriver accepts a session");
+
+    // Act: open the leaderboard and follow the run's link.
+    browser.goto(&app.url("/")).await.expect("open leaderboard");
+    let row = browser
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css(&format!("tr.run-row[data-run-id='{}']", run.id)))
+        .await
+        .expect("the run's row appears");
+    let row_text = row.text().await.expect("row text");
+    row.find(Locator::Css("a.run-link"))
+        .await
+        .expect("the row links to the run")
+        .click()
+        .await
+        .expect("click");
+    let title = browser
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("#run-title"))
+        .await
+        .expect("the run page opens");
+    let title_text = title.text().await.expect("title text");
+    let question_rows = browser
+        .find_all(Locator::Css("#questions tr.question-row"))
+        .await
+        .expect("question rows");
+    let page_url = browser.current_url().await.expect("url");
+    let page_text = browser
+        .find(Locator::Css("body"))
+        .await
+        .expect("body")
+        .text()
+        .await
+        .expect("text");
+    browser.close().await.expect("close browser");
+
+    // Assert
+    assert!(row_text.contains("tiny-llama.gguf"), "{row_text}");
+    assert!(row_text.contains("succeeded"), "{row_text}");
+    assert!(title_text.contains(&run.id.to_string()), "{title_text}");
+    assert_eq!(page_url.path(), format!("/runs/{}", run.id));
+    assert_eq!(question_rows.len(), 2);
+    assert!(page_text.contains("901A1"), "{page_text}");
+    assert!(page_text.contains("インスリン"), "Japanese text renders: {page_text}");
+    app.stop().await.expect("clean stop");
+}

@@ -1,0 +1,64 @@
+//! The distributed mode across processes: the server with real Redis and no worker of its
+//! own, and a separate `kokushi worker` process that evaluates the fixture model.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use kokushi_backend::Settings;
+use kokushi_shared::api::RunStatus;
+use kokushi_tests::{TestApp, fixture_model_store, service, sqlite_url};
+
+/// Kills the worker process even when an assertion fails.
+struct Reaper(Child);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_separate_worker_process_answers_a_run_through_redis() {
+    let (Some(redis), Some(bin)) = (service("KOKUSHI_TEST_REDIS_URL"), service("KOKUSHI_BIN"))
+    else {
+        return;
+    };
+    // Arrange: a fresh key prefix so runs of other tests on the same Redis never mix in.
+    let prefix = format!("kokushi-e2e-{}", std::process::id());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = fixture_model_store().expect("fixture model");
+    let mut settings = Settings::embedded(sqlite_url(dir.path()), dir.path());
+    settings.redis_url = Some(redis.clone());
+    settings.queue_prefix = prefix.clone();
+    settings.embedded_worker = false;
+    let app = TestApp::spawn(settings).await.expect("server starts");
+    let exam = app.upload_mini_exam().await.expect("upload");
+    let worker = Command::new(&bin)
+        .args(["worker", "--redis-url", &redis, "--queue-prefix", &prefix])
+        .args(["--name", "e2e-worker", "--model-store"])
+        .arg(store.path())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("worker process starts");
+    let _reaper = Reaper(worker);
+
+    // Act
+    let run = app.create_run(exam.id, 4).await.expect("create run");
+    let detail = app
+        .wait_for_run(run.id, Duration::from_secs(120))
+        .await
+        .expect("run finishes");
+
+    // Assert
+    assert_eq!(detail.run.status, RunStatus::Succeeded, "{:?}", detail.run.error);
+    assert_eq!(detail.questions.len(), 4);
+    assert!(detail.questions.iter().all(|q| q.answer.is_some()));
+    let numeric = detail
+        .questions
+        .iter()
+        .find(|q| q.problem_id == "901C1")
+        .expect("the numeric question is asked");
+    assert!(numeric.choices.is_empty());
+    app.stop().await.expect("clean stop");
+}

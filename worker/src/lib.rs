@@ -1,0 +1,213 @@
+//! The worker: takes evaluation jobs from the queue, runs the engine on them, and streams
+//! answers and progress back as events.
+//!
+//! The model lives on one dedicated thread ([`engine_thread`]) fed by commands, so the async
+//! side never blocks on a forward pass and a loaded model is reused across jobs.
+//!
+//! Architecture invariant: no actix, no sqlx. A worker needs only the queue and its model
+//! store, never the database.
+
+pub mod engine_thread;
+mod model_store;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kokushi_engine::GenerationParams;
+use kokushi_queue::{JobQueue, QueueError};
+use kokushi_shared::extract::{RULES_VERSION, extract};
+use kokushi_shared::job::{AnswerRecord, EvalJob, WorkerEvent};
+
+pub use engine_thread::EngineThread;
+pub use model_store::{ModelStoreError, resolve_model};
+
+/// Errors that stop the worker loop itself (a failing job is reported as an event instead).
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("queue: {0}")]
+    Queue(#[from] QueueError),
+    #[error("the engine thread has stopped")]
+    EngineGone,
+}
+
+/// How a worker is set up.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// The consumer name this worker uses on the queue and shows in events.
+    pub name: String,
+    /// The folder models are loaded from; jobs name files inside it.
+    pub model_store: PathBuf,
+    /// How long one claim waits for a job before the loop looks around again.
+    pub poll: Duration,
+}
+
+/// A worker bound to a queue.
+pub struct Worker {
+    queue: Arc<dyn JobQueue>,
+    config: WorkerConfig,
+    engine: EngineThread,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    pub fn new(queue: Arc<dyn JobQueue>, config: WorkerConfig) -> Self {
+        Self {
+            queue,
+            config,
+            engine: EngineThread::spawn(),
+        }
+    }
+
+    /// Claims one job, if one comes within the poll interval, and carries it out to the end.
+    /// Returns the job id handled.
+    pub async fn try_execute_next(&mut self) -> Result<Option<i64>, WorkerError> {
+        let Some(delivery) = self
+            .queue
+            .claim_job(&self.config.name, self.config.poll)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let job = delivery.item;
+        let span = tracing::info_span!("job", job_id = job.job_id, run_id = job.run_id);
+        let _guard = span.enter();
+        tracing::info!(model = %job.model, questions = job.questions.len(), "job claimed");
+        let outcome = self.execute(&job).await;
+        match outcome {
+            Ok(()) => {
+                self.queue
+                    .publish_event(&WorkerEvent::Finished {
+                        job_id: job.job_id,
+                        run_id: job.run_id,
+                    })
+                    .await?;
+                tracing::info!("job finished");
+            }
+            Err(JobFailure::Fatal(e)) => return Err(e),
+            Err(JobFailure::Job(message)) => {
+                tracing::warn!(error = %message, "job failed");
+                self.queue
+                    .publish_event(&WorkerEvent::Failed {
+                        job_id: job.job_id,
+                        run_id: job.run_id,
+                        error: message,
+                    })
+                    .await?;
+            }
+        }
+        self.queue.ack_job(&delivery.receipt).await?;
+        Ok(Some(job.job_id))
+    }
+
+    async fn execute(&mut self, job: &EvalJob) -> Result<(), JobFailure> {
+        let path = resolve_model(&self.config.model_store, &job.model)
+            .map_err(|e| JobFailure::Job(e.to_string()))?;
+        let model_info = self
+            .engine
+            .load(path)
+            .await
+            .map_err(JobFailure::from_engine)?;
+        self.queue
+            .publish_event(&WorkerEvent::Started {
+                job_id: job.job_id,
+                run_id: job.run_id,
+                worker: self.config.name.clone(),
+                model_info,
+            })
+            .await?;
+        let total = u32::try_from(job.questions.len()).unwrap_or(u32::MAX);
+        let params = GenerationParams {
+            max_new_tokens: usize::try_from(job.max_new_tokens).unwrap_or(usize::MAX),
+            stop: job.prompt_format.stop_sequences(),
+        };
+        for (done, question) in job.questions.iter().enumerate() {
+            let prompt = job.prompt_format.render(&question.text, &question.choices);
+            let started = Instant::now();
+            let generation = self
+                .engine
+                .generate(prompt, params.clone())
+                .await
+                .map_err(JobFailure::from_engine)?;
+            let record = AnswerRecord {
+                problem_id: question.problem_id.clone(),
+                extracted: extract(&generation.text, &question.choices),
+                raw_output: generation.text,
+                rules_version: RULES_VERSION.to_owned(),
+                prompt_tokens: u32::try_from(generation.prompt_tokens).unwrap_or(u32::MAX),
+                generated_tokens: u32::try_from(generation.generated_tokens).unwrap_or(u32::MAX),
+                latency_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            };
+            self.queue
+                .publish_event(&WorkerEvent::Answer {
+                    job_id: job.job_id,
+                    run_id: job.run_id,
+                    record,
+                })
+                .await?;
+            self.queue
+                .publish_event(&WorkerEvent::Progress {
+                    job_id: job.job_id,
+                    run_id: job.run_id,
+                    done: u32::try_from(done + 1).unwrap_or(u32::MAX),
+                    total,
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Works until `stop` completes. A job under way when it does is left unacknowledged, so
+    /// the queue can hand it out again.
+    pub async fn run_until_stopped(mut self, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        tracing::info!(worker = %self.config.name, queue = %self.queue.describe(), "worker ready");
+        loop {
+            tokio::select! {
+                () = &mut stop => break,
+                result = self.try_execute_next() => {
+                    if let Err(e) = result {
+                        tracing::error!(error = %e, "worker step failed; retrying shortly");
+                        if let WorkerError::EngineGone = e {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        }
+        tracing::info!(worker = %self.config.name, "worker stopped");
+    }
+}
+
+/// Why a job did not finish: a problem with the job itself (reported, the worker goes on), or
+/// with the worker (the loop reports it).
+enum JobFailure {
+    Job(String),
+    Fatal(WorkerError),
+}
+
+impl JobFailure {
+    fn from_engine(e: engine_thread::EngineCallError) -> Self {
+        match e {
+            engine_thread::EngineCallError::Engine(e) => JobFailure::Job(e.to_string()),
+            engine_thread::EngineCallError::NotLoaded => {
+                JobFailure::Job("no model is loaded".to_owned())
+            }
+            engine_thread::EngineCallError::Gone => JobFailure::Fatal(WorkerError::EngineGone),
+        }
+    }
+}
+
+impl From<QueueError> for JobFailure {
+    fn from(e: QueueError) -> Self {
+        JobFailure::Fatal(WorkerError::Queue(e))
+    }
+}

