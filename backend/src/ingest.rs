@@ -33,7 +33,12 @@ pub async fn apply(db: &Db, event: &WorkerEvent) -> Result<(), DbError> {
 }
 
 /// Reads and applies events until `stop` turns true.
-pub async fn run(db: Db, queue: Arc<dyn JobQueue>, consumer: String, mut stop: watch::Receiver<bool>) {
+pub async fn run(
+    db: Db,
+    queue: Arc<dyn JobQueue>,
+    consumer: String,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         if *stop.borrow() {
             break;

@@ -49,7 +49,11 @@ enum Command {
 #[derive(Args, Clone)]
 struct DbArgs {
     /// sqlite://FILE or postgres://USER@HOST/DB.
-    #[arg(long, env = "KOKUSHI_DATABASE_URL", default_value = "sqlite://kokushi.sqlite")]
+    #[arg(
+        long,
+        env = "KOKUSHI_DATABASE_URL",
+        default_value = "sqlite://kokushi.sqlite"
+    )]
     database_url: String,
 }
 
@@ -196,7 +200,11 @@ async fn import(args: ImportArgs) -> anyhow::Result<()> {
     let (set, created) = db.insert_exam_set(&args.name, &questions).await?;
     println!(
         "{} exam set {:?} (id {}): {} questions, {} text-only, sha256 {}",
-        if created { "imported" } else { "already present:" },
+        if created {
+            "imported"
+        } else {
+            "already present:"
+        },
         set.name,
         set.id,
         set.question_count,
@@ -218,7 +226,9 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         .with_context(|| format!("unknown prompt format {:?}", args.prompt_format))?;
     let questions = read_exam_set(&[year])?;
     let db = Db::connect(&args.serve.db.database_url).await?;
-    let (set, _) = db.insert_exam_set("IgakuQA 2022 (116th)", &questions).await?;
+    let (set, _) = db
+        .insert_exam_set("IgakuQA 2022 (116th)", &questions)
+        .await?;
     let new = NewRun {
         exam_set_id: set.id,
         model: args.model.clone(),

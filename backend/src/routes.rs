@@ -71,7 +71,10 @@ async fn upload_exam_set(
             "query parameter `name` must be 1 to 200 characters".to_owned(),
         ));
     }
-    let file = query.file.clone().unwrap_or_else(|| "upload.jsonl".to_owned());
+    let file = query
+        .file
+        .clone()
+        .unwrap_or_else(|| "upload.jsonl".to_owned());
     let text = std::str::from_utf8(&body)
         .map_err(|e| ApiError::BadRequest(format!("{file} is not UTF-8 text: {e}")))?;
     let mut importer = Importer::new();
@@ -121,11 +124,9 @@ async fn create_run(
         limit: req.limit,
         max_new_tokens,
     };
-    let job = state
-        .db
-        .create_run(&new)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("exam set {} does not exist", req.exam_set_id)))?;
+    let job = state.db.create_run(&new).await?.ok_or_else(|| {
+        ApiError::NotFound(format!("exam set {} does not exist", req.exam_set_id))
+    })?;
     // The run is recorded as queued before it is published: if publishing fails, the
     // reconciler publishes it at the next start.
     state.queue.publish_job(&job).await?;

@@ -51,7 +51,11 @@ impl Application {
 
         // The database is the record: anything it holds as unfinished goes out again.
         for job in db.unfinished_jobs().await? {
-            tracing::info!(run_id = job.run_id, questions = job.questions.len(), "re-publishing unfinished run");
+            tracing::info!(
+                run_id = job.run_id,
+                questions = job.questions.len(),
+                "re-publishing unfinished run"
+            );
             queue.publish_job(&job).await?;
         }
 
@@ -96,27 +100,29 @@ impl Application {
             );
         }
         let max_upload = settings.max_upload_bytes;
-        let server = HttpServer::new(move || {
-            let app = App::new()
-                .app_data(state.clone())
-                .app_data(web::PayloadConfig::new(max_upload))
-                .app_data(web::JsonConfig::default().limit(max_upload).error_handler(|e, _| {
-                    ApiError::BadRequest(format!("invalid JSON body: {e}")).into()
-                }))
-                .app_data(web::QueryConfig::default().error_handler(|e, _| {
-                    ApiError::BadRequest(format!("invalid query: {e}")).into()
-                }))
-                .wrap(actix_web::middleware::Compress::default())
-                .configure(routes::configure);
-            match &static_dir {
-                Some(dir) => app.service(spa_files(dir)),
-                None => app,
-            }
-        })
-        .workers(2)
-        .disable_signals()
-        .listen(listener)?
-        .run();
+        let server =
+            HttpServer::new(move || {
+                let app =
+                    App::new()
+                        .app_data(state.clone())
+                        .app_data(web::PayloadConfig::new(max_upload))
+                        .app_data(web::JsonConfig::default().limit(max_upload).error_handler(
+                            |e, _| ApiError::BadRequest(format!("invalid JSON body: {e}")).into(),
+                        ))
+                        .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                            ApiError::BadRequest(format!("invalid query: {e}")).into()
+                        }))
+                        .wrap(actix_web::middleware::Compress::default())
+                        .configure(routes::configure);
+                match &static_dir {
+                    Some(dir) => app.service(spa_files(dir)),
+                    None => app,
+                }
+            })
+            .workers(2)
+            .disable_signals()
+            .listen(listener)?
+            .run();
         Ok(Self {
             port,
             server,
@@ -159,7 +165,7 @@ fn spa_files(dir: &Path) -> Files {
             let index = index.clone();
             async move {
                 let (req, _) = req.into_parts();
-                let file = NamedFile::open_async(&index).await?;
+                let file = NamedFile::open(&index)?;
                 let res = file.into_response(&req);
                 Ok(ServiceResponse::new(req, res))
             }

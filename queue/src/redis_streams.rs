@@ -42,7 +42,9 @@ impl std::fmt::Debug for RedisQueue {
 /// `redis://user:secret@host/0` → `redis://host/0`, so logs never carry a password.
 fn without_credentials(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}{}", &url[..scheme + 3], &url[at + 1..]),
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}{}", &url[..scheme + 3], &url[at + 1..])
+        }
         _ => url.to_owned(),
     }
 }
@@ -57,8 +59,8 @@ impl RedisQueue {
             source,
         };
         let client = redis::Client::open(url).map_err(err)?;
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Duration::from_secs(5));
+        let config =
+            redis::AsyncConnectionConfig::new().set_connection_timeout(Duration::from_secs(5));
         let mut conn = client
             .get_multiplexed_async_connection_with_config(&config)
             .await
@@ -117,7 +119,9 @@ impl RedisQueue {
         max: usize,
         kind: &'static str,
     ) -> Result<Vec<Delivery<T>>, QueueError> {
-        let mut opts = StreamReadOptions::default().group(group, consumer).count(max);
+        let mut opts = StreamReadOptions::default()
+            .group(group, consumer)
+            .count(max);
         if !wait.is_zero() {
             opts = opts.block(usize::try_from(wait.as_millis()).unwrap_or(usize::MAX));
         }
@@ -212,6 +216,9 @@ mod tests {
             without_credentials("redis://user:secret@10.0.0.1:6379/0"),
             "redis://10.0.0.1:6379/0"
         );
-        assert_eq!(without_credentials("redis://127.0.0.1/"), "redis://127.0.0.1/");
+        assert_eq!(
+            without_credentials("redis://127.0.0.1/"),
+            "redis://127.0.0.1/"
+        );
     }
 }

@@ -59,7 +59,10 @@ async fn a_job_and_its_events_travel_through_redis_streams_exactly_once() {
         .expect("claim");
     worker.ack_job(&claimed.receipt).await.expect("ack");
     worker
-        .publish_event(&WorkerEvent::Finished { job_id: 11, run_id: 5 })
+        .publish_event(&WorkerEvent::Finished {
+            job_id: 11,
+            run_id: 5,
+        })
         .await
         .expect("event");
     let events = server
@@ -72,7 +75,16 @@ async fn a_job_and_its_events_travel_through_redis_streams_exactly_once() {
         .expect("ack");
 
     assert_eq!(claimed.item, job);
-    assert!(second.is_none(), "a claimed job must not be delivered twice");
+    assert!(
+        second.is_none(),
+        "a claimed job must not be delivered twice"
+    );
     assert_eq!(events.len(), 1);
-    assert_eq!(events[0].item, WorkerEvent::Finished { job_id: 11, run_id: 5 });
+    assert_eq!(
+        events[0].item,
+        WorkerEvent::Finished {
+            job_id: 11,
+            run_id: 5
+        }
+    );
 }

@@ -181,7 +181,9 @@ mod tests {
         );
         assert_eq!(
             extract("7.20.", &[]),
-            Extracted::Number { value: "7.20".into() }
+            Extracted::Number {
+                value: "7.20".into()
+            }
         );
         assert_eq!(extract("不明", &[]), Extracted::Unparsed);
     }

@@ -143,7 +143,10 @@ fn parse_line(file: &str, line: usize, text: &str) -> Result<Question, Vec<Forma
     let text = match raw.problem_text {
         Some(serde_json::Value::String(s)) if !s.trim().is_empty() => s,
         Some(v) => {
-            errors.push(err("problem_text", format!("expected non-empty text, got {v}")));
+            errors.push(err(
+                "problem_text",
+                format!("expected non-empty text, got {v}"),
+            ));
             String::new()
         }
         None => {
@@ -161,7 +164,10 @@ fn parse_line(file: &str, line: usize, text: &str) -> Result<Question, Vec<Forma
                 }
             }
             if choices.len() > 26 {
-                errors.push(err("choices", format!("{} choices; at most 26", choices.len())));
+                errors.push(err(
+                    "choices",
+                    format!("{} choices; at most 26", choices.len()),
+                ));
             }
             choices
         }
@@ -180,7 +186,10 @@ fn parse_line(file: &str, line: usize, text: &str) -> Result<Question, Vec<Forma
         _ => None,
     }
     .unwrap_or_else(|| {
-        errors.push(err("points", "expected a whole number of points such as \"1\"".to_owned()));
+        errors.push(err(
+            "points",
+            "expected a whole number of points such as \"1\"".to_owned(),
+        ));
         0
     });
     let text_only = match raw.text_only {
@@ -310,7 +319,12 @@ mod tests {
         let any_of = r#"{"problem_id": "112B30", "problem_text": "x", "choices": ["1","2","3","4","5"], "answer": ["a or d"], "points": "1", "text_only": true}"#;
         let everyone = r#"{"problem_id": "116A71", "problem_text": "x", "choices": ["1","2","3","4","5"], "answer": ["b"], "points": "3", "text_only": true}"#;
         let qs = parse(&format!("{any_of}\n{everyone}\n")).expect("parses");
-        assert_eq!(qs[0].gold, Gold::AnyOf { letters: vec!['a', 'd'] });
+        assert_eq!(
+            qs[0].gold,
+            Gold::AnyOf {
+                letters: vec!['a', 'd']
+            }
+        );
         assert_eq!(qs[1].gold, Gold::Everyone);
     }
 
@@ -358,7 +372,10 @@ mod tests {
         importer.add_file("116-B.jsonl", &format!("\n{GOOD}"));
         let errors = importer.finish().expect_err("duplicate");
         assert_eq!(errors.len(), 1);
-        assert_eq!((errors[0].file.as_str(), errors[0].line), ("116-B.jsonl", 2));
+        assert_eq!(
+            (errors[0].file.as_str(), errors[0].line),
+            ("116-B.jsonl", 2)
+        );
         assert!(errors[0].message.contains("116-A.jsonl:1"), "{}", errors[0]);
     }
 

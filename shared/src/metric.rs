@@ -67,12 +67,16 @@ mod tests {
     use super::*;
 
     fn letters(s: &[char]) -> Extracted {
-        Extracted::Letters { letters: s.to_vec() }
+        Extracted::Letters {
+            letters: s.to_vec(),
+        }
     }
 
     #[test]
     fn letter_sets_match_all_or_nothing() {
-        let gold = Gold::Letters { letters: vec!['b', 'd'] };
+        let gold = Gold::Letters {
+            letters: vec!['b', 'd'],
+        };
         let cases: &[(Extracted, bool)] = &[
             (letters(&['b', 'd']), true),
             (letters(&['d', 'b']), true),
@@ -87,7 +91,9 @@ mod tests {
 
     #[test]
     fn rulings_are_applied() {
-        let any_of = Gold::AnyOf { letters: vec!['a', 'd'] };
+        let any_of = Gold::AnyOf {
+            letters: vec!['a', 'd'],
+        };
         assert!(is_correct(&any_of, &letters(&['a'])));
         assert!(is_correct(&any_of, &letters(&['d'])));
         assert!(!is_correct(&any_of, &letters(&['a', 'd'])));
@@ -96,9 +102,21 @@ mod tests {
 
     #[test]
     fn numbers_compare_by_value() {
-        let gold = Gold::Numeric { value: "7.20".into() };
-        assert!(is_correct(&gold, &Extracted::Number { value: "7.2".into() }));
-        assert!(!is_correct(&gold, &Extracted::Number { value: "7.3".into() }));
+        let gold = Gold::Numeric {
+            value: "7.20".into(),
+        };
+        assert!(is_correct(
+            &gold,
+            &Extracted::Number {
+                value: "7.2".into()
+            }
+        ));
+        assert!(!is_correct(
+            &gold,
+            &Extracted::Number {
+                value: "7.3".into()
+            }
+        ));
     }
 
     #[test]

@@ -77,8 +77,12 @@ mod tests {
 
     #[test]
     fn choices_are_lettered_in_order() {
-        let prompt = PromptFormat::PlainJa.render("正しいのはどれか。", &["甲".into(), "乙".into()]);
-        assert!(prompt.contains("問題：正しいのはどれか。\na. 甲\nb. 乙\n"), "{prompt}");
+        let prompt =
+            PromptFormat::PlainJa.render("正しいのはどれか。", &["甲".into(), "乙".into()]);
+        assert!(
+            prompt.contains("問題：正しいのはどれか。\na. 甲\nb. 乙\n"),
+            "{prompt}"
+        );
         assert!(prompt.ends_with("答え："));
     }
 }

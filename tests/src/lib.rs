@@ -59,7 +59,9 @@ pub async fn fresh_postgres_url() -> Result<Option<String>> {
         .duration_since(std::time::UNIX_EPOCH)?
         .as_nanos();
     let name = format!("kokushi_test_{}_{nanos}", std::process::id());
-    let pool = sqlx::AnyPool::connect(&admin).await.context("connecting to test PostgreSQL")?;
+    let pool = sqlx::AnyPool::connect(&admin)
+        .await
+        .context("connecting to test PostgreSQL")?;
     sqlx::query(&format!("CREATE DATABASE {name}"))
         .execute(&pool)
         .await?;
@@ -132,7 +134,11 @@ impl TestApp {
             .send()
             .await?;
         if !res.status().is_success() {
-            bail!("creating a run failed: {} {}", res.status(), res.text().await?);
+            bail!(
+                "creating a run failed: {} {}",
+                res.status(),
+                res.text().await?
+            );
         }
         Ok(res.json().await?)
     }
@@ -168,7 +174,10 @@ impl TestApp {
                 return Ok(detail);
             }
             if Instant::now() > deadline {
-                bail!("run {id} did not finish within {timeout:?}: {:?}", detail.run);
+                bail!(
+                    "run {id} did not finish within {timeout:?}: {:?}",
+                    detail.run
+                );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

@@ -26,10 +26,19 @@ async fn evaluation_runs_end_to_end(database_url: String) {
     // Assert
     assert_eq!((exam.question_count, exam.text_only_count), (6, 5));
     assert_eq!(run.status, RunStatus::Queued);
-    assert_eq!(detail.run.status, RunStatus::Succeeded, "{:?}", detail.run.error);
+    assert_eq!(
+        detail.run.status,
+        RunStatus::Succeeded,
+        "{:?}",
+        detail.run.error
+    );
     assert_eq!(detail.questions.len(), 3, "the first 3 text-only questions");
     assert_eq!(
-        detail.questions.iter().map(|q| q.problem_id.as_str()).collect::<Vec<_>>(),
+        detail
+            .questions
+            .iter()
+            .map(|q| q.problem_id.as_str())
+            .collect::<Vec<_>>(),
         ["901A1", "901A2", "901B1"],
         "image questions are left out, order is kept"
     );
@@ -39,7 +48,10 @@ async fn evaluation_runs_end_to_end(database_url: String) {
     }
     assert_eq!(detail.rules_version.as_deref(), Some("letters-v1"));
     assert!(detail.credit.contains("arXiv:2303.18027"));
-    let row = board.iter().find(|r| r.id == run.id).expect("run on the leaderboard");
+    let row = board
+        .iter()
+        .find(|r| r.id == run.id)
+        .expect("run on the leaderboard");
     assert_eq!(row.tally.answered, 3);
     assert_eq!(row.tally.points_possible, 3);
     assert_eq!(row.total, 3);
@@ -54,7 +66,9 @@ async fn an_evaluation_runs_end_to_end_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_evaluation_runs_end_to_end_on_postgres() {
-    let Some(url) = fresh_postgres_url().await.expect("postgres") else { return };
+    let Some(url) = fresh_postgres_url().await.expect("postgres") else {
+        return;
+    };
     evaluation_runs_end_to_end(url).await;
 }
 
@@ -81,7 +95,11 @@ async fn bad_exam_files_are_refused_whole(database_url: String) {
         assert_eq!(err.code, ErrorCode::InvalidExamSet);
         assert_eq!(err.details.len(), 1, "{err:?}");
         assert_eq!(
-            (err.details[0].file.as_str(), err.details[0].line, err.details[0].field.as_str()),
+            (
+                err.details[0].file.as_str(),
+                err.details[0].line,
+                err.details[0].field.as_str()
+            ),
             ("bad.jsonl", *line, *field),
             "{err:?}"
         );
@@ -95,7 +113,10 @@ async fn bad_exam_files_are_refused_whole(database_url: String) {
         .json()
         .await
         .expect("json");
-    assert!(sets.is_empty(), "nothing of a refused file is written: {sets:?}");
+    assert!(
+        sets.is_empty(),
+        "nothing of a refused file is written: {sets:?}"
+    );
     app.stop().await.expect("clean stop");
 }
 
@@ -107,7 +128,9 @@ async fn a_bad_exam_file_is_refused_with_file_line_and_field_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_exam_file_is_refused_with_file_line_and_field_on_postgres() {
-    let Some(url) = fresh_postgres_url().await.expect("postgres") else { return };
+    let Some(url) = fresh_postgres_url().await.expect("postgres") else {
+        return;
+    };
     bad_exam_files_are_refused_whole(url).await;
 }
 

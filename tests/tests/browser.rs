@@ -81,7 +81,10 @@ async fn the_leaderboard_shows_a_finished_run_and_opens_its_page() {
     let row = browser
         .wait()
         .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css(&format!("tr.run-row[data-run-id='{}']", run.id)))
+        .for_element(Locator::Css(&format!(
+            "tr.run-row[data-run-id='{}']",
+            run.id
+        )))
         .await
         .expect("the run's row appears");
     let row_text = row.text().await.expect("row text");
@@ -119,6 +122,9 @@ async fn the_leaderboard_shows_a_finished_run_and_opens_its_page() {
     assert_eq!(page_url.path(), format!("/runs/{}", run.id));
     assert_eq!(question_rows.len(), 2);
     assert!(page_text.contains("901A1"), "{page_text}");
-    assert!(page_text.contains("インスリン"), "Japanese text renders: {page_text}");
+    assert!(
+        page_text.contains("インスリン"),
+        "Japanese text renders: {page_text}"
+    );
     app.stop().await.expect("clean stop");
 }

@@ -51,7 +51,12 @@ async fn a_separate_worker_process_answers_a_run_through_redis() {
         .expect("run finishes");
 
     // Assert
-    assert_eq!(detail.run.status, RunStatus::Succeeded, "{:?}", detail.run.error);
+    assert_eq!(
+        detail.run.status,
+        RunStatus::Succeeded,
+        "{:?}",
+        detail.run.error
+    );
     assert_eq!(detail.questions.len(), 4);
     assert!(detail.questions.iter().all(|q| q.answer.is_some()));
     let numeric = detail

@@ -60,7 +60,10 @@ mod tests {
         assert!(resolve_model(store.path(), "m.gguf").is_ok());
         for bad in ["../m.gguf", "/etc/passwd", "", ".hidden", "a/b.gguf"] {
             assert!(
-                matches!(resolve_model(store.path(), bad), Err(ModelStoreError::NotAName(_))),
+                matches!(
+                    resolve_model(store.path(), bad),
+                    Err(ModelStoreError::NotAName(_))
+                ),
                 "{bad}"
             );
         }

@@ -76,7 +76,9 @@ pub fn cache_dir() -> PathBuf {
 /// Runs a command, failing with its command line if it fails.
 pub fn run_cmd(cmd: &mut Command) -> Result<()> {
     let shown = format!("{cmd:?}");
-    let status = cmd.status().with_context(|| format!("cannot start {shown}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {shown}"))?;
     if !status.success() {
         bail!("{shown} failed ({status})");
     }
@@ -193,14 +195,30 @@ fn test(root: &Path) -> Result<()> {
         let ok = run_cmd(cmd).map_err(|e| eprintln!("xtask: {e:#}")).is_ok();
         results.push((name, ok));
     };
-    check("cargo fmt --check", cargo().args(["fmt", "--all", "--check"]));
+    check(
+        "cargo fmt --check",
+        cargo().args(["fmt", "--all", "--check"]),
+    );
     check(
         "shared builds for wasm32",
-        cargo().args(["check", "-p", "kokushi-shared", "--target", "wasm32-unknown-unknown"]),
+        cargo().args([
+            "check",
+            "-p",
+            "kokushi-shared",
+            "--target",
+            "wasm32-unknown-unknown",
+        ]),
     );
     check(
         "clippy (host)",
-        cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+        cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
     );
     check(
         "clippy (frontend, wasm32)",
@@ -232,13 +250,21 @@ fn test(root: &Path) -> Result<()> {
             .env("KOKUSHI_DATA", root.join("../shared/data")),
     );
     drop(services);
-    let failed: Vec<&str> = results.iter().filter(|(_, ok)| !ok).map(|(n, _)| *n).collect();
+    let failed: Vec<&str> = results
+        .iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(n, _)| *n)
+        .collect();
     println!(
         "xtask test: {} of {} steps passed in {:.0} s{}",
         results.len() - failed.len(),
         results.len(),
         started.elapsed().as_secs_f64(),
-        if failed.is_empty() { String::new() } else { format!("; failed: {}", failed.join(", ")) }
+        if failed.is_empty() {
+            String::new()
+        } else {
+            format!("; failed: {}", failed.join(", "))
+        }
     );
     if !failed.is_empty() {
         bail!("{} step(s) failed", failed.len());

@@ -46,7 +46,10 @@ impl Services {
         loop {
             if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
                 let mut buf = [0u8; 7];
-                if s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n" {
+                if s.write_all(b"PING\r\n").is_ok()
+                    && s.read_exact(&mut buf).is_ok()
+                    && &buf == b"+PONG\r\n"
+                {
                     break;
                 }
             }
@@ -83,7 +86,13 @@ impl Services {
         }
         run_cmd(
             pg("initdb")
-                .args(["--auth=trust", "--username=postgres", "--encoding=UTF8", "--no-sync", "-D"])
+                .args([
+                    "--auth=trust",
+                    "--username=postgres",
+                    "--encoding=UTF8",
+                    "--no-sync",
+                    "-D",
+                ])
                 .arg(&data)
                 .stdout(Stdio::null()),
         )?;
@@ -116,7 +125,9 @@ fn postgres_bin() -> Result<PathBuf> {
         .filter(|p| p.join("initdb").exists())
         .collect();
     versions.sort();
-    versions.pop().context("no PostgreSQL server binaries under /usr/lib/postgresql")
+    versions
+        .pop()
+        .context("no PostgreSQL server binaries under /usr/lib/postgresql")
 }
 
 impl Drop for Services {

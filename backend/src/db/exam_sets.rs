@@ -33,17 +33,19 @@ impl Db {
     ) -> Result<(ExamSetSummary, bool), DbError> {
         let hash = content_hash(questions);
         let mut tx = self.pool.begin().await?;
-        let existing = sqlx::query("SELECT id FROM exam_sets WHERE name = $1 AND content_hash = $2")
-            .bind(name)
-            .bind(&hash)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let existing =
+            sqlx::query("SELECT id FROM exam_sets WHERE name = $1 AND content_hash = $2")
+                .bind(name)
+                .bind(&hash)
+                .fetch_optional(&mut *tx)
+                .await?;
         if let Some(row) = existing {
             tx.rollback().await?;
             let id: i64 = row.try_get("id")?;
-            let summary = self.exam_set(id).await?.ok_or_else(|| {
-                corrupt("exam_sets", "id", format!("exam set {id} vanished"))
-            })?;
+            let summary = self
+                .exam_set(id)
+                .await?
+                .ok_or_else(|| corrupt("exam_sets", "id", format!("exam set {id} vanished")))?;
             return Ok((summary, false));
         }
         let id: i64 = sqlx::query(

@@ -68,12 +68,14 @@ impl Db {
         let mut questions = Vec::with_capacity(take);
         for (position, row) in rows.iter().take(take).enumerate() {
             let problem_id: String = row.try_get("problem_id")?;
-            sqlx::query("INSERT INTO run_questions (run_id, position, problem_id) VALUES ($1, $2, $3)")
-                .bind(run_id)
-                .bind(i64::try_from(position).unwrap_or(i64::MAX))
-                .bind(&problem_id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO run_questions (run_id, position, problem_id) VALUES ($1, $2, $3)",
+            )
+            .bind(run_id)
+            .bind(i64::try_from(position).unwrap_or(i64::MAX))
+            .bind(&problem_id)
+            .execute(&mut *tx)
+            .await?;
             let q = question_from_body(&row.try_get::<String, _>("body")?)?;
             questions.push(JobQuestion {
                 problem_id,
@@ -174,10 +176,9 @@ impl Db {
         ))
         .fetch_all(&self.pool)
         .await?;
-        let answers =
-            sqlx::query("SELECT run_id, correct, unparsed, points FROM answers")
-                .fetch_all(&self.pool)
-                .await?;
+        let answers = sqlx::query("SELECT run_id, correct, unparsed, points FROM answers")
+            .fetch_all(&self.pool)
+            .await?;
         let mut tallies: HashMap<i64, Tally> = HashMap::new();
         for a in answers {
             tallies.entry(a.try_get("run_id")?).or_default().add(
@@ -228,15 +229,24 @@ impl Db {
                 Some(raw_output) => {
                     let correct = r.try_get::<Option<i64>, _>("correct")?.unwrap_or(0) != 0;
                     let unparsed = r.try_get::<Option<i64>, _>("unparsed")?.unwrap_or(0) != 0;
-                    tally.add(correct, unparsed, to_u32(r.try_get::<Option<i64>, _>("points")?.unwrap_or(0)));
+                    tally.add(
+                        correct,
+                        unparsed,
+                        to_u32(r.try_get::<Option<i64>, _>("points")?.unwrap_or(0)),
+                    );
                     rules_version = r.try_get("rules_version")?;
-                    let extracted: String = r.try_get::<Option<String>, _>("extracted")?.unwrap_or_default();
+                    let extracted: String = r
+                        .try_get::<Option<String>, _>("extracted")?
+                        .unwrap_or_default();
                     Some(ScoredAnswer {
                         raw_output,
                         extracted: serde_json::from_str::<Extracted>(&extracted)
                             .map_err(|e| corrupt("answers", "extracted", e))?,
                         correct,
-                        latency_ms: u64::try_from(r.try_get::<Option<i64>, _>("latency_ms")?.unwrap_or(0)).unwrap_or(0),
+                        latency_ms: u64::try_from(
+                            r.try_get::<Option<i64>, _>("latency_ms")?.unwrap_or(0),
+                        )
+                        .unwrap_or(0),
                     })
                 }
                 None => None,
@@ -259,7 +269,12 @@ impl Db {
     }
 
     /// A worker took the job.
-    pub async fn mark_running(&self, run_id: i64, worker: &str, model_info: &str) -> Result<(), DbError> {
+    pub async fn mark_running(
+        &self,
+        run_id: i64,
+        worker: &str,
+        model_info: &str,
+    ) -> Result<(), DbError> {
         let now = now_rfc3339();
         sqlx::query(
             "UPDATE runs SET status = 'running', worker = $2, model_info = $3 \
@@ -295,8 +310,8 @@ impl Db {
         };
         let question = question_from_body(&row.try_get::<String, _>("body")?)?;
         let correct = is_correct(&question.gold, &record.extracted);
-        let extracted =
-            serde_json::to_string(&record.extracted).map_err(|e| corrupt("answers", "extracted", e))?;
+        let extracted = serde_json::to_string(&record.extracted)
+            .map_err(|e| corrupt("answers", "extracted", e))?;
         sqlx::query(
             "INSERT INTO answers (run_id, problem_id, raw_output, extracted, rules_version, correct, \
                                   unparsed, points, prompt_tokens, generated_tokens, latency_ms, created_at) \
@@ -322,7 +337,11 @@ impl Db {
 
     /// The worker finished the job (`error` is `None`) or gave up on it.
     pub async fn finish_run(&self, run_id: i64, error: Option<&str>) -> Result<(), DbError> {
-        let status = if error.is_some() { RunStatus::Failed } else { RunStatus::Succeeded };
+        let status = if error.is_some() {
+            RunStatus::Failed
+        } else {
+            RunStatus::Succeeded
+        };
         let now = now_rfc3339();
         sqlx::query(
             "UPDATE runs SET status = $2, error = $3, finished_at = $4 \
