@@ -79,13 +79,19 @@ pub fn ensure_wasm_bindgen(root: &Path) -> Result<PathBuf> {
     Ok(cargo_bin)
 }
 
-/// Chromium, chromedriver, Redis and PostgreSQL from Debian, when any is missing.
+/// Chromium, chromedriver, Redis, PostgreSQL and a Japanese font from Debian, when any is
+/// missing.
 pub fn ensure_system_packages() -> Result<()> {
     let wanted = [
         ("chromium", "/usr/bin/chromium"),
         ("chromium-driver", "/usr/bin/chromedriver"),
         ("redis-server", "/usr/bin/redis-server"),
         ("postgresql", "/usr/lib/postgresql"),
+        // Without a Japanese font Chromium draws the questions as empty boxes.
+        (
+            "fonts-noto-cjk",
+            "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+        ),
     ];
     let missing: Vec<&str> = wanted
         .iter()

@@ -1,0 +1,19 @@
+//! A visible message for a failed API call, saying whether the page keeps retrying.
+
+use leptos::prelude::*;
+
+use crate::error::ApiError;
+use crate::refresh::POLL_INTERVAL_MS;
+
+#[component]
+pub fn ErrorBanner(error: ApiError) -> impl IntoView {
+    let retry = error
+        .is_transient()
+        .then(|| format!(" Retrying every {} s…", POLL_INTERVAL_MS / 1_000));
+    view! {
+        <p class="error" role="alert">
+            {error.to_string()}
+            {retry}
+        </p>
+    }
+}

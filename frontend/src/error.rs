@@ -1,0 +1,148 @@
+//! What can go wrong talking to the API, and what the user is told about it.
+//!
+//! The server's error body carries a code from the shared [`ErrorCode`] enum; this module
+//! matches on that code to word the message and to decide whether a retry can help. It does
+//! no I/O, so it is tested on the host.
+
+use std::fmt;
+
+use kokushi_shared::api::{ApiErrorBody, ErrorCode};
+
+/// A failed API call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApiError {
+    /// The request got no HTTP answer (server down, network gone). The browser's fetch reports
+    /// nothing but a message, so that is all this keeps.
+    Network { message: String },
+    /// The server answered with an error status; `body` is its error body when it sent one.
+    Status {
+        status: u16,
+        body: Option<ApiErrorBody>,
+    },
+    /// The server answered with a success status but a body this app cannot read.
+    Decode { status: u16, message: String },
+}
+
+impl ApiError {
+    /// Whether asking again later may succeed: network trouble and server-side failures, but not
+    /// a refused request (a missing run stays missing).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ApiError::Network { .. } => true,
+            ApiError::Status { status, body } => {
+                let code = body.as_ref().map(|b| b.code);
+                *status >= 500 || *status == 429 || code == Some(ErrorCode::Unavailable)
+            }
+            ApiError::Decode { .. } => false,
+        }
+    }
+
+    /// Whether the thing asked for does not exist.
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            ApiError::Status { status, body } => {
+                *status == 404 || body.as_ref().is_some_and(|b| b.code == ErrorCode::NotFound)
+            }
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ApiError::Network { message } => {
+                write!(f, "Cannot reach the Kokushi server ({message}).")
+            }
+            ApiError::Status {
+                status,
+                body: Some(body),
+            } => {
+                let what = match body.code {
+                    ErrorCode::NotFound => "Not found",
+                    ErrorCode::Unavailable => "The server is unavailable right now",
+                    ErrorCode::Internal => "The server failed",
+                    ErrorCode::BadRequest
+                    | ErrorCode::InvalidExamSet
+                    | ErrorCode::PayloadTooLarge => "The server refused the request",
+                };
+                write!(f, "{what}: {} (HTTP {status})", body.message)
+            }
+            ApiError::Status { status, body: None } => {
+                write!(
+                    f,
+                    "The server answered HTTP {status} without an explanation."
+                )
+            }
+            ApiError::Decode { status, message } => write!(
+                f,
+                "The server sent a reply this page cannot read (HTTP {status}): {message}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(status: u16, code: Option<ErrorCode>) -> ApiError {
+        ApiError::Status {
+            status,
+            body: code.map(|code| ApiErrorBody {
+                code,
+                message: "run 9 does not exist".to_owned(),
+                details: Vec::new(),
+            }),
+        }
+    }
+
+    #[test]
+    fn only_network_and_server_side_failures_are_worth_retrying() {
+        let cases = [
+            (
+                ApiError::Network {
+                    message: "Failed to fetch".into(),
+                },
+                true,
+            ),
+            (status(500, Some(ErrorCode::Internal)), true),
+            (status(502, None), true),
+            (status(503, Some(ErrorCode::Unavailable)), true),
+            (status(429, None), true),
+            (status(404, Some(ErrorCode::NotFound)), false),
+            (status(400, Some(ErrorCode::BadRequest)), false),
+            (
+                ApiError::Decode {
+                    status: 200,
+                    message: "expected a list".into(),
+                },
+                false,
+            ),
+        ];
+        for (error, expected) in cases {
+            assert_eq!(error.is_transient(), expected, "{error:?}");
+        }
+    }
+
+    #[test]
+    fn a_not_found_body_reads_as_not_found_with_the_servers_message() {
+        let error = status(404, Some(ErrorCode::NotFound));
+        assert!(error.is_not_found());
+        assert_eq!(
+            error.to_string(),
+            "Not found: run 9 does not exist (HTTP 404)"
+        );
+    }
+
+    #[test]
+    fn an_error_without_a_body_still_names_the_status() {
+        assert_eq!(
+            status(502, None).to_string(),
+            "The server answered HTTP 502 without an explanation."
+        );
+        assert!(!status(502, None).is_not_found());
+    }
+}

@@ -1,0 +1,206 @@
+//! How numbers and answers are written on the page: percentages, counts, latencies, shortened
+//! question text and the outcome of a question.
+//!
+//! Pure functions only, tested on the host; components call them and never format by hand.
+
+use kokushi_shared::api::QuestionResult;
+use kokushi_shared::extract::Extracted;
+use kokushi_shared::metric::Tally;
+
+/// Shown where there is no value yet.
+pub const NONE: &str = "—";
+
+/// A ratio in 0..=1 as a percentage with one decimal: `0.15` → `15.0%`.
+pub fn percent(ratio: f64) -> String {
+    format!("{:.1}%", ratio * 100.0)
+}
+
+/// Accuracy over the answered questions with its counts, e.g. `15.0% (3/20)`; [`NONE`] before
+/// the first answer.
+pub fn accuracy(tally: &Tally) -> String {
+    match tally.accuracy() {
+        Some(ratio) => format!("{} ({}/{})", percent(ratio), tally.correct, tally.answered),
+        None => NONE.to_owned(),
+    }
+}
+
+/// Points earned out of the points of the answered questions, e.g. `12/20`.
+pub fn points(tally: &Tally) -> String {
+    format!("{}/{}", tally.points, tally.points_possible)
+}
+
+/// Questions answered out of the questions in the run, e.g. `3/20`.
+pub fn progress(answered: u32, total: u32) -> String {
+    format!("{answered}/{total}")
+}
+
+/// A model's answer time: milliseconds below one second, else seconds with one decimal.
+pub fn latency(ms: u64) -> String {
+    if ms < 1_000 {
+        format!("{ms} ms")
+    } else {
+        // Integer tenths, rounded half up, so no float formatting is needed.
+        let tenths = ms.saturating_add(50) / 100;
+        format!("{}.{} s", tenths / 10, tenths % 10)
+    }
+}
+
+/// The parsed answer as shown in the table; an answer the rules could not read says so.
+pub fn parsed_answer(extracted: &Extracted) -> String {
+    if extracted.is_unparsed() {
+        "parse failed".to_owned()
+    } else {
+        extracted.display()
+    }
+}
+
+/// `text` cut to at most `max_chars` characters with an ellipsis, or `None` when it already
+/// fits. Counts characters, not bytes, so Japanese text is never cut inside a character.
+pub fn shorten(text: &str, max_chars: usize) -> Option<String> {
+    let text = text.trim();
+    if text.chars().count() <= max_chars {
+        return None;
+    }
+    let kept: String = text.chars().take(max_chars.saturating_sub(1)).collect();
+    Some(format!("{}…", kept.trim_end()))
+}
+
+/// Where a question of a run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Waiting,
+    Correct,
+    Wrong,
+}
+
+impl Outcome {
+    pub fn of(question: &QuestionResult) -> Self {
+        match &question.answer {
+            None => Outcome::Waiting,
+            Some(answer) if answer.correct => Outcome::Correct,
+            Some(_) => Outcome::Wrong,
+        }
+    }
+
+    /// The CSS class of the mark.
+    pub fn class(self) -> &'static str {
+        match self {
+            Outcome::Waiting => "waiting",
+            Outcome::Correct => "correct",
+            Outcome::Wrong => "wrong",
+        }
+    }
+
+    /// The mark itself.
+    pub fn mark(self) -> &'static str {
+        match self {
+            Outcome::Waiting => "waiting",
+            Outcome::Correct => "✓",
+            Outcome::Wrong => "✗",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kokushi_shared::Gold;
+    use kokushi_shared::api::ScoredAnswer;
+
+    use super::*;
+
+    fn tally(answered: u32, correct: u32) -> Tally {
+        Tally {
+            answered,
+            correct,
+            parse_failures: 0,
+            points: correct * 3,
+            points_possible: answered * 3,
+        }
+    }
+
+    #[test]
+    fn accuracy_shows_the_percentage_with_its_counts() {
+        let cases = [
+            (tally(20, 3), "15.0% (3/20)"),
+            (tally(3, 2), "66.7% (2/3)"),
+            (tally(8, 1), "12.5% (1/8)"),
+            (tally(4, 4), "100.0% (4/4)"),
+            (tally(5, 0), "0.0% (0/5)"),
+            (tally(0, 0), "—"),
+        ];
+        for (t, expected) in cases {
+            assert_eq!(accuracy(&t), expected, "{t:?}");
+        }
+    }
+
+    #[test]
+    fn points_and_progress_are_fractions() {
+        assert_eq!(points(&tally(20, 3)), "9/60");
+        assert_eq!(progress(3, 20), "3/20");
+    }
+
+    #[test]
+    fn latency_switches_to_seconds_at_one_second() {
+        let cases = [
+            (0, "0 ms"),
+            (850, "850 ms"),
+            (999, "999 ms"),
+            (1_000, "1.0 s"),
+            (12_340, "12.3 s"),
+            (12_350, "12.4 s"),
+            (1_960, "2.0 s"),
+        ];
+        for (ms, expected) in cases {
+            assert_eq!(latency(ms), expected, "{ms}");
+        }
+    }
+
+    #[test]
+    fn an_unparsed_answer_reads_parse_failed() {
+        assert_eq!(parsed_answer(&Extracted::Unparsed), "parse failed");
+        assert_eq!(
+            parsed_answer(&Extracted::Letters {
+                letters: vec!['b', 'd']
+            }),
+            "b,d"
+        );
+        assert_eq!(
+            parsed_answer(&Extracted::Number { value: "26".into() }),
+            "26"
+        );
+    }
+
+    #[test]
+    fn shortening_counts_characters_and_leaves_short_text_alone() {
+        assert_eq!(shorten("短い問題文", 10), None);
+        assert_eq!(
+            shorten("六十歳の男性。三日前からの発熱を主訴に来院した。", 8),
+            Some("六十歳の男性。…".to_owned())
+        );
+        assert_eq!(shorten("  padded  ", 6), None);
+        assert_eq!(shorten("abcdefgh", 4), Some("abc…".to_owned()));
+    }
+
+    #[test]
+    fn a_question_is_waiting_until_answered_then_correct_or_wrong() {
+        let mut question = QuestionResult {
+            problem_id: "116A1".into(),
+            text: "問題".into(),
+            choices: vec!["甲".into(), "乙".into()],
+            gold: Gold::Letters { letters: vec!['a'] },
+            points: 1,
+            answer: None,
+        };
+        assert_eq!(Outcome::of(&question), Outcome::Waiting);
+        let answer = |correct| ScoredAnswer {
+            raw_output: "a".into(),
+            extracted: Extracted::Letters { letters: vec!['a'] },
+            correct,
+            latency_ms: 10,
+        };
+        question.answer = Some(answer(true));
+        assert_eq!(Outcome::of(&question).class(), "correct");
+        question.answer = Some(answer(false));
+        assert_eq!(Outcome::of(&question).mark(), "✗");
+    }
+}
