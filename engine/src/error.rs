@@ -1,0 +1,135 @@
+//! The engine's one error type, [`EngineError`].
+//!
+//! Error policy: every variant names what is at fault — the model file, the metadata key, the
+//! tensor, or the lengths that did not fit — so that a message shown in the portal is enough to
+//! act on. Underlying errors (I/O, candle, tokenizers) travel as `#[source]` and are never
+//! flattened into strings; callers that want the whole story walk the `source()` chain.
+
+use std::path::PathBuf;
+
+/// Anything that can go wrong while loading a model or generating text.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The model file could not be opened or read.
+    #[error("cannot read model file {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The file is not a GGUF file candle can parse (bad magic, truncated header, ...).
+    #[error("{path} is not a readable GGUF file")]
+    Gguf {
+        path: PathBuf,
+        #[source]
+        source: Box<candle_core::Error>,
+    },
+
+    /// A metadata key the engine needs is absent.
+    #[error("{path}: GGUF metadata key `{key}` is missing")]
+    MissingMetadata { path: PathBuf, key: String },
+
+    /// A metadata key is present but holds a value of the wrong type or range.
+    #[error("{path}: GGUF metadata key `{key}` should be {expected}, found {found}")]
+    InvalidMetadata {
+        path: PathBuf,
+        key: String,
+        expected: &'static str,
+        found: String,
+    },
+
+    /// `general.architecture` names a model family this engine cannot run.
+    #[error(
+        "{path}: model architecture `{found}` (general.architecture) is not supported; \
+         supported architectures: {supported}"
+    )]
+    UnsupportedArchitecture {
+        path: PathBuf,
+        found: String,
+        supported: String,
+    },
+
+    /// `tokenizer.ggml.model` names a vocabulary type this engine cannot build yet.
+    #[error(
+        "{path}: tokenizer model `{found}` (tokenizer.ggml.model) is not supported; \
+         supported tokenizer models: {supported}"
+    )]
+    UnsupportedTokenizer {
+        path: PathBuf,
+        found: String,
+        supported: String,
+    },
+
+    /// The vocabulary in the metadata could not be turned into a tokenizer.
+    #[error("{path}: cannot build the tokenizer from GGUF metadata ({what})")]
+    TokenizerBuild {
+        path: PathBuf,
+        what: String,
+        #[source]
+        source: tokenizers::Error,
+    },
+
+    /// A tensor could not be read or requantized at load time.
+    #[error("{path}: cannot prepare tensor `{tensor}`")]
+    Tensor {
+        path: PathBuf,
+        tensor: String,
+        #[source]
+        source: Box<candle_core::Error>,
+    },
+
+    /// candle refused to assemble the model from the (possibly requantized) tensors.
+    #[error("{path}: cannot build the Llama model weights")]
+    Weights {
+        path: PathBuf,
+        #[source]
+        source: Box<candle_core::Error>,
+    },
+
+    /// The requested compute device is not available in this build or on this machine.
+    #[error("device {device} is not available")]
+    Device {
+        device: String,
+        #[source]
+        source: Box<candle_core::Error>,
+    },
+
+    /// The prompt could not be tokenized, or generated ids could not be decoded.
+    #[error("tokenizer failed while {what}")]
+    Tokenize {
+        what: &'static str,
+        #[source]
+        source: tokenizers::Error,
+    },
+
+    /// The prompt encodes to zero tokens, so there is nothing to condition on.
+    #[error("the prompt is empty: it encodes to zero tokens")]
+    EmptyPrompt,
+
+    /// The prompt alone does not fit into the model's context window.
+    #[error(
+        "the prompt is {prompt_tokens} tokens long but the model's context holds only \
+         {context_length} tokens"
+    )]
+    PromptTooLong {
+        prompt_tokens: usize,
+        context_length: usize,
+    },
+
+    /// A forward pass of the model failed.
+    #[error("the model's forward pass failed at position {position}")]
+    Forward {
+        position: usize,
+        #[source]
+        source: Box<candle_core::Error>,
+    },
+
+    /// The test fixture could not be built or written.
+    #[error("cannot write the fixture model {path}")]
+    Fixture {
+        path: PathBuf,
+        #[source]
+        source: Box<candle_core::Error>,
+    },
+}

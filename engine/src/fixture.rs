@@ -1,0 +1,396 @@
+//! Tiny, seeded, random Llama models written as real GGUF files, for tests.
+//!
+//! Tests in this crate and the end-to-end tests of other crates load these instead of
+//! downloading anything. The file has everything a real llama.cpp GGUF has that the engine reads:
+//! `llama.*` hyper-parameters, a byte-level BPE vocabulary (the 256 GPT-2 byte tokens, a few
+//! merges, and `<|endoftext|>`, `<|im_start|>`, `<|im_end|>` as control tokens), a ChatML
+//! template, and tensors named as llama.cpp names them.
+//!
+//! The weights are random, but shaped so greedy decoding is never degenerate: channel 0 of the
+//! residual stream is a constant that no layer writes to, and the output head uses it to push
+//! control tokens and non-printable bytes far down. A fixture model therefore writes printable
+//! ASCII and never stops at EOS on its own; tests of stopping use `max_new_tokens` or stop strings.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use candle_core::quantized::gguf_file::{self, Value};
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{Device, Tensor};
+
+use crate::EngineError;
+
+/// Hyper-parameters of the fixture model.
+pub const EMBEDDING_LENGTH: usize = 64;
+pub const BLOCK_COUNT: usize = 2;
+pub const HEAD_COUNT: usize = 4;
+pub const HEAD_COUNT_KV: usize = 2;
+pub const FEED_FORWARD_LENGTH: usize = 128;
+pub const CONTEXT_LENGTH: usize = 1024;
+
+/// The control tokens, in vocabulary order after the bytes and merges.
+pub const END_OF_TEXT: &str = "<|endoftext|>";
+pub const IM_START: &str = "<|im_start|>";
+pub const IM_END: &str = "<|im_end|>";
+
+/// The BPE merges of the fixture vocabulary, in rank order (GPT-2 byte spelling: `Ġ` is a space).
+const MERGES: [(&str, &str); 10] = [
+    ("Ġ", "t"),
+    ("h", "e"),
+    ("Ġt", "he"),
+    ("i", "n"),
+    ("e", "r"),
+    ("a", "n"),
+    ("o", "n"),
+    ("Ġ", "a"),
+    ("r", "e"),
+    ("i", "s"),
+];
+
+/// How the fixture's 2-D weight matrices are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FixtureWeights {
+    /// Plain `f32`, as a converted but unquantized model.
+    F32,
+    /// `Q4_1`, the format that the engine requantizes to `Q8_0` at load.
+    Q4_1,
+}
+
+/// What to write; [`FixtureSpec::tiny_llama`] is the normal fixture, the other fields let tests
+/// write files the engine must refuse.
+#[derive(Debug, Clone)]
+pub struct FixtureSpec {
+    /// Seed of the weights; the same seed always gives the same bytes.
+    pub seed: u64,
+    /// Written as `general.architecture`.
+    pub architecture: String,
+    /// Written as `tokenizer.ggml.model`.
+    pub tokenizer_model: String,
+    pub weights: FixtureWeights,
+}
+
+impl FixtureSpec {
+    /// The standard tiny Llama with `f32` weights.
+    pub fn tiny_llama(seed: u64) -> Self {
+        Self {
+            seed,
+            architecture: "llama".to_owned(),
+            tokenizer_model: "gpt2".to_owned(),
+            weights: FixtureWeights::F32,
+        }
+    }
+}
+
+/// Writes the standard tiny Llama (`f32` weights) for `seed` to `path`.
+pub fn write_tiny_llama_gguf(path: &Path, seed: u64) -> Result<(), EngineError> {
+    write_gguf(path, &FixtureSpec::tiny_llama(seed))
+}
+
+/// Writes the fixture described by `spec` to `path`.
+pub fn write_gguf(path: &Path, spec: &FixtureSpec) -> Result<(), EngineError> {
+    let fixture_error = |source: candle_core::Error| EngineError::Fixture {
+        path: path.to_path_buf(),
+        source: Box::new(source),
+    };
+    let vocab = vocabulary();
+    let tensors = tensors(spec, &vocab).map_err(fixture_error)?;
+    let metadata = metadata(spec, &vocab);
+
+    let file = File::create(path).map_err(|source| EngineError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut writer = BufWriter::new(file);
+    let metadata_refs: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (*k, v)).collect();
+    let tensor_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, t)| (k.as_str(), t)).collect();
+    gguf_file::write(&mut writer, &metadata_refs, &tensor_refs).map_err(fixture_error)?;
+    writer.flush().map_err(|source| EngineError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The fixture vocabulary: token strings and whether each must be kept out of the output.
+struct Vocabulary {
+    tokens: Vec<String>,
+    /// llama.cpp token types: 1 = normal, 3 = control.
+    types: Vec<i32>,
+    /// Tokens the output head pushes down: control tokens and non-printable bytes.
+    suppressed: Vec<bool>,
+    end_of_text: u32,
+}
+
+fn vocabulary() -> Vocabulary {
+    let byte_chars = gpt2_byte_chars();
+    let mut tokens: Vec<String> = byte_chars.iter().map(char::to_string).collect();
+    let mut suppressed: Vec<bool> = (0..=255u8)
+        .map(|b| !(b == b'\n' || (0x20..0x7f).contains(&b)))
+        .collect();
+    for (left, right) in MERGES {
+        tokens.push(format!("{left}{right}"));
+        suppressed.push(false);
+    }
+    let mut types = vec![1; tokens.len()];
+    let end_of_text = tokens.len() as u32;
+    for special in [END_OF_TEXT, IM_START, IM_END] {
+        tokens.push(special.to_owned());
+        types.push(3);
+        suppressed.push(true);
+    }
+    Vocabulary {
+        tokens,
+        types,
+        suppressed,
+        end_of_text,
+    }
+}
+
+/// GPT-2's reversible byte → printable character table (`bytes_to_unicode` in its encoder):
+/// printable Latin-1 bytes stand for themselves, the rest are shifted past U+0100.
+pub(crate) fn gpt2_byte_chars() -> [char; 256] {
+    let mut table = ['\0'; 256];
+    let mut shifted = 0u32;
+    for byte in 0..=255u8 {
+        let printable = matches!(byte, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
+        let code = if printable {
+            u32::from(byte)
+        } else {
+            shifted += 1;
+            255 + shifted
+        };
+        table[usize::from(byte)] = char::from_u32(code).unwrap_or('\u{FFFD}');
+    }
+    table
+}
+
+fn metadata(spec: &FixtureSpec, vocab: &Vocabulary) -> Vec<(&'static str, Value)> {
+    let u32_value = |v: usize| Value::U32(v as u32);
+    let file_type = match spec.weights {
+        FixtureWeights::F32 => 0,
+        FixtureWeights::Q4_1 => 3,
+    };
+    vec![
+        (
+            "general.architecture",
+            Value::String(spec.architecture.clone()),
+        ),
+        (
+            "general.name",
+            Value::String("Kokushi tiny llama fixture".to_owned()),
+        ),
+        ("general.file_type", Value::U32(file_type)),
+        ("general.quantization_version", Value::U32(2)),
+        ("llama.context_length", u32_value(CONTEXT_LENGTH)),
+        ("llama.embedding_length", u32_value(EMBEDDING_LENGTH)),
+        ("llama.block_count", u32_value(BLOCK_COUNT)),
+        ("llama.feed_forward_length", u32_value(FEED_FORWARD_LENGTH)),
+        ("llama.attention.head_count", u32_value(HEAD_COUNT)),
+        ("llama.attention.head_count_kv", u32_value(HEAD_COUNT_KV)),
+        (
+            "llama.rope.dimension_count",
+            u32_value(EMBEDDING_LENGTH / HEAD_COUNT),
+        ),
+        ("llama.rope.freq_base", Value::F32(10_000.0)),
+        ("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5)),
+        ("llama.vocab_size", u32_value(vocab.tokens.len())),
+        (
+            "tokenizer.ggml.model",
+            Value::String(spec.tokenizer_model.clone()),
+        ),
+        ("tokenizer.ggml.pre", Value::String("gpt2".to_owned())),
+        (
+            "tokenizer.ggml.tokens",
+            Value::Array(vocab.tokens.iter().cloned().map(Value::String).collect()),
+        ),
+        (
+            "tokenizer.ggml.token_type",
+            Value::Array(vocab.types.iter().copied().map(Value::I32).collect()),
+        ),
+        (
+            "tokenizer.ggml.merges",
+            Value::Array(
+                MERGES
+                    .iter()
+                    .map(|(l, r)| Value::String(format!("{l} {r}")))
+                    .collect(),
+            ),
+        ),
+        ("tokenizer.ggml.bos_token_id", Value::U32(vocab.end_of_text)),
+        ("tokenizer.ggml.eos_token_id", Value::U32(vocab.end_of_text)),
+        ("tokenizer.ggml.add_bos_token", Value::Bool(false)),
+        (
+            "tokenizer.chat_template",
+            Value::String(
+                "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + \
+                 message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}\
+                 {% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+                    .to_owned(),
+            ),
+        ),
+    ]
+}
+
+/// All tensors, named as llama.cpp names them.
+fn tensors(spec: &FixtureSpec, vocab: &Vocabulary) -> candle_core::Result<Vec<(String, QTensor)>> {
+    let mut rng = SplitMix64(spec.seed);
+    let n_vocab = vocab.tokens.len();
+    let e = EMBEDDING_LENGTH;
+    let kv = EMBEDDING_LENGTH / HEAD_COUNT * HEAD_COUNT_KV;
+    let f = FEED_FORWARD_LENGTH;
+    let ones = || Tensor::ones(e, candle_core::DType::F32, &Device::Cpu);
+    // Weights of about unit gain; queries and keys 4× larger so attention is peaked and the
+    // output depends on the prompt rather than being an average of it.
+    let gain = |fan_in: usize| 1.0 / (fan_in as f32).sqrt();
+
+    let mut out: Vec<(String, Tensor)> = Vec::new();
+    // Channel 0 of every embedding is the constant the output head reads (see the module doc).
+    let mut embedding = rng.matrix(n_vocab, e, 1.0);
+    embedding.iter_mut().step_by(e).for_each(|v| *v = 1.0);
+    out.push((
+        "token_embd.weight".to_owned(),
+        matrix(embedding, n_vocab, e)?,
+    ));
+    for layer in 0..BLOCK_COUNT {
+        let mut add = |part: &str, tensor| out.push((format!("blk.{layer}.{part}.weight"), tensor));
+        add("attn_norm", ones()?);
+        add("attn_q", matrix(rng.matrix(e, e, 4.0 * gain(e)), e, e)?);
+        add("attn_k", matrix(rng.matrix(kv, e, 4.0 * gain(e)), kv, e)?);
+        add("attn_v", matrix(rng.matrix(kv, e, gain(e)), kv, e)?);
+        add(
+            "attn_output",
+            matrix(zero_row0(rng.matrix(e, e, gain(e)), e), e, e)?,
+        );
+        add("ffn_norm", ones()?);
+        add("ffn_gate", matrix(rng.matrix(f, e, gain(e)), f, e)?);
+        add("ffn_up", matrix(rng.matrix(f, e, gain(e)), f, e)?);
+        add(
+            "ffn_down",
+            matrix(zero_row0(rng.matrix(e, f, gain(f)), f), e, f)?,
+        );
+    }
+    out.push(("output_norm.weight".to_owned(), ones()?));
+    let mut head = rng.matrix(n_vocab, e, 1.0);
+    for (row, suppressed) in vocab.suppressed.iter().enumerate() {
+        head[row * e] = if *suppressed { -16.0 } else { 0.0 };
+    }
+    out.push(("output.weight".to_owned(), matrix(head, n_vocab, e)?));
+
+    out.into_iter()
+        .map(|(name, tensor)| {
+            let dtype = match (spec.weights, tensor.rank()) {
+                (FixtureWeights::Q4_1, 2) => GgmlDType::Q4_1,
+                _ => GgmlDType::F32,
+            };
+            QTensor::quantize(&tensor, dtype).map(|q| (name, q))
+        })
+        .collect()
+}
+
+/// Zeroes output channel 0 of a `(rows, cols)` projection so no layer writes to it.
+fn zero_row0(mut values: Vec<f32>, cols: usize) -> Vec<f32> {
+    values[..cols].fill(0.0);
+    values
+}
+
+fn matrix(values: Vec<f32>, rows: usize, cols: usize) -> candle_core::Result<Tensor> {
+    Tensor::from_vec(values, (rows, cols), &Device::Cpu)
+}
+
+/// splitmix64: a tiny, well-mixed PRNG, enough for reproducible test weights.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `[-scale, scale)`.
+    fn uniform(&mut self, scale: f32) -> f32 {
+        // The top 24 bits give every representable step of an f32 in [0, 1).
+        let unit = (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32;
+        (2.0 * unit - 1.0) * scale
+    }
+
+    fn matrix(&mut self, rows: usize, cols: usize, scale: f32) -> Vec<f32> {
+        (0..rows * cols).map(|_| self.uniform(scale)).collect()
+    }
+}
+
+/// Writes the fixture `spec` into a fresh temporary directory and loads it; the directory must
+/// outlive the model's use in the test.
+#[cfg(test)]
+pub(crate) fn load(
+    spec: &FixtureSpec,
+    opts: &crate::LoadOptions,
+) -> (tempfile::TempDir, crate::Model) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("fixture.gguf");
+    write_gguf(&path, spec).expect("fixture is written");
+    let model = crate::Model::load(&path, opts).expect("fixture loads");
+    (dir, model)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_byte_table_is_a_bijection_that_keeps_printable_ascii() {
+        // Arrange
+        let table = gpt2_byte_chars();
+
+        // Act
+        let mut distinct = table.to_vec();
+        distinct.sort_unstable();
+        distinct.dedup();
+
+        // Assert
+        assert_eq!(distinct.len(), 256);
+        assert_eq!(table[usize::from(b'A')], 'A');
+        assert_eq!(table[usize::from(b' ')], 'Ġ');
+        assert_eq!(table[usize::from(b'\n')], 'Ċ');
+    }
+
+    #[test]
+    fn the_same_seed_writes_identical_files_and_another_seed_does_not() {
+        // Arrange
+        let dir = tempfile::tempdir().expect("temp dir");
+        let paths = ["a.gguf", "b.gguf", "c.gguf"].map(|n| dir.path().join(n));
+
+        // Act
+        write_tiny_llama_gguf(&paths[0], 7).expect("write a");
+        write_tiny_llama_gguf(&paths[1], 7).expect("write b");
+        write_tiny_llama_gguf(&paths[2], 8).expect("write c");
+
+        // Assert
+        let bytes = paths.map(|p| std::fs::read(p).expect("read back"));
+        assert_eq!(bytes[0], bytes[1]);
+        assert_ne!(bytes[0], bytes[2]);
+    }
+
+    #[test]
+    fn the_q4_1_fixture_stores_matrices_as_q4_1_and_norms_as_f32() {
+        // Arrange
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("q.gguf");
+        let spec = FixtureSpec {
+            weights: FixtureWeights::Q4_1,
+            ..FixtureSpec::tiny_llama(1)
+        };
+
+        // Act
+        write_gguf(&path, &spec).expect("write");
+
+        // Assert
+        let (content, _) = crate::gguf::read_content(&path).expect("read back");
+        let dtype = |name: &str| content.tensor_infos[name].ggml_dtype;
+        assert_eq!(dtype("blk.0.attn_q.weight"), GgmlDType::Q4_1);
+        assert_eq!(dtype("output.weight"), GgmlDType::Q4_1);
+        assert_eq!(dtype("blk.1.ffn_norm.weight"), GgmlDType::F32);
+    }
+}

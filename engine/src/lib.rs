@@ -1,0 +1,29 @@
+//! Kokushi's inference engine: load a GGUF model of the Llama family and generate text greedily.
+//!
+//! The engine wraps candle's `quantized_llama` with what evaluation needs: a tokenizer built
+//! from the GGUF metadata alone, a load path that refuses what it cannot run with a message
+//! naming the file and the field, optional `Q4 → Q8_0` requantization for fast CPU kernels, and
+//! a deterministic generation loop with stop strings and timings.
+//!
+//! Architecture invariants: the engine never downloads anything (models arrive as paths, tests
+//! use [`fixture`]); it never samples (greedy only, so an evaluation run is reproducible); it
+//! holds no global state of its own — one [`Model`] is one independent model.
+//!
+//! Threading: candle sizes its CPU thread pools once per process, at first use, from
+//! `CANDLE_NUM_THREADS` (else `RAYON_NUM_THREADS`, else the number of physical cores), and its
+//! quantized kernels spin-wait on their helper threads. Setting environment variables is
+//! `unsafe` in Rust 2024, so this library cannot choose for you: set `CANDLE_NUM_THREADS` in the
+//! worker's environment. On a quiet 2-core machine 2 threads are fastest; when other processes
+//! compete for the cores, 1 thread is slower but much steadier (see the crate's smoke test).
+
+mod error;
+pub mod fixture;
+mod generate;
+mod gguf;
+mod model;
+mod requantize;
+mod tokenizer;
+
+pub use error::EngineError;
+pub use generate::{Generation, GenerationParams, StopReason};
+pub use model::{Device, LoadOptions, Model, ModelInfo};

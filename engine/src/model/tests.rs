@@ -1,0 +1,202 @@
+//! Tests of the `model` module: loading, refusing, and requantizing.
+
+use super::*;
+use crate::fixture::{self, FixtureSpec, FixtureWeights};
+
+fn write(dir: &tempfile::TempDir, spec: &FixtureSpec) -> std::path::PathBuf {
+    let path = dir.path().join("model.gguf");
+    fixture::write_gguf(&path, spec).expect("fixture is written");
+    path
+}
+
+#[test]
+fn the_fixture_loads_and_reports_its_metadata() {
+    // Arrange
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = write(&dir, &FixtureSpec::tiny_llama(1));
+
+    // Act
+    let model = Model::load(&path, &LoadOptions::default()).expect("fixture loads");
+
+    // Assert
+    let info = model.info();
+    assert_eq!(info.architecture, "llama");
+    assert_eq!(info.name.as_deref(), Some("Kokushi tiny llama fixture"));
+    assert_eq!(info.context_length, fixture::CONTEXT_LENGTH);
+    assert_eq!(info.vocab_size, 256 + 10 + 3);
+    assert_eq!(info.quantization, "F32");
+    assert_eq!(
+        info.file_size,
+        std::fs::metadata(&path).expect("stat").len()
+    );
+}
+
+#[test]
+fn a_non_llama_architecture_is_refused_with_a_message_naming_it() {
+    // Arrange
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let spec = FixtureSpec {
+        architecture: "qwen2".to_owned(),
+        ..FixtureSpec::tiny_llama(1)
+    };
+    let path = write(&dir, &spec);
+
+    // Act
+    let err = Model::load(&path, &LoadOptions::default()).expect_err("qwen2 is refused");
+
+    // Assert
+    assert!(
+        matches!(&err, EngineError::UnsupportedArchitecture { found, .. } if found == "qwen2"),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(message.contains("`qwen2`"), "{message}");
+    assert!(
+        message.contains("supported architectures: llama"),
+        "{message}"
+    );
+    assert!(message.contains("model.gguf"), "{message}");
+}
+
+#[test]
+fn a_sentencepiece_vocabulary_is_refused_until_it_is_supported() {
+    // Arrange
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let spec = FixtureSpec {
+        tokenizer_model: "llama".to_owned(),
+        ..FixtureSpec::tiny_llama(1)
+    };
+    let path = write(&dir, &spec);
+
+    // Act
+    let err = Model::load(&path, &LoadOptions::default()).expect_err("SentencePiece is refused");
+
+    // Assert
+    let message = err.to_string();
+    assert!(
+        matches!(err, EngineError::UnsupportedTokenizer { .. }),
+        "{message}"
+    );
+    assert!(message.contains("tokenizer model `llama`"), "{message}");
+    assert!(message.contains("gpt2"), "{message}");
+}
+
+#[test]
+fn files_that_cannot_be_read_as_gguf_name_the_file() {
+    // Arrange
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let not_gguf = dir.path().join("notes.txt");
+    std::fs::write(&not_gguf, "this is not a model").expect("write");
+    let missing = dir.path().join("missing.gguf");
+    let cases = [(not_gguf, "notes.txt"), (missing, "missing.gguf")];
+
+    for (path, name) in cases {
+        // Act
+        let err = Model::load(&path, &LoadOptions::default()).expect_err("refused");
+
+        // Assert
+        let message = err.to_string();
+        assert!(message.contains(name), "{message}");
+        assert!(
+            matches!(err, EngineError::Gguf { .. } | EngineError::Io { .. }),
+            "{message}"
+        );
+    }
+}
+
+#[test]
+fn requantization_leaves_f32_models_alone() {
+    // Arrange
+    let spec = FixtureSpec::tiny_llama(3);
+
+    // Act
+    let (_dir, model) = fixture::load(&spec, &LoadOptions::default());
+
+    // Assert
+    assert_eq!(model.info().quantization, "F32");
+}
+
+#[test]
+fn requantizing_q4_1_to_q8_0_keeps_the_logits_and_the_top_token() {
+    // Arrange
+    let spec = FixtureSpec {
+        weights: FixtureWeights::Q4_1,
+        // A seed whose top token leads the runner-up by more than twice the tolerance, so the
+        // comparison of top tokens means something.
+        ..FixtureSpec::tiny_llama(9)
+    };
+    let stored = LoadOptions {
+        requantize_q8_0: false,
+        ..LoadOptions::default()
+    };
+    let (_dir_a, mut q4_1) = fixture::load(&spec, &stored);
+    let (_dir_b, mut q8_0) = fixture::load(&spec, &LoadOptions::default());
+    let prompt = q4_1
+        .tokenizer()
+        .encode(
+            "<|im_start|>user\nWhich nerve is injured?<|im_end|>\n",
+            false,
+        )
+        .expect("encode")
+        .get_ids()
+        .to_vec();
+
+    // Act
+    let reference = q4_1.prefill(&prompt).expect("Q4_1 forward");
+    let requantized = q8_0.prefill(&prompt).expect("Q8_0 forward");
+
+    // Assert
+    assert_eq!(q4_1.info().quantization, "Q4_1");
+    assert_eq!(q8_0.info().quantization, "Q4_1 (requantized to Q8_0)");
+    let scale = reference.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let worst = reference
+        .iter()
+        .zip(&requantized)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    // Q8_0 stores each Q4_1 value to within 1/254 of its block's range, and both kernels round
+    // the activations to 8 bits, so the logits agree to a small fraction of their range.
+    assert!(
+        worst <= 0.02 * scale,
+        "worst |Δlogit| {worst} of max |logit| {scale}"
+    );
+    let top = |logits: &[f32]| {
+        let mut sorted: Vec<(usize, f32)> = logits.iter().copied().enumerate().collect();
+        sorted.sort_by(|a, b| b.1.total_cmp(&a.1));
+        sorted
+    };
+    let (reference_top, requantized_top) = (top(&reference), top(&requantized));
+    assert!(
+        reference_top[0].1 - reference_top[1].1 > 2.0 * worst,
+        "the fixture's top token must win by more than the tolerance"
+    );
+    assert_eq!(reference_top[0].0, requantized_top[0].0);
+}
+
+#[test]
+fn quantization_names_come_from_the_file_type_or_the_dominant_tensor_type() {
+    // Arrange
+    let cases = [
+        (0, Some("F32")),
+        (3, Some("Q4_1")),
+        (15, Some("Q4_K_M")),
+        (99, None),
+    ];
+
+    for (file_type, expected) in cases {
+        // Act
+        let name = file_type_name(file_type);
+
+        // Assert
+        assert_eq!(name, expected, "general.file_type {file_type}");
+    }
+    assert_eq!(dtype_name(GgmlDType::Q4K), "Q4_K");
+}
+
+#[test]
+fn a_model_can_be_moved_to_a_dedicated_inference_thread() {
+    // Arrange
+    fn assert_send<T: Send>() {}
+
+    // Act and Assert: this compiles only if `Model` is `Send`.
+    assert_send::<Model>();
+}

@@ -1,0 +1,239 @@
+//! Building a [`tokenizers::Tokenizer`] from the vocabulary stored in GGUF metadata.
+//!
+//! A GGUF file carries no `tokenizer.json`; llama.cpp keeps the vocabulary in `tokenizer.ggml.*`
+//! keys instead. This module owns that translation for byte-level BPE vocabularies
+//! (`tokenizer.ggml.model = "gpt2"`: GPT-2, SmolLM, Llama 3, ...). Control and user-defined tokens
+//! become added special tokens so that `<|im_start|>` in a prompt encodes to one id. It does not
+//! build SentencePiece (`"llama"`) vocabularies yet: those are refused with a clear error.
+
+use tokenizers::decoders::DecoderWrapper;
+use tokenizers::models::bpe::{BPE, Vocab};
+use tokenizers::pre_tokenizers::PreTokenizerWrapper;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::digits::Digits;
+use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::pre_tokenizers::split::Split;
+use tokenizers::processors::PostProcessorWrapper;
+use tokenizers::processors::template::TemplateProcessing;
+use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
+
+use crate::EngineError;
+use crate::gguf::Metadata;
+
+/// Tokenizer models (`tokenizer.ggml.model`) this module can build.
+const SUPPORTED_MODELS: &str = "gpt2 (byte-level BPE)";
+
+/// llama.cpp's token types (`tokenizer.ggml.token_type`) that mark special tokens.
+const TOKEN_TYPE_CONTROL: i64 = 3;
+const TOKEN_TYPE_USER_DEFINED: i64 = 4;
+
+/// End-of-turn markers of common chat templates; generation stops at any that is in the vocab.
+const END_OF_TURN_TOKENS: [&str; 3] = ["<|im_end|>", "<|eot_id|>", "<|end_of_text|>"];
+
+/// Llama 3's pre-tokenizer split pattern (`tokenizer.ggml.pre = "llama-bpe"`), as in its
+/// `tokenizer.json`.
+const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// A tokenizer together with the special ids generation needs.
+#[derive(Debug)]
+pub(crate) struct GgufTokenizer {
+    pub(crate) tokenizer: Tokenizer,
+    /// The number of entries in `tokenizer.ggml.tokens`.
+    pub(crate) vocab_size: usize,
+    /// Ids at which generation stops: EOS, EOT and known end-of-turn markers.
+    pub(crate) stop_ids: Vec<u32>,
+}
+
+/// Builds the tokenizer described by a GGUF file's `tokenizer.ggml.*` metadata.
+pub(crate) fn from_metadata(md: Metadata<'_>) -> Result<GgufTokenizer, EngineError> {
+    let model = md.string("tokenizer.ggml.model")?;
+    if model != "gpt2" {
+        return Err(EngineError::UnsupportedTokenizer {
+            path: md.path().to_path_buf(),
+            found: model.to_owned(),
+            supported: SUPPORTED_MODELS.to_owned(),
+        });
+    }
+    let tokens = md.string_array("tokenizer.ggml.tokens")?;
+    let merges = md.string_array("tokenizer.ggml.merges")?;
+    let token_types = md.opt_int_array("tokenizer.ggml.token_type")?;
+    if let Some(types) = &token_types
+        && types.len() != tokens.len()
+    {
+        return Err(EngineError::InvalidMetadata {
+            path: md.path().to_path_buf(),
+            key: "tokenizer.ggml.token_type".to_owned(),
+            expected: "one entry per token in tokenizer.ggml.tokens",
+            found: format!("{} entries for {} tokens", types.len(), tokens.len()),
+        });
+    }
+    let bos = token_id(md, "tokenizer.ggml.bos_token_id", tokens.len())?;
+    let eos = token_id(md, "tokenizer.ggml.eos_token_id", tokens.len())?;
+    let eot = token_id(md, "tokenizer.ggml.eot_token_id", tokens.len())?;
+    let add_bos = md
+        .opt_bool("tokenizer.ggml.add_bos_token")?
+        .unwrap_or(false);
+    let pre = md.opt_string("tokenizer.ggml.pre")?.unwrap_or("default");
+
+    let build_error = |what: &str, source: tokenizers::Error| EngineError::TokenizerBuild {
+        path: md.path().to_path_buf(),
+        what: what.to_owned(),
+        source,
+    };
+
+    let bpe = byte_level_bpe(md, &tokens, &merges, pre == "llama-bpe")?;
+    let mut tokenizer = Tokenizer::new(bpe);
+    let pre_tokenizer =
+        pre_tokenizer(pre).map_err(|e| build_error("pre-tokenizer split pattern", e))?;
+    tokenizer.with_pre_tokenizer(Some(pre_tokenizer));
+    tokenizer.with_decoder(Some(DecoderWrapper::ByteLevel(ByteLevel::default())));
+
+    let specials: Vec<AddedToken> = match &token_types {
+        Some(types) => tokens
+            .iter()
+            .zip(types)
+            .filter(|(_, t)| matches!(**t, TOKEN_TYPE_CONTROL | TOKEN_TYPE_USER_DEFINED))
+            .map(|(token, _)| AddedToken::from(*token, true))
+            .collect(),
+        None => Vec::new(),
+    };
+    tokenizer
+        .add_special_tokens(specials)
+        .map_err(|e| build_error("special tokens", e))?;
+
+    if add_bos && let Some(bos) = bos {
+        let processor = bos_processor(tokens[bos as usize], bos)
+            .map_err(|e| build_error("BOS post-processor", e))?;
+        tokenizer.with_post_processor(Some(PostProcessorWrapper::Template(processor)));
+    }
+
+    let mut stop_ids: Vec<u32> = eos.into_iter().chain(eot).collect();
+    for marker in END_OF_TURN_TOKENS {
+        if let Some(id) = tokenizer.token_to_id(marker) {
+            stop_ids.push(id);
+        }
+    }
+    stop_ids.sort_unstable();
+    stop_ids.dedup();
+
+    Ok(GgufTokenizer {
+        tokenizer,
+        vocab_size: tokens.len(),
+        stop_ids,
+    })
+}
+
+/// Reads an optional token id and checks it points into the vocabulary.
+fn token_id(md: Metadata<'_>, key: &str, vocab_len: usize) -> Result<Option<u32>, EngineError> {
+    let Some(id) = md.opt_usize(key)? else {
+        return Ok(None);
+    };
+    match u32::try_from(id) {
+        Ok(id32) if id < vocab_len => Ok(Some(id32)),
+        _ => Err(EngineError::InvalidMetadata {
+            path: md.path().to_path_buf(),
+            key: key.to_owned(),
+            expected: "an id inside tokenizer.ggml.tokens",
+            found: format!("{id} with a vocabulary of {vocab_len} tokens"),
+        }),
+    }
+}
+
+/// The BPE model proper: vocabulary in id order and merges in rank order.
+fn byte_level_bpe(
+    md: Metadata<'_>,
+    tokens: &[&str],
+    merges: &[&str],
+    ignore_merges: bool,
+) -> Result<BPE, EngineError> {
+    let mut vocab = Vocab::with_capacity(tokens.len());
+    let mut duplicates = 0usize;
+    for (id, token) in tokens.iter().enumerate() {
+        let id = u32::try_from(id).map_err(|_| EngineError::InvalidMetadata {
+            path: md.path().to_path_buf(),
+            key: "tokenizer.ggml.tokens".to_owned(),
+            expected: "at most 2^32 tokens",
+            found: format!("{} tokens", tokens.len()),
+        })?;
+        // Some converted vocabularies repeat a string; the first id wins, as in llama.cpp.
+        if vocab.contains_key(*token) {
+            duplicates += 1;
+        } else {
+            vocab.insert((*token).to_owned(), id);
+        }
+    }
+    if duplicates > 0 {
+        tracing::warn!(
+            path = %md.path().display(),
+            duplicates,
+            "tokenizer.ggml.tokens repeats some strings; keeping the first id of each"
+        );
+    }
+    let merges = merges
+        .iter()
+        .enumerate()
+        .map(|(rank, merge)| {
+            merge
+                .split_once(' ')
+                .map(|(a, b)| (a.to_owned(), b.to_owned()))
+                .ok_or_else(|| EngineError::InvalidMetadata {
+                    path: md.path().to_path_buf(),
+                    key: "tokenizer.ggml.merges".to_owned(),
+                    expected: "merges of the form \"left right\"",
+                    found: format!("{merge:?} at index {rank}"),
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .ignore_merges(ignore_merges)
+        .build()
+        .map_err(|source| EngineError::TokenizerBuild {
+            path: md.path().to_path_buf(),
+            what: "BPE vocabulary and merges".to_owned(),
+            source,
+        })
+}
+
+/// The pre-tokenizer llama.cpp uses for `tokenizer.ggml.pre`. Byte-level BPE round-trips any
+/// text whichever split is used; the split only decides which merges can apply.
+fn pre_tokenizer(pre: &str) -> Result<PreTokenizerWrapper, tokenizers::Error> {
+    let byte_level =
+        |use_regex| PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, use_regex));
+    Ok(match pre {
+        // StarCoder-style vocabularies split every digit before the GPT-2 pattern.
+        "smollm" | "starcoder" | "refact" => PreTokenizerWrapper::Sequence(Sequence::new(vec![
+            PreTokenizerWrapper::Digits(Digits::new(true)),
+            byte_level(true),
+        ])),
+        "llama-bpe" | "llama3" => PreTokenizerWrapper::Sequence(Sequence::new(vec![
+            PreTokenizerWrapper::Split(Split::new(
+                tokenizers::pre_tokenizers::split::SplitPattern::Regex(LLAMA3_SPLIT.to_owned()),
+                SplitDelimiterBehavior::Isolated,
+                false,
+            )?),
+            byte_level(false),
+        ])),
+        "gpt2" | "default" => byte_level(true),
+        other => {
+            tracing::warn!(
+                pre = other,
+                "unknown tokenizer.ggml.pre; using the GPT-2 split (text still round-trips)"
+            );
+            byte_level(true)
+        }
+    })
+}
+
+/// A post-processor that puts the BOS token in front of every encoded prompt.
+fn bos_processor(bos_token: &str, bos_id: u32) -> Result<TemplateProcessing, tokenizers::Error> {
+    let processor = TemplateProcessing::builder()
+        .try_single(vec![bos_token, "$A"])?
+        .try_pair(vec![bos_token, "$A", "$B"])?
+        .special_tokens(vec![(bos_token, bos_id)])
+        .build()?;
+    Ok(processor)
+}
+
+#[cfg(test)]
+mod tests;
