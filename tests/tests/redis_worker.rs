@@ -44,7 +44,7 @@ async fn a_separate_worker_process_answers_a_run_through_redis() {
     let _reaper = Reaper(worker);
 
     // Act
-    let run = app.create_run(exam.id, 4).await.expect("create run");
+    let run = app.create_run(exam.id, 5).await.expect("create run");
     let detail = app
         .wait_for_run(run.id, Duration::from_secs(120))
         .await
@@ -57,7 +57,7 @@ async fn a_separate_worker_process_answers_a_run_through_redis() {
         "{:?}",
         detail.run.error
     );
-    assert_eq!(detail.questions.len(), 4);
+    assert_eq!(detail.questions.len(), 5, "every text-only question");
     assert!(detail.questions.iter().all(|q| q.answer.is_some()));
     let numeric = detail
         .questions

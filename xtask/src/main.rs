@@ -157,6 +157,11 @@ fn demo(root: &Path, args: &[String]) -> Result<()> {
     std::fs::create_dir_all(&state)?;
     let mut services = services::Services::default();
     let mut cmd = Command::new(target_dir(root).join("debug/kokushi"));
+    // candle sizes its CPU thread pool once per process from this variable; a fixed count
+    // keeps decoding speed steady (it swings widely when left to guess).
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        cmd.env("CANDLE_NUM_THREADS", "2");
+    }
     cmd.arg("demo")
         .arg("--data")
         .arg(&data)
