@@ -136,6 +136,13 @@ impl Worker {
                 .generate(prompt, params.clone())
                 .await
                 .map_err(JobFailure::from_engine)?;
+            tracing::info!(
+                problem_id = %question.problem_id,
+                done = done + 1,
+                total,
+                ms = started.elapsed().as_millis(),
+                "answered"
+            );
             let record = AnswerRecord {
                 problem_id: question.problem_id.clone(),
                 extracted: extract(&generation.text, &question.choices),
