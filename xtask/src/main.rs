@@ -190,6 +190,8 @@ fn test(root: &Path) -> Result<()> {
     let started = Instant::now();
     tools::ensure_system_packages()?;
     let dist = frontend(root)?;
+    // The engine's smoke test runs the real demo model too, not only the fixture.
+    let models = tools::fetch_demo_model()?;
     let mut services = services::Services::default();
     let redis_url = services.start_redis()?;
     let postgres_url = services.start_postgres()?;
@@ -238,9 +240,11 @@ fn test(root: &Path) -> Result<()> {
             "warnings",
         ]),
     );
+    // The same package set as `cargo test --workspace`, so both share one build of every
+    // dependency (a narrower set unifies features differently and rebuilds candle and sqlx).
     check(
         "build kokushi binary",
-        cargo().args(["build", "-p", "kokushi-backend", "--bin", "kokushi"]),
+        cargo().args(["build", "--workspace", "--bins"]),
     );
     let bin = target_dir(root).join("debug/kokushi");
     check(
@@ -252,6 +256,8 @@ fn test(root: &Path) -> Result<()> {
             .env("KOKUSHI_BIN", &bin)
             .env("KOKUSHI_STATIC_DIR", &dist)
             .env("CHROMEDRIVER", tools::chromedriver())
+            .env("KOKUSHI_SMOLLM2_GGUF", models.join(tools::DEMO_MODEL))
+            .env("CANDLE_NUM_THREADS", "2")
             .env("KOKUSHI_DATA", root.join("../shared/data")),
     );
     drop(services);
