@@ -127,9 +127,8 @@ async fn create_run(
     let job = state.db.create_run(&new).await?.ok_or_else(|| {
         ApiError::NotFound(format!("exam set {} does not exist", req.exam_set_id))
     })?;
-    // The run is recorded as queued before it is published: if publishing fails, the
-    // reconciler publishes it at the next start.
-    state.queue.publish_job(&job).await?;
+    // The reply describes the run as created (queued), read before publishing so that a fast
+    // worker cannot make it say otherwise.
     let summary = state
         .db
         .leaderboard()
@@ -137,6 +136,9 @@ async fn create_run(
         .into_iter()
         .find(|r| r.id == job.run_id)
         .ok_or_else(|| ApiError::NotFound(format!("run {} vanished", job.run_id)))?;
+    // The run is recorded as queued before it is published: if publishing fails, the
+    // reconciler publishes it at the next start.
+    state.queue.publish_job(&job).await?;
     Ok(HttpResponse::Created().json(summary))
 }
 
