@@ -11,6 +11,7 @@
 pub mod api;
 pub mod exam;
 pub mod extract;
+pub mod gestalt;
 pub mod igakuqa;
 pub mod job;
 pub mod metric;
