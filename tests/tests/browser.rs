@@ -94,13 +94,20 @@ async fn the_leaderboard_shows_a_finished_run_and_opens_its_page() {
         .click()
         .await
         .expect("click");
-    let title = browser
+    // The title shows at once; the questions arrive with the run's data, so wait for them.
+    browser
         .wait()
         .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css("#run-title"))
+        .for_element(Locator::Css("#questions tr.question-row"))
         .await
-        .expect("the run page opens");
-    let title_text = title.text().await.expect("title text");
+        .expect("the run page shows its questions");
+    let title_text = browser
+        .find(Locator::Css("#run-title"))
+        .await
+        .expect("the run page has a title")
+        .text()
+        .await
+        .expect("title text");
     let question_rows = browser
         .find_all(Locator::Css("#questions tr.question-row"))
         .await
@@ -119,6 +126,7 @@ async fn the_leaderboard_shows_a_finished_run_and_opens_its_page() {
     assert!(row_text.contains("tiny-llama.gguf"), "{row_text}");
     assert!(row_text.contains("succeeded"), "{row_text}");
     assert!(title_text.contains(&run.id.to_string()), "{title_text}");
+    assert!(title_text.contains("tiny-llama.gguf"), "{title_text}");
     assert_eq!(page_url.path(), format!("/runs/{}", run.id));
     assert_eq!(question_rows.len(), 2);
     assert!(page_text.contains("901A1"), "{page_text}");

@@ -24,6 +24,8 @@ commands:
         PostgreSQL), build the frontend, and run formatting, lints and every test
   frontend
         build the web UI into <target>/frontend-dist
+  bench gestalt
+        Gestalt similarity speed beside CPython's difflib on the same IgakuQA text pairs
 ";
 
 fn main() {
@@ -40,6 +42,7 @@ fn run() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("demo") => demo(&root, &args[1..]),
         Some("test") => test(&root),
+        Some("bench") => bench(&root, args.get(1).map(String::as_str)),
         Some("frontend") => frontend(&root).map(|dist| println!("{}", dist.display())),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
@@ -125,6 +128,23 @@ fn frontend(root: &Path) -> Result<PathBuf> {
             .with_context(|| format!("copying frontend/{file}"))?;
     }
     Ok(dist)
+}
+
+/// Benchmarks, each beside the reference tool it reproduces, measured in the same run.
+fn bench(root: &Path, name: Option<&str>) -> Result<()> {
+    match name {
+        Some("gestalt") => {
+            let data = std::env::var_os("KOKUSHI_DATA")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| root.join("../shared/data"));
+            run_cmd(
+                cargo()
+                    .args(["bench", "-p", "kokushi-shared", "--bench", "gestalt"])
+                    .env("KOKUSHI_DATA", data),
+            )
+        }
+        _ => bail!("usage: cargo xtask bench gestalt"),
+    }
 }
 
 fn demo(root: &Path, args: &[String]) -> Result<()> {
