@@ -27,6 +27,29 @@ pub fn is_correct(gold: &Gold, answer: &Extracted) -> bool {
     }
 }
 
+/// The seed papers' accuracy: the `k` choices whose texts are most similar to the reply
+/// (Gestalt, both directions averaged; ties go to the earlier choice) are the answer, with `k`
+/// the number of gold letters; correct only when that set equals the gold set. `None` for a
+/// question without choices, where the method does not apply.
+pub fn similarity_correct(gold: &Gold, reply: &str, choices: &[String]) -> Option<bool> {
+    if choices.is_empty() {
+        return None;
+    }
+    let mut scored: Vec<(usize, f64)> = choices
+        .iter()
+        .enumerate()
+        .map(|(i, choice)| (i, crate::gestalt::gestalt_mean(reply, choice)))
+        .collect();
+    // A stable sort keeps the earlier choice first among equals.
+    scored.sort_by(|x, y| y.1.total_cmp(&x.1));
+    let picked: Vec<char> = scored
+        .iter()
+        .take(gold.answer_count())
+        .map(|(i, _)| crate::exam::choice_letter(*i))
+        .collect();
+    Some(is_correct(gold, &Extracted::Letters { letters: picked }))
+}
+
 fn sorted(letters: &[char]) -> Vec<char> {
     let mut v = letters.to_vec();
     v.sort_unstable();
@@ -117,6 +140,39 @@ mod tests {
                 value: "7.3".into()
             }
         ));
+    }
+
+    #[test]
+    fn the_most_similar_choices_are_the_seed_methods_answer() {
+        let choices: Vec<String> = [
+            "夜間高血圧",
+            "減量を推奨する",
+            "α遮断薬",
+            "早朝高血圧",
+            "CPAP",
+        ]
+        .map(String::from)
+        .to_vec();
+        let one = Gold::Letters { letters: vec!['c'] };
+        let two = Gold::Letters {
+            letters: vec!['b', 'c'],
+        };
+        let cases: &[(&Gold, &str, Option<bool>)] = &[
+            (&one, "α遮断薬が第一選択です", Some(true)),
+            (&one, "減量を推奨する", Some(false)),
+            (&two, "α遮断薬と、減量を推奨する", Some(true)),
+            (&two, "α遮断薬", Some(false)),
+            (&Gold::Everyone, "", Some(true)),
+        ];
+        for (gold, reply, expected) in cases {
+            assert_eq!(
+                similarity_correct(gold, reply, &choices),
+                *expected,
+                "{reply}"
+            );
+        }
+        let numeric = Gold::Numeric { value: "26".into() };
+        assert_eq!(similarity_correct(&numeric, "26", &[]), None);
     }
 
     #[test]
