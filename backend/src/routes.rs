@@ -131,10 +131,8 @@ async fn create_run(
     // worker cannot make it say otherwise.
     let summary = state
         .db
-        .leaderboard()
+        .run_summary(job.run_id)
         .await?
-        .into_iter()
-        .find(|r| r.id == job.run_id)
         .ok_or_else(|| ApiError::NotFound(format!("run {} vanished", job.run_id)))?;
     // The run is recorded as queued before it is published: if publishing fails, the
     // reconciler publishes it at the next start.

@@ -70,6 +70,17 @@ pub async fn fresh_postgres_url() -> Result<Option<String>> {
     Ok(Some(format!("{base}/{name}")))
 }
 
+/// Kills a child process (a worker, chromedriver) when dropped, even when an assertion fails.
+#[derive(Debug)]
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A server running in this process on a free port.
 pub struct TestApp {
     pub base: String,

@@ -1,21 +1,12 @@
 //! The web UI in headless Chromium, driven through chromedriver: the leaderboard shows a run
 //! the fixture model finished, and its row opens the run page with every question.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use fantoccini::{ClientBuilder, Locator};
 use kokushi_backend::Settings;
-use kokushi_tests::{TestApp, fixture_model_store, service, sqlite_url};
-
-struct Reaper(Child);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use kokushi_tests::{KillOnDrop, TestApp, fixture_model_store, service, sqlite_url};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -49,7 +40,7 @@ async fn the_leaderboard_shows_a_finished_run_and_opens_its_page() {
         .stderr(Stdio::null())
         .spawn()
         .expect("chromedriver starts");
-    let _reaper = Reaper(driver);
+    let _reaper = KillOnDrop(driver);
     let profile = tempfile::tempdir().expect("tempdir");
     let caps = serde_json::json!({
         "goog:chromeOptions": {

@@ -1,22 +1,12 @@
 //! The distributed mode across processes: the server with real Redis and no worker of its
 //! own, and a separate `kokushi worker` process that evaluates the fixture model.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use kokushi_backend::Settings;
 use kokushi_shared::api::RunStatus;
-use kokushi_tests::{TestApp, fixture_model_store, service, sqlite_url};
-
-/// Kills the worker process even when an assertion fails.
-struct Reaper(Child);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use kokushi_tests::{KillOnDrop, TestApp, fixture_model_store, service, sqlite_url};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_separate_worker_process_answers_a_run_through_redis() {
@@ -41,7 +31,7 @@ async fn a_separate_worker_process_answers_a_run_through_redis() {
         .stdout(Stdio::null())
         .spawn()
         .expect("worker process starts");
-    let _reaper = Reaper(worker);
+    let _reaper = KillOnDrop(worker);
 
     // Act
     let run = app.create_run(exam.id, 5).await.expect("create run");

@@ -21,7 +21,7 @@ fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
@@ -69,19 +69,8 @@ impl Services {
         let data = std::env::temp_dir().join(format!("kokushi-test-pg-{port}"));
         let _ = std::fs::remove_dir_all(&data);
         std::fs::create_dir_all(&data)?;
-        let as_postgres = is_root();
-        let pg = |tool: &str| {
-            let mut cmd = if as_postgres {
-                let mut c = Command::new("runuser");
-                c.args(["-u", "postgres", "--"]).arg(bin.join(tool));
-                c
-            } else {
-                Command::new(bin.join(tool))
-            };
-            cmd.current_dir(std::env::temp_dir());
-            cmd
-        };
-        if as_postgres {
+        let pg = |tool: &str| pg_tool(&bin, tool);
+        if is_root() {
             run_cmd(Command::new("chown").arg("postgres:postgres").arg(&data))?;
         }
         run_cmd(
@@ -116,6 +105,20 @@ impl Services {
     }
 }
 
+/// A PostgreSQL server tool, run as the `postgres` user when we are root (the server refuses
+/// to run as root), from the temporary folder so that it can read its working directory.
+fn pg_tool(bin: &Path, tool: &str) -> Command {
+    let mut cmd = if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(bin.join(tool));
+        c
+    } else {
+        Command::new(bin.join(tool))
+    };
+    cmd.current_dir(std::env::temp_dir());
+    cmd
+}
+
 fn postgres_bin() -> Result<PathBuf> {
     let base = Path::new("/usr/lib/postgresql");
     let mut versions: Vec<PathBuf> = std::fs::read_dir(base)
@@ -137,18 +140,10 @@ impl Drop for Services {
             let _ = child.wait();
         }
         if let Some((bin, data)) = self.postgres.take() {
-            let mut cmd = if is_root() {
-                let mut c = Command::new("runuser");
-                c.args(["-u", "postgres", "--"]).arg(bin.join("pg_ctl"));
-                c
-            } else {
-                Command::new(bin.join("pg_ctl"))
-            };
-            let _ = cmd
+            let _ = pg_tool(&bin, "pg_ctl")
                 .arg("-D")
                 .arg(&data)
                 .args(["-m", "fast", "stop"])
-                .current_dir(std::env::temp_dir())
                 .stdout(Stdio::null())
                 .status();
             let _ = std::fs::remove_dir_all(&data);

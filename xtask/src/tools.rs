@@ -101,12 +101,7 @@ pub fn ensure_system_packages() -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false);
-    if !root {
+    if !crate::services::is_root() {
         bail!(
             "missing Debian packages: {} — install them with `sudo apt-get install -y {}`",
             missing.join(", "),

@@ -8,6 +8,12 @@ use sqlx::Row;
 use super::{Db, DbError, corrupt, flag, to_u32};
 use crate::clock::now_rfc3339;
 
+/// An exam set with its question counts; read by [`summary_from_row`].
+const SUMMARY_SELECT: &str = "SELECT e.id, e.name, e.content_hash, \
+     (SELECT COUNT(*) FROM questions q WHERE q.exam_set_id = e.id) AS n, \
+     (SELECT COUNT(*) FROM questions q WHERE q.exam_set_id = e.id AND q.text_only = 1) AS t \
+     FROM exam_sets e";
+
 /// SHA-256 of the questions' canonical JSON: identical content has the same hash whatever
 /// the file's layout.
 pub fn content_hash(questions: &[Question]) -> String {
@@ -82,27 +88,17 @@ impl Db {
 
     /// Every exam set, newest first.
     pub async fn exam_sets(&self) -> Result<Vec<ExamSetSummary>, DbError> {
-        let rows = sqlx::query(
-            "SELECT e.id, e.name, e.content_hash, \
-                    (SELECT COUNT(*) FROM questions q WHERE q.exam_set_id = e.id) AS n, \
-                    (SELECT COUNT(*) FROM questions q WHERE q.exam_set_id = e.id AND q.text_only = 1) AS t \
-             FROM exam_sets e ORDER BY e.id DESC",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(&format!("{SUMMARY_SELECT} ORDER BY e.id DESC"))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(summary_from_row).collect()
     }
 
     pub async fn exam_set(&self, id: i64) -> Result<Option<ExamSetSummary>, DbError> {
-        let row = sqlx::query(
-            "SELECT e.id, e.name, e.content_hash, \
-                    (SELECT COUNT(*) FROM questions q WHERE q.exam_set_id = e.id) AS n, \
-                    (SELECT COUNT(*) FROM questions q WHERE q.exam_set_id = e.id AND q.text_only = 1) AS t \
-             FROM exam_sets e WHERE e.id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query(&format!("{SUMMARY_SELECT} WHERE e.id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(summary_from_row).transpose()
     }
 

@@ -181,11 +181,7 @@ impl Db {
             .await?;
         let mut tallies: HashMap<i64, Tally> = HashMap::new();
         for a in answers {
-            tallies.entry(a.try_get("run_id")?).or_default().add(
-                a.try_get::<i64, _>("correct")? != 0,
-                a.try_get::<i64, _>("unparsed")? != 0,
-                to_u32(a.try_get("points")?),
-            );
+            add_answer(tallies.entry(a.try_get("run_id")?).or_default(), &a)?;
         }
         rows.iter()
             .map(|row| {
@@ -193,6 +189,30 @@ impl Db {
                 run_from_row(row, tallies.get(&id).copied().unwrap_or_default())
             })
             .collect()
+    }
+
+    /// One run with its tally, reading only that run's answers.
+    pub async fn run_summary(&self, id: i64) -> Result<Option<RunSummary>, DbError> {
+        let Some(row) = sqlx::query(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs r JOIN exam_sets e ON e.id = r.exam_set_id \
+             WHERE r.id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let answers =
+            sqlx::query("SELECT correct, unparsed, points FROM answers WHERE run_id = $1")
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?;
+        let mut tally = Tally::default();
+        for a in answers {
+            add_answer(&mut tally, &a)?;
+        }
+        run_from_row(&row, tally).map(Some)
     }
 
     /// A run and every question it asks, with the answers received so far.
@@ -361,6 +381,16 @@ impl Db {
             .await?;
         Ok(())
     }
+}
+
+/// Adds a row with `correct`, `unparsed` and `points` columns to a tally.
+fn add_answer(tally: &mut Tally, row: &sqlx::any::AnyRow) -> Result<(), DbError> {
+    tally.add(
+        row.try_get::<i64, _>("correct")? != 0,
+        row.try_get::<i64, _>("unparsed")? != 0,
+        to_u32(row.try_get("points")?),
+    );
+    Ok(())
 }
 
 fn run_from_row(row: &sqlx::any::AnyRow, tally: Tally) -> Result<RunSummary, DbError> {
