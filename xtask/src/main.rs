@@ -137,6 +137,8 @@ fn bench(root: &Path, name: Option<&str>) -> Result<()> {
             let data = std::env::var_os("KOKUSHI_DATA")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| root.join("../shared/data"));
+            // The bench runs in the crate's folder: hand it an absolute path.
+            let data = std::path::absolute(&data).unwrap_or(data);
             run_cmd(
                 cargo()
                     .args(["bench", "-p", "kokushi-shared", "--bench", "gestalt"])
