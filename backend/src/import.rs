@@ -1,5 +1,7 @@
-//! Reading IgakuQA-format exam sets from disk: one `.jsonl` file, or a folder of them (read in
-//! name order, so `116-A.jsonl` comes before `116-B.jsonl`).
+//! Reading exam sets from disk: one file, or a folder of them (read in name order, so
+//! `116-A.jsonl` comes before `116-B.jsonl`). `.jsonl` files are IgakuQA JSON lines, `.csv`
+//! files the CSV upload format (docs/exam-set-format.md) or, with [`SetFormat::Jmmlu`], JMMLU
+//! subject files.
 
 use std::path::{Path, PathBuf};
 
@@ -14,27 +16,33 @@ pub enum ImportError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path} holds no .jsonl files")]
+    #[error("{path} holds no .jsonl or .csv files")]
     Empty { path: PathBuf },
+    #[error("{0}")]
+    Namespace(String),
     #[error("{} problem(s) in the exam set:\n{}", .0.len(), .0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<FormatError>),
 }
 
-/// The `.jsonl` files a path names: itself, or those in the folder, sorted.
+/// How the files of an exam set are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum SetFormat {
+    /// By extension: `.jsonl` as IgakuQA JSON lines, `.csv` as the CSV upload format.
+    #[default]
+    Auto,
+    /// JMMLU subject CSVs (no header; question, A, B, C, D, answer); the subject is the file
+    /// name. Give a namespace such as `jmmlu`.
+    Jmmlu,
+}
+
+/// The exam files a path names: itself, or the `.jsonl` and `.csv` files in the folder and its
+/// sub-folders (such as one folder per exam year), sorted by path; hidden entries are skipped.
 pub fn exam_files(path: &Path) -> Result<Vec<PathBuf>, ImportError> {
-    let io = |source| ImportError::Io {
-        path: path.to_owned(),
-        source,
-    };
     if path.is_file() {
         return Ok(vec![path.to_owned()]);
     }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-        .map_err(io)?
-        .filter_map(Result::ok)
-        .map(|entry| entry.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
-        .collect();
+    let mut files = Vec::new();
+    collect_exam_files(path, &mut files, 0)?;
     files.sort();
     if files.is_empty() {
         return Err(ImportError::Empty {
@@ -44,16 +52,63 @@ pub fn exam_files(path: &Path) -> Result<Vec<PathBuf>, ImportError> {
     Ok(files)
 }
 
-/// Parses every file under `paths`; all or nothing.
+fn collect_exam_files(
+    dir: &Path,
+    files: &mut Vec<PathBuf>,
+    depth: usize,
+) -> Result<(), ImportError> {
+    let io = |source| ImportError::Io {
+        path: dir.to_owned(),
+        source,
+    };
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let path = entry.path();
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let kind = entry.file_type().map_err(io)?;
+        if kind.is_dir() && depth < 4 {
+            collect_exam_files(&path, files, depth + 1)?;
+        } else if path.is_file() && path.extension().is_some_and(|e| e == "jsonl" || e == "csv") {
+            files.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Parses every file under `paths` as the medical exam (no namespace); all or nothing.
 pub fn read_exam_set(paths: &[PathBuf]) -> Result<Vec<Question>, ImportError> {
-    let mut importer = Importer::new();
+    read_exam_set_as(paths, None, SetFormat::Auto)
+}
+
+/// Parses every file under `paths`, ids prefixed with `namespace` if given; all or nothing.
+pub fn read_exam_set_as(
+    paths: &[PathBuf],
+    namespace: Option<&str>,
+    format: SetFormat,
+) -> Result<Vec<Question>, ImportError> {
+    let mut importer = match namespace {
+        Some(ns) => Importer::with_namespace(ns).map_err(ImportError::Namespace)?,
+        None => Importer::new(),
+    };
     for path in paths {
         for file in exam_files(path)? {
             let content = std::fs::read_to_string(&file).map_err(|source| ImportError::Io {
                 path: file.clone(),
                 source,
             })?;
-            importer.add_file(&file.display().to_string(), &content);
+            let name = file.display().to_string();
+            match format {
+                SetFormat::Auto => importer.add_file(&name, &content),
+                SetFormat::Jmmlu => {
+                    let subject = file
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    importer.add_jmmlu(&name, &subject, &content);
+                }
+            }
         }
     }
     importer.finish().map_err(ImportError::Invalid)

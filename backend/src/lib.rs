@@ -12,6 +12,7 @@ pub mod error;
 pub mod import;
 pub mod ingest;
 pub mod routes;
+pub mod scoring;
 pub mod settings;
 pub mod startup;
 

@@ -10,7 +10,8 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use kokushi_backend::db::Db;
 use kokushi_backend::db::runs::NewRun;
-use kokushi_backend::import::read_exam_set;
+use kokushi_backend::import::{SetFormat, read_exam_set, read_exam_set_as};
+use kokushi_backend::scoring::OutputFormat;
 use kokushi_backend::{Application, Settings};
 use kokushi_queue::RedisQueue;
 use kokushi_shared::prompt::PromptFormat;
@@ -38,8 +39,12 @@ enum Command {
     Serve(ServeArgs),
     /// Take evaluation jobs from Redis and answer them with the engine.
     Worker(WorkerArgs),
-    /// Import an IgakuQA-format exam set (a .jsonl file or a folder of them).
+    /// Import an exam set: IgakuQA JSON lines, the CSV upload format, or JMMLU files.
     Import(ImportArgs),
+    /// Score predictions made anywhere against an exam set: accuracy, points and pass/fail per
+    /// exam year, as IgakuQA and the seed papers count them.
+    #[command(long_about = SCORE_HELP)]
+    Score(ScoreArgs),
     /// Create or update the database schema, then exit.
     Migrate(DbArgs),
     /// Import IgakuQA 2022, queue an evaluation of the demo model and serve the portal.
@@ -101,9 +106,78 @@ struct ImportArgs {
     /// The exam set's name, e.g. "IgakuQA 2022".
     #[arg(long)]
     name: String,
-    /// .jsonl files or folders of them.
+    /// .jsonl or .csv files, or folders of them.
     #[arg(required = true)]
     paths: Vec<PathBuf>,
+    #[command(flatten)]
+    set: SetArgs,
+}
+
+#[derive(Args, Clone)]
+struct SetArgs {
+    /// Prefix every problem id with NAMESPACE: (e.g. `denqa`, `jmmlu`) for an exam other than
+    /// the medical exam, whose ids would otherwise collide with it. No medical rulings,
+    /// sections or years are derived for a namespaced set.
+    #[arg(long)]
+    namespace: Option<String>,
+    /// How the exam-set files are written: `auto` reads IgakuQA JSONL and Kokushi CSV (by
+    /// extension); `jmmlu` reads JMMLU CSV (no header, 4 choices, answer A-D).
+    #[arg(long = "set-format", value_enum, default_value_t = SetFormat::Auto)]
+    set_format: SetFormat,
+}
+
+const SCORE_HELP: &str = "Score predictions made anywhere against an exam set, as IgakuQA and the \
+seed papers count them, and print per exam year: questions, correct, accuracy with its Wilson \
+interval, points with a bootstrap interval, required and general points, prohibited choices \
+chosen and pass/fail against the year's published criteria.
+
+Predictions are IgakuQA's baseline_results files (one JSON object a line: {\"problem_id\": \
+\"116A1\", \"prediction\": \"c\", ...}; one file per block or one for all, or a folder of \
+them) or a Kokushi run export (GET /api/runs/ID). A question without a prediction counts as \
+wrong and is reported.
+
+Letter matching: --mode strict reproduces IgakuQA's evaluate_main.py (split on \",\" without \
+trimming); --mode lenient (the default) reads letters in every form models write them \
+(docs/scoring.md). Both counts are always reported; the mode picks the one that earns points.
+
+Examples:
+  kokushi score --exam-set ../shared/data/igakuqa --predictions baseline_results/2022
+  kokushi score --exam-set data/igakuqa/2022 --predictions run-7.json --format json
+  kokushi score --exam-set data/igakuqa --predictions a.jsonl --compare b.jsonl
+  kokushi score --exam-set data/igakuqa --predictions out.jsonl --per-question scored.jsonl";
+
+#[derive(Args)]
+struct ScoreArgs {
+    /// The exam set: .jsonl/.csv files or folders of them (repeatable).
+    #[arg(long = "exam-set", required = true, num_args = 1..)]
+    exam_set: Vec<PathBuf>,
+    #[command(flatten)]
+    set: SetArgs,
+    /// Predictions files, or folders of .jsonl/.json files (repeatable).
+    #[arg(long, required = true, num_args = 1..)]
+    predictions: Vec<PathBuf>,
+    /// Another model's predictions on the same questions: adds an exact McNemar test and a
+    /// paired bootstrap of the points difference.
+    #[arg(long, num_args = 1..)]
+    compare: Vec<PathBuf>,
+    /// Letter matching: strict (IgakuQA's evaluate_main.py) or lenient.
+    #[arg(long, default_value = "lenient", value_parser = ["strict", "lenient"])]
+    mode: String,
+    /// Output: a per-year table, one JSON document, or CSV (one row per year).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    format: OutputFormat,
+    /// Also write one JSON line per question (every metric) to this file.
+    #[arg(long)]
+    per_question: Option<PathBuf>,
+    /// Confidence level of the intervals.
+    #[arg(long, default_value_t = 0.95)]
+    confidence: f64,
+    /// Bootstrap resamples.
+    #[arg(long, default_value_t = 2000)]
+    resamples: usize,
+    /// Bootstrap seed (the same seed gives the same intervals).
+    #[arg(long, default_value_t = 20_230_331)]
+    seed: u64,
 }
 
 #[derive(Args)]
@@ -124,8 +198,30 @@ struct DemoArgs {
     prompt_format: String,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            // The chain of causes, one per line, without a backtrace: errors here name the
+            // file, line, field or value at fault, which is what a user needs.
+            eprintln!("error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KOKUSHI_LOG")
@@ -134,10 +230,11 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    match Cli::parse().command {
+    match cli.command {
         Command::Serve(args) => serve(args, None).await,
         Command::Worker(args) => worker(args).await,
         Command::Import(args) => import(args).await,
+        Command::Score(args) => score(args),
         Command::Migrate(args) => {
             Db::connect(&args.database_url).await?;
             println!("database is up to date");
@@ -196,7 +293,11 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
 }
 
 async fn import(args: ImportArgs) -> anyhow::Result<()> {
-    let questions = read_exam_set(&args.paths)?;
+    let questions = read_exam_set_as(
+        &args.paths,
+        args.set.namespace.as_deref(),
+        args.set.set_format,
+    )?;
     let db = Db::connect(&args.db.database_url).await?;
     let (set, created) = db.insert_exam_set(&args.name, &questions).await?;
     println!(
@@ -212,6 +313,52 @@ async fn import(args: ImportArgs) -> anyhow::Result<()> {
         set.text_only_count,
         set.content_hash
     );
+    Ok(())
+}
+
+fn score(args: ScoreArgs) -> anyhow::Result<()> {
+    use kokushi_backend::scoring;
+    use kokushi_shared::score::{LetterMode, ScoreOptions};
+    anyhow::ensure!(
+        args.confidence > 0.0 && args.confidence < 1.0,
+        "--confidence {} must be between 0 and 1, e.g. 0.95",
+        args.confidence
+    );
+    anyhow::ensure!(args.resamples > 0, "--resamples must be at least 1");
+    let mode = LetterMode::from_id(&args.mode).context("--mode is strict or lenient")?;
+    let questions = read_exam_set_as(
+        &args.exam_set,
+        args.set.namespace.as_deref(),
+        args.set.set_format,
+    )?;
+    let predictions = scoring::read_predictions(&args.predictions)?;
+    let baseline = if args.compare.is_empty() {
+        None
+    } else {
+        Some(scoring::read_predictions(&args.compare)?)
+    };
+    let options = ScoreOptions {
+        mode,
+        confidence: args.confidence,
+        resamples: args.resamples,
+        seed: args.seed,
+        ..ScoreOptions::default()
+    };
+    let scored = scoring::run(&questions, &predictions, baseline.as_ref(), &options)?;
+    if let Some(path) = &args.per_question {
+        scoring::write_per_question(path, &scored.report)?;
+    }
+    let credit = args
+        .set
+        .namespace
+        .is_none()
+        .then_some(kokushi_shared::igakuqa::IGAKUQA_CREDIT);
+    let out = match args.format {
+        OutputFormat::Table => scoring::render_table(&scored, mode, credit),
+        OutputFormat::Json => scoring::render_json(&scored)?,
+        OutputFormat::Csv => scoring::render_csv(&scored),
+    };
+    print!("{out}");
     Ok(())
 }
 

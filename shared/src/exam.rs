@@ -16,6 +16,69 @@ pub struct Question {
     pub points: u32,
     /// False where the printed question has an image that the data set does not include.
     pub text_only: bool,
+    /// Where the question sits in its exam, and what is known about it beyond the answer.
+    #[serde(default, skip_serializing_if = "QuestionMeta::is_empty")]
+    pub meta: QuestionMeta,
+}
+
+/// The two sections of the medical licensing exam, each with its own pass mark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Section {
+    /// 必修問題: must reach 80 % of its points.
+    Required,
+    /// 一般問題 and 臨床実地問題 outside the required section: must reach the year's cut-off.
+    General,
+}
+
+impl Section {
+    pub fn id(self) -> &'static str {
+        match self {
+            Section::Required => "required",
+            Section::General => "general",
+        }
+    }
+
+    pub fn from_id(id: &str) -> Option<Self> {
+        match id {
+            "required" | "必修" => Some(Section::Required),
+            "general" | "一般" => Some(Section::General),
+            _ => None,
+        }
+    }
+}
+
+/// Optional facts about a question: given in the file, or derived from its id where the exam's
+/// structure is known (see `igakuqa::derive_structure`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct QuestionMeta {
+    /// The exam's number, e.g. "116" for the 116th exam.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exam: Option<String>,
+    /// The calendar year the exam was held, e.g. 2022.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub year: Option<u16>,
+    /// The block (booklet) letter, e.g. "A".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub section: Option<Section>,
+    /// The clinical specialty, free text (e.g. "循環器").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub specialty: Option<String>,
+    /// Prohibited choices (禁忌肢): letters whose choice fails a candidate who picks too many.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub prohibited: Vec<char>,
+    /// The share of real examinees who answered correctly, 0 to 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub examinee_accuracy: Option<f64>,
+}
+
+impl QuestionMeta {
+    pub fn is_empty(&self) -> bool {
+        *self == QuestionMeta::default()
+    }
 }
 
 /// The accepted answer of a question.
@@ -30,6 +93,9 @@ pub enum Gold {
     Everyone,
     /// A numeric answer written out as text, e.g. "26" or "7.20".
     Numeric { value: String },
+    /// No answer was published (the data writes `"NA"`, as DenQA does for questions the
+    /// examiners withdrew). Kept so the set is complete; never scored, never used for tuning.
+    Unpublished,
 }
 
 impl Gold {
@@ -44,6 +110,7 @@ impl Gold {
                 .join(" or "),
             Gold::Everyone => "*".to_owned(),
             Gold::Numeric { value } => value.clone(),
+            Gold::Unpublished => "NA".to_owned(),
         }
     }
 

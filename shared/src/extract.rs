@@ -47,7 +47,8 @@ pub fn extract(reply: &str, choices: &[String]) -> Extracted {
         return extract_number(&normalized);
     }
     // Prefer what follows an explicit answer marker; otherwise read the whole reply.
-    let lower = normalized.to_lowercase();
+    // ASCII-only lowercasing keeps byte offsets valid in `normalized`.
+    let lower = normalized.to_ascii_lowercase();
     let region = ANSWER_MARKERS
         .iter()
         .filter_map(|m| lower.find(m).map(|at| &normalized[at + m.len()..]))

@@ -9,7 +9,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::exam::{Gold, Question, letter_index};
+use serde_json::Value;
+
+use crate::exam::{Gold, Question, QuestionMeta, Section, letter_index};
 
 /// The credit that must accompany IgakuQA questions wherever they are shown.
 pub const IGAKUQA_CREDIT: &str = "Questions: Ministry of Health, Labour and Welfare of Japan \
@@ -37,20 +39,33 @@ impl fmt::Display for FormatError {
     }
 }
 
-/// The raw shape of a line; every field optional so that a missing one is reported by name.
-#[derive(Deserialize)]
-struct RawLine {
-    problem_id: Option<serde_json::Value>,
-    problem_text: Option<serde_json::Value>,
-    choices: Option<serde_json::Value>,
-    answer: Option<serde_json::Value>,
-    points: Option<serde_json::Value>,
-    text_only: Option<serde_json::Value>,
-}
+/// The fields a question may have; any other name is refused (it is most likely a typo).
+pub const FIELDS: &[&str] = &[
+    "problem_id",
+    "problem_text",
+    "choices",
+    "answer",
+    "points",
+    "text_only",
+    "exam",
+    "year",
+    "block",
+    "section",
+    "specialty",
+    "prohibited",
+    "examinee_accuracy",
+    "ruling",
+];
 
 /// Rulings published by the examiners after the exam, kept as data rather than as special cases
-/// in the scorer.
+/// in the scorer. They belong to the medical exam, so they apply only to sets without a
+/// namespace (a dental exam's "116A71" is another question).
 const EVERYONE_CORRECT: &[&str] = &["116A71"];
+
+/// The medical exams whose structure Kokushi knows: block letters B and E are the required
+/// section (必修), A, C, D and F the general section.
+const KNOWN_MEDICAL_EXAMS: std::ops::RangeInclusive<u32> = 112..=116;
+const REQUIRED_BLOCKS: &[&str] = &["B", "E"];
 
 /// Accumulates the questions of one import (one or many files) and every problem found.
 #[derive(Debug, Default)]
@@ -59,41 +74,254 @@ pub struct Importer {
     errors: Vec<FormatError>,
     /// problem_id → (file, line) of its first occurrence.
     seen: HashMap<String, (String, usize)>,
+    /// Prefix for every problem id ("denqa" makes "116A1" into "denqa:116A1"). A namespaced
+    /// set is not the medical exam: no medical rulings, sections or years are derived for it.
+    namespace: Option<String>,
 }
 
 impl Importer {
+    /// An importer for the medical exam and sets shaped like it.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Parses one JSON-lines file's content. Blank lines are skipped.
+    /// An importer for a different exam whose ids would collide with the medical exam's (DenQA,
+    /// JMMLU): every id becomes `namespace:id`. The namespace is letters, digits, `-` and `_`.
+    pub fn with_namespace(namespace: &str) -> Result<Self, String> {
+        if namespace.is_empty()
+            || namespace.len() > 40
+            || !namespace
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(format!(
+                "namespace {namespace:?} must be 1 to 40 letters, digits, '-' or '_'"
+            ));
+        }
+        Ok(Self {
+            namespace: Some(namespace.to_owned()),
+            ..Self::default()
+        })
+    }
+
+    /// Parses one file's content: `.csv` files as the CSV upload format, anything else as
+    /// JSON lines. Blank lines are skipped; a leading byte-order mark is ignored.
     pub fn add_file(&mut self, file: &str, content: &str) {
         let content = content.strip_prefix('\u{feff}').unwrap_or(content);
+        if file.to_ascii_lowercase().ends_with(".csv") {
+            return self.add_csv(file, content);
+        }
         for (index, line) in content.lines().enumerate() {
             if line.trim().is_empty() {
                 continue;
             }
             let line_no = index + 1;
-            match parse_line(file, line_no, line) {
-                Ok(question) => {
-                    if let Some((first_file, first_line)) = self.seen.get(&question.problem_id) {
-                        self.errors.push(FormatError {
-                            file: file.to_owned(),
-                            line: line_no,
-                            field: "problem_id".to_owned(),
-                            message: format!(
-                                "duplicate problem_id \"{}\" (first seen at {first_file}:{first_line})",
-                                question.problem_id
-                            ),
-                        });
-                    } else {
-                        self.seen
-                            .insert(question.problem_id.clone(), (file.to_owned(), line_no));
-                        self.questions.push(question);
-                    }
-                }
-                Err(mut errors) => self.errors.append(&mut errors),
+            match serde_json::from_str::<serde_json::Map<String, Value>>(line) {
+                Ok(fields) => self.add_fields(file, line_no, fields),
+                Err(e) => self.errors.push(FormatError {
+                    file: file.to_owned(),
+                    line: line_no,
+                    field: "line".to_owned(),
+                    message: format!("not a JSON object: {e}"),
+                }),
             }
+        }
+    }
+
+    /// The CSV upload format: a header row naming the fields (choices as columns `a`, `b`,
+    /// ...), then one question a record. See docs/exam-set-format.md.
+    pub fn add_csv(&mut self, file: &str, content: &str) {
+        let content = content.strip_prefix('\u{feff}').unwrap_or(content);
+        let records = match crate::csv::records(content) {
+            Ok(records) => records,
+            Err((line, message)) => return self.push_error(file, line, "line", message),
+        };
+        let Some((header_line, header)) = records.first() else {
+            return;
+        };
+        let header: Vec<String> = header.iter().map(|h| h.trim().to_owned()).collect();
+        if !header.iter().any(|h| h == "problem_id") {
+            let first = header.first().cloned().unwrap_or_default();
+            return self.push_error(
+                file,
+                *header_line,
+                "problem_id",
+                format!(
+                    "the first row must be a header naming the columns (problem_id, problem_text, \
+                     a, b, ..., answer, ...); it starts with {first:?}. JMMLU files have no header: \
+                     import them as JMMLU"
+                ),
+            );
+        }
+        let mut bad_header = false;
+        let mut choice_columns = Vec::new();
+        for (col, name) in header.iter().enumerate() {
+            let is_choice = name.len() == 1 && name.chars().all(|c| c.is_ascii_lowercase());
+            if is_choice {
+                choice_columns.push((col, name.chars().next().unwrap_or('a')));
+            } else if !FIELDS.contains(&name.as_str()) || name == "choices" {
+                bad_header = true;
+                self.push_error(
+                    file,
+                    *header_line,
+                    name,
+                    format!(
+                        "unknown column {name:?}; columns are the choice letters a, b, c, ... and {}",
+                        FIELDS.iter().filter(|f| **f != "choices").copied().collect::<Vec<_>>().join(", ")
+                    ),
+                );
+            }
+        }
+        for (n, (_, letter)) in choice_columns.iter().enumerate() {
+            if *letter != crate::exam::choice_letter(n) {
+                bad_header = true;
+                self.push_error(
+                    file,
+                    *header_line,
+                    &letter.to_string(),
+                    format!(
+                        "choice columns must be a, b, c, ... in order; column {letter:?} is choice {}",
+                        n + 1
+                    ),
+                );
+            }
+        }
+        if bad_header {
+            return;
+        }
+        for (line, record) in &records[1..] {
+            if record.len() == 1 && record[0].trim().is_empty() {
+                continue;
+            }
+            if record.len() != header.len() {
+                self.push_error(
+                    file,
+                    *line,
+                    "line",
+                    format!("{} cells; the header has {}", record.len(), header.len()),
+                );
+                continue;
+            }
+            let mut fields = serde_json::Map::new();
+            let mut choices: Vec<Value> = Vec::new();
+            let mut gap: Option<char> = None;
+            for (name, cell) in header.iter().zip(record) {
+                let cell = cell.trim();
+                if let Some((_, letter)) =
+                    choice_columns.iter().find(|(_, l)| l.to_string() == *name)
+                {
+                    if cell.is_empty() {
+                        gap.get_or_insert(*letter);
+                    } else if let Some(empty) = gap {
+                        self.push_error(
+                            file,
+                            *line,
+                            name,
+                            format!("choice {letter} is given but choice {empty} is empty"),
+                        );
+                    } else {
+                        choices.push(Value::String(cell.to_owned()));
+                    }
+                    continue;
+                }
+                if cell.is_empty() {
+                    continue;
+                }
+                let value = match name.as_str() {
+                    "answer" | "prohibited" if !cell.contains(" or ") => Value::Array(
+                        cell.split([',', '、'])
+                            .map(|part| Value::String(part.trim().to_owned()))
+                            .collect(),
+                    ),
+                    "answer" => Value::Array(vec![Value::String(cell.to_owned())]),
+                    "text_only" => match cell.to_ascii_lowercase().as_str() {
+                        "true" | "1" | "yes" => Value::Bool(true),
+                        "false" | "0" | "no" => Value::Bool(false),
+                        _ => Value::String(cell.to_owned()),
+                    },
+                    "year" | "examinee_accuracy" => cell
+                        .parse::<f64>()
+                        .ok()
+                        .and_then(serde_json::Number::from_f64)
+                        .map_or_else(|| Value::String(cell.to_owned()), Value::Number),
+                    _ => Value::String(cell.to_owned()),
+                };
+                fields.insert(name.clone(), value);
+            }
+            fields.insert("choices".to_owned(), Value::Array(choices));
+            self.add_fields(file, *line, fields);
+        }
+    }
+
+    /// A JMMLU subject file: UTF-8 with a byte-order mark, no header, six columns
+    /// `question, A, B, C, D, answer` (answer A–D; stray spaces trimmed). Question `n` of
+    /// subject `anatomy` gets the id `anatomy-n` (inside the importer's namespace).
+    pub fn add_jmmlu(&mut self, file: &str, subject: &str, content: &str) {
+        let content = content.strip_prefix('\u{feff}').unwrap_or(content);
+        let records = match crate::csv::records(content) {
+            Ok(records) => records,
+            Err((line, message)) => return self.push_error(file, line, "line", message),
+        };
+        let mut number = 0;
+        for (line, record) in records {
+            if record.len() == 1 && record[0].trim().is_empty() {
+                continue;
+            }
+            number += 1;
+            if record.len() != 6 {
+                self.push_error(
+                    file,
+                    line,
+                    "line",
+                    format!(
+                        "{} cells; a JMMLU row has 6 (question, A, B, C, D, answer)",
+                        record.len()
+                    ),
+                );
+                continue;
+            }
+            let cell = |i: usize| Value::String(record[i].trim().to_owned());
+            let mut fields = serde_json::Map::new();
+            fields.insert(
+                "problem_id".into(),
+                Value::String(format!("{subject}-{number}")),
+            );
+            fields.insert("problem_text".into(), cell(0));
+            fields.insert("choices".into(), Value::Array((1..5).map(cell).collect()));
+            fields.insert(
+                "answer".into(),
+                Value::Array(vec![Value::String(record[5].trim().to_ascii_lowercase())]),
+            );
+            fields.insert("specialty".into(), Value::String(subject.to_owned()));
+            self.add_fields(file, line, fields);
+        }
+    }
+
+    fn push_error(&mut self, file: &str, line: usize, field: &str, message: String) {
+        self.errors.push(FormatError {
+            file: file.to_owned(),
+            line,
+            field: field.to_owned(),
+            message,
+        });
+    }
+
+    fn add_fields(&mut self, file: &str, line_no: usize, fields: serde_json::Map<String, Value>) {
+        match parse_fields(file, line_no, fields, self.namespace.as_deref()) {
+            Ok(question) => {
+                if let Some((first_file, first_line)) = self.seen.get(&question.problem_id) {
+                    let message = format!(
+                        "duplicate problem_id \"{}\" (first seen at {first_file}:{first_line})",
+                        question.problem_id
+                    );
+                    self.push_error(file, line_no, "problem_id", message);
+                } else {
+                    self.seen
+                        .insert(question.problem_id.clone(), (file.to_owned(), line_no));
+                    self.questions.push(question);
+                }
+            }
+            Err(mut errors) => self.errors.append(&mut errors),
         }
     }
 
@@ -115,24 +343,40 @@ impl Importer {
     }
 }
 
-fn parse_line(file: &str, line: usize, text: &str) -> Result<Question, Vec<FormatError>> {
+fn parse_fields(
+    file: &str,
+    line: usize,
+    mut raw: serde_json::Map<String, Value>,
+    namespace: Option<&str>,
+) -> Result<Question, Vec<FormatError>> {
     let err = |field: &str, message: String| FormatError {
         file: file.to_owned(),
         line,
         field: field.to_owned(),
         message,
     };
-    let raw: RawLine = serde_json::from_str(text)
-        .map_err(|e| vec![err("line", format!("not a JSON object: {e}"))])?;
     let mut errors = Vec::new();
-
-    let problem_id = match raw.problem_id {
-        Some(serde_json::Value::String(s)) if is_valid_problem_id(&s) => s,
-        Some(v) => {
+    for name in raw.keys() {
+        if !FIELDS.contains(&name.as_str()) {
             errors.push(err(
-                "problem_id",
-                format!("expected an id like \"116A13\", got {v}"),
+                name,
+                format!(
+                    "unknown field {name:?}; known fields: {}",
+                    FIELDS.join(", ")
+                ),
             ));
+        }
+    }
+
+    let problem_id = match raw.remove("problem_id") {
+        Some(Value::String(s)) if is_valid_problem_id(&s, namespace.is_some()) => s,
+        Some(v) => {
+            let want = if namespace.is_some() {
+                "an id of letters, digits, '-', '_' and '.'"
+            } else {
+                "an id like \"116A13\""
+            };
+            errors.push(err("problem_id", format!("expected {want}, got {v}")));
             String::new()
         }
         None => {
@@ -140,8 +384,8 @@ fn parse_line(file: &str, line: usize, text: &str) -> Result<Question, Vec<Forma
             String::new()
         }
     };
-    let text = match raw.problem_text {
-        Some(serde_json::Value::String(s)) if !s.trim().is_empty() => s,
+    let text = match raw.remove("problem_text") {
+        Some(Value::String(s)) if !s.trim().is_empty() => s,
         Some(v) => {
             errors.push(err(
                 "problem_text",
@@ -154,12 +398,12 @@ fn parse_line(file: &str, line: usize, text: &str) -> Result<Question, Vec<Forma
             String::new()
         }
     };
-    let choices = match raw.choices {
-        Some(serde_json::Value::Array(items)) => {
+    let choices = match raw.remove("choices") {
+        Some(Value::Array(items)) => {
             let mut choices = Vec::with_capacity(items.len());
             for (i, item) in items.into_iter().enumerate() {
                 match item {
-                    serde_json::Value::String(s) => choices.push(s),
+                    Value::String(s) => choices.push(s),
                     v => errors.push(err("choices", format!("choice {} is not text: {v}", i + 1))),
                 }
             }
@@ -180,44 +424,148 @@ fn parse_line(file: &str, line: usize, text: &str) -> Result<Question, Vec<Forma
             Vec::new()
         }
     };
-    let points = match raw.points {
-        Some(serde_json::Value::String(s)) => s.trim().parse::<u32>().ok().filter(|p| *p <= 100),
-        Some(serde_json::Value::Number(n)) => n.as_u64().and_then(|p| u32::try_from(p).ok()),
-        _ => None,
+    let points = match raw.remove("points") {
+        None => Some(1),
+        Some(Value::String(s)) => s.trim().parse::<u32>().ok().filter(|p| *p <= 100),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .and_then(|p| u32::try_from(p).ok())
+            .filter(|p| *p <= 100),
+        Some(_) => None,
     }
     .unwrap_or_else(|| {
         errors.push(err(
             "points",
-            "expected a whole number of points such as \"1\"".to_owned(),
+            "expected a whole number of points from 0 to 100 such as \"1\"".to_owned(),
         ));
         0
     });
-    let text_only = match raw.text_only {
-        Some(serde_json::Value::Bool(b)) => b,
+    let text_only = match raw.remove("text_only") {
+        Some(Value::Bool(b)) => b,
         None => true,
         Some(v) => {
             errors.push(err("text_only", format!("expected true or false, got {v}")));
             true
         }
     };
-    let gold = match raw.answer {
+    let gold = match raw.remove("answer") {
         Some(value) => parse_answer(&value, choices.len()).map_err(|m| err("answer", m)),
         None => Err(err("answer", "missing".to_owned())),
     };
-    let gold = match gold {
-        Ok(g) => g,
-        Err(e) => {
-            errors.push(e);
-            Gold::Everyone
+    let gold = gold.unwrap_or_else(|e| {
+        errors.push(e);
+        Gold::Everyone
+    });
+    let mut meta = QuestionMeta::default();
+    let mut text_field = |name: &str, errors: &mut Vec<FormatError>| match raw.remove(name) {
+        None => None,
+        Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 200 => {
+            Some(s.trim().to_owned())
+        }
+        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(v) => {
+            errors.push(err(name, format!("expected a short text, got {v}")));
+            None
+        }
+    };
+    meta.exam = text_field("exam", &mut errors);
+    meta.block = text_field("block", &mut errors);
+    meta.specialty = text_field("specialty", &mut errors);
+    let section = text_field("section", &mut errors);
+    let ruling = text_field("ruling", &mut errors);
+    if let Some(section) = section {
+        meta.section = Section::from_id(&section).or_else(|| {
+            errors.push(err(
+                "section",
+                format!("expected \"required\" or \"general\", got {section:?}"),
+            ));
+            None
+        });
+    }
+    match raw.remove("year") {
+        None => {}
+        Some(v) => {
+            let year = match &v {
+                Value::Number(n) => n.as_u64(),
+                Value::String(s) => s.trim().parse().ok(),
+                _ => None,
+            };
+            match year.filter(|y| (1946..=2200).contains(y)) {
+                Some(y) => meta.year = u16::try_from(y).ok(),
+                None => errors.push(err(
+                    "year",
+                    format!("expected a year such as 2022, got {v}"),
+                )),
+            }
+        }
+    }
+    match raw.remove("examinee_accuracy") {
+        None => {}
+        Some(v) => match v.as_f64().filter(|a| (0.0..=1.0).contains(a)) {
+            Some(a) => meta.examinee_accuracy = Some(a),
+            None => errors.push(err(
+                "examinee_accuracy",
+                format!("expected a share from 0 to 1 such as 0.83, got {v}"),
+            )),
+        },
+    }
+    match raw.remove("prohibited") {
+        None => {}
+        Some(Value::Array(items)) => {
+            for item in items {
+                match item
+                    .as_str()
+                    .map(str::trim)
+                    .and_then(|s| single_letter(s, choices.len()))
+                {
+                    Some(letter) => meta.prohibited.push(letter),
+                    None => errors.push(err(
+                        "prohibited",
+                        format!("{item} is not a choice letter of this question"),
+                    )),
+                }
+            }
+            meta.prohibited.sort_unstable();
+            meta.prohibited.dedup();
+        }
+        Some(v) => errors.push(err(
+            "prohibited",
+            format!("expected a list of choice letters, got {v}"),
+        )),
+    }
+    let gold = match ruling.as_deref() {
+        None => gold,
+        Some("everyone") => Gold::Everyone,
+        Some("any_of") => match gold {
+            Gold::Letters { letters } if letters.len() > 1 => Gold::AnyOf { letters },
+            other => {
+                errors.push(err(
+                    "ruling",
+                    "\"any_of\" needs an answer listing two or more letters".to_owned(),
+                ));
+                other
+            }
+        },
+        Some(other) => {
+            errors.push(err(
+                "ruling",
+                format!("expected \"everyone\" or \"any_of\", got {other:?}"),
+            ));
+            gold
         }
     };
     if !errors.is_empty() {
         return Err(errors);
     }
-    let gold = if EVERYONE_CORRECT.contains(&problem_id.as_str()) {
+    let gold = if namespace.is_none() && EVERYONE_CORRECT.contains(&problem_id.as_str()) {
         Gold::Everyone
     } else {
         gold
+    };
+    derive_structure(&problem_id, namespace.is_some(), &mut meta);
+    let problem_id = match namespace {
+        Some(ns) => format!("{ns}:{problem_id}"),
+        None => problem_id,
     };
     Ok(Question {
         problem_id,
@@ -226,11 +574,72 @@ fn parse_line(file: &str, line: usize, text: &str) -> Result<Question, Vec<Forma
         gold,
         points,
         text_only,
+        meta,
     })
 }
 
-/// `116A13`: exam number, one block letter, question number.
-fn is_valid_problem_id(id: &str) -> bool {
+/// Fills in what the id tells where the file is silent: `116A13` is exam 116, block A. For the
+/// medical exams Kokushi knows (112th–116th, 2018–2022, no namespace) it also gives the year
+/// and the section: blocks B and E are required, the others general.
+pub fn derive_structure(problem_id: &str, namespaced: bool, meta: &mut QuestionMeta) {
+    let Some((exam, block, _number)) = split_problem_id(problem_id) else {
+        return;
+    };
+    meta.exam.get_or_insert_with(|| exam.to_string());
+    meta.block.get_or_insert_with(|| block.to_owned());
+    if namespaced || meta.exam.as_deref() != Some(exam.to_string().as_str()) {
+        return;
+    }
+    if KNOWN_MEDICAL_EXAMS.contains(&exam) {
+        meta.year
+            .get_or_insert(u16::try_from(exam + 1906).unwrap_or(0));
+        if meta.block.as_deref() == Some(block) {
+            meta.section
+                .get_or_insert(if REQUIRED_BLOCKS.contains(&block) {
+                    Section::Required
+                } else {
+                    Section::General
+                });
+        }
+    }
+}
+
+/// `116A13` → (116, "A", 13).
+pub fn split_problem_id(id: &str) -> Option<(u32, &str, u32)> {
+    let digits_end = id.find(|c: char| !c.is_ascii_digit())?;
+    let exam = id[..digits_end].parse().ok()?;
+    let rest = &id[digits_end..];
+    let block_end = rest.find(|c: char| !c.is_ascii_uppercase())?;
+    if block_end == 0 {
+        return None;
+    }
+    let number = rest[block_end..].parse().ok()?;
+    Some((exam, &rest[..block_end], number))
+}
+
+fn single_letter(s: &str, choice_count: usize) -> Option<char> {
+    let mut chars = s.chars();
+    match (chars.next(), chars.next()) {
+        (Some(c), None) => {
+            let c = c.to_ascii_lowercase();
+            letter_index(c)
+                .is_some_and(|i| i < choice_count)
+                .then_some(c)
+        }
+        _ => None,
+    }
+}
+
+/// `116A13`: exam number, one block letter, question number. In a namespaced set any id of
+/// letters, digits, `-`, `_` and `.` will do.
+fn is_valid_problem_id(id: &str, namespaced: bool) -> bool {
+    if namespaced {
+        return !id.is_empty()
+            && id.len() <= 100
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    }
     let digits_end = id.find(|c: char| !c.is_ascii_digit()).unwrap_or(id.len());
     let rest = &id[digits_end..];
     let mut rest_chars = rest.chars();
@@ -243,7 +652,9 @@ fn is_valid_problem_id(id: &str) -> bool {
 fn parse_answer(value: &serde_json::Value, choice_count: usize) -> Result<Gold, String> {
     let items = match value {
         serde_json::Value::Array(items) if !items.is_empty() => items,
-        v => return Err(format!("expected a non-empty list, got {v}")),
+        // DenQA's mark for a question without a published answer.
+        serde_json::Value::String(na) if na == "NA" => return Ok(Gold::Unpublished),
+        v => return Err(format!("expected a non-empty list (or \"NA\"), got {v}")),
     };
     let texts: Vec<&str> = items
         .iter()
@@ -260,10 +671,9 @@ fn parse_answer(value: &serde_json::Value, choice_count: usize) -> Result<Gold, 
         };
     }
     let check = |s: &str| -> Result<char, String> {
-        let mut chars = s.trim().chars();
-        match (chars.next(), chars.next()) {
-            (Some(c), None) if letter_index(c).is_some_and(|i| i < choice_count) => Ok(c),
-            _ => Err(format!(
+        match single_letter(s.trim(), choice_count) {
+            Some(c) => Ok(c),
+            None => Err(format!(
                 "unknown answer letter \"{s}\": choices are a..{}",
                 crate::exam::choice_letter(choice_count - 1)
             )),
@@ -336,6 +746,20 @@ mod tests {
     }
 
     #[test]
+    fn na_marks_a_question_without_a_published_answer() {
+        let line = r#"{"problem_id": "116B13", "problem_text": "どれか。", "choices": ["1","2","3","4","5"], "answer": "NA", "points": "1", "text_only": true}"#;
+        let qs = parse(line).expect("parses");
+        assert_eq!(qs[0].gold, Gold::Unpublished);
+        let other = line.replace("\"NA\"", "\"b\"");
+        let errors = parse(&other).expect_err("a bare string is not a list");
+        assert!(
+            errors[0].message.contains("non-empty list"),
+            "{}",
+            errors[0].message
+        );
+    }
+
+    #[test]
     fn bad_lines_are_reported_with_file_line_and_field() {
         let cases: &[(&str, &str, &str)] = &[
             ("{not json", "line", "not a JSON object"),
@@ -345,7 +769,7 @@ mod tests {
                 "unknown answer letter \"f\"",
             ),
             (
-                r#"{"problem_id": "116A2", "problem_text": "x", "choices": ["1","2"], "answer": ["a"]}"#,
+                r#"{"problem_id": "116A2", "problem_text": "x", "choices": ["1","2"], "answer": ["a"], "points": "x"}"#,
                 "points",
                 "whole number",
             ),
@@ -382,5 +806,102 @@ mod tests {
     #[test]
     fn an_empty_upload_is_refused() {
         assert!(parse("\n\n").is_err());
+    }
+
+    #[test]
+    fn the_structure_of_the_known_medical_exams_is_derived_from_ids() {
+        let line = |id: &str| {
+            format!(
+                r#"{{"problem_id": "{id}", "problem_text": "x", "choices": ["1","2"], "answer": ["a"], "points": "1"}}"#
+            )
+        };
+        let qs = parse(&[line("116A1"), line("116B2"), line("112E3"), line("117B1")].join("\n"))
+            .expect("parses");
+        let got: Vec<_> = qs
+            .iter()
+            .map(|q| {
+                (
+                    q.meta.exam.as_deref(),
+                    q.meta.year,
+                    q.meta.block.as_deref(),
+                    q.meta.section,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Some("116"), Some(2022), Some("A"), Some(Section::General)),
+                (Some("116"), Some(2022), Some("B"), Some(Section::Required)),
+                (Some("112"), Some(2018), Some("E"), Some(Section::Required)),
+                // An exam whose structure Kokushi does not know: nothing is guessed.
+                (Some("117"), None, Some("B"), None),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_namespace_keeps_another_exams_ids_apart_and_takes_no_medical_rulings() {
+        let line = r#"{"problem_id": "116A71", "problem_text": "x", "choices": ["1","2"], "answer": ["b"], "points": "1"}"#;
+        let mut importer = Importer::with_namespace("denqa").expect("valid namespace");
+        importer.add_file("denqa.jsonl", line);
+        let qs = importer.finish().expect("parses");
+        assert_eq!(qs[0].problem_id, "denqa:116A71");
+        assert_eq!(qs[0].gold, Gold::Letters { letters: vec!['b'] });
+        assert_eq!(qs[0].meta.section, None);
+        assert_eq!(qs[0].meta.year, None);
+        assert!(Importer::with_namespace("a b").is_err());
+    }
+
+    #[test]
+    fn optional_fields_are_read_and_checked() {
+        let line = r#"{"problem_id": "120A5", "problem_text": "x", "choices": ["1","2","3"], "answer": ["a","c"], "ruling": "any_of", "exam": "120", "year": 2026, "section": "required", "specialty": "循環器", "prohibited": ["b"], "examinee_accuracy": 0.42}"#;
+        let qs = parse(line).expect("parses");
+        let q = &qs[0];
+        assert_eq!(q.points, 1, "points default to 1");
+        assert_eq!(
+            q.gold,
+            Gold::AnyOf {
+                letters: vec!['a', 'c']
+            }
+        );
+        assert_eq!(q.meta.year, Some(2026));
+        assert_eq!(q.meta.section, Some(Section::Required));
+        assert_eq!(q.meta.prohibited, vec!['b']);
+        assert_eq!(q.meta.examinee_accuracy, Some(0.42));
+        assert_eq!(q.meta.specialty.as_deref(), Some("循環器"));
+        let errors = parse(r#"{"problem_id": "116A1", "problem_text": "x", "choices": ["1"], "answer": ["a"], "choises": []}"#)
+            .expect_err("typo");
+        assert_eq!(errors[0].field, "choises");
+    }
+
+    #[test]
+    fn csv_uploads_and_jmmlu_files_become_questions() {
+        let csv = "problem_id,problem_text,a,b,c,answer,points,prohibited\n\
+                   120A1,\"正しいのは, どれか。\",甲,乙,丙,\"b,c\",3,a\n\
+                   120A2,数値を求めよ,,,,26,1,\n";
+        let mut importer = Importer::new();
+        importer.add_file("new.csv", csv);
+        let qs = importer.finish().expect("parses");
+        assert_eq!(qs.len(), 2);
+        assert_eq!(qs[0].text, "正しいのは, どれか。");
+        assert_eq!(qs[0].choices, vec!["甲", "乙", "丙"]);
+        assert_eq!(
+            qs[0].gold,
+            Gold::Letters {
+                letters: vec!['b', 'c']
+            }
+        );
+        assert_eq!(qs[0].meta.prohibited, vec!['a']);
+        assert_eq!(qs[1].gold, Gold::Numeric { value: "26".into() });
+
+        let jmmlu = "\u{feff}心臓の弁は？ , 僧帽弁,三尖弁 ,大動脈弁,肺動脈弁, B \n";
+        let mut importer = Importer::with_namespace("jmmlu").expect("namespace");
+        importer.add_jmmlu("anatomy.csv", "anatomy", jmmlu);
+        let qs = importer.finish().expect("parses");
+        assert_eq!(qs[0].problem_id, "jmmlu:anatomy-1");
+        assert_eq!(qs[0].text, "心臓の弁は？");
+        assert_eq!(qs[0].choices[1], "三尖弁");
+        assert_eq!(qs[0].gold, Gold::Letters { letters: vec!['b'] });
     }
 }

@@ -9,12 +9,16 @@
 //! for `wasm32-unknown-unknown` so the browser computes exactly what the server computes.
 
 pub mod api;
+pub mod csv;
 pub mod exam;
 pub mod extract;
 pub mod gestalt;
 pub mod igakuqa;
 pub mod job;
 pub mod metric;
+pub mod passing;
 pub mod prompt;
+pub mod score;
+pub mod stats;
 
-pub use exam::{Gold, Question};
+pub use exam::{Gold, Question, QuestionMeta, Section};

@@ -35,19 +35,112 @@ pub fn similarity_correct(gold: &Gold, reply: &str, choices: &[String]) -> Optio
     if choices.is_empty() {
         return None;
     }
-    let mut scored: Vec<(usize, f64)> = choices
+    let scores: Vec<f64> = choices
         .iter()
-        .enumerate()
-        .map(|(i, choice)| (i, crate::gestalt::gestalt_mean(reply, choice)))
+        .map(|choice| crate::gestalt::gestalt_mean(reply, choice))
         .collect();
+    Some(top_k_correct(gold, &scores))
+}
+
+/// The letters of the `k` highest scores, sorted; among equal scores the earlier choice wins.
+pub fn top_k_letters(scores: &[f64], k: usize) -> Vec<char> {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
     // A stable sort keeps the earlier choice first among equals.
-    scored.sort_by(|x, y| y.1.total_cmp(&x.1));
-    let picked: Vec<char> = scored
-        .iter()
-        .take(gold.answer_count())
-        .map(|(i, _)| crate::exam::choice_letter(*i))
+    order.sort_by(|&x, &y| scores[y].total_cmp(&scores[x]));
+    let mut picked: Vec<char> = order
+        .into_iter()
+        .take(k)
+        .map(crate::exam::choice_letter)
         .collect();
-    Some(is_correct(gold, &Extracted::Letters { letters: picked }))
+    picked.sort_unstable();
+    picked
+}
+
+/// Whether the top-`k` choices by `scores` (one per choice) earn the question, `k` being the
+/// number of gold letters.
+pub fn top_k_correct(gold: &Gold, scores: &[f64]) -> bool {
+    let picked = top_k_letters(scores, gold.answer_count());
+    is_correct(gold, &Extracted::Letters { letters: picked })
+}
+
+/// A string similarity in 0..=1.
+pub type Similarity = fn(&str, &str) -> f64;
+
+/// The secondary string similarities (from `strsim`), by name.
+pub const SECONDARY_SIMILARITIES: [(&str, Similarity); 3] = [
+    ("levenshtein", strsim::normalized_levenshtein),
+    ("jaro_winkler", strsim::jaro_winkler),
+    ("sorensen_dice", strsim::sorensen_dice),
+];
+
+/// The documented normalisation for exact match: full-width ASCII folded to half-width,
+/// lowercase, Japanese commas (、，) read as ",", whitespace removed, and one trailing full
+/// stop (. or 。) dropped. `" B、d。"` becomes `"b,d"`.
+pub fn normalize_answer(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .map(|c| match c {
+            '、' | '，' => ',',
+            '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+            _ => c,
+        })
+        .filter(|c| !c.is_whitespace())
+        .flat_map(char::to_lowercase)
+        .collect();
+    if out.ends_with('.') || out.ends_with('。') {
+        out.pop();
+    }
+    out
+}
+
+/// Exact match: the whole reply, normalised ([`normalize_answer`]), equals the gold answer as
+/// the exam writes it (`b,d`; "a or d" or one of its letters; the number). A question ruled
+/// correct for everyone matches any reply.
+pub fn exact_match(gold: &Gold, reply: &str) -> bool {
+    let reply = normalize_answer(reply);
+    match gold {
+        Gold::Everyone => true,
+        Gold::AnyOf { letters } => {
+            reply == normalize_answer(&gold.display())
+                || letters.iter().any(|l| reply == l.to_string())
+        }
+        Gold::Letters { letters } => reply == crate::exam::join_letters(letters),
+        Gold::Numeric { value } => reply == normalize_answer(value),
+        Gold::Unpublished => false,
+    }
+}
+
+/// IgakuQA's own letter match (`scripts/evaluate_main.py`), reproduced exactly: the reply
+/// split on "," with nothing trimmed or lowercased, sorted, must equal the sorted gold list as
+/// the data file writes it (so "b, d" and "B" are wrong). An "any of" ruling (112B30) accepts
+/// exactly one of its letters, or the gold string as written ("a or d"); a question ruled
+/// correct for everyone (116A71) is correct whatever the reply.
+pub fn strict_letter_correct(gold: &Gold, reply: &str) -> bool {
+    let mut given: Vec<&str> = reply.split(',').collect();
+    given.sort_unstable();
+    match gold {
+        Gold::Everyone => true,
+        Gold::AnyOf { letters } => {
+            let written = letters
+                .iter()
+                .map(char::to_string)
+                .collect::<Vec<_>>()
+                .join(" or ");
+            given.len() == 1
+                && (given[0] == written
+                    || letters.iter().any(|l| {
+                        let mut buf = [0u8; 4];
+                        given[0] == l.encode_utf8(&mut buf)
+                    }))
+        }
+        Gold::Letters { letters } => {
+            let mut gold: Vec<String> = letters.iter().map(char::to_string).collect();
+            gold.sort_unstable();
+            given.len() == gold.len() && given.iter().zip(&gold).all(|(g, w)| *g == w.as_str())
+        }
+        Gold::Numeric { value } => given.len() == 1 && given[0] == value,
+        Gold::Unpublished => false,
+    }
 }
 
 fn sorted(letters: &[char]) -> Vec<char> {

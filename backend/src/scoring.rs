@@ -1,0 +1,358 @@
+//! `kokushi score`: scores predictions made anywhere (IgakuQA's `baseline_results` files, or a
+//! Kokushi run export) against an exam set, and prints the per-year table, JSON or CSV.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use kokushi_shared::Question;
+use kokushi_shared::score::{GroupScore, LetterMode, ScoreOptions, ScoreReport, score};
+use kokushi_shared::stats::{PairedComparison, compare_paired};
+
+/// Output forms of `kokushi score`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// A table for people.
+    Table,
+    /// One JSON document (`years`, `overall`, `breakdowns`, …).
+    Json,
+    /// One CSV row per exam year.
+    Csv,
+}
+
+/// Reads every predictions file under `paths` (files, or folders of `.jsonl`/`.json` files).
+pub fn read_predictions(paths: &[PathBuf]) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut predictions = BTreeMap::new();
+    let mut origin: BTreeMap<String, String> = BTreeMap::new();
+    for path in paths {
+        let files: Vec<PathBuf> = if path.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+                .with_context(|| format!("cannot read {}", path.display()))?
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "jsonl" || e == "json"))
+                .collect();
+            files.sort();
+            anyhow::ensure!(
+                !files.is_empty(),
+                "{} holds no .jsonl or .json predictions files",
+                path.display()
+            );
+            files
+        } else {
+            vec![path.clone()]
+        };
+        for file in files {
+            let name = file.display().to_string();
+            let content =
+                std::fs::read_to_string(&file).with_context(|| format!("cannot read {name}"))?;
+            let mut these = BTreeMap::new();
+            kokushi_shared::score::parse_predictions(&name, &content, &mut these).map_err(
+                |errors| {
+                    anyhow::anyhow!(
+                        "{} problem(s) in the predictions:\n{}",
+                        errors.len(),
+                        errors
+                            .iter()
+                            .map(|e| format!("  {e}"))
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    )
+                },
+            )?;
+            // One prediction per question: the same id in two files is a mistake (a folder
+            // given twice, or two models' outputs mixed), not something to resolve silently.
+            for (id, prediction) in these {
+                if let Some(earlier) = origin.get(&id) {
+                    anyhow::bail!("{id:?} has a prediction in both {earlier} and {name}");
+                }
+                origin.insert(id.clone(), name.clone());
+                predictions.insert(id, prediction);
+            }
+        }
+    }
+    anyhow::ensure!(!predictions.is_empty(), "no predictions found");
+    Ok(predictions)
+}
+
+/// Everything `kokushi score` prints, built from parsed inputs.
+pub struct Scoring {
+    pub report: ScoreReport,
+    pub comparison: Option<PairedComparison>,
+}
+
+/// Scores `predictions`, and compares with `baseline` (the same questions, another model) if
+/// given: exact McNemar test and paired bootstrap of the points difference.
+pub fn run(
+    questions: &[Question],
+    predictions: &BTreeMap<String, String>,
+    baseline: Option<&BTreeMap<String, String>>,
+    options: &ScoreOptions,
+) -> anyhow::Result<Scoring> {
+    let report = score(questions, predictions, options);
+    let comparison = match baseline {
+        None => None,
+        Some(other) => {
+            let second = score(questions, other, options);
+            let pairs = |r: &ScoreReport| -> Vec<(bool, f64)> {
+                r.questions
+                    .iter()
+                    .map(|q| (q.letter_correct, f64::from(q.points_earned)))
+                    .collect()
+            };
+            Some(
+                compare_paired(
+                    &pairs(&report),
+                    &pairs(&second),
+                    options.resamples,
+                    options.confidence,
+                    options.seed,
+                )
+                .map_err(anyhow::Error::msg)?,
+            )
+        }
+    };
+    Ok(Scoring { report, comparison })
+}
+
+/// Writes one JSON line per question to `path`, atomically (a temporary file renamed).
+pub fn write_per_question(path: &Path, report: &ScoreReport) -> anyhow::Result<()> {
+    let mut out = String::new();
+    for q in &report.questions {
+        out.push_str(&serde_json::to_string(q)?);
+        out.push('\n');
+    }
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
+    let tmp = path.with_extension("part");
+    std::fs::write(&tmp, out).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| {
+        format!(
+            "cannot move {} to {} (in {})",
+            tmp.display(),
+            path.display(),
+            dir.map_or_else(|| ".".into(), |d| d.display().to_string())
+        )
+    })?;
+    Ok(())
+}
+
+fn year_label(g: &GroupScore) -> (String, String) {
+    (
+        g.year.map_or_else(|| "-".to_owned(), |y| y.to_string()),
+        g.exam.clone().unwrap_or_else(|| "-".to_owned()),
+    )
+}
+
+fn interval(i: Option<(f64, f64)>, scale: f64, digits: usize) -> String {
+    i.map_or_else(String::new, |(lo, hi)| {
+        format!("[{:.digits$}, {:.digits$}]", lo * scale, hi * scale)
+    })
+}
+
+fn pass_word(p: Option<bool>) -> &'static str {
+    match p {
+        Some(true) => "PASS",
+        Some(false) => "fail",
+        None => "-",
+    }
+}
+
+/// The human table.
+pub fn render_table(s: &Scoring, mode: LetterMode, credit: Option<&str>) -> String {
+    let r = &s.report;
+    let mut out = String::new();
+    let pct = (r.options.confidence * 100.0).round();
+    let _ = writeln!(
+        out,
+        "letter match: {} (extraction rules {}); intervals: {pct}% (Wilson for accuracy, \
+         bootstrap of {} resamples for points)",
+        match mode {
+            LetterMode::Strict => "strict (IgakuQA evaluate_main.py)",
+            LetterMode::Lenient => "lenient",
+        },
+        r.rules_version,
+        r.options.resamples
+    );
+    let _ = writeln!(
+        out,
+        "\n{:<5} {:<5} {:>5} {:>7} {:>7} {:<16} {:>7} {:<16} {:>9} {:>9} {:>5} {:>6} {:>6}  pass",
+        "year",
+        "exam",
+        "qs",
+        "correct",
+        "acc %",
+        "acc CI",
+        "points",
+        "points CI",
+        "required",
+        "general",
+        "禁忌",
+        "exact",
+        "seed"
+    );
+    for g in r.years.iter().chain(std::iter::once(&r.overall)) {
+        let (year, exam) = year_label(g);
+        let (year, exam) = if std::ptr::eq(g, &r.overall) {
+            ("all".to_owned(), String::new())
+        } else {
+            (year, exam)
+        };
+        let _ = writeln!(
+            out,
+            "{:<5} {:<5} {:>5} {:>7} {:>7.1} {:<16} {:>7} {:<16} {:>9} {:>9} {:>5} {:>6} {:>6}  {}",
+            year,
+            exam,
+            g.questions,
+            g.correct,
+            g.accuracy * 100.0,
+            interval(g.accuracy_interval, 100.0, 1),
+            format!("{}/{}", g.points, g.points_max),
+            interval(g.points_interval, 1.0, 0),
+            format!("{}/{}", g.required_points, g.required_max),
+            format!("{}/{}", g.general_points, g.general_max),
+            g.prohibited_chosen
+                .map_or_else(|| "-".to_owned(), |n| n.to_string()),
+            g.exact_match,
+            g.gestalt_correct,
+            pass_word(g.pass),
+        );
+    }
+    for g in &r.years {
+        for note in &g.notes {
+            let _ = writeln!(out, "note ({}): {note}", year_label(g).0);
+        }
+    }
+    let warned: Vec<_> = r
+        .breakdowns
+        .iter()
+        .filter(|b| b.warning.is_some())
+        .collect();
+    if !r.breakdowns.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{:<9} {:<12} {:>5} {:>7} {:>7} {:<16} {:>9}",
+            "by", "key", "qs", "correct", "acc %", "acc CI", "points"
+        );
+        for b in &r.breakdowns {
+            let _ = writeln!(
+                out,
+                "{:<9} {:<12} {:>5} {:>7} {:>7.1} {:<16} {:>9}{}",
+                b.by,
+                b.key,
+                b.questions,
+                b.correct,
+                b.accuracy * 100.0,
+                interval(b.accuracy_interval, 100.0, 1),
+                format!("{}/{}", b.points, b.points_max),
+                if b.warning.is_some() {
+                    "  (too few questions)"
+                } else {
+                    ""
+                }
+            );
+        }
+        if !warned.is_empty() {
+            let _ = writeln!(
+                out,
+                "{} slice(s) have fewer than {} questions: their accuracy is not reliable",
+                warned.len(),
+                r.options.min_questions
+            );
+        }
+    }
+    if let Some(c) = &s.comparison {
+        let _ = writeln!(
+            out,
+            "\npaired with --compare: both correct {}, only this {}, only the other {}, neither {}; \
+             exact McNemar p = {:.4}; points difference {:+} {} ; accuracy difference {:+.1} points of %",
+            c.both_correct,
+            c.only_first,
+            c.only_second,
+            c.neither,
+            c.mcnemar_p,
+            c.points_difference,
+            interval(Some(c.points_difference_interval), 1.0, 1),
+            c.accuracy_difference * 100.0
+        );
+    }
+    if !r.unknown_predictions.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{} prediction(s) name questions the exam set does not have, e.g. {}",
+            r.unknown_predictions.len(),
+            r.unknown_predictions[0]
+        );
+    }
+    if !r.unscorable.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{} question(s) have no published answer and are left out of every total: {}",
+            r.unscorable.len(),
+            r.unscorable.join(", ")
+        );
+    }
+    if let Some(credit) = credit {
+        let _ = writeln!(out, "\n{credit}");
+    }
+    out
+}
+
+/// One JSON document.
+pub fn render_json(s: &Scoring) -> anyhow::Result<String> {
+    let mut value = serde_json::to_value(&s.report)?;
+    if let (Some(map), Some(c)) = (value.as_object_mut(), &s.comparison) {
+        map.insert("comparison".to_owned(), serde_json::to_value(c)?);
+    }
+    Ok(serde_json::to_string_pretty(&value)? + "\n")
+}
+
+/// One CSV row per exam year, then `all`.
+pub fn render_csv(s: &Scoring) -> String {
+    let mut out = String::from(
+        "year,exam,questions,correct,accuracy,accuracy_low,accuracy_high,correct_strict,\
+         correct_lenient,exact_match,gestalt_correct,parse_failures,points,points_max,\
+         required_points,required_max,general_points,general_max,prohibited_chosen,pass\n",
+    );
+    let r = &s.report;
+    for (g, overall) in r
+        .years
+        .iter()
+        .map(|g| (g, false))
+        .chain(std::iter::once((&r.overall, true)))
+    {
+        let (year, exam) = if overall {
+            ("all".to_owned(), String::new())
+        } else {
+            let (y, e) = year_label(g);
+            (y.replace('-', ""), e.replace('-', ""))
+        };
+        let (lo, hi) = g
+            .accuracy_interval
+            .map_or((String::new(), String::new()), |(l, h)| {
+                (l.to_string(), h.to_string())
+            });
+        let _ = writeln!(
+            out,
+            "{year},{exam},{},{},{},{lo},{hi},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            g.questions,
+            g.correct,
+            g.accuracy,
+            g.correct_strict,
+            g.correct_lenient,
+            g.exact_match,
+            g.gestalt_correct,
+            g.parse_failures,
+            g.points,
+            g.points_max,
+            g.required_points,
+            g.required_max,
+            g.general_points,
+            g.general_max,
+            g.prohibited_chosen
+                .map_or_else(String::new, |n| n.to_string()),
+            g.pass.map_or_else(String::new, |p| p.to_string()),
+        );
+    }
+    out
+}
