@@ -20,6 +20,8 @@ pub enum ApiError {
     Queue(#[from] kokushi_queue::QueueError),
     #[error(transparent)]
     Db(#[from] DbError),
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl std::fmt::Debug for ApiError {
@@ -42,7 +44,7 @@ impl ApiError {
             ApiError::InvalidExamSet(_) => ErrorCode::InvalidExamSet,
             ApiError::NotFound(_) => ErrorCode::NotFound,
             ApiError::Queue(_) | ApiError::Db(DbError::Unavailable(_)) => ErrorCode::Unavailable,
-            ApiError::Db(_) => ErrorCode::Internal,
+            ApiError::Db(_) | ApiError::Internal(_) => ErrorCode::Internal,
         }
     }
 }

@@ -33,6 +33,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/exam-sets", web::post().to(upload_exam_set))
             .route("/runs", web::post().to(create_run))
             .route("/runs/{id}", web::get().to(run_detail))
+            .route("/runs/{id}/score", web::get().to(run_score))
             .default_service(web::to(|| async {
                 Err::<HttpResponse, _>(ApiError::NotFound("no such API endpoint".to_owned()))
             })),
@@ -56,10 +57,16 @@ struct UploadQuery {
     name: String,
     #[serde(default)]
     file: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    format: Option<String>,
 }
 
-/// `POST /api/exam-sets?name=NAME[&file=FILE.jsonl]` with the JSON-lines file as the body.
-/// All or nothing: any problem refuses the whole file with every problem listed.
+/// `POST /api/exam-sets?name=NAME[&file=FILE.jsonl|FILE.csv][&namespace=NS][&format=jmmlu]`
+/// with the file as the body (docs/exam-set-format.md): JSON lines, or CSV when the file name
+/// ends in `.csv`, or a JMMLU subject file with `format=jmmlu`. All or nothing: any problem
+/// refuses the whole file with every problem listed.
 async fn upload_exam_set(
     state: web::Data<AppState>,
     query: web::Query<UploadQuery>,
@@ -77,8 +84,24 @@ async fn upload_exam_set(
         .unwrap_or_else(|| "upload.jsonl".to_owned());
     let text = std::str::from_utf8(&body)
         .map_err(|e| ApiError::BadRequest(format!("{file} is not UTF-8 text: {e}")))?;
-    let mut importer = Importer::new();
-    importer.add_file(&file, text);
+    let mut importer = match query.namespace.as_deref().filter(|ns| !ns.is_empty()) {
+        Some(ns) => Importer::with_namespace(ns).map_err(ApiError::BadRequest)?,
+        None => Importer::new(),
+    };
+    match query.format.as_deref().unwrap_or("auto") {
+        "auto" => importer.add_file(&file, text),
+        "jmmlu" => {
+            let subject = std::path::Path::new(&file)
+                .file_stem()
+                .map_or_else(|| "jmmlu".to_owned(), |s| s.to_string_lossy().into_owned());
+            importer.add_jmmlu(&file, &subject, text);
+        }
+        other => {
+            return Err(ApiError::BadRequest(format!(
+                "unknown format {other:?}; known: auto, jmmlu"
+            )));
+        }
+    }
     let questions = importer.finish().map_err(ApiError::InvalidExamSet)?;
     let (exam_set, created) = state.db.insert_exam_set(name, &questions).await?;
     let report = ImportReport { exam_set, created };
@@ -153,4 +176,50 @@ async fn run_detail(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("run {id} does not exist")))?;
     Ok(HttpResponse::Ok().json(detail))
+}
+
+#[derive(Deserialize)]
+struct ScoreQuery {
+    #[serde(default)]
+    mode: Option<String>,
+    #[serde(default)]
+    confidence: Option<f64>,
+}
+
+/// `GET /api/runs/{id}/score[?mode=strict|lenient][&confidence=0.95]`: the run's answers
+/// scored by `shared::score`, exactly as `kokushi score` scores a run export
+/// (docs/scoring.md): per year, overall, and by block, section and specialty.
+async fn run_score(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<ScoreQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let id: i64 = path
+        .parse()
+        .map_err(|_| ApiError::BadRequest(format!("run id {:?} is not a number", path.as_str())))?;
+    let mut options = kokushi_shared::score::ScoreOptions::default();
+    if let Some(mode) = query.mode.as_deref() {
+        options.mode = kokushi_shared::score::LetterMode::from_id(mode).ok_or_else(|| {
+            ApiError::BadRequest(format!("unknown mode {mode:?}; known: strict, lenient"))
+        })?;
+    }
+    if let Some(confidence) = query.confidence {
+        if !(confidence > 0.0 && confidence < 1.0) {
+            return Err(ApiError::BadRequest(format!(
+                "confidence {confidence} must be between 0 and 1"
+            )));
+        }
+        options.confidence = confidence;
+    }
+    let (questions, predictions) = state
+        .db
+        .run_predictions(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("run {id} does not exist")))?;
+    // Bootstrap resampling is CPU work: keep it off the async workers.
+    let report =
+        web::block(move || kokushi_shared::score::score(&questions, &predictions, &options))
+            .await
+            .map_err(|e| ApiError::Internal(format!("scoring stopped: {e}")))?;
+    Ok(HttpResponse::Ok().json(report))
 }

@@ -27,6 +27,13 @@ pub fn is_correct(gold: &Gold, answer: &Extracted) -> bool {
     }
 }
 
+/// Kokushi's lenient letter match, the one runs are scored by: the extracted answer earns the
+/// question ([`is_correct`]), or the reply as written passes IgakuQA's own match
+/// ([`strict_letter_correct`]), so lenient never scores below strict.
+pub fn lenient_correct(gold: &Gold, reply: &str, extracted: &Extracted) -> bool {
+    is_correct(gold, extracted) || strict_letter_correct(gold, reply)
+}
+
 /// The seed papers' accuracy: the `k` choices whose texts are most similar to the reply
 /// (Gestalt, both directions averaged; ties go to the earlier choice) are the answer, with `k`
 /// the number of gold letters; correct only when that set equals the gold set. `None` for a

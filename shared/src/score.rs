@@ -14,7 +14,7 @@ use crate::exam::{Gold, Question, Section};
 use crate::extract::{Extracted, RULES_VERSION, extract};
 use crate::igakuqa::FormatError;
 use crate::metric::{
-    SECONDARY_SIMILARITIES, exact_match, is_correct, strict_letter_correct, top_k_correct,
+    SECONDARY_SIMILARITIES, exact_match, lenient_correct, strict_letter_correct, top_k_correct,
     top_k_letters,
 };
 use crate::passing::{PassCriteria, Verdict, criteria};
@@ -110,7 +110,7 @@ pub fn score_question(q: &Question, prediction: Option<&str>, mode: LetterMode) 
         || matches!(q.gold, Gold::Everyone);
     // Lenient reads more forms than strict and never fewer: a reply IgakuQA's scorer accepts
     // (such as 112B30's gold string "a or d" itself) is accepted here too.
-    let lenient = is_correct(&q.gold, &extracted) || strict;
+    let lenient = lenient_correct(&q.gold, reply, &extracted) || strict;
     let letter_correct = match mode {
         LetterMode::Strict => strict,
         LetterMode::Lenient => lenient,
@@ -188,6 +188,8 @@ pub struct GroupScore {
     pub correct: u32,
     pub accuracy: f64,
     pub accuracy_interval: Option<(f64, f64)>,
+    /// Percentile bootstrap interval of the accuracy (same resamples and seed as the points').
+    pub accuracy_bootstrap_interval: Option<(f64, f64)>,
     pub correct_strict: u32,
     pub correct_lenient: u32,
     pub exact_match: u32,
@@ -401,6 +403,14 @@ fn group(
             f64::from(correct) / f64::from(n)
         },
         accuracy_interval: stats::wilson_interval(u64::from(correct), u64::from(n), o.confidence),
+        accuracy_bootstrap_interval: stats::bootstrap_mean_interval(
+            &idx.iter()
+                .map(|&i| f64::from(u8::from(scored[i].letter_correct)))
+                .collect::<Vec<_>>(),
+            o.resamples,
+            o.confidence,
+            o.seed,
+        ),
         correct_strict: count(idx, |i| scored[i].letter_correct_strict),
         correct_lenient: count(idx, |i| scored[i].letter_correct_lenient),
         exact_match: count(idx, |i| scored[i].exact_match),

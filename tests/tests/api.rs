@@ -55,6 +55,40 @@ async fn evaluation_runs_end_to_end(database_url: String) {
     assert_eq!(row.tally.answered, 3);
     assert_eq!(row.tally.points_possible, 3);
     assert_eq!(row.total, 3);
+
+    // The run scored by shared::score on the server agrees with the tally kept at ingestion.
+    let score: serde_json::Value = app
+        .client
+        .get(app.url(&format!("/api/runs/{}/score", run.id)))
+        .query(&[("mode", "lenient")])
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(score["overall"]["questions"], 3, "{score}");
+    assert_eq!(score["overall"]["correct"], row.tally.correct, "{score}");
+    assert_eq!(score["overall"]["points"], row.tally.points, "{score}");
+    assert_eq!(
+        score["overall"]["parse_failures"], row.tally.parse_failures,
+        "{score}"
+    );
+    assert_eq!(score["rules_version"], "letters-v1");
+    let res = app
+        .client
+        .get(app.url(&format!("/api/runs/{}/score?mode=generous", run.id)))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 400);
+    let res = app
+        .client
+        .get(app.url("/api/runs/999999/score"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 404);
     app.stop().await.expect("clean stop");
 }
 
@@ -193,5 +227,70 @@ async fn uploading_the_same_content_twice_is_recognised() {
     let second = app.upload_mini_exam().await.expect("upload");
     assert_eq!(first.id, second.id);
     assert_eq!(first.content_hash, second.content_hash);
+    app.stop().await.expect("clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_and_jmmlu_files_upload_under_a_namespace() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = TestApp::spawn(Settings::embedded(sqlite_url(dir.path()), dir.path()))
+        .await
+        .expect("server starts");
+    let post = |query: Vec<(&'static str, &'static str)>, body: &'static str| {
+        app.client
+            .post(app.url("/api/exam-sets"))
+            .query(&query)
+            .body(body)
+            .send()
+    };
+    let csv = "problem_id,problem_text,a,b,c,answer,section\n\
+               7A1,\"どれか。\",甲,乙,丙,\"a,c\",general\n\
+               7B1,どれか。,甲,乙,,b,required\n";
+    let res = post(
+        vec![
+            ("name", "mine"),
+            ("file", "mine.csv"),
+            ("namespace", "mine"),
+        ],
+        csv,
+    )
+    .await
+    .expect("request");
+    assert_eq!(res.status(), 201);
+    let report: kokushi_shared::api::ImportReport = res.json().await.expect("json");
+    assert_eq!(report.exam_set.question_count, 2);
+
+    let jmmlu = "\u{feff}問題一,甲,乙,丙,丁,B\n問題二, 甲 ,乙,丙,丁,D \n";
+    let res = post(
+        vec![
+            ("name", "jmmlu anatomy"),
+            ("file", "anatomy.csv"),
+            ("namespace", "jmmlu"),
+            ("format", "jmmlu"),
+        ],
+        jmmlu,
+    )
+    .await
+    .expect("request");
+    assert_eq!(res.status(), 201);
+
+    // A namespace outside the documented characters, and an unknown format, are refused.
+    for query in [
+        vec![("name", "x"), ("file", "x.csv"), ("namespace", "a/b")],
+        vec![("name", "x"), ("file", "x.csv"), ("format", "excel")],
+    ] {
+        let res = post(query, csv).await.expect("request");
+        assert_eq!(res.status(), 400);
+        let err: ApiErrorBody = res.json().await.expect("error body");
+        assert_eq!(err.code, ErrorCode::BadRequest, "{err:?}");
+    }
+    // Without the JMMLU format, a JMMLU file is refused with the hint to use it.
+    let res = post(vec![("name", "y"), ("file", "anatomy.csv")], jmmlu)
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 400);
+    let err: ApiErrorBody = res.json().await.expect("error body");
+    assert_eq!(err.code, ErrorCode::InvalidExamSet);
+    assert!(err.details[0].message.contains("JMMLU"), "{err:?}");
     app.stop().await.expect("clean stop");
 }

@@ -463,3 +463,62 @@ fn broken_predictions_are_refused_naming_file_and_line() {
         "{stderr}"
     );
 }
+
+#[test]
+fn comparing_two_prediction_sets_pairs_them_question_by_question() {
+    let (Some(data), Some(bin)) = (data_dir(), kokushi()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let questions = raw_questions(&data);
+    let ids: Vec<String> = questions
+        .iter()
+        .map(|q| q["problem_id"].as_str().unwrap().to_owned())
+        .collect();
+    let gold: Vec<(String, String)> = questions
+        .iter()
+        .zip(&ids)
+        .map(|(q, id)| (id.clone(), answer_list(q).join(",")))
+        .collect();
+    let all_a: Vec<(String, String)> = ids.iter().map(|id| (id.clone(), "a".into())).collect();
+    let gold = write_predictions(dir.path(), "gold.jsonl", &gold);
+    let all_a = write_predictions(dir.path(), "all-a.jsonl", &all_a);
+    let out = run(
+        &bin,
+        &[
+            "--exam-set",
+            data.join("igakuqa").to_str().unwrap(),
+            "--predictions",
+            gold.to_str().unwrap(),
+            "--compare",
+            all_a.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let c = &report["comparison"];
+    // Every question "a" gets right, the gold answers get right too (321 by the hand count).
+    assert_eq!(c["both_correct"], 321, "{c}");
+    assert_eq!(c["only_first"], 2000 - 321, "{c}");
+    assert_eq!(c["only_second"], 0, "{c}");
+    assert_eq!(c["neither"], 0, "{c}");
+    assert!(c["mcnemar_p"].as_f64().unwrap() < 1e-100, "{c}");
+    let total = report["overall"]["points_max"].as_f64().unwrap();
+    let a_points = f64::from(83 + 76 + 95 + 75 + 77);
+    assert_eq!(
+        c["points_difference"].as_f64(),
+        Some(total - a_points),
+        "{c}"
+    );
+    let (lo, hi) = (
+        c["points_difference_interval"][0].as_f64().unwrap(),
+        c["points_difference_interval"][1].as_f64().unwrap(),
+    );
+    assert!(lo < total - a_points && total - a_points < hi, "{c}");
+}

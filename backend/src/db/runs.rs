@@ -6,7 +6,7 @@ use kokushi_shared::api::{QuestionResult, RunDetail, RunStatus, RunSummary, Scor
 use kokushi_shared::extract::Extracted;
 use kokushi_shared::igakuqa::IGAKUQA_CREDIT;
 use kokushi_shared::job::{AnswerRecord, EvalJob, JobQuestion};
-use kokushi_shared::metric::{Tally, is_correct};
+use kokushi_shared::metric::{Tally, lenient_correct};
 use kokushi_shared::prompt::PromptFormat;
 use sqlx::Row;
 
@@ -288,6 +288,48 @@ impl Db {
         }))
     }
 
+    /// A run's questions (with everything the exam set says of them) and the raw output
+    /// received for each so far, for scoring with `shared::score`; `None` for no such run.
+    pub async fn run_predictions(
+        &self,
+        id: i64,
+    ) -> Result<
+        Option<(
+            Vec<kokushi_shared::Question>,
+            std::collections::BTreeMap<String, String>,
+        )>,
+        DbError,
+    > {
+        let Some(row) = sqlx::query("SELECT exam_set_id FROM runs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let rows = sqlx::query(
+            "SELECT q.body, a.raw_output \
+             FROM run_questions rq \
+             JOIN questions q ON q.exam_set_id = $2 AND q.problem_id = rq.problem_id \
+             LEFT JOIN answers a ON a.run_id = rq.run_id AND a.problem_id = rq.problem_id \
+             WHERE rq.run_id = $1 ORDER BY rq.position",
+        )
+        .bind(id)
+        .bind(row.try_get::<i64, _>("exam_set_id")?)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut questions = Vec::with_capacity(rows.len());
+        let mut predictions = std::collections::BTreeMap::new();
+        for r in rows {
+            let q = question_from_body(&r.try_get::<String, _>("body")?)?;
+            if let Some(raw) = r.try_get::<Option<String>, _>("raw_output")? {
+                predictions.insert(q.problem_id.clone(), raw);
+            }
+            questions.push(q);
+        }
+        Ok(Some((questions, predictions)))
+    }
+
     /// A worker took the job.
     pub async fn mark_running(
         &self,
@@ -329,7 +371,7 @@ impl Db {
             return Ok(false);
         };
         let question = question_from_body(&row.try_get::<String, _>("body")?)?;
-        let correct = is_correct(&question.gold, &record.extracted);
+        let correct = lenient_correct(&question.gold, &record.raw_output, &record.extracted);
         let extracted = serde_json::to_string(&record.extracted)
             .map_err(|e| corrupt("answers", "extracted", e))?;
         sqlx::query(
