@@ -45,6 +45,10 @@ enum Command {
     /// exam year, as IgakuQA and the seed papers count them.
     #[command(long_about = SCORE_HELP)]
     Score(ScoreArgs),
+    /// Ask a model every question of an exam set in this process and write a predictions file
+    /// that `kokushi score` reads.
+    #[command(long_about = EVAL_HELP)]
+    Eval(EvalArgs),
     /// Create or update the database schema, then exit.
     Migrate(DbArgs),
     /// Import IgakuQA 2022, queue an evaluation of the demo model and serve the portal.
@@ -124,6 +128,58 @@ struct SetArgs {
     /// extension); `jmmlu` reads JMMLU CSV (no header, 4 choices, answer A-D).
     #[arg(long = "set-format", value_enum, default_value_t = SetFormat::Auto)]
     set_format: SetFormat,
+}
+
+const EVAL_HELP: &str =
+    "Ask a model the questions of an exam set, one by one on this machine, and \
+write one JSON line per question: IgakuQA's baseline_results fields (problem_id, prediction) plus \
+the raw output, the log-probabilities (loglik mode), token counts and timings. The file is written \
+whole at the end (FILE.part, then renamed), so an interrupted run leaves no half file.
+
+Modes: generate (greedy decoding; the answer is extracted from the text, as the seed papers \
+did) and loglik (each choice's log-probability after the prompt; the most probable k choices, k \
+the number of gold answers). --model is a GGUF file, or a demo model by name: smollm2-135m \
+(looked up in --model-cache, which `cargo xtask demo` fills).
+
+Examples:
+  kokushi eval --model smollm2-135m --exam-set ../shared/data/igakuqa/2022 --limit 20 --out p.jsonl
+  kokushi eval --model my.gguf --exam-set exam/ --mode loglik --out p.jsonl
+  kokushi score --exam-set ../shared/data/igakuqa/2022 --predictions p.jsonl";
+
+#[derive(Args)]
+struct EvalArgs {
+    /// A GGUF model file, or a demo model's name (smollm2-135m).
+    #[arg(long)]
+    model: String,
+    /// Where named demo models are cached.
+    #[arg(long, env = "KOKUSHI_MODEL_CACHE")]
+    model_cache: Option<PathBuf>,
+    /// The exam set: .jsonl/.csv files or folders of them (repeatable).
+    #[arg(long = "exam-set", required = true, num_args = 1..)]
+    exam_set: Vec<PathBuf>,
+    #[command(flatten)]
+    set: SetArgs,
+    /// Prompt format id (chatml_ja_v1 for chat models, plain_ja_v1 for base models).
+    #[arg(long, default_value = "chatml_ja_v1")]
+    prompt_format: String,
+    /// generate: decode and extract the answer; loglik: rank the choices by log-probability.
+    #[arg(long, default_value = "generate", value_parser = ["generate", "loglik"])]
+    mode: String,
+    /// In loglik mode, score each choice's letter (fast: one pass a question) or its text.
+    #[arg(long, default_value = "letter", value_parser = ["letter", "text"])]
+    loglik_target: String,
+    /// Ask only the first N questions (after leaving out image questions).
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Also ask questions whose printed version has an image the data does not include.
+    #[arg(long)]
+    with_images: bool,
+    /// The most tokens to generate per answer.
+    #[arg(long, default_value_t = 32)]
+    max_new_tokens: usize,
+    /// Where to write the predictions (JSON lines).
+    #[arg(long)]
+    out: PathBuf,
 }
 
 const SCORE_HELP: &str = "Score predictions made anywhere against an exam set, as IgakuQA and the \
@@ -235,6 +291,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Worker(args) => worker(args).await,
         Command::Import(args) => import(args).await,
         Command::Score(args) => score(args),
+        Command::Eval(args) => tokio::task::block_in_place(|| eval(&args)),
         Command::Migrate(args) => {
             Db::connect(&args.database_url).await?;
             println!("database is up to date");
@@ -419,4 +476,158 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
+}
+
+/// The model file `--model` names: a path, or a demo model in the cache.
+fn resolve_eval_model(name: &str, cache: Option<&std::path::Path>) -> anyhow::Result<PathBuf> {
+    let path = PathBuf::from(name);
+    if path.is_file() {
+        return Ok(path);
+    }
+    let Some((_, file, origin)) = kokushi_worker::eval::NAMED_MODELS
+        .iter()
+        .find(|(known, _, _)| *known == name)
+    else {
+        let names: Vec<&str> = kokushi_worker::eval::NAMED_MODELS
+            .iter()
+            .map(|(n, _, _)| *n)
+            .collect();
+        anyhow::bail!(
+            "--model {name:?} is neither a file nor a known model name ({})",
+            names.join(", ")
+        );
+    };
+    let cache = match cache {
+        Some(dir) => dir.to_owned(),
+        None => std::env::var_os("HOME")
+            .map(|home| PathBuf::from(home).join(".cache/kokushi/models"))
+            .context("HOME is not set: pass --model-cache")?,
+    };
+    let path = cache.join(file);
+    anyhow::ensure!(
+        path.is_file(),
+        "{name} is not in {}: run `cargo xtask demo` once to fetch it ({origin}), or pass \
+         --model-cache",
+        cache.display()
+    );
+    Ok(path)
+}
+
+fn eval(args: &EvalArgs) -> anyhow::Result<()> {
+    use kokushi_worker::eval::{EvalMode, EvalOptions, LoadOptions, LoglikTarget, Model};
+    use std::io::Write;
+
+    let prompt_format = PromptFormat::from_id(&args.prompt_format).with_context(|| {
+        format!(
+            "unknown prompt format {:?}; known: {}",
+            args.prompt_format,
+            PromptFormat::ALL.map(PromptFormat::id).join(", ")
+        )
+    })?;
+    let options = EvalOptions {
+        mode: if args.mode == "loglik" {
+            EvalMode::Loglik
+        } else {
+            EvalMode::Generate
+        },
+        loglik_target: if args.loglik_target == "text" {
+            LoglikTarget::Text
+        } else {
+            LoglikTarget::Letter
+        },
+        prompt_format,
+        max_new_tokens: args.max_new_tokens,
+    };
+    let mut questions = read_exam_set_as(
+        &args.exam_set,
+        args.set.namespace.as_deref(),
+        args.set.set_format,
+    )?;
+    let all = questions.len();
+    if !args.with_images {
+        questions.retain(|q| q.text_only);
+    }
+    questions.retain(|q| q.gold != kokushi_shared::Gold::Unpublished);
+    if let Some(limit) = args.limit {
+        questions.truncate(limit);
+    }
+    anyhow::ensure!(
+        !questions.is_empty(),
+        "no questions to ask: {all} in the set, none left after leaving out image questions \
+         (--with-images) and --limit"
+    );
+    let model_path = resolve_eval_model(&args.model, args.model_cache.as_deref())?;
+    if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        anyhow::ensure!(
+            parent.is_dir(),
+            "cannot write {}: {} is not a folder",
+            args.out.display(),
+            parent.display()
+        );
+    }
+    eprintln!("loading {}", model_path.display());
+    let mut model = Model::load(&model_path, &LoadOptions::default())
+        .with_context(|| format!("cannot load {}", model_path.display()))?;
+    let info = model.info().clone();
+    eprintln!(
+        "{} ({}, {}), {} questions, mode {}, prompt {}",
+        info.name.as_deref().unwrap_or(&info.architecture),
+        info.architecture,
+        info.quantization,
+        questions.len(),
+        options.mode.id(),
+        prompt_format.id()
+    );
+    let started = std::time::Instant::now();
+    let mut lines = Vec::with_capacity(questions.len());
+    let mut parsed = 0usize;
+    for (n, question) in questions.iter().enumerate() {
+        let line = kokushi_worker::eval::evaluate_question(&mut model, question, &options)
+            .with_context(|| format!("question {}", question.problem_id))?;
+        parsed += usize::from(!line.parse_failed);
+        let elapsed = started.elapsed().as_secs_f64();
+        #[allow(clippy::cast_precision_loss)]
+        let per_minute = (n + 1) as f64 / elapsed.max(1e-9) * 60.0;
+        eprintln!(
+            "[{:>4}/{}] {:<10} → {:<8} {:>6} ms  ({per_minute:.1} questions/min)",
+            n + 1,
+            questions.len(),
+            line.problem_id,
+            if line.parse_failed {
+                "(unparsed)"
+            } else {
+                line.prediction.as_str()
+            },
+            line.latency_ms
+        );
+        lines.push(serde_json::to_string(&line)?);
+    }
+    let partial = {
+        let mut name = args.out.clone().into_os_string();
+        name.push(".part");
+        PathBuf::from(name)
+    };
+    let mut file = std::fs::File::create(&partial)
+        .with_context(|| format!("cannot create {}", partial.display()))?;
+    for line in &lines {
+        writeln!(file, "{line}")?;
+    }
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&partial, &args.out).with_context(|| {
+        format!(
+            "cannot rename {} to {}",
+            partial.display(),
+            args.out.display()
+        )
+    })?;
+    let elapsed = started.elapsed().as_secs_f64();
+    #[allow(clippy::cast_precision_loss)]
+    let per_minute = questions.len() as f64 / elapsed.max(1e-9) * 60.0;
+    eprintln!(
+        "wrote {} predictions to {} ({parsed} parsed) in {elapsed:.1} s: {per_minute:.1} questions/min",
+        questions.len(),
+        args.out.display(),
+    );
+    Ok(())
 }

@@ -216,6 +216,10 @@ async fn run_score(
         .run_predictions(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("run {id} does not exist")))?;
+    let predictions: std::collections::BTreeMap<String, kokushi_shared::score::Reply> = predictions
+        .into_iter()
+        .map(|(id, raw)| (id, raw.into()))
+        .collect();
     // Bootstrap resampling is CPU work: keep it off the async workers.
     let report =
         web::block(move || kokushi_shared::score::score(&questions, &predictions, &options))

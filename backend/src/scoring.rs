@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use kokushi_shared::Question;
-use kokushi_shared::score::{GroupScore, LetterMode, ScoreOptions, ScoreReport, score};
+use kokushi_shared::score::{GroupScore, LetterMode, Reply, ScoreOptions, ScoreReport, score};
 use kokushi_shared::stats::{PairedComparison, compare_paired};
 
 /// Output forms of `kokushi score`.
@@ -22,7 +22,7 @@ pub enum OutputFormat {
 }
 
 /// Reads every predictions file under `paths` (files, or folders of `.jsonl`/`.json` files).
-pub fn read_predictions(paths: &[PathBuf]) -> anyhow::Result<BTreeMap<String, String>> {
+pub fn read_predictions(paths: &[PathBuf]) -> anyhow::Result<BTreeMap<String, Reply>> {
     let mut predictions = BTreeMap::new();
     let mut origin: BTreeMap<String, String> = BTreeMap::new();
     for path in paths {
@@ -86,8 +86,8 @@ pub struct Scoring {
 /// given: exact McNemar test and paired bootstrap of the points difference.
 pub fn run(
     questions: &[Question],
-    predictions: &BTreeMap<String, String>,
-    baseline: Option<&BTreeMap<String, String>>,
+    predictions: &BTreeMap<String, Reply>,
+    baseline: Option<&BTreeMap<String, Reply>>,
     options: &ScoreOptions,
 ) -> anyhow::Result<Scoring> {
     let report = score(questions, predictions, options);

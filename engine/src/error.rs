@@ -107,6 +107,10 @@ pub enum EngineError {
     #[error("the prompt is empty: it encodes to zero tokens")]
     EmptyPrompt,
 
+    /// A continuation to score encodes to zero tokens.
+    #[error("the continuation {text:?} encodes to zero tokens: there is nothing to score")]
+    EmptyContinuation { text: String },
+
     /// The prompt alone does not fit into the model's context window.
     #[error(
         "the prompt is {prompt_tokens} tokens long but the model's context holds only \

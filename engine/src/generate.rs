@@ -142,7 +142,7 @@ impl Model {
     }
 
     /// Encodes a prompt with the model's special-token rules (BOS when the file asks for it).
-    fn encode_prompt(&self, prompt: &str) -> Result<Vec<u32>, EngineError> {
+    pub(crate) fn encode_prompt(&self, prompt: &str) -> Result<Vec<u32>, EngineError> {
         let encoding =
             self.tokenizer
                 .encode_fast(prompt, true)
@@ -181,7 +181,11 @@ impl Model {
     /// `with_context` runs it inside candle's private CPU thread pool (sized once per process,
     /// see the crate docs), so the many short parallel sections of a pass reuse warm threads
     /// instead of whatever rayon pool the caller happens to be on.
-    fn forward(&mut self, ids: &[u32], position: usize) -> Result<Vec<f32>, EngineError> {
+    pub(crate) fn forward(
+        &mut self,
+        ids: &[u32],
+        position: usize,
+    ) -> Result<Vec<f32>, EngineError> {
         let forward_error = |source: candle_core::Error| EngineError::Forward {
             position,
             source: Box::new(source),
@@ -218,7 +222,7 @@ fn earliest_stop(text: &str, stops: &[String]) -> Option<usize> {
         .min()
 }
 
-fn millis(duration: Duration) -> u64 {
+pub(crate) fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 

@@ -1,4 +1,5 @@
-//! Kokushi's inference engine: load a GGUF model of the Llama family and generate text greedily.
+//! Kokushi's inference engine: load a GGUF model of the Llama family, generate text greedily,
+//! and score continuations by their log-likelihood.
 //!
 //! The engine wraps candle's `quantized_llama` with what evaluation needs: a tokenizer built
 //! from the GGUF metadata alone, a load path that refuses what it cannot run with a message
@@ -20,10 +21,12 @@ mod error;
 pub mod fixture;
 mod generate;
 mod gguf;
+mod loglik;
 mod model;
 mod requantize;
 mod tokenizer;
 
 pub use error::EngineError;
 pub use generate::{Generation, GenerationParams, StopReason};
+pub use loglik::{ContinuationScore, Scores};
 pub use model::{Device, LoadOptions, Model, ModelInfo};

@@ -66,12 +66,41 @@ impl Default for ScoreOptions {
     }
 }
 
+/// What a predictions file says for one question: the answer (`prediction`, IgakuQA's field:
+/// letters such as `b,d`, or free text) and, when the file has it, the model's whole reply
+/// (`raw_output`). Letter matching reads `prediction`; the text metrics (exact match, Gestalt,
+/// the secondary similarities) read the reply when there is one, as the seed papers scored the
+/// model's response.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reply {
+    pub prediction: String,
+    pub response: Option<String>,
+}
+
+impl From<String> for Reply {
+    fn from(prediction: String) -> Self {
+        Self {
+            prediction,
+            response: None,
+        }
+    }
+}
+
+impl From<&str> for Reply {
+    fn from(prediction: &str) -> Self {
+        prediction.to_owned().into()
+    }
+}
+
 /// Every metric for one question.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QuestionScore {
     pub problem_id: String,
-    /// The reply as given; `None` when the predictions hold nothing for this question.
+    /// The answer as given; `None` when the predictions hold nothing for this question.
     pub prediction: Option<String>,
+    /// The model's whole reply, when the predictions give it apart from the answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<String>,
     /// Letters found by the lenient extraction rules.
     pub letters: Vec<char>,
     /// The number found, for a numeric question.
@@ -99,8 +128,11 @@ pub struct QuestionScore {
 }
 
 /// Scores one question's reply (`None`: no reply).
-pub fn score_question(q: &Question, prediction: Option<&str>, mode: LetterMode) -> QuestionScore {
+pub fn score_question(q: &Question, given: Option<&Reply>, mode: LetterMode) -> QuestionScore {
+    let prediction = given.map(|r| r.prediction.as_str());
     let reply = prediction.unwrap_or("");
+    // The text the similarity metrics compare: the whole reply if given, else the answer.
+    let text = given.and_then(|r| r.response.as_deref()).unwrap_or(reply);
     let extracted = if prediction.is_some() {
         extract(reply, &q.choices)
     } else {
@@ -119,8 +151,8 @@ pub fn score_question(q: &Question, prediction: Option<&str>, mode: LetterMode) 
         .choices
         .iter()
         .map(|choice| {
-            let ab = crate::gestalt::gestalt_ratio(reply, choice);
-            let ba = crate::gestalt::gestalt_ratio(choice, reply);
+            let ab = crate::gestalt::gestalt_ratio(text, choice);
+            let ba = crate::gestalt::gestalt_ratio(choice, text);
             [ab, ba, (ab + ba) / 2.0]
         })
         .collect();
@@ -139,7 +171,7 @@ pub fn score_question(q: &Question, prediction: Option<&str>, mode: LetterMode) 
         SECONDARY_SIMILARITIES
             .iter()
             .map(|(name, similarity)| {
-                let scores: Vec<f64> = q.choices.iter().map(|c| similarity(reply, c)).collect();
+                let scores: Vec<f64> = q.choices.iter().map(|c| similarity(text, c)).collect();
                 ((*name).to_owned(), top_k_correct(&q.gold, &scores))
             })
             .collect()
@@ -156,13 +188,14 @@ pub fn score_question(q: &Question, prediction: Option<&str>, mode: LetterMode) 
     QuestionScore {
         problem_id: q.problem_id.clone(),
         prediction: prediction.map(str::to_owned),
+        response: given.and_then(|r| r.response.clone()),
         letters,
         number,
         parse_failed: extracted.is_unparsed(),
         letter_correct,
         letter_correct_strict: strict,
         letter_correct_lenient: lenient,
-        exact_match: prediction.is_some() && exact_match(&q.gold, reply)
+        exact_match: prediction.is_some() && exact_match(&q.gold, text)
             || matches!(q.gold, Gold::Everyone),
         gestalt,
         gestalt_letters,
@@ -250,18 +283,12 @@ pub struct ScoreReport {
 /// Scores `predictions` (problem id → reply) against `questions`.
 pub fn score(
     questions: &[Question],
-    predictions: &BTreeMap<String, String>,
+    predictions: &BTreeMap<String, Reply>,
     options: &ScoreOptions,
 ) -> ScoreReport {
     let scored: Vec<QuestionScore> = questions
         .iter()
-        .map(|q| {
-            score_question(
-                q,
-                predictions.get(&q.problem_id).map(String::as_str),
-                options.mode,
-            )
-        })
+        .map(|q| score_question(q, predictions.get(&q.problem_id), options.mode))
         .collect();
     let known: std::collections::HashSet<&str> =
         questions.iter().map(|q| q.problem_id.as_str()).collect();
@@ -500,13 +527,13 @@ fn breakdown(
 }
 
 /// Reads predictions: IgakuQA's `baseline_results` lines (`{"problem_id": ..., "prediction":
-/// ...}`, other fields ignored) or Kokushi's own run export (`GET /api/runs/{id}`: a JSON
+/// ...}`, with the model's whole reply in an optional `"raw_output"`, other fields ignored) or Kokushi's own run export (`GET /api/runs/{id}`: a JSON
 /// document whose `questions` carry `answer.raw_output`). An id repeated within the file is an
 /// error naming both lines.
 pub fn parse_predictions(
     file: &str,
     content: &str,
-    into: &mut BTreeMap<String, String>,
+    into: &mut BTreeMap<String, Reply>,
 ) -> Result<(), Vec<FormatError>> {
     let content = content.strip_prefix('\u{feff}').unwrap_or(content);
     let err = |line: usize, field: &str, message: String| FormatError {
@@ -518,7 +545,7 @@ pub fn parse_predictions(
     if let Ok(export) = serde_json::from_str::<crate::api::RunDetail>(content) {
         for q in export.questions {
             if let Some(answer) = q.answer {
-                into.insert(q.problem_id, answer.raw_output);
+                into.insert(q.problem_id, answer.raw_output.into());
             }
         }
         return Ok(());
@@ -555,7 +582,25 @@ pub fn parse_predictions(
                         format!("{id:?} appears twice in this file (first on line {first})"),
                     ));
                 }
-                into.insert(id.to_owned(), text);
+                let response = match value.get("raw_output") {
+                    None | Some(serde_json::Value::Null) => None,
+                    Some(serde_json::Value::String(s)) => Some(s.clone()),
+                    Some(other) => {
+                        errors.push(err(
+                            line_no,
+                            "raw_output",
+                            format!("expected text, got {other}"),
+                        ));
+                        None
+                    }
+                };
+                into.insert(
+                    id.to_owned(),
+                    Reply {
+                        prediction: text,
+                        response,
+                    },
+                );
             }
         }
     }
@@ -641,7 +686,7 @@ mod tests {
         for &(gold, reply, strict, lenient, exact) in table {
             let q = question("900A1", gold.clone(), 1, Section::General);
             for (mode, want) in [(LetterMode::Strict, strict), (LetterMode::Lenient, lenient)] {
-                let s = score_question(&q, Some(reply), mode);
+                let s = score_question(&q, Some(&reply.into()), mode);
                 assert_eq!(s.letter_correct_strict, strict, "strict {gold:?} {reply:?}");
                 assert_eq!(
                     s.letter_correct_lenient, lenient,
@@ -669,7 +714,11 @@ mod tests {
     #[test]
     fn the_seed_method_takes_the_top_k_choices_by_gestalt_in_both_directions() {
         let q = question("900A1", letters(&['a', 'c']), 1, Section::General);
-        let s = score_question(&q, Some("心筋梗塞と大動脈解離"), LetterMode::Lenient);
+        let s = score_question(
+            &q,
+            Some(&"心筋梗塞と大動脈解離".into()),
+            LetterMode::Lenient,
+        );
         assert_eq!(s.gestalt.len(), 5);
         for (i, g) in s.gestalt.iter().enumerate() {
             let ab = crate::gestalt::gestalt_ratio("心筋梗塞と大動脈解離", &q.choices[i]);
@@ -693,14 +742,14 @@ mod tests {
             question("900A2", letters(&['d']), 0, Section::General),
         ];
         questions[2].meta.prohibited = vec!['e'];
-        let predictions: BTreeMap<String, String> = [
+        let predictions: BTreeMap<String, Reply> = [
             ("900B1", "a"),
             ("900B2", "c"),
             ("900A1", "e"),
             ("900A2", "d"),
             ("999Z9", "a"),
         ]
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .map(|(k, v)| (k.to_owned(), Reply::from(v)))
         .into_iter()
         .collect();
         let report = score(&questions, &predictions, &ScoreOptions::default());
@@ -745,8 +794,8 @@ mod tests {
         let mut into = BTreeMap::new();
         let ok = "\u{feff}{\"problem_id\": \"116A1\", \"prediction\": \"c\", \"explanation\": \"c\"}\n\n{\"problem_id\": \"116A2\", \"prediction\": null}\n";
         parse_predictions("p.jsonl", ok, &mut into).expect("valid");
-        assert_eq!(into["116A1"], "c");
-        assert_eq!(into["116A2"], "");
+        assert_eq!(into["116A1"], Reply::from("c"));
+        assert_eq!(into["116A2"], Reply::from(""));
         let bad = "{\"problem_id\": \"116A1\", \"prediction\": \"c\"}\n{\"problem_id\": 5, \"prediction\": \"c\"}\n{\"problem_id\": \"116A3\"}\n[1]\n{\"problem_id\": \"116A1\", \"prediction\": \"d\"}\n";
         let errors = parse_predictions("bad.jsonl", bad, &mut BTreeMap::new()).unwrap_err();
         let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
@@ -775,8 +824,8 @@ mod tests {
             question("900A1", letters(&['a']), 1, Section::General),
             question("900A2", Gold::Unpublished, 1, Section::General),
         ];
-        let predictions: BTreeMap<String, String> = [("900A1", "a"), ("900A2", "a")]
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        let predictions: BTreeMap<String, Reply> = [("900A1", "a"), ("900A2", "a")]
+            .map(|(k, v)| (k.to_owned(), Reply::from(v)))
             .into_iter()
             .collect();
         let report = score(&questions, &predictions, &ScoreOptions::default());
@@ -785,5 +834,27 @@ mod tests {
         assert_eq!(report.overall.points_max, 1);
         assert_eq!(report.unscorable, vec!["900A2".to_owned()]);
         assert!(!report.questions[1].letter_correct && !report.questions[1].exact_match);
+    }
+
+    #[test]
+    fn the_text_metrics_read_the_whole_reply_when_the_file_gives_it() {
+        let q = question("900A1", letters(&['c']), 1, Section::General);
+        let reply = Reply {
+            prediction: "c".to_owned(),
+            response: Some("大動脈解離".to_owned()),
+        };
+        let s = score_question(&q, Some(&reply), LetterMode::Strict);
+        assert!(s.letter_correct, "letters come from the prediction");
+        assert_eq!(s.gestalt_letters, vec!['c'], "similarity reads the reply");
+        assert_eq!(s.gestalt[2][0], 1.0);
+        assert!(!s.exact_match, "the reply is not the gold string");
+        let mut into = BTreeMap::new();
+        let line =
+            "{\"problem_id\": \"900A1\", \"prediction\": \"c\", \"raw_output\": \"大動脈解離\"}";
+        parse_predictions("p.jsonl", line, &mut into).expect("valid");
+        assert_eq!(into["900A1"], reply);
+        let bad = "{\"problem_id\": \"900A1\", \"prediction\": \"c\", \"raw_output\": 3}";
+        let errors = parse_predictions("p.jsonl", bad, &mut BTreeMap::new()).unwrap_err();
+        assert_eq!(errors[0].field, "raw_output");
     }
 }

@@ -8,6 +8,7 @@
 //! store, never the database.
 
 pub mod engine_thread;
+pub mod eval;
 mod model_store;
 
 use std::path::PathBuf;

