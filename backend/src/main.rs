@@ -138,8 +138,9 @@ whole at the end (FILE.part, then renamed), so an interrupted run leaves no half
 
 Modes: generate (greedy decoding; the answer is extracted from the text, as the seed papers \
 did) and loglik (each choice's log-probability after the prompt; the most probable k choices, k \
-the number of gold answers). --model is a GGUF file, or a demo model by name: smollm2-135m \
-(looked up in --model-cache, which `cargo xtask demo` fills).
+the number of gold answers). --model is a GGUF file, or a demo model by name: smollm2-135m or \
+gemma3-270m (looked up in --model-cache, which `cargo xtask fetch-models` fills). Without \
+--prompt-format, Gemma models get gemma_ja_v1 and others chatml_ja_v1.
 
 Examples:
   kokushi eval --model smollm2-135m --exam-set ../shared/data/igakuqa/2022 --limit 20 --out p.jsonl
@@ -148,7 +149,7 @@ Examples:
 
 #[derive(Args)]
 struct EvalArgs {
-    /// A GGUF model file, or a demo model's name (smollm2-135m).
+    /// A GGUF model file, or a demo model's name (smollm2-135m, gemma3-270m).
     #[arg(long)]
     model: String,
     /// Where named demo models are cached.
@@ -159,9 +160,10 @@ struct EvalArgs {
     exam_set: Vec<PathBuf>,
     #[command(flatten)]
     set: SetArgs,
-    /// Prompt format id (chatml_ja_v1 for chat models, plain_ja_v1 for base models).
-    #[arg(long, default_value = "chatml_ja_v1")]
-    prompt_format: String,
+    /// Prompt format id: chatml_ja_v1 (ChatML chat models), gemma_ja_v1 (Gemma), plain_ja_v1
+    /// (base models). Default: chosen from the model's architecture.
+    #[arg(long)]
+    prompt_format: Option<String>,
     /// generate: decode and extract the answer; loglik: rank the choices by log-probability.
     #[arg(long, default_value = "generate", value_parser = ["generate", "loglik"])]
     mode: String,
@@ -506,8 +508,7 @@ fn resolve_eval_model(name: &str, cache: Option<&std::path::Path>) -> anyhow::Re
     let path = cache.join(file);
     anyhow::ensure!(
         path.is_file(),
-        "{name} is not in {}: run `cargo xtask demo` once to fetch it ({origin}), or pass \
-         --model-cache",
+        "{name} is not in {}: {origin}; or pass --model-cache",
         cache.display()
     );
     Ok(path)
@@ -517,14 +518,16 @@ fn eval(args: &EvalArgs) -> anyhow::Result<()> {
     use kokushi_worker::eval::{EvalMode, EvalOptions, LoadOptions, LoglikTarget, Model};
     use std::io::Write;
 
-    let prompt_format = PromptFormat::from_id(&args.prompt_format).with_context(|| {
-        format!(
-            "unknown prompt format {:?}; known: {}",
-            args.prompt_format,
-            PromptFormat::ALL.map(PromptFormat::id).join(", ")
-        )
-    })?;
-    let options = EvalOptions {
+    let chosen_format = match &args.prompt_format {
+        None => None,
+        Some(id) => Some(PromptFormat::from_id(id).with_context(|| {
+            format!(
+                "unknown prompt format {id:?}; known: {}",
+                PromptFormat::ALL.map(PromptFormat::id).join(", ")
+            )
+        })?),
+    };
+    let mut options = EvalOptions {
         mode: if args.mode == "loglik" {
             EvalMode::Loglik
         } else {
@@ -535,7 +538,7 @@ fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         } else {
             LoglikTarget::Letter
         },
-        prompt_format,
+        prompt_format: chosen_format.unwrap_or(PromptFormat::ChatmlJa),
         max_new_tokens: args.max_new_tokens,
     };
     let mut questions = read_exam_set_as(
@@ -569,6 +572,10 @@ fn eval(args: &EvalArgs) -> anyhow::Result<()> {
     let mut model = Model::load(&model_path, &LoadOptions::default())
         .with_context(|| format!("cannot load {}", model_path.display()))?;
     let info = model.info().clone();
+    if chosen_format.is_none() && info.architecture == "gemma3" {
+        options.prompt_format = PromptFormat::GemmaJa;
+    }
+    let prompt_format = options.prompt_format;
     eprintln!(
         "{} ({}, {}), {} questions, mode {}, prompt {}",
         info.name.as_deref().unwrap_or(&info.architecture),

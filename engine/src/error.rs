@@ -80,7 +80,7 @@ pub enum EngineError {
     },
 
     /// candle refused to assemble the model from the (possibly requantized) tensors.
-    #[error("{path}: cannot build the Llama model weights")]
+    #[error("{path}: cannot build the model weights")]
     Weights {
         path: PathBuf,
         #[source]

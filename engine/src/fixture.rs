@@ -1,10 +1,13 @@
-//! Tiny, seeded, random Llama models written as real GGUF files, for tests.
+//! Tiny, seeded, random models of every supported architecture (Llama, Qwen2, Gemma 3) written
+//! as real GGUF files, for tests.
 //!
 //! Tests in this crate and the end-to-end tests of other crates load these instead of
 //! downloading anything. The file has everything a real llama.cpp GGUF has that the engine reads:
-//! `llama.*` hyper-parameters, a byte-level BPE vocabulary (the 256 GPT-2 byte tokens, a few
-//! merges, and `<|endoftext|>`, `<|im_start|>`, `<|im_end|>` as control tokens), a ChatML
-//! template, and tensors named as llama.cpp names them.
+//! `<arch>.*` hyper-parameters, a vocabulary (byte-level BPE: the 256 GPT-2 byte tokens, a few
+//! merges, and `<|endoftext|>`, `<|im_start|>`, `<|im_end|>` as control tokens; or SentencePiece,
+//! as Gemma's: `<0xNN>` byte tokens, scored pieces, `<bos>`, `<eos>`, `<start_of_turn>`,
+//! `<end_of_turn>`), a chat template, and tensors named as llama.cpp names them, with each
+//! architecture's extras (Qwen2's attention biases, Gemma 3's query/key and post-norms).
 //!
 //! The weights are random, but shaped so greedy decoding is never degenerate: channel 0 of the
 //! residual stream is a constant that no layer writes to, and the output head uses it to push
@@ -33,6 +36,23 @@ pub const CONTEXT_LENGTH: usize = 1024;
 pub const END_OF_TEXT: &str = "<|endoftext|>";
 pub const IM_START: &str = "<|im_start|>";
 pub const IM_END: &str = "<|im_end|>";
+
+/// SentencePiece pieces of the fixture vocabulary beyond single characters, best first (`▁` is a
+/// space).
+const PIECES: [&str; 12] = [
+    "\u{2581}t",
+    "he",
+    "\u{2581}the",
+    "in",
+    "er",
+    "an",
+    "on",
+    "\u{2581}a",
+    "re",
+    "is",
+    "の",
+    "\u{2581}は",
+];
 
 /// The BPE merges of the fixture vocabulary, in rank order (GPT-2 byte spelling: `Ġ` is a space).
 const MERGES: [(&str, &str); 10] = [
@@ -73,10 +93,21 @@ pub struct FixtureSpec {
 impl FixtureSpec {
     /// The standard tiny Llama with `f32` weights.
     pub fn tiny_llama(seed: u64) -> Self {
+        Self::tiny("llama", seed)
+    }
+
+    /// A tiny model of `architecture` (`llama`, `qwen2` or `gemma3`) with `f32` weights and the
+    /// vocabulary that family uses (SentencePiece for Gemma, byte-level BPE otherwise).
+    pub fn tiny(architecture: &str, seed: u64) -> Self {
         Self {
             seed,
-            architecture: "llama".to_owned(),
-            tokenizer_model: "gpt2".to_owned(),
+            architecture: architecture.to_owned(),
+            tokenizer_model: if architecture == "gemma3" {
+                "llama"
+            } else {
+                "gpt2"
+            }
+            .to_owned(),
             weights: FixtureWeights::F32,
         }
     }
@@ -93,7 +124,11 @@ pub fn write_gguf(path: &Path, spec: &FixtureSpec) -> Result<(), EngineError> {
         path: path.to_path_buf(),
         source: Box::new(source),
     };
-    let vocab = vocabulary();
+    let vocab = if spec.tokenizer_model == "llama" {
+        sentencepiece_vocabulary()
+    } else {
+        vocabulary()
+    };
     let tensors = tensors(spec, &vocab).map_err(fixture_error)?;
     let metadata = metadata(spec, &vocab);
 
@@ -102,7 +137,8 @@ pub fn write_gguf(path: &Path, spec: &FixtureSpec) -> Result<(), EngineError> {
         source,
     })?;
     let mut writer = BufWriter::new(file);
-    let metadata_refs: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (*k, v)).collect();
+    let metadata_refs: Vec<(&str, &Value)> =
+        metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let tensor_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, t)| (k.as_str(), t)).collect();
     gguf_file::write(&mut writer, &metadata_refs, &tensor_refs).map_err(fixture_error)?;
     writer.flush().map_err(|source| EngineError::Io {
@@ -114,11 +150,80 @@ pub fn write_gguf(path: &Path, spec: &FixtureSpec) -> Result<(), EngineError> {
 /// The fixture vocabulary: token strings and whether each must be kept out of the output.
 struct Vocabulary {
     tokens: Vec<String>,
-    /// llama.cpp token types: 1 = normal, 3 = control.
+    /// llama.cpp token types: 1 = normal, 3 = control, 6 = byte.
     types: Vec<i32>,
     /// Tokens the output head pushes down: control tokens and non-printable bytes.
     suppressed: Vec<bool>,
+    /// Byte-level BPE: merges; SentencePiece: a score per token.
+    merges: Vec<String>,
+    scores: Vec<f32>,
+    bos: u32,
     end_of_text: u32,
+    add_bos: bool,
+    chat_template: &'static str,
+}
+
+const CHATML_TEMPLATE: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + \
+     message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}\
+     {% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+
+const GEMMA_TEMPLATE: &str = "{{ bos_token }}{% for message in messages %}{{ '<start_of_turn>' + \
+     message['role'] + '\\n' + message['content'] + '<end_of_turn>\\n' }}{% endfor %}\
+     {% if add_generation_prompt %}{{ '<start_of_turn>model\\n' }}{% endif %}";
+
+/// A SentencePiece vocabulary as Gemma's GGUF files hold it: control tokens first, the 256
+/// `<0xNN>` byte tokens, then printable ASCII and the pieces, scored best first.
+fn sentencepiece_vocabulary() -> Vocabulary {
+    let mut tokens: Vec<String> = [
+        "<pad>",
+        "<eos>",
+        "<bos>",
+        "<unk>",
+        "<start_of_turn>",
+        "<end_of_turn>",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let mut types = vec![3, 3, 3, 2, 3, 3];
+    let mut suppressed = vec![true; tokens.len()];
+    for byte in 0..=255u8 {
+        tokens.push(format!("<0x{byte:02X}>"));
+        types.push(6);
+        suppressed.push(byte != b'\n');
+    }
+    tokens.push("\u{2581}".to_owned());
+    types.push(1);
+    suppressed.push(false);
+    for c in (b'!'..=b'~').map(char::from) {
+        tokens.push(c.to_string());
+        types.push(1);
+        suppressed.push(false);
+    }
+    for piece in PIECES {
+        tokens.push(piece.to_owned());
+        types.push(1);
+        suppressed.push(false);
+    }
+    // Scores: special and byte tokens at the bottom, pieces by rank, characters below pieces.
+    let first_piece = tokens.len() - PIECES.len();
+    let scores = (0..tokens.len())
+        .map(|id| match types[id] {
+            1 if id >= first_piece => -((id - first_piece) as f32),
+            1 => -100.0 - id as f32,
+            _ => -1000.0,
+        })
+        .collect();
+    Vocabulary {
+        tokens,
+        types,
+        suppressed,
+        merges: Vec::new(),
+        scores,
+        bos: 2,
+        end_of_text: 1,
+        add_bos: true,
+        chat_template: GEMMA_TEMPLATE,
+    }
 }
 
 fn vocabulary() -> Vocabulary {
@@ -142,7 +247,12 @@ fn vocabulary() -> Vocabulary {
         tokens,
         types,
         suppressed,
+        merges: MERGES.iter().map(|(l, r)| format!("{l} {r}")).collect(),
+        scores: Vec::new(),
+        bos: end_of_text,
         end_of_text,
+        add_bos: false,
+        chat_template: CHATML_TEMPLATE,
     }
 }
 
@@ -164,71 +274,87 @@ pub(crate) fn gpt2_byte_chars() -> [char; 256] {
     table
 }
 
-fn metadata(spec: &FixtureSpec, vocab: &Vocabulary) -> Vec<(&'static str, Value)> {
+fn metadata(spec: &FixtureSpec, vocab: &Vocabulary) -> Vec<(String, Value)> {
     let u32_value = |v: usize| Value::U32(v as u32);
     let file_type = match spec.weights {
         FixtureWeights::F32 => 0,
         FixtureWeights::Q4_1 => 3,
     };
-    vec![
+    let arch = spec.architecture.as_str();
+    let head_dim = EMBEDDING_LENGTH / HEAD_COUNT;
+    let mut out: Vec<(String, Value)> = vec![
         (
-            "general.architecture",
-            Value::String(spec.architecture.clone()),
+            "general.architecture".into(),
+            Value::String(arch.to_owned()),
         ),
         (
-            "general.name",
-            Value::String("Kokushi tiny llama fixture".to_owned()),
+            "general.name".into(),
+            Value::String(format!("Kokushi tiny {arch} fixture")),
         ),
-        ("general.file_type", Value::U32(file_type)),
-        ("general.quantization_version", Value::U32(2)),
-        ("llama.context_length", u32_value(CONTEXT_LENGTH)),
-        ("llama.embedding_length", u32_value(EMBEDDING_LENGTH)),
-        ("llama.block_count", u32_value(BLOCK_COUNT)),
-        ("llama.feed_forward_length", u32_value(FEED_FORWARD_LENGTH)),
-        ("llama.attention.head_count", u32_value(HEAD_COUNT)),
-        ("llama.attention.head_count_kv", u32_value(HEAD_COUNT_KV)),
+        ("general.file_type".into(), Value::U32(file_type)),
+        ("general.quantization_version".into(), Value::U32(2)),
+    ];
+    let mut hyper = |key: &str, value: Value| out.push((format!("{arch}.{key}"), value));
+    hyper("context_length", u32_value(CONTEXT_LENGTH));
+    hyper("embedding_length", u32_value(EMBEDDING_LENGTH));
+    hyper("block_count", u32_value(BLOCK_COUNT));
+    hyper("feed_forward_length", u32_value(FEED_FORWARD_LENGTH));
+    hyper("attention.head_count", u32_value(HEAD_COUNT));
+    hyper("attention.head_count_kv", u32_value(HEAD_COUNT_KV));
+    hyper("rope.dimension_count", u32_value(head_dim));
+    hyper("rope.freq_base", Value::F32(10_000.0));
+    hyper("attention.layer_norm_rms_epsilon", Value::F32(1e-5));
+    hyper("vocab_size", u32_value(vocab.tokens.len()));
+    if arch == "gemma3" {
+        hyper("attention.key_length", u32_value(head_dim));
+        hyper("attention.value_length", u32_value(head_dim));
+        hyper("attention.sliding_window", u32_value(256));
+    }
+    out.extend([
         (
-            "llama.rope.dimension_count",
-            u32_value(EMBEDDING_LENGTH / HEAD_COUNT),
-        ),
-        ("llama.rope.freq_base", Value::F32(10_000.0)),
-        ("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5)),
-        ("llama.vocab_size", u32_value(vocab.tokens.len())),
-        (
-            "tokenizer.ggml.model",
+            "tokenizer.ggml.model".into(),
             Value::String(spec.tokenizer_model.clone()),
         ),
-        ("tokenizer.ggml.pre", Value::String("gpt2".to_owned())),
         (
-            "tokenizer.ggml.tokens",
+            "tokenizer.ggml.pre".into(),
+            Value::String("default".to_owned()),
+        ),
+        (
+            "tokenizer.ggml.tokens".into(),
             Value::Array(vocab.tokens.iter().cloned().map(Value::String).collect()),
         ),
         (
-            "tokenizer.ggml.token_type",
+            "tokenizer.ggml.token_type".into(),
             Value::Array(vocab.types.iter().copied().map(Value::I32).collect()),
         ),
+        ("tokenizer.ggml.bos_token_id".into(), Value::U32(vocab.bos)),
         (
-            "tokenizer.ggml.merges",
-            Value::Array(
-                MERGES
-                    .iter()
-                    .map(|(l, r)| Value::String(format!("{l} {r}")))
-                    .collect(),
-            ),
+            "tokenizer.ggml.eos_token_id".into(),
+            Value::U32(vocab.end_of_text),
         ),
-        ("tokenizer.ggml.bos_token_id", Value::U32(vocab.end_of_text)),
-        ("tokenizer.ggml.eos_token_id", Value::U32(vocab.end_of_text)),
-        ("tokenizer.ggml.add_bos_token", Value::Bool(false)),
         (
-            "tokenizer.chat_template",
-            Value::String(
-                "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + \
-                 message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}\
-                 {% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
-                    .to_owned(),
-            ),
+            "tokenizer.ggml.add_bos_token".into(),
+            Value::Bool(vocab.add_bos),
         ),
-    ]
+        (
+            "tokenizer.chat_template".into(),
+            Value::String(vocab.chat_template.to_owned()),
+        ),
+    ]);
+    if vocab.merges.is_empty() {
+        out.push((
+            "tokenizer.ggml.scores".into(),
+            Value::Array(vocab.scores.iter().copied().map(Value::F32).collect()),
+        ));
+        out.push(("tokenizer.ggml.unknown_token_id".into(), Value::U32(3)));
+        out.push(("tokenizer.ggml.add_space_prefix".into(), Value::Bool(false)));
+    } else {
+        out.push((
+            "tokenizer.ggml.merges".into(),
+            Value::Array(vocab.merges.iter().cloned().map(Value::String).collect()),
+        ));
+    }
+    out
 }
 
 /// All tensors, named as llama.cpp names them.
@@ -254,6 +380,19 @@ fn tensors(spec: &FixtureSpec, vocab: &Vocabulary) -> candle_core::Result<Vec<(S
     for layer in 0..BLOCK_COUNT {
         let mut add = |part: &str, tensor| out.push((format!("blk.{layer}.{part}.weight"), tensor));
         add("attn_norm", ones()?);
+        if spec.architecture == "gemma3" {
+            let head_dim = EMBEDDING_LENGTH / HEAD_COUNT;
+            add(
+                "attn_q_norm",
+                Tensor::ones(head_dim, candle_core::DType::F32, &Device::Cpu)?,
+            );
+            add(
+                "attn_k_norm",
+                Tensor::ones(head_dim, candle_core::DType::F32, &Device::Cpu)?,
+            );
+            add("post_attention_norm", ones()?);
+            add("post_ffw_norm", ones()?);
+        }
         add("attn_q", matrix(rng.matrix(e, e, 4.0 * gain(e)), e, e)?);
         add("attn_k", matrix(rng.matrix(kv, e, 4.0 * gain(e)), kv, e)?);
         add("attn_v", matrix(rng.matrix(kv, e, gain(e)), kv, e)?);
@@ -268,6 +407,14 @@ fn tensors(spec: &FixtureSpec, vocab: &Vocabulary) -> candle_core::Result<Vec<(S
             "ffn_down",
             matrix(zero_row0(rng.matrix(e, f, gain(f)), f), e, f)?,
         );
+        if spec.architecture == "qwen2" {
+            let bias = |rng: &mut SplitMix64, n: usize| {
+                Tensor::from_vec(rng.matrix(1, n, 0.1), n, &Device::Cpu)
+            };
+            out.push((format!("blk.{layer}.attn_q.bias"), bias(&mut rng, e)?));
+            out.push((format!("blk.{layer}.attn_k.bias"), bias(&mut rng, kv)?));
+            out.push((format!("blk.{layer}.attn_v.bias"), bias(&mut rng, kv)?));
+        }
     }
     out.push(("output_norm.weight".to_owned(), ones()?));
     let mut head = rng.matrix(n_vocab, e, 1.0);

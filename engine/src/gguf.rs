@@ -119,6 +119,26 @@ impl<'a> Metadata<'a> {
             .collect()
     }
 
+    /// An optional array of numbers, read as `f32` (SentencePiece scores).
+    pub(crate) fn opt_f32_array(&self, key: &str) -> Result<Option<Vec<f32>>, EngineError> {
+        let Some(value) = self.values.get(key) else {
+            return Ok(None);
+        };
+        let Value::Array(items) = value else {
+            return Err(self.invalid(key, "an array of numbers", value));
+        };
+        items
+            .iter()
+            .map(|item| match item {
+                Value::F32(v) => Ok(*v),
+                #[allow(clippy::cast_possible_truncation)]
+                Value::F64(v) => Ok(*v as f32),
+                other => Err(self.invalid(key, "an array of numbers", other)),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+
     /// An optional array of integers (GGUF writers disagree on the width, so all are accepted).
     pub(crate) fn opt_int_array(&self, key: &str) -> Result<Option<Vec<i64>>, EngineError> {
         let Some(value) = self.values.get(key) else {

@@ -1,4 +1,5 @@
-//! Kokushi's inference engine: load a GGUF model of the Llama family, generate text greedily,
+//! Kokushi's inference engine: load a GGUF model (Llama family, Qwen2, Gemma 3), generate text
+//! greedily,
 //! and score continuations by their log-likelihood.
 //!
 //! The engine wraps candle's `quantized_llama` with what evaluation needs: a tokenizer built
@@ -25,8 +26,10 @@ mod loglik;
 mod model;
 mod requantize;
 mod tokenizer;
+mod weights;
 
 pub use error::EngineError;
 pub use generate::{Generation, GenerationParams, StopReason};
 pub use loglik::{ContinuationScore, Scores};
 pub use model::{Device, LoadOptions, Model, ModelInfo};
+pub use weights::SUPPORTED_ARCHITECTURES;

@@ -10,6 +10,7 @@
 
 use std::time::Instant;
 
+use crate::weights::Weights;
 use crate::{EngineError, Model};
 
 /// The log-probability of one continuation.
@@ -71,10 +72,15 @@ impl Model {
         let started = Instant::now();
         let first_logits = self.prefill(&prompt_ids)?;
         let prefill_ms = crate::generate::millis(started.elapsed());
-        let after_prompt = self.weights.clone();
+        // A copy of the state after the prompt, or (for an implementation that cannot be
+        // copied) nothing: the prompt is then run again before each continuation.
+        let after_prompt = self.weights.snapshot();
         let started = Instant::now();
         let mut scores = Vec::with_capacity(encoded.len());
-        for ids in &encoded {
+        for (n, ids) in encoded.iter().enumerate() {
+            if after_prompt.is_none() && n > 0 {
+                self.prefill(&prompt_ids)?;
+            }
             let mut sum = 0.0;
             let mut logits = first_logits.clone();
             for (i, &id) in ids.iter().enumerate() {
@@ -84,7 +90,9 @@ impl Model {
                 }
             }
             // Back to the state the prompt left, for the next continuation.
-            self.weights = after_prompt.clone();
+            if let Some(state) = after_prompt.as_ref().and_then(Weights::snapshot) {
+                self.weights = state;
+            }
             #[allow(clippy::cast_precision_loss)] // token counts are small
             let mean = sum / ids.len() as f64;
             scores.push(ContinuationScore {

@@ -1,4 +1,4 @@
-//! Loading a GGUF model of the Llama family into a [`Model`].
+//! Loading a GGUF model (Llama family, Qwen2, Gemma 3) into a [`Model`].
 //!
 //! This module owns the load path: parse the GGUF header, refuse architectures other than Llama,
 //! build the tokenizer from the metadata, optionally requantize 4-bit weights to `Q8_0` for the
@@ -11,15 +11,13 @@ use std::time::Instant;
 
 use candle_core::quantized::GgmlDType;
 use candle_core::quantized::gguf_file::Content;
-use candle_transformers::models::quantized_llama::{MAX_SEQ_LEN, ModelWeights};
 use tokenizers::Tokenizer;
 
 use crate::EngineError;
 use crate::gguf::{self, Metadata};
 use crate::{requantize, tokenizer};
 
-/// Values of `general.architecture` this engine can run.
-const SUPPORTED_ARCHITECTURES: [&str; 1] = ["llama"];
+use crate::weights::{MAX_CONTEXT, SUPPORTED_ARCHITECTURES, Weights};
 
 /// Where the model's tensors live and its arithmetic runs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -82,9 +80,9 @@ pub struct ModelInfo {
     pub quantization: String,
 }
 
-/// A loaded GGUF model of the Llama family and its tokenizer.
+/// A loaded GGUF model and its tokenizer.
 pub struct Model {
-    pub(crate) weights: ModelWeights,
+    pub(crate) weights: Weights,
     pub(crate) tokenizer: Tokenizer,
     pub(crate) info: ModelInfo,
     /// Ids that end generation (EOS and end-of-turn markers).
@@ -124,7 +122,17 @@ impl Model {
             });
         }
         let name = md.opt_string("general.name")?.map(str::to_owned);
-        let trained_context = md.usize("llama.context_length")?;
+        let mut trained_context = md.usize(&format!("{architecture}.context_length"))?;
+        if architecture == "gemma3"
+            && let Some(window) = md.opt_usize("gemma3.attention.sliding_window")?
+        {
+            // candle's Gemma 3 applies the sliding window only when a pass covers several
+            // positions from position 0: one-token passes see the whole cache, and a multi-token
+            // pass after position 0 masks the cache out. Within one window both agree, so the
+            // usable context is one window (512 positions for Gemma 3 270M), and answers are
+            // exact rather than silently different past it.
+            trained_context = trained_context.min(window);
+        }
         let file_quantization = quantization_name(md, &content)?;
         let vocab = tokenizer::from_metadata(md)?;
         let device = opts.device.to_candle()?;
@@ -141,15 +149,16 @@ impl Model {
         let (weights, quantization) = match requantized {
             Some(mut image) => {
                 tracing::debug!(converted = image.converted, "requantized tensors to Q8_0");
-                let weights = ModelWeights::from_gguf(image.content, &mut image.reader, &device)
-                    .map_err(weights_error)?;
+                let weights =
+                    Weights::from_gguf(&architecture, image.content, &mut image.reader, &device)
+                        .map_err(weights_error)?;
                 (
                     weights,
                     format!("{file_quantization} (requantized to Q8_0)"),
                 )
             }
             None => {
-                let weights = ModelWeights::from_gguf(content, &mut reader, &device)
+                let weights = Weights::from_gguf(&architecture, content, &mut reader, &device)
                     .map_err(weights_error)?;
                 (weights, file_quantization)
             }
@@ -159,7 +168,7 @@ impl Model {
             architecture,
             name,
             file_size,
-            context_length: trained_context.min(MAX_SEQ_LEN),
+            context_length: trained_context.min(MAX_CONTEXT),
             vocab_size: vocab.vocab_size,
             quantization,
         };

@@ -2,9 +2,16 @@
 //!
 //! A GGUF file carries no `tokenizer.json`; llama.cpp keeps the vocabulary in `tokenizer.ggml.*`
 //! keys instead. This module owns that translation for byte-level BPE vocabularies
-//! (`tokenizer.ggml.model = "gpt2"`: GPT-2, SmolLM, Llama 3, ...). Control and user-defined tokens
-//! become added special tokens so that `<|im_start|>` in a prompt encodes to one id. It does not
-//! build SentencePiece (`"llama"`) vocabularies yet: those are refused with a clear error.
+//! (`tokenizer.ggml.model = "gpt2"`: GPT-2, SmolLM, Llama 3, Qwen2, ...) and SentencePiece BPE
+//! vocabularies (`"llama"`: Llama 2, Mistral, Gemma, ...). Control and user-defined tokens
+//! become added special tokens so that `<|im_start|>` or `<start_of_turn>` in a prompt encodes to
+//! one id.
+//!
+//! SentencePiece BPE: llama.cpp merges the adjacent pair whose concatenation is in the vocabulary
+//! with the highest score, repeatedly, and falls back to `<0xNN>` byte tokens for characters the
+//! vocabulary lacks. A BPE whose merges are every split of every token into two tokens, ranked by
+//! the merged token's score (how Hugging Face converts SentencePiece models), does the same; spaces
+//! are `▁` in the vocabulary.
 
 use tokenizers::decoders::DecoderWrapper;
 use tokenizers::models::bpe::{BPE, Vocab};
@@ -21,14 +28,22 @@ use crate::EngineError;
 use crate::gguf::Metadata;
 
 /// Tokenizer models (`tokenizer.ggml.model`) this module can build.
-const SUPPORTED_MODELS: &str = "gpt2 (byte-level BPE)";
+const SUPPORTED_MODELS: &str = "gpt2 (byte-level BPE), llama (SentencePiece BPE)";
+
+/// llama.cpp's token type for byte-fallback tokens (`<0x0A>`).
+const TOKEN_TYPE_BYTE: i64 = 6;
 
 /// llama.cpp's token types (`tokenizer.ggml.token_type`) that mark special tokens.
 const TOKEN_TYPE_CONTROL: i64 = 3;
 const TOKEN_TYPE_USER_DEFINED: i64 = 4;
 
 /// End-of-turn markers of common chat templates; generation stops at any that is in the vocab.
-const END_OF_TURN_TOKENS: [&str; 3] = ["<|im_end|>", "<|eot_id|>", "<|end_of_text|>"];
+const END_OF_TURN_TOKENS: [&str; 4] = [
+    "<|im_end|>",
+    "<|eot_id|>",
+    "<|end_of_text|>",
+    "<end_of_turn>",
+];
 
 /// Llama 3's pre-tokenizer split pattern (`tokenizer.ggml.pre = "llama-bpe"`), as in its
 /// `tokenizer.json`.
@@ -47,7 +62,7 @@ pub(crate) struct GgufTokenizer {
 /// Builds the tokenizer described by a GGUF file's `tokenizer.ggml.*` metadata.
 pub(crate) fn from_metadata(md: Metadata<'_>) -> Result<GgufTokenizer, EngineError> {
     let model = md.string("tokenizer.ggml.model")?;
-    if model != "gpt2" {
+    if model != "gpt2" && model != "llama" {
         return Err(EngineError::UnsupportedTokenizer {
             path: md.path().to_path_buf(),
             found: model.to_owned(),
@@ -55,7 +70,6 @@ pub(crate) fn from_metadata(md: Metadata<'_>) -> Result<GgufTokenizer, EngineErr
         });
     }
     let tokens = md.string_array("tokenizer.ggml.tokens")?;
-    let merges = md.string_array("tokenizer.ggml.merges")?;
     let token_types = md.opt_int_array("tokenizer.ggml.token_type")?;
     if let Some(types) = &token_types
         && types.len() != tokens.len()
@@ -81,12 +95,18 @@ pub(crate) fn from_metadata(md: Metadata<'_>) -> Result<GgufTokenizer, EngineErr
         source,
     };
 
-    let bpe = byte_level_bpe(md, &tokens, &merges, pre == "llama-bpe")?;
-    let mut tokenizer = Tokenizer::new(bpe);
-    let pre_tokenizer =
-        pre_tokenizer(pre).map_err(|e| build_error("pre-tokenizer split pattern", e))?;
-    tokenizer.with_pre_tokenizer(Some(pre_tokenizer));
-    tokenizer.with_decoder(Some(DecoderWrapper::ByteLevel(ByteLevel::default())));
+    let mut tokenizer = if model == "gpt2" {
+        let merges = md.string_array("tokenizer.ggml.merges")?;
+        let bpe = byte_level_bpe(md, &tokens, &merges, pre == "llama-bpe")?;
+        let mut tokenizer = Tokenizer::new(bpe);
+        let pre_tokenizer =
+            pre_tokenizer(pre).map_err(|e| build_error("pre-tokenizer split pattern", e))?;
+        tokenizer.with_pre_tokenizer(Some(pre_tokenizer));
+        tokenizer.with_decoder(Some(DecoderWrapper::ByteLevel(ByteLevel::default())));
+        tokenizer
+    } else {
+        sentencepiece_bpe(md, &tokens, token_types.as_deref())?
+    };
 
     let specials: Vec<AddedToken> = match &token_types {
         Some(types) => tokens
@@ -121,6 +141,112 @@ pub(crate) fn from_metadata(md: Metadata<'_>) -> Result<GgufTokenizer, EngineErr
         vocab_size: tokens.len(),
         stop_ids,
     })
+}
+
+/// A SentencePiece BPE vocabulary (`tokenizer.ggml.model = "llama"`) as a `tokenizers` BPE;
+/// see the module docs.
+fn sentencepiece_bpe(
+    md: Metadata<'_>,
+    tokens: &[&str],
+    token_types: Option<&[i64]>,
+) -> Result<Tokenizer, EngineError> {
+    use tokenizers::decoders::byte_fallback::ByteFallback;
+    use tokenizers::decoders::fuse::Fuse;
+    use tokenizers::decoders::sequence::Sequence as DecoderSequence;
+    use tokenizers::normalizers::{NormalizerWrapper, Prepend, Replace};
+
+    let path = md.path().to_path_buf();
+    let build_error = |what: &str, source: tokenizers::Error| EngineError::TokenizerBuild {
+        path: path.clone(),
+        what: what.to_owned(),
+        source,
+    };
+    let scores =
+        md.opt_f32_array("tokenizer.ggml.scores")?
+            .ok_or_else(|| EngineError::InvalidMetadata {
+                path: path.clone(),
+                key: "tokenizer.ggml.scores".to_owned(),
+                expected: "a score per token for a SentencePiece vocabulary",
+                found: "nothing".to_owned(),
+            })?;
+    if scores.len() != tokens.len() {
+        return Err(EngineError::InvalidMetadata {
+            path,
+            key: "tokenizer.ggml.scores".to_owned(),
+            expected: "one score per token in tokenizer.ggml.tokens",
+            found: format!("{} scores for {} tokens", scores.len(), tokens.len()),
+        });
+    }
+    let kind = |id: usize| token_types.map_or(1, |t| t[id]);
+    let mut vocab = Vocab::with_capacity(tokens.len());
+    for (id, token) in tokens.iter().enumerate() {
+        let id32 = u32::try_from(id).unwrap_or(u32::MAX);
+        vocab.entry((*token).to_owned()).or_insert(id32);
+    }
+    // Every way to write a normal token as two tokens is a merge, ranked by the merged token's
+    // score (higher first), ties by the pieces' ids.
+    let mut merges: Vec<(f32, u32, u32, &str, &str)> = Vec::new();
+    for (id, token) in tokens.iter().enumerate() {
+        if kind(id) != 1 || token.chars().nth(1).is_none() {
+            continue;
+        }
+        for (split, _) in token.char_indices().skip(1) {
+            let (left, right) = token.split_at(split);
+            if let (Some(&l), Some(&r)) = (vocab.get(left), vocab.get(right)) {
+                merges.push((scores[id], l, r, left, right));
+            }
+        }
+    }
+    merges.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+    let merges: Vec<(String, String)> = merges
+        .into_iter()
+        .map(|(_, _, _, l, r)| (l.to_owned(), r.to_owned()))
+        .collect();
+    let has_bytes =
+        (0..tokens.len()).any(|id| kind(id) == TOKEN_TYPE_BYTE) || vocab.contains_key("<0x0A>");
+    let mut builder = BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .byte_fallback(has_bytes);
+    if let Some(unk) = md.opt_usize("tokenizer.ggml.unknown_token_id")?
+        && let Some(token) = tokens.get(unk)
+    {
+        builder = builder.unk_token((*token).to_owned());
+    }
+    let bpe = builder
+        .build()
+        .map_err(|e| build_error("SentencePiece vocabulary and merges", e))?;
+    let mut tokenizer = Tokenizer::new(bpe);
+    let space = Replace::new(" ", "\u{2581}").map_err(|e| build_error("space normalizer", e))?;
+    let add_space_prefix = md
+        .opt_bool("tokenizer.ggml.add_space_prefix")?
+        .unwrap_or(true);
+    let normalizer = if add_space_prefix {
+        NormalizerWrapper::Sequence(tokenizers::normalizers::Sequence::new(vec![
+            NormalizerWrapper::Prepend(Prepend::new("\u{2581}".to_owned())),
+            NormalizerWrapper::Replace(space),
+        ]))
+    } else {
+        NormalizerWrapper::Replace(space)
+    };
+    tokenizer
+        .with_normalizer(Some(normalizer))
+        .map_err(|e| build_error("normalizer", e))?;
+    let mut decoders = vec![
+        DecoderWrapper::Replace(
+            Replace::new("\u{2581}", " ").map_err(|e| build_error("space decoder", e))?,
+        ),
+        DecoderWrapper::ByteFallback(ByteFallback::new()),
+        DecoderWrapper::Fuse(Fuse::new()),
+    ];
+    if add_space_prefix {
+        decoders.push(DecoderWrapper::Strip(
+            tokenizers::decoders::strip::Strip::new(' ', 1, 0),
+        ));
+    }
+    tokenizer.with_decoder(Some(DecoderWrapper::Sequence(DecoderSequence::new(
+        decoders,
+    ))));
+    Ok(tokenizer)
 }
 
 /// Reads an optional token id and checks it points into the vocabulary.

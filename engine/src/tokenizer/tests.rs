@@ -197,3 +197,62 @@ fn pre_tokenizers_split_numbers_as_their_models_expect() {
         assert_eq!(pieces, expected, "tokenizer.ggml.pre = {pre}");
     }
 }
+
+/// The Gemma-style SentencePiece fixture's tokenizer.
+fn sentencepiece_tokenizer() -> GgufTokenizer {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("gemma.gguf");
+    fixture::write_gguf(&path, &fixture::FixtureSpec::tiny("gemma3", 1)).expect("written");
+    let (content, _) = crate::gguf::read_content(&path).expect("fixture parses");
+    build(&content.metadata).expect("SentencePiece tokenizer builds")
+}
+
+#[test]
+fn sentencepiece_merges_the_best_scored_pieces_and_falls_back_to_bytes() {
+    let tok = sentencepiece_tokenizer();
+    let t = &tok.tokenizer;
+    let pieces = |text: &str| -> Vec<String> {
+        let ids = t
+            .encode_fast(text, false)
+            .expect("encodes")
+            .get_ids()
+            .to_vec();
+        ids.iter()
+            .map(|&id| t.id_to_token(id).expect("known id"))
+            .collect()
+    };
+    // "▁the" outranks "▁t" + "he"; "is" and "in" are pieces; a space is "▁".
+    assert_eq!(
+        pieces("the is"),
+        ["t", "he", "\u{2581}", "is"].map(String::from)
+    );
+    assert_eq!(pieces(" the"), ["\u{2581}the"].map(String::from));
+    // "の" is a piece; "胸" is not, so it falls back to its three UTF-8 bytes.
+    assert_eq!(
+        pieces("胸の"),
+        ["<0xE8>", "<0x83>", "<0xB8>", "の"].map(String::from)
+    );
+    // Special tokens written in a prompt are single ids; BOS is added when asked for.
+    let with_bos = t.encode_fast("<start_of_turn>user", true).expect("encodes");
+    assert_eq!(with_bos.get_ids()[0], 2, "BOS first");
+    assert_eq!(
+        t.id_to_token(with_bos.get_ids()[1]).as_deref(),
+        Some("<start_of_turn>")
+    );
+    // Text round-trips, whatever the script.
+    for text in [
+        "患者は58歳の男性。 主訴は胸痛",
+        "the answer is (c).\n",
+        "絵文字 🩺",
+    ] {
+        let ids = t
+            .encode_fast(text, false)
+            .expect("encodes")
+            .get_ids()
+            .to_vec();
+        assert_eq!(t.decode(&ids, false).expect("decodes"), text);
+    }
+    // End of turn stops generation.
+    let end_of_turn = t.token_to_id("<end_of_turn>").expect("in the vocabulary");
+    assert!(tok.stop_ids.contains(&end_of_turn) && tok.stop_ids.contains(&1));
+}
