@@ -179,6 +179,9 @@ struct EvalArgs {
     /// The most tokens to generate per answer.
     #[arg(long, default_value_t = 32)]
     max_new_tokens: usize,
+    /// Where the model runs: cpu, or cuda:N (a build with `--features cuda`).
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    device: kokushi_worker::eval::Device,
     /// Where to write the predictions (JSON lines).
     #[arg(long)]
     out: PathBuf,
@@ -569,7 +572,11 @@ fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         );
     }
     eprintln!("loading {}", model_path.display());
-    let mut model = Model::load(&model_path, &LoadOptions::default())
+    let load = LoadOptions {
+        device: args.device,
+        ..LoadOptions::default()
+    };
+    let mut model = Model::load(&model_path, &load)
         .with_context(|| format!("cannot load {}", model_path.display()))?;
     let info = model.info().clone();
     if chosen_format.is_none() && info.architecture == "gemma3" {
@@ -588,9 +595,17 @@ fn eval(args: &EvalArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let mut lines = Vec::with_capacity(questions.len());
     let mut parsed = 0usize;
+    let mut failed: Vec<String> = Vec::new();
     for (n, question) in questions.iter().enumerate() {
-        let line = kokushi_worker::eval::evaluate_question(&mut model, question, &options)
-            .with_context(|| format!("question {}", question.problem_id))?;
+        // A question the engine cannot ask (a prompt longer than the context) is recorded with
+        // its reason and scores as wrong; the run goes on.
+        let line = match kokushi_worker::eval::evaluate_question(&mut model, question, &options) {
+            Ok(line) => line,
+            Err(e) => {
+                failed.push(format!("{}: {e}", question.problem_id));
+                kokushi_worker::eval::PredictionLine::failed(question, &options, &e)
+            }
+        };
         parsed += usize::from(!line.parse_failed);
         let elapsed = started.elapsed().as_secs_f64();
         #[allow(clippy::cast_precision_loss)]
@@ -636,5 +651,33 @@ fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         questions.len(),
         args.out.display(),
     );
+    if !failed.is_empty() {
+        eprintln!(
+            "{} question(s) could not be asked and score as wrong (their lines carry `error`):",
+            failed.len()
+        );
+        for reason in &failed {
+            eprintln!("  {reason}");
+        }
+    }
+    anyhow::ensure!(
+        failed.len() < questions.len(),
+        "no question could be asked; the first reason: {}",
+        failed.first().map_or("", String::as_str)
+    );
     Ok(())
+}
+
+/// `cpu`, `cuda` (device 0) or `cuda:N`.
+fn parse_device(text: &str) -> Result<kokushi_worker::eval::Device, String> {
+    use kokushi_worker::eval::Device;
+    match text {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => Ok(Device::Cuda(0)),
+        _ => text
+            .strip_prefix("cuda:")
+            .and_then(|n| n.parse().ok())
+            .map(Device::Cuda)
+            .ok_or_else(|| format!("{text:?} is not a device: use cpu, cuda or cuda:N")),
+    }
 }

@@ -73,8 +73,11 @@ const MERGES: [(&str, &str); 10] = [
 pub enum FixtureWeights {
     /// Plain `f32`, as a converted but unquantized model.
     F32,
-    /// `Q4_1`, the format that the engine requantizes to `Q8_0` at load.
+    /// `Q4_1`, a format that the engine requantizes to `Q8_0` at load.
     Q4_1,
+    /// `Q5_0`, as llama.cpp stores matrices whose rows K-quant blocks cannot tile; requantized
+    /// too.
+    Q5_0,
 }
 
 /// What to write; [`FixtureSpec::tiny_llama`] is the normal fixture, the other fields let tests
@@ -279,6 +282,7 @@ fn metadata(spec: &FixtureSpec, vocab: &Vocabulary) -> Vec<(String, Value)> {
     let file_type = match spec.weights {
         FixtureWeights::F32 => 0,
         FixtureWeights::Q4_1 => 3,
+        FixtureWeights::Q5_0 => 8,
     };
     let arch = spec.architecture.as_str();
     let head_dim = EMBEDDING_LENGTH / HEAD_COUNT;
@@ -427,6 +431,7 @@ fn tensors(spec: &FixtureSpec, vocab: &Vocabulary) -> candle_core::Result<Vec<(S
         .map(|(name, tensor)| {
             let dtype = match (spec.weights, tensor.rank()) {
                 (FixtureWeights::Q4_1, 2) => GgmlDType::Q4_1,
+                (FixtureWeights::Q5_0, 2) => GgmlDType::Q5_0,
                 _ => GgmlDType::F32,
             };
             QTensor::quantize(&tensor, dtype).map(|q| (name, q))

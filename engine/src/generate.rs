@@ -78,9 +78,22 @@ impl Model {
         prompt: &str,
         params: &GenerationParams,
     ) -> Result<Generation, EngineError> {
+        let prompt_ids = self.encode_prompt(prompt)?;
+        self.generate_tokens(&prompt_ids, params)
+    }
+
+    /// [`Model::generate`] from a prompt already encoded (as benchmarks do, to feed two engines
+    /// exactly the same tokens).
+    pub fn generate_tokens(
+        &mut self,
+        prompt_ids: &[u32],
+        params: &GenerationParams,
+    ) -> Result<Generation, EngineError> {
         let span = tracing::debug_span!("generate", max_new_tokens = params.max_new_tokens);
         let _entered = span.enter();
-        let prompt_ids = self.encode_prompt(prompt)?;
+        if prompt_ids.is_empty() {
+            return Err(EngineError::EmptyPrompt);
+        }
         let context_length = self.info.context_length;
         if prompt_ids.len() > context_length {
             return Err(EngineError::PromptTooLong {
@@ -101,7 +114,7 @@ impl Model {
         }
 
         let prefill_started = Instant::now();
-        let mut logits = self.prefill(&prompt_ids)?;
+        let mut logits = self.prefill(prompt_ids)?;
         result.prefill_ms = millis(prefill_started.elapsed());
 
         let decode_started = Instant::now();

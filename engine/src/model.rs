@@ -46,9 +46,10 @@ impl Device {
 /// How to load a model.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
-    /// Convert `Q4_0`/`Q4_1` weight matrices to `Q8_0` at load (CPU only), because candle's
-    /// CPU kernels for the 4-bit legacy formats are slow. Costs about a second and some memory
-    /// for a 135M model; makes decoding about 3× faster.
+    /// Convert `Q4_0`/`Q4_1`/`Q5_0`/`Q5_1` weight matrices to `Q8_0` at load (CPU only),
+    /// because candle has no SIMD CPU kernel for those formats. Costs about a second and some
+    /// memory for a 135M model; makes SmolLM2 decode about 3× faster and Gemma 3 270M prefill
+    /// 6× faster (docs/perf-notes.md).
     pub requantize_q8_0: bool,
     pub device: Device,
 }
@@ -134,7 +135,9 @@ impl Model {
             trained_context = trained_context.min(window);
         }
         let file_quantization = quantization_name(md, &content)?;
+        let tokenizer_started = Instant::now();
         let vocab = tokenizer::from_metadata(md)?;
+        let tokenizer_ms = tokenizer_started.elapsed().as_millis();
         let device = opts.device.to_candle()?;
 
         let weights_error = |source: candle_core::Error| EngineError::Weights {
@@ -177,6 +180,7 @@ impl Model {
             name = info.name.as_deref().unwrap_or("-"),
             quantization = %info.quantization,
             context_length = info.context_length,
+            tokenizer_ms,
             load_ms = started.elapsed().as_millis(),
             "model loaded"
         );

@@ -1,8 +1,10 @@
-//! Requantizing `Q4_0`/`Q4_1` weight matrices to `Q8_0` at load time.
+//! Requantizing the legacy block formats (`Q4_0`, `Q4_1`, `Q5_0`, `Q5_1`) to `Q8_0` at load.
 //!
-//! candle 0.11 has no fast CPU kernel for the 4-bit legacy formats, while its `Q8_0` kernel is
-//! well optimised; a measurement on a 2-core AVX2 machine gave about 3× faster decoding after
-//! requantizing SmolLM2-135M. This module owns that conversion: it reads every tensor, turns each
+//! candle 0.11 has no SIMD CPU kernel for them (they run `vec_dot_unopt`), while its `Q8_0`
+//! kernel is well optimised; on a 2-core AVX2 machine requantizing made SmolLM2-135M (Q4_1)
+//! decode about 3× faster, and Gemma 3 270M (a `Q4_K_M` file whose 640-wide matrices cannot use
+//! 256-value K-quant blocks and are stored as `Q5_0`) prefill 6× and decode 2× faster
+//! (docs/perf-notes.md). `Q8_0` holds every 4- and 5-bit value exactly up to its block scale. This module owns that conversion: it reads every tensor, turns each
 //! eligible matrix (2-D, rows a multiple of 32 long) into `Q8_0` through `f32`, and writes a new
 //! GGUF image into memory that `quantized_llama` then loads as if it were the file. Memory use
 //! peaks at about three times the `Q8_0` model size while the image is built.
@@ -23,8 +25,10 @@ const Q8_0_BLOCK: usize = 32;
 
 /// Whether the tensor described by `info` is one this module converts.
 pub(crate) fn is_eligible(info: &TensorInfo) -> bool {
-    matches!(info.ggml_dtype, GgmlDType::Q4_0 | GgmlDType::Q4_1)
-        && info.shape.rank() == 2
+    matches!(
+        info.ggml_dtype,
+        GgmlDType::Q4_0 | GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1
+    ) && info.shape.rank() == 2
         && info
             .shape
             .dims()

@@ -137,7 +137,11 @@ fn bad_requests_are_refused_before_any_work() {
     let exam = mini_exam_path();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("p.jsonl");
-    let cases: [(&[&str], &str); 3] = [
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--model", "x.gguf", "--device", "tpu"],
+            "is not a device: use cpu, cuda or cuda:N",
+        ),
         (
             &["--model", "gpt-9"],
             "neither a file nor a known model name (smollm2-135m",
@@ -224,4 +228,76 @@ fn smollm2_answers_real_questions_by_name_in_loglik_mode() {
 #[test]
 fn gemma3_answers_real_questions_by_name_in_generate_mode() {
     demo_model_answers_real_questions("gemma3-270m", "KOKUSHI_GEMMA3_GGUF", "generate");
+}
+
+#[test]
+fn a_question_too_long_for_the_context_is_recorded_and_the_run_goes_on() {
+    let Some(bin) = service("KOKUSHI_BIN").map(PathBuf::from) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("gemma.gguf");
+    kokushi_engine::fixture::write_gguf(
+        &model,
+        &kokushi_engine::fixture::FixtureSpec::tiny("gemma3", 3),
+    )
+    .unwrap();
+    let long_stem = "胸痛を訴える患者の所見。".repeat(40);
+    let exam = dir.path().join("exam.jsonl");
+    let question = |id: &str, stem: &str| {
+        serde_json::json!({"problem_id": id, "problem_text": stem,
+            "choices": ["甲", "乙", "丙", "丁", "戊"], "answer": ["a"]})
+        .to_string()
+    };
+    std::fs::write(
+        &exam,
+        format!(
+            "{}\n{}\n",
+            question("900A1", &long_stem),
+            question("900A2", "どれか。")
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("p.jsonl");
+    let args = [
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--exam-set",
+        exam.to_str().unwrap(),
+        "--mode",
+        "loglik",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let run = kokushi(&bin, &args);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("1 question(s) could not be asked"),
+        "{stderr}"
+    );
+    let predictions = lines(&out);
+    assert_eq!(predictions.len(), 2);
+    assert!(
+        predictions[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("context holds only"),
+        "{}",
+        predictions[0]
+    );
+    assert_eq!(predictions[0]["prediction"], "");
+    assert!(predictions[1].get("error").is_none());
+    assert_eq!(predictions[1]["logprob_sum"].as_array().unwrap().len(), 5);
+
+    // When no question at all can be asked, the command fails (and still writes the file).
+    std::fs::write(&exam, format!("{}\n", question("900A1", &long_stem))).unwrap();
+    let run = kokushi(&bin, &args);
+    assert!(!run.status.success());
+    assert!(String::from_utf8_lossy(&run.stderr).contains("no question could be asked"));
 }

@@ -79,6 +79,31 @@ pub struct PredictionLine {
     pub prompt_tokens: usize,
     pub generated_tokens: usize,
     pub latency_ms: u64,
+    /// Why the question could not be asked (e.g. a prompt longer than the model's context);
+    /// the prediction is then empty and scores as wrong.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl PredictionLine {
+    /// The line for a question the engine could not ask.
+    pub fn failed(question: &Question, options: &EvalOptions, error: &EngineError) -> Self {
+        Self {
+            problem_id: question.problem_id.clone(),
+            prediction: String::new(),
+            raw_output: String::new(),
+            parse_failed: true,
+            mode: options.mode.id(),
+            prompt_format: options.prompt_format.id(),
+            rules_version: RULES_VERSION,
+            logprob_sum: None,
+            logprob_mean: None,
+            prompt_tokens: 0,
+            generated_tokens: 0,
+            latency_ms: 0,
+            error: Some(error.to_string()),
+        }
+    }
 }
 
 /// Asks `model` one question.
@@ -104,6 +129,7 @@ pub fn evaluate_question(
         prompt_tokens: 0,
         generated_tokens: 0,
         latency_ms: 0,
+        error: None,
     };
     if options.mode == EvalMode::Loglik && !question.choices.is_empty() {
         let continuations: Vec<String> = match options.loglik_target {

@@ -26,6 +26,9 @@ commands:
         build the web UI into <target>/frontend-dist
   bench gestalt
         Gestalt similarity speed beside CPython's difflib on the same IgakuQA text pairs
+  bench engine
+        prefill and decode tok/s of both demo models beside llama.cpp (built once from PyPI's
+        llama-cpp-python, ~10 min) on the same files and prompt tokens, 2 threads each
   fetch-models
         download both demo models into ~/.cache/kokushi/models: SmolLM2-135M-Instruct
         (Apache-2.0) and Gemma 3 270M (Gemma Terms of Use), for `kokushi eval --model NAME`
@@ -154,8 +157,95 @@ fn bench(root: &Path, name: Option<&str>) -> Result<()> {
                     .env("KOKUSHI_DATA", data),
             )
         }
-        _ => bail!("usage: cargo xtask bench gestalt"),
+        Some("engine") => bench_engine(root),
+        _ => bail!("usage: cargo xtask bench gestalt|engine"),
     }
+}
+
+/// Prefill and decode tok/s of both demo models, ours beside llama.cpp (PyPI
+/// `llama-cpp-python`, built once into a private venv) on the same GGUF files and the same 256
+/// prompt token ids, both on 2 threads.
+fn bench_engine(root: &Path) -> Result<()> {
+    let store = tools::fetch_demo_model()?;
+    let gemma = tools::fetch_gemma_model()?;
+    let python = tools::llama_cpp_python()?;
+    let dir = cache_dir().join("bench-engine");
+    std::fs::create_dir_all(&dir)?;
+    let models = [
+        ("smollm2-135m", store.join(tools::DEMO_MODEL)),
+        ("gemma3-270m", gemma),
+    ];
+    let spec = models
+        .iter()
+        .map(|(name, path)| format!("{name}={}", path.display()))
+        .collect::<Vec<_>>()
+        .join(";");
+    step("engine: ours (candle), 2 threads");
+    let output = cargo()
+        .args(["bench", "-p", "kokushi-engine", "--bench", "engine"])
+        .env("KOKUSHI_BENCH_MODELS", &spec)
+        .env("KOKUSHI_BENCH_DIR", &dir)
+        .env("CANDLE_NUM_THREADS", "2")
+        .current_dir(root)
+        .output()?;
+    std::io::Write::write_all(&mut std::io::stderr(), &output.stderr)?;
+    anyhow::ensure!(output.status.success(), "the engine bench failed");
+    let ours: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("RESULT "))
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    step("engine: llama.cpp (llama-cpp-python), 2 threads");
+    let mut reference = Vec::new();
+    for ((name, path), mine) in models.iter().zip(&ours) {
+        let out = Command::new(&python)
+            .args(["-c", tools::LLAMA_CPP_BENCH])
+            .arg(path)
+            .arg(dir.join(format!("{name}.ids.json")))
+            .arg(mine["decode_tokens"].to_string())
+            .output()?;
+        std::io::Write::write_all(&mut std::io::stderr(), &out.stderr)?;
+        anyhow::ensure!(out.status.success(), "llama.cpp failed on {name}");
+        let line = String::from_utf8_lossy(&out.stdout);
+        let value: serde_json::Value = serde_json::from_str(line.trim())?;
+        reference.push(value);
+    }
+    println!(
+        "\n{:<14} {:>8} {:>16} {:>16} {:>7} {:>15} {:>15} {:>7}",
+        "model",
+        "quant",
+        "prefill ours",
+        "prefill llama",
+        "ratio",
+        "decode ours",
+        "decode llama",
+        "ratio"
+    );
+    for (mine, theirs) in ours.iter().zip(&reference) {
+        let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(0.0);
+        println!(
+            "{:<14} {:>8} {:>12.1} t/s {:>12.1} t/s {:>6.2}x {:>11.1} t/s {:>11.1} t/s {:>6.2}x",
+            mine["model"].as_str().unwrap_or("?"),
+            mine["quantization"]
+                .as_str()
+                .unwrap_or("?")
+                .split(' ')
+                .next()
+                .unwrap_or("?"),
+            f(mine, "prefill_tok_s"),
+            f(theirs, "prefill_tok_s"),
+            f(mine, "prefill_tok_s") / f(theirs, "prefill_tok_s").max(1e-9),
+            f(mine, "decode_tok_s"),
+            f(theirs, "decode_tok_s"),
+            f(mine, "decode_tok_s") / f(theirs, "decode_tok_s").max(1e-9),
+        );
+    }
+    println!(
+        "(256-token prompt, {} decode steps, best of 3, 2 threads each)",
+        ours.first()
+            .map_or(0, |v| v["decode_tokens"].as_u64().unwrap_or(0))
+    );
+    Ok(())
 }
 
 fn demo(root: &Path, args: &[String]) -> Result<()> {

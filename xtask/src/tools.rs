@@ -221,3 +221,57 @@ pub fn fetch_gemma_model() -> Result<PathBuf> {
     std::fs::rename(&partial, &target)?;
     Ok(target)
 }
+
+/// llama.cpp's speed on one model: argv = GGUF path, prompt ids (JSON), decode steps; prints one
+/// JSON object. Same measure as the engine bench: best of 3, prefill of the ids from an empty
+/// cache, then greedy one-token steps.
+pub const LLAMA_CPP_BENCH: &str = r#"
+import json, sys, time
+import numpy as np
+from llama_cpp import Llama
+path, ids_file, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
+ids = json.load(open(ids_file))
+llm = Llama(model_path=path, n_threads=2, n_threads_batch=2, n_ctx=1024, n_batch=512, verbose=False)
+best_prefill = best_decode = 0.0
+for _ in range(3):
+    llm.reset()
+    t = time.perf_counter(); llm.eval(ids); prefill = time.perf_counter() - t
+    token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+    t = time.perf_counter()
+    for _ in range(steps):
+        llm.eval([token]); token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+    decode = time.perf_counter() - t
+    best_prefill = max(best_prefill, len(ids) / prefill)
+    best_decode = max(best_decode, steps / max(decode, 1e-9))
+print(json.dumps({"prefill_tok_s": best_prefill, "decode_tok_s": best_decode}))
+"#;
+
+/// The Python of a private venv with llama-cpp-python (built from source with native CPU
+/// flags), created on first use.
+pub fn llama_cpp_python() -> Result<PathBuf> {
+    let venv = cache_dir().join("llamacpp-venv");
+    let python = venv.join("bin/python");
+    let ready = python.is_file()
+        && Command::new(&python)
+            .args(["-c", "import llama_cpp, numpy"])
+            .status()
+            .is_ok_and(|s| s.success());
+    if ready {
+        return Ok(python);
+    }
+    step("building llama.cpp from PyPI's llama-cpp-python 0.3.36 (about 10 minutes, once)");
+    run_cmd(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    run_cmd(
+        Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "llama-cpp-python==0.3.36",
+                "numpy",
+            ])
+            .env("CMAKE_ARGS", "-DGGML_NATIVE=ON"),
+    )?;
+    Ok(python)
+}

@@ -159,11 +159,10 @@ fn requantization_leaves_f32_models_alone() {
     assert_eq!(model.info().quantization, "F32");
 }
 
-#[test]
-fn requantizing_q4_1_to_q8_0_keeps_the_logits_and_the_top_token() {
+fn requantizing_to_q8_0_keeps_the_logits_and_the_top_token(weights: FixtureWeights, name: &str) {
     // Arrange
     let spec = FixtureSpec {
-        weights: FixtureWeights::Q4_1,
+        weights,
         // A seed whose top token leads the runner-up by more than twice the tolerance, so the
         // comparison of top tokens means something.
         ..FixtureSpec::tiny_llama(9)
@@ -189,8 +188,11 @@ fn requantizing_q4_1_to_q8_0_keeps_the_logits_and_the_top_token() {
     let requantized = q8_0.prefill(&prompt).expect("Q8_0 forward");
 
     // Assert
-    assert_eq!(q4_1.info().quantization, "Q4_1");
-    assert_eq!(q8_0.info().quantization, "Q4_1 (requantized to Q8_0)");
+    assert_eq!(q4_1.info().quantization, name);
+    assert_eq!(
+        q8_0.info().quantization,
+        format!("{name} (requantized to Q8_0)")
+    );
     let scale = reference.iter().fold(0f32, |m, v| m.max(v.abs()));
     let worst = reference
         .iter()
@@ -213,6 +215,16 @@ fn requantizing_q4_1_to_q8_0_keeps_the_logits_and_the_top_token() {
         "the fixture's top token must win by more than the tolerance"
     );
     assert_eq!(reference_top[0].0, requantized_top[0].0);
+}
+
+#[test]
+fn requantizing_q4_1_to_q8_0_keeps_the_logits_and_the_top_token() {
+    requantizing_to_q8_0_keeps_the_logits_and_the_top_token(FixtureWeights::Q4_1, "Q4_1");
+}
+
+#[test]
+fn requantizing_q5_0_to_q8_0_keeps_the_logits_and_the_top_token() {
+    requantizing_to_q8_0_keeps_the_logits_and_the_top_token(FixtureWeights::Q5_0, "Q5_0");
 }
 
 #[test]

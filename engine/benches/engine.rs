@@ -1,0 +1,71 @@
+//! Prefill and decode speed of the engine on real GGUF models, for `cargo xtask bench engine`,
+//! which runs llama.cpp on the same files and the same token ids beside it.
+//!
+//! Input: `KOKUSHI_BENCH_MODELS` = `name=path` pairs separated by `;`, and
+//! `KOKUSHI_BENCH_DIR`, a folder where each model's prompt ids are written
+//! (`<name>.ids.json`) for the reference run. Output: one `RESULT {json}` line per model.
+//! Each figure is the best of `REPEATS` runs; threads come from `CANDLE_NUM_THREADS`.
+
+use std::path::PathBuf;
+
+use kokushi_engine::{GenerationParams, LoadOptions, Model};
+
+const PROMPT_TOKENS: usize = 256;
+const DECODE_TOKENS: usize = 64;
+const REPEATS: usize = 3;
+
+/// Japanese exam text, repeated until the prompt is long enough.
+const TEXT: &str = "62歳の男性。2時間前からの前胸部痛を主訴に救急車で搬入された。\
+    高血圧症と脂質異常症で内服治療中である。意識は清明。脈拍 104/分、整。血圧 92/60 mmHg。\
+    心電図で II、III、aVF 誘導に ST 上昇を認める。最も適切な対応はどれか。";
+
+fn main() {
+    let Some(models) = std::env::var_os("KOKUSHI_BENCH_MODELS") else {
+        eprintln!("KOKUSHI_BENCH_MODELS is not set: run `cargo xtask bench engine`");
+        return;
+    };
+    let dir = PathBuf::from(std::env::var_os("KOKUSHI_BENCH_DIR").unwrap_or_else(|| ".".into()));
+    for spec in models
+        .to_string_lossy()
+        .split(';')
+        .filter(|s| !s.is_empty())
+    {
+        let (name, path) = spec.split_once('=').expect("name=path");
+        let mut model = match Model::load(path.as_ref(), &LoadOptions::default()) {
+            Ok(model) => model,
+            Err(e) => panic!("{name}: {e}"),
+        };
+        let mut text = String::new();
+        let ids = loop {
+            text.push_str(TEXT);
+            let ids = model
+                .tokenizer()
+                .encode(text.as_str(), true)
+                .expect("encode")
+                .get_ids()
+                .to_vec();
+            if ids.len() >= PROMPT_TOKENS {
+                break ids[..PROMPT_TOKENS].to_vec();
+            }
+        };
+        let params = GenerationParams {
+            max_new_tokens: DECODE_TOKENS + 1,
+            stop: Vec::new(),
+        };
+        let (mut prefill, mut decode, mut steps) = (0.0_f64, 0.0_f64, 0);
+        for _ in 0..REPEATS {
+            let g = model.generate_tokens(&ids, &params).expect("generates");
+            steps = g.generated_tokens.saturating_sub(1);
+            prefill = prefill.max(ids.len() as f64 * 1000.0 / g.prefill_ms.max(1) as f64);
+            decode = decode.max(steps as f64 * 1000.0 / g.decode_ms.max(1) as f64);
+        }
+        std::fs::write(dir.join(format!("{name}.ids.json")), format!("{ids:?}"))
+            .expect("write the prompt ids");
+        println!(
+            "RESULT {{\"model\": \"{name}\", \"quantization\": \"{}\", \"prompt_tokens\": {}, \
+             \"prefill_tok_s\": {prefill:.1}, \"decode_tokens\": {steps}, \"decode_tok_s\": {decode:.1}}}",
+            model.info().quantization,
+            ids.len()
+        );
+    }
+}
