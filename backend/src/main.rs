@@ -138,7 +138,8 @@ whole at the end (FILE.part, then renamed), so an interrupted run leaves no half
 
 Modes: generate (greedy decoding; the answer is extracted from the text, as the seed papers \
 did) and loglik (each choice's log-probability after the prompt; the most probable k choices, k \
-the number of gold answers). --model is a GGUF file, or a demo model by name: smollm2-135m or \
+the number of gold answers). --model is a GGUF file, a Hugging Face model folder (Llama family \
+or Qwen2; safetensors in f32, f16 or bf16), or a demo model by name: smollm2-135m or \
 gemma3-270m (looked up in --model-cache, which `cargo xtask fetch-models` fills). Without \
 --prompt-format, Gemma models get gemma_ja_v1 and others chatml_ja_v1.
 
@@ -149,7 +150,8 @@ Examples:
 
 #[derive(Args)]
 struct EvalArgs {
-    /// A GGUF model file, or a demo model's name (smollm2-135m, gemma3-270m).
+    /// A GGUF model file, a Hugging Face model folder (config.json, tokenizer.json,
+    /// *.safetensors), or a demo model's name (smollm2-135m, gemma3-270m).
     #[arg(long)]
     model: String,
     /// Where named demo models are cached.
@@ -486,7 +488,7 @@ async fn shutdown_signal() {
 /// The model file `--model` names: a path, or a demo model in the cache.
 fn resolve_eval_model(name: &str, cache: Option<&std::path::Path>) -> anyhow::Result<PathBuf> {
     let path = PathBuf::from(name);
-    if path.is_file() {
+    if path.is_file() || path.join("config.json").is_file() {
         return Ok(path);
     }
     let Some((_, file, origin)) = kokushi_worker::eval::NAMED_MODELS
@@ -498,7 +500,8 @@ fn resolve_eval_model(name: &str, cache: Option<&std::path::Path>) -> anyhow::Re
             .map(|(n, _, _)| *n)
             .collect();
         anyhow::bail!(
-            "--model {name:?} is neither a file nor a known model name ({})",
+            "--model {name:?} is neither a GGUF file, a model folder (with config.json) nor a \
+             known model name ({})",
             names.join(", ")
         );
     };

@@ -39,6 +39,10 @@ pub enum EngineError {
         found: String,
     },
 
+    /// A Hugging Face model folder is missing a file or holds one that cannot be used.
+    #[error("{path}: {problem}")]
+    Folder { path: PathBuf, problem: String },
+
     /// `general.architecture` names a model family this engine cannot run.
     #[error(
         "{path}: model architecture `{found}` (general.architecture) is not supported; \

@@ -473,6 +473,122 @@ impl SplitMix64 {
     }
 }
 
+/// Writes the fixture `spec` (architecture `llama` or `qwen2`) as a Hugging Face model folder:
+/// `config.json`, `tokenizer.json` and `model.safetensors` holding exactly the weights of the
+/// GGUF fixture with the same spec, renamed as Hugging Face names them (and, for Llama, with
+/// the query and key rows put back in the order llama.cpp's converter permutes). The two forms
+/// of one spec must therefore give the same logits.
+pub fn write_hf_folder(dir: &Path, spec: &FixtureSpec) -> Result<(), EngineError> {
+    let io = |path: &Path, source| EngineError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let tensor_error = |source: candle_core::Error| EngineError::Fixture {
+        path: dir.to_path_buf(),
+        source: Box::new(source),
+    };
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    let gguf = dir.join(".fixture.gguf");
+    write_gguf(&gguf, spec)?;
+    let (content, mut reader) = crate::gguf::read_content(&gguf)?;
+    let md = crate::gguf::Metadata::new(&gguf, &content.metadata);
+    let vocab = crate::tokenizer::from_metadata(md)?;
+    let head_dim = EMBEDDING_LENGTH / HEAD_COUNT;
+    let mut tensors = std::collections::HashMap::new();
+    for (name, _) in content.tensor_infos.iter() {
+        let tensor = content
+            .tensor(&mut reader, name, &Device::Cpu)
+            .and_then(|q| q.dequantize(&Device::Cpu))
+            .map_err(tensor_error)?;
+        let (hf, heads) = hf_name(name);
+        let tensor = match heads {
+            Some(q_or_k) if spec.architecture == "llama" => {
+                let heads = if q_or_k { HEAD_COUNT } else { HEAD_COUNT_KV };
+                let cols = tensor.dim(1).map_err(tensor_error)?;
+                tensor
+                    .reshape((heads, head_dim / 2, 2, cols))
+                    .and_then(|t| t.transpose(1, 2))
+                    .and_then(|t| t.reshape((heads * head_dim, cols)))
+                    .and_then(|t| t.contiguous())
+                    .map_err(tensor_error)?
+            }
+            _ => tensor,
+        };
+        tensors.insert(hf, tensor);
+    }
+    drop(reader);
+    std::fs::remove_file(&gguf).map_err(|e| io(&gguf, e))?;
+    candle_core::safetensors::save(&tensors, dir.join("model.safetensors"))
+        .map_err(tensor_error)?;
+    vocab
+        .tokenizer
+        .save(dir.join("tokenizer.json"), false)
+        .map_err(|source| EngineError::TokenizerBuild {
+            path: dir.join("tokenizer.json"),
+            what: "saving tokenizer.json".to_owned(),
+            source,
+        })?;
+    let eos = vocab.stop_ids.first().copied().unwrap_or(0);
+    let mut config = serde_json::json!({
+        "model_type": spec.architecture,
+        "hidden_size": EMBEDDING_LENGTH,
+        "intermediate_size": FEED_FORWARD_LENGTH,
+        "vocab_size": vocab.vocab_size,
+        "num_hidden_layers": BLOCK_COUNT,
+        "num_attention_heads": HEAD_COUNT,
+        "num_key_value_heads": HEAD_COUNT_KV,
+        "rms_norm_eps": 1e-5,
+        "rope_theta": 10_000.0,
+        "max_position_embeddings": CONTEXT_LENGTH,
+        "tie_word_embeddings": false,
+        "eos_token_id": eos,
+        "torch_dtype": "float32",
+    });
+    if spec.architecture == "qwen2" {
+        config["sliding_window"] = CONTEXT_LENGTH.into();
+        config["max_window_layers"] = BLOCK_COUNT.into();
+        config["use_sliding_window"] = false.into();
+        config["hidden_act"] = "silu".into();
+    }
+    let path = dir.join("config.json");
+    std::fs::write(&path, config.to_string()).map_err(|e| io(&path, e))
+}
+
+/// The Hugging Face name of a llama.cpp tensor name, and for attention queries (`Some(true)`)
+/// and keys (`Some(false)`) a flag for the rotary permutation.
+fn hf_name(gguf: &str) -> (String, Option<bool>) {
+    let fixed = match gguf {
+        "token_embd.weight" => Some("model.embed_tokens.weight"),
+        "output_norm.weight" => Some("model.norm.weight"),
+        "output.weight" => Some("lm_head.weight"),
+        _ => None,
+    };
+    if let Some(name) = fixed {
+        return (name.to_owned(), None);
+    }
+    let Some(rest) = gguf.strip_prefix("blk.") else {
+        return (gguf.to_owned(), None);
+    };
+    let (layer, part) = rest.split_once('.').unwrap_or((rest, ""));
+    let (module, suffix) = part.split_once('.').unwrap_or((part, "weight"));
+    let (hf, heads) = match module {
+        "attn_norm" => ("input_layernorm", None),
+        "ffn_norm" => ("post_attention_layernorm", None),
+        "attn_q" => ("self_attn.q_proj", Some(true)),
+        "attn_k" => ("self_attn.k_proj", Some(false)),
+        "attn_v" => ("self_attn.v_proj", None),
+        "attn_output" => ("self_attn.o_proj", None),
+        "ffn_gate" => ("mlp.gate_proj", None),
+        "ffn_up" => ("mlp.up_proj", None),
+        "ffn_down" => ("mlp.down_proj", None),
+        other => (other, None),
+    };
+    // Biases are not permuted: none here are rotated by llama.cpp's converter (Qwen2's are not
+    // permuted at all).
+    let heads = if suffix == "weight" { heads } else { None };
+    (format!("model.layers.{layer}.{hf}.{suffix}"), heads)
+}
+
 /// Writes the fixture `spec` into a fresh temporary directory and loads it; the directory must
 /// outlive the model's use in the test.
 #[cfg(test)]

@@ -209,7 +209,8 @@ impl Model {
             .with_context(|| -> candle_core::Result<Vec<f32>> {
                 let input = Tensor::new(ids, &device)?.unsqueeze(0)?;
                 let logits = weights.forward(&input, position)?;
-                logits.squeeze(0)?.to_dtype(DType::F32)?.to_vec1::<f32>()
+                // Implementations return (1, vocab) or (1, 1, vocab): the last position either way.
+                logits.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()
             })
             .map_err(forward_error)
     }

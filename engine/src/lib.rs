@@ -22,6 +22,7 @@ mod error;
 pub mod fixture;
 mod generate;
 mod gguf;
+mod hf;
 mod loglik;
 mod model;
 mod requantize;
@@ -30,6 +31,7 @@ mod weights;
 
 pub use error::EngineError;
 pub use generate::{Generation, GenerationParams, StopReason};
+pub use hf::SUPPORTED_MODEL_TYPES;
 pub use loglik::{ContinuationScore, Scores};
 pub use model::{Device, LoadOptions, Model, ModelInfo};
 pub use weights::SUPPORTED_ARCHITECTURES;

@@ -102,8 +102,20 @@ impl fmt::Debug for Model {
 }
 
 impl Model {
-    /// Loads the GGUF file at `path`.
+    /// Loads the GGUF file at `path`, or the Hugging Face model folder `path` names.
     pub fn load(path: &Path, opts: &LoadOptions) -> Result<Model, EngineError> {
+        if path.is_dir() {
+            let started = Instant::now();
+            let model = crate::hf::load(path, &opts.device.to_candle()?)?;
+            tracing::info!(
+                path = %path.display(),
+                architecture = %model.info.architecture,
+                weights = %model.info.quantization,
+                load_ms = started.elapsed().as_millis(),
+                "model folder loaded"
+            );
+            return Ok(model);
+        }
         let started = Instant::now();
         let file_size = std::fs::metadata(path)
             .map_err(|source| EngineError::Io {

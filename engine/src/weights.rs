@@ -8,6 +8,8 @@ use candle_core::quantized::gguf_file::Content;
 use candle_core::{Device, Tensor};
 use candle_transformers::models::{quantized_gemma3, quantized_llama, quantized_qwen2};
 
+use crate::hf::HfLlama;
+
 /// Values of `general.architecture` the engine can run.
 pub const SUPPORTED_ARCHITECTURES: [&str; 3] = ["llama", "qwen2", "gemma3"];
 
@@ -19,6 +21,9 @@ pub(crate) enum Weights {
     Llama(quantized_llama::ModelWeights),
     Qwen2(quantized_qwen2::ModelWeights),
     Gemma3(quantized_gemma3::ModelWeights),
+    /// From a Hugging Face folder (`crate::hf`).
+    HfLlama(Box<crate::hf::HfLlama>),
+    HfQwen2(candle_transformers::models::qwen2::ModelForCausalLM),
 }
 
 impl Weights {
@@ -52,6 +57,11 @@ impl Weights {
             Weights::Llama(w) => w.forward(input, position),
             Weights::Qwen2(w) => w.forward(input, position),
             Weights::Gemma3(w) => w.forward(input, position),
+            Weights::HfLlama(w) => {
+                let HfLlama { model, cache, .. } = &mut **w;
+                model.forward(input, position, cache)
+            }
+            Weights::HfQwen2(w) => w.forward(input, position),
         }
     }
 
@@ -62,6 +72,8 @@ impl Weights {
             Weights::Llama(w) => w.clear_kv_cache(),
             Weights::Qwen2(w) => w.clear_kv_cache(),
             Weights::Gemma3(_) => {}
+            Weights::HfLlama(w) => w.cache = w.fresh.clone(),
+            Weights::HfQwen2(w) => w.clear_kv_cache(),
         }
     }
 
@@ -72,6 +84,8 @@ impl Weights {
             Weights::Llama(w) => Some(Weights::Llama(w.clone())),
             Weights::Gemma3(w) => Some(Weights::Gemma3(w.clone())),
             Weights::Qwen2(_) => None,
+            Weights::HfLlama(w) => Some(Weights::HfLlama(w.clone())),
+            Weights::HfQwen2(w) => Some(Weights::HfQwen2(w.clone())),
         }
     }
 }

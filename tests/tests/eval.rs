@@ -144,7 +144,7 @@ fn bad_requests_are_refused_before_any_work() {
         ),
         (
             &["--model", "gpt-9"],
-            "neither a file nor a known model name (smollm2-135m",
+            "nor a known model name (smollm2-135m",
         ),
         (
             &["--model", "smollm2-135m", "--model-cache", "/nonexistent"],
@@ -300,4 +300,42 @@ fn a_question_too_long_for_the_context_is_recorded_and_the_run_goes_on() {
     let run = kokushi(&bin, &args);
     assert!(!run.status.success());
     assert!(String::from_utf8_lossy(&run.stderr).contains("no question could be asked"));
+}
+
+#[test]
+fn a_hugging_face_folder_is_a_model_too() {
+    let Some(bin) = service("KOKUSHI_BIN").map(PathBuf::from) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("tiny-qwen2");
+    kokushi_engine::fixture::write_hf_folder(
+        &folder,
+        &kokushi_engine::fixture::FixtureSpec::tiny("qwen2", 2),
+    )
+    .unwrap();
+    let out = dir.path().join("p.jsonl");
+    let run = kokushi(
+        &bin,
+        &[
+            "eval",
+            "--model",
+            folder.to_str().unwrap(),
+            "--exam-set",
+            mini_exam_path().to_str().unwrap(),
+            "--limit",
+            "2",
+            "--max-new-tokens",
+            "4",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(String::from_utf8_lossy(&run.stderr).contains("qwen2"));
+    assert_eq!(lines(&out).len(), 2);
 }

@@ -255,3 +255,118 @@ fn a_model_can_be_moved_to_a_dedicated_inference_thread() {
     // Act and Assert: this compiles only if `Model` is `Send`.
     assert_send::<Model>();
 }
+
+#[test]
+fn a_hugging_face_folder_gives_the_same_logits_as_the_gguf_file_of_the_same_weights() {
+    for arch in ["llama", "qwen2"] {
+        // Arrange
+        let spec = FixtureSpec::tiny(arch, 12);
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let gguf = write(&dir, &spec);
+        let folder = dir.path().join("hf");
+        fixture::write_hf_folder(&folder, &spec).expect("folder is written");
+        let mut from_gguf = Model::load(&gguf, &LoadOptions::default()).expect("GGUF loads");
+        let mut from_folder = Model::load(&folder, &LoadOptions::default()).expect("folder loads");
+        let prompt = "<|im_start|>user\nthe answer is<|im_end|>\n<|im_start|>assistant\n";
+        let ids = from_gguf.encode_prompt(prompt).expect("encodes");
+
+        // Act
+        let a = from_gguf.prefill(&ids).expect("GGUF forward");
+        let b = from_folder.prefill(&ids).expect("folder forward");
+        let params = crate::GenerationParams {
+            max_new_tokens: 8,
+            stop: Vec::new(),
+        };
+        let text_a = from_gguf.generate(prompt, &params).expect("generates").text;
+        let text_b = from_folder
+            .generate(prompt, &params)
+            .expect("generates")
+            .text;
+
+        // Assert
+        assert_eq!(
+            from_folder.encode_prompt(prompt).expect("encodes"),
+            ids,
+            "{arch}"
+        );
+        assert_eq!(from_folder.info().architecture, arch);
+        let scale = a.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let worst = a
+            .iter()
+            .zip(&b)
+            .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(
+            worst <= 1e-4 * scale.max(1.0),
+            "{arch}: worst |Δlogit| {worst} of {scale}"
+        );
+        assert_eq!(text_a, text_b, "{arch}");
+    }
+}
+
+#[test]
+fn a_folder_that_cannot_be_run_is_refused_with_what_is_wrong() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let folder = dir.path().join("hf");
+    fixture::write_hf_folder(&folder, &FixtureSpec::tiny("llama", 1)).expect("written");
+    // An architecture the folder loader does not run.
+    let config = folder.join("config.json");
+    let text = std::fs::read_to_string(&config).expect("read");
+    std::fs::write(&config, text.replace("\"llama\"", "\"gemma3_text\"")).expect("write");
+    let err = Model::load(&folder, &LoadOptions::default()).expect_err("refused");
+    let message = err.to_string();
+    assert!(
+        message.contains("gemma3_text") && message.contains("llama, mistral, qwen2"),
+        "{message}"
+    );
+    assert!(message.contains("config.json"), "{message}");
+    // No weights.
+    std::fs::write(&config, text).expect("write");
+    std::fs::remove_file(folder.join("model.safetensors")).expect("remove");
+    let message = Model::load(&folder, &LoadOptions::default())
+        .expect_err("refused")
+        .to_string();
+    assert!(message.contains("no *.safetensors"), "{message}");
+}
+
+#[test]
+fn half_precision_folders_load_and_agree_with_their_f32_weights() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let folder = dir.path().join("hf");
+    let spec = FixtureSpec::tiny("llama", 12);
+    fixture::write_hf_folder(&folder, &spec).expect("written");
+    let mut full = Model::load(&folder, &LoadOptions::default()).expect("f32 folder loads");
+    let weights = folder.join("model.safetensors");
+    let prompt = "<|im_start|>user\nthe answer is<|im_end|>\n";
+    let ids = full.encode_prompt(prompt).expect("encodes");
+    let reference = full.prefill(&ids).expect("forward");
+    for dtype in [candle_core::DType::BF16, candle_core::DType::F16] {
+        let tensors: std::collections::HashMap<String, candle_core::Tensor> =
+            candle_core::safetensors::load(&weights, &candle_core::Device::Cpu)
+                .expect("read")
+                .into_iter()
+                .map(|(name, t)| (name, t.to_dtype(dtype).expect("convert")))
+                .collect();
+        let half = dir.path().join(format!("{dtype:?}"));
+        std::fs::create_dir_all(&half).expect("mkdir");
+        for file in ["config.json", "tokenizer.json"] {
+            std::fs::copy(folder.join(file), half.join(file)).expect("copy");
+        }
+        candle_core::safetensors::save(&tensors, half.join("model.safetensors")).expect("save");
+        let mut model = Model::load(&half, &LoadOptions::default()).expect("half folder loads");
+        let logits = model.prefill(&ids).expect("forward");
+        let scale = reference.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let worst = reference
+            .iter()
+            .zip(&logits)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(
+            worst <= 0.05 * scale,
+            "{dtype:?}: worst |Δlogit| {worst} of {scale}"
+        );
+        assert!(
+            model.info().quantization.contains("computed in f32"),
+            "{:?}",
+            model.info()
+        );
+    }
+}

@@ -1,0 +1,184 @@
+//! Loading a Hugging Face model folder: `config.json`, `tokenizer.json` (and, if present,
+//! `tokenizer_config.json`), and one or many `*.safetensors` files in f32, f16 or bf16.
+//!
+//! The weights run in f32 on the CPU (in their own dtype on a GPU), through candle's
+//! implementations of each family. Architectures: `model_type` `llama` and `mistral` (the Llama
+//! family) and `qwen2`; others are refused with the supported list. The tokenizer is the
+//! folder's own; generation stops at the config's `eos_token_id`(s) and the usual end-of-turn
+//! markers.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::{llama, qwen2};
+use serde::Deserialize;
+use tokenizers::Tokenizer;
+
+use crate::weights::{MAX_CONTEXT, Weights};
+use crate::{EngineError, Model, ModelInfo};
+
+/// `model_type` values of `config.json` this loader runs.
+pub const SUPPORTED_MODEL_TYPES: [&str; 3] = ["llama", "mistral", "qwen2"];
+
+const END_OF_TURN_TOKENS: [&str; 4] = [
+    "<|im_end|>",
+    "<|eot_id|>",
+    "<|end_of_text|>",
+    "<end_of_turn>",
+];
+
+#[derive(Deserialize)]
+struct Common {
+    model_type: Option<String>,
+    #[serde(default)]
+    eos_token_id: Option<serde_json::Value>,
+    max_position_embeddings: Option<usize>,
+    torch_dtype: Option<String>,
+}
+
+/// The llama-family model with its KV cache, and a fresh cache to start over from.
+#[derive(Clone)]
+pub(crate) struct HfLlama {
+    pub(crate) model: llama::Llama,
+    pub(crate) cache: llama::Cache,
+    pub(crate) fresh: llama::Cache,
+}
+
+fn folder_error(path: &Path, problem: impl Into<String>) -> EngineError {
+    EngineError::Folder {
+        path: path.to_path_buf(),
+        problem: problem.into(),
+    }
+}
+
+pub(crate) fn load(dir: &Path, device: &candle_core::Device) -> Result<Model, EngineError> {
+    let config_path = dir.join("config.json");
+    let config_text = std::fs::read_to_string(&config_path).map_err(|source| EngineError::Io {
+        path: config_path.clone(),
+        source,
+    })?;
+    let common: Common = serde_json::from_str(&config_text)
+        .map_err(|e| folder_error(&config_path, format!("not a model config: {e}")))?;
+    let model_type = common.model_type.clone().unwrap_or_default();
+    if !SUPPORTED_MODEL_TYPES.contains(&model_type.as_str()) {
+        return Err(folder_error(
+            &config_path,
+            format!(
+                "model_type {model_type:?} is not supported in folder form; supported: {} \
+                 (Gemma 3 runs from GGUF files)",
+                SUPPORTED_MODEL_TYPES.join(", ")
+            ),
+        ));
+    }
+    let tokenizer_path = dir.join("tokenizer.json");
+    let tokenizer = Tokenizer::from_file(&tokenizer_path)
+        .map_err(|e| folder_error(&tokenizer_path, format!("cannot read the tokenizer: {e}")))?;
+
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|source| EngineError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(folder_error(dir, "holds no *.safetensors weights"));
+    }
+    let mut tensors: HashMap<String, Tensor> = HashMap::new();
+    let mut stored = None;
+    for file in &files {
+        let loaded = candle_core::safetensors::load(file, device).map_err(|source| {
+            EngineError::Weights {
+                path: file.clone(),
+                source: Box::new(source),
+            }
+        })?;
+        for (name, tensor) in loaded {
+            stored.get_or_insert(tensor.dtype());
+            tensors.insert(name, tensor);
+        }
+    }
+    let stored = stored.unwrap_or(DType::F32);
+    // CPU kernels are fastest and exact in f32; a GPU keeps the stored precision.
+    let dtype = if device.is_cpu() { DType::F32 } else { stored };
+    let vb = VarBuilder::from_tensors(tensors, dtype, device);
+    let weights_error = |source: candle_core::Error| EngineError::Weights {
+        path: dir.to_path_buf(),
+        source: Box::new(source),
+    };
+    let parse_error =
+        |e: serde_json::Error| folder_error(&config_path, format!("{model_type} config: {e}"));
+    let weights = match model_type.as_str() {
+        "qwen2" => {
+            let config: qwen2::Config = serde_json::from_str(&config_text).map_err(parse_error)?;
+            Weights::HfQwen2(qwen2::ModelForCausalLM::new(&config, vb).map_err(weights_error)?)
+        }
+        _ => {
+            let config: llama::LlamaConfig =
+                serde_json::from_str(&config_text).map_err(parse_error)?;
+            let config = config.into_config(false);
+            let model = llama::Llama::load(vb, &config).map_err(weights_error)?;
+            let fresh = llama::Cache::new(true, dtype, &config, device).map_err(weights_error)?;
+            Weights::HfLlama(Box::new(HfLlama {
+                model,
+                cache: fresh.clone(),
+                fresh,
+            }))
+        }
+    };
+
+    let mut stop_ids: Vec<u32> = match &common.eos_token_id {
+        Some(serde_json::Value::Number(n)) => n.as_u64().into_iter().collect(),
+        Some(serde_json::Value::Array(items)) => {
+            items.iter().filter_map(serde_json::Value::as_u64).collect()
+        }
+        _ => Vec::new(),
+    }
+    .into_iter()
+    .filter_map(|id| u32::try_from(id).ok())
+    .collect();
+    for marker in END_OF_TURN_TOKENS {
+        if let Some(id) = tokenizer.token_to_id(marker) {
+            stop_ids.push(id);
+        }
+    }
+    stop_ids.sort_unstable();
+    stop_ids.dedup();
+
+    let file_size = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
+    let stored_name = common
+        .torch_dtype
+        .clone()
+        .unwrap_or_else(|| format!("{stored:?}").to_lowercase());
+    let info = ModelInfo {
+        architecture: model_type,
+        name: dir.file_name().map(|n| n.to_string_lossy().into_owned()),
+        file_size,
+        context_length: common
+            .max_position_embeddings
+            .unwrap_or(MAX_CONTEXT)
+            .min(MAX_CONTEXT),
+        vocab_size: tokenizer.get_vocab_size(true),
+        quantization: if dtype == stored {
+            stored_name.to_uppercase()
+        } else {
+            format!("{} (computed in f32)", stored_name.to_uppercase())
+        },
+    };
+    Ok(Model {
+        weights,
+        tokenizer,
+        info,
+        stop_ids,
+        device: device.clone(),
+    })
+}
