@@ -163,7 +163,8 @@ struct EvalArgs {
     #[command(flatten)]
     set: SetArgs,
     /// Prompt format id: chatml_ja_v1 (ChatML chat models), gemma_ja_v1 (Gemma), plain_ja_v1
-    /// (base models). Default: chosen from the model's architecture.
+    /// (base models), or chat_template (the model's own template, recorded with its hash).
+    /// Default: chosen from the model's architecture.
     #[arg(long)]
     prompt_format: Option<String>,
     /// generate: decode and extract the answer; loglik: rank the choices by log-probability.
@@ -524,16 +525,19 @@ fn eval(args: &EvalArgs) -> anyhow::Result<()> {
     use kokushi_worker::eval::{EvalMode, EvalOptions, LoadOptions, LoglikTarget, Model};
     use std::io::Write;
 
+    let chat_template = args.prompt_format.as_deref() == Some("chat_template");
     let chosen_format = match &args.prompt_format {
         None => None,
+        Some(id) if id == "chat_template" => None,
         Some(id) => Some(PromptFormat::from_id(id).with_context(|| {
             format!(
-                "unknown prompt format {id:?}; known: {}",
+                "unknown prompt format {id:?}; known: {}, chat_template",
                 PromptFormat::ALL.map(PromptFormat::id).join(", ")
             )
         })?),
     };
     let mut options = EvalOptions {
+        chat_template,
         mode: if args.mode == "loglik" {
             EvalMode::Loglik
         } else {
@@ -585,7 +589,20 @@ fn eval(args: &EvalArgs) -> anyhow::Result<()> {
     if chosen_format.is_none() && info.architecture == "gemma3" {
         options.prompt_format = PromptFormat::GemmaJa;
     }
-    let prompt_format = options.prompt_format;
+    if chat_template {
+        // Fails before any question if the model has no template.
+        model
+            .apply_chat_template("")
+            .context("--prompt-format chat_template")?;
+    }
+    let prompt_format = if chat_template {
+        format!(
+            "chat_template:{}",
+            model.chat_template_hash().unwrap_or_default()
+        )
+    } else {
+        options.prompt_format.id().to_owned()
+    };
     eprintln!(
         "{} ({}, {}), {} questions, mode {}, prompt {}",
         info.name.as_deref().unwrap_or(&info.architecture),
@@ -593,7 +610,7 @@ fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         info.quantization,
         questions.len(),
         options.mode.id(),
-        prompt_format.id()
+        prompt_format
     );
     let started = std::time::Instant::now();
     let mut lines = Vec::with_capacity(questions.len());

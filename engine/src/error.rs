@@ -39,6 +39,14 @@ pub enum EngineError {
         found: String,
     },
 
+    /// The model has no chat template to apply.
+    #[error("the model has no chat template (tokenizer.chat_template): choose a prompt format")]
+    NoChatTemplate,
+
+    /// The model's chat template failed to render.
+    #[error("the model's chat template cannot be applied: {message}")]
+    ChatTemplate { message: String },
+
     /// A Hugging Face model folder is missing a file or holds one that cannot be used.
     #[error("{path}: {problem}")]
     Folder { path: PathBuf, problem: String },

@@ -174,11 +174,47 @@ pub(crate) fn load(dir: &Path, device: &candle_core::Device) -> Result<Model, En
             format!("{} (computed in f32)", stored_name.to_uppercase())
         },
     };
+    let chat_template = chat_template(dir)?;
     Ok(Model {
         weights,
         tokenizer,
         info,
         stop_ids,
         device: device.clone(),
+        chat_template,
     })
+}
+
+/// `chat_template` of `tokenizer_config.json` (a string, or a list of named templates of which
+/// `default` is taken), with its `bos_token` and `eos_token` (strings or `{"content": ...}`).
+fn chat_template(dir: &Path) -> Result<Option<crate::chat::ChatTemplate>, EngineError> {
+    let path = dir.join("tokenizer_config.json");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(None);
+    };
+    let config: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| folder_error(&path, format!("not JSON: {e}")))?;
+    let token = |key: &str| match &config[key] {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Object(o) => o
+            .get("content")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        _ => String::new(),
+    };
+    let source = match &config["chat_template"] {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .find(|t| t["name"] == "default")
+            .and_then(|t| t["template"].as_str())
+            .map(str::to_owned),
+        _ => None,
+    };
+    Ok(source.map(|source| crate::chat::ChatTemplate {
+        source,
+        bos_token: token("bos_token"),
+        eos_token: token("eos_token"),
+    }))
 }

@@ -18,6 +18,7 @@
 //! worker's environment. On a quiet 2-core machine 2 threads are fastest; when other processes
 //! compete for the cores, 1 thread is slower but much steadier (see the crate's smoke test).
 
+mod chat;
 mod error;
 pub mod fixture;
 mod generate;

@@ -89,6 +89,8 @@ pub struct Model {
     /// Ids that end generation (EOS and end-of-turn markers).
     pub(crate) stop_ids: Vec<u32>,
     pub(crate) device: candle_core::Device,
+    /// The model's own chat template, when its files carry one.
+    pub(crate) chat_template: Option<crate::chat::ChatTemplate>,
 }
 
 impl fmt::Debug for Model {
@@ -150,6 +152,21 @@ impl Model {
         let tokenizer_started = Instant::now();
         let vocab = tokenizer::from_metadata(md)?;
         let tokenizer_ms = tokenizer_started.elapsed().as_millis();
+        let token_text = |key: &str| -> Result<String, EngineError> {
+            Ok(md
+                .opt_usize(key)?
+                .and_then(|id| u32::try_from(id).ok())
+                .and_then(|id| vocab.tokenizer.id_to_token(id))
+                .unwrap_or_default())
+        };
+        let chat_template = match md.opt_string("tokenizer.chat_template")? {
+            Some(source) => Some(crate::chat::ChatTemplate {
+                source: source.to_owned(),
+                bos_token: token_text("tokenizer.ggml.bos_token_id")?,
+                eos_token: token_text("tokenizer.ggml.eos_token_id")?,
+            }),
+            None => None,
+        };
         let device = opts.device.to_candle()?;
 
         let weights_error = |source: candle_core::Error| EngineError::Weights {
@@ -202,6 +219,7 @@ impl Model {
             info,
             stop_ids: vocab.stop_ids,
             device,
+            chat_template,
         })
     }
 

@@ -69,6 +69,16 @@ impl PromptFormat {
     }
 }
 
+/// The words of one user turn, for a model's own chat template: the instruction and the
+/// question with its lettered choices (the template supplies the turns; the caller opens the
+/// answer with 「答え：」 after it).
+pub fn user_turn(text: &str, choices: &[String]) -> String {
+    format!("{INSTRUCTION}\n\n{}", question_body(text, choices))
+}
+
+/// What opens the model's answer after any prompt.
+pub const ANSWER_OPENING: &str = "答え：";
+
 fn question_body(text: &str, choices: &[String]) -> String {
     let mut body = format!("問題：{text}\n");
     for (i, choice) in choices.iter().enumerate() {

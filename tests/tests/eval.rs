@@ -339,3 +339,41 @@ fn a_hugging_face_folder_is_a_model_too() {
     assert!(String::from_utf8_lossy(&run.stderr).contains("qwen2"));
     assert_eq!(lines(&out).len(), 2);
 }
+
+#[test]
+fn the_models_own_chat_template_can_put_the_question() {
+    let Some(bin) = service("KOKUSHI_BIN").map(PathBuf::from) else {
+        return;
+    };
+    let store = fixture_model_store().unwrap();
+    let out = store.path().join("p.jsonl");
+    let run = kokushi(
+        &bin,
+        &[
+            "eval",
+            "--model",
+            store.path().join(FIXTURE_MODEL).to_str().unwrap(),
+            "--exam-set",
+            mini_exam_path().to_str().unwrap(),
+            "--prompt-format",
+            "chat_template",
+            "--limit",
+            "1",
+            "--max-new-tokens",
+            "4",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let line = &lines(&out)[0];
+    let format = line["prompt_format"].as_str().unwrap();
+    assert!(
+        format.starts_with("chat_template:") && format.len() == 14 + 16,
+        "{line}"
+    );
+}

@@ -52,6 +52,8 @@ pub enum LoglikTarget {
 #[derive(Debug, Clone)]
 pub struct EvalOptions {
     pub mode: EvalMode,
+    /// Put the question through the model's own chat template instead of `prompt_format`.
+    pub chat_template: bool,
     pub loglik_target: LoglikTarget,
     pub prompt_format: PromptFormat,
     pub max_new_tokens: usize,
@@ -69,7 +71,8 @@ pub struct PredictionLine {
     pub raw_output: String,
     pub parse_failed: bool,
     pub mode: &'static str,
-    pub prompt_format: &'static str,
+    /// The prompt format's id, or `chat_template:<hash>` for the model's own template.
+    pub prompt_format: String,
     pub rules_version: &'static str,
     /// Loglik mode: per choice, the summed and the mean log-probability of its continuation.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -94,7 +97,7 @@ impl PredictionLine {
             raw_output: String::new(),
             parse_failed: true,
             mode: options.mode.id(),
-            prompt_format: options.prompt_format.id(),
+            prompt_format: options.prompt_format.id().to_owned(),
             rules_version: RULES_VERSION,
             logprob_sum: None,
             logprob_mean: None,
@@ -113,16 +116,28 @@ pub fn evaluate_question(
     options: &EvalOptions,
 ) -> Result<PredictionLine, EngineError> {
     let started = Instant::now();
-    let prompt = options
-        .prompt_format
-        .render(&question.text, &question.choices);
+    let (prompt, format_id, stop) = if options.chat_template {
+        let user = kokushi_shared::prompt::user_turn(&question.text, &question.choices);
+        let prompt = model.apply_chat_template(&user)? + kokushi_shared::prompt::ANSWER_OPENING;
+        let hash = model.chat_template_hash().unwrap_or_default();
+        // The template's end-of-turn token stops generation; no stop strings are needed.
+        (prompt, format!("chat_template:{hash}"), Vec::new())
+    } else {
+        (
+            options
+                .prompt_format
+                .render(&question.text, &question.choices),
+            options.prompt_format.id().to_owned(),
+            options.prompt_format.stop_sequences(),
+        )
+    };
     let mut line = PredictionLine {
         problem_id: question.problem_id.clone(),
         prediction: String::new(),
         raw_output: String::new(),
         parse_failed: false,
         mode: options.mode.id(),
-        prompt_format: options.prompt_format.id(),
+        prompt_format: format_id,
         rules_version: RULES_VERSION,
         logprob_sum: None,
         logprob_mean: None,
@@ -159,7 +174,7 @@ pub fn evaluate_question(
     } else {
         let params = GenerationParams {
             max_new_tokens: options.max_new_tokens,
-            stop: options.prompt_format.stop_sequences(),
+            stop,
         };
         let generation = model.generate(&prompt, &params)?;
         let extracted = extract(&generation.text, &question.choices);
