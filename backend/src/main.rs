@@ -182,6 +182,16 @@ struct EvalArgs {
     /// The most tokens to generate per answer.
     #[arg(long, default_value_t = 32)]
     max_new_tokens: usize,
+    /// k-shot: put this many answered questions of other exams before each question.
+    #[arg(long, default_value_t = 0)]
+    shots: usize,
+    /// Where worked examples come from (default: the exam set itself; only questions of an exam
+    /// other than the question's are ever used).
+    #[arg(long = "shot-pool", num_args = 1..)]
+    shot_pool: Vec<PathBuf>,
+    /// Seed of the choice of worked examples.
+    #[arg(long, default_value_t = 20_230_331)]
+    shot_seed: u64,
     /// Where the model runs: cpu, or cuda:N (a build with `--features cuda`).
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     device: kokushi_worker::eval::Device,
@@ -550,13 +560,27 @@ fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         },
         prompt_format: chosen_format.unwrap_or(PromptFormat::ChatmlJa),
         max_new_tokens: args.max_new_tokens,
+        shots: args.shots,
+        shot_pool: Vec::new(),
+        shot_seed: args.shot_seed,
     };
+    anyhow::ensure!(
+        !(chat_template && args.shots > 0),
+        "--shots works with the prompt formats, not yet with chat_template"
+    );
     let mut questions = read_exam_set_as(
         &args.exam_set,
         args.set.namespace.as_deref(),
         args.set.set_format,
     )?;
     let all = questions.len();
+    if args.shots > 0 {
+        options.shot_pool = if args.shot_pool.is_empty() {
+            questions.clone()
+        } else {
+            read_exam_set(&args.shot_pool)?
+        };
+    }
     if !args.with_images {
         questions.retain(|q| q.text_only);
     }
@@ -569,6 +593,17 @@ fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         "no questions to ask: {all} in the set, none left after leaving out image questions \
          (--with-images) and --limit"
     );
+    if let Some(short) = questions.iter().find(|q| {
+        kokushi_shared::prompt::pick_shots(&options.shot_pool, q, args.shots, args.shot_seed).len()
+            < args.shots
+    }) {
+        anyhow::bail!(
+            "--shots {}: too few worked examples for {} among single-answer, text-only questions \
+             of other exams; give --shot-pool with another year's questions",
+            args.shots,
+            short.problem_id
+        );
+    }
     let model_path = resolve_eval_model(&args.model, args.model_cache.as_deref())?;
     if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
         anyhow::ensure!(

@@ -39,6 +39,10 @@ pub enum EngineError {
         found: String,
     },
 
+    /// The prompt for a question cannot be built.
+    #[error("{message}")]
+    Prompt { message: String },
+
     /// The model has no chat template to apply.
     #[error("the model has no chat template (tokenizer.chat_template): choose a prompt format")]
     NoChatTemplate,

@@ -59,6 +59,63 @@ impl PromptFormat {
         }
     }
 
+    /// The prompt with worked examples first (k-shot): each shot is a question answered with
+    /// its gold letters, in the format's own turns, then the question itself as [`render`]
+    /// writes it. With no shots this is exactly [`render`].
+    ///
+    /// [`render`]: PromptFormat::render
+    pub fn render_with_shots(self, shots: &[Shot<'_>], text: &str, choices: &[String]) -> String {
+        if shots.is_empty() {
+            return self.render(text, choices);
+        }
+        let body = question_body(text, choices);
+        let mut out = String::new();
+        match self {
+            PromptFormat::ChatmlJa => {
+                out.push_str(&format!("<|im_start|>system\n{INSTRUCTION}<|im_end|>\n"));
+                for shot in shots {
+                    out.push_str(&format!(
+                        "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n答え：{}<|im_end|>\n",
+                        question_body(shot.text, shot.choices),
+                        shot.answer
+                    ));
+                }
+                out.push_str(&format!(
+                    "<|im_start|>user\n{body}<|im_end|>\n<|im_start|>assistant\n答え："
+                ));
+            }
+            PromptFormat::PlainJa => {
+                out.push_str(&format!("{INSTRUCTION}\n\n"));
+                for shot in shots {
+                    out.push_str(&format!(
+                        "{}\n答え：{}\n\n",
+                        question_body(shot.text, shot.choices),
+                        shot.answer
+                    ));
+                }
+                out.push_str(&format!("{body}\n答え："));
+            }
+            PromptFormat::GemmaJa => {
+                for (i, shot) in shots.iter().enumerate() {
+                    let instruction = if i == 0 {
+                        format!("{INSTRUCTION}\n\n")
+                    } else {
+                        String::new()
+                    };
+                    out.push_str(&format!(
+                        "<start_of_turn>user\n{instruction}{}<end_of_turn>\n<start_of_turn>model\n答え：{}<end_of_turn>\n",
+                        question_body(shot.text, shot.choices),
+                        shot.answer
+                    ));
+                }
+                out.push_str(&format!(
+                    "<start_of_turn>user\n{body}<end_of_turn>\n<start_of_turn>model\n答え："
+                ));
+            }
+        }
+        out
+    }
+
     /// Strings that end the model's answer.
     pub fn stop_sequences(self) -> Vec<String> {
         match self {
@@ -67,6 +124,58 @@ impl PromptFormat {
             PromptFormat::GemmaJa => vec!["<end_of_turn>".to_owned(), "<start_of_turn>".to_owned()],
         }
     }
+}
+
+/// A worked example for a k-shot prompt: a question and its answer as the model should write
+/// it (`b`, `a,c`, `26`).
+#[derive(Debug, Clone, Copy)]
+pub struct Shot<'a> {
+    pub text: &'a str,
+    pub choices: &'a [String],
+    pub answer: &'a str,
+}
+
+/// Picks `k` worked examples for `question` from `pool`, reproducibly: never a question of the
+/// same exam (nor the question itself), only questions with choices, a single gold letter and
+/// no image, ordered by a hash of `seed` and both ids. Returns fewer than `k` when the pool has
+/// too few.
+pub fn pick_shots<'a>(
+    pool: &'a [crate::Question],
+    question: &crate::Question,
+    k: usize,
+    seed: u64,
+) -> Vec<&'a crate::Question> {
+    let exam_of = |q: &crate::Question| {
+        q.meta.exam.clone().unwrap_or_else(|| {
+            q.problem_id
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect()
+        })
+    };
+    let own_exam = exam_of(question);
+    let mut candidates: Vec<(u64, &crate::Question)> = pool
+        .iter()
+        .filter(|q| q.problem_id != question.problem_id && exam_of(q) != own_exam)
+        .filter(|q| q.text_only && !q.choices.is_empty())
+        .filter(|q| matches!(&q.gold, crate::Gold::Letters { letters } if letters.len() == 1))
+        .map(|q| (shot_rank(seed, &question.problem_id, &q.problem_id), q))
+        .collect();
+    candidates.sort_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| a.1.problem_id.cmp(&b.1.problem_id))
+    });
+    candidates.into_iter().take(k).map(|(_, q)| q).collect()
+}
+
+/// FNV-1a over the seed and both ids: a fixed, well-spread order of the candidates.
+fn shot_rank(seed: u64, question: &str, candidate: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
+    for byte in question.bytes().chain([0xff]).chain(candidate.bytes()) {
+        h ^= u64::from(byte);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
 }
 
 /// The words of one user turn, for a model's own chat template: the instruction and the
@@ -108,5 +217,73 @@ mod tests {
             "{prompt}"
         );
         assert!(prompt.ends_with("答え："));
+    }
+
+    #[test]
+    fn shots_come_before_the_question_in_each_formats_own_turns() {
+        let choices: Vec<String> = ["甲", "乙"].map(str::to_owned).to_vec();
+        let shot = Shot {
+            text: "例題。",
+            choices: &choices,
+            answer: "b",
+        };
+        for format in PromptFormat::ALL {
+            assert_eq!(
+                format.render_with_shots(&[], "問い。", &choices),
+                format.render("問い。", &choices)
+            );
+            let prompt = format.render_with_shots(&[shot], "問い。", &choices);
+            let example = prompt.find("例題。").expect("the shot is in the prompt");
+            let question = prompt
+                .find("問い。")
+                .expect("the question is in the prompt");
+            assert!(example < question, "{prompt}");
+            assert!(prompt.contains("答え：b"), "{prompt}");
+            assert!(prompt.ends_with("答え："), "{prompt}");
+            assert_eq!(prompt.matches(INSTRUCTION).count(), 1, "{prompt}");
+        }
+    }
+
+    #[test]
+    fn shots_never_come_from_the_questions_own_exam_and_are_reproducible() {
+        let q = |id: &str, letters: &[char], text_only: bool| crate::Question {
+            problem_id: id.to_owned(),
+            text: format!("{id}の問題"),
+            choices: ["甲", "乙", "丙"].map(str::to_owned).to_vec(),
+            gold: crate::Gold::Letters {
+                letters: letters.to_vec(),
+            },
+            points: 1,
+            text_only,
+            meta: crate::QuestionMeta::default(),
+        };
+        let pool = vec![
+            q("116A1", &['a'], true),
+            q("116A2", &['b'], true),
+            q("115A1", &['a'], true),
+            q("115A2", &['a', 'b'], true),
+            q("115A3", &['c'], false),
+            q("114B1", &['b'], true),
+            q("114B2", &['c'], true),
+        ];
+        let question = &pool[0];
+        let picked = pick_shots(&pool, question, 5, 7);
+        let ids: Vec<&str> = picked.iter().map(|p| p.problem_id.as_str()).collect();
+        assert_eq!(
+            ids.len(),
+            3,
+            "{ids:?}: single-answer, text-only, other exams only"
+        );
+        assert!(ids.iter().all(|id| !id.starts_with("116")), "{ids:?}");
+        assert!(
+            !ids.contains(&"115A2") && !ids.contains(&"115A3"),
+            "{ids:?}"
+        );
+        let again: Vec<&str> = pick_shots(&pool, question, 5, 7)
+            .iter()
+            .map(|p| p.problem_id.as_str())
+            .collect();
+        assert_eq!(ids, again);
+        assert_eq!(pick_shots(&pool, question, 1, 7).len(), 1);
     }
 }

@@ -377,3 +377,65 @@ fn the_models_own_chat_template_can_put_the_question() {
         "{line}"
     );
 }
+
+#[test]
+fn k_shot_prompts_take_worked_examples_from_another_exam_only() {
+    let Some(bin) = service("KOKUSHI_BIN").map(PathBuf::from) else {
+        return;
+    };
+    let store = fixture_model_store().unwrap();
+    let model = store.path().join(FIXTURE_MODEL);
+    let out = store.path().join("p.jsonl");
+    let exam = mini_exam_path();
+    let base = |extra: &[&str]| {
+        let mut args = vec![
+            "eval",
+            "--model",
+            model.to_str().unwrap(),
+            "--exam-set",
+            exam.to_str().unwrap(),
+            "--limit",
+            "2",
+            "--max-new-tokens",
+            "4",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        kokushi(&bin, &args)
+    };
+    // The fixture exam is one exam (901): it cannot supply its own examples.
+    let run = base(&["--shots", "1"]);
+    assert!(!run.status.success());
+    assert!(
+        String::from_utf8_lossy(&run.stderr).contains("--shot-pool"),
+        "{run:?}"
+    );
+    // Another exam's questions can.
+    let pool = store.path().join("pool.jsonl");
+    std::fs::write(
+        &pool,
+        r#"{"problem_id": "900A1", "problem_text": "例題。", "choices": ["甲", "乙"], "answer": ["b"]}
+{"problem_id": "900A2", "problem_text": "例題二。", "choices": ["甲", "乙"], "answer": ["a"]}
+"#,
+    )
+    .unwrap();
+    let run = base(&[
+        "--shots",
+        "2",
+        "--shot-pool",
+        pool.to_str().unwrap(),
+        "--mode",
+        "loglik",
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    for line in lines(&out) {
+        assert_eq!(line["prompt_format"], "chatml_ja_v1+2shot", "{line}");
+        // Two worked examples lengthen the prompt well beyond the zero-shot one.
+        assert!(line["prompt_tokens"].as_u64().unwrap() > 100, "{line}");
+    }
+}

@@ -57,6 +57,11 @@ pub struct EvalOptions {
     pub loglik_target: LoglikTarget,
     pub prompt_format: PromptFormat,
     pub max_new_tokens: usize,
+    /// k-shot: how many worked examples precede each question, drawn from `shot_pool` (never
+    /// from the question's own exam; `shared::prompt::pick_shots`) with `shot_seed`.
+    pub shots: usize,
+    pub shot_pool: Vec<Question>,
+    pub shot_seed: u64,
 }
 
 /// One predictions line: IgakuQA's `baseline_results` fields (`problem_id`, `prediction`)
@@ -123,11 +128,43 @@ pub fn evaluate_question(
         // The template's end-of-turn token stops generation; no stop strings are needed.
         (prompt, format!("chat_template:{hash}"), Vec::new())
     } else {
+        let picked = kokushi_shared::prompt::pick_shots(
+            &options.shot_pool,
+            question,
+            options.shots,
+            options.shot_seed,
+        );
+        if picked.len() < options.shots {
+            return Err(EngineError::Prompt {
+                message: format!(
+                    "only {} worked example(s) from other exams for {}; {} asked: give a shot \
+                     pool with more single-answer questions of other years",
+                    picked.len(),
+                    question.problem_id,
+                    options.shots
+                ),
+            });
+        }
+        let answers: Vec<String> = picked.iter().map(|q| q.gold.display()).collect();
+        let shots: Vec<kokushi_shared::prompt::Shot<'_>> = picked
+            .iter()
+            .zip(&answers)
+            .map(|(q, answer)| kokushi_shared::prompt::Shot {
+                text: &q.text,
+                choices: &q.choices,
+                answer,
+            })
+            .collect();
+        let id = if options.shots == 0 {
+            options.prompt_format.id().to_owned()
+        } else {
+            format!("{}+{}shot", options.prompt_format.id(), options.shots)
+        };
         (
             options
                 .prompt_format
-                .render(&question.text, &question.choices),
-            options.prompt_format.id().to_owned(),
+                .render_with_shots(&shots, &question.text, &question.choices),
+            id,
             options.prompt_format.stop_sequences(),
         )
     };
