@@ -3,7 +3,7 @@
 //!
 //! Input: `KOKUSHI_BENCH_MODELS` = `name=path` pairs separated by `;`, and
 //! `KOKUSHI_BENCH_DIR`, a folder where each model's prompt ids are written
-//! (`<name>.ids.json`) for the reference run. Output: one `RESULT {json}` line per model.
+//! (`<name>.ids.json`, and the text they encode, `<name>.txt`) for the reference run. Output: one `RESULT {json}` line per model.
 //! Each figure is the best of `REPEATS` runs; threads come from `CANDLE_NUM_THREADS`.
 
 use std::path::PathBuf;
@@ -61,6 +61,8 @@ fn main() {
         }
         std::fs::write(dir.join(format!("{name}.ids.json")), format!("{ids:?}"))
             .expect("write the prompt ids");
+        // The text too, so the reference can check that it tokenizes it the same way.
+        std::fs::write(dir.join(format!("{name}.txt")), &text).expect("write the prompt text");
         println!(
             "RESULT {{\"model\": \"{name}\", \"quantization\": \"{}\", \"prompt_tokens\": {}, \
              \"prefill_tok_s\": {prefill:.1}, \"decode_tokens\": {steps}, \"decode_tok_s\": {decode:.1}}}",

@@ -203,6 +203,7 @@ fn bench_engine(root: &Path) -> Result<()> {
             .arg(path)
             .arg(dir.join(format!("{name}.ids.json")))
             .arg(mine["decode_tokens"].to_string())
+            .arg(dir.join(format!("{name}.txt")))
             .output()?;
         std::io::Write::write_all(&mut std::io::stderr(), &out.stderr)?;
         anyhow::ensure!(out.status.success(), "llama.cpp failed on {name}");
@@ -238,6 +239,17 @@ fn bench_engine(root: &Path) -> Result<()> {
             f(mine, "decode_tok_s"),
             f(theirs, "decode_tok_s"),
             f(mine, "decode_tok_s") / f(theirs, "decode_tok_s").max(1e-9),
+        );
+    }
+    for (mine, theirs) in ours.iter().zip(&reference) {
+        println!(
+            "{}: our tokenizer and llama.cpp's give {} ids for the prompt text",
+            mine["model"].as_str().unwrap_or("?"),
+            if theirs["tokens_match"] == true {
+                "the same"
+            } else {
+                "DIFFERENT"
+            }
         );
     }
     println!(

@@ -229,9 +229,11 @@ pub const LLAMA_CPP_BENCH: &str = r#"
 import json, sys, time
 import numpy as np
 from llama_cpp import Llama
-path, ids_file, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
+path, ids_file, steps, text_file = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 ids = json.load(open(ids_file))
 llm = Llama(model_path=path, n_threads=2, n_threads_batch=2, n_ctx=1024, n_batch=512, verbose=False)
+text = open(text_file, encoding="utf-8").read()
+tokens_match = llm.tokenize(text.encode(), add_bos=True, special=True)[:len(ids)] == ids
 best_prefill = best_decode = 0.0
 for _ in range(3):
     llm.reset()
@@ -243,7 +245,7 @@ for _ in range(3):
     decode = time.perf_counter() - t
     best_prefill = max(best_prefill, len(ids) / prefill)
     best_decode = max(best_decode, steps / max(decode, 1e-9))
-print(json.dumps({"prefill_tok_s": best_prefill, "decode_tok_s": best_decode}))
+print(json.dumps({"prefill_tok_s": best_prefill, "decode_tok_s": best_decode, "tokens_match": tokens_match}))
 "#;
 
 /// The Python of a private venv with llama-cpp-python (built from source with native CPU
