@@ -133,8 +133,9 @@ struct SetArgs {
 const EVAL_HELP: &str =
     "Ask a model the questions of an exam set, one by one on this machine, and \
 write one JSON line per question: IgakuQA's baseline_results fields (problem_id, prediction) plus \
-the raw output, the log-probabilities (loglik mode), token counts and timings. The file is written \
-whole at the end (FILE.part, then renamed), so an interrupted run leaves no half file.
+the raw output, the log-probabilities (loglik mode), token counts and timings. Lines go to FILE.part \
+as they come and FILE appears, whole, at the end; a run that was stopped resumes from FILE.part \
+(same mode and prompt) when started again.
 
 Modes: generate (greedy decoding; the answer is extracted from the text, as the seed papers \
 did) and loglik (each choice's log-probability after the prompt; the most probable k choices, k \
@@ -647,11 +648,35 @@ fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         options.mode.id(),
         prompt_format
     );
+    let partial = {
+        let mut name = args.out.clone().into_os_string();
+        name.push(".part");
+        PathBuf::from(name)
+    };
+    // Lines are written to FILE.part as they come; a run that was stopped resumes from them
+    // (same mode and prompt), and the finished file replaces FILE in one rename.
+    let mut done = resume_lines(&partial, &questions, options.mode.id(), &prompt_format)?;
+    if !done.is_empty() {
+        eprintln!(
+            "resuming: {} of {} questions already answered in {}",
+            done.len(),
+            questions.len(),
+            partial.display()
+        );
+    }
+    let mut file = std::fs::File::create(&partial)
+        .with_context(|| format!("cannot create {}", partial.display()))?;
+    for line in done.values() {
+        writeln!(file, "{line}")?;
+    }
     let started = std::time::Instant::now();
-    let mut lines = Vec::with_capacity(questions.len());
     let mut parsed = 0usize;
+    let mut asked = 0usize;
     let mut failed: Vec<String> = Vec::new();
     for (n, question) in questions.iter().enumerate() {
+        if done.contains_key(&question.problem_id) {
+            continue;
+        }
         // A question the engine cannot ask (a prompt longer than the context) is recorded with
         // its reason and scores as wrong; the run goes on.
         let line = match kokushi_worker::eval::evaluate_question(&mut model, question, &options) {
@@ -662,32 +687,37 @@ fn eval(args: &EvalArgs) -> anyhow::Result<()> {
             }
         };
         parsed += usize::from(!line.parse_failed);
+        asked += 1;
         let elapsed = started.elapsed().as_secs_f64();
         #[allow(clippy::cast_precision_loss)]
-        let per_minute = (n + 1) as f64 / elapsed.max(1e-9) * 60.0;
+        let per_minute = asked as f64 / elapsed.max(1e-9) * 60.0;
         eprintln!(
-            "[{:>4}/{}] {:<10} → {:<8} {:>6} ms  ({per_minute:.1} questions/min)",
+            "[{:>4}/{}] {:<10} → {:<10} {:>6} ms  ({per_minute:.1} questions/min)",
             n + 1,
             questions.len(),
             line.problem_id,
-            if line.parse_failed {
+            if line.error.is_some() {
+                "(not asked)"
+            } else if line.parse_failed {
                 "(unparsed)"
             } else {
                 line.prediction.as_str()
             },
             line.latency_ms
         );
-        lines.push(serde_json::to_string(&line)?);
+        let json = serde_json::to_string(&line)?;
+        writeln!(file, "{json}")?;
+        file.flush()?;
+        done.insert(question.problem_id.clone(), json);
     }
-    let partial = {
-        let mut name = args.out.clone().into_os_string();
-        name.push(".part");
-        PathBuf::from(name)
-    };
+    drop(file);
+    // The finished file, in the exam set's order.
     let mut file = std::fs::File::create(&partial)
         .with_context(|| format!("cannot create {}", partial.display()))?;
-    for line in &lines {
-        writeln!(file, "{line}")?;
+    for question in &questions {
+        if let Some(line) = done.get(&question.problem_id) {
+            writeln!(file, "{line}")?;
+        }
     }
     file.sync_all()?;
     drop(file);
@@ -700,9 +730,10 @@ fn eval(args: &EvalArgs) -> anyhow::Result<()> {
     })?;
     let elapsed = started.elapsed().as_secs_f64();
     #[allow(clippy::cast_precision_loss)]
-    let per_minute = questions.len() as f64 / elapsed.max(1e-9) * 60.0;
+    let per_minute = asked as f64 / elapsed.max(1e-9) * 60.0;
     eprintln!(
-        "wrote {} predictions to {} ({parsed} parsed) in {elapsed:.1} s: {per_minute:.1} questions/min",
+        "wrote {} predictions to {} ({parsed} of {asked} asked now parsed) in {elapsed:.1} s: \
+         {per_minute:.1} questions/min",
         questions.len(),
         args.out.display(),
     );
@@ -735,4 +766,47 @@ fn parse_device(text: &str) -> Result<kokushi_worker::eval::Device, String> {
             .map(Device::Cuda)
             .ok_or_else(|| format!("{text:?} is not a device: use cpu, cuda or cuda:N")),
     }
+}
+
+/// The lines of an interrupted run in `partial` worth keeping: those of questions still asked,
+/// made with the same mode and prompt. A torn last line (the process was killed while writing
+/// it) is dropped; lines of another mode or prompt refuse the resume, so two runs never mix.
+fn resume_lines(
+    partial: &std::path::Path,
+    questions: &[kokushi_shared::Question],
+    mode: &str,
+    prompt_format: &str,
+) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    let mut kept = std::collections::BTreeMap::new();
+    let Ok(text) = std::fs::read_to_string(partial) else {
+        return Ok(kept);
+    };
+    let wanted: std::collections::HashSet<&str> =
+        questions.iter().map(|q| q.problem_id.as_str()).collect();
+    for (index, line) in text.lines().enumerate() {
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
+            eprintln!(
+                "{}:{}: not a complete line (an interrupted write); it is asked again",
+                partial.display(),
+                index + 1
+            );
+            continue;
+        };
+        anyhow::ensure!(
+            value["mode"] == mode && value["prompt_format"] == prompt_format,
+            "{}:{}: left by a run with mode {} and prompt {}, not {mode} and {prompt_format}: \
+             delete it or choose another --out",
+            partial.display(),
+            index + 1,
+            value["mode"],
+            value["prompt_format"]
+        );
+        if let Some(id) = value["problem_id"]
+            .as_str()
+            .filter(|id| wanted.contains(id))
+        {
+            kept.insert(id.to_owned(), line.to_owned());
+        }
+    }
+    Ok(kept)
 }

@@ -439,3 +439,70 @@ fn k_shot_prompts_take_worked_examples_from_another_exam_only() {
         assert!(line["prompt_tokens"].as_u64().unwrap() > 100, "{line}");
     }
 }
+
+#[test]
+fn an_interrupted_run_resumes_from_its_part_file() {
+    let Some(bin) = service("KOKUSHI_BIN").map(PathBuf::from) else {
+        return;
+    };
+    let store = fixture_model_store().unwrap();
+    let model = store.path().join(FIXTURE_MODEL);
+    let exam = mini_exam_path();
+    let out = store.path().join("p.jsonl");
+    let args = [
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--exam-set",
+        exam.to_str().unwrap(),
+        "--mode",
+        "loglik",
+        "--limit",
+        "3",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let run = kokushi(&bin, &args);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let complete = std::fs::read_to_string(&out).unwrap();
+    // As if killed after the first answer, in the middle of writing the second.
+    let part = store.path().join("p.jsonl.part");
+    let first = complete.lines().next().unwrap();
+    std::fs::write(&part, format!("{first}\n{{\"problem_id\": \"901A")).unwrap();
+    std::fs::remove_file(&out).unwrap();
+    let run = kokushi(&bin, &args);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("resuming: 1 of 3"), "{stderr}");
+    assert!(stderr.contains("not a complete line"), "{stderr}");
+    // Same answers as the uninterrupted run (timings aside), in the exam's order.
+    let strip = |text: &str| -> Vec<Value> {
+        text.lines()
+            .map(|l| {
+                let mut v: Value = serde_json::from_str(l).unwrap();
+                v["latency_ms"] = Value::Null;
+                v
+            })
+            .collect()
+    };
+    assert_eq!(
+        strip(&std::fs::read_to_string(&out).unwrap()),
+        strip(&complete)
+    );
+    assert!(!part.exists());
+    // A part file of another mode is not mixed in.
+    std::fs::write(&part, format!("{first}\n")).unwrap();
+    let mut generate = args.to_vec();
+    generate[6] = "generate";
+    let run = kokushi(&bin, &generate);
+    assert!(!run.status.success());
+    assert!(String::from_utf8_lossy(&run.stderr).contains("choose another --out"));
+}
