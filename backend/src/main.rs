@@ -631,14 +631,7 @@ fn eval(args: &EvalArgs) -> anyhow::Result<()> {
             .apply_chat_template("")
             .context("--prompt-format chat_template")?;
     }
-    let prompt_format = if chat_template {
-        format!(
-            "chat_template:{}",
-            model.chat_template_hash().unwrap_or_default()
-        )
-    } else {
-        options.prompt_format.id().to_owned()
-    };
+    let prompt_format = kokushi_worker::eval::prompt_id(&model, &options);
     eprintln!(
         "{} ({}, {}), {} questions, mode {}, prompt {}",
         info.name.as_deref().unwrap_or(&info.architecture),
@@ -683,7 +676,7 @@ fn eval(args: &EvalArgs) -> anyhow::Result<()> {
             Ok(line) => line,
             Err(e) => {
                 failed.push(format!("{}: {e}", question.problem_id));
-                kokushi_worker::eval::PredictionLine::failed(question, &options, &e)
+                kokushi_worker::eval::PredictionLine::failed(question, &options, &prompt_format, &e)
             }
         };
         parsed += usize::from(!line.parse_failed);
@@ -711,9 +704,15 @@ fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         done.insert(question.problem_id.clone(), json);
     }
     drop(file);
-    // The finished file, in the exam set's order.
-    let mut file = std::fs::File::create(&partial)
-        .with_context(|| format!("cannot create {}", partial.display()))?;
+    // The finished file, in the exam set's order, written beside FILE and renamed over it; the
+    // part file goes only once FILE is complete.
+    let finished = {
+        let mut name = args.out.clone().into_os_string();
+        name.push(".tmp");
+        PathBuf::from(name)
+    };
+    let mut file = std::fs::File::create(&finished)
+        .with_context(|| format!("cannot create {}", finished.display()))?;
     for question in &questions {
         if let Some(line) = done.get(&question.problem_id) {
             writeln!(file, "{line}")?;
@@ -721,13 +720,15 @@ fn eval(args: &EvalArgs) -> anyhow::Result<()> {
     }
     file.sync_all()?;
     drop(file);
-    std::fs::rename(&partial, &args.out).with_context(|| {
+    std::fs::rename(&finished, &args.out).with_context(|| {
         format!(
             "cannot rename {} to {}",
-            partial.display(),
+            finished.display(),
             args.out.display()
         )
     })?;
+    std::fs::remove_file(&partial)
+        .with_context(|| format!("cannot remove {}", partial.display()))?;
     let elapsed = started.elapsed().as_secs_f64();
     #[allow(clippy::cast_precision_loss)]
     let per_minute = asked as f64 / elapsed.max(1e-9) * 60.0;

@@ -95,9 +95,11 @@ pub fn run(
         None => None,
         Some(other) => {
             let second = score(questions, other, options);
+            // The same questions as every total: those with a published answer.
             let pairs = |r: &ScoreReport| -> Vec<(bool, f64)> {
                 r.questions
                     .iter()
+                    .filter(|q| !r.unscorable.contains(&q.problem_id))
                     .map(|q| (q.letter_correct, f64::from(q.points_earned)))
                     .collect()
             };

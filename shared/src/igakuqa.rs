@@ -228,6 +228,7 @@ impl Importer {
                     continue;
                 }
                 let value = match name.as_str() {
+                    "answer" if cell == "NA" => Value::String(cell.to_owned()),
                     "answer" | "prohibited" if !cell.contains(" or ") => Value::Array(
                         cell.split([',', '、'])
                             .map(|part| Value::String(part.trim().to_owned()))
@@ -239,7 +240,11 @@ impl Importer {
                         "false" | "0" | "no" => Value::Bool(false),
                         _ => Value::String(cell.to_owned()),
                     },
-                    "year" | "examinee_accuracy" => cell
+                    "year" => cell.parse::<u64>().map_or_else(
+                        |_| Value::String(cell.to_owned()),
+                        |y| Value::Number(y.into()),
+                    ),
+                    "examinee_accuracy" => cell
                         .parse::<f64>()
                         .ok()
                         .and_then(serde_json::Number::from_f64)
@@ -257,6 +262,16 @@ impl Importer {
     /// `question, A, B, C, D, answer` (answer A–D; stray spaces trimmed). Question `n` of
     /// subject `anatomy` gets the id `anatomy-n` (inside the importer's namespace).
     pub fn add_jmmlu(&mut self, file: &str, subject: &str, content: &str) {
+        if self.namespace.is_none() {
+            return self.push_error(
+                file,
+                1,
+                "problem_id",
+                "JMMLU is another exam: its questions get ids like \"anatomy-1\", which need a \
+                 namespace (import with --namespace jmmlu)"
+                    .to_owned(),
+            );
+        }
         let content = content.strip_prefix('\u{feff}').unwrap_or(content);
         let records = match crate::csv::records(content) {
             Ok(records) => records,
@@ -424,7 +439,8 @@ fn parse_fields(
             Vec::new()
         }
     };
-    let points = match raw.remove("points") {
+    let points_value = raw.remove("points");
+    let points = match &points_value {
         None => Some(1),
         Some(Value::String(s)) => s.trim().parse::<u32>().ok().filter(|p| *p <= 100),
         Some(Value::Number(n)) => n
@@ -434,9 +450,13 @@ fn parse_fields(
         Some(_) => None,
     }
     .unwrap_or_else(|| {
+        let got = points_value
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default();
         errors.push(err(
             "points",
-            "expected a whole number of points from 0 to 100 such as \"1\"".to_owned(),
+            format!("expected a whole number of points from 0 to 100 such as \"1\", got {got}"),
         ));
         0
     });
@@ -459,12 +479,15 @@ fn parse_fields(
     let mut meta = QuestionMeta::default();
     let mut text_field = |name: &str, errors: &mut Vec<FormatError>| match raw.remove(name) {
         None => None,
-        Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 200 => {
+        Some(Value::String(s)) if !s.trim().is_empty() && s.chars().count() <= 200 => {
             Some(s.trim().to_owned())
         }
         Some(Value::Number(n)) => Some(n.to_string()),
         Some(v) => {
-            errors.push(err(name, format!("expected a short text, got {v}")));
+            errors.push(err(
+                name,
+                format!("expected a text of 1 to 200 characters, got {v}"),
+            ));
             None
         }
     };
@@ -903,5 +926,37 @@ mod tests {
         assert_eq!(qs[0].text, "心臓の弁は？");
         assert_eq!(qs[0].choices[1], "三尖弁");
         assert_eq!(qs[0].gold, Gold::Letters { letters: vec!['b'] });
+    }
+
+    #[test]
+    fn jmmlu_without_a_namespace_is_refused_with_the_remedy() {
+        let mut importer = Importer::new();
+        importer.add_jmmlu("anatomy.csv", "anatomy", "問,甲,乙,丙,丁,A\n");
+        let errors = importer.finish().expect_err("refused");
+        assert_eq!(errors.len(), 1);
+        assert!(
+            errors[0].message.contains("--namespace jmmlu"),
+            "{}",
+            errors[0]
+        );
+    }
+
+    #[test]
+    fn long_japanese_specialties_count_characters_not_bytes() {
+        let specialty = "循".repeat(150);
+        let line = format!(
+            r#"{{"problem_id": "900A1", "problem_text": "x", "choices": ["1","2"], "answer": ["a"], "specialty": "{specialty}"}}"#
+        );
+        assert!(
+            parse(&line).is_ok(),
+            "150 characters (450 bytes) are allowed"
+        );
+        let too_long = line.replace(&specialty, &"循".repeat(201));
+        let errors = parse(&too_long).expect_err("201 characters are not");
+        assert!(
+            errors[0].message.contains("1 to 200 characters"),
+            "{}",
+            errors[0]
+        );
     }
 }

@@ -63,7 +63,7 @@ fn the_documents_examples_import() {
     let questions = importer
         .finish()
         .unwrap_or_else(|errors| panic!("the examples must import: {errors:#?}"));
-    assert_eq!(questions.len(), 10);
+    assert_eq!(questions.len(), 11);
     let by_id = |id: &str| questions.iter().find(|q| q.problem_id == id).unwrap();
     assert_eq!(
         by_id("120A2").gold,

@@ -76,8 +76,13 @@ pub struct PredictionLine {
     pub raw_output: String,
     pub parse_failed: bool,
     pub mode: &'static str,
-    /// The prompt format's id, or `chat_template:<hash>` for the model's own template.
+    /// The prompt format's id (`chatml_ja_v1`, `chatml_ja_v1+1shot`), or `chat_template:<hash>`
+    /// for the model's own template ([`prompt_id`]).
     pub prompt_format: String,
+    /// True for a question without choices in a loglik run: it has nothing to rank, so it was
+    /// answered by generation.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub generated: bool,
     pub rules_version: &'static str,
     /// Loglik mode: per choice, the summed and the mean log-probability of its continuation.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -95,14 +100,20 @@ pub struct PredictionLine {
 
 impl PredictionLine {
     /// The line for a question the engine could not ask.
-    pub fn failed(question: &Question, options: &EvalOptions, error: &EngineError) -> Self {
+    pub fn failed(
+        question: &Question,
+        options: &EvalOptions,
+        prompt_format: &str,
+        error: &EngineError,
+    ) -> Self {
         Self {
             problem_id: question.problem_id.clone(),
             prediction: String::new(),
             raw_output: String::new(),
             parse_failed: true,
+            generated: false,
             mode: options.mode.id(),
-            prompt_format: options.prompt_format.id().to_owned(),
+            prompt_format: prompt_format.to_owned(),
             rules_version: RULES_VERSION,
             logprob_sum: None,
             logprob_mean: None,
@@ -114,6 +125,21 @@ impl PredictionLine {
     }
 }
 
+/// The id a run's lines record for its prompt: `chat_template:<hash>` for the model's own
+/// template, else the format's id with `+Kshot` when worked examples precede the question.
+pub fn prompt_id(model: &Model, options: &EvalOptions) -> String {
+    if options.chat_template {
+        format!(
+            "chat_template:{}",
+            model.chat_template_hash().unwrap_or_default()
+        )
+    } else if options.shots > 0 {
+        format!("{}+{}shot", options.prompt_format.id(), options.shots)
+    } else {
+        options.prompt_format.id().to_owned()
+    }
+}
+
 /// Asks `model` one question.
 pub fn evaluate_question(
     model: &mut Model,
@@ -121,12 +147,12 @@ pub fn evaluate_question(
     options: &EvalOptions,
 ) -> Result<PredictionLine, EngineError> {
     let started = Instant::now();
-    let (prompt, format_id, stop) = if options.chat_template {
+    let format_id = prompt_id(model, options);
+    let (prompt, stop) = if options.chat_template {
         let user = kokushi_shared::prompt::user_turn(&question.text, &question.choices);
         let prompt = model.apply_chat_template(&user)? + kokushi_shared::prompt::ANSWER_OPENING;
-        let hash = model.chat_template_hash().unwrap_or_default();
         // The template's end-of-turn token stops generation; no stop strings are needed.
-        (prompt, format!("chat_template:{hash}"), Vec::new())
+        (prompt, Vec::new())
     } else {
         let picked = kokushi_shared::prompt::pick_shots(
             &options.shot_pool,
@@ -155,16 +181,10 @@ pub fn evaluate_question(
                 answer,
             })
             .collect();
-        let id = if options.shots == 0 {
-            options.prompt_format.id().to_owned()
-        } else {
-            format!("{}+{}shot", options.prompt_format.id(), options.shots)
-        };
         (
             options
                 .prompt_format
                 .render_with_shots(&shots, &question.text, &question.choices),
-            id,
             options.prompt_format.stop_sequences(),
         )
     };
@@ -173,6 +193,7 @@ pub fn evaluate_question(
         prediction: String::new(),
         raw_output: String::new(),
         parse_failed: false,
+        generated: false,
         mode: options.mode.id(),
         prompt_format: format_id,
         rules_version: RULES_VERSION,
@@ -220,7 +241,7 @@ pub fn evaluate_question(
             Extracted::Unparsed => generation.text.trim().to_owned(),
             parsed => parsed.display(),
         };
-        line.mode = EvalMode::Generate.id();
+        line.generated = options.mode == EvalMode::Loglik;
         line.raw_output = generation.text;
         line.prompt_tokens = generation.prompt_tokens;
         line.generated_tokens = generation.generated_tokens;
