@@ -86,6 +86,34 @@ pub(crate) fn load(dir: &Path, device: &candle_core::Device) -> Result<Model, En
         .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
         .collect();
     files.sort();
+    // A sharded checkpoint names its shards in an index; anything else beside them (such as
+    // Mistral's consolidated.safetensors, the same weights again) is not loaded.
+    let index = dir.join("model.safetensors.index.json");
+    if let Ok(text) = std::fs::read_to_string(&index) {
+        let parsed: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| folder_error(&index, format!("not JSON: {e}")))?;
+        let shards: std::collections::BTreeSet<&str> = parsed["weight_map"]
+            .as_object()
+            .ok_or_else(|| folder_error(&index, "has no weight_map"))?
+            .values()
+            .filter_map(serde_json::Value::as_str)
+            .collect();
+        files.retain(|f| {
+            f.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| shards.contains(n))
+        });
+        if files.len() != shards.len() {
+            return Err(folder_error(
+                &index,
+                format!(
+                    "names {} shard(s); {} are in the folder",
+                    shards.len(),
+                    files.len()
+                ),
+            ));
+        }
+    }
     if files.is_empty() {
         return Err(folder_error(dir, "holds no *.safetensors weights"));
     }

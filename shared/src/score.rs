@@ -542,7 +542,18 @@ pub fn parse_predictions(
         field: field.to_owned(),
         message,
     };
-    if let Ok(export) = serde_json::from_str::<crate::api::RunDetail>(content) {
+    // One JSON document with `questions`: a run export. Anything wrong in it is reported as
+    // such, not as a malformed first line of JSON lines.
+    if let Ok(document) = serde_json::from_str::<serde_json::Value>(content)
+        && document.get("questions").is_some()
+    {
+        let export: crate::api::RunDetail = serde_json::from_value(document).map_err(|e| {
+            vec![err(
+                1,
+                "questions",
+                format!("not a Kokushi run export: {e}"),
+            )]
+        })?;
         for q in export.questions {
             if let Some(answer) = q.answer {
                 into.insert(q.problem_id, answer.raw_output.into());
@@ -856,5 +867,17 @@ mod tests {
         let bad = "{\"problem_id\": \"900A1\", \"prediction\": \"c\", \"raw_output\": 3}";
         let errors = parse_predictions("p.jsonl", bad, &mut BTreeMap::new()).unwrap_err();
         assert_eq!(errors[0].field, "raw_output");
+    }
+
+    #[test]
+    fn a_broken_run_export_is_reported_as_one() {
+        let broken = r#"{"run": {}, "questions": [{"problem_id": 3}]}"#;
+        let errors = parse_predictions("run-7.json", broken, &mut BTreeMap::new()).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert!(
+            errors[0].message.contains("not a Kokushi run export"),
+            "{}",
+            errors[0]
+        );
     }
 }

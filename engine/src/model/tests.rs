@@ -370,3 +370,27 @@ fn half_precision_folders_load_and_agree_with_their_f32_weights() {
         );
     }
 }
+
+#[test]
+fn a_sharded_folder_loads_only_the_shards_its_index_names() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let folder = dir.path().join("hf");
+    fixture::write_hf_folder(&folder, &FixtureSpec::tiny("llama", 2)).expect("written");
+    let shard = "model-00001-of-00001.safetensors";
+    std::fs::rename(folder.join("model.safetensors"), folder.join(shard)).expect("rename");
+    // The same weights again under another name, as some repositories ship them.
+    std::fs::copy(folder.join(shard), folder.join("consolidated.safetensors")).expect("copy");
+    let index = format!(r#"{{"weight_map": {{"lm_head.weight": "{shard}"}}}}"#);
+    std::fs::write(folder.join("model.safetensors.index.json"), index).expect("index");
+    Model::load(&folder, &LoadOptions::default()).expect("loads from the named shard");
+
+    let index = r#"{"weight_map": {"lm_head.weight": "model-00002-of-00002.safetensors"}}"#;
+    std::fs::write(folder.join("model.safetensors.index.json"), index).expect("index");
+    let message = Model::load(&folder, &LoadOptions::default())
+        .expect_err("a named shard is missing")
+        .to_string();
+    assert!(
+        message.contains("names 1 shard(s); 0 are in the folder"),
+        "{message}"
+    );
+}
