@@ -21,15 +21,24 @@ pub enum PromptFormat {
     /// instruction opens the user's turn.
     #[serde(rename = "gemma_ja_v1")]
     GemmaJa,
+    /// The Japanese Alpaca layout (指示 / 入力 / 応答), as Japanese instruction-tuned models and
+    /// the LoRA recipes of the seed papers use it: the instruction, the question as the input,
+    /// and the response opened with 「答え：」.
+    #[serde(rename = "alpaca_ja_v1")]
+    AlpacaJa,
 }
+
+/// The preamble of the Japanese Alpaca layout.
+const ALPACA_PREAMBLE: &str = "以下は、タスクを説明する指示と、文脈のある入力の組み合わせです。要求を適切に満たす応答を書きなさい。";
 
 const INSTRUCTION: &str = "以下は医師国家試験の問題です。選択肢の記号で答えてください。";
 
 impl PromptFormat {
-    pub const ALL: [PromptFormat; 3] = [
+    pub const ALL: [PromptFormat; 4] = [
         PromptFormat::ChatmlJa,
         PromptFormat::PlainJa,
         PromptFormat::GemmaJa,
+        PromptFormat::AlpacaJa,
     ];
 
     /// The id stored with a run.
@@ -38,6 +47,7 @@ impl PromptFormat {
             PromptFormat::ChatmlJa => "chatml_ja_v1",
             PromptFormat::PlainJa => "plain_ja_v1",
             PromptFormat::GemmaJa => "gemma_ja_v1",
+            PromptFormat::AlpacaJa => "alpaca_ja_v1",
         }
     }
 
@@ -55,6 +65,9 @@ impl PromptFormat {
             PromptFormat::PlainJa => format!("{INSTRUCTION}\n\n{body}\n答え："),
             PromptFormat::GemmaJa => format!(
                 "<start_of_turn>user\n{INSTRUCTION}\n\n{body}<end_of_turn>\n<start_of_turn>model\n答え："
+            ),
+            PromptFormat::AlpacaJa => format!(
+                "{ALPACA_PREAMBLE}\n\n### 指示:\n{INSTRUCTION}\n\n### 入力:\n{body}\n### 応答:\n答え："
             ),
         }
     }
@@ -95,6 +108,19 @@ impl PromptFormat {
                 }
                 out.push_str(&format!("{body}\n答え："));
             }
+            PromptFormat::AlpacaJa => {
+                out.push_str(&format!(
+                    "{ALPACA_PREAMBLE}\n\n### 指示:\n{INSTRUCTION}\n\n"
+                ));
+                for shot in shots {
+                    out.push_str(&format!(
+                        "### 入力:\n{}\n### 応答:\n答え：{}\n\n",
+                        question_body(shot.text, shot.choices),
+                        shot.answer
+                    ));
+                }
+                out.push_str(&format!("### 入力:\n{body}\n### 応答:\n答え："));
+            }
             PromptFormat::GemmaJa => {
                 for (i, shot) in shots.iter().enumerate() {
                     let instruction = if i == 0 {
@@ -122,6 +148,7 @@ impl PromptFormat {
             PromptFormat::ChatmlJa => vec!["<|im_end|>".to_owned(), "<|im_start|>".to_owned()],
             PromptFormat::PlainJa => vec!["\n\n".to_owned(), "問題：".to_owned()],
             PromptFormat::GemmaJa => vec!["<end_of_turn>".to_owned(), "<start_of_turn>".to_owned()],
+            PromptFormat::AlpacaJa => vec!["\n\n".to_owned(), "###".to_owned()],
         }
     }
 }
