@@ -180,6 +180,10 @@ struct EvalArgs {
     /// Also ask questions whose printed version has an image the data does not include.
     #[arg(long)]
     with_images: bool,
+    /// Ask only questions with exactly N choices (--choices 5: the 1,455 text-only 5-choice
+    /// IgakuQA questions the 70B study evaluates).
+    #[arg(long)]
+    choices: Option<usize>,
     /// The most tokens to generate per answer.
     #[arg(long, default_value_t = 32)]
     max_new_tokens: usize,
@@ -235,6 +239,13 @@ struct ScoreArgs {
     /// paired bootstrap of the points difference.
     #[arg(long, num_args = 1..)]
     compare: Vec<PathBuf>,
+    /// Score only questions without an image (text_only).
+    #[arg(long)]
+    text_only: bool,
+    /// Score only questions with exactly N choices (with --text-only, --choices 5 selects the
+    /// 1,455 IgakuQA questions the 70B study evaluates).
+    #[arg(long)]
+    choices: Option<usize>,
     /// Letter matching: strict (IgakuQA's evaluate_main.py) or lenient.
     #[arg(long, default_value = "lenient", value_parser = ["strict", "lenient"])]
     mode: String,
@@ -402,17 +413,46 @@ fn score(args: ScoreArgs) -> anyhow::Result<()> {
     );
     anyhow::ensure!(args.resamples > 0, "--resamples must be at least 1");
     let mode = LetterMode::from_id(&args.mode).context("--mode is strict or lenient")?;
-    let questions = read_exam_set_as(
+    let mut questions = read_exam_set_as(
         &args.exam_set,
         args.set.namespace.as_deref(),
         args.set.set_format,
     )?;
-    let predictions = scoring::read_predictions(&args.predictions)?;
-    let baseline = if args.compare.is_empty() {
+    let all = questions.len();
+    questions.retain(|q| {
+        (!args.text_only || q.text_only) && args.choices.is_none_or(|n| q.choices.len() == n)
+    });
+    anyhow::ensure!(
+        !questions.is_empty(),
+        "no question of the {all} in the exam set is left after --text-only / --choices"
+    );
+    let mut predictions = scoring::read_predictions(&args.predictions)?;
+    let mut baseline = if args.compare.is_empty() {
         None
     } else {
         Some(scoring::read_predictions(&args.compare)?)
     };
+    if questions.len() < all {
+        // Answers to questions left out of the selection are not "unknown": they are ignored.
+        let left_out: std::collections::HashSet<String> = read_exam_set_as(
+            &args.exam_set,
+            args.set.namespace.as_deref(),
+            args.set.set_format,
+        )?
+        .into_iter()
+        .map(|q| q.problem_id)
+        .filter(|id| !questions.iter().any(|q| &q.problem_id == id))
+        .collect();
+        predictions.retain(|id, _| !left_out.contains(id));
+        if let Some(b) = baseline.as_mut() {
+            b.retain(|id, _| !left_out.contains(id));
+        }
+        eprintln!(
+            "scoring {} of the {all} questions (--text-only / --choices); pass/fail needs the \
+             whole exam",
+            questions.len()
+        );
+    }
     let options = ScoreOptions {
         mode,
         confidence: args.confidence,
@@ -586,13 +626,16 @@ fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         questions.retain(|q| q.text_only);
     }
     questions.retain(|q| q.gold != kokushi_shared::Gold::Unpublished);
+    if let Some(n) = args.choices {
+        questions.retain(|q| q.choices.len() == n);
+    }
     if let Some(limit) = args.limit {
         questions.truncate(limit);
     }
     anyhow::ensure!(
         !questions.is_empty(),
         "no questions to ask: {all} in the set, none left after leaving out image questions \
-         (--with-images) and --limit"
+         (--with-images), --choices and --limit"
     );
     if let Some(short) = questions.iter().find(|q| {
         kokushi_shared::prompt::pick_shots(&options.shot_pool, q, args.shots, args.shot_seed).len()

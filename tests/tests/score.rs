@@ -522,3 +522,52 @@ fn comparing_two_prediction_sets_pairs_them_question_by_question() {
     );
     assert!(lo < total - a_points && total - a_points < hi, "{c}");
 }
+
+#[test]
+fn a_selection_of_the_exam_is_scored_on_its_own() {
+    let (Some(data), Some(bin)) = (data_dir(), kokushi()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rows: Vec<(String, String)> = raw_questions(&data)
+        .iter()
+        .map(|q| {
+            (
+                q["problem_id"].as_str().unwrap().to_owned(),
+                answer_list(q).join(","),
+            )
+        })
+        .collect();
+    let predictions = write_predictions(dir.path(), "gold.jsonl", &rows);
+    let out = run(
+        &bin,
+        &[
+            "--exam-set",
+            data.join("igakuqa").to_str().unwrap(),
+            "--predictions",
+            predictions.to_str().unwrap(),
+            "--text-only",
+            "--choices",
+            "5",
+            "--format",
+            "json",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The 70B study's set: text-only, five choices.
+    assert_eq!(report["overall"]["questions"], 1455);
+    assert_eq!(report["overall"]["correct"], 1455);
+    assert!(report["unknown_predictions"].as_array().unwrap().is_empty());
+    for y in report["years"].as_array().unwrap() {
+        assert_eq!(
+            y["pass"],
+            Value::Null,
+            "a part of the exam gets no verdict: {y}"
+        );
+    }
+}
