@@ -196,6 +196,14 @@ impl Model {
             }
         };
 
+        if architecture == "gemma3" {
+            tracing::warn!(
+                path = %path.display(),
+                "candle 0.11's Gemma 3 uses SiLU where Gemma 3 uses GELU in its feed-forward \
+                 layers: answers are close to, but not those of, the reference implementation \
+                 (docs/perf-notes.md); treat Gemma 3 scores as provisional"
+            );
+        }
         let info = ModelInfo {
             architecture,
             name,

@@ -234,14 +234,17 @@ ids = json.load(open(ids_file))
 llm = Llama(model_path=path, n_threads=2, n_threads_batch=2, n_ctx=1024, n_batch=512, verbose=False)
 text = open(text_file, encoding="utf-8").read()
 tokens_match = llm.tokenize(text.encode(), add_bos=True, special=True)[:len(ids)] == ids
+n_vocab = llm.n_vocab()
+# Without logits_all, llama-cpp-python keeps no scores: read the last position's logits directly.
+last = lambda: int(np.argmax(np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(n_vocab,))))
 best_prefill = best_decode = 0.0
 for _ in range(3):
     llm.reset()
     t = time.perf_counter(); llm.eval(ids); prefill = time.perf_counter() - t
-    token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+    token = last()
     t = time.perf_counter()
     for _ in range(steps):
-        llm.eval([token]); token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+        llm.eval([token]); token = last()
     decode = time.perf_counter() - t
     best_prefill = max(best_prefill, len(ids) / prefill)
     best_decode = max(best_decode, steps / max(decode, 1e-9))
