@@ -61,6 +61,21 @@ fn main() {
         }
         std::fs::write(dir.join(format!("{name}.ids.json")), format!("{ids:?}"))
             .expect("write the prompt ids");
+        // Fidelity: the log-probabilities of our 20 most likely next tokens, for the reference
+        // to compare with its own.
+        let logprobs = model.next_token_logprobs(&ids).expect("logprobs");
+        let mut top: Vec<(usize, f64)> = logprobs.iter().copied().enumerate().collect();
+        top.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let top: Vec<String> = top
+            .iter()
+            .take(20)
+            .map(|(id, lp)| format!("[{id}, {lp}]"))
+            .collect();
+        std::fs::write(
+            dir.join(format!("{name}.top.json")),
+            format!("[{}]", top.join(", ")),
+        )
+        .expect("write the top log-probabilities");
         // The text too, so the reference can check that it tokenizes it the same way.
         std::fs::write(dir.join(format!("{name}.txt")), &text).expect("write the prompt text");
         println!(

@@ -110,6 +110,20 @@ impl Model {
     }
 }
 
+impl Model {
+    /// The log-probabilities of every vocabulary entry after `prompt_ids` (natural log), for
+    /// comparing this engine with a reference implementation on the same tokens.
+    pub fn next_token_logprobs(&mut self, prompt_ids: &[u32]) -> Result<Vec<f64>, EngineError> {
+        if prompt_ids.is_empty() {
+            return Err(EngineError::EmptyPrompt);
+        }
+        let logits = self.prefill(prompt_ids)?;
+        Ok((0..logits.len())
+            .map(|i| log_softmax_at(&logits, u32::try_from(i).unwrap_or(u32::MAX)))
+            .collect())
+    }
+}
+
 /// `log softmax(logits)[index]`, computed stably in f64.
 pub(crate) fn log_softmax_at(logits: &[f32], index: u32) -> f64 {
     let max = logits

@@ -243,6 +243,17 @@ fn bench_engine(root: &Path) -> Result<()> {
     }
     for (mine, theirs) in ours.iter().zip(&reference) {
         println!(
+            "{}: next-token log-probabilities of our top 20 differ from llama.cpp's by at most {:.3} \
+             nats; the most likely token {}",
+            mine["model"].as_str().unwrap_or("?"),
+            theirs["max_logprob_diff"].as_f64().unwrap_or(f64::NAN),
+            if theirs["top1_agrees"] == true {
+                "agrees"
+            } else {
+                "DIFFERS"
+            }
+        );
+        println!(
             "{}: our tokenizer and llama.cpp's give {} ids for the prompt text",
             mine["model"].as_str().unwrap_or("?"),
             if theirs["tokens_match"] == true {

@@ -248,7 +248,15 @@ for _ in range(3):
     decode = time.perf_counter() - t
     best_prefill = max(best_prefill, len(ids) / prefill)
     best_decode = max(best_decode, steps / max(decode, 1e-9))
-print(json.dumps({"prefill_tok_s": best_prefill, "decode_tok_s": best_decode, "tokens_match": tokens_match}))
+# Fidelity: our 20 most likely next tokens after the prompt, their log-probabilities here.
+ours = json.load(open(ids_file.replace(".ids.json", ".top.json")))
+llm.reset(); llm.eval(ids)
+logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(n_vocab,)).astype(np.float64)
+logprobs = logits - (logits.max() + np.log(np.exp(logits - logits.max()).sum()))
+max_diff = max(abs(logprobs[int(i)] - lp) for i, lp in ours)
+top1 = int(np.argmax(logits)) == int(ours[0][0])
+print(json.dumps({"prefill_tok_s": best_prefill, "decode_tok_s": best_decode, "tokens_match": tokens_match,
+                  "max_logprob_diff": max_diff, "top1_agrees": top1}))
 "#;
 
 /// The Python of a private venv with llama-cpp-python (built from source with native CPU
