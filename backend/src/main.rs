@@ -413,15 +413,16 @@ fn score(args: ScoreArgs) -> anyhow::Result<()> {
     );
     anyhow::ensure!(args.resamples > 0, "--resamples must be at least 1");
     let mode = LetterMode::from_id(&args.mode).context("--mode is strict or lenient")?;
-    let mut questions = read_exam_set_as(
+    let (questions, left_out): (Vec<_>, Vec<_>) = read_exam_set_as(
         &args.exam_set,
         args.set.namespace.as_deref(),
         args.set.set_format,
-    )?;
-    let all = questions.len();
-    questions.retain(|q| {
+    )?
+    .into_iter()
+    .partition(|q| {
         (!args.text_only || q.text_only) && args.choices.is_none_or(|n| q.choices.len() == n)
     });
+    let all = questions.len() + left_out.len();
     anyhow::ensure!(
         !questions.is_empty(),
         "no question of the {all} in the exam set is left after --text-only / --choices"
@@ -432,17 +433,10 @@ fn score(args: ScoreArgs) -> anyhow::Result<()> {
     } else {
         Some(scoring::read_predictions(&args.compare)?)
     };
-    if questions.len() < all {
+    if !left_out.is_empty() {
         // Answers to questions left out of the selection are not "unknown": they are ignored.
-        let left_out: std::collections::HashSet<String> = read_exam_set_as(
-            &args.exam_set,
-            args.set.namespace.as_deref(),
-            args.set.set_format,
-        )?
-        .into_iter()
-        .map(|q| q.problem_id)
-        .filter(|id| !questions.iter().any(|q| &q.problem_id == id))
-        .collect();
+        let left_out: std::collections::HashSet<String> =
+            left_out.into_iter().map(|q| q.problem_id).collect();
         predictions.retain(|id, _| !left_out.contains(id));
         if let Some(b) = baseline.as_mut() {
             b.retain(|id, _| !left_out.contains(id));
@@ -684,11 +678,7 @@ fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         options.mode.id(),
         prompt_format
     );
-    let partial = {
-        let mut name = args.out.clone().into_os_string();
-        name.push(".part");
-        PathBuf::from(name)
-    };
+    let partial = with_suffix(&args.out, ".part");
     // Lines are written to FILE.part as they come; a run that was stopped resumes from them
     // (same mode and prompt), and the finished file replaces FILE in one rename.
     let mut done = resume_lines(&partial, &questions, options.mode.id(), &prompt_format)?;
@@ -749,11 +739,7 @@ fn eval(args: &EvalArgs) -> anyhow::Result<()> {
     drop(file);
     // The finished file, in the exam set's order, written beside FILE and renamed over it; the
     // part file goes only once FILE is complete.
-    let finished = {
-        let mut name = args.out.clone().into_os_string();
-        name.push(".tmp");
-        PathBuf::from(name)
-    };
+    let finished = with_suffix(&args.out, ".tmp");
     let mut file = std::fs::File::create(&finished)
         .with_context(|| format!("cannot create {}", finished.display()))?;
     for question in &questions {
@@ -853,4 +839,11 @@ fn resume_lines(
         }
     }
     Ok(kept)
+}
+
+/// `path` with `suffix` appended to its file name (`p.jsonl` → `p.jsonl.part`).
+fn with_suffix(path: &std::path::Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
 }

@@ -22,13 +22,6 @@ use crate::{EngineError, Model, ModelInfo};
 /// `model_type` values of `config.json` this loader runs.
 pub const SUPPORTED_MODEL_TYPES: [&str; 3] = ["llama", "mistral", "qwen2"];
 
-const END_OF_TURN_TOKENS: [&str; 4] = [
-    "<|im_end|>",
-    "<|eot_id|>",
-    "<|end_of_text|>",
-    "<end_of_turn>",
-];
-
 #[derive(Deserialize)]
 struct Common {
     model_type: Option<String>,
@@ -170,7 +163,7 @@ pub(crate) fn load(dir: &Path, device: &candle_core::Device) -> Result<Model, En
     .into_iter()
     .filter_map(|id| u32::try_from(id).ok())
     .collect();
-    for marker in END_OF_TURN_TOKENS {
+    for marker in crate::tokenizer::END_OF_TURN_TOKENS {
         if let Some(id) = tokenizer.token_to_id(marker) {
             stop_ids.push(id);
         }

@@ -38,7 +38,7 @@ const TOKEN_TYPE_CONTROL: i64 = 3;
 const TOKEN_TYPE_USER_DEFINED: i64 = 4;
 
 /// End-of-turn markers of common chat templates; generation stops at any that is in the vocab.
-const END_OF_TURN_TOKENS: [&str; 4] = [
+pub(crate) const END_OF_TURN_TOKENS: [&str; 4] = [
     "<|im_end|>",
     "<|eot_id|>",
     "<|end_of_text|>",

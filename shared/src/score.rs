@@ -356,6 +356,15 @@ pub fn score(
     }
 }
 
+/// `part / whole`, 0 for an empty whole.
+fn share(part: u32, whole: u32) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        f64::from(part) / f64::from(whole)
+    }
+}
+
 fn count(idx: &[usize], test: impl Fn(usize) -> bool) -> u32 {
     u32::try_from(idx.iter().filter(|&&i| test(i)).count()).unwrap_or(u32::MAX)
 }
@@ -424,11 +433,7 @@ fn group(
         questions: n,
         missing: count(idx, |i| scored[i].prediction.is_none()),
         correct,
-        accuracy: if n == 0 {
-            0.0
-        } else {
-            f64::from(correct) / f64::from(n)
-        },
+        accuracy: share(correct, n),
         accuracy_interval: stats::wilson_interval(u64::from(correct), u64::from(n), o.confidence),
         accuracy_bootstrap_interval: stats::bootstrap_mean_interval(
             &idx.iter()
@@ -513,11 +518,7 @@ fn breakdown(
         key,
         questions: n,
         correct,
-        accuracy: if n == 0 {
-            0.0
-        } else {
-            f64::from(correct) / f64::from(n)
-        },
+        accuracy: share(correct, n),
         accuracy_interval: stats::wilson_interval(u64::from(correct), u64::from(n), o.confidence),
         points: idx.iter().map(|&i| scored[i].points_earned).sum(),
         points_max: idx.iter().map(|&i| scored[i].points).sum(),

@@ -99,18 +99,13 @@ pub struct PredictionLine {
 }
 
 impl PredictionLine {
-    /// The line for a question the engine could not ask.
-    pub fn failed(
-        question: &Question,
-        options: &EvalOptions,
-        prompt_format: &str,
-        error: &EngineError,
-    ) -> Self {
+    /// The line before the question is asked: nothing answered yet.
+    fn empty(question: &Question, options: &EvalOptions, prompt_format: &str) -> Self {
         Self {
             problem_id: question.problem_id.clone(),
             prediction: String::new(),
             raw_output: String::new(),
-            parse_failed: true,
+            parse_failed: false,
             generated: false,
             mode: options.mode.id(),
             prompt_format: prompt_format.to_owned(),
@@ -120,7 +115,21 @@ impl PredictionLine {
             prompt_tokens: 0,
             generated_tokens: 0,
             latency_ms: 0,
+            error: None,
+        }
+    }
+
+    /// The line for a question the engine could not ask.
+    pub fn failed(
+        question: &Question,
+        options: &EvalOptions,
+        prompt_format: &str,
+        error: &EngineError,
+    ) -> Self {
+        Self {
+            parse_failed: true,
             error: Some(error.to_string()),
+            ..Self::empty(question, options, prompt_format)
         }
     }
 }
@@ -188,22 +197,7 @@ pub fn evaluate_question(
             options.prompt_format.stop_sequences(),
         )
     };
-    let mut line = PredictionLine {
-        problem_id: question.problem_id.clone(),
-        prediction: String::new(),
-        raw_output: String::new(),
-        parse_failed: false,
-        generated: false,
-        mode: options.mode.id(),
-        prompt_format: format_id,
-        rules_version: RULES_VERSION,
-        logprob_sum: None,
-        logprob_mean: None,
-        prompt_tokens: 0,
-        generated_tokens: 0,
-        latency_ms: 0,
-        error: None,
-    };
+    let mut line = PredictionLine::empty(question, options, &format_id);
     if options.mode == EvalMode::Loglik && !question.choices.is_empty() {
         let continuations: Vec<String> = match options.loglik_target {
             LoglikTarget::Letter => (0..question.choices.len())

@@ -27,6 +27,13 @@ pub struct NewRun {
 const RUN_COLUMNS: &str = "r.id, r.model, r.prompt_format, r.status, r.total, r.error, \
      r.created_at, e.name AS exam_set";
 
+/// A run's questions in order with their answers so far (none yet: NULLs); binds the run id as
+/// `$1` and its exam set as `$2`.
+const RUN_QUESTIONS_WITH_ANSWERS: &str = "FROM run_questions rq \
+     JOIN questions q ON q.exam_set_id = $2 AND q.problem_id = rq.problem_id \
+     LEFT JOIN answers a ON a.run_id = rq.run_id AND a.problem_id = rq.problem_id \
+     WHERE rq.run_id = $1 ORDER BY rq.position";
+
 impl Db {
     /// Creates a queued run over the exam set's text-only questions (the first `limit` of them)
     /// and its job, in one transaction. Returns the job to publish, or `None` when the exam set
@@ -227,14 +234,10 @@ impl Db {
         else {
             return Ok(None);
         };
-        let rows = sqlx::query(
+        let rows = sqlx::query(&format!(
             "SELECT q.body, a.raw_output, a.extracted, a.rules_version, a.correct, a.unparsed, \
-                    a.points, a.latency_ms \
-             FROM run_questions rq \
-             JOIN questions q ON q.exam_set_id = $2 AND q.problem_id = rq.problem_id \
-             LEFT JOIN answers a ON a.run_id = rq.run_id AND a.problem_id = rq.problem_id \
-             WHERE rq.run_id = $1 ORDER BY rq.position",
-        )
+                    a.points, a.latency_ms {RUN_QUESTIONS_WITH_ANSWERS}"
+        ))
         .bind(id)
         .bind(row.try_get::<i64, _>("exam_set_id")?)
         .fetch_all(&self.pool)
@@ -307,13 +310,9 @@ impl Db {
         else {
             return Ok(None);
         };
-        let rows = sqlx::query(
-            "SELECT q.body, a.raw_output \
-             FROM run_questions rq \
-             JOIN questions q ON q.exam_set_id = $2 AND q.problem_id = rq.problem_id \
-             LEFT JOIN answers a ON a.run_id = rq.run_id AND a.problem_id = rq.problem_id \
-             WHERE rq.run_id = $1 ORDER BY rq.position",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT q.body, a.raw_output {RUN_QUESTIONS_WITH_ANSWERS}"
+        ))
         .bind(id)
         .bind(row.try_get::<i64, _>("exam_set_id")?)
         .fetch_all(&self.pool)
