@@ -139,14 +139,15 @@ as they come and FILE appears, whole, at the end; a run that was stopped resumes
 
 Modes: generate (greedy decoding; the answer is extracted from the text, as the seed papers \
 did) and loglik (each choice's log-probability after the prompt; the most probable k choices, k \
-the number of gold answers). --model is a GGUF file, a Hugging Face model folder (Llama family \
-or Qwen2; safetensors in f32, f16 or bf16), or a demo model by name: smollm2-135m or \
+the number of gold answers). --model is a GGUF file, a Hugging Face model folder (Llama family, \
+Qwen2 or Gemma 3; safetensors in f32, f16 or bf16), or a demo model by name: smollm2-135m or \
 gemma3-270m (looked up in --model-cache, which `cargo xtask fetch-models` fills). Without \
 --prompt-format, Gemma models get gemma_ja_v1 and others chatml_ja_v1.
 
 Examples:
   kokushi eval --model smollm2-135m --exam-set ../shared/data/igakuqa/2022 --limit 20 --out p.jsonl
   kokushi eval --model my.gguf --exam-set exam/ --mode loglik --out p.jsonl
+  kokushi eval --model base-folder/ --adapter my-lora/ --exam-set exam/ --out tuned.jsonl
   kokushi score --exam-set ../shared/data/igakuqa/2022 --predictions p.jsonl";
 
 #[derive(Args)]
@@ -200,6 +201,14 @@ struct EvalArgs {
     /// Where the model runs: cpu, or cuda:N (a build with `--features cuda`).
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     device: kokushi_worker::eval::Device,
+    /// A PEFT LoRA adapter folder (adapter_config.json, adapter_model.safetensors) to answer
+    /// through; its folder name is recorded in every line.
+    #[arg(long)]
+    adapter: Option<PathBuf>,
+    /// Merge the adapter into the weights instead of applying it beside them (the same answers
+    /// up to rounding; quantized matrices it touches become f32).
+    #[arg(long, requires = "adapter")]
+    merge_adapter: bool,
     /// Where to write the predictions (JSON lines).
     #[arg(long)]
     out: PathBuf,
@@ -598,6 +607,7 @@ fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         shots: args.shots,
         shot_pool: Vec::new(),
         shot_seed: args.shot_seed,
+        adapter: None,
     };
     anyhow::ensure!(
         !(chat_template && args.shots > 0),
@@ -658,6 +668,34 @@ fn eval(args: &EvalArgs) -> anyhow::Result<()> {
     };
     let mut model = Model::load(&model_path, &load)
         .with_context(|| format!("cannot load {}", model_path.display()))?;
+    if let Some(dir) = &args.adapter {
+        let name = dir
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| dir.display().to_string());
+        let adapter = model
+            .load_adapter(dir, &name)
+            .with_context(|| format!("cannot load the adapter {}", dir.display()))?;
+        if args.merge_adapter {
+            model.merge_adapter(&name)?;
+        } else {
+            model.use_adapter(Some(&name))?;
+        }
+        eprintln!(
+            "adapter {name}: LoRA r={} alpha={} on {} ({} projections), {}",
+            adapter.rank,
+            adapter.alpha,
+            adapter.targets.join(", "),
+            adapter.pairs,
+            if args.merge_adapter {
+                "merged"
+            } else {
+                "unmerged"
+            }
+        );
+        options.adapter = Some(name);
+    }
     let info = model.info().clone();
     if chosen_format.is_none() && info.architecture == "gemma3" {
         options.prompt_format = PromptFormat::GemmaJa;
@@ -681,7 +719,13 @@ fn eval(args: &EvalArgs) -> anyhow::Result<()> {
     let partial = with_suffix(&args.out, ".part");
     // Lines are written to FILE.part as they come; a run that was stopped resumes from them
     // (same mode and prompt), and the finished file replaces FILE in one rename.
-    let mut done = resume_lines(&partial, &questions, options.mode.id(), &prompt_format)?;
+    let mut done = resume_lines(
+        &partial,
+        &questions,
+        options.mode.id(),
+        &prompt_format,
+        options.adapter.as_deref(),
+    )?;
     if !done.is_empty() {
         eprintln!(
             "resuming: {} of {} questions already answered in {}",
@@ -806,6 +850,7 @@ fn resume_lines(
     questions: &[kokushi_shared::Question],
     mode: &str,
     prompt_format: &str,
+    adapter: Option<&str>,
 ) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
     let mut kept = std::collections::BTreeMap::new();
     let Ok(text) = std::fs::read_to_string(partial) else {
@@ -830,6 +875,14 @@ fn resume_lines(
             index + 1,
             value["mode"],
             value["prompt_format"]
+        );
+        anyhow::ensure!(
+            value["adapter"].as_str() == adapter,
+            "{}:{}: left by a run with adapter {}, not {}: delete it or choose another --out",
+            partial.display(),
+            index + 1,
+            value["adapter"].as_str().unwrap_or("(none)"),
+            adapter.unwrap_or("(none)")
         );
         if let Some(id) = value["problem_id"]
             .as_str()

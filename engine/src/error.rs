@@ -123,6 +123,14 @@ pub enum EngineError {
     #[error("the prompt is empty: it encodes to zero tokens")]
     EmptyPrompt,
 
+    /// A LoRA adapter that cannot be put onto this model.
+    #[error("adapter {path}: {problem}")]
+    Adapter { path: PathBuf, problem: String },
+
+    /// An adapter name that is not loaded.
+    #[error("no adapter named {name:?} is loaded (loaded: {loaded})")]
+    UnknownAdapter { name: String, loaded: String },
+
     /// A continuation to score encodes to zero tokens.
     #[error("the continuation {text:?} encodes to zero tokens: there is nothing to score")]
     EmptyContinuation { text: String },

@@ -29,8 +29,11 @@ pub const EMBEDDING_LENGTH: usize = 64;
 pub const BLOCK_COUNT: usize = 2;
 pub const HEAD_COUNT: usize = 4;
 pub const HEAD_COUNT_KV: usize = 2;
-pub const FEED_FORWARD_LENGTH: usize = 128;
+/// 256, so that K-quant blocks tile the down-projection's rows.
+pub const FEED_FORWARD_LENGTH: usize = 256;
 pub const CONTEXT_LENGTH: usize = 1024;
+/// Gemma 3 fixtures attend through a window this wide on every layer (both are local).
+pub const GEMMA3_SLIDING_WINDOW: usize = 256;
 
 /// The control tokens, in vocabulary order after the bytes and merges.
 pub const END_OF_TEXT: &str = "<|endoftext|>";
@@ -78,6 +81,65 @@ pub enum FixtureWeights {
     /// `Q5_0`, as llama.cpp stores matrices whose rows K-quant blocks cannot tile; requantized
     /// too.
     Q5_0,
+    /// `Q4_0`, requantized too.
+    Q4_0,
+    /// `Q8_0`, run by the engine's own kernel as stored.
+    Q8_0,
+    /// K-quants, as llama.cpp's `Q4_K_M`/`Q5_K_M`/`Q6_K` files hold them: the matrices whose
+    /// rows 256-value blocks tile (the feed-forward down-projection, 256 wide) in that type,
+    /// the others in `Q8_0`, as llama.cpp falls back.
+    Q4K,
+    Q5K,
+    Q6K,
+}
+
+impl FixtureWeights {
+    /// Every storage type of the fixture.
+    pub const ALL: [FixtureWeights; 8] = [
+        Self::F32,
+        Self::Q4_0,
+        Self::Q4_1,
+        Self::Q5_0,
+        Self::Q8_0,
+        Self::Q4K,
+        Self::Q5K,
+        Self::Q6K,
+    ];
+
+    /// The storage type of a 2-D tensor with rows `cols` long.
+    fn dtype(self, cols: usize) -> GgmlDType {
+        let k_quant = |dtype| {
+            if cols.is_multiple_of(256) {
+                dtype
+            } else {
+                GgmlDType::Q8_0
+            }
+        };
+        match self {
+            Self::F32 => GgmlDType::F32,
+            Self::Q4_0 => GgmlDType::Q4_0,
+            Self::Q4_1 => GgmlDType::Q4_1,
+            Self::Q5_0 => GgmlDType::Q5_0,
+            Self::Q8_0 => GgmlDType::Q8_0,
+            Self::Q4K => k_quant(GgmlDType::Q4K),
+            Self::Q5K => k_quant(GgmlDType::Q5K),
+            Self::Q6K => k_quant(GgmlDType::Q6K),
+        }
+    }
+
+    /// llama.cpp's `general.file_type` for the type.
+    fn file_type(self) -> u32 {
+        match self {
+            Self::F32 => 0,
+            Self::Q4_0 => 2,
+            Self::Q4_1 => 3,
+            Self::Q8_0 => 7,
+            Self::Q5_0 => 8,
+            Self::Q4K => 15,
+            Self::Q5K => 17,
+            Self::Q6K => 18,
+        }
+    }
 }
 
 /// What to write; [`FixtureSpec::tiny_llama`] is the normal fixture, the other fields let tests
@@ -279,11 +341,7 @@ pub(crate) fn gpt2_byte_chars() -> [char; 256] {
 
 fn metadata(spec: &FixtureSpec, vocab: &Vocabulary) -> Vec<(String, Value)> {
     let u32_value = |v: usize| Value::U32(v as u32);
-    let file_type = match spec.weights {
-        FixtureWeights::F32 => 0,
-        FixtureWeights::Q4_1 => 3,
-        FixtureWeights::Q5_0 => 8,
-    };
+    let file_type = spec.weights.file_type();
     let arch = spec.architecture.as_str();
     let head_dim = EMBEDDING_LENGTH / HEAD_COUNT;
     let mut out: Vec<(String, Value)> = vec![
@@ -312,7 +370,7 @@ fn metadata(spec: &FixtureSpec, vocab: &Vocabulary) -> Vec<(String, Value)> {
     if arch == "gemma3" {
         hyper("attention.key_length", u32_value(head_dim));
         hyper("attention.value_length", u32_value(head_dim));
-        hyper("attention.sliding_window", u32_value(256));
+        hyper("attention.sliding_window", u32_value(GEMMA3_SLIDING_WINDOW));
     }
     out.extend([
         (
@@ -368,7 +426,13 @@ fn tensors(spec: &FixtureSpec, vocab: &Vocabulary) -> candle_core::Result<Vec<(S
     let e = EMBEDDING_LENGTH;
     let kv = EMBEDDING_LENGTH / HEAD_COUNT * HEAD_COUNT_KV;
     let f = FEED_FORWARD_LENGTH;
-    let ones = || Tensor::ones(e, candle_core::DType::F32, &Device::Cpu);
+    // Norm weights near 1 (channel 0, the constant, kept at exactly 1), so a loader that
+    // mistakes one norm convention for another is caught.
+    let norm = |rng: &mut SplitMix64, n: usize| {
+        let mut w: Vec<f32> = (0..n).map(|_| 1.0 + rng.uniform(0.25)).collect();
+        w[0] = 1.0;
+        Tensor::from_vec(w, n, &Device::Cpu)
+    };
     // Weights of about unit gain; queries and keys 4× larger so attention is peaked and the
     // output depends on the prompt rather than being an average of it.
     let gain = |fan_in: usize| 1.0 / (fan_in as f32).sqrt();
@@ -383,19 +447,13 @@ fn tensors(spec: &FixtureSpec, vocab: &Vocabulary) -> candle_core::Result<Vec<(S
     ));
     for layer in 0..BLOCK_COUNT {
         let mut add = |part: &str, tensor| out.push((format!("blk.{layer}.{part}.weight"), tensor));
-        add("attn_norm", ones()?);
+        add("attn_norm", norm(&mut rng, e)?);
         if spec.architecture == "gemma3" {
             let head_dim = EMBEDDING_LENGTH / HEAD_COUNT;
-            add(
-                "attn_q_norm",
-                Tensor::ones(head_dim, candle_core::DType::F32, &Device::Cpu)?,
-            );
-            add(
-                "attn_k_norm",
-                Tensor::ones(head_dim, candle_core::DType::F32, &Device::Cpu)?,
-            );
-            add("post_attention_norm", ones()?);
-            add("post_ffw_norm", ones()?);
+            add("attn_q_norm", norm(&mut rng, head_dim)?);
+            add("attn_k_norm", norm(&mut rng, head_dim)?);
+            add("post_attention_norm", norm(&mut rng, e)?);
+            add("post_ffw_norm", norm(&mut rng, e)?);
         }
         add("attn_q", matrix(rng.matrix(e, e, 4.0 * gain(e)), e, e)?);
         add("attn_k", matrix(rng.matrix(kv, e, 4.0 * gain(e)), kv, e)?);
@@ -404,7 +462,7 @@ fn tensors(spec: &FixtureSpec, vocab: &Vocabulary) -> candle_core::Result<Vec<(S
             "attn_output",
             matrix(zero_row0(rng.matrix(e, e, gain(e)), e), e, e)?,
         );
-        add("ffn_norm", ones()?);
+        add("ffn_norm", norm(&mut rng, e)?);
         add("ffn_gate", matrix(rng.matrix(f, e, gain(e)), f, e)?);
         add("ffn_up", matrix(rng.matrix(f, e, gain(e)), f, e)?);
         add(
@@ -420,7 +478,7 @@ fn tensors(spec: &FixtureSpec, vocab: &Vocabulary) -> candle_core::Result<Vec<(S
             out.push((format!("blk.{layer}.attn_v.bias"), bias(&mut rng, kv)?));
         }
     }
-    out.push(("output_norm.weight".to_owned(), ones()?));
+    out.push(("output_norm.weight".to_owned(), norm(&mut rng, e)?));
     let mut head = rng.matrix(n_vocab, e, 1.0);
     for (row, suppressed) in vocab.suppressed.iter().enumerate() {
         head[row * e] = if *suppressed { -16.0 } else { 0.0 };
@@ -429,9 +487,8 @@ fn tensors(spec: &FixtureSpec, vocab: &Vocabulary) -> candle_core::Result<Vec<(S
 
     out.into_iter()
         .map(|(name, tensor)| {
-            let dtype = match (spec.weights, tensor.rank()) {
-                (FixtureWeights::Q4_1, 2) => GgmlDType::Q4_1,
-                (FixtureWeights::Q5_0, 2) => GgmlDType::Q5_0,
+            let dtype = match tensor.dims() {
+                [_, cols] => spec.weights.dtype(*cols),
                 _ => GgmlDType::F32,
             };
             QTensor::quantize(&tensor, dtype).map(|q| (name, q))
@@ -473,11 +530,12 @@ impl SplitMix64 {
     }
 }
 
-/// Writes the fixture `spec` (architecture `llama` or `qwen2`) as a Hugging Face model folder:
-/// `config.json`, `tokenizer.json` and `model.safetensors` holding exactly the weights of the
-/// GGUF fixture with the same spec, renamed as Hugging Face names them (and, for Llama, with
-/// the query and key rows put back in the order llama.cpp's converter permutes). The two forms
-/// of one spec must therefore give the same logits.
+/// Writes the fixture `spec` as a Hugging Face model folder: `config.json`, `tokenizer.json`,
+/// `tokenizer_config.json` (with the chat template) and `model.safetensors` holding exactly the
+/// weights of the GGUF fixture with the same spec, renamed as Hugging Face names them, with the
+/// query and key rows of a Llama put back in the order llama.cpp's converter permutes, and
+/// Gemma's norms stored as `w` for `1 + w`. The two forms of one spec must therefore give the
+/// same logits.
 pub fn write_hf_folder(dir: &Path, spec: &FixtureSpec) -> Result<(), EngineError> {
     let io = |path: &Path, source| EngineError::Io {
         path: path.to_path_buf(),
@@ -493,6 +551,10 @@ pub fn write_hf_folder(dir: &Path, spec: &FixtureSpec) -> Result<(), EngineError
     let (content, mut reader) = crate::gguf::read_content(&gguf)?;
     let md = crate::gguf::Metadata::new(&gguf, &content.metadata);
     let vocab = crate::tokenizer::from_metadata(md)?;
+    let bos_id = md
+        .opt_usize("tokenizer.ggml.bos_token_id")?
+        .and_then(|id| u32::try_from(id).ok())
+        .unwrap_or(0);
     let head_dim = EMBEDDING_LENGTH / HEAD_COUNT;
     let mut tensors = std::collections::HashMap::new();
     for (name, _) in content.tensor_infos.iter() {
@@ -500,10 +562,26 @@ pub fn write_hf_folder(dir: &Path, spec: &FixtureSpec) -> Result<(), EngineError
             .tensor(&mut reader, name, &Device::Cpu)
             .and_then(|q| q.dequantize(&Device::Cpu))
             .map_err(tensor_error)?;
-        let (hf, heads) = hf_name(name);
-        let tensor = match heads {
-            Some(q_or_k) if spec.architecture == "llama" => {
-                let heads = if q_or_k { HEAD_COUNT } else { HEAD_COUNT_KV };
+        let family = crate::transformer::Family::from_gguf(&spec.architecture)
+            .unwrap_or(crate::transformer::Family::Llama);
+        let hf = if name == "output.weight" {
+            "lm_head.weight".to_owned()
+        } else {
+            let Some(hf) = crate::transformer::load::hf_name(family, name) else {
+                continue;
+            };
+            format!("model.{hf}")
+        };
+        let q_or_k = [".attn_q.weight", ".attn_k.weight"]
+            .iter()
+            .position(|suffix| name.ends_with(suffix));
+        let tensor = match q_or_k {
+            Some(which) if spec.architecture == "llama" => {
+                let heads = if which == 0 {
+                    HEAD_COUNT
+                } else {
+                    HEAD_COUNT_KV
+                };
                 let cols = tensor.dim(1).map_err(tensor_error)?;
                 tensor
                     .reshape((heads, head_dim / 2, 2, cols))
@@ -511,6 +589,9 @@ pub fn write_hf_folder(dir: &Path, spec: &FixtureSpec) -> Result<(), EngineError
                     .and_then(|t| t.reshape((heads * head_dim, cols)))
                     .and_then(|t| t.contiguous())
                     .map_err(tensor_error)?
+            }
+            _ if spec.architecture == "gemma3" && name.ends_with("norm.weight") => {
+                (tensor - 1.0).map_err(tensor_error)?
             }
             _ => tensor,
         };
@@ -544,49 +625,153 @@ pub fn write_hf_folder(dir: &Path, spec: &FixtureSpec) -> Result<(), EngineError
         "eos_token_id": eos,
         "torch_dtype": "float32",
     });
-    if spec.architecture == "qwen2" {
-        config["sliding_window"] = CONTEXT_LENGTH.into();
-        config["max_window_layers"] = BLOCK_COUNT.into();
-        config["use_sliding_window"] = false.into();
-        config["hidden_act"] = "silu".into();
+    match spec.architecture.as_str() {
+        "qwen2" => {
+            config["sliding_window"] = CONTEXT_LENGTH.into();
+            config["max_window_layers"] = BLOCK_COUNT.into();
+            config["use_sliding_window"] = false.into();
+            config["hidden_act"] = "silu".into();
+        }
+        "gemma3" => {
+            config["model_type"] = "gemma3_text".into();
+            config["architectures"] = serde_json::json!(["Gemma3ForCausalLM"]);
+            config["head_dim"] = head_dim.into();
+            config["query_pre_attn_scalar"] = head_dim.into();
+            config["sliding_window"] = GEMMA3_SLIDING_WINDOW.into();
+            config["sliding_window_pattern"] = 6.into();
+            config["layer_types"] = serde_json::json!(vec!["sliding_attention"; BLOCK_COUNT]);
+            config["rope_local_base_freq"] = 10_000.0.into();
+            config["hidden_activation"] = "gelu_pytorch_tanh".into();
+            config["rms_norm_eps"] = 1e-5.into();
+            config["bos_token_id"] = bos_id.into();
+            config["pad_token_id"] = 0.into();
+            config["attention_bias"] = false.into();
+            config["final_logit_softcapping"] = serde_json::Value::Null;
+            config["attn_logit_softcapping"] = serde_json::Value::Null;
+            config["rope_scaling"] = serde_json::Value::Null;
+        }
+        _ => {
+            config["architectures"] = serde_json::json!(["LlamaForCausalLM"]);
+            config["hidden_act"] = "silu".into();
+        }
     }
     let path = dir.join("config.json");
-    std::fs::write(&path, config.to_string()).map_err(|e| io(&path, e))
+    std::fs::write(&path, config.to_string()).map_err(|e| io(&path, e))?;
+    let template = if spec.architecture == "gemma3" {
+        GEMMA_TEMPLATE
+    } else {
+        CHATML_TEMPLATE
+    };
+    let tokenizer_config = serde_json::json!({
+        "chat_template": template,
+        "bos_token": vocab.tokenizer.id_to_token(bos_id).unwrap_or_default(),
+        "eos_token": vocab.tokenizer.id_to_token(eos).unwrap_or_default(),
+    });
+    let path = dir.join("tokenizer_config.json");
+    std::fs::write(&path, tokenizer_config.to_string()).map_err(|e| io(&path, e))
 }
 
-/// The Hugging Face name of a llama.cpp tensor name, and for attention queries (`Some(true)`)
-/// and keys (`Some(false)`) a flag for the rotary permutation.
-fn hf_name(gguf: &str) -> (String, Option<bool>) {
-    let fixed = match gguf {
-        "token_embd.weight" => Some("model.embed_tokens.weight"),
-        "output_norm.weight" => Some("model.norm.weight"),
-        "output.weight" => Some("lm_head.weight"),
-        _ => None,
-    };
-    if let Some(name) = fixed {
-        return (name.to_owned(), None);
+/// A PEFT LoRA adapter for a fixture model.
+#[derive(Debug, Clone)]
+pub struct AdapterSpec {
+    pub seed: u64,
+    pub rank: usize,
+    pub alpha: f64,
+    /// Hugging Face module names, e.g. `["q_proj", "v_proj"]`.
+    pub targets: Vec<String>,
+    /// Write `B = 0`, as PEFT initialises an adapter before training.
+    pub zero_b: bool,
+}
+
+impl AdapterSpec {
+    /// Rank 4, alpha 8, on every attention and feed-forward projection.
+    pub fn all_projections(seed: u64) -> Self {
+        Self {
+            seed,
+            rank: 4,
+            alpha: 8.0,
+            targets: crate::transformer::PROJECTIONS
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+            zero_b: false,
+        }
     }
-    let Some(rest) = gguf.strip_prefix("blk.") else {
-        return (gguf.to_owned(), None);
+}
+
+/// Writes a PEFT LoRA adapter for the fixture model of architecture `architecture` into `dir`:
+/// `adapter_config.json` and `adapter_model.safetensors` with PEFT's tensor names, as
+/// `PeftModel.save_pretrained` writes them. Rows of `B` that would write to the residual
+/// stream's constant channel are zero, so the fixture keeps its output head's behaviour.
+pub fn write_peft_adapter(
+    dir: &Path,
+    architecture: &str,
+    adapter: &AdapterSpec,
+) -> Result<(), EngineError> {
+    let io = |path: &Path, source| EngineError::Io {
+        path: path.to_path_buf(),
+        source,
     };
-    let (layer, part) = rest.split_once('.').unwrap_or((rest, ""));
-    let (module, suffix) = part.split_once('.').unwrap_or((part, "weight"));
-    let (hf, heads) = match module {
-        "attn_norm" => ("input_layernorm", None),
-        "ffn_norm" => ("post_attention_layernorm", None),
-        "attn_q" => ("self_attn.q_proj", Some(true)),
-        "attn_k" => ("self_attn.k_proj", Some(false)),
-        "attn_v" => ("self_attn.v_proj", None),
-        "attn_output" => ("self_attn.o_proj", None),
-        "ffn_gate" => ("mlp.gate_proj", None),
-        "ffn_up" => ("mlp.up_proj", None),
-        "ffn_down" => ("mlp.down_proj", None),
-        other => (other, None),
+    let tensor_error = |source: candle_core::Error| EngineError::Fixture {
+        path: dir.to_path_buf(),
+        source: Box::new(source),
     };
-    // Biases are not permuted: none here are rotated by llama.cpp's converter (Qwen2's are not
-    // permuted at all).
-    let heads = if suffix == "weight" { heads } else { None };
-    (format!("model.layers.{layer}.{hf}.{suffix}"), heads)
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    let e = EMBEDDING_LENGTH;
+    let kv = EMBEDDING_LENGTH / HEAD_COUNT * HEAD_COUNT_KV;
+    let f = FEED_FORWARD_LENGTH;
+    let mut rng = SplitMix64(adapter.seed ^ 0x5EED_AD4B_7E55_0001);
+    let mut tensors = std::collections::HashMap::new();
+    for layer in 0..BLOCK_COUNT {
+        for module in &adapter.targets {
+            let (group, out, input) = match module.as_str() {
+                "q_proj" => ("self_attn", e, e),
+                "k_proj" | "v_proj" => ("self_attn", kv, e),
+                "o_proj" => ("self_attn", e, e),
+                "gate_proj" | "up_proj" => ("mlp", f, e),
+                "down_proj" => ("mlp", e, f),
+                _ => continue,
+            };
+            #[allow(clippy::cast_precision_loss)]
+            let a = rng.matrix(adapter.rank, input, 1.0 / (input as f32).sqrt());
+            let mut b = if adapter.zero_b {
+                vec![0.0; out * adapter.rank]
+            } else {
+                rng.matrix(out, adapter.rank, 0.5)
+            };
+            if matches!(module.as_str(), "o_proj" | "down_proj") {
+                b[..adapter.rank].fill(0.0);
+            }
+            let base = format!("base_model.model.model.layers.{layer}.{group}.{module}");
+            tensors.insert(
+                format!("{base}.lora_A.weight"),
+                matrix(a, adapter.rank, input).map_err(tensor_error)?,
+            );
+            tensors.insert(
+                format!("{base}.lora_B.weight"),
+                matrix(b, out, adapter.rank).map_err(tensor_error)?,
+            );
+        }
+    }
+    candle_core::safetensors::save(&tensors, dir.join("adapter_model.safetensors"))
+        .map_err(tensor_error)?;
+    let config = serde_json::json!({
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "base_model_name_or_path": format!("kokushi/tiny-{architecture}-fixture"),
+        "r": adapter.rank,
+        "lora_alpha": adapter.alpha,
+        "lora_dropout": 0.0,
+        "target_modules": adapter.targets,
+        "fan_in_fan_out": false,
+        "bias": "none",
+        "use_rslora": false,
+        "use_dora": false,
+        "modules_to_save": null,
+        "inference_mode": true,
+    });
+    let path = dir.join("adapter_config.json");
+    std::fs::write(&path, config.to_string()).map_err(|e| io(&path, e))
 }
 
 /// Writes the fixture `spec` into a fresh temporary directory and loads it; the directory must

@@ -3,11 +3,11 @@
 //! This module owns the decoding loop: encode the prompt, clear the KV cache, prefill the prompt
 //! from position 0, then feed one token at a time and pick the most likely next token (argmax),
 //! until an end-of-sequence token, a stop string, `max_new_tokens` or the end of the context.
-//! It does no sampling (evaluation wants reproducible answers) and no batching.
+//! It does no sampling (evaluation wants reproducible answers). [`Model::generate_batch`] runs
+//! several prompts at once, left-padded to one length with the padding masked out, and gives
+//! each the answer it gets alone.
 //!
-//! candle's `quantized_llama` keeps a KV cache per layer inside the model and replaces it
-//! whenever a forward pass starts at position 0; the loop also clears it explicitly, so one
-//! prompt can never see another's state.
+//! Every prompt starts from an empty KV cache, so one prompt can never see another's state.
 
 use std::time::{Duration, Instant};
 
@@ -152,6 +152,155 @@ impl Model {
             "generation finished"
         );
         Ok(result)
+    }
+
+    /// Generates greedy continuations of several prompts in one batch: the prompts are
+    /// left-padded to the longest (the padding is masked out of attention and positions start
+    /// after it), decoded together, and each row stops on its own. Each result is what
+    /// [`Model::generate`] gives for that prompt alone, up to floating-point rounding (the
+    /// tests check the texts are identical); `prefill_ms` and `decode_ms` are the batch's.
+    pub fn generate_batch(
+        &mut self,
+        prompts: &[String],
+        params: &GenerationParams,
+    ) -> Result<Vec<Generation>, EngineError> {
+        let encoded = prompts
+            .iter()
+            .map(|p| self.encode_prompt(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.generate_batch_tokens(&encoded, params)
+    }
+
+    /// [`Model::generate_batch`] from prompts already encoded.
+    pub fn generate_batch_tokens(
+        &mut self,
+        prompts: &[Vec<u32>],
+        params: &GenerationParams,
+    ) -> Result<Vec<Generation>, EngineError> {
+        let context_length = self.info.context_length;
+        let width = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        for ids in prompts {
+            if ids.is_empty() {
+                return Err(EngineError::EmptyPrompt);
+            }
+            if ids.len() > context_length {
+                return Err(EngineError::PromptTooLong {
+                    prompt_tokens: ids.len(),
+                    context_length,
+                });
+            }
+        }
+        let mut results: Vec<Generation> = prompts
+            .iter()
+            .map(|ids| Generation {
+                text: String::new(),
+                prompt_tokens: ids.len(),
+                generated_tokens: 0,
+                stop_reason: StopReason::MaxNewTokens,
+                prefill_ms: 0,
+                decode_ms: 0,
+            })
+            .collect();
+        if prompts.is_empty() || params.max_new_tokens == 0 {
+            return Ok(results);
+        }
+        let pads: Vec<usize> = prompts.iter().map(|ids| width - ids.len()).collect();
+        let mut cache = crate::transformer::Cache::with_padding(pads.clone());
+        let rows: Vec<Vec<u32>> = prompts
+            .iter()
+            .zip(&pads)
+            .map(|(ids, &pad)| {
+                let mut row = vec![ids[0]; pad];
+                row.extend(ids);
+                row
+            })
+            .collect();
+
+        let prefill_started = Instant::now();
+        let mut logits = Vec::new();
+        for start in (0..width).step_by(PREFILL_CHUNK) {
+            let end = (start + PREFILL_CHUNK).min(width);
+            let chunk: Vec<Vec<u32>> = rows.iter().map(|r| r[start..end].to_vec()).collect();
+            logits = self.batch_forward(&chunk, &mut cache, start)?;
+        }
+        let prefill_ms = millis(prefill_started.elapsed());
+
+        let decode_started = Instant::now();
+        let mut generated: Vec<Vec<u32>> = vec![Vec::new(); prompts.len()];
+        let mut active: Vec<bool> = vec![true; prompts.len()];
+        let mut step = 0usize;
+        loop {
+            let mut next_tokens = Vec::with_capacity(prompts.len());
+            for (row, result) in results.iter_mut().enumerate() {
+                let next = argmax(&logits[row]);
+                next_tokens.push(vec![next]);
+                if !active[row] {
+                    continue;
+                }
+                result.generated_tokens += 1;
+                if self.stop_ids.contains(&next) {
+                    result.stop_reason = StopReason::EndOfSequence;
+                    active[row] = false;
+                    continue;
+                }
+                generated[row].push(next);
+                result.text = self.decode(&generated[row])?;
+                if let Some(cut) = earliest_stop(&result.text, &params.stop) {
+                    result.text.truncate(cut);
+                    result.stop_reason = StopReason::StopSequence;
+                    active[row] = false;
+                } else if result.generated_tokens >= params.max_new_tokens {
+                    result.stop_reason = StopReason::MaxNewTokens;
+                    active[row] = false;
+                } else if prompts[row].len() + generated[row].len() > context_length {
+                    result.stop_reason = StopReason::ContextFull;
+                    active[row] = false;
+                }
+            }
+            if !active.iter().any(|&a| a) {
+                break;
+            }
+            // Every row advances one slot; finished rows run along and are ignored. A row can
+            // only be active while its own positions fit, and the widest row is the longest.
+            if width + step >= context_length {
+                break;
+            }
+            logits = self.batch_forward(&next_tokens, &mut cache, width + step)?;
+            step += 1;
+        }
+        let decode_ms = millis(decode_started.elapsed());
+        for result in &mut results {
+            result.prefill_ms = prefill_ms;
+            result.decode_ms = decode_ms;
+        }
+        Ok(results)
+    }
+
+    /// One pass of a batch (`rows` of equal length) after `cache`; each row's last logits.
+    fn batch_forward(
+        &self,
+        rows: &[Vec<u32>],
+        cache: &mut crate::transformer::Cache,
+        position: usize,
+    ) -> Result<Vec<Vec<f32>>, EngineError> {
+        let forward_error = |source: candle_core::Error| EngineError::Forward {
+            position,
+            source: Box::new(source),
+        };
+        let device = self.device.clone();
+        let model = &self.weights.model;
+        let adapter = self.weights.adapter;
+        device
+            .with_context(|| -> candle_core::Result<Vec<Vec<f32>>> {
+                let width = rows[0].len();
+                let flat: Vec<u32> = rows.iter().flatten().copied().collect();
+                let input = Tensor::from_vec(flat, (rows.len(), width), &device)?;
+                model
+                    .forward(&input, cache, adapter, crate::transformer::Logits::Last)?
+                    .to_dtype(DType::F32)?
+                    .to_vec2::<f32>()
+            })
+            .map_err(forward_error)
     }
 
     /// Encodes a prompt with the model's special-token rules (BOS when the file asks for it).

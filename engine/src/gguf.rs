@@ -104,6 +104,19 @@ impl<'a> Metadata<'a> {
         }
     }
 
+    /// An optional number of any GGUF numeric type, read as `f64`.
+    pub(crate) fn opt_f64(&self, key: &str) -> Result<Option<f64>, EngineError> {
+        match self.values.get(key) {
+            None => Ok(None),
+            Some(Value::F32(v)) => Ok(Some(f64::from(*v))),
+            Some(Value::F64(v)) => Ok(Some(*v)),
+            #[allow(clippy::cast_precision_loss)] // hyper-parameters are small integers
+            Some(other) => as_i64(other)
+                .map(|v| Some(v as f64))
+                .ok_or_else(|| self.invalid(key, "a number", other)),
+        }
+    }
+
     /// A required array of strings.
     pub(crate) fn string_array(&self, key: &str) -> Result<Vec<&'a str>, EngineError> {
         let value = self.require(key)?;

@@ -1,9 +1,10 @@
 //! Loading a Hugging Face model folder: `config.json`, `tokenizer.json` (and, if present,
 //! `tokenizer_config.json`), and one or many `*.safetensors` files in f32, f16 or bf16.
 //!
-//! The weights run in f32 on the CPU (in their own dtype on a GPU), through candle's
-//! implementations of each family. Architectures: `model_type` `llama` and `mistral` (the Llama
-//! family) and `qwen2`; others are refused with the supported list. The tokenizer is the
+//! The weights run in f32 on the CPU (in their own dtype on a GPU), through the engine's own
+//! transformer (`crate::transformer`). Architectures: `model_type` `llama` and `mistral` (the
+//! Llama family), `qwen2`, and `gemma3_text` / `gemma3` (Gemma 3's language model); others are
+//! refused with the supported list. The tokenizer is the
 //! folder's own; generation stops at the config's `eos_token_id`(s) and the usual end-of-turn
 //! markers.
 
@@ -11,32 +12,21 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Tensor};
-use candle_nn::VarBuilder;
-use candle_transformers::models::{llama, qwen2};
 use serde::Deserialize;
 use tokenizers::Tokenizer;
 
-use crate::weights::{MAX_CONTEXT, Weights};
+use crate::weights::Weights;
 use crate::{EngineError, Model, ModelInfo};
 
 /// `model_type` values of `config.json` this loader runs.
-pub const SUPPORTED_MODEL_TYPES: [&str; 3] = ["llama", "mistral", "qwen2"];
+pub const SUPPORTED_MODEL_TYPES: [&str; 5] = ["llama", "mistral", "qwen2", "gemma3_text", "gemma3"];
 
 #[derive(Deserialize)]
 struct Common {
     model_type: Option<String>,
     #[serde(default)]
     eos_token_id: Option<serde_json::Value>,
-    max_position_embeddings: Option<usize>,
     torch_dtype: Option<String>,
-}
-
-/// The llama-family model with its KV cache, and a fresh cache to start over from.
-#[derive(Clone)]
-pub(crate) struct HfLlama {
-    pub(crate) model: llama::Llama,
-    pub(crate) cache: llama::Cache,
-    pub(crate) fresh: llama::Cache,
 }
 
 fn folder_error(path: &Path, problem: impl Into<String>) -> EngineError {
@@ -59,8 +49,7 @@ pub(crate) fn load(dir: &Path, device: &candle_core::Device) -> Result<Model, En
         return Err(folder_error(
             &config_path,
             format!(
-                "model_type {model_type:?} is not supported in folder form; supported: {} \
-                 (Gemma 3 runs from GGUF files)",
+                "model_type {model_type:?} is not supported; supported: {}",
                 SUPPORTED_MODEL_TYPES.join(", ")
             ),
         ));
@@ -127,31 +116,12 @@ pub(crate) fn load(dir: &Path, device: &candle_core::Device) -> Result<Model, En
     let stored = stored.unwrap_or(DType::F32);
     // CPU kernels are fastest and exact in f32; a GPU keeps the stored precision.
     let dtype = if device.is_cpu() { DType::F32 } else { stored };
-    let vb = VarBuilder::from_tensors(tensors, dtype, device);
-    let weights_error = |source: candle_core::Error| EngineError::Weights {
-        path: dir.to_path_buf(),
-        source: Box::new(source),
-    };
-    let parse_error =
-        |e: serde_json::Error| folder_error(&config_path, format!("{model_type} config: {e}"));
-    let weights = match model_type.as_str() {
-        "qwen2" => {
-            let config: qwen2::Config = serde_json::from_str(&config_text).map_err(parse_error)?;
-            Weights::HfQwen2(qwen2::ModelForCausalLM::new(&config, vb).map_err(weights_error)?)
-        }
-        _ => {
-            let config: llama::LlamaConfig =
-                serde_json::from_str(&config_text).map_err(parse_error)?;
-            let config = config.into_config(false);
-            let model = llama::Llama::load(vb, &config).map_err(weights_error)?;
-            let fresh = llama::Cache::new(true, dtype, &config, device).map_err(weights_error)?;
-            Weights::HfLlama(Box::new(HfLlama {
-                model,
-                cache: fresh.clone(),
-                fresh,
-            }))
-        }
-    };
+    let config: serde_json::Value = serde_json::from_str(&config_text)
+        .map_err(|e| folder_error(&config_path, format!("not JSON: {e}")))?;
+    let transformer =
+        crate::transformer::load::from_folder(dir, &config_path, &config, tensors, dtype)?;
+    let context_length = transformer.config.context_length;
+    let weights = Weights::new(transformer);
 
     let mut stop_ids: Vec<u32> = match &common.eos_token_id {
         Some(serde_json::Value::Number(n)) => n.as_u64().into_iter().collect(),
@@ -184,10 +154,7 @@ pub(crate) fn load(dir: &Path, device: &candle_core::Device) -> Result<Model, En
         architecture: model_type,
         name: dir.file_name().map(|n| n.to_string_lossy().into_owned()),
         file_size,
-        context_length: common
-            .max_position_embeddings
-            .unwrap_or(MAX_CONTEXT)
-            .min(MAX_CONTEXT),
+        context_length,
         vocab_size: tokenizer.get_vocab_size(true),
         quantization: if dtype == stored {
             stored_name.to_uppercase()
@@ -203,6 +170,7 @@ pub(crate) fn load(dir: &Path, device: &candle_core::Device) -> Result<Model, En
         stop_ids,
         device: device.clone(),
         chat_template,
+        adapters: crate::adapter::Adapters::default(),
     })
 }
 

@@ -1,11 +1,12 @@
-//! Kokushi's inference engine: load a GGUF model (Llama family, Qwen2, Gemma 3), generate text
-//! greedily,
-//! and score continuations by their log-likelihood.
+//! Kokushi's inference engine: load a model (Llama family, Qwen2, Gemma 3; a GGUF file or a
+//! Hugging Face folder), generate text greedily, and score continuations by their
+//! log-likelihood, optionally through LoRA adapters.
 //!
-//! The engine wraps candle's `quantized_llama` with what evaluation needs: a tokenizer built
-//! from the GGUF metadata alone, a load path that refuses what it cannot run with a message
-//! naming the file and the field, optional `Q4 → Q8_0` requantization for fast CPU kernels, and
-//! a deterministic generation loop with stop strings and timings.
+//! The engine runs its own transformer (`transformer`) on candle tensors, with what evaluation
+//! needs: a tokenizer built from the GGUF metadata alone, a load path that refuses what it
+//! cannot run with a message naming the file and the field, optional `Q4 → Q8_0`
+//! requantization for fast CPU kernels, and a deterministic generation loop with stop strings
+//! and timings.
 //!
 //! Architecture invariants: the engine never downloads anything (models arrive as paths, tests
 //! use [`fixture`]); it never samples (greedy only, so an evaluation run is reproducible); it
@@ -18,6 +19,7 @@
 //! worker's environment. On a quiet 2-core machine 2 threads are fastest; when other processes
 //! compete for the cores, 1 thread is slower but much steadier (see the crate's smoke test).
 
+mod adapter;
 mod chat;
 mod error;
 pub mod fixture;
@@ -26,10 +28,13 @@ mod gguf;
 mod hf;
 mod loglik;
 mod model;
+mod q8;
 mod requantize;
 mod tokenizer;
+mod transformer;
 mod weights;
 
+pub use adapter::AdapterInfo;
 pub use error::EngineError;
 pub use generate::{Generation, GenerationParams, StopReason};
 pub use hf::SUPPORTED_MODEL_TYPES;

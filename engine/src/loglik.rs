@@ -2,15 +2,14 @@
 //! prompt.
 //!
 //! The prompt is run once; its KV cache is then copied for each continuation (candle's tensors
-//! are shared, not duplicated, until a new position is appended), and the continuation's tokens
-//! are fed one at a time, each step giving the log-probability of the next token. The model's
-//! own cache is left as the prompt made it. Tokenisation: the continuation is encoded on its
+//! are shared, not duplicated, until a new position is appended), and each continuation runs in
+//! one pass that returns the logits of every position, giving the log-probability of each of its
+//! tokens. The model's own cache is left as the prompt made it. Tokenisation: the continuation is encoded on its
 //! own, without special tokens, and appended to the prompt's ids (as evaluation harnesses do),
 //! so the log-probabilities are of exactly the tokens reported.
 
 use std::time::Instant;
 
-use crate::weights::Weights;
 use crate::{EngineError, Model};
 
 /// The log-probability of one continuation.
@@ -72,26 +71,20 @@ impl Model {
         let started = Instant::now();
         let first_logits = self.prefill(&prompt_ids)?;
         let prefill_ms = crate::generate::millis(started.elapsed());
-        // A copy of the state after the prompt, or (for an implementation that cannot be
-        // copied) nothing: the prompt is then run again before each continuation.
-        let after_prompt = self.weights.snapshot();
+        // The state after the prompt: each continuation runs from a copy of it (the weights are
+        // shared; only the cache's handles are copied).
+        let after_prompt = self.weights.clone();
         let started = Instant::now();
         let mut scores = Vec::with_capacity(encoded.len());
-        for (n, ids) in encoded.iter().enumerate() {
-            if after_prompt.is_none() && n > 0 {
-                self.prefill(&prompt_ids)?;
-            }
-            let mut sum = 0.0;
-            let mut logits = first_logits.clone();
-            for (i, &id) in ids.iter().enumerate() {
-                sum += log_softmax_at(&logits, id);
-                if i + 1 < ids.len() {
-                    logits = self.forward(&[id], prompt_ids.len() + i)?;
+        for ids in &encoded {
+            let mut sum = log_softmax_at(&first_logits, ids[0]);
+            if ids.len() > 1 {
+                // One pass over all but the last token gives the distribution of every next one.
+                let rows = self.forward_all(&ids[..ids.len() - 1], prompt_ids.len())?;
+                for (row, &next) in rows.iter().zip(&ids[1..]) {
+                    sum += log_softmax_at(row, next);
                 }
-            }
-            // Back to the state the prompt left, for the next continuation.
-            if let Some(state) = after_prompt.as_ref().and_then(Weights::snapshot) {
-                self.weights = state;
+                self.weights = after_prompt.clone();
             }
             #[allow(clippy::cast_precision_loss)] // token counts are small
             let mean = sum / ids.len() as f64;
@@ -111,6 +104,32 @@ impl Model {
 }
 
 impl Model {
+    /// One pass of `ids` from `position` (where the cache ends); the logits of every position.
+    pub(crate) fn forward_all(
+        &mut self,
+        ids: &[u32],
+        position: usize,
+    ) -> Result<Vec<Vec<f32>>, EngineError> {
+        let forward_error = |source: candle_core::Error| EngineError::Forward {
+            position,
+            source: Box::new(source),
+        };
+        let device = self.device.clone();
+        let weights = &mut self.weights;
+        device
+            .with_context(|| -> candle_core::Result<Vec<Vec<f32>>> {
+                if position != weights.cache.len() {
+                    candle_core::bail!(
+                        "a pass from position {position} on a cache holding {}",
+                        weights.cache.len()
+                    );
+                }
+                let input = candle_core::Tensor::new(ids, &device)?.unsqueeze(0)?;
+                weights.forward_all(&input)?.squeeze(0)?.to_vec2::<f32>()
+            })
+            .map_err(forward_error)
+    }
+
     /// The log-probabilities of every vocabulary entry after `prompt_ids` (natural log), for
     /// comparing this engine with a reference implementation on the same tokens.
     pub fn next_token_logprobs(&mut self, prompt_ids: &[u32]) -> Result<Vec<f64>, EngineError> {
@@ -118,14 +137,21 @@ impl Model {
             return Err(EngineError::EmptyPrompt);
         }
         let logits = self.prefill(prompt_ids)?;
-        Ok((0..logits.len())
-            .map(|i| log_softmax_at(&logits, u32::try_from(i).unwrap_or(u32::MAX)))
-            .collect())
+        let norm = log_normalizer(&logits);
+        Ok(logits.iter().map(|&v| f64::from(v) - norm).collect())
     }
 }
 
 /// `log softmax(logits)[index]`, computed stably in f64.
 pub(crate) fn log_softmax_at(logits: &[f32], index: u32) -> f64 {
+    let value = logits
+        .get(index as usize)
+        .map_or(f64::NEG_INFINITY, |&v| f64::from(v));
+    value - log_normalizer(logits)
+}
+
+/// `log Σ exp(logits)`, computed stably in f64.
+fn log_normalizer(logits: &[f32]) -> f64 {
     let max = logits
         .iter()
         .copied()
@@ -133,10 +159,7 @@ pub(crate) fn log_softmax_at(logits: &[f32], index: u32) -> f64 {
         .fold(f32::NEG_INFINITY, f32::max);
     let max = f64::from(max);
     let sum: f64 = logits.iter().map(|&v| (f64::from(v) - max).exp()).sum();
-    let value = logits
-        .get(index as usize)
-        .map_or(f64::NEG_INFINITY, |&v| f64::from(v));
-    value - max - sum.ln()
+    max + sum.ln()
 }
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
 //! Loading a GGUF model (Llama family, Qwen2, Gemma 3) into a [`Model`].
 //!
-//! This module owns the load path: parse the GGUF header, refuse architectures other than Llama,
-//! build the tokenizer from the metadata, optionally requantize 4-bit weights to `Q8_0` for the
-//! CPU, and hand the tensors to candle's `quantized_llama`. It does not generate text (that is
+//! This module owns the load path: parse the GGUF header, refuse architectures the engine does
+//! not run, build the tokenizer from the metadata, and hand the tensors to
+//! `transformer::load` (which may requantize 4-bit weights to `Q8_0` for the CPU). It does not generate text (that is
 //! `generate`) and it keeps no file handle open once loading is done.
 
 use std::fmt;
@@ -15,9 +15,9 @@ use tokenizers::Tokenizer;
 
 use crate::EngineError;
 use crate::gguf::{self, Metadata};
-use crate::{requantize, tokenizer};
+use crate::tokenizer;
 
-use crate::weights::{MAX_CONTEXT, SUPPORTED_ARCHITECTURES, Weights};
+use crate::weights::{SUPPORTED_ARCHITECTURES, Weights};
 
 /// Where the model's tensors live and its arithmetic runs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -72,8 +72,8 @@ pub struct ModelInfo {
     pub name: Option<String>,
     /// Size of the GGUF file in bytes.
     pub file_size: u64,
-    /// The usable context in tokens: `llama.context_length`, capped at the 4096 positions for
-    /// which candle's `quantized_llama` precomputes rotary embeddings.
+    /// The usable context in tokens: the model's trained context (`<arch>.context_length`,
+    /// `max_position_embeddings`), capped at 32768.
     pub context_length: usize,
     /// The number of entries in the vocabulary (`tokenizer.ggml.tokens`).
     pub vocab_size: usize,
@@ -91,6 +91,8 @@ pub struct Model {
     pub(crate) device: candle_core::Device,
     /// The model's own chat template, when its files carry one.
     pub(crate) chat_template: Option<crate::chat::ChatTemplate>,
+    /// LoRA adapters loaded onto the weights.
+    pub(crate) adapters: crate::adapter::Adapters,
 }
 
 impl fmt::Debug for Model {
@@ -137,17 +139,6 @@ impl Model {
             });
         }
         let name = md.opt_string("general.name")?.map(str::to_owned);
-        let mut trained_context = md.usize(&format!("{architecture}.context_length"))?;
-        if architecture == "gemma3"
-            && let Some(window) = md.opt_usize("gemma3.attention.sliding_window")?
-        {
-            // candle's Gemma 3 applies the sliding window only when a pass covers several
-            // positions from position 0: one-token passes see the whole cache, and a multi-token
-            // pass after position 0 masks the cache out. Within one window both agree, so the
-            // usable context is one window (512 positions for Gemma 3 270M), and answers are
-            // exact rather than silently different past it.
-            trained_context = trained_context.min(window);
-        }
         let file_quantization = quantization_name(md, &content)?;
         let tokenizer_started = Instant::now();
         let vocab = tokenizer::from_metadata(md)?;
@@ -169,46 +160,22 @@ impl Model {
         };
         let device = opts.device.to_candle()?;
 
-        let weights_error = |source: candle_core::Error| EngineError::Weights {
-            path: path.to_path_buf(),
-            source: Box::new(source),
-        };
-        let requantized = if opts.requantize_q8_0 && device.is_cpu() {
-            requantize::to_q8_0(path, &content, &mut reader)?
+        let requantize = opts.requantize_q8_0 && device.is_cpu();
+        let (transformer, converted) =
+            crate::transformer::load::from_gguf(md, &content, &mut reader, &device, requantize)?;
+        let quantization = if converted > 0 {
+            tracing::debug!(converted, "requantized tensors to Q8_0");
+            format!("{file_quantization} (requantized to Q8_0)")
         } else {
-            None
+            file_quantization
         };
-        let (weights, quantization) = match requantized {
-            Some(mut image) => {
-                tracing::debug!(converted = image.converted, "requantized tensors to Q8_0");
-                let weights =
-                    Weights::from_gguf(&architecture, image.content, &mut image.reader, &device)
-                        .map_err(weights_error)?;
-                (
-                    weights,
-                    format!("{file_quantization} (requantized to Q8_0)"),
-                )
-            }
-            None => {
-                let weights = Weights::from_gguf(&architecture, content, &mut reader, &device)
-                    .map_err(weights_error)?;
-                (weights, file_quantization)
-            }
-        };
-
-        if architecture == "gemma3" {
-            tracing::warn!(
-                path = %path.display(),
-                "candle 0.11's Gemma 3 uses SiLU where Gemma 3 uses GELU in its feed-forward \
-                 layers: answers are close to, but not those of, the reference implementation \
-                 (docs/perf-notes.md); treat Gemma 3 scores as provisional"
-            );
-        }
+        let context_length = transformer.config.context_length;
+        let weights = Weights::new(transformer);
         let info = ModelInfo {
             architecture,
             name,
             file_size,
-            context_length: trained_context.min(MAX_CONTEXT),
+            context_length,
             vocab_size: vocab.vocab_size,
             quantization,
         };
@@ -228,6 +195,7 @@ impl Model {
             stop_ids: vocab.stop_ids,
             device,
             chat_template,
+            adapters: crate::adapter::Adapters::default(),
         })
     }
 

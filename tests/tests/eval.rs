@@ -506,3 +506,93 @@ fn an_interrupted_run_resumes_from_its_part_file() {
     assert!(!run.status.success());
     assert!(String::from_utf8_lossy(&run.stderr).contains("choose another --out"));
 }
+
+#[test]
+fn a_lora_adapter_answers_the_same_merged_or_not_and_is_recorded_in_every_line() {
+    let Some(bin) = service("KOKUSHI_BIN").map(PathBuf::from) else {
+        return;
+    };
+    // A Gemma 3 folder and a PEFT adapter for it.
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("tiny-gemma3");
+    kokushi_engine::fixture::write_hf_folder(
+        &folder,
+        &kokushi_engine::fixture::FixtureSpec::tiny("gemma3", 3),
+    )
+    .unwrap();
+    let adapter = dir.path().join("my-lora");
+    kokushi_engine::fixture::write_peft_adapter(
+        &adapter,
+        "gemma3",
+        &kokushi_engine::fixture::AdapterSpec::all_projections(5),
+    )
+    .unwrap();
+    let exam = mini_exam_path();
+    let run = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "eval",
+            "--model",
+            folder.to_str().unwrap(),
+            "--exam-set",
+            exam.to_str().unwrap(),
+            "--mode",
+            "loglik",
+            "--limit",
+            "4",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        kokushi(&bin, &args)
+    };
+    let with = |name: &str| dir.path().join(name);
+
+    let base = run(&with("base.jsonl"), &[]);
+    let unmerged = run(
+        &with("unmerged.jsonl"),
+        &["--adapter", adapter.to_str().unwrap()],
+    );
+    let merged = run(
+        &with("merged.jsonl"),
+        &["--adapter", adapter.to_str().unwrap(), "--merge-adapter"],
+    );
+    for output in [&base, &unmerged, &merged] {
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    assert!(String::from_utf8_lossy(&unmerged.stderr).contains("adapter my-lora: LoRA r=4"));
+
+    let (base, unmerged, merged) = (
+        lines(&with("base.jsonl")),
+        lines(&with("unmerged.jsonl")),
+        lines(&with("merged.jsonl")),
+    );
+    assert!(base.iter().all(|l| l.get("adapter").is_none()));
+    assert!(unmerged.iter().all(|l| l["adapter"] == "my-lora"));
+    let sums = |ls: &[Value]| -> Vec<f64> {
+        ls.iter()
+            .flat_map(|l| l["logprob_sum"].as_array().unwrap().clone())
+            .map(|v| v.as_f64().unwrap())
+            .collect()
+    };
+    let worst = sums(&unmerged)
+        .iter()
+        .zip(sums(&merged))
+        .fold(0f64, |m, (a, b)| m.max((a - b).abs()));
+    assert!(worst < 1e-3, "merged and unmerged differ by {worst}");
+    assert_ne!(
+        sums(&base),
+        sums(&unmerged),
+        "the adapter changes the answers"
+    );
+
+    // A part file left by a run with the adapter is not resumed without it.
+    std::fs::copy(with("unmerged.jsonl"), with("again.jsonl.part")).unwrap();
+    let refused = run(&with("again.jsonl"), &[]);
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("adapter my-lora, not (none)"), "{message}");
+}

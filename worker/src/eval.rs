@@ -62,6 +62,9 @@ pub struct EvalOptions {
     pub shots: usize,
     pub shot_pool: Vec<Question>,
     pub shot_seed: u64,
+    /// The LoRA adapter the model answers through (its name, recorded in every line), if any;
+    /// the caller loads it onto the model.
+    pub adapter: Option<String>,
 }
 
 /// One predictions line: IgakuQA's `baseline_results` fields (`problem_id`, `prediction`)
@@ -79,6 +82,9 @@ pub struct PredictionLine {
     /// The prompt format's id (`chatml_ja_v1`, `chatml_ja_v1+1shot`), or `chat_template:<hash>`
     /// for the model's own template ([`prompt_id`]).
     pub prompt_format: String,
+    /// The LoRA adapter the model answered through, when one was loaded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<String>,
     /// True for a question without choices in a loglik run: it has nothing to rank, so it was
     /// answered by generation.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -109,6 +115,7 @@ impl PredictionLine {
             generated: false,
             mode: options.mode.id(),
             prompt_format: prompt_format.to_owned(),
+            adapter: options.adapter.clone(),
             rules_version: RULES_VERSION,
             logprob_sum: None,
             logprob_mean: None,

@@ -29,6 +29,10 @@ commands:
   bench engine
         prefill and decode tok/s of both demo models beside llama.cpp (built once from PyPI's
         llama-cpp-python, ~10 min) on the same files and prompt tokens, 2 threads each
+  fixtures DIR [SEED]
+        write the engine's tiny random models of every architecture into DIR: <arch>.gguf,
+        the same weights as a Hugging Face folder <arch>-hf/, and a PEFT adapter
+        <arch>-adapter/ (engine/tests/reference/logits.py computes reference logits from them)
   fetch-models
         download both demo models into ~/.cache/kokushi/models: SmolLM2-135M-Instruct
         (Apache-2.0) and Gemma 3 270M (Gemma Terms of Use), for `kokushi eval --model NAME`
@@ -50,6 +54,23 @@ fn run() -> Result<()> {
         Some("test") => test(&root),
         Some("bench") => bench(&root, args.get(1).map(String::as_str)),
         Some("frontend") => frontend(&root).map(|dist| println!("{}", dist.display())),
+        Some("fixtures") => {
+            anyhow::ensure!(args.len() >= 2, "usage: cargo xtask fixtures DIR [SEED]");
+            let status = cargo()
+                .args([
+                    "run",
+                    "-q",
+                    "-p",
+                    "kokushi-engine",
+                    "--example",
+                    "write-fixtures",
+                    "--",
+                ])
+                .args(&args[1..])
+                .status()?;
+            anyhow::ensure!(status.success(), "writing the fixtures failed");
+            Ok(())
+        }
         Some("fetch-models") => {
             let store = tools::fetch_demo_model()?;
             tools::fetch_gemma_model()?;

@@ -264,3 +264,64 @@ fn the_earliest_stop_string_wins_and_empty_ones_are_ignored() {
         assert_eq!(cut, expected, "{text:?} with {stop:?}");
     }
 }
+
+#[test]
+fn a_batch_of_prompts_gives_each_the_answer_it_gets_alone() {
+    for arch in ["llama", "qwen2", "gemma3"] {
+        // Arrange: prompts of different lengths, one with a stop string that ends it early.
+        let (_dir, mut model) = crate::fixture::load(
+            &crate::fixture::FixtureSpec::tiny(arch, 8),
+            &crate::LoadOptions::default(),
+        );
+        let prompts: Vec<String> = [
+            "the answer",
+            "in the heart there are four chambers and the",
+            "re",
+            "is it the one on the left or the right",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        let params = GenerationParams {
+            max_new_tokens: 12,
+            stop: Vec::new(),
+        };
+        let alone: Vec<Generation> = prompts
+            .iter()
+            .map(|p| model.generate(p, &params).expect("alone"))
+            .collect();
+        // A stop string that occurs in one answer only, to make rows finish at different steps.
+        let stop = alone[1].text.chars().skip(3).take(2).collect::<String>();
+        let params_with_stop = GenerationParams {
+            stop: vec![stop.clone()],
+            ..params.clone()
+        };
+        let alone_with_stop: Vec<Generation> = prompts
+            .iter()
+            .map(|p| model.generate(p, &params_with_stop).expect("alone"))
+            .collect();
+
+        // Act
+        let batch = model.generate_batch(&prompts, &params).expect("batch");
+        let batch_with_stop = model
+            .generate_batch(&prompts, &params_with_stop)
+            .expect("batch");
+
+        // Assert
+        for (expected, got) in alone
+            .iter()
+            .zip(&batch)
+            .chain(alone_with_stop.iter().zip(&batch_with_stop))
+        {
+            assert_eq!(got.text, expected.text, "{arch}");
+            assert_eq!(got.generated_tokens, expected.generated_tokens, "{arch}");
+            assert_eq!(got.stop_reason, expected.stop_reason, "{arch}");
+            assert_eq!(got.prompt_tokens, expected.prompt_tokens, "{arch}");
+        }
+        assert!(
+            batch_with_stop
+                .iter()
+                .any(|g| g.stop_reason == StopReason::StopSequence),
+            "{arch}: stop string {stop:?} ends a row early"
+        );
+    }
+}

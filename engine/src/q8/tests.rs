@@ -1,0 +1,154 @@
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{Device, Tensor};
+
+use super::*;
+
+/// Deterministic values in [-1, 1).
+fn values(n: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            #[allow(clippy::cast_precision_loss)]
+            let unit = (state >> 40) as f32 / (1u64 << 24) as f32;
+            2.0 * unit - 1.0
+        })
+        .collect()
+}
+
+/// The value of an f16 by its definition.
+fn half_reference(bits: u16) -> f32 {
+    let exponent = i32::from((bits >> 10) & 0x1f);
+    let mantissa = f32::from(bits & 0x3ff);
+    if exponent == 0 {
+        mantissa * 2f32.powi(-24)
+    } else {
+        (1.0 + mantissa / 1024.0) * 2f32.powi(exponent - 15)
+    }
+}
+
+#[test]
+fn half_precision_scales_convert_exactly() {
+    assert_eq!(f16_to_f32(0x3C00), 1.0);
+    assert_eq!(f16_to_f32(0xC000), -2.0);
+    assert_eq!(f16_to_f32(0x3800), 0.5);
+    assert_eq!(f16_to_f32(0x0000), 0.0);
+    assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
+    assert_eq!(f16_to_f32(0x7BFF), 65504.0);
+    assert!(f16_to_f32(0x7C00).is_infinite());
+    for bits in (0u16..0x7C00).step_by(97) {
+        assert_eq!(f16_to_f32(bits), half_reference(bits), "{bits:#x}");
+        assert_eq!(
+            f16_to_f32(bits | 0x8000),
+            -half_reference(bits),
+            "{bits:#x}"
+        );
+    }
+}
+
+#[test]
+fn repacked_gguf_blocks_dequantize_as_candle_does() {
+    // Arrange
+    let (rows, cols) = (5, 96);
+    let dense = Tensor::from_vec(values(rows * cols, 1), (rows, cols), &Device::Cpu).unwrap();
+    let q = QTensor::quantize(&dense, GgmlDType::Q8_0).unwrap();
+
+    // Act
+    let ours = Q8Matrix::from_q8_0_bytes(rows, cols, &q.data().unwrap()).unwrap();
+
+    // Assert
+    let candle = q.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap();
+    assert_eq!(ours.dequantize(), candle.to_vec1::<f32>().unwrap());
+    assert!(Q8Matrix::from_q8_0_bytes(rows, cols + 1, &q.data().unwrap()).is_none());
+}
+
+#[test]
+fn the_product_matches_the_portable_loop_and_the_dense_product_for_every_tile_edge() {
+    for (m, rows, cols) in [
+        (1, 7, 64),
+        (5, 64, 96),
+        (9, 10, 32),
+        (4, 3, 256),
+        (13, 31, 128),
+    ] {
+        // Arrange
+        let w = values(rows * cols, 2);
+        let x = values(m * cols, 3);
+        let matrix = Q8Matrix::quantize(rows, cols, &w).unwrap();
+
+        // Act
+        let mut out = vec![0f32; m * rows];
+        matrix.matmul(&x, m, &mut out);
+
+        // Assert: the SIMD path (if this CPU takes it) gives the portable sums up to rounding,
+        // and both are the dense product up to 8-bit quantization of weights and inputs.
+        let acts = quantize_rows(&x, m, cols);
+        for t in 0..m {
+            for r in 0..rows {
+                let portable = portable_tile(&matrix, &acts, t, 1, r, 1)[0][0];
+                let got = out[t * rows + r];
+                assert!(
+                    (got - portable).abs() <= 1e-4 * (1.0 + portable.abs()),
+                    "{m}×{rows}×{cols} [{t},{r}]: {got} vs {portable}"
+                );
+                let dense: f32 = (0..cols).map(|k| x[t * cols + k] * w[r * cols + k]).sum();
+                #[allow(clippy::cast_precision_loss)]
+                let bound = 0.02 * (cols as f32).sqrt();
+                assert!((got - dense).abs() < bound, "{got} vs {dense}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_large_product_split_over_threads_equals_the_one_thread_result() {
+    // Arrange: big enough to be split between the pool's threads.
+    let (m, rows, cols) = (37, 301, 256);
+    let matrix = Q8Matrix::quantize(rows, cols, &values(rows * cols, 4)).unwrap();
+    let x = values(m * cols, 5);
+    assert!(m * rows * cols >= PARALLEL_THRESHOLD);
+
+    // Act
+    let mut parallel = vec![0f32; m * rows];
+    matrix.matmul(&x, m, &mut parallel);
+    let acts = quantize_rows(&x, m, cols);
+    let mut serial = vec![0f32; m * rows];
+    for t in 0..m {
+        for r in 0..rows {
+            serial[t * rows + r] = dot_tile(&matrix, &acts, t, 1, r, 1)[0][0];
+        }
+    }
+
+    // Assert
+    for (a, b) in parallel.iter().zip(&serial) {
+        assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{a} vs {b}");
+    }
+}
+
+#[test]
+#[ignore = "a timing probe, run by hand with --release"]
+fn probe_head_timing() {
+    let (rows, cols) = (262_144, 640);
+    let matrix = Q8Matrix::quantize(rows, cols, &values(rows * cols, 6)).unwrap();
+    let x = values(cols, 7);
+    let mut out = vec![0f32; rows];
+    matrix.matmul(&x, 1, &mut out);
+    let started = std::time::Instant::now();
+    for _ in 0..20 {
+        matrix.matmul(&x, 1, &mut out);
+    }
+    eprintln!(
+        "head m=1: {:.2} ms",
+        started.elapsed().as_secs_f64() * 1000.0 / 20.0
+    );
+    let x = values(cols * 64, 8);
+    let mut out = vec![0f32; rows * 64];
+    let started = std::time::Instant::now();
+    matrix.matmul(&x, 64, &mut out);
+    eprintln!(
+        "head m=64: {:.2} ms",
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+}

@@ -1,0 +1,717 @@
+//! The engine's own decoder-only transformer: one forward pass for every architecture it runs
+//! (the Llama family, Qwen2, Gemma 3), from GGUF or Hugging Face weights alike.
+//!
+//! Why not candle's model implementations: candle 0.11's quantized Gemma 3 uses SiLU where the
+//! model uses GELU and applies its sliding window only within one pass; none of them can apply
+//! a LoRA adapter without merging it, run a batch of prompts of different lengths, or return the
+//! logits of every position (which log-likelihood scoring wants). This module does all of that
+//! in one place, so an architecture differs from another only in its [`Config`].
+//!
+//! Layout conventions: activations are `(batch, positions, channels)`; queries, keys and values
+//! are `(batch, heads, positions, head_dim)`; the KV cache ([`Cache`]) lives outside the weights,
+//! so one loaded model serves any number of independent sequences and a copy of a cache costs
+//! only reference counts. Norm weights are stored as multiplied (`x̂ · w`): Gemma's `1 + w` is
+//! folded in at load, as llama.cpp's converter does.
+//!
+//! It does not tokenize, sample or decide when to stop (`generate`, `loglik`), and it never
+//! reads files (`transformer::load`).
+
+pub(crate) mod load;
+
+use std::sync::Arc;
+
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+
+use crate::q8::Q8Matrix;
+use candle_core::{D, DType, Device, Module, Result, Tensor};
+
+/// The families this transformer runs; they differ only in the [`Config`] they load with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Family {
+    Llama,
+    Qwen2,
+    Gemma3,
+}
+
+/// The feed-forward gate's activation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Activation {
+    /// `x · sigmoid(x)` (Llama, Qwen2).
+    Silu,
+    /// GELU, tanh approximation (Gemma's `gelu_pytorch_tanh`).
+    GeluTanh,
+}
+
+/// Sliding-window attention (Gemma 3): most layers see only the last `window` positions and
+/// rotate with their own base; every `pattern`-th layer is global.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Sliding {
+    pub(crate) window: usize,
+    pub(crate) pattern: usize,
+    pub(crate) rope_theta: f64,
+}
+
+/// Everything that distinguishes one architecture's forward pass from another's.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Config {
+    pub(crate) family: Family,
+    pub(crate) hidden: usize,
+    pub(crate) layers: usize,
+    pub(crate) heads: usize,
+    pub(crate) kv_heads: usize,
+    pub(crate) head_dim: usize,
+    pub(crate) rms_eps: f64,
+    pub(crate) activation: Activation,
+    /// Rotate adjacent channel pairs (llama.cpp's Llama GGUFs, whose query and key rows its
+    /// converter permutes) rather than the two halves of each head (everything else).
+    pub(crate) rope_interleaved: bool,
+    pub(crate) rope_theta: f64,
+    /// Per-frequency divisors of the rotation rate (Llama 3.x's `rope_freqs`).
+    pub(crate) rope_freq_factors: Option<Vec<f32>>,
+    /// Positions are divided by this on global layers (linear rope scaling); 1 for none.
+    pub(crate) rope_linear_factor: f64,
+    pub(crate) sliding: Option<Sliding>,
+    /// Multiplies query·key (usually `1/√head_dim`).
+    pub(crate) attention_scale: f64,
+    /// Multiplies the token embeddings (Gemma: `√hidden`).
+    pub(crate) embedding_scale: Option<f64>,
+    /// The most positions a sequence may hold.
+    pub(crate) context_length: usize,
+    /// The dtype activations are computed in: `f32`, except for Hugging Face weights kept in
+    /// half precision on a GPU.
+    pub(crate) dtype: DType,
+}
+
+impl Config {
+    /// Whether `layer` attends through the sliding window.
+    pub(crate) fn is_sliding(&self, layer: usize) -> bool {
+        self.sliding
+            .as_ref()
+            .is_some_and(|s| s.pattern == 0 || !(layer + 1).is_multiple_of(s.pattern))
+    }
+}
+
+/// A LoRA pair on one projection: `y += scale · (x Aᵀ) Bᵀ`.
+#[derive(Debug, Clone)]
+pub(crate) struct Lora {
+    /// `(rank, in)`.
+    pub(crate) a: Tensor,
+    /// `(out, rank)`.
+    pub(crate) b: Tensor,
+    pub(crate) scale: f64,
+}
+
+impl Lora {
+    /// `scale · B A`, the change the pair makes to the weight matrix.
+    pub(crate) fn delta(&self) -> Result<Tensor> {
+        self.b.matmul(&self.a)? * self.scale
+    }
+}
+
+/// A weight matrix `(out, in)`: the engine's own 8-bit layout for `Q8_0` on the CPU
+/// (`crate::q8`), else candle's (quantized or dense).
+#[derive(Debug, Clone)]
+pub(crate) enum Weight {
+    Q8(Arc<Q8Matrix>),
+    Candle(QMatMul),
+}
+
+impl Weight {
+    /// The engine's layout where it has a kernel for the tensor's type and device, else
+    /// candle's.
+    pub(crate) fn from_qtensor(q: Arc<QTensor>) -> Result<Self> {
+        if q.dtype() == GgmlDType::Q8_0 && q.device().is_cpu() {
+            let (rows, cols) = q.shape().dims2()?;
+            if let Some(m) = Q8Matrix::from_q8_0_bytes(rows, cols, &q.data()?) {
+                return Ok(Self::Q8(Arc::new(m)));
+            }
+        }
+        Ok(Self::Candle(QMatMul::from_arc(q)?))
+    }
+
+    fn dims(&self) -> Result<(usize, usize)> {
+        match self {
+            Self::Q8(m) => Ok((m.rows(), m.cols())),
+            Self::Candle(QMatMul::QTensor(q)) => q.shape().dims2(),
+            Self::Candle(QMatMul::Tensor(t) | QMatMul::TensorF16(t)) => t.dims2(),
+        }
+    }
+
+    /// `x Wᵀ` for `x` of any rank.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Candle(q) => q.forward(x),
+            Self::Q8(m) => {
+                let mut dims = x.dims().to_vec();
+                let last = dims.len() - 1;
+                let rows = x.elem_count() / dims[last];
+                let input = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+                let mut out = vec![0f32; rows * m.rows()];
+                m.matmul(&input, rows, &mut out);
+                dims[last] = m.rows();
+                Tensor::from_vec(out, dims, x.device())?.to_dtype(x.dtype())
+            }
+        }
+    }
+
+    /// Rows `ids` (any shape) as `(ids…, cols)` vectors.
+    pub(crate) fn embedding(&self, ids: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Candle(q) => q.embedding(ids),
+            Self::Q8(m) => {
+                let list = ids.flatten_all()?.to_vec1::<u32>()?;
+                let cols = m.cols();
+                let mut out = vec![0f32; list.len() * cols];
+                for (chunk, &id) in out.chunks_exact_mut(cols).zip(&list) {
+                    let row = id as usize;
+                    if row >= m.rows() {
+                        candle_core::bail!(
+                            "token id {id} is outside the vocabulary of {}",
+                            m.rows()
+                        );
+                    }
+                    m.dequantize_row(row, chunk);
+                }
+                let mut dims = ids.dims().to_vec();
+                dims.push(cols);
+                Tensor::from_vec(out, dims, ids.device())
+            }
+        }
+    }
+
+    /// The matrix in `f32` (dequantized if stored quantized).
+    fn dense(&self) -> Result<Tensor> {
+        match self {
+            Self::Q8(m) => Tensor::from_vec(m.dequantize(), (m.rows(), m.cols()), &Device::Cpu),
+            Self::Candle(QMatMul::QTensor(q)) => q.dequantize(&q.device()),
+            Self::Candle(QMatMul::Tensor(t) | QMatMul::TensorF16(t)) => t.to_dtype(DType::F32),
+        }
+    }
+}
+
+/// A projection `y = x Wᵀ (+ b)`, with the LoRA pairs of any adapters loaded onto it.
+#[derive(Debug, Clone)]
+pub(crate) struct Linear {
+    pub(crate) weight: Weight,
+    pub(crate) bias: Option<Tensor>,
+    /// `(adapter slot, pair)`; at most one pair per slot.
+    pub(crate) loras: Vec<(usize, Lora)>,
+    pub(crate) out_features: usize,
+    pub(crate) in_features: usize,
+}
+
+impl Linear {
+    pub(crate) fn new(weight: Weight, bias: Option<Tensor>) -> Result<Self> {
+        let (out_features, in_features) = weight.dims()?;
+        Ok(Self {
+            weight,
+            bias,
+            loras: Vec::new(),
+            out_features,
+            in_features,
+        })
+    }
+
+    pub(crate) fn dense(weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
+        Self::new(Weight::Candle(QMatMul::Tensor(weight)), bias)
+    }
+
+    /// The weight matrix in `f32` (dequantized if stored quantized).
+    pub(crate) fn dense_weight(&self) -> Result<Tensor> {
+        self.weight.dense()
+    }
+
+    /// Whether the weight is stored quantized.
+    #[cfg(test)]
+    pub(crate) fn is_quantized(&self) -> bool {
+        matches!(
+            self.weight,
+            Weight::Q8(_) | Weight::Candle(QMatMul::QTensor(_))
+        )
+    }
+
+    fn forward(&self, x: &Tensor, adapter: Option<usize>) -> Result<Tensor> {
+        let y = self.weight.forward(x)?;
+        let y = match &self.bias {
+            Some(bias) => y.broadcast_add(bias)?,
+            None => y,
+        };
+        match adapter.and_then(|slot| self.loras.iter().find(|(s, _)| *s == slot)) {
+            Some((_, lora)) => {
+                let down = matmul_t(x, &lora.a)?;
+                y + (matmul_t(&down, &lora.b)? * lora.scale)?
+            }
+            None => Ok(y),
+        }
+    }
+}
+
+/// `x Wᵀ` for `x` of any rank and `W` of shape `(out, in)`.
+fn matmul_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let mut dims = x.dims().to_vec();
+    let last = dims.len() - 1;
+    let flat = x.contiguous()?.reshape(((), dims[last]))?;
+    let y = flat.matmul(&w.t()?)?;
+    dims[last] = w.dim(0)?;
+    y.reshape(dims)
+}
+
+/// RMS normalisation over the last dimension, times `weight`.
+#[derive(Debug, Clone)]
+pub(crate) struct Norm {
+    pub(crate) weight: Tensor,
+    pub(crate) eps: f32,
+}
+
+impl Norm {
+    fn forward(&self, x: &Tensor, differentiable: bool) -> Result<Tensor> {
+        if differentiable {
+            candle_nn::ops::rms_norm_slow(x, &self.weight, self.eps)
+        } else {
+            candle_nn::ops::rms_norm(&x.contiguous()?, &self.weight, self.eps)
+        }
+    }
+}
+
+/// One decoder layer.
+#[derive(Debug, Clone)]
+pub(crate) struct Block {
+    pub(crate) attn_norm: Norm,
+    pub(crate) q: Linear,
+    pub(crate) k: Linear,
+    pub(crate) v: Linear,
+    pub(crate) o: Linear,
+    /// Gemma 3's per-head query and key norms.
+    pub(crate) q_norm: Option<Norm>,
+    pub(crate) k_norm: Option<Norm>,
+    /// Gemma's norms on each sub-layer's output.
+    pub(crate) post_attn_norm: Option<Norm>,
+    pub(crate) ffn_norm: Norm,
+    pub(crate) post_ffn_norm: Option<Norm>,
+    pub(crate) gate: Linear,
+    pub(crate) up: Linear,
+    pub(crate) down: Linear,
+}
+
+/// The projections of a block by their Hugging Face (PEFT) module names.
+pub(crate) const PROJECTIONS: [&str; 7] = [
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+];
+
+impl Block {
+    /// Every projection, mutably.
+    pub(crate) fn projections_mut(&mut self) -> [&mut Linear; 7] {
+        [
+            &mut self.q,
+            &mut self.k,
+            &mut self.v,
+            &mut self.o,
+            &mut self.gate,
+            &mut self.up,
+            &mut self.down,
+        ]
+    }
+
+    /// The projection with Hugging Face module name `name` (one of [`PROJECTIONS`]).
+    pub(crate) fn projection(&self, name: &str) -> Option<&Linear> {
+        Some(match name {
+            "q_proj" => &self.q,
+            "k_proj" => &self.k,
+            "v_proj" => &self.v,
+            "o_proj" => &self.o,
+            "gate_proj" => &self.gate,
+            "up_proj" => &self.up,
+            "down_proj" => &self.down,
+            _ => return None,
+        })
+    }
+
+    /// The projection with Hugging Face module name `name` (one of [`PROJECTIONS`]).
+    pub(crate) fn projection_mut(&mut self, name: &str) -> Option<&mut Linear> {
+        Some(match name {
+            "q_proj" => &mut self.q,
+            "k_proj" => &mut self.k,
+            "v_proj" => &mut self.v,
+            "o_proj" => &mut self.o,
+            "gate_proj" => &mut self.gate,
+            "up_proj" => &mut self.up,
+            "down_proj" => &mut self.down,
+            _ => return None,
+        })
+    }
+}
+
+/// Rotary-embedding tables: `cos` and `sin` of `(positions, head_dim / 2)`.
+#[derive(Debug, Clone)]
+pub(crate) struct Rope {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl Rope {
+    fn new(
+        config: &Config,
+        theta: f64,
+        linear_factor: f64,
+        factors: Option<&[f32]>,
+        device: &Device,
+    ) -> Result<Self> {
+        let half = config.head_dim / 2;
+        #[allow(clippy::cast_precision_loss)] // dimensions and positions are small
+        let inv_freq: Vec<f32> = (0..half)
+            .map(|i| {
+                let base = 1.0 / theta.powf(2.0 * i as f64 / config.head_dim as f64);
+                let factor = factors
+                    .and_then(|f| f.get(i))
+                    .map_or(1.0, |&f| f64::from(f));
+                (base / factor / linear_factor) as f32
+            })
+            .collect();
+        #[allow(clippy::cast_precision_loss)]
+        let positions: Vec<f32> = (0..config.context_length).map(|p| p as f32).collect();
+        let inv_freq = Tensor::from_vec(inv_freq, (1, half), device)?;
+        let positions = Tensor::from_vec(positions, (config.context_length, 1), device)?;
+        let angles = positions.matmul(&inv_freq)?;
+        Ok(Self {
+            cos: angles.cos()?.to_dtype(config.dtype)?,
+            sin: angles.sin()?.to_dtype(config.dtype)?,
+        })
+    }
+
+    /// The tables for `positions` (one row per batch entry): `(t, half)` when every row uses
+    /// the same positions, else `(b, t, half)`.
+    fn tables(&self, positions: &[Vec<u32>]) -> Result<(Tensor, Tensor)> {
+        let first = &positions[0];
+        let contiguous = first.windows(2).all(|w| w[1] == w[0] + 1);
+        if positions.iter().all(|p| p == first) && contiguous {
+            let start = first[0] as usize;
+            return Ok((
+                self.cos.narrow(0, start, first.len())?,
+                self.sin.narrow(0, start, first.len())?,
+            ));
+        }
+        let flat: Vec<u32> = positions.iter().flatten().copied().collect();
+        let index = Tensor::from_vec(flat, positions.len() * first.len(), self.cos.device())?;
+        let shape = (positions.len(), first.len(), ());
+        Ok((
+            self.cos.index_select(&index, 0)?.reshape(shape)?,
+            self.sin.index_select(&index, 0)?.reshape(shape)?,
+        ))
+    }
+}
+
+/// A whole model's weights.
+#[derive(Debug, Clone)]
+pub(crate) struct Transformer {
+    pub(crate) config: Config,
+    /// `(vocab, hidden)`; rows are dequantized as they are looked up.
+    pub(crate) embedding: Weight,
+    pub(crate) blocks: Vec<Block>,
+    pub(crate) final_norm: Norm,
+    pub(crate) head: Linear,
+    global_rope: Rope,
+    local_rope: Option<Rope>,
+    /// Use the slower operations autograd can differentiate (training), not candle's fused ones.
+    pub(crate) differentiable: bool,
+}
+
+/// The keys and values every layer has seen for a batch of sequences.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Cache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+    /// Cache slots filled so far (padding included).
+    len: usize,
+    /// Left padding of each batch row: slots before it are never attended to.
+    pad: Vec<usize>,
+}
+
+impl Cache {
+    /// An empty cache for a batch whose rows carry `pad` slots of left padding each.
+    pub(crate) fn with_padding(pad: Vec<usize>) -> Self {
+        Self {
+            layers: Vec::new(),
+            len: 0,
+            pad,
+        }
+    }
+
+    /// Slots filled so far.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+}
+
+/// Which positions' logits a pass returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Logits {
+    /// `(batch, vocab)` of the last position.
+    Last,
+    /// `(batch, positions, vocab)`.
+    All,
+}
+
+impl Transformer {
+    pub(crate) fn assemble(
+        config: Config,
+        embedding: Weight,
+        blocks: Vec<Block>,
+        final_norm: Norm,
+        head: Linear,
+    ) -> Result<Self> {
+        let device = match &embedding {
+            Weight::Q8(_) => Device::Cpu,
+            Weight::Candle(QMatMul::QTensor(q)) => q.device(),
+            Weight::Candle(QMatMul::Tensor(t) | QMatMul::TensorF16(t)) => t.device().clone(),
+        };
+        let global_rope = Rope::new(
+            &config,
+            config.rope_theta,
+            config.rope_linear_factor,
+            config.rope_freq_factors.as_deref(),
+            &device,
+        )?;
+        let local_rope = match &config.sliding {
+            Some(s) => Some(Rope::new(&config, s.rope_theta, 1.0, None, &device)?),
+            None => None,
+        };
+        Ok(Self {
+            config,
+            embedding,
+            blocks,
+            final_norm,
+            head,
+            global_rope,
+            local_rope,
+            differentiable: false,
+        })
+    }
+
+    /// Runs `ids` (`(batch, positions)`, `u32`) after what `cache` holds, appending to it, and
+    /// returns logits (`f32`) as `logits` asks. `adapter` selects a loaded LoRA adapter's slot.
+    pub(crate) fn forward(
+        &self,
+        ids: &Tensor,
+        cache: &mut Cache,
+        adapter: Option<usize>,
+        logits: Logits,
+    ) -> Result<Tensor> {
+        let (batch, steps) = ids.dims2()?;
+        let config = &self.config;
+        if cache.pad.len() != batch {
+            if cache.len == 0 {
+                cache.pad = vec![0; batch];
+            } else {
+                candle_core::bail!(
+                    "a cache of {} rows cannot take a batch of {batch}",
+                    cache.pad.len()
+                );
+            }
+        }
+        let start = cache.len;
+        let total = start + steps;
+        if total > config.context_length {
+            candle_core::bail!(
+                "{total} positions exceed the context length of {}",
+                config.context_length
+            );
+        }
+        if cache.layers.len() != self.blocks.len() {
+            cache.layers = vec![None; self.blocks.len()];
+        }
+        let positions: Vec<Vec<u32>> = cache
+            .pad
+            .iter()
+            .map(|&pad| {
+                (start..total)
+                    .map(|slot| u32::try_from(slot.saturating_sub(pad)).unwrap_or(u32::MAX))
+                    .collect()
+            })
+            .collect();
+        let global = self.global_rope.tables(&positions)?;
+        let local = match &self.local_rope {
+            Some(rope) => Some(rope.tables(&positions)?),
+            None => None,
+        };
+        let device = ids.device();
+        let global_mask = mask(&cache.pad, start, steps, None, device, config.dtype)?;
+        let window = config.sliding.as_ref().map(|s| s.window);
+        let local_mask = match window {
+            Some(w) => mask(&cache.pad, start, steps, Some(w), device, config.dtype)?,
+            None => None,
+        };
+
+        let mut x = self.embedding.embedding(ids)?.to_dtype(config.dtype)?;
+        if let Some(scale) = config.embedding_scale {
+            x = (x * scale)?;
+        }
+        for (layer, block) in self.blocks.iter().enumerate() {
+            let sliding = config.is_sliding(layer);
+            let (rope, layer_mask) = if sliding {
+                (local.as_ref().unwrap_or(&global), local_mask.as_ref())
+            } else {
+                (&global, global_mask.as_ref())
+            };
+            x = self.block(
+                block,
+                &x,
+                &mut cache.layers[layer],
+                rope,
+                layer_mask,
+                adapter,
+            )?;
+        }
+        cache.len = total;
+        let x = match logits {
+            Logits::Last => x.narrow(1, steps - 1, 1)?,
+            Logits::All => x,
+        };
+        let x = self.final_norm.forward(&x, self.differentiable)?;
+        let out = self.head.forward(&x, adapter)?.to_dtype(DType::F32)?;
+        match logits {
+            Logits::Last => out.squeeze(1),
+            Logits::All => Ok(out),
+        }
+    }
+
+    fn block(
+        &self,
+        block: &Block,
+        x: &Tensor,
+        cache: &mut Option<(Tensor, Tensor)>,
+        (cos, sin): &(Tensor, Tensor),
+        mask: Option<&Tensor>,
+        adapter: Option<usize>,
+    ) -> Result<Tensor> {
+        let config = &self.config;
+        let (batch, steps, _) = x.dims3()?;
+        let (heads, kv_heads, head_dim) = (config.heads, config.kv_heads, config.head_dim);
+        let differentiable = self.differentiable;
+
+        let h = block.attn_norm.forward(x, differentiable)?;
+        let split = |t: Tensor, n: usize| -> Result<Tensor> {
+            t.reshape((batch, steps, n, head_dim))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        let mut q = split(block.q.forward(&h, adapter)?, heads)?;
+        let mut k = split(block.k.forward(&h, adapter)?, kv_heads)?;
+        let v = split(block.v.forward(&h, adapter)?, kv_heads)?;
+        if let Some(norm) = &block.q_norm {
+            q = norm.forward(&q, differentiable)?;
+        }
+        if let Some(norm) = &block.k_norm {
+            k = norm.forward(&k, differentiable)?;
+        }
+        let rotate = |t: &Tensor| -> Result<Tensor> {
+            match (config.rope_interleaved, differentiable) {
+                (true, false) => candle_nn::rotary_emb::rope_i(t, cos, sin),
+                (true, true) => candle_nn::rotary_emb::rope_i_slow(t, cos, sin),
+                (false, false) => candle_nn::rotary_emb::rope(t, cos, sin),
+                (false, true) => candle_nn::rotary_emb::rope_slow(t, cos, sin),
+            }
+        };
+        let q = rotate(&q)?;
+        let k = rotate(&k)?;
+        let (k, v) = match cache.take() {
+            Some((past_k, past_v)) => (
+                Tensor::cat(&[&past_k, &k], 2)?,
+                Tensor::cat(&[&past_v, &v], 2)?,
+            ),
+            None => (k, v),
+        };
+        *cache = Some((k.clone(), v.clone()));
+        let slots = k.dim(2)?;
+
+        // Grouped-query attention without copying keys and values: the query heads that share
+        // one key/value head are stacked along the position axis.
+        let groups = heads / kv_heads;
+        let q = q.reshape((batch, kv_heads, groups * steps, head_dim))?;
+        let scores = (q.matmul(&k.t()?)? * config.attention_scale)?;
+        let scores = match mask {
+            Some(mask) => scores
+                .reshape((batch, kv_heads, groups, steps, slots))?
+                .broadcast_add(mask)?
+                .reshape((batch, kv_heads, groups * steps, slots))?,
+            None => scores,
+        };
+        let probs = if differentiable {
+            candle_nn::ops::softmax(&scores, D::Minus1)?
+        } else {
+            candle_nn::ops::softmax_last_dim(&scores)?
+        };
+        let attended = probs
+            .matmul(&v)?
+            .reshape((batch, heads, steps, head_dim))?
+            .transpose(1, 2)?
+            .reshape((batch, steps, heads * head_dim))?;
+        let mut attn = block.o.forward(&attended, adapter)?;
+        if let Some(norm) = &block.post_attn_norm {
+            attn = norm.forward(&attn, differentiable)?;
+        }
+        let x = (x + attn)?;
+
+        let h = block.ffn_norm.forward(&x, differentiable)?;
+        let gate = block.gate.forward(&h, adapter)?;
+        let gate = match config.activation {
+            Activation::Silu => candle_nn::ops::silu(&gate)?,
+            Activation::GeluTanh => gate.gelu()?,
+        };
+        let mut ffn = block
+            .down
+            .forward(&(gate * block.up.forward(&h, adapter)?)?, adapter)?;
+        if let Some(norm) = &block.post_ffn_norm {
+            ffn = norm.forward(&ffn, differentiable)?;
+        }
+        x + ffn
+    }
+}
+
+/// The additive attention mask `(batch, 1, 1, steps, slots)` for queries at slots
+/// `start..start + steps`: `0` where a key is visible, `-inf` where it is in the future, in a
+/// row's left padding, or (with `window`) `window` or more positions back. `None` when every key
+/// is visible.
+fn mask(
+    pad: &[usize],
+    start: usize,
+    steps: usize,
+    window: Option<usize>,
+    device: &Device,
+    dtype: DType,
+) -> Result<Option<Tensor>> {
+    let slots = start + steps;
+    let visible = |row: usize, query: usize, key: usize| {
+        // A query inside the padding sees only itself (its output is never used, but a row of
+        // nothing but -inf would make NaNs).
+        (key <= query && key >= pad[row] && window.is_none_or(|w| query - key < w))
+            || (query < pad[row] && key == query)
+    };
+    let needed = (0..pad.len())
+        .any(|row| (start..slots).any(|query| (0..slots).any(|key| !visible(row, query, key))));
+    if !needed {
+        return Ok(None);
+    }
+    let mut values = Vec::with_capacity(pad.len() * steps * slots);
+    for row in 0..pad.len() {
+        for query in start..slots {
+            for key in 0..slots {
+                values.push(if visible(row, query, key) {
+                    0.0f32
+                } else {
+                    f32::NEG_INFINITY
+                });
+            }
+        }
+    }
+    Tensor::from_vec(values, (pad.len(), 1, 1, steps, slots), device)?
+        .to_dtype(dtype)
+        .map(Some)
+}
+
+#[cfg(test)]
+mod tests;

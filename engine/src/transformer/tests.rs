@@ -1,0 +1,275 @@
+use std::sync::Arc;
+
+use candle_core::{Device, Tensor};
+
+use super::*;
+use crate::LoadOptions;
+use crate::fixture::{self, FixtureSpec};
+
+const ARCHITECTURES: [&str; 3] = ["llama", "qwen2", "gemma3"];
+
+fn transformer(arch: &str) -> (tempfile::TempDir, Arc<Transformer>) {
+    let (dir, model) = fixture::load(&FixtureSpec::tiny(arch, 11), &LoadOptions::default());
+    (dir, Arc::clone(&model.weights.model))
+}
+
+/// Token ids that are all in every fixture vocabulary, varied by `seed`.
+fn tokens(len: usize, seed: u32) -> Vec<u32> {
+    (0..len as u32)
+        .map(|i| 40 + (i * 7 + seed * 13) % 60)
+        .collect()
+}
+
+fn ids(rows: &[Vec<u32>]) -> Tensor {
+    let width = rows[0].len();
+    let flat: Vec<u32> = rows.iter().flatten().copied().collect();
+    Tensor::from_vec(flat, (rows.len(), width), &Device::Cpu).unwrap()
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+#[test]
+fn the_mask_hides_the_future_the_padding_and_what_falls_out_of_the_window() {
+    // Arrange: row 0 has 2 slots of left padding; 4 slots, queries at slots 2 and 3.
+    let built = mask(&[2, 0], 2, 2, Some(2), &Device::Cpu, DType::F32)
+        .unwrap()
+        .expect("a mask is needed");
+
+    // Act
+    let values = built.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+
+    // Assert: 0 where visible, -inf elsewhere, rows (batch, query), columns (key).
+    let seen: Vec<bool> = values.iter().map(|v| v.is_finite()).collect();
+    #[rustfmt::skip]
+    let expected = [
+        false, false, true, false, // row 0, slot 2: padding before it
+        false, false, true, true,  // row 0, slot 3
+        false, true, true, false,  // row 1, slot 2: window 2 hides slot 0
+        false, false, true, true,  // row 1, slot 3
+    ];
+    assert_eq!(seen, expected);
+    assert!(
+        mask(&[0], 0, 1, None, &Device::Cpu, DType::F32)
+            .unwrap()
+            .is_none(),
+        "one token with nothing before it needs no mask"
+    );
+}
+
+#[test]
+fn a_left_padded_batch_gives_each_row_the_logits_it_gets_alone() {
+    for arch in ARCHITECTURES {
+        // Arrange: two prompts of different lengths, the shorter padded on the left.
+        let (_dir, model) = transformer(arch);
+        let short = tokens(5, 1);
+        let long = tokens(9, 2);
+        let mut padded = vec![0u32; long.len() - short.len()];
+        padded.extend(&short);
+        let alone = |prompt: &[u32], next: u32| {
+            let mut cache = Cache::default();
+            let first = model
+                .forward(&ids(&[prompt.to_vec()]), &mut cache, None, Logits::Last)
+                .unwrap();
+            let second = model
+                .forward(&ids(&[vec![next]]), &mut cache, None, Logits::Last)
+                .unwrap();
+            (first, second)
+        };
+
+        // Act: the prompts, then one more token each.
+        let mut cache = Cache::with_padding(vec![long.len() - short.len(), 0]);
+        let batch_first = model
+            .forward(
+                &ids(&[padded.clone(), long.clone()]),
+                &mut cache,
+                None,
+                Logits::Last,
+            )
+            .unwrap();
+        let batch_second = model
+            .forward(&ids(&[vec![50], vec![60]]), &mut cache, None, Logits::Last)
+            .unwrap();
+        let (short_first, short_second) = alone(&short, 50);
+        let (long_first, long_second) = alone(&long, 60);
+
+        // Assert
+        for (row, (first, second)) in [(short_first, short_second), (long_first, long_second)]
+            .iter()
+            .enumerate()
+        {
+            let b1 = batch_first.get(row).unwrap().unsqueeze(0).unwrap();
+            let b2 = batch_second.get(row).unwrap().unsqueeze(0).unwrap();
+            assert!(max_abs_diff(&b1, first) < 1e-4, "{arch} row {row} prompt");
+            assert!(max_abs_diff(&b2, second) < 1e-4, "{arch} row {row} next");
+        }
+    }
+}
+
+#[test]
+fn one_pass_and_token_by_token_agree_past_the_sliding_window() {
+    // Arrange: a sequence longer than the Gemma fixture's window.
+    let (_dir, model) = transformer("gemma3");
+    let window = fixture::GEMMA3_SLIDING_WINDOW;
+    let sequence = tokens(window + 40, 3);
+
+    // Act: all at once; then in a prefix pass and one token at a time.
+    let mut cache = Cache::default();
+    let whole = model
+        .forward(
+            &ids(std::slice::from_ref(&sequence)),
+            &mut cache,
+            None,
+            Logits::All,
+        )
+        .unwrap();
+    let mut cache = Cache::default();
+    let split = window - 10;
+    model
+        .forward(
+            &ids(&[sequence[..split].to_vec()]),
+            &mut cache,
+            None,
+            Logits::Last,
+        )
+        .unwrap();
+    let mut last = None;
+    for &token in &sequence[split..] {
+        last = Some(
+            model
+                .forward(&ids(&[vec![token]]), &mut cache, None, Logits::Last)
+                .unwrap(),
+        );
+    }
+
+    // Assert
+    let whole_last = whole
+        .get(0)
+        .unwrap()
+        .get(sequence.len() - 1)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    assert!(max_abs_diff(&whole_last, &last.unwrap()) < 1e-4);
+}
+
+#[test]
+fn the_sliding_window_changes_what_the_last_position_sees() {
+    // Arrange: the same weights with the window and with a window wider than the sequence.
+    let (_dir, model) = transformer("gemma3");
+    let mut wide = (*model).clone();
+    if let Some(s) = wide.config.sliding.as_mut() {
+        s.window = 10_000;
+    }
+    let sequence = tokens(fixture::GEMMA3_SLIDING_WINDOW + 40, 4);
+    let run = |m: &Transformer, len: usize| {
+        m.forward(
+            &ids(&[sequence[..len].to_vec()]),
+            &mut Cache::default(),
+            None,
+            Logits::Last,
+        )
+        .unwrap()
+    };
+
+    // Act / Assert: within the window both agree; past it they differ.
+    let inside = fixture::GEMMA3_SLIDING_WINDOW;
+    assert!(max_abs_diff(&run(&model, inside), &run(&wide, inside)) < 1e-5);
+    let past = sequence.len();
+    assert!(max_abs_diff(&run(&model, past), &run(&wide, past)) > 1e-3);
+}
+
+#[test]
+fn a_pass_past_the_context_length_is_an_error_not_a_panic() {
+    let (_dir, model) = transformer("llama");
+    let too_long = tokens(fixture::CONTEXT_LENGTH + 1, 5);
+    let error = model
+        .forward(&ids(&[too_long]), &mut Cache::default(), None, Logits::Last)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("exceed the context length"), "{error}");
+}
+
+/// `engine/tests/reference/logits.json`: logits of the seed-11 fixtures computed by Hugging Face
+/// transformers from their folder form (the command is in `engine/tests/reference/logits.py`).
+#[derive(serde::Deserialize)]
+struct Reference {
+    tokens: Vec<u32>,
+    positions: Vec<usize>,
+    models: std::collections::HashMap<String, Vec<Vec<f32>>>,
+    /// With the fixture's PEFT adapter, as PEFT applies it.
+    adapted: std::collections::HashMap<String, Vec<Vec<f32>>>,
+}
+
+#[test]
+fn the_fixtures_match_the_reference_implementation_in_both_forms() {
+    let reference: Reference =
+        serde_json::from_str(include_str!("../../tests/reference/logits.json")).unwrap();
+    for arch in ARCHITECTURES {
+        // Arrange: the fixture the reference was computed from, as GGUF and as a folder.
+        let spec = FixtureSpec::tiny(arch, 11);
+        let dir = tempfile::tempdir().unwrap();
+        let gguf = dir.path().join("model.gguf");
+        fixture::write_gguf(&gguf, &spec).unwrap();
+        fixture::write_hf_folder(&dir.path().join("hf"), &spec).unwrap();
+        let expected = &reference.models[arch];
+
+        let adapter = dir.path().join("adapter");
+        let adapter_spec = fixture::AdapterSpec::all_projections(11);
+        fixture::write_peft_adapter(&adapter, arch, &adapter_spec).unwrap();
+
+        for (path, adapted) in [
+            (gguf.clone(), false),
+            (dir.path().join("hf"), false),
+            (gguf.clone(), true),
+            (dir.path().join("hf"), true),
+        ] {
+            let mut model = crate::Model::load(&path, &LoadOptions::default()).unwrap();
+            let expected = if adapted {
+                model.load_adapter(&adapter, "reference").unwrap();
+                model.use_adapter(Some("reference")).unwrap();
+                &reference.adapted[arch]
+            } else {
+                expected
+            };
+
+            // Act
+            let logits = model
+                .weights
+                .model
+                .forward(
+                    &ids(std::slice::from_ref(&reference.tokens)),
+                    &mut Cache::default(),
+                    model.weights.adapter,
+                    Logits::All,
+                )
+                .unwrap()
+                .get(0)
+                .unwrap();
+
+            // Assert
+            for (row, &position) in expected.iter().zip(&reference.positions) {
+                let ours = logits.get(position).unwrap().to_vec1::<f32>().unwrap();
+                let worst = ours
+                    .iter()
+                    .zip(row)
+                    .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+                assert!(
+                    worst < 2e-3,
+                    "{arch} from {} (adapter: {adapted}): position {position} is off by {worst}",
+                    path.display()
+                );
+            }
+        }
+    }
+}
