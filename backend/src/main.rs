@@ -165,8 +165,9 @@ struct EvalArgs {
     #[command(flatten)]
     set: SetArgs,
     /// Prompt format id: chatml_ja_v1 (ChatML chat models), gemma_ja_v1 (Gemma), plain_ja_v1
-    /// (base models), or chat_template (the model's own template, recorded with its hash).
-    /// Default: chosen from the model's architecture.
+    /// (base models), alpaca_ja_v1 (the Japanese Alpaca layout), medpalm_ja_v1 (Med-PaLM 2's
+    /// layout), or chat_template (the model's own template, recorded with its hash); the exact
+    /// text of each is in docs/prompt-formats.md. Default: chosen from the model's architecture.
     #[arg(long)]
     prompt_format: Option<String>,
     /// generate: decode and extract the answer; loglik: rank the choices by log-probability.

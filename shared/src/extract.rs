@@ -188,4 +188,19 @@ mod tests {
         );
         assert_eq!(extract("不明", &[]), Extracted::Unparsed);
     }
+
+    #[test]
+    fn a_reply_after_an_opened_parenthesis_reads_its_letters() {
+        // medpalm_ja_v1 ends the prompt with "**答え：**(": the reply starts after it.
+        assert_eq!(
+            extract("b)", &choices(5)),
+            Extracted::Letters { letters: vec!['b'] }
+        );
+        assert_eq!(
+            extract("b), (d)\n**問題", &choices(5)),
+            Extracted::Letters {
+                letters: vec!['b', 'd']
+            }
+        );
+    }
 }

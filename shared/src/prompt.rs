@@ -26,7 +26,16 @@ pub enum PromptFormat {
     /// and the response opened with 「答え：」.
     #[serde(rename = "alpaca_ja_v1")]
     AlpacaJa,
+    /// Med-PaLM 2's multiple-choice layout in Japanese: a one-line preamble, the question and
+    /// its choices under bold labels, choices in parentheses, and the answer opened with
+    /// 「**答え：**(」 so the next token is the letter.
+    #[serde(rename = "medpalm_ja_v1")]
+    MedpalmJa,
 }
+
+/// The preamble of the Med-PaLM 2-style layout ("The following are multiple choice questions
+/// (with answers) about medical knowledge.").
+const MEDPALM_PREAMBLE: &str = "以下は医学知識に関する多肢選択問題（答え付き）です。";
 
 /// The preamble of the Japanese Alpaca layout.
 const ALPACA_PREAMBLE: &str = "以下は、タスクを説明する指示と、文脈のある入力の組み合わせです。要求を適切に満たす応答を書きなさい。";
@@ -34,11 +43,12 @@ const ALPACA_PREAMBLE: &str = "以下は、タスクを説明する指示と、�
 const INSTRUCTION: &str = "以下は医師国家試験の問題です。選択肢の記号で答えてください。";
 
 impl PromptFormat {
-    pub const ALL: [PromptFormat; 4] = [
+    pub const ALL: [PromptFormat; 5] = [
         PromptFormat::ChatmlJa,
         PromptFormat::PlainJa,
         PromptFormat::GemmaJa,
         PromptFormat::AlpacaJa,
+        PromptFormat::MedpalmJa,
     ];
 
     /// The id stored with a run.
@@ -48,6 +58,7 @@ impl PromptFormat {
             PromptFormat::PlainJa => "plain_ja_v1",
             PromptFormat::GemmaJa => "gemma_ja_v1",
             PromptFormat::AlpacaJa => "alpaca_ja_v1",
+            PromptFormat::MedpalmJa => "medpalm_ja_v1",
         }
     }
 
@@ -68,6 +79,10 @@ impl PromptFormat {
             ),
             PromptFormat::AlpacaJa => format!(
                 "{ALPACA_PREAMBLE}\n\n### 指示:\n{INSTRUCTION}\n\n### 入力:\n{body}\n### 応答:\n答え："
+            ),
+            PromptFormat::MedpalmJa => format!(
+                "{MEDPALM_PREAMBLE}\n\n{}**答え：**(",
+                medpalm_body(text, choices)
             ),
         }
     }
@@ -121,6 +136,17 @@ impl PromptFormat {
                 }
                 out.push_str(&format!("### 入力:\n{body}\n### 応答:\n答え："));
             }
+            PromptFormat::MedpalmJa => {
+                out.push_str(&format!("{MEDPALM_PREAMBLE}\n\n"));
+                for shot in shots {
+                    out.push_str(&format!(
+                        "{}**答え：**({})\n\n",
+                        medpalm_body(shot.text, shot.choices),
+                        shot.answer
+                    ));
+                }
+                out.push_str(&format!("{}**答え：**(", medpalm_body(text, choices)));
+            }
             PromptFormat::GemmaJa => {
                 for (i, shot) in shots.iter().enumerate() {
                     let instruction = if i == 0 {
@@ -149,6 +175,7 @@ impl PromptFormat {
             PromptFormat::PlainJa => vec!["\n\n".to_owned(), "問題：".to_owned()],
             PromptFormat::GemmaJa => vec!["<end_of_turn>".to_owned(), "<start_of_turn>".to_owned()],
             PromptFormat::AlpacaJa => vec!["\n\n".to_owned(), "###".to_owned()],
+            PromptFormat::MedpalmJa => vec!["\n\n".to_owned(), "**問題".to_owned()],
         }
     }
 }
@@ -215,6 +242,15 @@ pub fn user_turn(text: &str, choices: &[String]) -> String {
 /// What opens the model's answer after any prompt.
 pub const ANSWER_OPENING: &str = "答え：";
 
+/// The question under Med-PaLM 2's bold labels, choices as `(a) …`.
+fn medpalm_body(text: &str, choices: &[String]) -> String {
+    let mut body = format!("**問題：** {text}\n");
+    for (i, choice) in choices.iter().enumerate() {
+        body.push_str(&format!("({}) {choice}\n", choice_letter(i)));
+    }
+    body
+}
+
 fn question_body(text: &str, choices: &[String]) -> String {
     let mut body = format!("問題：{text}\n");
     for (i, choice) in choices.iter().enumerate() {
@@ -265,9 +301,13 @@ mod tests {
                 .find("問い。")
                 .expect("the question is in the prompt");
             assert!(example < question, "{prompt}");
-            assert!(prompt.contains("答え：b"), "{prompt}");
-            assert!(prompt.ends_with("答え："), "{prompt}");
-            assert_eq!(prompt.matches(INSTRUCTION).count(), 1, "{prompt}");
+            let (answered, cue, preamble) = match format {
+                PromptFormat::MedpalmJa => ("**答え：**(b)", "**答え：**(", MEDPALM_PREAMBLE),
+                _ => ("答え：b", "答え：", INSTRUCTION),
+            };
+            assert!(prompt.contains(answered), "{prompt}");
+            assert!(prompt.ends_with(cue), "{prompt}");
+            assert_eq!(prompt.matches(preamble).count(), 1, "{prompt}");
         }
     }
 
