@@ -101,6 +101,13 @@ struct WorkerArgs {
     /// The name this worker goes by on the queue (default: host-pid).
     #[arg(long, env = "KOKUSHI_WORKER_NAME")]
     name: Option<String>,
+    /// Let jobs name remote models (openai:<base-url>#<model>): off by default, since the
+    /// worker then sends requests, with its API key, wherever a job points.
+    #[arg(long, env = "KOKUSHI_REMOTE_MODELS")]
+    remote_models: bool,
+    /// The environment variable holding the API key for remote models.
+    #[arg(long, default_value = "OPENAI_API_KEY", value_name = "NAME")]
+    api_key_env: String,
 }
 
 #[derive(Args)]
@@ -142,18 +149,23 @@ did) and loglik (each choice's log-probability after the prompt; the most probab
 the number of gold answers). --model is a GGUF file, a Hugging Face model folder (Llama family, \
 Qwen2 or Gemma 3; safetensors in f32, f16 or bf16), or a demo model by name: smollm2-135m or \
 gemma3-270m (looked up in --model-cache, which `cargo xtask fetch-models` fills). Without \
---prompt-format, Gemma models get gemma_ja_v1 and others chatml_ja_v1.
+--prompt-format, Gemma models get gemma_ja_v1 and others chatml_ja_v1. --model \
+openai:<base-url>#<model> asks an OpenAI-compatible server (vLLM, llama.cpp, TGI, a hosted API): \
+through its chat template by default, or /v1/completions with --prompt-format (loglik needs a \
+server that echoes prompt log-probabilities); see docs/remote-models.md.
 
 Examples:
   kokushi eval --model smollm2-135m --exam-set ../shared/data/igakuqa/2022 --limit 20 --out p.jsonl
   kokushi eval --model my.gguf --exam-set exam/ --mode loglik --out p.jsonl
   kokushi eval --model base-folder/ --adapter my-lora/ --exam-set exam/ --out tuned.jsonl
+  kokushi eval --model 'openai:http://127.0.0.1:8000/v1#Qwen/Qwen2.5-7B-Instruct' --exam-set exam/ --out q.jsonl
   kokushi score --exam-set ../shared/data/igakuqa/2022 --predictions p.jsonl";
 
 #[derive(Args)]
 struct EvalArgs {
     /// A GGUF model file, a Hugging Face model folder (config.json, tokenizer.json,
-    /// *.safetensors), or a demo model's name (smollm2-135m, gemma3-270m).
+    /// *.safetensors), a demo model's name (smollm2-135m, gemma3-270m), or a model behind an
+    /// OpenAI-compatible server: openai:<base-url>#<model> (docs/remote-models.md).
     #[arg(long)]
     model: String,
     /// Where named demo models are cached.
@@ -213,6 +225,28 @@ struct EvalArgs {
     /// Where to write the predictions (JSON lines).
     #[arg(long)]
     out: PathBuf,
+    #[command(flatten)]
+    remote: RemoteArgs,
+}
+
+/// How a model behind an OpenAI-compatible API is called (`--model openai:URL#NAME`).
+#[derive(Args)]
+#[command(next_help_heading = "Remote models (--model openai:<base-url>#<model>)")]
+struct RemoteArgs {
+    /// The environment variable holding the API key, sent as a bearer token (never logged).
+    /// Unset: no key is sent, as local servers need none.
+    #[arg(long, default_value = "OPENAI_API_KEY", value_name = "NAME")]
+    api_key_env: String,
+    /// How many requests may be in flight at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    concurrency: u16,
+    /// How many times a request failing with 429, 5xx, a timeout or a dropped connection is
+    /// tried again (with exponential backoff from 0.5 s, or the server's Retry-After).
+    #[arg(long, default_value_t = 5)]
+    retries: u32,
+    /// Seconds one request may take.
+    #[arg(long, default_value_t = 120.0, value_name = "SECONDS")]
+    timeout: f64,
 }
 
 const SCORE_HELP: &str = "Score predictions made anywhere against an exam set, as IgakuQA and the \
@@ -383,6 +417,12 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
             name,
             model_store: args.model_store,
             poll: Duration::from_secs(2),
+            remote: args
+                .remote_models
+                .then(|| kokushi_worker::remote::RemoteOptions {
+                    api_key_env: Some(args.api_key_env),
+                    ..kokushi_worker::remote::RemoteOptions::default()
+                }),
         },
     );
     worker.run_until_stopped(shutdown_signal()).await;
@@ -576,8 +616,77 @@ fn resolve_eval_model(name: &str, cache: Option<&std::path::Path>) -> anyhow::Re
     Ok(path)
 }
 
+/// What answers the questions of `kokushi eval`.
+enum Answerer {
+    Local(Box<kokushi_worker::eval::Model>),
+    Remote(kokushi_worker::remote::RemoteModel),
+}
+
+/// Loads `--model` (with `--adapter`), settles the prompt format for its architecture and
+/// checks that a chat template, when asked for, exists.
+fn load_local_model(
+    args: &EvalArgs,
+    options: &mut kokushi_worker::eval::EvalOptions,
+    chosen_format: Option<PromptFormat>,
+) -> anyhow::Result<kokushi_worker::eval::Model> {
+    use kokushi_worker::eval::{LoadOptions, Model};
+    let model_path = resolve_eval_model(&args.model, args.model_cache.as_deref())?;
+    eprintln!("loading {}", model_path.display());
+    let load = LoadOptions {
+        device: args.device,
+        ..LoadOptions::default()
+    };
+    let mut model = Model::load(&model_path, &load)
+        .with_context(|| format!("cannot load {}", model_path.display()))?;
+    if let Some(dir) = &args.adapter {
+        let name = dir
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| dir.display().to_string());
+        let adapter = model
+            .load_adapter(dir, &name)
+            .with_context(|| format!("cannot load the adapter {}", dir.display()))?;
+        if args.merge_adapter {
+            model.merge_adapter(&name)?;
+        } else {
+            model.use_adapter(Some(&name))?;
+        }
+        eprintln!(
+            "adapter {name}: LoRA r={} alpha={} on {} ({} projections), {}",
+            adapter.rank,
+            adapter.alpha,
+            adapter.targets.join(", "),
+            adapter.pairs,
+            if args.merge_adapter {
+                "merged"
+            } else {
+                "unmerged"
+            }
+        );
+        options.adapter = Some(name);
+    }
+    let info = model.info().clone();
+    if chosen_format.is_none() && info.architecture == "gemma3" {
+        options.prompt_format = PromptFormat::GemmaJa;
+    }
+    if options.chat_template {
+        // Fails before any question if the model has no template.
+        model
+            .apply_chat_template("")
+            .context("--prompt-format chat_template")?;
+    }
+    eprintln!(
+        "{} ({}, {})",
+        info.name.as_deref().unwrap_or(&info.architecture),
+        info.architecture,
+        info.quantization,
+    );
+    Ok(model)
+}
+
 fn eval(args: &EvalArgs) -> anyhow::Result<()> {
-    use kokushi_worker::eval::{EvalMode, EvalOptions, LoadOptions, LoglikTarget, Model};
+    use kokushi_worker::eval::{EvalMode, EvalOptions, LoglikTarget};
     use std::io::Write;
 
     let chat_template = args.prompt_format.as_deref() == Some("chat_template");
@@ -653,7 +762,6 @@ fn eval(args: &EvalArgs) -> anyhow::Result<()> {
             short.problem_id
         );
     }
-    let model_path = resolve_eval_model(&args.model, args.model_cache.as_deref())?;
     if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
         anyhow::ensure!(
             parent.is_dir(),
@@ -662,57 +770,56 @@ fn eval(args: &EvalArgs) -> anyhow::Result<()> {
             parent.display()
         );
     }
-    eprintln!("loading {}", model_path.display());
-    let load = LoadOptions {
-        device: args.device,
-        ..LoadOptions::default()
-    };
-    let mut model = Model::load(&model_path, &load)
-        .with_context(|| format!("cannot load {}", model_path.display()))?;
-    if let Some(dir) = &args.adapter {
-        let name = dir
-            .canonicalize()
-            .ok()
-            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-            .unwrap_or_else(|| dir.display().to_string());
-        let adapter = model
-            .load_adapter(dir, &name)
-            .with_context(|| format!("cannot load the adapter {}", dir.display()))?;
-        if args.merge_adapter {
-            model.merge_adapter(&name)?;
-        } else {
-            model.use_adapter(Some(&name))?;
-        }
-        eprintln!(
-            "adapter {name}: LoRA r={} alpha={} on {} ({} projections), {}",
-            adapter.rank,
-            adapter.alpha,
-            adapter.targets.join(", "),
-            adapter.pairs,
-            if args.merge_adapter {
-                "merged"
-            } else {
-                "unmerged"
+    let mut answerer = match kokushi_worker::remote::RemoteSpec::parse(&args.model) {
+        Some(spec) => {
+            let spec = spec.map_err(anyhow::Error::msg)?;
+            anyhow::ensure!(
+                args.adapter.is_none(),
+                "--adapter applies to local models; a remote server loads its own adapters"
+            );
+            anyhow::ensure!(
+                args.remote.timeout.is_finite() && args.remote.timeout > 0.0,
+                "--timeout {} is not a positive number of seconds",
+                args.remote.timeout
+            );
+            if chosen_format.is_none() && !chat_template {
+                // A served model is most often a chat model: its own template, server-side.
+                options.chat_template = true;
             }
-        );
-        options.adapter = Some(name);
-    }
-    let info = model.info().clone();
-    if chosen_format.is_none() && info.architecture == "gemma3" {
-        options.prompt_format = PromptFormat::GemmaJa;
-    }
-    if chat_template {
-        // Fails before any question if the model has no template.
-        model
-            .apply_chat_template("")
-            .context("--prompt-format chat_template")?;
-    }
-    let prompt_format = kokushi_worker::eval::prompt_id(&model, &options);
+            let remote = kokushi_worker::remote::RemoteModel::new(
+                spec,
+                kokushi_worker::remote::RemoteOptions {
+                    concurrency: usize::from(args.remote.concurrency),
+                    retries: args.remote.retries,
+                    timeout: Duration::from_secs_f64(args.remote.timeout.min(86_400.0)),
+                    api_key_env: Some(args.remote.api_key_env.clone()),
+                    ..kokushi_worker::remote::RemoteOptions::default()
+                },
+            )?;
+            eprintln!(
+                "remote model {} ({} request(s) at once, API key {})",
+                remote.spec(),
+                args.remote.concurrency,
+                if remote.has_api_key() {
+                    format!("from ${}", args.remote.api_key_env)
+                } else {
+                    format!("none: ${} is not set", args.remote.api_key_env)
+                }
+            );
+            Answerer::Remote(remote)
+        }
+        None => Answerer::Local(Box::new(load_local_model(
+            args,
+            &mut options,
+            chosen_format,
+        )?)),
+    };
+    let prompt_format = match &answerer {
+        Answerer::Local(model) => kokushi_worker::eval::prompt_id(model, &options),
+        Answerer::Remote(_) => kokushi_worker::eval::remote_prompt_id(&options),
+    };
     eprintln!(
-        "{} ({}, {}), {} questions, mode {}, prompt {}",
-        info.name.as_deref().unwrap_or(&info.architecture),
-        info.architecture,
-        info.quantization,
+        "{} questions, mode {}, prompt {}",
         questions.len(),
         options.mode.id(),
         prompt_format
@@ -744,13 +851,15 @@ fn eval(args: &EvalArgs) -> anyhow::Result<()> {
     let mut parsed = 0usize;
     let mut asked = 0usize;
     let mut failed: Vec<String> = Vec::new();
-    for (n, question) in questions.iter().enumerate() {
-        if done.contains_key(&question.problem_id) {
-            continue;
-        }
-        // A question the engine cannot ask (a prompt longer than the context) is recorded with
+    let pending: Vec<(usize, &kokushi_shared::Question)> = questions
+        .iter()
+        .enumerate()
+        .filter(|(_, q)| !done.contains_key(&q.problem_id))
+        .collect();
+    let mut record = |n: usize, question: &kokushi_shared::Question, line: Result<_, String>| {
+        // A question that cannot be asked (a prompt longer than the context) is recorded with
         // its reason and scores as wrong; the run goes on.
-        let line = match kokushi_worker::eval::evaluate_question(&mut model, question, &options) {
+        let line: kokushi_worker::eval::PredictionLine = match line {
             Ok(line) => line,
             Err(e) => {
                 failed.push(format!("{}: {e}", question.problem_id));
@@ -780,6 +889,48 @@ fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         writeln!(file, "{json}")?;
         file.flush()?;
         done.insert(question.problem_id.clone(), json);
+        anyhow::Ok(())
+    };
+    match &mut answerer {
+        Answerer::Local(model) => {
+            for (n, question) in pending {
+                let line = kokushi_worker::eval::evaluate_question(model, question, &options)
+                    .map_err(|e| e.to_string());
+                record(n, question, line)?;
+            }
+        }
+        Answerer::Remote(remote) => {
+            use futures_util::StreamExt;
+            let remote = &*remote;
+            let options = &options;
+            // Questions go out `concurrency` at a time and are written in order as they return.
+            let mut replies = futures_util::stream::iter(pending)
+                .map(|(n, question)| async move {
+                    let line =
+                        kokushi_worker::eval::evaluate_question_remote(remote, question, options)
+                            .await;
+                    (n, question, line)
+                })
+                .buffered(usize::from(args.remote.concurrency));
+            tokio::runtime::Handle::current().block_on(async {
+                while let Some((n, question, line)) = replies.next().await {
+                    let line = match line {
+                        Ok(line) => Ok(line),
+                        Err(kokushi_worker::eval::RemoteAskError::Question(e)) => Err(e),
+                        Err(kokushi_worker::eval::RemoteAskError::Fatal(e)) => {
+                            return Err(anyhow::Error::new(e).context(format!(
+                                "stopped at {}; the answers so far are kept in {} and a rerun \
+                                 of the same command resumes from them",
+                                question.problem_id,
+                                partial.display()
+                            )));
+                        }
+                    };
+                    record(n, question, line)?;
+                }
+                anyhow::Ok(())
+            })?;
+        }
     }
     drop(file);
     // The finished file, in the exam set's order, written beside FILE and renamed over it; the

@@ -75,6 +75,7 @@ impl Application {
                     name: format!("embedded-{instance}"),
                     model_store: settings.model_store.clone(),
                     poll: Duration::from_secs(1),
+                    remote: None,
                 },
             );
             let mut stop = stop_rx.clone();

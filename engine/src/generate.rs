@@ -17,7 +17,7 @@ use crate::{EngineError, Model};
 
 /// Prompts are prefilled in chunks of this many tokens, which bounds the attention matrix
 /// (heads × chunk × context) for long prompts without changing the result.
-const PREFILL_CHUNK: usize = 512;
+pub(crate) const PREFILL_CHUNK: usize = 512;
 
 /// How much to generate and where to stop.
 #[derive(Debug, Clone)]

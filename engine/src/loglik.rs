@@ -130,6 +130,35 @@ impl Model {
             .map_err(forward_error)
     }
 
+    /// The log-probability of each of `ids` given the ones before it (natural log), from one
+    /// pass over them all; the first token, which has nothing before it, has none. This is what
+    /// an OpenAI-compatible server returns for a prompt with `echo` and `logprobs`. Holds the
+    /// logits of every position at once (positions × vocabulary f32).
+    pub fn token_logprobs(&mut self, ids: &[u32]) -> Result<Vec<Option<f64>>, EngineError> {
+        if ids.is_empty() {
+            return Err(EngineError::EmptyPrompt);
+        }
+        if ids.len() > self.info.context_length {
+            return Err(EngineError::PromptTooLong {
+                prompt_tokens: ids.len(),
+                context_length: self.info.context_length,
+            });
+        }
+        self.weights.clear_kv_cache();
+        let mut values = Vec::with_capacity(ids.len());
+        values.push(None);
+        for (index, chunk) in ids.chunks(crate::generate::PREFILL_CHUNK).enumerate() {
+            let start = index * crate::generate::PREFILL_CHUNK;
+            let rows = self.forward_all(chunk, start)?;
+            for (offset, row) in rows.iter().enumerate() {
+                if let Some(&next) = ids.get(start + offset + 1) {
+                    values.push(Some(log_softmax_at(row, next)));
+                }
+            }
+        }
+        Ok(values)
+    }
+
     /// The log-probabilities of every vocabulary entry after `prompt_ids` (natural log), for
     /// comparing this engine with a reference implementation on the same tokens.
     pub fn next_token_logprobs(&mut self, prompt_ids: &[u32]) -> Result<Vec<f64>, EngineError> {

@@ -23,6 +23,8 @@ use kokushi_shared::metric::top_k_letters;
 use kokushi_shared::prompt::PromptFormat;
 use serde::Serialize;
 
+use crate::remote::{RemoteError, RemoteModel};
+
 /// How answers are obtained from the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EvalMode {
@@ -131,7 +133,7 @@ impl PredictionLine {
         question: &Question,
         options: &EvalOptions,
         prompt_format: &str,
-        error: &EngineError,
+        error: &dyn std::fmt::Display,
     ) -> Self {
         Self {
             parse_failed: true,
@@ -156,19 +158,36 @@ pub fn prompt_id(model: &Model, options: &EvalOptions) -> String {
     }
 }
 
-/// Asks `model` one question.
-pub fn evaluate_question(
-    model: &mut Model,
+/// What one question puts to a model: the prompt, and what its answer is read from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Asked {
+    pub prompt: PromptText,
+    /// Where generation stops (the prompt format's stop strings).
+    pub stop: Vec<String>,
+    /// Loglik mode with choices: the continuations to score (letters or choice texts); `None`
+    /// means the answer is generated.
+    pub continuations: Option<Vec<String>>,
+}
+
+/// A prompt as text, or as the one user turn of a chat the model's server templates itself.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PromptText {
+    Raw(String),
+    ChatUser(String),
+}
+
+/// Builds what `question` asks under `options`. `chat` turns the user turn into the prompt when
+/// the model's own chat template is used (a local model renders it; a remote one is sent the
+/// turn as a chat message).
+pub fn ask(
     question: &Question,
     options: &EvalOptions,
-) -> Result<PredictionLine, EngineError> {
-    let started = Instant::now();
-    let format_id = prompt_id(model, options);
+    chat: impl FnOnce(String) -> Result<PromptText, EngineError>,
+) -> Result<Asked, EngineError> {
     let (prompt, stop) = if options.chat_template {
         let user = kokushi_shared::prompt::user_turn(&question.text, &question.choices);
-        let prompt = model.apply_chat_template(&user)? + kokushi_shared::prompt::ANSWER_OPENING;
         // The template's end-of-turn token stops generation; no stop strings are needed.
-        (prompt, Vec::new())
+        (chat(user)?, Vec::new())
     } else {
         let picked = kokushi_shared::prompt::pick_shots(
             &options.shot_pool,
@@ -198,56 +217,222 @@ pub fn evaluate_question(
             })
             .collect();
         (
-            options
-                .prompt_format
-                .render_with_shots(&shots, &question.text, &question.choices),
+            PromptText::Raw(options.prompt_format.render_with_shots(
+                &shots,
+                &question.text,
+                &question.choices,
+            )),
             options.prompt_format.stop_sequences(),
         )
     };
-    let mut line = PredictionLine::empty(question, options, &format_id);
-    if options.mode == EvalMode::Loglik && !question.choices.is_empty() {
-        let continuations: Vec<String> = match options.loglik_target {
-            LoglikTarget::Letter => (0..question.choices.len())
-                .map(|i| choice_letter(i).to_string())
-                .collect(),
-            LoglikTarget::Text => question.choices.clone(),
-        };
-        let scores = model.score_continuations(&prompt, &continuations)?;
-        let sums: Vec<f64> = scores.continuations.iter().map(|c| c.sum).collect();
-        let means: Vec<f64> = scores.continuations.iter().map(|c| c.mean).collect();
+    let continuations =
+        (options.mode == EvalMode::Loglik && !question.choices.is_empty()).then(|| {
+            match options.loglik_target {
+                LoglikTarget::Letter => (0..question.choices.len())
+                    .map(|i| choice_letter(i).to_string())
+                    .collect(),
+                LoglikTarget::Text => question.choices.clone(),
+            }
+        });
+    Ok(Asked {
+        prompt,
+        stop,
+        continuations,
+    })
+}
+
+impl PredictionLine {
+    /// Fills in the answer ranked from the continuations' log-probabilities (`sums` and
+    /// `means` per continuation, in choice order).
+    pub fn answer_from_scores(
+        &mut self,
+        question: &Question,
+        options: &EvalOptions,
+        continuations: &[String],
+        sums: Vec<f64>,
+        means: Vec<f64>,
+        prompt_tokens: usize,
+    ) {
         let ranking = match options.loglik_target {
             LoglikTarget::Letter => &sums,
             LoglikTarget::Text => &means,
         };
         let letters = top_k_letters(ranking, question.gold.answer_count());
-        line.prediction = join_letters(&letters);
-        line.raw_output = letters
+        self.prediction = join_letters(&letters);
+        self.raw_output = letters
             .iter()
             .filter_map(|l| kokushi_shared::exam::letter_index(*l))
-            .map(|i| continuations[i].as_str())
+            .filter_map(|i| continuations.get(i).map(String::as_str))
             .collect::<Vec<_>>()
             .join(",");
-        line.logprob_sum = Some(sums);
-        line.logprob_mean = Some(means);
-        line.prompt_tokens = scores.prompt_tokens;
+        self.logprob_sum = Some(sums);
+        self.logprob_mean = Some(means);
+        self.prompt_tokens = prompt_tokens;
+    }
+
+    /// Fills in the answer extracted from a generated reply.
+    pub fn answer_from_text(
+        &mut self,
+        question: &Question,
+        options: &EvalOptions,
+        text: String,
+        prompt_tokens: usize,
+        generated_tokens: usize,
+    ) {
+        let extracted = extract(&text, &question.choices);
+        self.parse_failed = extracted.is_unparsed();
+        self.prediction = match &extracted {
+            Extracted::Unparsed => text.trim().to_owned(),
+            parsed => parsed.display(),
+        };
+        self.generated = options.mode == EvalMode::Loglik;
+        self.raw_output = text;
+        self.prompt_tokens = prompt_tokens;
+        self.generated_tokens = generated_tokens;
+    }
+
+    fn took(&mut self, started: Instant) {
+        self.latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    }
+}
+
+/// Asks `model` one question.
+pub fn evaluate_question(
+    model: &mut Model,
+    question: &Question,
+    options: &EvalOptions,
+) -> Result<PredictionLine, EngineError> {
+    let started = Instant::now();
+    let format_id = prompt_id(model, options);
+    let asked = ask(question, options, |user| {
+        Ok(PromptText::Raw(
+            model.apply_chat_template(&user)? + kokushi_shared::prompt::ANSWER_OPENING,
+        ))
+    })?;
+    let (PromptText::Raw(prompt) | PromptText::ChatUser(prompt)) = asked.prompt;
+    let mut line = PredictionLine::empty(question, options, &format_id);
+    if let Some(continuations) = asked.continuations {
+        let scores = model.score_continuations(&prompt, &continuations)?;
+        let sums: Vec<f64> = scores.continuations.iter().map(|c| c.sum).collect();
+        let means: Vec<f64> = scores.continuations.iter().map(|c| c.mean).collect();
+        line.answer_from_scores(
+            question,
+            options,
+            &continuations,
+            sums,
+            means,
+            scores.prompt_tokens,
+        );
     } else {
         let params = GenerationParams {
             max_new_tokens: options.max_new_tokens,
-            stop,
+            stop: asked.stop,
         };
         let generation = model.generate(&prompt, &params)?;
-        let extracted = extract(&generation.text, &question.choices);
-        line.parse_failed = extracted.is_unparsed();
-        line.prediction = match &extracted {
-            Extracted::Unparsed => generation.text.trim().to_owned(),
-            parsed => parsed.display(),
-        };
-        line.generated = options.mode == EvalMode::Loglik;
-        line.raw_output = generation.text;
-        line.prompt_tokens = generation.prompt_tokens;
-        line.generated_tokens = generation.generated_tokens;
+        line.answer_from_text(
+            question,
+            options,
+            generation.text,
+            generation.prompt_tokens,
+            generation.generated_tokens,
+        );
     }
-    line.latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    line.took(started);
+    Ok(line)
+}
+
+/// The id a remote run's lines record for its prompt: the format's (as for a local model), or
+/// `chat_api` when the server's own chat template was used (its text is not known here).
+pub fn remote_prompt_id(options: &EvalOptions) -> String {
+    if options.chat_template {
+        "chat_api".to_owned()
+    } else if options.shots > 0 {
+        format!("{}+{}shot", options.prompt_format.id(), options.shots)
+    } else {
+        options.prompt_format.id().to_owned()
+    }
+}
+
+/// Why a remote model gave no line for a question.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteAskError {
+    /// The question cannot be asked (its prompt, or the server refused it); the run goes on.
+    #[error("{0}")]
+    Question(String),
+    /// The run cannot go on (unreachable server, refused key, unknown model).
+    #[error(transparent)]
+    Fatal(RemoteError),
+}
+
+impl From<RemoteError> for RemoteAskError {
+    fn from(e: RemoteError) -> Self {
+        if e.is_fatal() {
+            RemoteAskError::Fatal(e)
+        } else {
+            RemoteAskError::Question(e.to_string())
+        }
+    }
+}
+
+/// Asks a remote model one question: the same prompts and answer lines as
+/// [`evaluate_question`], over the network ([`crate::remote`]).
+pub async fn evaluate_question_remote(
+    model: &RemoteModel,
+    question: &Question,
+    options: &EvalOptions,
+) -> Result<PredictionLine, RemoteAskError> {
+    let started = Instant::now();
+    let asked = ask(question, options, |user| Ok(PromptText::ChatUser(user)))
+        .map_err(|e| RemoteAskError::Question(e.to_string()))?;
+    let mut line = PredictionLine::empty(question, options, &remote_prompt_id(options));
+    match (asked.prompt, asked.continuations) {
+        (PromptText::Raw(prompt), Some(continuations)) => {
+            let scores = model.score_continuations(&prompt, &continuations).await?;
+            let sums = scores.iter().map(|s| s.sum).collect();
+            let means = scores.iter().map(|s| s.mean).collect();
+            let prompt_tokens = scores.first().map_or(0, |s| s.prompt_tokens);
+            line.answer_from_scores(
+                question,
+                options,
+                &continuations,
+                sums,
+                means,
+                prompt_tokens,
+            );
+        }
+        (PromptText::ChatUser(_), Some(_)) => {
+            return Err(RemoteAskError::Fatal(RemoteError::Fatal {
+                endpoint: model.spec().to_string(),
+                message: "loglik mode scores a prompt's continuation, which a chat API does not \
+                          return: choose a --prompt-format (sent to /completions) or --mode \
+                          generate"
+                    .to_owned(),
+            }));
+        }
+        (PromptText::Raw(prompt), None) => {
+            let reply = model
+                .complete(&prompt, options.max_new_tokens, &asked.stop)
+                .await?;
+            line.answer_from_text(
+                question,
+                options,
+                reply.text,
+                reply.prompt_tokens,
+                reply.generated_tokens,
+            );
+        }
+        (PromptText::ChatUser(user), None) => {
+            let reply = model.chat(&user, options.max_new_tokens).await?;
+            line.answer_from_text(
+                question,
+                options,
+                reply.text,
+                reply.prompt_tokens,
+                reply.generated_tokens,
+            );
+        }
+    }
+    line.took(started);
     Ok(line)
 }
 

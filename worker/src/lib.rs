@@ -10,6 +10,7 @@
 pub mod engine_thread;
 pub mod eval;
 mod model_store;
+pub mod remote;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -41,6 +42,10 @@ pub struct WorkerConfig {
     pub model_store: PathBuf,
     /// How long one claim waits for a job before the loop looks around again.
     pub poll: Duration,
+    /// How remote models (`openai:<base-url>#<model>`) are called, if this worker calls them at
+    /// all: off unless the operator allows it, since a job would otherwise make the worker
+    /// send requests (and its API key) to any address a job names.
+    pub remote: Option<remote::RemoteOptions>,
 }
 
 /// A worker bound to a queue.
@@ -109,13 +114,34 @@ impl Worker {
     }
 
     async fn execute(&mut self, job: &EvalJob) -> Result<(), JobFailure> {
-        let path = resolve_model(&self.config.model_store, &job.model)
-            .map_err(|e| JobFailure::Job(e.to_string()))?;
-        let model_info = self
-            .engine
-            .load(path)
-            .await
-            .map_err(JobFailure::from_engine)?;
+        let remote = match remote::RemoteSpec::parse(&job.model) {
+            None => None,
+            Some(spec) => {
+                let spec = spec.map_err(JobFailure::Job)?;
+                let Some(options) = self.config.remote.clone() else {
+                    return Err(JobFailure::Job(format!(
+                        "worker {} does not call remote models (start it with \
+                         --remote-models to allow {spec})",
+                        self.config.name
+                    )));
+                };
+                Some(
+                    remote::RemoteModel::new(spec, options)
+                        .map_err(|e| JobFailure::Job(e.to_string()))?,
+                )
+            }
+        };
+        let model_info = match &remote {
+            Some(remote) => remote.spec().to_string(),
+            None => {
+                let path = resolve_model(&self.config.model_store, &job.model)
+                    .map_err(|e| JobFailure::Job(e.to_string()))?;
+                self.engine
+                    .load(path)
+                    .await
+                    .map_err(JobFailure::from_engine)?
+            }
+        };
         self.queue
             .publish_event(&WorkerEvent::Started {
                 job_id: job.job_id,
@@ -132,11 +158,25 @@ impl Worker {
         for (done, question) in job.questions.iter().enumerate() {
             let prompt = job.prompt_format.render(&question.text, &question.choices);
             let started = Instant::now();
-            let generation = self
-                .engine
-                .generate(prompt, params.clone())
-                .await
-                .map_err(JobFailure::from_engine)?;
+            let generation = match &remote {
+                Some(remote) => remote
+                    .complete(&prompt, params.max_new_tokens, &params.stop)
+                    .await
+                    .map(|reply| kokushi_engine::Generation {
+                        text: reply.text,
+                        prompt_tokens: reply.prompt_tokens,
+                        generated_tokens: reply.generated_tokens,
+                        stop_reason: kokushi_engine::StopReason::EndOfSequence,
+                        prefill_ms: 0,
+                        decode_ms: 0,
+                    })
+                    .map_err(|e| JobFailure::Job(e.to_string()))?,
+                None => self
+                    .engine
+                    .generate(prompt, params.clone())
+                    .await
+                    .map_err(JobFailure::from_engine)?,
+            };
             tracing::info!(
                 problem_id = %question.problem_id,
                 done = done + 1,

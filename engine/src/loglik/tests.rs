@@ -90,3 +90,31 @@ fn every_architecture_scores_continuations_as_full_prefills_do() {
         }
     }
 }
+
+#[test]
+fn token_logprobs_of_prompt_and_continuation_add_up_to_the_continuations_score() {
+    let (_dir, mut model) = fixture_model(8);
+    let continuation = "b. 心筋梗塞";
+    let prompt_ids = model.encode_prompt(PROMPT).unwrap();
+    let tail = model
+        .tokenizer
+        .encode_fast(continuation, false)
+        .unwrap()
+        .get_ids()
+        .to_vec();
+    let ids: Vec<u32> = prompt_ids.iter().chain(&tail).copied().collect();
+    let values = model.token_logprobs(&ids).unwrap();
+    assert_eq!(values.len(), ids.len());
+    assert_eq!(values[0], None, "the first token has nothing before it");
+    assert!(values[1..].iter().all(|v| v.is_some_and(|v| v < 0.0)));
+    let summed: f64 = values[prompt_ids.len()..].iter().flatten().sum();
+    let expected = by_full_prefills(&mut model, PROMPT, continuation);
+    assert!(
+        (summed - expected).abs() < 1e-3,
+        "one pass {summed} vs full prefills {expected}"
+    );
+    assert!(matches!(
+        model.token_logprobs(&[]),
+        Err(EngineError::EmptyPrompt)
+    ));
+}

@@ -1,0 +1,603 @@
+//! `kokushi eval --model openai:<base-url>#<model>` end to end, against an OpenAI-compatible
+//! server in this process that serves the engine's fixture model over HTTP as vLLM does
+//! (`/v1/completions` with `echo` and `logprobs`, `/v1/chat/completions`, bearer keys, OpenAI's
+//! error bodies). The server misbehaves on purpose (429 with Retry-After, 503, replies slower
+//! than the client's timeout) on the first attempt at every distinct request, so every
+//! question goes through a retry; the answers must still be exactly those of the same model
+//! run locally.
+
+#![allow(clippy::unwrap_used)] // a test's panic is its failure report
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use kokushi_engine::{EngineError, GenerationParams, LoadOptions, Model};
+use kokushi_tests::{FIXTURE_MODEL, fixture_model_store, mini_exam_path, service};
+use serde_json::{Value, json};
+
+const SERVED_NAME: &str = "tiny";
+const KEY_VAR: &str = "KOKUSHI_TEST_REMOTE_KEY";
+const KEY: &str = "sk-test-7f3a9c1e5b";
+
+struct Served {
+    model: Mutex<Model>,
+    /// The bearer key requests must carry, if any.
+    key: Option<&'static str>,
+    /// Misbehave on the first attempt at each distinct request body.
+    faults: bool,
+    seen: Mutex<HashSet<String>>,
+    faults_served: AtomicUsize,
+    in_flight: AtomicUsize,
+    most_in_flight: AtomicUsize,
+    paths: Mutex<Vec<String>>,
+}
+
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn openai_error(status: actix_web::http::StatusCode, message: &str) -> HttpResponse {
+    HttpResponse::build(status)
+        .json(json!({"error": {"message": message, "type": "invalid_request_error"}}))
+}
+
+fn engine_error(e: &EngineError) -> HttpResponse {
+    let status = match e {
+        EngineError::PromptTooLong { .. } | EngineError::EmptyPrompt => {
+            actix_web::http::StatusCode::BAD_REQUEST
+        }
+        _ => actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    openai_error(status, &e.to_string())
+}
+
+/// Auth, model name, concurrency count and the injected faults, then `answer`.
+async fn serve(
+    served: web::Data<Served>,
+    request: HttpRequest,
+    body: web::Json<Value>,
+    answer: fn(&mut Model, &Value) -> Result<Value, EngineError>,
+) -> HttpResponse {
+    let now = served.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    served.most_in_flight.fetch_max(now, Ordering::SeqCst);
+    let guard = InFlight(&served.in_flight);
+    served.paths.lock().unwrap().push(request.path().to_owned());
+    let authorized = served.key.is_none_or(|key| {
+        request
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            == Some(&format!("Bearer {key}"))
+    });
+    if !authorized {
+        return openai_error(
+            actix_web::http::StatusCode::UNAUTHORIZED,
+            "Incorrect API key provided.",
+        );
+    }
+    if body.get("model").and_then(Value::as_str) != Some(SERVED_NAME) {
+        return openai_error(
+            actix_web::http::StatusCode::NOT_FOUND,
+            &format!("The model `{}` does not exist.", body["model"]),
+        );
+    }
+    // Long enough that requests overlap when the client sends several at once.
+    actix_web::rt::time::sleep(Duration::from_millis(60)).await;
+    if served.faults {
+        let key = format!("{}{}", request.path(), body.0);
+        let first = {
+            let mut seen = served.seen.lock().unwrap();
+            let n = seen.len();
+            seen.insert(key).then_some(n)
+        };
+        if let Some(n) = first {
+            served.faults_served.fetch_add(1, Ordering::SeqCst);
+            match n % 3 {
+                0 => {
+                    return HttpResponse::TooManyRequests()
+                        .insert_header(("Retry-After", "0"))
+                        .json(json!({"error": {"message": "Rate limit reached"}}));
+                }
+                1 => {
+                    return HttpResponse::ServiceUnavailable()
+                        .json(json!({"error": {"message": "the engine is overloaded"}}));
+                }
+                _ => {
+                    // Past the client's --timeout of 1 s: it gives up and asks again (this
+                    // reply, which nobody waits for, no longer counts as in flight).
+                    drop(guard);
+                    actix_web::rt::time::sleep(Duration::from_millis(2500)).await;
+                }
+            }
+        }
+    }
+    let served = served.clone();
+    let body = body.into_inner();
+    let result = web::block(move || {
+        let mut model = served.model.lock().unwrap();
+        answer(&mut model, &body)
+    })
+    .await;
+    match result {
+        Ok(Ok(reply)) => HttpResponse::Ok().json(reply),
+        Ok(Err(e)) => engine_error(&e),
+        Err(e) => openai_error(
+            actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
+            &e.to_string(),
+        ),
+    }
+}
+
+fn max_tokens(body: &Value) -> usize {
+    body["max_tokens"]
+        .as_u64()
+        .map_or(16, |n| usize::try_from(n).unwrap())
+}
+
+fn completion(model: &mut Model, body: &Value) -> Result<Value, EngineError> {
+    let prompt = body["prompt"].as_str().unwrap_or_default().to_owned();
+    if body["echo"] == json!(true) && body["logprobs"].is_u64() {
+        // vLLM's prompt log-probabilities: the prompt tokenised whole (with BOS), each token's
+        // log-probability given those before it, offsets in characters; then one greedy token.
+        let encoding = model
+            .tokenizer()
+            .encode_char_offsets(prompt.as_str(), true)
+            .unwrap();
+        let ids = encoding.get_ids().to_vec();
+        let mut values = model.token_logprobs(&ids)?;
+        let mut offsets: Vec<usize> = encoding.get_offsets().iter().map(|o| o.0).collect();
+        let mut tokens: Vec<String> = ids
+            .iter()
+            .map(|&id| model.tokenizer().decode(&[id], false).unwrap())
+            .collect();
+        let next = model.next_token_logprobs(&ids)?;
+        let (best, value) = next
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .unwrap();
+        let best = u32::try_from(best).unwrap();
+        let generated = model.tokenizer().decode(&[best], false).unwrap();
+        values.push(Some(*value));
+        offsets.push(prompt.chars().count());
+        tokens.push(generated.clone());
+        return Ok(json!({
+            "object": "text_completion",
+            "model": SERVED_NAME,
+            "choices": [{
+                "index": 0,
+                "text": format!("{prompt}{generated}"),
+                "logprobs": {"tokens": tokens, "token_logprobs": values, "text_offset": offsets},
+                "finish_reason": "length",
+            }],
+            "usage": {"prompt_tokens": ids.len(), "completion_tokens": 1},
+        }));
+    }
+    let stop: Vec<String> = body["stop"]
+        .as_array()
+        .map(|s| {
+            s.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let generation = model.generate(
+        &prompt,
+        &GenerationParams {
+            max_new_tokens: max_tokens(body),
+            stop,
+        },
+    )?;
+    Ok(json!({
+        "object": "text_completion",
+        "model": SERVED_NAME,
+        "choices": [{"index": 0, "text": generation.text, "finish_reason": "stop"}],
+        "usage": {
+            "prompt_tokens": generation.prompt_tokens,
+            "completion_tokens": generation.generated_tokens,
+        },
+    }))
+}
+
+fn chat_completion(model: &mut Model, body: &Value) -> Result<Value, EngineError> {
+    let user = body["messages"][0]["content"].as_str().unwrap_or_default();
+    let prompt = model.apply_chat_template(user)?;
+    let generation = model.generate(
+        &prompt,
+        &GenerationParams {
+            max_new_tokens: max_tokens(body),
+            stop: Vec::new(),
+        },
+    )?;
+    Ok(json!({
+        "object": "chat.completion",
+        "model": SERVED_NAME,
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": generation.text},
+            "finish_reason": "stop",
+        }],
+        "usage": {
+            "prompt_tokens": generation.prompt_tokens,
+            "completion_tokens": generation.generated_tokens,
+        },
+    }))
+}
+
+/// Starts the server on a free loopback port; returns its base URL (ending in /v1).
+fn start(served: Arc<Served>) -> String {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let data = web::Data::from(served);
+            let server = HttpServer::new(move || {
+                App::new()
+                    .app_data(data.clone())
+                    .app_data(web::JsonConfig::default().limit(1 << 20))
+                    .route(
+                        "/v1/completions",
+                        web::post().to(|s, r, b| serve(s, r, b, completion)),
+                    )
+                    .route(
+                        "/v1/chat/completions",
+                        web::post().to(|s, r, b| serve(s, r, b, chat_completion)),
+                    )
+            })
+            .workers(2)
+            .bind(("127.0.0.1", 0))
+            .unwrap();
+            let port = server.addrs()[0].port();
+            let running = server.run();
+            sender.send(port).unwrap();
+            running.await.unwrap();
+        });
+    });
+    let port = receiver.recv().unwrap();
+    format!("http://127.0.0.1:{port}/v1")
+}
+
+fn served(store: &Path, faults: bool) -> Arc<Served> {
+    let model = Model::load(&store.join(FIXTURE_MODEL), &LoadOptions::default()).unwrap();
+    Arc::new(Served {
+        model: Mutex::new(model),
+        key: Some(KEY),
+        faults,
+        seen: Mutex::new(HashSet::new()),
+        faults_served: AtomicUsize::new(0),
+        in_flight: AtomicUsize::new(0),
+        most_in_flight: AtomicUsize::new(0),
+        paths: Mutex::new(Vec::new()),
+    })
+}
+
+fn kokushi(bin: &Path, args: &[&str], key: Option<&str>) -> Output {
+    let mut command = Command::new(bin);
+    command
+        .args(args)
+        .env_remove("RUST_BACKTRACE")
+        .env("CANDLE_NUM_THREADS", "2");
+    match key {
+        Some(key) => command.env(KEY_VAR, key),
+        None => command.env_remove(KEY_VAR),
+    };
+    command.output().expect("kokushi runs")
+}
+
+fn lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn eval_args<'a>(
+    model: &'a str,
+    out: &'a str,
+    retries: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let exam = Box::leak(mini_exam_path().into_os_string().into_boxed_os_str());
+    let mut args = vec![
+        "eval",
+        "--model",
+        model,
+        "--exam-set",
+        exam.to_str().unwrap(),
+        "--limit",
+        "3",
+        "--max-new-tokens",
+        "8",
+        "--out",
+        out,
+        "--api-key-env",
+        KEY_VAR,
+        "--timeout",
+        "1",
+        "--retries",
+        retries,
+        "--concurrency",
+        "2",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+fn succeeded(run: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
+    assert!(run.status.success(), "{stderr}");
+    stderr
+}
+
+#[test]
+fn a_remote_model_answers_as_the_same_model_does_locally_despite_429_503_and_timeouts() {
+    let Some(bin) = service("KOKUSHI_BIN").map(PathBuf::from) else {
+        return;
+    };
+    let store = fixture_model_store().unwrap();
+    let server = served(store.path(), true);
+    let remote = format!("openai:{}#{SERVED_NAME}", start(server.clone()));
+    let local = store.path().join(FIXTURE_MODEL);
+    let local = local.to_str().unwrap();
+    for mode in ["generate", "loglik"] {
+        let extra = ["--mode", mode, "--prompt-format", "chatml_ja_v1"];
+        let here = store.path().join(format!("{mode}-local.jsonl"));
+        let there = store.path().join(format!("{mode}-remote.jsonl"));
+        succeeded(&kokushi(
+            &bin,
+            &eval_args(local, here.to_str().unwrap(), "4", &extra),
+            None,
+        ));
+        let stderr = succeeded(&kokushi(
+            &bin,
+            &eval_args(&remote, there.to_str().unwrap(), "4", &extra),
+            Some(KEY),
+        ));
+        assert!(!stderr.contains(KEY), "the key is never printed: {stderr}");
+        assert!(
+            stderr.contains(&format!("API key from ${KEY_VAR}")),
+            "{stderr}"
+        );
+        let (here, there) = (lines(&here), lines(&there));
+        assert_eq!(here.len(), 3);
+        assert_eq!(there.len(), 3);
+        for (a, b) in here.iter().zip(&there) {
+            for field in [
+                "problem_id",
+                "prediction",
+                "prompt_format",
+                "mode",
+                "parse_failed",
+            ] {
+                assert_eq!(a[field], b[field], "{field}: local {a} remote {b}");
+            }
+            if mode == "generate" {
+                assert_eq!(a["raw_output"], b["raw_output"], "local {a} remote {b}");
+                assert_eq!(a["prompt_tokens"], b["prompt_tokens"], "{a} {b}");
+            } else {
+                let sums = |line: &Value| -> Vec<f64> {
+                    line["logprob_sum"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|v| v.as_f64().unwrap())
+                        .collect()
+                };
+                for (x, y) in sums(a).iter().zip(sums(b)) {
+                    assert!((x - y).abs() < 1e-3, "local {a} remote {b}");
+                }
+                assert_eq!(sums(b).len(), 5, "{b}");
+            }
+        }
+    }
+    // Every request failed once and was retried; never more than --concurrency at once, and
+    // more than one at once (the concurrency is real).
+    assert!(server.faults_served.load(Ordering::SeqCst) >= 3 * (1 + 5));
+    let most = server.most_in_flight.load(Ordering::SeqCst);
+    assert!(
+        (2..=2).contains(&most),
+        "at most 2 requests at once, saw {most}"
+    );
+
+    // Without a prompt format, a remote model is asked through its own chat template.
+    let out = store.path().join("chat.jsonl");
+    succeeded(&kokushi(
+        &bin,
+        &eval_args(&remote, out.to_str().unwrap(), "4", &[]),
+        Some(KEY),
+    ));
+    let chat = lines(&out);
+    assert_eq!(chat.len(), 3);
+    assert!(
+        chat.iter().all(|l| l["prompt_format"] == "chat_api"),
+        "{chat:?}"
+    );
+    assert!(
+        server
+            .paths
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|p| p == "/v1/chat/completions")
+    );
+}
+
+#[test]
+fn a_refused_key_an_unknown_model_and_a_dead_server_stop_the_run_with_their_reason() {
+    let Some(bin) = service("KOKUSHI_BIN").map(PathBuf::from) else {
+        return;
+    };
+    let store = fixture_model_store().unwrap();
+    let base = start(served(store.path(), false));
+    let out = store.path().join("p.jsonl");
+    let out_text = out.to_str().unwrap();
+
+    let wrong_key = "sk-wrong-2b8d";
+    let run = kokushi(
+        &bin,
+        &eval_args(&format!("openai:{base}#{SERVED_NAME}"), out_text, "4", &[]),
+        Some(wrong_key),
+    );
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(
+        stderr.contains("401") && stderr.contains(&format!("${KEY_VAR}")),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(wrong_key),
+        "the key is never printed: {stderr}"
+    );
+    assert!(!out.exists(), "no predictions file from a failed run");
+
+    let run = kokushi(
+        &bin,
+        &eval_args(&format!("openai:{base}#{SERVED_NAME}"), out_text, "4", &[]),
+        None,
+    );
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(
+        stderr.contains(&format!("${KEY_VAR} is not set")),
+        "{stderr}"
+    );
+
+    let run = kokushi(
+        &bin,
+        &eval_args(&format!("openai:{base}#no-such-model"), out_text, "4", &[]),
+        Some(KEY),
+    );
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(
+        stderr.contains("404") && stderr.contains("no-such-model"),
+        "{stderr}"
+    );
+
+    // A port nothing listens on: retried, then given up with the reason.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = dead.local_addr().unwrap().port();
+    drop(dead);
+    let model = format!("openai:http://127.0.0.1:{port}/v1#{SERVED_NAME}");
+    let run = kokushi(&bin, &eval_args(&model, out_text, "1", &[]), Some(KEY));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(
+        stderr.contains("cannot connect") && stderr.contains("gave up after 2 attempts"),
+        "{stderr}"
+    );
+
+    let run = kokushi(
+        &bin,
+        &eval_args("openai:http://127.0.0.1:1/v1", out_text, "4", &[]),
+        Some(KEY),
+    );
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(stderr.contains("openai:<base-url>#<model>"), "{stderr}");
+}
+
+#[test]
+fn a_worker_calls_a_remote_model_only_when_its_operator_allows_it() {
+    use kokushi_queue::{JobQueue, MemoryQueue};
+    use kokushi_shared::job::{EvalJob, JobQuestion, WorkerEvent};
+    use kokushi_shared::prompt::PromptFormat;
+    use kokushi_worker::{Worker, WorkerConfig, remote::RemoteOptions};
+
+    let store = fixture_model_store().unwrap();
+    let mut server = served(store.path(), false);
+    Arc::get_mut(&mut server).unwrap().key = None;
+    let base = start(server);
+    let question = JobQuestion {
+        problem_id: "901A2".to_owned(),
+        text: "インスリンを分泌する細胞はどれか。".to_owned(),
+        choices: ["膵α細胞", "膵β細胞", "膵δ細胞", "肝細胞", "腺房細胞"]
+            .map(str::to_owned)
+            .to_vec(),
+    };
+    let job = |job_id, model: String| EvalJob {
+        job_id,
+        run_id: job_id,
+        model,
+        prompt_format: PromptFormat::ChatmlJa,
+        max_new_tokens: 8,
+        questions: vec![question.clone()],
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let events = |queue: Arc<MemoryQueue>| async move {
+            queue
+                .read_events("test", Duration::from_millis(10), 100)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|d| d.item)
+                .collect::<Vec<_>>()
+        };
+        let remote = format!("openai:{base}#{SERVED_NAME}");
+        for (allowed, queue_job) in [(false, 1), (true, 2)] {
+            let queue = Arc::new(MemoryQueue::new());
+            queue
+                .publish_job(&job(queue_job, remote.clone()))
+                .await
+                .unwrap();
+            queue
+                .publish_job(&job(queue_job + 10, FIXTURE_MODEL.to_owned()))
+                .await
+                .unwrap();
+            let mut worker = Worker::new(
+                queue.clone(),
+                WorkerConfig {
+                    name: "w".to_owned(),
+                    model_store: store.path().to_owned(),
+                    poll: Duration::from_millis(50),
+                    remote: allowed.then(|| RemoteOptions {
+                        api_key_env: None,
+                        ..RemoteOptions::default()
+                    }),
+                },
+            );
+            worker.try_execute_next().await.unwrap();
+            worker.try_execute_next().await.unwrap();
+            let events = events(queue).await;
+            let answers: Vec<(i64, &str)> = events
+                .iter()
+                .filter_map(|e| match e {
+                    WorkerEvent::Answer { job_id, record, .. } => {
+                        Some((*job_id, record.raw_output.as_str()))
+                    }
+                    _ => None,
+                })
+                .collect();
+            let failure = events.iter().find_map(|e| match e {
+                WorkerEvent::Failed { error, .. } => Some(error.as_str()),
+                _ => None,
+            });
+            if allowed {
+                assert_eq!(failure, None, "{events:?}");
+                assert_eq!(answers.len(), 2, "{events:?}");
+                assert_eq!(
+                    answers[0].1, answers[1].1,
+                    "the remote model answers as the same model in the store"
+                );
+            } else {
+                let failure = failure.expect("the remote job fails");
+                assert!(failure.contains("--remote-models"), "{failure}");
+                assert_eq!(
+                    answers.len(),
+                    1,
+                    "the store's model still answers: {events:?}"
+                );
+            }
+        }
+    });
+}
