@@ -297,70 +297,8 @@ impl RemoteModel {
             "logprobs": 1,
         });
         let reply = self.post("completions", &body).await?;
-        let choice = first_choice(&reply, "completions", &self.spec.base_url)?;
-        let no_echo = || {
-            self.malformed(
-                "completions",
-                "the reply has no log-probabilities of the prompt's tokens (echo with \
-                 logprobs); loglik mode needs a server that returns them (vLLM does), else use \
-                 --mode generate",
-            )
-        };
-        let logprobs = choice.get("logprobs").ok_or_else(no_echo)?;
-        let values = logprobs
-            .get("token_logprobs")
-            .and_then(Value::as_array)
-            .ok_or_else(no_echo)?;
-        let offsets = logprobs
-            .get("text_offset")
-            .and_then(Value::as_array)
-            .ok_or_else(no_echo)?;
-        let offsets: Vec<usize> = offsets
-            .iter()
-            .map(|o| o.as_u64().and_then(|o| usize::try_from(o).ok()))
-            .collect::<Option<_>>()
-            .ok_or_else(|| self.malformed("completions", "text_offset holds a non-number"))?;
-        if values.len() != offsets.len() || values.len() < 2 {
-            return Err(no_echo());
-        }
-        let (prompt_end, text_end) = offset_units(&offsets, prompt, &text);
-        let mut score = RemoteScore {
-            sum: 0.0,
-            mean: 0.0,
-            tokens: 0,
-            prompt_tokens: 0,
-        };
-        for (i, (&offset, value)) in offsets.iter().zip(values).enumerate() {
-            if offset >= text_end {
-                break; // the generated token, or whatever follows the continuation
-            }
-            // A token counts towards the continuation when it ends past the prompt: one that
-            // straddles the boundary belongs to both texts, and is scored with the answer.
-            let token_end = offsets.get(i + 1).copied().unwrap_or(text_end);
-            if token_end <= prompt_end {
-                score.prompt_tokens += 1;
-                continue;
-            }
-            let value = value.as_f64().ok_or_else(|| {
-                self.malformed(
-                    "completions",
-                    &format!("token {i} of the continuation has no log-probability"),
-                )
-            })?;
-            score.sum += value;
-            score.tokens += 1;
-        }
-        if score.tokens == 0 {
-            return Err(self.malformed(
-                "completions",
-                &format!("no echoed token covers the continuation {continuation:?}"),
-            ));
-        }
-        #[allow(clippy::cast_precision_loss)]
-        {
-            score.mean = score.sum / score.tokens as f64;
-        }
-        Ok(score)
+        first_choice(&reply, "completions", &self.spec.base_url)?;
+        read_echo(&reply, prompt, continuation).map_err(|what| self.malformed("completions", &what))
     }
 
     fn malformed(&self, path: &str, what: &str) -> RemoteError {
@@ -511,16 +449,99 @@ impl RemoteModel {
     }
 }
 
-/// Where the prompt and the whole text end in the units of the server's `text_offset`:
-/// characters (OpenAI, vLLM) or bytes (some servers). Offsets past the text's length in
-/// characters can only be bytes.
-fn offset_units(offsets: &[usize], prompt: &str, text: &str) -> (usize, usize) {
-    let chars = text.chars().count();
-    if offsets.iter().any(|&o| o > chars) {
-        (prompt.len(), text.len())
-    } else {
-        (prompt.chars().count(), chars)
+/// A continuation's score from a `/completions` reply with `echo` and `logprobs` (see
+/// [`RemoteModel::score_continuations`]); the error says what the reply lacks.
+fn read_echo(reply: &Value, prompt: &str, continuation: &str) -> Result<RemoteScore, String> {
+    let choice = reply.pointer("/choices/0").ok_or("no choices")?;
+    let text = format!("{prompt}{continuation}");
+    let no_echo = || {
+        "the reply has no log-probabilities of the prompt's tokens (echo with logprobs); \
+         loglik mode needs a server that returns them (vLLM does), else use --mode generate"
+            .to_owned()
+    };
+    let logprobs = choice.get("logprobs").ok_or_else(no_echo)?;
+    let values = logprobs
+        .get("token_logprobs")
+        .and_then(Value::as_array)
+        .ok_or_else(no_echo)?;
+    let offsets = logprobs
+        .get("text_offset")
+        .and_then(Value::as_array)
+        .ok_or_else(no_echo)?;
+    let offsets: Vec<usize> = offsets
+        .iter()
+        .map(|o| o.as_u64().and_then(|o| usize::try_from(o).ok()))
+        .collect::<Option<_>>()
+        .ok_or("text_offset holds a non-number")?;
+    if values.len() != offsets.len() || values.len() < 2 {
+        return Err(no_echo());
     }
+    // Servers measure offsets in their own rendering of the text (llama.cpp's leaves special
+    // tokens out, and may drop a leading BOS from the list), so the continuation is found from
+    // the end: it ends where the generated token starts when the list holds it (its string is
+    // the reply's text after prompt + continuation), else where the last echoed token ends;
+    // it starts its own length before that.
+    let strings: Vec<&str> = logprobs
+        .get("tokens")
+        .and_then(Value::as_array)
+        .map(|t| t.iter().map(|s| s.as_str().unwrap_or_default()).collect())
+        .unwrap_or_default();
+    let generated = choice
+        .get("text")
+        .and_then(Value::as_str)
+        .and_then(|t| t.strip_prefix(text.as_str()))
+        .unwrap_or_default();
+    let bytes = offsets_in_bytes(&offsets, &text);
+    let units = |s: &str| if bytes { s.len() } else { s.chars().count() };
+    let last = offsets.len() - 1;
+    let listed = strings.len() == offsets.len()
+        && !generated.is_empty()
+        && generated.starts_with(strings[last])
+        && !strings[last].is_empty();
+    let (count, end) = if listed {
+        (last, offsets[last])
+    } else {
+        let tail = strings.get(last).map_or(0, |s| units(s));
+        (offsets.len(), offsets[last] + tail)
+    };
+    let start = end.saturating_sub(units(continuation));
+    let mut score = RemoteScore {
+        sum: 0.0,
+        mean: 0.0,
+        tokens: 0,
+        prompt_tokens: 0,
+    };
+    for (i, value) in values.iter().take(count).enumerate() {
+        // A token counts towards the continuation when it ends past the prompt: one that
+        // straddles the boundary belongs to both texts, and is scored with the answer.
+        let token_end = offsets.get(i + 1).copied().unwrap_or(end).min(end);
+        if token_end <= start {
+            score.prompt_tokens += 1;
+            continue;
+        }
+        let value = value
+            .as_f64()
+            .ok_or_else(|| format!("token {i} of the continuation has no log-probability"))?;
+        score.sum += value;
+        score.tokens += 1;
+    }
+    if score.tokens == 0 {
+        return Err(format!(
+            "no echoed token covers the continuation {continuation:?}"
+        ));
+    }
+    #[allow(clippy::cast_precision_loss)]
+    {
+        score.mean = score.sum / score.tokens as f64;
+    }
+    Ok(score)
+}
+
+/// Whether the server's `text_offset` counts bytes (some servers) rather than characters
+/// (OpenAI, vLLM, llama.cpp): offsets past the text's length in characters can only be bytes.
+fn offsets_in_bytes(offsets: &[usize], text: &str) -> bool {
+    let chars = text.chars().count();
+    offsets.iter().any(|&o| o > chars)
 }
 
 fn first_choice<'a>(reply: &'a Value, path: &str, base: &str) -> Result<&'a Value, RemoteError> {
@@ -624,12 +645,44 @@ mod tests {
 
     #[test]
     fn offsets_in_bytes_are_told_from_offsets_in_characters() {
-        let prompt = "答え：";
         let text = "答え：a";
-        // Characters: 答 え ： a → 0 1 2 3.
-        assert_eq!(offset_units(&[0, 1, 2, 3], prompt, text), (3, 4));
-        // Bytes: each kana/kanji is 3 bytes → 0 3 6 9.
-        assert_eq!(offset_units(&[0, 3, 6, 9], prompt, text), (9, 10));
+        // Characters: 答 え ： a → 0 1 2 3; bytes: each kana/kanji is 3 bytes → 0 3 6 9.
+        assert!(!offsets_in_bytes(&[0, 1, 2, 3], text));
+        assert!(offsets_in_bytes(&[0, 3, 6, 9], text));
+    }
+
+    /// Replies recorded from llama-cpp-python's server (0.3.36, SmolLM2-135M-Instruct Q4_1)
+    /// to `/v1/completions` with `echo`, `logprobs: 1` and `max_tokens: 1` (top_logprobs cut).
+    /// Its offsets leave out special tokens, and the generated token is listed in one reply and
+    /// not in the other.
+    const LLAMA_CPP_GENERATED_NOT_LISTED: &str = r#"{"object":"text_completion","model":"smollm2","choices":[{"text":"答え：a[","index":0,"logprobs":{"text_offset":[0,0,1,1,2,3],"token_logprobs":[null,-14.064311981201172,-13.247971534729004,-13.670336723327637,-8.868573188781738,-8.678083419799805],"tokens":["","","","","：","a"]},"finish_reason":"length"}],"usage":{"prompt_tokens":6,"completion_tokens":1,"total_tokens":7}}"#;
+    const LLAMA_CPP_SPECIAL_TOKENS: &str = r#"{"object":"text_completion","model":"smollm2","choices":[{"text":"<|im_start|>user\n答え：b\n","index":0,"logprobs":{"text_offset":[0,4,5,5,6,6,7,8,9],"token_logprobs":[null,-3.3214938640594482,-14.641983032226562,-0.8368147611618042,-7.014912128448486,-5.785876750946045,-6.229447364807129,-7.277844429016113,-2.3723032474517822],"tokens":["user","\n","","","","","：","b","\n"]},"finish_reason":"length"}],"usage":{"prompt_tokens":9,"completion_tokens":1,"total_tokens":10}}"#;
+
+    fn echo(reply: &str, prompt: &str, continuation: &str) -> Result<RemoteScore, String> {
+        read_echo(
+            &serde_json::from_str(reply).expect("JSON"),
+            prompt,
+            continuation,
+        )
+    }
+
+    #[test]
+    fn the_continuation_is_found_from_the_end_of_the_echoed_tokens() {
+        let score = echo(LLAMA_CPP_GENERATED_NOT_LISTED, "答え：", "a").expect("a score");
+        assert_eq!((score.sum, score.tokens), (-8.678_083_419_799_805, 1));
+        assert_eq!(score.prompt_tokens, 5);
+        let score =
+            echo(LLAMA_CPP_SPECIAL_TOKENS, "<|im_start|>user\n答え：", "b").expect("a score");
+        assert_eq!((score.sum, score.tokens), (-7.277_844_429_016_113, 1));
+        assert_eq!(score.prompt_tokens, 7);
+        // Offsets in bytes, a two-token continuation, the generated token listed.
+        let bytes = r#"{"choices":[{"text":"答え：心臓。","logprobs":{"tokens":["答","え","：","心","臓","。"],"text_offset":[0,3,6,9,12,15],"token_logprobs":[null,-1.0,-2.0,-3.0,-4.0,-5.0]}}]}"#;
+        let score = echo(bytes, "答え：", "心臓").expect("a score");
+        assert_eq!((score.sum, score.tokens, score.mean), (-7.0, 2, -3.5));
+        // No echo at all: the error says what the server lacks.
+        let plain = r#"{"choices":[{"text":"b","logprobs":null}]}"#;
+        let error = echo(plain, "答え：", "b").expect_err("no echo");
+        assert!(error.contains("--mode generate"), "{error}");
     }
 
     #[test]
