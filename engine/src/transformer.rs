@@ -422,9 +422,14 @@ pub(crate) struct Transformer {
 }
 
 /// The keys and values every layer has seen for a batch of sequences.
+///
+/// Each layer's are kept in tensors with room to spare (`(batch, kv_heads, capacity,
+/// head_dim)`), written in place as positions come, so a decode step copies nothing but its own
+/// key and value. A clone shares them until either writes: the writer then takes a copy of its
+/// own first (scoring continuations from one prompt's cache relies on this).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Cache {
-    layers: Vec<Option<(Tensor, Tensor)>>,
+    layers: Vec<Option<Arc<LayerKv>>>,
     /// Cache slots filled so far (padding included).
     len: usize,
     /// Left padding of each batch row: slots before it are never attended to.
@@ -445,6 +450,150 @@ impl Cache {
     pub(crate) fn len(&self) -> usize {
         self.len
     }
+}
+
+/// One layer's keys and values, `(batch, kv_heads, capacity, head_dim)`; the cache's `len`
+/// first slots are filled.
+#[derive(Debug)]
+struct LayerKv {
+    k: Tensor,
+    v: Tensor,
+}
+
+/// Slots are reserved in steps of this many (and the reservation doubles when it runs out).
+const CACHE_STEP: usize = 256;
+
+impl LayerKv {
+    /// Writes `k` and `v` (`(batch, kv_heads, steps, head_dim)`) at slot `start` of `slot`,
+    /// making room or taking a private copy first as needed.
+    fn append(
+        slot: &mut Option<Arc<LayerKv>>,
+        k: &Tensor,
+        v: &Tensor,
+        start: usize,
+        limit: usize,
+    ) -> Result<Arc<LayerKv>> {
+        let (batch, kv_heads, steps, head_dim) = k.dims4()?;
+        let need = start + steps;
+        let reserve = |capacity: usize| -> Result<LayerKv> {
+            let shape = (batch, kv_heads, capacity, head_dim);
+            Ok(LayerKv {
+                k: Tensor::zeros(shape, k.dtype(), k.device())?,
+                v: Tensor::zeros(shape, v.dtype(), v.device())?,
+            })
+        };
+        let mut layer = match slot.take() {
+            None => reserve(need.next_multiple_of(CACHE_STEP).min(limit.max(need)))?,
+            Some(shared) => match Arc::try_unwrap(shared) {
+                Ok(own) => own,
+                Err(shared) => LayerKv {
+                    k: shared.k.copy()?,
+                    v: shared.v.copy()?,
+                },
+            },
+        };
+        let capacity = layer.k.dim(2)?;
+        if need > capacity {
+            let grown = reserve(
+                (capacity * 2)
+                    .max(need.next_multiple_of(CACHE_STEP))
+                    .min(limit.max(need)),
+            )?;
+            if start > 0 {
+                grown
+                    .k
+                    .slice_set(&layer.k.narrow(2, 0, start)?.contiguous()?, 2, 0)?;
+                grown
+                    .v
+                    .slice_set(&layer.v.narrow(2, 0, start)?.contiguous()?, 2, 0)?;
+            }
+            layer = grown;
+        }
+        layer.k.slice_set(&k.contiguous()?, 2, start)?;
+        layer.v.slice_set(&v.contiguous()?, 2, start)?;
+        let layer = Arc::new(layer);
+        *slot = Some(Arc::clone(&layer));
+        Ok(layer)
+    }
+}
+
+/// Attention of one query position per batch row (a decode step) on the CPU in `f32`, read
+/// straight from the cache's storage: no mask tensor, no copies of keys or values, none of
+/// candle's per-call overhead. `q` is `(batch, heads, 1, head_dim)`; the query sits at slot
+/// `slots - 1` and sees the slots from its row's padding (and, with `window`, the last `window`
+/// slots) on. Returns `(batch, 1, heads * head_dim)`.
+fn attend_one(
+    q: &Tensor,
+    layer: &LayerKv,
+    slots: usize,
+    pad: &[usize],
+    window: Option<usize>,
+    scale: f64,
+) -> Result<Tensor> {
+    let (batch, heads, _, head_dim) = q.dims4()?;
+    let (_, kv_heads, capacity, _) = layer.k.dims4()?;
+    let groups = heads / kv_heads;
+    let queries = q.flatten_all()?.to_vec1::<f32>()?;
+    let (k_storage, k_layout) = layer.k.storage_and_layout();
+    let (v_storage, v_layout) = layer.v.storage_and_layout();
+    let (candle_core::Storage::Cpu(k_cpu), candle_core::Storage::Cpu(v_cpu)) =
+        (&*k_storage, &*v_storage)
+    else {
+        candle_core::bail!("single-query attention runs on the CPU");
+    };
+    let keys = &k_cpu.as_slice::<f32>()?[k_layout.start_offset()..];
+    let values = &v_cpu.as_slice::<f32>()?[v_layout.start_offset()..];
+    #[allow(clippy::cast_possible_truncation)] // a scale near 1/8
+    let scale = scale as f32;
+    let query_slot = slots - 1;
+    let mut out = vec![0f32; batch * heads * head_dim];
+    let mut scores = vec![0f32; slots];
+    for row in 0..batch {
+        let mut first = pad.get(row).copied().unwrap_or(0).min(query_slot);
+        if let Some(w) = window {
+            first = first.max((query_slot + 1).saturating_sub(w));
+        }
+        for head in 0..heads {
+            let query = &queries[(row * heads + head) * head_dim..][..head_dim];
+            let base = (row * kv_heads + head / groups) * capacity * head_dim;
+            let scores = &mut scores[first..slots];
+            let mut max = f32::NEG_INFINITY;
+            for (j, score) in scores.iter_mut().enumerate() {
+                let key = &keys[base + (first + j) * head_dim..][..head_dim];
+                *score = dot(query, key) * scale;
+                max = max.max(*score);
+            }
+            let mut total = 0f32;
+            for score in scores.iter_mut() {
+                *score = (*score - max).exp();
+                total += *score;
+            }
+            let output = &mut out[(row * heads + head) * head_dim..][..head_dim];
+            for (j, &p) in scores.iter().enumerate() {
+                let value = &values[base + (first + j) * head_dim..][..head_dim];
+                let p = p / total;
+                for (o, &v) in output.iter_mut().zip(value) {
+                    *o += p * v;
+                }
+            }
+        }
+    }
+    drop((k_storage, v_storage));
+    Tensor::from_vec(out, (batch, 1, heads * head_dim), q.device())
+}
+
+/// `a · b` in eight lanes, which the compiler turns into vector instructions.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let (a_blocks, a_rest) = a.split_at(a.len() - a.len() % 8);
+    let (b_blocks, b_rest) = b.split_at(a_blocks.len());
+    for (x, y) in a_blocks.chunks_exact(8).zip(b_blocks.chunks_exact(8)) {
+        for lane in 0..8 {
+            lanes[lane] += x[lane] * y[lane];
+        }
+    }
+    let tail: f32 = a_rest.iter().zip(b_rest).map(|(x, y)| x * y).sum();
+    lanes.iter().sum::<f32>() + tail
 }
 
 /// Which positions' logits a pass returns.
@@ -539,11 +688,20 @@ impl Transformer {
             None => None,
         };
         let device = ids.device();
-        let global_mask = mask(&cache.pad, start, steps, None, device, config.dtype)?;
+        // A decode step on the CPU attends without candle ops (`attend_one`) and needs no mask.
+        let one_query =
+            steps == 1 && device.is_cpu() && config.dtype == DType::F32 && !self.differentiable;
         let window = config.sliding.as_ref().map(|s| s.window);
-        let local_mask = match window {
-            Some(w) => mask(&cache.pad, start, steps, Some(w), device, config.dtype)?,
-            None => None,
+        let (global_mask, local_mask) = if one_query {
+            (None, None)
+        } else {
+            (
+                mask(&cache.pad, start, steps, None, device, config.dtype)?,
+                match window {
+                    Some(w) => mask(&cache.pad, start, steps, Some(w), device, config.dtype)?,
+                    None => None,
+                },
+            )
         };
 
         let mut x = self.embedding.embedding(ids)?.to_dtype(config.dtype)?;
@@ -557,12 +715,19 @@ impl Transformer {
             } else {
                 (&global, global_mask.as_ref())
             };
+            let attention = Attention {
+                start,
+                pad: &cache.pad,
+                window: if sliding { window } else { None },
+                one_query,
+            };
             x = self.block(
                 block,
                 &x,
                 &mut cache.layers[layer],
                 rope,
                 layer_mask,
+                &attention,
                 adapter,
             )?;
         }
@@ -579,13 +744,15 @@ impl Transformer {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn block(
         &self,
         block: &Block,
         x: &Tensor,
-        cache: &mut Option<(Tensor, Tensor)>,
+        cache: &mut Option<Arc<LayerKv>>,
         (cos, sin): &(Tensor, Tensor),
         mask: Option<&Tensor>,
+        attention: &Attention<'_>,
         adapter: Option<usize>,
     ) -> Result<Tensor> {
         let config = &self.config;
@@ -618,39 +785,23 @@ impl Transformer {
         };
         let q = rotate(&q)?;
         let k = rotate(&k)?;
-        let (k, v) = match cache.take() {
-            Some((past_k, past_v)) => (
-                Tensor::cat(&[&past_k, &k], 2)?,
-                Tensor::cat(&[&past_v, &v], 2)?,
-            ),
-            None => (k, v),
-        };
-        *cache = Some((k.clone(), v.clone()));
-        let slots = k.dim(2)?;
-
-        // Grouped-query attention without copying keys and values: the query heads that share
-        // one key/value head are stacked along the position axis.
-        let groups = heads / kv_heads;
-        let q = q.reshape((batch, kv_heads, groups * steps, head_dim))?;
-        let scores = (q.matmul(&k.t()?)? * config.attention_scale)?;
-        let scores = match mask {
-            Some(mask) => scores
-                .reshape((batch, kv_heads, groups, steps, slots))?
-                .broadcast_add(mask)?
-                .reshape((batch, kv_heads, groups * steps, slots))?,
-            None => scores,
-        };
-        let probs = if differentiable {
-            candle_nn::ops::softmax(&scores, D::Minus1)?
+        let slots = attention.start + steps;
+        let layer = LayerKv::append(cache, &k, &v, attention.start, config.context_length)?;
+        let mut attn = if attention.one_query {
+            let attended = attend_one(
+                &q,
+                &layer,
+                slots,
+                attention.pad,
+                attention.window,
+                config.attention_scale,
+            )?;
+            block.o.forward(&attended, adapter)?
         } else {
-            candle_nn::ops::softmax_last_dim(&scores)?
+            let k = layer.k.narrow(2, 0, slots)?.contiguous()?;
+            let v = layer.v.narrow(2, 0, slots)?.contiguous()?;
+            self.attend(block, &q, &k, &v, mask, adapter)?
         };
-        let attended = probs
-            .matmul(&v)?
-            .reshape((batch, heads, steps, head_dim))?
-            .transpose(1, 2)?
-            .reshape((batch, steps, heads * head_dim))?;
-        let mut attn = block.o.forward(&attended, adapter)?;
         if let Some(norm) = &block.post_attn_norm {
             attn = norm.forward(&attn, differentiable)?;
         }
@@ -670,6 +821,57 @@ impl Transformer {
         }
         x + ffn
     }
+
+    /// Attention with candle's operations (every pass but a CPU decode step), through the
+    /// output projection: `q` is `(batch, heads, steps, head_dim)`, `k` and `v`
+    /// `(batch, kv_heads, slots, head_dim)`.
+    fn attend(
+        &self,
+        block: &Block,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: Option<&Tensor>,
+        adapter: Option<usize>,
+    ) -> Result<Tensor> {
+        let config = &self.config;
+        let (batch, heads, steps, head_dim) = q.dims4()?;
+        let kv_heads = config.kv_heads;
+        let slots = k.dim(2)?;
+        let differentiable = self.differentiable;
+        // Grouped-query attention without copying keys and values: the query heads that share
+        // one key/value head are stacked along the position axis.
+        let groups = heads / kv_heads;
+        let q = q.reshape((batch, kv_heads, groups * steps, head_dim))?;
+        let scores = (q.matmul(&k.t()?)? * config.attention_scale)?;
+        let scores = match mask {
+            Some(mask) => scores
+                .reshape((batch, kv_heads, groups, steps, slots))?
+                .broadcast_add(mask)?
+                .reshape((batch, kv_heads, groups * steps, slots))?,
+            None => scores,
+        };
+        let probs = if differentiable {
+            candle_nn::ops::softmax(&scores, D::Minus1)?
+        } else {
+            candle_nn::ops::softmax_last_dim(&scores)?
+        };
+        let attended = probs
+            .matmul(v)?
+            .reshape((batch, heads, steps, head_dim))?
+            .transpose(1, 2)?
+            .reshape((batch, steps, heads * head_dim))?;
+        block.o.forward(&attended, adapter)
+    }
+}
+
+/// Where one pass's attention looks: the slot its first position takes, each row's left
+/// padding, the window of a sliding layer, and whether it is a one-query CPU step.
+struct Attention<'a> {
+    start: usize,
+    pad: &'a [usize],
+    window: Option<usize>,
+    one_query: bool,
 }
 
 /// The additive attention mask `(batch, 1, 1, steps, slots)` for queries at slots

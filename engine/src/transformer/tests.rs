@@ -273,3 +273,41 @@ fn the_fixtures_match_the_reference_implementation_in_both_forms() {
         }
     }
 }
+
+#[test]
+fn a_cloned_cache_and_its_original_go_on_independently() {
+    // Arrange: one prompt's cache and a clone of it.
+    let (_dir, model) = transformer("llama");
+    let prompt = tokens(7, 5);
+    let step = |cache: &mut Cache, token: u32| {
+        model
+            .forward(&ids(&[vec![token]]), cache, None, Logits::Last)
+            .unwrap()
+    };
+    let mut original = Cache::default();
+    model
+        .forward(
+            &ids(std::slice::from_ref(&prompt)),
+            &mut original,
+            None,
+            Logits::Last,
+        )
+        .unwrap();
+    let mut copy = original.clone();
+
+    // Act: each takes its own tokens, in turns.
+    step(&mut original, 11);
+    step(&mut copy, 22);
+    let original_last = step(&mut original, 33);
+    let copy_last = step(&mut copy, 44);
+
+    // Assert: each equals a fresh pass over its own sequence.
+    for (tail, last) in [([11, 33], original_last), ([22, 44], copy_last)] {
+        let mut sequence = prompt.clone();
+        sequence.extend(tail);
+        let fresh = model
+            .forward(&ids(&[sequence]), &mut Cache::default(), None, Logits::Last)
+            .unwrap();
+        assert!(max_abs_diff(&fresh, &last) < 1e-4, "{tail:?}");
+    }
+}

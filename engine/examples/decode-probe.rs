@@ -1,0 +1,28 @@
+//! Decodes many tokens after a short prompt, for profiling the one-token step:
+//! `cargo run --release -p kokushi-engine --example decode-probe -- MODEL.gguf [TOKENS]`
+//! (`perf record -g` around it shows where a decode step's time goes).
+
+use std::path::PathBuf;
+
+use kokushi_engine::{GenerationParams, LoadOptions, Model};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let path = PathBuf::from(args.next().ok_or("usage: decode-probe MODEL [TOKENS]")?);
+    let tokens: usize = args.next().map_or(Ok(256), |t| t.parse())?;
+    let mut model = Model::load(&path, &LoadOptions::default())?;
+    let params = GenerationParams {
+        max_new_tokens: tokens,
+        stop: Vec::new(),
+    };
+    for _ in 0..2 {
+        let run = model.generate("The history of medicine in Japan began", &params)?;
+        #[allow(clippy::cast_precision_loss)]
+        let rate = run.generated_tokens as f64 / (run.decode_ms.max(1) as f64 / 1000.0);
+        println!(
+            "{} tokens in {} ms: {rate:.1} tokens/s",
+            run.generated_tokens, run.decode_ms
+        );
+    }
+    Ok(())
+}
