@@ -76,12 +76,12 @@ const MERGES: [(&str, &str); 10] = [
 pub enum FixtureWeights {
     /// Plain `f32`, as a converted but unquantized model.
     F32,
-    /// `Q4_1`, a format that the engine requantizes to `Q8_0` at load.
+    /// `Q4_1`, run by the engine's own 4-bit kernel as stored.
     Q4_1,
     /// `Q5_0`, as llama.cpp stores matrices whose rows K-quant blocks cannot tile; requantized
-    /// too.
+    /// to `Q8_0` at load.
     Q5_0,
-    /// `Q4_0`, requantized too.
+    /// `Q4_0`, run by the engine's own 4-bit kernel as stored.
     Q4_0,
     /// `Q8_0`, run by the engine's own kernel as stored.
     Q8_0,

@@ -2,7 +2,7 @@
 //!
 //! This module owns the load path: parse the GGUF header, refuse architectures the engine does
 //! not run, build the tokenizer from the metadata, and hand the tensors to
-//! `transformer::load` (which may requantize 4-bit weights to `Q8_0` for the CPU). It does not generate text (that is
+//! `transformer::load` (which may requantize 5-bit weights to `Q8_0` for the CPU). It does not generate text (that is
 //! `generate`) and it keeps no file handle open once loading is done.
 
 use std::fmt;
@@ -46,10 +46,9 @@ impl Device {
 /// How to load a model.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
-    /// Convert `Q4_0`/`Q4_1`/`Q5_0`/`Q5_1` weight matrices to `Q8_0` at load (CPU only),
-    /// because candle has no SIMD CPU kernel for those formats. Costs about a second and some
-    /// memory for a 135M model; makes SmolLM2 decode about 3× faster and Gemma 3 270M prefill
-    /// 6× faster (docs/perf-notes.md).
+    /// Convert `Q5_0`/`Q5_1` weight matrices to `Q8_0` at load (CPU only), because candle has
+    /// no SIMD CPU kernel for those formats; makes Gemma 3 270M prefill 6× faster
+    /// (docs/perf-notes.md). `Q4_0`/`Q4_1` run on the engine's own 4-bit kernel either way.
     pub requantize_q8_0: bool,
     pub device: Device,
 }

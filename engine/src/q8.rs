@@ -1,6 +1,6 @@
-//! The engine's own 8-bit matrix multiply for `Q8_0` weights on the CPU: `y = x Wᵀ` with `W`
-//! stored as 8-bit integers and one `f32` scale per 32 values, and `x` quantized the same way
-//! on the fly.
+//! The engine's own matrix multiply for `Q8_0` weights on the CPU (and, in the same scheme, for
+//! `Q4_0`/`Q4_1` weights kept 4-bit: [`Q4Matrix`]): `y = x Wᵀ` with `W` stored as 8-bit
+//! integers and one `f32` scale per 32 values, and `x` quantized the same way on the fly.
 //!
 //! Why: candle's quantized matmul computes every (token, row) pair with a separate block dot
 //! product (`vec_dot_q8_0_q8_0`), converting the f16 scales each time, so a 256-token prefill
@@ -35,10 +35,12 @@ pub(crate) struct Q8Matrix {
     quants: Vec<i8>,
 }
 
-/// Activations quantized for [`Q8Matrix::matmul`].
+/// Activations quantized for [`Q8Matrix::matmul`] and [`Q4Matrix::matmul`].
 struct Acts {
     scales: Vec<f32>,
     quants: Vec<i8>,
+    /// Per block, `scale · Σ quants`: what a 4-bit block's offset multiplies.
+    sums: Vec<f32>,
 }
 
 impl Q8Matrix {
@@ -110,43 +112,162 @@ impl Q8Matrix {
     /// `out = x Wᵀ` for `x` of `m` rows of `cols` values; `out` is `m × rows`.
     pub(crate) fn matmul(&self, x: &[f32], m: usize, out: &mut [f32]) {
         debug_assert_eq!(x.len(), m * self.cols);
-        debug_assert_eq!(out.len(), m * self.rows);
         let acts = quantize_rows(x, m, self.cols);
-        // Row tiles are the unit of work; each thread writes only its tiles' columns.
-        let row_tiles = self.rows.div_ceil(RN);
-        let out_ptr = SharedOut(out.as_mut_ptr());
-        let out_len = out.len();
-        let run = |tiles: std::ops::Range<usize>| {
-            let out_ptr = &out_ptr;
-            for tile in tiles {
-                let n0 = tile * RN;
-                let rn = RN.min(self.rows - n0);
-                let mut m0 = 0;
-                while m0 < m {
-                    let rm = RM.min(m - m0);
-                    let sums = dot_tile(self, &acts, m0, rm, n0, rn);
-                    #[allow(clippy::needless_range_loop)] // i, j index the output too
-                    for i in 0..rm {
-                        for j in 0..rn {
-                            let index = (m0 + i) * self.rows + n0 + j;
-                            debug_assert!(index < out_len);
-                            // SAFETY: `index < m * rows = out.len()` (i < rm ≤ m − m0,
-                            // j < rn ≤ rows − n0), and column n0 + j belongs to this tile
-                            // alone, so no two threads write the same element; `out` outlives
-                            // the pool call, which returns only when every thread is done.
-                            unsafe { *out_ptr.0.add(index) = sums[i][j] };
-                        }
-                    }
-                    m0 += rm;
-                }
-            }
+        drive(self.rows, self.cols, m, out, |m0, rm, n0, rn| {
+            dot_tile(self, &acts, m0, rm, n0, rn)
+        });
+    }
+}
+
+/// A `(rows, cols)` weight matrix of GGUF `Q4_0` or `Q4_1` blocks, kept 4-bit: per block of 32
+/// values an `f32` scale `d`, an `f32` offset `m` (`−8d` for `Q4_0`) and 16 bytes of nibbles in
+/// GGUF's order (byte `k` holds value `k` in its low half and value `k + 16` in its high half);
+/// value = `d · q + m`. Half the bytes of [`Q8Matrix`] to stream per token, which is what bounds
+/// a decode step.
+#[derive(Debug, Clone)]
+pub(crate) struct Q4Matrix {
+    rows: usize,
+    cols: usize,
+    scales: Vec<f32>,
+    offsets: Vec<f32>,
+    nibbles: Vec<u8>,
+}
+
+/// The two 4-bit GGUF block types [`Q4Matrix`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Q4Kind {
+    /// 18 bytes: f16 `d`, 16 bytes of nibbles; value = `d · (q − 8)`.
+    Q4_0,
+    /// 20 bytes: f16 `d`, f16 `m`, 16 bytes of nibbles; value = `d · q + m`.
+    Q4_1,
+}
+
+impl Q4Matrix {
+    /// Repacks the bytes of a GGUF `Q4_0`/`Q4_1` tensor of shape `(rows, cols)`; `None` if
+    /// `bytes` is not that tensor or `cols` is not a multiple of 32.
+    pub(crate) fn from_gguf_bytes(
+        kind: Q4Kind,
+        rows: usize,
+        cols: usize,
+        bytes: &[u8],
+    ) -> Option<Self> {
+        let block_bytes = match kind {
+            Q4Kind::Q4_0 => 18,
+            Q4Kind::Q4_1 => 20,
         };
-        let work = m * self.rows * self.cols;
-        if work < PARALLEL_THRESHOLD {
-            run(0..row_tiles);
-        } else {
-            candle_core::utils::barrier_pool().execute_chunked(row_tiles, run);
+        if !cols.is_multiple_of(BLOCK) || bytes.len() != rows * cols / BLOCK * block_bytes {
+            return None;
         }
+        let blocks = rows * cols / BLOCK;
+        let mut scales = Vec::with_capacity(blocks);
+        let mut offsets = Vec::with_capacity(blocks);
+        let mut nibbles = Vec::with_capacity(rows * cols / 2);
+        for block in bytes.chunks_exact(block_bytes) {
+            let d = f16_to_f32(u16::from_le_bytes([block[0], block[1]]));
+            let (m, quants) = match kind {
+                Q4Kind::Q4_0 => (-8.0 * d, &block[2..]),
+                Q4Kind::Q4_1 => (
+                    f16_to_f32(u16::from_le_bytes([block[2], block[3]])),
+                    &block[4..],
+                ),
+            };
+            scales.push(d);
+            offsets.push(m);
+            nibbles.extend_from_slice(quants);
+        }
+        Some(Self {
+            rows,
+            cols,
+            scales,
+            offsets,
+            nibbles,
+        })
+    }
+
+    pub(crate) fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub(crate) fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Writes row `row`, dequantized, into `out` (`cols` long).
+    pub(crate) fn dequantize_row(&self, row: usize, out: &mut [f32]) {
+        let blocks = self.cols / BLOCK;
+        for (b, chunk) in out.chunks_exact_mut(BLOCK).enumerate().take(blocks) {
+            let index = row * blocks + b;
+            let (d, m) = (self.scales[index], self.offsets[index]);
+            let bytes = &self.nibbles[index * BLOCK / 2..][..BLOCK / 2];
+            let (low, high) = chunk.split_at_mut(BLOCK / 2);
+            for ((l, h), &byte) in low.iter_mut().zip(high).zip(bytes) {
+                *l = d * f32::from(byte & 0x0f) + m;
+                *h = d * f32::from(byte >> 4) + m;
+            }
+        }
+    }
+
+    /// The whole matrix, dequantized, row-major.
+    pub(crate) fn dequantize(&self) -> Vec<f32> {
+        let mut out = vec![0.0; self.rows * self.cols];
+        for (row, chunk) in out.chunks_exact_mut(self.cols).enumerate() {
+            self.dequantize_row(row, chunk);
+        }
+        out
+    }
+
+    /// `out = x Wᵀ` for `x` of `m` rows of `cols` values; `out` is `m × rows`.
+    pub(crate) fn matmul(&self, x: &[f32], m: usize, out: &mut [f32]) {
+        debug_assert_eq!(x.len(), m * self.cols);
+        let acts = quantize_rows(x, m, self.cols);
+        drive(self.rows, self.cols, m, out, |m0, rm, n0, rn| {
+            q4_tile(self, &acts, m0, rm, n0, rn)
+        });
+    }
+}
+
+/// Runs `tile(m0, rm, n0, rn)` over every `RM × RN` tile of an `m × rows` output, split over
+/// rows between the worker threads when the product is large enough, and writes the sums.
+fn drive(
+    rows: usize,
+    cols: usize,
+    m: usize,
+    out: &mut [f32],
+    tile: impl Fn(usize, usize, usize, usize) -> [[f32; RN]; RM] + Sync,
+) {
+    debug_assert_eq!(out.len(), m * rows);
+    // Row tiles are the unit of work; each thread writes only its tiles' columns.
+    let row_tiles = rows.div_ceil(RN);
+    let out_ptr = SharedOut(out.as_mut_ptr());
+    let out_len = out.len();
+    let run = |tiles: std::ops::Range<usize>| {
+        let out_ptr = &out_ptr;
+        for t in tiles {
+            let n0 = t * RN;
+            let rn = RN.min(rows - n0);
+            let mut m0 = 0;
+            while m0 < m {
+                let rm = RM.min(m - m0);
+                let sums = tile(m0, rm, n0, rn);
+                #[allow(clippy::needless_range_loop)] // i, j index the output too
+                for i in 0..rm {
+                    for j in 0..rn {
+                        let index = (m0 + i) * rows + n0 + j;
+                        assert!(index < out_len);
+                        // SAFETY: `index < out.len()` (checked), and column n0 + j belongs to
+                        // this tile alone, so no two threads write the same element; `out`
+                        // outlives the pool call, which returns only when every thread is done.
+                        unsafe { *out_ptr.0.add(index) = sums[i][j] };
+                    }
+                }
+                m0 += rm;
+            }
+        }
+    };
+    if m * rows * cols < PARALLEL_THRESHOLD {
+        run(0..row_tiles);
+    } else {
+        candle_core::utils::barrier_pool().execute_chunked(row_tiles, run);
     }
 }
 
@@ -167,15 +288,27 @@ fn quantize_rows(x: &[f32], m: usize, cols: usize) -> Acts {
     let blocks = cols / BLOCK;
     let mut scales = Vec::with_capacity(m * blocks);
     let mut quants = Vec::with_capacity(m * cols);
+    let mut sums = Vec::with_capacity(m * blocks);
     for chunk in x.chunks_exact(BLOCK) {
         let amax = chunk.iter().fold(0f32, |a, v| a.max(v.abs()));
         let scale = amax / 127.0;
         let inverse = if scale > 0.0 { 1.0 / scale } else { 0.0 };
         scales.push(scale);
-        #[allow(clippy::cast_possible_truncation)] // |v · inverse| ≤ 127 by construction
-        quants.extend(chunk.iter().map(|v| (v * inverse).round() as i8));
+        let mut total = 0i32;
+        for v in chunk {
+            #[allow(clippy::cast_possible_truncation)] // |v · inverse| ≤ 127 by construction
+            let q = (v * inverse).round() as i8;
+            total += i32::from(q);
+            quants.push(q);
+        }
+        #[allow(clippy::cast_precision_loss)] // |total| ≤ 32 · 127, exact in f32
+        sums.push(scale * total as f32);
     }
-    Acts { scales, quants }
+    Acts {
+        scales,
+        quants,
+        sums,
+    }
 }
 
 /// The `rm × rn` sums of one tile (entries past `rm`/`rn` are unused).
@@ -227,6 +360,70 @@ fn portable_tile(
     sums
 }
 
+/// The `rm × rn` sums of one tile of a [`Q4Matrix`] product.
+fn q4_tile(
+    w: &Q4Matrix,
+    acts: &Acts,
+    m0: usize,
+    rm: usize,
+    n0: usize,
+    rn: usize,
+) -> [[f32; RN]; RM] {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU has AVX2 and FMA (checked above); the tile stays inside both
+        // matrices (rm ≤ m − m0, rn ≤ rows − n0, checked by the caller).
+        return unsafe { avx2::q4_dispatch(w, acts, m0, rm, n0, rn) };
+    }
+    q4_portable_tile(w, acts, m0, rm, n0, rn)
+}
+
+fn q4_portable_tile(
+    w: &Q4Matrix,
+    acts: &Acts,
+    m0: usize,
+    rm: usize,
+    n0: usize,
+    rn: usize,
+) -> [[f32; RN]; RM] {
+    let cols = w.cols;
+    let blocks = cols / BLOCK;
+    let mut sums = [[0f32; RN]; RM];
+    for (i, row_sums) in sums.iter_mut().enumerate().take(rm) {
+        for (j, sum) in row_sums.iter_mut().enumerate().take(rn) {
+            let (t, r) = (m0 + i, n0 + j);
+            for b in 0..blocks {
+                let x = &acts.quants[t * cols + b * BLOCK..][..BLOCK];
+                let bytes = &w.nibbles[(r * blocks + b) * BLOCK / 2..][..BLOCK / 2];
+                let mut dot = 0i32;
+                for (k, &byte) in bytes.iter().enumerate() {
+                    dot += i32::from(byte & 0x0f) * i32::from(x[k]);
+                    dot += i32::from(byte >> 4) * i32::from(x[k + BLOCK / 2]);
+                }
+                #[allow(clippy::cast_precision_loss)] // |dot| ≤ 32 · 15 · 127, exact in f32
+                let dot = dot as f32;
+                let index = r * blocks + b;
+                *sum += dot * acts.scales[t * blocks + b] * w.scales[index]
+                    + w.offsets[index] * acts.sums[t * blocks + b];
+            }
+        }
+    }
+    sums
+}
+
+/// `a · b` in eight lanes, which the compiler turns into vector instructions.
+fn dot8(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let whole = a.len() - a.len() % 8;
+    for (x, y) in a[..whole].chunks_exact(8).zip(b[..whole].chunks_exact(8)) {
+        for lane in 0..8 {
+            lanes[lane] += x[lane] * y[lane];
+        }
+    }
+    let tail: f32 = a[whole..].iter().zip(&b[whole..]).map(|(x, y)| x * y).sum();
+    lanes.iter().sum::<f32>() + tail
+}
+
 fn has_avx2() -> bool {
     static DETECTED: OnceLock<bool> = OnceLock::new();
     *DETECTED.get_or_init(|| {
@@ -245,13 +442,106 @@ fn has_avx2() -> bool {
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::{
-        __m256, __m256i, _mm_add_ps, _mm_add_ss, _mm_cvtss_f32, _mm_movehl_ps, _mm_shuffle_ps,
+        __m128i, __m256, __m256i, _mm_add_ps, _mm_add_ss, _mm_and_si128, _mm_cvtss_f32,
+        _mm_loadu_si128, _mm_movehl_ps, _mm_set1_epi8, _mm_shuffle_ps, _mm_srli_epi16,
         _mm256_abs_epi8, _mm256_castps256_ps128, _mm256_cvtepi32_ps, _mm256_extractf128_ps,
         _mm256_fmadd_ps, _mm256_loadu_si256, _mm256_madd_epi16, _mm256_maddubs_epi16,
-        _mm256_set1_epi16, _mm256_set1_ps, _mm256_setzero_ps, _mm256_sign_epi8,
+        _mm256_set_m128i, _mm256_set1_epi16, _mm256_set1_ps, _mm256_setzero_ps, _mm256_sign_epi8,
     };
 
-    use super::{Acts, BLOCK, Q8Matrix, RM, RN};
+    use super::{Acts, BLOCK, Q4Matrix, Q8Matrix, RM, RN};
+
+    /// Picks the tile shape's instance of the 4-bit kernel.
+    ///
+    /// # Safety
+    /// As [`dispatch`].
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn q4_dispatch(
+        w: &Q4Matrix,
+        acts: &Acts,
+        m0: usize,
+        rm: usize,
+        n0: usize,
+        rn: usize,
+    ) -> [[f32; RN]; RM] {
+        // SAFETY: forwarded from this function's contract.
+        unsafe {
+            match (rm, rn) {
+                (4, 3) => q4_tile::<4, 3>(w, acts, m0, n0),
+                (4, 2) => q4_tile::<4, 2>(w, acts, m0, n0),
+                (4, _) => q4_tile::<4, 1>(w, acts, m0, n0),
+                (3, 3) => q4_tile::<3, 3>(w, acts, m0, n0),
+                (3, 2) => q4_tile::<3, 2>(w, acts, m0, n0),
+                (3, _) => q4_tile::<3, 1>(w, acts, m0, n0),
+                (2, 3) => q4_tile::<2, 3>(w, acts, m0, n0),
+                (2, 2) => q4_tile::<2, 2>(w, acts, m0, n0),
+                (2, _) => q4_tile::<2, 1>(w, acts, m0, n0),
+                (_, 3) => q4_tile::<1, 3>(w, acts, m0, n0),
+                (_, 2) => q4_tile::<1, 2>(w, acts, m0, n0),
+                _ => q4_tile::<1, 1>(w, acts, m0, n0),
+            }
+        }
+    }
+
+    /// # Safety
+    /// As [`q4_dispatch`], with `rm = M`, `rn = N`.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn q4_tile<const M: usize, const N: usize>(
+        w: &Q4Matrix,
+        acts: &Acts,
+        m0: usize,
+        n0: usize,
+    ) -> [[f32; RN]; RM] {
+        let cols = w.cols;
+        let blocks = cols / BLOCK;
+        let ones = _mm256_set1_epi16(1);
+        let low_half = _mm_set1_epi8(0x0f);
+        let mut acc = [[_mm256_setzero_ps(); N]; M];
+        let x_base = acts.quants.as_ptr();
+        let w_base = w.nibbles.as_ptr();
+        for b in 0..blocks {
+            let mut wv = [ones; N];
+            let mut wd = [0f32; N];
+            for j in 0..N {
+                let index = (n0 + j) * blocks + b;
+                // SAFETY: row n0 + j < rows (contract), so its block b's 16 bytes lie inside
+                // `nibbles` (rows × cols / 2 bytes); unaligned loads are allowed.
+                let raw =
+                    unsafe { _mm_loadu_si128(w_base.add(index * BLOCK / 2).cast::<__m128i>()) };
+                let low = _mm_and_si128(raw, low_half);
+                let high = _mm_and_si128(_mm_srli_epi16::<4>(raw), low_half);
+                // Values 0..15 of the block in the low lane, 16..31 in the high one.
+                wv[j] = _mm256_set_m128i(high, low);
+                wd[j] = w.scales[index];
+            }
+            #[allow(clippy::needless_range_loop)] // i indexes the activations too
+            for i in 0..M {
+                // SAFETY: token m0 + i < m (contract), so its block b lies inside the
+                // activations (m × cols values).
+                let xv = unsafe {
+                    _mm256_loadu_si256(x_base.add((m0 + i) * cols + b * BLOCK).cast::<__m256i>())
+                };
+                let xd = acts.scales[(m0 + i) * blocks + b];
+                for j in 0..N {
+                    // u8 (0..15) × i8 pairs: at most 2 · 15 · 127, no i16 saturation.
+                    let pairs = _mm256_maddubs_epi16(wv[j], xv);
+                    let dots = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
+                    acc[i][j] = _mm256_fmadd_ps(dots, _mm256_set1_ps(xd * wd[j]), acc[i][j]);
+                }
+            }
+        }
+        // The offsets' share, Σ_b m_b · (scale · Σ x)_b, as one dot product per pair.
+        let mut sums = [[0f32; RN]; RM];
+        for i in 0..M {
+            let x_sums = &acts.sums[(m0 + i) * blocks..][..blocks];
+            for j in 0..N {
+                let offsets = &w.offsets[(n0 + j) * blocks..][..blocks];
+                sums[i][j] = hsum(acc[i][j]) + super::dot8(offsets, x_sums);
+            }
+        }
+        sums
+    }
 
     /// Picks the tile shape's instance.
     ///

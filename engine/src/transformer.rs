@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 
-use crate::q8::Q8Matrix;
+use crate::q8::{Q4Kind, Q4Matrix, Q8Matrix};
 use candle_core::{D, DType, Device, Module, Result, Tensor};
 
 /// The families this transformer runs; they differ only in the [`Config`] they load with.
@@ -108,11 +108,12 @@ impl Lora {
     }
 }
 
-/// A weight matrix `(out, in)`: the engine's own 8-bit layout for `Q8_0` on the CPU
-/// (`crate::q8`), else candle's (quantized or dense).
+/// A weight matrix `(out, in)`: the engine's own layouts on the CPU for `Q8_0` and for
+/// `Q4_0`/`Q4_1` (`crate::q8`), else candle's (quantized or dense).
 #[derive(Debug, Clone)]
 pub(crate) enum Weight {
     Q8(Arc<Q8Matrix>),
+    Q4(Arc<Q4Matrix>),
     Candle(QMatMul),
 }
 
@@ -120,10 +121,22 @@ impl Weight {
     /// The engine's layout where it has a kernel for the tensor's type and device, else
     /// candle's.
     pub(crate) fn from_qtensor(q: Arc<QTensor>) -> Result<Self> {
-        if q.dtype() == GgmlDType::Q8_0 && q.device().is_cpu() {
+        if q.device().is_cpu() && q.shape().rank() == 2 {
             let (rows, cols) = q.shape().dims2()?;
-            if let Some(m) = Q8Matrix::from_q8_0_bytes(rows, cols, &q.data()?) {
+            let kind = match q.dtype() {
+                GgmlDType::Q4_0 => Some(Q4Kind::Q4_0),
+                GgmlDType::Q4_1 => Some(Q4Kind::Q4_1),
+                _ => None,
+            };
+            if q.dtype() == GgmlDType::Q8_0
+                && let Some(m) = Q8Matrix::from_q8_0_bytes(rows, cols, &q.data()?)
+            {
                 return Ok(Self::Q8(Arc::new(m)));
+            }
+            if let Some(kind) = kind
+                && let Some(m) = Q4Matrix::from_gguf_bytes(kind, rows, cols, &q.data()?)
+            {
+                return Ok(Self::Q4(Arc::new(m)));
             }
         }
         Ok(Self::Candle(QMatMul::from_arc(q)?))
@@ -132,6 +145,7 @@ impl Weight {
     fn dims(&self) -> Result<(usize, usize)> {
         match self {
             Self::Q8(m) => Ok((m.rows(), m.cols())),
+            Self::Q4(m) => Ok((m.rows(), m.cols())),
             Self::Candle(QMatMul::QTensor(q)) => q.shape().dims2(),
             Self::Candle(QMatMul::Tensor(t) | QMatMul::TensorF16(t)) => t.dims2(),
         }
@@ -141,16 +155,8 @@ impl Weight {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
             Self::Candle(q) => q.forward(x),
-            Self::Q8(m) => {
-                let mut dims = x.dims().to_vec();
-                let last = dims.len() - 1;
-                let rows = x.elem_count() / dims[last];
-                let input = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-                let mut out = vec![0f32; rows * m.rows()];
-                m.matmul(&input, rows, &mut out);
-                dims[last] = m.rows();
-                Tensor::from_vec(out, dims, x.device())?.to_dtype(x.dtype())
-            }
+            Self::Q8(m) => own_matmul(x, m.rows(), |input, n, out| m.matmul(input, n, out)),
+            Self::Q4(m) => own_matmul(x, m.rows(), |input, n, out| m.matmul(input, n, out)),
         }
     }
 
@@ -158,24 +164,12 @@ impl Weight {
     pub(crate) fn embedding(&self, ids: &Tensor) -> Result<Tensor> {
         match self {
             Self::Candle(q) => q.embedding(ids),
-            Self::Q8(m) => {
-                let list = ids.flatten_all()?.to_vec1::<u32>()?;
-                let cols = m.cols();
-                let mut out = vec![0f32; list.len() * cols];
-                for (chunk, &id) in out.chunks_exact_mut(cols).zip(&list) {
-                    let row = id as usize;
-                    if row >= m.rows() {
-                        candle_core::bail!(
-                            "token id {id} is outside the vocabulary of {}",
-                            m.rows()
-                        );
-                    }
-                    m.dequantize_row(row, chunk);
-                }
-                let mut dims = ids.dims().to_vec();
-                dims.push(cols);
-                Tensor::from_vec(out, dims, ids.device())
-            }
+            Self::Q8(m) => own_rows(ids, m.rows(), m.cols(), |row, out| {
+                m.dequantize_row(row, out);
+            }),
+            Self::Q4(m) => own_rows(ids, m.rows(), m.cols(), |row, out| {
+                m.dequantize_row(row, out);
+            }),
         }
     }
 
@@ -183,10 +177,49 @@ impl Weight {
     fn dense(&self) -> Result<Tensor> {
         match self {
             Self::Q8(m) => Tensor::from_vec(m.dequantize(), (m.rows(), m.cols()), &Device::Cpu),
+            Self::Q4(m) => Tensor::from_vec(m.dequantize(), (m.rows(), m.cols()), &Device::Cpu),
             Self::Candle(QMatMul::QTensor(q)) => q.dequantize(&q.device()),
             Self::Candle(QMatMul::Tensor(t) | QMatMul::TensorF16(t)) => t.to_dtype(DType::F32),
         }
     }
+}
+
+/// `x Wᵀ` through one of the engine's own kernels: `matmul(input, rows of x, out)` for a
+/// weight of `out_rows` rows.
+fn own_matmul(
+    x: &Tensor,
+    out_rows: usize,
+    matmul: impl FnOnce(&[f32], usize, &mut [f32]),
+) -> Result<Tensor> {
+    let mut dims = x.dims().to_vec();
+    let last = dims.len() - 1;
+    let rows = x.elem_count() / dims[last];
+    let input = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    let mut out = vec![0f32; rows * out_rows];
+    matmul(&input, rows, &mut out);
+    dims[last] = out_rows;
+    Tensor::from_vec(out, dims, x.device())?.to_dtype(x.dtype())
+}
+
+/// Rows `ids` of a `(rows, cols)` matrix of the engine's own layouts, dequantized by `row`.
+fn own_rows(
+    ids: &Tensor,
+    rows: usize,
+    cols: usize,
+    row: impl Fn(usize, &mut [f32]),
+) -> Result<Tensor> {
+    let list = ids.flatten_all()?.to_vec1::<u32>()?;
+    let mut out = vec![0f32; list.len() * cols];
+    for (chunk, &id) in out.chunks_exact_mut(cols).zip(&list) {
+        let index = id as usize;
+        if index >= rows {
+            candle_core::bail!("token id {id} is outside the vocabulary of {rows}");
+        }
+        row(index, chunk);
+    }
+    let mut dims = ids.dims().to_vec();
+    dims.push(cols);
+    Tensor::from_vec(out, dims, ids.device())
 }
 
 /// A projection `y = x Wᵀ (+ b)`, with the LoRA pairs of any adapters loaded onto it.
@@ -226,7 +259,7 @@ impl Linear {
     pub(crate) fn is_quantized(&self) -> bool {
         matches!(
             self.weight,
-            Weight::Q8(_) | Weight::Candle(QMatMul::QTensor(_))
+            Weight::Q8(_) | Weight::Q4(_) | Weight::Candle(QMatMul::QTensor(_))
         )
     }
 
@@ -614,7 +647,7 @@ impl Transformer {
         head: Linear,
     ) -> Result<Self> {
         let device = match &embedding {
-            Weight::Q8(_) => Device::Cpu,
+            Weight::Q8(_) | Weight::Q4(_) => Device::Cpu,
             Weight::Candle(QMatMul::QTensor(q)) => q.device(),
             Weight::Candle(QMatMul::Tensor(t) | QMatMul::TensorF16(t)) => t.device().clone(),
         };

@@ -86,7 +86,11 @@ fn run() -> Result<()> {
 }
 
 fn project_root() -> Result<PathBuf> {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    // `cargo run` sets CARGO_MANIFEST_DIR for the process: the checkout it was run from. The
+    // compile-time value can name another checkout that shares the build directory (cargo
+    // reuses a binary built there when the sources are the same).
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
     manifest
         .parent()
         .map(Path::to_path_buf)

@@ -245,8 +245,22 @@ fn requantizing_to_q8_0_keeps_the_logits_and_the_top_token(weights: FixtureWeigh
 }
 
 #[test]
-fn requantizing_q4_1_to_q8_0_keeps_the_logits_and_the_top_token() {
-    requantizing_to_q8_0_keeps_the_logits_and_the_top_token(FixtureWeights::Q4_1, "Q4_1");
+fn four_bit_files_run_on_the_engines_own_four_bit_kernel_unconverted() {
+    for (weights, name) in [
+        (FixtureWeights::Q4_1, "Q4_1"),
+        (FixtureWeights::Q4_0, "Q4_0"),
+    ] {
+        let spec = FixtureSpec {
+            weights,
+            ..FixtureSpec::tiny_llama(5)
+        };
+        let (_dir, model) = fixture::load(&spec, &LoadOptions::default());
+        assert_eq!(model.info().quantization, name);
+        assert!(matches!(
+            model.weights.model.blocks[0].q.weight,
+            crate::transformer::Weight::Q4(_)
+        ));
+    }
 }
 
 #[test]

@@ -127,6 +127,81 @@ fn a_large_product_split_over_threads_equals_the_one_thread_result() {
     }
 }
 
+fn q4(kind: GgmlDType, rows: usize, cols: usize, seed: u64) -> (QTensor, Q4Matrix) {
+    let dense = Tensor::from_vec(values(rows * cols, seed), (rows, cols), &Device::Cpu).unwrap();
+    let q = QTensor::quantize(&dense, kind).unwrap();
+    let ours_kind = if kind == GgmlDType::Q4_0 {
+        Q4Kind::Q4_0
+    } else {
+        Q4Kind::Q4_1
+    };
+    let ours = Q4Matrix::from_gguf_bytes(ours_kind, rows, cols, &q.data().unwrap()).unwrap();
+    (q, ours)
+}
+
+#[test]
+fn four_bit_gguf_blocks_dequantize_as_candle_does() {
+    for kind in [GgmlDType::Q4_0, GgmlDType::Q4_1] {
+        // Arrange, Act
+        let (q, ours) = q4(kind, 5, 96, 6);
+
+        // Assert
+        let candle = q.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap();
+        let candle = candle.to_vec1::<f32>().unwrap();
+        for (a, b) in ours.dequantize().iter().zip(&candle) {
+            assert!(
+                (a - b).abs() <= 1e-6 * (1.0 + b.abs()),
+                "{kind:?}: {a} vs {b}"
+            );
+        }
+        assert!(
+            Q4Matrix::from_gguf_bytes(Q4Kind::Q4_1, 5, 97, &q.data().unwrap()).is_none(),
+            "a shape that does not match the bytes is refused"
+        );
+    }
+}
+
+#[test]
+fn the_four_bit_product_matches_the_portable_loop_and_the_dequantized_product() {
+    for kind in [GgmlDType::Q4_0, GgmlDType::Q4_1] {
+        for (m, rows, cols) in [
+            (1, 7, 64),
+            (5, 64, 96),
+            (9, 10, 32),
+            (13, 31, 128),
+            (37, 301, 256),
+        ] {
+            // Arrange
+            let (_, matrix) = q4(kind, rows, cols, 7);
+            let w = matrix.dequantize();
+            let x = values(m * cols, 8);
+
+            // Act (the last shape is large enough to be split between threads)
+            let mut out = vec![0f32; m * rows];
+            matrix.matmul(&x, m, &mut out);
+
+            // Assert: the SIMD path (if this CPU takes it) gives the portable sums up to
+            // rounding, and both are the product with the dequantized weights up to the 8-bit
+            // rounding of the inputs.
+            let acts = quantize_rows(&x, m, cols);
+            for t in 0..m {
+                for r in 0..rows {
+                    let portable = q4_portable_tile(&matrix, &acts, t, 1, r, 1)[0][0];
+                    let got = out[t * rows + r];
+                    assert!(
+                        (got - portable).abs() <= 1e-4 * (1.0 + portable.abs()),
+                        "{kind:?} {m}×{rows}×{cols} [{t},{r}]: {got} vs {portable}"
+                    );
+                    let dense: f32 = (0..cols).map(|k| x[t * cols + k] * w[r * cols + k]).sum();
+                    #[allow(clippy::cast_precision_loss)]
+                    let bound = 0.02 * (cols as f32).sqrt();
+                    assert!((got - dense).abs() < bound, "{kind:?}: {got} vs {dense}");
+                }
+            }
+        }
+    }
+}
+
 #[test]
 #[ignore = "a timing probe, run by hand with --release"]
 fn probe_head_timing() {
