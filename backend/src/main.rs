@@ -225,6 +225,13 @@ struct EvalArgs {
     /// Where to write the predictions (JSON lines).
     #[arg(long)]
     out: PathBuf,
+    /// Generate mode, local models: decode this many questions together, left-padded to the
+    /// longest prompt. Each gets the reply it gets alone up to float rounding, which greedy
+    /// decoding of a small model can turn into a different reply where two tokens nearly tie
+    /// (docs/perf-notes.md). Pays off when replies are long and prompts of similar length;
+    /// padding makes it slower when prompts dominate.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    batch: u16,
     #[command(flatten)]
     remote: RemoteArgs,
 }
@@ -893,10 +900,12 @@ fn eval(args: &EvalArgs) -> anyhow::Result<()> {
     };
     match &mut answerer {
         Answerer::Local(model) => {
-            for (n, question) in pending {
-                let line = kokushi_worker::eval::evaluate_question(model, question, &options)
-                    .map_err(|e| e.to_string());
-                record(n, question, line)?;
+            for chunk in pending.chunks(usize::from(args.batch)) {
+                let asked: Vec<&kokushi_shared::Question> = chunk.iter().map(|(_, q)| *q).collect();
+                let lines = kokushi_worker::eval::evaluate_questions(model, &asked, &options);
+                for (&(n, question), line) in chunk.iter().zip(lines) {
+                    record(n, question, line.map_err(|e| e.to_string()))?;
+                }
             }
         }
         Answerer::Remote(remote) => {

@@ -596,3 +596,53 @@ fn a_lora_adapter_answers_the_same_merged_or_not_and_is_recorded_in_every_line()
     let message = String::from_utf8_lossy(&refused.stderr);
     assert!(message.contains("adapter my-lora, not (none)"), "{message}");
 }
+
+#[test]
+fn questions_decoded_in_a_batch_get_the_answers_they_get_one_by_one() {
+    let Some(bin) = service("KOKUSHI_BIN").map(PathBuf::from) else {
+        return;
+    };
+    let store = fixture_model_store().unwrap();
+    let model = store.path().join(FIXTURE_MODEL);
+    let exam = mini_exam_path();
+    let run = |batch: &str| {
+        let out = store.path().join(format!("batch-{batch}.jsonl"));
+        let run = kokushi(
+            &bin,
+            &[
+                "eval",
+                "--model",
+                model.to_str().unwrap(),
+                "--exam-set",
+                exam.to_str().unwrap(),
+                "--with-images",
+                "--max-new-tokens",
+                "12",
+                "--batch",
+                batch,
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        );
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        lines(&out)
+    };
+    let (alone, together) = (run("1"), run("4"));
+    assert!(alone.len() >= 5, "{alone:?}");
+    assert_eq!(alone.len(), together.len());
+    for (a, b) in alone.iter().zip(&together) {
+        for field in [
+            "problem_id",
+            "prediction",
+            "raw_output",
+            "prompt_tokens",
+            "generated_tokens",
+        ] {
+            assert_eq!(a[field], b[field], "{field}: alone {a} batched {b}");
+        }
+    }
+}

@@ -341,6 +341,72 @@ pub fn evaluate_question(
     Ok(line)
 }
 
+/// Asks `model` several questions, generating the replies of those answered by generation in
+/// one batch ([`Model::generate_batch`], which gives each the reply it gets alone) and scoring
+/// the others one by one. A batch the engine refuses (a prompt longer than the context, say) is
+/// asked again one by one, so each question gets its own line or error. Lines answered in a
+/// batch record the batch's wall time as their latency.
+pub fn evaluate_questions(
+    model: &mut Model,
+    questions: &[&Question],
+    options: &EvalOptions,
+) -> Vec<Result<PredictionLine, EngineError>> {
+    let mut results: Vec<Option<Result<PredictionLine, EngineError>>> =
+        (0..questions.len()).map(|_| None).collect();
+    let format_id = prompt_id(model, options);
+    let mut batch: Vec<(usize, String)> = Vec::new();
+    let mut stop = Vec::new();
+    for (index, question) in questions.iter().enumerate() {
+        let asked = ask(question, options, |user| {
+            Ok(PromptText::Raw(
+                model.apply_chat_template(&user)? + kokushi_shared::prompt::ANSWER_OPENING,
+            ))
+        });
+        match asked {
+            Ok(Asked {
+                prompt: PromptText::Raw(prompt),
+                stop: these,
+                continuations: None,
+            }) => {
+                stop = these;
+                batch.push((index, prompt));
+            }
+            Ok(_) => results[index] = Some(evaluate_question(model, question, options)),
+            Err(e) => results[index] = Some(Err(e)),
+        }
+    }
+    if batch.len() > 1 {
+        let started = Instant::now();
+        let prompts: Vec<String> = batch.iter().map(|(_, p)| p.clone()).collect();
+        let params = GenerationParams {
+            max_new_tokens: options.max_new_tokens,
+            stop,
+        };
+        if let Ok(generations) = model.generate_batch(&prompts, &params) {
+            for ((index, _), generation) in batch.drain(..).zip(generations) {
+                let question = questions[index];
+                let mut line = PredictionLine::empty(question, options, &format_id);
+                line.answer_from_text(
+                    question,
+                    options,
+                    generation.text,
+                    generation.prompt_tokens,
+                    generation.generated_tokens,
+                );
+                line.took(started);
+                results[index] = Some(Ok(line));
+            }
+        }
+    }
+    for (index, _) in batch {
+        results[index] = Some(evaluate_question(model, questions[index], options));
+    }
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or(Err(EngineError::EmptyPrompt)))
+        .collect()
+}
+
 /// The id a remote run's lines record for its prompt: the format's (as for a local model), or
 /// `chat_api` when the server's own chat template was used (its text is not known here).
 pub fn remote_prompt_id(options: &EvalOptions) -> String {

@@ -311,3 +311,32 @@ fn a_cloned_cache_and_its_original_go_on_independently() {
         assert!(max_abs_diff(&fresh, &last) < 1e-4, "{tail:?}");
     }
 }
+
+#[test]
+fn a_long_left_padding_changes_no_rows_logits() {
+    for (arch, weights) in ARCHITECTURES
+        .iter()
+        .flat_map(|arch| fixture::FixtureWeights::ALL.map(|w| (*arch, w)))
+    {
+        let spec = FixtureSpec {
+            weights,
+            ..FixtureSpec::tiny(arch, 11)
+        };
+        let (_dir, loaded) = fixture::load(&spec, &LoadOptions::default());
+        let model = Arc::clone(&loaded.weights.model);
+        let short = tokens(6, 1);
+        let long = tokens(90, 2);
+        let mut padded = vec![0u32; long.len() - short.len()];
+        padded.extend(&short);
+        let mut cache = Cache::with_padding(vec![long.len() - short.len(), 0]);
+        let batch = model
+            .forward(&ids(&[padded, long]), &mut cache, None, Logits::Last)
+            .unwrap();
+        let alone = model
+            .forward(&ids(&[short]), &mut Cache::default(), None, Logits::Last)
+            .unwrap();
+        let row = batch.get(0).unwrap().unsqueeze(0).unwrap();
+        let diff = max_abs_diff(&row, &alone);
+        assert!(diff < 1e-4, "{arch} {weights:?}: {diff}");
+    }
+}
