@@ -452,6 +452,8 @@ pub(crate) struct Transformer {
     local_rope: Option<Rope>,
     /// Use the slower operations autograd can differentiate (training), not candle's fused ones.
     pub(crate) differentiable: bool,
+    /// Attend with candle's operations even where `attend_cpu` could (for comparing the two).
+    pub(crate) candle_attention: bool,
 }
 
 /// The keys and values every layer has seen for a batch of sequences.
@@ -550,20 +552,24 @@ impl LayerKv {
     }
 }
 
-/// Attention of one query position per batch row (a decode step) on the CPU in `f32`, read
-/// straight from the cache's storage: no mask tensor, no copies of keys or values, none of
-/// candle's per-call overhead. `q` is `(batch, heads, 1, head_dim)`; the query sits at slot
-/// `slots - 1` and sees the slots from its row's padding (and, with `window`, the last `window`
-/// slots) on. Returns `(batch, 1, heads * head_dim)`.
-fn attend_one(
+/// Attention on the CPU in `f32`, read straight from the cache's storage: no mask tensor, no
+/// copies of keys or values, none of candle's per-call overhead, and sums that do not depend on
+/// a row's left padding or on how a prompt was split into passes — each query loops over
+/// exactly its own visible slots in order, so a row in a padded batch gets bit for bit what it
+/// gets alone. `q` is `(batch, heads, steps, head_dim)` for the slots `start..start + steps`;
+/// query slot `s` of row `r` sees the slots from `pad[r]` (and, with `window`, from
+/// `s + 1 − window`) to `s`; a query inside the padding sees only itself. Returns
+/// `(batch, steps, heads * head_dim)`. (Row, head) pairs are split between threads when the
+/// work is large enough to pay for them.
+fn attend_cpu(
     q: &Tensor,
     layer: &LayerKv,
-    slots: usize,
+    start: usize,
     pad: &[usize],
     window: Option<usize>,
     scale: f64,
 ) -> Result<Tensor> {
-    let (batch, heads, _, head_dim) = q.dims4()?;
+    let (batch, heads, steps, head_dim) = q.dims4()?;
     let (_, kv_heads, capacity, _) = layer.k.dims4()?;
     let groups = heads / kv_heads;
     let queries = q.flatten_all()?.to_vec1::<f32>()?;
@@ -572,36 +578,40 @@ fn attend_one(
     let (candle_core::Storage::Cpu(k_cpu), candle_core::Storage::Cpu(v_cpu)) =
         (&*k_storage, &*v_storage)
     else {
-        candle_core::bail!("single-query attention runs on the CPU");
+        candle_core::bail!("this attention runs on the CPU");
     };
     let keys = &k_cpu.as_slice::<f32>()?[k_layout.start_offset()..];
     let values = &v_cpu.as_slice::<f32>()?[v_layout.start_offset()..];
     #[allow(clippy::cast_possible_truncation)] // a scale near 1/8
     let scale = scale as f32;
-    let query_slot = slots - 1;
-    let mut out = vec![0f32; batch * heads * head_dim];
-    let mut scores = vec![0f32; slots];
-    for row in 0..batch {
-        let mut first = pad.get(row).copied().unwrap_or(0).min(query_slot);
-        if let Some(w) = window {
-            first = first.max((query_slot + 1).saturating_sub(w));
-        }
-        for head in 0..heads {
-            let query = &queries[(row * heads + head) * head_dim..][..head_dim];
-            let base = (row * kv_heads + head / groups) * capacity * head_dim;
-            let scores = &mut scores[first..slots];
+    // One (row, head) pair: its `steps × head_dim` outputs, in query order.
+    let pair = |index: usize| -> Vec<f32> {
+        let (row, head) = (index / heads, index % heads);
+        let base = (row * kv_heads + head / groups) * capacity * head_dim;
+        let row_pad = pad.get(row).copied().unwrap_or(0);
+        let mut out = vec![0f32; steps * head_dim];
+        let mut scores = Vec::with_capacity(start + steps);
+        for t in 0..steps {
+            let slot = start + t;
+            let mut first = row_pad.min(slot);
+            if let Some(w) = window {
+                first = first.max((slot + 1).saturating_sub(w));
+            }
+            let query = &queries[((row * heads + head) * steps + t) * head_dim..][..head_dim];
+            scores.clear();
             let mut max = f32::NEG_INFINITY;
-            for (j, score) in scores.iter_mut().enumerate() {
-                let key = &keys[base + (first + j) * head_dim..][..head_dim];
-                *score = dot(query, key) * scale;
-                max = max.max(*score);
+            for key_slot in first..=slot {
+                let key = &keys[base + key_slot * head_dim..][..head_dim];
+                let score = dot(query, key) * scale;
+                max = max.max(score);
+                scores.push(score);
             }
             let mut total = 0f32;
-            for score in scores.iter_mut() {
+            for score in &mut scores {
                 *score = (*score - max).exp();
                 total += *score;
             }
-            let output = &mut out[(row * heads + head) * head_dim..][..head_dim];
+            let output = &mut out[t * head_dim..][..head_dim];
             for (j, &p) in scores.iter().enumerate() {
                 let value = &values[base + (first + j) * head_dim..][..head_dim];
                 let p = p / total;
@@ -610,9 +620,58 @@ fn attend_one(
                 }
             }
         }
-    }
+        out
+    };
+    let pairs = batch * heads;
+    let work = pairs * steps * (start + steps) * head_dim;
+    let threads = attention_threads().min(pairs);
+    let outputs: Vec<Vec<f32>> = if threads > 1 && work >= ATTENTION_PARALLEL_WORK {
+        let per_thread = pairs.div_ceil(threads);
+        std::thread::scope(|scope| {
+            let pair = &pair;
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let range = (t * per_thread)..((t + 1) * per_thread).min(pairs);
+                    scope.spawn(move || range.map(pair).collect::<Vec<_>>())
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect()
+        })
+    } else {
+        (0..pairs).map(pair).collect()
+    };
     drop((k_storage, v_storage));
-    Tensor::from_vec(out, (batch, 1, heads * head_dim), q.device())
+    if outputs.len() != pairs {
+        candle_core::bail!("an attention thread failed");
+    }
+    // (row, head) → (row, step, head) order.
+    let mut out = vec![0f32; batch * steps * heads * head_dim];
+    for (index, values) in outputs.iter().enumerate() {
+        let (row, head) = (index / heads, index % heads);
+        for t in 0..steps {
+            let target = ((row * steps + t) * heads + head) * head_dim;
+            out[target..target + head_dim].copy_from_slice(&values[t * head_dim..][..head_dim]);
+        }
+    }
+    Tensor::from_vec(out, (batch, steps, heads * head_dim), q.device())
+}
+
+/// Below this many multiply-adds (per side of the attention) one thread does the work.
+const ATTENTION_PARALLEL_WORK: usize = 1 << 20;
+
+/// Threads for the attention of a pass: `CANDLE_NUM_THREADS` or candle's own count, read once.
+fn attention_threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| {
+        std::env::var("CANDLE_NUM_THREADS")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or_else(candle_core::utils::get_num_threads)
+    })
 }
 
 /// `a · b` in eight lanes, which the compiler turns into vector instructions.
@@ -671,6 +730,7 @@ impl Transformer {
             global_rope,
             local_rope,
             differentiable: false,
+            candle_attention: false,
         })
     }
 
@@ -721,11 +781,14 @@ impl Transformer {
             None => None,
         };
         let device = ids.device();
-        // A decode step on the CPU attends without candle ops (`attend_one`) and needs no mask.
-        let one_query =
-            steps == 1 && device.is_cpu() && config.dtype == DType::F32 && !self.differentiable;
+        // On the CPU (outside training) attention runs without candle ops (`attend_cpu`) and
+        // needs no mask.
+        let own_attention = device.is_cpu()
+            && config.dtype == DType::F32
+            && !self.differentiable
+            && !self.candle_attention;
         let window = config.sliding.as_ref().map(|s| s.window);
-        let (global_mask, local_mask) = if one_query {
+        let (global_mask, local_mask) = if own_attention {
             (None, None)
         } else {
             (
@@ -752,7 +815,7 @@ impl Transformer {
                 start,
                 pad: &cache.pad,
                 window: if sliding { window } else { None },
-                one_query,
+                own_attention,
             };
             x = self.block(
                 block,
@@ -820,11 +883,11 @@ impl Transformer {
         let k = rotate(&k)?;
         let slots = attention.start + steps;
         let layer = LayerKv::append(cache, &k, &v, attention.start, config.context_length)?;
-        let mut attn = if attention.one_query {
-            let attended = attend_one(
+        let mut attn = if attention.own_attention {
+            let attended = attend_cpu(
                 &q,
                 &layer,
-                slots,
+                attention.start,
                 attention.pad,
                 attention.window,
                 config.attention_scale,
@@ -899,12 +962,12 @@ impl Transformer {
 }
 
 /// Where one pass's attention looks: the slot its first position takes, each row's left
-/// padding, the window of a sliding layer, and whether it is a one-query CPU step.
+/// padding, the window of a sliding layer, and whether it runs on [`attend_cpu`].
 struct Attention<'a> {
     start: usize,
     pad: &'a [usize],
     window: Option<usize>,
-    one_query: bool,
+    own_attention: bool,
 }
 
 /// The additive attention mask `(batch, 1, 1, steps, slots)` for queries at slots
