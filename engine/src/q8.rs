@@ -29,10 +29,12 @@ const GGUF_BLOCK_BYTES: usize = 34;
 pub(crate) struct Q8Matrix {
     rows: usize,
     cols: usize,
-    /// `rows × cols / 32`.
+    /// `rows × cols / 32`, or with `halves` `rows × cols / 16`.
     scales: Vec<f32>,
     /// `rows × cols`.
     quants: Vec<i8>,
+    /// One scale per 16 values instead of 32 (`Q6_K`'s sub-blocks).
+    halves: bool,
 }
 
 /// Activations quantized for [`Q8Matrix::matmul`] and [`Q4Matrix::matmul`].
@@ -62,6 +64,62 @@ impl Q8Matrix {
             cols,
             scales,
             quants,
+            halves: false,
+        })
+    }
+
+    /// (Not used for models yet: as 8-bit values a `Q6_K` matrix takes 1.25 bytes a value
+    /// instead of 0.82, and Gemma 3's decode ran slower than through candle's kernel; kept with
+    /// its test for a kernel that reads the packed layout, docs/perf-notes.md section 5.)
+    ///
+    /// Repacks the bytes of a GGUF `Q6_K` tensor of shape `(rows, cols)` exactly: each
+    /// 256-value super-block holds 6-bit values `q` (low 4 bits in `ql`, high 2 in `qh`), 16
+    /// signed 8-bit scales `sc` and an f16 factor `d`; value `v` of the block is
+    /// `d · sc[v / 16] · (q − 32)`, so it is kept as the 8-bit `q − 32` under the scale
+    /// `d · sc` of its 16 values. `None` if `bytes` is not that tensor or `cols` is not a
+    /// multiple of 256.
+    #[cfg(test)]
+    pub(crate) fn from_q6_k_bytes(rows: usize, cols: usize, bytes: &[u8]) -> Option<Self> {
+        const SUPER: usize = 256;
+        const SUPER_BYTES: usize = 210;
+        if !cols.is_multiple_of(SUPER) || bytes.len() != rows * cols / SUPER * SUPER_BYTES {
+            return None;
+        }
+        let mut scales = Vec::with_capacity(rows * cols / 16);
+        let mut quants = Vec::with_capacity(rows * cols);
+        for block in bytes.chunks_exact(SUPER_BYTES) {
+            let (ql, rest) = block.split_at(128);
+            let (qh, rest) = rest.split_at(64);
+            let (sc, d) = rest.split_at(16);
+            let d = f16_to_f32(u16::from_le_bytes([d[0], d[1]]));
+            scales.extend(sc.iter().map(|&b| d * f32::from(i8::from_ne_bytes([b]))));
+            let mut values = [0i8; SUPER];
+            // llama.cpp's dequantize_row_q6_K: two halves of 128 values, each of four groups of
+            // 32 sharing the bytes of `ql` and `qh` at the same offsets.
+            for half in 0..2 {
+                let (ql, qh) = (&ql[64 * half..], &qh[32 * half..]);
+                for l in 0..32 {
+                    let six = |low: u8, shift: u32| -> i8 {
+                        let q = low | (((qh[l] >> shift) & 3) << 4);
+                        #[allow(clippy::cast_possible_wrap)] // q < 64
+                        let q = q as i8;
+                        q - 32
+                    };
+                    let base = 128 * half + l;
+                    values[base] = six(ql[l] & 0x0f, 0);
+                    values[base + 32] = six(ql[l + 32] & 0x0f, 2);
+                    values[base + 64] = six(ql[l] >> 4, 4);
+                    values[base + 96] = six(ql[l + 32] >> 4, 6);
+                }
+            }
+            quants.extend_from_slice(&values);
+        }
+        Some(Self {
+            rows,
+            cols,
+            scales,
+            quants,
+            halves: true,
         })
     }
 
@@ -77,6 +135,7 @@ impl Q8Matrix {
             cols,
             scales: acts.scales,
             quants: acts.quants,
+            halves: false,
         })
     }
 
@@ -90,11 +149,12 @@ impl Q8Matrix {
 
     /// Writes row `row`, dequantized, into `out` (`cols` long).
     pub(crate) fn dequantize_row(&self, row: usize, out: &mut [f32]) {
-        let blocks = self.cols / BLOCK;
-        for (b, chunk) in out.chunks_exact_mut(BLOCK).enumerate().take(blocks) {
-            let scale = self.scales[row * blocks + b];
-            let start = row * self.cols + b * BLOCK;
-            for (o, &q) in chunk.iter_mut().zip(&self.quants[start..start + BLOCK]) {
+        let group = if self.halves { BLOCK / 2 } else { BLOCK };
+        let groups = self.cols / group;
+        for (g, chunk) in out.chunks_exact_mut(group).enumerate().take(groups) {
+            let scale = self.scales[row * groups + g];
+            let start = row * self.cols + g * group;
+            for (o, &q) in chunk.iter_mut().zip(&self.quants[start..start + group]) {
                 *o = f32::from(q) * scale;
             }
         }
@@ -174,6 +234,73 @@ impl Q4Matrix {
             scales.push(d);
             offsets.push(m);
             nibbles.extend_from_slice(quants);
+        }
+        Some(Self {
+            rows,
+            cols,
+            scales,
+            offsets,
+            nibbles,
+        })
+    }
+
+    /// (Not used for models yet: unpacked this way a `Q4_K` matrix takes 0.75 bytes a value
+    /// instead of 0.5625, and Gemma 3 ran slower than through candle's kernel; kept with its
+    /// test for a kernel that reads the packed layout, docs/perf-notes.md section 5.)
+    ///
+    /// Repacks the bytes of a GGUF `Q4_K` tensor of shape `(rows, cols)` exactly: each
+    /// 256-value super-block holds eight 32-value sub-blocks with 6-bit scales `sc` and mins
+    /// `m` under the f16 factors `d` and `dmin`; a sub-block's value is `d·sc·q − dmin·m`, so its
+    /// scale is `d·sc` and its offset `−dmin·m` (both exact in `f32`). `None` if `bytes` is not
+    /// that tensor or `cols` is not a multiple of 256.
+    #[cfg(test)]
+    pub(crate) fn from_q4_k_bytes(rows: usize, cols: usize, bytes: &[u8]) -> Option<Self> {
+        const SUPER: usize = 256;
+        const SUPER_BYTES: usize = 144;
+        if !cols.is_multiple_of(SUPER) || bytes.len() != rows * cols / SUPER * SUPER_BYTES {
+            return None;
+        }
+        let blocks = rows * cols / BLOCK;
+        let mut scales = Vec::with_capacity(blocks);
+        let mut offsets = Vec::with_capacity(blocks);
+        let mut nibbles = Vec::with_capacity(rows * cols / 2);
+        for block in bytes.chunks_exact(SUPER_BYTES) {
+            let d = f16_to_f32(u16::from_le_bytes([block[0], block[1]]));
+            let dmin = f16_to_f32(u16::from_le_bytes([block[2], block[3]]));
+            let packed = &block[4..16];
+            let quants = &block[16..];
+            // llama.cpp's get_scale_min_k4: sub-blocks 0–3 keep 6 bits in bytes 0–7, 4–7 are
+            // split between bytes 8–11 (low 4 bits) and the top 2 bits of bytes 0–7.
+            let scale_min = |j: usize| -> (u8, u8) {
+                if j < 4 {
+                    (packed[j] & 63, packed[j + 4] & 63)
+                } else {
+                    (
+                        (packed[j + 4] & 0x0f) | ((packed[j - 4] >> 6) << 4),
+                        (packed[j + 4] >> 4) | ((packed[j] >> 6) << 4),
+                    )
+                }
+            };
+            // Four 64-value chunks of 32 bytes: the low nibbles are sub-block 2c, the high
+            // nibbles sub-block 2c + 1.
+            for (chunk, bytes) in quants.chunks_exact(32).enumerate() {
+                for half in 0..2 {
+                    let (sc, m) = scale_min(2 * chunk + half);
+                    scales.push(d * f32::from(sc));
+                    offsets.push(-(dmin * f32::from(m)));
+                    let value = |l: usize| -> u8 {
+                        if half == 0 {
+                            bytes[l] & 0x0f
+                        } else {
+                            bytes[l] >> 4
+                        }
+                    };
+                    // Our order: byte k holds value k (low) and value k + 16 (high).
+                    for k in 0..BLOCK / 2 {
+                        nibbles.push(value(k) | (value(k + BLOCK / 2) << 4));
+                    }
+                }
+            }
         }
         Some(Self {
             rows,
@@ -324,7 +451,13 @@ fn dot_tile(
     if has_avx2() {
         // SAFETY: the CPU has AVX2 and FMA (checked above); the tile stays inside both
         // matrices (rm ≤ m − m0, rn ≤ rows − n0, checked by the caller).
-        return unsafe { avx2::dispatch(w, acts, m0, rm, n0, rn) };
+        return unsafe {
+            if w.halves {
+                avx2::dispatch::<true>(w, acts, m0, rm, n0, rn)
+            } else {
+                avx2::dispatch::<false>(w, acts, m0, rm, n0, rn)
+            }
+        };
     }
     portable_tile(w, acts, m0, rm, n0, rn)
 }
@@ -346,14 +479,25 @@ fn portable_tile(
             for b in 0..blocks {
                 let x = &acts.quants[t * cols + b * BLOCK..][..BLOCK];
                 let q = &w.quants[r * cols + b * BLOCK..][..BLOCK];
-                let dot: i32 = x
-                    .iter()
-                    .zip(q)
-                    .map(|(&a, &b)| i32::from(a) * i32::from(b))
-                    .sum();
-                #[allow(clippy::cast_precision_loss)] // |dot| ≤ 32 · 127², exact in f32
-                let dot = dot as f32;
-                *sum += dot * acts.scales[t * blocks + b] * w.scales[r * blocks + b];
+                let dot = |range: std::ops::Range<usize>| -> f32 {
+                    let dot: i32 = x[range.clone()]
+                        .iter()
+                        .zip(&q[range])
+                        .map(|(&a, &b)| i32::from(a) * i32::from(b))
+                        .sum();
+                    #[allow(clippy::cast_precision_loss)] // |dot| ≤ 32 · 127², exact in f32
+                    let dot = dot as f32;
+                    dot
+                };
+                let xd = acts.scales[t * blocks + b];
+                if w.halves {
+                    let index = (r * blocks + b) * 2;
+                    *sum += (dot(0..BLOCK / 2) * w.scales[index]
+                        + dot(BLOCK / 2..BLOCK) * w.scales[index + 1])
+                        * xd;
+                } else {
+                    *sum += dot(0..BLOCK) * xd * w.scales[r * blocks + b];
+                }
             }
         }
     }
@@ -446,7 +590,8 @@ mod avx2 {
         _mm_loadu_si128, _mm_movehl_ps, _mm_set1_epi8, _mm_shuffle_ps, _mm_srli_epi16,
         _mm256_abs_epi8, _mm256_castps256_ps128, _mm256_cvtepi32_ps, _mm256_extractf128_ps,
         _mm256_fmadd_ps, _mm256_loadu_si256, _mm256_madd_epi16, _mm256_maddubs_epi16,
-        _mm256_set_m128i, _mm256_set1_epi16, _mm256_set1_ps, _mm256_setzero_ps, _mm256_sign_epi8,
+        _mm256_mul_ps, _mm256_set_m128i, _mm256_set1_epi16, _mm256_set1_ps, _mm256_setr_ps,
+        _mm256_setzero_ps, _mm256_sign_epi8,
     };
 
     use super::{Acts, BLOCK, Q4Matrix, Q8Matrix, RM, RN};
@@ -549,7 +694,7 @@ mod avx2 {
     /// The CPU must have AVX2 and FMA; `m0 + rm` must not pass the activations' rows nor
     /// `n0 + rn` the weight rows.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn dispatch(
+    pub(super) unsafe fn dispatch<const H: bool>(
         w: &Q8Matrix,
         acts: &Acts,
         m0: usize,
@@ -560,18 +705,18 @@ mod avx2 {
         // SAFETY: forwarded from this function's contract.
         unsafe {
             match (rm, rn) {
-                (4, 3) => tile::<4, 3>(w, acts, m0, n0),
-                (4, 2) => tile::<4, 2>(w, acts, m0, n0),
-                (4, _) => tile::<4, 1>(w, acts, m0, n0),
-                (3, 3) => tile::<3, 3>(w, acts, m0, n0),
-                (3, 2) => tile::<3, 2>(w, acts, m0, n0),
-                (3, _) => tile::<3, 1>(w, acts, m0, n0),
-                (2, 3) => tile::<2, 3>(w, acts, m0, n0),
-                (2, 2) => tile::<2, 2>(w, acts, m0, n0),
-                (2, _) => tile::<2, 1>(w, acts, m0, n0),
-                (_, 3) => tile::<1, 3>(w, acts, m0, n0),
-                (_, 2) => tile::<1, 2>(w, acts, m0, n0),
-                _ => tile::<1, 1>(w, acts, m0, n0),
+                (4, 3) => tile::<4, 3, H>(w, acts, m0, n0),
+                (4, 2) => tile::<4, 2, H>(w, acts, m0, n0),
+                (4, _) => tile::<4, 1, H>(w, acts, m0, n0),
+                (3, 3) => tile::<3, 3, H>(w, acts, m0, n0),
+                (3, 2) => tile::<3, 2, H>(w, acts, m0, n0),
+                (3, _) => tile::<3, 1, H>(w, acts, m0, n0),
+                (2, 3) => tile::<2, 3, H>(w, acts, m0, n0),
+                (2, 2) => tile::<2, 2, H>(w, acts, m0, n0),
+                (2, _) => tile::<2, 1, H>(w, acts, m0, n0),
+                (_, 3) => tile::<1, 3, H>(w, acts, m0, n0),
+                (_, 2) => tile::<1, 2, H>(w, acts, m0, n0),
+                _ => tile::<1, 1, H>(w, acts, m0, n0),
             }
         }
     }
@@ -580,7 +725,7 @@ mod avx2 {
     /// As [`dispatch`], with `rm = M`, `rn = N`.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    unsafe fn tile<const M: usize, const N: usize>(
+    unsafe fn tile<const M: usize, const N: usize, const H: bool>(
         w: &Q8Matrix,
         acts: &Acts,
         m0: usize,
@@ -595,13 +740,21 @@ mod avx2 {
         for b in 0..blocks {
             let mut wv = [ones; N];
             let mut wd = [0f32; N];
+            let mut wh = [_mm256_setzero_ps(); N];
             for j in 0..N {
                 // SAFETY: row n0 + j < rows (contract), so its block b lies inside `quants`
                 // (rows × cols values); unaligned loads are allowed.
                 wv[j] = unsafe {
                     _mm256_loadu_si256(w_base.add((n0 + j) * cols + b * BLOCK).cast::<__m256i>())
                 };
-                wd[j] = w.scales[(n0 + j) * blocks + b];
+                if H {
+                    // The i32 lanes 0–3 hold values 0–15, lanes 4–7 values 16–31.
+                    let index = ((n0 + j) * blocks + b) * 2;
+                    let (low, high) = (w.scales[index], w.scales[index + 1]);
+                    wh[j] = _mm256_setr_ps(low, low, low, low, high, high, high, high);
+                } else {
+                    wd[j] = w.scales[(n0 + j) * blocks + b];
+                }
             }
             #[allow(clippy::needless_range_loop)] // i indexes the activations too
             for i in 0..M {
@@ -618,7 +771,12 @@ mod avx2 {
                     let signed = _mm256_sign_epi8(wv[j], xv);
                     let pairs = _mm256_maddubs_epi16(ax, signed);
                     let dots = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
-                    acc[i][j] = _mm256_fmadd_ps(dots, _mm256_set1_ps(xd * wd[j]), acc[i][j]);
+                    let scale = if H {
+                        _mm256_mul_ps(wh[j], _mm256_set1_ps(xd))
+                    } else {
+                        _mm256_set1_ps(xd * wd[j])
+                    };
+                    acc[i][j] = _mm256_fmadd_ps(dots, scale, acc[i][j]);
                 }
             }
         }

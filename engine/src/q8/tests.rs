@@ -162,6 +162,82 @@ fn four_bit_gguf_blocks_dequantize_as_candle_does() {
 }
 
 #[test]
+fn q4_k_super_blocks_repack_exactly_as_candle_dequantizes_them() {
+    // Arrange: values spread enough that every sub-block has its own scale and min.
+    let (rows, cols) = (3, 512);
+    let mut data = values(rows * cols, 9);
+    for (i, v) in data.iter_mut().enumerate() {
+        #[allow(clippy::cast_precision_loss)]
+        let ramp = (i % 97) as f32 / 20.0;
+        *v = *v * (1.0 + ramp) + ramp;
+    }
+    let dense = Tensor::from_vec(data, (rows, cols), &Device::Cpu).unwrap();
+    let q = QTensor::quantize(&dense, GgmlDType::Q4K).unwrap();
+
+    // Act
+    let ours = Q4Matrix::from_q4_k_bytes(rows, cols, &q.data().unwrap()).unwrap();
+
+    // Assert
+    let candle = q.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap();
+    let candle = candle.to_vec1::<f32>().unwrap();
+    for (i, (a, b)) in ours.dequantize().iter().zip(&candle).enumerate() {
+        assert!(
+            (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+            "value {i}: {a} vs {b}"
+        );
+    }
+    assert!(Q4Matrix::from_q4_k_bytes(rows, cols - 32, &q.data().unwrap()).is_none());
+}
+
+#[test]
+fn q6_k_super_blocks_repack_exactly_and_multiply_like_their_dequantized_values() {
+    // Arrange
+    let (rows, cols, m) = (7, 512, 5);
+    let mut data = values(rows * cols, 10);
+    for (i, v) in data.iter_mut().enumerate() {
+        #[allow(clippy::cast_precision_loss)]
+        let ramp = (i % 89) as f32 / 30.0;
+        *v *= 1.0 + ramp;
+    }
+    let dense = Tensor::from_vec(data, (rows, cols), &Device::Cpu).unwrap();
+    let q = QTensor::quantize(&dense, GgmlDType::Q6K).unwrap();
+    let x = values(m * cols, 11);
+
+    // Act
+    let ours = Q8Matrix::from_q6_k_bytes(rows, cols, &q.data().unwrap()).unwrap();
+    let mut out = vec![0f32; m * rows];
+    ours.matmul(&x, m, &mut out);
+
+    // Assert: the same values as candle's dequantization; the product (SIMD or portable) is
+    // the portable sums and the dequantized product up to the inputs' 8-bit rounding.
+    let candle = q.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap();
+    let w = candle.to_vec1::<f32>().unwrap();
+    for (i, (a, b)) in ours.dequantize().iter().zip(&w).enumerate() {
+        assert!(
+            (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+            "value {i}: {a} vs {b}"
+        );
+    }
+    let acts = quantize_rows(&x, m, cols);
+    for t in 0..m {
+        for r in 0..rows {
+            let portable = portable_tile(&ours, &acts, t, 1, r, 1)[0][0];
+            let got = out[t * rows + r];
+            assert!(
+                (got - portable).abs() <= 1e-4 * (1.0 + portable.abs()),
+                "{got} vs {portable}"
+            );
+            let exact: f32 = (0..cols).map(|k| x[t * cols + k] * w[r * cols + k]).sum();
+            assert!(
+                (got - exact).abs() < 0.05 * (1.0 + exact.abs()),
+                "{got} vs {exact}"
+            );
+        }
+    }
+    assert!(Q8Matrix::from_q6_k_bytes(rows, cols - 32, &q.data().unwrap()).is_none());
+}
+
+#[test]
 fn the_four_bit_product_matches_the_portable_loop_and_the_dequantized_product() {
     for kind in [GgmlDType::Q4_0, GgmlDType::Q4_1] {
         for (m, rows, cols) in [

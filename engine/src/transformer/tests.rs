@@ -423,7 +423,8 @@ fn padded_rows_are_bitwise_alone(path: &std::path::Path) {
     // Decode steps, where the rows sit at different positions. Not yet for Gemma 3: its
     // `Q4_K`/`Q6_K` matrices go through candle's kernel, which rounds a one-row product
     // differently from a two-row one, and the 8-bit rounding of activations before the next
-    // product turns that into logits a unit apart a few steps on (docs/perf-notes.md).
+    // product turns that into logits a unit apart a few steps on (docs/perf-notes.md,
+    // section 5: on the engine's own kernels these steps were bit-exact too).
     if model.info().architecture == "gemma3" {
         return;
     }
