@@ -726,10 +726,6 @@ fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         shot_seed: args.shot_seed,
         adapter: None,
     };
-    anyhow::ensure!(
-        !(chat_template && args.shots > 0),
-        "--shots works with the prompt formats, not yet with chat_template"
-    );
     let mut questions = read_exam_set_as(
         &args.exam_set,
         args.set.namespace.as_deref(),

@@ -37,6 +37,13 @@ impl Model {
     /// A BOS token the template writes is dropped when the tokenizer adds BOS itself, so the
     /// prompt never starts with two.
     pub fn apply_chat_template(&self, user: &str) -> Result<String, EngineError> {
+        self.apply_chat_template_turns(&[("user", user)])
+    }
+
+    /// The model's chat template applied to a chat of `(role, content)` turns (`user`,
+    /// `assistant`, `system`), with the assistant's next turn opened; BOS as in
+    /// [`Model::apply_chat_template`].
+    pub fn apply_chat_template_turns(&self, turns: &[(&str, &str)]) -> Result<String, EngineError> {
         let template = self
             .chat_template
             .as_ref()
@@ -57,7 +64,10 @@ impl Model {
             .get_template("chat")
             .and_then(|t| {
                 t.render(context! {
-                    messages => vec![context! { role => "user", content => user }],
+                    messages => turns
+                        .iter()
+                        .map(|(role, content)| context! { role => *role, content => *content })
+                        .collect::<Vec<_>>(),
                     add_generation_prompt => true,
                     bos_token => template.bos_token.as_str(),
                     eos_token => template.eos_token.as_str(),
@@ -92,6 +102,18 @@ mod tests {
         assert_eq!(
             gemma.apply_chat_template("どれか。").unwrap(),
             "<start_of_turn>user\nどれか。<end_of_turn>\n<start_of_turn>model\n"
+        );
+        // A worked example as a user turn answered by an assistant turn, then the question.
+        assert_eq!(
+            gemma
+                .apply_chat_template_turns(&[
+                    ("user", "例題。"),
+                    ("assistant", "答え：b"),
+                    ("user", "どれか。"),
+                ])
+                .unwrap(),
+            "<start_of_turn>user\n例題。<end_of_turn>\n<start_of_turn>model\n答え：b<end_of_turn>\n\
+             <start_of_turn>user\nどれか。<end_of_turn>\n<start_of_turn>model\n"
         );
         assert_eq!(llama.chat_template_hash().unwrap().len(), 16);
         assert_ne!(llama.chat_template_hash(), gemma.chat_template_hash());

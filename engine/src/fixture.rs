@@ -232,9 +232,12 @@ const CHATML_TEMPLATE: &str = "{% for message in messages %}{{'<|im_start|>' + m
      message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}\
      {% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 
-const GEMMA_TEMPLATE: &str = "{{ bos_token }}{% for message in messages %}{{ '<start_of_turn>' + \
-     message['role'] + '\\n' + message['content'] + '<end_of_turn>\\n' }}{% endfor %}\
-     {% if add_generation_prompt %}{{ '<start_of_turn>model\\n' }}{% endif %}";
+/// Gemma's turns, with the assistant's role written `model` as in Gemma 3's own template.
+const GEMMA_TEMPLATE: &str = "{{ bos_token }}{% for message in messages %}\
+     {% if message['role'] == 'assistant' %}{% set role = 'model' %}\
+     {% else %}{% set role = message['role'] %}{% endif %}\
+     {{ '<start_of_turn>' + role + '\\n' + message['content'] + '<end_of_turn>\\n' }}\
+     {% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\\n' }}{% endif %}";
 
 /// A SentencePiece vocabulary as Gemma's GGUF files hold it: control tokens first, the 256
 /// `<0xNN>` byte tokens, then printable ASCII and the pieces, scored best first.

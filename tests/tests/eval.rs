@@ -438,6 +438,41 @@ fn k_shot_prompts_take_worked_examples_from_another_exam_only() {
         // Two worked examples lengthen the prompt well beyond the zero-shot one.
         assert!(line["prompt_tokens"].as_u64().unwrap() > 100, "{line}");
     }
+    // Through the model's own chat template: each example a user turn and an answer turn.
+    let zero = base(&["--prompt-format", "chat_template"]);
+    assert!(
+        zero.status.success(),
+        "{}",
+        String::from_utf8_lossy(&zero.stderr)
+    );
+    let zero_tokens: Vec<u64> = lines(&out)
+        .iter()
+        .map(|l| l["prompt_tokens"].as_u64().unwrap())
+        .collect();
+    let run = base(&[
+        "--prompt-format",
+        "chat_template",
+        "--shots",
+        "2",
+        "--shot-pool",
+        pool.to_str().unwrap(),
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    for (line, zero) in lines(&out).iter().zip(zero_tokens) {
+        let format = line["prompt_format"].as_str().unwrap();
+        assert!(
+            format.starts_with("chat_template:") && format.ends_with("+2shot"),
+            "{line}"
+        );
+        assert!(
+            line["prompt_tokens"].as_u64().unwrap() > zero + 20,
+            "{line}"
+        );
+    }
 }
 
 #[test]

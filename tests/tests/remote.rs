@@ -209,8 +209,20 @@ fn completion(model: &mut Model, body: &Value) -> Result<Value, EngineError> {
 }
 
 fn chat_completion(model: &mut Model, body: &Value) -> Result<Value, EngineError> {
-    let user = body["messages"][0]["content"].as_str().unwrap_or_default();
-    let prompt = model.apply_chat_template(user)?;
+    let turns: Vec<(&str, &str)> = body["messages"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .map(|t| {
+                    (
+                        t["role"].as_str().unwrap_or_default(),
+                        t["content"].as_str().unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let prompt = model.apply_chat_template_turns(&turns)?;
     let generation = model.generate(
         &prompt,
         &GenerationParams {

@@ -148,8 +148,9 @@ impl PredictionLine {
 pub fn prompt_id(model: &Model, options: &EvalOptions) -> String {
     if options.chat_template {
         format!(
-            "chat_template:{}",
-            model.chat_template_hash().unwrap_or_default()
+            "chat_template:{}{}",
+            model.chat_template_hash().unwrap_or_default(),
+            shot_suffix(options)
         )
     } else if options.shots > 0 {
         format!("{}+{}shot", options.prompt_format.id(), options.shots)
@@ -169,44 +170,66 @@ pub struct Asked {
     pub continuations: Option<Vec<String>>,
 }
 
-/// A prompt as text, or as the one user turn of a chat the model's server templates itself.
+/// A prompt as text, or as the turns of a chat the model's server templates itself.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PromptText {
     Raw(String),
-    ChatUser(String),
+    Chat(Vec<Turn>),
 }
 
-/// Builds what `question` asks under `options`. `chat` turns the user turn into the prompt when
-/// the model's own chat template is used (a local model renders it; a remote one is sent the
-/// turn as a chat message).
+/// One turn of a chat: `role` is `user` or `assistant`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Turn {
+    pub role: &'static str,
+    pub content: String,
+}
+
+/// Builds what `question` asks under `options`. With the model's own chat template the prompt
+/// is a chat — each worked example a user turn answered by an assistant turn 「答え：b」, then the
+/// question — which `chat` turns into the prompt (a local model renders it with its template;
+/// a remote one is sent the turns as chat messages).
 pub fn ask(
     question: &Question,
     options: &EvalOptions,
-    chat: impl FnOnce(String) -> Result<PromptText, EngineError>,
+    chat: impl FnOnce(Vec<Turn>) -> Result<PromptText, EngineError>,
 ) -> Result<Asked, EngineError> {
+    let picked = kokushi_shared::prompt::pick_shots(
+        &options.shot_pool,
+        question,
+        options.shots,
+        options.shot_seed,
+    );
+    if picked.len() < options.shots {
+        return Err(EngineError::Prompt {
+            message: format!(
+                "only {} worked example(s) from other exams for {}; {} asked: give a shot \
+                 pool with more single-answer questions of other years",
+                picked.len(),
+                question.problem_id,
+                options.shots
+            ),
+        });
+    }
+    let answers: Vec<String> = picked.iter().map(|q| q.gold.display()).collect();
     let (prompt, stop) = if options.chat_template {
-        let user = kokushi_shared::prompt::user_turn(&question.text, &question.choices);
-        // The template's end-of-turn token stops generation; no stop strings are needed.
-        (chat(user)?, Vec::new())
-    } else {
-        let picked = kokushi_shared::prompt::pick_shots(
-            &options.shot_pool,
-            question,
-            options.shots,
-            options.shot_seed,
-        );
-        if picked.len() < options.shots {
-            return Err(EngineError::Prompt {
-                message: format!(
-                    "only {} worked example(s) from other exams for {}; {} asked: give a shot \
-                     pool with more single-answer questions of other years",
-                    picked.len(),
-                    question.problem_id,
-                    options.shots
-                ),
+        let mut turns = Vec::with_capacity(2 * picked.len() + 1);
+        for (shot, answer) in picked.iter().zip(&answers) {
+            turns.push(Turn {
+                role: "user",
+                content: kokushi_shared::prompt::user_turn(&shot.text, &shot.choices),
+            });
+            turns.push(Turn {
+                role: "assistant",
+                content: format!("{}{answer}", kokushi_shared::prompt::ANSWER_OPENING),
             });
         }
-        let answers: Vec<String> = picked.iter().map(|q| q.gold.display()).collect();
+        turns.push(Turn {
+            role: "user",
+            content: kokushi_shared::prompt::user_turn(&question.text, &question.choices),
+        });
+        // The template's end-of-turn token stops generation; no stop strings are needed.
+        (chat(turns)?, Vec::new())
+    } else {
         let shots: Vec<kokushi_shared::prompt::Shot<'_>> = picked
             .iter()
             .zip(&answers)
@@ -296,6 +319,14 @@ impl PredictionLine {
     }
 }
 
+/// A chat rendered with the model's own template, the assistant's turn opened with 「答え：」.
+fn local_chat(model: &Model, turns: &[Turn]) -> Result<PromptText, EngineError> {
+    let turns: Vec<(&str, &str)> = turns.iter().map(|t| (t.role, t.content.as_str())).collect();
+    Ok(PromptText::Raw(
+        model.apply_chat_template_turns(&turns)? + kokushi_shared::prompt::ANSWER_OPENING,
+    ))
+}
+
 /// Asks `model` one question.
 pub fn evaluate_question(
     model: &mut Model,
@@ -304,12 +335,12 @@ pub fn evaluate_question(
 ) -> Result<PredictionLine, EngineError> {
     let started = Instant::now();
     let format_id = prompt_id(model, options);
-    let asked = ask(question, options, |user| {
-        Ok(PromptText::Raw(
-            model.apply_chat_template(&user)? + kokushi_shared::prompt::ANSWER_OPENING,
-        ))
-    })?;
-    let (PromptText::Raw(prompt) | PromptText::ChatUser(prompt)) = asked.prompt;
+    let asked = ask(question, options, |turns| local_chat(model, &turns))?;
+    let PromptText::Raw(prompt) = asked.prompt else {
+        return Err(EngineError::Prompt {
+            message: "a local model's chat prompt is rendered as text".to_owned(),
+        });
+    };
     let mut line = PredictionLine::empty(question, options, &format_id);
     if let Some(continuations) = asked.continuations {
         let scores = model.score_continuations(&prompt, &continuations)?;
@@ -357,11 +388,7 @@ pub fn evaluate_questions(
     let mut batch: Vec<(usize, String)> = Vec::new();
     let mut stop = Vec::new();
     for (index, question) in questions.iter().enumerate() {
-        let asked = ask(question, options, |user| {
-            Ok(PromptText::Raw(
-                model.apply_chat_template(&user)? + kokushi_shared::prompt::ANSWER_OPENING,
-            ))
-        });
+        let asked = ask(question, options, |turns| local_chat(model, &turns));
         match asked {
             Ok(Asked {
                 prompt: PromptText::Raw(prompt),
@@ -411,11 +438,20 @@ pub fn evaluate_questions(
 /// `chat_api` when the server's own chat template was used (its text is not known here).
 pub fn remote_prompt_id(options: &EvalOptions) -> String {
     if options.chat_template {
-        "chat_api".to_owned()
+        format!("chat_api{}", shot_suffix(options))
     } else if options.shots > 0 {
         format!("{}+{}shot", options.prompt_format.id(), options.shots)
     } else {
         options.prompt_format.id().to_owned()
+    }
+}
+
+/// `+Kshot` when worked examples precede the question, else nothing.
+fn shot_suffix(options: &EvalOptions) -> String {
+    if options.shots > 0 {
+        format!("+{}shot", options.shots)
+    } else {
+        String::new()
     }
 }
 
@@ -448,7 +484,7 @@ pub async fn evaluate_question_remote(
     options: &EvalOptions,
 ) -> Result<PredictionLine, RemoteAskError> {
     let started = Instant::now();
-    let asked = ask(question, options, |user| Ok(PromptText::ChatUser(user)))
+    let asked = ask(question, options, |turns| Ok(PromptText::Chat(turns)))
         .map_err(|e| RemoteAskError::Question(e.to_string()))?;
     let mut line = PredictionLine::empty(question, options, &remote_prompt_id(options));
     match (asked.prompt, asked.continuations) {
@@ -466,7 +502,7 @@ pub async fn evaluate_question_remote(
                 prompt_tokens,
             );
         }
-        (PromptText::ChatUser(_), Some(_)) => {
+        (PromptText::Chat(_), Some(_)) => {
             return Err(RemoteAskError::Fatal(RemoteError::Fatal {
                 endpoint: model.spec().to_string(),
                 message: "loglik mode scores a prompt's continuation, which a chat API does not \
@@ -487,8 +523,10 @@ pub async fn evaluate_question_remote(
                 reply.generated_tokens,
             );
         }
-        (PromptText::ChatUser(user), None) => {
-            let reply = model.chat(&user, options.max_new_tokens).await?;
+        (PromptText::Chat(turns), None) => {
+            let turns: Vec<(&str, &str)> =
+                turns.iter().map(|t| (t.role, t.content.as_str())).collect();
+            let reply = model.chat(&turns, options.max_new_tokens).await?;
             line.answer_from_text(
                 question,
                 options,

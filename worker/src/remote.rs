@@ -241,16 +241,20 @@ impl RemoteModel {
         })
     }
 
-    /// Greedy reply to one user message through the server's chat template
+    /// Greedy reply to a chat of `(role, content)` turns through the server's chat template
     /// (`/chat/completions`).
     pub async fn chat(
         &self,
-        user: &str,
+        turns: &[(&str, &str)],
         max_tokens: usize,
     ) -> Result<RemoteGeneration, RemoteError> {
+        let messages: Vec<Value> = turns
+            .iter()
+            .map(|(role, content)| json!({"role": role, "content": content}))
+            .collect();
         let body = json!({
             "model": self.spec.model,
-            "messages": [{"role": "user", "content": user}],
+            "messages": messages,
             "max_tokens": max_tokens,
             "temperature": 0,
         });
