@@ -602,7 +602,7 @@ fn attend_cpu(
             let mut max = f32::NEG_INFINITY;
             for key_slot in first..=slot {
                 let key = &keys[base + key_slot * head_dim..][..head_dim];
-                let score = dot(query, key) * scale;
+                let score = crate::q8::dot_lanes(query, key) * scale;
                 max = max.max(score);
                 scores.push(score);
             }
@@ -615,9 +615,7 @@ fn attend_cpu(
             for (j, &p) in scores.iter().enumerate() {
                 let value = &values[base + (first + j) * head_dim..][..head_dim];
                 let p = p / total;
-                for (o, &v) in output.iter_mut().zip(value) {
-                    *o += p * v;
-                }
+                crate::q8::add_scaled(output, p, value);
             }
         }
         out
@@ -672,20 +670,6 @@ fn attention_threads() -> usize {
             .filter(|&n| n > 0)
             .unwrap_or_else(candle_core::utils::get_num_threads)
     })
-}
-
-/// `a · b` in eight lanes, which the compiler turns into vector instructions.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0f32; 8];
-    let (a_blocks, a_rest) = a.split_at(a.len() - a.len() % 8);
-    let (b_blocks, b_rest) = b.split_at(a_blocks.len());
-    for (x, y) in a_blocks.chunks_exact(8).zip(b_blocks.chunks_exact(8)) {
-        for lane in 0..8 {
-            lanes[lane] += x[lane] * y[lane];
-        }
-    }
-    let tail: f32 = a_rest.iter().zip(b_rest).map(|(x, y)| x * y).sum();
-    lanes.iter().sum::<f32>() + tail
 }
 
 /// Which positions' logits a pass returns.
