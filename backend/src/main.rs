@@ -17,6 +17,8 @@ use kokushi_queue::RedisQueue;
 use kokushi_shared::prompt::PromptFormat;
 use kokushi_worker::{Worker, WorkerConfig};
 
+mod tune_cmd;
+
 #[derive(Parser)]
 #[command(
     name = "kokushi",
@@ -49,6 +51,13 @@ enum Command {
     /// that `kokushi score` reads.
     #[command(long_about = EVAL_HELP)]
     Eval(EvalArgs),
+    /// Instruction-tune a base model with LoRA (DenQA, JMMLU, Alpaca-style JSON lines) and
+    /// write a PEFT adapter.
+    #[command(long_about = tune_cmd::TUNE_HELP)]
+    Tune(tune_cmd::TuneArgs),
+    /// Measure how much of an exam set a tuned adapter's data (or any tuning data) covers:
+    /// character 13-gram overlap per question.
+    Leakage(tune_cmd::LeakageArgs),
     /// Create or update the database schema, then exit.
     Migrate(DbArgs),
     /// Import IgakuQA 2022, queue an evaluation of the demo model and serve the portal.
@@ -222,6 +231,15 @@ struct EvalArgs {
     /// up to rounding; quantized matrices it touches become f32).
     #[arg(long, requires = "adapter")]
     merge_adapter: bool,
+    /// The leakage gate: refuse to evaluate an adapter tuned by `kokushi tune` when more than
+    /// this share of the questions have half or more of their character 13-grams in its tuning
+    /// data (docs/tuning.md).
+    #[arg(long, default_value_t = kokushi_shared::leakage::DEFAULT_MAX_LEAKED_SHARE, value_name = "SHARE")]
+    max_leakage: f64,
+    /// Evaluate past the leakage gate anyway; the reason is written with the report to
+    /// FILE.leakage.json.
+    #[arg(long, value_name = "REASON", requires = "adapter")]
+    allow_leakage: Option<String>,
     /// Where to write the predictions (JSON lines).
     #[arg(long)]
     out: PathBuf,
@@ -373,6 +391,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Import(args) => import(args).await,
         Command::Score(args) => score(args),
         Command::Eval(args) => tokio::task::block_in_place(|| eval(&args)),
+        Command::Tune(args) => tokio::task::block_in_place(|| tune_cmd::tune(&args)),
+        Command::Leakage(args) => tune_cmd::leakage(&args),
         Command::Migrate(args) => {
             Db::connect(&args.database_url).await?;
             println!("database is up to date");
@@ -772,6 +792,15 @@ fn eval(args: &EvalArgs) -> anyhow::Result<()> {
             args.out.display(),
             parent.display()
         );
+    }
+    if let Some(adapter) = &args.adapter {
+        tune_cmd::leakage_gate(
+            adapter,
+            &questions,
+            args.max_leakage,
+            args.allow_leakage.as_deref(),
+            &args.out,
+        )?;
     }
     let mut answerer = match kokushi_worker::remote::RemoteSpec::parse(&args.model) {
         Some(spec) => {

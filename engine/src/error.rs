@@ -153,6 +153,22 @@ pub enum EngineError {
         source: Box<candle_core::Error>,
     },
 
+    /// LoRA training was asked for something it cannot do.
+    #[error("training: {problem}")]
+    Training { problem: String },
+
+    /// A training step's arithmetic failed.
+    #[error("training: {what} failed")]
+    TrainingStep {
+        what: String,
+        #[source]
+        source: Box<candle_core::Error>,
+    },
+
+    /// A training checkpoint or adapter could not be written or read.
+    #[error("training: {path}: {problem}")]
+    TrainingFile { path: PathBuf, problem: String },
+
     /// The test fixture could not be built or written.
     #[error("cannot write the fixture model {path}")]
     Fixture {

@@ -510,10 +510,13 @@ fn matrix(values: Vec<f32>, rows: usize, cols: usize) -> candle_core::Result<Ten
 }
 
 /// splitmix64: a tiny, well-mixed PRNG, enough for reproducible test weights.
-struct SplitMix64(u64);
+/// A small, fast, seedable generator (SplitMix64): fixtures' weights and training's
+/// initialisation and dropout masks.
+#[derive(Debug, Clone)]
+pub(crate) struct SplitMix64(pub(crate) u64);
 
 impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -522,13 +525,13 @@ impl SplitMix64 {
     }
 
     /// Uniform in `[-scale, scale)`.
-    fn uniform(&mut self, scale: f32) -> f32 {
+    pub(crate) fn uniform(&mut self, scale: f32) -> f32 {
         // The top 24 bits give every representable step of an f32 in [0, 1).
         let unit = (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32;
         (2.0 * unit - 1.0) * scale
     }
 
-    fn matrix(&mut self, rows: usize, cols: usize, scale: f32) -> Vec<f32> {
+    pub(crate) fn matrix(&mut self, rows: usize, cols: usize, scale: f32) -> Vec<f32> {
         (0..rows * cols).map(|_| self.uniform(scale)).collect()
     }
 }

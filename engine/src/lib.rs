@@ -31,6 +31,7 @@ mod model;
 mod q8;
 mod requantize;
 mod tokenizer;
+mod train;
 mod transformer;
 mod weights;
 
@@ -40,4 +41,5 @@ pub use generate::{Generation, GenerationParams, StopReason};
 pub use hf::SUPPORTED_MODEL_TYPES;
 pub use loglik::{ContinuationScore, Scores};
 pub use model::{Device, LoadOptions, Model, ModelInfo};
+pub use train::{AdamWSettings, LoraSpec, LoraTrainer, Sequence, StepStats};
 pub use weights::SUPPORTED_ARCHITECTURES;

@@ -160,6 +160,23 @@ impl Weight {
         }
     }
 
+    /// `x Wᵀ` for training: computed in `f32` from the matrix dequantized for this product alone
+    /// (activations are not rounded to 8 bits, so the loss is smooth in the adapters), and
+    /// differentiable in `x` through [`BaseProduct`], which dequantizes the matrix again for the
+    /// backward pass rather than keeping it. The matrix itself never gets a gradient.
+    fn train_forward(&self, x: &Tensor) -> Result<Tensor> {
+        let product = {
+            let w = self.dense()?.to_dtype(x.dtype())?;
+            matmul_t(&x.detach(), &w)?
+        };
+        x.apply_op2(
+            &product,
+            BaseProduct {
+                weight: self.clone(),
+            },
+        )
+    }
+
     /// Rows `ids` (any shape) as `(ids…, cols)` vectors.
     pub(crate) fn embedding(&self, ids: &Tensor) -> Result<Tensor> {
         match self {
@@ -183,6 +200,97 @@ impl Weight {
         }
     }
 }
+
+/// The autograd node of a frozen base product `y = x Wᵀ` in training: its forward hands on the
+/// product computed outside the graph (its second argument), its backward gives `x` the gradient
+/// `∂y · W` (dequantizing `W` on the fly) and the product none.
+struct BaseProduct {
+    weight: Weight,
+}
+
+impl candle_core::CustomOp2 for BaseProduct {
+    fn name(&self) -> &'static str {
+        "frozen-base-product"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &candle_core::CpuStorage,
+        _: &candle_core::Layout,
+        product: &candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        use candle_core::backend::BackendStorage;
+        if !layout.is_contiguous() || layout.start_offset() != 0 {
+            candle_core::bail!("the base product must be a fresh contiguous tensor");
+        }
+        Ok((product.try_clone(layout)?, layout.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        _: &Tensor,
+        _: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let w = self.weight.dense()?.to_dtype(grad.dtype())?;
+        let out = w.dim(0)?;
+        let grad_x = grad
+            .contiguous()?
+            .reshape(((), out))?
+            .matmul(&w)?
+            .reshape(x.dims())?;
+        Ok((Some(grad_x), None))
+    }
+}
+
+/// How one pass runs: the adapter slot it applies, whether it uses the operations autograd can
+/// differentiate, and, for a training pass, its dropout.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pass<'a> {
+    pub(crate) adapter: Option<usize>,
+    pub(crate) differentiable: bool,
+    pub(crate) train: Option<&'a TrainPass>,
+}
+
+/// What a training pass adds: LoRA dropout on each adapted projection's input, with masks drawn
+/// from `seed` and the projection's site, so a pass can be repeated exactly (a resumed run
+/// draws the masks an uninterrupted one draws).
+#[derive(Debug, Clone)]
+pub(crate) struct TrainPass {
+    /// The probability of zeroing an input element (0 for none).
+    pub(crate) dropout: f32,
+    pub(crate) seed: u64,
+}
+
+impl TrainPass {
+    /// `x` with each element zeroed with probability `dropout` and the rest scaled by
+    /// `1 / (1 − dropout)`, as `torch.nn.Dropout` does.
+    fn dropout(&self, x: &Tensor, site: u64) -> Result<Tensor> {
+        let keep = 1.0 - self.dropout;
+        let mut rng = crate::fixture::SplitMix64(
+            self.seed ^ site.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD80F_0A7E_0000_0001,
+        );
+        #[allow(clippy::cast_precision_loss)]
+        let mask: Vec<f32> = (0..x.elem_count())
+            .map(|_| {
+                let unit = (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32;
+                if unit < self.dropout { 0.0 } else { 1.0 / keep }
+            })
+            .collect();
+        let mask = Tensor::from_vec(mask, x.dims(), x.device())?.to_dtype(x.dtype())?;
+        x * mask
+    }
+}
+
+/// The site key of projection `module` (an index into [`PROJECTIONS`]) of `layer`, for dropout.
+fn site_key(layer: usize, module: usize) -> u64 {
+    (layer as u64) << 8 | module as u64
+}
+
+/// The site key of the output head.
+const HEAD_SITE: u64 = u64::MAX;
 
 /// `x Wᵀ` through one of the engine's own kernels: `matmul(input, rows of x, out)` for a
 /// weight of `out_rows` rows.
@@ -263,15 +371,28 @@ impl Linear {
         )
     }
 
-    fn forward(&self, x: &Tensor, adapter: Option<usize>) -> Result<Tensor> {
-        let y = self.weight.forward(x)?;
+    /// `x Wᵀ (+ b)`, plus the pass's adapter pair if this projection has one. In a training
+    /// pass the base product is taken in `f32` and differentiable in `x` (`Weight::train_forward`)
+    /// and the pair's input goes through dropout keyed by `site`.
+    fn forward(&self, x: &Tensor, pass: Pass<'_>, site: u64) -> Result<Tensor> {
+        let y = match pass.train {
+            Some(_) => self.weight.train_forward(x)?,
+            None => self.weight.forward(x)?,
+        };
         let y = match &self.bias {
             Some(bias) => y.broadcast_add(bias)?,
             None => y,
         };
-        match adapter.and_then(|slot| self.loras.iter().find(|(s, _)| *s == slot)) {
+        match pass
+            .adapter
+            .and_then(|slot| self.loras.iter().find(|(s, _)| *s == slot))
+        {
             Some((_, lora)) => {
-                let down = matmul_t(x, &lora.a)?;
+                let input = match pass.train {
+                    Some(train) if train.dropout > 0.0 => train.dropout(x, site)?,
+                    _ => x.clone(),
+                };
+                let down = matmul_t(&input, &lora.a)?;
                 y + (matmul_t(&down, &lora.b)? * lora.scale)?
             }
             None => Ok(y),
@@ -679,6 +800,8 @@ pub(crate) enum Logits {
     Last,
     /// `(batch, positions, vocab)`.
     All,
+    /// `(batch, positions − n, vocab)`: every position from the `n`-th of the pass on.
+    From(usize),
 }
 
 impl Transformer {
@@ -727,7 +850,27 @@ impl Transformer {
         adapter: Option<usize>,
         logits: Logits,
     ) -> Result<Tensor> {
+        let pass = Pass {
+            adapter,
+            differentiable: self.differentiable,
+            train: None,
+        };
+        self.forward_pass(ids, cache, pass, logits)
+    }
+
+    /// [`Transformer::forward`] as `pass` says. A training pass (`pass.train`) must start on an
+    /// empty cache and leaves it empty: its keys and values stay in the autograd graph instead.
+    pub(crate) fn forward_pass(
+        &self,
+        ids: &Tensor,
+        cache: &mut Cache,
+        pass: Pass<'_>,
+        logits: Logits,
+    ) -> Result<Tensor> {
         let (batch, steps) = ids.dims2()?;
+        if pass.train.is_some() && cache.len != 0 {
+            candle_core::bail!("a training pass starts on an empty cache");
+        }
         let config = &self.config;
         if cache.pad.len() != batch {
             if cache.len == 0 {
@@ -769,7 +912,7 @@ impl Transformer {
         // needs no mask.
         let own_attention = device.is_cpu()
             && config.dtype == DType::F32
-            && !self.differentiable
+            && !pass.differentiable
             && !self.candle_attention;
         let window = config.sliding.as_ref().map(|s| s.window);
         let (global_mask, local_mask) = if own_attention {
@@ -808,19 +951,29 @@ impl Transformer {
                 rope,
                 layer_mask,
                 &attention,
-                adapter,
+                pass,
+                layer,
             )?;
         }
-        cache.len = total;
+        if pass.train.is_none() {
+            cache.len = total;
+        }
         let x = match logits {
             Logits::Last => x.narrow(1, steps - 1, 1)?,
             Logits::All => x,
+            Logits::From(first) if first < steps => x.narrow(1, first, steps - first)?,
+            Logits::From(first) => {
+                candle_core::bail!("logits from position {first} of a pass of {steps}")
+            }
         };
-        let x = self.final_norm.forward(&x, self.differentiable)?;
-        let out = self.head.forward(&x, adapter)?.to_dtype(DType::F32)?;
+        let x = self.final_norm.forward(&x, pass.differentiable)?;
+        let out = self
+            .head
+            .forward(&x, pass, HEAD_SITE)?
+            .to_dtype(DType::F32)?;
         match logits {
             Logits::Last => out.squeeze(1),
-            Logits::All => Ok(out),
+            Logits::All | Logits::From(_) => Ok(out),
         }
     }
 
@@ -833,12 +986,14 @@ impl Transformer {
         (cos, sin): &(Tensor, Tensor),
         mask: Option<&Tensor>,
         attention: &Attention<'_>,
-        adapter: Option<usize>,
+        pass: Pass<'_>,
+        layer: usize,
     ) -> Result<Tensor> {
         let config = &self.config;
         let (batch, steps, _) = x.dims3()?;
         let (heads, kv_heads, head_dim) = (config.heads, config.kv_heads, config.head_dim);
-        let differentiable = self.differentiable;
+        let differentiable = pass.differentiable;
+        let site = |module: usize| site_key(layer, module);
 
         let h = block.attn_norm.forward(x, differentiable)?;
         let split = |t: Tensor, n: usize| -> Result<Tensor> {
@@ -846,9 +1001,9 @@ impl Transformer {
                 .transpose(1, 2)?
                 .contiguous()
         };
-        let mut q = split(block.q.forward(&h, adapter)?, heads)?;
-        let mut k = split(block.k.forward(&h, adapter)?, kv_heads)?;
-        let v = split(block.v.forward(&h, adapter)?, kv_heads)?;
+        let mut q = split(block.q.forward(&h, pass, site(0))?, heads)?;
+        let mut k = split(block.k.forward(&h, pass, site(1))?, kv_heads)?;
+        let v = split(block.v.forward(&h, pass, site(2))?, kv_heads)?;
         if let Some(norm) = &block.q_norm {
             q = norm.forward(&q, differentiable)?;
         }
@@ -866,21 +1021,27 @@ impl Transformer {
         let q = rotate(&q)?;
         let k = rotate(&k)?;
         let slots = attention.start + steps;
-        let layer = LayerKv::append(cache, &k, &v, attention.start, config.context_length)?;
-        let mut attn = if attention.own_attention {
-            let attended = attend_cpu(
-                &q,
-                &layer,
-                attention.start,
-                attention.pad,
-                attention.window,
-                config.attention_scale,
-            )?;
-            block.o.forward(&attended, adapter)?
+        let mut attn = if pass.train.is_some() {
+            // Writing the cache in place would cut the graph: a training pass attends to its
+            // own keys and values.
+            self.attend(block, &q, &k, &v, mask, pass, site(3))?
         } else {
-            let k = layer.k.narrow(2, 0, slots)?.contiguous()?;
-            let v = layer.v.narrow(2, 0, slots)?.contiguous()?;
-            self.attend(block, &q, &k, &v, mask, adapter)?
+            let kv = LayerKv::append(cache, &k, &v, attention.start, config.context_length)?;
+            if attention.own_attention {
+                let attended = attend_cpu(
+                    &q,
+                    &kv,
+                    attention.start,
+                    attention.pad,
+                    attention.window,
+                    config.attention_scale,
+                )?;
+                block.o.forward(&attended, pass, site(3))?
+            } else {
+                let k = kv.k.narrow(2, 0, slots)?.contiguous()?;
+                let v = kv.v.narrow(2, 0, slots)?.contiguous()?;
+                self.attend(block, &q, &k, &v, mask, pass, site(3))?
+            }
         };
         if let Some(norm) = &block.post_attn_norm {
             attn = norm.forward(&attn, differentiable)?;
@@ -888,14 +1049,16 @@ impl Transformer {
         let x = (x + attn)?;
 
         let h = block.ffn_norm.forward(&x, differentiable)?;
-        let gate = block.gate.forward(&h, adapter)?;
+        let gate = block.gate.forward(&h, pass, site(4))?;
         let gate = match config.activation {
             Activation::Silu => candle_nn::ops::silu(&gate)?,
             Activation::GeluTanh => gate.gelu()?,
         };
-        let mut ffn = block
-            .down
-            .forward(&(gate * block.up.forward(&h, adapter)?)?, adapter)?;
+        let mut ffn = block.down.forward(
+            &(gate * block.up.forward(&h, pass, site(5))?)?,
+            pass,
+            site(6),
+        )?;
         if let Some(norm) = &block.post_ffn_norm {
             ffn = norm.forward(&ffn, differentiable)?;
         }
@@ -905,6 +1068,7 @@ impl Transformer {
     /// Attention with candle's operations (every pass but a CPU decode step), through the
     /// output projection: `q` is `(batch, heads, steps, head_dim)`, `k` and `v`
     /// `(batch, kv_heads, slots, head_dim)`.
+    #[allow(clippy::too_many_arguments)]
     fn attend(
         &self,
         block: &Block,
@@ -912,13 +1076,14 @@ impl Transformer {
         k: &Tensor,
         v: &Tensor,
         mask: Option<&Tensor>,
-        adapter: Option<usize>,
+        pass: Pass<'_>,
+        o_site: u64,
     ) -> Result<Tensor> {
         let config = &self.config;
         let (batch, heads, steps, head_dim) = q.dims4()?;
         let kv_heads = config.kv_heads;
         let slots = k.dim(2)?;
-        let differentiable = self.differentiable;
+        let differentiable = pass.differentiable;
         // Grouped-query attention without copying keys and values: the query heads that share
         // one key/value head are stacked along the position axis.
         let groups = heads / kv_heads;
@@ -941,7 +1106,7 @@ impl Transformer {
             .reshape((batch, heads, steps, head_dim))?
             .transpose(1, 2)?
             .reshape((batch, steps, heads * head_dim))?;
-        block.o.forward(&attended, adapter)
+        block.o.forward(&attended, pass, o_site)
     }
 }
 

@@ -15,10 +15,12 @@ pub mod extract;
 pub mod gestalt;
 pub mod igakuqa;
 pub mod job;
+pub mod leakage;
 pub mod metric;
 pub mod passing;
 pub mod prompt;
 pub mod score;
 pub mod stats;
+pub mod tuning;
 
 pub use exam::{Gold, Question, QuestionMeta, Section};

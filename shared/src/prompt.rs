@@ -40,6 +40,10 @@ const MEDPALM_PREAMBLE: &str = "以下は医学知識に関する多肢選択問
 /// The preamble of the Japanese Alpaca layout.
 const ALPACA_PREAMBLE: &str = "以下は、タスクを説明する指示と、文脈のある入力の組み合わせです。要求を適切に満たす応答を書きなさい。";
 
+/// The preamble of the Japanese Alpaca layout for an instruction without an input.
+const ALPACA_PREAMBLE_NO_INPUT: &str =
+    "以下は、タスクを説明する指示です。要求を適切に満たす応答を書きなさい。";
+
 const INSTRUCTION: &str = "以下は医師国家試験の問題です。選択肢の記号で答えてください。";
 
 impl PromptFormat {
@@ -168,6 +172,47 @@ impl PromptFormat {
         out
     }
 
+    /// What closes an answer in this format, written after the answer in tuning examples so a
+    /// tuned model learns to stop where evaluation's stop sequences expect it.
+    pub fn answer_end(self) -> &'static str {
+        match self {
+            PromptFormat::ChatmlJa => "<|im_end|>",
+            PromptFormat::GemmaJa => "<end_of_turn>",
+            PromptFormat::PlainJa | PromptFormat::AlpacaJa => "\n\n",
+            PromptFormat::MedpalmJa => ")\n\n",
+        }
+    }
+
+    /// The prompt for a free instruction (Alpaca-style tuning data): `instruction` in the place
+    /// the exam instruction takes, `input` (may be empty) in the question's place, and the
+    /// response opened without 「答え：」.
+    pub fn render_instruction(self, instruction: &str, input: &str) -> String {
+        let body = if input.is_empty() {
+            instruction.to_owned()
+        } else {
+            format!("{instruction}\n\n{input}")
+        };
+        match self {
+            PromptFormat::ChatmlJa if input.is_empty() => {
+                format!("<|im_start|>user\n{instruction}<|im_end|>\n<|im_start|>assistant\n")
+            }
+            PromptFormat::ChatmlJa => format!(
+                "<|im_start|>system\n{instruction}<|im_end|>\n<|im_start|>user\n{input}<|im_end|>\n<|im_start|>assistant\n"
+            ),
+            PromptFormat::PlainJa => format!("{body}\n"),
+            PromptFormat::GemmaJa => {
+                format!("<start_of_turn>user\n{body}<end_of_turn>\n<start_of_turn>model\n")
+            }
+            PromptFormat::AlpacaJa if input.is_empty() => {
+                format!("{ALPACA_PREAMBLE_NO_INPUT}\n\n### 指示:\n{instruction}\n\n### 応答:\n")
+            }
+            PromptFormat::AlpacaJa => format!(
+                "{ALPACA_PREAMBLE}\n\n### 指示:\n{instruction}\n\n### 入力:\n{input}\n\n### 応答:\n"
+            ),
+            PromptFormat::MedpalmJa => format!("{body}\n**答え：**"),
+        }
+    }
+
     /// Strings that end the model's answer.
     pub fn stop_sequences(self) -> Vec<String> {
         match self {
@@ -224,12 +269,12 @@ pub fn pick_shots<'a>(
 
 /// FNV-1a over the seed and both ids: a fixed, well-spread order of the candidates.
 fn shot_rank(seed: u64, question: &str, candidate: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
-    for byte in question.bytes().chain([0xff]).chain(candidate.bytes()) {
-        h ^= u64::from(byte);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
+    let bytes: Vec<u8> = question
+        .bytes()
+        .chain([0xff])
+        .chain(candidate.bytes())
+        .collect();
+    crate::tuning::fnv(seed, &bytes)
 }
 
 /// The words of one user turn, for a model's own chat template: the instruction and the

@@ -39,6 +39,15 @@ pub fn fixture_model_store() -> Result<TempDir> {
     Ok(dir)
 }
 
+/// The JSON objects of a JSON-lines file (a predictions file), one a line.
+pub fn json_lines(path: &Path) -> Result<Vec<serde_json::Value>> {
+    let text = std::fs::read_to_string(path)?;
+    Ok(text
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?)
+}
+
 /// The six-question fixture exam in IgakuQA format.
 pub fn mini_exam_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/mini-exam.jsonl")

@@ -305,11 +305,7 @@ fn kokushi(bin: &Path, args: &[&str], key: Option<&str>) -> Output {
 }
 
 fn lines(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    kokushi_tests::json_lines(path).unwrap()
 }
 
 fn eval_args<'a>(

@@ -314,6 +314,22 @@ impl PredictionLine {
         self.generated_tokens = generated_tokens;
     }
 
+    /// [`PredictionLine::answer_from_text`] for the engine's own generation.
+    fn answer_from_generation(
+        &mut self,
+        question: &Question,
+        options: &EvalOptions,
+        generation: kokushi_engine::Generation,
+    ) {
+        self.answer_from_text(
+            question,
+            options,
+            generation.text,
+            generation.prompt_tokens,
+            generation.generated_tokens,
+        );
+    }
+
     fn took(&mut self, started: Instant) {
         self.latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     }
@@ -360,13 +376,7 @@ pub fn evaluate_question(
             stop: asked.stop,
         };
         let generation = model.generate(&prompt, &params)?;
-        line.answer_from_text(
-            question,
-            options,
-            generation.text,
-            generation.prompt_tokens,
-            generation.generated_tokens,
-        );
+        line.answer_from_generation(question, options, generation);
     }
     line.took(started);
     Ok(line)
@@ -413,13 +423,7 @@ pub fn evaluate_questions(
             for ((index, _), generation) in batch.drain(..).zip(generations) {
                 let question = questions[index];
                 let mut line = PredictionLine::empty(question, options, &format_id);
-                line.answer_from_text(
-                    question,
-                    options,
-                    generation.text,
-                    generation.prompt_tokens,
-                    generation.generated_tokens,
-                );
+                line.answer_from_generation(question, options, generation);
                 line.took(started);
                 results[index] = Some(Ok(line));
             }

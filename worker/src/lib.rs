@@ -11,6 +11,7 @@ pub mod engine_thread;
 pub mod eval;
 mod model_store;
 pub mod remote;
+pub mod tune;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -29,6 +29,12 @@ commands:
   bench engine
         prefill and decode tok/s of both demo models beside llama.cpp (built once from PyPI's
         llama-cpp-python, ~10 min) on the same files and prompt tokens, 2 threads each
+  bench lora
+        one LoRA training step (SmolLM2-135M, 256 tokens, r 8 on q/v) beside PyTorch + PEFT on
+        the same file and tokens, 2 threads each (PyTorch installed once into a venv, ~5.6 GB)
+  peft-check
+        train LoRA adapters on the fixture models, load them with Hugging Face PEFT onto the
+        fixtures' Hugging Face folders and compare the log-probabilities (same venv)
   fixtures DIR [SEED]
         write the engine's tiny random models of every architecture into DIR: <arch>.gguf,
         the same weights as a Hugging Face folder <arch>-hf/, and a PEFT adapter
@@ -71,6 +77,7 @@ fn run() -> Result<()> {
             anyhow::ensure!(status.success(), "writing the fixtures failed");
             Ok(())
         }
+        Some("peft-check") => peft_check(&root),
         Some("fetch-models") => {
             let store = tools::fetch_demo_model()?;
             tools::fetch_gemma_model()?;
@@ -183,7 +190,8 @@ fn bench(root: &Path, name: Option<&str>) -> Result<()> {
             )
         }
         Some("engine") => bench_engine(root),
-        _ => bail!("usage: cargo xtask bench gestalt|engine"),
+        Some("lora") => bench_lora(root),
+        _ => bail!("usage: cargo xtask bench gestalt|engine|lora"),
     }
 }
 
@@ -293,6 +301,112 @@ fn bench_engine(root: &Path) -> Result<()> {
         ours.first()
             .map_or(0, |v| v["decode_tokens"].as_u64().unwrap_or(0))
     );
+    Ok(())
+}
+
+/// One LoRA training step on SmolLM2-135M, ours beside PyTorch + PEFT on the same GGUF file and
+/// token ids, 2 threads each.
+fn bench_lora(root: &Path) -> Result<()> {
+    let model = tools::fetch_demo_model()?.join(tools::DEMO_MODEL);
+    let python = tools::torch_python()?;
+    let dir = cache_dir().join("bench-lora");
+    std::fs::create_dir_all(&dir)?;
+    step("lora: ours (candle), 2 threads");
+    let output = cargo()
+        .args(["bench", "-p", "kokushi-engine", "--bench", "lora"])
+        .env("KOKUSHI_BENCH_MODEL", &model)
+        .env("KOKUSHI_BENCH_DIR", &dir)
+        .env("CANDLE_NUM_THREADS", "2")
+        .current_dir(root)
+        .output()?;
+    std::io::Write::write_all(&mut std::io::stderr(), &output.stderr)?;
+    anyhow::ensure!(output.status.success(), "the LoRA bench failed");
+    let ours: serde_json::Value = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .context("the LoRA bench printed no RESULT line")
+        .and_then(|l| Ok(serde_json::from_str(l)?))?;
+    step("lora: PyTorch + PEFT, 2 threads");
+    let out = Command::new(&python)
+        .arg(root.join("xtask/scripts/lora_bench.py"))
+        .arg(&model)
+        .arg(dir.join("lora.ids.json"))
+        .arg("2")
+        .arg(ours["answer_tokens"].to_string())
+        .output()?;
+    std::io::Write::write_all(&mut std::io::stderr(), &out.stderr)?;
+    anyhow::ensure!(out.status.success(), "the PyTorch bench failed");
+    let theirs: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim())?;
+    println!(
+        "\n{:<34} {:>12} {:>16} {:>8}",
+        "one training step (SmolLM2-135M)", "ours", "PyTorch + PEFT", "speed"
+    );
+    for (key, label) in [
+        ("answer_step_s", "loss on the last 8 tokens"),
+        ("all_step_s", "loss on all 256 positions"),
+    ] {
+        let (a, b) = (
+            ours[key].as_f64().unwrap_or(f64::NAN),
+            theirs[key].as_f64().unwrap_or(f64::NAN),
+        );
+        println!("{label:<34} {a:>10.3} s {b:>14.3} s {:>7.2}x", b / a);
+    }
+    println!(
+        "(256 tokens, r 8 alpha 16 on q_proj and v_proj, AdamW, median of 5 steps, 2 threads; \
+         ours on the {} file as stored, PyTorch {} on it dequantized to f32)",
+        ours["quantization"].as_str().unwrap_or("?"),
+        theirs["torch"].as_str().unwrap_or("?")
+    );
+    Ok(())
+}
+
+/// Adapters we train on the fixtures, loaded by Hugging Face PEFT: the same log-probabilities.
+fn peft_check(root: &Path) -> Result<()> {
+    let python = tools::torch_python()?;
+    let dir = cache_dir().join("peft-check");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    step("training adapters on the fixture models");
+    run_cmd(
+        cargo()
+            .args([
+                "run",
+                "-q",
+                "-p",
+                "kokushi-engine",
+                "--example",
+                "peft-interop",
+                "--",
+            ])
+            .arg(&dir)
+            .current_dir(root),
+    )?;
+    step("loading them with Hugging Face PEFT");
+    let out = Command::new(&python)
+        .arg(root.join("xtask/scripts/peft_check.py"))
+        .arg(&dir)
+        .output()?;
+    std::io::Write::write_all(&mut std::io::stderr(), &out.stderr)?;
+    anyhow::ensure!(out.status.success(), "the PEFT check script failed");
+    let result: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim())?;
+    let mut all_ok = true;
+    if let Some(cases) = result.as_object() {
+        for (case, r) in cases {
+            let ok = r["ok"] == true;
+            all_ok &= ok;
+            println!(
+                "{case:<12} PEFT loaded {} LoRA tensors; log-probabilities differ by at most {:.2e} \
+                 (the adapter moves them by {:.3}): {}",
+                r["lora_tensors_loaded"],
+                r["max_abs_diff"].as_f64().unwrap_or(f64::NAN),
+                r["adapter_moved_base_by"].as_f64().unwrap_or(f64::NAN),
+                if ok { "ok" } else { "MISMATCH" }
+            );
+        }
+    }
+    anyhow::ensure!(all_ok, "PEFT gives other log-probabilities than the engine");
     Ok(())
 }
 

@@ -288,3 +288,34 @@ pub fn llama_cpp_python() -> Result<PathBuf> {
     )?;
     Ok(python)
 }
+
+/// The Python of a private venv with PyTorch, transformers and PEFT (CPU use; PyPI's torch wheel
+/// pulls its CUDA libraries too, about 5.6 GB), created on first use. Versions are pinned so
+/// the reference does not move under the numbers quoted from it.
+pub fn torch_python() -> Result<PathBuf> {
+    let venv = cache_dir().join("torch-venv");
+    let python = venv.join("bin/python");
+    let ready = python.is_file()
+        && Command::new(&python)
+            .args(["-c", "import torch, transformers, peft, gguf"])
+            .status()
+            .is_ok_and(|s| s.success());
+    if ready {
+        return Ok(python);
+    }
+    step("installing PyTorch, transformers and PEFT from PyPI into a venv (about 5.6 GB, once)");
+    run_cmd(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    run_cmd(Command::new(&python).args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "torch==2.15.0",
+        "transformers==5.24.0",
+        "peft==0.21.2",
+        "safetensors==0.8.0",
+        "gguf==0.19.0",
+        "numpy",
+    ]))?;
+    Ok(python)
+}

@@ -449,16 +449,9 @@ fn the_cpu_attention_equals_softmax_of_scaled_products_with_grouped_heads() {
     let device = Device::Cpu;
     let random = |shape: (usize, usize, usize, usize), seed: u64| {
         let n = shape.0 * shape.1 * shape.2 * shape.3;
-        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        let values: Vec<f32> = (0..n)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                #[allow(clippy::cast_precision_loss)]
-                let unit = (state >> 40) as f32 / (1u64 << 24) as f32;
-                4.0 * unit - 2.0
-            })
+        let values: Vec<f32> = crate::q8::tests::values(n, seed)
+            .iter()
+            .map(|v| 2.0 * v)
             .collect();
         Tensor::from_vec(values, shape, &device).unwrap()
     };

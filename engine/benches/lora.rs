@@ -1,0 +1,94 @@
+//! Time of one LoRA training step on a real model, for `cargo xtask bench lora`, which times
+//! PyTorch + PEFT on the same token ids beside it.
+//!
+//! Input: `KOKUSHI_BENCH_MODEL` (a GGUF file or model folder) and `KOKUSHI_BENCH_DIR`, where the
+//! sequence's ids are written (`lora.ids.json`) for the reference run. The step: one sequence of
+//! `SEQ` tokens, LoRA r 8 (alpha 16) on q_proj and v_proj, AdamW, dropout 0. Two variants: the
+//! loss over the last `ANSWER` tokens only (an exam question and its answer: what tuning on
+//! exam data does) and over every position (free-text instructions). Output: one
+//! `RESULT {json}` line; each figure is the median of `REPEATS` steps after one warm-up step.
+//! Threads come from `CANDLE_NUM_THREADS`.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use kokushi_engine::{AdamWSettings, LoadOptions, LoraSpec, Model, Sequence};
+
+const SEQ: usize = 256;
+const ANSWER: usize = 8;
+const REPEATS: usize = 5;
+
+const TEXT: &str = "62歳の男性。2時間前からの前胸部痛を主訴に救急車で搬入された。\
+    高血圧症と脂質異常症で内服治療中である。意識は清明。脈拍 104/分、整。血圧 92/60 mmHg。\
+    心電図で II、III、aVF 誘導に ST 上昇を認める。最も適切な対応はどれか。";
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn main() {
+    let Some(path) = std::env::var_os("KOKUSHI_BENCH_MODEL") else {
+        eprintln!("KOKUSHI_BENCH_MODEL is not set: run `cargo xtask bench lora`");
+        return;
+    };
+    let dir = PathBuf::from(std::env::var_os("KOKUSHI_BENCH_DIR").unwrap_or_else(|| ".".into()));
+    let mut model = Model::load(path.as_ref(), &LoadOptions::default()).expect("model loads");
+    let mut text = String::new();
+    let ids = loop {
+        text.push_str(TEXT);
+        let ids = model
+            .tokenizer()
+            .encode(text.as_str(), true)
+            .expect("encode")
+            .get_ids()
+            .to_vec();
+        if ids.len() >= SEQ {
+            break ids[..SEQ].to_vec();
+        }
+    };
+    std::fs::write(
+        dir.join("lora.ids.json"),
+        serde_json::to_string(&ids).expect("json"),
+    )
+    .expect("ids written");
+    let spec = LoraSpec {
+        rank: 8,
+        alpha: 16.0,
+        dropout: 0.0,
+        targets: vec!["q_proj".to_owned(), "v_proj".to_owned()],
+    };
+    let mut trainer = model
+        .start_lora("bench", &spec, AdamWSettings::default(), 1)
+        .expect("adapter");
+    let mut result = serde_json::Map::new();
+    for (name, response_start) in [("answer", SEQ - ANSWER), ("all", 1)] {
+        let batch = [Sequence {
+            ids: ids.clone(),
+            response_start,
+        }];
+        let mut times = Vec::new();
+        for step in 0..=REPEATS {
+            let started = Instant::now();
+            let stats = trainer
+                .step(&model, &batch, 1e-4, step as u64)
+                .expect("step");
+            if step > 0 {
+                times.push(started.elapsed().as_secs_f64());
+            }
+            eprintln!(
+                "{name}: step {step}: {:.3} s, loss {:.4}",
+                started.elapsed().as_secs_f64(),
+                stats.loss
+            );
+        }
+        result.insert(format!("{name}_step_s"), serde_json::json!(median(times)));
+    }
+    result.insert("seq".into(), serde_json::json!(SEQ));
+    result.insert("answer_tokens".into(), serde_json::json!(ANSWER));
+    result.insert(
+        "quantization".into(),
+        serde_json::json!(model.info().quantization),
+    );
+    println!("RESULT {}", serde_json::Value::Object(result));
+}
