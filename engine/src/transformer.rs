@@ -165,9 +165,12 @@ impl Weight {
     /// differentiable in `x` through [`BaseProduct`], which dequantizes the matrix again for the
     /// backward pass rather than keeping it. The matrix itself never gets a gradient.
     fn train_forward(&self, x: &Tensor) -> Result<Tensor> {
-        let product = {
-            let w = self.dense()?.to_dtype(x.dtype())?;
-            matmul_t(&x.detach(), &w)?
+        let product = match self.streamed(x, false)? {
+            Some(product) => product,
+            None => {
+                let w = self.dense()?.to_dtype(x.dtype())?;
+                matmul_t(&x.detach(), &w)?
+            }
         };
         x.apply_op2(
             &product,
@@ -175,6 +178,99 @@ impl Weight {
                 weight: self.clone(),
             },
         )
+    }
+
+    /// For a few input rows and a weight in the engine's own layouts: `x Wᵀ` (or, `transposed`,
+    /// `x W`) in `f32`, dequantizing one weight row at a time instead of the whole matrix (the
+    /// output head of a 262k vocabulary is 670 MB in `f32`; a training pass needs its product
+    /// for the few answer positions only). `None` when the dense path is the better one.
+    fn streamed(&self, x: &Tensor, transposed: bool) -> Result<Option<Tensor>> {
+        let (rows, cols) = self.dims()?;
+        let row_of: &(dyn Fn(usize, &mut [f32]) + Sync) = match self {
+            Self::Q8(m) => &|r, out| m.dequantize_row(r, out),
+            Self::Q4(m) => &|r, out| m.dequantize_row(r, out),
+            Self::Candle(_) => return Ok(None),
+        };
+        let mut dims = x.dims().to_vec();
+        let last = dims.len() - 1;
+        let width = dims[last];
+        let m = x.elem_count() / width.max(1);
+        if m > STREAMED_ROWS || !x.device().is_cpu() {
+            return Ok(None);
+        }
+        let input = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let threads = attention_threads().clamp(1, 8);
+        let per = rows.div_ceil(threads);
+        // Each thread takes a range of weight rows: forward, it writes those output columns;
+        // transposed, it sums its rows' contributions, added up afterwards in thread order.
+        let parts: Vec<Vec<f32>> = std::thread::scope(|scope| {
+            let input = &input;
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    scope.spawn(move || {
+                        let range = (t * per)..((t + 1) * per).min(rows);
+                        let mut row = vec![0f32; cols];
+                        if transposed {
+                            let mut sums = vec![0f32; m * cols];
+                            for r in range {
+                                row_of(r, &mut row);
+                                for i in 0..m {
+                                    let g = input[i * rows + r];
+                                    if g != 0.0 {
+                                        crate::q8::add_scaled(
+                                            &mut sums[i * cols..][..cols],
+                                            g,
+                                            &row,
+                                        );
+                                    }
+                                }
+                            }
+                            sums
+                        } else {
+                            let mut out = vec![0f32; m * range.len()];
+                            let n = range.len();
+                            for (j, r) in range.enumerate() {
+                                row_of(r, &mut row);
+                                for i in 0..m {
+                                    out[i * n + j] =
+                                        crate::q8::dot_lanes(&input[i * cols..][..cols], &row);
+                                }
+                            }
+                            out
+                        }
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_default())
+                .collect()
+        });
+        let out_width = if transposed { cols } else { rows };
+        let mut out = vec![0f32; m * out_width];
+        for (t, part) in parts.iter().enumerate() {
+            if transposed {
+                if part.len() != out.len() {
+                    candle_core::bail!("a product thread failed");
+                }
+                for (o, p) in out.iter_mut().zip(part) {
+                    *o += p;
+                }
+            } else {
+                let start = (t * per).min(rows);
+                let n = ((t + 1) * per).min(rows) - start;
+                if part.len() != m * n {
+                    candle_core::bail!("a product thread failed");
+                }
+                for i in 0..m {
+                    out[i * rows + start..][..n].copy_from_slice(&part[i * n..][..n]);
+                }
+            }
+        }
+        dims[last] = out_width;
+        Tensor::from_vec(out, dims, x.device())?
+            .to_dtype(x.dtype())
+            .map(Some)
     }
 
     /// Rows `ids` (any shape) as `(ids…, cols)` vectors.
@@ -234,6 +330,9 @@ impl candle_core::CustomOp2 for BaseProduct {
         _: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        if let Some(grad_x) = self.weight.streamed(grad, true)? {
+            return Ok((Some(grad_x.reshape(x.dims())?), None));
+        }
         let w = self.weight.dense()?.to_dtype(grad.dtype())?;
         let out = w.dim(0)?;
         let grad_x = grad
@@ -244,6 +343,10 @@ impl candle_core::CustomOp2 for BaseProduct {
         Ok((Some(grad_x), None))
     }
 }
+
+/// Input rows up to which a training product streams the weight row by row
+/// ([`Weight::streamed`]) rather than dequantizing it whole.
+const STREAMED_ROWS: usize = 16;
 
 /// How one pass runs: the adapter slot it applies, whether it uses the operations autograd can
 /// differentiate, and, for a training pass, its dropout.
