@@ -55,7 +55,8 @@ pub struct TuneArgs {
     /// The recipe: jmedlora-7b, jmedlora-70b or small.
     #[arg(long, default_value = "jmedlora-7b")]
     pub preset: String,
-    /// The prompt format examples are rendered in (evaluate the tuned model with the same).
+    /// The prompt format examples are rendered in (evaluate the tuned model with the same), or
+    /// several, comma-separated: each example is then rendered in each.
     #[arg(long, default_value = "alpaca_ja_v1")]
     pub prompt_format: String,
     /// Optimizer steps (default: one epoch).
@@ -287,6 +288,40 @@ pub fn read_tuning_data(
     Ok((examples, sources))
 }
 
+/// The data rendered in each of `formats`, split once: a question's renderings all go to
+/// training or all to validation (the split is drawn on the first format's examples), and with
+/// several formats each id gets `@format`.
+fn read_in_formats(
+    specs: &[String],
+    formats: &[PromptFormat],
+    validation_share: f64,
+    seed: u64,
+) -> anyhow::Result<(Vec<Example>, Vec<Example>, Vec<DataSource>)> {
+    let mut sources = Vec::new();
+    let mut held_ids = std::collections::HashSet::new();
+    let (mut train, mut validation) = (Vec::new(), Vec::new());
+    for (index, &format) in formats.iter().enumerate() {
+        let (examples, found) = read_tuning_data(specs, format)?;
+        if index == 0 {
+            sources = found;
+            let (_, held) = tuning::split(examples.clone(), validation_share, seed);
+            held_ids = held.into_iter().map(|e| e.id).collect();
+        }
+        for mut example in examples {
+            let held = held_ids.contains(&example.id);
+            if formats.len() > 1 {
+                example.id = format!("{}@{}", example.id, format.id());
+            }
+            if held {
+                validation.push(example);
+            } else {
+                train.push(example);
+            }
+        }
+    }
+    Ok((train, validation, sources))
+}
+
 /// The recipe the preset and the flags make.
 fn recipe(args: &TuneArgs) -> anyhow::Result<Recipe> {
     let mut recipe = Recipe::preset(&args.preset).with_context(|| {
@@ -352,21 +387,27 @@ fn recipe(args: &TuneArgs) -> anyhow::Result<Recipe> {
 
 /// `kokushi tune`.
 pub fn tune(args: &TuneArgs) -> anyhow::Result<()> {
-    let format = PromptFormat::from_id(&args.prompt_format).with_context(|| {
-        format!(
-            "unknown prompt format {:?}; known: {}",
-            args.prompt_format,
-            PromptFormat::ALL.map(PromptFormat::id).join(", ")
-        )
-    })?;
+    let formats = args
+        .prompt_format
+        .split(',')
+        .map(|id| {
+            PromptFormat::from_id(id.trim()).with_context(|| {
+                format!(
+                    "unknown prompt format {:?}; known: {}",
+                    id.trim(),
+                    PromptFormat::ALL.map(PromptFormat::id).join(", ")
+                )
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     anyhow::ensure!(
         (0.0..1.0).contains(&args.validation_share),
         "--validation-share {} is outside [0, 1)",
         args.validation_share
     );
     let recipe = recipe(args)?;
-    let (examples, sources) = read_tuning_data(&args.data, format)?;
-    let (train, validation) = tuning::split(examples, args.validation_share, args.seed);
+    let (train, validation, sources) =
+        read_in_formats(&args.data, &formats, args.validation_share, args.seed)?;
     #[allow(
         clippy::cast_precision_loss,
         clippy::cast_possible_truncation,
@@ -394,13 +435,13 @@ pub fn tune(args: &TuneArgs) -> anyhow::Result<()> {
         "{} training and {} validation examples, prompt format {}",
         train.len(),
         validation.len(),
-        format.id()
+        args.prompt_format
     );
     let plan = RunPlan {
         base_model: args.base.clone(),
         preset: args.preset.clone(),
         recipe,
-        prompt_format: format.id().to_owned(),
+        prompt_format: formats.iter().map(|f| f.id()).collect::<Vec<_>>().join(","),
         sources,
         seed: args.seed,
         validation_share: args.validation_share,

@@ -297,4 +297,47 @@ fn bad_tuning_data_is_refused_naming_the_line_and_field_before_anything_is_writt
         "{}",
         String::from_utf8_lossy(&unknown.stderr)
     );
+
+    // Two formats: every example in each, a question's renderings on one side of the split.
+    let exam = format!("exam:{}", mini_exam_path().display());
+    let both = dir.path().join("both");
+    let mut args = vec![
+        "tune",
+        "--base",
+        model.to_str().unwrap(),
+        "--data",
+        &exam,
+        "--steps",
+        "1",
+        "--validation-share",
+        "0.2",
+        "--out",
+        both.to_str().unwrap(),
+        "--prompt-format",
+    ];
+    let two = run(
+        &bin,
+        &[args.as_slice(), &["alpaca_ja_v1,medpalm_ja_v1"]].concat(),
+    );
+    assert!(
+        two.status.success(),
+        "{}",
+        String::from_utf8_lossy(&two.stderr)
+    );
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(both.join("tuning.json")).unwrap()).unwrap();
+    assert_eq!(
+        manifest["plan"]["prompt_format"],
+        "alpaca_ja_v1,medpalm_ja_v1"
+    );
+    // The fixture exam's five usable questions: four train and one validation, twice.
+    assert_eq!(manifest["train_examples"], 8);
+    assert_eq!(manifest["validation_examples"], 2);
+    args.push("alpaca_ja_v1,nope");
+    let refused = run(&bin, &args);
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("unknown prompt format \"nope\""),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
 }

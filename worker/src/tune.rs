@@ -162,6 +162,7 @@ pub struct RunPlan {
     pub base_model: String,
     pub preset: String,
     pub recipe: Recipe,
+    /// The format id, or several comma-separated.
     pub prompt_format: String,
     pub sources: Vec<DataSource>,
     pub seed: u64,
@@ -324,8 +325,10 @@ pub fn run(
             "the batch must hold at least one example".into(),
         ));
     }
-    PromptFormat::from_id(&plan.prompt_format)
-        .ok_or_else(|| TuneError::Plan(format!("unknown prompt format {}", plan.prompt_format)))?;
+    for id in plan.prompt_format.split(',') {
+        PromptFormat::from_id(id)
+            .ok_or_else(|| TuneError::Plan(format!("unknown prompt format {id}")))?;
+    }
     std::fs::create_dir_all(out).map_err(|e| file_error(out, e))?;
     let checkpoint = out.join("checkpoint");
     let previous = out.join("checkpoint.old");
