@@ -344,9 +344,9 @@ fn recipe(args: &TuneArgs) -> anyhow::Result<Recipe> {
     }
     if let Some(targets) = &args.targets {
         recipe.targets = if targets == "all-linear" {
-            Recipe::preset("jmedlora-70b")
-                .map(|r| r.targets)
-                .unwrap_or_default()
+            kokushi_worker::tune::PROJECTIONS
+                .map(str::to_owned)
+                .to_vec()
         } else {
             targets.split(',').map(|t| t.trim().to_owned()).collect()
         };

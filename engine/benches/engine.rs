@@ -6,6 +6,8 @@
 //! (`<name>.ids.json`, and the text they encode, `<name>.txt`) for the reference run. Output: one `RESULT {json}` line per model.
 //! Each figure is the best of `REPEATS` runs; threads come from `CANDLE_NUM_THREADS`.
 
+mod common;
+
 use std::path::PathBuf;
 
 use kokushi_engine::{GenerationParams, LoadOptions, Model};
@@ -13,11 +15,6 @@ use kokushi_engine::{GenerationParams, LoadOptions, Model};
 const PROMPT_TOKENS: usize = 256;
 const DECODE_TOKENS: usize = 64;
 const REPEATS: usize = 3;
-
-/// Japanese exam text, repeated until the prompt is long enough.
-const TEXT: &str = "62歳の男性。2時間前からの前胸部痛を主訴に救急車で搬入された。\
-    高血圧症と脂質異常症で内服治療中である。意識は清明。脈拍 104/分、整。血圧 92/60 mmHg。\
-    心電図で II、III、aVF 誘導に ST 上昇を認める。最も適切な対応はどれか。";
 
 fn main() {
     let Some(models) = std::env::var_os("KOKUSHI_BENCH_MODELS") else {
@@ -35,19 +32,7 @@ fn main() {
             Ok(model) => model,
             Err(e) => panic!("{name}: {e}"),
         };
-        let mut text = String::new();
-        let ids = loop {
-            text.push_str(TEXT);
-            let ids = model
-                .tokenizer()
-                .encode(text.as_str(), true)
-                .expect("encode")
-                .get_ids()
-                .to_vec();
-            if ids.len() >= PROMPT_TOKENS {
-                break ids[..PROMPT_TOKENS].to_vec();
-            }
-        };
+        let (ids, text) = common::exam_prompt(&model, PROMPT_TOKENS);
         let params = GenerationParams {
             max_new_tokens: DECODE_TOKENS + 1,
             stop: Vec::new(),

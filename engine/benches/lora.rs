@@ -9,6 +9,8 @@
 //! `RESULT {json}` line; each figure is the median of `REPEATS` steps after one warm-up step.
 //! Threads come from `CANDLE_NUM_THREADS`.
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -17,10 +19,6 @@ use kokushi_engine::{AdamWSettings, LoadOptions, LoraSpec, Model, Sequence};
 const SEQ: usize = 256;
 const ANSWER: usize = 8;
 const REPEATS: usize = 5;
-
-const TEXT: &str = "62歳の男性。2時間前からの前胸部痛を主訴に救急車で搬入された。\
-    高血圧症と脂質異常症で内服治療中である。意識は清明。脈拍 104/分、整。血圧 92/60 mmHg。\
-    心電図で II、III、aVF 誘導に ST 上昇を認める。最も適切な対応はどれか。";
 
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
@@ -34,19 +32,7 @@ fn main() {
     };
     let dir = PathBuf::from(std::env::var_os("KOKUSHI_BENCH_DIR").unwrap_or_else(|| ".".into()));
     let mut model = Model::load(path.as_ref(), &LoadOptions::default()).expect("model loads");
-    let mut text = String::new();
-    let ids = loop {
-        text.push_str(TEXT);
-        let ids = model
-            .tokenizer()
-            .encode(text.as_str(), true)
-            .expect("encode")
-            .get_ids()
-            .to_vec();
-        if ids.len() >= SEQ {
-            break ids[..SEQ].to_vec();
-        }
-    };
+    let (ids, _) = common::exam_prompt(&model, SEQ);
     std::fs::write(
         dir.join("lora.ids.json"),
         serde_json::to_string(&ids).expect("json"),

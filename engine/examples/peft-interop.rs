@@ -45,17 +45,7 @@ fn run(dir: &std::path::Path) -> Result<serde_json::Value, Box<dyn std::error::E
             rank: 4,
             alpha: 8.0,
             dropout: 0.05,
-            targets: [
-                "q_proj",
-                "k_proj",
-                "v_proj",
-                "o_proj",
-                "gate_proj",
-                "up_proj",
-                "down_proj",
-            ]
-            .map(str::to_owned)
-            .to_vec(),
+            targets: kokushi_engine::PROJECTIONS.map(str::to_owned).to_vec(),
         };
         let mut trainer = model.start_lora("t", &lora, AdamWSettings::default(), 7)?;
         let batch: Vec<Sequence> = (0..3)

@@ -42,4 +42,5 @@ pub use hf::SUPPORTED_MODEL_TYPES;
 pub use loglik::{ContinuationScore, Scores};
 pub use model::{Device, LoadOptions, Model, ModelInfo};
 pub use train::{AdamWSettings, LoraSpec, LoraTrainer, Sequence, StepStats};
+pub use transformer::PROJECTIONS;
 pub use weights::SUPPORTED_ARCHITECTURES;

@@ -551,7 +551,7 @@ pub(crate) struct Block {
 }
 
 /// The projections of a block by their Hugging Face (PEFT) module names.
-pub(crate) const PROJECTIONS: [&str; 7] = [
+pub const PROJECTIONS: [&str; 7] = [
     "q_proj",
     "k_proj",
     "v_proj",

@@ -175,8 +175,9 @@ pub fn split(examples: Vec<Example>, validation: f64, seed: u64) -> (Vec<Example
     (train, held)
 }
 
-/// SplitMix64's finaliser: every input bit reaches every output bit.
-fn mix(mut z: u64) -> u64 {
+/// SplitMix64's output function: the generator's next value from its state `z` (every input
+/// bit reaches every output bit). Successive values come from states a golden step apart.
+pub fn mix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);

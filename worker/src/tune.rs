@@ -21,6 +21,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+/// The projections LoRA can adapt, by their Hugging Face names (`all-linear` is all of them).
+pub use kokushi_engine::PROJECTIONS;
 use kokushi_engine::{AdamWSettings, EngineError, LoraSpec, Model, Sequence};
 use kokushi_shared::leakage::NgramIndex;
 use kokushi_shared::prompt::PromptFormat;
@@ -61,16 +63,6 @@ pub struct Recipe {
 /// The named recipes.
 pub const PRESETS: [&str; 3] = ["jmedlora-7b", "jmedlora-70b", "small"];
 
-const ALL_LINEAR: [&str; 7] = [
-    "q_proj",
-    "k_proj",
-    "v_proj",
-    "o_proj",
-    "gate_proj",
-    "up_proj",
-    "down_proj",
-];
-
 impl Recipe {
     /// A named recipe: `jmedlora-7b` (the 7B study: r 8, alpha 32, dropout 0.05 on q/k/v,
     /// lr 5e-5), `jmedlora-70b` (the 70B study: r 64, alpha 16, dropout 0.1 on every linear
@@ -97,7 +89,7 @@ impl Recipe {
                 rank: 64,
                 alpha: 16.0,
                 dropout: 0.1,
-                targets: ALL_LINEAR.map(str::to_owned).to_vec(),
+                targets: PROJECTIONS.map(str::to_owned).to_vec(),
                 learning_rate: 2e-4,
                 schedule: Schedule::Cosine,
                 ..base
@@ -106,7 +98,7 @@ impl Recipe {
                 rank: 8,
                 alpha: 16.0,
                 dropout: 0.05,
-                targets: ALL_LINEAR.map(str::to_owned).to_vec(),
+                targets: PROJECTIONS.map(str::to_owned).to_vec(),
                 learning_rate: 1e-3,
                 schedule: Schedule::Cosine,
                 ..base
@@ -268,11 +260,9 @@ pub fn step_indices(n: usize, batch: usize, step: u64, seed: u64) -> Vec<usize> 
 fn permutation(n: usize, seed: u64) -> Vec<usize> {
     let mut state = seed;
     let mut next = || {
+        let value = kokushi_shared::tuning::mix(state);
         state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        value
     };
     let mut order: Vec<usize> = (0..n).collect();
     for i in (1..n).rev() {

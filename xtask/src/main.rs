@@ -214,20 +214,12 @@ fn bench_engine(root: &Path) -> Result<()> {
         .collect::<Vec<_>>()
         .join(";");
     step("engine: ours (candle), 2 threads");
-    let output = cargo()
-        .args(["bench", "-p", "kokushi-engine", "--bench", "engine"])
-        .env("KOKUSHI_BENCH_MODELS", &spec)
-        .env("KOKUSHI_BENCH_DIR", &dir)
-        .env("CANDLE_NUM_THREADS", "2")
-        .current_dir(root)
-        .output()?;
-    std::io::Write::write_all(&mut std::io::stderr(), &output.stderr)?;
-    anyhow::ensure!(output.status.success(), "the engine bench failed");
-    let ours: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|l| l.strip_prefix("RESULT "))
-        .map(serde_json::from_str)
-        .collect::<Result<_, _>>()?;
+    let ours = engine_bench(
+        root,
+        "engine",
+        &dir,
+        ("KOKUSHI_BENCH_MODELS", spec.as_ref()),
+    )?;
     step("engine: llama.cpp (llama-cpp-python), 2 threads");
     let mut reference = Vec::new();
     for ((name, path), mine) in models.iter().zip(&ours) {
@@ -304,6 +296,30 @@ fn bench_engine(root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Runs the engine's bench `name` on 2 threads with `KOKUSHI_BENCH_DIR` = `dir` and one more
+/// variable, passing its log through; the JSON of each `RESULT` line it prints.
+fn engine_bench(
+    root: &Path,
+    name: &str,
+    dir: &Path,
+    (var, value): (&str, &std::ffi::OsStr),
+) -> Result<Vec<serde_json::Value>> {
+    let output = cargo()
+        .args(["bench", "-p", "kokushi-engine", "--bench", name])
+        .env(var, value)
+        .env("KOKUSHI_BENCH_DIR", dir)
+        .env("CANDLE_NUM_THREADS", "2")
+        .current_dir(root)
+        .output()?;
+    std::io::Write::write_all(&mut std::io::stderr(), &output.stderr)?;
+    anyhow::ensure!(output.status.success(), "the {name} bench failed");
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("RESULT "))
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?)
+}
+
 /// One LoRA training step on SmolLM2-135M, ours beside PyTorch + PEFT on the same GGUF file and
 /// token ids, 2 threads each.
 fn bench_lora(root: &Path) -> Result<()> {
@@ -312,20 +328,15 @@ fn bench_lora(root: &Path) -> Result<()> {
     let dir = cache_dir().join("bench-lora");
     std::fs::create_dir_all(&dir)?;
     step("lora: ours (candle), 2 threads");
-    let output = cargo()
-        .args(["bench", "-p", "kokushi-engine", "--bench", "lora"])
-        .env("KOKUSHI_BENCH_MODEL", &model)
-        .env("KOKUSHI_BENCH_DIR", &dir)
-        .env("CANDLE_NUM_THREADS", "2")
-        .current_dir(root)
-        .output()?;
-    std::io::Write::write_all(&mut std::io::stderr(), &output.stderr)?;
-    anyhow::ensure!(output.status.success(), "the LoRA bench failed");
-    let ours: serde_json::Value = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("RESULT "))
-        .context("the LoRA bench printed no RESULT line")
-        .and_then(|l| Ok(serde_json::from_str(l)?))?;
+    let ours = engine_bench(
+        root,
+        "lora",
+        &dir,
+        ("KOKUSHI_BENCH_MODEL", model.as_os_str()),
+    )?
+    .into_iter()
+    .next()
+    .context("the LoRA bench printed no RESULT line")?;
     step("lora: PyTorch + PEFT, 2 threads");
     let out = Command::new(&python)
         .arg(root.join("xtask/scripts/lora_bench.py"))
