@@ -4,11 +4,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Now, as `2026-11-24T00:21:58Z`.
 pub fn now_rfc3339() -> String {
+    format_unix(unix_now())
+}
+
+/// Now, in seconds since the Unix epoch.
+pub fn unix_now() -> i64 {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or_default();
-    format_unix(i64::try_from(secs).unwrap_or(i64::MAX))
+    i64::try_from(secs).unwrap_or(i64::MAX)
 }
 
 /// Formats seconds since the Unix epoch (days-from-civil, Howard Hinnant's algorithm).

@@ -5,6 +5,7 @@
 //! aggregate whose type differs between the two (metrics are computed in Rust with the
 //! `shared` crate).
 
+pub mod accounts;
 mod exam_sets;
 pub mod runs;
 

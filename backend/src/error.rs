@@ -15,7 +15,15 @@ pub enum ApiError {
     #[error("the exam set has {} problem(s); the first: {}", .0.len(), .0.first().map(ToString::to_string).unwrap_or_default())]
     InvalidExamSet(Vec<FormatError>),
     #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("too many failed sign-ins; try again in {retry_after_secs} s")]
+    TooManyRequests { retry_after_secs: u64 },
     #[error("the queue is unavailable: {0}")]
     Queue(#[from] kokushi_queue::QueueError),
     #[error(transparent)]
@@ -42,7 +50,11 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => ErrorCode::BadRequest,
             ApiError::InvalidExamSet(_) => ErrorCode::InvalidExamSet,
+            ApiError::Unauthorized(_) => ErrorCode::Unauthorized,
+            ApiError::Forbidden(_) => ErrorCode::Forbidden,
             ApiError::NotFound(_) => ErrorCode::NotFound,
+            ApiError::Conflict(_) => ErrorCode::Conflict,
+            ApiError::TooManyRequests { .. } => ErrorCode::TooManyRequests,
             ApiError::Queue(_) | ApiError::Db(DbError::Unavailable(_)) => ErrorCode::Unavailable,
             ApiError::Db(_) | ApiError::Internal(_) => ErrorCode::Internal,
         }
@@ -53,7 +65,11 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self.code() {
             ErrorCode::BadRequest | ErrorCode::InvalidExamSet => StatusCode::BAD_REQUEST,
+            ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::Conflict => StatusCode::CONFLICT,
+            ErrorCode::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -72,7 +88,15 @@ impl ResponseError for ApiError {
             ApiError::InvalidExamSet(errors) => errors.clone(),
             _ => Vec::new(),
         };
-        HttpResponse::build(status).json(ApiErrorBody {
+        let mut response = HttpResponse::build(status);
+        if let ApiError::TooManyRequests { retry_after_secs } = self {
+            response.insert_header(("Retry-After", retry_after_secs.to_string()));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            // Tells scripts which credentials this server takes.
+            response.insert_header(("WWW-Authenticate", "Bearer realm=\"kokushi\""));
+        }
+        response.json(ApiErrorBody {
             code: self.code(),
             message,
             details,

@@ -6,6 +6,8 @@
 //!
 //! Architecture invariant: no candle here. Models are reached only through `kokushi-worker`.
 
+pub mod accounts;
+pub mod auth;
 pub mod clock;
 pub mod db;
 pub mod error;

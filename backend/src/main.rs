@@ -60,8 +60,54 @@ enum Command {
     Leakage(tune_cmd::LeakageArgs),
     /// Create or update the database schema, then exit.
     Migrate(DbArgs),
+    /// Manage accounts from the command line: the first admin of a new installation, API
+    /// tokens for scripts.
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// Import IgakuQA 2022, queue an evaluation of the demo model and serve the portal.
     Demo(DemoArgs),
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create an account (the first admin of a new installation, for instance). Without
+    /// --password-stdin a random password is made and printed once.
+    Create(AdminCreateArgs),
+    /// Issue a personal API token for an account, printed once; scripts send it as
+    /// `Authorization: Bearer <token>`.
+    Token(AdminTokenArgs),
+}
+
+#[derive(Args)]
+struct AdminCreateArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    /// The user name: letters, digits and . _ - @, at most 64 characters.
+    #[arg(long)]
+    username: String,
+    /// A role to give (repeat for several): admin, researcher, annotator.
+    #[arg(long = "role", default_value = "admin", value_parser = parse_role)]
+    roles: Vec<kokushi_shared::api::Role>,
+    /// Read the password (10 to 1024 characters) from the first line of standard input.
+    #[arg(long)]
+    password_stdin: bool,
+}
+
+#[derive(Args)]
+struct AdminTokenArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    /// The account the token acts as.
+    #[arg(long)]
+    username: String,
+    /// What the token is for, shown in the token list.
+    #[arg(long, default_value = "command line")]
+    name: String,
+}
+
+fn parse_role(s: &str) -> Result<kokushi_shared::api::Role, String> {
+    kokushi_shared::api::Role::from_id(s)
+        .ok_or_else(|| format!("unknown role {s:?}; known: admin, researcher, annotator"))
 }
 
 #[derive(Args, Clone)]
@@ -97,6 +143,10 @@ struct ServeArgs {
     /// Also run a worker inside this process (the default without --redis-url).
     #[arg(long, env = "KOKUSHI_EMBEDDED_WORKER")]
     embedded_worker: Option<bool>,
+    /// Mark session cookies Secure even on plain HTTP: for a TLS proxy in front that does not
+    /// send X-Forwarded-Proto (with it, cookies are marked Secure anyway).
+    #[arg(long, env = "KOKUSHI_SECURE_COOKIES")]
+    secure_cookies: bool,
 }
 
 #[derive(Args)]
@@ -398,7 +448,63 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("database is up to date");
             Ok(())
         }
+        Command::Admin(command) => admin(command).await,
         Command::Demo(args) => demo(args).await,
+    }
+}
+
+async fn admin(command: AdminCommand) -> anyhow::Result<()> {
+    match command {
+        AdminCommand::Create(args) => {
+            let (password, generated) = if args.password_stdin {
+                let mut line = String::new();
+                std::io::stdin()
+                    .read_line(&mut line)
+                    .context("reading the password from standard input")?;
+                (line.trim_end_matches(['\r', '\n']).to_owned(), false)
+            } else {
+                (kokushi_backend::auth::new_secret()[..20].to_owned(), true)
+            };
+            let db = Db::connect(&args.db.database_url).await?;
+            let user =
+                kokushi_backend::accounts::create_user(&db, &args.username, &password, &args.roles)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            db.close().await;
+            let roles = user.roles.iter().map(|r| r.id()).collect::<Vec<_>>();
+            println!(
+                "created {} (id {}) with role(s) {}",
+                user.username,
+                user.id,
+                roles.join(", ")
+            );
+            if generated {
+                println!("password (shown only now): {password}");
+            }
+            Ok(())
+        }
+        AdminCommand::Token(args) => {
+            let db = Db::connect(&args.db.database_url).await?;
+            let user = db
+                .user_by_name(&args.username)
+                .await?
+                .with_context(|| format!("there is no account {:?}", args.username))?;
+            let token = kokushi_backend::auth::new_api_token();
+            let summary = db
+                .create_token(
+                    user.user.id,
+                    &args.name,
+                    &kokushi_backend::auth::digest(&token),
+                )
+                .await?;
+            db.close().await;
+            eprintln!(
+                "token {} ({:?}) for {}; send it as `Authorization: Bearer <token>`; shown only now:",
+                summary.id, summary.name, user.user.username
+            );
+            println!("{token}");
+            Ok(())
+        }
     }
 }
 
@@ -412,6 +518,7 @@ fn settings(args: &ServeArgs) -> Settings {
         static_dir: args.static_dir.clone(),
         embedded_worker: args.embedded_worker.unwrap_or(args.redis_url.is_none()),
         max_upload_bytes: 32 * 1024 * 1024,
+        secure_cookies: args.secure_cookies,
     }
 }
 
@@ -549,6 +656,9 @@ fn score(args: ScoreArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The account `kokushi demo` signs in with.
+const DEMO_USER: &str = "demo";
+
 async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let year = args.data.join("2022");
     anyhow::ensure!(
@@ -575,11 +685,32 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     if db.find_run(&new).await?.is_none() {
         db.create_run(&new).await?;
     }
+    // The demo's account: a fresh password at every start (only its hash is stored, so the
+    // last one cannot be shown again).
+    let password = kokushi_backend::auth::new_secret()[..16].to_owned();
+    let roles = [
+        kokushi_shared::api::Role::Admin,
+        kokushi_shared::api::Role::Researcher,
+    ];
+    match db.user_by_name(DEMO_USER).await? {
+        Some(existing) => {
+            let hash = kokushi_backend::auth::hash_password(&password)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            db.update_user(existing.user.id, Some(&roles), Some(false), Some(&hash))
+                .await?;
+        }
+        None => {
+            kokushi_backend::accounts::create_user(&db, DEMO_USER, &password, &roles)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+    }
     db.close().await;
     serve(
         args.serve,
         Some(format!(
-            "Demo: {} on {} text-only questions of IgakuQA 2022. Ctrl-C stops; starting again resumes.",
+            "Demo: {} on {} text-only questions of IgakuQA 2022. Sign in as {DEMO_USER} with \
+             password {password}. Ctrl-C stops; starting again resumes.",
             args.model, args.limit
         )),
     )

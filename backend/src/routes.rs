@@ -1,5 +1,9 @@
 //! The JSON API under `/api`. Handlers are thin: validate, call the database or the queue,
 //! answer with `shared` types.
+//!
+//! Every endpoint is one line of [`ENDPOINTS`]: method, path, who may call it, handler. The same
+//! line registers the route and feeds the access check ([`crate::auth::authorize`]), so an
+//! endpoint cannot exist without a stated access, and the role-matrix test walks them all.
 
 use std::sync::Arc;
 
@@ -10,6 +14,8 @@ use kokushi_shared::igakuqa::Importer;
 use kokushi_shared::prompt::PromptFormat;
 use serde::Deserialize;
 
+use crate::accounts;
+use crate::auth::{Access, LoginLimiter};
 use crate::db::Db;
 use crate::db::runs::NewRun;
 use crate::error::ApiError;
@@ -18,6 +24,54 @@ use crate::error::ApiError;
 pub struct AppState {
     pub db: Db,
     pub queue: Arc<dyn JobQueue>,
+    pub limiter: LoginLimiter,
+    /// Mark the session cookie `Secure` even when the request did not arrive over TLS (a TLS
+    /// proxy that does not say so).
+    pub secure_cookies: bool,
+}
+
+/// One endpoint of the API.
+#[derive(Debug, Clone, Copy)]
+pub struct Endpoint {
+    /// Lower case: `get`, `post`, `patch`, `delete`.
+    pub method: &'static str,
+    /// The full pattern, as actix matches it: `/api/runs/{id}`.
+    pub path: &'static str,
+    pub access: Access,
+}
+
+macro_rules! endpoints {
+    ($($method:ident $path:literal $access:ident => $handler:path;)*) => {
+        /// Every endpoint of the API, with who may call it.
+        pub const ENDPOINTS: &[Endpoint] = &[$(Endpoint {
+            method: stringify!($method),
+            path: concat!("/api", $path),
+            access: Access::$access,
+        },)*];
+
+        fn register(scope: actix_web::Scope) -> actix_web::Scope {
+            scope $(.route($path, web::$method().to($handler)))*
+        }
+    };
+}
+
+endpoints! {
+    get "/health" Public => health;
+    post "/auth/login" Public => accounts::login;
+    post "/auth/logout" Member => accounts::logout;
+    get "/auth/me" Member => accounts::me;
+    get "/tokens" Member => accounts::tokens;
+    post "/tokens" Member => accounts::create_token;
+    delete "/tokens/{id}" Member => accounts::revoke_token;
+    get "/users" Admin => accounts::users;
+    post "/users" Admin => accounts::add_user;
+    patch "/users/{id}" Admin => accounts::update_user;
+    get "/leaderboard" Researcher => leaderboard;
+    get "/exam-sets" Researcher => exam_sets;
+    post "/exam-sets" Researcher => upload_exam_set;
+    post "/runs" Researcher => create_run;
+    get "/runs/{id}" Researcher => run_detail;
+    get "/runs/{id}/score" Researcher => run_score;
 }
 
 /// Default and largest number of new tokens a run may ask for.
@@ -26,14 +80,8 @@ const MAX_MAX_NEW_TOKENS: u32 = 1024;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::scope("/api")
-            .route("/health", web::get().to(health))
-            .route("/leaderboard", web::get().to(leaderboard))
-            .route("/exam-sets", web::get().to(exam_sets))
-            .route("/exam-sets", web::post().to(upload_exam_set))
-            .route("/runs", web::post().to(create_run))
-            .route("/runs/{id}", web::get().to(run_detail))
-            .route("/runs/{id}/score", web::get().to(run_score))
+        register(web::scope("/api"))
+            .wrap(actix_web::middleware::from_fn(crate::auth::authorize))
             .default_service(web::to(|| async {
                 Err::<HttpResponse, _>(ApiError::NotFound("no such API endpoint".to_owned()))
             })),

@@ -22,6 +22,9 @@ pub struct Settings {
     pub embedded_worker: bool,
     /// Largest accepted upload, in bytes.
     pub max_upload_bytes: usize,
+    /// Mark session cookies `Secure` even on plain HTTP (behind a TLS proxy that does not
+    /// send `X-Forwarded-Proto`).
+    pub secure_cookies: bool,
 }
 
 impl Settings {
@@ -36,6 +39,7 @@ impl Settings {
             static_dir: None,
             embedded_worker: true,
             max_upload_bytes: 32 * 1024 * 1024,
+            secure_cookies: false,
         }
     }
 }

@@ -90,7 +90,20 @@ impl Application {
         let state = web::Data::new(AppState {
             db: db.clone(),
             queue,
+            limiter: crate::auth::LoginLimiter::default(),
+            secure_cookies: settings.secure_cookies,
         });
+        if db.user_count().await? == 0 {
+            tracing::warn!(
+                "no accounts yet: create the first admin with `kokushi admin create --username NAME`"
+            );
+        }
+        let expired = db
+            .delete_expired_sessions(&crate::clock::now_rfc3339())
+            .await?;
+        if expired > 0 {
+            tracing::info!(expired, "forgot expired sessions");
+        }
         let static_dir = settings.static_dir.clone();
         if let Some(dir) = &static_dir
             && !dir.join("index.html").is_file()
@@ -135,6 +148,11 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The database the server uses (tests and `kokushi demo` make accounts through it).
+    pub fn db(&self) -> &Db {
+        &self.db
     }
 
     pub fn stop_handle(&self) -> StopHandle {

@@ -4,7 +4,7 @@
 //! themselves; they call these functions and get typed data or an [`ApiError`].
 
 use gloo_net::http::Request;
-use kokushi_shared::api::{ApiErrorBody, RunDetail, RunSummary};
+use kokushi_shared::api::{ApiErrorBody, Login, Me, RunDetail, RunSummary};
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -19,10 +19,48 @@ pub async fn run(id: i64) -> Result<RunDetail, ApiError> {
     get_json(&format!("/api/runs/{id}")).await
 }
 
-async fn get_json<T: DeserializeOwned>(url: &str) -> Result<T, ApiError> {
-    let network = |error: gloo_net::Error| ApiError::Network {
-        message: error.to_string(),
+/// `GET /api/auth/me`: who is signed in (a 401 when nobody is).
+pub async fn me() -> Result<Me, ApiError> {
+    get_json("/api/auth/me").await
+}
+
+/// `POST /api/auth/login`: the server sets the session cookie (HttpOnly, so this code never
+/// sees it) and answers with the account and its CSRF token.
+pub async fn login(username: &str, password: &str) -> Result<Me, ApiError> {
+    let body = Login {
+        username: username.to_owned(),
+        password: password.to_owned(),
     };
+    let request = Request::post("/api/auth/login")
+        .json(&body)
+        .map_err(network)?;
+    let response = request.send().await.map_err(network)?;
+    let text = response.text().await.map_err(network)?;
+    decode(response.status(), response.ok(), &text)
+}
+
+/// `POST /api/auth/logout`, with the session's CSRF token.
+pub async fn logout(csrf_token: &str) -> Result<(), ApiError> {
+    let response = Request::post("/api/auth/logout")
+        .header("X-CSRF-Token", csrf_token)
+        .send()
+        .await
+        .map_err(network)?;
+    if response.ok() {
+        Ok(())
+    } else {
+        let text = response.text().await.map_err(network)?;
+        decode::<()>(response.status(), false, &text)
+    }
+}
+
+fn network(error: gloo_net::Error) -> ApiError {
+    ApiError::Network {
+        message: error.to_string(),
+    }
+}
+
+async fn get_json<T: DeserializeOwned>(url: &str) -> Result<T, ApiError> {
     let response = Request::get(url).send().await.map_err(network)?;
     let body = response.text().await.map_err(network)?;
     decode(response.status(), response.ok(), &body)

@@ -1,25 +1,54 @@
-//! The root component: the header and the routes.
+//! The root component: the session, the header and the routes.
 
 use leptos::prelude::*;
 use leptos_router::components::{Route, Router, Routes};
+use leptos_router::hooks::{use_location, use_navigate};
 use leptos_router::path;
 
+use crate::api;
 use crate::components::header::Header;
 use crate::pages::leaderboard::LeaderboardPage;
+use crate::pages::login::LoginPage;
 use crate::pages::not_found::NotFoundPage;
 use crate::pages::run::RunPage;
+use crate::paths;
+use crate::session::{Session, SessionState};
 
 #[component]
 pub fn App() -> impl IntoView {
+    provide_context(Session(RwSignal::new(SessionState::Unknown)));
     view! {
         <Router>
+            <SessionCheck />
             <Header />
             <main>
                 <Routes fallback=NotFoundPage>
                     <Route path=path!("/") view=LeaderboardPage />
+                    <Route path=path!("/login") view=LoginPage />
                     <Route path=path!("/runs/:id") view=RunPage />
                 </Routes>
             </main>
         </Router>
     }
+}
+
+/// Asks the server once who is signed in; nobody → the sign-in page.
+#[component]
+fn SessionCheck() -> impl IntoView {
+    let session = Session::get();
+    let navigate = use_navigate();
+    let location = use_location();
+    leptos::task::spawn_local(async move {
+        match api::me().await {
+            Ok(me) => session.0.set(SessionState::SignedIn(me)),
+            Err(error) if error.is_unauthorized() => {
+                session.0.set(SessionState::SignedOut);
+                if location.pathname.get_untracked() != paths::LOGIN {
+                    navigate(paths::LOGIN, Default::default());
+                }
+            }
+            // Server trouble: the page's own request shows the error.
+            Err(_) => {}
+        }
+    });
 }

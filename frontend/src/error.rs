@@ -37,6 +37,19 @@ impl ApiError {
         }
     }
 
+    /// Whether the server wants the user to sign in (no session, or it expired).
+    pub fn is_unauthorized(&self) -> bool {
+        match self {
+            ApiError::Status { status, body } => {
+                *status == 401
+                    || body
+                        .as_ref()
+                        .is_some_and(|b| b.code == ErrorCode::Unauthorized)
+            }
+            _ => false,
+        }
+    }
+
     /// Whether the thing asked for does not exist.
     pub fn is_not_found(&self) -> bool {
         match self {
@@ -60,10 +73,14 @@ impl fmt::Display for ApiError {
             } => {
                 let what = match body.code {
                     ErrorCode::NotFound => "Not found",
+                    ErrorCode::Unauthorized => "Please sign in",
+                    ErrorCode::Forbidden => "Your account may not do this",
+                    ErrorCode::TooManyRequests => "Too many attempts",
                     ErrorCode::Unavailable => "The server is unavailable right now",
                     ErrorCode::Internal => "The server failed",
                     ErrorCode::BadRequest
                     | ErrorCode::InvalidExamSet
+                    | ErrorCode::Conflict
                     | ErrorCode::PayloadTooLarge => "The server refused the request",
                 };
                 write!(f, "{what}: {} (HTTP {status})", body.message)
@@ -135,6 +152,15 @@ mod tests {
             error.to_string(),
             "Not found: run 9 does not exist (HTTP 404)"
         );
+    }
+
+    #[test]
+    fn a_401_asks_to_sign_in_and_is_not_retried() {
+        let error = status(401, Some(ErrorCode::Unauthorized));
+        assert!(error.is_unauthorized());
+        assert!(!error.is_transient());
+        assert!(error.to_string().starts_with("Please sign in: "), "{error}");
+        assert!(!status(403, Some(ErrorCode::Forbidden)).is_unauthorized());
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod pages;
 mod paths;
 mod poll;
 mod refresh;
+mod session;
 
 fn main() {
     console_error_panic_hook::set_once();

@@ -3,6 +3,9 @@
 /// The leaderboard.
 pub const HOME: &str = "/";
 
+/// The sign-in page.
+pub const LOGIN: &str = "/login";
+
 /// The page of run `id`.
 pub fn run_path(id: i64) -> String {
     format!("/runs/{id}")

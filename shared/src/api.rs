@@ -11,8 +11,16 @@ use crate::extract::Extracted;
 pub enum ErrorCode {
     BadRequest,
     InvalidExamSet,
+    /// Not signed in, or the session or API token is unknown, expired or revoked.
+    Unauthorized,
+    /// Signed in, but the account's roles do not allow this (or the CSRF token is missing).
+    Forbidden,
     NotFound,
+    /// The thing already exists (a user name taken).
+    Conflict,
     PayloadTooLarge,
+    /// Too many failed sign-ins; the message says when to try again.
+    TooManyRequests,
     Unavailable,
     Internal,
 }
@@ -136,4 +144,105 @@ pub struct ImportReport {
     pub exam_set: ExamSetSummary,
     /// False when identical content was already stored under this name.
     pub created: bool,
+}
+
+/// What an account may do. A user may hold several roles; `admin` may do everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Manages users and workers, and may do all a researcher does.
+    Admin,
+    /// Uploads exam sets, launches runs and tuning jobs, reads every result.
+    Researcher,
+    /// Grades the items assigned to them, and sees nothing else.
+    Annotator,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Admin, Role::Researcher, Role::Annotator];
+
+    pub fn id(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Researcher => "researcher",
+            Role::Annotator => "annotator",
+        }
+    }
+
+    pub fn from_id(id: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.id() == id)
+    }
+}
+
+/// `POST /api/auth/login`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Login {
+    pub username: String,
+    pub password: String,
+}
+
+/// `GET /api/auth/me` and the reply to a sign-in: who is signed in, with what roles, and the
+/// CSRF token the browser sends back in `X-CSRF-Token` on every state-changing request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Me {
+    pub id: i64,
+    pub username: String,
+    pub roles: Vec<Role>,
+    /// Present for a browser session; absent when the request came with an API token.
+    #[serde(default)]
+    pub csrf_token: Option<String>,
+}
+
+/// An account as an admin sees it (`GET /api/users`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserSummary {
+    pub id: i64,
+    pub username: String,
+    pub roles: Vec<Role>,
+    pub disabled: bool,
+    pub created_at: String,
+}
+
+/// `POST /api/users`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreateUser {
+    pub username: String,
+    pub password: String,
+    pub roles: Vec<Role>,
+}
+
+/// `PATCH /api/users/{id}`: each field present is changed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UpdateUser {
+    #[serde(default)]
+    pub roles: Option<Vec<Role>>,
+    #[serde(default)]
+    pub disabled: Option<bool>,
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+/// `POST /api/tokens`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreateToken {
+    pub name: String,
+}
+
+/// A personal API token as listed (`GET /api/tokens`): never its value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenSummary {
+    pub id: i64,
+    pub name: String,
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+/// The reply to `POST /api/tokens`: the only time the token's value is shown. Send it as
+/// `Authorization: Bearer <token>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewToken {
+    pub token: String,
+    #[serde(flatten)]
+    pub summary: TokenSummary,
 }

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use kokushi_backend::startup::StopHandle;
 use kokushi_backend::{Application, Settings};
+use kokushi_backend::{accounts, auth};
+use kokushi_shared::api::Role;
 use kokushi_shared::api::{ExamSetSummary, ImportReport, RunDetail, RunSummary};
 use tempfile::TempDir;
 
@@ -90,10 +92,19 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// A server running in this process on a free port.
+/// The admin account every [`TestApp`] has.
+pub const ADMIN_USER: &str = "admin";
+pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
+
+/// A server running in this process on a free port, with an admin account; `client` sends that
+/// admin's API token with every request.
 pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
+    /// The admin's API token (also in `client`'s default headers).
+    pub token: String,
+    /// A client that sends no credentials.
+    pub anonymous: reqwest::Client,
     stop: StopHandle,
     task: tokio::task::JoinHandle<Result<()>>,
 }
@@ -103,12 +114,32 @@ impl TestApp {
     pub async fn spawn(mut settings: Settings) -> Result<Self> {
         settings.bind = "127.0.0.1:0".to_owned();
         let app = Application::build(settings).await?;
+        let admin = match app.db().user_by_name(ADMIN_USER).await? {
+            Some(stored) => stored.user,
+            None => accounts::create_user(app.db(), ADMIN_USER, ADMIN_PASSWORD, &[Role::Admin])
+                .await
+                .map_err(|e| anyhow::anyhow!("creating the test admin: {e}"))?,
+        };
+        let token = auth::new_api_token();
+        app.db()
+            .create_token(admin.id, "tests", &auth::digest(&token))
+            .await?;
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))?,
+        );
+        let client = reqwest::Client::builder()
+            .default_headers(headers)
+            .build()?;
         let base = format!("http://127.0.0.1:{}", app.port());
         let stop = app.stop_handle();
         let task = tokio::spawn(app.run_until_stopped());
         Ok(Self {
             base,
-            client: reqwest::Client::new(),
+            client,
+            token,
+            anonymous: reqwest::Client::new(),
             stop,
             task,
         })

@@ -1,12 +1,16 @@
-//! The web UI in headless Chromium, driven through chromedriver: the leaderboard shows a run
-//! the fixture model finished, and its row opens the run page with every question.
+//! The web UI in headless Chromium, driven through chromedriver: an anonymous visitor is sent to
+//! the sign-in page, a wrong password is refused on the page, the admin signs in, the
+//! leaderboard shows a run the fixture model finished, its row opens the run page with every
+//! question, and signing out ends the session.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use fantoccini::{ClientBuilder, Locator};
 use kokushi_backend::Settings;
-use kokushi_tests::{KillOnDrop, TestApp, fixture_model_store, service, sqlite_url};
+use kokushi_tests::{
+    ADMIN_PASSWORD, ADMIN_USER, KillOnDrop, TestApp, fixture_model_store, service, sqlite_url,
+};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -67,8 +71,51 @@ async fn the_leaderboard_shows_a_finished_run_and_opens_its_page() {
     }
     let browser = client.expect("chromedriver accepts a session");
 
-    // Act: open the leaderboard and follow the run's link.
-    browser.goto(&app.url("/")).await.expect("open leaderboard");
+    // Act: an anonymous visit lands on the sign-in page; a wrong password is refused there.
+    browser.goto(&app.url("/")).await.expect("open the portal");
+    let sign_in = |password: &'static str| {
+        let browser = browser.clone();
+        async move {
+            let form = browser
+                .wait()
+                .at_most(Duration::from_secs(20))
+                .for_element(Locator::Css("#login-form"))
+                .await
+                .expect("the sign-in form appears");
+            let name = form
+                .find(Locator::Css("#login-username"))
+                .await
+                .expect("name");
+            name.clear().await.expect("clear");
+            name.send_keys(ADMIN_USER).await.expect("type name");
+            let secret = form
+                .find(Locator::Css("#login-password"))
+                .await
+                .expect("pw");
+            secret.clear().await.expect("clear");
+            secret.send_keys(password).await.expect("type password");
+            form.find(Locator::Css("#login-submit"))
+                .await
+                .expect("button")
+                .click()
+                .await
+                .expect("submit");
+        }
+    };
+    sign_in("not-the-password").await;
+    let refusal = browser
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("#login-form .error"))
+        .await
+        .expect("the refusal is shown")
+        .text()
+        .await
+        .expect("text");
+    let login_url = browser.current_url().await.expect("url");
+    sign_in(ADMIN_PASSWORD).await;
+
+    // Act: the leaderboard, then the run's link.
     let row = browser
         .wait()
         .at_most(Duration::from_secs(20))
@@ -111,9 +158,40 @@ async fn the_leaderboard_shows_a_finished_run_and_opens_its_page() {
         .text()
         .await
         .expect("text");
+    let account = browser
+        .find(Locator::Css("#account-name"))
+        .await
+        .expect("the header names the account")
+        .text()
+        .await
+        .expect("text");
+    browser
+        .find(Locator::Css("#sign-out"))
+        .await
+        .expect("a sign-out button")
+        .click()
+        .await
+        .expect("sign out");
+    browser
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("#login-form"))
+        .await
+        .expect("signing out shows the sign-in form");
+    // The session is over on the server too: the leaderboard is refused now.
+    browser.goto(&app.url("/")).await.expect("open again");
+    browser
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("#login-form"))
+        .await
+        .expect("signed out, the portal asks to sign in again");
     browser.close().await.expect("close browser");
 
     // Assert
+    assert_eq!(login_url.path(), "/login");
+    assert!(refusal.contains("wrong user name or password"), "{refusal}");
+    assert_eq!(account, ADMIN_USER);
     assert!(row_text.contains("tiny-llama.gguf"), "{row_text}");
     assert!(row_text.contains("succeeded"), "{row_text}");
     assert!(title_text.contains(&run.id.to_string()), "{title_text}");

@@ -10,10 +10,14 @@ pub fn ErrorBanner(error: ApiError) -> impl IntoView {
     let retry = error
         .is_transient()
         .then(|| format!(" Retrying every {} s…", POLL_INTERVAL_MS / 1_000));
+    let sign_in = error.is_unauthorized().then(|| {
+        view! { " " <a href=crate::paths::LOGIN>"Sign in"</a> }
+    });
     view! {
         <p class="error" role="alert">
             {error.to_string()}
             {retry}
+            {sign_in}
         </p>
     }
 }

@@ -1,11 +1,43 @@
-//! The site header: the product name, linking to the leaderboard.
+//! The site header: the product name, linking to the leaderboard, and the signed-in account
+//! with a sign-out button.
 
 use leptos::prelude::*;
+use leptos_router::hooks::use_navigate;
 
+use crate::api;
 use crate::paths;
+use crate::session::{Session, SessionState};
 
 #[component]
 pub fn Header() -> impl IntoView {
+    let session = Session::get();
+    let navigate = use_navigate();
+    let sign_out = move |_| {
+        let SessionState::SignedIn(me) = session.0.get_untracked() else {
+            return;
+        };
+        let navigate = navigate.clone();
+        leptos::task::spawn_local(async move {
+            // Signed out either way: a failed call leaves at worst a session that expires.
+            let _ = api::logout(me.csrf_token.as_deref().unwrap_or_default()).await;
+            session.0.set(SessionState::SignedOut);
+            navigate(paths::LOGIN, Default::default());
+        });
+    };
+    let account = move || match session.0.get() {
+        SessionState::SignedIn(me) => view! {
+            <span class="account">
+                <span id="account-name">{me.username.clone()}</span>
+                <button id="sign-out" type="button" on:click=sign_out.clone()>"Sign out"</button>
+            </span>
+        }
+        .into_any(),
+        SessionState::SignedOut => view! {
+            <a class="account" id="sign-in" href=paths::LOGIN>"Sign in"</a>
+        }
+        .into_any(),
+        SessionState::Unknown => ().into_any(),
+    };
     view! {
         <header class="site-header">
             <a class="brand" href=paths::HOME>
@@ -13,6 +45,7 @@ pub fn Header() -> impl IntoView {
                 <span lang="ja">"国試"</span>
             </a>
             <span class="tagline">"Japanese medical LLMs on the National Medical Licensing Examination"</span>
+            {account}
         </header>
     }
 }

@@ -1,0 +1,409 @@
+//! Accounts and access, against a real server on SQLite and on PostgreSQL: every endpoint of
+//! the API × {anonymous, annotator, researcher, admin} is allowed or refused as the role matrix
+//! below says (the matrix is written here, independently of the server's table, and the test
+//! fails on an endpoint it does not know); sessions need their CSRF token; API tokens work
+//! until revoked; a disabled account is locked out; sign-in failures are rate limited.
+
+use kokushi_backend::Settings;
+use kokushi_backend::routes::ENDPOINTS;
+use kokushi_shared::api::{Me, NewToken, UserSummary};
+use kokushi_tests::{
+    ADMIN_PASSWORD, ADMIN_USER, TestApp, fixture_model_store, fresh_postgres_url, sqlite_url,
+};
+use reqwest::{Method, StatusCode};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Who {
+    Anonymous,
+    Annotator,
+    Researcher,
+    Admin,
+}
+
+const EVERYONE: [Who; 4] = [Who::Anonymous, Who::Annotator, Who::Researcher, Who::Admin];
+
+/// The role matrix: who may call what. Written out by hand on purpose.
+fn allowed(method: &str, path: &str, who: Who) -> bool {
+    use Who::*;
+    let any_account = who != Anonymous;
+    let researcher = matches!(who, Researcher | Admin);
+    match (method, path) {
+        ("get", "/api/health") | ("post", "/api/auth/login") => true,
+        ("post", "/api/auth/logout")
+        | ("get", "/api/auth/me")
+        | ("get", "/api/tokens")
+        | ("post", "/api/tokens")
+        | ("delete", "/api/tokens/{id}") => any_account,
+        ("get", "/api/users") | ("post", "/api/users") | ("patch", "/api/users/{id}") => {
+            who == Admin
+        }
+        ("get", "/api/leaderboard")
+        | ("get", "/api/exam-sets")
+        | ("post", "/api/exam-sets")
+        | ("post", "/api/runs")
+        | ("get", "/api/runs/{id}")
+        | ("get", "/api/runs/{id}/score") => researcher,
+        _ => panic!(
+            "the role matrix does not know {} {path}: say who may call it in tests/tests/roles.rs",
+            method.to_uppercase()
+        ),
+    }
+}
+
+/// A browser session: its cookie and CSRF token.
+#[derive(Debug, Clone)]
+struct Session {
+    cookie: String,
+    csrf: String,
+}
+
+async fn sign_in(app: &TestApp, username: &str, password: &str) -> (StatusCode, Option<Session>) {
+    let res = app
+        .anonymous
+        .post(app.url("/api/auth/login"))
+        .json(&serde_json::json!({"username": username, "password": password}))
+        .send()
+        .await
+        .expect("request");
+    let status = res.status();
+    if !status.is_success() {
+        return (status, None);
+    }
+    let cookie = res
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .expect("a session cookie")
+        .to_owned();
+    let me: Me = res.json().await.expect("me");
+    (
+        status,
+        Some(Session {
+            cookie,
+            csrf: me.csrf_token.expect("a session has a CSRF token"),
+        }),
+    )
+}
+
+async fn make_user(app: &TestApp, username: &str, roles: &[&str]) -> UserSummary {
+    let res = app
+        .client
+        .post(app.url("/api/users"))
+        .json(&serde_json::json!({
+            "username": username,
+            "password": format!("{username}-password"),
+            "roles": roles,
+        }))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), StatusCode::CREATED, "creating {username}");
+    res.json().await.expect("user")
+}
+
+fn request(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    session: Option<&Session>,
+) -> reqwest::RequestBuilder {
+    let method = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
+    let mut req = app.anonymous.request(method.clone(), app.url(path));
+    if let Some(s) = session {
+        req = req.header("Cookie", &s.cookie);
+        if method != Method::GET {
+            req = req.header("X-CSRF-Token", &s.csrf);
+        }
+    }
+    if method != Method::GET && method != Method::DELETE {
+        // An empty JSON object: refused as incomplete (400) once past the access check.
+        req = req.header("Content-Type", "application/json").body("{}");
+    }
+    req
+}
+
+async fn role_matrix_on(database_url: String) {
+    // Arrange: an exam set, a run, and one account per role, each signed in.
+    let store = fixture_model_store().expect("fixture model");
+    let app = TestApp::spawn(Settings::embedded(database_url, store.path()))
+        .await
+        .expect("server starts");
+    let exam = app.upload_mini_exam().await.expect("upload");
+    let run = app.create_run(exam.id, 1).await.expect("run");
+    let annotator = make_user(&app, "annie", &["annotator"]).await;
+    make_user(&app, "rita", &["researcher"]).await;
+    let mut sessions = Vec::new();
+    for (who, name, password) in [
+        (Who::Annotator, "annie", "annie-password".to_owned()),
+        (Who::Researcher, "rita", "rita-password".to_owned()),
+        (Who::Admin, ADMIN_USER, ADMIN_PASSWORD.to_owned()),
+    ] {
+        let (status, session) = sign_in(&app, name, &password).await;
+        assert_eq!(status, StatusCode::OK, "{name} signs in");
+        sessions.push((who, session.expect("session")));
+    }
+    let session_of = |who: Who| {
+        sessions
+            .iter()
+            .find(|(w, _)| *w == who)
+            .map(|(_, s)| s.clone())
+    };
+
+    // Act + assert: every endpoint × everyone; signing out last, as it ends the session.
+    let mut endpoints = ENDPOINTS.to_vec();
+    endpoints.sort_by_key(|e| e.path == "/api/auth/logout");
+    let mut checked = 0;
+    for endpoint in &endpoints {
+        let path = endpoint
+            .path
+            .replace("/runs/{id}", &format!("/runs/{}", run.id))
+            .replace("/users/{id}", &format!("/users/{}", annotator.id))
+            .replace("/tokens/{id}", "/tokens/999999");
+        for who in EVERYONE {
+            let session = session_of(who);
+            let status = request(&app, endpoint.method, &path, session.as_ref())
+                .send()
+                .await
+                .expect("request")
+                .status();
+            let expect = allowed(endpoint.method, endpoint.path, who);
+            let what = format!("{} {path} as {who:?} answered {status}", endpoint.method);
+            if expect {
+                assert!(
+                    status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN,
+                    "{what}; it should be allowed"
+                );
+            } else if who == Who::Anonymous {
+                assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}");
+            } else {
+                assert_eq!(status, StatusCode::FORBIDDEN, "{what}");
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, ENDPOINTS.len() * 4);
+    assert!(ENDPOINTS.len() >= 16, "every endpoint is in the table");
+    app.stop().await.expect("clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn role_matrix() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    role_matrix_on(sqlite_url(dir.path())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn role_matrix_postgres() {
+    let Some(url) = fresh_postgres_url().await.expect("postgres") else {
+        return;
+    };
+    role_matrix_on(url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_need_their_csrf_token_and_end_when_the_account_is_disabled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = fixture_model_store().expect("fixture model");
+    let app = TestApp::spawn(Settings::embedded(sqlite_url(dir.path()), store.path()))
+        .await
+        .expect("server starts");
+    let rita = make_user(&app, "rita", &["researcher"]).await;
+    let (_, session) = sign_in(&app, "rita", "rita-password").await;
+    let session = session.expect("signed in");
+    let create = |csrf: Option<&str>| {
+        let mut req = app
+            .anonymous
+            .post(app.url("/api/tokens"))
+            .header("Cookie", &session.cookie)
+            .json(&serde_json::json!({"name": "ci"}));
+        if let Some(csrf) = csrf {
+            req = req.header("X-CSRF-Token", csrf);
+        }
+        req.send()
+    };
+
+    // Without the CSRF token, or with a wrong one, a state-changing request is refused.
+    let missing = create(None).await.expect("request");
+    assert_eq!(missing.status(), StatusCode::FORBIDDEN);
+    let body: serde_json::Value = missing.json().await.expect("json");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("X-CSRF-Token"),
+        "{body}"
+    );
+    let wrong = create(Some("0000")).await.expect("request");
+    assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
+
+    // With it, a token is made; it works as a bearer token until revoked.
+    let made = create(Some(&session.csrf)).await.expect("request");
+    assert_eq!(made.status(), StatusCode::CREATED);
+    let token: NewToken = made.json().await.expect("token");
+    assert!(token.token.starts_with("kokushi_"));
+    let with_token = || {
+        app.anonymous
+            .get(app.url("/api/leaderboard"))
+            .bearer_auth(&token.token)
+            .send()
+    };
+    assert_eq!(
+        with_token().await.expect("request").status(),
+        StatusCode::OK
+    );
+    let listed: serde_json::Value = app
+        .anonymous
+        .get(app.url("/api/tokens"))
+        .bearer_auth(&token.token)
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(listed[0]["name"], "ci");
+    assert!(
+        listed[0].get("token").is_none(),
+        "a token's value is never listed: {listed}"
+    );
+    assert!(!listed.to_string().contains(&token.token[8..]), "{listed}");
+    let revoked = app
+        .anonymous
+        .delete(app.url(&format!("/api/tokens/{}", token.summary.id)))
+        .header("Cookie", &session.cookie)
+        .header("X-CSRF-Token", &session.csrf)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(revoked.status(), StatusCode::OK);
+    assert_eq!(
+        with_token().await.expect("request").status(),
+        StatusCode::UNAUTHORIZED,
+        "a revoked token is refused"
+    );
+    // Another account cannot revoke (or see) someone else's token.
+    let admins_tokens: Vec<serde_json::Value> = app
+        .client
+        .get(app.url("/api/tokens"))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    assert!(admins_tokens.iter().all(|t| t["name"] != "ci"));
+    let foreign = app
+        .client
+        .delete(app.url(&format!("/api/tokens/{}", token.summary.id)))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(foreign.status(), StatusCode::NOT_FOUND);
+
+    // Disabling the account ends its session at once.
+    let me = || {
+        app.anonymous
+            .get(app.url("/api/auth/me"))
+            .header("Cookie", &session.cookie)
+            .send()
+    };
+    assert_eq!(me().await.expect("request").status(), StatusCode::OK);
+    let disabled = app
+        .client
+        .patch(app.url(&format!("/api/users/{}", rita.id)))
+        .json(&serde_json::json!({"disabled": true}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(disabled.status(), StatusCode::OK);
+    assert_eq!(
+        me().await.expect("request").status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, _) = sign_in(&app, "rita", "rita-password").await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a disabled account cannot sign in"
+    );
+
+    // An admin cannot lock themselves out by accident.
+    let admin = app
+        .client
+        .get(app.url("/api/auth/me"))
+        .send()
+        .await
+        .expect("request")
+        .json::<Me>()
+        .await
+        .expect("me");
+    let self_demote = app
+        .client
+        .patch(app.url(&format!("/api/users/{}", admin.id)))
+        .json(&serde_json::json!({"roles": ["researcher"]}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(self_demote.status(), StatusCode::BAD_REQUEST);
+    app.stop().await.expect("clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_sets_a_strict_http_only_cookie_and_failures_are_rate_limited() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = fixture_model_store().expect("fixture model");
+    let app = TestApp::spawn(Settings::embedded(sqlite_url(dir.path()), store.path()))
+        .await
+        .expect("server starts");
+    make_user(&app, "rita", &["researcher"]).await;
+
+    // The cookie: HttpOnly, SameSite=Strict; Secure when the request came over TLS.
+    let res = app
+        .anonymous
+        .post(app.url("/api/auth/login"))
+        .header("X-Forwarded-Proto", "https")
+        .json(&serde_json::json!({"username": "rita", "password": "rita-password"}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), StatusCode::OK);
+    let cookie = res
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Secure", "Path=/"] {
+        assert!(cookie.contains(attribute), "{attribute} in {cookie}");
+    }
+
+    // Unknown accounts and wrong passwords get the same answer.
+    let (unknown, _) = sign_in(&app, "nobody", "whatever-password").await;
+    assert_eq!(unknown, StatusCode::UNAUTHORIZED);
+
+    // Five failures for one account from one address, then even the right password waits.
+    for _ in 0..5 {
+        let (status, _) = sign_in(&app, "rita", "wrong-password").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let res = app
+        .anonymous
+        .post(app.url("/api/auth/login"))
+        .json(&serde_json::json!({"username": "rita", "password": "rita-password"}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = res
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("a Retry-After header");
+    assert!((1..=900).contains(&retry_after), "{retry_after}");
+    // Other accounts from the same address are not locked out by it.
+    let (admin, _) = sign_in(&app, ADMIN_USER, ADMIN_PASSWORD).await;
+    assert_eq!(admin, StatusCode::OK);
+    app.stop().await.expect("clean stop");
+}
