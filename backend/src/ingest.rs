@@ -1,5 +1,9 @@
 //! Ingestion: worker events from the queue into the database. Every write is idempotent, so an
 //! event delivered twice changes nothing, and an event is acknowledged only once stored.
+//!
+//! Beside it, the reconciler: when the queue says it lost its messages, every unfinished job is
+//! published again with the questions the database still lacks; and a run whose worker says
+//! "finished" while answers are missing (their events were lost) is published again for those.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,15 +14,24 @@ use tokio::sync::watch;
 
 use crate::db::{Db, DbError};
 
+/// Errors of ingestion.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Queue(#[from] kokushi_queue::QueueError),
+}
+
 /// Applies one event to the database.
-pub async fn apply(db: &Db, event: &WorkerEvent) -> Result<(), DbError> {
+pub async fn apply(db: &Db, queue: &dyn JobQueue, event: &WorkerEvent) -> Result<(), IngestError> {
     match event {
         WorkerEvent::Started {
             run_id,
             worker,
             model_info,
             ..
-        } => db.mark_running(*run_id, worker, model_info).await,
+        } => Ok(db.mark_running(*run_id, worker, model_info).await?),
         WorkerEvent::Answer { run_id, record, .. } => {
             if !db.record_answer(*run_id, record).await? {
                 tracing::warn!(run_id, problem_id = %record.problem_id, "answer to a question the run does not ask; ignored");
@@ -27,9 +40,39 @@ pub async fn apply(db: &Db, event: &WorkerEvent) -> Result<(), DbError> {
         }
         // Progress is derived from the answers stored; the event only keeps the stream lively.
         WorkerEvent::Progress { .. } => Ok(()),
-        WorkerEvent::Finished { run_id, .. } => db.finish_run(*run_id, None).await,
-        WorkerEvent::Failed { run_id, error, .. } => db.finish_run(*run_id, Some(error)).await,
+        WorkerEvent::Finished { run_id, .. } => {
+            if !db.complete_run(*run_id).await?
+                && let Some(job) = db.unfinished_job(*run_id).await?
+            {
+                tracing::warn!(
+                    run_id,
+                    missing = job.questions.len(),
+                    "the worker finished but answers are missing (lost events); publishing them again"
+                );
+                queue.publish_job(&job).await?;
+            }
+            Ok(())
+        }
+        WorkerEvent::Failed { run_id, error, .. } => {
+            Ok(db.finish_run(*run_id, Some(error)).await?)
+        }
     }
+}
+
+/// Publishes every unfinished job again if the queue lost its messages.
+pub async fn reconcile(db: &Db, queue: &dyn JobQueue) -> Result<usize, IngestError> {
+    if !queue.lost_messages().await? {
+        return Ok(0);
+    }
+    let jobs = db.unfinished_jobs().await?;
+    for job in &jobs {
+        queue.publish_job(job).await?;
+    }
+    tracing::warn!(
+        jobs = jobs.len(),
+        "the queue lost its messages; published every unfinished job again"
+    );
+    Ok(jobs.len())
 }
 
 /// Reads and applies events until `stop` turns true.
@@ -38,10 +81,18 @@ pub async fn run(
     queue: Arc<dyn JobQueue>,
     consumer: String,
     mut stop: watch::Receiver<bool>,
+    reconcile_every: Duration,
 ) {
+    let mut last_reconcile = tokio::time::Instant::now();
     loop {
         if *stop.borrow() {
             break;
+        }
+        if last_reconcile.elapsed() >= reconcile_every {
+            last_reconcile = tokio::time::Instant::now();
+            if let Err(e) = reconcile(&db, queue.as_ref()).await {
+                tracing::error!(error = %e, "reconciling the queue with the database failed");
+            }
         }
         let batch = tokio::select! {
             _ = stop.changed() => break,
@@ -57,7 +108,7 @@ pub async fn run(
         };
         let mut done = Vec::with_capacity(deliveries.len());
         for delivery in deliveries {
-            match apply(&db, &delivery.item).await {
+            match apply(&db, queue.as_ref(), &delivery.item).await {
                 Ok(()) => done.push(delivery.receipt),
                 Err(e) => {
                     // Left unacknowledged: the event stays pending on the stream.

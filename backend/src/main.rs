@@ -147,6 +147,17 @@ struct ServeArgs {
     /// send X-Forwarded-Proto (with it, cookies are marked Secure anyway).
     #[arg(long, env = "KOKUSHI_SECURE_COOKIES")]
     secure_cookies: bool,
+    #[command(flatten)]
+    reliability: ReliabilityArgs,
+    /// Seconds between the server's checks that the queue still holds every unfinished job
+    /// (Redis may lose its data: FLUSHALL, a restart without persistence).
+    #[arg(
+        long,
+        env = "KOKUSHI_RECONCILE_INTERVAL",
+        default_value_t = 10,
+        value_name = "SECS"
+    )]
+    reconcile_interval: u64,
 }
 
 #[derive(Args)]
@@ -167,6 +178,25 @@ struct WorkerArgs {
     /// The environment variable holding the API key for remote models.
     #[arg(long, default_value = "OPENAI_API_KEY", value_name = "NAME")]
     api_key_env: String,
+    #[command(flatten)]
+    reliability: ReliabilityArgs,
+    /// Deliveries of one job after which it is given up as a dead letter (its run fails with
+    /// the reason).
+    #[arg(long, env = "KOKUSHI_MAX_ATTEMPTS", default_value_t = 3)]
+    max_attempts: u32,
+}
+
+#[derive(Args, Clone)]
+struct ReliabilityArgs {
+    /// Seconds a claimed job may go without its worker's heartbeat (or a delivered event
+    /// without its server's acknowledgement) before another worker (server) takes it over.
+    #[arg(
+        long,
+        env = "KOKUSHI_VISIBILITY_TIMEOUT",
+        default_value_t = 60,
+        value_name = "SECS"
+    )]
+    visibility_timeout: u64,
 }
 
 #[derive(Args)]
@@ -519,6 +549,9 @@ fn settings(args: &ServeArgs) -> Settings {
         embedded_worker: args.embedded_worker.unwrap_or(args.redis_url.is_none()),
         max_upload_bytes: 32 * 1024 * 1024,
         secure_cookies: args.secure_cookies,
+        visibility_timeout: Duration::from_secs(args.reliability.visibility_timeout),
+        max_attempts: 3,
+        reconcile_interval: Duration::from_secs(args.reconcile_interval),
     }
 }
 
@@ -541,7 +574,11 @@ async fn serve(args: ServeArgs, banner: Option<String>) -> anyhow::Result<()> {
 }
 
 async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
-    let queue = Arc::new(RedisQueue::connect(&args.redis_url, &args.queue_prefix).await?);
+    let queue = Arc::new(
+        RedisQueue::connect(&args.redis_url, &args.queue_prefix)
+            .await?
+            .with_visibility_timeout(Duration::from_secs(args.reliability.visibility_timeout)),
+    );
     let name = args
         .name
         .unwrap_or_else(|| format!("worker-{}", std::process::id()));
@@ -557,6 +594,8 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
                     api_key_env: Some(args.api_key_env),
                     ..kokushi_worker::remote::RemoteOptions::default()
                 }),
+            visibility_timeout: Duration::from_secs(args.reliability.visibility_timeout),
+            max_attempts: args.max_attempts,
         },
     );
     worker.run_until_stopped(shutdown_signal()).await;

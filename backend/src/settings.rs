@@ -25,6 +25,13 @@ pub struct Settings {
     /// Mark session cookies `Secure` even on plain HTTP (behind a TLS proxy that does not
     /// send `X-Forwarded-Proto`).
     pub secure_cookies: bool,
+    /// How long a claimed job may go without a heartbeat (a delivered event without an
+    /// acknowledgement) before it is taken over.
+    pub visibility_timeout: std::time::Duration,
+    /// Deliveries after which the embedded worker gives a job up.
+    pub max_attempts: u32,
+    /// How often the server checks that the queue has not lost unfinished jobs.
+    pub reconcile_interval: std::time::Duration,
 }
 
 impl Settings {
@@ -40,6 +47,9 @@ impl Settings {
             embedded_worker: true,
             max_upload_bytes: 32 * 1024 * 1024,
             secure_cookies: false,
+            visibility_timeout: kokushi_queue::DEFAULT_VISIBILITY_TIMEOUT,
+            max_attempts: 3,
+            reconcile_interval: std::time::Duration::from_secs(10),
         }
     }
 }

@@ -44,19 +44,21 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let db = Db::connect(&settings.database_url).await?;
         let queue: Arc<dyn JobQueue> = match &settings.redis_url {
-            Some(url) => Arc::new(RedisQueue::connect(url, &settings.queue_prefix).await?),
+            Some(url) => Arc::new(
+                RedisQueue::connect(url, &settings.queue_prefix)
+                    .await?
+                    .with_visibility_timeout(settings.visibility_timeout),
+            ),
             None => Arc::new(MemoryQueue::new()),
         };
         tracing::info!(database = ?db.backend(), queue = %queue.describe(), "connected");
 
-        // The database is the record: anything it holds as unfinished goes out again.
-        for job in db.unfinished_jobs().await? {
-            tracing::info!(
-                run_id = job.run_id,
-                questions = job.questions.len(),
-                "re-publishing unfinished run"
-            );
-            queue.publish_job(&job).await?;
+        // The database is the record: if the queue holds nothing of it (a new in-process queue,
+        // a Redis that is new or lost its data), every unfinished job goes out again. A Redis
+        // that kept its streams still holds them, pending with their workers or waiting.
+        let republished = crate::ingest::reconcile(&db, queue.as_ref()).await?;
+        if republished > 0 {
+            tracing::info!(jobs = republished, "re-published unfinished jobs");
         }
 
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -67,6 +69,7 @@ impl Application {
             queue.clone(),
             format!("server-{instance}"),
             stop_rx.clone(),
+            settings.reconcile_interval,
         )));
         if settings.embedded_worker {
             let worker = Worker::new(
@@ -76,6 +79,8 @@ impl Application {
                     model_store: settings.model_store.clone(),
                     poll: Duration::from_secs(1),
                     remote: None,
+                    visibility_timeout: settings.visibility_timeout,
+                    max_attempts: settings.max_attempts,
                 },
             );
             let mut stop = stop_rx.clone();

@@ -6,11 +6,20 @@
 //! survivable (the server re-publishes queued jobs), so neither implementation persists
 //! anything on its own account.
 //!
+//! Reliability on Redis (docs/queue.md): a worker heartbeats the job it holds; a job whose
+//! worker stopped heartbeating for the visibility timeout is taken over by the next worker that
+//! asks ([`JobQueue::claim_job`], XAUTOCLAIM), which skips the questions already answered
+//! ([`JobQueue::answered`]); [`Delivery::attempt`] counts deliveries so that a job that keeps
+//! killing its workers can be given up (dead letter). [`JobQueue::lost_messages`] tells the
+//! server when Redis lost everything (FLUSHALL, a restart without persistence), so that it
+//! re-publishes what the database holds as unfinished.
+//!
 //! Architecture invariant: no actix, no sqlx, no candle.
 
 mod memory;
 mod redis_streams;
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -49,7 +58,13 @@ pub struct Receipt(pub String);
 pub struct Delivery<T> {
     pub item: T,
     pub receipt: Receipt,
+    /// How many times the message has been delivered: 1 the first time, more when it was
+    /// taken over from consumers that stopped without acknowledging it.
+    pub attempt: u32,
 }
+
+/// How long a claimed job may go without a heartbeat before another worker takes it over.
+pub const DEFAULT_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The transport between the server and its workers.
 ///
@@ -77,6 +92,22 @@ pub trait JobQueue: Send + Sync + 'static {
     ) -> Result<Vec<Delivery<WorkerEvent>>, QueueError>;
     /// Marks events as ingested.
     async fn ack_events(&self, receipts: &[Receipt]) -> Result<(), QueueError>;
+    /// Tells the queue that `consumer` is still working on the job of `receipt`, so that it is
+    /// not handed to another worker. Call it well within the visibility timeout.
+    async fn heartbeat_job(&self, _consumer: &str, _receipt: &Receipt) -> Result<(), QueueError> {
+        Ok(())
+    }
+    /// The problem ids whose answers to job `job_id` have been published since the job was
+    /// last published: a worker that takes a job over skips them.
+    async fn answered(&self, _job_id: i64) -> Result<HashSet<String>, QueueError> {
+        Ok(HashSet::new())
+    }
+    /// Whether the transport lost its messages since the last call (Redis flushed, or
+    /// restarted without persistence). Exactly one caller among several servers sees `true`
+    /// for one loss; it re-publishes every unfinished job from the database.
+    async fn lost_messages(&self) -> Result<bool, QueueError> {
+        Ok(false)
+    }
     /// A short description for logs, without credentials.
     fn describe(&self) -> String;
 }

@@ -1,7 +1,7 @@
 //! The in-process queue of the embedded mode: two channels behind the [`JobQueue`] trait.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -17,6 +17,9 @@ pub struct MemoryQueue {
     jobs: Lane<EvalJob>,
     events: Lane<WorkerEvent>,
     next_id: AtomicU64,
+    /// Whether [`JobQueue::lost_messages`] has been asked: a new in-process queue holds
+    /// nothing, so the first answer is "lost".
+    asked: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -52,7 +55,11 @@ impl<T: Clone> Lane<T> {
                     let n = max.min(items.len());
                     return items
                         .drain(..n)
-                        .map(|(receipt, item)| Delivery { item, receipt })
+                        .map(|(receipt, item)| Delivery {
+                            item,
+                            receipt,
+                            attempt: 1,
+                        })
                         .collect();
                 }
             }
@@ -108,6 +115,10 @@ impl JobQueue for MemoryQueue {
 
     async fn ack_events(&self, _receipts: &[Receipt]) -> Result<(), QueueError> {
         Ok(())
+    }
+
+    async fn lost_messages(&self) -> Result<bool, QueueError> {
+        Ok(!self.asked.swap(true, Ordering::Relaxed))
     }
 
     fn describe(&self) -> String {

@@ -1,14 +1,20 @@
 //! The Redis Streams transport: `{prefix}:jobs` read by the consumer group `workers`, and
 //! `{prefix}:events` read by the consumer group `servers`. Each message carries its JSON in
-//! the field `data`.
+//! the field `data`. Beside them: `{prefix}:answered:{job_id}`, the set of problem ids whose
+//! answers a job's workers have published (written in one transaction with the answer's
+//! event), and `{prefix}:epoch`, a random value whose disappearance means Redis lost its data.
 
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use kokushi_shared::job::{EvalJob, WorkerEvent};
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
-use redis::streams::{StreamReadOptions, StreamReadReply};
+use redis::streams::{
+    StreamAutoClaimReply, StreamPendingCountReply, StreamReadOptions, StreamReadReply,
+};
 use serde::de::DeserializeOwned;
 use tokio::sync::Mutex;
 
@@ -16,13 +22,22 @@ use crate::{Delivery, JobQueue, QueueError, Receipt};
 
 const JOB_GROUP: &str = "workers";
 const EVENT_GROUP: &str = "servers";
+/// How long a job's answered set outlives its last answer.
+const ANSWERED_TTL_SECS: i64 = 7 * 24 * 3600;
 
 /// A queue on Redis Streams.
 pub struct RedisQueue {
     /// The URL without credentials, for messages.
     shown_url: String,
+    prefix: String,
     jobs_key: String,
     events_key: String,
+    epoch_key: String,
+    /// A job or event unacknowledged for this long is taken over from its consumer.
+    visibility: Duration,
+    /// Whether pending events of earlier server processes have been swept once.
+    events_swept: AtomicBool,
+
     /// For commands that answer at once.
     conn: MultiplexedConnection,
     /// Blocking reads hold a connection for as long as they wait, so they get their own and
@@ -61,7 +76,7 @@ impl RedisQueue {
         let client = redis::Client::open(url).map_err(err)?;
         let config =
             redis::AsyncConnectionConfig::new().set_connection_timeout(Duration::from_secs(5));
-        let mut conn = client
+        let conn = client
             .get_multiplexed_async_connection_with_config(&config)
             .await
             .map_err(err)?;
@@ -69,9 +84,35 @@ impl RedisQueue {
             .get_multiplexed_async_connection_with_config(&config)
             .await
             .map_err(err)?;
-        let jobs_key = format!("{prefix}:jobs");
-        let events_key = format!("{prefix}:events");
-        for (key, group) in [(&jobs_key, JOB_GROUP), (&events_key, EVENT_GROUP)] {
+        let queue = Self {
+            shown_url,
+            prefix: prefix.to_owned(),
+            jobs_key: format!("{prefix}:jobs"),
+            events_key: format!("{prefix}:events"),
+            epoch_key: format!("{prefix}:epoch"),
+            visibility: crate::DEFAULT_VISIBILITY_TIMEOUT,
+            events_swept: AtomicBool::new(false),
+            conn: conn.clone(),
+            blocking: Mutex::new(blocking),
+        };
+        // The epoch is left to servers ([`JobQueue::lost_messages`]): a worker that connected
+        // after a loss must not hide it by setting one.
+        queue.ensure_groups().await?;
+        Ok(queue)
+    }
+
+    /// Sets how long a claimed job (or a delivered event) may go unacknowledged without a
+    /// heartbeat before another consumer takes it over.
+    pub fn with_visibility_timeout(mut self, visibility: Duration) -> Self {
+        self.visibility = visibility;
+        self
+    }
+
+    /// Creates the streams and consumer groups if they do not exist (at start, and again after
+    /// Redis lost them).
+    async fn ensure_groups(&self) -> Result<(), QueueError> {
+        let mut conn = self.conn.clone();
+        for (key, group) in [(&self.jobs_key, JOB_GROUP), (&self.events_key, EVENT_GROUP)] {
             // Start the group at the beginning of the stream so that messages published before
             // the first reader connected are still delivered.
             let created: Result<(), redis::RedisError> =
@@ -79,16 +120,87 @@ impl RedisQueue {
             match created {
                 Ok(()) => {}
                 Err(e) if e.code() == Some("BUSYGROUP") => {}
-                Err(e) => return Err(err(e)),
+                Err(e) => return Err(self.err(e)),
             }
         }
-        Ok(Self {
-            shown_url,
-            jobs_key,
-            events_key,
-            conn,
-            blocking: Mutex::new(blocking),
-        })
+        Ok(())
+    }
+
+    fn answered_key(&self, job_id: i64) -> String {
+        format!("{}:answered:{job_id}", self.prefix)
+    }
+
+    /// Parses stream entries into deliveries.
+    fn deliveries<T: DeserializeOwned>(
+        key: &str,
+        kind: &'static str,
+        entries: Vec<redis::streams::StreamId>,
+    ) -> Result<Vec<Delivery<T>>, QueueError> {
+        entries
+            .into_iter()
+            .map(|entry| {
+                let data: String = entry.get("data").unwrap_or_default();
+                let item = serde_json::from_str(&data).map_err(|source| QueueError::Malformed {
+                    stream: key.to_owned(),
+                    id: entry.id.clone(),
+                    kind,
+                    source,
+                })?;
+                Ok(Delivery {
+                    item,
+                    receipt: Receipt(entry.id),
+                    attempt: 1,
+                })
+            })
+            .collect()
+    }
+
+    /// Takes over up to `max` messages pending longer than `min_idle` with other consumers.
+    async fn autoclaim<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        group: &str,
+        consumer: &str,
+        min_idle: Duration,
+        max: usize,
+        kind: &'static str,
+    ) -> Result<Vec<Delivery<T>>, QueueError> {
+        let mut conn = self.conn.clone();
+        let reply: Result<StreamAutoClaimReply, redis::RedisError> = redis::cmd("XAUTOCLAIM")
+            .arg(key)
+            .arg(group)
+            .arg(consumer)
+            .arg(u64::try_from(min_idle.as_millis()).unwrap_or(u64::MAX))
+            .arg("0-0")
+            .arg("COUNT")
+            .arg(max)
+            .query_async(&mut conn)
+            .await;
+        let reply = match reply {
+            Ok(reply) => reply,
+            Err(e) if e.code() == Some("NOGROUP") => {
+                self.ensure_groups().await?;
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(self.err(e)),
+        };
+        let mut out = Self::deliveries::<T>(key, kind, reply.claimed)?;
+        for delivery in &mut out {
+            let pending: StreamPendingCountReply = redis::cmd("XPENDING")
+                .arg(key)
+                .arg(group)
+                .arg(&delivery.receipt.0)
+                .arg(&delivery.receipt.0)
+                .arg(1)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.err(e))?;
+            delivery.attempt = pending
+                .ids
+                .first()
+                .map_or(1, |p| u32::try_from(p.times_delivered).unwrap_or(u32::MAX));
+        }
+        Ok(out)
     }
 
     fn err(&self, source: redis::RedisError) -> QueueError {
@@ -126,26 +238,25 @@ impl RedisQueue {
             opts = opts.block(usize::try_from(wait.as_millis()).unwrap_or(usize::MAX));
         }
         let mut conn = self.blocking.lock().await;
-        let reply: Option<StreamReadReply> = conn
-            .xread_options(&[key], &[">"], &opts)
-            .await
-            .map_err(|e| self.err(e))?;
+        let reply: Result<Option<StreamReadReply>, redis::RedisError> =
+            conn.xread_options(&[key], &[">"], &opts).await;
         drop(conn);
+        let reply = match reply {
+            Ok(reply) => reply,
+            // The group is gone with Redis's data: make it again; the next read gets what comes.
+            Err(e) if e.code() == Some("NOGROUP") => {
+                tracing::warn!(
+                    stream = key,
+                    "consumer group missing (Redis lost its data?); recreating it"
+                );
+                self.ensure_groups().await?;
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(self.err(e)),
+        };
         let mut out = Vec::new();
         for stream in reply.map(|r| r.keys).unwrap_or_default() {
-            for entry in stream.ids {
-                let data: String = entry.get("data").unwrap_or_default();
-                let item = serde_json::from_str(&data).map_err(|source| QueueError::Malformed {
-                    stream: key.to_owned(),
-                    id: entry.id.clone(),
-                    kind,
-                    source,
-                })?;
-                out.push(Delivery {
-                    item,
-                    receipt: Receipt(entry.id),
-                });
-            }
+            out.extend(Self::deliveries(key, kind, stream.ids)?);
         }
         Ok(out)
     }
@@ -164,7 +275,20 @@ impl RedisQueue {
 #[async_trait]
 impl JobQueue for RedisQueue {
     async fn publish_job(&self, job: &EvalJob) -> Result<(), QueueError> {
-        self.add(&self.jobs_key, job).await
+        // A job published (again) carries exactly the questions the database still lacks:
+        // answers noted for an earlier delivery no longer apply.
+        let data = serde_json::to_string(job).unwrap_or_default();
+        let mut conn = self.conn.clone();
+        let _: () = redis::pipe()
+            .atomic()
+            .del(self.answered_key(job.job_id))
+            .ignore()
+            .xadd(&self.jobs_key, "*", &[("data", data)])
+            .ignore()
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(())
     }
 
     async fn claim_job(
@@ -173,8 +297,57 @@ impl JobQueue for RedisQueue {
         wait: Duration,
     ) -> Result<Option<Delivery<EvalJob>>, QueueError> {
         let key = self.jobs_key.clone();
+        // First a job whose worker stopped heartbeating, then a new one.
+        let orphaned = self
+            .autoclaim(&key, JOB_GROUP, consumer, self.visibility, 1, "job")
+            .await?;
+        if let Some(job) = orphaned.into_iter().next() {
+            return Ok(Some(job));
+        }
         let jobs = self.read(&key, JOB_GROUP, consumer, wait, 1, "job").await?;
         Ok(jobs.into_iter().next())
+    }
+
+    async fn heartbeat_job(&self, consumer: &str, receipt: &Receipt) -> Result<(), QueueError> {
+        // XCLAIM to oneself resets the message's idle time; JUSTID leaves its delivery count.
+        let mut conn = self.conn.clone();
+        let _: Vec<String> = redis::cmd("XCLAIM")
+            .arg(&self.jobs_key)
+            .arg(JOB_GROUP)
+            .arg(consumer)
+            .arg(0)
+            .arg(&receipt.0)
+            .arg("JUSTID")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    async fn answered(&self, job_id: i64) -> Result<HashSet<String>, QueueError> {
+        let mut conn = self.conn.clone();
+        conn.smembers(self.answered_key(job_id))
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    async fn lost_messages(&self) -> Result<bool, QueueError> {
+        // No epoch: Redis is new, or lost its data since a server last set one. The server whose
+        // SET NX wins re-publishes; the others see its epoch from then on.
+        let mut conn = self.conn.clone();
+        let current: Option<String> = conn.get(&self.epoch_key).await.map_err(|e| self.err(e))?;
+        if current.is_some() {
+            return Ok(false);
+        }
+        self.ensure_groups().await?;
+        let set: Option<String> = redis::cmd("SET")
+            .arg(&self.epoch_key)
+            .arg(new_epoch())
+            .arg("NX")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(set.is_some())
     }
 
     async fn ack_job(&self, receipt: &Receipt) -> Result<(), QueueError> {
@@ -183,7 +356,26 @@ impl JobQueue for RedisQueue {
     }
 
     async fn publish_event(&self, event: &WorkerEvent) -> Result<(), QueueError> {
-        self.add(&self.events_key, event).await
+        let WorkerEvent::Answer { job_id, record, .. } = event else {
+            return self.add(&self.events_key, event).await;
+        };
+        // The answer and the note that it exists go together or not at all, so a worker that
+        // takes the job over neither repeats nor skips a question.
+        let data = serde_json::to_string(event).unwrap_or_default();
+        let answered = self.answered_key(*job_id);
+        let mut conn = self.conn.clone();
+        let _: () = redis::pipe()
+            .atomic()
+            .xadd(&self.events_key, "*", &[("data", data)])
+            .ignore()
+            .sadd(&answered, &record.problem_id)
+            .ignore()
+            .expire(&answered, ANSWERED_TTL_SECS)
+            .ignore()
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(())
     }
 
     async fn read_events(
@@ -193,6 +385,19 @@ impl JobQueue for RedisQueue {
         max: usize,
     ) -> Result<Vec<Delivery<WorkerEvent>>, QueueError> {
         let key = self.events_key.clone();
+        // Events delivered to a server that stopped before acknowledging them: at the first
+        // read all of them (ingestion is idempotent), afterwards those idle too long.
+        let min_idle = if self.events_swept.swap(true, Ordering::Relaxed) {
+            self.visibility
+        } else {
+            Duration::ZERO
+        };
+        let orphaned = self
+            .autoclaim(&key, EVENT_GROUP, consumer, min_idle, max, "worker event")
+            .await?;
+        if !orphaned.is_empty() {
+            return Ok(orphaned);
+        }
         self.read(&key, EVENT_GROUP, consumer, wait, max, "worker event")
             .await
     }
@@ -204,6 +409,15 @@ impl JobQueue for RedisQueue {
     fn describe(&self) -> String {
         format!("redis streams at {} ({})", self.shown_url, self.jobs_key)
     }
+}
+
+/// A value that differs between processes and instants.
+fn new_epoch() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{}-{nanos}", std::process::id())
 }
 
 #[cfg(test)]

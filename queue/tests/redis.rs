@@ -88,3 +88,142 @@ async fn a_job_and_its_events_travel_through_redis_streams_exactly_once() {
         }
     );
 }
+
+fn job(job_id: i64, ids: &[&str]) -> EvalJob {
+    EvalJob {
+        job_id,
+        run_id: job_id,
+        model: "tiny.gguf".into(),
+        prompt_format: PromptFormat::ChatmlJa,
+        max_new_tokens: 4,
+        questions: ids
+            .iter()
+            .map(|id| JobQuestion {
+                problem_id: (*id).into(),
+                text: "正しいのはどれか。".into(),
+                choices: vec!["甲".into(), "乙".into()],
+            })
+            .collect(),
+    }
+}
+
+fn answer(job_id: i64, problem_id: &str) -> WorkerEvent {
+    WorkerEvent::Answer {
+        job_id,
+        run_id: job_id,
+        record: kokushi_shared::job::AnswerRecord {
+            problem_id: problem_id.into(),
+            raw_output: "a".into(),
+            extracted: kokushi_shared::extract::extract("a", &["甲".into(), "乙".into()]),
+            rules_version: "letters-v1".into(),
+            prompt_tokens: 1,
+            generated_tokens: 1,
+            latency_ms: 1,
+        },
+    }
+}
+
+#[tokio::test]
+async fn a_heartbeating_worker_keeps_its_job_and_a_silent_one_loses_it_with_its_answers_noted() {
+    let Some(url) = redis_url() else { return };
+    let prefix = fresh_prefix();
+    let visibility = Duration::from_millis(600);
+    let queue = RedisQueue::connect(&url, &prefix)
+        .await
+        .expect("connect")
+        .with_visibility_timeout(visibility);
+    queue
+        .publish_job(&job(21, &["116A1", "116A2", "116A3"]))
+        .await
+        .expect("publish");
+    let first = queue
+        .claim_job("w1", Duration::from_secs(1))
+        .await
+        .expect("claim")
+        .expect("a job");
+    queue
+        .publish_event(&answer(21, "116A1"))
+        .await
+        .expect("answer");
+
+    // While w1 heartbeats, nobody else gets the job, however long it takes.
+    for _ in 0..4 {
+        tokio::time::sleep(visibility / 3).await;
+        queue
+            .heartbeat_job("w1", &first.receipt)
+            .await
+            .expect("heartbeat");
+        let other = queue
+            .claim_job("w2", Duration::from_millis(10))
+            .await
+            .expect("claim");
+        assert!(other.is_none(), "a heartbeating worker keeps its job");
+    }
+    // w1 falls silent: after the visibility timeout w2 takes it over, as a second delivery,
+    // and learns what w1 answered.
+    tokio::time::sleep(visibility + Duration::from_millis(200)).await;
+    let second = queue
+        .claim_job("w2", Duration::from_millis(10))
+        .await
+        .expect("claim")
+        .expect("the silent worker's job");
+    let answered = queue.answered(21).await.expect("answered");
+
+    assert_eq!((first.attempt, second.attempt), (1, 2));
+    assert_eq!(second.item.job_id, 21);
+    assert_eq!(
+        answered.into_iter().collect::<Vec<_>>(),
+        ["116A1".to_owned()]
+    );
+    // Publishing the job again starts its answered set afresh (the database decides what is
+    // left).
+    queue
+        .publish_job(&job(21, &["116A2", "116A3"]))
+        .await
+        .expect("publish");
+    assert!(queue.answered(21).await.expect("answered").is_empty());
+}
+
+#[tokio::test]
+async fn a_loss_of_the_streams_is_reported_once_and_the_groups_come_back() {
+    let Some(url) = redis_url() else { return };
+    let prefix = fresh_prefix();
+    let server_a = RedisQueue::connect(&url, &prefix).await.expect("connect");
+    let server_b = RedisQueue::connect(&url, &prefix).await.expect("connect");
+    // A new Redis: one server is told to publish what is unfinished.
+    let first = [
+        server_a.lost_messages().await.expect("a"),
+        server_b.lost_messages().await.expect("b"),
+    ];
+    assert_eq!(first, [true, false]);
+    assert!(!server_a.lost_messages().await.expect("again"));
+
+    // Everything of this prefix disappears (as with FLUSHALL, limited to this test's keys).
+    let client = redis::Client::open(url.as_str()).expect("url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let () = redis::cmd("DEL")
+        .arg(format!("{prefix}:jobs"))
+        .arg(format!("{prefix}:events"))
+        .arg(format!("{prefix}:epoch"))
+        .query_async(&mut conn)
+        .await
+        .expect("DEL");
+    let after = [
+        server_b.lost_messages().await.expect("b"),
+        server_a.lost_messages().await.expect("a"),
+    ];
+    assert_eq!(after, [true, false], "exactly one server re-publishes");
+    // The groups are back: a job published now is claimed.
+    server_b
+        .publish_job(&job(31, &["116A1"]))
+        .await
+        .expect("publish");
+    let claimed = server_a
+        .claim_job("w", Duration::from_secs(1))
+        .await
+        .expect("claim");
+    assert_eq!(claimed.map(|d| d.item.job_id), Some(31));
+}

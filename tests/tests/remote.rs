@@ -572,6 +572,8 @@ fn a_worker_calls_a_remote_model_only_when_its_operator_allows_it() {
                         api_key_env: None,
                         ..RemoteOptions::default()
                     }),
+                    visibility_timeout: kokushi_queue::DEFAULT_VISIBILITY_TIMEOUT,
+                    max_attempts: 3,
                 },
             );
             worker.try_execute_next().await.unwrap();

@@ -47,6 +47,12 @@ pub struct WorkerConfig {
     /// all: off unless the operator allows it, since a job would otherwise make the worker
     /// send requests (and its API key) to any address a job names.
     pub remote: Option<remote::RemoteOptions>,
+    /// How long the queue waits for a heartbeat before handing a claimed job to another
+    /// worker; this worker heartbeats three times as often.
+    pub visibility_timeout: Duration,
+    /// Deliveries of one job after which it is given up (dead letter): a job that stopped
+    /// that many workers would likely stop the next one too.
+    pub max_attempts: u32,
 }
 
 /// A worker bound to a queue.
@@ -83,11 +89,54 @@ impl Worker {
         else {
             return Ok(None);
         };
-        let job = delivery.item;
+        let mut job = delivery.item;
         let span = tracing::info_span!("job", job_id = job.job_id, run_id = job.run_id);
         let _guard = span.enter();
-        tracing::info!(model = %job.model, questions = job.questions.len(), "job claimed");
+        tracing::info!(model = %job.model, questions = job.questions.len(), attempt = delivery.attempt, "job claimed");
+        if delivery.attempt > self.config.max_attempts {
+            let error = format!(
+                "dead letter: given up after {} deliveries; each worker that took this job \
+                 stopped (crashed, was killed or lost its connection) before finishing it",
+                delivery.attempt - 1
+            );
+            tracing::error!(%error, "job dead-lettered");
+            self.queue
+                .publish_event(&WorkerEvent::Failed {
+                    job_id: job.job_id,
+                    run_id: job.run_id,
+                    error,
+                })
+                .await?;
+            self.queue.ack_job(&delivery.receipt).await?;
+            return Ok(Some(job.job_id));
+        }
+        if delivery.attempt > 1 {
+            // Taken over from a worker that stopped: skip what it already answered.
+            let answered = self.queue.answered(job.job_id).await?;
+            job.questions.retain(|q| !answered.contains(&q.problem_id));
+            tracing::info!(
+                answered = answered.len(),
+                remaining = job.questions.len(),
+                "resuming a job another worker left"
+            );
+        }
+        // Heartbeats go on beside the engine, however long one answer takes.
+        let heartbeat = {
+            let queue = self.queue.clone();
+            let consumer = self.config.name.clone();
+            let receipt = delivery.receipt.clone();
+            let every = (self.config.visibility_timeout / 3).max(Duration::from_millis(100));
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    if let Err(e) = queue.heartbeat_job(&consumer, &receipt).await {
+                        tracing::warn!(error = %e, "heartbeat failed");
+                    }
+                }
+            })
+        };
         let outcome = self.execute(&job).await;
+        heartbeat.abort();
         match outcome {
             Ok(()) => {
                 self.queue

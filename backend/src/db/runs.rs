@@ -129,12 +129,44 @@ impl Db {
     /// publish again when the queue may have lost them (a restart of the embedded mode, a
     /// Redis flush). Answers are stored idempotently, so a repeat costs time, never a result.
     pub async fn unfinished_jobs(&self) -> Result<Vec<EvalJob>, DbError> {
+        self.jobs_of_unfinished(None).await
+    }
+
+    /// The job of one unfinished run, with the questions it still lacks answers to.
+    pub async fn unfinished_job(&self, run_id: i64) -> Result<Option<EvalJob>, DbError> {
+        Ok(self
+            .jobs_of_unfinished(Some(run_id))
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    /// Marks a run succeeded if every question it asks has its answer; `false` (and nothing
+    /// changed) while some are missing, e.g. when events were lost with Redis's data.
+    pub async fn complete_run(&self, run_id: i64) -> Result<bool, DbError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS missing FROM run_questions rq WHERE rq.run_id = $1 AND NOT EXISTS \
+               (SELECT 1 FROM answers a WHERE a.run_id = rq.run_id AND a.problem_id = rq.problem_id)",
+        )
+        .bind(run_id)
+        .fetch_one(&self.pool)
+        .await?;
+        let missing: i64 = row.try_get("missing")?;
+        if missing > 0 {
+            return Ok(false);
+        }
+        self.finish_run(run_id, None).await?;
+        Ok(true)
+    }
+
+    async fn jobs_of_unfinished(&self, run_id: Option<i64>) -> Result<Vec<EvalJob>, DbError> {
         let runs = sqlx::query(
             "SELECT j.id AS job_id, r.id AS run_id, r.model, r.prompt_format, r.max_new_tokens, \
                     r.exam_set_id \
              FROM jobs j JOIN runs r ON r.id = j.run_id \
-             WHERE r.status IN ('queued', 'running') ORDER BY j.id",
+             WHERE r.status IN ('queued', 'running') AND ($1 < 0 OR r.id = $1) ORDER BY j.id",
         )
+        .bind(run_id.unwrap_or(-1))
         .fetch_all(&self.pool)
         .await?;
         let mut jobs = Vec::new();
