@@ -109,6 +109,7 @@ pub async fn logout(
 ) -> Result<HttpResponse, ApiError> {
     if let Credential::Session { token_hash, .. } = &principal.credential {
         state.db.delete_session(token_hash).await?;
+        state.principals.clear();
     }
     let secure = state.secure_cookies || auth::is_tls(&req);
     Ok(HttpResponse::NoContent()
@@ -173,6 +174,7 @@ pub async fn revoke_token(
         .revoke_token(principal.user.id, id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("you have no token {id}")))?;
+    state.principals.clear();
     Ok(HttpResponse::Ok().json(token))
 }
 
@@ -236,6 +238,7 @@ pub async fn update_user(
         .update_user(id, roles.as_deref(), disabled, hash.as_deref())
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("user {id} does not exist")))?;
+    state.principals.clear();
     tracing::info!(by = principal.user.id, user_id = id, roles = ?user.roles, disabled = user.disabled, "user updated");
     Ok(HttpResponse::Ok().json(user))
 }

@@ -313,6 +313,10 @@ async fn identify(req: &ServiceRequest, state: &AppState) -> Result<Principal, A
                     "the Authorization header must be `Bearer <API token>`".to_owned(),
                 )
             })?;
+        let key = format!("t:{}", digest(token));
+        if let Some(principal) = state.principals.get(&key) {
+            return Ok(principal);
+        }
         let stale = crate::clock::format_unix(crate::clock::unix_now() - 60);
         let user = state
             .db
@@ -323,10 +327,12 @@ async fn identify(req: &ServiceRequest, state: &AppState) -> Result<Principal, A
                     "the API token is unknown or revoked, or its account is disabled".to_owned(),
                 )
             })?;
-        return Ok(Principal {
+        let principal = Principal {
             user,
             credential: Credential::Token,
-        });
+        };
+        state.principals.put(key, principal.clone());
+        return Ok(principal);
     }
     let Some(secret) = cookie(req, SESSION_COOKIE).filter(|s| !s.is_empty()) else {
         return Err(ApiError::Unauthorized(
@@ -336,6 +342,10 @@ async fn identify(req: &ServiceRequest, state: &AppState) -> Result<Principal, A
         ));
     };
     let token_hash = digest(&secret);
+    let key = format!("s:{token_hash}");
+    if let Some(principal) = state.principals.get(&key) {
+        return Ok(principal);
+    }
     let session = state
         .db
         .session_user(&token_hash, &now)
@@ -343,13 +353,55 @@ async fn identify(req: &ServiceRequest, state: &AppState) -> Result<Principal, A
         .ok_or_else(|| {
             ApiError::Unauthorized("the session has expired or ended: sign in again".to_owned())
         })?;
-    Ok(Principal {
+    let principal = Principal {
         user: session.user,
         credential: Credential::Session {
             token_hash,
             csrf_token: session.csrf_token,
         },
-    })
+    };
+    state.principals.put(key, principal.clone());
+    Ok(principal)
+}
+
+/// Recently established callers, so that a busy script or page does not cost a database round
+/// trip per request. An entry lives [`PrincipalCache::TTL`]; signing out, revoking a token and
+/// changing an account clear the cache of the node that did it (other API nodes follow within
+/// the TTL).
+#[derive(Debug, Default)]
+pub struct PrincipalCache {
+    entries: Mutex<HashMap<String, (Instant, Principal)>>,
+}
+
+impl PrincipalCache {
+    pub const TTL: Duration = Duration::from_secs(10);
+    const MAX_ENTRIES: usize = 10_000;
+
+    fn get(&self, key: &str) -> Option<Principal> {
+        let map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(key)
+            .filter(|(at, _)| at.elapsed() < Self::TTL)
+            .map(|(_, p)| p.clone())
+    }
+
+    fn put(&self, key: String, principal: Principal) {
+        let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= Self::MAX_ENTRIES {
+            map.retain(|_, (at, _)| at.elapsed() < Self::TTL);
+            if map.len() >= Self::MAX_ENTRIES {
+                map.clear();
+            }
+        }
+        map.insert(key, (Instant::now(), principal));
+    }
+
+    /// Forgets every entry: after a sign-out, a revocation or an account change.
+    pub fn clear(&self) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
 }
 
 /// Failed sign-ins remembered per address and per (address, account) over a sliding window.

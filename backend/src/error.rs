@@ -22,6 +22,8 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
     #[error("too many failed sign-ins; try again in {retry_after_secs} s")]
     TooManyRequests { retry_after_secs: u64 },
     #[error("the queue is unavailable: {0}")]
@@ -54,6 +56,7 @@ impl ApiError {
             ApiError::Forbidden(_) => ErrorCode::Forbidden,
             ApiError::NotFound(_) => ErrorCode::NotFound,
             ApiError::Conflict(_) => ErrorCode::Conflict,
+            ApiError::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
             ApiError::TooManyRequests { .. } => ErrorCode::TooManyRequests,
             ApiError::Queue(_) | ApiError::Db(DbError::Unavailable(_)) => ErrorCode::Unavailable,
             ApiError::Db(_) | ApiError::Internal(_) => ErrorCode::Internal,

@@ -82,6 +82,7 @@ pub async fn run(
     consumer: String,
     mut stop: watch::Receiver<bool>,
     reconcile_every: Duration,
+    leaderboard: Arc<crate::routes::ResponseCache>,
 ) {
     let mut last_reconcile = tokio::time::Instant::now();
     loop {
@@ -115,6 +116,9 @@ pub async fn run(
                     tracing::error!(error = %e, run_id = delivery.item.run_id(), "storing a worker event failed");
                 }
             }
+        }
+        if !done.is_empty() {
+            leaderboard.clear();
         }
         if let Err(e) = queue.ack_events(&done).await {
             tracing::error!(error = %e, "acknowledging worker events failed");

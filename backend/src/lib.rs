@@ -11,6 +11,7 @@ pub mod auth;
 pub mod clock;
 pub mod db;
 pub mod error;
+pub mod export;
 pub mod import;
 pub mod ingest;
 pub mod routes;

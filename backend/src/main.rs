@@ -158,6 +158,9 @@ struct ServeArgs {
         value_name = "SECS"
     )]
     reconcile_interval: u64,
+    /// Runs one account may have waiting in the queue at once; more are refused (409).
+    #[arg(long, env = "KOKUSHI_MAX_QUEUED_PER_USER", default_value_t = 50)]
+    max_queued_per_user: i64,
 }
 
 #[derive(Args)]
@@ -552,6 +555,7 @@ fn settings(args: &ServeArgs) -> Settings {
         visibility_timeout: Duration::from_secs(args.reliability.visibility_timeout),
         max_attempts: 3,
         reconcile_interval: Duration::from_secs(args.reconcile_interval),
+        max_queued_per_user: args.max_queued_per_user,
     }
 }
 
@@ -719,6 +723,8 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         prompt_format,
         limit: Some(args.limit),
         max_new_tokens: 32,
+        priority: kokushi_shared::job::Priority::Normal,
+        created_by: None,
     };
     // A second start reuses the run: unfinished, the server re-publishes it; finished, it stays.
     if db.find_run(&new).await?.is_none() {

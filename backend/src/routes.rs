@@ -15,7 +15,7 @@ use kokushi_shared::prompt::PromptFormat;
 use serde::Deserialize;
 
 use crate::accounts;
-use crate::auth::{Access, LoginLimiter};
+use crate::auth::{Access, LoginLimiter, PrincipalCache};
 use crate::db::Db;
 use crate::db::runs::NewRun;
 use crate::error::ApiError;
@@ -25,9 +25,44 @@ pub struct AppState {
     pub db: Db,
     pub queue: Arc<dyn JobQueue>,
     pub limiter: LoginLimiter,
+    pub principals: PrincipalCache,
+    /// The leaderboard's last JSON body.
+    pub leaderboard: Arc<ResponseCache>,
     /// Mark the session cookie `Secure` even when the request did not arrive over TLS (a TLS
     /// proxy that does not say so).
     pub secure_cookies: bool,
+    /// Largest accepted upload, in bytes.
+    pub max_upload_bytes: usize,
+    /// Runs one account may have waiting in the queue at once.
+    pub max_queued_per_user: i64,
+}
+
+/// One response body kept for a moment: the leaderboard is read by every open page every few
+/// seconds and changes only when an answer arrives. Writes on this node (a new run, ingested
+/// events) clear it at once; other API nodes' writes show within [`ResponseCache::TTL`].
+#[derive(Debug, Default)]
+pub struct ResponseCache {
+    body: std::sync::Mutex<Option<(std::time::Instant, web::Bytes)>>,
+}
+
+impl ResponseCache {
+    pub const TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+    fn get(&self) -> Option<web::Bytes> {
+        let body = self.body.lock().unwrap_or_else(|e| e.into_inner());
+        body.as_ref()
+            .filter(|(at, _)| at.elapsed() < Self::TTL)
+            .map(|(_, b)| b.clone())
+    }
+
+    fn put(&self, bytes: web::Bytes) {
+        *self.body.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((std::time::Instant::now(), bytes));
+    }
+
+    pub fn clear(&self) {
+        *self.body.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
 }
 
 /// One endpoint of the API.
@@ -64,14 +99,19 @@ endpoints! {
     post "/tokens" Member => accounts::create_token;
     delete "/tokens/{id}" Member => accounts::revoke_token;
     get "/users" Admin => accounts::users;
+    get "/workers" Admin => workers;
     post "/users" Admin => accounts::add_user;
     patch "/users/{id}" Admin => accounts::update_user;
     get "/leaderboard" Researcher => leaderboard;
+    get "/leaderboard/export" Researcher => leaderboard_export;
     get "/exam-sets" Researcher => exam_sets;
     post "/exam-sets" Researcher => upload_exam_set;
     post "/runs" Researcher => create_run;
     get "/runs/{id}" Researcher => run_detail;
+    post "/runs/{id}/cancel" Researcher => cancel_run;
+    post "/runs/{id}/retry" Researcher => retry_run;
     get "/runs/{id}/score" Researcher => run_score;
+    get "/runs/{id}/export" Researcher => run_export;
 }
 
 /// Default and largest number of new tokens a run may ask for.
@@ -93,7 +133,27 @@ async fn health() -> HttpResponse {
 }
 
 async fn leaderboard(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(state.db.leaderboard().await?))
+    let body = match state.leaderboard.get() {
+        Some(body) => body,
+        None => {
+            let rows = state.db.leaderboard().await?;
+            let body = web::Bytes::from(
+                serde_json::to_vec(&rows)
+                    .map_err(|e| ApiError::Internal(format!("encoding the leaderboard: {e}")))?,
+            );
+            state.leaderboard.put(body.clone());
+            body
+        }
+    };
+    Ok(HttpResponse::Ok()
+        .content_type(actix_web::http::header::ContentType::json())
+        .body(body))
+}
+
+/// `GET /api/workers` (admin): every worker that reported lately: device, loaded model, current
+/// run and job, last report.
+async fn workers(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(state.queue.workers().await?))
 }
 
 async fn exam_sets(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -112,13 +172,16 @@ struct UploadQuery {
 }
 
 /// `POST /api/exam-sets?name=NAME[&file=FILE.jsonl|FILE.csv][&namespace=NS][&format=jmmlu]`
-/// with the file as the body (docs/exam-set-format.md): JSON lines, or CSV when the file name
-/// ends in `.csv`, or a JMMLU subject file with `format=jmmlu`. All or nothing: any problem
-/// refuses the whole file with every problem listed.
+/// with the file as the body, or as the field `file` of a `multipart/form-data` body (its file
+/// name then names the file) — docs/exam-set-format.md: JSON lines, or CSV when the file name
+/// ends in `.csv`, or a JMMLU subject file with `format=jmmlu`. Read as a stream and refused
+/// (413) as soon as it passes the upload limit. All or nothing: any problem refuses the whole
+/// file with every problem listed, and nothing is stored.
 async fn upload_exam_set(
     state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
     query: web::Query<UploadQuery>,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let name = query.name.trim();
     if name.is_empty() || name.len() > 200 {
@@ -126,9 +189,30 @@ async fn upload_exam_set(
             "query parameter `name` must be 1 to 200 characters".to_owned(),
         ));
     }
+    let limit = state.max_upload_bytes;
+    if let Some(length) = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        && length > limit.saturating_add(64 * 1024)
+    {
+        return Err(too_large(length, limit));
+    }
+    let multipart = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("multipart/form-data"));
+    let (sent_name, body) = if multipart {
+        read_multipart_file(&req, payload, limit).await?
+    } else {
+        (None, read_limited(payload, limit).await?)
+    };
     let file = query
         .file
         .clone()
+        .or(sent_name)
         .unwrap_or_else(|| "upload.jsonl".to_owned());
     let text = std::str::from_utf8(&body)
         .map_err(|e| ApiError::BadRequest(format!("{file} is not UTF-8 text: {e}")))?;
@@ -160,11 +244,75 @@ async fn upload_exam_set(
     })
 }
 
+fn too_large(size: usize, limit: usize) -> ApiError {
+    ApiError::PayloadTooLarge(format!(
+        "the upload ({size} bytes or more) is larger than the limit of {limit} bytes"
+    ))
+}
+
+/// Reads a body stream into memory, refusing it once it passes `limit` bytes.
+async fn read_limited<S, E>(mut stream: S, limit: usize) -> Result<Vec<u8>, ApiError>
+where
+    S: futures_util::Stream<Item = Result<web::Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    use futures_util::StreamExt;
+    let mut body = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::BadRequest(format!("reading the upload failed: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large(body.len() + chunk.len(), limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The `file` field of a multipart form: its file name (if sent) and content.
+async fn read_multipart_file(
+    req: &actix_web::HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+) -> Result<(Option<String>, Vec<u8>), ApiError> {
+    use futures_util::StreamExt;
+    let malformed = |e: actix_multipart::MultipartError| {
+        ApiError::BadRequest(format!("the multipart/form-data body is malformed: {e}"))
+    };
+    let mut form = actix_multipart::Multipart::new(req.headers(), payload);
+    let mut found = None;
+    while let Some(field) = form.next().await {
+        let field = field.map_err(malformed)?;
+        let is_file = field.name() == Some("file");
+        let sent_name = field
+            .content_disposition()
+            .and_then(|cd| cd.get_filename())
+            .map(str::to_owned);
+        // Other fields are read and dropped, within the same limit.
+        let content = read_limited(field, limit).await?;
+        if is_file && found.is_none() {
+            found = Some((sent_name, content));
+        }
+    }
+    found.ok_or_else(|| {
+        ApiError::BadRequest("the multipart/form-data body has no field named `file`".to_owned())
+    })
+}
+
 async fn create_run(
     state: web::Data<AppState>,
+    principal: crate::auth::Principal,
     body: web::Json<CreateRun>,
 ) -> Result<HttpResponse, ApiError> {
     let req = body.into_inner();
+    let queued = state.db.queued_runs_of(principal.user.id).await?;
+    if queued >= state.max_queued_per_user {
+        return Err(ApiError::Conflict(format!(
+            "{} has {queued} runs waiting in the queue, the most one account may have; \
+             wait for some to start or cancel some",
+            principal.user.username
+        )));
+    }
     let prompt_format = PromptFormat::from_id(&req.prompt_format).ok_or_else(|| {
         ApiError::BadRequest(format!(
             "unknown prompt_format {:?}; known: {}",
@@ -194,10 +342,13 @@ async fn create_run(
         prompt_format,
         limit: req.limit,
         max_new_tokens,
+        priority: req.priority,
+        created_by: Some(principal.user.id),
     };
     let job = state.db.create_run(&new).await?.ok_or_else(|| {
         ApiError::NotFound(format!("exam set {} does not exist", req.exam_set_id))
     })?;
+    state.leaderboard.clear();
     // The reply describes the run as created (queued), read before publishing so that a fast
     // worker cannot make it say otherwise.
     let summary = state
@@ -226,12 +377,134 @@ async fn run_detail(
     Ok(HttpResponse::Ok().json(detail))
 }
 
+/// `POST /api/runs/{id}/cancel`: stops a queued or running run; its answers so far are kept.
+/// The worker on it stops before its next question. 409 when the run is already finished.
+async fn cancel_run(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = crate::accounts::parse_id("run", &path)?;
+    match state.db.cancel_run(id).await? {
+        Err(status) => {
+            return Err(ApiError::Conflict(format!(
+                "run {id} is {} already; only a queued or running run can be cancelled",
+                status.as_str()
+            )));
+        }
+        Ok(None) => return Err(ApiError::NotFound(format!("run {id} does not exist"))),
+        Ok(Some(job_id)) => state.queue.cancel_job(job_id).await?,
+    }
+    state.leaderboard.clear();
+    tracing::info!(run_id = id, "run cancelled");
+    let summary = state
+        .db
+        .run_summary(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("run {id} vanished")))?;
+    Ok(HttpResponse::Ok().json(summary))
+}
+
+/// `POST /api/runs/{id}/retry`: queues a failed or cancelled run again; it resumes with the
+/// questions it has no answer to yet. 409 for a run that is queued, running or succeeded.
+async fn retry_run(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = crate::accounts::parse_id("run", &path)?;
+    let job = match state.db.retry_run(id).await? {
+        Err(status) => {
+            return Err(ApiError::Conflict(format!(
+                "run {id} is {}; only a failed or cancelled run can be retried",
+                status.as_str()
+            )));
+        }
+        Ok(None) => return Err(ApiError::NotFound(format!("run {id} does not exist"))),
+        Ok(Some(job)) => job,
+    };
+    state.leaderboard.clear();
+    let summary = state
+        .db
+        .run_summary(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("run {id} vanished")))?;
+    state.queue.publish_job(&job).await?;
+    tracing::info!(run_id = id, remaining = job.questions.len(), "run retried");
+    Ok(HttpResponse::Ok().json(summary))
+}
+
+#[derive(Deserialize)]
+struct ExportQuery {
+    #[serde(default)]
+    format: Option<String>,
+}
+
+/// A download: the body with its media type and a file name.
+fn download(body: String, media: &str, file: &str) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((actix_web::http::header::CONTENT_TYPE, media))
+        .insert_header((
+            actix_web::http::header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{file}\""),
+        ))
+        .body(body)
+}
+
+/// `GET /api/runs/{id}/export?format=jsonl|csv`: the run's answers; the JSON lines are a
+/// predictions file that `kokushi score` reads.
+async fn run_export(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<ExportQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let id = crate::accounts::parse_id("run", &path)?;
+    let detail = state
+        .db
+        .run_detail(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("run {id} does not exist")))?;
+    match query.format.as_deref().unwrap_or("jsonl") {
+        "jsonl" => Ok(download(
+            crate::export::answers_jsonl(&detail),
+            "application/x-ndjson; charset=utf-8",
+            &format!("run-{id}-answers.jsonl"),
+        )),
+        "csv" => Ok(download(
+            crate::export::answers_csv(&detail),
+            "text/csv; charset=utf-8",
+            &format!("run-{id}-answers.csv"),
+        )),
+        other => Err(ApiError::BadRequest(format!(
+            "unknown format {other:?}; known: jsonl, csv"
+        ))),
+    }
+}
+
+/// `GET /api/leaderboard/export?format=csv`: one row per run.
+async fn leaderboard_export(
+    state: web::Data<AppState>,
+    query: web::Query<ExportQuery>,
+) -> Result<HttpResponse, ApiError> {
+    match query.format.as_deref().unwrap_or("csv") {
+        "csv" => Ok(download(
+            crate::export::leaderboard_csv(&state.db.leaderboard().await?),
+            "text/csv; charset=utf-8",
+            "kokushi-leaderboard.csv",
+        )),
+        other => Err(ApiError::BadRequest(format!(
+            "unknown format {other:?}; known: csv"
+        ))),
+    }
+}
+
 #[derive(Deserialize)]
 struct ScoreQuery {
     #[serde(default)]
     mode: Option<String>,
     #[serde(default)]
     confidence: Option<f64>,
+    /// `json` (default) or `csv` (one row per exam year, then `all`, as `kokushi score`).
+    #[serde(default)]
+    format: Option<String>,
 }
 
 /// `GET /api/runs/{id}/score[?mode=strict|lenient][&confidence=0.95]`: the run's answers
@@ -273,5 +546,18 @@ async fn run_score(
         web::block(move || kokushi_shared::score::score(&questions, &predictions, &options))
             .await
             .map_err(|e| ApiError::Internal(format!("scoring stopped: {e}")))?;
-    Ok(HttpResponse::Ok().json(report))
+    match query.format.as_deref().unwrap_or("json") {
+        "json" => Ok(HttpResponse::Ok().json(report)),
+        "csv" => Ok(download(
+            crate::scoring::render_csv(&crate::scoring::Scoring {
+                report,
+                comparison: None,
+            }),
+            "text/csv; charset=utf-8",
+            &format!("run-{id}-metrics.csv"),
+        )),
+        other => Err(ApiError::BadRequest(format!(
+            "unknown format {other:?}; known: json, csv"
+        ))),
+    }
 }

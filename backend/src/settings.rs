@@ -32,6 +32,8 @@ pub struct Settings {
     pub max_attempts: u32,
     /// How often the server checks that the queue has not lost unfinished jobs.
     pub reconcile_interval: std::time::Duration,
+    /// Runs one account may have waiting in the queue at once.
+    pub max_queued_per_user: i64,
 }
 
 impl Settings {
@@ -50,6 +52,7 @@ impl Settings {
             visibility_timeout: kokushi_queue::DEFAULT_VISIBILITY_TIMEOUT,
             max_attempts: 3,
             reconcile_interval: std::time::Duration::from_secs(10),
+            max_queued_per_user: 50,
         }
     }
 }

@@ -62,6 +62,7 @@ impl Application {
         }
 
         let (stop_tx, stop_rx) = watch::channel(false);
+        let leaderboard = Arc::new(crate::routes::ResponseCache::default());
         let mut tasks = Vec::new();
         let instance = format!("{}-{}", hostname(), std::process::id());
         tasks.push(tokio::spawn(crate::ingest::run(
@@ -70,6 +71,7 @@ impl Application {
             format!("server-{instance}"),
             stop_rx.clone(),
             settings.reconcile_interval,
+            leaderboard.clone(),
         )));
         if settings.embedded_worker {
             let worker = Worker::new(
@@ -96,7 +98,11 @@ impl Application {
             db: db.clone(),
             queue,
             limiter: crate::auth::LoginLimiter::default(),
+            principals: crate::auth::PrincipalCache::default(),
+            leaderboard,
             secure_cookies: settings.secure_cookies,
+            max_upload_bytes: settings.max_upload_bytes,
+            max_queued_per_user: settings.max_queued_per_user,
         });
         if db.user_count().await? == 0 {
             tracing::warn!(

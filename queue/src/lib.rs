@@ -102,6 +102,19 @@ pub trait JobQueue: Send + Sync + 'static {
     async fn answered(&self, _job_id: i64) -> Result<HashSet<String>, QueueError> {
         Ok(HashSet::new())
     }
+    /// Asks the workers to stop job `job_id`: the one working on it stops before its next
+    /// question; one that claims it later drops it. Publishing the job again lifts this.
+    async fn cancel_job(&self, job_id: i64) -> Result<(), QueueError>;
+    /// Whether job `job_id` was cancelled since it was last published.
+    async fn is_cancelled(&self, job_id: i64) -> Result<bool, QueueError>;
+    /// Records a worker's state in the registry (kept for `ttl`, renewed by the next report).
+    async fn report_worker(
+        &self,
+        info: &kokushi_shared::api::WorkerInfo,
+        ttl: Duration,
+    ) -> Result<(), QueueError>;
+    /// Every worker that reported within its time to live, by name.
+    async fn workers(&self) -> Result<Vec<kokushi_shared::api::WorkerInfo>, QueueError>;
     /// Whether the transport lost its messages since the last call (Redis flushed, or
     /// restarted without persistence). Exactly one caller among several servers sees `true`
     /// for one loss; it re-publishes every unfinished job from the database.

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use kokushi_shared::job::{EvalJob, WorkerEvent};
+use kokushi_shared::job::{EvalJob, Priority, WorkerEvent};
 use tokio::sync::{Mutex, Notify};
 
 use crate::{Delivery, JobQueue, QueueError, Receipt};
@@ -14,7 +14,13 @@ use crate::{Delivery, JobQueue, QueueError, Receipt};
 /// unfinished jobs from the database at start.
 #[derive(Debug, Default)]
 pub struct MemoryQueue {
+    /// `high` jobs, taken before any in `jobs`.
+    urgent: Lane<EvalJob>,
     jobs: Lane<EvalJob>,
+    cancelled: std::sync::Mutex<std::collections::HashSet<i64>>,
+    workers: std::sync::Mutex<
+        std::collections::BTreeMap<String, (tokio::time::Instant, kokushi_shared::api::WorkerInfo)>,
+    >,
     events: Lane<WorkerEvent>,
     next_id: AtomicU64,
     /// Whether [`JobQueue::lost_messages`] has been asked: a new in-process queue holds
@@ -83,7 +89,16 @@ impl MemoryQueue {
 #[async_trait]
 impl JobQueue for MemoryQueue {
     async fn publish_job(&self, job: &EvalJob) -> Result<(), QueueError> {
-        self.jobs.push(self.receipt(), job.clone()).await;
+        self.cancelled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&job.job_id);
+        let lane = match job.priority {
+            Priority::High => &self.urgent,
+            Priority::Normal => &self.jobs,
+        };
+        // A claim already waiting on the normal lane sees a high job when its wait ends.
+        lane.push(self.receipt(), job.clone()).await;
         Ok(())
     }
 
@@ -92,7 +107,30 @@ impl JobQueue for MemoryQueue {
         _consumer: &str,
         wait: Duration,
     ) -> Result<Option<Delivery<EvalJob>>, QueueError> {
-        Ok(self.jobs.take(wait, 1).await.into_iter().next())
+        if let Some(job) = self.urgent.take(Duration::ZERO, 1).await.into_iter().next() {
+            return Ok(Some(job));
+        }
+        let job = self.jobs.take(wait, 1).await.into_iter().next();
+        if job.is_none() {
+            return Ok(self.urgent.take(Duration::ZERO, 1).await.into_iter().next());
+        }
+        Ok(job)
+    }
+
+    async fn cancel_job(&self, job_id: i64) -> Result<(), QueueError> {
+        self.cancelled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(job_id);
+        Ok(())
+    }
+
+    async fn is_cancelled(&self, job_id: i64) -> Result<bool, QueueError> {
+        Ok(self
+            .cancelled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&job_id))
     }
 
     async fn ack_job(&self, _receipt: &Receipt) -> Result<(), QueueError> {
@@ -117,6 +155,28 @@ impl JobQueue for MemoryQueue {
         Ok(())
     }
 
+    async fn report_worker(
+        &self,
+        info: &kokushi_shared::api::WorkerInfo,
+        ttl: Duration,
+    ) -> Result<(), QueueError> {
+        self.workers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                info.name.clone(),
+                (tokio::time::Instant::now() + ttl, info.clone()),
+            );
+        Ok(())
+    }
+
+    async fn workers(&self) -> Result<Vec<kokushi_shared::api::WorkerInfo>, QueueError> {
+        let now = tokio::time::Instant::now();
+        let mut map = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, (until, _)| *until > now);
+        Ok(map.values().map(|(_, info)| info.clone()).collect())
+    }
+
     async fn lost_messages(&self) -> Result<bool, QueueError> {
         Ok(!self.asked.swap(true, Ordering::Relaxed))
     }
@@ -139,6 +199,7 @@ mod tests {
             prompt_format: PromptFormat::ChatmlJa,
             max_new_tokens: 8,
             questions: vec![],
+            priority: Default::default(),
         }
     }
 

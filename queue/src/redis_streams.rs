@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use kokushi_shared::job::{EvalJob, WorkerEvent};
+use kokushi_shared::job::{EvalJob, Priority, WorkerEvent};
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 use redis::streams::{
@@ -22,7 +22,9 @@ use crate::{Delivery, JobQueue, QueueError, Receipt};
 
 const JOB_GROUP: &str = "workers";
 const EVENT_GROUP: &str = "servers";
-/// How long a job's answered set outlives its last answer.
+/// What a receipt of the urgent lane starts with.
+const URGENT_RECEIPT: &str = "high/";
+/// How long a job's answered set (or cancellation) outlives its last write.
 const ANSWERED_TTL_SECS: i64 = 7 * 24 * 3600;
 
 /// A queue on Redis Streams.
@@ -31,6 +33,8 @@ pub struct RedisQueue {
     shown_url: String,
     prefix: String,
     jobs_key: String,
+    /// The lane of `high` jobs, read before `jobs_key`.
+    urgent_key: String,
     events_key: String,
     epoch_key: String,
     /// A job or event unacknowledged for this long is taken over from its consumer.
@@ -88,6 +92,7 @@ impl RedisQueue {
             shown_url,
             prefix: prefix.to_owned(),
             jobs_key: format!("{prefix}:jobs"),
+            urgent_key: format!("{prefix}:jobs:high"),
             events_key: format!("{prefix}:events"),
             epoch_key: format!("{prefix}:epoch"),
             visibility: crate::DEFAULT_VISIBILITY_TIMEOUT,
@@ -112,7 +117,11 @@ impl RedisQueue {
     /// Redis lost them).
     async fn ensure_groups(&self) -> Result<(), QueueError> {
         let mut conn = self.conn.clone();
-        for (key, group) in [(&self.jobs_key, JOB_GROUP), (&self.events_key, EVENT_GROUP)] {
+        for (key, group) in [
+            (&self.urgent_key, JOB_GROUP),
+            (&self.jobs_key, JOB_GROUP),
+            (&self.events_key, EVENT_GROUP),
+        ] {
             // Start the group at the beginning of the stream so that messages published before
             // the first reader connected are still delivered.
             let created: Result<(), redis::RedisError> =
@@ -128,6 +137,28 @@ impl RedisQueue {
 
     fn answered_key(&self, job_id: i64) -> String {
         format!("{}:answered:{job_id}", self.prefix)
+    }
+
+    fn worker_key(&self, name: &str) -> String {
+        format!("{}:worker:{name}", self.prefix)
+    }
+
+    fn cancelled_key(&self, job_id: i64) -> String {
+        format!("{}:cancelled:{job_id}", self.prefix)
+    }
+
+    /// A job receipt names its lane: `high/<id>` for the urgent stream, `<id>` otherwise.
+    fn job_stream<'r>(&self, receipt: &'r Receipt) -> (&str, &'r str) {
+        match receipt.0.strip_prefix(URGENT_RECEIPT) {
+            Some(id) => (&self.urgent_key, id),
+            None => (&self.jobs_key, &receipt.0),
+        }
+    }
+
+    fn mark_urgent(deliveries: &mut [Delivery<EvalJob>]) {
+        for d in deliveries {
+            d.receipt = Receipt(format!("{URGENT_RECEIPT}{}", d.receipt.0));
+        }
     }
 
     /// Parses stream entries into deliveries.
@@ -278,12 +309,18 @@ impl JobQueue for RedisQueue {
         // A job published (again) carries exactly the questions the database still lacks:
         // answers noted for an earlier delivery no longer apply.
         let data = serde_json::to_string(job).unwrap_or_default();
+        let lane = match job.priority {
+            Priority::High => &self.urgent_key,
+            Priority::Normal => &self.jobs_key,
+        };
         let mut conn = self.conn.clone();
         let _: () = redis::pipe()
             .atomic()
             .del(self.answered_key(job.job_id))
             .ignore()
-            .xadd(&self.jobs_key, "*", &[("data", data)])
+            .del(self.cancelled_key(job.job_id))
+            .ignore()
+            .xadd(lane, "*", &[("data", data)])
             .ignore()
             .query_async(&mut conn)
             .await
@@ -296,27 +333,63 @@ impl JobQueue for RedisQueue {
         consumer: &str,
         wait: Duration,
     ) -> Result<Option<Delivery<EvalJob>>, QueueError> {
-        let key = self.jobs_key.clone();
-        // First a job whose worker stopped heartbeating, then a new one.
-        let orphaned = self
-            .autoclaim(&key, JOB_GROUP, consumer, self.visibility, 1, "job")
+        // First a job whose worker stopped heartbeating, then a new one; high before normal.
+        let urgent = self.urgent_key.clone();
+        let normal = self.jobs_key.clone();
+        let mut orphaned = self
+            .autoclaim(&urgent, JOB_GROUP, consumer, self.visibility, 1, "job")
             .await?;
+        Self::mark_urgent(&mut orphaned);
+        if orphaned.is_empty() {
+            orphaned = self
+                .autoclaim(&normal, JOB_GROUP, consumer, self.visibility, 1, "job")
+                .await?;
+        }
         if let Some(job) = orphaned.into_iter().next() {
             return Ok(Some(job));
         }
-        let jobs = self.read(&key, JOB_GROUP, consumer, wait, 1, "job").await?;
+        let mut jobs = self
+            .read(&urgent, JOB_GROUP, consumer, Duration::ZERO, 1, "job")
+            .await?;
+        Self::mark_urgent(&mut jobs);
+        if jobs.is_empty() {
+            jobs = self
+                .read(&normal, JOB_GROUP, consumer, wait, 1, "job")
+                .await?;
+        }
         Ok(jobs.into_iter().next())
+    }
+
+    async fn cancel_job(&self, job_id: i64) -> Result<(), QueueError> {
+        let mut conn = self.conn.clone();
+        let _: () = conn
+            .set_ex(
+                self.cancelled_key(job_id),
+                1,
+                ANSWERED_TTL_SECS.unsigned_abs(),
+            )
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    async fn is_cancelled(&self, job_id: i64) -> Result<bool, QueueError> {
+        let mut conn = self.conn.clone();
+        conn.exists(self.cancelled_key(job_id))
+            .await
+            .map_err(|e| self.err(e))
     }
 
     async fn heartbeat_job(&self, consumer: &str, receipt: &Receipt) -> Result<(), QueueError> {
         // XCLAIM to oneself resets the message's idle time; JUSTID leaves its delivery count.
+        let (stream, id) = self.job_stream(receipt);
         let mut conn = self.conn.clone();
         let _: Vec<String> = redis::cmd("XCLAIM")
-            .arg(&self.jobs_key)
+            .arg(stream)
             .arg(JOB_GROUP)
             .arg(consumer)
             .arg(0)
-            .arg(&receipt.0)
+            .arg(id)
             .arg("JUSTID")
             .query_async(&mut conn)
             .await
@@ -329,6 +402,58 @@ impl JobQueue for RedisQueue {
         conn.smembers(self.answered_key(job_id))
             .await
             .map_err(|e| self.err(e))
+    }
+
+    async fn report_worker(
+        &self,
+        info: &kokushi_shared::api::WorkerInfo,
+        ttl: Duration,
+    ) -> Result<(), QueueError> {
+        let data = serde_json::to_string(info).unwrap_or_default();
+        let mut conn = self.conn.clone();
+        let _: () = conn
+            .set_ex(self.worker_key(&info.name), data, ttl.as_secs().max(1))
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    async fn workers(&self) -> Result<Vec<kokushi_shared::api::WorkerInfo>, QueueError> {
+        let mut conn = self.conn.clone();
+        let pattern = format!("{}:worker:*", self.prefix);
+        let mut keys: Vec<String> = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(500)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.err(e))?;
+            keys.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        keys.sort();
+        let values: Vec<Option<String>> = redis::cmd("MGET")
+            .arg(&keys)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        // An entry that expired between SCAN and MGET is simply gone; a malformed one is skipped.
+        Ok(values
+            .into_iter()
+            .flatten()
+            .filter_map(|v| serde_json::from_str(&v).ok())
+            .collect())
     }
 
     async fn lost_messages(&self) -> Result<bool, QueueError> {
@@ -351,8 +476,8 @@ impl JobQueue for RedisQueue {
     }
 
     async fn ack_job(&self, receipt: &Receipt) -> Result<(), QueueError> {
-        self.ack(&self.jobs_key, JOB_GROUP, std::slice::from_ref(receipt))
-            .await
+        let (stream, id) = self.job_stream(receipt);
+        self.ack(stream, JOB_GROUP, &[Receipt(id.to_owned())]).await
     }
 
     async fn publish_event(&self, event: &WorkerEvent) -> Result<(), QueueError> {

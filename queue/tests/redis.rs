@@ -45,6 +45,7 @@ async fn a_job_and_its_events_travel_through_redis_streams_exactly_once() {
             text: "正しいのはどれか。".into(),
             choices: vec!["甲".into(), "乙".into()],
         }],
+        priority: Default::default(),
     };
 
     server.publish_job(&job).await.expect("publish");
@@ -104,6 +105,7 @@ fn job(job_id: i64, ids: &[&str]) -> EvalJob {
                 choices: vec!["甲".into(), "乙".into()],
             })
             .collect(),
+        priority: Default::default(),
     }
 }
 

@@ -43,6 +43,8 @@ pub enum RunStatus {
     Running,
     Succeeded,
     Failed,
+    /// Stopped by a researcher; the answers received so far are kept.
+    Cancelled,
 }
 
 impl RunStatus {
@@ -52,6 +54,7 @@ impl RunStatus {
             RunStatus::Running => "running",
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
         }
     }
 
@@ -61,13 +64,17 @@ impl RunStatus {
             RunStatus::Running,
             RunStatus::Succeeded,
             RunStatus::Failed,
+            RunStatus::Cancelled,
         ]
         .into_iter()
         .find(|r| r.as_str() == s)
     }
 
     pub fn is_finished(self) -> bool {
-        matches!(self, RunStatus::Succeeded | RunStatus::Failed)
+        matches!(
+            self,
+            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled
+        )
     }
 }
 
@@ -94,6 +101,9 @@ pub struct CreateRun {
     pub limit: Option<u32>,
     #[serde(default)]
     pub max_new_tokens: Option<u32>,
+    /// `high` jobs are taken before `normal` ones (the default).
+    #[serde(default)]
+    pub priority: crate::job::Priority,
 }
 
 /// One row of the leaderboard: a run and its scores so far.
@@ -245,4 +255,23 @@ pub struct NewToken {
     pub token: String,
     #[serde(flatten)]
     pub summary: TokenSummary,
+}
+
+/// A worker as the registry knows it (`GET /api/workers`): each worker reports itself every
+/// few seconds and at every job's start and end; one that stops reporting drops out of the
+/// list after three of its visibility timeouts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    pub name: String,
+    /// `cpu`, `cuda:0`, … and the CPU threads it uses.
+    pub device: String,
+    /// The model it has loaded, if any.
+    pub model: Option<String>,
+    /// The run it is working on, if any.
+    pub run_id: Option<i64>,
+    pub job_id: Option<i64>,
+    /// Seconds since the Unix epoch of its last report.
+    pub last_seen_unix: i64,
+    /// Seconds since the Unix epoch when it started.
+    pub started_unix: i64,
 }

@@ -16,6 +16,33 @@ pub struct EvalJob {
     pub prompt_format: PromptFormat,
     pub max_new_tokens: u32,
     pub questions: Vec<JobQuestion>,
+    /// Which lane of the queue the job waits in.
+    #[serde(default)]
+    pub priority: Priority,
+}
+
+/// A job's lane: workers take every `high` job before any `normal` one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    High,
+    #[default]
+    Normal,
+}
+
+impl Priority {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::High => "high",
+            Priority::Normal => "normal",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Priority::High, Priority::Normal]
+            .into_iter()
+            .find(|p| p.as_str() == s)
+    }
 }
 
 /// A question as the worker needs it: no gold answer travels to the worker.

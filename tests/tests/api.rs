@@ -89,6 +89,94 @@ async fn evaluation_runs_end_to_end(database_url: String) {
         .await
         .expect("request");
     assert_eq!(res.status(), 404);
+
+    // Exports: the answers as JSON lines and CSV, the metrics and the leaderboard as CSV.
+    let get = |path: String| {
+        let app = &app;
+        async move {
+            let res = app
+                .client
+                .get(app.url(&path))
+                .send()
+                .await
+                .expect("request");
+            assert_eq!(res.status(), 200, "{path}");
+            let disposition = res
+                .headers()
+                .get("content-disposition")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            assert!(
+                disposition.starts_with("attachment"),
+                "{path}: {disposition}"
+            );
+            res.text().await.expect("text")
+        }
+    };
+    let jsonl = get(format!("/api/runs/{}/export?format=jsonl", run.id)).await;
+    let lines: Vec<serde_json::Value> = jsonl
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["problem_id"], "901A1");
+    assert!(lines.iter().all(|l| l["prediction"].is_string()));
+    assert_eq!(
+        lines.iter().filter(|l| l["correct"] == true).count() as u64,
+        u64::from(row.tally.correct)
+    );
+    let csv = get(format!("/api/runs/{}/export?format=csv", run.id)).await;
+    assert!(
+        csv.starts_with("run_id,problem_id,prediction,raw_output,"),
+        "{csv}"
+    );
+    let metrics = get(format!("/api/runs/{}/score?format=csv", run.id)).await;
+    assert!(
+        metrics.starts_with("year,exam,questions,correct,"),
+        "{metrics}"
+    );
+    assert!(metrics.lines().any(|l| l.starts_with("all,")), "{metrics}");
+    let board_csv = get("/api/leaderboard/export?format=csv".to_owned()).await;
+    assert_eq!(board_csv.lines().count(), 1 + board.len(), "{board_csv}");
+    assert!(board_csv.contains("tiny-llama.gguf"), "{board_csv}");
+    let res = app
+        .client
+        .get(app.url(&format!("/api/runs/{}/export?format=xlsx", run.id)))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 400);
+    // The JSON lines are a predictions file: `kokushi score` reads them and agrees.
+    if let Some(bin) = kokushi_tests::service("KOKUSHI_BIN") {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("export.jsonl");
+        std::fs::write(&file, &jsonl).expect("write");
+        let out = std::process::Command::new(bin)
+            .args([
+                "score",
+                "--mode",
+                "lenient",
+                "--format",
+                "json",
+                "--exam-set",
+            ])
+            .arg(kokushi_tests::mini_exam_path())
+            .arg("--predictions")
+            .arg(&file)
+            .output()
+            .expect("kokushi score runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let scored: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(
+            scored["overall"]["correct"], score["overall"]["correct"],
+            "{scored}"
+        );
+    }
     app.stop().await.expect("clean stop");
 }
 
@@ -293,4 +381,91 @@ async fn csv_and_jmmlu_files_upload_under_a_namespace() {
     assert_eq!(err.code, ErrorCode::InvalidExamSet);
     assert!(err.details[0].message.contains("JMMLU"), "{err:?}");
     app.stop().await.expect("clean stop");
+}
+
+/// The tally kept beside each run counts an answer once, however often its event arrives, and
+/// agrees with the answers stored — on both databases.
+async fn the_stored_tally_counts_each_answer_once(database_url: String) {
+    use kokushi_backend::db::Db;
+    use kokushi_backend::db::runs::NewRun;
+    use kokushi_shared::job::AnswerRecord;
+    let db = Db::connect(&database_url).await.expect("db");
+    let questions = kokushi_backend::import::read_exam_set(&[kokushi_tests::mini_exam_path()])
+        .expect("fixture exam");
+    let (set, _) = db
+        .insert_exam_set("mini", &questions)
+        .await
+        .expect("insert");
+    let job = db
+        .create_run(&NewRun {
+            exam_set_id: set.id,
+            model: "m.gguf".to_owned(),
+            prompt_format: kokushi_shared::prompt::PromptFormat::ChatmlJa,
+            limit: Some(3),
+            max_new_tokens: 8,
+            priority: Default::default(),
+            created_by: None,
+        })
+        .await
+        .expect("create")
+        .expect("exam set exists");
+    let answer = |problem_id: &str, text: &str| AnswerRecord {
+        problem_id: problem_id.to_owned(),
+        extracted: kokushi_shared::extract::extract(text, &vec!["x".to_owned(); 5]),
+        raw_output: text.to_owned(),
+        rules_version: "letters-v1".to_owned(),
+        prompt_tokens: 1,
+        generated_tokens: 1,
+        latency_ms: 1,
+    };
+    // 901A1's answer is c, 901A2's is b.
+    for record in [
+        answer("901A1", "c"),
+        answer("901A1", "c"),
+        answer("901A2", "???"),
+        answer("901A2", "???"),
+        answer("901A1", "a"),
+    ] {
+        db.record_answer(job.run_id, &record).await.expect("record");
+    }
+    let row = db
+        .leaderboard()
+        .await
+        .expect("leaderboard")
+        .into_iter()
+        .find(|r| r.id == job.run_id)
+        .expect("row");
+    let detail = db
+        .run_detail(job.run_id)
+        .await
+        .expect("detail")
+        .expect("run");
+    assert_eq!(
+        (
+            row.tally.answered,
+            row.tally.correct,
+            row.tally.parse_failures
+        ),
+        (2, 1, 1)
+    );
+    assert_eq!((row.tally.points, row.tally.points_possible), (1, 2));
+    assert_eq!(
+        row.tally, detail.run.tally,
+        "stored tally == tally of the rows"
+    );
+    db.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stored_tally_counts_each_answer_once_on_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    the_stored_tally_counts_each_answer_once(sqlite_url(dir.path())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stored_tally_counts_each_answer_once_on_postgres() {
+    let Some(url) = fresh_postgres_url().await.expect("postgres") else {
+        return;
+    };
+    the_stored_tally_counts_each_answer_once(url).await;
 }

@@ -55,5 +55,31 @@ async fn a_separate_worker_process_answers_a_run_through_redis() {
         .find(|q| q.problem_id == "901C1")
         .expect("the numeric question is asked");
     assert!(numeric.choices.is_empty());
+
+    // The registry lists the worker process with what it has loaded (admins only).
+    let workers: Vec<kokushi_shared::api::WorkerInfo> = app
+        .client
+        .get(app.url("/api/workers"))
+        .send()
+        .await
+        .expect("request")
+        .error_for_status()
+        .expect("admin may list workers")
+        .json()
+        .await
+        .expect("json");
+    let me = workers
+        .iter()
+        .find(|w| w.name == "e2e-worker")
+        .unwrap_or_else(|| panic!("the worker is registered: {workers:?}"));
+    assert_eq!(me.model.as_deref(), Some(kokushi_tests::FIXTURE_MODEL));
+    assert_eq!(me.run_id, None, "idle after the run");
+    assert!(me.device.starts_with("cpu"), "{}", me.device);
+    let age = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64
+        - me.last_seen_unix;
+    assert!((0..60).contains(&age), "reported {age} s ago");
     app.stop().await.expect("clean stop");
 }

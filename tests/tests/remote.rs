@@ -539,6 +539,7 @@ fn a_worker_calls_a_remote_model_only_when_its_operator_allows_it() {
         prompt_format: PromptFormat::ChatmlJa,
         max_new_tokens: 8,
         questions: vec![question.clone()],
+        priority: Default::default(),
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {

@@ -60,6 +60,14 @@ pub struct Worker {
     queue: Arc<dyn JobQueue>,
     config: WorkerConfig,
     engine: EngineThread,
+    /// What this worker reports to the registry.
+    info: Arc<std::sync::Mutex<kokushi_shared::api::WorkerInfo>>,
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 impl std::fmt::Debug for Worker {
@@ -72,10 +80,50 @@ impl std::fmt::Debug for Worker {
 
 impl Worker {
     pub fn new(queue: Arc<dyn JobQueue>, config: WorkerConfig) -> Self {
+        let threads = std::env::var("CANDLE_NUM_THREADS")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .or_else(|| std::thread::available_parallelism().ok().map(usize::from))
+            .unwrap_or(1);
+        let info = kokushi_shared::api::WorkerInfo {
+            name: config.name.clone(),
+            device: format!("cpu ({threads} threads)"),
+            model: None,
+            run_id: None,
+            job_id: None,
+            last_seen_unix: unix_now(),
+            started_unix: unix_now(),
+        };
         Self {
             queue,
             config,
             engine: EngineThread::spawn(),
+            info: Arc::new(std::sync::Mutex::new(info)),
+        }
+    }
+
+    /// Sends this worker's state to the registry now.
+    async fn report(&self) {
+        let info = {
+            let mut info = self.info.lock().unwrap_or_else(|e| e.into_inner());
+            info.last_seen_unix = unix_now();
+            info.clone()
+        };
+        if let Err(e) = self
+            .queue
+            .report_worker(&info, self.config.visibility_timeout * 3)
+            .await
+        {
+            tracing::warn!(error = %e, "reporting to the worker registry failed");
+        }
+    }
+
+    fn set_job(&self, job: Option<&EvalJob>) {
+        let mut info = self.info.lock().unwrap_or_else(|e| e.into_inner());
+        info.run_id = job.map(|j| j.run_id);
+        info.job_id = job.map(|j| j.job_id);
+        if let Some(job) = job {
+            info.model = Some(job.model.clone());
         }
     }
 
@@ -110,6 +158,11 @@ impl Worker {
             self.queue.ack_job(&delivery.receipt).await?;
             return Ok(Some(job.job_id));
         }
+        if self.queue.is_cancelled(job.job_id).await? {
+            tracing::info!("job was cancelled before it started; dropped");
+            self.queue.ack_job(&delivery.receipt).await?;
+            return Ok(Some(job.job_id));
+        }
         if delivery.attempt > 1 {
             // Taken over from a worker that stopped: skip what it already answered.
             let answered = self.queue.answered(job.job_id).await?;
@@ -120,6 +173,8 @@ impl Worker {
                 "resuming a job another worker left"
             );
         }
+        self.set_job(Some(&job));
+        self.report().await;
         // Heartbeats go on beside the engine, however long one answer takes.
         let heartbeat = {
             let queue = self.queue.clone();
@@ -137,6 +192,8 @@ impl Worker {
         };
         let outcome = self.execute(&job).await;
         heartbeat.abort();
+        self.set_job(None);
+        self.report().await;
         match outcome {
             Ok(()) => {
                 self.queue
@@ -148,6 +205,8 @@ impl Worker {
                 tracing::info!("job finished");
             }
             Err(JobFailure::Fatal(e)) => return Err(e),
+            // The server already recorded the cancellation; nothing more to say.
+            Err(JobFailure::Cancelled) => tracing::info!("job cancelled; stopped"),
             Err(JobFailure::Job(message)) => {
                 tracing::warn!(error = %message, "job failed");
                 self.queue
@@ -206,6 +265,9 @@ impl Worker {
             stop: job.prompt_format.stop_sequences(),
         };
         for (done, question) in job.questions.iter().enumerate() {
+            if self.queue.is_cancelled(job.job_id).await? {
+                return Err(JobFailure::Cancelled);
+            }
             let prompt = job.prompt_format.render(&question.text, &question.choices);
             let started = Instant::now();
             let generation = match &remote {
@@ -266,6 +328,26 @@ impl Worker {
     /// the queue can hand it out again.
     pub async fn run_until_stopped(mut self, stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
+        // The registry hears from this worker every third of its visibility timeout.
+        let reporter = {
+            let queue = self.queue.clone();
+            let info = self.info.clone();
+            let every = (self.config.visibility_timeout / 3).max(Duration::from_millis(100));
+            let ttl = self.config.visibility_timeout * 3;
+            tokio::spawn(async move {
+                loop {
+                    let snapshot = {
+                        let mut info = info.lock().unwrap_or_else(|e| e.into_inner());
+                        info.last_seen_unix = unix_now();
+                        info.clone()
+                    };
+                    if let Err(e) = queue.report_worker(&snapshot, ttl).await {
+                        tracing::warn!(error = %e, "reporting to the worker registry failed");
+                    }
+                    tokio::time::sleep(every).await;
+                }
+            })
+        };
         tracing::info!(worker = %self.config.name, queue = %self.queue.describe(), "worker ready");
         loop {
             tokio::select! {
@@ -281,6 +363,7 @@ impl Worker {
                 }
             }
         }
+        reporter.abort();
         tracing::info!(worker = %self.config.name, "worker stopped");
     }
 }
@@ -289,6 +372,8 @@ impl Worker {
 /// with the worker (the loop reports it).
 enum JobFailure {
     Job(String),
+    /// Cancelled while in progress.
+    Cancelled,
     Fatal(WorkerError),
 }
 

@@ -32,6 +32,12 @@ commands:
   bench lora
         one LoRA training step (SmolLM2-135M, 256 tokens, r 8 on q/v) beside PyTorch + PEFT on
         the same file and tokens, 2 threads each (PyTorch installed once into a venv, ~5.6 GB)
+  bench api
+        the leaderboard endpoint (release build, SQLite, 100 runs x 2,000 answers) under load
+        from wrk beside the server's health endpoint (the actix ceiling) in the same run
+  cuda-check
+        compile-check the engine, worker and server with `--features cuda` against NVIDIA's
+        CUDA 13.5 compiler and headers from PyPI (no GPU needed; ~400 MB once, ~12 min)
   peft-check
         train LoRA adapters on the fixture models, load them with Hugging Face PEFT onto the
         fixtures' Hugging Face folders and compare the log-probabilities (same venv)
@@ -78,6 +84,7 @@ fn run() -> Result<()> {
             Ok(())
         }
         Some("peft-check") => peft_check(&root),
+        Some("cuda-check") => cuda_check(&root),
         Some("fetch-models") => {
             let store = tools::fetch_demo_model()?;
             tools::fetch_gemma_model()?;
@@ -191,7 +198,15 @@ fn bench(root: &Path, name: Option<&str>) -> Result<()> {
         }
         Some("engine") => bench_engine(root),
         Some("lora") => bench_lora(root),
-        _ => bail!("usage: cargo xtask bench gestalt|engine|lora"),
+        Some("api") => {
+            tools::ensure_packages(&[("wrk", "/usr/bin/wrk")])?;
+            run_cmd(
+                cargo()
+                    .args(["bench", "-p", "kokushi-backend", "--bench", "api"])
+                    .current_dir(root),
+            )
+        }
+        _ => bail!("usage: cargo xtask bench gestalt|engine|lora|api"),
     }
 }
 
@@ -318,6 +333,41 @@ fn engine_bench(
         .filter_map(|l| l.strip_prefix("RESULT "))
         .map(serde_json::from_str)
         .collect::<Result<_, _>>()?)
+}
+
+/// `cargo check --features cuda` with nvcc from PyPI: candle's CUDA kernels compile to PTX and
+/// our code type-checks against candle's CUDA backend. Nothing runs: there is no GPU here.
+fn cuda_check(root: &Path) -> Result<()> {
+    let cuda = tools::cuda_toolkit()?;
+    let path = format!(
+        "{}:{}",
+        cuda.join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    step("cargo check -p kokushi-backend --features cuda (separate target folder)");
+    run_cmd(
+        cargo()
+            .args([
+                "check",
+                "-p",
+                "kokushi-backend",
+                "--all-targets",
+                "--features",
+                "cuda",
+            ])
+            .current_dir(root)
+            .env("PATH", path)
+            .env("CUDA_ROOT", &cuda)
+            .env("CUDA_PATH", &cuda)
+            .env("CUDA_HOME", &cuda)
+            // No GPU to ask: compile the kernels for Ampere (sm_80).
+            .env("CUDA_COMPUTE_CAP", "80")
+            // cudarc 0.19 knows CUDA up to 13.4; 13.5 keeps its API.
+            .env("CUDARC_CUDA_VERSION", "13040")
+            .env("CARGO_TARGET_DIR", cache_dir().join("target-cuda")),
+    )?;
+    step("the cuda feature compiles");
+    Ok(())
 }
 
 /// One LoRA training step on SmolLM2-135M, ours beside PyTorch + PEFT on the same GGUF file and

@@ -93,6 +93,11 @@ pub fn ensure_system_packages() -> Result<()> {
             "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
         ),
     ];
+    ensure_packages(&wanted)
+}
+
+/// Installs the Debian packages whose marker file is missing (as root; otherwise names them).
+pub fn ensure_packages(wanted: &[(&str, &str)]) -> Result<()> {
     let missing: Vec<&str> = wanted
         .iter()
         .filter(|(_, path)| !Path::new(path).exists())
@@ -318,4 +323,35 @@ pub fn torch_python() -> Result<PathBuf> {
         "numpy",
     ]))?;
     Ok(python)
+}
+
+/// NVIDIA's CUDA compiler and headers from PyPI (no driver, no GPU needed), in a private venv:
+/// the folder to use as `CUDA_ROOT` for compile-checking the `cuda` feature.
+pub fn cuda_toolkit() -> Result<PathBuf> {
+    let venv = cache_dir().join("cuda-venv");
+    let root = venv.join("lib/python3.11/site-packages/nvidia/cu13");
+    if root.join("bin/nvcc").is_file() && root.join("include/nv/target").exists() {
+        return Ok(root);
+    }
+    step(
+        "installing the CUDA 13.5 compiler and headers from PyPI into a venv (about 400 MB, once)",
+    );
+    run_cmd(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    run_cmd(Command::new(venv.join("bin/python")).args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "nvidia-cuda-nvcc==13.5.37",
+        "nvidia-cuda-crt==13.5.37",
+        "nvidia-nvvm==13.5.37",
+        "nvidia-cuda-runtime==13.5.37",
+        "nvidia-cuda-cccl==13.3.5.0.6",
+    ]))?;
+    anyhow::ensure!(
+        root.join("bin/nvcc").is_file(),
+        "no nvcc at {} after installing the CUDA wheels",
+        root.display()
+    );
+    Ok(root)
 }

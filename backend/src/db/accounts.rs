@@ -82,7 +82,7 @@ impl Db {
         password_hash: &str,
         roles: &[Role],
     ) -> Result<Option<UserSummary>, DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let taken = sqlx::query("SELECT id FROM users WHERE username = $1")
             .bind(username)
             .fetch_optional(&mut *tx)
@@ -166,7 +166,7 @@ impl Db {
         disabled: Option<bool>,
         password_hash: Option<&str>,
     ) -> Result<Option<UserSummary>, DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let exists = sqlx::query("SELECT id FROM users WHERE id = $1")
             .bind(id)
             .fetch_optional(&mut *tx)

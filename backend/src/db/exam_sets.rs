@@ -38,7 +38,7 @@ impl Db {
         questions: &[Question],
     ) -> Result<(ExamSetSummary, bool), DbError> {
         let hash = content_hash(questions);
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let existing =
             sqlx::query("SELECT id FROM exam_sets WHERE name = $1 AND content_hash = $2")
                 .bind(name)

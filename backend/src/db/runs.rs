@@ -1,11 +1,9 @@
 //! Runs, their jobs and the answers workers send back.
 
-use std::collections::HashMap;
-
 use kokushi_shared::api::{QuestionResult, RunDetail, RunStatus, RunSummary, ScoredAnswer};
 use kokushi_shared::extract::Extracted;
 use kokushi_shared::igakuqa::IGAKUQA_CREDIT;
-use kokushi_shared::job::{AnswerRecord, EvalJob, JobQuestion};
+use kokushi_shared::job::{AnswerRecord, EvalJob, JobQuestion, Priority};
 use kokushi_shared::metric::{Tally, lenient_correct};
 use kokushi_shared::prompt::PromptFormat;
 use sqlx::Row;
@@ -22,10 +20,14 @@ pub struct NewRun {
     pub prompt_format: PromptFormat,
     pub limit: Option<u32>,
     pub max_new_tokens: u32,
+    pub priority: Priority,
+    /// The account that asked for it (`None` from the command line).
+    pub created_by: Option<i64>,
 }
 
 const RUN_COLUMNS: &str = "r.id, r.model, r.prompt_format, r.status, r.total, r.error, \
-     r.created_at, e.name AS exam_set";
+     r.created_at, e.name AS exam_set, r.tally_answered, r.tally_correct, r.tally_unparsed, \
+     r.tally_points, r.tally_points_possible";
 
 /// A run's questions in order with their answers so far (none yet: NULLs); binds the run id as
 /// `$1` and its exam set as `$2`.
@@ -39,7 +41,7 @@ impl Db {
     /// and its job, in one transaction. Returns the job to publish, or `None` when the exam set
     /// does not exist.
     pub async fn create_run(&self, new: &NewRun) -> Result<Option<EvalJob>, DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let rows = sqlx::query(
             "SELECT problem_id, body FROM questions \
              WHERE exam_set_id = $1 AND text_only = 1 ORDER BY position",
@@ -59,8 +61,8 @@ impl Db {
         let now = now_rfc3339();
         let run_id: i64 = sqlx::query(
             "INSERT INTO runs (exam_set_id, model, prompt_format, question_limit, max_new_tokens, \
-                               status, total, created_at) \
-             VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7) RETURNING id",
+                               status, total, created_at, priority, created_by) \
+             VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9) RETURNING id",
         )
         .bind(new.exam_set_id)
         .bind(&new.model)
@@ -69,6 +71,8 @@ impl Db {
         .bind(i64::from(new.max_new_tokens))
         .bind(i64::try_from(take).unwrap_or(i64::MAX))
         .bind(&now)
+        .bind(new.priority.as_str())
+        .bind(new.created_by)
         .fetch_one(&mut *tx)
         .await?
         .try_get("id")?;
@@ -107,6 +111,7 @@ impl Db {
             prompt_format: new.prompt_format,
             max_new_tokens: new.max_new_tokens,
             questions,
+            priority: new.priority,
         }))
     }
 
@@ -162,7 +167,7 @@ impl Db {
     async fn jobs_of_unfinished(&self, run_id: Option<i64>) -> Result<Vec<EvalJob>, DbError> {
         let runs = sqlx::query(
             "SELECT j.id AS job_id, r.id AS run_id, r.model, r.prompt_format, r.max_new_tokens, \
-                    r.exam_set_id \
+                    r.exam_set_id, r.priority \
              FROM jobs j JOIN runs r ON r.id = j.run_id \
              WHERE r.status IN ('queued', 'running') AND ($1 < 0 OR r.id = $1) ORDER BY j.id",
         )
@@ -202,6 +207,10 @@ impl Db {
                 prompt_format,
                 max_new_tokens: to_u32(run.try_get("max_new_tokens")?),
                 questions,
+                priority: {
+                    let p: String = run.try_get("priority")?;
+                    Priority::parse(&p).ok_or_else(|| corrupt("runs", "priority", &p))?
+                },
             });
         }
         Ok(jobs)
@@ -215,18 +224,8 @@ impl Db {
         ))
         .fetch_all(&self.pool)
         .await?;
-        let answers = sqlx::query("SELECT run_id, correct, unparsed, points FROM answers")
-            .fetch_all(&self.pool)
-            .await?;
-        let mut tallies: HashMap<i64, Tally> = HashMap::new();
-        for a in answers {
-            add_answer(tallies.entry(a.try_get("run_id")?).or_default(), &a)?;
-        }
         rows.iter()
-            .map(|row| {
-                let id: i64 = row.try_get("id")?;
-                run_from_row(row, tallies.get(&id).copied().unwrap_or_default())
-            })
+            .map(|row| run_from_row(row, stored_tally(row)?))
             .collect()
     }
 
@@ -242,16 +241,7 @@ impl Db {
         else {
             return Ok(None);
         };
-        let answers =
-            sqlx::query("SELECT correct, unparsed, points FROM answers WHERE run_id = $1")
-                .bind(id)
-                .fetch_all(&self.pool)
-                .await?;
-        let mut tally = Tally::default();
-        for a in answers {
-            add_answer(&mut tally, &a)?;
-        }
-        run_from_row(&row, tally).map(Some)
+        run_from_row(&row, stored_tally(&row)?).map(Some)
     }
 
     /// A run and every question it asks, with the answers received so far.
@@ -405,7 +395,9 @@ impl Db {
         let correct = lenient_correct(&question.gold, &record.raw_output, &record.extracted);
         let extracted = serde_json::to_string(&record.extracted)
             .map_err(|e| corrupt("answers", "extracted", e))?;
-        sqlx::query(
+        let unparsed = record.extracted.is_unparsed();
+        let mut tx = self.begin_write().await?;
+        let inserted = sqlx::query(
             "INSERT INTO answers (run_id, problem_id, raw_output, extracted, rules_version, correct, \
                                   unparsed, points, prompt_tokens, generated_tokens, latency_ms, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
@@ -417,15 +409,123 @@ impl Db {
         .bind(extracted)
         .bind(&record.rules_version)
         .bind(flag(correct))
-        .bind(flag(record.extracted.is_unparsed()))
+        .bind(flag(unparsed))
         .bind(i64::from(question.points))
         .bind(i64::from(record.prompt_tokens))
         .bind(i64::from(record.generated_tokens))
         .bind(i64::try_from(record.latency_ms).unwrap_or(i64::MAX))
         .bind(now_rfc3339())
-        .execute(&self.pool)
-        .await?;
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        // Only a new answer counts: a second copy of the event changes nothing.
+        if inserted == 1 {
+            let points = i64::from(question.points);
+            sqlx::query(
+                "UPDATE runs SET tally_answered = tally_answered + 1, \
+                 tally_correct = tally_correct + $2, tally_unparsed = tally_unparsed + $3, \
+                 tally_points = tally_points + $4, tally_points_possible = tally_points_possible + $5 \
+                 WHERE id = $1",
+            )
+            .bind(run_id)
+            .bind(flag(correct))
+            .bind(flag(unparsed))
+            .bind(if correct { points } else { 0 })
+            .bind(points)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(true)
+    }
+
+    /// Cancels a queued or running run, keeping its answers. `Err` with the run's status when it
+    /// is already finished; `Ok(None)` when there is no such run; `Ok(Some(job_id))` done.
+    pub async fn cancel_run(&self, run_id: i64) -> Result<Result<Option<i64>, RunStatus>, DbError> {
+        let now = now_rfc3339();
+        let mut tx = self.begin_write().await?;
+        let changed = sqlx::query(
+            "UPDATE runs SET status = 'cancelled', finished_at = $2 \
+             WHERE id = $1 AND status IN ('queued', 'running')",
+        )
+        .bind(run_id)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let job = sqlx::query("SELECT id FROM jobs WHERE run_id = $1")
+            .bind(run_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if changed == 0 {
+            tx.rollback().await?;
+            return Ok(match job {
+                None => Ok(None),
+                Some(_) => Err(self.status_of(run_id).await?.unwrap_or(RunStatus::Failed)),
+            });
+        }
+        sqlx::query("UPDATE jobs SET status = 'cancelled', updated_at = $2 WHERE run_id = $1")
+            .bind(run_id)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Ok(job.map(|r| r.try_get("id")).transpose()?))
+    }
+
+    /// Puts a failed or cancelled run back in the queue; returns its job with the questions
+    /// still unanswered. `Err` with the status when the run is not failed or cancelled;
+    /// `Ok(None)` when there is no such run.
+    pub async fn retry_run(
+        &self,
+        run_id: i64,
+    ) -> Result<Result<Option<EvalJob>, RunStatus>, DbError> {
+        let now = now_rfc3339();
+        let changed = sqlx::query(
+            "UPDATE runs SET status = 'queued', error = NULL, finished_at = NULL, worker = NULL \
+             WHERE id = $1 AND status IN ('failed', 'cancelled')",
+        )
+        .bind(run_id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            return Ok(match self.status_of(run_id).await? {
+                None => Ok(None),
+                Some(status) => Err(status),
+            });
+        }
+        sqlx::query("UPDATE jobs SET status = 'queued', updated_at = $2 WHERE run_id = $1")
+            .bind(run_id)
+            .bind(&now)
+            .execute(&self.pool)
+            .await?;
+        Ok(Ok(self.unfinished_job(run_id).await?))
+    }
+
+    async fn status_of(&self, run_id: i64) -> Result<Option<RunStatus>, DbError> {
+        let Some(row) = sqlx::query("SELECT status FROM runs WHERE id = $1")
+            .bind(run_id)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let status: String = row.try_get("status")?;
+        RunStatus::parse(&status)
+            .map(Some)
+            .ok_or_else(|| corrupt("runs", "status", &status))
+    }
+
+    /// How many runs `user_id` has waiting in the queue.
+    pub async fn queued_runs_of(&self, user_id: i64) -> Result<i64, DbError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM runs WHERE created_by = $1 AND status = 'queued'",
+        )
+        .bind(user_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get("n")?)
     }
 
     /// The worker finished the job (`error` is `None`) or gave up on it.
@@ -456,14 +556,15 @@ impl Db {
     }
 }
 
-/// Adds a row with `correct`, `unparsed` and `points` columns to a tally.
-fn add_answer(tally: &mut Tally, row: &sqlx::any::AnyRow) -> Result<(), DbError> {
-    tally.add(
-        row.try_get::<i64, _>("correct")? != 0,
-        row.try_get::<i64, _>("unparsed")? != 0,
-        to_u32(row.try_get("points")?),
-    );
-    Ok(())
+/// The tally kept in a run's row (`RUN_COLUMNS`).
+fn stored_tally(row: &sqlx::any::AnyRow) -> Result<Tally, DbError> {
+    Ok(Tally {
+        answered: to_u32(row.try_get("tally_answered")?),
+        correct: to_u32(row.try_get("tally_correct")?),
+        parse_failures: to_u32(row.try_get("tally_unparsed")?),
+        points: to_u32(row.try_get("tally_points")?),
+        points_possible: to_u32(row.try_get("tally_points_possible")?),
+    })
 }
 
 fn run_from_row(row: &sqlx::any::AnyRow, tally: Tally) -> Result<RunSummary, DbError> {
