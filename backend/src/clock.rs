@@ -37,9 +37,46 @@ pub fn format_unix(secs: i64) -> String {
     )
 }
 
+/// Reads back what [`format_unix`] writes (`2026-11-24T00:21:58Z`); `None` for anything else.
+pub fn parse_unix(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    if b.len() != 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[19] != b'Z' {
+        return None;
+    }
+    let num = |range: std::ops::Range<usize>| text.get(range)?.parse::<i64>().ok();
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    // days-from-civil, the inverse of the formula above.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hour * 3600 + minute * 60 + second)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::format_unix;
+    use super::{format_unix, parse_unix};
+
+    #[test]
+    fn timestamps_read_back_as_written() {
+        for secs in [0, 951_782_400, 1_795_479_718, 4_102_444_799] {
+            assert_eq!(parse_unix(&format_unix(secs)), Some(secs), "{secs}");
+        }
+        assert_eq!(parse_unix("2026-11-24 00:21:58"), None);
+        assert_eq!(parse_unix("2026-13-24T00:21:58Z"), None);
+    }
 
     #[test]
     fn known_instants_format_as_rfc3339() {

@@ -1,7 +1,7 @@
 //! The JSON API under `/api`. Handlers are thin: validate, call the database or the queue,
 //! answer with `shared` types.
 //!
-//! Every endpoint is one line of [`ENDPOINTS`]: method, path, who may call it, handler. The same
+//! Every endpoint (the JSON API under `/api`, and `/metrics`) is one line of [`ENDPOINTS`]: method, path, who may call it, handler. The same
 //! line registers the route and feeds the access check ([`crate::auth::authorize`]), so an
 //! endpoint cannot exist without a stated access, and the role-matrix test walks them all.
 
@@ -28,6 +28,8 @@ pub struct AppState {
     pub principals: PrincipalCache,
     /// The leaderboard's last JSON body.
     pub leaderboard: Arc<ResponseCache>,
+    /// Request counts and durations for `/metrics`.
+    pub metrics: crate::metrics::HttpMetrics,
     /// Mark the session cookie `Secure` even when the request did not arrive over TLS (a TLS
     /// proxy that does not say so).
     pub secure_cookies: bool,
@@ -70,7 +72,7 @@ impl ResponseCache {
 pub struct Endpoint {
     /// Lower case: `get`, `post`, `patch`, `delete`.
     pub method: &'static str,
-    /// The full pattern, as actix matches it: `/api/runs/{id}`.
+    /// The full pattern, as actix matches it: `/api/runs/{id}`, `/metrics`.
     pub path: &'static str,
     pub access: Access,
 }
@@ -80,52 +82,52 @@ macro_rules! endpoints {
         /// Every endpoint of the API, with who may call it.
         pub const ENDPOINTS: &[Endpoint] = &[$(Endpoint {
             method: stringify!($method),
-            path: concat!("/api", $path),
+            path: $path,
             access: Access::$access,
         },)*];
 
-        fn register(scope: actix_web::Scope) -> actix_web::Scope {
-            scope $(.route($path, web::$method().to($handler)))*
+        fn register(cfg: &mut web::ServiceConfig) {
+            $(cfg.route($path, web::$method().to($handler));)*
         }
     };
 }
 
 endpoints! {
-    get "/health" Public => health;
-    post "/auth/login" Public => accounts::login;
-    post "/auth/logout" Member => accounts::logout;
-    get "/auth/me" Member => accounts::me;
-    get "/tokens" Member => accounts::tokens;
-    post "/tokens" Member => accounts::create_token;
-    delete "/tokens/{id}" Member => accounts::revoke_token;
-    get "/users" Admin => accounts::users;
-    get "/workers" Admin => workers;
-    post "/users" Admin => accounts::add_user;
-    patch "/users/{id}" Admin => accounts::update_user;
-    get "/leaderboard" Researcher => leaderboard;
-    get "/leaderboard/export" Researcher => leaderboard_export;
-    get "/exam-sets" Researcher => exam_sets;
-    post "/exam-sets" Researcher => upload_exam_set;
-    post "/runs" Researcher => create_run;
-    get "/runs/{id}" Researcher => run_detail;
-    post "/runs/{id}/cancel" Researcher => cancel_run;
-    post "/runs/{id}/retry" Researcher => retry_run;
-    get "/runs/{id}/score" Researcher => run_score;
-    get "/runs/{id}/export" Researcher => run_export;
+    get "/api/health" Public => health;
+    post "/api/auth/login" Public => accounts::login;
+    post "/api/auth/logout" Member => accounts::logout;
+    get "/api/auth/me" Member => accounts::me;
+    get "/api/tokens" Member => accounts::tokens;
+    post "/api/tokens" Member => accounts::create_token;
+    delete "/api/tokens/{id}" Member => accounts::revoke_token;
+    get "/api/users" Admin => accounts::users;
+    get "/api/workers" Admin => workers;
+    get "/metrics" Admin => crate::metrics::metrics;
+    post "/api/users" Admin => accounts::add_user;
+    patch "/api/users/{id}" Admin => accounts::update_user;
+    get "/api/leaderboard" Researcher => leaderboard;
+    get "/api/leaderboard/export" Researcher => leaderboard_export;
+    get "/api/exam-sets" Researcher => exam_sets;
+    post "/api/exam-sets" Researcher => upload_exam_set;
+    post "/api/runs" Researcher => create_run;
+    get "/api/runs/{id}" Researcher => run_detail;
+    post "/api/runs/{id}/cancel" Researcher => cancel_run;
+    post "/api/runs/{id}/retry" Researcher => retry_run;
+    get "/api/runs/{id}/score" Researcher => run_score;
+    get "/api/runs/{id}/export" Researcher => run_export;
 }
 
 /// Default and largest number of new tokens a run may ask for.
 const DEFAULT_MAX_NEW_TOKENS: u32 = 32;
 const MAX_MAX_NEW_TOKENS: u32 = 1024;
 
+/// Registers every endpoint, then a JSON 404 for any other `/api` path. The access check
+/// ([`crate::auth::authorize`]) and the request metrics wrap the whole app (`startup`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        register(web::scope("/api"))
-            .wrap(actix_web::middleware::from_fn(crate::auth::authorize))
-            .default_service(web::to(|| async {
-                Err::<HttpResponse, _>(ApiError::NotFound("no such API endpoint".to_owned()))
-            })),
-    );
+    register(cfg);
+    cfg.service(web::scope("/api").default_service(web::to(|| async {
+        Err::<HttpResponse, _>(ApiError::NotFound("no such API endpoint".to_owned()))
+    })));
 }
 
 async fn health() -> HttpResponse {

@@ -99,6 +99,7 @@ impl Application {
             queue,
             limiter: crate::auth::LoginLimiter::default(),
             principals: crate::auth::PrincipalCache::default(),
+            metrics: crate::metrics::HttpMetrics::default(),
             leaderboard,
             secure_cookies: settings.secure_cookies,
             max_upload_bytes: settings.max_upload_bytes,
@@ -137,6 +138,10 @@ impl Application {
                         .app_data(web::QueryConfig::default().error_handler(|e, _| {
                             ApiError::BadRequest(format!("invalid query: {e}")).into()
                         }))
+                        // Outermost last: compression, then metrics (timing everything, refusals
+                        // included), then the access check in front of every endpoint.
+                        .wrap(actix_web::middleware::from_fn(crate::auth::authorize))
+                        .wrap(actix_web::middleware::from_fn(crate::metrics::record))
                         .wrap(actix_web::middleware::Compress::default())
                         .configure(routes::configure);
                 match &static_dir {

@@ -7,6 +7,12 @@ use kokushi_backend::Settings;
 use kokushi_shared::api::{ApiErrorBody, ErrorCode, ExamSetSummary, RunStatus};
 use kokushi_tests::{TestApp, fixture_model_store, fresh_postgres_url, sqlite_url};
 
+async fn get_plain(app: &TestApp, path: &str) -> String {
+    let res = app.client.get(app.url(path)).send().await.expect("request");
+    assert_eq!(res.status(), 200, "{path}");
+    res.text().await.expect("text")
+}
+
 async fn evaluation_runs_end_to_end(database_url: String) {
     // Arrange
     let store = fixture_model_store().expect("fixture model");
@@ -147,6 +153,19 @@ async fn evaluation_runs_end_to_end(database_url: String) {
         .await
         .expect("request");
     assert_eq!(res.status(), 400);
+    // Prometheus metrics (admin): requests by route pattern, runs by status, workers.
+    let metrics = get_plain(&app, "/metrics").await;
+    for expected in [
+        "kokushi_http_requests_total{method=\"GET\",route=\"/api/leaderboard\",status=\"200\"}",
+        "kokushi_http_requests_total{method=\"GET\",route=\"/api/runs/{id}/score\",status=\"400\"} 1",
+        "kokushi_http_request_duration_seconds_bucket{method=\"GET\",route=\"/api/runs/{id}\",le=\"+Inf\"}",
+        "kokushi_runs{status=\"succeeded\"} 1",
+        "kokushi_queue_depth 0",
+        "kokushi_run_duration_seconds_count 1",
+        "kokushi_workers 1",
+    ] {
+        assert!(metrics.contains(expected), "{expected} in\n{metrics}");
+    }
     // The JSON lines are a predictions file: `kokushi score` reads them and agrees.
     if let Some(bin) = kokushi_tests::service("KOKUSHI_BIN") {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -517,6 +517,40 @@ impl Db {
             .ok_or_else(|| corrupt("runs", "status", &status))
     }
 
+    /// How many runs there are in each status.
+    pub async fn run_counts(&self) -> Result<std::collections::BTreeMap<String, i64>, DbError> {
+        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM runs GROUP BY status")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("status")?, r.try_get("n")?)))
+            .collect()
+    }
+
+    /// Seconds from creation to the end of the last `limit` finished runs.
+    pub async fn recent_run_durations(&self, limit: i64) -> Result<Vec<f64>, DbError> {
+        let rows = sqlx::query(
+            "SELECT created_at, finished_at FROM runs WHERE finished_at IS NOT NULL \
+             ORDER BY id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let created: String = r.try_get("created_at")?;
+            let finished: String = r.try_get("finished_at")?;
+            if let (Some(a), Some(b)) = (
+                crate::clock::parse_unix(&created),
+                crate::clock::parse_unix(&finished),
+            ) {
+                #[allow(clippy::cast_precision_loss)]
+                out.push((b - a).max(0) as f64);
+            }
+        }
+        Ok(out)
+    }
+
     /// How many runs `user_id` has waiting in the queue.
     pub async fn queued_runs_of(&self, user_id: i64) -> Result<i64, DbError> {
         let row = sqlx::query(
