@@ -14,6 +14,7 @@ pub mod error;
 pub mod export;
 pub mod import;
 pub mod ingest;
+pub mod live;
 pub mod metrics;
 pub mod routes;
 pub mod scoring;

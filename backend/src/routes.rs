@@ -115,6 +115,7 @@ endpoints! {
     post "/api/runs/{id}/retry" Researcher => retry_run;
     get "/api/runs/{id}/score" Researcher => run_score;
     get "/api/runs/{id}/export" Researcher => run_export;
+    get "/api/runs/{id}/events" Researcher => crate::live::run_events;
 }
 
 /// Default and largest number of new tokens a run may ask for.

@@ -488,3 +488,88 @@ async fn the_stored_tally_counts_each_answer_once_on_postgres() {
     };
     the_stored_tally_counts_each_answer_once(url).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_progress_streams_as_server_sent_events_until_the_run_ends() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = fixture_model_store().expect("fixture model");
+    let app = TestApp::spawn(Settings::embedded(sqlite_url(dir.path()), store.path()))
+        .await
+        .expect("server starts");
+    // Twenty questions with long answers: the run takes a few seconds.
+    let mini = std::fs::read_to_string(kokushi_tests::mini_exam_path()).expect("fixture");
+    let template: serde_json::Value =
+        serde_json::from_str(mini.lines().next().expect("a line")).expect("json");
+    let mut exam = String::new();
+    for i in 1..=20 {
+        let mut q = template.clone();
+        q["problem_id"] = format!("905A{i}").into();
+        exam.push_str(&q.to_string());
+        exam.push('\n');
+    }
+    let set: kokushi_shared::api::ImportReport = app
+        .upload("sse", "sse.jsonl", exam.into_bytes())
+        .await
+        .expect("upload")
+        .json()
+        .await
+        .expect("report");
+    let run: kokushi_shared::api::RunSummary = app
+        .client
+        .post(app.url("/api/runs"))
+        .json(&serde_json::json!({
+            "exam_set_id": set.exam_set.id, "model": kokushi_tests::FIXTURE_MODEL,
+            "prompt_format": "chatml_ja_v1", "limit": 20, "max_new_tokens": 256,
+        }))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("run");
+
+    let mut res = app
+        .client
+        .get(app.url(&format!("/api/runs/{}/events", run.id)))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("text/event-stream")
+    );
+    let mut text = String::new();
+    let read = tokio::time::timeout(Duration::from_secs(180), async {
+        while let Some(chunk) = res.chunk().await.expect("chunk") {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the stream ends with the run: {text}");
+    let events: Vec<kokushi_shared::api::RunSummary> = text
+        .split("\n\n")
+        .filter_map(|block| block.strip_prefix("event: run\ndata: "))
+        .map(|data| serde_json::from_str(data).expect("a run summary"))
+        .collect();
+    assert!(events.len() >= 2, "progress, then the end: {text}");
+    assert!(
+        events
+            .windows(2)
+            .all(|w| w[0].tally.answered <= w[1].tally.answered),
+        "answers only go up"
+    );
+    let last = events.last().expect("an event");
+    assert_eq!(last.status, RunStatus::Succeeded);
+    assert_eq!(last.tally.answered, 20);
+    let missing = app
+        .client
+        .get(app.url("/api/runs/99999/events"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(missing.status(), 404);
+    app.stop().await.expect("clean stop");
+}

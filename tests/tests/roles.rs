@@ -42,6 +42,7 @@ fn allowed(method: &str, path: &str, who: Who) -> bool {
         ("get", "/api/leaderboard")
         | ("get", "/api/leaderboard/export")
         | ("get", "/api/runs/{id}/export")
+        | ("get", "/api/runs/{id}/events")
         | ("get", "/api/exam-sets")
         | ("post", "/api/exam-sets")
         | ("post", "/api/runs")
