@@ -86,6 +86,12 @@ pub struct ExamSetSummary {
     pub question_count: u32,
     pub text_only_count: u32,
     pub content_hash: String,
+    /// 1 for the first content uploaded under this name, 2 for the next different content, …
+    /// (identical content is recognised and keeps its version).
+    #[serde(default)]
+    pub version: u32,
+    #[serde(default)]
+    pub created_at: String,
 }
 
 /// `POST /api/runs`.

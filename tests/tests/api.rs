@@ -334,6 +334,34 @@ async fn uploading_the_same_content_twice_is_recognised() {
     let second = app.upload_mini_exam().await.expect("upload");
     assert_eq!(first.id, second.id);
     assert_eq!(first.content_hash, second.content_hash);
+    assert_eq!((first.version, second.version), (1, 1));
+    // Changed content under the same name is the next version, kept beside the first.
+    let mut changed = std::fs::read_to_string(kokushi_tests::mini_exam_path()).expect("fixture");
+    changed = changed.replacen("成人の安静時", "成人の安静時（改訂）", 1);
+    let res = app
+        .upload("mini", "mini-exam.jsonl", changed.into_bytes())
+        .await
+        .expect("upload");
+    assert_eq!(res.status(), 201);
+    let third: kokushi_shared::api::ImportReport = res.json().await.expect("report");
+    assert_eq!(third.exam_set.version, 2);
+    assert_ne!(third.exam_set.content_hash, first.content_hash);
+    let listed: Vec<ExamSetSummary> = app
+        .client
+        .get(app.url("/api/exam-sets"))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    let versions: Vec<(u32, i64)> = listed
+        .iter()
+        .filter(|e| e.name == "mini")
+        .map(|e| (e.version, e.id))
+        .collect();
+    assert_eq!(versions, [(2, third.exam_set.id), (1, first.id)]);
+    assert!(listed.iter().all(|e| e.created_at.ends_with('Z')));
     app.stop().await.expect("clean stop");
 }
 

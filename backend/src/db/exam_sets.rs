@@ -9,9 +9,10 @@ use super::{Db, DbError, corrupt, flag, to_u32};
 use crate::clock::now_rfc3339;
 
 /// An exam set with its question counts; read by [`summary_from_row`].
-const SUMMARY_SELECT: &str = "SELECT e.id, e.name, e.content_hash, \
+const SUMMARY_SELECT: &str = "SELECT e.id, e.name, e.content_hash, e.created_at, \
      (SELECT COUNT(*) FROM questions q WHERE q.exam_set_id = e.id) AS n, \
-     (SELECT COUNT(*) FROM questions q WHERE q.exam_set_id = e.id AND q.text_only = 1) AS t \
+     (SELECT COUNT(*) FROM questions q WHERE q.exam_set_id = e.id AND q.text_only = 1) AS t, \
+     (SELECT COUNT(*) FROM exam_sets v WHERE v.name = e.name AND v.id <= e.id) AS version \
      FROM exam_sets e";
 
 /// SHA-256 of the questions' canonical JSON: identical content has the same hash whatever
@@ -125,6 +126,8 @@ fn summary_from_row(row: &sqlx::any::AnyRow) -> Result<ExamSetSummary, DbError> 
         content_hash: row.try_get("content_hash")?,
         question_count: to_u32(row.try_get("n")?),
         text_only_count: to_u32(row.try_get("t")?),
+        version: to_u32(row.try_get("version")?),
+        created_at: row.try_get("created_at")?,
     })
 }
 
