@@ -32,13 +32,17 @@ pub async fn create_user(
     let mut roles = roles.to_vec();
     roles.sort();
     roles.dedup();
-    let password = password.to_owned();
-    let hash = web::block(move || auth::hash_password(&password))
-        .await
-        .map_err(|e| ApiError::Internal(format!("hashing stopped: {e}")))??;
+    let hash = hash_off_thread(password.to_owned()).await?;
     db.create_user(username, &hash, &roles)
         .await?
         .ok_or_else(|| ApiError::Conflict(format!("the user name {username:?} is taken")))
+}
+
+/// [`auth::hash_password`] on a blocking thread: argon2id takes tens of milliseconds by design.
+async fn hash_off_thread(password: String) -> Result<String, ApiError> {
+    web::block(move || auth::hash_password(&password))
+        .await
+        .map_err(|e| ApiError::Internal(format!("hashing stopped: {e}")))?
 }
 
 /// `POST /api/auth/login {username, password}`: sets the session cookie and answers with
@@ -220,11 +224,7 @@ pub async fn update_user(
     let hash = match password {
         Some(password) => {
             check_password(&password)?;
-            Some(
-                web::block(move || auth::hash_password(&password))
-                    .await
-                    .map_err(|e| ApiError::Internal(format!("hashing stopped: {e}")))??,
-            )
+            Some(hash_off_thread(password).await?)
         }
         None => None,
     };

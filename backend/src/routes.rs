@@ -369,9 +369,7 @@ async fn run_detail(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id: i64 = path
-        .parse()
-        .map_err(|_| ApiError::BadRequest(format!("run id {:?} is not a number", path.as_str())))?;
+    let id = crate::accounts::parse_id("run", &path)?;
     let detail = state
         .db
         .run_detail(id)
@@ -518,9 +516,7 @@ async fn run_score(
     path: web::Path<String>,
     query: web::Query<ScoreQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let id: i64 = path
-        .parse()
-        .map_err(|_| ApiError::BadRequest(format!("run id {:?} is not a number", path.as_str())))?;
+    let id = crate::accounts::parse_id("run", &path)?;
     let mut options = kokushi_shared::score::ScoreOptions::default();
     if let Some(mode) = query.mode.as_deref() {
         options.mode = kokushi_shared::score::LetterMode::from_id(mode).ok_or_else(|| {

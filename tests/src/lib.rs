@@ -55,6 +55,25 @@ pub fn mini_exam_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/mini-exam.jsonl")
 }
 
+/// An exam of `n` text-only questions `{block}1` … `{block}n` (e.g. block `902A`), each the
+/// fixture exam's first question under a new id: runs long enough to act on while they go.
+pub fn long_exam(block: &str, n: usize) -> Vec<u8> {
+    let mini = std::fs::read_to_string(mini_exam_path()).unwrap_or_default();
+    let template: serde_json::Value = mini
+        .lines()
+        .next()
+        .and_then(|line| serde_json::from_str(line).ok())
+        .unwrap_or_default();
+    let mut out = String::new();
+    for i in 1..=n {
+        let mut q = template.clone();
+        q["problem_id"] = format!("{block}{i}").into();
+        out.push_str(&q.to_string());
+        out.push('\n');
+    }
+    out.into_bytes()
+}
+
 /// A fresh SQLite database file in `dir`.
 pub fn sqlite_url(dir: &Path) -> String {
     format!("sqlite://{}", dir.join("kokushi.sqlite").display())

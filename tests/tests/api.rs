@@ -525,18 +525,8 @@ async fn run_progress_streams_as_server_sent_events_until_the_run_ends() {
         .await
         .expect("server starts");
     // Twenty questions with long answers: the run takes a few seconds.
-    let mini = std::fs::read_to_string(kokushi_tests::mini_exam_path()).expect("fixture");
-    let template: serde_json::Value =
-        serde_json::from_str(mini.lines().next().expect("a line")).expect("json");
-    let mut exam = String::new();
-    for i in 1..=20 {
-        let mut q = template.clone();
-        q["problem_id"] = format!("905A{i}").into();
-        exam.push_str(&q.to_string());
-        exam.push('\n');
-    }
     let set: kokushi_shared::api::ImportReport = app
-        .upload("sse", "sse.jsonl", exam.into_bytes())
+        .upload("sse", "sse.jsonl", kokushi_tests::long_exam("905A", 20))
         .await
         .expect("upload")
         .json()

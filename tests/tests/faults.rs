@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use kokushi_backend::Settings;
 use kokushi_shared::api::{ExamSetSummary, ImportReport, RunDetail, RunStatus, RunSummary};
 use kokushi_tests::{
-    FIXTURE_MODEL, KillOnDrop, TestApp, fixture_model_store, mini_exam_path, service, sqlite_url,
+    FIXTURE_MODEL, KillOnDrop, TestApp, fixture_model_store, long_exam, mini_exam_path, service,
+    sqlite_url,
 };
 
 /// One fault test at a time: the FLUSHALL would pull the floor from under the others.
@@ -23,23 +24,6 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// Seconds a job may go without a heartbeat before another worker takes it over (short, so the
 /// tests do not wait a minute).
 const VISIBILITY_SECS: &str = "2";
-
-/// An exam of `n` text-only questions in IgakuQA format.
-fn long_exam(n: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    for i in 1..=n {
-        let line = serde_json::json!({
-            "problem_id": format!("902A{i}"),
-            "problem_text": format!("第{i}問。成人の安静時の正常な呼吸数（回/分）に最も近いのはどれか。"),
-            "choices": ["4", "8", "16", "32", "48"],
-            "text_only": true,
-            "answer": ["c"],
-            "points": "1",
-        });
-        let _ = writeln!(out, "{line}");
-    }
-    out
-}
 
 /// A client of a server at `base` acting with an API token.
 struct Api {
@@ -216,7 +200,7 @@ async fn fault_a_worker_killed_halfway_is_replaced_and_each_question_is_answered
         .await
         .expect("server starts");
     let api = Api::of(&app);
-    let exam = api.upload("long", long_exam(N)).await;
+    let exam = api.upload("long", long_exam("902A", N)).await;
     let mut first = spawn_worker(Path::new(&bin), &redis, &prefix, "worker-a", store.path());
 
     // Act: kill the first worker a few answers in, then start another.
@@ -404,7 +388,7 @@ async fn fault_a_server_killed_while_a_worker_streams_loses_no_event() {
     let mut server = spawn_server(&bin, &db, &redis, &prefix, port);
     wait_healthy(&base).await;
     let api = Api::new(base.clone(), &token);
-    let exam = api.upload("long", long_exam(N)).await;
+    let exam = api.upload("long", long_exam("902A", N)).await;
     let _worker = spawn_worker(&bin, &redis, &prefix, "worker-d", store.path());
 
     // Act: kill the server while answers stream in; the worker goes on; a new server starts.

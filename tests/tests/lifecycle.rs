@@ -10,9 +10,7 @@ use std::time::{Duration, Instant};
 use kokushi_backend::Settings;
 use kokushi_queue::RedisQueue;
 use kokushi_shared::api::{RunDetail, RunStatus, RunSummary};
-use kokushi_tests::{
-    FIXTURE_MODEL, TestApp, fixture_model_store, mini_exam_path, service, sqlite_url,
-};
+use kokushi_tests::{FIXTURE_MODEL, TestApp, fixture_model_store, service, sqlite_url};
 use kokushi_worker::{Worker, WorkerConfig};
 use reqwest::StatusCode;
 
@@ -174,18 +172,8 @@ async fn a_run_cancelled_while_running_keeps_its_answers_and_a_retry_finishes_it
     settings.embedded_worker = false;
     let app = TestApp::spawn(settings).await.expect("server starts");
     // Forty questions with long answers, so that the run is still going when cancelled.
-    let mut exam = String::new();
-    let mini = std::fs::read_to_string(mini_exam_path()).expect("fixture");
-    let template: serde_json::Value =
-        serde_json::from_str(mini.lines().next().expect("a line")).expect("json");
-    for i in 1..=40 {
-        let mut q = template.clone();
-        q["problem_id"] = format!("904A{i}").into();
-        exam.push_str(&q.to_string());
-        exam.push('\n');
-    }
     let res = app
-        .upload("long", "long.jsonl", exam.into_bytes())
+        .upload("long", "long.jsonl", kokushi_tests::long_exam("904A", 40))
         .await
         .expect("upload");
     let set: kokushi_shared::api::ImportReport = res.json().await.expect("report");
