@@ -37,6 +37,8 @@ pub struct AppState {
     pub max_upload_bytes: usize,
     /// Runs one account may have waiting in the queue at once.
     pub max_queued_per_user: i64,
+    /// The folder models and adapters are listed from (`GET /api/models`).
+    pub model_store: std::path::PathBuf,
 }
 
 /// One response body kept for a moment: the leaderboard is read by every open page every few
@@ -107,6 +109,7 @@ endpoints! {
     patch "/api/users/{id}" Admin => accounts::update_user;
     get "/api/leaderboard" Researcher => leaderboard;
     get "/api/leaderboard/export" Researcher => leaderboard_export;
+    get "/api/models" Researcher => models;
     get "/api/exam-sets" Researcher => exam_sets;
     post "/api/exam-sets" Researcher => upload_exam_set;
     post "/api/runs" Researcher => create_run;
@@ -157,6 +160,18 @@ async fn leaderboard(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
 /// run and job, last report.
 async fn workers(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(state.queue.workers().await?))
+}
+
+/// `GET /api/models`: the model store's models and adapters, read from their headers (format,
+/// architecture, quantization, size; an adapter's rank and base), each with whether a run can
+/// use it or why not.
+async fn models(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let store = state.model_store.clone();
+    let entries = web::block(move || kokushi_worker::list_store(&store))
+        .await
+        .map_err(|e| ApiError::Internal(format!("listing the model store stopped: {e}")))?
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(HttpResponse::Ok().json(entries))
 }
 
 async fn exam_sets(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

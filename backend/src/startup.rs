@@ -104,6 +104,7 @@ impl Application {
             secure_cookies: settings.secure_cookies,
             max_upload_bytes: settings.max_upload_bytes,
             max_queued_per_user: settings.max_queued_per_user,
+            model_store: settings.model_store.clone(),
         });
         if db.user_count().await? == 0 {
             tracing::warn!(

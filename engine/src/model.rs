@@ -212,7 +212,10 @@ impl Model {
 
 /// Names the file's quantization: llama.cpp's `general.file_type` when known (it tells Q4_K_M
 /// from Q4_K_S), otherwise the storage type holding most weight-matrix elements.
-fn quantization_name(md: Metadata<'_>, content: &Content) -> Result<String, EngineError> {
+pub(crate) fn quantization_name(
+    md: Metadata<'_>,
+    content: &Content,
+) -> Result<String, EngineError> {
     if let Some(name) = md.opt_usize("general.file_type")?.and_then(file_type_name) {
         return Ok(name.to_owned());
     }

@@ -281,3 +281,28 @@ pub struct WorkerInfo {
     /// Seconds since the Unix epoch when it started.
     pub started_unix: i64,
 }
+
+/// One entry of the model store (`GET /api/models`): a model file or folder, or a LoRA
+/// adapter, described from its headers without loading it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoreEntry {
+    /// The entry's name inside the store: what a run's `model` (or `adapter`) names.
+    pub name: String,
+    /// `gguf`, `safetensors` (a Hugging Face model folder), `peft-lora` (an adapter), or
+    /// `unknown` when it could not be read (see `problem`).
+    pub format: String,
+    pub architecture: Option<String>,
+    pub quantization: Option<String>,
+    pub parameters: Option<u64>,
+    pub size_bytes: u64,
+    /// Whether a run can use it now.
+    pub runnable: bool,
+    /// An adapter's base model as its files name it.
+    pub base_model: Option<String>,
+    /// The store entry that base model is, when it is in the store.
+    pub base_entry: Option<String>,
+    pub rank: Option<u64>,
+    pub alpha: Option<f64>,
+    /// Why the entry cannot be used: unreadable, not a model, or a link out of the store.
+    pub problem: Option<String>,
+}

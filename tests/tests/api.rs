@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use kokushi_backend::Settings;
-use kokushi_shared::api::{ApiErrorBody, ErrorCode, ExamSetSummary, RunStatus};
-use kokushi_tests::{TestApp, fixture_model_store, fresh_postgres_url, sqlite_url};
+use kokushi_shared::api::{ApiErrorBody, ErrorCode, ExamSetSummary, RunStatus, StoreEntry};
+use kokushi_tests::{FIXTURE_MODEL, TestApp, fixture_model_store, fresh_postgres_url, sqlite_url};
 
 async fn get_plain(app: &TestApp, path: &str) -> String {
     let res = app.client.get(app.url(path)).send().await.expect("request");
@@ -293,6 +293,47 @@ async fn a_run_of_a_model_missing_from_the_store_fails_with_a_reason() {
     assert_eq!(detail.run.status, RunStatus::Failed);
     let error = detail.run.error.unwrap_or_default();
     assert!(error.contains("tiny-llama.gguf"), "{error}");
+    app.stop().await.expect("clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_model_registry_lists_the_store_with_what_each_entry_is() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = fixture_model_store().expect("store");
+    let adapter = store.path().join("tiny-lora");
+    std::fs::create_dir(&adapter).expect("mkdir");
+    std::fs::write(
+        adapter.join("adapter_config.json"),
+        format!(r#"{{"r": 4, "lora_alpha": 8, "base_model_name_or_path": "{FIXTURE_MODEL}"}}"#),
+    )
+    .expect("write");
+    std::fs::write(store.path().join("README.txt"), "not a model").expect("write");
+    let app = TestApp::spawn(Settings::embedded(sqlite_url(dir.path()), store.path()))
+        .await
+        .expect("server starts");
+
+    let res = app
+        .client
+        .get(app.url("/api/models"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 200);
+    let entries: Vec<StoreEntry> = res.json().await.expect("entries");
+    let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["README.txt", FIXTURE_MODEL, "tiny-lora"]);
+    let model = &entries[1];
+    assert_eq!(model.format, "gguf");
+    assert_eq!(model.architecture.as_deref(), Some("llama"));
+    assert!(model.runnable && model.problem.is_none(), "{model:?}");
+    let lora = &entries[2];
+    assert_eq!(lora.format, "peft-lora");
+    assert_eq!(lora.base_entry.as_deref(), Some(FIXTURE_MODEL));
+    assert!(
+        !lora.runnable,
+        "an adapter without weights cannot run: {lora:?}"
+    );
+    assert!(entries[0].problem.is_some());
     app.stop().await.expect("clean stop");
 }
 

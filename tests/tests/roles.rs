@@ -44,6 +44,7 @@ fn allowed(method: &str, path: &str, who: Who) -> bool {
         | ("get", "/api/runs/{id}/export")
         | ("get", "/api/runs/{id}/events")
         | ("get", "/api/exam-sets")
+        | ("get", "/api/models")
         | ("post", "/api/exam-sets")
         | ("post", "/api/runs")
         | ("get", "/api/runs/{id}")

@@ -23,7 +23,7 @@ use kokushi_shared::extract::{RULES_VERSION, extract};
 use kokushi_shared::job::{AnswerRecord, EvalJob, WorkerEvent};
 
 pub use engine_thread::EngineThread;
-pub use model_store::{ModelStoreError, resolve_model};
+pub use model_store::{ModelStoreError, list_store, resolve_model};
 
 /// Errors that stop the worker loop itself (a failing job is reported as an event instead).
 #[derive(Debug, thiserror::Error)]
