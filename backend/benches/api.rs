@@ -57,6 +57,7 @@ async fn populate(url: &str) -> Result<String> {
         db.create_run(&NewRun {
             exam_set_id: set.id,
             model: format!("model-{i}.gguf"),
+            adapter: None,
             prompt_format: PromptFormat::ChatmlJa,
             limit: None,
             max_new_tokens: 32,

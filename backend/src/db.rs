@@ -8,6 +8,7 @@
 pub mod accounts;
 mod exam_sets;
 pub mod runs;
+pub mod tunings;
 
 use sqlx::AnyPool;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
@@ -123,7 +124,11 @@ impl Db {
     }
 }
 
-fn corrupt(table: &'static str, column: &'static str, e: impl std::fmt::Display) -> DbError {
+pub(crate) fn corrupt(
+    table: &'static str,
+    column: &'static str,
+    e: impl std::fmt::Display,
+) -> DbError {
     DbError::Corrupt {
         table,
         column,

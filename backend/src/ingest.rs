@@ -49,14 +49,95 @@ pub async fn apply(db: &Db, queue: &dyn JobQueue, event: &WorkerEvent) -> Result
                     missing = job.questions.len(),
                     "the worker finished but answers are missing (lost events); publishing them again"
                 );
-                queue.publish_job(&job).await?;
+                queue.publish_job(&job.into()).await?;
             }
             Ok(())
         }
         WorkerEvent::Failed { run_id, error, .. } => {
             Ok(db.finish_run(*run_id, Some(error)).await?)
         }
+        WorkerEvent::TuneStarted {
+            tuning_id,
+            worker,
+            model_info,
+            ..
+        } => Ok(db
+            .mark_tuning_running(*tuning_id, worker, model_info)
+            .await?),
+        WorkerEvent::TunePoint {
+            tuning_id, point, ..
+        } => Ok(db.record_tune_point(*tuning_id, point).await?),
+        WorkerEvent::TuneFinished {
+            tuning_id,
+            train_examples,
+            validation_examples,
+            too_long,
+            final_validation_loss,
+            ..
+        } => {
+            let chain = db
+                .finish_tuning(
+                    *tuning_id,
+                    [*train_examples, *validation_examples, *too_long],
+                    *final_validation_loss,
+                )
+                .await?;
+            if let Some(chain) = chain {
+                chain_evaluations(db, queue, &chain).await?;
+            }
+            Ok(())
+        }
+        WorkerEvent::TuneFailed {
+            tuning_id, error, ..
+        } => Ok(db.fail_tuning(*tuning_id, error).await?),
     }
+}
+
+/// Queues the evaluations a finished tuning asked for: the base model, then the base model
+/// with the new adapter, on the same exam set, prompt format and limit.
+async fn chain_evaluations(
+    db: &Db,
+    queue: &dyn JobQueue,
+    chain: &crate::db::tunings::Chain,
+) -> Result<(), IngestError> {
+    let Some(prompt_format) = kokushi_shared::prompt::PromptFormat::from_id(&chain.prompt_format)
+    else {
+        tracing::error!(tuning_id = chain.tuning_id, format = %chain.prompt_format, "unknown prompt format; no evaluations chained");
+        return Ok(());
+    };
+    let mut ids = Vec::with_capacity(2);
+    for adapter in [None, Some(chain.adapter.clone())] {
+        let new = crate::db::runs::NewRun {
+            exam_set_id: chain.exam_set_id,
+            model: chain.base_model.clone(),
+            adapter,
+            prompt_format,
+            limit: chain.limit,
+            max_new_tokens: chain
+                .max_new_tokens
+                .unwrap_or(crate::routes::DEFAULT_MAX_NEW_TOKENS),
+            priority: chain.priority,
+            created_by: chain.created_by,
+        };
+        let Some(job) = db.create_run(&new).await? else {
+            tracing::error!(
+                tuning_id = chain.tuning_id,
+                exam_set_id = chain.exam_set_id,
+                "the exam set to evaluate on is gone; no evaluations chained"
+            );
+            return Ok(());
+        };
+        ids.push(job.run_id);
+        queue.publish_job(&job.into()).await?;
+    }
+    db.set_chained_runs(chain.tuning_id, ids[0], ids[1]).await?;
+    tracing::info!(
+        tuning_id = chain.tuning_id,
+        base_run_id = ids[0],
+        tuned_run_id = ids[1],
+        "evaluations of the base and the tuned model queued"
+    );
+    Ok(())
 }
 
 /// Publishes every unfinished job again if the queue lost its messages.
@@ -64,7 +145,15 @@ pub async fn reconcile(db: &Db, queue: &dyn JobQueue) -> Result<usize, IngestErr
     if !queue.lost_messages().await? {
         return Ok(0);
     }
-    let jobs = db.unfinished_jobs().await?;
+    let mut jobs: Vec<kokushi_shared::job::Job> = db
+        .unfinished_jobs()
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    for row in db.unfinished_tunings().await? {
+        jobs.push(crate::tuning::job_of(db, &row).await?);
+    }
     for job in &jobs {
         queue.publish_job(job).await?;
     }
@@ -113,7 +202,7 @@ pub async fn run(
                 Ok(()) => done.push(delivery.receipt),
                 Err(e) => {
                     // Left unacknowledged: the event stays pending on the stream.
-                    tracing::error!(error = %e, run_id = delivery.item.run_id(), "storing a worker event failed");
+                    tracing::error!(error = %e, job_id = delivery.item.job_id(), "storing a worker event failed");
                 }
             }
         }

@@ -20,6 +20,7 @@ pub mod routes;
 pub mod scoring;
 pub mod settings;
 pub mod startup;
+pub mod tuning;
 
 pub use settings::Settings;
 pub use startup::Application;

@@ -720,6 +720,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let new = NewRun {
         exam_set_id: set.id,
         model: args.model.clone(),
+        adapter: None,
         prompt_format,
         limit: Some(args.limit),
         max_new_tokens: 32,

@@ -119,11 +119,15 @@ endpoints! {
     get "/api/runs/{id}/score" Researcher => run_score;
     get "/api/runs/{id}/export" Researcher => run_export;
     get "/api/runs/{id}/events" Researcher => crate::live::run_events;
+    get "/api/tunings" Researcher => crate::tuning::tunings;
+    post "/api/tunings" Researcher => crate::tuning::create_tuning;
+    get "/api/tunings/{id}" Researcher => crate::tuning::tuning_detail;
+    post "/api/tunings/{id}/cancel" Researcher => crate::tuning::cancel_tuning;
 }
 
 /// Default and largest number of new tokens a run may ask for.
-const DEFAULT_MAX_NEW_TOKENS: u32 = 32;
-const MAX_MAX_NEW_TOKENS: u32 = 1024;
+pub(crate) const DEFAULT_MAX_NEW_TOKENS: u32 = 32;
+pub(crate) const MAX_MAX_NEW_TOKENS: u32 = 1024;
 
 /// Registers every endpoint, then a JSON 404 for any other `/api` path. The access check
 /// ([`crate::auth::authorize`]) and the request metrics wrap the whole app (`startup`).
@@ -345,6 +349,15 @@ async fn create_run(
             req.model
         )));
     }
+    let adapter = match req.adapter.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(name) if name.contains(['/', '\\']) || name.starts_with('.') => {
+            return Err(ApiError::BadRequest(format!(
+                "adapter {name:?} must be a folder name in the model store"
+            )));
+        }
+        Some(name) => Some(name.to_owned()),
+    };
     let max_new_tokens = req.max_new_tokens.unwrap_or(DEFAULT_MAX_NEW_TOKENS);
     if !(1..=MAX_MAX_NEW_TOKENS).contains(&max_new_tokens) {
         return Err(ApiError::BadRequest(format!(
@@ -357,6 +370,7 @@ async fn create_run(
     let new = NewRun {
         exam_set_id: req.exam_set_id,
         model,
+        adapter,
         prompt_format,
         limit: req.limit,
         max_new_tokens,
@@ -376,7 +390,7 @@ async fn create_run(
         .ok_or_else(|| ApiError::NotFound(format!("run {} vanished", job.run_id)))?;
     // The run is recorded as queued before it is published: if publishing fails, the
     // reconciler publishes it at the next start.
-    state.queue.publish_job(&job).await?;
+    state.queue.publish_job(&job.into()).await?;
     Ok(HttpResponse::Created().json(summary))
 }
 
@@ -443,8 +457,9 @@ async fn retry_run(
         .run_summary(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("run {id} vanished")))?;
-    state.queue.publish_job(&job).await?;
-    tracing::info!(run_id = id, remaining = job.questions.len(), "run retried");
+    let remaining = job.questions.len();
+    state.queue.publish_job(&job.into()).await?;
+    tracing::info!(run_id = id, remaining, "run retried");
     Ok(HttpResponse::Ok().json(summary))
 }
 

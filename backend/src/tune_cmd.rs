@@ -475,7 +475,8 @@ pub fn tune(args: &TuneArgs) -> anyhow::Result<()> {
     let mut progress = Progress::new(plan.steps);
     let manifest =
         kokushi_worker::tune::run(&mut model, &plan, &train, &validation, &args.out, |event| {
-            progress.show(event)
+            progress.show(event);
+            std::ops::ControlFlow::Continue(())
         })?;
     progress.finish();
     eprintln!(

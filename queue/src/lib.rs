@@ -23,7 +23,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use kokushi_shared::job::{EvalJob, WorkerEvent};
+use kokushi_shared::job::{Job, WorkerEvent};
 
 pub use memory::MemoryQueue;
 pub use redis_streams::RedisQueue;
@@ -72,13 +72,13 @@ pub const DEFAULT_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(60);
 #[async_trait]
 pub trait JobQueue: Send + Sync + 'static {
     /// Puts a job on the job stream.
-    async fn publish_job(&self, job: &EvalJob) -> Result<(), QueueError>;
+    async fn publish_job(&self, job: &Job) -> Result<(), QueueError>;
     /// Takes the next job for `consumer`, waiting up to `wait`.
     async fn claim_job(
         &self,
         consumer: &str,
         wait: Duration,
-    ) -> Result<Option<Delivery<EvalJob>>, QueueError>;
+    ) -> Result<Option<Delivery<Job>>, QueueError>;
     /// Marks a job as handled.
     async fn ack_job(&self, receipt: &Receipt) -> Result<(), QueueError>;
     /// Puts a worker event on the event stream.

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use kokushi_shared::job::{EvalJob, Priority, WorkerEvent};
+use kokushi_shared::job::{Job, Priority, WorkerEvent};
 use tokio::sync::{Mutex, Notify};
 
 use crate::{Delivery, JobQueue, QueueError, Receipt};
@@ -15,8 +15,8 @@ use crate::{Delivery, JobQueue, QueueError, Receipt};
 #[derive(Debug, Default)]
 pub struct MemoryQueue {
     /// `high` jobs, taken before any in `jobs`.
-    urgent: Lane<EvalJob>,
-    jobs: Lane<EvalJob>,
+    urgent: Lane<Job>,
+    jobs: Lane<Job>,
     cancelled: std::sync::Mutex<std::collections::HashSet<i64>>,
     workers: std::sync::Mutex<
         std::collections::BTreeMap<String, (tokio::time::Instant, kokushi_shared::api::WorkerInfo)>,
@@ -88,12 +88,12 @@ impl MemoryQueue {
 
 #[async_trait]
 impl JobQueue for MemoryQueue {
-    async fn publish_job(&self, job: &EvalJob) -> Result<(), QueueError> {
+    async fn publish_job(&self, job: &Job) -> Result<(), QueueError> {
         self.cancelled
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&job.job_id);
-        let lane = match job.priority {
+            .remove(&job.job_id());
+        let lane = match job.priority() {
             Priority::High => &self.urgent,
             Priority::Normal => &self.jobs,
         };
@@ -106,7 +106,7 @@ impl JobQueue for MemoryQueue {
         &self,
         _consumer: &str,
         wait: Duration,
-    ) -> Result<Option<Delivery<EvalJob>>, QueueError> {
+    ) -> Result<Option<Delivery<Job>>, QueueError> {
         if let Some(job) = self.urgent.take(Duration::ZERO, 1).await.into_iter().next() {
             return Ok(Some(job));
         }
@@ -191,16 +191,17 @@ mod tests {
     use super::*;
     use kokushi_shared::prompt::PromptFormat;
 
-    fn job(id: i64) -> EvalJob {
-        EvalJob {
+    fn job(id: i64) -> Job {
+        Job::Eval(kokushi_shared::job::EvalJob {
             job_id: id,
             run_id: id,
             model: "m.gguf".into(),
+            adapter: None,
             prompt_format: PromptFormat::ChatmlJa,
             max_new_tokens: 8,
             questions: vec![],
             priority: Default::default(),
-        }
+        })
     }
 
     #[tokio::test]
@@ -210,8 +211,8 @@ mod tests {
         q.publish_job(&job(2)).await.expect("publish");
         let a = q.claim_job("w", Duration::ZERO).await.expect("claim");
         let b = q.claim_job("w", Duration::ZERO).await.expect("claim");
-        assert_eq!(a.map(|d| d.item.job_id), Some(1));
-        assert_eq!(b.map(|d| d.item.job_id), Some(2));
+        assert_eq!(a.map(|d| d.item.job_id()), Some(1));
+        assert_eq!(b.map(|d| d.item.job_id()), Some(2));
     }
 
     #[tokio::test]
@@ -224,7 +225,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         q.publish_job(&job(7)).await.expect("publish");
         let got = waiter.await.expect("join").expect("claim");
-        assert_eq!(got.map(|d| d.item.job_id), Some(7));
+        assert_eq!(got.map(|d| d.item.job_id()), Some(7));
     }
 
     #[tokio::test]

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use kokushi_shared::job::{EvalJob, Priority, WorkerEvent};
+use kokushi_shared::job::{Job, Priority, WorkerEvent};
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 use redis::streams::{
@@ -155,7 +155,7 @@ impl RedisQueue {
         }
     }
 
-    fn mark_urgent(deliveries: &mut [Delivery<EvalJob>]) {
+    fn mark_urgent(deliveries: &mut [Delivery<Job>]) {
         for d in deliveries {
             d.receipt = Receipt(format!("{URGENT_RECEIPT}{}", d.receipt.0));
         }
@@ -305,20 +305,20 @@ impl RedisQueue {
 
 #[async_trait]
 impl JobQueue for RedisQueue {
-    async fn publish_job(&self, job: &EvalJob) -> Result<(), QueueError> {
+    async fn publish_job(&self, job: &Job) -> Result<(), QueueError> {
         // A job published (again) carries exactly the questions the database still lacks:
         // answers noted for an earlier delivery no longer apply.
         let data = serde_json::to_string(job).unwrap_or_default();
-        let lane = match job.priority {
+        let lane = match job.priority() {
             Priority::High => &self.urgent_key,
             Priority::Normal => &self.jobs_key,
         };
         let mut conn = self.conn.clone();
         let _: () = redis::pipe()
             .atomic()
-            .del(self.answered_key(job.job_id))
+            .del(self.answered_key(job.job_id()))
             .ignore()
-            .del(self.cancelled_key(job.job_id))
+            .del(self.cancelled_key(job.job_id()))
             .ignore()
             .xadd(lane, "*", &[("data", data)])
             .ignore()
@@ -332,7 +332,7 @@ impl JobQueue for RedisQueue {
         &self,
         consumer: &str,
         wait: Duration,
-    ) -> Result<Option<Delivery<EvalJob>>, QueueError> {
+    ) -> Result<Option<Delivery<Job>>, QueueError> {
         // First a job whose worker stopped heartbeating, then a new one; high before normal.
         let urgent = self.urgent_key.clone();
         let normal = self.jobs_key.clone();

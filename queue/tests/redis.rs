@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use kokushi_queue::{JobQueue, RedisQueue};
-use kokushi_shared::job::{EvalJob, JobQuestion, WorkerEvent};
+use kokushi_shared::job::{EvalJob, Job, JobQuestion, WorkerEvent};
 use kokushi_shared::prompt::PromptFormat;
 
 fn redis_url() -> Option<String> {
@@ -34,10 +34,11 @@ async fn a_job_and_its_events_travel_through_redis_streams_exactly_once() {
     let prefix = fresh_prefix();
     let server = RedisQueue::connect(&url, &prefix).await.expect("connect");
     let worker = RedisQueue::connect(&url, &prefix).await.expect("connect");
-    let job = EvalJob {
+    let job = Job::Eval(EvalJob {
         job_id: 11,
         run_id: 5,
         model: "tiny.gguf".into(),
+        adapter: None,
         prompt_format: PromptFormat::ChatmlJa,
         max_new_tokens: 4,
         questions: vec![JobQuestion {
@@ -46,7 +47,7 @@ async fn a_job_and_its_events_travel_through_redis_streams_exactly_once() {
             choices: vec!["甲".into(), "乙".into()],
         }],
         priority: Default::default(),
-    };
+    });
 
     server.publish_job(&job).await.expect("publish");
     let claimed = worker
@@ -90,11 +91,12 @@ async fn a_job_and_its_events_travel_through_redis_streams_exactly_once() {
     );
 }
 
-fn job(job_id: i64, ids: &[&str]) -> EvalJob {
-    EvalJob {
+fn job(job_id: i64, ids: &[&str]) -> Job {
+    Job::Eval(EvalJob {
         job_id,
         run_id: job_id,
         model: "tiny.gguf".into(),
+        adapter: None,
         prompt_format: PromptFormat::ChatmlJa,
         max_new_tokens: 4,
         questions: ids
@@ -106,7 +108,7 @@ fn job(job_id: i64, ids: &[&str]) -> EvalJob {
             })
             .collect(),
         priority: Default::default(),
-    }
+    })
 }
 
 fn answer(job_id: i64, problem_id: &str) -> WorkerEvent {
@@ -172,7 +174,7 @@ async fn a_heartbeating_worker_keeps_its_job_and_a_silent_one_loses_it_with_its_
     let answered = queue.answered(21).await.expect("answered");
 
     assert_eq!((first.attempt, second.attempt), (1, 2));
-    assert_eq!(second.item.job_id, 21);
+    assert_eq!(second.item.job_id(), 21);
     assert_eq!(
         answered.into_iter().collect::<Vec<_>>(),
         ["116A1".to_owned()]
@@ -227,5 +229,5 @@ async fn a_loss_of_the_streams_is_reported_once_and_the_groups_come_back() {
         .claim_job("w", Duration::from_secs(1))
         .await
         .expect("claim");
-    assert_eq!(claimed.map(|d| d.item.job_id), Some(31));
+    assert_eq!(claimed.map(|d| d.item.job_id()), Some(31));
 }

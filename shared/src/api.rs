@@ -100,6 +100,9 @@ pub struct CreateRun {
     pub exam_set_id: i64,
     /// A model file name in the model store.
     pub model: String,
+    /// A LoRA adapter folder in the model store, applied to `model`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<String>,
     /// A prompt format id, e.g. `chatml_ja_v1`.
     pub prompt_format: String,
     /// Ask only the first N text-only questions.
@@ -118,6 +121,9 @@ pub struct RunSummary {
     pub id: i64,
     pub exam_set: String,
     pub model: String,
+    /// The LoRA adapter applied to `model`, if any.
+    #[serde(default)]
+    pub adapter: Option<String>,
     pub prompt_format: String,
     pub status: RunStatus,
     pub total: u32,
@@ -305,4 +311,86 @@ pub struct StoreEntry {
     pub alpha: Option<f64>,
     /// Why the entry cannot be used: unreadable, not a model, or a link out of the store.
     pub problem: Option<String>,
+}
+
+/// `POST /api/tunings`: train a LoRA adapter on an uploaded exam set's questions and answers,
+/// then (with `evaluate`) evaluate the base model and the tuned one on another exam set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreateTuning {
+    /// The base model: a name in the model store.
+    pub base_model: String,
+    /// The adapter's name: a new folder in the model store.
+    pub adapter: String,
+    /// The exam set whose text-only questions with published answers are the examples.
+    pub data_exam_set_id: i64,
+    /// The prompt format the examples are written in (the one the evaluations then use).
+    pub prompt_format: String,
+    /// `small` (default), `jmedlora-7b` or `jmedlora-70b`.
+    #[serde(default)]
+    pub preset: Option<String>,
+    /// Optimizer steps; default one epoch of the training examples.
+    #[serde(default)]
+    pub steps: Option<u64>,
+    /// Examples a step (the preset's otherwise).
+    #[serde(default)]
+    pub batch: Option<usize>,
+    /// Peak learning rate (the preset's otherwise).
+    #[serde(default)]
+    pub learning_rate: Option<f64>,
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// Share of the examples held out for validation (default 0.1).
+    #[serde(default)]
+    pub validation_share: Option<f64>,
+    /// Evaluate base and tuned model once the adapter is trained.
+    #[serde(default)]
+    pub evaluate: Option<ChainedEvaluation>,
+    #[serde(default)]
+    pub priority: crate::job::Priority,
+}
+
+/// The evaluations a tuning chains: the base model and the tuned one on one exam set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChainedEvaluation {
+    pub exam_set_id: i64,
+    #[serde(default)]
+    pub limit: Option<u32>,
+    #[serde(default)]
+    pub max_new_tokens: Option<u32>,
+}
+
+/// A tuning as listed by the API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TuningSummary {
+    pub id: i64,
+    pub adapter: String,
+    pub base_model: String,
+    pub data_exam_set: String,
+    pub preset: String,
+    pub prompt_format: String,
+    pub status: RunStatus,
+    pub steps: u64,
+    /// The last training step reported.
+    pub steps_done: u64,
+    pub last_loss: Option<f64>,
+    pub final_validation_loss: Option<f64>,
+    pub train_examples: Option<u64>,
+    pub validation_examples: Option<u64>,
+    pub too_long: Option<u64>,
+    pub worker: Option<String>,
+    pub model_info: Option<String>,
+    pub error: Option<String>,
+    pub created_at: String,
+    pub finished_at: Option<String>,
+    /// The chained evaluation of the base model, once created.
+    pub base_run_id: Option<i64>,
+    /// The chained evaluation of the tuned model, once created.
+    pub tuned_run_id: Option<i64>,
+}
+
+/// `GET /api/tunings/{id}`: the tuning and its loss curves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TuningDetail {
+    pub tuning: TuningSummary,
+    pub points: Vec<crate::job::TunePoint>,
 }

@@ -1,4 +1,4 @@
-//! Jobs sent to workers and the events workers send back. Both travel as JSON through the
+//! Jobs sent to workers (evaluations and LoRA tunings) and the events workers send back. Both travel as JSON through the
 //! queue, so a worker needs only the queue and its model store, never the database.
 
 use serde::{Deserialize, Serialize};
@@ -6,13 +6,72 @@ use serde::{Deserialize, Serialize};
 use crate::extract::Extracted;
 use crate::prompt::PromptFormat;
 
+/// What travels on the job stream: an evaluation or a tuning job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Job {
+    Eval(EvalJob),
+    Tune(TuneJob),
+}
+
+impl Job {
+    pub fn job_id(&self) -> i64 {
+        match self {
+            Job::Eval(j) => j.job_id,
+            Job::Tune(j) => j.job_id,
+        }
+    }
+
+    pub fn priority(&self) -> Priority {
+        match self {
+            Job::Eval(j) => j.priority,
+            Job::Tune(j) => j.priority,
+        }
+    }
+}
+
+impl From<EvalJob> for Job {
+    fn from(job: EvalJob) -> Self {
+        Job::Eval(job)
+    }
+}
+
+impl From<TuneJob> for Job {
+    fn from(job: TuneJob) -> Self {
+        Job::Tune(job)
+    }
+}
+
+/// A tuning job: a LoRA adapter trained on the base model with the examples it carries, and
+/// written into the worker's model store under `adapter`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TuneJob {
+    pub job_id: i64,
+    pub tuning_id: i64,
+    /// The base model: a name inside the worker's model store.
+    pub base_model: String,
+    /// The new adapter's name inside the model store (a folder the job creates, or resumes
+    /// from when a checkpoint of the same plan is there).
+    pub adapter: String,
+    /// The run plan (`kokushi_worker::tune::RunPlan` as JSON: recipe, seed, steps, data
+    /// sources), fixed by the server so that a resumed job trains exactly the same.
+    pub plan: serde_json::Value,
+    pub train: Vec<crate::tuning::Example>,
+    pub validation: Vec<crate::tuning::Example>,
+    #[serde(default)]
+    pub priority: Priority,
+}
+
 /// An evaluation job: everything a worker needs to answer the questions of one run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalJob {
     pub job_id: i64,
     pub run_id: i64,
-    /// A file name inside the worker's model store (never a path).
+    /// A name inside the worker's model store (never a path): a GGUF file or a model folder.
     pub model: String,
+    /// A LoRA adapter folder inside the model store, applied to `model`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<String>,
     pub prompt_format: PromptFormat,
     pub max_new_tokens: u32,
     pub questions: Vec<JobQuestion>,
@@ -86,16 +145,60 @@ pub enum WorkerEvent {
         run_id: i64,
         error: String,
     },
+    /// A tuning job started: the base model is loaded.
+    TuneStarted {
+        job_id: i64,
+        tuning_id: i64,
+        worker: String,
+        model_info: String,
+        /// The step it starts from (above 0 when it resumes a checkpoint).
+        from_step: u64,
+    },
+    /// A point of the loss curve: a training step, or a validation (`validation: true`).
+    TunePoint {
+        job_id: i64,
+        tuning_id: i64,
+        point: TunePoint,
+    },
+    TuneFinished {
+        job_id: i64,
+        tuning_id: i64,
+        train_examples: u64,
+        validation_examples: u64,
+        too_long: u64,
+        final_validation_loss: Option<f64>,
+    },
+    TuneFailed {
+        job_id: i64,
+        tuning_id: i64,
+        error: String,
+    },
+}
+
+/// One point of a tuning run's curves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TunePoint {
+    pub step: u64,
+    /// A validation loss (`true`) or a training step's loss (`false`).
+    pub validation: bool,
+    pub loss: f64,
+    pub learning_rate: Option<f64>,
+    pub grad_norm: Option<f64>,
+    pub tokens_per_second: Option<f64>,
 }
 
 impl WorkerEvent {
-    pub fn run_id(&self) -> i64 {
+    pub fn job_id(&self) -> i64 {
         match self {
-            WorkerEvent::Started { run_id, .. }
-            | WorkerEvent::Answer { run_id, .. }
-            | WorkerEvent::Progress { run_id, .. }
-            | WorkerEvent::Finished { run_id, .. }
-            | WorkerEvent::Failed { run_id, .. } => *run_id,
+            WorkerEvent::Started { job_id, .. }
+            | WorkerEvent::Answer { job_id, .. }
+            | WorkerEvent::Progress { job_id, .. }
+            | WorkerEvent::Finished { job_id, .. }
+            | WorkerEvent::Failed { job_id, .. }
+            | WorkerEvent::TuneStarted { job_id, .. }
+            | WorkerEvent::TunePoint { job_id, .. }
+            | WorkerEvent::TuneFinished { job_id, .. }
+            | WorkerEvent::TuneFailed { job_id, .. } => *job_id,
         }
     }
 }

@@ -488,6 +488,7 @@ async fn the_stored_tally_counts_each_answer_once(database_url: String) {
         .create_run(&NewRun {
             exam_set_id: set.id,
             model: "m.gguf".to_owned(),
+            adapter: None,
             prompt_format: kokushi_shared::prompt::PromptFormat::ChatmlJa,
             limit: Some(3),
             max_new_tokens: 8,

@@ -481,7 +481,7 @@ async fn fault_a_job_that_keeps_stopping_its_workers_is_dead_lettered_with_the_r
 
     // Assert
     assert_eq!(ghost.attempt, 1);
-    assert_eq!(handled, Some(ghost.item.job_id));
+    assert_eq!(handled, Some(ghost.item.job_id()));
     assert_eq!(done.run.status, RunStatus::Failed);
     let error = done.run.error.unwrap_or_default();
     assert!(error.starts_with("dead letter"), "{error}");

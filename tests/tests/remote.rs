@@ -532,14 +532,17 @@ fn a_worker_calls_a_remote_model_only_when_its_operator_allows_it() {
             .map(str::to_owned)
             .to_vec(),
     };
-    let job = |job_id, model: String| EvalJob {
-        job_id,
-        run_id: job_id,
-        model,
-        prompt_format: PromptFormat::ChatmlJa,
-        max_new_tokens: 8,
-        questions: vec![question.clone()],
-        priority: Default::default(),
+    let job = |job_id, model: String| {
+        kokushi_shared::job::Job::Eval(EvalJob {
+            job_id,
+            run_id: job_id,
+            model,
+            adapter: None,
+            prompt_format: PromptFormat::ChatmlJa,
+            max_new_tokens: 8,
+            questions: vec![question.clone()],
+            priority: Default::default(),
+        })
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {

@@ -50,7 +50,11 @@ fn allowed(method: &str, path: &str, who: Who) -> bool {
         | ("get", "/api/runs/{id}")
         | ("post", "/api/runs/{id}/cancel")
         | ("post", "/api/runs/{id}/retry")
-        | ("get", "/api/runs/{id}/score") => researcher,
+        | ("get", "/api/runs/{id}/score")
+        | ("get", "/api/tunings")
+        | ("post", "/api/tunings")
+        | ("get", "/api/tunings/{id}")
+        | ("post", "/api/tunings/{id}/cancel") => researcher,
         _ => panic!(
             "the role matrix does not know {} {path}: say who may call it in tests/tests/roles.rs",
             method.to_uppercase()

@@ -1,8 +1,10 @@
 //! One dedicated thread owns the model; the async side sends it commands with a reply channel.
-//! A model stays loaded until a job asks for a different file.
+//! A model stays loaded until a job asks for a different file (or adapter). A tuning job runs
+//! here too, on a model of its own: one heavy task at a time.
 
-use std::path::PathBuf;
-use std::sync::mpsc;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 
 use kokushi_engine::{EngineError, Generation, GenerationParams, LoadOptions, Model};
 use tokio::sync::oneshot;
@@ -10,13 +12,38 @@ use tokio::sync::oneshot;
 enum Command {
     Load {
         path: PathBuf,
+        adapter: Option<PathBuf>,
         reply: oneshot::Sender<Result<String, EngineError>>,
     },
+    Tune(
+        Box<TuneCommand>,
+        oneshot::Sender<Result<crate::tune::Manifest, crate::tune::TuneError>>,
+    ),
     Generate {
         prompt: String,
         params: GenerationParams,
         reply: oneshot::Sender<Result<Generation, EngineCallError>>,
     },
+}
+
+/// A tuning run for the engine thread.
+pub struct TuneCommand {
+    pub base: PathBuf,
+    pub plan: crate::tune::RunPlan,
+    pub train: Vec<kokushi_shared::tuning::Example>,
+    pub validation: Vec<kokushi_shared::tuning::Example>,
+    pub out: PathBuf,
+    /// Hears the model's description once loaded, then every step, validation and checkpoint.
+    pub events: tokio::sync::mpsc::UnboundedSender<TuneProgress>,
+    /// Set to stop the run after its current step.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// What a tuning run on the engine thread reports.
+#[derive(Debug, Clone)]
+pub enum TuneProgress {
+    Loaded(String),
+    Event(crate::tune::TuneEvent),
 }
 
 /// Why an engine call returned no result.
@@ -50,12 +77,33 @@ impl EngineThread {
     }
 
     /// Loads the model at `path` unless it is already loaded; returns a description of it.
-    pub async fn load(&self, path: PathBuf) -> Result<String, EngineCallError> {
+    pub async fn load(
+        &self,
+        path: PathBuf,
+        adapter: Option<PathBuf>,
+    ) -> Result<String, EngineCallError> {
         let (reply, answer) = oneshot::channel();
         self.commands
-            .send(Command::Load { path, reply })
+            .send(Command::Load {
+                path,
+                adapter,
+                reply,
+            })
             .map_err(|_| EngineCallError::Gone)?;
         Ok(answer.await.map_err(|_| EngineCallError::Gone)??)
+    }
+
+    /// Runs (or resumes) a LoRA tuning run on a model of its own, dropping the loaded one.
+    pub async fn tune(
+        &self,
+        command: TuneCommand,
+    ) -> Result<crate::tune::Manifest, crate::tune::TuneError> {
+        let (reply, answer) = oneshot::channel();
+        let gone = || crate::tune::TuneError::Plan("the engine thread has stopped".to_owned());
+        self.commands
+            .send(Command::Tune(Box::new(command), reply))
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
     }
 
     /// Generates a reply with the loaded model.
@@ -76,38 +124,61 @@ impl EngineThread {
     }
 }
 
+/// Loads `path` (with the adapter folder `adapter` applied) and describes it.
+fn load_model(path: &Path, adapter: Option<&PathBuf>) -> Result<(Model, String), EngineError> {
+    let started = std::time::Instant::now();
+    let mut model = Model::load(path, &LoadOptions::default())?;
+    let i = model.info();
+    let mut info = format!(
+        "{} ({}, {}, context {})",
+        i.name.clone().unwrap_or_else(|| path.display().to_string()),
+        i.architecture,
+        i.quantization,
+        i.context_length
+    );
+    if let Some(dir) = adapter {
+        let a = model.load_adapter(dir, "adapter")?;
+        model.use_adapter(Some("adapter"))?;
+        let name = dir
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        info.push_str(&format!(" + LoRA {name} (r={}, alpha={})", a.rank, a.alpha));
+    }
+    tracing::info!(model = %info, seconds = started.elapsed().as_secs_f32(), "model loaded");
+    Ok((model, info))
+}
+
+type Loaded = (PathBuf, Option<PathBuf>, Model, String);
+
 fn serve(receiver: &mpsc::Receiver<Command>) {
-    let mut loaded: Option<(PathBuf, Model, String)> = None;
+    let mut loaded: Option<Loaded> = None;
     while let Ok(command) = receiver.recv() {
         match command {
-            Command::Load { path, reply } => {
-                if let Some((current, _, info)) = &loaded
+            Command::Load {
+                path,
+                adapter,
+                reply,
+            } => {
+                if let Some((current, current_adapter, _, info)) = &loaded
                     && *current == path
+                    && *current_adapter == adapter
                 {
                     let _ = reply.send(Ok(info.clone()));
                     continue;
                 }
                 loaded = None;
-                let started = std::time::Instant::now();
-                let result = Model::load(&path, &LoadOptions::default()).map(|model| {
-                    let i = model.info();
-                    let info = format!(
-                        "{} ({}, {}, context {})",
-                        i.name.clone().unwrap_or_else(|| path.display().to_string()),
-                        i.architecture,
-                        i.quantization,
-                        i.context_length
-                    );
-                    tracing::info!(model = %info, seconds = started.elapsed().as_secs_f32(), "model loaded");
-                    (model, info)
-                });
-                let _ = reply.send(match result {
+                let _ = reply.send(match load_model(&path, adapter.as_ref()) {
                     Ok((model, info)) => {
-                        loaded = Some((path, model, info.clone()));
+                        loaded = Some((path, adapter, model, info.clone()));
                         Ok(info)
                     }
                     Err(e) => Err(e),
                 });
+            }
+            Command::Tune(command, reply) => {
+                // The evaluation model makes room for the one being tuned.
+                loaded = None;
+                let _ = reply.send(tune(*command));
             }
             Command::Generate {
                 prompt,
@@ -115,11 +186,33 @@ fn serve(receiver: &mpsc::Receiver<Command>) {
                 reply,
             } => {
                 let result = match loaded.as_mut() {
-                    Some((_, model, _)) => model.generate(&prompt, &params).map_err(Into::into),
+                    Some((_, _, model, _)) => model.generate(&prompt, &params).map_err(Into::into),
                     None => Err(EngineCallError::NotLoaded),
                 };
                 let _ = reply.send(result);
             }
         }
     }
+}
+
+fn tune(command: TuneCommand) -> Result<crate::tune::Manifest, crate::tune::TuneError> {
+    let TuneCommand {
+        base,
+        plan,
+        train,
+        validation,
+        out,
+        events,
+        stop,
+    } = command;
+    let (mut model, info) = load_model(&base, None)?;
+    let _ = events.send(TuneProgress::Loaded(info));
+    crate::tune::run(&mut model, &plan, &train, &validation, &out, |event| {
+        let _ = events.send(TuneProgress::Event(event.clone()));
+        if stop.load(Ordering::Relaxed) {
+            std::ops::ControlFlow::Break(())
+        } else {
+            std::ops::ControlFlow::Continue(())
+        }
+    })
 }

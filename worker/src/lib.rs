@@ -20,10 +20,10 @@ use std::time::{Duration, Instant};
 use kokushi_engine::GenerationParams;
 use kokushi_queue::{JobQueue, QueueError};
 use kokushi_shared::extract::{RULES_VERSION, extract};
-use kokushi_shared::job::{AnswerRecord, EvalJob, WorkerEvent};
+use kokushi_shared::job::{AnswerRecord, EvalJob, Job, TuneJob, TunePoint, WorkerEvent};
 
 pub use engine_thread::EngineThread;
-pub use model_store::{ModelStoreError, list_store, resolve_model};
+pub use model_store::{ModelStoreError, adapter_folder, list_store, resolve_model};
 
 /// Errors that stop the worker loop itself (a failing job is reported as an event instead).
 #[derive(Debug, thiserror::Error)]
@@ -118,12 +118,40 @@ impl Worker {
         }
     }
 
-    fn set_job(&self, job: Option<&EvalJob>) {
+    fn set_job(&self, job: Option<&Job>) {
         let mut info = self.info.lock().unwrap_or_else(|e| e.into_inner());
-        info.run_id = job.map(|j| j.run_id);
-        info.job_id = job.map(|j| j.job_id);
-        if let Some(job) = job {
-            info.model = Some(job.model.clone());
+        info.job_id = job.map(Job::job_id);
+        info.run_id = match job {
+            Some(Job::Eval(j)) => Some(j.run_id),
+            _ => None,
+        };
+        match job {
+            Some(Job::Eval(j)) => {
+                info.model = Some(match &j.adapter {
+                    Some(adapter) => format!("{} + {adapter}", j.model),
+                    None => j.model.clone(),
+                });
+            }
+            Some(Job::Tune(j)) => {
+                info.model = Some(format!("{} (tuning {})", j.base_model, j.adapter))
+            }
+            None => {}
+        }
+    }
+
+    /// The event that tells the server a job failed.
+    fn failed(job: &Job, error: String) -> WorkerEvent {
+        match job {
+            Job::Eval(j) => WorkerEvent::Failed {
+                job_id: j.job_id,
+                run_id: j.run_id,
+                error,
+            },
+            Job::Tune(j) => WorkerEvent::TuneFailed {
+                job_id: j.job_id,
+                tuning_id: j.tuning_id,
+                error,
+            },
         }
     }
 
@@ -138,9 +166,20 @@ impl Worker {
             return Ok(None);
         };
         let mut job = delivery.item;
-        let span = tracing::info_span!("job", job_id = job.job_id, run_id = job.run_id);
+        let job_id = job.job_id();
+        let span = match &job {
+            Job::Eval(j) => tracing::info_span!("job", job_id, run_id = j.run_id),
+            Job::Tune(j) => tracing::info_span!("job", job_id, tuning_id = j.tuning_id),
+        };
         let _guard = span.enter();
-        tracing::info!(model = %job.model, questions = job.questions.len(), attempt = delivery.attempt, "job claimed");
+        match &job {
+            Job::Eval(j) => {
+                tracing::info!(model = %j.model, adapter = ?j.adapter, questions = j.questions.len(), attempt = delivery.attempt, "evaluation job claimed");
+            }
+            Job::Tune(j) => {
+                tracing::info!(base = %j.base_model, adapter = %j.adapter, examples = j.train.len(), attempt = delivery.attempt, "tuning job claimed");
+            }
+        }
         if delivery.attempt > self.config.max_attempts {
             let error = format!(
                 "dead letter: given up after {} deliveries; each worker that took this job \
@@ -148,34 +187,30 @@ impl Worker {
                 delivery.attempt - 1
             );
             tracing::error!(%error, "job dead-lettered");
-            self.queue
-                .publish_event(&WorkerEvent::Failed {
-                    job_id: job.job_id,
-                    run_id: job.run_id,
-                    error,
-                })
-                .await?;
+            self.queue.publish_event(&Self::failed(&job, error)).await?;
             self.queue.ack_job(&delivery.receipt).await?;
-            return Ok(Some(job.job_id));
+            return Ok(Some(job_id));
         }
-        if self.queue.is_cancelled(job.job_id).await? {
+        if self.queue.is_cancelled(job_id).await? {
             tracing::info!("job was cancelled before it started; dropped");
             self.queue.ack_job(&delivery.receipt).await?;
-            return Ok(Some(job.job_id));
+            return Ok(Some(job_id));
         }
-        if delivery.attempt > 1 {
+        if delivery.attempt > 1
+            && let Job::Eval(eval) = &mut job
+        {
             // Taken over from a worker that stopped: skip what it already answered.
-            let answered = self.queue.answered(job.job_id).await?;
-            job.questions.retain(|q| !answered.contains(&q.problem_id));
+            let answered = self.queue.answered(job_id).await?;
+            eval.questions.retain(|q| !answered.contains(&q.problem_id));
             tracing::info!(
                 answered = answered.len(),
-                remaining = job.questions.len(),
+                remaining = eval.questions.len(),
                 "resuming a job another worker left"
             );
         }
         self.set_job(Some(&job));
         self.report().await;
-        // Heartbeats go on beside the engine, however long one answer takes.
+        // Heartbeats go on beside the engine, however long one answer (or step) takes.
         let heartbeat = {
             let queue = self.queue.clone();
             let consumer = self.config.name.clone();
@@ -190,18 +225,19 @@ impl Worker {
                 }
             })
         };
-        let outcome = self.execute(&job).await;
+        let outcome = match &job {
+            Job::Eval(eval) => self.execute(eval).await.map(|()| WorkerEvent::Finished {
+                job_id,
+                run_id: eval.run_id,
+            }),
+            Job::Tune(tune) => self.execute_tune(tune).await,
+        };
         heartbeat.abort();
         self.set_job(None);
         self.report().await;
         match outcome {
-            Ok(()) => {
-                self.queue
-                    .publish_event(&WorkerEvent::Finished {
-                        job_id: job.job_id,
-                        run_id: job.run_id,
-                    })
-                    .await?;
+            Ok(finished) => {
+                self.queue.publish_event(&finished).await?;
                 tracing::info!("job finished");
             }
             Err(JobFailure::Fatal(e)) => return Err(e),
@@ -210,16 +246,80 @@ impl Worker {
             Err(JobFailure::Job(message)) => {
                 tracing::warn!(error = %message, "job failed");
                 self.queue
-                    .publish_event(&WorkerEvent::Failed {
-                        job_id: job.job_id,
-                        run_id: job.run_id,
-                        error: message,
-                    })
+                    .publish_event(&Self::failed(&job, message))
                     .await?;
             }
         }
         self.queue.ack_job(&delivery.receipt).await?;
-        Ok(Some(job.job_id))
+        Ok(Some(job_id))
+    }
+
+    /// Trains the job's adapter into the model store, streaming the loss curve; returns the
+    /// event that reports it finished.
+    async fn execute_tune(&mut self, job: &TuneJob) -> Result<WorkerEvent, JobFailure> {
+        let base = resolve_model(&self.config.model_store, &job.base_model)
+            .map_err(|e| JobFailure::Job(e.to_string()))?;
+        let out = model_store::adapter_folder(&self.config.model_store, &job.adapter)
+            .map_err(|e| JobFailure::Job(e.to_string()))?;
+        let plan: tune::RunPlan = serde_json::from_value(job.plan.clone())
+            .map_err(|e| JobFailure::Job(format!("the job's tuning plan is malformed: {e}")))?;
+        let from_step = std::fs::read_to_string(out.join("checkpoint/progress.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["step"].as_u64())
+            .unwrap_or(0);
+        let (events, mut heard) = tokio::sync::mpsc::unbounded_channel();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let command = engine_thread::TuneCommand {
+            base,
+            plan,
+            train: job.train.clone(),
+            validation: job.validation.clone(),
+            out,
+            events,
+            stop: stop.clone(),
+        };
+        let training = self.engine.tune(command);
+        tokio::pin!(training);
+        let (job_id, tuning_id) = (job.job_id, job.tuning_id);
+        let mut last_cancel_check = Instant::now();
+        let mut cancelled = false;
+        let result = loop {
+            tokio::select! {
+                result = &mut training => break result,
+                Some(progress) = heard.recv() => {
+                    let Some(event) = tune_event(job, &self.config.name, from_step, progress) else {
+                        continue;
+                    };
+                    self.queue.publish_event(&event).await?;
+                    if last_cancel_check.elapsed() >= Duration::from_secs(1) {
+                        last_cancel_check = Instant::now();
+                        if self.queue.is_cancelled(job_id).await? {
+                            cancelled = true;
+                            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+        };
+        // Events sent just before the end are still on the channel.
+        while let Ok(progress) = heard.try_recv() {
+            if let Some(event) = tune_event(job, &self.config.name, from_step, progress) {
+                self.queue.publish_event(&event).await?;
+            }
+        }
+        match result {
+            Ok(manifest) => Ok(WorkerEvent::TuneFinished {
+                job_id,
+                tuning_id,
+                train_examples: manifest.train_examples as u64,
+                validation_examples: manifest.validation_examples as u64,
+                too_long: manifest.too_long as u64,
+                final_validation_loss: manifest.final_validation_loss,
+            }),
+            Err(tune::TuneError::Stopped) if cancelled => Err(JobFailure::Cancelled),
+            Err(e) => Err(JobFailure::Job(e.to_string())),
+        }
     }
 
     async fn execute(&mut self, job: &EvalJob) -> Result<(), JobFailure> {
@@ -227,6 +327,12 @@ impl Worker {
             None => None,
             Some(spec) => {
                 let spec = spec.map_err(JobFailure::Job)?;
+                if job.adapter.is_some() {
+                    return Err(JobFailure::Job(
+                        "an adapter applies to a model in the store; a remote server loads its own"
+                            .to_owned(),
+                    ));
+                }
                 let Some(options) = self.config.remote.clone() else {
                     return Err(JobFailure::Job(format!(
                         "worker {} does not call remote models (start it with \
@@ -245,8 +351,14 @@ impl Worker {
             None => {
                 let path = resolve_model(&self.config.model_store, &job.model)
                     .map_err(|e| JobFailure::Job(e.to_string()))?;
+                let adapter = job
+                    .adapter
+                    .as_deref()
+                    .map(|name| resolve_model(&self.config.model_store, name))
+                    .transpose()
+                    .map_err(|e| JobFailure::Job(e.to_string()))?;
                 self.engine
-                    .load(path)
+                    .load(path, adapter)
                     .await
                     .map_err(JobFailure::from_engine)?
             }
@@ -366,6 +478,58 @@ impl Worker {
         reporter.abort();
         tracing::info!(worker = %self.config.name, "worker stopped");
     }
+}
+
+/// The event a tuning run's progress becomes (checkpoints are not reported).
+fn tune_event(
+    job: &TuneJob,
+    worker: &str,
+    from_step: u64,
+    progress: engine_thread::TuneProgress,
+) -> Option<WorkerEvent> {
+    let (job_id, tuning_id) = (job.job_id, job.tuning_id);
+    let point = match progress {
+        engine_thread::TuneProgress::Loaded(model_info) => {
+            return Some(WorkerEvent::TuneStarted {
+                job_id,
+                tuning_id,
+                worker: worker.to_owned(),
+                model_info,
+                from_step,
+            });
+        }
+        engine_thread::TuneProgress::Event(tune::TuneEvent::Step {
+            step,
+            loss,
+            learning_rate,
+            grad_norm,
+            tokens_per_second,
+            ..
+        }) => TunePoint {
+            step,
+            validation: false,
+            loss,
+            learning_rate: Some(learning_rate),
+            grad_norm: Some(grad_norm),
+            tokens_per_second: Some(tokens_per_second),
+        },
+        engine_thread::TuneProgress::Event(tune::TuneEvent::Validation { step, loss }) => {
+            TunePoint {
+                step,
+                validation: true,
+                loss,
+                learning_rate: None,
+                grad_norm: None,
+                tokens_per_second: None,
+            }
+        }
+        engine_thread::TuneProgress::Event(tune::TuneEvent::Checkpoint { .. }) => return None,
+    };
+    Some(WorkerEvent::TunePoint {
+        job_id,
+        tuning_id,
+        point,
+    })
 }
 
 /// Why a job did not finish: a problem with the job itself (reported, the worker goes on), or

@@ -12,6 +12,10 @@ pub enum ModelStoreError {
     NotAName(String),
     #[error("model {name:?} is not in the model store {store}")]
     Missing { name: String, store: PathBuf },
+    #[error(
+        "{name:?} already exists in the model store {store} and is not a tuning run's folder; choose another adapter name"
+    )]
+    Taken { name: String, store: PathBuf },
     #[error("the model store {store} cannot be read: {problem}")]
     Unreadable { store: PathBuf, problem: String },
     #[error("model {name:?} resolves outside the model store {store}")]
@@ -43,6 +47,38 @@ pub fn resolve_model(store: &Path, name: &str) -> Result<PathBuf, ModelStoreErro
         return Err(missing());
     }
     Ok(real)
+}
+
+/// The folder a tuning job writes adapter `name` into: a plain name inside the store, either
+/// new or a folder a tuning run left (its `tuning.json` or `checkpoint/`), never a link and
+/// never someone else's model.
+pub fn adapter_folder(store: &Path, name: &str) -> Result<PathBuf, ModelStoreError> {
+    let plain = !name.is_empty()
+        && !name.starts_with('.')
+        && !name.contains(['/', '\\', '\0'])
+        && Path::new(name).components().count() == 1;
+    if !plain {
+        return Err(ModelStoreError::NotAName(name.to_owned()));
+    }
+    let unreadable = |e: std::io::Error| ModelStoreError::Unreadable {
+        store: store.to_owned(),
+        problem: e.to_string(),
+    };
+    let store_real = store.canonicalize().map_err(unreadable)?;
+    let path = store_real.join(name);
+    match std::fs::symlink_metadata(&path) {
+        Err(_) => Ok(path),
+        Ok(meta)
+            if meta.is_dir()
+                && (path.join("tuning.json").is_file() || path.join("checkpoint").is_dir()) =>
+        {
+            Ok(path)
+        }
+        Ok(_) => Err(ModelStoreError::Taken {
+            name: name.to_owned(),
+            store: store.to_owned(),
+        }),
+    }
 }
 
 /// Every entry of the store, by name: model files, model folders and adapters, each

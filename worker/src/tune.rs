@@ -211,6 +211,9 @@ pub enum TuneError {
     File { path: PathBuf, problem: String },
     #[error("{0}")]
     Plan(String),
+    /// The caller asked the run to stop (a cancelled job).
+    #[error("stopped on request")]
+    Stopped,
 }
 
 fn file_error(path: &Path, problem: impl std::fmt::Display) -> TuneError {
@@ -299,7 +302,9 @@ pub fn sequences(
 pub const MAX_VALIDATION: usize = 48;
 
 /// Runs (or resumes) the plan on `model` with `train` and `validation` examples, writing into
-/// `out`; `on_event` hears each step, validation and checkpoint. Returns the manifest written.
+/// `out`; `on_event` hears each step, validation and checkpoint, and may stop the run
+/// ([`TuneError::Stopped`]; the last checkpoint stays to resume from). Returns the manifest
+/// written.
 #[allow(clippy::too_many_lines)]
 pub fn run(
     model: &mut Model,
@@ -307,7 +312,7 @@ pub fn run(
     train: &[Example],
     validation: &[Example],
     out: &Path,
-    mut on_event: impl FnMut(&TuneEvent),
+    mut on_event: impl FnMut(&TuneEvent) -> std::ops::ControlFlow<()>,
 ) -> Result<Manifest, TuneError> {
     let recipe = &plan.recipe;
     if recipe.batch == 0 {
@@ -414,7 +419,9 @@ pub fn run(
     let mut emit = |event: TuneEvent| -> Result<(), TuneError> {
         let line = serde_json::to_string(&event).unwrap_or_default();
         writeln!(events, "{line}").map_err(|e| file_error(&events_path, e))?;
-        on_event(&event);
+        if on_event(&event).is_break() {
+            return Err(TuneError::Stopped);
+        }
         Ok(())
     };
 

@@ -17,6 +17,7 @@ use crate::clock::now_rfc3339;
 pub struct NewRun {
     pub exam_set_id: i64,
     pub model: String,
+    pub adapter: Option<String>,
     pub prompt_format: PromptFormat,
     pub limit: Option<u32>,
     pub max_new_tokens: u32,
@@ -25,7 +26,7 @@ pub struct NewRun {
     pub created_by: Option<i64>,
 }
 
-const RUN_COLUMNS: &str = "r.id, r.model, r.prompt_format, r.status, r.total, r.error, \
+const RUN_COLUMNS: &str = "r.id, r.model, r.adapter, r.prompt_format, r.status, r.total, r.error, \
      r.created_at, e.name AS exam_set, r.tally_answered, r.tally_correct, r.tally_unparsed, \
      r.tally_points, r.tally_points_possible";
 
@@ -61,8 +62,8 @@ impl Db {
         let now = now_rfc3339();
         let run_id: i64 = sqlx::query(
             "INSERT INTO runs (exam_set_id, model, prompt_format, question_limit, max_new_tokens, \
-                               status, total, created_at, priority, created_by) \
-             VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9) RETURNING id",
+                               status, total, created_at, priority, created_by, adapter) \
+             VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $10) RETURNING id",
         )
         .bind(new.exam_set_id)
         .bind(&new.model)
@@ -73,6 +74,7 @@ impl Db {
         .bind(&now)
         .bind(new.priority.as_str())
         .bind(new.created_by)
+        .bind(&new.adapter)
         .fetch_one(&mut *tx)
         .await?
         .try_get("id")?;
@@ -108,6 +110,7 @@ impl Db {
             job_id,
             run_id,
             model: new.model.clone(),
+            adapter: new.adapter.clone(),
             prompt_format: new.prompt_format,
             max_new_tokens: new.max_new_tokens,
             questions,
@@ -166,7 +169,7 @@ impl Db {
 
     async fn jobs_of_unfinished(&self, run_id: Option<i64>) -> Result<Vec<EvalJob>, DbError> {
         let runs = sqlx::query(
-            "SELECT j.id AS job_id, r.id AS run_id, r.model, r.prompt_format, r.max_new_tokens, \
+            "SELECT j.id AS job_id, r.id AS run_id, r.model, r.adapter, r.prompt_format, r.max_new_tokens, \
                     r.exam_set_id, r.priority \
              FROM jobs j JOIN runs r ON r.id = j.run_id \
              WHERE r.status IN ('queued', 'running') AND ($1 < 0 OR r.id = $1) ORDER BY j.id",
@@ -204,6 +207,7 @@ impl Db {
                 job_id: run.try_get("job_id")?,
                 run_id,
                 model: run.try_get("model")?,
+                adapter: run.try_get("adapter")?,
                 prompt_format,
                 max_new_tokens: to_u32(run.try_get("max_new_tokens")?),
                 questions,
@@ -607,6 +611,7 @@ fn run_from_row(row: &sqlx::any::AnyRow, tally: Tally) -> Result<RunSummary, DbE
         id: row.try_get("id")?,
         exam_set: row.try_get("exam_set")?,
         model: row.try_get("model")?,
+        adapter: row.try_get("adapter")?,
         prompt_format: row.try_get("prompt_format")?,
         status: RunStatus::parse(&status).ok_or_else(|| corrupt("runs", "status", &status))?,
         total: to_u32(row.try_get("total")?),

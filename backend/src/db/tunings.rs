@@ -1,0 +1,444 @@
+//! LoRA tunings: their rows, jobs and loss curves. The job a worker gets is rebuilt from the
+//! row (the plan) and the data exam set whenever it is published, so the queue never holds
+//! anything the database could not make again.
+
+use kokushi_shared::Question;
+use kokushi_shared::api::{RunStatus, TuningDetail, TuningSummary};
+use kokushi_shared::job::{Priority, TunePoint};
+use sqlx::Row;
+
+use super::exam_sets::question_from_body;
+use super::{Db, DbError, corrupt, flag};
+use crate::clock::now_rfc3339;
+
+/// What a new tuning records.
+#[derive(Debug, Clone)]
+pub struct NewTuning {
+    pub adapter: String,
+    pub base_model: String,
+    pub data_exam_set_id: i64,
+    pub prompt_format: String,
+    pub preset: String,
+    /// The run plan's JSON.
+    pub plan: String,
+    pub steps: u64,
+    pub priority: Priority,
+    pub evaluate: Option<kokushi_shared::api::ChainedEvaluation>,
+    pub created_by: Option<i64>,
+}
+
+/// A tuning row as needed to publish its job.
+#[derive(Debug, Clone)]
+pub struct TuningJobRow {
+    pub job_id: i64,
+    pub tuning_id: i64,
+    pub adapter: String,
+    pub base_model: String,
+    pub data_exam_set_id: i64,
+    pub plan: String,
+    pub priority: Priority,
+}
+
+/// What a finished tuning chains: evaluations of the base and the tuned model.
+#[derive(Debug, Clone)]
+pub struct Chain {
+    pub tuning_id: i64,
+    pub base_model: String,
+    pub adapter: String,
+    pub prompt_format: String,
+    pub exam_set_id: i64,
+    pub limit: Option<u32>,
+    pub max_new_tokens: Option<u32>,
+    pub priority: Priority,
+    pub created_by: Option<i64>,
+}
+
+const SUMMARY_SELECT: &str = "SELECT t.id, t.adapter, t.base_model, e.name AS data_exam_set, \
+     t.preset, t.prompt_format, t.status, t.steps, t.worker, t.model_info, t.error, \
+     t.train_examples, t.validation_examples, t.too_long, t.final_validation_loss, \
+     t.created_at, t.finished_at, t.base_run_id, t.tuned_run_id, \
+     (SELECT MAX(p.step) FROM tuning_points p WHERE p.tuning_id = t.id AND p.validation = 0) AS steps_done, \
+     (SELECT p.loss FROM tuning_points p WHERE p.tuning_id = t.id AND p.validation = 0 \
+        ORDER BY p.step DESC LIMIT 1) AS last_loss \
+     FROM tunings t JOIN exam_sets e ON e.id = t.data_exam_set_id";
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn summary_from_row(row: &sqlx::any::AnyRow) -> Result<TuningSummary, DbError> {
+    let status: String = row.try_get("status")?;
+    Ok(TuningSummary {
+        id: row.try_get("id")?,
+        adapter: row.try_get("adapter")?,
+        base_model: row.try_get("base_model")?,
+        data_exam_set: row.try_get("data_exam_set")?,
+        preset: row.try_get("preset")?,
+        prompt_format: row.try_get("prompt_format")?,
+        status: RunStatus::parse(&status).ok_or_else(|| corrupt("tunings", "status", &status))?,
+        steps: to_u64(row.try_get("steps")?),
+        steps_done: row
+            .try_get::<Option<i64>, _>("steps_done")?
+            .map_or(0, to_u64),
+        last_loss: row.try_get("last_loss")?,
+        final_validation_loss: row.try_get("final_validation_loss")?,
+        train_examples: row.try_get::<Option<i64>, _>("train_examples")?.map(to_u64),
+        validation_examples: row
+            .try_get::<Option<i64>, _>("validation_examples")?
+            .map(to_u64),
+        too_long: row.try_get::<Option<i64>, _>("too_long")?.map(to_u64),
+        worker: row.try_get("worker")?,
+        model_info: row.try_get("model_info")?,
+        error: row.try_get("error")?,
+        created_at: row.try_get("created_at")?,
+        finished_at: row.try_get("finished_at")?,
+        base_run_id: row.try_get("base_run_id")?,
+        tuned_run_id: row.try_get("tuned_run_id")?,
+    })
+}
+
+fn job_row(row: &sqlx::any::AnyRow) -> Result<TuningJobRow, DbError> {
+    let priority: String = row.try_get("priority")?;
+    Ok(TuningJobRow {
+        job_id: row.try_get("job_id")?,
+        tuning_id: row.try_get("tuning_id")?,
+        adapter: row.try_get("adapter")?,
+        base_model: row.try_get("base_model")?,
+        data_exam_set_id: row.try_get("data_exam_set_id")?,
+        plan: row.try_get("plan")?,
+        priority: Priority::parse(&priority)
+            .ok_or_else(|| corrupt("tunings", "priority", &priority))?,
+    })
+}
+
+const JOB_SELECT: &str = "SELECT j.id AS job_id, t.id AS tuning_id, t.adapter, t.base_model, \
+     t.data_exam_set_id, t.plan, t.priority FROM jobs j JOIN tunings t ON t.id = j.tuning_id";
+
+impl Db {
+    /// Every question of an exam set, in order.
+    pub async fn exam_questions(&self, exam_set_id: i64) -> Result<Vec<Question>, DbError> {
+        let rows =
+            sqlx::query("SELECT body FROM questions WHERE exam_set_id = $1 ORDER BY position")
+                .bind(exam_set_id)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|row| question_from_body(&row.try_get::<String, _>("body")?))
+            .collect()
+    }
+
+    /// Whether a queued or running tuning, or a succeeded one, already writes `adapter`.
+    pub async fn adapter_taken(&self, adapter: &str) -> Result<bool, DbError> {
+        Ok(sqlx::query(
+            "SELECT id FROM tunings WHERE adapter = $1 \
+             AND status IN ('queued', 'running', 'succeeded') LIMIT 1",
+        )
+        .bind(adapter)
+        .fetch_optional(&self.pool)
+        .await?
+        .is_some())
+    }
+
+    /// Records a queued tuning and its job in one transaction.
+    pub async fn create_tuning(&self, new: &NewTuning) -> Result<TuningJobRow, DbError> {
+        let mut tx = self.begin_write().await?;
+        let now = now_rfc3339();
+        let (eval_exam, eval_limit, eval_tokens) = match &new.evaluate {
+            Some(e) => (
+                Some(e.exam_set_id),
+                e.limit.map(i64::from),
+                e.max_new_tokens.map(i64::from),
+            ),
+            None => (None, None, None),
+        };
+        let tuning_id: i64 = sqlx::query(
+            "INSERT INTO tunings (adapter, base_model, data_exam_set_id, prompt_format, preset, \
+                 plan, steps, status, priority, eval_exam_set_id, eval_limit, \
+                 eval_max_new_tokens, created_by, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9, $10, $11, $12, $13) \
+             RETURNING id",
+        )
+        .bind(&new.adapter)
+        .bind(&new.base_model)
+        .bind(new.data_exam_set_id)
+        .bind(&new.prompt_format)
+        .bind(&new.preset)
+        .bind(&new.plan)
+        .bind(to_i64(new.steps))
+        .bind(new.priority.as_str())
+        .bind(eval_exam)
+        .bind(eval_limit)
+        .bind(eval_tokens)
+        .bind(new.created_by)
+        .bind(&now)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("id")?;
+        let job_id: i64 = sqlx::query(
+            "INSERT INTO jobs (tuning_id, kind, status, created_at, updated_at) \
+             VALUES ($1, 'tune', 'queued', $2, $2) RETURNING id",
+        )
+        .bind(tuning_id)
+        .bind(&now)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("id")?;
+        tx.commit().await?;
+        Ok(TuningJobRow {
+            job_id,
+            tuning_id,
+            adapter: new.adapter.clone(),
+            base_model: new.base_model.clone(),
+            data_exam_set_id: new.data_exam_set_id,
+            plan: new.plan.clone(),
+            priority: new.priority,
+        })
+    }
+
+    /// The jobs of queued and running tunings (to publish again after a loss).
+    pub async fn unfinished_tunings(&self) -> Result<Vec<TuningJobRow>, DbError> {
+        let rows = sqlx::query(&format!(
+            "{JOB_SELECT} WHERE t.status IN ('queued', 'running') ORDER BY j.id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(job_row).collect()
+    }
+
+    pub async fn mark_tuning_running(
+        &self,
+        tuning_id: i64,
+        worker: &str,
+        model_info: &str,
+    ) -> Result<(), DbError> {
+        sqlx::query(
+            "UPDATE tunings SET status = 'running', worker = $2, model_info = $3 \
+             WHERE id = $1 AND status IN ('queued', 'running')",
+        )
+        .bind(tuning_id)
+        .bind(worker)
+        .bind(model_info)
+        .execute(&self.pool)
+        .await?;
+        sqlx::query(
+            "UPDATE jobs SET status = 'running', updated_at = $2 \
+             WHERE tuning_id = $1 AND status IN ('queued', 'running')",
+        )
+        .bind(tuning_id)
+        .bind(now_rfc3339())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Stores a point of the loss curve; a repeat (same step and kind) changes nothing.
+    pub async fn record_tune_point(
+        &self,
+        tuning_id: i64,
+        point: &TunePoint,
+    ) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO tuning_points (tuning_id, step, validation, loss, learning_rate, \
+                 grad_norm, tokens_per_second) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(tuning_id)
+        .bind(to_i64(point.step))
+        .bind(flag(point.validation))
+        .bind(point.loss)
+        .bind(point.learning_rate)
+        .bind(point.grad_norm)
+        .bind(point.tokens_per_second)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Marks a tuning succeeded with its counts. Returns the evaluations to chain when this
+    /// call finished it and it asked for them (a repeated event returns `None`).
+    pub async fn finish_tuning(
+        &self,
+        tuning_id: i64,
+        counts: [u64; 3],
+        final_validation_loss: Option<f64>,
+    ) -> Result<Option<Chain>, DbError> {
+        let mut tx = self.begin_write().await?;
+        let now = now_rfc3339();
+        let changed = sqlx::query(
+            "UPDATE tunings SET status = 'succeeded', train_examples = $2, \
+                 validation_examples = $3, too_long = $4, final_validation_loss = $5, \
+                 finished_at = $6, error = NULL \
+             WHERE id = $1 AND status IN ('queued', 'running')",
+        )
+        .bind(tuning_id)
+        .bind(to_i64(counts[0]))
+        .bind(to_i64(counts[1]))
+        .bind(to_i64(counts[2]))
+        .bind(final_validation_loss)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query("UPDATE jobs SET status = 'succeeded', updated_at = $2 WHERE tuning_id = $1")
+            .bind(tuning_id)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
+        let row = sqlx::query(
+            "SELECT base_model, adapter, prompt_format, eval_exam_set_id, eval_limit, \
+                 eval_max_new_tokens, priority, created_by FROM tunings WHERE id = $1",
+        )
+        .bind(tuning_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let Some(row) = row.filter(|_| changed > 0) else {
+            return Ok(None);
+        };
+        let Some(exam_set_id) = row.try_get::<Option<i64>, _>("eval_exam_set_id")? else {
+            return Ok(None);
+        };
+        let priority: String = row.try_get("priority")?;
+        let to_u32 = |v: Option<i64>| v.map(|v| u32::try_from(v).unwrap_or(u32::MAX));
+        Ok(Some(Chain {
+            tuning_id,
+            base_model: row.try_get("base_model")?,
+            adapter: row.try_get("adapter")?,
+            prompt_format: row.try_get("prompt_format")?,
+            exam_set_id,
+            limit: to_u32(row.try_get("eval_limit")?),
+            max_new_tokens: to_u32(row.try_get("eval_max_new_tokens")?),
+            priority: Priority::parse(&priority)
+                .ok_or_else(|| corrupt("tunings", "priority", &priority))?,
+            created_by: row.try_get("created_by")?,
+        }))
+    }
+
+    /// Records the chained evaluations' runs.
+    pub async fn set_chained_runs(
+        &self,
+        tuning_id: i64,
+        base_run_id: i64,
+        tuned_run_id: i64,
+    ) -> Result<(), DbError> {
+        sqlx::query("UPDATE tunings SET base_run_id = $2, tuned_run_id = $3 WHERE id = $1")
+            .bind(tuning_id)
+            .bind(base_run_id)
+            .bind(tuned_run_id)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("UPDATE runs SET tuning_id = $1 WHERE id IN ($2, $3)")
+            .bind(tuning_id)
+            .bind(base_run_id)
+            .bind(tuned_run_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Marks a queued or running tuning failed with the worker's reason.
+    pub async fn fail_tuning(&self, tuning_id: i64, error: &str) -> Result<(), DbError> {
+        let now = now_rfc3339();
+        sqlx::query(
+            "UPDATE tunings SET status = 'failed', error = $2, finished_at = $3 \
+             WHERE id = $1 AND status IN ('queued', 'running')",
+        )
+        .bind(tuning_id)
+        .bind(error)
+        .bind(&now)
+        .execute(&self.pool)
+        .await?;
+        sqlx::query("UPDATE jobs SET status = 'failed', updated_at = $2 WHERE tuning_id = $1")
+            .bind(tuning_id)
+            .bind(&now)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Cancels a queued or running tuning: `Ok(Some(job_id))`, `Ok(None)` when it does not
+    /// exist, `Err(status)` when it has finished already.
+    pub async fn cancel_tuning(
+        &self,
+        tuning_id: i64,
+    ) -> Result<Result<Option<i64>, RunStatus>, DbError> {
+        let mut tx = self.begin_write().await?;
+        let Some(row) = sqlx::query(
+            "SELECT t.status, j.id AS job_id FROM tunings t JOIN jobs j ON j.tuning_id = t.id \
+             WHERE t.id = $1",
+        )
+        .bind(tuning_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            return Ok(Ok(None));
+        };
+        let status: String = row.try_get("status")?;
+        let status =
+            RunStatus::parse(&status).ok_or_else(|| corrupt("tunings", "status", &status))?;
+        if status.is_finished() {
+            return Ok(Err(status));
+        }
+        let now = now_rfc3339();
+        sqlx::query("UPDATE tunings SET status = 'cancelled', finished_at = $2 WHERE id = $1")
+            .bind(tuning_id)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE jobs SET status = 'cancelled', updated_at = $2 WHERE tuning_id = $1")
+            .bind(tuning_id)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Ok(Some(row.try_get("job_id")?)))
+    }
+
+    /// Every tuning, newest first.
+    pub async fn tunings(&self) -> Result<Vec<TuningSummary>, DbError> {
+        let rows = sqlx::query(&format!("{SUMMARY_SELECT} ORDER BY t.id DESC"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(summary_from_row).collect()
+    }
+
+    pub async fn tuning_summary(&self, id: i64) -> Result<Option<TuningSummary>, DbError> {
+        let row = sqlx::query(&format!("{SUMMARY_SELECT} WHERE t.id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(summary_from_row).transpose()
+    }
+
+    /// A tuning with its loss curves in step order.
+    pub async fn tuning_detail(&self, id: i64) -> Result<Option<TuningDetail>, DbError> {
+        let Some(tuning) = self.tuning_summary(id).await? else {
+            return Ok(None);
+        };
+        let rows = sqlx::query(
+            "SELECT step, validation, loss, learning_rate, grad_norm, tokens_per_second \
+             FROM tuning_points WHERE tuning_id = $1 ORDER BY step, validation",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        let points = rows
+            .iter()
+            .map(|row| {
+                Ok(TunePoint {
+                    step: to_u64(row.try_get("step")?),
+                    validation: row.try_get::<i64, _>("validation")? != 0,
+                    loss: row.try_get("loss")?,
+                    learning_rate: row.try_get("learning_rate")?,
+                    grad_norm: row.try_get("grad_norm")?,
+                    tokens_per_second: row.try_get("tokens_per_second")?,
+                })
+            })
+            .collect::<Result<_, DbError>>()?;
+        Ok(Some(TuningDetail { tuning, points }))
+    }
+}
