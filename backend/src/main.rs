@@ -17,6 +17,7 @@ use kokushi_queue::RedisQueue;
 use kokushi_shared::prompt::PromptFormat;
 use kokushi_worker::{Worker, WorkerConfig};
 
+mod config_file;
 mod tune_cmd;
 
 #[derive(Parser)]
@@ -28,9 +29,16 @@ mod tune_cmd;
 Medical Licensing Examination (IgakuQA).\n\nOne machine: `kokushi serve` (SQLite file, in-process \
 queue and worker). A cluster: `kokushi serve --database-url postgres://... --redis-url redis://...` \
 on API nodes and `kokushi worker --redis-url redis://...` on GPU nodes.\n\nEvery flag can also be \
-set with the environment variable shown in its help."
+set with the environment variable shown in its help, or in a TOML file given with --config \
+(keys: the variables' names without KOKUSHI_, in lower case, e.g. `bind = \"0.0.0.0:8080\"`); a \
+flag beats the variable, which beats the file."
 )]
 struct Cli {
+    /// A TOML file of settings: `database_url = "postgres://…"`, `redis_url = …`, `bind = …`,
+    /// `model_store = …`, … (any KOKUSHI_* variable, without the prefix, in lower case).
+    /// Flags and environment variables override it.
+    #[arg(long, global = true, env = "KOKUSHI_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -39,7 +47,7 @@ struct Cli {
 enum Command {
     /// Serve the API and the web UI.
     Serve(ServeArgs),
-    /// Take evaluation jobs from Redis and answer them with the engine.
+    /// Take evaluation and tuning jobs from Redis and carry them out with the engine.
     Worker(WorkerArgs),
     /// Import an exam set: IgakuQA JSON lines, the CSV upload format, or JMMLU files.
     Import(ImportArgs),
@@ -437,7 +445,22 @@ struct DemoArgs {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    use clap::{CommandFactory, FromArgMatches};
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let mut command = Cli::command();
+    if let Some(path) = config_file::path_from(&args) {
+        command = match config_file::apply(command, &path) {
+            Ok(command) => command,
+            Err(err) => {
+                eprintln!("error: {err}");
+                return std::process::ExitCode::from(2);
+            }
+        };
+    }
+    let cli = match Cli::from_arg_matches(&command.get_matches_from(args)) {
+        Ok(cli) => cli,
+        Err(err) => err.exit(),
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {

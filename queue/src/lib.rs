@@ -97,6 +97,12 @@ pub trait JobQueue: Send + Sync + 'static {
     async fn heartbeat_job(&self, _consumer: &str, _receipt: &Receipt) -> Result<(), QueueError> {
         Ok(())
     }
+    /// Gives a claimed job back without finishing it (a worker shutting down): the next
+    /// worker that asks takes it over at once, as if the visibility timeout had passed, and
+    /// resumes it.
+    async fn release_job(&self, _consumer: &str, _receipt: &Receipt) -> Result<(), QueueError> {
+        Ok(())
+    }
     /// The problem ids whose answers to job `job_id` have been published since the job was
     /// last published: a worker that takes a job over skips them.
     async fn answered(&self, _job_id: i64) -> Result<HashSet<String>, QueueError> {

@@ -397,6 +397,26 @@ impl JobQueue for RedisQueue {
         Ok(())
     }
 
+    async fn release_job(&self, consumer: &str, receipt: &Receipt) -> Result<(), QueueError> {
+        // The message stays pending with this consumer but looks idle for weeks, so the next
+        // XAUTOCLAIM (whatever its visibility timeout) hands it to another worker.
+        let (stream, id) = self.job_stream(receipt);
+        let mut conn = self.conn.clone();
+        let _: Vec<String> = redis::cmd("XCLAIM")
+            .arg(stream)
+            .arg(JOB_GROUP)
+            .arg(consumer)
+            .arg(0)
+            .arg(id)
+            .arg("IDLE")
+            .arg(u64::from(u32::MAX))
+            .arg("JUSTID")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
     async fn answered(&self, job_id: i64) -> Result<HashSet<String>, QueueError> {
         let mut conn = self.conn.clone();
         conn.smembers(self.answered_key(job_id))

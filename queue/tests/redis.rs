@@ -189,6 +189,57 @@ async fn a_heartbeating_worker_keeps_its_job_and_a_silent_one_loses_it_with_its_
 }
 
 #[tokio::test]
+async fn a_job_given_back_by_a_stopping_worker_is_taken_over_at_once() {
+    let Some(url) = redis_url() else { return };
+    let prefix = fresh_prefix();
+    // A long visibility timeout: only the release can make the job claimable this soon.
+    let queue = RedisQueue::connect(&url, &prefix)
+        .await
+        .expect("connect")
+        .with_visibility_timeout(Duration::from_secs(3600));
+    queue
+        .publish_job(&job(41, &["116A1", "116A2"]))
+        .await
+        .expect("publish");
+    let first = queue
+        .claim_job("w1", Duration::from_secs(1))
+        .await
+        .expect("claim")
+        .expect("a job");
+    queue
+        .publish_event(&answer(41, "116A1"))
+        .await
+        .expect("answer");
+    let before = queue
+        .claim_job("w2", Duration::from_millis(10))
+        .await
+        .expect("claim");
+    assert!(before.is_none(), "w1 holds the job until it gives it back");
+
+    queue
+        .release_job("w1", &first.receipt)
+        .await
+        .expect("release");
+    let second = queue
+        .claim_job("w2", Duration::from_millis(10))
+        .await
+        .expect("claim")
+        .expect("the released job, at once");
+
+    assert_eq!(second.item.job_id(), 41);
+    assert_eq!(second.attempt, 2);
+    assert_eq!(
+        queue
+            .answered(41)
+            .await
+            .expect("answered")
+            .into_iter()
+            .collect::<Vec<_>>(),
+        ["116A1".to_owned()]
+    );
+}
+
+#[tokio::test]
 async fn a_loss_of_the_streams_is_reported_once_and_the_groups_come_back() {
     let Some(url) = redis_url() else { return };
     let prefix = fresh_prefix();

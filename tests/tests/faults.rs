@@ -115,9 +115,20 @@ impl Api {
 }
 
 fn spawn_worker(bin: &Path, redis: &str, prefix: &str, name: &str, store: &Path) -> KillOnDrop {
+    spawn_worker_with(bin, redis, prefix, name, store, VISIBILITY_SECS)
+}
+
+fn spawn_worker_with(
+    bin: &Path,
+    redis: &str,
+    prefix: &str,
+    name: &str,
+    store: &Path,
+    visibility_secs: &str,
+) -> KillOnDrop {
     let child = Command::new(bin)
         .args(["worker", "--redis-url", redis, "--queue-prefix", prefix])
-        .args(["--name", name, "--visibility-timeout", VISIBILITY_SECS])
+        .args(["--name", name, "--visibility-timeout", visibility_secs])
         .arg("--model-store")
         .arg(store)
         .env("CANDLE_NUM_THREADS", "1")
@@ -235,6 +246,54 @@ async fn fault_a_worker_killed_halfway_is_replaced_and_each_question_is_answered
         repeated.is_empty(),
         "the second worker resumed instead of starting over: {repeated:?}"
     );
+    app.stop().await.expect("clean stop");
+}
+
+/// A graceful stop (SIGTERM) gives the job back: another worker takes it over at once — not
+/// after the visibility timeout, which is an hour here — and resumes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_a_worker_stopped_with_sigterm_gives_its_job_back_at_once() {
+    let (Some(redis), Some(bin)) = (service("KOKUSHI_TEST_REDIS_URL"), service("KOKUSHI_BIN"))
+    else {
+        return;
+    };
+    let _turn = SERIAL.lock().await;
+    let prefix = format!("kokushi-fault-term-{}", std::process::id());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = fixture_model_store().expect("fixture model");
+    let app = TestApp::spawn(settings(dir.path(), &redis, &prefix))
+        .await
+        .expect("server starts");
+    let api = Api::of(&app);
+    let exam = api.upload("long", long_exam("903A", N)).await;
+    let bin = Path::new(&bin);
+    let mut first = spawn_worker_with(bin, &redis, &prefix, "worker-a", store.path(), "3600");
+
+    let run = api
+        .create_run(exam.id, u32::try_from(N).expect("n"), MAX_NEW_TOKENS)
+        .await;
+    api.wait_until(run.id, Duration::from_secs(120), |d| {
+        d.run.tally.answered >= 3
+    })
+    .await;
+    let status = Command::new("kill")
+        .args(["-TERM", &first.0.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let exit = first.0.wait().expect("the worker exits");
+    assert!(exit.success(), "a graceful stop exits 0: {exit:?}");
+    let _second = spawn_worker_with(bin, &redis, &prefix, "worker-b", store.path(), "3600");
+    let done = api
+        .wait_until(run.id, Duration::from_secs(240), |d| {
+            d.run.status.is_finished()
+        })
+        .await;
+    let stream = answers_on_stream(&redis, &prefix, run.id).await;
+
+    assert_each_answered_once(&done, N);
+    let repeated: Vec<_> = stream.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(repeated.is_empty(), "asked twice: {repeated:?}");
     app.stop().await.expect("clean stop");
 }
 

@@ -62,6 +62,8 @@ pub struct Worker {
     engine: EngineThread,
     /// What this worker reports to the registry.
     info: Arc<std::sync::Mutex<kokushi_shared::api::WorkerInfo>>,
+    /// The receipt of the job under way, to give back if the worker is stopped.
+    current: Option<kokushi_queue::Receipt>,
 }
 
 fn unix_now() -> i64 {
@@ -99,6 +101,7 @@ impl Worker {
             config,
             engine: EngineThread::spawn(),
             info: Arc::new(std::sync::Mutex::new(info)),
+            current: None,
         }
     }
 
@@ -209,6 +212,7 @@ impl Worker {
             );
         }
         self.set_job(Some(&job));
+        self.current = Some(delivery.receipt.clone());
         self.report().await;
         // Heartbeats go on beside the engine, however long one answer (or step) takes.
         let heartbeat = {
@@ -251,6 +255,7 @@ impl Worker {
             }
         }
         self.queue.ack_job(&delivery.receipt).await?;
+        self.current = None;
         Ok(Some(job_id))
     }
 
@@ -436,8 +441,9 @@ impl Worker {
         Ok(())
     }
 
-    /// Works until `stop` completes. A job under way when it does is left unacknowledged, so
-    /// the queue can hand it out again.
+    /// Works until `stop` completes. A job under way when it does is given back to the queue
+    /// unfinished ([`JobQueue::release_job`]): the next worker takes it over at once and resumes
+    /// it (a worker that dies instead is replaced after the visibility timeout).
     pub async fn run_until_stopped(mut self, stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
         // The registry hears from this worker every third of its visibility timeout.
@@ -476,6 +482,18 @@ impl Worker {
             }
         }
         reporter.abort();
+        if let Some(receipt) = self.current.take() {
+            match self.queue.release_job(&self.config.name, &receipt).await {
+                Ok(()) => {
+                    tracing::info!(worker = %self.config.name, "gave the job under way back to the queue")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not give the job back; it is taken over after the visibility timeout")
+                }
+            }
+        }
+        self.set_job(None);
+        self.report().await;
         tracing::info!(worker = %self.config.name, "worker stopped");
     }
 }
