@@ -77,6 +77,7 @@ mod tests {
             id,
             exam_set: "igakuqa-116".into(),
             model: "smollm2-135m-q4_1.gguf".into(),
+            adapter: None,
             prompt_format: "chatml_ja_v1".into(),
             status,
             total: 20,

@@ -15,6 +15,11 @@ pub fn RunRow(run: RunSummary) -> impl IntoView {
                 <a class="run-link" href=paths::run_path(run.id)>
                     {run.model}
                 </a>
+                {run
+                    .adapter
+                    .map(|adapter| {
+                        view! { <span class="adapter" title="LoRA adapter">" + "{adapter}</span> }
+                    })}
             </td>
             <td class="exam-set">{run.exam_set}</td>
             <td class="prompt-format">
