@@ -236,25 +236,47 @@ impl Db {
     }
 
     /// Stores a point of the loss curve; a repeat (same step and kind) changes nothing.
+    ///
+    /// Absent values are written as SQL `NULL` literals, never bound: PostgreSQL through the
+    /// `Any` driver refuses a prepared statement whose float parameter was first bound as a
+    /// null ("incorrect binary data format in bind parameter").
     pub async fn record_tune_point(
         &self,
         tuning_id: i64,
         point: &TunePoint,
     ) -> Result<(), DbError> {
-        sqlx::query(
-            "INSERT INTO tuning_points (tuning_id, step, validation, loss, learning_rate, \
-                 grad_norm, tokens_per_second) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(tuning_id)
-        .bind(to_i64(point.step))
-        .bind(flag(point.validation))
-        .bind(point.loss)
-        .bind(point.learning_rate)
-        .bind(point.grad_norm)
-        .bind(point.tokens_per_second)
-        .execute(&self.pool)
-        .await?;
+        let stats = match (
+            point.learning_rate,
+            point.grad_norm,
+            point.tokens_per_second,
+        ) {
+            (Some(lr), Some(norm), Some(speed)) => Some((lr, norm, speed)),
+            _ => None,
+        };
+        let query = match stats {
+            Some((lr, norm, speed)) => sqlx::query(
+                "INSERT INTO tuning_points (tuning_id, step, validation, loss, learning_rate, \
+                     grad_norm, tokens_per_second) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(tuning_id)
+            .bind(to_i64(point.step))
+            .bind(flag(point.validation))
+            .bind(point.loss)
+            .bind(lr)
+            .bind(norm)
+            .bind(speed),
+            None => sqlx::query(
+                "INSERT INTO tuning_points (tuning_id, step, validation, loss, learning_rate, \
+                     grad_norm, tokens_per_second) VALUES ($1, $2, $3, $4, NULL, NULL, NULL) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(tuning_id)
+            .bind(to_i64(point.step))
+            .bind(flag(point.validation))
+            .bind(point.loss),
+        };
+        query.execute(&self.pool).await?;
         Ok(())
     }
 
