@@ -75,15 +75,24 @@ pub async fn apply(db: &Db, queue: &dyn JobQueue, event: &WorkerEvent) -> Result
             final_validation_loss,
             ..
         } => {
-            let chain = db
+            let jobs = db
                 .finish_tuning(
                     *tuning_id,
                     [*train_examples, *validation_examples, *too_long],
                     *final_validation_loss,
                 )
                 .await?;
-            if let Some(chain) = chain {
-                chain_evaluations(db, queue, &chain).await?;
+            if let [base, tuned] = jobs.as_slice() {
+                tracing::info!(
+                    tuning_id,
+                    base_run_id = base.run_id,
+                    tuned_run_id = tuned.run_id,
+                    "evaluations of the base and the tuned model queued"
+                );
+            }
+            // Recorded as queued before they are published, like runs made through the API.
+            for job in jobs {
+                queue.publish_job(&job.into()).await?;
             }
             Ok(())
         }
@@ -91,53 +100,6 @@ pub async fn apply(db: &Db, queue: &dyn JobQueue, event: &WorkerEvent) -> Result
             tuning_id, error, ..
         } => Ok(db.fail_tuning(*tuning_id, error).await?),
     }
-}
-
-/// Queues the evaluations a finished tuning asked for: the base model, then the base model
-/// with the new adapter, on the same exam set, prompt format and limit.
-async fn chain_evaluations(
-    db: &Db,
-    queue: &dyn JobQueue,
-    chain: &crate::db::tunings::Chain,
-) -> Result<(), IngestError> {
-    let Some(prompt_format) = kokushi_shared::prompt::PromptFormat::from_id(&chain.prompt_format)
-    else {
-        tracing::error!(tuning_id = chain.tuning_id, format = %chain.prompt_format, "unknown prompt format; no evaluations chained");
-        return Ok(());
-    };
-    let mut ids = Vec::with_capacity(2);
-    for adapter in [None, Some(chain.adapter.clone())] {
-        let new = crate::db::runs::NewRun {
-            exam_set_id: chain.exam_set_id,
-            model: chain.base_model.clone(),
-            adapter,
-            prompt_format,
-            limit: chain.limit,
-            max_new_tokens: chain
-                .max_new_tokens
-                .unwrap_or(crate::routes::DEFAULT_MAX_NEW_TOKENS),
-            priority: chain.priority,
-            created_by: chain.created_by,
-        };
-        let Some(job) = db.create_run(&new).await? else {
-            tracing::error!(
-                tuning_id = chain.tuning_id,
-                exam_set_id = chain.exam_set_id,
-                "the exam set to evaluate on is gone; no evaluations chained"
-            );
-            return Ok(());
-        };
-        ids.push(job.run_id);
-        queue.publish_job(&job.into()).await?;
-    }
-    db.set_chained_runs(chain.tuning_id, ids[0], ids[1]).await?;
-    tracing::info!(
-        tuning_id = chain.tuning_id,
-        base_run_id = ids[0],
-        tuned_run_id = ids[1],
-        "evaluations of the base and the tuned model queued"
-    );
-    Ok(())
 }
 
 /// Publishes every unfinished job again if the queue lost its messages.

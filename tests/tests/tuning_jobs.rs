@@ -160,8 +160,31 @@ async fn tuning_runs_as_a_job(database_url: String) {
     assert_eq!((base.run.total, tuned.run.tally.answered), (2, 2));
 
     // A second tuning may not write the same adapter; a finished one cannot be cancelled.
-    let res = post(&app, "/api/tunings", request).await;
+    let res = post(&app, "/api/tunings", request.clone()).await;
     assert_eq!(res.status(), 409);
+    // Without validation examples there is no final validation loss (stored as such).
+    let mut plain = request;
+    plain["adapter"] = json!("mini-lora-plain");
+    plain["validation_share"] = json!(0.0);
+    plain["steps"] = json!(1);
+    plain.as_object_mut().expect("object").remove("evaluate");
+    let res = post(&app, "/api/tunings", plain).await;
+    assert_eq!(res.status(), 201);
+    let second: TuningSummary = res.json().await.expect("summary");
+    let second = tuning_ends(&app, second.id).await;
+    assert_eq!(
+        second.tuning.status,
+        RunStatus::Succeeded,
+        "{:?}",
+        second.tuning
+    );
+    assert_eq!(second.tuning.final_validation_loss, None);
+    assert_eq!(second.tuning.validation_examples, Some(0));
+    assert_eq!(
+        (second.tuning.base_run_id, second.tuning.tuned_run_id),
+        (None, None)
+    );
+    assert!(second.points.iter().all(|p| !p.validation));
     let res = post(
         &app,
         &format!("/api/tunings/{}/cancel", created.id),

@@ -43,16 +43,28 @@ impl Db {
     /// does not exist.
     pub async fn create_run(&self, new: &NewRun) -> Result<Option<EvalJob>, DbError> {
         let mut tx = self.begin_write().await?;
+        let job = Self::insert_run(&mut tx, new).await?;
+        if job.is_some() {
+            tx.commit().await?;
+        }
+        Ok(job)
+    }
+
+    /// [`Db::create_run`] inside the caller's transaction.
+    pub(crate) async fn insert_run(
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        new: &NewRun,
+    ) -> Result<Option<EvalJob>, DbError> {
         let rows = sqlx::query(
             "SELECT problem_id, body FROM questions \
              WHERE exam_set_id = $1 AND text_only = 1 ORDER BY position",
         )
         .bind(new.exam_set_id)
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut **tx)
         .await?;
         let exists = sqlx::query("SELECT id FROM exam_sets WHERE id = $1")
             .bind(new.exam_set_id)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut **tx)
             .await?
             .is_some();
         if !exists {
@@ -75,7 +87,7 @@ impl Db {
         .bind(new.priority.as_str())
         .bind(new.created_by)
         .bind(&new.adapter)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut **tx)
         .await?
         .try_get("id")?;
         let mut questions = Vec::with_capacity(take);
@@ -87,7 +99,7 @@ impl Db {
             .bind(run_id)
             .bind(i64::try_from(position).unwrap_or(i64::MAX))
             .bind(&problem_id)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
             let q = question_from_body(&row.try_get::<String, _>("body")?)?;
             questions.push(JobQuestion {
@@ -102,10 +114,9 @@ impl Db {
         )
         .bind(run_id)
         .bind(&now)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut **tx)
         .await?
         .try_get("id")?;
-        tx.commit().await?;
         Ok(Some(EvalJob {
             job_id,
             run_id,

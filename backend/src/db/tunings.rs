@@ -4,10 +4,12 @@
 
 use kokushi_shared::Question;
 use kokushi_shared::api::{RunStatus, TuningDetail, TuningSummary};
-use kokushi_shared::job::{Priority, TunePoint};
+use kokushi_shared::job::{EvalJob, Priority, TunePoint};
+use kokushi_shared::prompt::PromptFormat;
 use sqlx::Row;
 
 use super::exam_sets::question_from_body;
+use super::runs::NewRun;
 use super::{Db, DbError, corrupt, flag};
 use crate::clock::now_rfc3339;
 
@@ -37,20 +39,6 @@ pub struct TuningJobRow {
     pub data_exam_set_id: i64,
     pub plan: String,
     pub priority: Priority,
-}
-
-/// What a finished tuning chains: evaluations of the base and the tuned model.
-#[derive(Debug, Clone)]
-pub struct Chain {
-    pub tuning_id: i64,
-    pub base_model: String,
-    pub adapter: String,
-    pub prompt_format: String,
-    pub exam_set_id: i64,
-    pub limit: Option<u32>,
-    pub max_new_tokens: Option<u32>,
-    pub priority: Priority,
-    pub created_by: Option<i64>,
 }
 
 const SUMMARY_SELECT: &str = "SELECT t.id, t.adapter, t.base_model, e.name AS data_exam_set, \
@@ -280,31 +268,44 @@ impl Db {
         Ok(())
     }
 
-    /// Marks a tuning succeeded with its counts. Returns the evaluations to chain when this
-    /// call finished it and it asked for them (a repeated event returns `None`).
+    /// Marks a tuning succeeded with its counts and, when it asked for them, creates the
+    /// evaluations it chains — the base model, then the base model with the new adapter, on its
+    /// exam set in its prompt format — all in one transaction, so a tuning is never seen
+    /// succeeded without its chained runs. Returns the jobs to publish: none for a repeated
+    /// event, or when no evaluation was asked (or its exam set is gone).
     pub async fn finish_tuning(
         &self,
         tuning_id: i64,
         counts: [u64; 3],
         final_validation_loss: Option<f64>,
-    ) -> Result<Option<Chain>, DbError> {
+    ) -> Result<Vec<EvalJob>, DbError> {
         let mut tx = self.begin_write().await?;
         let now = now_rfc3339();
         let changed = sqlx::query(
             "UPDATE tunings SET status = 'succeeded', train_examples = $2, \
-                 validation_examples = $3, too_long = $4, final_validation_loss = $5, \
-                 finished_at = $6, error = NULL \
+                 validation_examples = $3, too_long = $4, finished_at = $5, error = NULL \
              WHERE id = $1 AND status IN ('queued', 'running')",
         )
         .bind(tuning_id)
         .bind(to_i64(counts[0]))
         .bind(to_i64(counts[1]))
         .bind(to_i64(counts[2]))
-        .bind(final_validation_loss)
         .bind(&now)
         .execute(&mut *tx)
         .await?
         .rows_affected();
+        if changed == 0 {
+            return Ok(Vec::new());
+        }
+        // Written only when there is one: a float is never bound as a null (see
+        // `record_tune_point`).
+        if let Some(loss) = final_validation_loss {
+            sqlx::query("UPDATE tunings SET final_validation_loss = $2 WHERE id = $1")
+                .bind(tuning_id)
+                .bind(loss)
+                .execute(&mut *tx)
+                .await?;
+        }
         sqlx::query("UPDATE jobs SET status = 'succeeded', updated_at = $2 WHERE tuning_id = $1")
             .bind(tuning_id)
             .bind(&now)
@@ -315,51 +316,57 @@ impl Db {
                  eval_max_new_tokens, priority, created_by FROM tunings WHERE id = $1",
         )
         .bind(tuning_id)
-        .fetch_optional(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
+        let mut jobs = Vec::new();
+        if let Some(exam_set_id) = row.try_get::<Option<i64>, _>("eval_exam_set_id")? {
+            let format: String = row.try_get("prompt_format")?;
+            let priority: String = row.try_get("priority")?;
+            let to_u32 = |v: Option<i64>| v.map(|v| u32::try_from(v).unwrap_or(u32::MAX));
+            let base = NewRun {
+                exam_set_id,
+                model: row.try_get("base_model")?,
+                adapter: None,
+                prompt_format: PromptFormat::from_id(&format)
+                    .ok_or_else(|| corrupt("tunings", "prompt_format", &format))?,
+                limit: to_u32(row.try_get("eval_limit")?),
+                max_new_tokens: to_u32(row.try_get("eval_max_new_tokens")?)
+                    .unwrap_or(crate::routes::DEFAULT_MAX_NEW_TOKENS),
+                priority: Priority::parse(&priority)
+                    .ok_or_else(|| corrupt("tunings", "priority", &priority))?,
+                created_by: row.try_get("created_by")?,
+            };
+            let tuned = NewRun {
+                adapter: Some(row.try_get("adapter")?),
+                ..base.clone()
+            };
+            if let (Some(base), Some(tuned)) = (
+                Self::insert_run(&mut tx, &base).await?,
+                Self::insert_run(&mut tx, &tuned).await?,
+            ) {
+                sqlx::query("UPDATE tunings SET base_run_id = $2, tuned_run_id = $3 WHERE id = $1")
+                    .bind(tuning_id)
+                    .bind(base.run_id)
+                    .bind(tuned.run_id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("UPDATE runs SET tuning_id = $1 WHERE id IN ($2, $3)")
+                    .bind(tuning_id)
+                    .bind(base.run_id)
+                    .bind(tuned.run_id)
+                    .execute(&mut *tx)
+                    .await?;
+                jobs = vec![base, tuned];
+            } else {
+                tracing::error!(
+                    tuning_id,
+                    exam_set_id,
+                    "the exam set to evaluate on is gone; no evaluations chained"
+                );
+            }
+        }
         tx.commit().await?;
-        let Some(row) = row.filter(|_| changed > 0) else {
-            return Ok(None);
-        };
-        let Some(exam_set_id) = row.try_get::<Option<i64>, _>("eval_exam_set_id")? else {
-            return Ok(None);
-        };
-        let priority: String = row.try_get("priority")?;
-        let to_u32 = |v: Option<i64>| v.map(|v| u32::try_from(v).unwrap_or(u32::MAX));
-        Ok(Some(Chain {
-            tuning_id,
-            base_model: row.try_get("base_model")?,
-            adapter: row.try_get("adapter")?,
-            prompt_format: row.try_get("prompt_format")?,
-            exam_set_id,
-            limit: to_u32(row.try_get("eval_limit")?),
-            max_new_tokens: to_u32(row.try_get("eval_max_new_tokens")?),
-            priority: Priority::parse(&priority)
-                .ok_or_else(|| corrupt("tunings", "priority", &priority))?,
-            created_by: row.try_get("created_by")?,
-        }))
-    }
-
-    /// Records the chained evaluations' runs.
-    pub async fn set_chained_runs(
-        &self,
-        tuning_id: i64,
-        base_run_id: i64,
-        tuned_run_id: i64,
-    ) -> Result<(), DbError> {
-        sqlx::query("UPDATE tunings SET base_run_id = $2, tuned_run_id = $3 WHERE id = $1")
-            .bind(tuning_id)
-            .bind(base_run_id)
-            .bind(tuned_run_id)
-            .execute(&self.pool)
-            .await?;
-        sqlx::query("UPDATE runs SET tuning_id = $1 WHERE id IN ($2, $3)")
-            .bind(tuning_id)
-            .bind(base_run_id)
-            .bind(tuned_run_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        Ok(jobs)
     }
 
     /// Marks a queued or running tuning failed with the worker's reason.
