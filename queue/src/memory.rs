@@ -1,4 +1,5 @@
-//! The in-process queue of the embedded mode: two channels behind the [`JobQueue`] trait.
+//! The in-process queue of the embedded mode: lanes of jobs and events behind the [`JobQueue`]
+//! trait. Like Redis, it delivers an event again until it is acknowledged.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,11 +23,18 @@ pub struct MemoryQueue {
         std::collections::BTreeMap<String, (tokio::time::Instant, kokushi_shared::api::WorkerInfo)>,
     >,
     events: Lane<WorkerEvent>,
+    /// Events read but not yet acknowledged, with when they were last delivered: delivered
+    /// again after [`REDELIVER_AFTER`], as Redis keeps them pending, so an event whose storing
+    /// failed (a database hiccup) is not lost.
+    unacked: std::sync::Mutex<Vec<(Delivery<WorkerEvent>, tokio::time::Instant)>>,
     next_id: AtomicU64,
     /// Whether [`JobQueue::lost_messages`] has been asked: a new in-process queue holds
     /// nothing, so the first answer is "lost".
     asked: AtomicBool,
 }
+
+/// How long a read but unacknowledged event waits before it is delivered again.
+const REDELIVER_AFTER: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 struct Lane<T> {
@@ -148,10 +156,50 @@ impl JobQueue for MemoryQueue {
         wait: Duration,
         max: usize,
     ) -> Result<Vec<Delivery<WorkerEvent>>, QueueError> {
-        Ok(self.events.take(wait, max).await)
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let now = tokio::time::Instant::now();
+            let (again, next_due) = {
+                let mut unacked = self.unacked.lock().unwrap_or_else(|e| e.into_inner());
+                let mut again = Vec::new();
+                for (delivery, at) in unacked.iter_mut() {
+                    if again.len() < max && *at + REDELIVER_AFTER <= now {
+                        *at = now;
+                        delivery.attempt += 1;
+                        again.push(delivery.clone());
+                    }
+                }
+                let next_due = unacked.iter().map(|(_, at)| *at + REDELIVER_AFTER).min();
+                (again, next_due)
+            };
+            if !again.is_empty() {
+                return Ok(again);
+            }
+            // New events, waiting no longer than the next redelivery.
+            let until = next_due.map_or(deadline, |due| deadline.min(due));
+            let fresh = self
+                .events
+                .take(until.saturating_duration_since(now), max)
+                .await;
+            if !fresh.is_empty() {
+                let delivered = tokio::time::Instant::now();
+                self.unacked
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend(fresh.iter().map(|d| (d.clone(), delivered)));
+                return Ok(fresh);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(Vec::new());
+            }
+        }
     }
 
-    async fn ack_events(&self, _receipts: &[Receipt]) -> Result<(), QueueError> {
+    async fn ack_events(&self, receipts: &[Receipt]) -> Result<(), QueueError> {
+        self.unacked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(d, _)| !receipts.contains(&d.receipt));
         Ok(())
     }
 
@@ -226,6 +274,45 @@ mod tests {
         q.publish_job(&job(7)).await.expect("publish");
         let got = waiter.await.expect("join").expect("claim");
         assert_eq!(got.map(|d| d.item.job_id()), Some(7));
+    }
+
+    fn progress(done: u32) -> WorkerEvent {
+        WorkerEvent::Progress {
+            job_id: 1,
+            run_id: 1,
+            done,
+            total: 2,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_event_read_but_not_acknowledged_is_delivered_again() {
+        let q = MemoryQueue::new();
+        q.publish_event(&progress(1)).await.expect("publish");
+        q.publish_event(&progress(2)).await.expect("publish");
+        let first = q.read_events("b", Duration::ZERO, 10).await.expect("read");
+        assert_eq!(first.len(), 2);
+        // Only the second is stored and acknowledged.
+        q.ack_events(&[first[1].receipt.clone()])
+            .await
+            .expect("ack");
+        let soon = q.read_events("b", Duration::ZERO, 10).await.expect("read");
+        assert!(soon.is_empty(), "not before the redelivery delay");
+        let later = q
+            .read_events("b", Duration::from_secs(5), 10)
+            .await
+            .expect("read");
+        assert_eq!(later.len(), 1);
+        assert_eq!(later[0].item, progress(1));
+        assert_eq!(later[0].attempt, 2);
+        q.ack_events(&[later[0].receipt.clone()])
+            .await
+            .expect("ack");
+        let none = q
+            .read_events("b", Duration::from_secs(5), 10)
+            .await
+            .expect("read");
+        assert!(none.is_empty(), "acknowledged events stay gone");
     }
 
     #[tokio::test]
