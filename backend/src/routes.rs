@@ -351,12 +351,7 @@ async fn create_run(
     }
     let adapter = match req.adapter.as_deref().map(str::trim) {
         None | Some("") => None,
-        Some(name) if name.contains(['/', '\\']) || name.starts_with('.') => {
-            return Err(ApiError::BadRequest(format!(
-                "adapter {name:?} must be a folder name in the model store"
-            )));
-        }
-        Some(name) => Some(name.to_owned()),
+        Some(name) => Some(crate::tuning::plain_name("adapter", name)?),
     };
     let max_new_tokens = req.max_new_tokens.unwrap_or(DEFAULT_MAX_NEW_TOKENS);
     if !(1..=MAX_MAX_NEW_TOKENS).contains(&max_new_tokens) {

@@ -8,7 +8,7 @@
 
 use actix_web::{HttpResponse, web};
 use kokushi_shared::Question;
-use kokushi_shared::api::{CreateTuning, RunStatus};
+use kokushi_shared::api::CreateTuning;
 use kokushi_shared::job::{Job, TuneJob};
 use kokushi_shared::prompt::PromptFormat;
 use kokushi_worker::tune::{DataSource, PRESETS, Recipe, RunPlan};
@@ -50,26 +50,31 @@ pub async fn job_of(db: &Db, row: &TuningJobRow) -> Result<Job, DbError> {
     let questions = db.exam_questions(row.data_exam_set_id).await?;
     let (train, validation) =
         examples_of(&plan, &questions).map_err(|e| crate::db::corrupt("tunings", "plan", e))?;
-    Ok(Job::Tune(TuneJob {
+    Ok(tune_job(row, &plan, train, validation))
+}
+
+fn tune_job(
+    row: &TuningJobRow,
+    plan: &RunPlan,
+    train: Vec<kokushi_shared::tuning::Example>,
+    validation: Vec<kokushi_shared::tuning::Example>,
+) -> Job {
+    Job::Tune(TuneJob {
         job_id: row.job_id,
         tuning_id: row.tuning_id,
         base_model: row.base_model.clone(),
         adapter: row.adapter.clone(),
-        plan: serde_json::to_value(&plan).unwrap_or_default(),
+        plan: serde_json::to_value(plan).unwrap_or_default(),
         train,
         validation,
         priority: row.priority,
-    }))
+    })
 }
 
 /// A name inside the model store: no path, nothing hidden.
-fn plain_name(what: &str, name: &str) -> Result<String, ApiError> {
+pub(crate) fn plain_name(what: &str, name: &str) -> Result<String, ApiError> {
     let name = name.trim();
-    if name.is_empty()
-        || name.len() > 200
-        || name.starts_with('.')
-        || name.contains(['/', '\\', '\0'])
-    {
+    if name.len() > 200 || !kokushi_worker::is_plain_name(name) {
         return Err(ApiError::BadRequest(format!(
             "{what} {name:?} must be a plain name in the model store (no path, not hidden)"
         )));
@@ -179,7 +184,8 @@ pub async fn create_tuning(
         eval_every: 0,
         checkpoint_every: 0,
     };
-    let (train, _) = examples_of(&plan, &questions).map_err(ApiError::BadRequest)?;
+    // The split depends on the seed and the share alone, not on the steps set below.
+    let (train, validation) = examples_of(&plan, &questions).map_err(ApiError::BadRequest)?;
     if train.is_empty() {
         return Err(ApiError::BadRequest(format!(
             "exam set {} ({}) has no text-only question with a published answer to train on",
@@ -225,7 +231,7 @@ pub async fn create_tuning(
     // Recorded as queued before it is published: the reconciler republishes it if this fails.
     state
         .queue
-        .publish_job(&job_of(&state.db, &row).await?)
+        .publish_job(&tune_job(&row, &plan, train, validation))
         .await?;
     tracing::info!(
         tuning_id = row.tuning_id,
@@ -278,6 +284,5 @@ pub async fn cancel_tuning(
         .tuning_summary(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("tuning {id} vanished")))?;
-    debug_assert_eq!(summary.status, RunStatus::Cancelled);
     Ok(HttpResponse::Ok().json(summary))
 }

@@ -151,8 +151,6 @@ pub enum WorkerEvent {
         tuning_id: i64,
         worker: String,
         model_info: String,
-        /// The step it starts from (above 0 when it resumes a checkpoint).
-        from_step: u64,
     },
     /// A point of the loss curve: a training step, or a validation (`validation: true`).
     TunePoint {

@@ -23,7 +23,7 @@ use kokushi_shared::extract::{RULES_VERSION, extract};
 use kokushi_shared::job::{AnswerRecord, EvalJob, Job, TuneJob, TunePoint, WorkerEvent};
 
 pub use engine_thread::EngineThread;
-pub use model_store::{ModelStoreError, adapter_folder, list_store, resolve_model};
+pub use model_store::{ModelStoreError, adapter_folder, is_plain_name, list_store, resolve_model};
 
 /// Errors that stop the worker loop itself (a failing job is reported as an event instead).
 #[derive(Debug, thiserror::Error)]
@@ -124,20 +124,19 @@ impl Worker {
     fn set_job(&self, job: Option<&Job>) {
         let mut info = self.info.lock().unwrap_or_else(|e| e.into_inner());
         info.job_id = job.map(Job::job_id);
-        info.run_id = match job {
-            Some(Job::Eval(j)) => Some(j.run_id),
-            _ => None,
-        };
+        info.run_id = None;
         match job {
             Some(Job::Eval(j)) => {
+                info.run_id = Some(j.run_id);
                 info.model = Some(match &j.adapter {
                     Some(adapter) => format!("{} + {adapter}", j.model),
                     None => j.model.clone(),
                 });
             }
             Some(Job::Tune(j)) => {
-                info.model = Some(format!("{} (tuning {})", j.base_model, j.adapter))
+                info.model = Some(format!("{} (tuning {})", j.base_model, j.adapter));
             }
+            // The model stays loaded between jobs.
             None => {}
         }
     }
@@ -168,6 +167,20 @@ impl Worker {
         else {
             return Ok(None);
         };
+        // Remembered while the job is in hand, so that a stop gives it back. After an error the
+        // job may be another worker's by the time this one stops: it is not given back then,
+        // and is taken over after the visibility timeout.
+        self.current = Some(delivery.receipt.clone());
+        let handled = self.carry_out(delivery).await;
+        self.current = None;
+        handled
+    }
+
+    /// Carries a claimed job out to the end (or drops it: dead letter, cancelled).
+    async fn carry_out(
+        &mut self,
+        delivery: kokushi_queue::Delivery<Job>,
+    ) -> Result<Option<i64>, WorkerError> {
         let mut job = delivery.item;
         let job_id = job.job_id();
         let span = match &job {
@@ -212,7 +225,6 @@ impl Worker {
             );
         }
         self.set_job(Some(&job));
-        self.current = Some(delivery.receipt.clone());
         self.report().await;
         // Heartbeats go on beside the engine, however long one answer (or step) takes.
         let heartbeat = {
@@ -255,7 +267,6 @@ impl Worker {
             }
         }
         self.queue.ack_job(&delivery.receipt).await?;
-        self.current = None;
         Ok(Some(job_id))
     }
 
@@ -268,11 +279,6 @@ impl Worker {
             .map_err(|e| JobFailure::Job(e.to_string()))?;
         let plan: tune::RunPlan = serde_json::from_value(job.plan.clone())
             .map_err(|e| JobFailure::Job(format!("the job's tuning plan is malformed: {e}")))?;
-        let from_step = std::fs::read_to_string(out.join("checkpoint/progress.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|v| v["step"].as_u64())
-            .unwrap_or(0);
         let (events, mut heard) = tokio::sync::mpsc::unbounded_channel();
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let command = engine_thread::TuneCommand {
@@ -293,7 +299,7 @@ impl Worker {
             tokio::select! {
                 result = &mut training => break result,
                 Some(progress) = heard.recv() => {
-                    let Some(event) = tune_event(job, &self.config.name, from_step, progress) else {
+                    let Some(event) = tune_event(job, &self.config.name, progress) else {
                         continue;
                     };
                     self.queue.publish_event(&event).await?;
@@ -309,7 +315,7 @@ impl Worker {
         };
         // Events sent just before the end are still on the channel.
         while let Ok(progress) = heard.try_recv() {
-            if let Some(event) = tune_event(job, &self.config.name, from_step, progress) {
+            if let Some(event) = tune_event(job, &self.config.name, progress) {
                 self.queue.publish_event(&event).await?;
             }
         }
@@ -502,7 +508,6 @@ impl Worker {
 fn tune_event(
     job: &TuneJob,
     worker: &str,
-    from_step: u64,
     progress: engine_thread::TuneProgress,
 ) -> Option<WorkerEvent> {
     let (job_id, tuning_id) = (job.job_id, job.tuning_id);
@@ -513,7 +518,6 @@ fn tune_event(
                 tuning_id,
                 worker: worker.to_owned(),
                 model_info,
-                from_step,
             });
         }
         engine_thread::TuneProgress::Event(tune::TuneEvent::Step {

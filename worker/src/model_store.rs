@@ -22,13 +22,18 @@ pub enum ModelStoreError {
     Escapes { name: String, store: PathBuf },
 }
 
-/// The path of model `name` inside `store`, after checking it stays inside.
-pub fn resolve_model(store: &Path, name: &str) -> Result<PathBuf, ModelStoreError> {
-    let plain = !name.is_empty()
+/// Whether `name` can name an entry of the store: one path component, not hidden, no
+/// separators.
+pub fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
         && !name.starts_with('.')
         && !name.contains(['/', '\\', '\0'])
-        && Path::new(name).components().count() == 1;
-    if !plain {
+        && Path::new(name).components().count() == 1
+}
+
+/// The path of model `name` inside `store`, after checking it stays inside.
+pub fn resolve_model(store: &Path, name: &str) -> Result<PathBuf, ModelStoreError> {
+    if !is_plain_name(name) {
         return Err(ModelStoreError::NotAName(name.to_owned()));
     }
     let missing = || ModelStoreError::Missing {
@@ -53,11 +58,7 @@ pub fn resolve_model(store: &Path, name: &str) -> Result<PathBuf, ModelStoreErro
 /// new or a folder a tuning run left (its `tuning.json` or `checkpoint/`), never a link and
 /// never someone else's model.
 pub fn adapter_folder(store: &Path, name: &str) -> Result<PathBuf, ModelStoreError> {
-    let plain = !name.is_empty()
-        && !name.starts_with('.')
-        && !name.contains(['/', '\\', '\0'])
-        && Path::new(name).components().count() == 1;
-    if !plain {
+    if !is_plain_name(name) {
         return Err(ModelStoreError::NotAName(name.to_owned()));
     }
     let unreadable = |e: std::io::Error| ModelStoreError::Unreadable {
