@@ -16,6 +16,7 @@ pub mod import;
 pub mod ingest;
 pub mod live;
 pub mod metrics;
+pub mod openapi;
 pub mod routes;
 pub mod scoring;
 pub mod settings;

@@ -68,6 +68,9 @@ enum Command {
     Leakage(tune_cmd::LeakageArgs),
     /// Create or update the database schema, then exit.
     Migrate(DbArgs),
+    /// Print the OpenAPI document of the JSON API (also served at /api/openapi.json, and kept
+    /// as docs/openapi.json).
+    Openapi,
     /// Manage accounts from the command line: the first admin of a new installation, API
     /// tokens for scripts.
     #[command(subcommand)]
@@ -502,6 +505,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate(args) => {
             Db::connect(&args.database_url).await?;
             println!("database is up to date");
+            Ok(())
+        }
+        Command::Openapi => {
+            print!("{}", kokushi_backend::openapi::document_json());
             Ok(())
         }
         Command::Admin(command) => admin(command).await,

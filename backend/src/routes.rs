@@ -96,6 +96,7 @@ macro_rules! endpoints {
 
 endpoints! {
     get "/api/health" Public => health;
+    get "/api/openapi.json" Public => openapi;
     post "/api/auth/login" Public => accounts::login;
     post "/api/auth/logout" Member => accounts::logout;
     get "/api/auth/me" Member => accounts::me;
@@ -140,6 +141,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 async fn health() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+/// `GET /api/openapi.json`: the OpenAPI document of this API (`crate::openapi`).
+async fn openapi() -> HttpResponse {
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HttpResponse::Ok()
+        .content_type(actix_web::http::header::ContentType::json())
+        .body(DOCUMENT.get_or_init(crate::openapi::document_json).clone())
 }
 
 async fn leaderboard(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

@@ -7,6 +7,7 @@ use crate::extract::Extracted;
 
 /// Error codes the API returns in every error body; the frontend matches on them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     BadRequest,
@@ -27,6 +28,7 @@ pub enum ErrorCode {
 
 /// The JSON body of every error response.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiErrorBody {
     pub code: ErrorCode,
     pub message: String,
@@ -37,6 +39,7 @@ pub struct ApiErrorBody {
 
 /// Run states, in the order a run goes through them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     Queued,
@@ -80,6 +83,7 @@ impl RunStatus {
 
 /// An exam set as listed by the API.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExamSetSummary {
     pub id: i64,
     pub name: String,
@@ -96,6 +100,7 @@ pub struct ExamSetSummary {
 
 /// `POST /api/runs`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateRun {
     pub exam_set_id: i64,
     /// A model file name in the model store.
@@ -117,6 +122,7 @@ pub struct CreateRun {
 
 /// One row of the leaderboard: a run and its scores so far.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunSummary {
     pub id: i64,
     pub exam_set: String,
@@ -134,6 +140,7 @@ pub struct RunSummary {
 
 /// `GET /api/runs/{id}`: the run and every question with the model's answer if any.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunDetail {
     pub run: RunSummary,
     pub rules_version: Option<String>,
@@ -143,6 +150,7 @@ pub struct RunDetail {
 
 /// A question of a run with the answer it received.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QuestionResult {
     pub problem_id: String,
     pub text: String,
@@ -153,6 +161,7 @@ pub struct QuestionResult {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ScoredAnswer {
     pub raw_output: String,
     pub extracted: Extracted,
@@ -162,6 +171,7 @@ pub struct ScoredAnswer {
 
 /// The reply to an exam-set import.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ImportReport {
     pub exam_set: ExamSetSummary,
     /// False when identical content was already stored under this name.
@@ -170,6 +180,7 @@ pub struct ImportReport {
 
 /// What an account may do. A user may hold several roles; `admin` may do everything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Manages users and workers, and may do all a researcher does.
@@ -198,6 +209,7 @@ impl Role {
 
 /// `POST /api/auth/login`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Login {
     pub username: String,
     pub password: String,
@@ -206,6 +218,7 @@ pub struct Login {
 /// `GET /api/auth/me` and the reply to a sign-in: who is signed in, with what roles, and the
 /// CSRF token the browser sends back in `X-CSRF-Token` on every state-changing request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Me {
     pub id: i64,
     pub username: String,
@@ -217,6 +230,7 @@ pub struct Me {
 
 /// An account as an admin sees it (`GET /api/users`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserSummary {
     pub id: i64,
     pub username: String,
@@ -227,6 +241,7 @@ pub struct UserSummary {
 
 /// `POST /api/users`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateUser {
     pub username: String,
     pub password: String,
@@ -235,6 +250,7 @@ pub struct CreateUser {
 
 /// `PATCH /api/users/{id}`: each field present is changed.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UpdateUser {
     #[serde(default)]
     pub roles: Option<Vec<Role>>,
@@ -246,12 +262,14 @@ pub struct UpdateUser {
 
 /// `POST /api/tokens`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateToken {
     pub name: String,
 }
 
 /// A personal API token as listed (`GET /api/tokens`): never its value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenSummary {
     pub id: i64,
     pub name: String,
@@ -263,6 +281,7 @@ pub struct TokenSummary {
 /// The reply to `POST /api/tokens`: the only time the token's value is shown. Send it as
 /// `Authorization: Bearer <token>`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewToken {
     pub token: String,
     #[serde(flatten)]
@@ -273,6 +292,7 @@ pub struct NewToken {
 /// few seconds and at every job's start and end; one that stops reporting drops out of the
 /// list after three of its visibility timeouts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WorkerInfo {
     pub name: String,
     /// `cpu`, `cuda:0`, … and the CPU threads it uses.
@@ -291,6 +311,7 @@ pub struct WorkerInfo {
 /// One entry of the model store (`GET /api/models`): a model file or folder, or a LoRA
 /// adapter, described from its headers without loading it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StoreEntry {
     /// The entry's name inside the store: what a run's `model` (or `adapter`) names.
     pub name: String,
@@ -316,6 +337,7 @@ pub struct StoreEntry {
 /// `POST /api/tunings`: train a LoRA adapter on an uploaded exam set's questions and answers,
 /// then (with `evaluate`) evaluate the base model and the tuned one on another exam set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateTuning {
     /// The base model: a name in the model store.
     pub base_model: String,
@@ -351,6 +373,7 @@ pub struct CreateTuning {
 
 /// The evaluations a tuning chains: the base model and the tuned one on one exam set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChainedEvaluation {
     pub exam_set_id: i64,
     #[serde(default)]
@@ -361,6 +384,7 @@ pub struct ChainedEvaluation {
 
 /// A tuning as listed by the API.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TuningSummary {
     pub id: i64,
     pub adapter: String,
@@ -390,6 +414,7 @@ pub struct TuningSummary {
 
 /// `GET /api/tunings/{id}`: the tuning and its loss curves.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TuningDetail {
     pub tuning: TuningSummary,
     pub points: Vec<crate::job::TunePoint>,

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// One exam question.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Question {
     /// The exam's own identifier, e.g. `116A13` (exam 116, block A, question 13).
     pub problem_id: String,
@@ -23,6 +24,7 @@ pub struct Question {
 
 /// The two sections of the medical licensing exam, each with its own pass mark.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Section {
     /// 必修問題: must reach 80 % of its points.
@@ -51,6 +53,7 @@ impl Section {
 /// Optional facts about a question: given in the file, or derived from its id where the exam's
 /// structure is known (see `igakuqa::derive_structure`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct QuestionMeta {
     /// The exam's number, e.g. "116" for the 116th exam.
@@ -83,6 +86,7 @@ impl QuestionMeta {
 
 /// The accepted answer of a question.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Gold {
     /// Exactly this set of choice letters (sorted, lowercase) is correct.

@@ -12,6 +12,7 @@ pub const RULES_VERSION: &str = "letters-v1";
 
 /// What the extraction found in a reply.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Extracted {
     /// Choice letters, sorted and without repeats.

@@ -20,6 +20,7 @@ pub const IGAKUQA_CREDIT: &str = "Questions: Ministry of Health, Labour and Welf
 
 /// One problem found in an uploaded file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FormatError {
     pub file: String,
     /// 1-based line number.

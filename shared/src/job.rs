@@ -82,6 +82,7 @@ pub struct EvalJob {
 
 /// A job's lane: workers take every `high` job before any `normal` one.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Priority {
     High,
@@ -175,6 +176,7 @@ pub enum WorkerEvent {
 
 /// One point of a tuning run's curves.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TunePoint {
     pub step: u64,
     /// A validation loss (`true`) or a training step's loss (`false`).

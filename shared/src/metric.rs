@@ -159,6 +159,7 @@ fn sorted(letters: &[char]) -> Vec<char> {
 
 /// Counts that summarise a run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Tally {
     pub answered: u32,
     pub correct: u32,

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// One year's published criteria.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PassCriteria {
     /// The exam's number, e.g. "116".
     pub exam: &'static str,
@@ -94,6 +95,7 @@ pub fn criteria(exam: &str, year: u16) -> Option<&'static PassCriteria> {
 
 /// The judgement of one year's points against its criteria.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Verdict {
     pub required_pass: bool,
     pub general_pass: bool,

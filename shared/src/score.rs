@@ -22,6 +22,7 @@ use crate::stats;
 
 /// How a reply's letters are matched with the gold answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum LetterMode {
     /// IgakuQA's `evaluate_main.py`: split on "," untrimmed, sorted, compared as written.
@@ -42,6 +43,7 @@ impl LetterMode {
 
 /// Settings of a scoring.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ScoreOptions {
     pub mode: LetterMode,
     /// Confidence level of every interval, e.g. 0.95.
@@ -94,6 +96,7 @@ impl From<&str> for Reply {
 
 /// Every metric for one question.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QuestionScore {
     pub problem_id: String,
     /// The answer as given; `None` when the predictions hold nothing for this question.
@@ -210,6 +213,7 @@ pub fn score_question(q: &Question, given: Option<&Reply>, mode: LetterMode) -> 
 
 /// The totals of a group of questions (an exam year, or everything).
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GroupScore {
     pub year: Option<u16>,
     pub exam: Option<String>,
@@ -250,6 +254,7 @@ pub struct GroupScore {
 
 /// Accuracy and points of one slice (a block, a section, a specialty).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Breakdown {
     /// `block`, `section` or `specialty`.
     pub by: String,
@@ -266,6 +271,7 @@ pub struct Breakdown {
 
 /// A whole scoring.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ScoreReport {
     pub rules_version: String,
     pub options: ScoreOptions,

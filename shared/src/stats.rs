@@ -154,6 +154,7 @@ fn valid_confidence(confidence: f64) -> bool {
 /// The `SplitMix64` generator (Steele, Lea and Flood, 2014): 64 bits of state, fast, and fully
 /// determined by its seed, so resampling is reproducible. Not cryptographic.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SplitMix64 {
     state: u64,
 }
@@ -194,6 +195,7 @@ impl SplitMix64 {
 
 /// The statistic a bootstrap resample is summarised by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Statistic {
     /// The arithmetic mean (accuracy, for 0/1 values).
     Mean,
@@ -390,6 +392,7 @@ fn deviance_term(x: f64, m: f64) -> f64 {
 
 /// Two runs compared question by question.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PairedComparison {
     /// Questions both runs answered correctly.
     pub both_correct: u64,

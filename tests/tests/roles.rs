@@ -28,7 +28,7 @@ fn allowed(method: &str, path: &str, who: Who) -> bool {
     let any_account = who != Anonymous;
     let researcher = matches!(who, Researcher | Admin);
     match (method, path) {
-        ("get", "/api/health") | ("post", "/api/auth/login") => true,
+        ("get", "/api/health") | ("get", "/api/openapi.json") | ("post", "/api/auth/login") => true,
         ("post", "/api/auth/logout")
         | ("get", "/api/auth/me")
         | ("get", "/api/tokens")

@@ -1,0 +1,640 @@
+//! The OpenAPI 3.1 document of the JSON API, made from the code: the paths are
+//! [`crate::routes::ENDPOINTS`] (method, path, access), each described here with its request
+//! and response types, whose schemas `utoipa` derives from the `shared` types the handlers
+//! encode and decode (feature `openapi` of `kokushi-shared`). Served at `GET /api/openapi.json`,
+//! printed by `kokushi openapi`, and committed as `docs/openapi.json`; a test fails when that file
+//! is stale, and another when an endpoint has no description here.
+
+use std::collections::BTreeMap;
+
+use kokushi_shared::api;
+use utoipa::openapi::path::{
+    HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem, PathsBuilder,
+};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, Type};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+};
+use utoipa::openapi::{
+    ComponentsBuilder, ContentBuilder, InfoBuilder, LicenseBuilder, OpenApi, OpenApiBuilder,
+    Ref, RefOr, Required, ResponseBuilder,
+};
+use utoipa::{PartialSchema, ToSchema};
+
+use crate::auth::{Access, CSRF_HEADER, SESSION_COOKIE};
+use crate::routes::ENDPOINTS;
+
+type Schemas = Vec<(String, RefOr<Schema>)>;
+
+/// A JSON body's schema, and how to gather the named schemas it refers to.
+#[derive(Clone)]
+struct Json {
+    schema: RefOr<Schema>,
+    collect: fn(&mut Schemas),
+}
+
+fn collect<T: ToSchema>(into: &mut Schemas) {
+    into.push((T::name().into_owned(), T::schema()));
+    T::schemas(into);
+}
+
+/// One `T`, by reference to its named schema.
+fn one<T: ToSchema>() -> Json {
+    Json {
+        schema: Ref::from_schema_name(T::name()).into(),
+        collect: collect::<T>,
+    }
+}
+
+/// A list of `T`.
+fn list<T: ToSchema>() -> Json {
+    Json {
+        schema: ArrayBuilder::new()
+            .items(Ref::from_schema_name(T::name()))
+            .build()
+            .into(),
+        collect: collect::<T>,
+    }
+}
+
+/// What a successful call answers.
+#[derive(Clone)]
+enum Answer {
+    Json(Json),
+    /// Any other media type: (media type, what the body is).
+    Other(&'static str, &'static str),
+    Empty,
+}
+
+/// What a request carries.
+#[derive(Clone)]
+enum Body {
+    None,
+    Json(Json),
+    /// An uploaded file: raw, or as the field `file` of `multipart/form-data`.
+    File,
+}
+
+/// One endpoint's description.
+struct Doc {
+    summary: &'static str,
+    description: &'static str,
+    query: &'static [(&'static str, &'static str)],
+    body: Body,
+    status: u16,
+    answer: Answer,
+}
+
+impl Doc {
+    fn new(summary: &'static str, answer: Answer) -> Self {
+        Self {
+            summary,
+            description: "",
+            query: &[],
+            body: Body::None,
+            status: 200,
+            answer,
+        }
+    }
+    fn about(mut self, description: &'static str) -> Self {
+        self.description = description;
+        self
+    }
+    fn query(mut self, query: &'static [(&'static str, &'static str)]) -> Self {
+        self.query = query;
+        self
+    }
+    fn body(mut self, body: Body) -> Self {
+        self.body = body;
+        self
+    }
+    fn created(mut self) -> Self {
+        self.status = 201;
+        self
+    }
+}
+
+fn health() -> Json {
+    fn none(_: &mut Schemas) {}
+    Json {
+        schema: ObjectBuilder::new()
+            .property(
+                "status",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(["ok"])),
+            )
+            .required("status")
+            .build()
+            .into(),
+        collect: none,
+    }
+}
+
+/// Every endpoint's description; `None` for an endpoint this table does not know (a test
+/// fails then).
+fn describe(method: &str, path: &str) -> Option<Doc> {
+    use Answer::{Empty, Other};
+    const FORMAT: &[(&str, &str)] = &[("format", "`jsonl` (default) or `csv`")];
+    let doc = match (method, path) {
+        ("get", "/api/health") => Doc::new("Whether the server is up", Answer::Json(health())),
+        ("get", "/api/openapi.json") => Doc::new(
+            "This document",
+            Other("application/json", "The OpenAPI document of the API"),
+        ),
+        ("post", "/api/auth/login") => {
+            Doc::new("Sign in", Answer::Json(one::<api::Me>()))
+                .about(
+                    "Sets the session cookie (HttpOnly, SameSite=Strict) and answers the account with \
+                     its CSRF token, which every later state-changing request of the session sends \
+                     in `X-CSRF-Token`. Attempts are rate limited per user name and address (429).",
+                )
+                .body(Body::Json(one::<api::Login>()))
+        }
+        ("post", "/api/auth/logout") => {
+            Doc::new("End the session", Empty).about("An API token's request changes nothing.")
+        }
+        ("get", "/api/auth/me") => Doc::new(
+            "The signed-in account, its roles and CSRF token",
+            Answer::Json(one::<api::Me>()),
+        ),
+        ("get", "/api/tokens") => Doc::new(
+            "The caller's API tokens (never their secrets)",
+            Answer::Json(list::<api::TokenSummary>()),
+        ),
+        ("post", "/api/tokens") => Doc::new(
+            "Issue an API token; its secret is in this answer only",
+            Answer::Json(one::<api::NewToken>()),
+        )
+        .body(Body::Json(one::<api::CreateToken>()))
+        .created(),
+        ("delete", "/api/tokens/{id}") => Doc::new(
+            "Revoke one of the caller's API tokens",
+            Answer::Json(one::<api::TokenSummary>()),
+        ),
+        ("get", "/api/users") => {
+            Doc::new("Every account", Answer::Json(list::<api::UserSummary>()))
+        }
+        ("post", "/api/users") => Doc::new(
+            "Create an account (password hashed with argon2id)",
+            Answer::Json(one::<api::UserSummary>()),
+        )
+        .body(Body::Json(one::<api::CreateUser>()))
+        .created(),
+        ("patch", "/api/users/{id}") => Doc::new(
+            "Change an account's roles, password or whether it is disabled",
+            Answer::Json(one::<api::UserSummary>()),
+        )
+        .about("Disabling an account ends its sessions and stops its tokens at once.")
+        .body(Body::Json(one::<api::UpdateUser>())),
+        ("get", "/api/workers") => Doc::new(
+            "The workers that reported lately: device, loaded model, current job, last heartbeat",
+            Answer::Json(list::<api::WorkerInfo>()),
+        ),
+        ("get", "/metrics") => Doc::new(
+            "Prometheus metrics: requests, job durations, queue depth, workers",
+            Other(
+                "text/plain; version=0.0.4",
+                "The Prometheus text exposition format",
+            ),
+        ),
+        ("get", "/api/leaderboard") => Doc::new(
+            "One row per run, newest first, with its tally",
+            Answer::Json(list::<api::RunSummary>()),
+        ),
+        ("get", "/api/leaderboard/export") => Doc::new(
+            "The leaderboard as CSV",
+            Other("text/csv; charset=utf-8", "One row per run"),
+        )
+        .query(&[("format", "`csv` (the default and only one)")]),
+        ("get", "/api/models") => Doc::new(
+            "The model store's models and adapters, read from their headers",
+            Answer::Json(list::<api::StoreEntry>()),
+        )
+        .about(
+            "Format, architecture, quantization, parameters and size; an adapter's rank, alpha \
+             and base; whether a run can use the entry, or why not.",
+        ),
+        ("get", "/api/exam-sets") => Doc::new(
+            "Every exam set version",
+            Answer::Json(list::<api::ExamSetSummary>()),
+        ),
+        ("post", "/api/exam-sets") => Doc::new(
+            "Upload an exam set",
+            Answer::Json(one::<api::ImportReport>()),
+        )
+        .about(
+            "IgakuQA JSON lines, the CSV upload format (a file name ending in `.csv`), or a JMMLU \
+             subject file (`format=jmmlu`); see docs/exam-set-format.md. Validated whole: a refusal \
+             (400) lists every problem with its file, line and field in `details`, and stores \
+             nothing. 413 past the upload limit. Content already stored under the name answers 200 \
+             with `created: false`; new content answers 201 (a new version when the name exists).",
+        )
+        .query(&[
+            ("name", "The exam set's name (required)"),
+            ("file", "The file's name, shown in errors; `.csv` selects the CSV format"),
+            ("namespace", "Prefix for problem ids of a CSV or JMMLU file"),
+            ("format", "`jmmlu` for a JMMLU subject file"),
+        ])
+        .body(Body::File)
+        .created(),
+        ("post", "/api/runs") => Doc::new(
+            "Queue an evaluation of a model (and adapter) on an exam set",
+            Answer::Json(one::<api::RunSummary>()),
+        )
+        .about("429 when the caller already has as many queued runs as one account may have.")
+        .body(Body::Json(one::<api::CreateRun>()))
+        .created(),
+        ("get", "/api/runs/{id}") => Doc::new(
+            "A run with every question and its answer",
+            Answer::Json(one::<api::RunDetail>()),
+        ),
+        ("post", "/api/runs/{id}/cancel") => Doc::new(
+            "Cancel a queued or running run; its answers so far are kept",
+            Answer::Json(one::<api::RunSummary>()),
+        )
+        .about("409 when the run has finished."),
+        ("post", "/api/runs/{id}/retry") => Doc::new(
+            "Queue a failed or cancelled run again; it resumes with the questions left",
+            Answer::Json(one::<api::RunSummary>()),
+        )
+        .about("409 for a queued, running or succeeded run."),
+        ("get", "/api/runs/{id}/score") => Doc::new(
+            "The run scored as `kokushi score` scores it",
+            Answer::Json(one::<kokushi_shared::score::ScoreReport>()),
+        )
+        .about(
+            "Accuracy, points and pass/fail per exam year and overall, by block, section and \
+             specialty, with confidence intervals (docs/scoring.md). `format=csv` answers \
+             `text/csv` instead: one row per year, then `all`.",
+        )
+        .query(&[
+            ("mode", "`strict` (default) or `lenient` letter matching"),
+            ("confidence", "Confidence level of the intervals, between 0 and 1 (default 0.95)"),
+            ("format", "`json` (default) or `csv`"),
+        ]),
+        ("get", "/api/runs/{id}/export") => Doc::new(
+            "The run's answers as a download",
+            Other(
+                "application/x-ndjson; charset=utf-8",
+                "JSON lines that `kokushi score` reads (`format=csv` answers text/csv)",
+            ),
+        )
+        .query(FORMAT),
+        ("get", "/api/runs/{id}/events") => Doc::new(
+            "The run's progress as server-sent events",
+            Other(
+                "text/event-stream",
+                "`event: run` with the run's summary (RunSummary) as JSON at once and at each \
+                 change; the stream ends when the run finishes",
+            ),
+        ),
+        ("get", "/api/tunings") => Doc::new(
+            "Every LoRA tuning, newest first",
+            Answer::Json(list::<api::TuningSummary>()),
+        ),
+        ("post", "/api/tunings") => Doc::new(
+            "Queue a LoRA tuning of a base model, optionally followed by evaluations",
+            Answer::Json(one::<api::TuningSummary>()),
+        )
+        .about(
+            "The adapter is written to the model store under the given name; 409 when a tuning or \
+             a store entry already has it. With `evaluate`, the base model and the base model + \
+             adapter are evaluated when the tuning succeeds (docs/tuning.md).",
+        )
+        .body(Body::Json(one::<api::CreateTuning>()))
+        .created(),
+        ("get", "/api/tunings/{id}") => Doc::new(
+            "A tuning and its loss curves (training and validation)",
+            Answer::Json(one::<api::TuningDetail>()),
+        ),
+        ("post", "/api/tunings/{id}/cancel") => Doc::new(
+            "Stop a queued or running tuning after its current step",
+            Answer::Json(one::<api::TuningSummary>()),
+        )
+        .about("409 when the tuning has finished."),
+        _ => return None,
+    };
+    Some(doc)
+}
+
+fn http_method(method: &str) -> HttpMethod {
+    match method {
+        "get" => HttpMethod::Get,
+        "post" => HttpMethod::Post,
+        "patch" => HttpMethod::Patch,
+        "delete" => HttpMethod::Delete,
+        "put" => HttpMethod::Put,
+        other => unreachable!("ENDPOINTS has no method {other}"),
+    }
+}
+
+fn who(access: Access) -> &'static str {
+    match access {
+        Access::Public => "Anyone.",
+        Access::Member => "Any signed-in account.",
+        Access::Researcher => "Role `researcher` (or `admin`).",
+        Access::Admin => "Role `admin`.",
+    }
+}
+
+/// The endpoints [`describe`] does not know.
+pub fn undescribed() -> Vec<String> {
+    ENDPOINTS
+        .iter()
+        .filter(|e| describe(e.method, e.path).is_none())
+        .map(|e| format!("{} {}", e.method.to_uppercase(), e.path))
+        .collect()
+}
+
+/// The document. Endpoints missing from [`describe`] are left out ([`undescribed`] names them).
+pub fn document() -> OpenApi {
+    let mut schemas: Schemas = Vec::new();
+    collect::<api::ApiErrorBody>(&mut schemas);
+    let error = |what: &str| {
+        ResponseBuilder::new()
+            .description(what)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ApiErrorBody")))
+                    .build(),
+            )
+            .build()
+    };
+    let mut paths = PathsBuilder::new();
+    for endpoint in ENDPOINTS {
+        let Some(doc) = describe(endpoint.method, endpoint.path) else {
+            continue;
+        };
+        let tag = endpoint
+            .path
+            .trim_start_matches("/api/")
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .unwrap_or_default();
+        let mut description = String::from(doc.description);
+        if !description.is_empty() {
+            description.push_str("\n\n");
+        }
+        description.push_str("Access: ");
+        description.push_str(who(endpoint.access));
+        let mut op = OperationBuilder::new()
+            .summary(Some(doc.summary))
+            .description(Some(description))
+            .tag(tag)
+            .operation_id(Some(format!(
+                "{}_{}",
+                endpoint.method,
+                endpoint
+                    .path
+                    .trim_start_matches('/')
+                    .replace(['/', '-', '.'], "_")
+                    .replace(['{', '}'], "")
+            )));
+        if endpoint.path.contains("{id}") {
+            op = op.parameter(
+                ParameterBuilder::new()
+                    .name("id")
+                    .parameter_in(ParameterIn::Path)
+                    .required(Required::True)
+                    .schema(Some(i64::schema())),
+            );
+        }
+        for (name, what) in doc.query {
+            op = op.parameter(
+                ParameterBuilder::new()
+                    .name(*name)
+                    .parameter_in(ParameterIn::Query)
+                    .required(if what.ends_with("(required)") {
+                        Required::True
+                    } else {
+                        Required::False
+                    })
+                    .description(Some(*what))
+                    .schema(Some(String::schema())),
+            );
+        }
+        match &doc.body {
+            Body::None => {}
+            Body::Json(json) => {
+                (json.collect)(&mut schemas);
+                op = op.request_body(Some(
+                    RequestBodyBuilder::new()
+                        .required(Some(Required::True))
+                        .content(
+                            "application/json",
+                            ContentBuilder::new().schema(Some(json.schema.clone())).build(),
+                        )
+                        .build(),
+                ));
+            }
+            Body::File => {
+                let binary = || {
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .content_media_type("application/octet-stream")
+                        .build()
+                };
+                op = op.request_body(Some(
+                    RequestBodyBuilder::new()
+                        .required(Some(Required::True))
+                        .description(Some(
+                            "The file as the body, or as the field `file` of a multipart form",
+                        ))
+                        .content(
+                            "application/octet-stream",
+                            ContentBuilder::new().schema(Some(binary())).build(),
+                        )
+                        .content(
+                            "multipart/form-data",
+                            ContentBuilder::new()
+                                .schema(Some(
+                                    ObjectBuilder::new()
+                                        .property("file", binary())
+                                        .required("file"),
+                                ))
+                                .build(),
+                        )
+                        .build(),
+                ));
+            }
+        }
+        let ok = match &doc.answer {
+            Answer::Json(json) => {
+                (json.collect)(&mut schemas);
+                ResponseBuilder::new()
+                    .description(doc.summary)
+                    .content(
+                        "application/json",
+                        ContentBuilder::new().schema(Some(json.schema.clone())).build(),
+                    )
+                    .build()
+            }
+            Answer::Other(media, what) => ResponseBuilder::new()
+                .description(*what)
+                .content(
+                    *media,
+                    ContentBuilder::new()
+                        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                        .build(),
+                )
+                .build(),
+            Answer::Empty => ResponseBuilder::new().description("Done").build(),
+        };
+        let status = if matches!(doc.answer, Answer::Empty) {
+            204
+        } else {
+            doc.status
+        };
+        op = op.response(status.to_string(), ok);
+        if endpoint.access != Access::Public {
+            op = op
+                .response("401", error("Not signed in, or the credential is not valid"))
+                .response("403", error("The account lacks the role, or the CSRF token is missing"))
+                .security(SecurityRequirement::new("session", Vec::<String>::new()))
+                .security(SecurityRequirement::new("token", Vec::<String>::new()));
+        }
+        op = op.response(
+            "default",
+            error("An error: its `code`, and a `message` naming what is at fault"),
+        );
+        paths = paths.path(
+            endpoint.path,
+            PathItem::new(http_method(endpoint.method), op.build()),
+        );
+    }
+    // One entry per name; two different schemas under one name would make the document lie.
+    let mut named: BTreeMap<String, RefOr<Schema>> = BTreeMap::new();
+    for (name, schema) in schemas {
+        if let Some(before) = named.get(&name) {
+            assert!(
+                before == &schema,
+                "two API types are both named {name}: rename one for the OpenAPI document"
+            );
+        }
+        named.insert(name, schema);
+    }
+    let mut components = ComponentsBuilder::new()
+        .security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                SESSION_COOKIE,
+                &format!(
+                    "The cookie `POST /api/auth/login` sets. State-changing requests also send \
+                     the session's CSRF token in `{CSRF_HEADER}`."
+                ),
+            ))),
+        )
+        .security_scheme(
+            "token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A personal API token (`POST /api/tokens` or `kokushi admin token`), \
+                         sent as `Authorization: Bearer <token>`",
+                    ))
+                    .build(),
+            ),
+        );
+    for (name, schema) in named {
+        components = components.schema(name, schema);
+    }
+    OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("Kokushi")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some(
+                    "The JSON API of Kokushi, the evaluation portal for Japanese medical language \
+                     models. Errors are JSON `{code, message, details?}` (ApiErrorBody).",
+                ))
+                .license(Some(
+                    LicenseBuilder::new()
+                        .name(env!("CARGO_PKG_LICENSE"))
+                        .build(),
+                ))
+                .build(),
+        )
+        .paths(paths.build())
+        .components(Some(components.build()))
+        .build()
+}
+
+/// The document as the committed `docs/openapi.json` holds it: pretty JSON and a final newline.
+pub fn document_json() -> String {
+    let mut json = document()
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\": \"encoding the OpenAPI document: {e}\"}}"));
+    json.push('\n');
+    json
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_endpoint_is_described() {
+        assert_eq!(
+            undescribed(),
+            Vec::<String>::new(),
+            "describe these endpoints in backend/src/openapi.rs"
+        );
+    }
+
+    /// `docs/openapi.json` is the document this code makes. After changing an endpoint or an
+    /// API type: `cargo run -p kokushi-backend -- openapi > docs/openapi.json`.
+    #[test]
+    fn the_committed_openapi_document_is_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.json");
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        let current = document_json();
+        if committed != current {
+            let line = committed
+                .lines()
+                .zip(current.lines())
+                .position(|(a, b)| a != b)
+                .map_or_else(
+                    || committed.lines().count().min(current.lines().count()) + 1,
+                    |i| i + 1,
+                );
+            panic!(
+                "docs/openapi.json is stale (first difference at line {line}); write it anew \
+                 with `cargo run -p kokushi-backend -- openapi > docs/openapi.json`"
+            );
+        }
+    }
+
+    #[test]
+    fn every_referenced_schema_is_in_the_document() {
+        let json = document_json();
+        let value: serde_json::Value = serde_json::from_str(&json).expect("the document is JSON");
+        let names: std::collections::HashSet<&str> = value["components"]["schemas"]
+            .as_object()
+            .expect("schemas")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut missing = Vec::new();
+        for (at, _) in json.match_indices("#/components/schemas/") {
+            let rest = &json[at + "#/components/schemas/".len()..];
+            let name = &rest[..rest.find('"').unwrap_or(rest.len())];
+            if !names.contains(name) {
+                missing.push(name.to_owned());
+            }
+        }
+        assert!(missing.is_empty(), "referenced but not defined: {missing:?}");
+        // The API's main types are there, with their fields.
+        for name in ["RunSummary", "RunDetail", "CreateTuning", "TuningDetail", "ScoreReport"] {
+            assert!(names.contains(name), "{name} missing");
+        }
+        assert!(
+            value["paths"]["/api/runs/{id}"]["get"]["responses"]["200"].is_object(),
+            "GET /api/runs/{{id}} has no 200 answer"
+        );
+    }
+}
