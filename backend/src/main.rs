@@ -169,7 +169,8 @@ struct ServeArgs {
         value_name = "SECS"
     )]
     reconcile_interval: u64,
-    /// Runs one account may have waiting in the queue at once; more are refused (409).
+    /// Jobs (runs and tunings) one account may have waiting in the queue at once; more are
+    /// refused (409).
     #[arg(long, env = "KOKUSHI_MAX_QUEUED_PER_USER", default_value_t = 50)]
     max_queued_per_user: i64,
 }

@@ -17,8 +17,8 @@ use utoipa::openapi::security::{
     ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
 };
 use utoipa::openapi::{
-    ComponentsBuilder, ContentBuilder, InfoBuilder, LicenseBuilder, OpenApi, OpenApiBuilder,
-    Ref, RefOr, Required, ResponseBuilder,
+    ComponentsBuilder, ContentBuilder, InfoBuilder, LicenseBuilder, OpenApi, OpenApiBuilder, Ref,
+    RefOr, Required, ResponseBuilder,
 };
 use utoipa::{PartialSchema, ToSchema};
 
@@ -243,7 +243,10 @@ fn describe(method: &str, path: &str) -> Option<Doc> {
             "Queue an evaluation of a model (and adapter) on an exam set",
             Answer::Json(one::<api::RunSummary>()),
         )
-        .about("429 when the caller already has as many queued runs as one account may have.")
+        .about(
+            "409 when the caller already has as many jobs (runs and tunings) waiting in the queue \
+             as one account may have (`--max-queued-per-user`).",
+        )
         .body(Body::Json(one::<api::CreateRun>()))
         .created(),
         ("get", "/api/runs/{id}") => Doc::new(
@@ -259,7 +262,7 @@ fn describe(method: &str, path: &str) -> Option<Doc> {
             "Queue a failed or cancelled run again; it resumes with the questions left",
             Answer::Json(one::<api::RunSummary>()),
         )
-        .about("409 for a queued, running or succeeded run."),
+        .about("409 for a queued, running or succeeded run, or when the caller's queue is full."),
         ("get", "/api/runs/{id}/score") => Doc::new(
             "The run scored as `kokushi score` scores it",
             Answer::Json(one::<kokushi_shared::score::ScoreReport>()),
@@ -301,7 +304,8 @@ fn describe(method: &str, path: &str) -> Option<Doc> {
         .about(
             "The adapter is written to the model store under the given name; 409 when a tuning or \
              a store entry already has it. With `evaluate`, the base model and the base model + \
-             adapter are evaluated when the tuning succeeds (docs/tuning.md).",
+             adapter are evaluated when the tuning succeeds (docs/tuning.md). 409 also when the caller's \
+             queue is full.",
         )
         .body(Body::Json(one::<api::CreateTuning>()))
         .created(),
@@ -314,6 +318,14 @@ fn describe(method: &str, path: &str) -> Option<Doc> {
             Answer::Json(one::<api::TuningSummary>()),
         )
         .about("409 when the tuning has finished."),
+        ("post", "/api/tunings/{id}/retry") => Doc::new(
+            "Queue a failed or cancelled tuning again; it resumes from its last checkpoint",
+            Answer::Json(one::<api::TuningSummary>()),
+        )
+        .about(
+            "The loss curve so far is kept. 409 for a queued, running or succeeded tuning, or when \
+             the caller's queue is full.",
+        ),
         _ => return None,
     };
     Some(doc)
@@ -426,7 +438,9 @@ pub fn document() -> OpenApi {
                         .required(Some(Required::True))
                         .content(
                             "application/json",
-                            ContentBuilder::new().schema(Some(json.schema.clone())).build(),
+                            ContentBuilder::new()
+                                .schema(Some(json.schema.clone()))
+                                .build(),
                         )
                         .build(),
                 ));
@@ -469,7 +483,9 @@ pub fn document() -> OpenApi {
                     .description(doc.summary)
                     .content(
                         "application/json",
-                        ContentBuilder::new().schema(Some(json.schema.clone())).build(),
+                        ContentBuilder::new()
+                            .schema(Some(json.schema.clone()))
+                            .build(),
                     )
                     .build()
             }
@@ -492,8 +508,14 @@ pub fn document() -> OpenApi {
         op = op.response(status.to_string(), ok);
         if endpoint.access != Access::Public {
             op = op
-                .response("401", error("Not signed in, or the credential is not valid"))
-                .response("403", error("The account lacks the role, or the CSRF token is missing"))
+                .response(
+                    "401",
+                    error("Not signed in, or the credential is not valid"),
+                )
+                .response(
+                    "403",
+                    error("The account lacks the role, or the CSRF token is missing"),
+                )
                 .security(SecurityRequirement::new("session", Vec::<String>::new()))
                 .security(SecurityRequirement::new("token", Vec::<String>::new()));
         }
@@ -627,9 +649,18 @@ mod tests {
                 missing.push(name.to_owned());
             }
         }
-        assert!(missing.is_empty(), "referenced but not defined: {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "referenced but not defined: {missing:?}"
+        );
         // The API's main types are there, with their fields.
-        for name in ["RunSummary", "RunDetail", "CreateTuning", "TuningDetail", "ScoreReport"] {
+        for name in [
+            "RunSummary",
+            "RunDetail",
+            "CreateTuning",
+            "TuningDetail",
+            "ScoreReport",
+        ] {
             assert!(names.contains(name), "{name} missing");
         }
         assert!(

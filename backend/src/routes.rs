@@ -35,7 +35,7 @@ pub struct AppState {
     pub secure_cookies: bool,
     /// Largest accepted upload, in bytes.
     pub max_upload_bytes: usize,
-    /// Runs one account may have waiting in the queue at once.
+    /// Jobs (runs and tunings) one account may have waiting in the queue at once.
     pub max_queued_per_user: i64,
     /// The folder models and adapters are listed from (`GET /api/models`).
     pub model_store: std::path::PathBuf,
@@ -124,6 +124,7 @@ endpoints! {
     post "/api/tunings" Researcher => crate::tuning::create_tuning;
     get "/api/tunings/{id}" Researcher => crate::tuning::tuning_detail;
     post "/api/tunings/{id}/cancel" Researcher => crate::tuning::cancel_tuning;
+    post "/api/tunings/{id}/retry" Researcher => crate::tuning::retry_tuning;
 }
 
 /// Default and largest number of new tokens a run may ask for.
@@ -330,20 +331,30 @@ async fn read_multipart_file(
     })
 }
 
+/// Refuses (409) a new or retried job of an account that already has as many jobs (runs and
+/// tunings) waiting in the queue as one account may have.
+pub(crate) async fn ensure_queue_room(
+    state: &AppState,
+    principal: &crate::auth::Principal,
+) -> Result<(), ApiError> {
+    let queued = state.db.queued_jobs_of(principal.user.id).await?;
+    if queued >= state.max_queued_per_user {
+        return Err(ApiError::Conflict(format!(
+            "{} has {queued} jobs waiting in the queue, the most one account may have; \
+             wait for some to start or cancel some",
+            principal.user.username
+        )));
+    }
+    Ok(())
+}
+
 async fn create_run(
     state: web::Data<AppState>,
     principal: crate::auth::Principal,
     body: web::Json<CreateRun>,
 ) -> Result<HttpResponse, ApiError> {
     let req = body.into_inner();
-    let queued = state.db.queued_runs_of(principal.user.id).await?;
-    if queued >= state.max_queued_per_user {
-        return Err(ApiError::Conflict(format!(
-            "{} has {queued} runs waiting in the queue, the most one account may have; \
-             wait for some to start or cancel some",
-            principal.user.username
-        )));
-    }
+    ensure_queue_room(&state, &principal).await?;
     let prompt_format = PromptFormat::from_id(&req.prompt_format).ok_or_else(|| {
         ApiError::BadRequest(format!(
             "unknown prompt_format {:?}; known: {}",
@@ -442,9 +453,11 @@ async fn cancel_run(
 /// questions it has no answer to yet. 409 for a run that is queued, running or succeeded.
 async fn retry_run(
     state: web::Data<AppState>,
+    principal: crate::auth::Principal,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = crate::accounts::parse_id("run", &path)?;
+    ensure_queue_room(&state, &principal).await?;
     let job = match state.db.retry_run(id).await? {
         Err(status) => {
             return Err(ApiError::Conflict(format!(

@@ -90,6 +90,7 @@ pub async fn create_tuning(
     body: web::Json<CreateTuning>,
 ) -> Result<HttpResponse, ApiError> {
     let req = body.into_inner();
+    crate::routes::ensure_queue_room(&state, &principal).await?;
     let base_model = plain_name("base_model", &req.base_model)?;
     let adapter = plain_name("adapter", &req.adapter)?;
     kokushi_worker::resolve_model(&state.model_store, &base_model)
@@ -279,6 +280,36 @@ pub async fn cancel_tuning(
         Ok(Some(job_id)) => state.queue.cancel_job(job_id).await?,
     }
     tracing::info!(tuning_id = id, "tuning cancelled");
+    let summary = state
+        .db
+        .tuning_summary(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("tuning {id} vanished")))?;
+    Ok(HttpResponse::Ok().json(summary))
+}
+
+/// `POST /api/tunings/{id}/retry`: queues a failed or cancelled tuning again; the worker resumes
+/// from the adapter folder's last checkpoint. 409 for a queued, running or succeeded tuning.
+pub async fn retry_tuning(
+    state: web::Data<AppState>,
+    principal: crate::auth::Principal,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = crate::accounts::parse_id("tuning", &path)?;
+    crate::routes::ensure_queue_room(&state, &principal).await?;
+    let row = match state.db.retry_tuning(id).await? {
+        Err(status) => {
+            return Err(ApiError::Conflict(format!(
+                "tuning {id} is {}; only a failed or cancelled tuning can be retried",
+                status.as_str()
+            )));
+        }
+        Ok(None) => return Err(ApiError::NotFound(format!("tuning {id} does not exist"))),
+        Ok(Some(row)) => row,
+    };
+    let job = job_of(&state.db, &row).await?;
+    state.queue.publish_job(&job).await?;
+    tracing::info!(tuning_id = id, job_id = row.job_id, "tuning retried");
     let summary = state
         .db
         .tuning_summary(id)

@@ -147,7 +147,23 @@ async fn runs_are_cancelled_retried_prioritised_and_limited() {
     }
     assert_eq!(made.len(), 3);
     let refused = refused.expect("the fourth queued run is refused");
-    assert!(refused.contains("3 runs waiting"), "{refused}");
+    assert!(refused.contains("3 jobs waiting"), "{refused}");
+    // Tunings count toward the same limit, and a retry is refused too while the queue is full.
+    let res = app
+        .client
+        .post(app.url("/api/tunings"))
+        .json(&serde_json::json!({
+            "base_model": FIXTURE_MODEL,
+            "adapter": "over-the-limit",
+            "data_exam_set_id": exam.id,
+            "prompt_format": "chatml_ja_v1",
+        }))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), StatusCode::CONFLICT);
+    let text = res.text().await.expect("text");
+    assert!(text.contains("3 jobs waiting"), "{text}");
     for id in &made {
         assert_eq!(act(&app, *id, "cancel").await.0, StatusCode::OK);
     }

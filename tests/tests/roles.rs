@@ -54,7 +54,8 @@ fn allowed(method: &str, path: &str, who: Who) -> bool {
         | ("get", "/api/tunings")
         | ("post", "/api/tunings")
         | ("get", "/api/tunings/{id}")
-        | ("post", "/api/tunings/{id}/cancel") => researcher,
+        | ("post", "/api/tunings/{id}/cancel")
+        | ("post", "/api/tunings/{id}/retry") => researcher,
         _ => panic!(
             "the role matrix does not know {} {path}: say who may call it in tests/tests/roles.rs",
             method.to_uppercase()

@@ -257,5 +257,60 @@ async fn a_running_tuning_stops_when_cancelled() {
     assert_eq!(b.tuning.status, RunStatus::Cancelled);
     assert_eq!(a.points.len(), b.points.len(), "the worker kept training");
     assert!(b.tuning.steps_done < 100_000);
+
+    // Retried: queued again with its curve kept, and it trains on past where it stopped.
+    let res = post(
+        &app,
+        &format!("/api/tunings/{}/retry", created.id),
+        json!({}),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let retried: TuningSummary = res.json().await.expect("summary");
+    assert!(
+        matches!(retried.status, RunStatus::Queued | RunStatus::Running),
+        "{:?}",
+        retried.status
+    );
+    assert!(retried.error.is_none() && retried.finished_at.is_none());
+    let started = Instant::now();
+    while tuning(&app, created.id).await.tuning.steps_done <= b.tuning.steps_done + 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the retry did not train"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let res = post(
+        &app,
+        &format!("/api/tunings/{}/retry", created.id),
+        json!({}),
+    )
+    .await;
+    assert_eq!(res.status(), 409, "a running tuning cannot be retried");
+    let res = post(
+        &app,
+        &format!("/api/tunings/{}/cancel", created.id),
+        json!({}),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let ended = tuning_ends(&app, created.id).await;
+    assert_eq!(ended.tuning.status, RunStatus::Cancelled);
+    let mut steps: Vec<u64> = ended
+        .points
+        .iter()
+        .filter(|p| !p.validation)
+        .map(|p| p.step)
+        .collect();
+    let len = steps.len();
+    steps.dedup();
+    assert_eq!(steps.len(), len, "a step stored twice");
+    assert_eq!(
+        post(&app, "/api/tunings/9999/retry", json!({}))
+            .await
+            .status(),
+        404
+    );
     app.stop().await.expect("clean stop");
 }

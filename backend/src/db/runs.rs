@@ -566,10 +566,12 @@ impl Db {
         Ok(out)
     }
 
-    /// How many runs `user_id` has waiting in the queue.
-    pub async fn queued_runs_of(&self, user_id: i64) -> Result<i64, DbError> {
+    /// How many jobs (runs and tunings) `user_id` has waiting in the queue.
+    pub async fn queued_jobs_of(&self, user_id: i64) -> Result<i64, DbError> {
         let row = sqlx::query(
-            "SELECT COUNT(*) AS n FROM runs WHERE created_by = $1 AND status = 'queued'",
+            "SELECT (SELECT COUNT(*) FROM runs WHERE created_by = $1 AND status = 'queued') \
+                  + (SELECT COUNT(*) FROM tunings WHERE created_by = $1 AND status = 'queued') \
+                 AS n",
         )
         .bind(user_id)
         .fetch_one(&self.pool)

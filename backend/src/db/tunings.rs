@@ -427,6 +427,49 @@ impl Db {
         Ok(Ok(Some(row.try_get("job_id")?)))
     }
 
+    /// Queues a failed or cancelled tuning again: `Ok(Some(job))`, `Ok(None)` when it does not
+    /// exist, `Err(status)` when it is queued, running or succeeded. The worker resumes from the
+    /// adapter folder's last checkpoint; the curve points stored so far are kept.
+    pub async fn retry_tuning(
+        &self,
+        tuning_id: i64,
+    ) -> Result<Result<Option<TuningJobRow>, RunStatus>, DbError> {
+        let mut tx = self.begin_write().await?;
+        let Some(row) = sqlx::query("SELECT status FROM tunings WHERE id = $1")
+            .bind(tuning_id)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(Ok(None));
+        };
+        let status: String = row.try_get("status")?;
+        let status =
+            RunStatus::parse(&status).ok_or_else(|| corrupt("tunings", "status", &status))?;
+        if !matches!(status, RunStatus::Failed | RunStatus::Cancelled) {
+            return Ok(Err(status));
+        }
+        let now = now_rfc3339();
+        sqlx::query(
+            "UPDATE tunings SET status = 'queued', error = NULL, finished_at = NULL, \
+                 worker = NULL WHERE id = $1",
+        )
+        .bind(tuning_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE jobs SET status = 'queued', updated_at = $2 WHERE tuning_id = $1")
+            .bind(tuning_id)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
+        let job = sqlx::query(&format!("{JOB_SELECT} WHERE t.id = $1"))
+            .bind(tuning_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let job = job_row(&job)?;
+        tx.commit().await?;
+        Ok(Ok(Some(job)))
+    }
+
     /// Every tuning, newest first.
     pub async fn tunings(&self) -> Result<Vec<TuningSummary>, DbError> {
         let rows = sqlx::query(&format!("{SUMMARY_SELECT} ORDER BY t.id DESC"))
