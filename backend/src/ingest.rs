@@ -11,6 +11,7 @@ use std::time::Duration;
 use kokushi_queue::JobQueue;
 use kokushi_shared::job::WorkerEvent;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::db::{Db, DbError};
 
@@ -31,7 +32,10 @@ pub async fn apply(db: &Db, queue: &dyn JobQueue, event: &WorkerEvent) -> Result
             worker,
             model_info,
             ..
-        } => Ok(db.mark_running(*run_id, worker, model_info).await?),
+        } => {
+            tracing::info!(run_id, worker = %worker, "run started");
+            Ok(db.mark_running(*run_id, worker, model_info).await?)
+        }
         WorkerEvent::Answer { run_id, record, .. } => {
             if !db.record_answer(*run_id, record).await? {
                 tracing::warn!(run_id, problem_id = %record.problem_id, "answer to a question the run does not ask; ignored");
@@ -41,9 +45,9 @@ pub async fn apply(db: &Db, queue: &dyn JobQueue, event: &WorkerEvent) -> Result
         // Progress is derived from the answers stored; the event only keeps the stream lively.
         WorkerEvent::Progress { .. } => Ok(()),
         WorkerEvent::Finished { run_id, .. } => {
-            if !db.complete_run(*run_id).await?
-                && let Some(job) = db.unfinished_job(*run_id).await?
-            {
+            if db.complete_run(*run_id).await? {
+                tracing::info!(run_id, "run succeeded");
+            } else if let Some(job) = db.unfinished_job(*run_id).await? {
                 tracing::warn!(
                     run_id,
                     missing = job.questions.len(),
@@ -54,6 +58,7 @@ pub async fn apply(db: &Db, queue: &dyn JobQueue, event: &WorkerEvent) -> Result
             Ok(())
         }
         WorkerEvent::Failed { run_id, error, .. } => {
+            tracing::info!(run_id, error = %error, "run failed");
             Ok(db.finish_run(*run_id, Some(error)).await?)
         }
         WorkerEvent::TuneStarted {
@@ -160,7 +165,11 @@ pub async fn run(
         };
         let mut done = Vec::with_capacity(deliveries.len());
         for delivery in deliveries {
-            match apply(&db, queue.as_ref(), &delivery.item).await {
+            let span = tracing::info_span!("event", job_id = delivery.item.job_id());
+            match apply(&db, queue.as_ref(), &delivery.item)
+                .instrument(span)
+                .await
+            {
                 Ok(()) => done.push(delivery.receipt),
                 Err(e) => {
                     // Left unacknowledged: the event stays pending on the stream.

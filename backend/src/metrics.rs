@@ -13,6 +13,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{HttpResponse, web};
+use tracing::Instrument;
 
 use crate::error::ApiError;
 use crate::routes::AppState;
@@ -109,17 +110,59 @@ pub async fn record(
             }
         });
     let state = req.app_data::<web::Data<AppState>>().cloned();
-    let result = next.call(req).await;
+    let request_id = request_id(&req);
+    // Every log line a handler writes carries the request's id (and the job id where it queues
+    // one), so a job can be followed from the request that made it to the worker's `job` span.
+    let span = tracing::info_span!("request", id = %request_id, method = %method, route = %route);
+    let mut result = next.call(req).instrument(span.clone()).await;
     let status = match &result {
         Ok(res) => res.status().as_u16(),
         Err(e) => e.as_response_error().status_code().as_u16(),
     };
+    let seconds = started.elapsed().as_secs_f64();
+    if let Ok(res) = &mut result
+        && let Ok(value) = actix_web::http::header::HeaderValue::from_str(&request_id)
+    {
+        res.headers_mut().insert(
+            actix_web::http::header::HeaderName::from_static("x-request-id"),
+            value,
+        );
+    }
+    span.in_scope(|| {
+        let ms = (seconds * 1000.0 * 10.0).round() / 10.0;
+        // Reads that succeed are the pages polling: kept out of the default log level.
+        if method == "GET" && status < 400 {
+            tracing::debug!(status, ms, "request");
+        } else if status >= 500 {
+            tracing::warn!(status, ms, "request");
+        } else {
+            tracing::info!(status, ms, "request");
+        }
+    });
     if let Some(state) = state {
-        state
-            .metrics
-            .record(&method, &route, status, started.elapsed().as_secs_f64());
+        state.metrics.record(&method, &route, status, seconds);
     }
     result
+}
+
+/// The request's `X-Request-Id` when a proxy set a sane one (up to 64 letters, digits, `-`, `_`,
+/// `.`), else a new one: this process's id and a counter.
+fn request_id(req: &ServiceRequest) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    req.headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| {
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            format!("{:x}-{n}", std::process::id())
+        })
 }
 
 fn escape(label: &str) -> String {

@@ -405,7 +405,9 @@ async fn create_run(
         .ok_or_else(|| ApiError::NotFound(format!("run {} vanished", job.run_id)))?;
     // The run is recorded as queued before it is published: if publishing fails, the
     // reconciler publishes it at the next start.
+    let (run_id, job_id) = (job.run_id, job.job_id);
     state.queue.publish_job(&job.into()).await?;
+    tracing::info!(run_id, job_id, model = %summary.model, "run queued");
     Ok(HttpResponse::Created().json(summary))
 }
 
@@ -474,9 +476,9 @@ async fn retry_run(
         .run_summary(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("run {id} vanished")))?;
-    let remaining = job.questions.len();
+    let (remaining, job_id) = (job.questions.len(), job.job_id);
     state.queue.publish_job(&job.into()).await?;
-    tracing::info!(run_id = id, remaining, "run retried");
+    tracing::info!(run_id = id, job_id, remaining, "run retried");
     Ok(HttpResponse::Ok().json(summary))
 }
 

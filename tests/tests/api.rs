@@ -366,6 +366,64 @@ async fn unknown_runs_and_bad_requests_get_json_errors() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_is_served_and_requests_carry_an_id() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = TestApp::spawn(Settings::embedded(sqlite_url(dir.path()), dir.path()))
+        .await
+        .expect("server starts");
+    // Served to anyone, and the same document as the committed one.
+    let res = app
+        .anonymous
+        .get(app.url("/api/openapi.json"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 200);
+    let served: serde_json::Value = res.json().await.expect("json");
+    let committed: serde_json::Value =
+        serde_json::from_str(include_str!("../../docs/openapi.json"))
+            .expect("docs/openapi.json is JSON");
+    assert_eq!(served, committed);
+    assert!(served["paths"]["/api/tunings/{id}/retry"]["post"].is_object());
+    // Every answer names its request; a proxy's sane id is kept, a wild one replaced.
+    let res = app
+        .client
+        .get(app.url("/api/exam-sets"))
+        .send()
+        .await
+        .expect("request");
+    let id = res.headers()["x-request-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(!id.is_empty());
+    let res = app
+        .client
+        .get(app.url("/api/exam-sets"))
+        .send()
+        .await
+        .expect("request");
+    assert_ne!(res.headers()["x-request-id"].to_str().expect("ascii"), id);
+    let res = app
+        .client
+        .get(app.url("/api/exam-sets"))
+        .header("X-Request-Id", "proxy-7f3a.1")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.headers()["x-request-id"], "proxy-7f3a.1");
+    let res = app
+        .client
+        .get(app.url("/api/exam-sets"))
+        .header("X-Request-Id", "a b\"c")
+        .send()
+        .await
+        .expect("request");
+    assert_ne!(res.headers()["x-request-id"], "a b\"c");
+    app.stop().await.expect("clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploading_the_same_content_twice_is_recognised() {
     let dir = tempfile::tempdir().expect("tempdir");
     let app = TestApp::spawn(Settings::embedded(sqlite_url(dir.path()), dir.path()))
