@@ -15,6 +15,7 @@ use kokushi_backend::{Application, Settings};
 use kokushi_backend::{accounts, auth};
 use kokushi_shared::api::Role;
 use kokushi_shared::api::{ExamSetSummary, ImportReport, RunDetail, RunSummary};
+pub use tempfile;
 use tempfile::TempDir;
 
 /// The model file name the fixture store holds.
@@ -77,6 +78,38 @@ pub fn long_exam(block: &str, n: usize) -> Vec<u8> {
 /// A fresh SQLite database file in `dir`.
 pub fn sqlite_url(dir: &Path) -> String {
     format!("sqlite://{}", dir.join("kokushi.sqlite").display())
+}
+
+/// Makes two tests of an `async fn BODY(database_url: String)`: `SQLITE` on a fresh SQLite file,
+/// and `POSTGRES` on a fresh PostgreSQL database (it passes at once when
+/// `KOKUSHI_TEST_POSTGRES_URL` is not set).
+#[macro_export]
+macro_rules! on_both_databases {
+    ($body:ident => $sqlite:ident, $postgres:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $sqlite() {
+            let dir = $crate::tempfile::tempdir().expect("tempdir");
+            $body($crate::sqlite_url(dir.path())).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $postgres() {
+            let Some(url) = $crate::fresh_postgres_url().await.expect("postgres") else {
+                return;
+            };
+            $body(url).await;
+        }
+    };
+}
+
+/// The kind of database a URL names, for names that must differ between the two (`pg`,
+/// `sqlite`).
+pub fn database_kind(url: &str) -> &'static str {
+    if url.starts_with("postgres") {
+        "pg"
+    } else {
+        "sqlite"
+    }
 }
 
 /// A fresh, empty PostgreSQL database on the test server, or `None` when none is configured.

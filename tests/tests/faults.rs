@@ -3,7 +3,8 @@
 //! queued when Redis is flushed (FLUSHALL) still run; a server killed with SIGKILL while a
 //! worker streams events is restarted and loses none of them.
 //!
-//! The tests share one Redis and one of them flushes it, so they take turns (a lock).
+//! Each runs on SQLite and on PostgreSQL (`_on_sqlite`, `_on_postgres`). The tests share one
+//! Redis and one of them flushes it, so they take turns (a lock).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -15,8 +16,13 @@ use kokushi_backend::Settings;
 use kokushi_shared::api::{ExamSetSummary, ImportReport, RunDetail, RunStatus, RunSummary};
 use kokushi_tests::{
     FIXTURE_MODEL, KillOnDrop, TestApp, fixture_model_store, long_exam, mini_exam_path, service,
-    sqlite_url,
 };
+
+/// A queue prefix of the test's own: the two databases' runs have the same ids.
+fn queue_prefix(test: &str, db: &str) -> String {
+    let kind = kokushi_tests::database_kind(db);
+    format!("kokushi-fault-{test}-{kind}-{}", std::process::id())
+}
 
 /// One fault test at a time: the FLUSHALL would pull the floor from under the others.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -171,8 +177,8 @@ async fn answers_on_stream(redis: &str, prefix: &str, run_id: i64) -> BTreeMap<S
     counts
 }
 
-fn settings(dir: &Path, redis: &str, prefix: &str) -> Settings {
-    let mut settings = Settings::embedded(sqlite_url(dir), dir);
+fn settings(db: &str, store: &Path, redis: &str, prefix: &str) -> Settings {
+    let mut settings = Settings::embedded(db.to_owned(), store);
     settings.redis_url = Some(redis.to_owned());
     settings.queue_prefix = prefix.to_owned();
     settings.embedded_worker = false;
@@ -197,17 +203,18 @@ const N: usize = 40;
 /// Long enough answers that a run of N takes seconds, so a kill lands halfway.
 const MAX_NEW_TOKENS: u32 = 512;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fault_a_worker_killed_halfway_is_replaced_and_each_question_is_answered_once() {
+kokushi_tests::on_both_databases!(worker_killed_halfway => fault_a_worker_killed_halfway_is_replaced_and_each_question_is_answered_once_on_sqlite, fault_a_worker_killed_halfway_is_replaced_and_each_question_is_answered_once_on_postgres);
+
+async fn worker_killed_halfway(db: String) {
     let (Some(redis), Some(bin)) = (service("KOKUSHI_TEST_REDIS_URL"), service("KOKUSHI_BIN"))
     else {
         return;
     };
     let _turn = SERIAL.lock().await;
-    let prefix = format!("kokushi-fault-kill-{}", std::process::id());
+    let prefix = queue_prefix("kill", &db);
     let dir = tempfile::tempdir().expect("tempdir");
     let store = fixture_model_store().expect("fixture model");
-    let app = TestApp::spawn(settings(dir.path(), &redis, &prefix))
+    let app = TestApp::spawn(settings(&db, dir.path(), &redis, &prefix))
         .await
         .expect("server starts");
     let api = Api::of(&app);
@@ -249,19 +256,20 @@ async fn fault_a_worker_killed_halfway_is_replaced_and_each_question_is_answered
     app.stop().await.expect("clean stop");
 }
 
-/// A graceful stop (SIGTERM) gives the job back: another worker takes it over at once — not
-/// after the visibility timeout, which is an hour here — and resumes it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fault_a_worker_stopped_with_sigterm_gives_its_job_back_at_once() {
+// A graceful stop (SIGTERM) gives the job back: another worker takes it over at once — not
+// after the visibility timeout, which is an hour here — and resumes it.
+kokushi_tests::on_both_databases!(worker_stopped_with_sigterm => fault_a_worker_stopped_with_sigterm_gives_its_job_back_at_once_on_sqlite, fault_a_worker_stopped_with_sigterm_gives_its_job_back_at_once_on_postgres);
+
+async fn worker_stopped_with_sigterm(db: String) {
     let (Some(redis), Some(bin)) = (service("KOKUSHI_TEST_REDIS_URL"), service("KOKUSHI_BIN"))
     else {
         return;
     };
     let _turn = SERIAL.lock().await;
-    let prefix = format!("kokushi-fault-term-{}", std::process::id());
+    let prefix = queue_prefix("term", &db);
     let dir = tempfile::tempdir().expect("tempdir");
     let store = fixture_model_store().expect("fixture model");
-    let app = TestApp::spawn(settings(dir.path(), &redis, &prefix))
+    let app = TestApp::spawn(settings(&db, dir.path(), &redis, &prefix))
         .await
         .expect("server starts");
     let api = Api::of(&app);
@@ -297,17 +305,18 @@ async fn fault_a_worker_stopped_with_sigterm_gives_its_job_back_at_once() {
     app.stop().await.expect("clean stop");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fault_flushall_with_jobs_queued_still_runs_them_all() {
+kokushi_tests::on_both_databases!(flushall_with_jobs_queued => fault_flushall_with_jobs_queued_still_runs_them_all_on_sqlite, fault_flushall_with_jobs_queued_still_runs_them_all_on_postgres);
+
+async fn flushall_with_jobs_queued(db: String) {
     let (Some(redis), Some(bin)) = (service("KOKUSHI_TEST_REDIS_URL"), service("KOKUSHI_BIN"))
     else {
         return;
     };
     let _turn = SERIAL.lock().await;
-    let prefix = format!("kokushi-fault-flush-{}", std::process::id());
+    let prefix = queue_prefix("flush", &db);
     let dir = tempfile::tempdir().expect("tempdir");
     let store = fixture_model_store().expect("fixture model");
-    let app = TestApp::spawn(settings(dir.path(), &redis, &prefix))
+    let app = TestApp::spawn(settings(&db, dir.path(), &redis, &prefix))
         .await
         .expect("server starts");
     let api = Api::of(&app);
@@ -410,25 +419,25 @@ fn kokushi(bin: &Path, args: &[&str], stdin: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fault_a_server_killed_while_a_worker_streams_loses_no_event() {
+kokushi_tests::on_both_databases!(server_killed_while_a_worker_streams => fault_a_server_killed_while_a_worker_streams_loses_no_event_on_sqlite, fault_a_server_killed_while_a_worker_streams_loses_no_event_on_postgres);
+
+async fn server_killed_while_a_worker_streams(db: String) {
     let (Some(redis), Some(bin)) = (service("KOKUSHI_TEST_REDIS_URL"), service("KOKUSHI_BIN"))
     else {
         return;
     };
     let bin = PathBuf::from(bin);
     let _turn = SERIAL.lock().await;
-    let prefix = format!("kokushi-fault-restart-{}", std::process::id());
-    let dir = tempfile::tempdir().expect("tempdir");
+    let prefix = queue_prefix("restart", &db);
     let store = fixture_model_store().expect("fixture model");
-    let db = sqlite_url(dir.path());
+    let db = db.as_str();
     kokushi(
         &bin,
         &[
             "admin",
             "create",
             "--database-url",
-            &db,
+            db,
             "--username",
             "ops",
             "--password-stdin",
@@ -437,14 +446,14 @@ async fn fault_a_server_killed_while_a_worker_streams_loses_no_event() {
     );
     let token = kokushi(
         &bin,
-        &["admin", "token", "--database-url", &db, "--username", "ops"],
+        &["admin", "token", "--database-url", db, "--username", "ops"],
         "",
     )
     .trim()
     .to_owned();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut server = spawn_server(&bin, &db, &redis, &prefix, port);
+    let mut server = spawn_server(&bin, db, &redis, &prefix, port);
     wait_healthy(&base).await;
     let api = Api::new(base.clone(), &token);
     let exam = api.upload("long", long_exam("902A", N)).await;
@@ -463,7 +472,7 @@ async fn fault_a_server_killed_while_a_worker_streams_loses_no_event() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let _restarted = spawn_server(&bin, &db, &redis, &prefix, port);
+    let _restarted = spawn_server(&bin, db, &redis, &prefix, port);
     wait_healthy(&base).await;
     let api = Api::new(base, &token);
     let done = api
@@ -486,16 +495,17 @@ async fn fault_a_server_killed_while_a_worker_streams_loses_no_event() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fault_a_job_that_keeps_stopping_its_workers_is_dead_lettered_with_the_reason() {
+kokushi_tests::on_both_databases!(job_that_keeps_stopping_its_workers => fault_a_job_that_keeps_stopping_its_workers_is_dead_lettered_with_the_reason_on_sqlite, fault_a_job_that_keeps_stopping_its_workers_is_dead_lettered_with_the_reason_on_postgres);
+
+async fn job_that_keeps_stopping_its_workers(db: String) {
     let Some(redis) = service("KOKUSHI_TEST_REDIS_URL") else {
         return;
     };
     let _turn = SERIAL.lock().await;
-    let prefix = format!("kokushi-fault-dead-{}", std::process::id());
+    let prefix = queue_prefix("dead", &db);
     let dir = tempfile::tempdir().expect("tempdir");
     let store = fixture_model_store().expect("fixture model");
-    let app = TestApp::spawn(settings(dir.path(), &redis, &prefix))
+    let app = TestApp::spawn(settings(&db, dir.path(), &redis, &prefix))
         .await
         .expect("server starts");
     let api = Api::of(&app);

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use kokushi_backend::Settings;
 use kokushi_queue::RedisQueue;
 use kokushi_shared::api::{RunDetail, RunStatus, RunSummary};
-use kokushi_tests::{FIXTURE_MODEL, TestApp, fixture_model_store, service, sqlite_url};
+use kokushi_tests::{FIXTURE_MODEL, TestApp, fixture_model_store, service};
 use kokushi_worker::{Worker, WorkerConfig};
 use reqwest::StatusCode;
 
@@ -50,15 +50,19 @@ async fn detail(app: &TestApp, run_id: i64) -> RunDetail {
     app.run_detail(run_id).await.expect("run")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn runs_are_cancelled_retried_prioritised_and_limited() {
+kokushi_tests::on_both_databases!(cancel_retry_priority_limit => runs_are_cancelled_retried_prioritised_and_limited_on_sqlite, runs_are_cancelled_retried_prioritised_and_limited_on_postgres);
+
+async fn cancel_retry_priority_limit(db: String) {
     let Some(redis) = service("KOKUSHI_TEST_REDIS_URL") else {
         return;
     };
-    let prefix = format!("kokushi-lifecycle-{}", std::process::id());
-    let dir = tempfile::tempdir().expect("tempdir");
+    let prefix = format!(
+        "kokushi-lifecycle-{}-{}",
+        std::process::id(),
+        kokushi_tests::database_kind(&db)
+    );
     let store = fixture_model_store().expect("fixture model");
-    let mut settings = Settings::embedded(sqlite_url(dir.path()), store.path());
+    let mut settings = Settings::embedded(db, store.path());
     settings.redis_url = Some(redis.clone());
     settings.queue_prefix = prefix.clone();
     settings.embedded_worker = false;
@@ -174,15 +178,19 @@ async fn runs_are_cancelled_retried_prioritised_and_limited() {
     app.stop().await.expect("clean stop");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_run_cancelled_while_running_keeps_its_answers_and_a_retry_finishes_it() {
+kokushi_tests::on_both_databases!(cancelled_while_running => a_run_cancelled_while_running_keeps_its_answers_and_a_retry_finishes_it_on_sqlite, a_run_cancelled_while_running_keeps_its_answers_and_a_retry_finishes_it_on_postgres);
+
+async fn cancelled_while_running(db: String) {
     let Some(redis) = service("KOKUSHI_TEST_REDIS_URL") else {
         return;
     };
-    let prefix = format!("kokushi-lifecycle-run-{}", std::process::id());
-    let dir = tempfile::tempdir().expect("tempdir");
+    let prefix = format!(
+        "kokushi-lifecycle-run-{}-{}",
+        std::process::id(),
+        kokushi_tests::database_kind(&db)
+    );
     let store = fixture_model_store().expect("fixture model");
-    let mut settings = Settings::embedded(sqlite_url(dir.path()), store.path());
+    let mut settings = Settings::embedded(db, store.path());
     settings.redis_url = Some(redis.clone());
     settings.queue_prefix = prefix.clone();
     settings.embedded_worker = false;

@@ -6,19 +6,24 @@ use std::time::Duration;
 
 use kokushi_backend::Settings;
 use kokushi_shared::api::RunStatus;
-use kokushi_tests::{KillOnDrop, TestApp, fixture_model_store, service, sqlite_url};
+use kokushi_tests::{KillOnDrop, TestApp, fixture_model_store, service};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_separate_worker_process_answers_a_run_through_redis() {
+kokushi_tests::on_both_databases!(separate_worker => a_separate_worker_process_answers_a_run_through_redis_on_sqlite, a_separate_worker_process_answers_a_run_through_redis_on_postgres);
+
+async fn separate_worker(db: String) {
     let (Some(redis), Some(bin)) = (service("KOKUSHI_TEST_REDIS_URL"), service("KOKUSHI_BIN"))
     else {
         return;
     };
     // Arrange: a fresh key prefix so runs of other tests on the same Redis never mix in.
-    let prefix = format!("kokushi-e2e-{}", std::process::id());
+    let prefix = format!(
+        "kokushi-e2e-{}-{}",
+        std::process::id(),
+        kokushi_tests::database_kind(&db)
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let store = fixture_model_store().expect("fixture model");
-    let mut settings = Settings::embedded(sqlite_url(dir.path()), dir.path());
+    let mut settings = Settings::embedded(db, dir.path());
     settings.redis_url = Some(redis.clone());
     settings.queue_prefix = prefix.clone();
     settings.embedded_worker = false;
