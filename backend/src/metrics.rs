@@ -113,7 +113,13 @@ pub async fn record(
     let request_id = request_id(&req);
     // Every log line a handler writes carries the request's id (and the job id where it queues
     // one), so a job can be followed from the request that made it to the worker's `job` span.
-    let span = tracing::info_span!("request", id = %request_id, method = %method, route = %route);
+    // Reads are the pages polling, thousands a second: they get no span (its cost showed in the
+    // leaderboard's p99), only the debug line below.
+    let span = if method == "GET" || method == "HEAD" {
+        tracing::Span::none()
+    } else {
+        tracing::info_span!("request", id = %request_id, method = %method, route = %route)
+    };
     let mut result = next.call(req).instrument(span.clone()).await;
     let status = match &result {
         Ok(res) => res.status().as_u16(),
@@ -128,17 +134,25 @@ pub async fn record(
             value,
         );
     }
-    span.in_scope(|| {
-        let ms = (seconds * 1000.0 * 10.0).round() / 10.0;
-        // Reads that succeed are the pages polling: kept out of the default log level.
-        if method == "GET" && status < 400 {
-            tracing::debug!(status, ms, "request");
-        } else if status >= 500 {
-            tracing::warn!(status, ms, "request");
+    let ms = (seconds * 1000.0 * 10.0).round() / 10.0;
+    if span.is_none() {
+        // Reads that succeed are kept out of the default log level.
+        if status >= 500 {
+            tracing::warn!(id = %request_id, method = %method, route = %route, status, ms, "request");
+        } else if status >= 400 {
+            tracing::info!(id = %request_id, method = %method, route = %route, status, ms, "request");
         } else {
-            tracing::info!(status, ms, "request");
+            tracing::debug!(id = %request_id, method = %method, route = %route, status, ms, "request");
         }
-    });
+    } else {
+        span.in_scope(|| {
+            if status >= 500 {
+                tracing::warn!(status, ms, "request");
+            } else {
+                tracing::info!(status, ms, "request");
+            }
+        });
+    }
     if let Some(state) = state {
         state.metrics.record(&method, &route, status, seconds);
     }
