@@ -9,6 +9,7 @@
 pub mod accounts;
 pub mod auth;
 pub mod clock;
+pub mod compare;
 pub mod db;
 pub mod error;
 pub mod export;

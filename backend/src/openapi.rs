@@ -293,6 +293,29 @@ fn describe(method: &str, path: &str) -> Option<Doc> {
                  change; the stream ends when the run finishes",
             ),
         ),
+        ("get", "/api/runs/{id}/questions/{problem_id}") => Doc::new(
+            "One question of a run, with every metric of its answer",
+            Answer::Json(one::<api::QuestionView>()),
+        )
+        .about(
+            "Stem, choices, gold answer and where the question sits in its exam; the raw reply, \
+             the parsed answer and the rules version; strict and lenient verdicts, exact match and \
+             the Gestalt similarity of the reply to each choice; the previous and next question.",
+        ),
+        ("get", "/api/compare") => Doc::new(
+            "Two runs of the same questions compared",
+            Answer::Json(one::<api::RunComparison>()),
+        )
+        .about(
+            "Counts of questions right in both, one or neither, the exact McNemar p-value, the \
+             paired bootstrap interval of the points difference, and every question where the \
+             answers or verdicts differ. 400 when the runs do not ask the same questions.",
+        )
+        .query(&[
+            ("first", "A run id (required)"),
+            ("second", "Another run id (required)"),
+            ("confidence", "Confidence level of the interval (default 0.95)"),
+        ]),
         ("get", "/api/tunings") => Doc::new(
             "Every LoRA tuning, newest first",
             Answer::Json(list::<api::TuningSummary>()),
@@ -413,6 +436,16 @@ pub fn document() -> OpenApi {
                     .parameter_in(ParameterIn::Path)
                     .required(Required::True)
                     .schema(Some(i64::schema())),
+            );
+        }
+        if endpoint.path.contains("{problem_id}") {
+            op = op.parameter(
+                ParameterBuilder::new()
+                    .name("problem_id")
+                    .parameter_in(ParameterIn::Path)
+                    .required(Required::True)
+                    .description(Some("The exam's question id, e.g. 116A13"))
+                    .schema(Some(String::schema())),
             );
         }
         for (name, what) in doc.query {

@@ -120,6 +120,8 @@ endpoints! {
     get "/api/runs/{id}/score" Researcher => run_score;
     get "/api/runs/{id}/export" Researcher => run_export;
     get "/api/runs/{id}/events" Researcher => crate::live::run_events;
+    get "/api/runs/{id}/questions/{problem_id}" Researcher => crate::compare::question;
+    get "/api/compare" Researcher => crate::compare::compare;
     get "/api/tunings" Researcher => crate::tuning::tunings;
     post "/api/tunings" Researcher => crate::tuning::create_tuning;
     get "/api/tunings/{id}" Researcher => crate::tuning::tuning_detail;

@@ -419,3 +419,59 @@ pub struct TuningDetail {
     pub tuning: TuningSummary,
     pub points: Vec<crate::job::TunePoint>,
 }
+
+/// `GET /api/compare?first=A&second=B`: two runs of the same exam set, question by question.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RunComparison {
+    pub first: RunSummary,
+    pub second: RunSummary,
+    /// Counts of (first, second) correct/wrong pairs, the exact McNemar p-value, and the paired
+    /// bootstrap interval of the points difference (first minus second).
+    pub comparison: crate::stats::PairedComparison,
+    /// Confidence level of the interval.
+    pub confidence: f64,
+    /// Each run's accuracy over the compared questions (those with a published answer).
+    pub first_accuracy: f64,
+    pub second_accuracy: f64,
+    /// The questions where the two runs' answers or verdicts differ, in exam order.
+    pub differing: Vec<DifferingQuestion>,
+}
+
+/// One question two runs answered differently.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DifferingQuestion {
+    pub problem_id: String,
+    pub text: String,
+    /// The gold answer as shown (`b,d`, `26`).
+    pub gold: String,
+    /// The first run's parsed answer (`None`: no answer; empty: the parse failed).
+    pub first: Option<String>,
+    pub first_correct: bool,
+    pub second: Option<String>,
+    pub second_correct: bool,
+}
+
+/// `GET /api/runs/{id}/questions/{problem_id}`: one question of a run, with every metric of
+/// its answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct QuestionView {
+    pub run: RunSummary,
+    pub question: crate::exam::Question,
+    /// `None` until the run has answered it.
+    pub answer: Option<ScoredAnswer>,
+    /// Lenient and strict verdicts, exact match and the Gestalt similarity of the reply to each
+    /// choice; `None` until answered.
+    pub score: Option<crate::score::QuestionScore>,
+    /// The extraction rules that parsed the answer.
+    pub rules_version: Option<String>,
+    /// 1-based position among the run's questions, and their number.
+    pub position: u32,
+    pub total: u32,
+    pub previous: Option<String>,
+    pub next: Option<String>,
+    /// The exam data's credit, shown wherever its questions are.
+    pub credit: String,
+}

@@ -691,3 +691,114 @@ async fn run_progress_streams_as_server_sent_events_until_the_run_ends() {
     assert_eq!(missing.status(), 404);
     app.stop().await.expect("clean stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runs_compare_question_by_question_and_a_question_shows_its_metrics() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = kokushi_tests::fixture_model_store().expect("fixture model");
+    let app = TestApp::spawn(Settings::embedded(sqlite_url(dir.path()), store.path()))
+        .await
+        .expect("server starts");
+    let exam = app.upload_mini_exam().await.expect("upload");
+    let mut runs = Vec::new();
+    for (format, limit) in [("chatml_ja_v1", 4), ("plain_ja_v1", 4), ("chatml_ja_v1", 2)] {
+        let res = app
+            .client
+            .post(app.url("/api/runs"))
+            .json(&serde_json::json!({
+                "exam_set_id": exam.id, "model": kokushi_tests::FIXTURE_MODEL,
+                "prompt_format": format, "limit": limit, "max_new_tokens": 6,
+            }))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(res.status(), 201);
+        let run: kokushi_shared::api::RunSummary = res.json().await.expect("run");
+        app.wait_for_run(run.id, std::time::Duration::from_secs(120))
+            .await
+            .expect("finishes");
+        runs.push(run.id);
+    }
+    let compare = |a: i64, b: i64| {
+        let app = &app;
+        async move {
+            app.client
+                .get(app.url(&format!("/api/compare?first={a}&second={b}")))
+                .send()
+                .await
+                .expect("request")
+        }
+    };
+
+    // Two runs of the same four questions.
+    let res = compare(runs[0], runs[1]).await;
+    assert_eq!(res.status(), 200);
+    let c: kokushi_shared::api::RunComparison = res.json().await.expect("comparison");
+    let p = &c.comparison;
+    assert_eq!(p.both_correct + p.only_first + p.only_second + p.neither, 4);
+    assert!((0.0..=1.0).contains(&p.mcnemar_p));
+    assert_eq!((c.first.id, c.second.id), (runs[0], runs[1]));
+    let verdicts_differ = c
+        .differing
+        .iter()
+        .filter(|d| d.first_correct != d.second_correct)
+        .count() as u64;
+    assert_eq!(verdicts_differ, p.only_first + p.only_second);
+    assert!(
+        c.differing
+            .iter()
+            .all(|d| d.first != d.second || d.first_correct != d.second_correct)
+    );
+    // A run against itself differs nowhere.
+    let same: kokushi_shared::api::RunComparison =
+        compare(runs[0], runs[0]).await.json().await.expect("json");
+    assert!(same.differing.is_empty());
+    assert_eq!(
+        (same.comparison.only_first, same.comparison.only_second),
+        (0, 0)
+    );
+    assert!((same.comparison.mcnemar_p - 1.0).abs() < 1e-12);
+    // Runs of different questions, a missing run and a bad id are refused with the reason.
+    let res = compare(runs[0], runs[2]).await;
+    assert_eq!(res.status(), 400);
+    let text = res.text().await.expect("text");
+    assert!(text.contains("do not ask the same questions"), "{text}");
+    assert_eq!(compare(runs[0], 999).await.status(), 404);
+    let res = app
+        .client
+        .get(app.url("/api/compare?first=1&second=x"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 400);
+
+    // One question of a run: the question, the answer, its metrics and its neighbours.
+    let detail = app.run_detail(runs[0]).await.expect("run");
+    let ids: Vec<&str> = detail
+        .questions
+        .iter()
+        .map(|q| q.problem_id.as_str())
+        .collect();
+    let view = |id: &str| {
+        let app = &app;
+        let url = app.url(&format!("/api/runs/{}/questions/{id}", runs[0]));
+        async move { app.client.get(url).send().await.expect("request") }
+    };
+    let res = view(ids[1]).await;
+    assert_eq!(res.status(), 200);
+    let q: kokushi_shared::api::QuestionView = res.json().await.expect("view");
+    assert_eq!(q.question.problem_id, ids[1]);
+    assert_eq!((q.position, q.total), (2, 4));
+    assert_eq!(q.previous.as_deref(), Some(ids[0]));
+    assert_eq!(q.next.as_deref(), Some(ids[2]));
+    let answer = q.answer.expect("answered");
+    let score = q.score.expect("scored");
+    assert_eq!(score.gestalt.len(), q.question.choices.len());
+    assert_eq!(answer.correct, score.letter_correct);
+    assert!(q.rules_version.is_some());
+    assert!(!q.credit.is_empty());
+    let first: kokushi_shared::api::QuestionView = view(ids[0]).await.json().await.expect("view");
+    assert_eq!(first.previous, None);
+    assert_eq!(view("999Z99").await.status(), 404);
+    app.stop().await.expect("clean stop");
+}

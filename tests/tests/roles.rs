@@ -51,6 +51,8 @@ fn allowed(method: &str, path: &str, who: Who) -> bool {
         | ("post", "/api/runs/{id}/cancel")
         | ("post", "/api/runs/{id}/retry")
         | ("get", "/api/runs/{id}/score")
+        | ("get", "/api/runs/{id}/questions/{problem_id}")
+        | ("get", "/api/compare")
         | ("get", "/api/tunings")
         | ("post", "/api/tunings")
         | ("get", "/api/tunings/{id}")
@@ -172,7 +174,8 @@ async fn role_matrix_on(database_url: String) {
             .path
             .replace("/runs/{id}", &format!("/runs/{}", run.id))
             .replace("/users/{id}", &format!("/users/{}", annotator.id))
-            .replace("/tokens/{id}", "/tokens/999999");
+            .replace("/tokens/{id}", "/tokens/999999")
+            .replace("{problem_id}", "999Z99");
         for who in EVERYONE {
             let session = session_of(who);
             let status = request(&app, endpoint.method, &path, session.as_ref())
