@@ -28,9 +28,9 @@ use crate::routes::ENDPOINTS;
 type Schemas = Vec<(String, RefOr<Schema>)>;
 
 /// A JSON body's schema, and how to gather the named schemas it refers to.
-#[derive(Clone)]
+#[derive(Clone, Copy)]
 struct Json {
-    schema: RefOr<Schema>,
+    schema: fn() -> RefOr<Schema>,
     collect: fn(&mut Schemas),
 }
 
@@ -41,19 +41,25 @@ fn collect<T: ToSchema>(into: &mut Schemas) {
 
 /// One `T`, by reference to its named schema.
 fn one<T: ToSchema>() -> Json {
+    fn reference<T: ToSchema>() -> RefOr<Schema> {
+        Ref::from_schema_name(T::name()).into()
+    }
     Json {
-        schema: Ref::from_schema_name(T::name()).into(),
+        schema: reference::<T>,
         collect: collect::<T>,
     }
 }
 
 /// A list of `T`.
 fn list<T: ToSchema>() -> Json {
-    Json {
-        schema: ArrayBuilder::new()
+    fn array<T: ToSchema>() -> RefOr<Schema> {
+        ArrayBuilder::new()
             .items(Ref::from_schema_name(T::name()))
             .build()
-            .into(),
+            .into()
+    }
+    Json {
+        schema: array::<T>,
         collect: collect::<T>,
     }
 }
@@ -117,8 +123,8 @@ impl Doc {
 
 fn health() -> Json {
     fn none(_: &mut Schemas) {}
-    Json {
-        schema: ObjectBuilder::new()
+    fn status() -> RefOr<Schema> {
+        ObjectBuilder::new()
             .property(
                 "status",
                 ObjectBuilder::new()
@@ -127,7 +133,10 @@ fn health() -> Json {
             )
             .required("status")
             .build()
-            .into(),
+            .into()
+    }
+    Json {
+        schema: status,
         collect: none,
     }
 }
@@ -471,9 +480,7 @@ pub fn document() -> OpenApi {
                         .required(Some(Required::True))
                         .content(
                             "application/json",
-                            ContentBuilder::new()
-                                .schema(Some(json.schema.clone()))
-                                .build(),
+                            ContentBuilder::new().schema(Some((json.schema)())).build(),
                         )
                         .build(),
                 ));
@@ -516,9 +523,7 @@ pub fn document() -> OpenApi {
                     .description(doc.summary)
                     .content(
                         "application/json",
-                        ContentBuilder::new()
-                            .schema(Some(json.schema.clone()))
-                            .build(),
+                        ContentBuilder::new().schema(Some((json.schema)())).build(),
                     )
                     .build()
             }

@@ -4,7 +4,12 @@
 //! themselves; they call these functions and get typed data or an [`ApiError`].
 
 use gloo_net::http::Request;
-use kokushi_shared::api::{ApiErrorBody, Login, Me, RunDetail, RunSummary};
+use kokushi_shared::api::{
+    ApiErrorBody, CreateRun, CreateTuning, ExamSetSummary, ImportReport, Login, Me, QuestionView,
+    RunComparison, RunDetail, RunSummary, StoreEntry, TuningDetail, TuningSummary, WorkerInfo,
+};
+use kokushi_shared::score::ScoreReport;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -52,6 +57,122 @@ pub async fn logout(csrf_token: &str) -> Result<(), ApiError> {
         let text = response.text().await.map_err(network)?;
         decode::<()>(response.status(), false, &text)
     }
+}
+
+/// `GET /api/runs/{id}/score`: the run scored per year, section and specialty.
+pub async fn run_score(id: i64) -> Result<ScoreReport, ApiError> {
+    get_json(&format!("/api/runs/{id}/score")).await
+}
+
+/// `GET /api/runs/{id}/questions/{problem_id}`.
+pub async fn question(run_id: i64, problem_id: &str) -> Result<QuestionView, ApiError> {
+    get_json(&format!(
+        "/api/runs/{run_id}/questions/{}",
+        encode(problem_id)
+    ))
+    .await
+}
+
+/// `GET /api/compare?first=A&second=B`.
+pub async fn compare(first: i64, second: i64) -> Result<RunComparison, ApiError> {
+    get_json(&format!("/api/compare?first={first}&second={second}")).await
+}
+
+/// `GET /api/exam-sets`.
+pub async fn exam_sets() -> Result<Vec<ExamSetSummary>, ApiError> {
+    get_json("/api/exam-sets").await
+}
+
+/// `GET /api/models`: the model store.
+pub async fn models() -> Result<Vec<StoreEntry>, ApiError> {
+    get_json("/api/models").await
+}
+
+/// `GET /api/tunings`.
+pub async fn tunings() -> Result<Vec<TuningSummary>, ApiError> {
+    get_json("/api/tunings").await
+}
+
+/// `GET /api/tunings/{id}`: the tuning and its loss curves.
+pub async fn tuning(id: i64) -> Result<TuningDetail, ApiError> {
+    get_json(&format!("/api/tunings/{id}")).await
+}
+
+/// `GET /api/workers` (admin).
+pub async fn workers() -> Result<Vec<WorkerInfo>, ApiError> {
+    get_json("/api/workers").await
+}
+
+/// `POST /api/runs`: queues an evaluation.
+pub async fn create_run(body: &CreateRun, csrf: &str) -> Result<RunSummary, ApiError> {
+    post_json("/api/runs", Some(body), csrf).await
+}
+
+/// `POST /api/tunings`: queues a LoRA tuning.
+pub async fn create_tuning(body: &CreateTuning, csrf: &str) -> Result<TuningSummary, ApiError> {
+    post_json("/api/tunings", Some(body), csrf).await
+}
+
+/// `POST /api/runs/{id}/cancel` or `/retry`.
+pub async fn run_action(id: i64, action: &str, csrf: &str) -> Result<RunSummary, ApiError> {
+    post_json::<(), _>(&format!("/api/runs/{id}/{action}"), None, csrf).await
+}
+
+/// `POST /api/tunings/{id}/cancel` or `/retry`.
+pub async fn tuning_action(id: i64, action: &str, csrf: &str) -> Result<TuningSummary, ApiError> {
+    post_json::<(), _>(&format!("/api/tunings/{id}/{action}"), None, csrf).await
+}
+
+/// `POST /api/exam-sets?name=…&file=…`: the file as the raw body. A refusal carries every
+/// problem found (file, line, field) in its error body's `details`.
+pub async fn upload_exam_set(
+    name: &str,
+    file_name: &str,
+    file: web_sys::File,
+    csrf: &str,
+) -> Result<ImportReport, ApiError> {
+    let url = format!(
+        "/api/exam-sets?name={}&file={}",
+        encode(name),
+        encode(file_name)
+    );
+    let response = Request::post(&url)
+        .header("X-CSRF-Token", csrf)
+        .body(wasm_bindgen::JsValue::from(file))
+        .map_err(network)?
+        .send()
+        .await
+        .map_err(network)?;
+    let text = response.text().await.map_err(network)?;
+    decode(response.status(), response.ok(), &text)
+}
+
+async fn post_json<B: Serialize, T: DeserializeOwned>(
+    url: &str,
+    body: Option<&B>,
+    csrf: &str,
+) -> Result<T, ApiError> {
+    let request = Request::post(url).header("X-CSRF-Token", csrf);
+    let request = match body {
+        Some(body) => request.json(body).map_err(network)?,
+        None => request.build().map_err(network)?,
+    };
+    let response = request.send().await.map_err(network)?;
+    let text = response.text().await.map_err(network)?;
+    decode(response.status(), response.ok(), &text)
+}
+
+/// Percent-encodes a query value or path segment (everything but unreserved characters).
+pub fn encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 fn network(error: gloo_net::Error) -> ApiError {
@@ -110,6 +231,16 @@ mod tests {
             panic!("unexpected {error:?}");
         };
         assert_eq!(body.code, ErrorCode::NotFound);
+    }
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(
+            encode("IgakuQA 2022/第116回"),
+            "IgakuQA%202022%2F%E7%AC%AC116%E5%9B%9E"
+        );
+        assert_eq!(encode("a-b_c.d~e"), "a-b_c.d~e");
+        assert_eq!(encode("x&y=z"), "x%26y%3Dz");
     }
 
     #[test]

@@ -7,10 +7,16 @@ use leptos_router::path;
 
 use crate::api;
 use crate::components::header::Header;
+use crate::pages::compare::ComparePage;
+use crate::pages::exam_sets::ExamSetsPage;
+use crate::pages::jobs::JobsPage;
 use crate::pages::leaderboard::LeaderboardPage;
 use crate::pages::login::LoginPage;
 use crate::pages::not_found::NotFoundPage;
+use crate::pages::question::QuestionPage;
 use crate::pages::run::RunPage;
+use crate::pages::tuning::TuningPage;
+use crate::pages::workers::WorkersPage;
 use crate::paths;
 use crate::session::{Session, SessionState};
 
@@ -26,6 +32,12 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/") view=LeaderboardPage />
                     <Route path=path!("/login") view=LoginPage />
                     <Route path=path!("/runs/:id") view=RunPage />
+                    <Route path=path!("/runs/:id/questions/:problem_id") view=QuestionPage />
+                    <Route path=path!("/compare") view=ComparePage />
+                    <Route path=path!("/exam-sets") view=ExamSetsPage />
+                    <Route path=path!("/jobs") view=JobsPage />
+                    <Route path=path!("/tunings/:id") view=TuningPage />
+                    <Route path=path!("/workers") view=WorkersPage />
                 </Routes>
             </main>
         </Router>

@@ -6,4 +6,6 @@ pub mod header;
 pub mod question_row;
 pub mod run_row;
 pub mod run_summary;
+pub mod score_tables;
 pub mod status_badge;
+pub mod whisker;

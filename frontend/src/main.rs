@@ -10,14 +10,18 @@
 
 mod api;
 mod app;
+mod chart;
 mod components;
 mod error;
 mod format;
+mod forms;
+mod live;
 mod pages;
 mod paths;
 mod poll;
 mod refresh;
 mod session;
+mod table;
 
 fn main() {
     console_error_panic_hook::set_once();

@@ -82,6 +82,7 @@ mod tests {
             status,
             total: 20,
             tally: Tally::default(),
+            accuracy_interval: None,
             created_at: "2026-11-24T00:00:00Z".into(),
             error: None,
         }

@@ -4,7 +4,7 @@
 //! account the server reported (`GET /api/auth/me`) and the CSRF token that state-changing
 //! requests send back.
 
-use kokushi_shared::api::Me;
+use kokushi_shared::api::{Me, Role};
 use leptos::prelude::*;
 
 /// What the app knows of the session.
@@ -23,5 +23,25 @@ pub struct Session(pub RwSignal<SessionState>);
 impl Session {
     pub fn get() -> Self {
         expect_context::<Session>()
+    }
+
+    /// The session's CSRF token, for state-changing requests (empty when signed out: the
+    /// server then answers 401, which the page shows).
+    pub fn csrf(self) -> String {
+        match self.0.get_untracked() {
+            SessionState::SignedIn(me) => me.csrf_token.unwrap_or_default(),
+            _ => String::new(),
+        }
+    }
+
+    /// Whether the signed-in account holds `role` (an admin holds every researcher right).
+    pub fn has(self, role: Role) -> bool {
+        self.0.with(|s| match s {
+            SessionState::SignedIn(me) => {
+                me.roles.contains(&role)
+                    || (role == Role::Researcher && me.roles.contains(&Role::Admin))
+            }
+            _ => false,
+        })
     }
 }

@@ -134,6 +134,10 @@ pub struct RunSummary {
     pub status: RunStatus,
     pub total: u32,
     pub tally: crate::metric::Tally,
+    /// 95% Wilson interval of the accuracy over the questions answered so far; `None` before
+    /// the first answer.
+    #[serde(default)]
+    pub accuracy_interval: Option<(f64, f64)>,
     pub created_at: String,
     pub error: Option<String>,
 }

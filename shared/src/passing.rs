@@ -5,14 +5,16 @@
 //! points, the general section (一般問題 and 臨床実地問題 outside the required section) reaches
 //! the year's cut-off, and at most three prohibited choices (禁忌肢) were chosen.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 /// One year's published criteria.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PassCriteria {
     /// The exam's number, e.g. "116".
-    pub exam: &'static str,
+    pub exam: Cow<'static, str>,
     pub year: u16,
     /// Points needed in the required section, and its total after excluded questions.
     pub required_min: u32,
@@ -26,13 +28,13 @@ pub struct PassCriteria {
     /// as reproduced word for word by the source named).
     pub confirmed: bool,
     /// Where the figures come from.
-    pub source: &'static str,
+    pub source: Cow<'static, str>,
 }
 
 /// The 112th to 116th exams (2018–2022), the years IgakuQA covers.
 pub const CRITERIA: &[PassCriteria] = &[
     PassCriteria {
-        exam: "112",
+        exam: Cow::Borrowed("112"),
         year: 2018,
         required_min: 160,
         required_max: 200,
@@ -40,10 +42,12 @@ pub const CRITERIA: &[PassCriteria] = &[
         general_max: 299,
         prohibited_max: 3,
         confirmed: true,
-        source: "MHLW, 第112回医師国家試験の合格発表について (2018-03-19); checked against its text as reproduced at savingdoctor.com/entry/2018/03/19/223235",
+        source: Cow::Borrowed(
+            "MHLW, 第112回医師国家試験の合格発表について (2018-03-19); checked against its text as reproduced at savingdoctor.com/entry/2018/03/19/223235",
+        ),
     },
     PassCriteria {
-        exam: "113",
+        exam: Cow::Borrowed("113"),
         year: 2019,
         required_min: 160,
         required_max: 200,
@@ -51,10 +55,12 @@ pub const CRITERIA: &[PassCriteria] = &[
         general_max: 296,
         prohibited_max: 3,
         confirmed: true,
-        source: "MHLW, 第113回医師国家試験の合格発表について (2019-03-18); checked against its report in jmedj.co.jp/journal/paper/detail.php?id=11988",
+        source: Cow::Borrowed(
+            "MHLW, 第113回医師国家試験の合格発表について (2019-03-18); checked against its report in jmedj.co.jp/journal/paper/detail.php?id=11988",
+        ),
     },
     PassCriteria {
-        exam: "114",
+        exam: Cow::Borrowed("114"),
         year: 2020,
         required_min: 158,
         required_max: 197,
@@ -62,10 +68,12 @@ pub const CRITERIA: &[PassCriteria] = &[
         general_max: 299,
         prohibited_max: 3,
         confirmed: true,
-        source: "MHLW, 第114回医師国家試験の合格発表について (2020-03-16); checked against its text as reproduced at ishiyaku-k.com/medical/infomation/info_top.html",
+        source: Cow::Borrowed(
+            "MHLW, 第114回医師国家試験の合格発表について (2020-03-16); checked against its text as reproduced at ishiyaku-k.com/medical/infomation/info_top.html",
+        ),
     },
     PassCriteria {
-        exam: "115",
+        exam: Cow::Borrowed("115"),
         year: 2021,
         required_min: 160,
         required_max: 200,
@@ -73,10 +81,12 @@ pub const CRITERIA: &[PassCriteria] = &[
         general_max: 300,
         prohibited_max: 3,
         confirmed: true,
-        source: "MHLW, 第115回医師国家試験の合格発表について (2021-03-16); checked against its text as quoted in newtongym8.com, 「第115回医師国家試験 合格発表」",
+        source: Cow::Borrowed(
+            "MHLW, 第115回医師国家試験の合格発表について (2021-03-16); checked against its text as quoted in newtongym8.com, 「第115回医師国家試験 合格発表」",
+        ),
     },
     PassCriteria {
-        exam: "116",
+        exam: Cow::Borrowed("116"),
         year: 2022,
         required_min: 158,
         required_max: 197,
@@ -84,7 +94,9 @@ pub const CRITERIA: &[PassCriteria] = &[
         general_max: 297,
         prohibited_max: 3,
         confirmed: true,
-        source: "MHLW, 第116回医師国家試験の合格発表について (2022-03-16); checked against its text as quoted at doctor.mynavi.jp/column/kokushi2022",
+        source: Cow::Borrowed(
+            "MHLW, 第116回医師国家試験の合格発表について (2022-03-16); checked against its text as quoted at doctor.mynavi.jp/column/kokushi2022",
+        ),
     },
 ];
 

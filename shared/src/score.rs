@@ -212,7 +212,7 @@ pub fn score_question(q: &Question, given: Option<&Reply>, mode: LetterMode) -> 
 }
 
 /// The totals of a group of questions (an exam year, or everything).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GroupScore {
     pub year: Option<u16>,
@@ -270,7 +270,7 @@ pub struct Breakdown {
 }
 
 /// A whole scoring.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ScoreReport {
     pub rules_version: String,
@@ -492,13 +492,13 @@ fn group(
                  pass/fail needs the whole exam",
                 g.required_max, c.required_max, g.general_max, c.general_max
             ));
-            g.criteria = Some(*c);
+            g.criteria = Some(c.clone());
         }
         Some(c) => {
             let verdict = c.judge(g.required_points, g.general_points, g.prohibited_chosen);
             g.pass = Some(verdict.pass);
             g.verdict = Some(verdict);
-            g.criteria = Some(*c);
+            g.criteria = Some(c.clone());
             if !c.confirmed {
                 g.notes.push(format!(
                     "the {year} cut-off ({}/{}) is not yet confirmed against the Ministry's announcement",

@@ -292,3 +292,61 @@ impl TestApp {
         self.task.await?
     }
 }
+
+/// A headless Chromium driven through chromedriver, 1440×900, with a profile of its own; the
+/// chromedriver process and the profile go when this is dropped.
+pub struct Browser {
+    pub client: fantoccini::Client,
+    _driver: KillOnDrop,
+    _profile: TempDir,
+}
+
+impl Browser {
+    /// Starts chromedriver (`CHROMEDRIVER`, a path) on a free port and opens a session.
+    pub async fn start(chromedriver: &str) -> Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let driver = std::process::Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("starting chromedriver")?;
+        let driver = KillOnDrop(driver);
+        let profile = tempfile::tempdir()?;
+        let caps = serde_json::json!({
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--window-size=1440,900",
+                    "--hide-scrollbars", "--lang=ja-JP",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ]
+            }
+        });
+        let mut builder = fantoccini::ClientBuilder::new(
+            hyper_util::client::legacy::connect::HttpConnector::new(),
+        );
+        builder.capabilities(caps.as_object().cloned().unwrap_or_default());
+        let mut last = None;
+        for _ in 0..50 {
+            match builder.connect(&format!("http://127.0.0.1:{port}")).await {
+                Ok(client) => {
+                    return Ok(Self {
+                        client,
+                        _driver: driver,
+                        _profile: profile,
+                    });
+                }
+                Err(e) => {
+                    last = Some(e);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+        bail!("chromedriver accepted no session: {last:?}")
+    }
+}

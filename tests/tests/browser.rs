@@ -3,21 +3,13 @@
 //! leaderboard shows a run the fixture model finished, its row opens the run page with every
 //! question, and signing out ends the session.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use fantoccini::{ClientBuilder, Locator};
+use fantoccini::Locator;
 use kokushi_backend::Settings;
 use kokushi_tests::{
-    ADMIN_PASSWORD, ADMIN_USER, KillOnDrop, TestApp, fixture_model_store, service, sqlite_url,
+    ADMIN_PASSWORD, ADMIN_USER, Browser, TestApp, fixture_model_store, service, sqlite_url,
 };
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_leaderboard_shows_a_finished_run_and_opens_its_page() {
@@ -37,39 +29,10 @@ async fn the_leaderboard_shows_a_finished_run_and_opens_its_page() {
     app.wait_for_run(run.id, Duration::from_secs(120))
         .await
         .expect("run finishes");
-    let port = free_port();
-    let driver = Command::new(&chromedriver)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromedriver starts");
-    let _reaper = KillOnDrop(driver);
-    let profile = tempfile::tempdir().expect("tempdir");
-    let caps = serde_json::json!({
-        "goog:chromeOptions": {
-            "binary": "/usr/bin/chromium",
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--window-size=1440,900",
-                format!("--user-data-dir={}", profile.path().display()),
-            ]
-        }
-    });
-    let mut builder = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
-    builder.capabilities(caps.as_object().cloned().expect("object"));
-    let mut client = None;
-    for _ in 0..50 {
-        match builder.connect(&format!("http://127.0.0.1:{port}")).await {
-            Ok(c) => {
-                client = Some(c);
-                break;
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    }
-    let browser = client.expect("chromedriver accepts a session");
+    let session = Browser::start(&chromedriver)
+        .await
+        .expect("chromedriver accepts a session");
+    let browser = session.client.clone();
 
     // Act: an anonymous visit lands on the sign-in page; a wrong password is refused there.
     browser.goto(&app.url("/")).await.expect("open the portal");

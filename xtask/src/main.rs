@@ -23,7 +23,12 @@ commands:
   test  install what the tests need (wasm target, wasm-bindgen-cli, Chromium, Redis,
         PostgreSQL), build the frontend, and run formatting, lints and every test
   frontend
-        build the web UI into <target>/frontend-dist
+        build the web UI into <target>/frontend-dist and check its size (at most 400 KB of
+        gzipped WebAssembly)
+  screenshots [--out DIR]
+        run the browser flow (sign in, upload, evaluate, compare, open a question, tune) in
+        headless Chromium at 1440x900 against a server, Redis and a worker on the fixture
+        model, saving each page as a PNG into DIR (default: screenshots/)
   bench gestalt
         Gestalt similarity speed beside CPython's difflib on the same IgakuQA text pairs
   bench engine
@@ -66,6 +71,7 @@ fn run() -> Result<()> {
         Some("test") => test(&root),
         Some("bench") => bench(&root, args.get(1).map(String::as_str)),
         Some("frontend") => frontend(&root).map(|dist| println!("{}", dist.display())),
+        Some("screenshots") => screenshots(&root, &args[1..]),
         Some("fixtures") => {
             anyhow::ensure!(args.len() >= 2, "usage: cargo xtask fixtures DIR [SEED]");
             let status = cargo()
@@ -178,7 +184,85 @@ fn frontend(root: &Path) -> Result<PathBuf> {
         std::fs::copy(root.join("frontend").join(file), dist.join(file))
             .with_context(|| format!("copying frontend/{file}"))?;
     }
+    let wasm = dist.join("kokushi_frontend_bg.wasm");
+    let gzipped = gzipped_size(&wasm)?;
+    println!(
+        "frontend: {} KB of WebAssembly, {} KB gzipped (limit {} KB)",
+        std::fs::metadata(&wasm)?.len() / 1024,
+        gzipped / 1024,
+        FRONTEND_GZIP_LIMIT / 1024
+    );
+    if gzipped > FRONTEND_GZIP_LIMIT {
+        bail!(
+            "the frontend's WebAssembly is {} KB gzipped, over the {} KB limit",
+            gzipped / 1024,
+            FRONTEND_GZIP_LIMIT / 1024
+        );
+    }
     Ok(dist)
+}
+
+/// The most gzipped WebAssembly the browser may have to download.
+const FRONTEND_GZIP_LIMIT: u64 = 400 * 1024;
+
+/// Bytes of `path` compressed by `gzip -6` (what a server's gzip sends, roughly).
+fn gzipped_size(path: &Path) -> Result<u64> {
+    let out = Command::new("gzip")
+        .args(["-6", "-c"])
+        .arg(path)
+        .output()
+        .context("running gzip to measure the frontend")?;
+    anyhow::ensure!(out.status.success(), "gzip failed on {}", path.display());
+    Ok(out.stdout.len() as u64)
+}
+
+/// `cargo xtask screenshots`: the browser flow test with screenshots on.
+fn screenshots(root: &Path, args: &[String]) -> Result<()> {
+    let mut out = root.join("screenshots");
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--out" => out = PathBuf::from(it.next().context("--out needs a folder")?),
+            other => bail!("unknown screenshots option {other:?}\n\n{USAGE}"),
+        }
+    }
+    tools::ensure_system_packages()?;
+    let dist = frontend(root)?;
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let out = out.canonicalize()?;
+    let mut services = services::Services::default();
+    let redis_url = services.start_redis()?;
+    step("the browser flow, with screenshots");
+    run_cmd(
+        cargo()
+            .args([
+                "test",
+                "-p",
+                "kokushi-tests",
+                "--test",
+                "browser_flow",
+                "--",
+                "--nocapture",
+            ])
+            .env("KOKUSHI_TEST_REDIS_URL", &redis_url)
+            .env("KOKUSHI_STATIC_DIR", &dist)
+            .env("CHROMEDRIVER", tools::chromedriver())
+            .env("KOKUSHI_SCREENSHOTS_DIR", &out),
+    )?;
+    drop(services);
+    let mut shots: Vec<String> = std::fs::read_dir(&out)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".png"))
+        .collect();
+    shots.sort();
+    println!(
+        "{} screenshots in {}: {}",
+        shots.len(),
+        out.display(),
+        shots.join(", ")
+    );
+    Ok(())
 }
 
 /// Benchmarks, each beside the reference tool it reproduces, measured in the same run.

@@ -628,6 +628,11 @@ fn run_from_row(row: &sqlx::any::AnyRow, tally: Tally) -> Result<RunSummary, DbE
         prompt_format: row.try_get("prompt_format")?,
         status: RunStatus::parse(&status).ok_or_else(|| corrupt("runs", "status", &status))?,
         total: to_u32(row.try_get("total")?),
+        accuracy_interval: kokushi_shared::stats::wilson_interval(
+            u64::from(tally.correct),
+            u64::from(tally.answered),
+            0.95,
+        ),
         tally,
         created_at: row.try_get("created_at")?,
         error: row.try_get("error")?,

@@ -6,6 +6,8 @@ use leptos_router::hooks::use_navigate;
 
 use crate::api;
 use crate::paths;
+use kokushi_shared::api::Role;
+
 use crate::session::{Session, SessionState};
 
 #[component]
@@ -38,12 +40,29 @@ pub fn Header() -> impl IntoView {
         .into_any(),
         SessionState::Unknown => ().into_any(),
     };
+    // Links by role: researchers (and admins) the evaluation pages, admins the workers too.
+    // The server enforces the same on every endpoint; this only hides what would be refused.
+    let nav = move || {
+        let researcher = session.has(Role::Researcher);
+        let admin = session.has(Role::Admin);
+        view! {
+            <nav class="site-nav">
+                {researcher.then(|| view! {
+                    <a href=paths::HOME>"Leaderboard"</a>
+                    <a href=paths::JOBS>"Jobs"</a>
+                    <a href=paths::EXAM_SETS>"Exam sets"</a>
+                })}
+                {admin.then(|| view! { <a href=paths::WORKERS>"Workers"</a> })}
+            </nav>
+        }
+    };
     view! {
         <header class="site-header">
             <a class="brand" href=paths::HOME>
                 "Kokushi "
                 <span lang="ja">"国試"</span>
             </a>
+            {nav}
             <span class="tagline">"Japanese medical LLMs on the National Medical Licensing Examination"</span>
             {account}
         </header>

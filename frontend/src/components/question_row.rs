@@ -10,7 +10,7 @@ use crate::format::{self, Outcome};
 const SHORT_TEXT_CHARS: usize = 80;
 
 #[component]
-pub fn QuestionRow(question: QuestionResult) -> impl IntoView {
+pub fn QuestionRow(run_id: i64, question: QuestionResult) -> impl IntoView {
     let outcome = Outcome::of(&question);
     let problem_id = question.problem_id.clone();
     let text = match format::shorten(&question.text, SHORT_TEXT_CHARS) {
@@ -65,7 +65,11 @@ pub fn QuestionRow(question: QuestionResult) -> impl IntoView {
     };
     view! {
         <tr class="question-row" data-problem-id=problem_id>
-            <td class="problem-id">{question.problem_id}</td>
+            <td class="problem-id">
+                <a class="question-link" href=crate::paths::question_path(run_id, &question.problem_id)>
+                    {question.problem_id.clone()}
+                </a>
+            </td>
             <td class="question">{text}</td>
             <td class="choices-cell">
                 <ol class="choices">{choices}</ol>

@@ -4,13 +4,36 @@ use kokushi_shared::api::RunSummary;
 use leptos::prelude::*;
 
 use crate::components::status_badge::StatusBadge;
+use crate::components::whisker::AccuracyWhisker;
+use crate::table::toggle_selected;
 use crate::{format, paths};
 
 #[component]
-pub fn RunRow(run: RunSummary) -> impl IntoView {
+pub fn RunRow(run: RunSummary, selected: RwSignal<Vec<i64>>) -> impl IntoView {
+    let id = run.id;
     let error = run.error.clone();
+    let accuracy = (run.tally.answered > 0)
+        .then(|| f64::from(run.tally.correct) / f64::from(run.tally.answered));
+    let created = run
+        .created_at
+        .get(..16)
+        .unwrap_or(&run.created_at)
+        .replace('T', " ");
     view! {
-        <tr class="run-row" data-run-id=run.id>
+        <tr
+            class="run-row"
+            data-run-id=run.id
+            class:selected=move || selected.with(|s| s.contains(&id))
+        >
+            <td class="select">
+                <input
+                    type="checkbox"
+                    class="select-run"
+                    aria-label=format!("Select run {id} for comparison")
+                    prop:checked=move || selected.with(|s| s.contains(&id))
+                    on:change=move |_| selected.update(|s| *s = toggle_selected(s, id))
+                />
+            </td>
             <td class="model">
                 <a class="run-link" href=paths::run_path(run.id)>
                     {run.model}
@@ -29,9 +52,15 @@ pub fn RunRow(run: RunSummary) -> impl IntoView {
                 <StatusBadge status=run.status />
             </td>
             <td class="progress num">{format::progress(run.tally.answered, run.total)}</td>
-            <td class="accuracy num">{format::accuracy(&run.tally)}</td>
+            <td class="accuracy num">
+                <span class="accuracy-value">{format::accuracy(&run.tally)}</span>
+                {accuracy
+                    .zip(run.accuracy_interval)
+                    .map(|(point, interval)| view! { <AccuracyWhisker point interval /> })}
+            </td>
             <td class="points num">{format::points(&run.tally)}</td>
             <td class="parse-failures num">{run.tally.parse_failures}</td>
+            <td class="created-at">{created}</td>
         </tr>
     }
 }

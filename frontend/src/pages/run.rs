@@ -1,6 +1,8 @@
-//! `/runs/:id`: one run, question by question. Polls until the run is finished.
+//! `/runs/:id`: one run. Live progress from the server's event stream, the scores per exam year
+//! with pass/fail and per section once it has finished, and the questions, filtered and paged.
 
-use kokushi_shared::api::RunDetail;
+use kokushi_shared::api::{RunDetail, RunStatus, RunSummary};
+use kokushi_shared::score::ScoreReport;
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
@@ -8,10 +10,13 @@ use crate::components::credit_footer::CreditFooter;
 use crate::components::error_banner::ErrorBanner;
 use crate::components::question_row::QuestionRow;
 use crate::components::run_summary::RunSummaryList;
+use crate::components::score_tables::ScoreTables;
 use crate::error::ApiError;
 use crate::paths;
 use crate::poll::poll;
 use crate::refresh::{Loaded, run_unfinished};
+use crate::session::Session;
+use crate::table::{QuestionFilter, page_count, page_of};
 
 /// Reads the run id from the path and shows that run. A new id builds a new [`RunView`], so
 /// the old run's polling stops with the old view.
@@ -38,12 +43,38 @@ pub fn RunPage() -> impl IntoView {
 
 #[component]
 fn RunView(id: i64) -> impl IntoView {
+    let session = Session::get();
     let state = RwSignal::new(Loaded::<RunDetail>::default());
     poll(state, move || crate::api::run(id), run_unfinished);
+    // The event stream moves the progress bar between two polls of the whole run.
+    let live = RwSignal::new(None::<RunSummary>);
+    crate::live::follow_run(id, move |summary| live.set(Some(summary)));
+    let score = RwSignal::new(Loaded::<ScoreReport>::default());
+    let score_asked = RwSignal::new(false);
+    Effect::new(move |_| {
+        let succeeded = state.with(|s| {
+            s.latest
+                .as_ref()
+                .is_some_and(|d| d.run.status == RunStatus::Succeeded)
+        });
+        if succeeded && !score_asked.get_untracked() {
+            score_asked.set(true);
+            leptos::task::spawn_local(async move {
+                let result = crate::api::run_score(id).await;
+                score.try_update(|s| s.record(result));
+            });
+        }
+    });
+    let filter = RwSignal::new(QuestionFilter::All);
+    let page = RwSignal::new(0usize);
+    let action_error = RwSignal::new(None::<ApiError>);
 
     let title = move || {
         state.with(|s| match &s.latest {
-            Some(detail) => format!("Run {id} · {}", detail.run.model),
+            Some(detail) => match &detail.run.adapter {
+                Some(adapter) => format!("Run {id} · {} + {adapter}", detail.run.model),
+                None => format!("Run {id} · {}", detail.run.model),
+            },
             None if s.error.as_ref().is_some_and(ApiError::is_not_found) => {
                 format!("Run {id} not found")
             }
@@ -57,6 +88,82 @@ fn RunView(id: i64) -> impl IntoView {
             .with(Loaded::is_loading)
             .then(|| view! { <p class="loading">"Loading…"</p> })
     };
+    let progress = move || {
+        let summary = live
+            .get()
+            .or_else(|| state.with(|s| s.latest.as_ref().map(|d| d.run.clone())))?;
+        let share = if summary.total == 0 {
+            0.0
+        } else {
+            f64::from(summary.tally.answered) / f64::from(summary.total)
+        };
+        Some(view! {
+            <div class="progress-bar" data-status=summary.status.as_str()>
+                <div class="progress-fill" style:width=crate::chart::bar_percent(share)></div>
+                <span class="progress-label">
+                    {format!(
+                        "{} of {} answered · {}",
+                        summary.tally.answered,
+                        summary.total,
+                        summary.status.as_str(),
+                    )}
+                </span>
+            </div>
+        })
+    };
+    let act = move |action: &'static str| {
+        let csrf = session.csrf();
+        leptos::task::spawn_local(async move {
+            match crate::api::run_action(id, action, &csrf).await {
+                Ok(_) => {
+                    action_error.set(None);
+                    // Polling may have stopped on a finished run: start it again.
+                    poll(state, move || crate::api::run(id), run_unfinished);
+                    if action == "retry" {
+                        crate::live::follow_run(id, move |summary| live.set(Some(summary)));
+                    }
+                }
+                Err(error) => action_error.set(Some(error)),
+            }
+        });
+    };
+    let actions = move || {
+        let status = state.with(|s| s.latest.as_ref().map(|d| d.run.status))?;
+        let cancel = (!status.is_finished()).then(|| {
+            view! {
+                <button id="cancel-run" type="button" on:click=move |_| act("cancel")>
+                    "Cancel"
+                </button>
+            }
+        });
+        let retry = matches!(status, RunStatus::Failed | RunStatus::Cancelled).then(|| {
+            view! {
+                <button id="retry-run" type="button" on:click=move |_| act("retry")>
+                    "Retry"
+                </button>
+            }
+        });
+        Some(view! {
+            <div class="actions">
+                {cancel}
+                {retry}
+                <a class="button" href=format!("/api/runs/{id}/export?format=jsonl") download>
+                    "Answers (JSONL)"
+                </a>
+                <a class="button" href=format!("/api/runs/{id}/export?format=csv") download>
+                    "Answers (CSV)"
+                </a>
+                <a class="button" href=format!("/api/runs/{id}/score?format=csv") download>
+                    "Metrics (CSV)"
+                </a>
+            </div>
+        })
+    };
+    let action_error_view = move || {
+        action_error
+            .get()
+            .map(|error| view! { <ErrorBanner error /> })
+    };
     let summary = move || {
         state.with(|s| {
             s.latest
@@ -64,15 +171,34 @@ fn RunView(id: i64) -> impl IntoView {
                 .map(|detail| view! { <RunSummaryList detail /> })
         })
     };
+    let scores = move || {
+        score.with(|s| {
+            if let Some(error) = s.error.clone() {
+                return Some(view! { <ErrorBanner error /> }.into_any());
+            }
+            s.latest
+                .clone()
+                .map(|report| view! { <ScoreTables report /> }.into_any())
+        })
+    };
     let has_data = move || state.with(|s| s.latest.is_some());
-    let questions = move || {
+    let shown = Memo::new(move |_| {
         state.with(|s| {
             s.latest
                 .as_ref()
-                .map(|d| d.questions.clone())
+                .map(|d| {
+                    let f = filter.get();
+                    d.questions
+                        .iter()
+                        .filter(|q| f.keeps(q))
+                        .cloned()
+                        .collect::<Vec<_>>()
+                })
                 .unwrap_or_default()
         })
-    };
+    });
+    let pages = move || page_count(shown.with(Vec::len));
+    let rows = move || shown.with(|rows| page_of(rows, page.get()));
     let credit = move || {
         state.with(|s| {
             s.latest
@@ -80,14 +206,42 @@ fn RunView(id: i64) -> impl IntoView {
                 .map(|d| view! { <CreditFooter credit=d.credit.clone() /> })
         })
     };
+    let filter_button = move |f: QuestionFilter| {
+        view! {
+            <button
+                type="button"
+                class="chip"
+                data-filter=f.id()
+                aria-pressed=move || (filter.get() == f).to_string()
+                on:click=move |_| {
+                    filter.set(f);
+                    page.set(0);
+                }
+            >
+                {f.label()}
+            </button>
+        }
+    };
 
     view! {
         <section class="run">
             <h1 id="run-title">{title}</h1>
             {error}
             {loading}
+            {progress}
+            {actions}
+            {action_error_view}
             {summary}
+            {scores}
             <Show when=has_data>
+                <h2>"Questions"</h2>
+                <div class="toolbar">
+                    {QuestionFilter::ALL.map(filter_button)}
+                    <span class="spacer"></span>
+                    <span class="hint" id="question-count">
+                        {move || format!("{} questions", shown.with(Vec::len))}
+                    </span>
+                </div>
                 <table id="questions">
                     <thead>
                         <tr>
@@ -105,12 +259,33 @@ fn RunView(id: i64) -> impl IntoView {
                         // A row is rebuilt only when its question gets its answer, so an
                         // expanded question stays open while the run goes on.
                         <For
-                            each=questions
+                            each=rows
                             key=|q| (q.problem_id.clone(), q.answer.is_some())
-                            children=|question| view! { <QuestionRow question /> }
+                            children=move |question| view! { <QuestionRow run_id=id question /> }
                         />
                     </tbody>
                 </table>
+                <nav class="pager" aria-label="Pages of questions">
+                    <button
+                        type="button"
+                        id="page-previous"
+                        disabled=move || page.get() == 0
+                        on:click=move |_| page.update(|p| *p = p.saturating_sub(1))
+                    >
+                        "← Previous"
+                    </button>
+                    <span id="page-label">
+                        {move || format!("Page {} of {}", page.get().min(pages() - 1) + 1, pages())}
+                    </span>
+                    <button
+                        type="button"
+                        id="page-next"
+                        disabled=move || page.get() + 1 >= pages()
+                        on:click=move |_| page.update(|p| *p += 1)
+                    >
+                        "Next →"
+                    </button>
+                </nav>
             </Show>
             {credit}
         </section>

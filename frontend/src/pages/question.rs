@@ -1,0 +1,248 @@
+//! `/runs/:id/questions/:problem_id`: one question of a run. The stem, the lettered choices
+//! with the gold ones marked, the raw reply and the parsed answer, the verdicts, and the
+//! Gestalt similarity of the reply to each choice as bars. ← and → (or k and j) move to the
+//! previous and next question.
+
+use kokushi_shared::api::QuestionView;
+use kokushi_shared::exam::{Gold, choice_letter};
+use leptos::prelude::*;
+use leptos_router::hooks::{use_navigate, use_params_map};
+
+use crate::chart::bar_percent;
+use crate::components::credit_footer::CreditFooter;
+use crate::components::error_banner::ErrorBanner;
+use crate::poll::poll;
+use crate::refresh::Loaded;
+use crate::{format, paths};
+
+#[component]
+pub fn QuestionPage() -> impl IntoView {
+    let params = use_params_map();
+    let key = Memo::new(move |_| {
+        params.with(|p| {
+            (
+                p.get("id").and_then(|s| paths::parse_run_id(&s)),
+                p.get("problem_id").unwrap_or_default(),
+            )
+        })
+    });
+    move || match key.get() {
+        (Some(run), problem_id) => view! { <QuestionScreen run problem_id /> }.into_any(),
+        (None, _) => view! {
+            <section class="question-view">
+                <h1>"No such run"</h1>
+            </section>
+        }
+        .into_any(),
+    }
+}
+
+#[component]
+fn QuestionScreen(run: i64, problem_id: String) -> impl IntoView {
+    let state = RwSignal::new(Loaded::<QuestionView>::default());
+    let id = problem_id.clone();
+    poll(
+        state,
+        move || {
+            let id = id.clone();
+            async move { crate::api::question(run, &id).await }
+        },
+        |_| false,
+    );
+    let navigate = use_navigate();
+    let go = move |to: Option<String>| {
+        if let Some(to) = to {
+            navigate(&paths::question_path(run, &to), Default::default());
+        }
+    };
+    let keys = window_event_listener(leptos::ev::keydown, {
+        let go = go.clone();
+        move |ev: web_sys::KeyboardEvent| {
+            if ev.alt_key() || ev.ctrl_key() || ev.meta_key() {
+                return;
+            }
+            let target = match ev.key().as_str() {
+                "ArrowLeft" | "k" => {
+                    state.with_untracked(|s| s.latest.as_ref().and_then(|v| v.previous.clone()))
+                }
+                "ArrowRight" | "j" => {
+                    state.with_untracked(|s| s.latest.as_ref().and_then(|v| v.next.clone()))
+                }
+                _ => return,
+            };
+            ev.prevent_default();
+            go(target);
+        }
+    });
+    on_cleanup(move || keys.remove());
+
+    let error =
+        move || state.with(|s| s.error.clone().map(|error| view! { <ErrorBanner error /> }));
+    let loading = move || {
+        state
+            .with(Loaded::is_loading)
+            .then(|| view! { <p class="loading">"Loading…"</p> })
+    };
+    let body = move || {
+        state
+            .with(|s| s.latest.clone())
+            .map(|view| view_of(run, view))
+    };
+    view! {
+        <section class="question-view">
+            <p class="crumbs">
+                <a href=paths::run_path(run)>{format!("Run {run}")}</a>
+                " › "
+                {problem_id.clone()}
+            </p>
+            {error}
+            {loading}
+            {body}
+        </section>
+    }
+}
+
+fn gold_letters(gold: &Gold) -> Vec<char> {
+    match gold {
+        Gold::Letters { letters } | Gold::AnyOf { letters } => letters.clone(),
+        _ => Vec::new(),
+    }
+}
+
+fn view_of(run: i64, v: QuestionView) -> impl IntoView {
+    let q = v.question;
+    let gold = gold_letters(&q.gold);
+    let chosen: Vec<char> = v
+        .score
+        .as_ref()
+        .map(|s| s.letters.clone())
+        .unwrap_or_default();
+    let gestalt: Vec<f64> = v
+        .score
+        .as_ref()
+        .map(|s| s.gestalt.iter().map(|g| g[2]).collect())
+        .unwrap_or_default();
+    let choices = q
+        .choices
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            let letter = choice_letter(i);
+            let is_gold = gold.contains(&letter);
+            let is_chosen = chosen.contains(&letter);
+            let similarity = gestalt.get(i).copied();
+            view! {
+                <li
+                    class="choice"
+                    class:gold=is_gold
+                    class:chosen=is_chosen
+                    data-letter=letter.to_string()
+                >
+                    <span class="letter">{letter.to_string()}</span>
+                    <span class="choice-text">{text.clone()}</span>
+                    <span class="marks">
+                        {is_gold.then(|| view! { <span class="tag gold-tag">"gold"</span> })}
+                        {is_chosen.then(|| view! { <span class="tag chosen-tag">"model"</span> })}
+                    </span>
+                    {similarity.map(|g| view! {
+                        <span class="bar-track gestalt" title="Gestalt similarity of the reply to this choice">
+                            <span class="bar-fill" style:width=bar_percent(g)></span>
+                        </span>
+                        <span class="bar-value num">{format!("{g:.3}")}</span>
+                    })}
+                </li>
+            }
+        })
+        .collect_view();
+    let meta = q.meta.clone();
+    let facts = [
+        ("Exam", meta.exam.map(|e| format!("第{e}回"))),
+        ("Year", meta.year.map(|y| y.to_string())),
+        (
+            "Section",
+            meta.section.map(|s| format!("{s:?}").to_lowercase()),
+        ),
+        ("Specialty", meta.specialty.clone()),
+        ("Points", Some(q.points.to_string())),
+        (
+            "Text only",
+            Some(
+                if q.text_only {
+                    "yes"
+                } else {
+                    "no (a figure is missing)"
+                }
+                .to_owned(),
+            ),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.map(|v| view! { <dt>{k}</dt> <dd>{v}</dd> }))
+    .collect_view();
+    let answer = match (&v.answer, &v.score) {
+        (Some(answer), Some(score)) => {
+            let verdict = if answer.correct { "correct" } else { "wrong" };
+            view! {
+                <h2>"The model's answer"</h2>
+                <pre class="raw-output full" id="raw-output">{answer.raw_output.clone()}</pre>
+                <dl class="summary">
+                    <dt>"Parsed (strict rules)"</dt>
+                    <dd id="parsed">{format::parsed_answer(&answer.extracted)}</dd>
+                    <dt>"Letters (lenient rules)"</dt>
+                    <dd>{kokushi_shared::exam::join_letters(&score.letters)}</dd>
+                    <dt>"Verdict"</dt>
+                    <dd>
+                        <span class=format!("verdict {verdict}") id="verdict">{verdict}</span>
+                        {format!(
+                            " · strict {} · lenient {} · exact match {} · Gestalt top-k {}",
+                            yes(score.letter_correct_strict),
+                            yes(score.letter_correct_lenient),
+                            yes(score.exact_match),
+                            score.gestalt_correct.map_or("—", yes),
+                        )}
+                    </dd>
+                    <dt>"Latency"</dt>
+                    <dd>{format::latency(answer.latency_ms)}</dd>
+                    <dt>"Rules version"</dt>
+                    <dd><code>{v.rules_version.clone().unwrap_or_default()}</code></dd>
+                    <dt>"Log-probabilities"</dt>
+                    <dd class="hint">"Not recorded for generated answers (runs in log-likelihood mode record them)."</dd>
+                </dl>
+            }
+            .into_any()
+        }
+        _ => view! { <p class="waiting">"Not answered yet."</p> }.into_any(),
+    };
+    let nav = |label: &'static str, id: &'static str, to: Option<String>| match to {
+        Some(to) => view! {
+            <a class="button" id=id href=paths::question_path(run, &to)>{label}</a>
+        }
+        .into_any(),
+        None => view! { <span class="button disabled">{label}</span> }.into_any(),
+    };
+    view! {
+        <div class="question-head">
+            <h1 id="question-title">{format!("{} · {}", q.problem_id, v.run.model)}</h1>
+            <span class="hint">{format!("{} of {}", v.position, v.total)}</span>
+            {nav("← Previous", "question-previous", v.previous.clone())}
+            {nav("Next →", "question-next", v.next.clone())}
+        </div>
+        <div class="question-grid">
+            <div>
+                <p class="stem" lang="ja" id="stem">{q.text.clone()}</p>
+                <ol class="choice-list" lang="ja">{choices}</ol>
+                <p class="gold-line">"Gold answer: " <strong id="gold">{q.gold.display()}</strong></p>
+                {answer}
+            </div>
+            <aside>
+                <dl class="summary">{facts}</dl>
+                <p class="hint">"Keys: ← / k previous, → / j next."</p>
+            </aside>
+        </div>
+        <CreditFooter credit=v.credit.clone() />
+    }
+}
+
+fn yes(b: bool) -> &'static str {
+    if b { "✓" } else { "✗" }
+}

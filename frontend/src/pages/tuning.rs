@@ -1,0 +1,180 @@
+//! `/tunings/:id`: one LoRA tuning, its training and validation loss drawn live as SVG while it
+//! runs, and the evaluations it chained.
+
+use kokushi_shared::api::TuningDetail;
+use leptos::prelude::*;
+use leptos_router::hooks::use_params_map;
+
+use crate::chart::{Frame, axes, polyline, tick_label};
+use crate::components::error_banner::ErrorBanner;
+use crate::components::status_badge::StatusBadge;
+use crate::poll::poll;
+use crate::refresh::Loaded;
+use crate::{format, paths};
+
+const WIDTH: f64 = 880.0;
+const HEIGHT: f64 = 320.0;
+
+#[component]
+pub fn TuningPage() -> impl IntoView {
+    let params = use_params_map();
+    let id = Memo::new(move |_| params.with(|p| p.get("id").and_then(|s| paths::parse_run_id(&s))));
+    move || match id.get() {
+        Some(id) => view! { <TuningView id /> }.into_any(),
+        None => view! { <section><h1>"No such tuning"</h1></section> }.into_any(),
+    }
+}
+
+fn unfinished(d: &TuningDetail) -> bool {
+    !d.tuning.status.is_finished()
+}
+
+#[component]
+fn TuningView(id: i64) -> impl IntoView {
+    let state = RwSignal::new(Loaded::<TuningDetail>::default());
+    poll(state, move || crate::api::tuning(id), unfinished);
+    let error =
+        move || state.with(|s| s.error.clone().map(|error| view! { <ErrorBanner error /> }));
+    let loading = move || {
+        state
+            .with(Loaded::is_loading)
+            .then(|| view! { <p class="loading">"Loading…"</p> })
+    };
+    let body = move || state.with(|s| s.latest.clone()).map(detail_view);
+    view! {
+        <section class="tuning">
+            <h1 id="tuning-title">{format!("Tuning {id}")}</h1>
+            {error}
+            {loading}
+            {body}
+        </section>
+    }
+}
+
+fn loss_chart(d: &TuningDetail) -> AnyView {
+    let train: Vec<(f64, f64)> = d
+        .points
+        .iter()
+        .filter(|p| !p.validation)
+        .map(|p| (p.step as f64, p.loss))
+        .collect();
+    let validation: Vec<(f64, f64)> = d
+        .points
+        .iter()
+        .filter(|p| p.validation)
+        .map(|p| (p.step as f64, p.loss))
+        .collect();
+    let frame = Frame::of(WIDTH, HEIGHT);
+    let Some(ax) = axes(&[&train, &validation], frame) else {
+        return view! { <p class="waiting" id="loss-chart-empty">"No steps yet: the curve appears with the first step."</p> }.into_any();
+    };
+    let x_ticks = ax
+        .x_ticks
+        .iter()
+        .map(|t| {
+            let x = ax.x.at(*t);
+            view! {
+                <line class="grid" x1=x x2=x y1=frame.top y2=frame.bottom />
+                <text class="tick" x=x y=frame.bottom + 18.0 text-anchor="middle">{tick_label(*t)}</text>
+            }
+        })
+        .collect_view();
+    let y_ticks = ax
+        .y_ticks
+        .iter()
+        .map(|t| {
+            let y = ax.y.at(*t);
+            view! {
+                <line class="grid" x1=frame.left x2=frame.right y1=y y2=y />
+                <text class="tick" x=frame.left - 8.0 y=y + 4.0 text-anchor="end">{tick_label(*t)}</text>
+            }
+        })
+        .collect_view();
+    let dots = validation
+        .iter()
+        .map(|(x, y)| view! { <circle class="validation-dot" cx=ax.x.at(*x) cy=ax.y.at(*y) r="4" /> })
+        .collect_view();
+    view! {
+        <svg
+            id="loss-chart"
+            class="chart"
+            viewBox=format!("0 0 {WIDTH} {HEIGHT}")
+            width=WIDTH
+            height=HEIGHT
+            role="img"
+            aria-label="Training and validation loss by step"
+        >
+            {x_ticks}
+            {y_ticks}
+            <line class="axis" x1=frame.left x2=frame.right y1=frame.bottom y2=frame.bottom />
+            <line class="axis" x1=frame.left x2=frame.left y1=frame.top y2=frame.bottom />
+            <polyline id="train-curve" class="train" points=polyline(&train, &ax) />
+            <polyline class="validation" points=polyline(&validation, &ax) />
+            {dots}
+            <text class="axis-label" x=(frame.left + frame.right) / 2.0 y=HEIGHT - 2.0 text-anchor="middle">"step"</text>
+            <text class="axis-label" x="12" y=frame.top + 10.0>"loss"</text>
+        </svg>
+        <p class="legend">
+            <span class="key train">"training loss"</span>
+            <span class="key validation">"validation loss"</span>
+        </p>
+    }
+    .into_any()
+}
+
+fn detail_view(d: TuningDetail) -> impl IntoView {
+    let t = d.tuning.clone();
+    let chart = loss_chart(&d);
+    let share = if t.steps == 0 {
+        0.0
+    } else {
+        t.steps_done as f64 / t.steps as f64
+    };
+    let opt = |v: Option<f64>| v.map_or_else(|| format::NONE.to_owned(), |v| format!("{v:.4}"));
+    let runs = match (t.base_run_id, t.tuned_run_id) {
+        (Some(base), Some(tuned)) => Some(view! {
+            <p class="chained" id="chained-runs">
+                "Chained evaluations: "
+                <a href=paths::run_path(base)>{format!("base model (run {base})")}</a>
+                " · "
+                <a href=paths::run_path(tuned)>{format!("tuned model (run {tuned})")}</a>
+                " · "
+                <a href=paths::compare_path(tuned, base)>"compare them"</a>
+            </p>
+        }),
+        _ => None,
+    };
+    view! {
+        <div class="progress-bar" data-status=t.status.as_str()>
+            <div class="progress-fill" style:width=crate::chart::bar_percent(share)></div>
+            <span class="progress-label">{format!("step {} of {} · {}", t.steps_done, t.steps, t.status.as_str())}</span>
+        </div>
+        {chart}
+        {runs}
+        <dl class="summary" id="tuning-summary">
+            <dt>"Status"</dt>
+            <dd><StatusBadge status=t.status /></dd>
+            <dt>"Adapter"</dt>
+            <dd><code>{t.adapter.clone()}</code></dd>
+            <dt>"Base model"</dt>
+            <dd>{t.base_model.clone()}</dd>
+            <dt>"Training data"</dt>
+            <dd>{format!("{} ({} training, {} validation examples{})",
+                t.data_exam_set,
+                t.train_examples.map_or("?".to_owned(), |n| n.to_string()),
+                t.validation_examples.map_or("?".to_owned(), |n| n.to_string()),
+                t.too_long.filter(|n| *n > 0).map_or(String::new(), |n| format!(", {n} too long, left out")))}</dd>
+            <dt>"Preset · format"</dt>
+            <dd>{format!("{} · {}", t.preset, t.prompt_format)}</dd>
+            <dt>"Last training loss"</dt>
+            <dd>{opt(t.last_loss)}</dd>
+            <dt>"Final validation loss"</dt>
+            <dd>{opt(t.final_validation_loss)}</dd>
+            <dt>"Worker"</dt>
+            <dd>{t.worker.clone().unwrap_or_default()} " " <span class="hint">{t.model_info.clone().unwrap_or_default()}</span></dd>
+            <dt>"Queued"</dt>
+            <dd>{t.created_at.clone()}</dd>
+            {t.error.clone().map(|e| view! { <dt>"Error"</dt><dd class="run-error">{e}</dd> })}
+        </dl>
+    }
+}

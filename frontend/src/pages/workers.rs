@@ -1,0 +1,75 @@
+//! `/workers` (admins): every worker that reported lately, its device, loaded model, job and
+//! last heartbeat. Refreshed every two seconds.
+
+use kokushi_shared::api::WorkerInfo;
+use leptos::prelude::*;
+
+use crate::components::error_banner::ErrorBanner;
+use crate::poll::poll;
+use crate::refresh::Loaded;
+use crate::{format, paths};
+
+#[component]
+pub fn WorkersPage() -> impl IntoView {
+    let state = RwSignal::new(Loaded::<Vec<WorkerInfo>>::default());
+    // Workers come and go: keep asking while the page is open.
+    poll(state, crate::api::workers, |_| true);
+    let error =
+        move || state.with(|s| s.error.clone().map(|error| view! { <ErrorBanner error /> }));
+    let rows = move || state.with(|s| s.latest.clone().unwrap_or_default());
+    let now = move || js_now_unix();
+    view! {
+        <section class="workers">
+            <h1>"Workers"</h1>
+            {error}
+            <table id="workers">
+                <thead>
+                    <tr>
+                        <th>"Worker"</th>
+                        <th>"Device"</th>
+                        <th>"Loaded model"</th>
+                        <th>"Job"</th>
+                        <th class="num">"Last heartbeat"</th>
+                        <th class="num">"Up for"</th>
+                    </tr>
+                </thead>
+                <tbody>
+                    <For
+                        each=rows
+                        key=|w| (w.name.clone(), w.last_seen_unix, w.job_id)
+                        children=move |w| {
+                            let ago = (now() - w.last_seen_unix).max(0);
+                            let up = (now() - w.started_unix).max(0);
+                            view! {
+                                <tr class="worker-row">
+                                    <td>{w.name}</td>
+                                    <td>{w.device}</td>
+                                    <td>{w.model.unwrap_or_else(|| format::NONE.to_owned())}</td>
+                                    <td>
+                                        {match (w.run_id, w.job_id) {
+                                            (Some(run), _) => view! { <a href=paths::run_path(run)>{format!("run {run}")}</a> }.into_any(),
+                                            (None, Some(job)) => view! { <span>{format!("job {job}")}</span> }.into_any(),
+                                            _ => view! { <span class="hint">"idle"</span> }.into_any(),
+                                        }}
+                                    </td>
+                                    <td class="num">{format!("{ago} s ago")}</td>
+                                    <td class="num">{format!("{} min", up / 60)}</td>
+                                </tr>
+                            }
+                        }
+                    />
+                </tbody>
+            </table>
+        </section>
+    }
+}
+
+fn js_now_unix() -> i64 {
+    (js_sys_now() / 1000.0) as i64
+}
+
+fn js_sys_now() -> f64 {
+    web_sys::window()
+        .and_then(|w| w.performance())
+        .map_or(0.0, |p| p.time_origin() + p.now())
+}
