@@ -358,3 +358,28 @@ pub fn render_csv(s: &Scoring) -> String {
     }
     out
 }
+
+/// A run's score per exam year, for the leaderboard: accuracy, points and pass/fail (no
+/// intervals, so no resampling).
+pub fn year_verdicts(
+    questions: &[Question],
+    predictions: &BTreeMap<String, Reply>,
+) -> Vec<kokushi_shared::api::YearVerdict> {
+    let options = ScoreOptions {
+        resamples: 0,
+        ..ScoreOptions::default()
+    };
+    score(questions, predictions, &options)
+        .years
+        .into_iter()
+        .map(|g| kokushi_shared::api::YearVerdict {
+            exam: g.exam,
+            year: g.year,
+            questions: g.questions,
+            accuracy: g.accuracy,
+            points: g.points,
+            points_max: g.points_max,
+            pass: g.pass,
+        })
+        .collect()
+}

@@ -61,6 +61,21 @@ impl Application {
             tracing::info!(jobs = republished, "re-published unfinished jobs");
         }
 
+        // Runs that succeeded before per-year verdicts were kept get them now, in the
+        // background (each is one scoring of its answers).
+        tokio::spawn({
+            let db = db.clone();
+            async move {
+                match crate::ingest::backfill_year_verdicts(&db).await {
+                    Ok(0) => {}
+                    Ok(runs) => tracing::info!(runs, "stored the per-year verdicts of older runs"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "storing per-year verdicts of older runs failed")
+                    }
+                }
+            }
+        });
+
         let (stop_tx, stop_rx) = watch::channel(false);
         let leaderboard = Arc::new(crate::routes::ResponseCache::default());
         let mut tasks = Vec::new();

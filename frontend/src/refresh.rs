@@ -83,6 +83,7 @@ mod tests {
             total: 20,
             tally: Tally::default(),
             accuracy_interval: None,
+            years: Vec::new(),
             created_at: "2026-11-24T00:00:00Z".into(),
             error: None,
         }

@@ -282,6 +282,7 @@ mod tests {
                 points_possible: answered,
             },
             accuracy_interval: None,
+            years: Vec::new(),
             created_at: String::new(),
             error: None,
         }

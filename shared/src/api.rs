@@ -138,8 +138,28 @@ pub struct RunSummary {
     /// the first answer.
     #[serde(default)]
     pub accuracy_interval: Option<(f64, f64)>,
+    /// Once the run has succeeded: its score and pass/fail per exam year, as `kokushi score`
+    /// and the run's score page compute them.
+    #[serde(default)]
+    pub years: Vec<YearVerdict>,
     pub created_at: String,
     pub error: Option<String>,
+}
+
+/// One exam year of a finished run, for the leaderboard.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct YearVerdict {
+    /// The exam's number (`116`) and year, when the questions say.
+    pub exam: Option<String>,
+    pub year: Option<u16>,
+    pub questions: u32,
+    pub accuracy: f64,
+    pub points: u32,
+    pub points_max: u32,
+    /// Pass or fail against the year's published criteria; `None` when none are known or the
+    /// run does not hold the whole year.
+    pub pass: Option<bool>,
 }
 
 /// `GET /api/runs/{id}`: the run and every question with the model's answer if any.

@@ -61,6 +61,28 @@ async fn evaluation_runs_end_to_end(database_url: String) {
     assert_eq!(row.tally.answered, 3);
     assert_eq!(row.tally.points_possible, 3);
     assert_eq!(row.total, 3);
+    // The per-year verdicts are stored just after the run succeeds.
+    let started = std::time::Instant::now();
+    let years = loop {
+        let board = app.leaderboard().await.expect("leaderboard");
+        let years = board
+            .iter()
+            .find(|r| r.id == run.id)
+            .map(|r| r.years.clone())
+            .unwrap_or_default();
+        if !years.is_empty() {
+            break years;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "no per-year verdicts"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(years.len(), 1, "{years:?}");
+    assert_eq!(years[0].exam.as_deref(), Some("901"));
+    assert_eq!((years[0].questions, years[0].points), (3, row.tally.points));
+    assert_eq!(years[0].pass, None, "no criteria are known for exam 901");
 
     // The run scored by shared::score on the server agrees with the tally kept at ingestion.
     let score: serde_json::Value = app

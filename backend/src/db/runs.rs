@@ -28,7 +28,7 @@ pub struct NewRun {
 
 const RUN_COLUMNS: &str = "r.id, r.model, r.adapter, r.prompt_format, r.status, r.total, r.error, \
      r.created_at, e.name AS exam_set, r.tally_answered, r.tally_correct, r.tally_unparsed, \
-     r.tally_points, r.tally_points_possible";
+     r.tally_points, r.tally_points_possible, r.year_verdicts";
 
 /// A run's questions in order with their answers so far (none yet: NULLs); binds the run id as
 /// `$1` and its exam set as `$2`.
@@ -566,6 +566,36 @@ impl Db {
         Ok(out)
     }
 
+    /// Stores a succeeded run's per-year verdicts.
+    pub async fn set_year_verdicts(
+        &self,
+        run_id: i64,
+        years: &[kokushi_shared::api::YearVerdict],
+    ) -> Result<(), DbError> {
+        let json = serde_json::to_string(years).map_err(|e| DbError::Corrupt {
+            table: "runs",
+            column: "year_verdicts",
+            message: e.to_string(),
+        })?;
+        sqlx::query("UPDATE runs SET year_verdicts = $2 WHERE id = $1")
+            .bind(run_id)
+            .bind(json)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Succeeded runs whose per-year verdicts are not stored yet (runs finished before they
+    /// were kept).
+    pub async fn runs_without_year_verdicts(&self) -> Result<Vec<i64>, DbError> {
+        let rows = sqlx::query(
+            "SELECT id FROM runs WHERE status = 'succeeded' AND year_verdicts IS NULL ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
+    }
+
     /// How many jobs (runs and tunings) `user_id` has waiting in the queue.
     pub async fn queued_jobs_of(&self, user_id: i64) -> Result<i64, DbError> {
         let row = sqlx::query(
@@ -634,6 +664,11 @@ fn run_from_row(row: &sqlx::any::AnyRow, tally: Tally) -> Result<RunSummary, DbE
             0.95,
         ),
         tally,
+        // Derived data, written again by the next backfill if it ever fails to read.
+        years: row
+            .try_get::<Option<String>, _>("year_verdicts")?
+            .and_then(|json| serde_json::from_str(&json).ok())
+            .unwrap_or_default(),
         created_at: row.try_get("created_at")?,
         error: row.try_get("error")?,
     })

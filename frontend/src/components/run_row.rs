@@ -19,6 +19,33 @@ pub fn RunRow(run: RunSummary, selected: RwSignal<Vec<i64>>) -> impl IntoView {
         .get(..16)
         .unwrap_or(&run.created_at)
         .replace('T', " ");
+    let years = run
+        .years
+        .iter()
+        .map(|y| {
+            let label = match (&y.exam, y.year) {
+                (Some(exam), _) => exam.clone(),
+                (None, Some(year)) => year.to_string(),
+                (None, None) => "—".to_owned(),
+            };
+            let (class, mark, what) = match y.pass {
+                Some(true) => ("year-chip pass", "✓", "pass"),
+                Some(false) => ("year-chip fail", "✗", "fail"),
+                None => (
+                    "year-chip",
+                    "",
+                    "no verdict (criteria unknown or the year incomplete)",
+                ),
+            };
+            let title = format!(
+                "{label}: {} · {}/{} points · {what}",
+                format::percent(y.accuracy),
+                y.points,
+                y.points_max
+            );
+            view! { <span class=class title=title>{format!("{label}{mark}")}</span> }
+        })
+        .collect_view();
     view! {
         <tr
             class="run-row"
@@ -58,6 +85,7 @@ pub fn RunRow(run: RunSummary, selected: RwSignal<Vec<i64>>) -> impl IntoView {
                     .zip(run.accuracy_interval)
                     .map(|(point, interval)| view! { <AccuracyWhisker point interval /> })}
             </td>
+            <td class="years">{years}</td>
             <td class="points num">{format::points(&run.tally)}</td>
             <td class="parse-failures num">{run.tally.parse_failures}</td>
             <td class="created-at">{created}</td>

@@ -140,6 +140,9 @@ pub fn LeaderboardPage() -> impl IntoView {
                             {header(SortKey::Status, "Status", "")}
                             <th class="num">"Progress"</th>
                             {header(SortKey::Accuracy, "Accuracy (95% CI)", "num")}
+                            <th title="Pass or fail per exam year, against its published criteria">
+                                "Pass/fail"
+                            </th>
                             {header(SortKey::Points, "Points", "num")}
                             {header(SortKey::ParseFailures, "Parse failures", "num")}
                             {header(SortKey::Created, "Started", "")}
@@ -148,7 +151,7 @@ pub fn LeaderboardPage() -> impl IntoView {
                     <tbody>
                         <Show when=is_empty>
                             <tr class="empty">
-                                <td colspan="10">
+                                <td colspan="11">
                                     "No runs to show. Launch an evaluation from "
                                     <a href=paths::JOBS>"Jobs"</a>
                                     "."
