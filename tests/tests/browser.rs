@@ -7,21 +7,26 @@ use std::time::Duration;
 
 use fantoccini::Locator;
 use kokushi_backend::Settings;
-use kokushi_tests::{
-    ADMIN_PASSWORD, ADMIN_USER, Browser, TestApp, fixture_model_store, service, sqlite_url,
-};
+use kokushi_tests::{ADMIN_PASSWORD, ADMIN_USER, Browser, TestApp, fixture_model_store, service};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_leaderboard_shows_a_finished_run_and_opens_its_page() {
+kokushi_tests::on_both_databases!(
+    sign_in_and_open_a_run => the_leaderboard_shows_a_finished_run_and_opens_its_page_on_sqlite,
+    the_leaderboard_shows_a_finished_run_and_opens_its_page_on_postgres
+);
+
+/// One browser at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn sign_in_and_open_a_run(database_url: String) {
     let (Some(static_dir), Some(chromedriver)) =
         (service("KOKUSHI_STATIC_DIR"), service("CHROMEDRIVER"))
     else {
         return;
     };
+    let _turn = SERIAL.lock().await;
     // Arrange: a finished run of the fixture model.
-    let dir = tempfile::tempdir().expect("tempdir");
     let store = fixture_model_store().expect("fixture model");
-    let mut settings = Settings::embedded(sqlite_url(dir.path()), store.path());
+    let mut settings = Settings::embedded(database_url, store.path());
     settings.static_dir = Some(static_dir.into());
     let app = TestApp::spawn(settings).await.expect("server starts");
     let exam = app.upload_mini_exam().await.expect("upload");

@@ -4,8 +4,8 @@
 //! leaderboard → compare them → open a question and step to the next with the keyboard →
 //! launch a LoRA tuning and watch its loss curve grow.
 //!
-//! With `KOKUSHI_SCREENSHOTS_DIR` set, each page is also saved there as a PNG (1440×900):
-//! `cargo xtask screenshots` does that.
+//! Runs on SQLite and on PostgreSQL. With `KOKUSHI_SCREENSHOTS_DIR` set, each page is also
+//! saved there as a PNG (1440×900): `cargo xtask screenshots` does that (SQLite run only).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,17 +21,19 @@ use kokushi_worker::{Worker, WorkerConfig};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// Waits for `css` to match an element and returns its text.
-async fn text_of(browser: &Client, css: &str) -> String {
+/// Waits for `css` to match an element.
+async fn element(browser: &Client, css: &str) -> fantoccini::elements::Element {
     browser
         .wait()
         .at_most(WAIT)
         .for_element(Locator::Css(css))
         .await
         .unwrap_or_else(|e| panic!("{css} did not appear: {e}"))
-        .text()
-        .await
-        .expect("text")
+}
+
+/// Waits for `css` to match an element and returns its text.
+async fn text_of(browser: &Client, css: &str) -> String {
+    element(browser, css).await.text().await.expect("text")
 }
 
 /// Waits until `css` matches an element whose text satisfies `ok`.
@@ -53,26 +55,17 @@ async fn wait_text(browser: &Client, css: &str, ok: impl Fn(&str) -> bool) -> St
 }
 
 async fn click(browser: &Client, css: &str) {
-    browser
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css(css))
+    element(browser, css)
         .await
-        .unwrap_or_else(|e| panic!("{css} did not appear: {e}"))
         .click()
         .await
         .unwrap_or_else(|e| panic!("clicking {css}: {e}"));
 }
 
 async fn type_into(browser: &Client, css: &str, text: &str) {
-    let element = browser
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css} did not appear: {e}"));
-    element.clear().await.expect("clear");
-    element.send_keys(text).await.expect("type");
+    let input = element(browser, css).await;
+    input.clear().await.expect("clear");
+    input.send_keys(text).await.expect("type");
 }
 
 /// Saves the page as `NAME.png` when screenshots are asked for.
@@ -114,8 +107,15 @@ async fn launch_evaluation(browser: &Client, base: &str, format: &str, limit: &s
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_researcher_uploads_evaluates_compares_and_tunes_in_the_browser() {
+/// One browser at a time: two at once on a small machine make every wait a gamble.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+kokushi_tests::on_both_databases!(
+    researcher_flow => a_researcher_uploads_evaluates_compares_and_tunes_in_the_browser_on_sqlite,
+    a_researcher_uploads_evaluates_compares_and_tunes_in_the_browser_on_postgres
+);
+
+async fn researcher_flow(database_url: String) {
     let (Some(static_dir), Some(chromedriver), Some(redis)) = (
         service("KOKUSHI_STATIC_DIR"),
         service("CHROMEDRIVER"),
@@ -123,11 +123,16 @@ async fn a_researcher_uploads_evaluates_compares_and_tunes_in_the_browser() {
     ) else {
         return;
     };
+    let _turn = SERIAL.lock().await;
     // Arrange: the server with Redis, and a worker of its own on the fixture model.
     let dir = tempfile::tempdir().expect("tempdir");
     let store = fixture_model_store().expect("fixture model");
-    let prefix = format!("kokushi-browser-flow-{}", std::process::id());
-    let mut settings = Settings::embedded(kokushi_tests::sqlite_url(dir.path()), store.path());
+    let prefix = format!(
+        "kokushi-browser-flow-{}-{}",
+        std::process::id(),
+        kokushi_tests::database_kind(&database_url)
+    );
+    let mut settings = Settings::embedded(database_url, store.path());
     settings.static_dir = Some(static_dir.into());
     settings.redis_url = Some(redis.clone());
     settings.queue_prefix = prefix.clone();

@@ -242,6 +242,7 @@ fn screenshots(root: &Path, args: &[String]) -> Result<()> {
                 "--test",
                 "browser_flow",
                 "--",
+                "_on_sqlite",
                 "--nocapture",
             ])
             .env("KOKUSHI_TEST_REDIS_URL", &redis_url)

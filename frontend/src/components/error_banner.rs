@@ -21,3 +21,21 @@ pub fn ErrorBanner(error: ApiError) -> impl IntoView {
         </p>
     }
 }
+
+/// What every page shows of its data's state: the error of the latest request, if any, and
+/// "Loading…" until the first answer.
+pub fn load_status<T: Send + Sync + 'static>(
+    state: RwSignal<crate::refresh::Loaded<T>>,
+) -> impl IntoView {
+    let error =
+        move || state.with(|s| s.error.clone().map(|error| view! { <ErrorBanner error /> }));
+    let loading = move || {
+        state
+            .with(crate::refresh::Loaded::is_loading)
+            .then(|| view! { <p class="loading">"Loading…"</p> })
+    };
+    view! {
+        {error}
+        {loading}
+    }
+}

@@ -5,7 +5,7 @@ use kokushi_shared::api::RunSummary;
 use leptos::prelude::*;
 
 use crate::api;
-use crate::components::error_banner::ErrorBanner;
+use crate::components::error_banner::load_status;
 use crate::components::run_row::RunRow;
 use crate::paths;
 use crate::poll::poll;
@@ -33,13 +33,6 @@ pub fn LeaderboardPage() -> impl IntoView {
     let names = Memo::new(move |_| {
         state.with(|s| s.latest.as_deref().map(exam_set_names).unwrap_or_default())
     });
-    let error =
-        move || state.with(|s| s.error.clone().map(|error| view! { <ErrorBanner error /> }));
-    let loading = move || {
-        state
-            .with(Loaded::is_loading)
-            .then(|| view! { <p class="loading">"Loading…"</p> })
-    };
     let has_data = move || state.with(|s| s.latest.is_some());
     let is_empty = move || rows.with(Vec::is_empty);
     let header = move |key: SortKey, label: &'static str, class: &'static str| {
@@ -127,8 +120,7 @@ pub fn LeaderboardPage() -> impl IntoView {
                 <span class="spacer"></span>
                 {compare_link}
             </div>
-            {error}
-            {loading}
+            {load_status(state)}
             <Show when=has_data>
                 <table id="leaderboard">
                     <thead>

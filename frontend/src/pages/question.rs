@@ -10,7 +10,7 @@ use leptos_router::hooks::{use_navigate, use_params_map};
 
 use crate::chart::bar_percent;
 use crate::components::credit_footer::CreditFooter;
-use crate::components::error_banner::ErrorBanner;
+use crate::components::error_banner::load_status;
 use crate::poll::poll;
 use crate::refresh::Loaded;
 use crate::{format, paths};
@@ -76,13 +76,6 @@ fn QuestionScreen(run: i64, problem_id: String) -> impl IntoView {
     });
     on_cleanup(move || keys.remove());
 
-    let error =
-        move || state.with(|s| s.error.clone().map(|error| view! { <ErrorBanner error /> }));
-    let loading = move || {
-        state
-            .with(Loaded::is_loading)
-            .then(|| view! { <p class="loading">"Loading…"</p> })
-    };
     let body = move || {
         state
             .with(|s| s.latest.clone())
@@ -95,8 +88,7 @@ fn QuestionScreen(run: i64, problem_id: String) -> impl IntoView {
                 " › "
                 {problem_id.clone()}
             </p>
-            {error}
-            {loading}
+            {load_status(state)}
             {body}
         </section>
     }

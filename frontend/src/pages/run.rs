@@ -7,7 +7,7 @@ use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
 use crate::components::credit_footer::CreditFooter;
-use crate::components::error_banner::ErrorBanner;
+use crate::components::error_banner::{ErrorBanner, load_status};
 use crate::components::question_row::QuestionRow;
 use crate::components::run_summary::RunSummaryList;
 use crate::components::score_tables::ScoreTables;
@@ -80,13 +80,6 @@ fn RunView(id: i64) -> impl IntoView {
             }
             None => format!("Run {id}"),
         })
-    };
-    let error =
-        move || state.with(|s| s.error.clone().map(|error| view! { <ErrorBanner error /> }));
-    let loading = move || {
-        state
-            .with(Loaded::is_loading)
-            .then(|| view! { <p class="loading">"Loading…"</p> })
     };
     let progress = move || {
         let summary = live
@@ -226,8 +219,7 @@ fn RunView(id: i64) -> impl IntoView {
     view! {
         <section class="run">
             <h1 id="run-title">{title}</h1>
-            {error}
-            {loading}
+            {load_status(state)}
             {progress}
             {actions}
             {action_error_view}

@@ -6,7 +6,7 @@ use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
 use crate::chart::{Frame, axes, polyline, tick_label};
-use crate::components::error_banner::ErrorBanner;
+use crate::components::error_banner::load_status;
 use crate::components::status_badge::StatusBadge;
 use crate::poll::poll;
 use crate::refresh::Loaded;
@@ -33,19 +33,11 @@ fn unfinished(d: &TuningDetail) -> bool {
 fn TuningView(id: i64) -> impl IntoView {
     let state = RwSignal::new(Loaded::<TuningDetail>::default());
     poll(state, move || crate::api::tuning(id), unfinished);
-    let error =
-        move || state.with(|s| s.error.clone().map(|error| view! { <ErrorBanner error /> }));
-    let loading = move || {
-        state
-            .with(Loaded::is_loading)
-            .then(|| view! { <p class="loading">"Loading…"</p> })
-    };
     let body = move || state.with(|s| s.latest.clone()).map(detail_view);
     view! {
         <section class="tuning">
             <h1 id="tuning-title">{format!("Tuning {id}")}</h1>
-            {error}
-            {loading}
+            {load_status(state)}
             {body}
         </section>
     }
