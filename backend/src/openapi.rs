@@ -311,6 +311,15 @@ fn describe(method: &str, path: &str) -> Option<Doc> {
              the parsed answer and the rules version; strict and lenient verdicts, exact match and \
              the Gestalt similarity of the reply to each choice; the previous and next question.",
         ),
+        ("get", "/api/runs/{id}/lineage") => Doc::new(
+            "Everything the run's score depends on",
+            Answer::Json(one::<api::RunLineage>()),
+        )
+        .about(
+            "The exam set version and its content hash, the prompt template's hash, the SHA-256 of \
+             the model and adapter files, the tuning recipe, decoding settings, extraction rules \
+             and software version, and the leakage gate's state.",
+        ),
         ("get", "/api/compare") => Doc::new(
             "Two runs of the same questions compared",
             Answer::Json(one::<api::RunComparison>()),

@@ -122,6 +122,7 @@ endpoints! {
     get "/api/runs/{id}/events" Researcher => crate::live::run_events;
     get "/api/runs/{id}/questions/{problem_id}" Researcher => crate::compare::question;
     get "/api/compare" Researcher => crate::compare::compare;
+    get "/api/runs/{id}/lineage" Researcher => crate::lineage::lineage;
     get "/api/tunings" Researcher => crate::tuning::tunings;
     post "/api/tunings" Researcher => crate::tuning::create_tuning;
     get "/api/tunings/{id}" Researcher => crate::tuning::tuning_detail;

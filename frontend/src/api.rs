@@ -6,7 +6,8 @@
 use gloo_net::http::Request;
 use kokushi_shared::api::{
     ApiErrorBody, CreateRun, CreateTuning, ExamSetSummary, ImportReport, Login, Me, QuestionView,
-    RunComparison, RunDetail, RunSummary, StoreEntry, TuningDetail, TuningSummary, WorkerInfo,
+    RunComparison, RunDetail, RunLineage, RunSummary, StoreEntry, TuningDetail, TuningSummary,
+    WorkerInfo,
 };
 use kokushi_shared::score::ScoreReport;
 use serde::Serialize;
@@ -71,6 +72,11 @@ pub async fn question(run_id: i64, problem_id: &str) -> Result<QuestionView, Api
         encode(problem_id)
     ))
     .await
+}
+
+/// `GET /api/runs/{id}/lineage`: the hashes and settings the run's score depends on.
+pub async fn lineage(id: i64) -> Result<RunLineage, ApiError> {
+    get_json(&format!("/api/runs/{id}/lineage")).await
 }
 
 /// `GET /api/compare?first=A&second=B`.

@@ -3,6 +3,7 @@
 pub mod credit_footer;
 pub mod error_banner;
 pub mod header;
+pub mod lineage_card;
 pub mod question_row;
 pub mod run_row;
 pub mod run_summary;

@@ -499,3 +499,38 @@ pub struct QuestionView {
     /// The exam data's credit, shown wherever its questions are.
     pub credit: String,
 }
+
+/// `GET /api/runs/{id}/lineage`: everything a score depends on, to cite it or redo it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RunLineage {
+    pub run_id: i64,
+    /// The exam set version asked, with the SHA-256 of its content.
+    pub exam_set: ExamSetSummary,
+    pub prompt_format: String,
+    /// SHA-256 of the prompt format applied to a fixed probe question: it changes exactly when
+    /// the words or markup around a question change.
+    pub prompt_template_sha256: String,
+    pub model: String,
+    /// SHA-256 of the model file (of every file, in name order, for a folder); `None` when it
+    /// is no longer in the model store.
+    pub model_sha256: Option<String>,
+    /// What the worker loaded, as it reported it (architecture, quantization, parameters).
+    pub model_info: Option<String>,
+    pub adapter: Option<String>,
+    pub adapter_sha256: Option<String>,
+    /// The tuning that wrote the adapter, with its recipe.
+    pub tuning: Option<TuningSummary>,
+    /// How answers were decoded.
+    pub decoding: String,
+    pub max_new_tokens: u32,
+    /// Greedy decoding draws nothing at random: `None`.
+    pub seed: Option<u64>,
+    /// The extraction rules that parsed the answers.
+    pub rules_version: Option<String>,
+    /// The Kokushi version serving this (the engine is built with it).
+    pub kokushi_version: String,
+    pub worker: Option<String>,
+    /// The leakage gate between the adapter's tuning data and this exam set.
+    pub leakage: String,
+}

@@ -822,5 +822,35 @@ async fn two_runs_compare_question_by_question_and_a_question_shows_its_metrics(
     let first: kokushi_shared::api::QuestionView = view(ids[0]).await.json().await.expect("view");
     assert_eq!(first.previous, None);
     assert_eq!(view("999Z99").await.status(), 404);
+
+    // The lineage: content hashes of what the score depends on.
+    let lineage = |id: i64| {
+        let app = &app;
+        let url = app.url(&format!("/api/runs/{id}/lineage"));
+        async move { app.client.get(url).send().await.expect("request") }
+    };
+    let res = lineage(runs[0]).await;
+    assert_eq!(res.status(), 200);
+    let l: kokushi_shared::api::RunLineage = res.json().await.expect("lineage");
+    assert_eq!(l.exam_set.content_hash, exam.content_hash);
+    assert_eq!(l.prompt_format, "chatml_ja_v1");
+    let other: kokushi_shared::api::RunLineage =
+        lineage(runs[1]).await.json().await.expect("lineage");
+    assert_ne!(l.prompt_template_sha256, other.prompt_template_sha256);
+    assert_eq!(l.prompt_template_sha256.len(), 64);
+    let model_file = store.path().join(kokushi_tests::FIXTURE_MODEL);
+    assert_eq!(
+        l.model_sha256.as_deref(),
+        Some(
+            kokushi_backend::lineage::sha256_of_entry(&model_file)
+                .expect("hash")
+                .as_str()
+        )
+    );
+    assert_eq!(l.model_sha256, other.model_sha256, "the same file");
+    assert_eq!((l.adapter.as_deref(), l.tuning.as_ref()), (None, None));
+    assert_eq!(l.max_new_tokens, 6);
+    assert!(l.model_info.is_some() && l.worker.is_some());
+    assert_eq!(lineage(999).await.status(), 404);
     app.stop().await.expect("clean stop");
 }

@@ -211,6 +211,7 @@ async fn researcher_flow(database_url: String) {
     let first = launch_evaluation(&browser, &base, "chatml_ja_v1", "4").await;
     wait_text(&browser, ".progress-label", |t| t.contains("succeeded")).await;
     text_of(&browser, "#year-scores").await;
+    let lineage = text_of(&browser, "#lineage").await;
     let first_rows = browser
         .find_all(Locator::Css("#questions tr.question-row"))
         .await
@@ -291,6 +292,10 @@ async fn researcher_flow(database_url: String) {
         "{stored}"
     );
     assert_eq!(first_rows, 4);
+    assert!(
+        lineage.contains("chatml_ja_v1") && lineage.contains("tiny-llama.gguf"),
+        "{lineage}"
+    );
     assert!(leaderboard.contains("chatml_ja_v1") && leaderboard.contains("plain_ja_v1"));
     let cells: Vec<u64> = contingency
         .split_whitespace()

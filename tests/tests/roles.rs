@@ -53,6 +53,7 @@ fn allowed(method: &str, path: &str, who: Who) -> bool {
         | ("get", "/api/runs/{id}/score")
         | ("get", "/api/runs/{id}/questions/{problem_id}")
         | ("get", "/api/compare")
+        | ("get", "/api/runs/{id}/lineage")
         | ("get", "/api/tunings")
         | ("post", "/api/tunings")
         | ("get", "/api/tunings/{id}")

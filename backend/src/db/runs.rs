@@ -566,6 +566,39 @@ impl Db {
         Ok(out)
     }
 
+    /// What a run's lineage is read from.
+    pub async fn run_lineage_row(&self, id: i64) -> Result<Option<LineageRow>, DbError> {
+        let Some(r) = sqlx::query(
+            "SELECT exam_set_id, model, adapter, prompt_format, max_new_tokens, model_info, \
+                    worker, tuning_id FROM runs WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(LineageRow {
+            exam_set_id: r.try_get("exam_set_id")?,
+            model: r.try_get("model")?,
+            adapter: r.try_get("adapter")?,
+            prompt_format: r.try_get("prompt_format")?,
+            max_new_tokens: r.try_get("max_new_tokens")?,
+            model_info: r.try_get("model_info")?,
+            worker: r.try_get("worker")?,
+            tuning_id: r.try_get("tuning_id")?,
+        }))
+    }
+
+    /// The newest tuning that writes `adapter`.
+    pub async fn tuning_of_adapter(&self, adapter: &str) -> Result<Option<i64>, DbError> {
+        let row = sqlx::query("SELECT MAX(id) AS id FROM tunings WHERE adapter = $1")
+            .bind(adapter)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("id")?)
+    }
+
     /// Stores a succeeded run's per-year verdicts.
     pub async fn set_year_verdicts(
         &self,
@@ -635,6 +668,18 @@ impl Db {
             .await?;
         Ok(())
     }
+}
+
+/// The columns of a run its lineage is read from.
+pub struct LineageRow {
+    pub exam_set_id: i64,
+    pub model: String,
+    pub adapter: Option<String>,
+    pub prompt_format: String,
+    pub max_new_tokens: i64,
+    pub model_info: Option<String>,
+    pub worker: Option<String>,
+    pub tuning_id: Option<i64>,
 }
 
 /// The tally kept in a run's row (`RUN_COLUMNS`).

@@ -88,7 +88,17 @@ pub fn RunRow(run: RunSummary, selected: RwSignal<Vec<i64>>) -> impl IntoView {
             <td class="years">{years}</td>
             <td class="points num">{format::points(&run.tally)}</td>
             <td class="parse-failures num">{run.tally.parse_failures}</td>
-            <td class="created-at">{created}</td>
+            <td class="created-at">
+                {created}
+                " "
+                <a
+                    class="lineage-link"
+                    href=format!("{}#lineage", paths::run_path(id))
+                    title="Lineage: the hashes and settings this score depends on"
+                >
+                    "lineage"
+                </a>
+            </td>
         </tr>
     }
 }

@@ -8,6 +8,7 @@ use leptos_router::hooks::use_params_map;
 
 use crate::components::credit_footer::CreditFooter;
 use crate::components::error_banner::{ErrorBanner, load_status};
+use crate::components::lineage_card::LineageCard;
 use crate::components::question_row::QuestionRow;
 use crate::components::run_summary::RunSummaryList;
 use crate::components::score_tables::ScoreTables;
@@ -65,6 +66,16 @@ fn RunView(id: i64) -> impl IntoView {
             });
         }
     });
+    let lineage = RwSignal::new(Loaded::<kokushi_shared::api::RunLineage>::default());
+    leptos::task::spawn_local(async move {
+        let result = crate::api::lineage(id).await;
+        lineage.try_update(|s| s.record(result));
+    });
+    let lineage_view = move || {
+        lineage
+            .with(|l| l.latest.clone())
+            .map(|lineage| view! { <LineageCard lineage /> })
+    };
     let filter = RwSignal::new(QuestionFilter::All);
     let page = RwSignal::new(0usize);
     let action_error = RwSignal::new(None::<ApiError>);
@@ -279,6 +290,7 @@ fn RunView(id: i64) -> impl IntoView {
                     </button>
                 </nav>
             </Show>
+            {lineage_view}
             {credit}
         </section>
     }
