@@ -114,6 +114,7 @@ fn view_of(run: i64, v: QuestionView) -> impl IntoView {
         .as_ref()
         .map(|s| s.gestalt.iter().map(|g| g[2]).collect())
         .unwrap_or_default();
+    let prohibited = q.meta.prohibited.clone();
     let choices = q
         .choices
         .iter()
@@ -122,6 +123,7 @@ fn view_of(run: i64, v: QuestionView) -> impl IntoView {
             let letter = choice_letter(i);
             let is_gold = gold.contains(&letter);
             let is_chosen = chosen.contains(&letter);
+            let is_prohibited = prohibited.contains(&letter);
             let similarity = gestalt.get(i).copied();
             view! {
                 <li
@@ -135,6 +137,9 @@ fn view_of(run: i64, v: QuestionView) -> impl IntoView {
                     <span class="marks">
                         {is_gold.then(|| view! { <span class="tag gold-tag">"gold"</span> })}
                         {is_chosen.then(|| view! { <span class="tag chosen-tag">"model"</span> })}
+                        {is_prohibited.then(|| view! {
+                            <span class="tag prohibited-tag" title="Prohibited choice (禁忌肢)" lang="ja">"禁忌"</span>
+                        })}
                     </span>
                     {similarity.map(|g| view! {
                         <span class="bar-track gestalt" title="Gestalt similarity of the reply to this choice">
