@@ -23,16 +23,13 @@ pub struct CompareQuery {
 
 type Predictions = (Vec<kokushi_shared::Question>, BTreeMap<String, Reply>);
 
-async fn predictions(state: &AppState, id: i64) -> Result<Predictions, ApiError> {
-    let (questions, raw) = state
+/// A run's questions and replies, for scoring; 404 for no such run.
+pub(crate) async fn predictions(state: &AppState, id: i64) -> Result<Predictions, ApiError> {
+    state
         .db
         .run_predictions(id)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("run {id} does not exist")))?;
-    Ok((
-        questions,
-        raw.into_iter().map(|(k, v)| (k, v.into())).collect(),
-    ))
+        .ok_or_else(|| ApiError::NotFound(format!("run {id} does not exist")))
 }
 
 fn run_id(field: &str, value: Option<&str>) -> Result<i64, ApiError> {

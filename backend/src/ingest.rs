@@ -26,10 +26,9 @@ pub enum IngestError {
 
 /// Scores a succeeded run per exam year and stores it for the leaderboard.
 pub async fn store_year_verdicts(db: &Db, run_id: i64) -> Result<(), IngestError> {
-    let Some((questions, raw)) = db.run_predictions(run_id).await? else {
+    let Some((questions, predictions)) = db.run_predictions(run_id).await? else {
         return Ok(());
     };
-    let predictions = raw.into_iter().map(|(k, v)| (k, v.into())).collect();
     let years = tokio::task::spawn_blocking(move || {
         crate::scoring::year_verdicts(&questions, &predictions)
     })

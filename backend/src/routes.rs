@@ -583,15 +583,7 @@ async fn run_score(
         }
         options.confidence = confidence;
     }
-    let (questions, predictions) = state
-        .db
-        .run_predictions(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("run {id} does not exist")))?;
-    let predictions: std::collections::BTreeMap<String, kokushi_shared::score::Reply> = predictions
-        .into_iter()
-        .map(|(id, raw)| (id, raw.into()))
-        .collect();
+    let (questions, predictions) = crate::compare::predictions(&state, id).await?;
     // Bootstrap resampling is CPU work: keep it off the async workers.
     let report =
         web::block(move || kokushi_shared::score::score(&questions, &predictions, &options))

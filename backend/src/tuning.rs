@@ -8,7 +8,7 @@
 
 use actix_web::{HttpResponse, web};
 use kokushi_shared::Question;
-use kokushi_shared::api::CreateTuning;
+use kokushi_shared::api::{CreateTuning, TuningSummary};
 use kokushi_shared::job::{Job, TuneJob};
 use kokushi_shared::prompt::PromptFormat;
 use kokushi_worker::tune::{DataSource, PRESETS, Recipe, RunPlan};
@@ -280,12 +280,7 @@ pub async fn cancel_tuning(
         Ok(Some(job_id)) => state.queue.cancel_job(job_id).await?,
     }
     tracing::info!(tuning_id = id, "tuning cancelled");
-    let summary = state
-        .db
-        .tuning_summary(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("tuning {id} vanished")))?;
-    Ok(HttpResponse::Ok().json(summary))
+    Ok(HttpResponse::Ok().json(summary_of(&state, id).await?))
 }
 
 /// `POST /api/tunings/{id}/retry`: queues a failed or cancelled tuning again; the worker resumes
@@ -310,10 +305,14 @@ pub async fn retry_tuning(
     let job = job_of(&state.db, &row).await?;
     state.queue.publish_job(&job).await?;
     tracing::info!(tuning_id = id, job_id = row.job_id, "tuning retried");
-    let summary = state
+    Ok(HttpResponse::Ok().json(summary_of(&state, id).await?))
+}
+
+/// A tuning's summary after a change to it.
+async fn summary_of(state: &AppState, id: i64) -> Result<TuningSummary, ApiError> {
+    state
         .db
         .tuning_summary(id)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("tuning {id} vanished")))?;
-    Ok(HttpResponse::Ok().json(summary))
+        .ok_or_else(|| ApiError::NotFound(format!("tuning {id} vanished")))
 }

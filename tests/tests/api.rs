@@ -850,6 +850,10 @@ async fn two_runs_compare_question_by_question_and_a_question_shows_its_metrics(
     assert_eq!(l.model_sha256, other.model_sha256, "the same file");
     assert_eq!((l.adapter.as_deref(), l.tuning.as_ref()), (None, None));
     assert_eq!(l.max_new_tokens, 6);
+    assert_eq!(
+        l.rules_version, q.rules_version,
+        "the rules the run page names"
+    );
     assert!(l.model_info.is_some() && l.worker.is_some());
     assert_eq!(lineage(999).await.status(), 404);
     app.stop().await.expect("clean stop");

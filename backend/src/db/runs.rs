@@ -336,7 +336,7 @@ impl Db {
     ) -> Result<
         Option<(
             Vec<kokushi_shared::Question>,
-            std::collections::BTreeMap<String, String>,
+            std::collections::BTreeMap<String, kokushi_shared::score::Reply>,
         )>,
         DbError,
     > {
@@ -359,7 +359,7 @@ impl Db {
         for r in rows {
             let q = question_from_body(&r.try_get::<String, _>("body")?)?;
             if let Some(raw) = r.try_get::<Option<String>, _>("raw_output")? {
-                predictions.insert(q.problem_id.clone(), raw);
+                predictions.insert(q.problem_id.clone(), raw.into());
             }
             questions.push(q);
         }
@@ -564,6 +564,23 @@ impl Db {
             }
         }
         Ok(out)
+    }
+
+    /// The extraction rules of a run's answers, as [`Db::run_detail`] reports them (those of
+    /// the last answered question in the run's order), without reading every answer.
+    pub async fn rules_version_of(&self, run_id: i64) -> Result<Option<String>, DbError> {
+        let row = sqlx::query(
+            "SELECT a.rules_version FROM answers a JOIN run_questions rq \
+                 ON rq.run_id = a.run_id AND rq.problem_id = a.problem_id \
+             WHERE a.run_id = $1 ORDER BY rq.position DESC LIMIT 1",
+        )
+        .bind(run_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(r) => r.try_get("rules_version")?,
+            None => None,
+        })
     }
 
     /// What a run's lineage is read from.

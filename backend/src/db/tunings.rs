@@ -106,6 +106,42 @@ fn job_row(row: &sqlx::any::AnyRow) -> Result<TuningJobRow, DbError> {
 const JOB_SELECT: &str = "SELECT j.id AS job_id, t.id AS tuning_id, t.adapter, t.base_model, \
      t.data_exam_set_id, t.plan, t.priority FROM jobs j JOIN tunings t ON t.id = j.tuning_id";
 
+/// A tuning's status and its job's id, read inside `tx`.
+async fn tuning_status(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tuning_id: i64,
+) -> Result<Option<(RunStatus, i64)>, DbError> {
+    let Some(row) = sqlx::query(
+        "SELECT t.status, j.id AS job_id FROM tunings t JOIN jobs j ON j.tuning_id = t.id \
+         WHERE t.id = $1",
+    )
+    .bind(tuning_id)
+    .fetch_optional(&mut **tx)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let status: String = row.try_get("status")?;
+    let status = RunStatus::parse(&status).ok_or_else(|| corrupt("tunings", "status", &status))?;
+    Ok(Some((status, row.try_get("job_id")?)))
+}
+
+/// Sets the status of a tuning's job, inside `tx`.
+async fn set_tuning_job_status(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tuning_id: i64,
+    status: &str,
+    now: &str,
+) -> Result<(), DbError> {
+    sqlx::query("UPDATE jobs SET status = $2, updated_at = $3 WHERE tuning_id = $1")
+        .bind(tuning_id)
+        .bind(status)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 impl Db {
     /// Every question of an exam set, in order.
     pub async fn exam_questions(&self, exam_set_id: i64) -> Result<Vec<Question>, DbError> {
@@ -369,8 +405,10 @@ impl Db {
         Ok(jobs)
     }
 
-    /// Marks a queued or running tuning failed with the worker's reason.
+    /// Marks a queued or running tuning failed with the worker's reason (tuning and job in one
+    /// transaction).
     pub async fn fail_tuning(&self, tuning_id: i64, error: &str) -> Result<(), DbError> {
+        let mut tx = self.begin_write().await?;
         let now = now_rfc3339();
         sqlx::query(
             "UPDATE tunings SET status = 'failed', error = $2, finished_at = $3 \
@@ -379,13 +417,10 @@ impl Db {
         .bind(tuning_id)
         .bind(error)
         .bind(&now)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE jobs SET status = 'failed', updated_at = $2 WHERE tuning_id = $1")
-            .bind(tuning_id)
-            .bind(&now)
-            .execute(&self.pool)
-            .await?;
+        set_tuning_job_status(&mut tx, tuning_id, "failed", &now).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -396,19 +431,9 @@ impl Db {
         tuning_id: i64,
     ) -> Result<Result<Option<i64>, RunStatus>, DbError> {
         let mut tx = self.begin_write().await?;
-        let Some(row) = sqlx::query(
-            "SELECT t.status, j.id AS job_id FROM tunings t JOIN jobs j ON j.tuning_id = t.id \
-             WHERE t.id = $1",
-        )
-        .bind(tuning_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        else {
+        let Some((status, job_id)) = tuning_status(&mut tx, tuning_id).await? else {
             return Ok(Ok(None));
         };
-        let status: String = row.try_get("status")?;
-        let status =
-            RunStatus::parse(&status).ok_or_else(|| corrupt("tunings", "status", &status))?;
         if status.is_finished() {
             return Ok(Err(status));
         }
@@ -418,13 +443,9 @@ impl Db {
             .bind(&now)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("UPDATE jobs SET status = 'cancelled', updated_at = $2 WHERE tuning_id = $1")
-            .bind(tuning_id)
-            .bind(&now)
-            .execute(&mut *tx)
-            .await?;
+        set_tuning_job_status(&mut tx, tuning_id, "cancelled", &now).await?;
         tx.commit().await?;
-        Ok(Ok(Some(row.try_get("job_id")?)))
+        Ok(Ok(Some(job_id)))
     }
 
     /// Queues a failed or cancelled tuning again: `Ok(Some(job))`, `Ok(None)` when it does not
@@ -435,16 +456,9 @@ impl Db {
         tuning_id: i64,
     ) -> Result<Result<Option<TuningJobRow>, RunStatus>, DbError> {
         let mut tx = self.begin_write().await?;
-        let Some(row) = sqlx::query("SELECT status FROM tunings WHERE id = $1")
-            .bind(tuning_id)
-            .fetch_optional(&mut *tx)
-            .await?
-        else {
+        let Some((status, _)) = tuning_status(&mut tx, tuning_id).await? else {
             return Ok(Ok(None));
         };
-        let status: String = row.try_get("status")?;
-        let status =
-            RunStatus::parse(&status).ok_or_else(|| corrupt("tunings", "status", &status))?;
         if !matches!(status, RunStatus::Failed | RunStatus::Cancelled) {
             return Ok(Err(status));
         }
@@ -456,11 +470,7 @@ impl Db {
         .bind(tuning_id)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE jobs SET status = 'queued', updated_at = $2 WHERE tuning_id = $1")
-            .bind(tuning_id)
-            .bind(&now)
-            .execute(&mut *tx)
-            .await?;
+        set_tuning_job_status(&mut tx, tuning_id, "queued", &now).await?;
         let job = sqlx::query(&format!("{JOB_SELECT} WHERE t.id = $1"))
             .bind(tuning_id)
             .fetch_one(&mut *tx)
