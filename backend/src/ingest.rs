@@ -25,24 +25,23 @@ pub enum IngestError {
 }
 
 /// Scores a succeeded run per exam year and stores it for the leaderboard.
-pub async fn store_year_verdicts(db: &Db, run_id: i64) -> Result<(), IngestError> {
+pub async fn store_final_scores(db: &Db, run_id: i64) -> Result<(), IngestError> {
     let Some((questions, predictions)) = db.run_predictions(run_id).await? else {
         return Ok(());
     };
-    let years = tokio::task::spawn_blocking(move || {
-        crate::scoring::year_verdicts(&questions, &predictions)
-    })
-    .await
-    .unwrap_or_default();
-    Ok(db.set_year_verdicts(run_id, &years).await?)
+    let (years, metrics) =
+        tokio::task::spawn_blocking(move || crate::scoring::final_scores(&questions, &predictions))
+            .await
+            .unwrap_or_default();
+    Ok(db.set_final_scores(run_id, &years, &metrics).await?)
 }
 
 /// Stores the per-year verdicts of succeeded runs that have none (they finished before the
 /// verdicts were kept); returns how many.
-pub async fn backfill_year_verdicts(db: &Db) -> Result<usize, IngestError> {
-    let missing = db.runs_without_year_verdicts().await?;
+pub async fn backfill_final_scores(db: &Db) -> Result<usize, IngestError> {
+    let missing = db.runs_without_final_scores().await?;
     for run_id in &missing {
-        store_year_verdicts(db, *run_id).await?;
+        store_final_scores(db, *run_id).await?;
     }
     Ok(missing.len())
 }
@@ -70,7 +69,7 @@ pub async fn apply(db: &Db, queue: &dyn JobQueue, event: &WorkerEvent) -> Result
         WorkerEvent::Finished { run_id, .. } => {
             if db.complete_run(*run_id).await? {
                 tracing::info!(run_id, "run succeeded");
-                store_year_verdicts(db, *run_id).await?;
+                store_final_scores(db, *run_id).await?;
             } else if let Some(job) = db.unfinished_job(*run_id).await? {
                 tracing::warn!(
                     run_id,

@@ -15,6 +15,7 @@ pub mod error;
 pub mod export;
 pub mod import;
 pub mod ingest;
+pub mod leaderboard;
 pub mod lineage;
 pub mod live;
 pub mod metrics;

@@ -209,9 +209,17 @@ fn describe(method: &str, path: &str) -> Option<Doc> {
             ),
         ),
         ("get", "/api/leaderboard") => Doc::new(
-            "One row per run, newest first, with its tally",
+            "One row per run, newest first, with its tally; with a filter, every run scored \
+             again on the questions it keeps (pass/fail only for a filter on years alone)",
             Answer::Json(list::<api::RunSummary>()),
-        ),
+        )
+        .query(&[
+            ("years", "Exam years, comma-separated, e.g. `2021,2022`"),
+            ("blocks", "Block letters, comma-separated, e.g. `A,D`"),
+            ("section", "`required` (必修問題) or `general`"),
+            ("specialty", "A specialty as the exam set names it"),
+            ("text_only", "`true`: only questions without an image"),
+        ]),
         ("get", "/api/leaderboard/export") => Doc::new(
             "The leaderboard as CSV",
             Other("text/csv; charset=utf-8", "One row per run"),

@@ -41,31 +41,41 @@ pub struct AppState {
     pub model_store: std::path::PathBuf,
 }
 
-/// One response body kept for a moment: the leaderboard is read by every open page every few
+/// Response bodies kept for a moment, one per leaderboard filter: the leaderboard is read by every open page every few
 /// seconds and changes only when an answer arrives. Writes on this node (a new run, ingested
 /// events) clear it at once; other API nodes' writes show within [`ResponseCache::TTL`].
 #[derive(Debug, Default)]
 pub struct ResponseCache {
-    body: std::sync::Mutex<Option<(std::time::Instant, web::Bytes)>>,
+    /// Body by key (the filter's, `""` for the whole leaderboard) with when it was made.
+    bodies: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, web::Bytes)>>,
 }
 
 impl ResponseCache {
     pub const TTL: std::time::Duration = std::time::Duration::from_secs(1);
+    /// Distinct filters kept at once; past it the cache starts afresh.
+    const MAX_KEYS: usize = 64;
 
-    fn get(&self) -> Option<web::Bytes> {
-        let body = self.body.lock().unwrap_or_else(|e| e.into_inner());
-        body.as_ref()
+    pub(crate) fn get(&self, key: &str) -> Option<web::Bytes> {
+        let bodies = self.bodies.lock().unwrap_or_else(|e| e.into_inner());
+        bodies
+            .get(key)
             .filter(|(at, _)| at.elapsed() < Self::TTL)
             .map(|(_, b)| b.clone())
     }
 
-    fn put(&self, bytes: web::Bytes) {
-        *self.body.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((std::time::Instant::now(), bytes));
+    pub(crate) fn put(&self, key: String, bytes: web::Bytes) {
+        let mut bodies = self.bodies.lock().unwrap_or_else(|e| e.into_inner());
+        if bodies.len() >= Self::MAX_KEYS && !bodies.contains_key(&key) {
+            bodies.clear();
+        }
+        bodies.insert(key, (std::time::Instant::now(), bytes));
     }
 
     pub fn clear(&self) {
-        *self.body.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.bodies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 }
 
@@ -108,7 +118,7 @@ endpoints! {
     get "/metrics" Admin => crate::metrics::metrics;
     post "/api/users" Admin => accounts::add_user;
     patch "/api/users/{id}" Admin => accounts::update_user;
-    get "/api/leaderboard" Researcher => leaderboard;
+    get "/api/leaderboard" Researcher => crate::leaderboard::leaderboard;
     get "/api/leaderboard/export" Researcher => leaderboard_export;
     get "/api/models" Researcher => models;
     get "/api/exam-sets" Researcher => exam_sets;
@@ -153,24 +163,6 @@ async fn openapi() -> HttpResponse {
     HttpResponse::Ok()
         .content_type(actix_web::http::header::ContentType::json())
         .body(DOCUMENT.get_or_init(crate::openapi::document_json).clone())
-}
-
-async fn leaderboard(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let body = match state.leaderboard.get() {
-        Some(body) => body,
-        None => {
-            let rows = state.db.leaderboard().await?;
-            let body = web::Bytes::from(
-                serde_json::to_vec(&rows)
-                    .map_err(|e| ApiError::Internal(format!("encoding the leaderboard: {e}")))?,
-            );
-            state.leaderboard.put(body.clone());
-            body
-        }
-    };
-    Ok(HttpResponse::Ok()
-        .content_type(actix_web::http::header::ContentType::json())
-        .body(body))
 }
 
 /// `GET /api/workers` (admin): every worker that reported lately: device, loaded model, current

@@ -359,17 +359,22 @@ pub fn render_csv(s: &Scoring) -> String {
     out
 }
 
-/// A run's score per exam year, for the leaderboard: accuracy, points and pass/fail (no
-/// intervals, so no resampling).
-pub fn year_verdicts(
+/// A succeeded run's score per exam year (accuracy, points and pass/fail) and its text
+/// metrics, for the leaderboard (no bootstrap: the leaderboard shows no interval of points).
+pub fn final_scores(
     questions: &[Question],
     predictions: &BTreeMap<String, Reply>,
-) -> Vec<kokushi_shared::api::YearVerdict> {
+) -> (
+    Vec<kokushi_shared::api::YearVerdict>,
+    kokushi_shared::api::RunMetrics,
+) {
     let options = ScoreOptions {
         resamples: 0,
         ..ScoreOptions::default()
     };
-    score(questions, predictions, &options)
+    let report = score(questions, predictions, &options);
+    let (_, metrics) = crate::leaderboard::tally_and_metrics(&report.questions, &report.unscorable);
+    let years = report
         .years
         .into_iter()
         .map(|g| kokushi_shared::api::YearVerdict {
@@ -381,5 +386,6 @@ pub fn year_verdicts(
             points_max: g.points_max,
             pass: g.pass,
         })
-        .collect()
+        .collect();
+    (years, metrics)
 }

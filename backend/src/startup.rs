@@ -66,7 +66,7 @@ impl Application {
         tokio::spawn({
             let db = db.clone();
             async move {
-                match crate::ingest::backfill_year_verdicts(&db).await {
+                match crate::ingest::backfill_final_scores(&db).await {
                     Ok(0) => {}
                     Ok(runs) => tracing::info!(runs, "stored the per-year verdicts of older runs"),
                     Err(e) => {

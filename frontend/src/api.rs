@@ -5,9 +5,9 @@
 
 use gloo_net::http::Request;
 use kokushi_shared::api::{
-    ApiErrorBody, CreateRun, CreateTuning, ExamSetSummary, ImportReport, Login, Me, QuestionView,
-    RunComparison, RunDetail, RunLineage, RunSummary, StoreEntry, TuningDetail, TuningSummary,
-    WorkerInfo,
+    ApiErrorBody, CreateRun, CreateTuning, ExamSetSummary, ImportReport, LeaderboardQuery, Login,
+    Me, QuestionView, RunComparison, RunDetail, RunLineage, RunSummary, StoreEntry, TuningDetail,
+    TuningSummary, WorkerInfo,
 };
 use kokushi_shared::score::ScoreReport;
 use serde::Serialize;
@@ -16,8 +16,32 @@ use serde::de::DeserializeOwned;
 use crate::error::ApiError;
 
 /// `GET /api/leaderboard`: every run, newest first.
-pub async fn leaderboard() -> Result<Vec<RunSummary>, ApiError> {
-    get_json("/api/leaderboard").await
+pub async fn leaderboard(query: LeaderboardQuery) -> Result<Vec<RunSummary>, ApiError> {
+    get_json(&leaderboard_path(&query)).await
+}
+
+/// `/api/leaderboard` with the query's filter, leaving out what it does not set.
+pub fn leaderboard_path(query: &LeaderboardQuery) -> String {
+    let mut params = Vec::new();
+    let texts = [
+        ("years", &query.years),
+        ("blocks", &query.blocks),
+        ("section", &query.section),
+        ("specialty", &query.specialty),
+    ];
+    for (name, value) in texts {
+        if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
+            params.push(format!("{name}={}", encode(value)));
+        }
+    }
+    if query.text_only == Some(true) {
+        params.push("text_only=true".to_owned());
+    }
+    if params.is_empty() {
+        "/api/leaderboard".to_owned()
+    } else {
+        format!("/api/leaderboard?{}", params.join("&"))
+    }
 }
 
 /// `GET /api/runs/{id}`: the run with every question and its answer so far.
@@ -217,6 +241,26 @@ mod tests {
         "prompt_format":"chatml_ja_v1","status":"running","total":20,
         "tally":{"answered":2,"correct":1,"parse_failures":0,"points":1,"points_possible":2},
         "created_at":"2026-11-24T00:00:00Z","error":null}]"#;
+
+    #[test]
+    fn the_leaderboard_path_carries_only_the_filters_set() {
+        assert_eq!(
+            leaderboard_path(&LeaderboardQuery::default()),
+            "/api/leaderboard"
+        );
+        let query = LeaderboardQuery {
+            years: Some("2021,2022".to_owned()),
+            blocks: Some(String::new()),
+            section: Some("required".to_owned()),
+            specialty: Some("循環器".to_owned()),
+            text_only: Some(true),
+        };
+        assert_eq!(
+            leaderboard_path(&query),
+            "/api/leaderboard?years=2021%2C2022&section=required\
+             &specialty=%E5%BE%AA%E7%92%B0%E5%99%A8&text_only=true"
+        );
+    }
 
     #[test]
     fn a_successful_body_decodes_into_the_shared_types() {

@@ -101,7 +101,7 @@ pub struct Axes {
     pub y_ticks: Vec<f64>,
 }
 
-/// Axes for every series together: x from 0 (or the first x) to the last, y from the lowest
+/// Axes for every series together: x (whole training steps) from 0 (or the first x) to the last, y from the lowest
 /// to the highest value, padded to round ticks.
 pub fn axes(series: &[&[(f64, f64)]], frame: Frame) -> Option<Axes> {
     let all = || {
@@ -129,7 +129,11 @@ pub fn axes(series: &[&[(f64, f64)]], frame: Frame) -> Option<Axes> {
     Some(Axes {
         x: Scale::new((x0, x1), (frame.left, frame.right)),
         y: Scale::new((ty0, ty1), (frame.bottom, frame.top)),
-        x_ticks: ticks(x0, x1, 6),
+        // Steps are whole numbers: no tick between two of them.
+        x_ticks: ticks(x0, x1, 6)
+            .into_iter()
+            .filter(|t| t.fract() == 0.0)
+            .collect(),
         y_ticks,
     })
 }
@@ -221,5 +225,12 @@ mod tests {
         assert!(super::axes(&[&[]], frame).is_none());
         assert_eq!(bar_percent(0.256), "25.6%");
         assert_eq!(bar_percent(3.0), "100.0%");
+    }
+
+    #[test]
+    fn a_short_curve_gets_whole_step_ticks_only() {
+        let points = [(1.0, 8.7), (2.0, 3.1), (3.0, 1.6)];
+        let ax = axes(&[&points], Frame::of(600.0, 240.0)).expect("axes");
+        assert_eq!(ax.x_ticks, [0.0, 1.0, 2.0, 3.0]);
     }
 }

@@ -1,12 +1,14 @@
 //! What can go wrong talking to the API, and what the user is told about it.
 //!
 //! The server's error body carries a code from the shared [`ErrorCode`] enum; this module
-//! matches on that code to word the message and to decide whether a retry can help. It does
+//! matches on that code to word the message (in the interface's language, see [`crate::i18n`]) and to decide whether a retry can help. It does
 //! no I/O, so it is tested on the host.
 
 use std::fmt;
 
 use kokushi_shared::api::{ApiErrorBody, ErrorCode};
+
+use crate::i18n::{self, t, tf};
 
 /// A failed API call.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,41 +63,48 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The translated meaning of an error code.
+    pub fn code_text(code: ErrorCode) -> &'static str {
+        t(match code {
+            ErrorCode::NotFound => i18n::ERROR_CODE_NOT_FOUND,
+            ErrorCode::Unauthorized => i18n::ERROR_CODE_UNAUTHORIZED,
+            ErrorCode::Forbidden => i18n::ERROR_CODE_FORBIDDEN,
+            ErrorCode::TooManyRequests => i18n::ERROR_CODE_TOO_MANY_REQUESTS,
+            ErrorCode::Unavailable => i18n::ERROR_CODE_UNAVAILABLE,
+            ErrorCode::Internal => i18n::ERROR_CODE_INTERNAL,
+            ErrorCode::BadRequest => i18n::ERROR_CODE_BAD_REQUEST,
+            ErrorCode::InvalidExamSet => i18n::ERROR_CODE_INVALID_EXAM_SET,
+            ErrorCode::Conflict => i18n::ERROR_CODE_CONFLICT,
+            ErrorCode::PayloadTooLarge => i18n::ERROR_CODE_PAYLOAD_TOO_LARGE,
+        })
+    }
+}
+
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ApiError::Network { message } => {
-                write!(f, "Cannot reach the Kokushi server ({message}).")
-            }
+        let text = match self {
+            ApiError::Network { message } => tf(i18n::ERROR_NETWORK, &[("message", message)]),
             ApiError::Status {
                 status,
                 body: Some(body),
-            } => {
-                let what = match body.code {
-                    ErrorCode::NotFound => "Not found",
-                    ErrorCode::Unauthorized => "Please sign in",
-                    ErrorCode::Forbidden => "Your account may not do this",
-                    ErrorCode::TooManyRequests => "Too many attempts",
-                    ErrorCode::Unavailable => "The server is unavailable right now",
-                    ErrorCode::Internal => "The server failed",
-                    ErrorCode::BadRequest
-                    | ErrorCode::InvalidExamSet
-                    | ErrorCode::Conflict
-                    | ErrorCode::PayloadTooLarge => "The server refused the request",
-                };
-                write!(f, "{what}: {} (HTTP {status})", body.message)
-            }
-            ApiError::Status { status, body: None } => {
-                write!(
-                    f,
-                    "The server answered HTTP {status} without an explanation."
-                )
-            }
-            ApiError::Decode { status, message } => write!(
-                f,
-                "The server sent a reply this page cannot read (HTTP {status}): {message}"
+            } => tf(
+                i18n::ERROR_WITH_MESSAGE,
+                &[
+                    ("what", &ApiError::code_text(body.code)),
+                    ("message", &body.message),
+                    ("status", status),
+                ],
             ),
-        }
+            ApiError::Status { status, body: None } => {
+                tf(i18n::ERROR_NO_BODY, &[("status", status)])
+            }
+            ApiError::Decode { status, message } => tf(
+                i18n::ERROR_DECODE,
+                &[("status", status), ("message", message)],
+            ),
+        };
+        f.write_str(&text)
     }
 }
 

@@ -3,9 +3,11 @@
 //!
 //! Pure functions only, tested on the host; components call them and never format by hand.
 
-use kokushi_shared::api::QuestionResult;
+use kokushi_shared::api::{QuestionResult, RunStatus};
 use kokushi_shared::extract::Extracted;
 use kokushi_shared::metric::Tally;
+
+use crate::i18n::{self, t};
 
 /// Shown where there is no value yet.
 pub const NONE: &str = "—";
@@ -13,6 +15,15 @@ pub const NONE: &str = "—";
 /// A ratio in 0..=1 as a percentage with one decimal: `0.15` → `15.0%`.
 pub fn percent(ratio: f64) -> String {
     format!("{:.1}%", ratio * 100.0)
+}
+
+/// `count` of `total` as a percentage; [`NONE`] when there is nothing to count.
+pub fn share(count: u32, total: u32) -> String {
+    if total == 0 {
+        NONE.to_owned()
+    } else {
+        percent(f64::from(count) / f64::from(total))
+    }
 }
 
 /// Accuracy over the answered questions with its counts, e.g. `15.0% (3/20)`; [`NONE`] before
@@ -48,9 +59,30 @@ pub fn latency(ms: u64) -> String {
 /// The parsed answer as shown in the table; an answer the rules could not read says so.
 pub fn parsed_answer(extracted: &Extracted) -> String {
     if extracted.is_unparsed() {
-        "parse failed".to_owned()
+        t(i18n::FORMAT_PARSE_FAILED).to_owned()
     } else {
         extracted.display()
+    }
+}
+
+/// A run's state as the page shows it; the API's name (`succeeded`) in English.
+pub fn status(status: RunStatus) -> &'static str {
+    t(match status {
+        RunStatus::Queued => i18n::FORMAT_STATUS_QUEUED,
+        RunStatus::Running => i18n::FORMAT_STATUS_RUNNING,
+        RunStatus::Succeeded => i18n::FORMAT_STATUS_SUCCEEDED,
+        RunStatus::Failed => i18n::FORMAT_STATUS_FAILED,
+        RunStatus::Cancelled => i18n::FORMAT_STATUS_CANCELLED,
+    })
+}
+
+/// A section of the exam (`required`, `general`, as the API names it) as the page shows it;
+/// an id it does not know is shown as it is.
+pub fn section(id: &str) -> &str {
+    match id {
+        "required" => t(i18n::FORMAT_SECTION_REQUIRED),
+        "general" => t(i18n::FORMAT_SECTION_GENERAL),
+        other => other,
     }
 }
 
@@ -94,7 +126,7 @@ impl Outcome {
     /// The mark itself.
     pub fn mark(self) -> &'static str {
         match self {
-            Outcome::Waiting => "waiting",
+            Outcome::Waiting => t(i18n::FORMAT_WAITING),
             Outcome::Correct => "✓",
             Outcome::Wrong => "✗",
         }
@@ -168,6 +200,22 @@ mod tests {
             parsed_answer(&Extracted::Number { value: "26".into() }),
             "26"
         );
+    }
+
+    #[test]
+    fn states_and_sections_read_as_the_api_names_them_in_english() {
+        for status in [
+            RunStatus::Queued,
+            RunStatus::Running,
+            RunStatus::Succeeded,
+            RunStatus::Failed,
+            RunStatus::Cancelled,
+        ] {
+            assert_eq!(super::status(status), status.as_str());
+        }
+        assert_eq!(section("required"), "required");
+        assert_eq!(section("general"), "general");
+        assert_eq!(section("clinical"), "clinical");
     }
 
     #[test]

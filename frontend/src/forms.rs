@@ -5,6 +5,8 @@ use kokushi_shared::api::{ChainedEvaluation, CreateRun, CreateTuning};
 use kokushi_shared::job::Priority;
 use kokushi_shared::prompt::PromptFormat;
 
+use crate::i18n::{self, t, tf};
+
 /// The tuning presets the worker knows (the seed papers' recipes, and a small one for tests).
 pub const PRESETS: [&str; 3] = ["small", "jmedlora-7b", "jmedlora-70b"];
 
@@ -37,7 +39,10 @@ fn optional_number<T: std::str::FromStr + PartialOrd + std::fmt::Display>(
     match text.parse::<T>() {
         Ok(v) if v >= min && v <= max => Some(v),
         _ => {
-            errors.push(error(field, format!("a number from {min} to {max}")));
+            errors.push(error(
+                field,
+                tf(i18n::FORMS_NUMBER_RANGE, &[("min", &min), ("max", &max)]),
+            ));
             None
         }
     }
@@ -47,7 +52,7 @@ fn exam_set(field: &'static str, text: &str, errors: &mut Vec<FieldError>) -> i6
     match text.trim().parse::<i64>() {
         Ok(id) if id > 0 => id,
         _ => {
-            errors.push(error(field, "choose an exam set"));
+            errors.push(error(field, t(i18n::FORMS_CHOOSE_EXAM_SET)));
             0
         }
     }
@@ -55,7 +60,7 @@ fn exam_set(field: &'static str, text: &str, errors: &mut Vec<FieldError>) -> i6
 
 fn prompt_format(text: &str, errors: &mut Vec<FieldError>) -> String {
     if PromptFormat::from_id(text).is_none() {
-        errors.push(error("prompt_format", "choose a prompt format"));
+        errors.push(error("prompt_format", t(i18n::FORMS_CHOOSE_PROMPT_FORMAT)));
     }
     text.to_owned()
 }
@@ -81,7 +86,7 @@ impl EvalForm {
         let mut errors = Vec::new();
         let exam_set_id = exam_set("exam_set", &self.exam_set, &mut errors);
         if self.model.trim().is_empty() {
-            errors.push(error("model", "choose a model from the store"));
+            errors.push(error("model", t(i18n::FORMS_CHOOSE_MODEL)));
         }
         let prompt_format = prompt_format(&self.prompt_format, &mut errors);
         let limit = optional_number("limit", &self.limit, 1u32, 100_000, &mut errors);
@@ -129,7 +134,7 @@ impl TuneForm {
     pub fn request(&self) -> Result<CreateTuning, Vec<FieldError>> {
         let mut errors = Vec::new();
         if self.base_model.trim().is_empty() {
-            errors.push(error("base_model", "choose a base model from the store"));
+            errors.push(error("base_model", t(i18n::FORMS_CHOOSE_BASE_MODEL)));
         }
         let adapter = self.adapter.trim();
         if adapter.is_empty()
@@ -138,15 +143,12 @@ impl TuneForm {
                 .chars()
                 .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'))
         {
-            errors.push(error(
-                "adapter",
-                "a folder name for the new adapter: letters, digits, - _ . (not starting with .)",
-            ));
+            errors.push(error("adapter", t(i18n::FORMS_ADAPTER_NAME)));
         }
         let data_exam_set_id = exam_set("data_exam_set", &self.data_exam_set, &mut errors);
         let prompt_format = prompt_format(&self.prompt_format, &mut errors);
         if !self.preset.is_empty() && !PRESETS.contains(&self.preset.as_str()) {
-            errors.push(error("preset", "choose a preset"));
+            errors.push(error("preset", t(i18n::FORMS_CHOOSE_PRESET)));
         }
         let steps = optional_number("steps", &self.steps, 1u64, 1_000_000, &mut errors);
         let learning_rate =

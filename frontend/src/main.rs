@@ -15,6 +15,7 @@ mod components;
 mod error;
 mod format;
 mod forms;
+mod i18n;
 mod live;
 mod pages;
 mod paths;
@@ -25,5 +26,6 @@ mod table;
 
 fn main() {
     console_error_panic_hook::set_once();
+    i18n::init();
     leptos::mount::mount_to_body(app::App);
 }

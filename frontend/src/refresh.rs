@@ -84,6 +84,7 @@ mod tests {
             tally: Tally::default(),
             accuracy_interval: None,
             years: Vec::new(),
+            metrics: None,
             created_at: "2026-11-24T00:00:00Z".into(),
             error: None,
         }

@@ -4,6 +4,8 @@
 use kokushi_shared::api::{QuestionResult, RunStatus, RunSummary};
 use kokushi_shared::exam::Gold;
 
+use crate::i18n::{self, t};
+
 /// A leaderboard column one can sort by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SortKey {
@@ -12,6 +14,8 @@ pub enum SortKey {
     Format,
     Status,
     Accuracy,
+    ExactMatch,
+    Gestalt,
     Points,
     ParseFailures,
     /// Newest first by default: the run id grows with time.
@@ -23,7 +27,12 @@ impl SortKey {
     pub fn descending_first(self) -> bool {
         matches!(
             self,
-            SortKey::Accuracy | SortKey::Points | SortKey::Created | SortKey::ParseFailures
+            SortKey::Accuracy
+                | SortKey::ExactMatch
+                | SortKey::Gestalt
+                | SortKey::Points
+                | SortKey::Created
+                | SortKey::ParseFailures
         )
     }
 }
@@ -89,6 +98,53 @@ fn status_rank(status: RunStatus) -> u8 {
     }
 }
 
+/// Whether a comma-separated list (a leaderboard query value) holds `value`.
+pub fn list_contains(list: &Option<String>, value: &str) -> bool {
+    list.as_deref()
+        .is_some_and(|l| l.split(',').any(|v| v == value))
+}
+
+/// The list with `value` added, or removed when it was there; `None` once empty. Values keep
+/// their sorted order so equal filters are equal strings.
+pub fn toggle_in_list(list: &Option<String>, value: &str) -> Option<String> {
+    let mut values: Vec<&str> = list
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .filter(|v| !v.is_empty())
+        .collect();
+    match values.iter().position(|v| *v == value) {
+        Some(at) => {
+            values.remove(at);
+        }
+        None => {
+            values.push(value);
+            values.sort_unstable();
+        }
+    }
+    (!values.is_empty()).then(|| values.join(","))
+}
+
+/// Every exam year the runs' verdicts name, in order.
+pub fn years_of(runs: &[RunSummary]) -> Vec<u16> {
+    let mut years: Vec<u16> = runs
+        .iter()
+        .flat_map(|r| r.years.iter().filter_map(|y| y.year))
+        .collect();
+    years.sort_unstable();
+    years.dedup();
+    years
+}
+
+/// A text metric's share of the run's scored answers; -1 for a run without metrics, so those
+/// sort after every run that has them.
+fn metric(run: &RunSummary, count: fn(&kokushi_shared::api::RunMetrics) -> u32) -> f64 {
+    run.metrics
+        .as_ref()
+        .filter(|m| m.questions > 0)
+        .map_or(-1.0, |m| f64::from(count(m)) / f64::from(m.questions))
+}
+
 /// Sorts in place; ties fall back to newest first, so the order is stable between polls.
 pub fn sort_runs(runs: &mut [RunSummary], sort: Sort) {
     runs.sort_by(|a, b| {
@@ -103,6 +159,12 @@ pub fn sort_runs(runs: &mut [RunSummary], sort: Sort) {
             SortKey::Status => status_rank(a.status).cmp(&status_rank(b.status)),
             SortKey::Accuracy => ratio(a.tally.correct, a.tally.answered)
                 .partial_cmp(&ratio(b.tally.correct, b.tally.answered))
+                .unwrap_or(Ordering::Equal),
+            SortKey::ExactMatch => metric(a, |m| m.exact_match)
+                .partial_cmp(&metric(b, |m| m.exact_match))
+                .unwrap_or(Ordering::Equal),
+            SortKey::Gestalt => metric(a, |m| m.gestalt_correct)
+                .partial_cmp(&metric(b, |m| m.gestalt_correct))
                 .unwrap_or(Ordering::Equal),
             SortKey::Points => ratio(a.tally.points, a.tally.points_possible)
                 .partial_cmp(&ratio(b.tally.points, b.tally.points_possible))
@@ -210,13 +272,13 @@ impl QuestionFilter {
     }
 
     pub fn label(self) -> &'static str {
-        match self {
-            QuestionFilter::All => "All",
-            QuestionFilter::Wrong => "Wrong",
-            QuestionFilter::ParseFailed => "Parse failed",
-            QuestionFilter::MultiAnswer => "Multi-answer",
-            QuestionFilter::Unanswered => "Unanswered",
-        }
+        t(match self {
+            QuestionFilter::All => i18n::RUN_FILTER_ALL,
+            QuestionFilter::Wrong => i18n::RUN_FILTER_WRONG,
+            QuestionFilter::ParseFailed => i18n::RUN_FILTER_PARSE_FAILED,
+            QuestionFilter::MultiAnswer => i18n::RUN_FILTER_MULTI_ANSWER,
+            QuestionFilter::Unanswered => i18n::RUN_FILTER_UNANSWERED,
+        })
     }
 
     pub fn keeps(self, q: &QuestionResult) -> bool {
@@ -283,6 +345,7 @@ mod tests {
             },
             accuracy_interval: None,
             years: Vec::new(),
+            metrics: None,
             created_at: String::new(),
             error: None,
         }
@@ -417,5 +480,42 @@ mod tests {
         assert_eq!(page_of(&rows, 50)[0], 1_900, "past the end: the last page");
         assert_eq!(page_count(0), 1);
         assert!(page_of::<usize>(&[], 0).is_empty());
+    }
+
+    #[test]
+    fn query_lists_toggle_values_in_sorted_order_and_empty_to_none() {
+        let one = toggle_in_list(&None, "D");
+        assert_eq!(one.as_deref(), Some("D"));
+        let two = toggle_in_list(&one, "A");
+        assert_eq!(two.as_deref(), Some("A,D"));
+        assert!(list_contains(&two, "A") && list_contains(&two, "D"));
+        assert!(!list_contains(&two, "B") && !list_contains(&None, "A"));
+        assert_eq!(toggle_in_list(&two, "D").as_deref(), Some("A"));
+        assert_eq!(toggle_in_list(&Some("A".to_owned()), "A"), None);
+    }
+
+    #[test]
+    fn runs_without_text_metrics_sort_after_those_with_them() {
+        let mut all = runs();
+        all[0].metrics = Some(kokushi_shared::api::RunMetrics {
+            questions: 10,
+            correct_strict: 3,
+            exact_match: 1,
+            gestalt_correct: 4,
+        });
+        all[1].metrics = Some(kokushi_shared::api::RunMetrics {
+            questions: 10,
+            correct_strict: 3,
+            exact_match: 2,
+            gestalt_correct: 2,
+        });
+        let by = |key| {
+            let sort = Sort::default().clicked(key);
+            ids(&visible_runs(&all, &Filter::default(), sort))
+        };
+        let exact = by(SortKey::ExactMatch);
+        let gestalt = by(SortKey::Gestalt);
+        assert_eq!(&exact[..2], [all[1].id, all[0].id]);
+        assert_eq!(&gestalt[..2], [all[0].id, all[1].id]);
     }
 }

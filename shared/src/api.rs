@@ -142,8 +142,46 @@ pub struct RunSummary {
     /// and the run's score page compute them.
     #[serde(default)]
     pub years: Vec<YearVerdict>,
+    /// Exact match and the Gestalt method over the answered questions: stored once the run
+    /// has succeeded, computed afresh under a leaderboard filter; `None` otherwise.
+    #[serde(default)]
+    pub metrics: Option<RunMetrics>,
     pub created_at: String,
     pub error: Option<String>,
+}
+
+/// The text metrics of the seed papers over a run's answered questions (those with a
+/// published answer): how many match the gold letters strictly, match a gold choice's text
+/// exactly, and are right by the Gestalt method (the top choices by similarity).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RunMetrics {
+    /// Answered questions with a published answer: the denominator of the other three.
+    pub questions: u32,
+    pub correct_strict: u32,
+    pub exact_match: u32,
+    pub gestalt_correct: u32,
+}
+
+/// `GET /api/leaderboard`'s query: which questions every run is scored on. Empty: all, as
+/// stored. Lists are comma-separated.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaderboardQuery {
+    /// Exam years, e.g. `2021,2022`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub years: Option<String>,
+    /// Block letters, e.g. `A,D`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocks: Option<String>,
+    /// `required` (必修問題) or `general`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub section: Option<String>,
+    /// A specialty as the exam set names it, e.g. `循環器`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub specialty: Option<String>,
+    /// Only questions without an image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_only: Option<bool>,
 }
 
 /// One exam year of a finished run, for the leaderboard.

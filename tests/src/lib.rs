@@ -16,6 +16,8 @@ use kokushi_backend::{accounts, auth};
 use kokushi_shared::api::Role;
 use kokushi_shared::api::{ExamSetSummary, ImportReport, RunDetail, RunSummary};
 pub use tempfile;
+
+pub mod ui;
 use tempfile::TempDir;
 
 /// The model file name the fixture store holds.
@@ -322,7 +324,7 @@ impl Browser {
                     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                     "--no-first-run", "--disable-background-networking",
                     "--disable-component-update", "--disable-sync", "--window-size=1440,900",
-                    "--hide-scrollbars", "--lang=ja-JP",
+                    "--hide-scrollbars", "--lang=en-US",
                     format!("--user-data-dir={}", profile.path().display()),
                 ]
             }

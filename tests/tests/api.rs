@@ -858,3 +858,91 @@ async fn two_runs_compare_question_by_question_and_a_question_shows_its_metrics(
     assert_eq!(lineage(999).await.status(), 404);
     app.stop().await.expect("clean stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filtered_leaderboard_scores_every_run_again_on_the_questions_it_keeps() {
+    use kokushi_shared::api::RunSummary;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = kokushi_tests::fixture_model_store().expect("fixture model");
+    let app = TestApp::spawn(Settings::embedded(sqlite_url(dir.path()), store.path()))
+        .await
+        .expect("server starts");
+    let exam = app.upload_mini_exam().await.expect("upload");
+    // Every text-only question: 901A1, A2, B1, B2 and C1.
+    let run = app.create_run(exam.id, 10).await.expect("run");
+    let detail = app
+        .wait_for_run(run.id, Duration::from_secs(120))
+        .await
+        .expect("finishes");
+    let board = |query: &'static str| {
+        let app = &app;
+        async move {
+            app.client
+                .get(app.url(&format!("/api/leaderboard{query}")))
+                .send()
+                .await
+                .expect("request")
+        }
+    };
+    let row = |query: &'static str| async move {
+        let res = board(query).await;
+        assert_eq!(res.status(), 200, "{query}");
+        let rows: Vec<RunSummary> = res.json().await.expect("rows");
+        assert_eq!(rows.len(), 1, "{query}");
+        rows.into_iter().next().expect("one row")
+    };
+
+    let whole = row("").await;
+    assert_eq!(whole.total, 5);
+    let metrics = whole
+        .metrics
+        .expect("a succeeded run keeps its text metrics");
+    assert_eq!(metrics.questions, 5);
+    assert!(metrics.correct_strict <= whole.tally.correct);
+    // Each block scored alone, from the question verdicts the run page shows.
+    let mut sum = kokushi_shared::metric::Tally::default();
+    for (query, block) in [
+        ("?blocks=A", "901A"),
+        ("?blocks=b", "901B"),
+        ("?blocks=C", "901C"),
+    ] {
+        let part = row(query).await;
+        let asked: Vec<_> = detail
+            .questions
+            .iter()
+            .filter(|q| q.problem_id.starts_with(block))
+            .collect();
+        let right = asked
+            .iter()
+            .filter(|q| q.answer.as_ref().is_some_and(|a| a.correct))
+            .count();
+        assert_eq!(part.total as usize, asked.len(), "{query}");
+        assert_eq!(part.tally.answered as usize, asked.len(), "{query}");
+        assert_eq!(part.tally.correct as usize, right, "{query}");
+        assert!(part.years.is_empty(), "no pass/fail for a block: {query}");
+        sum.answered += part.tally.answered;
+        sum.correct += part.tally.correct;
+        sum.points += part.tally.points;
+        sum.points_possible += part.tally.points_possible;
+        sum.parse_failures += part.tally.parse_failures;
+    }
+    assert_eq!(sum, whole.tally, "the blocks add up to the whole");
+    // Filters combine; a filter nothing matches leaves the run with no questions.
+    let b_text = row("?blocks=B&section=&text_only=true").await;
+    assert_eq!(b_text.total, 2);
+    let none = row("?years=2031").await;
+    assert_eq!((none.total, none.tally.answered), (0, 0));
+    assert_eq!((none.metrics, none.accuracy_interval), (None, None));
+    // A value that cannot be read is refused, naming the parameter and the value.
+    for (query, named) in [
+        ("?blocks=AB", "blocks"),
+        ("?years=20x2", "years"),
+        ("?section=clinical", "section"),
+    ] {
+        let res = board(query).await;
+        assert_eq!(res.status(), 400, "{query}");
+        let text = res.text().await.expect("text");
+        assert!(text.contains(named), "{query}: {text}");
+    }
+    app.stop().await.expect("clean stop");
+}

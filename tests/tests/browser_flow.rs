@@ -1,85 +1,23 @@
 //! The whole researcher's flow in headless Chromium against the real server, Redis and a worker
 //! with the fixture model: sign in → upload a broken exam file and read its errors → upload the
 //! exam → launch two evaluations from the Jobs page and watch each finish → find them on the
-//! leaderboard → compare them → open a question and step to the next with the keyboard →
-//! launch a LoRA tuning and watch its loss curve grow.
+//! leaderboard, score them on one block, then compare them → open a question and step to the
+//! next with the keyboard → launch a LoRA tuning and watch its loss curve grow.
 //!
-//! Runs on SQLite and on PostgreSQL. With `KOKUSHI_SCREENSHOTS_DIR` set, each page is also
-//! saved there as a PNG (1440×900): `cargo xtask screenshots` does that (SQLite run only).
+//! Ends by switching the pages to Japanese and back. Runs on SQLite and on PostgreSQL. The
+//! screenshots of the same pages with real data and models are `tests/showcase.rs`'s.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, Locator};
 use kokushi_backend::Settings;
 use kokushi_queue::RedisQueue;
+use kokushi_tests::ui::{WAIT, click, sign_in, text_of, type_into, wait_text};
 use kokushi_tests::{
     ADMIN_PASSWORD, ADMIN_USER, Browser, TestApp, fixture_model_store, mini_exam_path, service,
 };
 use kokushi_worker::{Worker, WorkerConfig};
-
-const WAIT: Duration = Duration::from_secs(60);
-
-/// Waits for `css` to match an element.
-async fn element(browser: &Client, css: &str) -> fantoccini::elements::Element {
-    browser
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css} did not appear: {e}"))
-}
-
-/// Waits for `css` to match an element and returns its text.
-async fn text_of(browser: &Client, css: &str) -> String {
-    element(browser, css).await.text().await.expect("text")
-}
-
-/// Waits until `css` matches an element whose text satisfies `ok`.
-async fn wait_text(browser: &Client, css: &str, ok: impl Fn(&str) -> bool) -> String {
-    let started = Instant::now();
-    loop {
-        if let Ok(element) = browser.find(Locator::Css(css)).await
-            && let Ok(text) = element.text().await
-            && ok(&text)
-        {
-            return text;
-        }
-        assert!(
-            started.elapsed() < WAIT,
-            "{css} never showed the expected text"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-async fn click(browser: &Client, css: &str) {
-    element(browser, css)
-        .await
-        .click()
-        .await
-        .unwrap_or_else(|e| panic!("clicking {css}: {e}"));
-}
-
-async fn type_into(browser: &Client, css: &str, text: &str) {
-    let input = element(browser, css).await;
-    input.clear().await.expect("clear");
-    input.send_keys(text).await.expect("type");
-}
-
-/// Saves the page as `NAME.png` when screenshots are asked for.
-async fn shoot(browser: &Client, name: &str) {
-    // Optional, so not `service` (which insists in CI).
-    let Some(dir) = std::env::var_os("KOKUSHI_SCREENSHOTS_DIR").filter(|d| !d.is_empty()) else {
-        return;
-    };
-    // Let transitions and late images settle.
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    let png = browser.screenshot().await.expect("screenshot");
-    let path = PathBuf::from(dir).join(format!("{name}.png"));
-    std::fs::write(&path, png).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
-}
 
 /// Queues an evaluation from the Jobs page form and returns the run id it navigated to.
 async fn launch_evaluation(browser: &Client, base: &str, format: &str, limit: &str) -> i64 {
@@ -158,12 +96,9 @@ async fn researcher_flow(database_url: String) {
     let browser = session.client.clone();
     let base = app.base.clone();
 
-    // Sign in.
-    browser.goto(&base).await.expect("open");
-    type_into(&browser, "#login-username", ADMIN_USER).await;
-    type_into(&browser, "#login-password", ADMIN_PASSWORD).await;
-    click(&browser, "#login-submit").await;
-    text_of(&browser, "#leaderboard").await;
+    // Sign in; the pages speak English (the browser's language) until switched.
+    sign_in(&browser, &base, ADMIN_USER, ADMIN_PASSWORD).await;
+    let english_nav = text_of(&browser, "nav.site-nav").await;
 
     // A broken file: every problem listed with its line and field, nothing stored.
     click(&browser, "nav.site-nav a[href='/exam-sets']").await;
@@ -187,7 +122,6 @@ async fn researcher_flow(database_url: String) {
         .expect("choose file");
     click(&browser, "#upload-submit").await;
     let errors = text_of(&browser, "#upload-errors table.upload-errors").await;
-    shoot(&browser, "upload-errors").await;
     let sets_after_broken = browser
         .find_all(Locator::Css("#exam-sets tr.exam-set-row"))
         .await
@@ -217,7 +151,6 @@ async fn researcher_flow(database_url: String) {
         .await
         .expect("rows")
         .len();
-    shoot(&browser, "run").await;
     let second = launch_evaluation(&browser, &base, "plain_ja_v1", "4").await;
     wait_text(&browser, ".progress-label", |t| t.contains("succeeded")).await;
 
@@ -231,11 +164,16 @@ async fn researcher_flow(database_url: String) {
         .await;
     }
     let leaderboard = text_of(&browser, "#leaderboard").await;
-    shoot(&browser, "leaderboard").await;
+    // Scored again on block A alone (901A1 and 901A2 of the four asked), then on everything.
+    click(&browser, "input.filter-block[value='A']").await;
+    text_of(&browser, ".filter-note").await;
+    let progress = format!("tr.run-row[data-run-id='{first}'] td.progress");
+    let block_a = wait_text(&browser, &progress, |t| t == "2/2").await;
+    click(&browser, "#filter-clear").await;
+    let everything = wait_text(&browser, &progress, |t| t == "4/4").await;
     click(&browser, "#compare-selected").await;
     let contingency = text_of(&browser, "#contingency").await;
     let paired = text_of(&browser, "#paired-test").await;
-    shoot(&browser, "compare").await;
 
     // A question of the first run, then the next one with the keyboard.
     browser
@@ -246,7 +184,6 @@ async fn researcher_flow(database_url: String) {
     let title = text_of(&browser, "#question-title").await;
     let stem = text_of(&browser, "#stem").await;
     let gold = text_of(&browser, "#gold").await;
-    shoot(&browser, "question").await;
     browser
         .find(Locator::Css("body"))
         .await
@@ -274,7 +211,21 @@ async fn researcher_flow(database_url: String) {
         .expect("attr")
         .unwrap_or_default();
     let summary = text_of(&browser, "#tuning-summary").await;
-    shoot(&browser, "loss-curve").await;
+
+    // 日本語: the switch reloads the page in Japanese and the choice survives a new page.
+    click(&browser, "#locale-switch").await;
+    let japanese_nav = wait_text(&browser, "nav.site-nav", |t| t.contains("リーダーボード")).await;
+    browser.goto(&base).await.expect("leaderboard");
+    let japanese_header = wait_text(&browser, "#leaderboard thead", |t| !t.is_empty()).await;
+    let html_lang = browser
+        .find(Locator::Css("html"))
+        .await
+        .expect("html")
+        .attr("lang")
+        .await
+        .expect("lang");
+    click(&browser, "#locale-switch").await;
+    let english_again = wait_text(&browser, "nav.site-nav", |t| t.contains("Leaderboard")).await;
 
     let _ = stop_tx.send(true);
     working.await.expect("worker task");
@@ -297,6 +248,7 @@ async fn researcher_flow(database_url: String) {
         "{lineage}"
     );
     assert!(leaderboard.contains("chatml_ja_v1") && leaderboard.contains("plain_ja_v1"));
+    assert_eq!((block_a.as_str(), everything.as_str()), ("2/2", "4/4"));
     let cells: Vec<u64> = contingency
         .split_whitespace()
         .filter_map(|w| w.parse().ok())
@@ -311,5 +263,10 @@ async fn researcher_flow(database_url: String) {
     assert!(next_title.contains("901A2"), "{next_title}");
     assert_eq!(points.split_whitespace().count(), 24, "{points}");
     assert!(summary.contains("flow-lora"), "{summary}");
+    assert!(english_nav.contains("Leaderboard"), "{english_nav}");
+    assert!(japanese_nav.contains("試験セット"), "{japanese_nav}");
+    assert!(japanese_header.contains("正答率"), "{japanese_header}");
+    assert_eq!(html_lang.as_deref(), Some("ja"));
+    assert!(english_again.contains("Exam sets"), "{english_again}");
     app.stop().await.expect("clean stop");
 }

@@ -28,7 +28,7 @@ pub struct NewRun {
 
 const RUN_COLUMNS: &str = "r.id, r.model, r.adapter, r.prompt_format, r.status, r.total, r.error, \
      r.created_at, e.name AS exam_set, r.tally_answered, r.tally_correct, r.tally_unparsed, \
-     r.tally_points, r.tally_points_possible, r.year_verdicts";
+     r.tally_points, r.tally_points_possible, r.year_verdicts, r.text_metrics";
 
 /// A run's questions in order with their answers so far (none yet: NULLs); binds the run id as
 /// `$1` and its exam set as `$2`.
@@ -616,30 +616,37 @@ impl Db {
         Ok(row.try_get("id")?)
     }
 
-    /// Stores a succeeded run's per-year verdicts.
-    pub async fn set_year_verdicts(
+    /// Stores a succeeded run's per-year verdicts and text metrics.
+    pub async fn set_final_scores(
         &self,
         run_id: i64,
         years: &[kokushi_shared::api::YearVerdict],
+        metrics: &kokushi_shared::api::RunMetrics,
     ) -> Result<(), DbError> {
-        let json = serde_json::to_string(years).map_err(|e| DbError::Corrupt {
-            table: "runs",
-            column: "year_verdicts",
-            message: e.to_string(),
-        })?;
-        sqlx::query("UPDATE runs SET year_verdicts = $2 WHERE id = $1")
+        let encode = |column: &'static str, json: serde_json::Result<String>| {
+            json.map_err(|e| DbError::Corrupt {
+                table: "runs",
+                column,
+                message: e.to_string(),
+            })
+        };
+        let years = encode("year_verdicts", serde_json::to_string(years))?;
+        let metrics = encode("text_metrics", serde_json::to_string(metrics))?;
+        sqlx::query("UPDATE runs SET year_verdicts = $2, text_metrics = $3 WHERE id = $1")
             .bind(run_id)
-            .bind(json)
+            .bind(years)
+            .bind(metrics)
             .execute(&self.pool)
             .await?;
         Ok(())
     }
 
-    /// Succeeded runs whose per-year verdicts are not stored yet (runs finished before they
-    /// were kept).
-    pub async fn runs_without_year_verdicts(&self) -> Result<Vec<i64>, DbError> {
+    /// Succeeded runs whose per-year verdicts or text metrics are not stored yet (runs
+    /// finished before they were kept).
+    pub async fn runs_without_final_scores(&self) -> Result<Vec<i64>, DbError> {
         let rows = sqlx::query(
-            "SELECT id FROM runs WHERE status = 'succeeded' AND year_verdicts IS NULL ORDER BY id",
+            "SELECT id FROM runs WHERE status = 'succeeded' \
+             AND (year_verdicts IS NULL OR text_metrics IS NULL) ORDER BY id",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -731,6 +738,9 @@ fn run_from_row(row: &sqlx::any::AnyRow, tally: Tally) -> Result<RunSummary, DbE
             .try_get::<Option<String>, _>("year_verdicts")?
             .and_then(|json| serde_json::from_str(&json).ok())
             .unwrap_or_default(),
+        metrics: row
+            .try_get::<Option<String>, _>("text_metrics")?
+            .and_then(|json| serde_json::from_str(&json).ok()),
         created_at: row.try_get("created_at")?,
         error: row.try_get("error")?,
     })

@@ -3,15 +3,17 @@
 use leptos::prelude::*;
 
 use crate::error::ApiError;
+use crate::i18n::{self, t, tf};
 use crate::refresh::POLL_INTERVAL_MS;
 
 #[component]
 pub fn ErrorBanner(error: ApiError) -> impl IntoView {
-    let retry = error
-        .is_transient()
-        .then(|| format!(" Retrying every {} s…", POLL_INTERVAL_MS / 1_000));
+    let retry = error.is_transient().then(|| {
+        let seconds = POLL_INTERVAL_MS / 1_000;
+        format!(" {}", tf(i18n::COMMON_RETRYING, &[("seconds", &seconds)]))
+    });
     let sign_in = error.is_unauthorized().then(|| {
-        view! { " " <a href=crate::paths::LOGIN>"Sign in"</a> }
+        view! { " " <a href=crate::paths::LOGIN>{t(i18n::COMMON_SIGN_IN)}</a> }
     });
     view! {
         <p class="error" role="alert">
@@ -32,7 +34,7 @@ pub fn load_status<T: Send + Sync + 'static>(
     let loading = move || {
         state
             .with(crate::refresh::Loaded::is_loading)
-            .then(|| view! { <p class="loading">"Loading…"</p> })
+            .then(|| view! { <p class="loading">{t(i18n::COMMON_LOADING)}</p> })
     };
     view! {
         {error}

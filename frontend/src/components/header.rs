@@ -5,6 +5,7 @@ use leptos::prelude::*;
 use leptos_router::hooks::use_navigate;
 
 use crate::api;
+use crate::i18n::{self, Locale, t};
 use crate::paths;
 use kokushi_shared::api::Role;
 
@@ -26,19 +27,21 @@ pub fn Header() -> impl IntoView {
             navigate(paths::LOGIN, Default::default());
         });
     };
-    let account = move || match session.0.get() {
+    let account = move || {
+        match session.0.get() {
         SessionState::SignedIn(me) => view! {
             <span class="account">
                 <span id="account-name">{me.username.clone()}</span>
-                <button id="sign-out" type="button" on:click=sign_out.clone()>"Sign out"</button>
+                <button id="sign-out" type="button" on:click=sign_out.clone()>{t(i18n::COMMON_SIGN_OUT)}</button>
             </span>
         }
         .into_any(),
         SessionState::SignedOut => view! {
-            <a class="account" id="sign-in" href=paths::LOGIN>"Sign in"</a>
+            <a class="account" id="sign-in" href=paths::LOGIN>{t(i18n::COMMON_SIGN_IN)}</a>
         }
         .into_any(),
         SessionState::Unknown => ().into_any(),
+    }
     };
     // Links by role: researchers (and admins) the evaluation pages, admins the workers too.
     // The server enforces the same on every endpoint; this only hides what would be refused.
@@ -48,11 +51,11 @@ pub fn Header() -> impl IntoView {
         view! {
             <nav class="site-nav">
                 {researcher.then(|| view! {
-                    <a href=paths::HOME>"Leaderboard"</a>
-                    <a href=paths::JOBS>"Jobs"</a>
-                    <a href=paths::EXAM_SETS>"Exam sets"</a>
+                    <a href=paths::HOME>{t(i18n::COMMON_NAV_LEADERBOARD)}</a>
+                    <a href=paths::JOBS>{t(i18n::COMMON_NAV_JOBS)}</a>
+                    <a href=paths::EXAM_SETS>{t(i18n::COMMON_NAV_EXAM_SETS)}</a>
                 })}
-                {admin.then(|| view! { <a href=paths::WORKERS>"Workers"</a> })}
+                {admin.then(|| view! { <a href=paths::WORKERS>{t(i18n::COMMON_NAV_WORKERS)}</a> })}
             </nav>
         }
     };
@@ -63,8 +66,26 @@ pub fn Header() -> impl IntoView {
                 <span lang="ja">"国試"</span>
             </a>
             {nav}
-            <span class="tagline">"Japanese medical LLMs on the National Medical Licensing Examination"</span>
+            <span class="tagline">{t(i18n::COMMON_BRAND_TAGLINE)}</span>
+            <LocaleSwitch />
             {account}
         </header>
+    }
+}
+
+/// A button naming the other language in that language; choosing it reloads the page in it.
+#[component]
+fn LocaleSwitch() -> impl IntoView {
+    let current = i18n::locale();
+    let other = Locale::ALL
+        .into_iter()
+        .find(|l| *l != current)
+        .unwrap_or(current);
+    view! {
+        <button id="locale-switch" class="locale-switch" type="button" lang=other.code()
+            title=t(i18n::COMMON_SWITCH_LANGUAGE)
+            on:click=move |_| i18n::switch(other)>
+            {other.name()}
+        </button>
     }
 }

@@ -4,81 +4,96 @@ use kokushi_shared::api::RunLineage;
 use leptos::prelude::*;
 
 use crate::format;
+use crate::i18n::{self, t, tf};
 
 fn hash(value: Option<String>) -> AnyView {
     match value {
         Some(h) => view! { <code class="hash">{h}</code> }.into_any(),
-        None => view! { <span class="hint">"not in the model store any more"</span> }.into_any(),
+        None => view! { <span class="hint">{t(i18n::LINEAGE_NOT_IN_STORE)}</span> }.into_any(),
     }
 }
 
 #[component]
 pub fn LineageCard(lineage: RunLineage) -> impl IntoView {
     let l = lineage;
-    let tuning = l.tuning.clone().map(|t| {
-        let lr = t
+    let tuning = l.tuning.clone().map(|tuning| {
+        let lr = tuning
             .last_loss
             .map_or_else(|| format::NONE.to_owned(), |v| format!("{v:.4}"));
         view! {
-            <dt>"Tuning"</dt>
+            <dt>{t(i18n::LINEAGE_TUNING)}</dt>
             <dd>
-                <a href=crate::paths::tuning_path(t.id)>{format!("#{} ", t.id)}</a>
-                {format!(
-                    "{} on {} · preset {} · {} steps · {} · last loss {lr}",
-                    t.adapter, t.data_exam_set, t.preset, t.steps, t.prompt_format,
+                <a href=crate::paths::tuning_path(tuning.id)>{format!("#{} ", tuning.id)}</a>
+                {tf(
+                    i18n::LINEAGE_TUNING_VALUE,
+                    &[
+                        ("adapter", &tuning.adapter),
+                        ("data", &tuning.data_exam_set),
+                        ("preset", &tuning.preset),
+                        ("steps", &tuning.steps),
+                        ("format", &tuning.prompt_format),
+                        ("loss", &lr),
+                    ],
                 )}
             </dd>
         }
     });
     let adapter = l.adapter.clone().map(|a| {
         view! {
-            <dt>"Adapter"</dt>
+            <dt>{t(i18n::LINEAGE_ADAPTER)}</dt>
             <dd>{a} " " {hash(l.adapter_sha256.clone())}</dd>
         }
     });
     view! {
         <section class="lineage" id="lineage">
-            <h2>"Lineage"</h2>
+            <h2>{t(i18n::LINEAGE_TITLE)}</h2>
             <dl class="summary">
-                <dt>"Exam set"</dt>
+                <dt>{t(i18n::LINEAGE_EXAM_SET)}</dt>
                 <dd>
                     {format!("{} v{} · ", l.exam_set.name, l.exam_set.version)}
                     <code class="hash">{l.exam_set.content_hash.clone()}</code>
                 </dd>
-                <dt>"Prompt template"</dt>
+                <dt>{t(i18n::LINEAGE_PROMPT_TEMPLATE)}</dt>
                 <dd>
                     <code>{l.prompt_format.clone()}</code>
                     " "
                     <code class="hash">{l.prompt_template_sha256.clone()}</code>
                 </dd>
-                <dt>"Model"</dt>
+                <dt>{t(i18n::LINEAGE_MODEL)}</dt>
                 <dd>{l.model.clone()} " " {hash(l.model_sha256.clone())}</dd>
-                <dt>"Loaded as"</dt>
+                <dt>{t(i18n::LINEAGE_LOADED_AS)}</dt>
                 <dd>{l.model_info.clone().unwrap_or_else(|| format::NONE.to_owned())}</dd>
                 {adapter}
                 {tuning}
-                <dt>"Decoding"</dt>
+                <dt>{t(i18n::LINEAGE_DECODING)}</dt>
                 <dd>
-                    {format!(
-                        "{} · at most {} new tokens · seed {}",
-                        l.decoding,
-                        l.max_new_tokens,
-                        l.seed.map_or_else(|| "none (nothing is drawn at random)".to_owned(), |s| s.to_string()),
+                    {tf(
+                        i18n::LINEAGE_DECODING_VALUE,
+                        &[
+                            ("decoding", &l.decoding),
+                            ("max", &l.max_new_tokens),
+                            (
+                                "seed",
+                                &l.seed.map_or_else(|| t(i18n::LINEAGE_NO_SEED).to_owned(), |s| s.to_string()),
+                            ),
+                        ],
                     )}
                 </dd>
-                <dt>"Extraction rules"</dt>
+                <dt>{t(i18n::LINEAGE_EXTRACTION_RULES)}</dt>
                 <dd>
                     <code>{l.rules_version.clone().unwrap_or_else(|| format::NONE.to_owned())}</code>
                 </dd>
-                <dt>"Software"</dt>
+                <dt>{t(i18n::LINEAGE_SOFTWARE)}</dt>
                 <dd>
-                    {format!(
-                        "Kokushi {} · worker {}",
-                        l.kokushi_version,
-                        l.worker.clone().unwrap_or_else(|| format::NONE.to_owned()),
+                    {tf(
+                        i18n::LINEAGE_SOFTWARE_VALUE,
+                        &[
+                            ("version", &l.kokushi_version),
+                            ("worker", &l.worker.clone().unwrap_or_else(|| format::NONE.to_owned())),
+                        ],
                     )}
                 </dd>
-                <dt>"Leakage gate"</dt>
+                <dt>{t(i18n::LINEAGE_LEAKAGE_GATE)}</dt>
                 <dd>{l.leakage.clone()}</dd>
             </dl>
         </section>

@@ -5,6 +5,7 @@ use kokushi_shared::exam::choice_letter;
 use leptos::prelude::*;
 
 use crate::format::{self, Outcome};
+use crate::i18n::{self, t};
 
 /// Question stems longer than this are shortened, with the full text a click away.
 const SHORT_TEXT_CHARS: usize = 80;
@@ -58,7 +59,7 @@ pub fn QuestionRow(run_id: i64, question: QuestionResult) -> impl IntoView {
         }
         None => view! {
             <td class="output" colspan="4">
-                <span class="waiting">"waiting"</span>
+                <span class="waiting">{t(i18n::FORMAT_WAITING)}</span>
             </td>
         }
         .into_any(),

@@ -5,6 +5,7 @@ use leptos::prelude::*;
 
 use crate::components::status_badge::StatusBadge;
 use crate::components::whisker::AccuracyWhisker;
+use crate::i18n::{self, t, tf};
 use crate::table::toggle_selected;
 use crate::{format, paths};
 
@@ -29,23 +30,31 @@ pub fn RunRow(run: RunSummary, selected: RwSignal<Vec<i64>>) -> impl IntoView {
                 (None, None) => "—".to_owned(),
             };
             let (class, mark, what) = match y.pass {
-                Some(true) => ("year-chip pass", "✓", "pass"),
-                Some(false) => ("year-chip fail", "✗", "fail"),
-                None => (
-                    "year-chip",
-                    "",
-                    "no verdict (criteria unknown or the year incomplete)",
-                ),
+                Some(true) => ("year-chip pass", "✓", t(i18n::LEADERBOARD_YEAR_PASS)),
+                Some(false) => ("year-chip fail", "✗", t(i18n::LEADERBOARD_YEAR_FAIL)),
+                None => ("year-chip", "", t(i18n::LEADERBOARD_YEAR_NO_VERDICT)),
             };
-            let title = format!(
-                "{label}: {} · {}/{} points · {what}",
-                format::percent(y.accuracy),
-                y.points,
-                y.points_max
+            let title = tf(
+                i18n::LEADERBOARD_YEAR_TITLE,
+                &[
+                    ("label", &label),
+                    ("accuracy", &format::percent(y.accuracy)),
+                    ("points", &y.points),
+                    ("max", &y.points_max),
+                    ("verdict", &what),
+                ],
             );
             view! { <span class=class title=title>{format!("{label}{mark}")}</span> }
         })
         .collect_view();
+    let share = |count: fn(&kokushi_shared::api::RunMetrics) -> u32| {
+        run.metrics.as_ref().map_or_else(
+            || format::NONE.to_owned(),
+            |m| format::share(count(m), m.questions),
+        )
+    };
+    let exact = share(|m| m.exact_match);
+    let gestalt = share(|m| m.gestalt_correct);
     view! {
         <tr
             class="run-row"
@@ -56,7 +65,7 @@ pub fn RunRow(run: RunSummary, selected: RwSignal<Vec<i64>>) -> impl IntoView {
                 <input
                     type="checkbox"
                     class="select-run"
-                    aria-label=format!("Select run {id} for comparison")
+                    aria-label=tf(i18n::LEADERBOARD_SELECT_RUN, &[("id", &id)])
                     prop:checked=move || selected.with(|s| s.contains(&id))
                     on:change=move |_| selected.update(|s| *s = toggle_selected(s, id))
                 />
@@ -68,7 +77,7 @@ pub fn RunRow(run: RunSummary, selected: RwSignal<Vec<i64>>) -> impl IntoView {
                 {run
                     .adapter
                     .map(|adapter| {
-                        view! { <span class="adapter" title="LoRA adapter">" + "{adapter}</span> }
+                        view! { <span class="adapter" title=t(i18n::LEADERBOARD_ADAPTER_TITLE)>" + "{adapter}</span> }
                     })}
             </td>
             <td class="exam-set">{run.exam_set}</td>
@@ -85,6 +94,8 @@ pub fn RunRow(run: RunSummary, selected: RwSignal<Vec<i64>>) -> impl IntoView {
                     .zip(run.accuracy_interval)
                     .map(|(point, interval)| view! { <AccuracyWhisker point interval /> })}
             </td>
+            <td class="exact-match num">{exact}</td>
+            <td class="gestalt num">{gestalt}</td>
             <td class="years">{years}</td>
             <td class="points num">{format::points(&run.tally)}</td>
             <td class="parse-failures num">{run.tally.parse_failures}</td>
@@ -94,9 +105,9 @@ pub fn RunRow(run: RunSummary, selected: RwSignal<Vec<i64>>) -> impl IntoView {
                 <a
                     class="lineage-link"
                     href=format!("{}#lineage", paths::run_path(id))
-                    title="Lineage: the hashes and settings this score depends on"
+                    title=t(i18n::LEADERBOARD_LINEAGE_LINK_TITLE)
                 >
-                    "lineage"
+                    {t(i18n::LEADERBOARD_LINEAGE_LINK)}
                 </a>
             </td>
         </tr>

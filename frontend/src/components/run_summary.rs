@@ -5,6 +5,7 @@ use leptos::prelude::*;
 
 use crate::components::status_badge::StatusBadge;
 use crate::format;
+use crate::i18n::{self, t};
 
 #[component]
 pub fn RunSummaryList(detail: RunDetail) -> impl IntoView {
@@ -14,35 +15,35 @@ pub fn RunSummaryList(detail: RunDetail) -> impl IntoView {
         .unwrap_or_else(|| format::NONE.to_owned());
     let error = run.error.map(|message| {
         view! {
-            <dt>"Error"</dt>
+            <dt>{t(i18n::RUN_SUMMARY_ERROR)}</dt>
             <dd class="run-error">{message}</dd>
         }
     });
     view! {
         <dl id="run-summary" class="summary">
-            <dt>"Status"</dt>
+            <dt>{t(i18n::RUN_SUMMARY_STATUS)}</dt>
             <dd>
                 <StatusBadge status=run.status />
             </dd>
-            <dt>"Exam set"</dt>
+            <dt>{t(i18n::RUN_SUMMARY_EXAM_SET)}</dt>
             <dd>{run.exam_set}</dd>
-            <dt>"Prompt format"</dt>
+            <dt>{t(i18n::RUN_SUMMARY_PROMPT_FORMAT)}</dt>
             <dd>
                 <code>{run.prompt_format}</code>
             </dd>
-            <dt>"Progress"</dt>
+            <dt>{t(i18n::RUN_SUMMARY_PROGRESS)}</dt>
             <dd class="progress">{format::progress(run.tally.answered, run.total)}</dd>
-            <dt>"Accuracy"</dt>
+            <dt>{t(i18n::RUN_SUMMARY_ACCURACY)}</dt>
             <dd class="accuracy">{format::accuracy(&run.tally)}</dd>
-            <dt>"Points"</dt>
+            <dt>{t(i18n::RUN_SUMMARY_POINTS)}</dt>
             <dd class="points">{format::points(&run.tally)}</dd>
-            <dt>"Parse failures"</dt>
+            <dt>{t(i18n::RUN_SUMMARY_PARSE_FAILURES)}</dt>
             <dd class="parse-failures">{run.tally.parse_failures}</dd>
-            <dt>"Extraction rules"</dt>
+            <dt>{t(i18n::RUN_SUMMARY_EXTRACTION_RULES)}</dt>
             <dd class="rules-version">
                 <code>{rules}</code>
             </dd>
-            <dt>"Started"</dt>
+            <dt>{t(i18n::RUN_SUMMARY_STARTED)}</dt>
             <dd class="created-at">{run.created_at}</dd>
             {error}
         </dl>

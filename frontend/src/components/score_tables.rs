@@ -8,11 +8,16 @@ use leptos::prelude::*;
 use crate::chart::bar_percent;
 use crate::components::whisker::AccuracyWhisker;
 use crate::format;
+use crate::i18n::{self, t, tf};
 
 fn verdict(group: &GroupScore) -> AnyView {
     match group.pass {
-        Some(true) => view! { <span class="verdict pass">"Pass"</span> }.into_any(),
-        Some(false) => view! { <span class="verdict fail">"Fail"</span> }.into_any(),
+        Some(true) => {
+            view! { <span class="verdict pass">{t(i18n::RUN_SCORE_PASS)}</span> }.into_any()
+        }
+        Some(false) => {
+            view! { <span class="verdict fail">{t(i18n::RUN_SCORE_FAIL)}</span> }.into_any()
+        }
         None => view! {
             <span class="verdict unknown" title=group.notes.join(" ")>
                 "—"
@@ -22,7 +27,9 @@ fn verdict(group: &GroupScore) -> AnyView {
     }
 }
 
-fn group_row(label: String, group: GroupScore) -> impl IntoView {
+/// One row of the year table; `key` (the year's label, or `All`) marks it for tests and styles
+/// in every language, `label` is what the row shows.
+fn group_row(key: String, label: String, group: GroupScore) -> impl IntoView {
     let whisker = group
         .accuracy_interval
         .map(|interval| view! { <AccuracyWhisker point=group.accuracy interval /> });
@@ -31,7 +38,6 @@ fn group_row(label: String, group: GroupScore) -> impl IntoView {
         .map_or_else(|| format::NONE.to_owned(), |n| n.to_string());
     let required = format!("{}/{}", group.required_points, group.required_max);
     let general = format!("{}/{}", group.general_points, group.general_max);
-    let key = label.clone();
     view! {
         <tr class="year-row" data-year=key>
             <td>{label}</td>
@@ -53,6 +59,14 @@ fn group_row(label: String, group: GroupScore) -> impl IntoView {
 }
 
 fn breakdown_bars(title: &'static str, rows: Vec<Breakdown>) -> impl IntoView {
+    // Sections are named by their API ids (`required`); blocks and specialties are data.
+    let label = |b: &Breakdown| {
+        if b.by == "section" {
+            format::section(&b.key).to_owned()
+        } else {
+            b.key.clone()
+        }
+    };
     let items = rows
         .into_iter()
         .map(|b| {
@@ -68,7 +82,7 @@ fn breakdown_bars(title: &'static str, rows: Vec<Breakdown>) -> impl IntoView {
             let warning = b.warning.clone();
             view! {
                 <li class="bar-row" title=warning>
-                    <span class="bar-label">{b.key.clone()}</span>
+                    <span class="bar-label">{label(&b)}</span>
                     <span class="bar-track">
                         <span class="bar-fill" style:width=bar_percent(b.accuracy)></span>
                         {ci}
@@ -94,16 +108,27 @@ pub fn ScoreTables(report: ScoreReport) -> impl IntoView {
         .years
         .into_iter()
         .map(|g| {
-            let label = match (&g.exam, g.year) {
-                (Some(exam), Some(year)) => format!("第{exam}回 ({year})"),
-                (None, Some(year)) => year.to_string(),
-                (Some(exam), None) => exam.clone(),
-                (None, None) => "—".to_owned(),
+            // `data-year` stays the same in every language; the label follows the page's.
+            let (key, label) = match (&g.exam, g.year) {
+                (Some(exam), Some(year)) => (
+                    format!("第{exam}回 ({year})"),
+                    tf(
+                        i18n::RUN_SCORE_EXAM_YEAR,
+                        &[("exam", exam), ("year", &year)],
+                    ),
+                ),
+                (None, Some(year)) => (year.to_string(), year.to_string()),
+                (Some(exam), None) => (exam.clone(), exam.clone()),
+                (None, None) => ("—".to_owned(), "—".to_owned()),
             };
-            group_row(label, g)
+            group_row(key, label, g)
         })
         .collect_view();
-    let overall = group_row("All".to_owned(), report.overall);
+    let overall = group_row(
+        "All".to_owned(),
+        t(i18n::RUN_SCORE_ALL).to_owned(),
+        report.overall,
+    );
     let by = |what: &str| -> Vec<Breakdown> {
         report
             .breakdowns
@@ -115,36 +140,45 @@ pub fn ScoreTables(report: ScoreReport) -> impl IntoView {
     let (blocks, sections, specialties) = (by("block"), by("section"), by("specialty"));
     view! {
         <section class="scores" id="scores">
-            <h2>"Scores by exam year"</h2>
+            <h2>{t(i18n::RUN_SCORE_HEADING)}</h2>
             <table id="year-scores">
                 <thead>
                     <tr>
-                        <th>"Exam"</th>
-                        <th class="num">"Questions"</th>
-                        <th class="num">"Accuracy (95% CI)"</th>
-                        <th class="num">"Points"</th>
-                        <th class="num">"Required"</th>
-                        <th class="num">"General"</th>
-                        <th class="num">"Prohibited chosen"</th>
-                        <th class="num">"Exact match"</th>
-                        <th class="num">"Gestalt"</th>
-                        <th class="num">"Parse failures"</th>
-                        <th>"Verdict"</th>
+                        <th>{t(i18n::RUN_SCORE_COL_EXAM)}</th>
+                        <th class="num">{t(i18n::RUN_SCORE_COL_QUESTIONS)}</th>
+                        <th class="num">{t(i18n::RUN_SCORE_COL_ACCURACY)}</th>
+                        <th class="num">{t(i18n::RUN_SCORE_COL_POINTS)}</th>
+                        <th class="num">{t(i18n::RUN_SCORE_COL_REQUIRED)}</th>
+                        <th class="num">{t(i18n::RUN_SCORE_COL_GENERAL)}</th>
+                        <th class="num">{t(i18n::RUN_SCORE_COL_PROHIBITED)}</th>
+                        <th class="num">{t(i18n::RUN_SCORE_COL_EXACT_MATCH)}</th>
+                        <th class="num">{t(i18n::RUN_SCORE_COL_GESTALT)}</th>
+                        <th class="num">{t(i18n::RUN_SCORE_COL_PARSE_FAILURES)}</th>
+                        <th>{t(i18n::RUN_SCORE_COL_VERDICT)}</th>
                     </tr>
                 </thead>
                 <tbody>{years} {overall}</tbody>
             </table>
             <p class="note">
-                {format!(
-                    "Scored with rules {} in {} mode. Pass: required section ≥ 80%, general section at the year's cut-off, at most 3 prohibited choices.",
-                    report.rules_version,
-                    if report.options.mode == kokushi_shared::score::LetterMode::Strict { "strict" } else { "lenient" },
+                {tf(
+                    i18n::RUN_SCORE_NOTE,
+                    &[
+                        ("rules", &report.rules_version),
+                        (
+                            "mode",
+                            &if report.options.mode == kokushi_shared::score::LetterMode::Strict {
+                                t(i18n::RUN_SCORE_MODE_STRICT)
+                            } else {
+                                t(i18n::RUN_SCORE_MODE_LENIENT)
+                            },
+                        ),
+                    ],
                 )}
             </p>
             <div class="breakdowns">
-                {(!sections.is_empty()).then(|| breakdown_bars("By section", sections))}
-                {(!blocks.is_empty()).then(|| breakdown_bars("By block", blocks))}
-                {(!specialties.is_empty()).then(|| breakdown_bars("By specialty", specialties))}
+                {(!sections.is_empty()).then(|| breakdown_bars(t(i18n::RUN_SCORE_BY_SECTION), sections))}
+                {(!blocks.is_empty()).then(|| breakdown_bars(t(i18n::RUN_SCORE_BY_BLOCK), blocks))}
+                {(!specialties.is_empty()).then(|| breakdown_bars(t(i18n::RUN_SCORE_BY_SPECIALTY), specialties))}
             </div>
         </section>
     }

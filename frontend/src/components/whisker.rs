@@ -4,17 +4,20 @@ use leptos::prelude::*;
 
 use crate::chart::whisker;
 use crate::format;
+use crate::i18n::{self, tf};
 
 const WIDTH: f64 = 96.0;
 
 #[component]
 pub fn AccuracyWhisker(point: f64, interval: (f64, f64)) -> impl IntoView {
     let w = whisker(point, interval, WIDTH);
-    let title = format!(
-        "{} (95% CI {} – {})",
-        format::percent(point),
-        format::percent(interval.0),
-        format::percent(interval.1)
+    let title = tf(
+        i18n::LEADERBOARD_WHISKER_TITLE,
+        &[
+            ("point", &format::percent(point)),
+            ("low", &format::percent(interval.0)),
+            ("high", &format::percent(interval.1)),
+        ],
     );
     let label = title.clone();
     view! {

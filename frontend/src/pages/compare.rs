@@ -7,6 +7,7 @@ use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 
 use crate::components::error_banner::ErrorBanner;
+use crate::i18n::{self, t, tf};
 use crate::poll::poll;
 use crate::refresh::Loaded;
 use crate::{format, paths};
@@ -26,10 +27,11 @@ pub fn ComparePage() -> impl IntoView {
         (Some(first), Some(second)) => view! { <Comparison first second /> }.into_any(),
         _ => view! {
             <section class="compare">
-                <h1>"Compare two runs"</h1>
+                <h1>{t(i18n::COMPARE_TITLE)}</h1>
                 <p class="error" role="alert">
-                    "Choose two runs on the " <a href=paths::HOME>"leaderboard"</a>
-                    " (tick two rows), then press Compare."
+                    {t(i18n::COMPARE_CHOOSE_BEFORE)}
+                    <a href=paths::HOME>{t(i18n::COMPARE_CHOOSE_LINK)}</a>
+                    {t(i18n::COMPARE_CHOOSE_AFTER)}
                 </p>
             </section>
         }
@@ -56,12 +58,12 @@ fn Comparison(first: i64, second: i64) -> impl IntoView {
     let loading = move || {
         state
             .with(Loaded::is_loading)
-            .then(|| view! { <p class="loading">"Comparing… (bootstrap resampling)"</p> })
+            .then(|| view! { <p class="loading">{t(i18n::COMPARE_COMPARING)}</p> })
     };
     let body = move || state.with(|s| s.latest.clone()).map(comparison_view);
     view! {
         <section class="compare">
-            <h1 id="compare-title">{format!("Run {first} against run {second}")}</h1>
+            <h1 id="compare-title">{tf(i18n::COMPARE_HEADING, &[("first", &first), ("second", &second)])}</h1>
             {error}
             {loading}
             {body}
@@ -73,19 +75,18 @@ fn comparison_view(c: RunComparison) -> impl IntoView {
     let p = c.comparison.clone();
     let (a, b) = (c.first.id, c.second.id);
     let significant = p.mcnemar_p < 1.0 - c.confidence;
+    let level = format!("{:.0}", c.confidence * 100.0);
+    let p_value = format!("{:.4}", p.mcnemar_p);
     let verdict = if p.only_first + p.only_second == 0 {
-        "The two runs are right and wrong on exactly the same questions.".to_owned()
-    } else if significant {
-        format!(
-            "The difference is significant at the {:.0}% level (exact McNemar p = {:.4}).",
-            c.confidence * 100.0,
-            p.mcnemar_p
-        )
+        t(i18n::COMPARE_VERDICT_SAME).to_owned()
     } else {
-        format!(
-            "The difference is not significant at the {:.0}% level (exact McNemar p = {:.4}).",
-            c.confidence * 100.0,
-            p.mcnemar_p
+        tf(
+            if significant {
+                i18n::COMPARE_VERDICT_SIGNIFICANT
+            } else {
+                i18n::COMPARE_VERDICT_NOT_SIGNIFICANT
+            },
+            &[("level", &level), ("p", &p_value)],
         )
     };
     let rows = c
@@ -96,7 +97,7 @@ fn comparison_view(c: RunComparison) -> impl IntoView {
             let text = format::shorten(&d.text, 60).unwrap_or_else(|| d.text.clone());
             let answer = |x: &Option<String>| match x {
                 None => format::NONE.to_owned(),
-                Some(s) if s.is_empty() => "parse failed".to_owned(),
+                Some(s) if s.is_empty() => t(i18n::COMPARE_PARSE_FAILED).to_owned(),
                 Some(s) => s.clone(),
             };
             view! {
@@ -122,13 +123,13 @@ fn comparison_view(c: RunComparison) -> impl IntoView {
     view! {
         <div class="compare-runs">
             <div class="run-card">
-                <span class="label">"First"</span>
+                <span class="label">{t(i18n::COMPARE_FIRST)}</span>
                 <a href=paths::run_path(a) id="compare-first">{run_label(&c.first)}</a>
                 <span class="big">{format::percent(c.first_accuracy)}</span>
                 <span class="hint">{c.first.exam_set.clone()}</span>
             </div>
             <div class="run-card">
-                <span class="label">"Second"</span>
+                <span class="label">{t(i18n::COMPARE_SECOND)}</span>
                 <a href=paths::run_path(b) id="compare-second">{run_label(&c.second)}</a>
                 <span class="big">{format::percent(c.second_accuracy)}</span>
                 <span class="hint">{c.second.exam_set.clone()}</span>
@@ -140,49 +141,56 @@ fn comparison_view(c: RunComparison) -> impl IntoView {
                 <thead>
                     <tr>
                         <th></th>
-                        <th>"Second right"</th>
-                        <th>"Second wrong"</th>
+                        <th>{t(i18n::COMPARE_SECOND_RIGHT)}</th>
+                        <th>{t(i18n::COMPARE_SECOND_WRONG)}</th>
                     </tr>
                 </thead>
                 <tbody>
                     <tr>
-                        <th>"First right"</th>
+                        <th>{t(i18n::COMPARE_FIRST_RIGHT)}</th>
                         <td class="num">{p.both_correct}</td>
                         <td class="num strong">{p.only_first}</td>
                     </tr>
                     <tr>
-                        <th>"First wrong"</th>
+                        <th>{t(i18n::COMPARE_FIRST_WRONG)}</th>
                         <td class="num strong">{p.only_second}</td>
                         <td class="num">{p.neither}</td>
                     </tr>
                 </tbody>
             </table>
             <dl class="summary">
-                <dt>"Accuracy difference"</dt>
-                <dd>{format!("{:+.1} points of percentage", p.accuracy_difference * 100.0)}</dd>
-                <dt>"Points difference"</dt>
-                <dd id="points-difference">
-                    {format!(
-                        "{:+} ({:.0}% CI {:+} to {:+}, paired bootstrap)",
-                        p.points_difference,
-                        c.confidence * 100.0,
-                        p.points_difference_interval.0,
-                        p.points_difference_interval.1
+                <dt>{t(i18n::COMPARE_ACCURACY_DIFFERENCE)}</dt>
+                <dd>
+                    {tf(
+                        i18n::COMPARE_ACCURACY_DIFFERENCE_VALUE,
+                        &[("difference", &format!("{:+.1}", p.accuracy_difference * 100.0))],
                     )}
                 </dd>
-                <dt>"McNemar p (exact, two-sided)"</dt>
-                <dd>{format!("{:.4}", p.mcnemar_p)}</dd>
+                <dt>{t(i18n::COMPARE_POINTS_DIFFERENCE)}</dt>
+                <dd id="points-difference">
+                    {tf(
+                        i18n::COMPARE_POINTS_DIFFERENCE_VALUE,
+                        &[
+                            ("difference", &format!("{:+}", p.points_difference)),
+                            ("level", &level),
+                            ("low", &format!("{:+}", p.points_difference_interval.0)),
+                            ("high", &format!("{:+}", p.points_difference_interval.1)),
+                        ],
+                    )}
+                </dd>
+                <dt>{t(i18n::COMPARE_MCNEMAR_P)}</dt>
+                <dd>{p_value}</dd>
             </dl>
         </div>
-        <h2>{format!("{differing} questions answered differently")}</h2>
+        <h2>{tf(i18n::COMPARE_DIFFERING_HEADING, &[("count", &differing)])}</h2>
         <table id="differing">
             <thead>
                 <tr>
-                    <th>"ID"</th>
-                    <th>"Question"</th>
-                    <th>"Gold"</th>
-                    <th>{format!("Run {a}")}</th>
-                    <th>{format!("Run {b}")}</th>
+                    <th>{t(i18n::COMPARE_COLUMN_ID)}</th>
+                    <th>{t(i18n::COMPARE_COLUMN_QUESTION)}</th>
+                    <th>{t(i18n::COMPARE_COLUMN_GOLD)}</th>
+                    <th>{tf(i18n::COMPARE_COLUMN_RUN, &[("id", &a)])}</th>
+                    <th>{tf(i18n::COMPARE_COLUMN_RUN, &[("id", &b)])}</th>
                 </tr>
             </thead>
             <tbody>{rows}</tbody>

@@ -7,6 +7,7 @@ use wasm_bindgen::JsCast;
 
 use crate::components::error_banner::ErrorBanner;
 use crate::error::ApiError;
+use crate::i18n::{self, t, tf};
 use crate::poll::poll;
 use crate::refresh::Loaded;
 use crate::session::Session;
@@ -32,7 +33,7 @@ pub fn ExamSetsPage() -> impl IntoView {
                 status: 400,
                 body: Some(kokushi_shared::api::ApiErrorBody {
                     code: kokushi_shared::api::ErrorCode::BadRequest,
-                    message: "choose a file to upload".to_owned(),
+                    message: t(i18n::EXAM_SETS_NO_FILE).to_owned(),
                     details: Vec::new(),
                 }),
             })));
@@ -66,17 +67,22 @@ pub fn ExamSetsPage() -> impl IntoView {
         outcome.get().map(|result| match result {
             Ok(report) => {
                 let what = if report.created {
-                    format!(
-                        "Stored “{}” version {}: {} questions ({} text-only).",
-                        report.exam_set.name,
-                        report.exam_set.version,
-                        report.exam_set.question_count,
-                        report.exam_set.text_only_count
+                    tf(
+                        i18n::EXAM_SETS_STORED,
+                        &[
+                            ("name", &report.exam_set.name),
+                            ("version", &report.exam_set.version),
+                            ("count", &report.exam_set.question_count),
+                            ("text_only", &report.exam_set.text_only_count),
+                        ],
                     )
                 } else {
-                    format!(
-                        "“{}” already holds exactly this content (version {}); nothing changed.",
-                        report.exam_set.name, report.exam_set.version
+                    tf(
+                        i18n::EXAM_SETS_UNCHANGED,
+                        &[
+                            ("name", &report.exam_set.name),
+                            ("version", &report.exam_set.version),
+                        ],
                     )
                 };
                 view! { <p class="ok-banner" id="upload-result" role="status">{what}</p> }
@@ -84,7 +90,9 @@ pub fn ExamSetsPage() -> impl IntoView {
             }
             Err(error) => {
                 let details = match &error {
-                    ApiError::Status { body: Some(body), .. } => body.details.clone(),
+                    ApiError::Status {
+                        body: Some(body), ..
+                    } => body.details.clone(),
                     _ => Vec::new(),
                 };
                 let count = details.len();
@@ -106,15 +114,15 @@ pub fn ExamSetsPage() -> impl IntoView {
                         <ErrorBanner error />
                         {(count > 0).then(|| view! {
                             <p class="hint">
-                                {format!("{count} problems; nothing was stored. Mend them and upload the file again.")}
+                                {tf(i18n::EXAM_SETS_PROBLEMS, &[("count", &count)])}
                             </p>
                             <table class="upload-errors">
                                 <thead>
                                     <tr>
-                                        <th>"File"</th>
-                                        <th class="num">"Line"</th>
-                                        <th>"Field"</th>
-                                        <th>"Problem"</th>
+                                        <th>{t(i18n::EXAM_SETS_FILE)}</th>
+                                        <th class="num">{t(i18n::EXAM_SETS_LINE)}</th>
+                                        <th>{t(i18n::EXAM_SETS_FIELD)}</th>
+                                        <th>{t(i18n::EXAM_SETS_PROBLEM)}</th>
                                     </tr>
                                 </thead>
                                 <tbody>{rows}</tbody>
@@ -132,28 +140,28 @@ pub fn ExamSetsPage() -> impl IntoView {
 
     view! {
         <section class="exam-sets">
-            <h1>"Exam sets"</h1>
+            <h1>{t(i18n::COMMON_NAV_EXAM_SETS)}</h1>
             <form class="panel upload" id="upload-form" on:submit=submit>
-                <h2>"Upload"</h2>
+                <h2>{t(i18n::EXAM_SETS_UPLOAD)}</h2>
                 <p class="hint">
-                    "IgakuQA JSON lines (one question a line: problem_id, problem_text, choices, answer, points), or CSV when the file name ends in .csv. The whole file is checked; any problem refuses it whole and lists every one."
+                    {t(i18n::EXAM_SETS_FORMAT_HINT)}
                 </p>
                 <label>
-                    "Name"
+                    {t(i18n::EXAM_SETS_NAME)}
                     <input
                         id="upload-name"
                         type="text"
-                        placeholder="e.g. IgakuQA 2022 (defaults to the file name)"
+                        placeholder=t(i18n::EXAM_SETS_NAME_PLACEHOLDER)
                         prop:value=move || name.get()
                         on:input=move |ev| name.set(event_target_value(&ev))
                     />
                 </label>
                 <label>
-                    "File"
+                    {t(i18n::EXAM_SETS_FILE)}
                     <input id="upload-file" type="file" accept=".jsonl,.json,.csv" node_ref=file_input />
                 </label>
                 <button type="submit" class="primary" id="upload-submit" disabled=move || busy.get()>
-                    {move || if busy.get() { "Uploading…" } else { "Upload" }}
+                    {move || if busy.get() { t(i18n::EXAM_SETS_UPLOADING) } else { t(i18n::EXAM_SETS_UPLOAD) }}
                 </button>
                 {result}
             </form>
@@ -161,12 +169,12 @@ pub fn ExamSetsPage() -> impl IntoView {
             <table id="exam-sets">
                 <thead>
                     <tr>
-                        <th>"Name"</th>
-                        <th class="num">"Version"</th>
-                        <th class="num">"Questions"</th>
-                        <th class="num">"Text-only"</th>
-                        <th>"Content hash"</th>
-                        <th>"Uploaded"</th>
+                        <th>{t(i18n::EXAM_SETS_NAME)}</th>
+                        <th class="num">{t(i18n::EXAM_SETS_VERSION)}</th>
+                        <th class="num">{t(i18n::EXAM_SETS_QUESTIONS)}</th>
+                        <th class="num">{t(i18n::EXAM_SETS_TEXT_ONLY)}</th>
+                        <th>{t(i18n::EXAM_SETS_CONTENT_HASH)}</th>
+                        <th>{t(i18n::EXAM_SETS_UPLOADED)}</th>
                     </tr>
                 </thead>
                 <tbody>

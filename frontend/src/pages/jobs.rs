@@ -10,6 +10,7 @@ use crate::components::error_banner::ErrorBanner;
 use crate::components::status_badge::StatusBadge;
 use crate::error::ApiError;
 use crate::forms::{EvalForm, FieldError, PRESETS, TuneForm, message_for};
+use crate::i18n::{self, t, tf};
 use crate::poll::poll;
 use crate::refresh::{Loaded, leaderboard_unfinished};
 use crate::session::Session;
@@ -71,7 +72,14 @@ fn exam_set_options(sets: &[ExamSetSummary]) -> Vec<(String, String)> {
         .map(|s| {
             (
                 s.id.to_string(),
-                format!("{} v{} · {} questions", s.name, s.version, s.question_count),
+                tf(
+                    i18n::JOBS_EXAM_SET_OPTION,
+                    &[
+                        ("name", &s.name),
+                        ("version", &s.version),
+                        ("count", &s.question_count),
+                    ],
+                ),
             )
         })
         .collect()
@@ -93,9 +101,11 @@ pub fn JobsPage() -> impl IntoView {
     let store = RwSignal::new(Loaded::<Vec<StoreEntry>>::default());
     poll(store, crate::api::models, |_| false);
     let runs = RwSignal::new(Loaded::<Vec<RunSummary>>::default());
-    poll(runs, crate::api::leaderboard, |r: &Vec<RunSummary>| {
-        leaderboard_unfinished(r)
-    });
+    poll(
+        runs,
+        || crate::api::leaderboard(Default::default()),
+        |r: &Vec<RunSummary>| leaderboard_unfinished(r),
+    );
     let tunings = RwSignal::new(Loaded::<Vec<TuningSummary>>::default());
     poll(tunings, crate::api::tunings, |t: &Vec<TuningSummary>| {
         tunings_unfinished(t)
@@ -128,7 +138,11 @@ pub fn JobsPage() -> impl IntoView {
                 .filter(|e| e.runnable && e.format == "peft-lora")
                 .map(|e| {
                     let base = e.base_entry.clone().unwrap_or_else(|| "?".to_owned());
-                    (e.name.clone(), format!("{} (on {base})", e.name))
+                    let label = tf(
+                        i18n::JOBS_ADAPTER_OPTION,
+                        &[("name", &e.name), ("base", &base)],
+                    );
+                    (e.name.clone(), label)
                 })
                 .collect::<Vec<_>>()
         })
@@ -235,9 +249,11 @@ pub fn JobsPage() -> impl IntoView {
             match crate::api::run_action(id, action, &csrf).await {
                 Ok(_) => {
                     queue_error.set(None);
-                    poll(runs, crate::api::leaderboard, |r: &Vec<RunSummary>| {
-                        leaderboard_unfinished(r)
-                    });
+                    poll(
+                        runs,
+                        || crate::api::leaderboard(Default::default()),
+                        |r: &Vec<RunSummary>| leaderboard_unfinished(r),
+                    );
                 }
                 Err(e) => queue_error.set(Some(e)),
             }
@@ -272,102 +288,102 @@ pub fn JobsPage() -> impl IntoView {
 
     view! {
         <section class="jobs">
-            <h1>"Jobs"</h1>
+            <h1>{t(i18n::COMMON_NAV_JOBS)}</h1>
             <div class="forms">
                 <form class="panel" id="eval-form" on:submit=submit_eval>
-                    <h2>"Evaluate a model"</h2>
-                    {field("Exam set", "exam_set", eval_errors, view! {
+                    <h2>{t(i18n::JOBS_EVAL_TITLE)}</h2>
+                    {field(t(i18n::JOBS_EXAM_SET), "exam_set", eval_errors, view! {
                         <select id="eval-exam-set" on:change=move |ev| eval.update(|f| f.exam_set = event_target_value(&ev))>
                             {move || options_of(set_options.get(), eval.with(|f| f.exam_set.clone()))}
                         </select>
                     })}
-                    {field("Model", "model", eval_errors, view! {
+                    {field(t(i18n::JOBS_MODEL), "model", eval_errors, view! {
                         <select id="eval-model" on:change=move |ev| eval.update(|f| f.model = event_target_value(&ev))>
                             {move || options_of(models.get(), eval.with(|f| f.model.clone()))}
                         </select>
                     })}
-                    {field("LoRA adapter", "adapter", eval_errors, view! {
+                    {field(t(i18n::JOBS_LORA_ADAPTER), "adapter", eval_errors, view! {
                         <select id="eval-adapter" on:change=move |ev| eval.update(|f| f.adapter = event_target_value(&ev))>
-                            <option value="">"None"</option>
+                            <option value="">{t(i18n::JOBS_NO_ADAPTER)}</option>
                             {move || options_of(adapters.get(), eval.with(|f| f.adapter.clone()))}
                         </select>
                     })}
-                    {field("Prompt format", "prompt_format", eval_errors, view! {
+                    {field(t(i18n::JOBS_PROMPT_FORMAT), "prompt_format", eval_errors, view! {
                         <select id="eval-format" on:change=move |ev| eval.update(|f| f.prompt_format = event_target_value(&ev))>
                             {move || options_of(format_options(), eval.with(|f| f.prompt_format.clone()))}
                         </select>
                     })}
                     <div class="row">
-                        {field("Questions (empty: all)", "limit", eval_errors, text_input("eval-limit", "all", move || eval.with(|f| f.limit.clone()), move |v| eval.update(|f| f.limit = v)))}
-                        {field("Max new tokens", "max_new_tokens", eval_errors, text_input("eval-tokens", "32", move || eval.with(|f| f.max_new_tokens.clone()), move |v| eval.update(|f| f.max_new_tokens = v)))}
-                        {field("Priority", "priority", eval_errors, view! {
+                        {field(t(i18n::JOBS_LIMIT), "limit", eval_errors, text_input("eval-limit", t(i18n::JOBS_LIMIT_PLACEHOLDER), move || eval.with(|f| f.limit.clone()), move |v| eval.update(|f| f.limit = v)))}
+                        {field(t(i18n::JOBS_MAX_NEW_TOKENS), "max_new_tokens", eval_errors, text_input("eval-tokens", "32", move || eval.with(|f| f.max_new_tokens.clone()), move |v| eval.update(|f| f.max_new_tokens = v)))}
+                        {field(t(i18n::JOBS_PRIORITY), "priority", eval_errors, view! {
                             <select id="eval-priority" on:change=move |ev| eval.update(|f| f.priority = event_target_value(&ev))>
-                                <option value="normal">"normal"</option>
-                                <option value="high">"high"</option>
+                                <option value="normal">{t(i18n::JOBS_PRIORITY_NORMAL)}</option>
+                                <option value="high">{t(i18n::JOBS_PRIORITY_HIGH)}</option>
                             </select>
                         })}
                     </div>
                     <button type="submit" class="primary" id="eval-submit" disabled=move || eval_busy.get()>
-                        "Queue the evaluation"
+                        {t(i18n::JOBS_QUEUE_EVALUATION)}
                     </button>
                     {move || eval_failed.get().map(|error| view! { <ErrorBanner error /> })}
                 </form>
                 <form class="panel" id="tune-form" on:submit=submit_tune>
-                    <h2>"Tune with LoRA"</h2>
-                    {field("Base model", "base_model", tune_errors, view! {
+                    <h2>{t(i18n::JOBS_TUNE_TITLE)}</h2>
+                    {field(t(i18n::JOBS_BASE_MODEL), "base_model", tune_errors, view! {
                         <select id="tune-base" on:change=move |ev| tune.update(|f| f.base_model = event_target_value(&ev))>
                             {move || options_of(models.get(), tune.with(|f| f.base_model.clone()))}
                         </select>
                     })}
-                    {field("New adapter name", "adapter", tune_errors, text_input("tune-adapter", "e.g. igaku-lora-1", move || tune.with(|f| f.adapter.clone()), move |v| tune.update(|f| f.adapter = v)))}
-                    {field("Training data (exam set)", "data_exam_set", tune_errors, view! {
+                    {field(t(i18n::JOBS_NEW_ADAPTER), "adapter", tune_errors, text_input("tune-adapter", t(i18n::JOBS_NEW_ADAPTER_PLACEHOLDER), move || tune.with(|f| f.adapter.clone()), move |v| tune.update(|f| f.adapter = v)))}
+                    {field(t(i18n::JOBS_TRAINING_DATA), "data_exam_set", tune_errors, view! {
                         <select id="tune-data" on:change=move |ev| tune.update(|f| f.data_exam_set = event_target_value(&ev))>
                             {move || options_of(set_options.get(), tune.with(|f| f.data_exam_set.clone()))}
                         </select>
                     })}
                     <div class="row">
-                        {field("Prompt format", "prompt_format", tune_errors, view! {
+                        {field(t(i18n::JOBS_PROMPT_FORMAT), "prompt_format", tune_errors, view! {
                             <select id="tune-format" on:change=move |ev| tune.update(|f| f.prompt_format = event_target_value(&ev))>
                                 {move || options_of(format_options(), tune.with(|f| f.prompt_format.clone()))}
                             </select>
                         })}
-                        {field("Preset", "preset", tune_errors, view! {
+                        {field(t(i18n::JOBS_PRESET), "preset", tune_errors, view! {
                             <select id="tune-preset" on:change=move |ev| tune.update(|f| f.preset = event_target_value(&ev))>
                                 {move || options_of(PRESETS.iter().map(|p| ((*p).to_owned(), (*p).to_owned())).collect(), tune.with(|f| f.preset.clone()))}
                             </select>
                         })}
                     </div>
                     <div class="row">
-                        {field("Steps (empty: one epoch)", "steps", tune_errors, text_input("tune-steps", "one epoch", move || tune.with(|f| f.steps.clone()), move |v| tune.update(|f| f.steps = v)))}
-                        {field("Learning rate", "learning_rate", tune_errors, text_input("tune-lr", "preset", move || tune.with(|f| f.learning_rate.clone()), move |v| tune.update(|f| f.learning_rate = v)))}
-                        {field("Validation share", "validation_share", tune_errors, text_input("tune-validation", "0.1", move || tune.with(|f| f.validation_share.clone()), move |v| tune.update(|f| f.validation_share = v)))}
-                        {field("Seed", "seed", tune_errors, text_input("tune-seed", "preset", move || tune.with(|f| f.seed.clone()), move |v| tune.update(|f| f.seed = v)))}
+                        {field(t(i18n::JOBS_STEPS_FIELD), "steps", tune_errors, text_input("tune-steps", t(i18n::JOBS_STEPS_PLACEHOLDER), move || tune.with(|f| f.steps.clone()), move |v| tune.update(|f| f.steps = v)))}
+                        {field(t(i18n::JOBS_LEARNING_RATE), "learning_rate", tune_errors, text_input("tune-lr", t(i18n::JOBS_PRESET_PLACEHOLDER), move || tune.with(|f| f.learning_rate.clone()), move |v| tune.update(|f| f.learning_rate = v)))}
+                        {field(t(i18n::JOBS_VALIDATION_SHARE), "validation_share", tune_errors, text_input("tune-validation", "0.1", move || tune.with(|f| f.validation_share.clone()), move |v| tune.update(|f| f.validation_share = v)))}
+                        {field(t(i18n::JOBS_SEED), "seed", tune_errors, text_input("tune-seed", t(i18n::JOBS_PRESET_PLACEHOLDER), move || tune.with(|f| f.seed.clone()), move |v| tune.update(|f| f.seed = v)))}
                     </div>
                     <div class="row">
-                        {field("Then evaluate on", "evaluate_exam_set", tune_errors, view! {
+                        {field(t(i18n::JOBS_EVALUATE_ON), "evaluate_exam_set", tune_errors, view! {
                             <select id="tune-evaluate" on:change=move |ev| tune.update(|f| f.evaluate_exam_set = event_target_value(&ev))>
-                                <option value="">"No evaluation"</option>
+                                <option value="">{t(i18n::JOBS_NO_EVALUATION)}</option>
                                 {move || options_of(set_options.get(), tune.with(|f| f.evaluate_exam_set.clone()))}
                             </select>
                         })}
-                        {field("Questions", "evaluate_limit", tune_errors, text_input("tune-evaluate-limit", "all", move || tune.with(|f| f.evaluate_limit.clone()), move |v| tune.update(|f| f.evaluate_limit = v)))}
+                        {field(t(i18n::JOBS_EVALUATE_LIMIT), "evaluate_limit", tune_errors, text_input("tune-evaluate-limit", t(i18n::JOBS_LIMIT_PLACEHOLDER), move || tune.with(|f| f.evaluate_limit.clone()), move |v| tune.update(|f| f.evaluate_limit = v)))}
                     </div>
                     <button type="submit" class="primary" id="tune-submit" disabled=move || tune_busy.get()>
-                        "Queue the tuning"
+                        {t(i18n::JOBS_QUEUE_TUNING)}
                     </button>
                     {move || tune_failed.get().map(|error| view! { <ErrorBanner error /> })}
                 </form>
             </div>
-            <h2>"Queue"</h2>
+            <h2>{t(i18n::JOBS_QUEUE)}</h2>
             {move || queue_error.get().map(|error| view! { <ErrorBanner error /> })}
             <table id="queue-runs">
                 <thead>
                     <tr>
-                        <th>"Run"</th>
-                        <th>"Model"</th>
-                        <th>"Exam set"</th>
-                        <th>"Status"</th>
-                        <th class="num">"Progress"</th>
+                        <th>{t(i18n::JOBS_RUN)}</th>
+                        <th>{t(i18n::JOBS_MODEL)}</th>
+                        <th>{t(i18n::JOBS_EXAM_SET)}</th>
+                        <th>{t(i18n::JOBS_STATUS)}</th>
+                        <th class="num">{t(i18n::JOBS_PROGRESS)}</th>
                         <th></th>
                     </tr>
                 </thead>
@@ -384,26 +400,26 @@ pub fn JobsPage() -> impl IntoView {
                                     <td>{r.exam_set}</td>
                                     <td><StatusBadge status=r.status /></td>
                                     <td class="num">{format::progress(r.tally.answered, r.total)}</td>
-                                    <td><button type="button" on:click=move |_| act_run(id, "cancel")>"Cancel"</button></td>
+                                    <td><button type="button" on:click=move |_| act_run(id, "cancel")>{t(i18n::JOBS_CANCEL)}</button></td>
                                 </tr>
                             }
                         }
                     />
                 </tbody>
             </table>
-            <h2>"Tunings"</h2>
+            <h2>{t(i18n::JOBS_TUNINGS)}</h2>
             <table id="tunings">
                 <thead>
                     <tr>
-                        <th>"Tuning"</th>
-                        <th>"Adapter"</th>
-                        <th>"Base model"</th>
-                        <th>"Data"</th>
-                        <th>"Status"</th>
-                        <th class="num">"Steps"</th>
-                        <th class="num">"Last loss"</th>
-                        <th class="num">"Validation loss"</th>
-                        <th>"Worker"</th>
+                        <th>{t(i18n::JOBS_TUNING)}</th>
+                        <th>{t(i18n::JOBS_ADAPTER)}</th>
+                        <th>{t(i18n::JOBS_BASE_MODEL)}</th>
+                        <th>{t(i18n::JOBS_DATA)}</th>
+                        <th>{t(i18n::JOBS_STATUS)}</th>
+                        <th class="num">{t(i18n::JOBS_STEPS)}</th>
+                        <th class="num">{t(i18n::JOBS_LAST_LOSS)}</th>
+                        <th class="num">{t(i18n::JOBS_VALIDATION_LOSS)}</th>
+                        <th>{t(i18n::JOBS_WORKER)}</th>
                         <th></th>
                     </tr>
                 </thead>
@@ -411,24 +427,24 @@ pub fn JobsPage() -> impl IntoView {
                     <For
                         each=tuning_rows
                         key=|t| (t.id, t.status.as_str(), t.steps_done)
-                        children=move |t| {
-                            let id = t.id;
-                            let finished = t.status.is_finished();
-                            let retryable = matches!(t.status, kokushi_shared::api::RunStatus::Failed | kokushi_shared::api::RunStatus::Cancelled);
+                        children=move |tuning| {
+                            let id = tuning.id;
+                            let finished = tuning.status.is_finished();
+                            let retryable = matches!(tuning.status, kokushi_shared::api::RunStatus::Failed | kokushi_shared::api::RunStatus::Cancelled);
                             view! {
-                                <tr class="tuning-row" data-tuning-id=id title=t.error.clone()>
+                                <tr class="tuning-row" data-tuning-id=id title=tuning.error.clone()>
                                     <td><a href=paths::tuning_path(id)>{format!("#{id}")}</a></td>
-                                    <td>{t.adapter}</td>
-                                    <td>{t.base_model}</td>
-                                    <td>{t.data_exam_set}</td>
-                                    <td><StatusBadge status=t.status /></td>
-                                    <td class="num">{format!("{}/{}", t.steps_done, t.steps)}</td>
-                                    <td class="num">{t.last_loss.map_or_else(|| format::NONE.to_owned(), |l| format!("{l:.4}"))}</td>
-                                    <td class="num">{t.final_validation_loss.map_or_else(|| format::NONE.to_owned(), |l| format!("{l:.4}"))}</td>
-                                    <td>{t.worker.unwrap_or_default()}</td>
+                                    <td>{tuning.adapter}</td>
+                                    <td>{tuning.base_model}</td>
+                                    <td>{tuning.data_exam_set}</td>
+                                    <td><StatusBadge status=tuning.status /></td>
+                                    <td class="num">{format!("{}/{}", tuning.steps_done, tuning.steps)}</td>
+                                    <td class="num">{tuning.last_loss.map_or_else(|| format::NONE.to_owned(), |l| format!("{l:.4}"))}</td>
+                                    <td class="num">{tuning.final_validation_loss.map_or_else(|| format::NONE.to_owned(), |l| format!("{l:.4}"))}</td>
+                                    <td>{tuning.worker.unwrap_or_default()}</td>
                                     <td>
-                                        {(!finished).then(|| view! { <button type="button" on:click=move |_| act_tuning(id, "cancel")>"Cancel"</button> })}
-                                        {retryable.then(|| view! { <button type="button" on:click=move |_| act_tuning(id, "retry")>"Retry"</button> })}
+                                        {(!finished).then(|| view! { <button type="button" on:click=move |_| act_tuning(id, "cancel")>{t(i18n::JOBS_CANCEL)}</button> })}
+                                        {retryable.then(|| view! { <button type="button" on:click=move |_| act_tuning(id, "retry")>{t(i18n::JOBS_RETRY)}</button> })}
                                     </td>
                                 </tr>
                             }

@@ -6,6 +6,7 @@ use leptos_router::hooks::use_navigate;
 
 use crate::api;
 use crate::error::ApiError;
+use crate::i18n::{self, t};
 use crate::paths;
 use crate::session::{Session, SessionState};
 
@@ -41,15 +42,15 @@ pub fn LoginPage() -> impl IntoView {
     };
     view! {
         <section class="login">
-            <h1>"Sign in"</h1>
+            <h1>{t(i18n::COMMON_SIGN_IN)}</h1>
             <form id="login-form" on:submit=submit>
                 <label>
-                    "User name"
+                    {t(i18n::COMMON_USER_NAME)}
                     <input id="login-username" type="text" autocomplete="username" required
                         bind:value=username />
                 </label>
                 <label>
-                    "Password"
+                    {t(i18n::COMMON_PASSWORD)}
                     <input id="login-password" type="password" autocomplete="current-password"
                         required bind:value=password />
                 </label>
@@ -57,10 +58,10 @@ pub fn LoginPage() -> impl IntoView {
                     <p class="error" role="alert">{error.to_string()}</p>
                 })}
                 <button id="login-submit" type="submit" disabled=move || busy.get()>
-                    {move || if busy.get() { "Signing in…" } else { "Sign in" }}
+                    {move || if busy.get() { t(i18n::COMMON_SIGNING_IN) } else { t(i18n::COMMON_SIGN_IN) }}
                 </button>
             </form>
-            <p class="note">"Accounts are made by an admin (kokushi admin create, or the users API)."</p>
+            <p class="note">{t(i18n::COMMON_ACCOUNTS_NOTE)}</p>
         </section>
     }
 }

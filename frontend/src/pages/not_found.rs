@@ -2,15 +2,16 @@
 
 use leptos::prelude::*;
 
+use crate::i18n::{self, t};
 use crate::paths;
 
 #[component]
 pub fn NotFoundPage() -> impl IntoView {
     view! {
         <section class="not-found">
-            <h1>"Page not found"</h1>
+            <h1>{t(i18n::COMMON_NOT_FOUND_TITLE)}</h1>
             <p>
-                <a href=paths::HOME>"Back to the leaderboard"</a>
+                <a href=paths::HOME>{t(i18n::COMMON_BACK_TO_LEADERBOARD)}</a>
             </p>
         </section>
     }

@@ -11,6 +11,7 @@ use leptos_router::hooks::{use_navigate, use_params_map};
 use crate::chart::bar_percent;
 use crate::components::credit_footer::CreditFooter;
 use crate::components::error_banner::load_status;
+use crate::i18n::{self, t, tf};
 use crate::poll::poll;
 use crate::refresh::Loaded;
 use crate::{format, paths};
@@ -30,7 +31,7 @@ pub fn QuestionPage() -> impl IntoView {
         (Some(run), problem_id) => view! { <QuestionScreen run problem_id /> }.into_any(),
         (None, _) => view! {
             <section class="question-view">
-                <h1>"No such run"</h1>
+                <h1>{t(i18n::RUN_NO_SUCH_RUN)}</h1>
             </section>
         }
         .into_any(),
@@ -84,7 +85,7 @@ fn QuestionScreen(run: i64, problem_id: String) -> impl IntoView {
     view! {
         <section class="question-view">
             <p class="crumbs">
-                <a href=paths::run_path(run)>{format!("Run {run}")}</a>
+                <a href=paths::run_path(run)>{tf(i18n::RUN_TITLE, &[("id", &run)])}</a>
                 " › "
                 {problem_id.clone()}
             </p>
@@ -135,14 +136,14 @@ fn view_of(run: i64, v: QuestionView) -> impl IntoView {
                     <span class="letter">{letter.to_string()}</span>
                     <span class="choice-text">{text.clone()}</span>
                     <span class="marks">
-                        {is_gold.then(|| view! { <span class="tag gold-tag">"gold"</span> })}
-                        {is_chosen.then(|| view! { <span class="tag chosen-tag">"model"</span> })}
+                        {is_gold.then(|| view! { <span class="tag gold-tag">{t(i18n::QUESTION_TAG_GOLD)}</span> })}
+                        {is_chosen.then(|| view! { <span class="tag chosen-tag">{t(i18n::QUESTION_TAG_MODEL)}</span> })}
                         {is_prohibited.then(|| view! {
-                            <span class="tag prohibited-tag" title="Prohibited choice (禁忌肢)" lang="ja">"禁忌"</span>
+                            <span class="tag prohibited-tag" title=t(i18n::QUESTION_PROHIBITED_TITLE) lang="ja">"禁忌"</span>
                         })}
                     </span>
                     {similarity.map(|g| view! {
-                        <span class="bar-track gestalt" title="Gestalt similarity of the reply to this choice">
+                        <span class="bar-track gestalt" title=t(i18n::QUESTION_GESTALT_TITLE)>
                             <span class="bar-fill" style:width=bar_percent(g)></span>
                         </span>
                         <span class="bar-value num">{format!("{g:.3}")}</span>
@@ -153,21 +154,28 @@ fn view_of(run: i64, v: QuestionView) -> impl IntoView {
         .collect_view();
     let meta = q.meta.clone();
     let facts = [
-        ("Exam", meta.exam.map(|e| format!("第{e}回"))),
-        ("Year", meta.year.map(|y| y.to_string())),
         (
-            "Section",
-            meta.section.map(|s| format!("{s:?}").to_lowercase()),
+            t(i18n::QUESTION_FACT_EXAM),
+            meta.exam
+                .map(|e| tf(i18n::QUESTION_EXAM_NUMBER, &[("exam", &e)])),
         ),
-        ("Specialty", meta.specialty.clone()),
-        ("Points", Some(q.points.to_string())),
         (
-            "Text only",
+            t(i18n::QUESTION_FACT_YEAR),
+            meta.year.map(|y| y.to_string()),
+        ),
+        (
+            t(i18n::QUESTION_FACT_SECTION),
+            meta.section.map(|s| format::section(s.id()).to_owned()),
+        ),
+        (t(i18n::QUESTION_FACT_SPECIALTY), meta.specialty.clone()),
+        (t(i18n::QUESTION_FACT_POINTS), Some(q.points.to_string())),
+        (
+            t(i18n::QUESTION_FACT_TEXT_ONLY),
             Some(
                 if q.text_only {
-                    "yes"
+                    t(i18n::QUESTION_TEXT_ONLY_YES)
                 } else {
-                    "no (a figure is missing)"
+                    t(i18n::QUESTION_TEXT_ONLY_NO)
                 }
                 .to_owned(),
             ),
@@ -178,37 +186,44 @@ fn view_of(run: i64, v: QuestionView) -> impl IntoView {
     .collect_view();
     let answer = match (&v.answer, &v.score) {
         (Some(answer), Some(score)) => {
-            let verdict = if answer.correct { "correct" } else { "wrong" };
+            // The class is the same in every language; the text follows the page's.
+            let (verdict, verdict_text) = if answer.correct {
+                ("correct", t(i18n::QUESTION_VERDICT_CORRECT))
+            } else {
+                ("wrong", t(i18n::QUESTION_VERDICT_WRONG))
+            };
             view! {
-                <h2>"The model's answer"</h2>
+                <h2>{t(i18n::QUESTION_ANSWER_HEADING)}</h2>
                 <pre class="raw-output full" id="raw-output">{answer.raw_output.clone()}</pre>
                 <dl class="summary">
-                    <dt>"Parsed (strict rules)"</dt>
+                    <dt>{t(i18n::QUESTION_PARSED_STRICT)}</dt>
                     <dd id="parsed">{format::parsed_answer(&answer.extracted)}</dd>
-                    <dt>"Letters (lenient rules)"</dt>
+                    <dt>{t(i18n::QUESTION_LETTERS_LENIENT)}</dt>
                     <dd>{kokushi_shared::exam::join_letters(&score.letters)}</dd>
-                    <dt>"Verdict"</dt>
+                    <dt>{t(i18n::QUESTION_VERDICT)}</dt>
                     <dd>
-                        <span class=format!("verdict {verdict}") id="verdict">{verdict}</span>
-                        {format!(
-                            " · strict {} · lenient {} · exact match {} · Gestalt top-k {}",
-                            yes(score.letter_correct_strict),
-                            yes(score.letter_correct_lenient),
-                            yes(score.exact_match),
-                            score.gestalt_correct.map_or("—", yes),
+                        <span class=format!("verdict {verdict}") id="verdict">{verdict_text}</span>
+                        {tf(
+                            i18n::QUESTION_VERDICT_DETAIL,
+                            &[
+                                ("strict", &yes(score.letter_correct_strict)),
+                                ("lenient", &yes(score.letter_correct_lenient)),
+                                ("exact", &yes(score.exact_match)),
+                                ("gestalt", &score.gestalt_correct.map_or("—", yes)),
+                            ],
                         )}
                     </dd>
-                    <dt>"Latency"</dt>
+                    <dt>{t(i18n::RUN_COL_LATENCY)}</dt>
                     <dd>{format::latency(answer.latency_ms)}</dd>
-                    <dt>"Rules version"</dt>
+                    <dt>{t(i18n::QUESTION_RULES_VERSION)}</dt>
                     <dd><code>{v.rules_version.clone().unwrap_or_default()}</code></dd>
-                    <dt>"Log-probabilities"</dt>
-                    <dd class="hint">"Not recorded for generated answers (runs in log-likelihood mode record them)."</dd>
+                    <dt>{t(i18n::QUESTION_LOGPROBS)}</dt>
+                    <dd class="hint">{t(i18n::QUESTION_LOGPROBS_NOTE)}</dd>
                 </dl>
             }
             .into_any()
         }
-        _ => view! { <p class="waiting">"Not answered yet."</p> }.into_any(),
+        _ => view! { <p class="waiting">{t(i18n::QUESTION_NOT_ANSWERED)}</p> }.into_any(),
     };
     let nav = |label: &'static str, id: &'static str, to: Option<String>| match to {
         Some(to) => view! {
@@ -220,20 +235,20 @@ fn view_of(run: i64, v: QuestionView) -> impl IntoView {
     view! {
         <div class="question-head">
             <h1 id="question-title">{format!("{} · {}", q.problem_id, v.run.model)}</h1>
-            <span class="hint">{format!("{} of {}", v.position, v.total)}</span>
-            {nav("← Previous", "question-previous", v.previous.clone())}
-            {nav("Next →", "question-next", v.next.clone())}
+            <span class="hint">{tf(i18n::QUESTION_POSITION, &[("position", &v.position), ("total", &v.total)])}</span>
+            {nav(t(i18n::RUN_PREVIOUS), "question-previous", v.previous.clone())}
+            {nav(t(i18n::RUN_NEXT), "question-next", v.next.clone())}
         </div>
         <div class="question-grid">
             <div>
                 <p class="stem" lang="ja" id="stem">{q.text.clone()}</p>
                 <ol class="choice-list" lang="ja">{choices}</ol>
-                <p class="gold-line">"Gold answer: " <strong id="gold">{q.gold.display()}</strong></p>
+                <p class="gold-line">{t(i18n::QUESTION_GOLD_ANSWER)} <strong id="gold">{q.gold.display()}</strong></p>
                 {answer}
             </div>
             <aside>
                 <dl class="summary">{facts}</dl>
-                <p class="hint">"Keys: ← / k previous, → / j next."</p>
+                <p class="hint">{t(i18n::QUESTION_KEYS_HINT)}</p>
             </aside>
         </div>
         <CreditFooter credit=v.credit.clone() />

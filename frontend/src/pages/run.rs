@@ -13,6 +13,8 @@ use crate::components::question_row::QuestionRow;
 use crate::components::run_summary::RunSummaryList;
 use crate::components::score_tables::ScoreTables;
 use crate::error::ApiError;
+use crate::format;
+use crate::i18n::{self, t, tf};
 use crate::paths;
 use crate::poll::poll;
 use crate::refresh::{Loaded, run_unfinished};
@@ -31,9 +33,9 @@ pub fn RunPage() -> impl IntoView {
             Some(id) => view! { <RunView id /> }.into_any(),
             None => view! {
                 <section class="run">
-                    <h1 id="run-title">"No such run"</h1>
+                    <h1 id="run-title">{t(i18n::RUN_NO_SUCH_RUN)}</h1>
                     <p class="error" role="alert">
-                        {format!("“{segment}” is not a run id.")}
+                        {tf(i18n::RUN_NOT_A_RUN_ID, &[("segment", &segment)])}
                     </p>
                 </section>
             }
@@ -83,13 +85,23 @@ fn RunView(id: i64) -> impl IntoView {
     let title = move || {
         state.with(|s| match &s.latest {
             Some(detail) => match &detail.run.adapter {
-                Some(adapter) => format!("Run {id} · {} + {adapter}", detail.run.model),
-                None => format!("Run {id} · {}", detail.run.model),
+                Some(adapter) => tf(
+                    i18n::RUN_TITLE_MODEL_ADAPTER,
+                    &[
+                        ("id", &id),
+                        ("model", &detail.run.model),
+                        ("adapter", adapter),
+                    ],
+                ),
+                None => tf(
+                    i18n::RUN_TITLE_MODEL,
+                    &[("id", &id), ("model", &detail.run.model)],
+                ),
             },
             None if s.error.as_ref().is_some_and(ApiError::is_not_found) => {
-                format!("Run {id} not found")
+                tf(i18n::RUN_TITLE_NOT_FOUND, &[("id", &id)])
             }
-            None => format!("Run {id}"),
+            None => tf(i18n::RUN_TITLE, &[("id", &id)]),
         })
     };
     let progress = move || {
@@ -105,11 +117,13 @@ fn RunView(id: i64) -> impl IntoView {
             <div class="progress-bar" data-status=summary.status.as_str()>
                 <div class="progress-fill" style:width=crate::chart::bar_percent(share)></div>
                 <span class="progress-label">
-                    {format!(
-                        "{} of {} answered · {}",
-                        summary.tally.answered,
-                        summary.total,
-                        summary.status.as_str(),
+                    {tf(
+                        i18n::RUN_PROGRESS,
+                        &[
+                            ("answered", &summary.tally.answered),
+                            ("total", &summary.total),
+                            ("status", &format::status(summary.status)),
+                        ],
                     )}
                 </span>
             </div>
@@ -136,14 +150,14 @@ fn RunView(id: i64) -> impl IntoView {
         let cancel = (!status.is_finished()).then(|| {
             view! {
                 <button id="cancel-run" type="button" on:click=move |_| act("cancel")>
-                    "Cancel"
+                    {t(i18n::RUN_CANCEL)}
                 </button>
             }
         });
         let retry = matches!(status, RunStatus::Failed | RunStatus::Cancelled).then(|| {
             view! {
                 <button id="retry-run" type="button" on:click=move |_| act("retry")>
-                    "Retry"
+                    {t(i18n::RUN_RETRY)}
                 </button>
             }
         });
@@ -152,13 +166,13 @@ fn RunView(id: i64) -> impl IntoView {
                 {cancel}
                 {retry}
                 <a class="button" href=format!("/api/runs/{id}/export?format=jsonl") download>
-                    "Answers (JSONL)"
+                    {t(i18n::RUN_EXPORT_ANSWERS_JSONL)}
                 </a>
                 <a class="button" href=format!("/api/runs/{id}/export?format=csv") download>
-                    "Answers (CSV)"
+                    {t(i18n::RUN_EXPORT_ANSWERS_CSV)}
                 </a>
                 <a class="button" href=format!("/api/runs/{id}/score?format=csv") download>
-                    "Metrics (CSV)"
+                    {t(i18n::RUN_EXPORT_METRICS_CSV)}
                 </a>
             </div>
         })
@@ -237,25 +251,25 @@ fn RunView(id: i64) -> impl IntoView {
             {summary}
             {scores}
             <Show when=has_data>
-                <h2>"Questions"</h2>
+                <h2>{t(i18n::RUN_QUESTIONS)}</h2>
                 <div class="toolbar">
                     {QuestionFilter::ALL.map(filter_button)}
                     <span class="spacer"></span>
                     <span class="hint" id="question-count">
-                        {move || format!("{} questions", shown.with(Vec::len))}
+                        {move || tf(i18n::RUN_QUESTION_COUNT, &[("count", &shown.with(Vec::len))])}
                     </span>
                 </div>
                 <table id="questions">
                     <thead>
                         <tr>
-                            <th>"ID"</th>
-                            <th>"Question"</th>
-                            <th>"Choices"</th>
-                            <th>"Gold"</th>
-                            <th>"Model output"</th>
-                            <th>"Parsed"</th>
-                            <th>"Result"</th>
-                            <th class="num">"Latency"</th>
+                            <th>{t(i18n::RUN_COL_ID)}</th>
+                            <th>{t(i18n::RUN_COL_QUESTION)}</th>
+                            <th>{t(i18n::RUN_COL_CHOICES)}</th>
+                            <th>{t(i18n::RUN_COL_GOLD)}</th>
+                            <th>{t(i18n::RUN_COL_MODEL_OUTPUT)}</th>
+                            <th>{t(i18n::RUN_COL_PARSED)}</th>
+                            <th>{t(i18n::RUN_COL_RESULT)}</th>
+                            <th class="num">{t(i18n::RUN_COL_LATENCY)}</th>
                         </tr>
                     </thead>
                     <tbody>
@@ -268,17 +282,23 @@ fn RunView(id: i64) -> impl IntoView {
                         />
                     </tbody>
                 </table>
-                <nav class="pager" aria-label="Pages of questions">
+                <nav class="pager" aria-label=t(i18n::RUN_PAGER_LABEL)>
                     <button
                         type="button"
                         id="page-previous"
                         disabled=move || page.get() == 0
                         on:click=move |_| page.update(|p| *p = p.saturating_sub(1))
                     >
-                        "← Previous"
+                        {t(i18n::RUN_PREVIOUS)}
                     </button>
                     <span id="page-label">
-                        {move || format!("Page {} of {}", page.get().min(pages() - 1) + 1, pages())}
+                        {move || {
+                            let pages = pages();
+                            tf(
+                                i18n::RUN_PAGE_OF,
+                                &[("page", &(page.get().min(pages - 1) + 1)), ("pages", &pages)],
+                            )
+                        }}
                     </span>
                     <button
                         type="button"
@@ -286,7 +306,7 @@ fn RunView(id: i64) -> impl IntoView {
                         disabled=move || page.get() + 1 >= pages()
                         on:click=move |_| page.update(|p| *p += 1)
                     >
-                        "Next →"
+                        {t(i18n::RUN_NEXT)}
                     </button>
                 </nav>
             </Show>

@@ -8,6 +8,7 @@ use leptos_router::hooks::use_params_map;
 use crate::chart::{Frame, axes, polyline, tick_label};
 use crate::components::error_banner::load_status;
 use crate::components::status_badge::StatusBadge;
+use crate::i18n::{self, t, tf};
 use crate::poll::poll;
 use crate::refresh::Loaded;
 use crate::{format, paths};
@@ -21,7 +22,7 @@ pub fn TuningPage() -> impl IntoView {
     let id = Memo::new(move |_| params.with(|p| p.get("id").and_then(|s| paths::parse_run_id(&s))));
     move || match id.get() {
         Some(id) => view! { <TuningView id /> }.into_any(),
-        None => view! { <section><h1>"No such tuning"</h1></section> }.into_any(),
+        None => view! { <section><h1>{t(i18n::TUNING_NO_SUCH_TUNING)}</h1></section> }.into_any(),
     }
 }
 
@@ -36,7 +37,7 @@ fn TuningView(id: i64) -> impl IntoView {
     let body = move || state.with(|s| s.latest.clone()).map(detail_view);
     view! {
         <section class="tuning">
-            <h1 id="tuning-title">{format!("Tuning {id}")}</h1>
+            <h1 id="tuning-title">{tf(i18n::TUNING_TITLE, &[("id", &id)])}</h1>
             {load_status(state)}
             {body}
         </section>
@@ -58,7 +59,8 @@ fn loss_chart(d: &TuningDetail) -> AnyView {
         .collect();
     let frame = Frame::of(WIDTH, HEIGHT);
     let Some(ax) = axes(&[&train, &validation], frame) else {
-        return view! { <p class="waiting" id="loss-chart-empty">"No steps yet: the curve appears with the first step."</p> }.into_any();
+        return view! { <p class="waiting" id="loss-chart-empty">{t(i18n::TUNING_NO_STEPS)}</p> }
+            .into_any();
     };
     let x_ticks = ax
         .x_ticks
@@ -94,7 +96,7 @@ fn loss_chart(d: &TuningDetail) -> AnyView {
             width=WIDTH
             height=HEIGHT
             role="img"
-            aria-label="Training and validation loss by step"
+            aria-label=t(i18n::TUNING_CHART_LABEL)
         >
             {x_ticks}
             {y_ticks}
@@ -103,70 +105,71 @@ fn loss_chart(d: &TuningDetail) -> AnyView {
             <polyline id="train-curve" class="train" points=polyline(&train, &ax) />
             <polyline class="validation" points=polyline(&validation, &ax) />
             {dots}
-            <text class="axis-label" x=(frame.left + frame.right) / 2.0 y=HEIGHT - 2.0 text-anchor="middle">"step"</text>
-            <text class="axis-label" x="12" y=frame.top + 10.0>"loss"</text>
+            <text class="axis-label" x=(frame.left + frame.right) / 2.0 y=HEIGHT - 2.0 text-anchor="middle">{t(i18n::TUNING_AXIS_STEP)}</text>
+            <text class="axis-label" x=frame.left + 6.0 y=frame.top + 12.0>{t(i18n::TUNING_AXIS_LOSS)}</text>
         </svg>
         <p class="legend">
-            <span class="key train">"training loss"</span>
-            <span class="key validation">"validation loss"</span>
+            <span class="key train">{t(i18n::TUNING_TRAINING_LOSS)}</span>
+            <span class="key validation">{t(i18n::TUNING_VALIDATION_LOSS)}</span>
         </p>
     }
     .into_any()
 }
 
 fn detail_view(d: TuningDetail) -> impl IntoView {
-    let t = d.tuning.clone();
+    let tuning = d.tuning.clone();
     let chart = loss_chart(&d);
-    let share = if t.steps == 0 {
+    let share = if tuning.steps == 0 {
         0.0
     } else {
-        t.steps_done as f64 / t.steps as f64
+        tuning.steps_done as f64 / tuning.steps as f64
     };
     let opt = |v: Option<f64>| v.map_or_else(|| format::NONE.to_owned(), |v| format!("{v:.4}"));
-    let runs = match (t.base_run_id, t.tuned_run_id) {
+    let runs = match (tuning.base_run_id, tuning.tuned_run_id) {
         (Some(base), Some(tuned)) => Some(view! {
             <p class="chained" id="chained-runs">
-                "Chained evaluations: "
-                <a href=paths::run_path(base)>{format!("base model (run {base})")}</a>
+                {t(i18n::TUNING_CHAINED)}
+                <a href=paths::run_path(base)>{tf(i18n::TUNING_BASE_RUN, &[("id", &base)])}</a>
                 " · "
-                <a href=paths::run_path(tuned)>{format!("tuned model (run {tuned})")}</a>
+                <a href=paths::run_path(tuned)>{tf(i18n::TUNING_TUNED_RUN, &[("id", &tuned)])}</a>
                 " · "
-                <a href=paths::compare_path(tuned, base)>"compare them"</a>
+                <a href=paths::compare_path(tuned, base)>{t(i18n::TUNING_COMPARE)}</a>
             </p>
         }),
         _ => None,
     };
     view! {
-        <div class="progress-bar" data-status=t.status.as_str()>
+        <div class="progress-bar" data-status=tuning.status.as_str()>
             <div class="progress-fill" style:width=crate::chart::bar_percent(share)></div>
-            <span class="progress-label">{format!("step {} of {} · {}", t.steps_done, t.steps, t.status.as_str())}</span>
+            <span class="progress-label">{tf(i18n::TUNING_PROGRESS, &[("done", &tuning.steps_done), ("total", &tuning.steps), ("status", &crate::format::status(tuning.status))])}</span>
         </div>
         {chart}
         {runs}
         <dl class="summary" id="tuning-summary">
-            <dt>"Status"</dt>
-            <dd><StatusBadge status=t.status /></dd>
-            <dt>"Adapter"</dt>
-            <dd><code>{t.adapter.clone()}</code></dd>
-            <dt>"Base model"</dt>
-            <dd>{t.base_model.clone()}</dd>
-            <dt>"Training data"</dt>
-            <dd>{format!("{} ({} training, {} validation examples{})",
-                t.data_exam_set,
-                t.train_examples.map_or("?".to_owned(), |n| n.to_string()),
-                t.validation_examples.map_or("?".to_owned(), |n| n.to_string()),
-                t.too_long.filter(|n| *n > 0).map_or(String::new(), |n| format!(", {n} too long, left out")))}</dd>
-            <dt>"Preset · format"</dt>
-            <dd>{format!("{} · {}", t.preset, t.prompt_format)}</dd>
-            <dt>"Last training loss"</dt>
-            <dd>{opt(t.last_loss)}</dd>
-            <dt>"Final validation loss"</dt>
-            <dd>{opt(t.final_validation_loss)}</dd>
-            <dt>"Worker"</dt>
-            <dd>{t.worker.clone().unwrap_or_default()} " " <span class="hint">{t.model_info.clone().unwrap_or_default()}</span></dd>
-            <dt>"Queued"</dt>
-            <dd>{t.created_at.clone()}</dd>
-            {t.error.clone().map(|e| view! { <dt>"Error"</dt><dd class="run-error">{e}</dd> })}
+            <dt>{t(i18n::TUNING_STATUS)}</dt>
+            <dd><StatusBadge status=tuning.status /></dd>
+            <dt>{t(i18n::TUNING_ADAPTER)}</dt>
+            <dd><code>{tuning.adapter.clone()}</code></dd>
+            <dt>{t(i18n::TUNING_BASE_MODEL)}</dt>
+            <dd>{tuning.base_model.clone()}</dd>
+            <dt>{t(i18n::TUNING_TRAINING_DATA)}</dt>
+            <dd>{tf(i18n::TUNING_EXAMPLES, &[
+                ("exam_set", &tuning.data_exam_set),
+                ("train", &tuning.train_examples.map_or("?".to_owned(), |n| n.to_string())),
+                ("validation", &tuning.validation_examples.map_or("?".to_owned(), |n| n.to_string())),
+                ("too_long", &tuning.too_long.filter(|n| *n > 0).map_or(String::new(), |n| tf(i18n::TUNING_TOO_LONG, &[("count", &n)]))),
+            ])}</dd>
+            <dt>{t(i18n::TUNING_PRESET_FORMAT)}</dt>
+            <dd>{format!("{} · {}", tuning.preset, tuning.prompt_format)}</dd>
+            <dt>{t(i18n::TUNING_LAST_TRAINING_LOSS)}</dt>
+            <dd>{opt(tuning.last_loss)}</dd>
+            <dt>{t(i18n::TUNING_FINAL_VALIDATION_LOSS)}</dt>
+            <dd>{opt(tuning.final_validation_loss)}</dd>
+            <dt>{t(i18n::TUNING_WORKER)}</dt>
+            <dd>{tuning.worker.clone().unwrap_or_default()} " " <span class="hint">{tuning.model_info.clone().unwrap_or_default()}</span></dd>
+            <dt>{t(i18n::TUNING_QUEUED_AT)}</dt>
+            <dd>{tuning.created_at.clone()}</dd>
+            {tuning.error.clone().map(|e| view! { <dt>{t(i18n::TUNING_ERROR)}</dt><dd class="run-error">{e}</dd> })}
         </dl>
     }
 }

@@ -5,6 +5,7 @@ use kokushi_shared::api::WorkerInfo;
 use leptos::prelude::*;
 
 use crate::components::error_banner::ErrorBanner;
+use crate::i18n::{self, t, tf};
 use crate::poll::poll;
 use crate::refresh::Loaded;
 use crate::{format, paths};
@@ -20,17 +21,17 @@ pub fn WorkersPage() -> impl IntoView {
     let now = move || js_now_unix();
     view! {
         <section class="workers">
-            <h1>"Workers"</h1>
+            <h1>{t(i18n::COMMON_NAV_WORKERS)}</h1>
             {error}
             <table id="workers">
                 <thead>
                     <tr>
-                        <th>"Worker"</th>
-                        <th>"Device"</th>
-                        <th>"Loaded model"</th>
-                        <th>"Job"</th>
-                        <th class="num">"Last heartbeat"</th>
-                        <th class="num">"Up for"</th>
+                        <th>{t(i18n::WORKERS_COLUMN_WORKER)}</th>
+                        <th>{t(i18n::WORKERS_COLUMN_DEVICE)}</th>
+                        <th>{t(i18n::WORKERS_COLUMN_MODEL)}</th>
+                        <th>{t(i18n::WORKERS_COLUMN_JOB)}</th>
+                        <th class="num">{t(i18n::WORKERS_COLUMN_HEARTBEAT)}</th>
+                        <th class="num">{t(i18n::WORKERS_COLUMN_UP_FOR)}</th>
                     </tr>
                 </thead>
                 <tbody>
@@ -47,13 +48,13 @@ pub fn WorkersPage() -> impl IntoView {
                                     <td>{w.model.unwrap_or_else(|| format::NONE.to_owned())}</td>
                                     <td>
                                         {match (w.run_id, w.job_id) {
-                                            (Some(run), _) => view! { <a href=paths::run_path(run)>{format!("run {run}")}</a> }.into_any(),
-                                            (None, Some(job)) => view! { <span>{format!("job {job}")}</span> }.into_any(),
-                                            _ => view! { <span class="hint">"idle"</span> }.into_any(),
+                                            (Some(run), _) => view! { <a href=paths::run_path(run)>{tf(i18n::WORKERS_RUN, &[("id", &run)])}</a> }.into_any(),
+                                            (None, Some(job)) => view! { <span>{tf(i18n::WORKERS_JOB, &[("id", &job)])}</span> }.into_any(),
+                                            _ => view! { <span class="hint">{t(i18n::WORKERS_IDLE)}</span> }.into_any(),
                                         }}
                                     </td>
-                                    <td class="num">{format!("{ago} s ago")}</td>
-                                    <td class="num">{format!("{} min", up / 60)}</td>
+                                    <td class="num">{tf(i18n::WORKERS_SECONDS_AGO, &[("seconds", &ago)])}</td>
+                                    <td class="num">{tf(i18n::WORKERS_MINUTES, &[("minutes", &(up / 60))])}</td>
                                 </tr>
                             }
                         }

@@ -1,0 +1,264 @@
+//! The leaderboard, whole or under a filter.
+//!
+//! Unfiltered, every row is read as stored (the run's tally, kept up to date as answers
+//! arrive, and the verdicts and text metrics written when it succeeded). Under a filter —
+//! exam years, blocks, section, specialty, text-only — every run is scored again with
+//! `shared::score` on the questions the filter keeps, so the numbers are those `kokushi score`
+//! would give for that subset. Pass/fail stays only for a filter on years alone: the exam's
+//! criteria judge whole years, not a block or a specialty.
+
+use std::collections::BTreeMap;
+
+use actix_web::{HttpResponse, web};
+use kokushi_shared::Question;
+use kokushi_shared::api::{LeaderboardQuery, RunMetrics, RunSummary};
+use kokushi_shared::exam::Section;
+use kokushi_shared::metric::Tally;
+use kokushi_shared::score::{QuestionScore, Reply, ScoreOptions, score};
+
+use crate::error::ApiError;
+use crate::routes::AppState;
+
+/// Which questions a filtered leaderboard scores.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    pub years: Vec<u16>,
+    pub blocks: Vec<String>,
+    pub section: Option<Section>,
+    pub specialty: Option<String>,
+    pub text_only: bool,
+}
+
+impl Filter {
+    /// The filter a query asks for; `None` when it asks for none. A value that cannot be read
+    /// is refused with the parameter and the value named.
+    pub fn parse(query: &LeaderboardQuery) -> Result<Option<Self>, String> {
+        let list = |value: &Option<String>| -> Vec<String> {
+            value
+                .as_deref()
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        let mut years = list(&query.years)
+            .iter()
+            .map(|y| {
+                y.parse::<u16>()
+                    .ok()
+                    .filter(|y| (1900..=2999).contains(y))
+                    .ok_or_else(|| format!("years: {y:?} is not a year such as 2022"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        years.sort_unstable();
+        years.dedup();
+        let mut blocks = list(&query.blocks)
+            .into_iter()
+            .map(|b| {
+                let upper = b.to_uppercase();
+                if upper.chars().count() == 1 && upper.chars().all(|c| c.is_ascii_uppercase()) {
+                    Ok(upper)
+                } else {
+                    Err(format!("blocks: {b:?} is not a block letter such as A"))
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        blocks.sort_unstable();
+        blocks.dedup();
+        let section = match query.section.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some("required") => Some(Section::Required),
+            Some("general") => Some(Section::General),
+            Some(other) => {
+                return Err(format!(
+                    "section: {other:?} is neither `required` nor `general`"
+                ));
+            }
+        };
+        let specialty = query
+            .specialty
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned);
+        let filter = Filter {
+            years,
+            blocks,
+            section,
+            specialty,
+            text_only: query.text_only.unwrap_or(false),
+        };
+        Ok((filter != Filter::default()).then_some(filter))
+    }
+
+    pub fn matches(&self, q: &Question) -> bool {
+        (self.years.is_empty() || q.meta.year.is_some_and(|y| self.years.contains(&y)))
+            && (self.blocks.is_empty()
+                || q.meta
+                    .block
+                    .as_ref()
+                    .is_some_and(|b| self.blocks.contains(b)))
+            && self.section.is_none_or(|s| q.meta.section == Some(s))
+            && self
+                .specialty
+                .as_ref()
+                .is_none_or(|s| q.meta.specialty.as_ref() == Some(s))
+            && (!self.text_only || q.text_only)
+    }
+
+    /// Whether only years are chosen (so each kept year is whole and its verdict holds).
+    fn years_only(&self) -> bool {
+        self.blocks.is_empty()
+            && self.section.is_none()
+            && self.specialty.is_none()
+            && !self.text_only
+    }
+
+    /// One string per distinct filter, for the response cache.
+    fn key(&self) -> String {
+        format!("{self:?}")
+    }
+}
+
+/// The tally and the text metrics of the answered questions among `scores` (a question
+/// without a published answer counts in neither).
+pub fn tally_and_metrics(scores: &[QuestionScore], unscorable: &[String]) -> (Tally, RunMetrics) {
+    let mut tally = Tally::default();
+    let mut metrics = RunMetrics::default();
+    for s in scores {
+        if s.prediction.is_none() || unscorable.contains(&s.problem_id) {
+            continue;
+        }
+        tally.add(s.letter_correct, s.parse_failed, s.points);
+        metrics.questions += 1;
+        metrics.correct_strict += u32::from(s.letter_correct_strict);
+        metrics.exact_match += u32::from(s.exact_match);
+        metrics.gestalt_correct += u32::from(s.gestalt_correct == Some(true));
+    }
+    (tally, metrics)
+}
+
+/// `run` scored again on the questions of `questions` that `filter` keeps.
+pub fn rescore(
+    mut run: RunSummary,
+    questions: &[Question],
+    predictions: &BTreeMap<String, Reply>,
+    filter: &Filter,
+) -> RunSummary {
+    let kept: Vec<Question> = questions
+        .iter()
+        .filter(|q| filter.matches(q))
+        .cloned()
+        .collect();
+    let options = ScoreOptions {
+        resamples: 0,
+        ..ScoreOptions::default()
+    };
+    let report = score(&kept, predictions, &options);
+    let (tally, metrics) = tally_and_metrics(&report.questions, &report.unscorable);
+    run.total = u32::try_from(kept.len()).unwrap_or(u32::MAX);
+    run.accuracy_interval = kokushi_shared::stats::wilson_interval(
+        u64::from(tally.correct),
+        u64::from(tally.answered),
+        0.95,
+    );
+    run.tally = tally;
+    run.metrics = (metrics.questions > 0).then_some(metrics);
+    if filter.years_only() {
+        run.years
+            .retain(|v| v.year.is_some_and(|y| filter.years.contains(&y)));
+    } else {
+        run.years.clear();
+    }
+    run
+}
+
+/// Every run, scored on the questions `filter` keeps, newest first.
+pub async fn filtered(state: &AppState, filter: &Filter) -> Result<Vec<RunSummary>, ApiError> {
+    let runs = state.db.leaderboard().await?;
+    let mut rows = Vec::with_capacity(runs.len());
+    // One run at a time: a run's questions and replies are the big part, so only one set is
+    // held at once.
+    for run in runs {
+        let Some((questions, predictions)) = state.db.run_predictions(run.id).await? else {
+            continue; // deleted meanwhile
+        };
+        let filter = filter.clone();
+        let row = web::block(move || rescore(run, &questions, &predictions, &filter))
+            .await
+            .map_err(|e| ApiError::Internal(format!("scoring the leaderboard: {e}")))?;
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// `GET /api/leaderboard[?years=…&blocks=…&section=…&specialty=…&text_only=true]`.
+pub async fn leaderboard(
+    state: web::Data<AppState>,
+    query: web::Query<LeaderboardQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let filter = Filter::parse(&query).map_err(ApiError::BadRequest)?;
+    let key = filter.as_ref().map(Filter::key).unwrap_or_default();
+    let body = match state.leaderboard.get(&key) {
+        Some(body) => body,
+        None => {
+            let rows = match &filter {
+                None => state.db.leaderboard().await?,
+                Some(filter) => filtered(&state, filter).await?,
+            };
+            let body = web::Bytes::from(
+                serde_json::to_vec(&rows)
+                    .map_err(|e| ApiError::Internal(format!("encoding the leaderboard: {e}")))?,
+            );
+            state.leaderboard.put(key, body.clone());
+            body
+        }
+    };
+    Ok(HttpResponse::Ok()
+        .content_type(actix_web::http::header::ContentType::json())
+        .body(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(pairs: &[(&str, &str)]) -> LeaderboardQuery {
+        let mut q = LeaderboardQuery::default();
+        for (k, v) in pairs {
+            let text = Some((*v).to_owned());
+            match *k {
+                "years" => q.years = text,
+                "blocks" => q.blocks = text,
+                "section" => q.section = text,
+                "specialty" => q.specialty = text,
+                "text_only" => q.text_only = Some(*v == "true"),
+                _ => unreachable!(),
+            }
+        }
+        q
+    }
+
+    #[test]
+    fn an_empty_query_is_no_filter_and_lists_are_normalised() {
+        assert_eq!(Filter::parse(&LeaderboardQuery::default()), Ok(None));
+        assert_eq!(Filter::parse(&query(&[("years", " , ")])), Ok(None));
+        let f = Filter::parse(&query(&[("years", "2022, 2021,2022"), ("blocks", "d,A")]))
+            .expect("valid")
+            .expect("a filter");
+        assert_eq!(f.years, [2021, 2022]);
+        assert_eq!(f.blocks, ["A", "D"]);
+    }
+
+    #[test]
+    fn a_bad_value_names_its_parameter_and_value() {
+        let e = Filter::parse(&query(&[("years", "2022,twenty")])).expect_err("bad year");
+        assert!(e.starts_with("years:") && e.contains("\"twenty\""), "{e}");
+        let e = Filter::parse(&query(&[("blocks", "AB")])).expect_err("bad block");
+        assert!(e.starts_with("blocks:") && e.contains("\"AB\""), "{e}");
+        let e = Filter::parse(&query(&[("section", "clinical")])).expect_err("bad section");
+        assert!(e.starts_with("section:") && e.contains("clinical"), "{e}");
+    }
+}

@@ -1,0 +1,79 @@
+//! Driving the app in the browser: waiting for elements and texts, clicking, typing and saving
+//! screenshots. Every wait gives up after [`WAIT`] with the selector in the panic message.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, Locator};
+
+/// How long a page may take to show what a test waits for.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// Waits for `css` to match an element.
+pub async fn element(browser: &Client, css: &str) -> fantoccini::elements::Element {
+    browser
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css} did not appear: {e}"))
+}
+
+/// Waits for `css` to match an element and returns its text.
+pub async fn text_of(browser: &Client, css: &str) -> String {
+    element(browser, css).await.text().await.expect("text")
+}
+
+/// Waits until `css` matches an element whose text satisfies `ok`.
+pub async fn wait_text(browser: &Client, css: &str, ok: impl Fn(&str) -> bool) -> String {
+    let started = Instant::now();
+    loop {
+        if let Ok(element) = browser.find(Locator::Css(css)).await
+            && let Ok(text) = element.text().await
+            && ok(&text)
+        {
+            return text;
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "{css} never showed the expected text"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub async fn click(browser: &Client, css: &str) {
+    element(browser, css)
+        .await
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("clicking {css}: {e}"));
+}
+
+pub async fn type_into(browser: &Client, css: &str, text: &str) {
+    let input = element(browser, css).await;
+    input.clear().await.expect("clear");
+    input.send_keys(text).await.expect("type");
+}
+
+/// Signs in through the form and waits for the leaderboard.
+pub async fn sign_in(browser: &Client, base: &str, user: &str, password: &str) {
+    browser.goto(base).await.expect("open");
+    type_into(browser, "#login-username", user).await;
+    type_into(browser, "#login-password", password).await;
+    click(browser, "#login-submit").await;
+    text_of(browser, "#leaderboard").await;
+}
+
+/// Saves the page as `NAME.png` into `KOKUSHI_SCREENSHOTS_DIR` when screenshots are asked for.
+pub async fn shoot(browser: &Client, name: &str) {
+    // Optional, so not `service` (which insists in CI).
+    let Some(dir) = std::env::var_os("KOKUSHI_SCREENSHOTS_DIR").filter(|d| !d.is_empty()) else {
+        return;
+    };
+    // Let transitions and late images settle.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let png = browser.screenshot().await.expect("screenshot");
+    let path = PathBuf::from(dir).join(format!("{name}.png"));
+    std::fs::write(&path, png).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+}
