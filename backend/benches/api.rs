@@ -61,6 +61,7 @@ async fn populate(url: &str) -> Result<String> {
             prompt_format: PromptFormat::ChatmlJa,
             limit: None,
             max_new_tokens: 32,
+            scoring: Default::default(),
             priority: Default::default(),
             created_by: None,
         })

@@ -10,6 +10,7 @@ use std::time::SystemTime;
 
 use actix_web::{HttpResponse, web};
 use kokushi_shared::api::RunLineage;
+use kokushi_shared::job::Scoring;
 use kokushi_shared::prompt::PromptFormat;
 use sha2::{Digest, Sha256};
 
@@ -125,6 +126,7 @@ pub async fn lineage(
         model_info,
         worker,
         tuning_id,
+        scoring,
     } = state
         .db
         .run_lineage_row(id)
@@ -172,8 +174,16 @@ pub async fn lineage(
         adapter,
         adapter_sha256,
         tuning,
-        decoding: "greedy (the most likely token at each step), stopped at the end of the answer"
-            .to_owned(),
+        decoding: match scoring {
+            Scoring::Generation => {
+                "greedy (the most likely token at each step), stopped at the end of the answer"
+            }
+            Scoring::Loglik => {
+                "log-likelihood: each choice letter's log-probability as the reply's first \
+                 token; the most probable letters, as many as the question asks for"
+            }
+        }
+        .to_owned(),
         max_new_tokens: u32::try_from(max_new_tokens).unwrap_or(u32::MAX),
         seed: None,
         rules_version,

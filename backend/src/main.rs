@@ -755,6 +755,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         prompt_format,
         limit: Some(args.limit),
         max_new_tokens: 32,
+        scoring: Default::default(),
         priority: kokushi_shared::job::Priority::Normal,
         created_by: None,
     };

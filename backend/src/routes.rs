@@ -384,6 +384,7 @@ async fn create_run(
         prompt_format,
         limit: req.limit,
         max_new_tokens,
+        scoring: req.scoring,
         priority: req.priority,
         created_by: Some(principal.user.id),
     };

@@ -138,6 +138,18 @@ pub fn axes(series: &[&[(f64, f64)]], frame: Frame) -> Option<Axes> {
     })
 }
 
+/// Log-probabilities of the choices as probabilities among the choices alone (a softmax:
+/// they sum to 1), for bars; the largest stays largest.
+pub fn probabilities(logprobs: &[f64]) -> Vec<f64> {
+    let top = logprobs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if !top.is_finite() {
+        return vec![0.0; logprobs.len()];
+    }
+    let weights: Vec<f64> = logprobs.iter().map(|lp| (lp - top).exp()).collect();
+    let total: f64 = weights.iter().sum();
+    weights.iter().map(|w| w / total).collect()
+}
+
 /// An SVG polyline's `points` for a series on the axes.
 pub fn polyline(series: &[(f64, f64)], axes: &Axes) -> String {
     series
@@ -232,5 +244,17 @@ mod tests {
         let points = [(1.0, 8.7), (2.0, 3.1), (3.0, 1.6)];
         let ax = axes(&[&points], Frame::of(600.0, 240.0)).expect("axes");
         assert_eq!(ax.x_ticks, [0.0, 1.0, 2.0, 3.0]);
+    }
+
+    #[test]
+    fn choice_log_probabilities_become_shares_that_sum_to_one() {
+        let p = probabilities(&[-0.5, -1.5, -40.0, f64::MIN]);
+        assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        assert!(p[0] > p[1] && p[1] > p[2] && p[3] == 0.0);
+        assert!(
+            (p[0] / p[1] - 1f64.exp()).abs() < 1e-9,
+            "ratios kept: {p:?}"
+        );
+        assert_eq!(probabilities(&[]), Vec::<f64>::new());
     }
 }

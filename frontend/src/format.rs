@@ -17,6 +17,14 @@ pub fn percent(ratio: f64) -> String {
     format!("{:.1}%", ratio * 100.0)
 }
 
+/// How a run chose its answers, in a word or two.
+pub fn scoring(scoring: kokushi_shared::job::Scoring) -> &'static str {
+    t(match scoring {
+        kokushi_shared::job::Scoring::Generation => i18n::FORMAT_SCORING_GENERATION,
+        kokushi_shared::job::Scoring::Loglik => i18n::FORMAT_SCORING_LOGLIK,
+    })
+}
+
 /// `count` of `total` as a percentage; [`NONE`] when there is nothing to count.
 pub fn share(count: u32, total: u32) -> String {
     if total == 0 {
@@ -245,6 +253,7 @@ mod tests {
             extracted: Extracted::Letters { letters: vec!['a'] },
             correct,
             latency_ms: 10,
+            choice_logprobs: None,
         };
         question.answer = Some(answer(true));
         assert_eq!(Outcome::of(&question).class(), "correct");

@@ -2,7 +2,7 @@
 //! sent, so a mistake is named next to its field. The server checks everything again.
 
 use kokushi_shared::api::{ChainedEvaluation, CreateRun, CreateTuning};
-use kokushi_shared::job::Priority;
+use kokushi_shared::job::{Priority, Scoring};
 use kokushi_shared::prompt::PromptFormat;
 
 use crate::i18n::{self, t, tf};
@@ -78,6 +78,8 @@ pub struct EvalForm {
     pub prompt_format: String,
     pub limit: String,
     pub max_new_tokens: String,
+    /// `generation` (also when empty) or `loglik`.
+    pub scoring: String,
     pub priority: String,
 }
 
@@ -107,6 +109,7 @@ impl EvalForm {
             prompt_format,
             limit,
             max_new_tokens,
+            scoring: Scoring::parse(&self.scoring).unwrap_or_default(),
             priority: priority(&self.priority),
         })
     }

@@ -79,6 +79,7 @@ mod tests {
             model: "smollm2-135m-q4_1.gguf".into(),
             adapter: None,
             prompt_format: "chatml_ja_v1".into(),
+            scoring: Default::default(),
             status,
             total: 20,
             tally: Tally::default(),

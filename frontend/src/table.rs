@@ -334,6 +334,7 @@ mod tests {
             model: model.into(),
             adapter: None,
             prompt_format: "chatml_ja_v1".into(),
+            scoring: Default::default(),
             status,
             total: 400,
             tally: Tally {
@@ -442,6 +443,7 @@ mod tests {
                 extracted,
                 correct,
                 latency_ms: 1,
+                choice_logprobs: None,
             }),
         }
     }

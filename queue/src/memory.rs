@@ -247,6 +247,7 @@ mod tests {
             adapter: None,
             prompt_format: PromptFormat::ChatmlJa,
             max_new_tokens: 8,
+            scoring: Default::default(),
             questions: vec![],
             priority: Default::default(),
         })

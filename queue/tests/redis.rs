@@ -41,6 +41,7 @@ async fn a_job_and_its_events_travel_through_redis_streams_exactly_once() {
         adapter: None,
         prompt_format: PromptFormat::ChatmlJa,
         max_new_tokens: 4,
+        scoring: Default::default(),
         questions: vec![JobQuestion {
             problem_id: "116A1".into(),
             text: "正しいのはどれか。".into(),
@@ -99,6 +100,7 @@ fn job(job_id: i64, ids: &[&str]) -> Job {
         adapter: None,
         prompt_format: PromptFormat::ChatmlJa,
         max_new_tokens: 4,
+        scoring: Default::default(),
         questions: ids
             .iter()
             .map(|id| JobQuestion {
@@ -123,6 +125,7 @@ fn answer(job_id: i64, problem_id: &str) -> WorkerEvent {
             prompt_tokens: 1,
             generated_tokens: 1,
             latency_ms: 1,
+            choice_logprobs: None,
         },
     }
 }

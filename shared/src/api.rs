@@ -115,6 +115,10 @@ pub struct CreateRun {
     pub limit: Option<u32>,
     #[serde(default)]
     pub max_new_tokens: Option<u32>,
+    /// `generation` (the default: the model writes, the rules read the letters) or `loglik`
+    /// (the most probable choice letters; each choice's log-probability is kept).
+    #[serde(default)]
+    pub scoring: crate::job::Scoring,
     /// `high` jobs are taken before `normal` ones (the default).
     #[serde(default)]
     pub priority: crate::job::Priority,
@@ -131,6 +135,9 @@ pub struct RunSummary {
     #[serde(default)]
     pub adapter: Option<String>,
     pub prompt_format: String,
+    /// How the answers are chosen.
+    #[serde(default)]
+    pub scoring: crate::job::Scoring,
     pub status: RunStatus,
     pub total: u32,
     pub tally: crate::metric::Tally,
@@ -229,6 +236,9 @@ pub struct ScoredAnswer {
     pub extracted: Extracted,
     pub correct: bool,
     pub latency_ms: u64,
+    /// Log-likelihood runs: each choice letter's natural-log probability, in choice order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub choice_logprobs: Option<Vec<f64>>,
 }
 
 /// The reply to an exam-set import.

@@ -142,9 +142,38 @@ pub fn choice_letter(index: usize) -> char {
     char::from(b'a' + u8::try_from(index.min(25)).unwrap_or(25))
 }
 
+/// How many choices a question asks for, as its text says to an examinee (「2つ選べ」,
+/// 「３つ選べ」, 「二つ選べ」); 1 when it does not say.
+pub fn asked_count(text: &str) -> usize {
+    let Some(at) = text.find("つ選べ") else {
+        return 1;
+    };
+    match text[..at].chars().next_back() {
+        Some(c @ '1'..='9') => c as usize - '0' as usize,
+        Some(c @ '１'..='９') => c as usize - '１' as usize + 1,
+        Some('二') => 2,
+        Some('三') => 3,
+        Some('四') => 4,
+        _ => 1,
+    }
+}
+
 /// The index of a choice letter ('a' → 0), if it is a lowercase ASCII letter.
 pub fn letter_index(letter: char) -> Option<usize> {
     letter
         .is_ascii_lowercase()
         .then(|| usize::from(letter as u8 - b'a'))
+}
+
+#[cfg(test)]
+mod asked_tests {
+    use super::*;
+
+    #[test]
+    fn the_number_of_answers_asked_is_read_from_the_question() {
+        assert_eq!(asked_count("誤っているのはどれか。2つ選べ。"), 2);
+        assert_eq!(asked_count("正しいのはどれか。３つ選べ。"), 3);
+        assert_eq!(asked_count("どれか。二つ選べ。"), 2);
+        assert_eq!(asked_count("最も考えられるのはどれか。"), 1);
+    }
 }

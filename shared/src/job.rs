@@ -74,10 +74,44 @@ pub struct EvalJob {
     pub adapter: Option<String>,
     pub prompt_format: PromptFormat,
     pub max_new_tokens: u32,
+    /// How the answers are chosen (generation unless said otherwise, as older jobs were).
+    #[serde(default)]
+    pub scoring: Scoring,
     pub questions: Vec<JobQuestion>,
     /// Which lane of the queue the job waits in.
     #[serde(default)]
     pub priority: Priority,
+}
+
+/// How a run's answers are chosen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Scoring {
+    /// The model writes a reply; the extraction rules read the letters out of it (the seed
+    /// studies' method).
+    #[default]
+    Generation,
+    /// No reply: each choice letter's log-probability as the start of the reply is measured,
+    /// and the most probable letters (as many as the question asks for) are the answer.
+    Loglik,
+}
+
+impl Scoring {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scoring::Generation => "generation",
+            Scoring::Loglik => "loglik",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "generation" => Some(Scoring::Generation),
+            "loglik" => Some(Scoring::Loglik),
+            _ => None,
+        }
+    }
 }
 
 /// A job's lane: workers take every `high` job before any `normal` one.
@@ -215,4 +249,8 @@ pub struct AnswerRecord {
     pub prompt_tokens: u32,
     pub generated_tokens: u32,
     pub latency_ms: u64,
+    /// Log-likelihood runs: each choice letter's natural-log probability as the start of the
+    /// reply, in choice order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub choice_logprobs: Option<Vec<f64>>,
 }

@@ -572,6 +572,7 @@ async fn the_stored_tally_counts_each_answer_once(database_url: String) {
             prompt_format: kokushi_shared::prompt::PromptFormat::ChatmlJa,
             limit: Some(3),
             max_new_tokens: 8,
+            scoring: Default::default(),
             priority: Default::default(),
             created_by: None,
         })
@@ -586,6 +587,7 @@ async fn the_stored_tally_counts_each_answer_once(database_url: String) {
         prompt_tokens: 1,
         generated_tokens: 1,
         latency_ms: 1,
+        choice_logprobs: None,
     };
     // 901A1's answer is c, 901A2's is b.
     for record in [
@@ -944,5 +946,111 @@ async fn a_filtered_leaderboard_scores_every_run_again_on_the_questions_it_keeps
         let text = res.text().await.expect("text");
         assert!(text.contains(named), "{query}: {text}");
     }
+    app.stop().await.expect("clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_likelihood_run_keeps_each_choices_log_probability() {
+    use kokushi_shared::api::{QuestionView, RunLineage, RunSummary};
+    use kokushi_shared::job::Scoring;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = kokushi_tests::fixture_model_store().expect("fixture model");
+    let app = TestApp::spawn(Settings::embedded(sqlite_url(dir.path()), store.path()))
+        .await
+        .expect("server starts");
+    let exam = app.upload_mini_exam().await.expect("upload");
+    let create = |scoring: &str| {
+        let app = &app;
+        let body = serde_json::json!({
+            "exam_set_id": exam.id, "model": FIXTURE_MODEL, "prompt_format": "chatml_ja_v1",
+            "scoring": scoring, "max_new_tokens": 6,
+        });
+        async move {
+            app.client
+                .post(app.url("/api/runs"))
+                .json(&body)
+                .send()
+                .await
+                .expect("request")
+        }
+    };
+    let refused = create("guess").await;
+    assert_eq!(refused.status(), 400);
+    let text = refused.text().await.expect("text");
+    assert!(text.contains("guess"), "{text}");
+    let res = create("loglik").await;
+    assert_eq!(res.status(), 201);
+    let run: RunSummary = res.json().await.expect("run");
+    assert_eq!(run.scoring, Scoring::Loglik);
+    let detail = app
+        .wait_for_run(run.id, Duration::from_secs(120))
+        .await
+        .expect("finishes");
+    assert_eq!(
+        detail.run.status,
+        RunStatus::Succeeded,
+        "{:?}",
+        detail.run.error
+    );
+    for q in &detail.questions {
+        let answer = q.answer.as_ref().expect("answered");
+        if q.choices.is_empty() {
+            // A number to write is generated in either mode.
+            assert!(answer.choice_logprobs.is_none(), "{}", q.problem_id);
+            continue;
+        }
+        let logprobs = answer.choice_logprobs.as_ref().expect("log-probabilities");
+        assert_eq!(logprobs.len(), q.choices.len(), "{}", q.problem_id);
+        assert!(logprobs.iter().all(|lp| *lp <= 0.0), "{logprobs:?}");
+        // The answer is the most probable letters, as many as the question asks for.
+        let asked = kokushi_shared::exam::asked_count(&q.text);
+        let mut order: Vec<usize> = (0..logprobs.len()).collect();
+        order.sort_by(|&a, &b| logprobs[b].total_cmp(&logprobs[a]));
+        let mut top: Vec<char> = order[..asked]
+            .iter()
+            .map(|&i| kokushi_shared::exam::choice_letter(i))
+            .collect();
+        top.sort_unstable();
+        assert_eq!(
+            answer.raw_output,
+            kokushi_shared::exam::join_letters(&top),
+            "{}",
+            q.problem_id
+        );
+    }
+    // The question view and the lineage say so too.
+    let view: QuestionView = app
+        .client
+        .get(app.url(&format!("/api/runs/{}/questions/901B1", run.id)))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("question");
+    let answer = view.answer.expect("answered");
+    assert_eq!(answer.choice_logprobs.map(|l| l.len()), Some(5));
+    assert_eq!(
+        answer.raw_output.len(),
+        3,
+        "two letters asked: {}",
+        answer.raw_output
+    );
+    let lineage: RunLineage = app
+        .client
+        .get(app.url(&format!("/api/runs/{}/lineage", run.id)))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("lineage");
+    assert!(
+        lineage.decoding.starts_with("log-likelihood"),
+        "{}",
+        lineage.decoding
+    );
+    let board = app.leaderboard().await.expect("leaderboard");
+    assert_eq!(board[0].scoring, Scoring::Loglik);
     app.stop().await.expect("clean stop");
 }

@@ -540,6 +540,7 @@ fn a_worker_calls_a_remote_model_only_when_its_operator_allows_it() {
             adapter: None,
             prompt_format: PromptFormat::ChatmlJa,
             max_new_tokens: 8,
+            scoring: Default::default(),
             questions: vec![question.clone()],
             priority: Default::default(),
         })

@@ -4,11 +4,11 @@
 //! IgakuQA 2021 (the 115th exam) is the tuning data and IgakuQA 2022 (the 116th) the exam, so
 //! the tuned model is never evaluated on what it was trained on. SmolLM2-135M-Instruct and
 //! Gemma 3 270M (the demo models) answer the first `KOKUSHI_SHOWCASE_LIMIT` text-only
-//! questions (default 40) in two prompt formats; a LoRA tuning of SmolLM2 on 2021
-//! (`KOKUSHI_SHOWCASE_STEPS` steps, default 40) chains the evaluation of the base and the
-//! tuned model. Then the browser visits the leaderboard, a run,
-//! a question, the comparison of base and tuned, an upload with errors and the loss curve, in
-//! English and in Japanese.
+//! questions (default 40) in their prompt formats, Gemma also by log-likelihood; a LoRA
+//! tuning of SmolLM2 on 2021 (`KOKUSHI_SHOWCASE_STEPS` steps, default 40) chains the
+//! evaluation of the base and the tuned model. Then the browser visits the leaderboard, a run,
+//! a question (and one of the log-likelihood run), the comparison of base and tuned, an upload
+//! with errors and the loss curve, in English and in Japanese.
 //!
 //! Ignored by `cargo test` (it needs the demo models and the IgakuQA data, and takes minutes
 //! on two cores); `cargo xtask screenshots` runs it with everything it needs set.
@@ -161,28 +161,32 @@ async fn showcase() -> Result<()> {
             "data_exam_set_id": tuning_data.id,
             "prompt_format": "chatml_ja_v1",
             "steps": steps,
-            "batch": 2,
+            "batch": 1,
             "seed": 7,
-            "validation_share": 0.1,
+            "validation_share": 0.05,
             "evaluate": { "exam_set_id": exam.id, "limit": limit, "max_new_tokens": 32 },
         }),
     )
     .await?;
     let tuning_id = tuning["id"].as_i64().context("the tuning's id")?;
-    for (model, format) in [
-        (SMOL, "plain_ja_v1"),
-        (GEMMA, "gemma_ja_v1"),
-        (GEMMA, "plain_ja_v1"),
+    let mut loglik_run = 0;
+    for (model, format, scoring) in [
+        (SMOL, "plain_ja_v1", "generation"),
+        (GEMMA, "gemma_ja_v1", "generation"),
+        (GEMMA, "gemma_ja_v1", "loglik"),
     ] {
-        let _: RunSummary = post(
+        let run: RunSummary = post(
             &app,
             "/api/runs",
             serde_json::json!({
                 "exam_set_id": exam.id, "model": model, "prompt_format": format,
-                "limit": limit, "max_new_tokens": 32,
+                "limit": limit, "max_new_tokens": 32, "scoring": scoring,
             }),
         )
         .await?;
+        if scoring == "loglik" {
+            loglik_run = run.id;
+        }
     }
     wait_for_all(&app, tuning_id, 5).await?;
     let detail: TuningDetail = get(&app, &format!("/api/tunings/{tuning_id}")).await?;
@@ -197,6 +201,14 @@ async fn showcase() -> Result<()> {
     let base = app.base.clone();
     sign_in(&browser, &base, ADMIN_USER, ADMIN_PASSWORD).await;
     pages(&browser, &base, base_run, tuned_run, tuning_id, "").await;
+    // A question of the log-likelihood run: each choice's probability beside its Gestalt bar.
+    browser
+        .goto(&format!("{base}/runs/{loglik_run}"))
+        .await
+        .expect("run page");
+    click(&browser, "#questions tr.question-row a.question-link").await;
+    text_of(&browser, ".choice-list.with-logprobs").await;
+    shoot(&browser, "question-loglik").await;
     // The same pages in Japanese.
     click(&browser, "#locale-switch").await;
     wait_text(&browser, "nav.site-nav", |t| t.contains("リーダーボード")).await;

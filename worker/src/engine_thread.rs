@@ -24,6 +24,11 @@ enum Command {
         params: GenerationParams,
         reply: oneshot::Sender<Result<Generation, EngineCallError>>,
     },
+    Score {
+        prompt: String,
+        continuations: Vec<String>,
+        reply: oneshot::Sender<Result<kokushi_engine::Scores, EngineCallError>>,
+    },
 }
 
 /// A tuning run for the engine thread.
@@ -122,6 +127,23 @@ impl EngineThread {
             .map_err(|_| EngineCallError::Gone)?;
         answer.await.map_err(|_| EngineCallError::Gone)?
     }
+
+    /// The log-probability of each continuation after `prompt`, with the loaded model.
+    pub async fn score(
+        &self,
+        prompt: String,
+        continuations: Vec<String>,
+    ) -> Result<kokushi_engine::Scores, EngineCallError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Score {
+                prompt,
+                continuations,
+                reply,
+            })
+            .map_err(|_| EngineCallError::Gone)?;
+        answer.await.map_err(|_| EngineCallError::Gone)?
+    }
 }
 
 /// Loads `path` (with the adapter folder `adapter` applied) and describes it.
@@ -187,6 +209,19 @@ fn serve(receiver: &mpsc::Receiver<Command>) {
             } => {
                 let result = match loaded.as_mut() {
                     Some((_, _, model, _)) => model.generate(&prompt, &params).map_err(Into::into),
+                    None => Err(EngineCallError::NotLoaded),
+                };
+                let _ = reply.send(result);
+            }
+            Command::Score {
+                prompt,
+                continuations,
+                reply,
+            } => {
+                let result = match loaded.as_mut() {
+                    Some((_, _, model, _)) => model
+                        .score_continuations(&prompt, &continuations)
+                        .map_err(Into::into),
                     None => Err(EngineCallError::NotLoaded),
                 };
                 let _ = reply.send(result);

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use kokushi_engine::GenerationParams;
 use kokushi_queue::{JobQueue, QueueError};
 use kokushi_shared::extract::{RULES_VERSION, extract};
-use kokushi_shared::job::{AnswerRecord, EvalJob, Job, TuneJob, TunePoint, WorkerEvent};
+use kokushi_shared::job::{AnswerRecord, EvalJob, Job, Scoring, TuneJob, TunePoint, WorkerEvent};
 
 pub use engine_thread::EngineThread;
 pub use model_store::{ModelStoreError, adapter_folder, is_plain_name, list_store, resolve_model};
@@ -333,6 +333,92 @@ impl Worker {
         }
     }
 
+    /// The model writes a reply; the extraction rules read the letters out of it.
+    async fn answer_by_generation(
+        &self,
+        remote: Option<&remote::RemoteModel>,
+        question: &kokushi_shared::job::JobQuestion,
+        prompt: String,
+        params: &GenerationParams,
+    ) -> Result<AnswerRecord, JobFailure> {
+        let generation = match remote {
+            Some(remote) => remote
+                .complete(&prompt, params.max_new_tokens, &params.stop)
+                .await
+                .map(|reply| kokushi_engine::Generation {
+                    text: reply.text,
+                    prompt_tokens: reply.prompt_tokens,
+                    generated_tokens: reply.generated_tokens,
+                    stop_reason: kokushi_engine::StopReason::EndOfSequence,
+                    prefill_ms: 0,
+                    decode_ms: 0,
+                })
+                .map_err(|e| JobFailure::Job(e.to_string()))?,
+            None => self
+                .engine
+                .generate(prompt, params.clone())
+                .await
+                .map_err(JobFailure::from_engine)?,
+        };
+        Ok(AnswerRecord {
+            problem_id: question.problem_id.clone(),
+            extracted: extract(&generation.text, &question.choices),
+            raw_output: generation.text,
+            rules_version: RULES_VERSION.to_owned(),
+            prompt_tokens: u32::try_from(generation.prompt_tokens).unwrap_or(u32::MAX),
+            generated_tokens: u32::try_from(generation.generated_tokens).unwrap_or(u32::MAX),
+            latency_ms: 0,
+            choice_logprobs: None,
+        })
+    }
+
+    /// Each choice letter's log-probability as the reply's first token; the answer is the most
+    /// probable letters, as many as the question asks for (「2つ選べ」).
+    async fn answer_by_loglik(
+        &self,
+        remote: Option<&remote::RemoteModel>,
+        question: &kokushi_shared::job::JobQuestion,
+        prompt: String,
+    ) -> Result<AnswerRecord, JobFailure> {
+        let letters: Vec<String> = (0..question.choices.len())
+            .map(|i| kokushi_shared::exam::choice_letter(i).to_string())
+            .collect();
+        let (logprobs, prompt_tokens) = match remote {
+            Some(remote) => {
+                let scores = remote
+                    .score_continuations(&prompt, &letters)
+                    .await
+                    .map_err(|e| JobFailure::Job(e.to_string()))?;
+                let tokens = scores.first().map_or(0, |s| s.prompt_tokens);
+                (scores.iter().map(|s| s.sum).collect::<Vec<f64>>(), tokens)
+            }
+            None => {
+                let scores = self
+                    .engine
+                    .score(prompt, letters)
+                    .await
+                    .map_err(JobFailure::from_engine)?;
+                let sums = scores.continuations.iter().map(|c| c.sum).collect();
+                (sums, scores.prompt_tokens)
+            }
+        };
+        let picked = kokushi_shared::metric::top_k_letters(
+            &logprobs,
+            kokushi_shared::exam::asked_count(&question.text),
+        );
+        let raw_output = kokushi_shared::exam::join_letters(&picked);
+        Ok(AnswerRecord {
+            problem_id: question.problem_id.clone(),
+            extracted: extract(&raw_output, &question.choices),
+            raw_output,
+            rules_version: RULES_VERSION.to_owned(),
+            prompt_tokens: u32::try_from(prompt_tokens).unwrap_or(u32::MAX),
+            generated_tokens: 0,
+            latency_ms: 0,
+            choice_logprobs: Some(logprobs),
+        })
+    }
+
     async fn execute(&mut self, job: &EvalJob) -> Result<(), JobFailure> {
         let remote = match remote::RemoteSpec::parse(&job.model) {
             None => None,
@@ -393,41 +479,29 @@ impl Worker {
             }
             let prompt = job.prompt_format.render(&question.text, &question.choices);
             let started = Instant::now();
-            let generation = match &remote {
-                Some(remote) => remote
-                    .complete(&prompt, params.max_new_tokens, &params.stop)
-                    .await
-                    .map(|reply| kokushi_engine::Generation {
-                        text: reply.text,
-                        prompt_tokens: reply.prompt_tokens,
-                        generated_tokens: reply.generated_tokens,
-                        stop_reason: kokushi_engine::StopReason::EndOfSequence,
-                        prefill_ms: 0,
-                        decode_ms: 0,
-                    })
-                    .map_err(|e| JobFailure::Job(e.to_string()))?,
-                None => self
-                    .engine
-                    .generate(prompt, params.clone())
-                    .await
-                    .map_err(JobFailure::from_engine)?,
+            let record = match job.scoring {
+                Scoring::Loglik if !question.choices.is_empty() => {
+                    self.answer_by_loglik(remote.as_ref(), question, prompt)
+                        .await?
+                }
+                // A question without choices (a number to write) is answered by generation
+                // in either mode.
+                _ => {
+                    self.answer_by_generation(remote.as_ref(), question, prompt, &params)
+                        .await?
+                }
+            };
+            let record = AnswerRecord {
+                latency_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                ..record
             };
             tracing::info!(
                 problem_id = %question.problem_id,
                 done = done + 1,
                 total,
-                ms = started.elapsed().as_millis(),
+                ms = record.latency_ms,
                 "answered"
             );
-            let record = AnswerRecord {
-                problem_id: question.problem_id.clone(),
-                extracted: extract(&generation.text, &question.choices),
-                raw_output: generation.text,
-                rules_version: RULES_VERSION.to_owned(),
-                prompt_tokens: u32::try_from(generation.prompt_tokens).unwrap_or(u32::MAX),
-                generated_tokens: u32::try_from(generation.generated_tokens).unwrap_or(u32::MAX),
-                latency_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            };
             self.queue
                 .publish_event(&WorkerEvent::Answer {
                     job_id: job.job_id,

@@ -3,7 +3,7 @@
 use kokushi_shared::api::{QuestionResult, RunDetail, RunStatus, RunSummary, ScoredAnswer};
 use kokushi_shared::extract::Extracted;
 use kokushi_shared::igakuqa::IGAKUQA_CREDIT;
-use kokushi_shared::job::{AnswerRecord, EvalJob, JobQuestion, Priority};
+use kokushi_shared::job::{AnswerRecord, EvalJob, JobQuestion, Priority, Scoring};
 use kokushi_shared::metric::{Tally, lenient_correct};
 use kokushi_shared::prompt::PromptFormat;
 use sqlx::Row;
@@ -21,13 +21,14 @@ pub struct NewRun {
     pub prompt_format: PromptFormat,
     pub limit: Option<u32>,
     pub max_new_tokens: u32,
+    pub scoring: Scoring,
     pub priority: Priority,
     /// The account that asked for it (`None` from the command line).
     pub created_by: Option<i64>,
 }
 
 const RUN_COLUMNS: &str = "r.id, r.model, r.adapter, r.prompt_format, r.status, r.total, r.error, \
-     r.created_at, e.name AS exam_set, r.tally_answered, r.tally_correct, r.tally_unparsed, \
+     r.created_at, r.scoring, e.name AS exam_set, r.tally_answered, r.tally_correct, r.tally_unparsed, \
      r.tally_points, r.tally_points_possible, r.year_verdicts, r.text_metrics";
 
 /// A run's questions in order with their answers so far (none yet: NULLs); binds the run id as
@@ -74,8 +75,8 @@ impl Db {
         let now = now_rfc3339();
         let run_id: i64 = sqlx::query(
             "INSERT INTO runs (exam_set_id, model, prompt_format, question_limit, max_new_tokens, \
-                               status, total, created_at, priority, created_by, adapter) \
-             VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $10) RETURNING id",
+                               status, total, created_at, priority, created_by, adapter, scoring) \
+             VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $10, $11) RETURNING id",
         )
         .bind(new.exam_set_id)
         .bind(&new.model)
@@ -87,6 +88,7 @@ impl Db {
         .bind(new.priority.as_str())
         .bind(new.created_by)
         .bind(&new.adapter)
+        .bind(new.scoring.as_str())
         .fetch_one(&mut **tx)
         .await?
         .try_get("id")?;
@@ -124,21 +126,23 @@ impl Db {
             adapter: new.adapter.clone(),
             prompt_format: new.prompt_format,
             max_new_tokens: new.max_new_tokens,
+            scoring: new.scoring,
             questions,
             priority: new.priority,
         }))
     }
 
-    /// A run with the same exam set, model, prompt format and limit, if one exists.
+    /// A run with the same exam set, model, prompt format, scoring and limit, if one exists.
     pub async fn find_run(&self, new: &NewRun) -> Result<Option<i64>, DbError> {
         let row = sqlx::query(
             "SELECT id FROM runs WHERE exam_set_id = $1 AND model = $2 AND prompt_format = $3 \
-             AND COALESCE(question_limit, -1) = $4 ORDER BY id DESC LIMIT 1",
+             AND COALESCE(question_limit, -1) = $4 AND scoring = $5 ORDER BY id DESC LIMIT 1",
         )
         .bind(new.exam_set_id)
         .bind(&new.model)
         .bind(new.prompt_format.id())
         .bind(new.limit.map_or(-1, i64::from))
+        .bind(new.scoring.as_str())
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(|r| r.try_get("id")).transpose()?)
@@ -181,7 +185,7 @@ impl Db {
     async fn jobs_of_unfinished(&self, run_id: Option<i64>) -> Result<Vec<EvalJob>, DbError> {
         let runs = sqlx::query(
             "SELECT j.id AS job_id, r.id AS run_id, r.model, r.adapter, r.prompt_format, r.max_new_tokens, \
-                    r.exam_set_id, r.priority \
+                    r.exam_set_id, r.priority, r.scoring \
              FROM jobs j JOIN runs r ON r.id = j.run_id \
              WHERE r.status IN ('queued', 'running') AND ($1 < 0 OR r.id = $1) ORDER BY j.id",
         )
@@ -221,6 +225,7 @@ impl Db {
                 adapter: run.try_get("adapter")?,
                 prompt_format,
                 max_new_tokens: to_u32(run.try_get("max_new_tokens")?),
+                scoring: scoring_of(&run)?,
                 questions,
                 priority: {
                     let p: String = run.try_get("priority")?;
@@ -273,7 +278,7 @@ impl Db {
         };
         let rows = sqlx::query(&format!(
             "SELECT q.body, a.raw_output, a.extracted, a.rules_version, a.correct, a.unparsed, \
-                    a.points, a.latency_ms {RUN_QUESTIONS_WITH_ANSWERS}"
+                    a.points, a.latency_ms, a.choice_logprobs {RUN_QUESTIONS_WITH_ANSWERS}"
         ))
         .bind(id)
         .bind(row.try_get::<i64, _>("exam_set_id")?)
@@ -307,6 +312,13 @@ impl Db {
                             r.try_get::<Option<i64>, _>("latency_ms")?.unwrap_or(0),
                         )
                         .unwrap_or(0),
+                        choice_logprobs: r
+                            .try_get::<Option<String>, _>("choice_logprobs")?
+                            .map(|json| {
+                                serde_json::from_str(&json)
+                                    .map_err(|e| corrupt("answers", "choice_logprobs", e))
+                            })
+                            .transpose()?,
                     })
                 }
                 None => None,
@@ -414,8 +426,9 @@ impl Db {
         let mut tx = self.begin_write().await?;
         let inserted = sqlx::query(
             "INSERT INTO answers (run_id, problem_id, raw_output, extracted, rules_version, correct, \
-                                  unparsed, points, prompt_tokens, generated_tokens, latency_ms, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                                  unparsed, points, prompt_tokens, generated_tokens, latency_ms, created_at, \
+                                  choice_logprobs) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
              ON CONFLICT (run_id, problem_id) DO NOTHING",
         )
         .bind(run_id)
@@ -430,6 +443,7 @@ impl Db {
         .bind(i64::from(record.generated_tokens))
         .bind(i64::try_from(record.latency_ms).unwrap_or(i64::MAX))
         .bind(now_rfc3339())
+        .bind(choice_logprobs_json(record, question.choices.len()))
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -587,7 +601,7 @@ impl Db {
     pub async fn run_lineage_row(&self, id: i64) -> Result<Option<LineageRow>, DbError> {
         let Some(r) = sqlx::query(
             "SELECT exam_set_id, model, adapter, prompt_format, max_new_tokens, model_info, \
-                    worker, tuning_id FROM runs WHERE id = $1",
+                    worker, tuning_id, scoring FROM runs WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -604,6 +618,7 @@ impl Db {
             model_info: r.try_get("model_info")?,
             worker: r.try_get("worker")?,
             tuning_id: r.try_get("tuning_id")?,
+            scoring: scoring_of(&r)?,
         }))
     }
 
@@ -704,6 +719,7 @@ pub struct LineageRow {
     pub model_info: Option<String>,
     pub worker: Option<String>,
     pub tuning_id: Option<i64>,
+    pub scoring: Scoring,
 }
 
 /// The tally kept in a run's row (`RUN_COLUMNS`).
@@ -717,6 +733,25 @@ fn stored_tally(row: &sqlx::any::AnyRow) -> Result<Tally, DbError> {
     })
 }
 
+/// The record's log-probabilities as stored: one finite number (or −∞) per choice, else
+/// nothing (a worker's mistake must not put a half list on the question page).
+fn choice_logprobs_json(record: &AnswerRecord, choices: usize) -> Option<String> {
+    let values = record.choice_logprobs.as_ref()?;
+    let valid = values.len() == choices && values.iter().all(|v| !v.is_nan() && *v <= 0.0);
+    if !valid {
+        tracing::warn!(problem_id = %record.problem_id, "log-probabilities that do not fit the choices; not stored");
+        return None;
+    }
+    // JSON has no −∞: a choice the model rules out entirely is stored as the lowest float.
+    let finite: Vec<f64> = values.iter().map(|v| v.max(f64::MIN)).collect();
+    serde_json::to_string(&finite).ok()
+}
+
+fn scoring_of(row: &sqlx::any::AnyRow) -> Result<Scoring, DbError> {
+    let text: String = row.try_get("scoring")?;
+    Scoring::parse(&text).ok_or_else(|| corrupt("runs", "scoring", &text))
+}
+
 fn run_from_row(row: &sqlx::any::AnyRow, tally: Tally) -> Result<RunSummary, DbError> {
     let status: String = row.try_get("status")?;
     Ok(RunSummary {
@@ -725,6 +760,7 @@ fn run_from_row(row: &sqlx::any::AnyRow, tally: Tally) -> Result<RunSummary, DbE
         model: row.try_get("model")?,
         adapter: row.try_get("adapter")?,
         prompt_format: row.try_get("prompt_format")?,
+        scoring: scoring_of(row)?,
         status: RunStatus::parse(&status).ok_or_else(|| corrupt("runs", "status", &status))?,
         total: to_u32(row.try_get("total")?),
         accuracy_interval: kokushi_shared::stats::wilson_interval(

@@ -368,6 +368,7 @@ impl Db {
                 limit: to_u32(row.try_get("eval_limit")?),
                 max_new_tokens: to_u32(row.try_get("eval_max_new_tokens")?)
                     .unwrap_or(crate::routes::DEFAULT_MAX_NEW_TOKENS),
+                scoring: Default::default(),
                 priority: Priority::parse(&priority)
                     .ok_or_else(|| corrupt("tunings", "priority", &priority))?,
                 created_by: row.try_get("created_by")?,

@@ -83,6 +83,10 @@ pub fn RunRow(run: RunSummary, selected: RwSignal<Vec<i64>>) -> impl IntoView {
             <td class="exam-set">{run.exam_set}</td>
             <td class="prompt-format">
                 <code>{run.prompt_format}</code>
+                {(run.scoring == kokushi_shared::job::Scoring::Loglik).then(|| view! {
+                    " "
+                    <span class="tag scoring-tag">{format::scoring(run.scoring)}</span>
+                })}
             </td>
             <td class="run-status" title=error>
                 <StatusBadge status=run.status />

@@ -30,6 +30,8 @@ pub fn RunSummaryList(detail: RunDetail) -> impl IntoView {
             <dt>{t(i18n::RUN_SUMMARY_PROMPT_FORMAT)}</dt>
             <dd>
                 <code>{run.prompt_format}</code>
+                " · "
+                {crate::format::scoring(run.scoring)}
             </dd>
             <dt>{t(i18n::RUN_SUMMARY_PROGRESS)}</dt>
             <dd class="progress">{format::progress(run.tally.answered, run.total)}</dd>

@@ -313,6 +313,12 @@ pub fn JobsPage() -> impl IntoView {
                             {move || options_of(format_options(), eval.with(|f| f.prompt_format.clone()))}
                         </select>
                     })}
+                    {field(t(i18n::JOBS_SCORING), "scoring", eval_errors, view! {
+                        <select id="eval-scoring" on:change=move |ev| eval.update(|f| f.scoring = event_target_value(&ev))>
+                            <option value="generation">{t(i18n::JOBS_SCORING_GENERATION)}</option>
+                            <option value="loglik">{t(i18n::JOBS_SCORING_LOGLIK)}</option>
+                        </select>
+                    })}
                     <div class="row">
                         {field(t(i18n::JOBS_LIMIT), "limit", eval_errors, text_input("eval-limit", t(i18n::JOBS_LIMIT_PLACEHOLDER), move || eval.with(|f| f.limit.clone()), move |v| eval.update(|f| f.limit = v)))}
                         {field(t(i18n::JOBS_MAX_NEW_TOKENS), "max_new_tokens", eval_errors, text_input("eval-tokens", "32", move || eval.with(|f| f.max_new_tokens.clone()), move |v| eval.update(|f| f.max_new_tokens = v)))}

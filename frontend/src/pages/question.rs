@@ -115,6 +115,13 @@ fn view_of(run: i64, v: QuestionView) -> impl IntoView {
         .as_ref()
         .map(|s| s.gestalt.iter().map(|g| g[2]).collect())
         .unwrap_or_default();
+    let logprobs: Vec<f64> = v
+        .answer
+        .as_ref()
+        .and_then(|a| a.choice_logprobs.clone())
+        .unwrap_or_default();
+    let shares = crate::chart::probabilities(&logprobs);
+    let with_logprobs = !logprobs.is_empty();
     let prohibited = q.meta.prohibited.clone();
     let choices = q
         .choices
@@ -126,6 +133,7 @@ fn view_of(run: i64, v: QuestionView) -> impl IntoView {
             let is_chosen = chosen.contains(&letter);
             let is_prohibited = prohibited.contains(&letter);
             let similarity = gestalt.get(i).copied();
+            let probability = logprobs.get(i).copied().zip(shares.get(i).copied());
             view! {
                 <li
                     class="choice"
@@ -147,6 +155,14 @@ fn view_of(run: i64, v: QuestionView) -> impl IntoView {
                             <span class="bar-fill" style:width=bar_percent(g)></span>
                         </span>
                         <span class="bar-value num">{format!("{g:.3}")}</span>
+                    })}
+                    {probability.map(|(lp, share)| view! {
+                        <span class="bar-track logprob" title=t(i18n::QUESTION_LOGPROB_TITLE)>
+                            <span class="bar-fill" style:width=bar_percent(share)></span>
+                        </span>
+                        <span class="bar-value num" title=format!("log p = {lp:.3}")>
+                            {format::percent(share)}
+                        </span>
                     })}
                 </li>
             }
@@ -218,7 +234,13 @@ fn view_of(run: i64, v: QuestionView) -> impl IntoView {
                     <dt>{t(i18n::QUESTION_RULES_VERSION)}</dt>
                     <dd><code>{v.rules_version.clone().unwrap_or_default()}</code></dd>
                     <dt>{t(i18n::QUESTION_LOGPROBS)}</dt>
-                    <dd class="hint">{t(i18n::QUESTION_LOGPROBS_NOTE)}</dd>
+                    <dd class="hint">
+                        {if answer.choice_logprobs.is_some() {
+                            t(i18n::QUESTION_LOGPROBS_SHOWN)
+                        } else {
+                            t(i18n::QUESTION_LOGPROBS_NOTE)
+                        }}
+                    </dd>
                 </dl>
             }
             .into_any()
@@ -242,7 +264,7 @@ fn view_of(run: i64, v: QuestionView) -> impl IntoView {
         <div class="question-grid">
             <div>
                 <p class="stem" lang="ja" id="stem">{q.text.clone()}</p>
-                <ol class="choice-list" lang="ja">{choices}</ol>
+                <ol class="choice-list" class:with-logprobs=with_logprobs lang="ja">{choices}</ol>
                 <p class="gold-line">{t(i18n::QUESTION_GOLD_ANSWER)} <strong id="gold">{q.gold.display()}</strong></p>
                 {answer}
             </div>
