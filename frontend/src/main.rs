@@ -12,6 +12,8 @@ mod api;
 mod app;
 mod chart;
 mod components;
+#[cfg(all(test, target_arch = "wasm32"))]
+mod dom_tests;
 mod error;
 mod format;
 mod forms;

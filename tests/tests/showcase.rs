@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use fantoccini::{Client, Locator};
 use kokushi_backend::Settings;
-use kokushi_shared::api::{ExamSetSummary, ImportReport, RunSummary, TuningDetail};
+use kokushi_shared::api::{ExamSetSummary, ImportReport, RunStatus, RunSummary, TuningDetail};
 use kokushi_tests::ui::{click, shoot, sign_in, text_of, type_into, wait_text};
 use kokushi_tests::{ADMIN_PASSWORD, ADMIN_USER, Browser, TestApp};
 
@@ -100,6 +100,13 @@ async fn wait_for_all(app: &TestApp, tuning: i64, runs_expected: usize) -> Resul
             println!("[{:>4} s] {line}", started.elapsed().as_secs());
             last.clone_from(&line);
         }
+        if detail.tuning.status.is_finished() && detail.tuning.status != RunStatus::Succeeded {
+            bail!(
+                "the tuning ended {:?}: {}",
+                detail.tuning.status,
+                detail.tuning.error.unwrap_or_default()
+            );
+        }
         if detail.tuning.status.is_finished()
             && runs.len() >= runs_expected
             && runs.iter().all(|r| r.status.is_finished())
@@ -143,9 +150,18 @@ async fn showcase() -> Result<()> {
         );
     }
 
-    // The server in embedded mode (its own worker), over the real model store.
+    // The server in embedded mode (its own worker), over a store of its own holding the demo
+    // models (hard links beside the cache, copies elsewhere): the adapter it trains must not
+    // land in the cache.
     let dir = tempfile::tempdir()?;
-    let mut settings = Settings::embedded(kokushi_tests::sqlite_url(dir.path()), &models);
+    let store = tempfile::tempdir_in(models.parent().unwrap_or(&models))?;
+    for model in [SMOL, GEMMA] {
+        let (from, to) = (models.join(model), store.path().join(model));
+        if std::fs::hard_link(&from, &to).is_err() {
+            std::fs::copy(&from, &to).with_context(|| format!("copying {}", from.display()))?;
+        }
+    }
+    let mut settings = Settings::embedded(kokushi_tests::sqlite_url(dir.path()), store.path());
     settings.static_dir = Some(static_dir.into());
     let app = TestApp::spawn(settings).await?;
     let tuning_data = upload_year(&app, &data, "2021", "IgakuQA 2021 (115th)").await?;

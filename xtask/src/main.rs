@@ -690,6 +690,21 @@ fn test(root: &Path) -> Result<()> {
             "warnings",
         ]),
     );
+    // The components' DOM behaviour, in headless Chromium (capabilities: frontend/webdriver.json).
+    let test_runner = tools::ensure_wasm_bindgen(root)?.with_file_name("wasm-bindgen-test-runner");
+    check(
+        "DOM tests (frontend, wasm32 in Chromium)",
+        cargo()
+            .args([
+                "test",
+                "-p",
+                "kokushi-frontend",
+                "--target",
+                "wasm32-unknown-unknown",
+            ])
+            .env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER", &test_runner)
+            .env("CHROMEDRIVER", tools::chromedriver()),
+    );
     // The same package set as `cargo test --workspace`, so both share one build of every
     // dependency (a narrower set unifies features differently and rebuilds candle and sqlx).
     check(

@@ -75,7 +75,7 @@ pub fn Header() -> impl IntoView {
 
 /// A button naming the other language in that language; choosing it reloads the page in it.
 #[component]
-fn LocaleSwitch() -> impl IntoView {
+pub(crate) fn LocaleSwitch() -> impl IntoView {
     let current = i18n::locale();
     let other = Locale::ALL
         .into_iter()

@@ -223,7 +223,7 @@ pub fn LeaderboardPage() -> impl IntoView {
 /// Which questions every run is scored on: exam years, blocks, section, specialty, text-only.
 /// The server scores again; this only edits the query.
 #[component]
-fn QuestionFilter(
+pub(crate) fn QuestionFilter(
     query: RwSignal<LeaderboardQuery>,
     known_years: RwSignal<Vec<u16>>,
 ) -> impl IntoView {

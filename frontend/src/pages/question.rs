@@ -132,7 +132,9 @@ fn view_of(run: i64, v: QuestionView) -> impl IntoView {
             let is_gold = gold.contains(&letter);
             let is_chosen = chosen.contains(&letter);
             let is_prohibited = prohibited.contains(&letter);
-            let similarity = gestalt.get(i).copied();
+            // A log-likelihood answer is a bare letter: its likeness to a choice's text says
+            // nothing, so the probability bar takes the Gestalt bar's place.
+            let similarity = gestalt.get(i).copied().filter(|_| logprobs.is_empty());
             let probability = logprobs.get(i).copied().zip(shares.get(i).copied());
             view! {
                 <li
