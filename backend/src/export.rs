@@ -109,24 +109,33 @@ pub fn answers_csv(detail: &RunDetail) -> String {
     out
 }
 
-/// One row per run, as the leaderboard lists them.
+/// One row per run, as the leaderboard lists them (with its filter, if any). The text metrics
+/// are empty until a run has succeeded (or while a filter keeps none of its answers).
 pub fn leaderboard_csv(runs: &[RunSummary]) -> String {
     let mut out = String::from(
-        "run_id,model,exam_set,prompt_format,status,questions,answered,correct,accuracy,\
-         parse_failures,points,points_possible,created_at\n",
+        "run_id,model,adapter,exam_set,prompt_format,scoring,status,questions,answered,correct,\
+         accuracy,parse_failures,points,points_possible,correct_strict,exact_match,\
+         gestalt_correct,created_at\n",
     );
     for r in runs {
         let accuracy = r
             .tally
             .accuracy()
             .map_or_else(String::new, |a| format!("{a:.6}"));
+        let metric = |count: fn(&kokushi_shared::api::RunMetrics) -> u32| {
+            r.metrics
+                .as_ref()
+                .map_or_else(String::new, |m| count(m).to_string())
+        };
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             r.id,
             field(&r.model),
+            field(r.adapter.as_deref().unwrap_or_default()),
             field(&r.exam_set),
             field(&r.prompt_format),
+            r.scoring.as_str(),
             r.status.as_str(),
             r.total,
             r.tally.answered,
@@ -135,6 +144,9 @@ pub fn leaderboard_csv(runs: &[RunSummary]) -> String {
             r.tally.parse_failures,
             r.tally.points,
             r.tally.points_possible,
+            metric(|m| m.correct_strict),
+            metric(|m| m.exact_match),
+            metric(|m| m.gestalt_correct),
             field(&r.created_at),
         );
     }

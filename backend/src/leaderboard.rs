@@ -221,6 +221,54 @@ pub async fn leaderboard(
         .body(body))
 }
 
+/// `GET /api/leaderboard/export`'s query: the format and the leaderboard's filter.
+#[derive(Debug, serde::Deserialize)]
+pub struct ExportQuery {
+    #[serde(default)]
+    format: Option<String>,
+    #[serde(default)]
+    years: Option<String>,
+    #[serde(default)]
+    blocks: Option<String>,
+    #[serde(default)]
+    section: Option<String>,
+    #[serde(default)]
+    specialty: Option<String>,
+    #[serde(default)]
+    text_only: Option<bool>,
+}
+
+/// `GET /api/leaderboard/export?format=csv[&years=…]`: the rows the leaderboard shows for the
+/// same filter, as CSV.
+pub async fn export(
+    state: web::Data<AppState>,
+    query: web::Query<ExportQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let query = query.into_inner();
+    if let Some(other) = query.format.as_deref().filter(|f| *f != "csv") {
+        return Err(ApiError::BadRequest(format!(
+            "unknown format {other:?}; known: csv"
+        )));
+    }
+    let filter = Filter::parse(&LeaderboardQuery {
+        years: query.years,
+        blocks: query.blocks,
+        section: query.section,
+        specialty: query.specialty,
+        text_only: query.text_only,
+    })
+    .map_err(ApiError::BadRequest)?;
+    let rows = match &filter {
+        None => state.db.leaderboard().await?,
+        Some(filter) => filtered(&state, filter).await?,
+    };
+    Ok(crate::routes::download(
+        crate::export::leaderboard_csv(&rows),
+        "text/csv; charset=utf-8",
+        "kokushi-leaderboard.csv",
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -224,7 +224,14 @@ fn describe(method: &str, path: &str) -> Option<Doc> {
             "The leaderboard as CSV",
             Other("text/csv; charset=utf-8", "One row per run"),
         )
-        .query(&[("format", "`csv` (the default and only one)")]),
+        .query(&[
+            ("format", "`csv` (the default and only one)"),
+            ("years", "As for `/api/leaderboard`: the same filter, the same rows"),
+            ("blocks", "As for `/api/leaderboard`"),
+            ("section", "As for `/api/leaderboard`"),
+            ("specialty", "As for `/api/leaderboard`"),
+            ("text_only", "As for `/api/leaderboard`"),
+        ]),
         ("get", "/api/models") => Doc::new(
             "The model store's models and adapters, read from their headers",
             Answer::Json(list::<api::StoreEntry>()),

@@ -119,7 +119,7 @@ endpoints! {
     post "/api/users" Admin => accounts::add_user;
     patch "/api/users/{id}" Admin => accounts::update_user;
     get "/api/leaderboard" Researcher => crate::leaderboard::leaderboard;
-    get "/api/leaderboard/export" Researcher => leaderboard_export;
+    get "/api/leaderboard/export" Researcher => crate::leaderboard::export;
     get "/api/models" Researcher => models;
     get "/api/exam-sets" Researcher => exam_sets;
     post "/api/exam-sets" Researcher => upload_exam_set;
@@ -485,7 +485,7 @@ struct ExportQuery {
 }
 
 /// A download: the body with its media type and a file name.
-fn download(body: String, media: &str, file: &str) -> HttpResponse {
+pub(crate) fn download(body: String, media: &str, file: &str) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((actix_web::http::header::CONTENT_TYPE, media))
         .insert_header((
@@ -521,23 +521,6 @@ async fn run_export(
         )),
         other => Err(ApiError::BadRequest(format!(
             "unknown format {other:?}; known: jsonl, csv"
-        ))),
-    }
-}
-
-/// `GET /api/leaderboard/export?format=csv`: one row per run.
-async fn leaderboard_export(
-    state: web::Data<AppState>,
-    query: web::Query<ExportQuery>,
-) -> Result<HttpResponse, ApiError> {
-    match query.format.as_deref().unwrap_or("csv") {
-        "csv" => Ok(download(
-            crate::export::leaderboard_csv(&state.db.leaderboard().await?),
-            "text/csv; charset=utf-8",
-            "kokushi-leaderboard.csv",
-        )),
-        other => Err(ApiError::BadRequest(format!(
-            "unknown format {other:?}; known: csv"
         ))),
     }
 }

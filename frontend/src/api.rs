@@ -20,6 +20,15 @@ pub async fn leaderboard(query: LeaderboardQuery) -> Result<Vec<RunSummary>, Api
     get_json(&leaderboard_path(&query)).await
 }
 
+/// The leaderboard as CSV, for the same filter.
+pub fn leaderboard_export_path(query: &LeaderboardQuery) -> String {
+    let path = leaderboard_path(query);
+    match path.split_once('?') {
+        Some((_, params)) => format!("/api/leaderboard/export?format=csv&{params}"),
+        None => "/api/leaderboard/export?format=csv".to_owned(),
+    }
+}
+
 /// `/api/leaderboard` with the query's filter, leaving out what it does not set.
 pub fn leaderboard_path(query: &LeaderboardQuery) -> String {
     let mut params = Vec::new();
@@ -259,6 +268,14 @@ mod tests {
             leaderboard_path(&query),
             "/api/leaderboard?years=2021%2C2022&section=required\
              &specialty=%E5%BE%AA%E7%92%B0%E5%99%A8&text_only=true"
+        );
+        assert_eq!(
+            leaderboard_export_path(&LeaderboardQuery::default()),
+            "/api/leaderboard/export?format=csv"
+        );
+        assert!(
+            leaderboard_export_path(&query)
+                .starts_with("/api/leaderboard/export?format=csv&years=")
         );
     }
 

@@ -929,6 +929,31 @@ async fn a_filtered_leaderboard_scores_every_run_again_on_the_questions_it_keeps
         sum.parse_failures += part.tally.parse_failures;
     }
     assert_eq!(sum, whole.tally, "the blocks add up to the whole");
+    // The CSV download gives the rows of the same filter.
+    let csv = app
+        .client
+        .get(app.url("/api/leaderboard/export?format=csv&blocks=A"))
+        .send()
+        .await
+        .expect("request")
+        .text()
+        .await
+        .expect("csv");
+    let header: Vec<&str> = csv.lines().next().unwrap_or_default().split(',').collect();
+    let cells: Vec<&str> = csv.lines().nth(1).unwrap_or_default().split(',').collect();
+    let column = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .and_then(|i| cells.get(i).copied())
+            .unwrap_or_else(|| panic!("{name} in {csv}"))
+    };
+    assert_eq!(
+        (column("questions"), column("answered")),
+        ("2", "2"),
+        "{csv}"
+    );
+    assert_eq!(column("scoring"), "generation");
     // Filters combine; a filter nothing matches leaves the run with no questions.
     let b_text = row("?blocks=B&section=&text_only=true").await;
     assert_eq!(b_text.total, 2);

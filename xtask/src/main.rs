@@ -43,6 +43,9 @@ commands:
   bench api
         the leaderboard endpoint (release build, SQLite, 100 runs x 2,000 answers) under load
         from wrk beside the server's health endpoint (the actix ceiling) in the same run
+  bench ui
+        the run page of a 2,000-question run in headless Chromium (frontend release build):
+        time to the first rows, a page turn, a filter (the page's own clock)
   cuda-check
         compile-check the engine, worker and server with `--features cuda` against NVIDIA's
         CUDA 13.5 compiler and headers from PyPI (no GPU needed; ~400 MB once, ~12 min)
@@ -311,7 +314,27 @@ fn bench(root: &Path, name: Option<&str>) -> Result<()> {
                     .current_dir(root),
             )
         }
-        _ => bail!("usage: cargo xtask bench gestalt|engine|lora|api"),
+        Some("ui") => {
+            tools::ensure_system_packages()?;
+            let dist = frontend(root)?;
+            run_cmd(
+                cargo()
+                    .args([
+                        "test",
+                        "-p",
+                        "kokushi-tests",
+                        "--test",
+                        "ui_bench",
+                        "--",
+                        "--ignored",
+                        "--nocapture",
+                    ])
+                    .env("KOKUSHI_STATIC_DIR", &dist)
+                    .env("CHROMEDRIVER", tools::chromedriver())
+                    .current_dir(root),
+            )
+        }
+        _ => bail!("usage: cargo xtask bench gestalt|engine|lora|api|ui"),
     }
 }
 

@@ -113,7 +113,7 @@ pub fn LeaderboardPage() -> impl IntoView {
                 <a class="button" href=paths::JOBS>
                     {t(i18n::LEADERBOARD_NEW_EVALUATION)}
                 </a>
-                <a class="button" href="/api/leaderboard/export?format=csv" download>
+                <a class="button" href=move || query.with(api::leaderboard_export_path) download>
                     {t(i18n::LEADERBOARD_DOWNLOAD_CSV)}
                 </a>
             </div>
