@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, Locator};
 use kokushi_backend::Settings;
 use kokushi_queue::RedisQueue;
-use kokushi_tests::ui::{WAIT, click, sign_in, text_of, type_into, wait_text};
+use kokushi_tests::ui::{WAIT, click, element, sign_in, text_of, type_into, wait_text};
 use kokushi_tests::{
     ADMIN_PASSWORD, ADMIN_USER, Browser, TestApp, fixture_model_store, mini_exam_path, service,
 };
@@ -151,6 +151,12 @@ async fn researcher_flow(database_url: String) {
         .await
         .expect("rows")
         .len();
+    // One page of four questions: the pager offers no next page, and says so in words.
+    let next_page = element(&browser, "#page-next").await;
+    let pager = (
+        next_page.text().await.expect("text"),
+        next_page.attr("disabled").await.expect("attr").is_some(),
+    );
     let second = launch_evaluation(&browser, &base, "plain_ja_v1", "4").await;
     wait_text(&browser, ".progress-label", |t| t.contains("succeeded")).await;
 
@@ -243,6 +249,7 @@ async fn researcher_flow(database_url: String) {
         "{stored}"
     );
     assert_eq!(first_rows, 4);
+    assert_eq!(pager, ("Next →".to_owned(), true));
     assert!(
         lineage.contains("chatml_ja_v1") && lineage.contains("tiny-llama.gguf"),
         "{lineage}"

@@ -258,7 +258,12 @@ fn view_of(run: i64, v: QuestionView) -> impl IntoView {
     };
     view! {
         <div class="question-head">
-            <h1 id="question-title">{format!("{} · {}", q.problem_id, v.run.model)}</h1>
+            <h1 id="question-title">
+                {match &v.run.adapter {
+                    Some(adapter) => format!("{} · {} + {adapter}", q.problem_id, v.run.model),
+                    None => format!("{} · {}", q.problem_id, v.run.model),
+                }}
+            </h1>
             <span class="hint">{tf(i18n::QUESTION_POSITION, &[("position", &v.position), ("total", &v.total)])}</span>
             {nav(t(i18n::RUN_PREVIOUS), "question-previous", v.previous.clone())}
             {nav(t(i18n::RUN_NEXT), "question-next", v.next.clone())}

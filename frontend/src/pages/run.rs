@@ -303,7 +303,7 @@ fn RunView(id: i64) -> impl IntoView {
                     <button
                         type="button"
                         id="page-next"
-                        disabled=move || page.get() + 1 >= pages()
+                        disabled=move || { page.get() + 1 >= pages() }
                         on:click=move |_| page.update(|p| *p += 1)
                     >
                         {t(i18n::RUN_NEXT)}
