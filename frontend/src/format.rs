@@ -244,6 +244,7 @@ mod tests {
             text: "問題".into(),
             choices: vec!["甲".into(), "乙".into()],
             gold: Gold::Letters { letters: vec!['a'] },
+            specialty: None,
             points: 1,
             answer: None,
         };

@@ -438,6 +438,7 @@ mod tests {
                 letters: gold.to_vec(),
             },
             points: 1,
+            specialty: None,
             answer: answer.map(|(correct, extracted)| ScoredAnswer {
                 raw_output: String::new(),
                 extracted,

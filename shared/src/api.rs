@@ -226,6 +226,9 @@ pub struct QuestionResult {
     pub choices: Vec<String>,
     pub gold: Gold,
     pub points: u32,
+    /// The clinical specialty, when the exam set names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub specialty: Option<String>,
     pub answer: Option<ScoredAnswer>,
 }
 

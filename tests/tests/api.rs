@@ -960,6 +960,44 @@ async fn a_filtered_leaderboard_scores_every_run_again_on_the_questions_it_keeps
     let none = row("?years=2031").await;
     assert_eq!((none.total, none.tally.answered), (0, 0));
     assert_eq!((none.metrics, none.accuracy_interval), (None, None));
+    // Specialties, as an exam set names them: each question carries its own, and the
+    // leaderboard can keep one.
+    let lines = [
+        ("950A1", "循環器"),
+        ("950A2", "腎臓"),
+        ("950A3", "循環器"),
+    ]
+    .map(|(id, specialty)| {
+        format!(
+            "{{\"problem_id\": \"{id}\", \"problem_text\": \"どれか。\", \"choices\": [\"甲\", \"乙\", \"丙\"], \"answer\": [\"a\"], \"specialty\": \"{specialty}\"}}\n"
+        )
+    })
+    .concat();
+    let res = app
+        .upload("specialties", "specialties.jsonl", lines.into_bytes())
+        .await
+        .expect("upload");
+    assert!(
+        res.status().is_success(),
+        "{}",
+        res.text().await.unwrap_or_default()
+    );
+    let set: kokushi_shared::api::ImportReport = res.json().await.expect("report");
+    let by_specialty = app.create_run(set.exam_set.id, 10).await.expect("run");
+    let detail = app
+        .wait_for_run(by_specialty.id, Duration::from_secs(120))
+        .await
+        .expect("finishes");
+    let named: Vec<Option<&str>> = detail
+        .questions
+        .iter()
+        .map(|q| q.specialty.as_deref())
+        .collect();
+    assert_eq!(named, [Some("循環器"), Some("腎臓"), Some("循環器")]);
+    let res = board("?specialty=%E5%BE%AA%E7%92%B0%E5%99%A8").await;
+    let rows: Vec<RunSummary> = res.json().await.expect("rows");
+    let totals: Vec<(i64, u32)> = rows.iter().map(|r| (r.id, r.total)).collect();
+    assert_eq!(totals, [(by_specialty.id, 2), (run.id, 0)], "newest first");
     // A value that cannot be read is refused, naming the parameter and the value.
     for (query, named) in [
         ("?blocks=AB", "blocks"),

@@ -324,6 +324,7 @@ impl Db {
                 None => None,
             };
             questions.push(QuestionResult {
+                specialty: q.meta.specialty,
                 problem_id: q.problem_id,
                 text: q.text,
                 choices: q.choices,

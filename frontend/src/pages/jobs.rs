@@ -92,6 +92,22 @@ fn format_options() -> Vec<(String, String)> {
         .collect()
 }
 
+/// The runs, polled while any is unfinished (one function, so one copy of the polling code).
+fn poll_runs(runs: RwSignal<Loaded<Vec<RunSummary>>>) {
+    poll(
+        runs,
+        || crate::api::leaderboard(Default::default()),
+        |r: &Vec<RunSummary>| leaderboard_unfinished(r),
+    );
+}
+
+/// The tunings, polled while any is unfinished.
+fn poll_tunings(tunings: RwSignal<Loaded<Vec<TuningSummary>>>) {
+    poll(tunings, crate::api::tunings, |t: &Vec<TuningSummary>| {
+        tunings_unfinished(t)
+    });
+}
+
 #[component]
 pub fn JobsPage() -> impl IntoView {
     let session = Session::get();
@@ -101,15 +117,9 @@ pub fn JobsPage() -> impl IntoView {
     let store = RwSignal::new(Loaded::<Vec<StoreEntry>>::default());
     poll(store, crate::api::models, |_| false);
     let runs = RwSignal::new(Loaded::<Vec<RunSummary>>::default());
-    poll(
-        runs,
-        || crate::api::leaderboard(Default::default()),
-        |r: &Vec<RunSummary>| leaderboard_unfinished(r),
-    );
+    poll_runs(runs);
     let tunings = RwSignal::new(Loaded::<Vec<TuningSummary>>::default());
-    poll(tunings, crate::api::tunings, |t: &Vec<TuningSummary>| {
-        tunings_unfinished(t)
-    });
+    poll_tunings(tunings);
 
     let models = Memo::new(move |_| {
         store.with(|s| {
@@ -249,11 +259,7 @@ pub fn JobsPage() -> impl IntoView {
             match crate::api::run_action(id, action, &csrf).await {
                 Ok(_) => {
                     queue_error.set(None);
-                    poll(
-                        runs,
-                        || crate::api::leaderboard(Default::default()),
-                        |r: &Vec<RunSummary>| leaderboard_unfinished(r),
-                    );
+                    poll_runs(runs);
                 }
                 Err(e) => queue_error.set(Some(e)),
             }
@@ -265,9 +271,7 @@ pub fn JobsPage() -> impl IntoView {
             match crate::api::tuning_action(id, action, &csrf).await {
                 Ok(_) => {
                     queue_error.set(None);
-                    poll(tunings, crate::api::tunings, |t: &Vec<TuningSummary>| {
-                        tunings_unfinished(t)
-                    });
+                    poll_tunings(tunings);
                 }
                 Err(e) => queue_error.set(Some(e)),
             }

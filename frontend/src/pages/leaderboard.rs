@@ -161,9 +161,10 @@ pub fn LeaderboardPage() -> impl IntoView {
                 {compare_link}
             </div>
             <QuestionFilter query known_years />
-            <Show when=filtered>
-                <p class="note filter-note">{t(i18n::LEADERBOARD_FILTERED_NOTE)}</p>
-            </Show>
+            {move || {
+                filtered()
+                    .then(|| view! { <p class="note filter-note">{t(i18n::LEADERBOARD_FILTERED_NOTE)}</p> })
+            }}
             {load_status(state)}
             <Show when=has_data>
                 <table id="leaderboard">
@@ -296,12 +297,14 @@ pub(crate) fn QuestionFilter(
                     } />
                 {t(i18n::LEADERBOARD_TEXT_ONLY)}
             </label>
-            <Show when=move || query.with(|q| *q != LeaderboardQuery::default())>
-                <button id="filter-clear" type="button"
-                    on:click=move |_| query.set(LeaderboardQuery::default())>
-                    {t(i18n::LEADERBOARD_CLEAR_FILTER)}
-                </button>
-            </Show>
+            {move || {
+                query.with(|q| *q != LeaderboardQuery::default()).then(|| view! {
+                    <button id="filter-clear" type="button"
+                        on:click=move |_| query.set(LeaderboardQuery::default())>
+                        {t(i18n::LEADERBOARD_CLEAR_FILTER)}
+                    </button>
+                })
+            }}
         </div>
     }
 }
