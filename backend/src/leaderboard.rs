@@ -11,10 +11,9 @@ use std::collections::BTreeMap;
 
 use actix_web::{HttpResponse, web};
 use kokushi_shared::Question;
-use kokushi_shared::api::{LeaderboardQuery, RunMetrics, RunSummary};
+use kokushi_shared::api::{LeaderboardQuery, RunSummary};
 use kokushi_shared::exam::Section;
-use kokushi_shared::metric::Tally;
-use kokushi_shared::score::{QuestionScore, Reply, ScoreOptions, score};
+use kokushi_shared::score::{Reply, ScoreOptions, score};
 
 use crate::error::ApiError;
 use crate::routes::AppState;
@@ -122,24 +121,6 @@ impl Filter {
     }
 }
 
-/// The tally and the text metrics of the answered questions among `scores` (a question
-/// without a published answer counts in neither).
-pub fn tally_and_metrics(scores: &[QuestionScore], unscorable: &[String]) -> (Tally, RunMetrics) {
-    let mut tally = Tally::default();
-    let mut metrics = RunMetrics::default();
-    for s in scores {
-        if s.prediction.is_none() || unscorable.contains(&s.problem_id) {
-            continue;
-        }
-        tally.add(s.letter_correct, s.parse_failed, s.points);
-        metrics.questions += 1;
-        metrics.correct_strict += u32::from(s.letter_correct_strict);
-        metrics.exact_match += u32::from(s.exact_match);
-        metrics.gestalt_correct += u32::from(s.gestalt_correct == Some(true));
-    }
-    (tally, metrics)
-}
-
 /// `run` scored again on the questions of `questions` that `filter` keeps.
 pub fn rescore(
     mut run: RunSummary,
@@ -157,7 +138,7 @@ pub fn rescore(
         ..ScoreOptions::default()
     };
     let report = score(&kept, predictions, &options);
-    let (tally, metrics) = tally_and_metrics(&report.questions, &report.unscorable);
+    let (tally, metrics) = crate::scoring::tally_and_metrics(&report.questions, &report.unscorable);
     run.total = u32::try_from(kept.len()).unwrap_or(u32::MAX);
     run.accuracy_interval = kokushi_shared::stats::wilson_interval(
         u64::from(tally.correct),
@@ -194,6 +175,14 @@ pub async fn filtered(state: &AppState, filter: &Filter) -> Result<Vec<RunSummar
     Ok(rows)
 }
 
+/// The leaderboard's rows: as stored, or scored again under `filter`.
+async fn rows(state: &AppState, filter: Option<&Filter>) -> Result<Vec<RunSummary>, ApiError> {
+    match filter {
+        None => Ok(state.db.leaderboard().await?),
+        Some(filter) => filtered(state, filter).await,
+    }
+}
+
 /// `GET /api/leaderboard[?years=…&blocks=…&section=…&specialty=…&text_only=true]`.
 pub async fn leaderboard(
     state: web::Data<AppState>,
@@ -204,10 +193,7 @@ pub async fn leaderboard(
     let body = match state.leaderboard.get(&key) {
         Some(body) => body,
         None => {
-            let rows = match &filter {
-                None => state.db.leaderboard().await?,
-                Some(filter) => filtered(&state, filter).await?,
-            };
+            let rows = rows(&state, filter.as_ref()).await?;
             let body = web::Bytes::from(
                 serde_json::to_vec(&rows)
                     .map_err(|e| ApiError::Internal(format!("encoding the leaderboard: {e}")))?,
@@ -221,7 +207,8 @@ pub async fn leaderboard(
         .body(body))
 }
 
-/// `GET /api/leaderboard/export`'s query: the format and the leaderboard's filter.
+/// `GET /api/leaderboard/export`'s query: the format and the leaderboard's filter (written out,
+/// not `#[serde(flatten)]`: flattened, a query string's `text_only=true` is text, not a bool).
 #[derive(Debug, serde::Deserialize)]
 pub struct ExportQuery {
     #[serde(default)]
@@ -258,10 +245,7 @@ pub async fn export(
         text_only: query.text_only,
     })
     .map_err(ApiError::BadRequest)?;
-    let rows = match &filter {
-        None => state.db.leaderboard().await?,
-        Some(filter) => filtered(&state, filter).await?,
-    };
+    let rows = rows(&state, filter.as_ref()).await?;
     Ok(crate::routes::download(
         crate::export::leaderboard_csv(&rows),
         "text/csv; charset=utf-8",

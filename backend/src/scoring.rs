@@ -359,6 +359,30 @@ pub fn render_csv(s: &Scoring) -> String {
     out
 }
 
+/// The tally and the text metrics of the answered questions among `scores` (a question
+/// without a published answer counts in neither).
+pub fn tally_and_metrics(
+    scores: &[kokushi_shared::score::QuestionScore],
+    unscorable: &[String],
+) -> (
+    kokushi_shared::metric::Tally,
+    kokushi_shared::api::RunMetrics,
+) {
+    let mut tally = kokushi_shared::metric::Tally::default();
+    let mut metrics = kokushi_shared::api::RunMetrics::default();
+    for s in scores {
+        if s.prediction.is_none() || unscorable.contains(&s.problem_id) {
+            continue;
+        }
+        tally.add(s.letter_correct, s.parse_failed, s.points);
+        metrics.questions += 1;
+        metrics.correct_strict += u32::from(s.letter_correct_strict);
+        metrics.exact_match += u32::from(s.exact_match);
+        metrics.gestalt_correct += u32::from(s.gestalt_correct == Some(true));
+    }
+    (tally, metrics)
+}
+
 /// A succeeded run's score per exam year (accuracy, points and pass/fail) and its text
 /// metrics, for the leaderboard (no bootstrap: the leaderboard shows no interval of points).
 pub fn final_scores(
@@ -373,7 +397,7 @@ pub fn final_scores(
         ..ScoreOptions::default()
     };
     let report = score(questions, predictions, &options);
-    let (_, metrics) = crate::leaderboard::tally_and_metrics(&report.questions, &report.unscorable);
+    let (_, metrics) = tally_and_metrics(&report.questions, &report.unscorable);
     let years = report
         .years
         .into_iter()

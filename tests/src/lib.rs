@@ -37,6 +37,38 @@ pub fn service(var: &str) -> Option<String> {
     }
 }
 
+/// An environment variable an ignored test (a benchmark, the screenshots) cannot run without;
+/// `command` is what sets it.
+pub fn required(var: &str, command: &str) -> String {
+    std::env::var(var)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| panic!("{var} is not set: run this with `{command}`"))
+}
+
+/// The folders of an [`embedded_fixture`] server (its SQLite file, its model store), removed
+/// when this is dropped.
+pub struct Folders {
+    _data: TempDir,
+    store: TempDir,
+}
+
+impl Folders {
+    /// The model store the server reads.
+    pub fn store(&self) -> &Path {
+        self.store.path()
+    }
+}
+
+/// Settings for a server in embedded mode (its own queue and worker) on a fresh SQLite file
+/// over the fixture model store.
+pub fn embedded_fixture() -> Result<(Settings, Folders)> {
+    let data = tempfile::tempdir()?;
+    let store = fixture_model_store()?;
+    let settings = Settings::embedded(sqlite_url(data.path()), store.path());
+    Ok((settings, Folders { _data: data, store }))
+}
+
 /// A temporary model store holding the engine's tiny fixture model.
 pub fn fixture_model_store() -> Result<TempDir> {
     let dir = tempfile::tempdir()?;
@@ -214,14 +246,28 @@ impl TestApp {
             .await?)
     }
 
+    /// Uploads an exam set that must be accepted; returns its summary.
+    pub async fn upload_exam(
+        &self,
+        name: &str,
+        file: &str,
+        body: Vec<u8>,
+    ) -> Result<ExamSetSummary> {
+        let res = self.upload(name, file, body).await?;
+        if !res.status().is_success() {
+            bail!(
+                "uploading {file} failed: {} {}",
+                res.status(),
+                res.text().await?
+            );
+        }
+        Ok(res.json::<ImportReport>().await?.exam_set)
+    }
+
     /// Uploads the fixture exam and returns its summary.
     pub async fn upload_mini_exam(&self) -> Result<ExamSetSummary> {
         let body = std::fs::read(mini_exam_path())?;
-        let res = self.upload("mini", "mini-exam.jsonl", body).await?;
-        if !res.status().is_success() {
-            bail!("upload failed: {} {}", res.status(), res.text().await?);
-        }
-        Ok(res.json::<ImportReport>().await?.exam_set)
+        self.upload_exam("mini", "mini-exam.jsonl", body).await
     }
 
     /// Creates a run of the fixture model; returns its summary.

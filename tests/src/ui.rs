@@ -56,6 +56,15 @@ pub async fn type_into(browser: &Client, css: &str, text: &str) {
     input.send_keys(text).await.expect("type");
 }
 
+/// Chooses `path` in the file input `css`.
+pub async fn choose_file(browser: &Client, css: &str, path: &std::path::Path) {
+    element(browser, css)
+        .await
+        .send_keys(&path.display().to_string())
+        .await
+        .unwrap_or_else(|e| panic!("choosing {} in {css}: {e}", path.display()));
+}
+
 /// Signs in through the form and waits for the leaderboard.
 pub async fn sign_in(browser: &Client, base: &str, user: &str, password: &str) {
     browser.goto(base).await.expect("open");

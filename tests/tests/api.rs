@@ -643,11 +643,8 @@ async fn the_stored_tally_counts_each_answer_once_on_postgres() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_progress_streams_as_server_sent_events_until_the_run_ends() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = fixture_model_store().expect("fixture model");
-    let app = TestApp::spawn(Settings::embedded(sqlite_url(dir.path()), store.path()))
-        .await
-        .expect("server starts");
+    let (settings, _folders) = kokushi_tests::embedded_fixture().expect("folders");
+    let app = TestApp::spawn(settings).await.expect("server starts");
     // Twenty questions with long answers: the run takes a few seconds.
     let set: kokushi_shared::api::ImportReport = app
         .upload("sse", "sse.jsonl", kokushi_tests::long_exam("905A", 20))
@@ -718,11 +715,8 @@ async fn run_progress_streams_as_server_sent_events_until_the_run_ends() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_runs_compare_question_by_question_and_a_question_shows_its_metrics() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = kokushi_tests::fixture_model_store().expect("fixture model");
-    let app = TestApp::spawn(Settings::embedded(sqlite_url(dir.path()), store.path()))
-        .await
-        .expect("server starts");
+    let (settings, folders) = kokushi_tests::embedded_fixture().expect("folders");
+    let app = TestApp::spawn(settings).await.expect("server starts");
     let exam = app.upload_mini_exam().await.expect("upload");
     let mut runs = Vec::new();
     for (format, limit) in [("chatml_ja_v1", 4), ("plain_ja_v1", 4), ("chatml_ja_v1", 2)] {
@@ -840,7 +834,7 @@ async fn two_runs_compare_question_by_question_and_a_question_shows_its_metrics(
         lineage(runs[1]).await.json().await.expect("lineage");
     assert_ne!(l.prompt_template_sha256, other.prompt_template_sha256);
     assert_eq!(l.prompt_template_sha256.len(), 64);
-    let model_file = store.path().join(kokushi_tests::FIXTURE_MODEL);
+    let model_file = folders.store().join(kokushi_tests::FIXTURE_MODEL);
     assert_eq!(
         l.model_sha256.as_deref(),
         Some(
@@ -864,11 +858,8 @@ async fn two_runs_compare_question_by_question_and_a_question_shows_its_metrics(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_filtered_leaderboard_scores_every_run_again_on_the_questions_it_keeps() {
     use kokushi_shared::api::RunSummary;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = kokushi_tests::fixture_model_store().expect("fixture model");
-    let app = TestApp::spawn(Settings::embedded(sqlite_url(dir.path()), store.path()))
-        .await
-        .expect("server starts");
+    let (settings, _folders) = kokushi_tests::embedded_fixture().expect("folders");
+    let app = TestApp::spawn(settings).await.expect("server starts");
     let exam = app.upload_mini_exam().await.expect("upload");
     // Every text-only question: 901A1, A2, B1, B2 and C1.
     let run = app.create_run(exam.id, 10).await.expect("run");
@@ -973,17 +964,11 @@ async fn a_filtered_leaderboard_scores_every_run_again_on_the_questions_it_keeps
         )
     })
     .concat();
-    let res = app
-        .upload("specialties", "specialties.jsonl", lines.into_bytes())
+    let set = app
+        .upload_exam("specialties", "specialties.jsonl", lines.into_bytes())
         .await
         .expect("upload");
-    assert!(
-        res.status().is_success(),
-        "{}",
-        res.text().await.unwrap_or_default()
-    );
-    let set: kokushi_shared::api::ImportReport = res.json().await.expect("report");
-    let by_specialty = app.create_run(set.exam_set.id, 10).await.expect("run");
+    let by_specialty = app.create_run(set.id, 10).await.expect("run");
     let detail = app
         .wait_for_run(by_specialty.id, Duration::from_secs(120))
         .await
@@ -1016,11 +1001,8 @@ async fn a_filtered_leaderboard_scores_every_run_again_on_the_questions_it_keeps
 async fn a_log_likelihood_run_keeps_each_choices_log_probability() {
     use kokushi_shared::api::{QuestionView, RunLineage, RunSummary};
     use kokushi_shared::job::Scoring;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = kokushi_tests::fixture_model_store().expect("fixture model");
-    let app = TestApp::spawn(Settings::embedded(sqlite_url(dir.path()), store.path()))
-        .await
-        .expect("server starts");
+    let (settings, _folders) = kokushi_tests::embedded_fixture().expect("folders");
+    let app = TestApp::spawn(settings).await.expect("server starts");
     let exam = app.upload_mini_exam().await.expect("upload");
     let create = |scoring: &str| {
         let app = &app;

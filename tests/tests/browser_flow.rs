@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, Locator};
 use kokushi_backend::Settings;
 use kokushi_queue::RedisQueue;
-use kokushi_tests::ui::{WAIT, click, element, sign_in, text_of, type_into, wait_text};
+use kokushi_tests::ui::{
+    WAIT, choose_file, click, element, sign_in, text_of, type_into, wait_text,
+};
 use kokushi_tests::{
     ADMIN_PASSWORD, ADMIN_USER, Browser, TestApp, fixture_model_store, mini_exam_path, service,
 };
@@ -113,13 +115,7 @@ async fn researcher_flow(database_url: String) {
     )
     .expect("write broken file");
     type_into(&browser, "#upload-name", "IgakuQA 2022 (draft)").await;
-    browser
-        .find(Locator::Css("#upload-file"))
-        .await
-        .expect("file input")
-        .send_keys(&broken.display().to_string())
-        .await
-        .expect("choose file");
+    choose_file(&browser, "#upload-file", &broken).await;
     click(&browser, "#upload-submit").await;
     let errors = text_of(&browser, "#upload-errors table.upload-errors").await;
     let sets_after_broken = browser
@@ -130,13 +126,7 @@ async fn researcher_flow(database_url: String) {
 
     // The real file.
     type_into(&browser, "#upload-name", "mini").await;
-    browser
-        .find(Locator::Css("#upload-file"))
-        .await
-        .expect("file input")
-        .send_keys(&mini_exam_path().display().to_string())
-        .await
-        .expect("choose file");
+    choose_file(&browser, "#upload-file", &mini_exam_path()).await;
     click(&browser, "#upload-submit").await;
     let stored = text_of(&browser, "#upload-result").await;
     text_of(&browser, "#exam-sets tr.exam-set-row").await;

@@ -220,11 +220,8 @@ async fn role_matrix_postgres() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_need_their_csrf_token_and_end_when_the_account_is_disabled() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = fixture_model_store().expect("fixture model");
-    let app = TestApp::spawn(Settings::embedded(sqlite_url(dir.path()), store.path()))
-        .await
-        .expect("server starts");
+    let (settings, _folders) = kokushi_tests::embedded_fixture().expect("folders");
+    let app = TestApp::spawn(settings).await.expect("server starts");
     let rita = make_user(&app, "rita", &["researcher"]).await;
     let (_, session) = sign_in(&app, "rita", "rita-password").await;
     let session = session.expect("signed in");
@@ -368,11 +365,8 @@ async fn sessions_need_their_csrf_token_and_end_when_the_account_is_disabled() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_in_sets_a_strict_http_only_cookie_and_failures_are_rate_limited() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = fixture_model_store().expect("fixture model");
-    let app = TestApp::spawn(Settings::embedded(sqlite_url(dir.path()), store.path()))
-        .await
-        .expect("server starts");
+    let (settings, _folders) = kokushi_tests::embedded_fixture().expect("folders");
+    let app = TestApp::spawn(settings).await.expect("server starts");
     make_user(&app, "rita", &["researcher"]).await;
 
     // The cookie: HttpOnly, SameSite=Strict; Secure when the request came over TLS.

@@ -19,16 +19,17 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use fantoccini::{Client, Locator};
 use kokushi_backend::Settings;
-use kokushi_shared::api::{ExamSetSummary, ImportReport, RunStatus, RunSummary, TuningDetail};
-use kokushi_tests::ui::{click, shoot, sign_in, text_of, type_into, wait_text};
+use kokushi_shared::api::{ExamSetSummary, RunStatus, RunSummary, TuningDetail};
+use kokushi_tests::ui::{
+    choose_file, click, element, shoot, sign_in, text_of, type_into, wait_text,
+};
 use kokushi_tests::{ADMIN_PASSWORD, ADMIN_USER, Browser, TestApp};
 
 const SMOL: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 const GEMMA: &str = "gemma-3-270m-q4_k_m.gguf";
 
 fn required(var: &str) -> String {
-    std::env::var(var)
-        .unwrap_or_else(|_| panic!("{var} is not set: run this with `cargo xtask screenshots`"))
+    kokushi_tests::required(var, "cargo xtask screenshots")
 }
 
 /// One exam year's six block files as one upload.
@@ -47,13 +48,8 @@ async fn upload_year(app: &TestApp, data: &Path, year: &str, name: &str) -> Resu
             body.push(b'\n');
         }
     }
-    let res = app
-        .upload(name, &format!("igakuqa-{year}.jsonl"), body)
-        .await?;
-    if !res.status().is_success() {
-        bail!("uploading {year}: {} {}", res.status(), res.text().await?);
-    }
-    Ok(res.json::<ImportReport>().await?.exam_set)
+    app.upload_exam(name, &format!("igakuqa-{year}.jsonl"), body)
+        .await
 }
 
 async fn post<T: serde::de::DeserializeOwned>(
@@ -281,11 +277,7 @@ async fn pages(
         .goto(&format!("{base}/tunings/{tuning}"))
         .await
         .expect("tuning page");
-    browser
-        .wait()
-        .for_element(Locator::Css("#train-curve"))
-        .await
-        .expect("the training curve");
+    element(browser, "#train-curve").await;
     shoot(browser, &format!("loss-curve{suffix}")).await;
 
     // An upload with mistakes: every one listed with its line and field.
@@ -306,13 +298,7 @@ async fn pages(
     )
     .expect("write the broken file");
     type_into(browser, "#upload-name", "IgakuQA 2023 (draft)").await;
-    browser
-        .find(Locator::Css("#upload-file"))
-        .await
-        .expect("file input")
-        .send_keys(&broken.display().to_string())
-        .await
-        .expect("choose file");
+    choose_file(browser, "#upload-file", &broken).await;
     click(browser, "#upload-submit").await;
     text_of(browser, "#upload-errors table.upload-errors").await;
     shoot(browser, &format!("upload-errors{suffix}")).await;

@@ -214,11 +214,8 @@ async fn a_tuning_job_trains_an_adapter_and_chains_evaluations_on_postgres() {
 /// A running tuning stops on cancel, keeps its status, and frees nothing it should not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_tuning_stops_when_cancelled() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = fixture_model_store().expect("fixture model");
-    let app = TestApp::spawn(Settings::embedded(sqlite_url(dir.path()), store.path()))
-        .await
-        .expect("server starts");
+    let (settings, _folders) = kokushi_tests::embedded_fixture().expect("folders");
+    let app = TestApp::spawn(settings).await.expect("server starts");
     let exam = app.upload_mini_exam().await.expect("upload");
     let res = post(
         &app,

@@ -10,14 +10,13 @@
 use std::time::Duration;
 
 use fantoccini::Client;
-use kokushi_backend::Settings;
 use kokushi_tests::ui::{click, sign_in, text_of, wait_text};
 use kokushi_tests::{ADMIN_PASSWORD, ADMIN_USER, Browser, FIXTURE_MODEL, TestApp, long_exam};
 
 const QUESTIONS: usize = 2_000;
 
 fn required(var: &str) -> String {
-    std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set: run `cargo xtask bench ui`"))
+    kokushi_tests::required(var, "cargo xtask bench ui")
 }
 
 /// Milliseconds from the click on `css` until the first question row names `first_id` and
@@ -59,26 +58,18 @@ fn median(mut values: Vec<f64>) -> f64 {
 async fn run_page_with_2000_questions() {
     let static_dir = required("KOKUSHI_STATIC_DIR");
     let chromedriver = required("CHROMEDRIVER");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = kokushi_tests::fixture_model_store().expect("fixture model");
-    let mut settings = Settings::embedded(kokushi_tests::sqlite_url(dir.path()), store.path());
+    let (mut settings, _folders) = kokushi_tests::embedded_fixture().expect("folders");
     settings.static_dir = Some(static_dir.into());
     let app = TestApp::spawn(settings).await.expect("server starts");
-    let res = app
-        .upload("long", "long.jsonl", long_exam("900A", QUESTIONS))
+    let exam = app
+        .upload_exam("long", "long.jsonl", long_exam("900A", QUESTIONS))
         .await
         .expect("upload");
-    assert!(
-        res.status().is_success(),
-        "{}",
-        res.text().await.unwrap_or_default()
-    );
-    let exam: kokushi_shared::api::ImportReport = res.json().await.expect("report");
     let res = app
         .client
         .post(app.url("/api/runs"))
         .json(&serde_json::json!({
-            "exam_set_id": exam.exam_set.id, "model": FIXTURE_MODEL,
+            "exam_set_id": exam.id, "model": FIXTURE_MODEL,
             "prompt_format": "chatml_ja_v1", "max_new_tokens": 1,
         }))
         .send()

@@ -224,6 +224,17 @@ fn gzipped_size(path: &Path) -> Result<u64> {
     Ok(out.stdout.len() as u64)
 }
 
+/// `cargo test` of one of `kokushi-tests`'s ignored browser tests (the showcase, the UI bench),
+/// against the frontend built into `dist`.
+fn ignored_browser_test(test: &str, dist: &Path) -> Command {
+    let mut cmd = cargo();
+    cmd.args(["test", "-p", "kokushi-tests", "--test", test])
+        .args(["--", "--ignored", "--nocapture"])
+        .env("KOKUSHI_STATIC_DIR", dist)
+        .env("CHROMEDRIVER", tools::chromedriver());
+    cmd
+}
+
 /// `cargo xtask screenshots`: the showcase test (real data, real models) with screenshots on.
 fn screenshots(root: &Path, args: &[String]) -> Result<()> {
     let mut out = root.join("screenshots");
@@ -253,23 +264,11 @@ fn screenshots(root: &Path, args: &[String]) -> Result<()> {
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let out = out.canonicalize()?;
     step("real models answer IgakuQA 2022, a LoRA tuning, then the pages in Chromium");
-    let mut cmd = cargo();
-    cmd.args([
-        "test",
-        "-p",
-        "kokushi-tests",
-        "--test",
-        "showcase",
-        "--",
-        "--ignored",
-        "--nocapture",
-    ])
-    .env("KOKUSHI_STATIC_DIR", &dist)
-    .env("CHROMEDRIVER", tools::chromedriver())
-    .env("KOKUSHI_MODEL_STORE", &models)
-    .env("KOKUSHI_DATA", data.canonicalize()?)
-    .env("KOKUSHI_SHOWCASE_LIMIT", &limit)
-    .env("KOKUSHI_SCREENSHOTS_DIR", &out);
+    let mut cmd = ignored_browser_test("showcase", &dist);
+    cmd.env("KOKUSHI_MODEL_STORE", &models)
+        .env("KOKUSHI_DATA", data.canonicalize()?)
+        .env("KOKUSHI_SHOWCASE_LIMIT", &limit)
+        .env("KOKUSHI_SCREENSHOTS_DIR", &out);
     if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
         cmd.env("CANDLE_NUM_THREADS", "2");
     }
@@ -317,22 +316,7 @@ fn bench(root: &Path, name: Option<&str>) -> Result<()> {
         Some("ui") => {
             tools::ensure_system_packages()?;
             let dist = frontend(root)?;
-            run_cmd(
-                cargo()
-                    .args([
-                        "test",
-                        "-p",
-                        "kokushi-tests",
-                        "--test",
-                        "ui_bench",
-                        "--",
-                        "--ignored",
-                        "--nocapture",
-                    ])
-                    .env("KOKUSHI_STATIC_DIR", &dist)
-                    .env("CHROMEDRIVER", tools::chromedriver())
-                    .current_dir(root),
-            )
+            run_cmd(ignored_browser_test("ui_bench", &dist).current_dir(root))
         }
         _ => bail!("usage: cargo xtask bench gestalt|engine|lora|api|ui"),
     }
