@@ -117,15 +117,12 @@ impl EngineThread {
         prompt: String,
         params: GenerationParams,
     ) -> Result<Generation, EngineCallError> {
-        let (reply, answer) = oneshot::channel();
-        self.commands
-            .send(Command::Generate {
-                prompt,
-                params,
-                reply,
-            })
-            .map_err(|_| EngineCallError::Gone)?;
-        answer.await.map_err(|_| EngineCallError::Gone)?
+        self.call(|reply| Command::Generate {
+            prompt,
+            params,
+            reply,
+        })
+        .await
     }
 
     /// The log-probability of each continuation after `prompt`, with the loaded model.
@@ -134,13 +131,22 @@ impl EngineThread {
         prompt: String,
         continuations: Vec<String>,
     ) -> Result<kokushi_engine::Scores, EngineCallError> {
+        self.call(|reply| Command::Score {
+            prompt,
+            continuations,
+            reply,
+        })
+        .await
+    }
+
+    /// Sends the command `make` builds around a reply channel and waits for the reply.
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, EngineCallError>>) -> Command,
+    ) -> Result<T, EngineCallError> {
         let (reply, answer) = oneshot::channel();
         self.commands
-            .send(Command::Score {
-                prompt,
-                continuations,
-                reply,
-            })
+            .send(make(reply))
             .map_err(|_| EngineCallError::Gone)?;
         answer.await.map_err(|_| EngineCallError::Gone)?
     }
@@ -207,26 +213,31 @@ fn serve(receiver: &mpsc::Receiver<Command>) {
                 params,
                 reply,
             } => {
-                let result = match loaded.as_mut() {
-                    Some((_, _, model, _)) => model.generate(&prompt, &params).map_err(Into::into),
-                    None => Err(EngineCallError::NotLoaded),
-                };
-                let _ = reply.send(result);
+                let _ = reply.send(with_loaded(&mut loaded, |model| {
+                    model.generate(&prompt, &params)
+                }));
             }
             Command::Score {
                 prompt,
                 continuations,
                 reply,
             } => {
-                let result = match loaded.as_mut() {
-                    Some((_, _, model, _)) => model
-                        .score_continuations(&prompt, &continuations)
-                        .map_err(Into::into),
-                    None => Err(EngineCallError::NotLoaded),
-                };
-                let _ = reply.send(result);
+                let _ = reply.send(with_loaded(&mut loaded, |model| {
+                    model.score_continuations(&prompt, &continuations)
+                }));
             }
         }
+    }
+}
+
+/// `work` on the loaded model; `NotLoaded` when there is none.
+fn with_loaded<T>(
+    loaded: &mut Option<Loaded>,
+    work: impl FnOnce(&mut Model) -> Result<T, EngineError>,
+) -> Result<T, EngineCallError> {
+    match loaded.as_mut() {
+        Some((_, _, model, _)) => work(model).map_err(Into::into),
+        None => Err(EngineCallError::NotLoaded),
     }
 }
 
