@@ -7,6 +7,7 @@
 
 pub mod accounts;
 mod exam_sets;
+pub mod grading;
 pub mod runs;
 pub mod tunings;
 

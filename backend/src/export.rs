@@ -115,7 +115,7 @@ pub fn leaderboard_csv(runs: &[RunSummary]) -> String {
     let mut out = String::from(
         "run_id,model,adapter,exam_set,prompt_format,scoring,status,questions,answered,correct,\
          accuracy,parse_failures,points,points_possible,correct_strict,exact_match,\
-         gestalt_correct,created_at\n",
+         gestalt_correct,human_correct,human_accuracy,human_resolved,created_at\n",
     );
     for r in runs {
         let accuracy = r
@@ -129,7 +129,7 @@ pub fn leaderboard_csv(runs: &[RunSummary]) -> String {
         };
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             r.id,
             field(&r.model),
             field(r.adapter.as_deref().unwrap_or_default()),
@@ -147,6 +147,11 @@ pub fn leaderboard_csv(runs: &[RunSummary]) -> String {
             metric(|m| m.correct_strict),
             metric(|m| m.exact_match),
             metric(|m| m.gestalt_correct),
+            r.human.map_or_else(String::new, |h| h.correct.to_string()),
+            r.human
+                .and_then(|h| h.accuracy())
+                .map_or_else(String::new, |a| format!("{a:.6}")),
+            r.human.map_or_else(String::new, |h| h.resolved.to_string()),
             field(&r.created_at),
         );
     }

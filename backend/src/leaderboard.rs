@@ -178,7 +178,11 @@ pub async fn filtered(state: &AppState, filter: &Filter) -> Result<Vec<RunSummar
 /// The leaderboard's rows: as stored, or scored again under `filter`.
 async fn rows(state: &AppState, filter: Option<&Filter>) -> Result<Vec<RunSummary>, ApiError> {
     match filter {
-        None => Ok(state.db.leaderboard().await?),
+        None => {
+            let mut runs = state.db.leaderboard().await?;
+            crate::grading::attach_human(&state.db, &mut runs).await?;
+            Ok(runs)
+        }
         Some(filter) => filtered(state, filter).await,
     }
 }

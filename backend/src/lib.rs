@@ -13,6 +13,7 @@ pub mod compare;
 pub mod db;
 pub mod error;
 pub mod export;
+pub mod grading;
 pub mod import;
 pub mod ingest;
 pub mod leaderboard;

@@ -766,9 +766,11 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     // The demo's account: a fresh password at every start (only its hash is stored, so the
     // last one cannot be shown again).
     let password = kokushi_backend::auth::new_secret()[..16].to_owned();
+    // Annotator too, so that one account can try grading: make a task, assign yourself.
     let roles = [
         kokushi_shared::api::Role::Admin,
         kokushi_shared::api::Role::Researcher,
+        kokushi_shared::api::Role::Annotator,
     ];
     match db.user_by_name(DEMO_USER).await? {
         Some(existing) => {

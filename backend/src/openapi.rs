@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use kokushi_shared::api;
+use kokushi_shared::{api, grading};
 use utoipa::openapi::path::{
     HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem, PathsBuilder,
 };
@@ -145,6 +145,7 @@ fn health() -> Json {
 /// fails then).
 fn describe(method: &str, path: &str) -> Option<Doc> {
     use Answer::{Empty, Other};
+    const GRADING_FORMAT: &[(&str, &str)] = &[("format", "`csv` (default) or `jsonl`")];
     const FORMAT: &[(&str, &str)] = &[("format", "`jsonl` (default) or `csv`")];
     let doc = match (method, path) {
         ("get", "/api/health") => Doc::new("Whether the server is up", Answer::Json(health())),
@@ -382,6 +383,97 @@ fn describe(method: &str, path: &str) -> Option<Doc> {
             "The loss curve so far is kept. 409 for a queued, running or succeeded tuning, or when \
              the caller's queue is full.",
         ),
+        ("get", "/api/grading/annotators") => Doc::new(
+            "Accounts that may be asked to grade (active, with the annotator role)",
+            Answer::Json(list::<grading::Grader>()),
+        ),
+        ("get", "/api/grading/tasks") => Doc::new(
+            "Every grading task with each annotator's progress, newest first",
+            Answer::Json(list::<grading::GradingTaskSummary>()),
+        ),
+        ("post", "/api/grading/tasks") => Doc::new(
+            "Make a grading task from one run or several runs of the same exam set",
+            Answer::Json(one::<grading::GradingTaskSummary>()),
+        )
+        .about(
+            "The selection picks the answers (all, parse failures, wrong ones, a seeded random \
+             sample, or the questions two runs answered differently); each becomes an item graded \
+             by `overlap` distinct annotators, the load spread evenly, each annotator's order \
+             shuffled with the task's seed. 400 names the field at fault.",
+        )
+        .body(Body::Json(one::<grading::CreateGradingTask>()))
+        .created(),
+        ("get", "/api/grading/tasks/{id}") => Doc::new(
+            "A task's progress, agreement (Fleiss' and pairwise Cohen's kappa with 95% intervals) \
+             and items, disputed first",
+            Answer::Json(one::<grading::GradingTaskDetail>()),
+        ),
+        ("get", "/api/grading/tasks/{id}/export") => Doc::new(
+            "Every version of every grade and adjudication of a task, as a download",
+            Other(
+                "text/csv; charset=utf-8",
+                "One row per saved version (`format=jsonl` answers JSON lines)",
+            ),
+        )
+        .query(GRADING_FORMAT),
+        ("get", "/api/grading/items/{id}") => Doc::new(
+            "One item for its reviewer: the model, the output, every grade and its history",
+            Answer::Json(one::<grading::GradingItemDetail>()),
+        ),
+        ("post", "/api/grading/items/{id}/adjudicate") => Doc::new(
+            "Decide an item: the reviewer's verdict becomes its human grade",
+            Answer::Json(one::<grading::Grade>()),
+        )
+        .about(
+            "`expected_version` is the adjudication version the reviewer saw (0 for none); 409 \
+             when someone adjudicated since. Flags and rationale are ignored.",
+        )
+        .body(Body::Json(one::<grading::GradeInput>()))
+        .created(),
+        ("get", "/api/grading/audit") => Doc::new(
+            "The append-only audit log of task creation, grades, edits and adjudications",
+            Other(
+                "text/csv; charset=utf-8",
+                "One row per event with who, when, and the grade before and after as JSON \
+                 (`format=jsonl` answers JSON lines)",
+            ),
+        )
+        .query(&[
+            ("task", "Only this grading task's events"),
+            ("format", "`csv` (default) or `jsonl`"),
+        ]),
+        ("get", "/api/grading/gold-flags") => Doc::new(
+            "Questions graders flagged \"gold answer looks wrong\", for the exam sets the caller \
+             uploaded (an admin: all)",
+            Answer::Json(list::<grading::GoldFlag>()),
+        ),
+        ("get", "/api/grading/mine") => Doc::new(
+            "The caller's grading tasks: progress and where to resume",
+            Answer::Json(list::<grading::MyTask>()),
+        ),
+        ("get", "/api/grading/mine/{task_id}") => Doc::new(
+            "The caller's items of one task, in the caller's own order",
+            Answer::Json(one::<grading::MyQueue>()),
+        )
+        .about("404 when the caller has no items in the task."),
+        ("get", "/api/grading/assignments/{id}") => Doc::new(
+            "One of the caller's items, blind: question, choices, gold answer, the model's output",
+            Answer::Json(one::<grading::BlindItem>()),
+        )
+        .about(
+            "Never names the model, adapter or run. 404 for an assignment that is not the \
+             caller's, as for one that does not exist.",
+        ),
+        ("post", "/api/grading/assignments/{id}/grade") => Doc::new(
+            "Save the caller's grade of one item (a new version; nothing is overwritten)",
+            Answer::Json(one::<grading::Grade>()),
+        )
+        .about(
+            "`expected_version` is the version the form was filled from (0 for a first grade); \
+             409 when a newer version was saved since. 400 names the field at fault.",
+        )
+        .body(Body::Json(one::<grading::GradeInput>()))
+        .created(),
         _ => return None,
     };
     Some(doc)

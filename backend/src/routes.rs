@@ -138,6 +138,19 @@ endpoints! {
     get "/api/tunings/{id}" Researcher => crate::tuning::tuning_detail;
     post "/api/tunings/{id}/cancel" Researcher => crate::tuning::cancel_tuning;
     post "/api/tunings/{id}/retry" Researcher => crate::tuning::retry_tuning;
+    get "/api/grading/annotators" Researcher => crate::grading::annotators;
+    get "/api/grading/tasks" Researcher => crate::grading::tasks;
+    post "/api/grading/tasks" Researcher => crate::grading::create_task;
+    get "/api/grading/tasks/{id}" Researcher => crate::grading::task_detail;
+    get "/api/grading/tasks/{id}/export" Researcher => crate::grading::export_grades;
+    get "/api/grading/items/{id}" Researcher => crate::grading::item_detail;
+    post "/api/grading/items/{id}/adjudicate" Researcher => crate::grading::adjudicate;
+    get "/api/grading/audit" Researcher => crate::grading::audit;
+    get "/api/grading/gold-flags" Researcher => crate::grading::gold_flags;
+    get "/api/grading/mine" Member => crate::grading::my_tasks;
+    get "/api/grading/mine/{task_id}" Member => crate::grading::my_queue;
+    get "/api/grading/assignments/{id}" Member => crate::grading::assignment;
+    post "/api/grading/assignments/{id}/grade" Member => crate::grading::grade;
 }
 
 /// Default and largest number of new tokens a run may ask for.
@@ -206,6 +219,7 @@ struct UploadQuery {
 /// file with every problem listed, and nothing is stored.
 async fn upload_exam_set(
     state: web::Data<AppState>,
+    principal: crate::auth::Principal,
     req: actix_web::HttpRequest,
     query: web::Query<UploadQuery>,
     payload: web::Payload,
@@ -263,6 +277,13 @@ async fn upload_exam_set(
     }
     let questions = importer.finish().map_err(ApiError::InvalidExamSet)?;
     let (exam_set, created) = state.db.insert_exam_set(name, &questions).await?;
+    if created {
+        // Its owner is told of answers graders flag as wrong (`GET /api/grading/gold-flags`).
+        state
+            .db
+            .set_exam_set_owner(exam_set.id, principal.user.id)
+            .await?;
+    }
     let report = ImportReport { exam_set, created };
     Ok(if created {
         HttpResponse::Created().json(report)
@@ -412,11 +433,12 @@ async fn run_detail(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = crate::accounts::parse_id("run", &path)?;
-    let detail = state
+    let mut detail = state
         .db
         .run_detail(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("run {id} does not exist")))?;
+    crate::grading::attach_human(&state.db, std::slice::from_mut(&mut detail.run)).await?;
     Ok(HttpResponse::Ok().json(detail))
 }
 

@@ -134,10 +134,12 @@ impl Application {
         }
         let static_dir = settings.static_dir.clone();
         if let Some(dir) = &static_dir
-            && !dir.join("index.html").is_file()
+            && let Some(page) = ["index.html", "grading.html"]
+                .into_iter()
+                .find(|page| !dir.join(page).is_file())
         {
             anyhow::bail!(
-                "{} has no index.html: build the frontend first (cargo xtask frontend)",
+                "{} has no {page}: build the frontend first (cargo xtask frontend)",
                 dir.display()
             );
         }
@@ -207,20 +209,31 @@ impl Application {
 }
 
 /// The built frontend, with `index.html` for any path that is not a file (client-side routes
-/// such as `/runs/3`).
+/// such as `/runs/3`), except `/grading` and the paths under it: those are the grading app's,
+/// a bundle of its own (`grading.html`), so that an annotator's browser loads only that.
 fn spa_files(dir: &Path) -> Files {
     let index = dir.join("index.html");
+    let grading = dir.join("grading.html");
     Files::new("/", dir)
         .index_file("index.html")
         .default_handler(fn_service(move |req: ServiceRequest| {
-            let index = index.clone();
+            let page = if is_grading_path(req.path()) {
+                grading.clone()
+            } else {
+                index.clone()
+            };
             async move {
                 let (req, _) = req.into_parts();
-                let file = NamedFile::open(&index)?;
+                let file = NamedFile::open(&page)?;
                 let res = file.into_response(&req);
                 Ok(ServiceResponse::new(req, res))
             }
         }))
+}
+
+/// `/grading` and every path under it.
+fn is_grading_path(path: &str) -> bool {
+    path == "/grading" || path.starts_with("/grading/")
 }
 
 fn hostname() -> String {

@@ -15,6 +15,8 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
+pub mod grading;
+
 /// `GET /api/leaderboard`: every run, newest first.
 pub async fn leaderboard(query: LeaderboardQuery) -> Result<Vec<RunSummary>, ApiError> {
     get_json(&leaderboard_path(&query)).await

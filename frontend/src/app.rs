@@ -44,7 +44,8 @@ pub fn App() -> impl IntoView {
     }
 }
 
-/// Asks the server once who is signed in; nobody → the sign-in page.
+/// Asks the server once who is signed in; nobody → the sign-in page, an account that only
+/// grades → the grading app.
 #[component]
 fn SessionCheck() -> impl IntoView {
     let session = Session::get();
@@ -52,6 +53,14 @@ fn SessionCheck() -> impl IntoView {
     let location = use_location();
     leptos::task::spawn_local(async move {
         match api::me().await {
+            // An annotator only grades: nothing here is theirs to see (but the sign-in page
+            // stays, to sign in as someone else).
+            Ok(me)
+                if crate::session::grading_only(&me)
+                    && location.pathname.get_untracked() != paths::LOGIN =>
+            {
+                paths::open_page(paths::GRADING);
+            }
             Ok(me) => session.0.set(SessionState::SignedIn(me)),
             Err(error) if error.is_unauthorized() => {
                 session.0.set(SessionState::SignedOut);

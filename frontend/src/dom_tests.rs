@@ -154,3 +154,122 @@ async fn ticking_blocks_and_years_edits_the_leaderboard_query() {
         .length();
     assert_eq!(ticked, 0, "cleared boxes are unticked");
 }
+
+/// Dispatches a `keydown` on the window, as a key press would.
+fn key_down(key: &str, code: &str, shift: bool) {
+    let init = web_sys::KeyboardEventInit::new();
+    init.set_key(key);
+    init.set_code(code);
+    init.set_shift_key(shift);
+    init.set_bubbles(true);
+    init.set_cancelable(true);
+    let event = web_sys::KeyboardEvent::new_with_keyboard_event_init_dict("keydown", &init)
+        .expect("a keyboard event");
+    web_sys::window()
+        .expect("a window")
+        .dispatch_event(&event)
+        .expect("dispatched");
+}
+
+#[wasm_bindgen_test]
+async fn the_grading_help_opens_with_the_question_mark_and_closes_with_escape() {
+    use leptos_router::components::{Route, Router, Routes};
+    use leptos_router::path;
+
+    use crate::grading::screen::Screen;
+    use crate::session::{Session, SessionState};
+
+    // No server answers here: the screen shows its errors, and the keys still work.
+    let host = mount(|| {
+        provide_context(Session(RwSignal::new(SessionState::SignedOut)));
+        view! {
+            <Router>
+                <Routes fallback=|| view! { <Screen task=1 /> }>
+                    <Route path=path!("/never") view=|| () />
+                </Routes>
+            </Router>
+        }
+    });
+    settle().await;
+    find(&host, "#grading-screen");
+    assert!(
+        host.query_selector("#grade-help")
+            .expect("selector")
+            .is_none()
+    );
+
+    key_down("?", "Slash", true);
+    settle().await;
+    let help = find(&host, "#grade-help");
+    let text = help.text_content().unwrap_or_default();
+    assert!(text.contains("Shift+1") && text.contains("Enter"), "{text}");
+    assert_eq!(
+        find(&host, "#grade-help-toggle")
+            .get_attribute("aria-expanded")
+            .as_deref(),
+        Some("true")
+    );
+
+    key_down("Escape", "Escape", false);
+    settle().await;
+    assert!(
+        host.query_selector("#grade-help")
+            .expect("selector")
+            .is_none()
+    );
+
+    // The button does the same for the mouse.
+    find(&host, "#grade-help-toggle")
+        .unchecked_into::<web_sys::HtmlElement>()
+        .click();
+    settle().await;
+    find(&host, "#grade-help");
+    find(&host, "#grade-help-close")
+        .unchecked_into::<web_sys::HtmlElement>()
+        .click();
+    settle().await;
+    assert!(
+        host.query_selector("#grade-help")
+            .expect("selector")
+            .is_none()
+    );
+}
+
+#[wasm_bindgen_test]
+async fn verdict_buttons_fill_the_rubric_and_typed_letters_mean_unparseable() {
+    use kokushi_shared::grading::Verdict;
+
+    use crate::grading::forms::Draft;
+    use crate::grading::rubric::verdict_picker;
+
+    let draft = RwSignal::new(Draft::default());
+    let host = mount(move || verdict_picker(draft, NodeRef::new()));
+    find(&host, "button[data-verdict='partial']")
+        .unchecked_into::<web_sys::HtmlElement>()
+        .click();
+    settle().await;
+    assert_eq!(draft.with_untracked(|d| d.verdict), Some(Verdict::Partial));
+    assert_eq!(
+        find(&host, "button[data-verdict='partial']")
+            .get_attribute("aria-pressed")
+            .as_deref(),
+        Some("true")
+    );
+    assert_eq!(
+        find(&host, "button[data-verdict='correct']")
+            .get_attribute("aria-pressed")
+            .as_deref(),
+        Some("false")
+    );
+
+    let letters: web_sys::HtmlInputElement = find(&host, "#grade-letters").unchecked_into();
+    letters.set_value("b,d");
+    letters
+        .dispatch_event(&web_sys::Event::new("input").expect("an input event"))
+        .expect("dispatched");
+    settle().await;
+    draft.with_untracked(|d| {
+        assert_eq!(d.verdict, Some(Verdict::Unparseable));
+        assert_eq!(d.letters, "b,d");
+    });
+}

@@ -52,6 +52,16 @@ impl ApiError {
         }
     }
 
+    /// Whether the server refused a save made from a stale version (someone saved since).
+    pub fn is_conflict(&self) -> bool {
+        match self {
+            ApiError::Status { status, body } => {
+                *status == 409 || body.as_ref().is_some_and(|b| b.code == ErrorCode::Conflict)
+            }
+            _ => false,
+        }
+    }
+
     /// Whether the thing asked for does not exist.
     pub fn is_not_found(&self) -> bool {
         match self {
@@ -179,5 +189,12 @@ mod tests {
             "The server answered HTTP 502 without an explanation."
         );
         assert!(!status(502, None).is_not_found());
+    }
+
+    #[test]
+    fn a_409_is_a_conflict_and_other_refusals_are_not() {
+        assert!(status(409, Some(ErrorCode::Conflict)).is_conflict());
+        assert!(status(409, None).is_conflict());
+        assert!(!status(400, Some(ErrorCode::BadRequest)).is_conflict());
     }
 }

@@ -7,7 +7,7 @@ use kokushi_shared::api::{QuestionResult, RunStatus};
 use kokushi_shared::extract::Extracted;
 use kokushi_shared::metric::Tally;
 
-use crate::i18n::{self, t};
+use crate::i18n::{self, t, tf};
 
 /// Shown where there is no value yet.
 pub const NONE: &str = "—";
@@ -39,6 +39,18 @@ pub fn share(count: u32, total: u32) -> String {
 pub fn accuracy(tally: &Tally) -> String {
     match tally.accuracy() {
         Some(ratio) => format!("{} ({}/{})", percent(ratio), tally.correct, tally.answered),
+        None => NONE.to_owned(),
+    }
+}
+
+/// A run's accuracy after human grading with how many answers humans decided, e.g.
+/// `72.5% (12 graded)`; [`NONE`] while nobody has graded it.
+pub fn human(human: Option<&kokushi_shared::grading::HumanAdjusted>) -> String {
+    match human.and_then(|h| h.accuracy().map(|a| (a, h.resolved))) {
+        Some((accuracy, graded)) => tf(
+            i18n::LEADERBOARD_HUMAN_VALUE,
+            &[("accuracy", &percent(accuracy)), ("graded", &graded)],
+        ),
         None => NONE.to_owned(),
     }
 }
@@ -147,6 +159,20 @@ mod tests {
     use kokushi_shared::api::ScoredAnswer;
 
     use super::*;
+
+    #[test]
+    fn human_accuracy_names_how_many_answers_humans_decided() {
+        use kokushi_shared::grading::HumanAdjusted;
+        let human = HumanAdjusted {
+            answered: 40,
+            correct: 29,
+            resolved: 12,
+            changed: 2,
+        };
+        assert_eq!(super::human(Some(&human)), "72.5% (12 graded)");
+        assert_eq!(super::human(None), "—");
+        assert_eq!(super::human(Some(&HumanAdjusted::default())), "—");
+    }
 
     fn tally(answered: u32, correct: u32) -> Tally {
         Tally {

@@ -17,7 +17,7 @@ pub struct FieldError {
     pub message: String,
 }
 
-fn error(field: &'static str, message: impl Into<String>) -> FieldError {
+pub(crate) fn error(field: &'static str, message: impl Into<String>) -> FieldError {
     FieldError {
         field,
         message: message.into(),
@@ -25,7 +25,7 @@ fn error(field: &'static str, message: impl Into<String>) -> FieldError {
 }
 
 /// An optional whole number in `min..=max`; empty means `None`.
-fn optional_number<T: std::str::FromStr + PartialOrd + std::fmt::Display>(
+pub(crate) fn optional_number<T: std::str::FromStr + PartialOrd + std::fmt::Display>(
     field: &'static str,
     text: &str,
     min: T,

@@ -2,8 +2,10 @@
 //! (`frontend/locales/<lang>/<area>.txt`), never from a literal in a component.
 //!
 //! `build.rs` turns the files into one constant per message (`LEADERBOARD_TITLE` for `title` in
-//! `leaderboard.txt`) and one table per language, and refuses to build when the languages
-//! disagree, so a missing translation is a build error, not a blank on the page.
+//! `leaderboard.txt`), a [`Msg`] holding the text in every language, and refuses to build when
+//! the languages disagree, so a missing translation is a build error, not a blank on the page.
+//! Each message is its own constant so that a bundle links only the texts it uses (the main
+//! app and the grading app share the locale files).
 //!
 //! The language is chosen once when the app starts — the one saved by the switch in the
 //! header, else the browser's — and switching saves the choice and reloads the page, so no
@@ -13,9 +15,25 @@
 use std::fmt::{self, Display};
 use std::sync::atomic::{AtomicU8, Ordering};
 
-/// One message of the locale files; the constants below name them all.
+/// One message of the locale files, in every language; the constants below name them all.
+///
+/// The texts are one string, in the order of [`Locale::ALL`], separated by U+001F (the unit
+/// separator, which no text contains): a message is then a single piece of data that the
+/// linker keeps only where the message is used, with nothing between one message's text and
+/// the next (which keeps the WebAssembly small once compressed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Msg(usize);
+pub struct Msg(&'static str);
+
+impl Msg {
+    /// The text in `locale`.
+    fn text(self, locale: Locale) -> &'static str {
+        let (english, japanese) = self.0.split_once('\u{1f}').unwrap_or((self.0, self.0));
+        match locale {
+            Locale::En => english,
+            Locale::Ja => japanese,
+        }
+    }
+}
 
 include!(concat!(env!("OUT_DIR"), "/messages.rs"));
 
@@ -46,14 +64,7 @@ impl Locale {
 
     /// The language's own name (`English`, `日本語`), for the switch.
     pub fn name(self) -> &'static str {
-        self.table()[COMMON_LANGUAGE.0]
-    }
-
-    fn table(self) -> &'static [&'static str] {
-        match self {
-            Locale::En => &EN,
-            Locale::Ja => &JA,
-        }
+        COMMON_LANGUAGE.text(self)
     }
 
     /// The first language of `tags` (the browser's preference order) the app speaks, else
@@ -86,8 +97,12 @@ pub fn set_locale(locale: Locale) {
 }
 
 /// The text of `msg` in the current language.
+///
+/// Never inlined: the app calls it at several hundred places, and one call is smaller than the
+/// locale test it would otherwise copy into each.
+#[inline(never)]
 pub fn t(msg: Msg) -> &'static str {
-    locale().table()[msg.0]
+    msg.text(locale())
 }
 
 /// The text of `msg` with its `{name}` placeholders filled from `args`; a placeholder without
@@ -167,15 +182,24 @@ mod tests {
 
     #[test]
     fn every_message_has_a_text_in_every_language() {
-        assert_eq!(EN.len(), JA.len());
+        assert!(ALL_MESSAGES.len() > 100);
         for locale in Locale::ALL {
-            for (index, text) in locale.table().iter().enumerate() {
-                assert!(
-                    !text.trim().is_empty(),
-                    "{locale:?} message {index} is blank"
-                );
+            for msg in ALL_MESSAGES {
+                let text = msg.text(locale);
+                assert!(!text.trim().is_empty(), "{locale:?} {msg:?} is blank");
             }
         }
+    }
+
+    #[test]
+    fn a_message_holds_exactly_one_text_per_language() {
+        let msg = Msg("Sign in\u{1f}サインイン");
+        assert_eq!(msg.text(Locale::En), "Sign in");
+        assert_eq!(msg.text(Locale::Ja), "サインイン");
+        for msg in ALL_MESSAGES {
+            assert_eq!(msg.0.matches('\u{1f}').count(), 1, "{msg:?}");
+        }
+        assert_eq!(COMMON_SIGN_IN.text(Locale::Ja), "サインイン");
     }
 
     #[test]

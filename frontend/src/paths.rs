@@ -35,6 +35,38 @@ pub fn tuning_path(id: i64) -> String {
     format!("/tunings/{id}")
 }
 
+/// The grading app: a bundle of its own, so a link between it and the main app must be a full
+/// page load (`rel="external"`), or the router of the page it starts on would handle it.
+pub const GRADING: &str = "/grading";
+
+/// Leaves the app for `path` with a full page load (the other bundle's pages, or the sign-in
+/// page from the grading app).
+pub fn open_page(path: &str) {
+    if let Some(window) = web_sys::window() {
+        let _ = window.location().set_href(path);
+    }
+}
+
+/// The grading screen of task `task`.
+pub fn grading_do_path(task: i64) -> String {
+    format!("/grading/do/{task}")
+}
+
+/// The grading screen of task `task` at assignment `assignment`.
+pub fn grading_do_at(task: i64, assignment: i64) -> String {
+    format!("/grading/do/{task}?at={assignment}")
+}
+
+/// A grading task's page for its researchers.
+pub fn grading_task_path(id: i64) -> String {
+    format!("/grading/tasks/{id}")
+}
+
+/// A grading item's page, where a reviewer adjudicates.
+pub fn grading_item_path(id: i64) -> String {
+    format!("/grading/items/{id}")
+}
+
 /// The run id in a `/runs/:id` path segment; `None` for anything that is not a positive integer.
 pub fn parse_run_id(segment: &str) -> Option<i64> {
     segment.parse::<i64>().ok().filter(|id| *id > 0)
@@ -51,6 +83,10 @@ mod tests {
         assert_eq!(compare_path(1, 2), "/compare?first=1&second=2");
         assert_eq!(tuning_path(3), "/tunings/3");
         assert_eq!(parse_run_id("42"), Some(42));
+        assert_eq!(grading_do_path(3), "/grading/do/3");
+        assert_eq!(grading_do_at(3, 17), "/grading/do/3?at=17");
+        assert_eq!(grading_task_path(3), "/grading/tasks/3");
+        assert_eq!(grading_item_path(9), "/grading/items/9");
     }
 
     #[test]

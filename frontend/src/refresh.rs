@@ -86,6 +86,7 @@ mod tests {
             accuracy_interval: None,
             years: Vec::new(),
             metrics: None,
+            human: None,
             created_at: "2026-11-24T00:00:00Z".into(),
             error: None,
         }

@@ -7,6 +7,12 @@
 use kokushi_shared::api::{Me, Role};
 use leptos::prelude::*;
 
+/// Whether grading is all the account may do (its only role is annotator): such an account
+/// belongs in the grading app, not on the leaderboard.
+pub fn grading_only(me: &Me) -> bool {
+    !me.roles.is_empty() && me.roles.iter().all(|r| *r == Role::Annotator)
+}
+
 /// What the app knows of the session.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SessionState {
@@ -43,5 +49,27 @@ impl Session {
             }
             _ => false,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn me(roles: &[Role]) -> Me {
+        Me {
+            id: 1,
+            username: "annie".into(),
+            roles: roles.to_vec(),
+            csrf_token: None,
+        }
+    }
+
+    #[test]
+    fn only_an_annotator_and_nothing_else_is_sent_to_grading() {
+        assert!(grading_only(&me(&[Role::Annotator])));
+        assert!(!grading_only(&me(&[Role::Annotator, Role::Researcher])));
+        assert!(!grading_only(&me(&[Role::Admin])));
+        assert!(!grading_only(&me(&[])));
     }
 }

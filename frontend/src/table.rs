@@ -16,6 +16,8 @@ pub enum SortKey {
     Accuracy,
     ExactMatch,
     Gestalt,
+    /// Accuracy after human grading, where a run has any.
+    Human,
     Points,
     ParseFailures,
     /// Newest first by default: the run id grows with time.
@@ -30,6 +32,7 @@ impl SortKey {
             SortKey::Accuracy
                 | SortKey::ExactMatch
                 | SortKey::Gestalt
+                | SortKey::Human
                 | SortKey::Points
                 | SortKey::Created
                 | SortKey::ParseFailures
@@ -145,6 +148,11 @@ fn metric(run: &RunSummary, count: fn(&kokushi_shared::api::RunMetrics) -> u32) 
         .map_or(-1.0, |m| f64::from(count(m)) / f64::from(m.questions))
 }
 
+/// The human-adjusted accuracy; -1 for a run without human grades, so those sort last.
+fn human(run: &RunSummary) -> f64 {
+    run.human.and_then(|h| h.accuracy()).unwrap_or(-1.0)
+}
+
 /// Sorts in place; ties fall back to newest first, so the order is stable between polls.
 pub fn sort_runs(runs: &mut [RunSummary], sort: Sort) {
     runs.sort_by(|a, b| {
@@ -166,6 +174,7 @@ pub fn sort_runs(runs: &mut [RunSummary], sort: Sort) {
             SortKey::Gestalt => metric(a, |m| m.gestalt_correct)
                 .partial_cmp(&metric(b, |m| m.gestalt_correct))
                 .unwrap_or(Ordering::Equal),
+            SortKey::Human => human(a).partial_cmp(&human(b)).unwrap_or(Ordering::Equal),
             SortKey::Points => ratio(a.tally.points, a.tally.points_possible)
                 .partial_cmp(&ratio(b.tally.points, b.tally.points_possible))
                 .unwrap_or(Ordering::Equal),
@@ -347,6 +356,7 @@ mod tests {
             accuracy_interval: None,
             years: Vec::new(),
             metrics: None,
+            human: None,
             created_at: String::new(),
             error: None,
         }
@@ -520,5 +530,28 @@ mod tests {
         let gestalt = by(SortKey::Gestalt);
         assert_eq!(&exact[..2], [all[1].id, all[0].id]);
         assert_eq!(&gestalt[..2], [all[0].id, all[1].id]);
+    }
+
+    #[test]
+    fn human_accuracy_sorts_best_first_and_ungraded_runs_last() {
+        use kokushi_shared::grading::HumanAdjusted;
+        let mut all = runs();
+        let graded = |correct| {
+            Some(HumanAdjusted {
+                answered: 10,
+                correct,
+                resolved: 4,
+                changed: 1,
+            })
+        };
+        all[0].human = graded(3);
+        all[2].human = graded(8);
+        let sort = Sort::default().clicked(SortKey::Human);
+        assert!(sort.descending);
+        let order = ids(&visible_runs(&all, &Filter::default(), sort));
+        assert_eq!(&order[..2], [all[2].id, all[0].id]);
+        let flipped = sort.clicked(SortKey::Human);
+        let order = ids(&visible_runs(&all, &Filter::default(), flipped));
+        assert_eq!(&order[2..], [all[0].id, all[2].id]);
     }
 }

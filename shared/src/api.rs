@@ -153,6 +153,10 @@ pub struct RunSummary {
     /// has succeeded, computed afresh under a leaderboard filter; `None` otherwise.
     #[serde(default)]
     pub metrics: Option<RunMetrics>,
+    /// The accuracy once human grades replace the automatic result where annotators agreed
+    /// or a reviewer decided; `None` while no answer of the run has been graded.
+    #[serde(default)]
+    pub human: Option<crate::grading::HumanAdjusted>,
     pub created_at: String,
     pub error: Option<String>,
 }

@@ -8,11 +8,13 @@
 //! Architecture invariant: no I/O, no async runtime, no database, no model code. It must build
 //! for `wasm32-unknown-unknown` so the browser computes exactly what the server computes.
 
+pub mod agreement;
 pub mod api;
 pub mod csv;
 pub mod exam;
 pub mod extract;
 pub mod gestalt;
+pub mod grading;
 pub mod igakuqa;
 pub mod job;
 pub mod leakage;

@@ -235,6 +235,59 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
+    /// Makes an account with `roles` (password `<username>-password`), signs it in, and
+    /// returns its id and a client that sends its session cookie and CSRF token.
+    pub async fn signed_in(
+        &self,
+        username: &str,
+        roles: &[&str],
+    ) -> Result<(i64, reqwest::Client)> {
+        let password = format!("{username}-password");
+        let res = self
+            .client
+            .post(self.url("/api/users"))
+            .json(&serde_json::json!({"username": username, "password": password, "roles": roles}))
+            .send()
+            .await?;
+        if !res.status().is_success() {
+            bail!(
+                "creating {username}: {} {}",
+                res.status(),
+                res.text().await?
+            );
+        }
+        let user: kokushi_shared::api::UserSummary = res.json().await?;
+        let res = self
+            .anonymous
+            .post(self.url("/api/auth/login"))
+            .json(&serde_json::json!({"username": username, "password": password}))
+            .send()
+            .await?
+            .error_for_status()?;
+        let cookie = res
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .context("sign-in set no cookie")?
+            .to_owned();
+        let me: kokushi_shared::api::Me = res.json().await?;
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::COOKIE, cookie.parse()?);
+        headers.insert(
+            "X-CSRF-Token",
+            me.csrf_token
+                .context("a session has a CSRF token")?
+                .parse()?,
+        );
+        Ok((
+            user.id,
+            reqwest::Client::builder()
+                .default_headers(headers)
+                .build()?,
+        ))
+    }
+
     /// Uploads a JSON-lines exam set; returns the raw response.
     pub async fn upload(&self, name: &str, file: &str, body: Vec<u8>) -> Result<reqwest::Response> {
         Ok(self

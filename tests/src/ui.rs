@@ -86,3 +86,19 @@ pub async fn shoot(browser: &Client, name: &str) {
     let path = PathBuf::from(dir).join(format!("{name}.png"));
     std::fs::write(&path, png).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
 }
+
+/// Presses each key of `keys` in turn on whatever has the focus, as a person typing would
+/// (key down, key up); `fantoccini::key::Key` values (e.g. `Key::Enter.into()`) for the others.
+pub async fn press(browser: &Client, keys: &[char]) {
+    use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+    let mut actions = KeyActions::new("keyboard".to_owned());
+    for &key in keys {
+        actions = actions
+            .then(KeyAction::Down { value: key })
+            .then(KeyAction::Up { value: key });
+    }
+    browser
+        .perform_actions(actions)
+        .await
+        .unwrap_or_else(|e| panic!("pressing {keys:?}: {e}"));
+}

@@ -58,7 +58,21 @@ fn allowed(method: &str, path: &str, who: Who) -> bool {
         | ("post", "/api/tunings")
         | ("get", "/api/tunings/{id}")
         | ("post", "/api/tunings/{id}/cancel")
-        | ("post", "/api/tunings/{id}/retry") => researcher,
+        | ("post", "/api/tunings/{id}/retry")
+        | ("get", "/api/grading/annotators")
+        | ("get", "/api/grading/tasks")
+        | ("post", "/api/grading/tasks")
+        | ("get", "/api/grading/tasks/{id}")
+        | ("get", "/api/grading/tasks/{id}/export")
+        | ("get", "/api/grading/items/{id}")
+        | ("post", "/api/grading/items/{id}/adjudicate")
+        | ("get", "/api/grading/audit")
+        | ("get", "/api/grading/gold-flags") => researcher,
+        // Any account; each answers only about the caller's own assignments (grading.rs).
+        ("get", "/api/grading/mine")
+        | ("get", "/api/grading/mine/{task_id}")
+        | ("get", "/api/grading/assignments/{id}")
+        | ("post", "/api/grading/assignments/{id}/grade") => any_account,
         _ => panic!(
             "the role matrix does not know {} {path}: say who may call it in tests/tests/roles.rs",
             method.to_uppercase()

@@ -23,7 +23,8 @@ commands:
   test  install what the tests need (wasm target, wasm-bindgen-cli, Chromium, Redis,
         PostgreSQL), build the frontend, and run formatting, lints and every test
   frontend
-        build the web UI into <target>/frontend-dist and check its size (at most 400 KB of
+        build the web UI into <target>/frontend-dist: the main app (index.html) and the
+        grading app (grading.html), two bundles, and check each one's size (at most 400 KB of
         gzipped WebAssembly)
   screenshots [--out DIR] [--data DIR] [--limit N]
         the pages with real content, in English and Japanese, as PNGs (1440x900) in DIR
@@ -155,14 +156,22 @@ fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
 }
 
-/// Builds the Leptos frontend for the browser and runs wasm-bindgen on it. (Debian's
-/// binaryen 108 `wasm-opt -Oz` would save ~4 KB gzipped, but its output does not start in
-/// Chromium: not used.)
+/// The frontend's bundles: the binary of `kokushi-frontend`, which is also the name of the
+/// wasm-bindgen output (`<name>.js`, `<name>_bg.wasm`) its HTML page imports.
+const FRONTEND_BUNDLES: [(&str, &str); 2] = [
+    ("kokushi_frontend", "index.html"),
+    ("kokushi_grading", "grading.html"),
+];
+
+/// Builds the Leptos frontend's bundles (the main app and the grading app) for the browser,
+/// runs wasm-bindgen on each and checks each against the size limit. (Debian's binaryen 108
+/// `wasm-opt -Oz` would save ~4 KB gzipped, but its output does not start in Chromium: not
+/// used.)
 fn frontend(root: &Path) -> Result<PathBuf> {
     tools::ensure_wasm_target()?;
     let bindgen = tools::ensure_wasm_bindgen(root)?;
     let target = target_dir(root);
-    step("building the frontend (wasm32, wasm-release)");
+    step("building the frontend (wasm32, wasm-release: both bundles)");
     run_cmd(cargo().args([
         "build",
         "--target",
@@ -171,46 +180,57 @@ fn frontend(root: &Path) -> Result<PathBuf> {
         "wasm-release",
         "-p",
         "kokushi-frontend",
+        "--bins",
     ]))?;
     let dist = target.join("frontend-dist");
     let _ = std::fs::remove_dir_all(&dist);
     std::fs::create_dir_all(&dist)?;
-    run_cmd(
-        Command::new(bindgen)
-            .args([
-                "--target",
-                "web",
-                "--no-typescript",
-                "--remove-name-section",
-                "--remove-producers-section",
-                "--out-dir",
-            ])
-            .arg(&dist)
-            .arg(target.join("wasm32-unknown-unknown/wasm-release/kokushi_frontend.wasm")),
-    )?;
-    for file in ["index.html", "style.css"] {
+    for (bundle, _) in FRONTEND_BUNDLES {
+        run_cmd(
+            Command::new(&bindgen)
+                .args([
+                    "--target",
+                    "web",
+                    "--no-typescript",
+                    "--remove-name-section",
+                    "--remove-producers-section",
+                    "--out-dir",
+                ])
+                .arg(&dist)
+                .arg(target.join(format!("wasm32-unknown-unknown/wasm-release/{bundle}.wasm"))),
+        )?;
+    }
+    let pages = FRONTEND_BUNDLES.map(|(_, page)| page);
+    for file in pages.iter().chain(&["style.css"]) {
         std::fs::copy(root.join("frontend").join(file), dist.join(file))
             .with_context(|| format!("copying frontend/{file}"))?;
     }
-    let wasm = dist.join("kokushi_frontend_bg.wasm");
-    let gzipped = gzipped_size(&wasm)?;
-    println!(
-        "frontend: {} KB of WebAssembly, {} KB gzipped (limit {} KB)",
-        std::fs::metadata(&wasm)?.len() / 1024,
-        gzipped / 1024,
-        FRONTEND_GZIP_LIMIT / 1024
-    );
-    if gzipped > FRONTEND_GZIP_LIMIT {
-        bail!(
-            "the frontend's WebAssembly is {} KB gzipped, over the {} KB limit",
+    let mut over = Vec::new();
+    for (bundle, page) in FRONTEND_BUNDLES {
+        let wasm = dist.join(format!("{bundle}_bg.wasm"));
+        let gzipped = gzipped_size(&wasm)?;
+        println!(
+            "frontend {bundle} ({page}): {} KB of WebAssembly, {} KB gzipped ({gzipped} bytes; \
+             limit {} KB)",
+            std::fs::metadata(&wasm)?.len() / 1024,
             gzipped / 1024,
             FRONTEND_GZIP_LIMIT / 1024
+        );
+        if gzipped > FRONTEND_GZIP_LIMIT {
+            over.push(format!("{bundle} is {} KB", gzipped / 1024));
+        }
+    }
+    if !over.is_empty() {
+        bail!(
+            "over the {} KB limit of gzipped WebAssembly per bundle: {}",
+            FRONTEND_GZIP_LIMIT / 1024,
+            over.join(", ")
         );
     }
     Ok(dist)
 }
 
-/// The most gzipped WebAssembly the browser may have to download.
+/// The most gzipped WebAssembly the browser may have to download for one app.
 const FRONTEND_GZIP_LIMIT: u64 = 400 * 1024;
 
 /// Bytes of `path` compressed by `gzip -6` (what a server's gzip sends, roughly).

@@ -778,6 +778,7 @@ fn run_from_row(row: &sqlx::any::AnyRow, tally: Tally) -> Result<RunSummary, DbE
         metrics: row
             .try_get::<Option<String>, _>("text_metrics")?
             .and_then(|json| serde_json::from_str(&json).ok()),
+        human: None,
         created_at: row.try_get("created_at")?,
         error: row.try_get("error")?,
     })

@@ -1,4 +1,5 @@
-//! A visible message for a failed API call, saying whether the page keeps retrying.
+//! A visible message for a failed API call, saying whether the page keeps retrying. Shared by
+//! both apps: its sign-in link is a full page load, since `/login` is the main app's.
 
 use leptos::prelude::*;
 
@@ -13,7 +14,7 @@ pub fn ErrorBanner(error: ApiError) -> impl IntoView {
         format!(" {}", tf(i18n::COMMON_RETRYING, &[("seconds", &seconds)]))
     });
     let sign_in = error.is_unauthorized().then(|| {
-        view! { " " <a href=crate::paths::LOGIN>{t(i18n::COMMON_SIGN_IN)}</a> }
+        view! { " " <a href=crate::paths::LOGIN rel="external">{t(i18n::COMMON_SIGN_IN)}</a> }
     });
     view! {
         <p class="error" role="alert">

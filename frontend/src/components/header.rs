@@ -43,11 +43,13 @@ pub fn Header() -> impl IntoView {
         SessionState::Unknown => ().into_any(),
     }
     };
-    // Links by role: researchers (and admins) the evaluation pages, admins the workers too.
+    // Links by role: researchers (and admins) the evaluation pages, admins the workers too, every
+    // account the grading app.
     // The server enforces the same on every endpoint; this only hides what would be refused.
     let nav = move || {
         let researcher = session.has(Role::Researcher);
         let admin = session.has(Role::Admin);
+        let signed_in = session.0.with(|s| matches!(s, SessionState::SignedIn(_)));
         view! {
             <nav class="site-nav">
                 {researcher.then(|| view! {
@@ -56,6 +58,10 @@ pub fn Header() -> impl IntoView {
                     <a href=paths::EXAM_SETS>{t(i18n::COMMON_NAV_EXAM_SETS)}</a>
                 })}
                 {admin.then(|| view! { <a href=paths::WORKERS>{t(i18n::COMMON_NAV_WORKERS)}</a> })}
+                // The grading app is another bundle: a full page load, not a route.
+                {signed_in.then(|| view! {
+                    <a id="nav-grading" href=paths::GRADING rel="external">{t(i18n::COMMON_NAV_GRADING)}</a>
+                })}
             </nav>
         }
     };

@@ -100,6 +100,7 @@ pub fn RunRow(run: RunSummary, selected: RwSignal<Vec<i64>>) -> impl IntoView {
             </td>
             <td class="exact-match num">{exact}</td>
             <td class="gestalt num">{gestalt}</td>
+            <td class="human num">{format::human(run.human.as_ref())}</td>
             <td class="years">{years}</td>
             <td class="points num">{format::points(&run.tally)}</td>
             <td class="parse-failures num">{run.tally.parse_failures}</td>

@@ -5,7 +5,7 @@ use leptos::prelude::*;
 
 use crate::components::status_badge::StatusBadge;
 use crate::format;
-use crate::i18n::{self, t};
+use crate::i18n::{self, t, tf};
 
 #[component]
 pub fn RunSummaryList(detail: RunDetail) -> impl IntoView {
@@ -13,6 +13,20 @@ pub fn RunSummaryList(detail: RunDetail) -> impl IntoView {
     let rules = detail
         .rules_version
         .unwrap_or_else(|| format::NONE.to_owned());
+    // Human grading's accuracy beside the automatic one, once humans have decided any answer.
+    let human = run
+        .human
+        .and_then(|h| h.accuracy().map(|a| (a, h)))
+        .map(|(accuracy, h)| {
+            tf(
+                i18n::RUN_SUMMARY_HUMAN,
+                &[
+                    ("accuracy", &format::percent(accuracy)),
+                    ("graded", &h.resolved),
+                    ("changed", &h.changed),
+                ],
+            )
+        });
     let error = run.error.map(|message| {
         view! {
             <dt>{t(i18n::RUN_SUMMARY_ERROR)}</dt>
@@ -36,7 +50,10 @@ pub fn RunSummaryList(detail: RunDetail) -> impl IntoView {
             <dt>{t(i18n::RUN_SUMMARY_PROGRESS)}</dt>
             <dd class="progress">{format::progress(run.tally.answered, run.total)}</dd>
             <dt>{t(i18n::RUN_SUMMARY_ACCURACY)}</dt>
-            <dd class="accuracy">{format::accuracy(&run.tally)}</dd>
+            <dd class="accuracy">
+                {format::accuracy(&run.tally)}
+                {human.map(|text| view! { " · " <span id="human-accuracy">{text}</span> })}
+            </dd>
             <dt>{t(i18n::RUN_SUMMARY_POINTS)}</dt>
             <dd class="points">{format::points(&run.tally)}</dd>
             <dt>{t(i18n::RUN_SUMMARY_PARSE_FAILURES)}</dt>

@@ -81,6 +81,7 @@ pub fn LeaderboardPage() -> impl IntoView {
                 <button
                     type="button"
                     class="sort"
+                    id=(key == SortKey::Human).then_some("sort-human")
                     data-sort=sort_id
                     on:click=move |_| sort.update(|s| *s = s.clicked(key))
                 >
@@ -179,6 +180,7 @@ pub fn LeaderboardPage() -> impl IntoView {
                             {header(SortKey::Accuracy, "Accuracy (95% CI)", i18n::LEADERBOARD_COLUMN_ACCURACY, "num")}
                             {header(SortKey::ExactMatch, "Exact match", i18n::LEADERBOARD_COLUMN_EXACT_MATCH, "num")}
                             {header(SortKey::Gestalt, "Gestalt", i18n::LEADERBOARD_COLUMN_GESTALT, "num")}
+                            {header(SortKey::Human, "Human", i18n::LEADERBOARD_COLUMN_HUMAN, "num")}
                             <th title=t(i18n::LEADERBOARD_COLUMN_PASS_FAIL_TITLE)>
                                 {t(i18n::LEADERBOARD_COLUMN_PASS_FAIL)}
                             </th>
@@ -190,7 +192,7 @@ pub fn LeaderboardPage() -> impl IntoView {
                     <tbody>
                         <Show when=is_empty>
                             <tr class="empty">
-                                <td colspan="13">
+                                <td colspan="14">
                                     {t(i18n::LEADERBOARD_EMPTY_BEFORE)}
                                     <a href=paths::JOBS>{t(i18n::COMMON_NAV_JOBS)}</a>
                                     {t(i18n::LEADERBOARD_EMPTY_AFTER)}
@@ -207,6 +209,7 @@ pub fn LeaderboardPage() -> impl IntoView {
                                     run.tally.answered,
                                     run.tally.correct,
                                     run.total,
+                                    run.human.map(|h| (h.correct, h.answered, h.resolved)),
                                 )
                             }
                             children=move |run| view! { <RunRow run selected /> }

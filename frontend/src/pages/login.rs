@@ -1,5 +1,5 @@
 //! `/login`: the sign-in form. On success the server sets the session cookie and the app goes
-//! to the leaderboard.
+//! to the leaderboard, or an account that only grades to the grading app.
 
 use leptos::prelude::*;
 use leptos_router::hooks::use_navigate;
@@ -8,7 +8,7 @@ use crate::api;
 use crate::error::ApiError;
 use crate::i18n::{self, t};
 use crate::paths;
-use crate::session::{Session, SessionState};
+use crate::session::{Session, SessionState, grading_only};
 
 #[component]
 pub fn LoginPage() -> impl IntoView {
@@ -29,6 +29,8 @@ pub fn LoginPage() -> impl IntoView {
         let navigate = navigate.clone();
         leptos::task::spawn_local(async move {
             match api::login(&name, &secret).await {
+                // An annotator only grades: the grading app is a page load away.
+                Ok(me) if grading_only(&me) => paths::open_page(paths::GRADING),
                 Ok(me) => {
                     session.0.set(SessionState::SignedIn(me));
                     navigate(paths::HOME, Default::default());

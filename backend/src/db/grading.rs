@@ -1,0 +1,781 @@
+//! Human grading's SQL: tasks, items, assignments, the versioned grades and adjudications, and
+//! the append-only audit log. Every write that changes a grade appends a grade version and an
+//! audit line in one transaction; nothing here updates or deletes a grade (the migration's
+//! triggers would refuse it anyway).
+
+use std::collections::HashMap;
+
+use kokushi_shared::Question;
+use kokushi_shared::extract::Extracted;
+use kokushi_shared::grading::{AuditEntry, Flag, GoldFlag, Grade, GradeInput, Grader, Verdict};
+use sqlx::Row;
+
+use super::exam_sets::question_from_body;
+use super::{Db, DbError, corrupt, to_u32};
+use crate::clock::now_rfc3339;
+
+/// A task as stored.
+#[derive(Debug, Clone)]
+pub struct TaskRow {
+    pub id: i64,
+    pub name: String,
+    pub exam_set_id: i64,
+    pub exam_set: String,
+    pub selection: String,
+    pub sample_size: Option<i64>,
+    pub seed: u64,
+    pub overlap: i64,
+    pub created_by: String,
+    pub created_at: String,
+}
+
+/// One (run, question) to grade.
+#[derive(Debug, Clone)]
+pub struct ItemRow {
+    pub id: i64,
+    pub task_id: i64,
+    pub run_id: i64,
+    pub problem_id: String,
+}
+
+/// Who grades an item, and where it sits in their order.
+#[derive(Debug, Clone)]
+pub struct AssignmentRow {
+    pub id: i64,
+    pub task_id: i64,
+    pub item_id: i64,
+    pub annotator_id: i64,
+    pub annotator: String,
+    pub position: i64,
+}
+
+/// Everything grading knows, for one task or for all: items, assignments, the current
+/// (highest) version of every grade and adjudication.
+#[derive(Debug, Default)]
+pub struct GradingState {
+    pub items: Vec<ItemRow>,
+    pub assignments: Vec<AssignmentRow>,
+    /// Current grade by assignment id.
+    pub grades: HashMap<i64, Grade>,
+    /// Current adjudication by item id.
+    pub adjudications: HashMap<i64, Grade>,
+}
+
+/// A run's stored answer to one question.
+#[derive(Debug, Clone)]
+pub struct AnswerRow {
+    pub problem_id: String,
+    pub raw_output: String,
+    pub extracted: Extracted,
+    pub correct: bool,
+    pub unparsed: bool,
+}
+
+/// A new task, items and assignments decided.
+#[derive(Debug)]
+pub struct NewTask<'a> {
+    pub name: &'a str,
+    pub exam_set_id: i64,
+    pub selection: &'a str,
+    pub sample_size: Option<u32>,
+    pub seed: u64,
+    pub overlap: u32,
+    pub created_by: i64,
+    pub run_ids: &'a [i64],
+    /// (run id, problem id) per item.
+    pub items: &'a [(i64, String)],
+    /// Per item: (annotator id, position in that annotator's order).
+    pub assignments: &'a [Vec<(i64, u32)>],
+    /// The request as made, for the audit log.
+    pub audit: String,
+}
+
+/// Why a versioned save did not happen: someone saved since (the current version).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stale(pub u32);
+
+const GRADE_COLUMNS: &str = "g.version, g.verdict, g.letters, g.rationale, g.flags, g.comment, \
+     u.username AS by_name, g.created_at";
+
+fn grade_from_row(row: &sqlx::any::AnyRow, table: &'static str) -> Result<Grade, DbError> {
+    let verdict: String = row.try_get("verdict")?;
+    let flags: String = row.try_get("flags")?;
+    Ok(Grade {
+        version: to_u32(row.try_get("version")?),
+        verdict: Verdict::from_id(&verdict).ok_or_else(|| corrupt(table, "verdict", &verdict))?,
+        letters: row.try_get("letters")?,
+        rationale: row
+            .try_get::<Option<i64>, _>("rationale")?
+            .and_then(|r| u8::try_from(r).ok()),
+        flags: flags
+            .split(',')
+            .filter(|f| !f.is_empty())
+            .map(|f| Flag::from_id(f).ok_or_else(|| corrupt(table, "flags", f)))
+            .collect::<Result<_, _>>()?,
+        comment: row.try_get("comment")?,
+        by: row.try_get("by_name")?,
+        at: row.try_get("created_at")?,
+    })
+}
+
+fn flags_text(flags: &[Flag]) -> String {
+    let mut ids: Vec<&str> = flags.iter().map(|f| f.id()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.join(",")
+}
+
+fn task_from_row(row: &sqlx::any::AnyRow) -> Result<TaskRow, DbError> {
+    Ok(TaskRow {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        exam_set_id: row.try_get("exam_set_id")?,
+        exam_set: row.try_get("exam_set")?,
+        selection: row.try_get("selection")?,
+        sample_size: row.try_get("sample_size")?,
+        // Stored as the same 64 bits, signed.
+        seed: row.try_get::<i64, _>("seed")? as u64,
+        overlap: row.try_get("overlap")?,
+        created_by: row.try_get("created_by_name")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+const TASK_SELECT: &str = "SELECT t.id, t.name, t.exam_set_id, e.name AS exam_set, t.selection, \
+     t.sample_size, t.seed, t.overlap, u.username AS created_by_name, t.created_at \
+     FROM grading_tasks t JOIN exam_sets e ON e.id = t.exam_set_id \
+     JOIN users u ON u.id = t.created_by";
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.is_unique_violation())
+}
+
+impl Db {
+    /// Active accounts with the annotator role, by name.
+    pub async fn graders(&self) -> Result<Vec<Grader>, DbError> {
+        let rows = sqlx::query(
+            "SELECT u.id, u.username FROM users u JOIN user_roles r ON r.user_id = u.id \
+             WHERE r.role = 'annotator' AND u.disabled = 0 ORDER BY u.username",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Grader {
+                    id: r.try_get("id")?,
+                    username: r.try_get("username")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Every answer a run has, in the run's order.
+    pub async fn run_answers(&self, run_id: i64) -> Result<Vec<AnswerRow>, DbError> {
+        let rows = sqlx::query(
+            "SELECT a.problem_id, a.raw_output, a.extracted, a.correct, a.unparsed \
+             FROM answers a JOIN run_questions rq ON rq.run_id = a.run_id AND rq.problem_id = a.problem_id \
+             WHERE a.run_id = $1 ORDER BY rq.position",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(answer_from_row).collect()
+    }
+
+    /// One run's answer to one question, with the question; `None` when either is missing.
+    pub async fn answer_with_question(
+        &self,
+        run_id: i64,
+        problem_id: &str,
+    ) -> Result<Option<(AnswerRow, Question)>, DbError> {
+        let Some(row) = sqlx::query(
+            "SELECT a.problem_id, a.raw_output, a.extracted, a.correct, a.unparsed, q.body, \
+                    r.exam_set_id \
+             FROM answers a JOIN runs r ON r.id = a.run_id \
+             JOIN questions q ON q.exam_set_id = r.exam_set_id AND q.problem_id = a.problem_id \
+             WHERE a.run_id = $1 AND a.problem_id = $2",
+        )
+        .bind(run_id)
+        .bind(problem_id)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let question = question_from_body(&row.try_get::<String, _>("body")?)?;
+        Ok(Some((answer_from_row(&row)?, question)))
+    }
+
+    /// Questions of an exam set by problem id (those asked for).
+    pub async fn questions_by_id(
+        &self,
+        exam_set_id: i64,
+        problem_ids: &[String],
+    ) -> Result<HashMap<String, Question>, DbError> {
+        let mut out = HashMap::new();
+        for pid in problem_ids {
+            if out.contains_key(pid) {
+                continue;
+            }
+            if let Some(row) =
+                sqlx::query("SELECT body FROM questions WHERE exam_set_id = $1 AND problem_id = $2")
+                    .bind(exam_set_id)
+                    .bind(pid)
+                    .fetch_optional(&self.pool)
+                    .await?
+            {
+                out.insert(
+                    pid.clone(),
+                    question_from_body(&row.try_get::<String, _>("body")?)?,
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes a task, its items and assignments and the audit line, in one transaction.
+    pub async fn create_grading_task(&self, t: &NewTask<'_>) -> Result<i64, DbError> {
+        let now = now_rfc3339();
+        let mut tx = self.begin_write().await?;
+        let id: i64 = sqlx::query(
+            "INSERT INTO grading_tasks (name, exam_set_id, selection, sample_size, seed, overlap, \
+             created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        )
+        .bind(t.name)
+        .bind(t.exam_set_id)
+        .bind(t.selection)
+        .bind(t.sample_size.map(i64::from))
+        .bind(t.seed as i64)
+        .bind(i64::from(t.overlap))
+        .bind(t.created_by)
+        .bind(&now)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("id")?;
+        for run in t.run_ids {
+            sqlx::query("INSERT INTO grading_task_runs (task_id, run_id) VALUES ($1, $2)")
+                .bind(id)
+                .bind(run)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for ((run, problem_id), graders) in t.items.iter().zip(t.assignments) {
+            let item: i64 = sqlx::query(
+                "INSERT INTO grading_items (task_id, run_id, problem_id) VALUES ($1, $2, $3) \
+                 RETURNING id",
+            )
+            .bind(id)
+            .bind(run)
+            .bind(problem_id)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("id")?;
+            for (annotator, position) in graders {
+                sqlx::query(
+                    "INSERT INTO grading_assignments (task_id, item_id, annotator_id, position) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(id)
+                .bind(item)
+                .bind(annotator)
+                .bind(i64::from(*position))
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        sqlx::query(
+            "INSERT INTO audit_log (at, actor_id, action, task_id, item_id, before_value, after_value) \
+             VALUES ($1, $2, 'task_created', $3, NULL, NULL, $4)",
+        )
+        .bind(&now)
+        .bind(t.created_by)
+        .bind(id)
+        .bind(&t.audit)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Every task, newest first.
+    pub async fn grading_tasks(&self) -> Result<Vec<TaskRow>, DbError> {
+        let rows = sqlx::query(&format!("{TASK_SELECT} ORDER BY t.id DESC"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(task_from_row).collect()
+    }
+
+    pub async fn grading_task(&self, id: i64) -> Result<Option<TaskRow>, DbError> {
+        sqlx::query(&format!("{TASK_SELECT} WHERE t.id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(task_from_row)
+            .transpose()
+    }
+
+    /// The runs a task grades, by task id.
+    pub async fn grading_task_runs(&self) -> Result<HashMap<i64, Vec<i64>>, DbError> {
+        let rows = sqlx::query("SELECT task_id, run_id FROM grading_task_runs ORDER BY run_id")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out: HashMap<i64, Vec<i64>> = HashMap::new();
+        for r in rows {
+            out.entry(r.try_get("task_id")?)
+                .or_default()
+                .push(r.try_get("run_id")?);
+        }
+        Ok(out)
+    }
+
+    /// Items, assignments and current grades of one task (`Some(id)`) or of all.
+    pub async fn grading_state(&self, task: Option<i64>) -> Result<GradingState, DbError> {
+        let (filter, bind) = match task {
+            Some(id) => ("WHERE x.task_id = $1", id),
+            // Always true, with a placeholder to bind.
+            None => ("WHERE x.task_id <> $1", -1),
+        };
+        let items = sqlx::query(&format!(
+            "SELECT x.id, x.task_id, x.run_id, x.problem_id FROM grading_items x {filter} ORDER BY x.id"
+        ))
+        .bind(bind)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(ItemRow {
+                id: r.try_get("id")?,
+                task_id: r.try_get("task_id")?,
+                run_id: r.try_get("run_id")?,
+                problem_id: r.try_get("problem_id")?,
+            })
+        })
+        .collect::<Result<Vec<_>, DbError>>()?;
+        let assignments = sqlx::query(&format!(
+            "SELECT x.id, x.task_id, x.item_id, x.annotator_id, u.username, x.position \
+             FROM grading_assignments x JOIN users u ON u.id = x.annotator_id {filter} ORDER BY x.id"
+        ))
+        .bind(bind)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(assignment_from_row)
+        .collect::<Result<Vec<_>, DbError>>()?;
+        let mut grades = HashMap::new();
+        for r in sqlx::query(&format!(
+            "SELECT g.assignment_id, {GRADE_COLUMNS} FROM grades g \
+             JOIN grading_assignments x ON x.id = g.assignment_id \
+             JOIN users u ON u.id = g.created_by {filter} \
+             AND g.version = (SELECT MAX(g2.version) FROM grades g2 WHERE g2.assignment_id = g.assignment_id)"
+        ))
+        .bind(bind)
+        .fetch_all(&self.pool)
+        .await?
+        {
+            grades.insert(r.try_get::<i64, _>("assignment_id")?, grade_from_row(&r, "grades")?);
+        }
+        let mut adjudications = HashMap::new();
+        for r in sqlx::query(&format!(
+            "SELECT g.item_id, {GRADE_COLUMNS} FROM adjudications g \
+             JOIN grading_items x ON x.id = g.item_id \
+             JOIN users u ON u.id = g.created_by {filter} \
+             AND g.version = (SELECT MAX(g2.version) FROM adjudications g2 WHERE g2.item_id = g.item_id)"
+        ))
+        .bind(bind)
+        .fetch_all(&self.pool)
+        .await?
+        {
+            adjudications.insert(
+                r.try_get::<i64, _>("item_id")?,
+                grade_from_row(&r, "adjudications")?,
+            );
+        }
+        Ok(GradingState {
+            items,
+            assignments,
+            grades,
+            adjudications,
+        })
+    }
+
+    /// One assignment with its item.
+    pub async fn assignment(&self, id: i64) -> Result<Option<(AssignmentRow, ItemRow)>, DbError> {
+        let Some(r) = sqlx::query(
+            "SELECT x.id, x.task_id, x.item_id, x.annotator_id, u.username, x.position, \
+                    i.run_id, i.problem_id \
+             FROM grading_assignments x JOIN users u ON u.id = x.annotator_id \
+             JOIN grading_items i ON i.id = x.item_id WHERE x.id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let a = assignment_from_row(&r)?;
+        let item = ItemRow {
+            id: a.item_id,
+            task_id: a.task_id,
+            run_id: r.try_get("run_id")?,
+            problem_id: r.try_get("problem_id")?,
+        };
+        Ok(Some((a, item)))
+    }
+
+    /// One item.
+    pub async fn grading_item(&self, id: i64) -> Result<Option<ItemRow>, DbError> {
+        sqlx::query("SELECT id, task_id, run_id, problem_id FROM grading_items WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| {
+                Ok(ItemRow {
+                    id: r.try_get("id")?,
+                    task_id: r.try_get("task_id")?,
+                    run_id: r.try_get("run_id")?,
+                    problem_id: r.try_get("problem_id")?,
+                })
+            })
+            .transpose()
+    }
+
+    /// An annotator's assignments in every task, in their order: (task id, task name,
+    /// assignment id, position, graded).
+    pub async fn my_assignments(
+        &self,
+        annotator: i64,
+        task: Option<i64>,
+    ) -> Result<Vec<(i64, String, i64, u32, bool)>, DbError> {
+        let rows = sqlx::query(
+            "SELECT x.task_id, t.name, x.id, x.position, \
+                    (SELECT COUNT(*) FROM grades g WHERE g.assignment_id = x.id) AS versions \
+             FROM grading_assignments x JOIN grading_tasks t ON t.id = x.task_id \
+             WHERE x.annotator_id = $1 AND (x.task_id = $2 OR $2 = -1) \
+             ORDER BY x.task_id DESC, x.position",
+        )
+        .bind(annotator)
+        .bind(task.unwrap_or(-1))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("task_id")?,
+                    r.try_get("name")?,
+                    r.try_get("id")?,
+                    to_u32(r.try_get("position")?),
+                    r.try_get::<i64, _>("versions")? > 0,
+                ))
+            })
+            .collect()
+    }
+
+    /// The current version of an assignment's grade.
+    pub async fn current_grade(&self, assignment: i64) -> Result<Option<Grade>, DbError> {
+        sqlx::query(&format!(
+            "SELECT {GRADE_COLUMNS} FROM grades g JOIN users u ON u.id = g.created_by \
+             WHERE g.assignment_id = $1 ORDER BY g.version DESC LIMIT 1"
+        ))
+        .bind(assignment)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| grade_from_row(&r, "grades"))
+        .transpose()
+    }
+
+    /// Appends version `expected + 1` of an assignment's grade and its audit line, unless the
+    /// current version is not `expected` (then nothing is written).
+    pub async fn save_grade(
+        &self,
+        assignment: &AssignmentRow,
+        actor: i64,
+        input: &GradeInput,
+    ) -> Result<Result<Grade, Stale>, DbError> {
+        self.append_version(
+            Versioned::Grade,
+            assignment.id,
+            (assignment.task_id, assignment.item_id),
+            (actor, &assignment.annotator),
+            input,
+        )
+        .await
+    }
+
+    /// Appends version `expected + 1` of an item's adjudication and its audit line, unless
+    /// the current version is not `expected`.
+    pub async fn adjudicate(
+        &self,
+        item: &ItemRow,
+        actor: i64,
+        actor_name: &str,
+        input: &GradeInput,
+    ) -> Result<Result<Grade, Stale>, DbError> {
+        self.append_version(
+            Versioned::Adjudication,
+            item.id,
+            (item.task_id, item.id),
+            (actor, actor_name),
+            input,
+        )
+        .await
+    }
+
+    /// The one way a grade or an adjudication is written: in one transaction, read the current
+    /// version; unless it is the one the form was filled from, write nothing; else append the
+    /// next version and the audit line (before → after). A concurrent append of the same
+    /// version (PostgreSQL, read committed) fails the primary key and is reported as stale too.
+    async fn append_version(
+        &self,
+        what: Versioned,
+        key: i64,
+        (task, item): (i64, i64),
+        (actor, by): (i64, &str),
+        input: &GradeInput,
+    ) -> Result<Result<Grade, Stale>, DbError> {
+        let (table, key_column) = what.table();
+        let now = now_rfc3339();
+        let mut tx = self.begin_write().await?;
+        let before = sqlx::query(&format!(
+            "SELECT {GRADE_COLUMNS} FROM {table} g JOIN users u ON u.id = g.created_by \
+             WHERE g.{key_column} = $1 ORDER BY g.version DESC LIMIT 1"
+        ))
+        .bind(key)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| grade_from_row(&r, table))
+        .transpose()?;
+        let current = before.as_ref().map_or(0, |g| g.version);
+        if current != input.expected_version {
+            tx.rollback().await?;
+            return Ok(Err(Stale(current)));
+        }
+        let version = current + 1;
+        let inserted = sqlx::query(&format!(
+            "INSERT INTO {table} ({key_column}, version, verdict, letters, rationale, flags, \
+             comment, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        ))
+        .bind(key)
+        .bind(i64::from(version))
+        .bind(input.verdict.id())
+        .bind(&input.letters)
+        .bind(input.rationale.map(i64::from))
+        .bind(flags_text(&input.flags))
+        .bind(&input.comment)
+        .bind(actor)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Err(e) if is_unique_violation(&e) => return Ok(Err(Stale(version))),
+            other => {
+                other?;
+            }
+        }
+        let after = Grade {
+            version,
+            verdict: input.verdict,
+            letters: input.letters.clone(),
+            rationale: input.rationale,
+            flags: input.flags.clone(),
+            comment: input.comment.clone(),
+            by: by.to_owned(),
+            at: now.clone(),
+        };
+        let json = |g: &Grade| {
+            serde_json::to_string(g).map_err(|e| corrupt("audit_log", "after_value", e))
+        };
+        sqlx::query(
+            "INSERT INTO audit_log (at, actor_id, action, task_id, item_id, before_value, after_value) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&now)
+        .bind(actor)
+        .bind(what.action(version))
+        .bind(task)
+        .bind(item)
+        .bind(before.as_ref().map(json).transpose()?)
+        .bind(json(&after)?)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Ok(after))
+    }
+
+    /// The audit log, oldest first: of one task, of one item, or all.
+    pub async fn audit_log(
+        &self,
+        task: Option<i64>,
+        item: Option<i64>,
+    ) -> Result<Vec<AuditEntry>, DbError> {
+        let rows = sqlx::query(
+            "SELECT l.id, l.at, u.username, l.action, l.task_id, l.item_id, l.before_value, \
+                    l.after_value FROM audit_log l JOIN users u ON u.id = l.actor_id \
+             WHERE (l.task_id = $1 OR $1 = -1) AND (l.item_id = $2 OR $2 = -1) ORDER BY l.id",
+        )
+        .bind(task.unwrap_or(-1))
+        .bind(item.unwrap_or(-1))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditEntry {
+                    id: r.try_get("id")?,
+                    at: r.try_get("at")?,
+                    actor: r.try_get("username")?,
+                    action: r.try_get("action")?,
+                    task_id: r.try_get("task_id")?,
+                    item_id: r.try_get("item_id")?,
+                    before: r.try_get("before_value")?,
+                    after: r.try_get("after_value")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Every version of every grade of a task, oldest first: (item id, run id, problem id,
+    /// annotator, grade).
+    pub async fn grade_history(
+        &self,
+        task: i64,
+    ) -> Result<Vec<(i64, i64, String, String, Grade)>, DbError> {
+        let rows = sqlx::query(&format!(
+            "SELECT i.id AS item_id, i.run_id, i.problem_id, a.username AS annotator, {GRADE_COLUMNS} \
+             FROM grades g JOIN grading_assignments x ON x.id = g.assignment_id \
+             JOIN grading_items i ON i.id = x.item_id JOIN users a ON a.id = x.annotator_id \
+             JOIN users u ON u.id = g.created_by WHERE x.task_id = $1 \
+             ORDER BY i.id, a.username, g.version"
+        ))
+        .bind(task)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("item_id")?,
+                    r.try_get("run_id")?,
+                    r.try_get("problem_id")?,
+                    r.try_get("annotator")?,
+                    grade_from_row(r, "grades")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Items whose current grades say "gold looks wrong", per exam set question, for the
+    /// exam sets `owner` uploaded (or every exam set for `None`; sets uploaded before
+    /// owners were recorded count as everyone's).
+    pub async fn gold_flags(&self, owner: Option<i64>) -> Result<Vec<GoldFlag>, DbError> {
+        let rows = sqlx::query(
+            "SELECT e.name AS exam_set, q.body, i.problem_id, x.annotator_id, g.comment \
+             FROM grades g JOIN grading_assignments x ON x.id = g.assignment_id \
+             JOIN grading_items i ON i.id = x.item_id JOIN grading_tasks t ON t.id = i.task_id \
+             JOIN exam_sets e ON e.id = t.exam_set_id \
+             JOIN questions q ON q.exam_set_id = e.id AND q.problem_id = i.problem_id \
+             WHERE g.version = (SELECT MAX(g2.version) FROM grades g2 WHERE g2.assignment_id = g.assignment_id) \
+             AND g.flags LIKE '%gold_wrong%' \
+             AND ($1 = -1 OR e.uploaded_by = $1 OR e.uploaded_by IS NULL) \
+             ORDER BY e.name, i.problem_id",
+        )
+        .bind(owner.unwrap_or(-1))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out: Vec<GoldFlag> = Vec::new();
+        let mut seen: Vec<(String, String, Vec<i64>)> = Vec::new();
+        for r in rows {
+            let exam_set: String = r.try_get("exam_set")?;
+            let problem_id: String = r.try_get("problem_id")?;
+            let annotator: i64 = r.try_get("annotator_id")?;
+            let comment: String = r.try_get("comment")?;
+            let at = out
+                .iter()
+                .position(|f| f.exam_set == exam_set && f.problem_id == problem_id);
+            let at = match at {
+                Some(at) => at,
+                None => {
+                    let q = question_from_body(&r.try_get::<String, _>("body")?)?;
+                    out.push(GoldFlag {
+                        exam_set: exam_set.clone(),
+                        problem_id: problem_id.clone(),
+                        gold: q.gold.display(),
+                        flagged_by: 0,
+                        comments: Vec::new(),
+                    });
+                    seen.push((exam_set, problem_id, Vec::new()));
+                    out.len() - 1
+                }
+            };
+            // An annotator who flagged it in two tasks counts once.
+            if !seen[at].2.contains(&annotator) {
+                seen[at].2.push(annotator);
+                out[at].flagged_by += 1;
+            }
+            if !comment.trim().is_empty() {
+                out[at].comments.push(comment);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records who uploaded an exam set, if nobody is recorded yet.
+    pub async fn set_exam_set_owner(&self, exam_set_id: i64, user: i64) -> Result<(), DbError> {
+        sqlx::query("UPDATE exam_sets SET uploaded_by = $1 WHERE id = $2 AND uploaded_by IS NULL")
+            .bind(user)
+            .bind(exam_set_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+/// The two versioned records.
+#[derive(Debug, Clone, Copy)]
+enum Versioned {
+    /// An annotator's grade of an assignment.
+    Grade,
+    /// A reviewer's decision on an item.
+    Adjudication,
+}
+
+impl Versioned {
+    /// The table and the column its versions are numbered under.
+    fn table(self) -> (&'static str, &'static str) {
+        match self {
+            Versioned::Grade => ("grades", "assignment_id"),
+            Versioned::Adjudication => ("adjudications", "item_id"),
+        }
+    }
+
+    /// The audit log's action for saving `version`.
+    fn action(self, version: u32) -> &'static str {
+        match (self, version) {
+            (Versioned::Grade, 1) => "graded",
+            (Versioned::Grade, _) => "regraded",
+            (Versioned::Adjudication, _) => "adjudicated",
+        }
+    }
+}
+
+fn assignment_from_row(r: &sqlx::any::AnyRow) -> Result<AssignmentRow, DbError> {
+    Ok(AssignmentRow {
+        id: r.try_get("id")?,
+        task_id: r.try_get("task_id")?,
+        item_id: r.try_get("item_id")?,
+        annotator_id: r.try_get("annotator_id")?,
+        annotator: r.try_get("username")?,
+        position: r.try_get("position")?,
+    })
+}
+
+fn answer_from_row(r: &sqlx::any::AnyRow) -> Result<AnswerRow, DbError> {
+    let extracted: String = r.try_get("extracted")?;
+    Ok(AnswerRow {
+        problem_id: r.try_get("problem_id")?,
+        raw_output: r.try_get("raw_output")?,
+        extracted: serde_json::from_str(&extracted)
+            .map_err(|e| corrupt("answers", "extracted", e))?,
+        correct: r.try_get::<i64, _>("correct")? != 0,
+        unparsed: r.try_get::<i64, _>("unparsed")? != 0,
+    })
+}
