@@ -171,7 +171,7 @@ pub async fn create_task(
         .await?
         .ok_or_else(|| ApiError::Internal(format!("grading task {id} vanished")))?;
     let gstate = state.db.grading_state(Some(id)).await?;
-    let summary = summarize(&task, run_ids, &gstate);
+    let summary = summarize(&task, run_ids, &gstate, &resolve_all(&gstate));
     Ok(HttpResponse::Created().json(summary))
 }
 
@@ -279,8 +279,14 @@ fn resolve_all(s: &GradingState) -> Vec<Resolved<'_>> {
         .collect()
 }
 
-fn summarize(task: &TaskRow, run_ids: Vec<i64>, s: &GradingState) -> GradingTaskSummary {
-    let resolved = resolve_all(s);
+/// A task's summary from a grading state that holds it (and perhaps others) and that state's
+/// items resolved ([`resolve_all`], done once however many tasks are summarised).
+fn summarize(
+    task: &TaskRow,
+    run_ids: Vec<i64>,
+    s: &GradingState,
+    resolved: &[Resolved<'_>],
+) -> GradingTaskSummary {
     let mut progress: BTreeMap<(String, i64), (u32, u32)> = BTreeMap::new();
     for a in s.assignments.iter().filter(|a| a.task_id == task.id) {
         let p = progress
@@ -332,9 +338,17 @@ pub async fn tasks(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
     let tasks = state.db.grading_tasks().await?;
     let runs = state.db.grading_task_runs().await?;
     let all = state.db.grading_state(None).await?;
+    let resolved = resolve_all(&all);
     let out: Vec<GradingTaskSummary> = tasks
         .iter()
-        .map(|t| summarize(t, runs.get(&t.id).cloned().unwrap_or_default(), &all))
+        .map(|t| {
+            summarize(
+                t,
+                runs.get(&t.id).cloned().unwrap_or_default(),
+                &all,
+                &resolved,
+            )
+        })
         .collect();
     Ok(HttpResponse::Ok().json(out))
 }
@@ -365,7 +379,7 @@ async fn automatic(
 async fn human_correctness(
     db: &Db,
     exam_set_id: i64,
-    resolved: &[Resolved<'_>],
+    resolved: &[&Resolved<'_>],
 ) -> Result<HashMap<i64, bool>, ApiError> {
     let need: Vec<String> = resolved
         .iter()
@@ -496,7 +510,12 @@ pub async fn task_detail(
     let s = state.db.grading_state(Some(task.id)).await?;
     let resolved = resolve_all(&s);
     let auto = automatic(&state.db, &s.items).await?;
-    let human = human_correctness(&state.db, task.exam_set_id, &resolved).await?;
+    let human = human_correctness(
+        &state.db,
+        task.exam_set_id,
+        &resolved.iter().collect::<Vec<_>>(),
+    )
+    .await?;
     let overlap = usize::try_from(task.overlap).unwrap_or(0);
     let agreement = agreement_of(&resolved, overlap, task.seed);
     let mut items: Vec<ItemStatus> = resolved
@@ -510,7 +529,12 @@ pub async fn task_detail(
         ItemState::Agreed => 3,
     };
     items.sort_by_key(|i| (rank(i.state), i.item_id));
-    let summary = summarize(&task, runs.get(&task.id).cloned().unwrap_or_default(), &s);
+    let summary = summarize(
+        &task,
+        runs.get(&task.id).cloned().unwrap_or_default(),
+        &s,
+        &resolved,
+    );
     Ok(HttpResponse::Ok().json(GradingTaskDetail {
         task: summary,
         agreement,
@@ -537,7 +561,7 @@ pub async fn item_detail(
         .find(|r| r.item.id == id)
         .ok_or_else(|| ApiError::Internal(format!("grading item {id} is not in its task")))?;
     let auto = automatic(&state.db, std::slice::from_ref(&item)).await?;
-    let human = human_correctness(&state.db, task.exam_set_id, std::slice::from_ref(r)).await?;
+    let human = human_correctness(&state.db, task.exam_set_id, &[r]).await?;
     let status = item_status(r, &auto, &human, s.adjudications.get(&id));
     let (answer, question) = answer_of(&state.db, &item).await?;
     let run = state
@@ -1002,18 +1026,8 @@ pub async fn attach_human(db: &Db, runs: &mut [RunSummary]) -> Result<(), ApiErr
         let Some(task) = tasks.get(&task_id) else {
             continue;
         };
-        let owned: Vec<Resolved> = rs
-            .iter()
-            .map(|r| Resolved {
-                item: r.item,
-                grades: r.grades.clone(),
-                assigned: r.assigned,
-                state: r.state,
-                decision: r.decision.clone(),
-            })
-            .collect();
-        let right = human_correctness(db, task.exam_set_id, &owned).await?;
-        for r in &owned {
+        let right = human_correctness(db, task.exam_set_id, &rs).await?;
+        for r in &rs {
             if let Some(ok) = right.get(&r.item.id) {
                 decided
                     .entry((r.item.run_id, r.item.problem_id.clone()))

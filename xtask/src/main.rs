@@ -140,6 +140,54 @@ pub fn cache_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/tmp/kokushi-cache"))
 }
 
+/// Deletes the test and example executables of earlier builds from `<target>/debug/deps`: each
+/// build of a test writes a new `<name>-<hash>` (hundreds of MB with debug info) and leaves the
+/// old ones, which on a machine that keeps its target directory fill the disk within weeks.
+/// Only the newest of each name is kept; libraries (dependencies) are never touched.
+fn prune_stale_test_binaries(target: &Path) {
+    let Ok(entries) = std::fs::read_dir(target.join("debug/deps")) else {
+        return;
+    };
+    let mut newest: std::collections::HashMap<String, Vec<(std::time::SystemTime, PathBuf)>> =
+        std::collections::HashMap::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        // `<stem>-<16 hex digits>` with no extension: an executable.
+        let Some((stem, hash)) = name.rsplit_once('-') else {
+            continue;
+        };
+        if hash.len() != 16 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            continue;
+        }
+        if let Ok(meta) = entry.metadata()
+            && meta.is_file()
+            && let Ok(modified) = meta.modified()
+        {
+            newest
+                .entry(stem.to_owned())
+                .or_default()
+                .push((modified, path));
+        }
+    }
+    let mut freed = 0u64;
+    for mut builds in newest.into_values() {
+        builds.sort_by_key(|b| std::cmp::Reverse(b.0));
+        for (_, old) in builds.into_iter().skip(1) {
+            freed += std::fs::metadata(&old).map(|m| m.len()).unwrap_or(0);
+            let _ = std::fs::remove_file(&old);
+        }
+    }
+    if freed > 0 {
+        println!(
+            "xtask: removed {} MB of earlier test builds",
+            freed / (1024 * 1024)
+        );
+    }
+}
+
 /// Runs a command, failing with its command line if it fails.
 pub fn run_cmd(cmd: &mut Command) -> Result<()> {
     let shown = format!("{cmd:?}");
@@ -664,6 +712,7 @@ fn demo(root: &Path, args: &[String]) -> Result<()> {
 
 fn test(root: &Path) -> Result<()> {
     let started = Instant::now();
+    prune_stale_test_binaries(&target_dir(root));
     tools::ensure_system_packages()?;
     let dist = frontend(root)?;
     // The engine's smoke test runs the real demo model too, not only the fixture.
