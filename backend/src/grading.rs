@@ -8,7 +8,7 @@
 //! annotator's assignment is "not found", exactly like one that does not exist — and never
 //! carry a run id, a model, an adapter or another annotator's grade.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use actix_web::{HttpResponse, web};
 use argon2::password_hash::rand_core::{OsRng, RngCore};
@@ -996,8 +996,13 @@ pub async fn gold_flags(
 
 /// Fills `human` of each run that has a graded answer: its answers' automatic results, with
 /// the human verdict in place of each where annotators agreed or a reviewer decided (the
-/// newest task's decision when an answer was graded in several).
-pub async fn attach_human(db: &Db, runs: &mut [RunSummary]) -> Result<(), ApiError> {
+/// newest task's decision when an answer was graded in several). With `kept` (run id →
+/// problem ids), only those questions count: the runs were scored again on them.
+pub async fn attach_human(
+    db: &Db,
+    runs: &mut [RunSummary],
+    kept: Option<&HashMap<i64, HashSet<String>>>,
+) -> Result<(), ApiError> {
     let s = db.grading_state(None).await?;
     if s.items.is_empty() {
         return Ok(());
@@ -1038,7 +1043,9 @@ pub async fn attach_human(db: &Db, runs: &mut [RunSummary]) -> Result<(), ApiErr
     for run in runs.iter_mut() {
         let mine: Vec<(&String, bool)> = decided
             .iter()
-            .filter(|((r, _), _)| *r == run.id)
+            .filter(|((r, p), _)| {
+                *r == run.id && kept.is_none_or(|k| k.get(r).is_some_and(|ps| ps.contains(p)))
+            })
             .map(|((_, p), ok)| (p, *ok))
             .collect();
         if mine.is_empty() {

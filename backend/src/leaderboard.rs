@@ -7,7 +7,7 @@
 //! would give for that subset. Pass/fail stays only for a filter on years alone: the exam's
 //! criteria judge whole years, not a block or a specialty.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use actix_web::{HttpResponse, web};
 use kokushi_shared::Question;
@@ -160,18 +160,29 @@ pub fn rescore(
 pub async fn filtered(state: &AppState, filter: &Filter) -> Result<Vec<RunSummary>, ApiError> {
     let runs = state.db.leaderboard().await?;
     let mut rows = Vec::with_capacity(runs.len());
+    // The questions each run keeps, for its human-adjusted accuracy on the same questions.
+    let mut kept: HashMap<i64, HashSet<String>> = HashMap::new();
     // One run at a time: a run's questions and replies are the big part, so only one set is
     // held at once.
     for run in runs {
         let Some((questions, predictions)) = state.db.run_predictions(run.id).await? else {
             continue; // deleted meanwhile
         };
+        kept.insert(
+            run.id,
+            questions
+                .iter()
+                .filter(|q| filter.matches(q))
+                .map(|q| q.problem_id.clone())
+                .collect(),
+        );
         let filter = filter.clone();
         let row = web::block(move || rescore(run, &questions, &predictions, &filter))
             .await
             .map_err(|e| ApiError::Internal(format!("scoring the leaderboard: {e}")))?;
         rows.push(row);
     }
+    crate::grading::attach_human(&state.db, &mut rows, Some(&kept)).await?;
     Ok(rows)
 }
 
@@ -180,7 +191,7 @@ async fn rows(state: &AppState, filter: Option<&Filter>) -> Result<Vec<RunSummar
     match filter {
         None => {
             let mut runs = state.db.leaderboard().await?;
-            crate::grading::attach_human(&state.db, &mut runs).await?;
+            crate::grading::attach_human(&state.db, &mut runs, None).await?;
             Ok(runs)
         }
         Some(filter) => filtered(state, filter).await,

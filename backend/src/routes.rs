@@ -438,7 +438,7 @@ async fn run_detail(
         .run_detail(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("run {id} does not exist")))?;
-    crate::grading::attach_human(&state.db, std::slice::from_mut(&mut detail.run)).await?;
+    crate::grading::attach_human(&state.db, std::slice::from_mut(&mut detail.run), None).await?;
     Ok(HttpResponse::Ok().json(detail))
 }
 

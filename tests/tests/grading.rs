@@ -419,6 +419,30 @@ async fn grading_flow_on(database_url: String) {
     );
     let board: Vec<RunSummary> = get(&app.client, app, "/api/leaderboard").await;
     assert_eq!(board[0].human, Some(human));
+    // Under a question filter, on the questions kept only.
+    let block = &bob_first_problem[3..4];
+    let board: Vec<RunSummary> = get(
+        &app.client,
+        app,
+        &format!("/api/leaderboard?blocks={block}"),
+    )
+    .await;
+    let kept = w
+        .run
+        .questions
+        .iter()
+        .filter(|q| q.answer.is_some() && q.problem_id[3..4] == *block)
+        .count() as u32;
+    let filtered = board[0]
+        .human
+        .expect("human-adjusted accuracy under a filter");
+    assert_eq!((board[0].tally.answered, filtered.answered), (kept, kept));
+    assert_eq!(filtered.resolved, kept);
+    assert_eq!(
+        filtered.correct,
+        kept - 1,
+        "the adjudicated answer is in the block"
+    );
 
     // Exports: every version of every grade, and the adjudication.
     let csv = app

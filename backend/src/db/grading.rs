@@ -344,14 +344,7 @@ impl Db {
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(|r| {
-            Ok(ItemRow {
-                id: r.try_get("id")?,
-                task_id: r.try_get("task_id")?,
-                run_id: r.try_get("run_id")?,
-                problem_id: r.try_get("problem_id")?,
-            })
-        })
+        .map(item_from_row)
         .collect::<Result<Vec<_>, DbError>>()?;
         let assignments = sqlx::query(&format!(
             "SELECT x.id, x.task_id, x.item_id, x.annotator_id, u.username, x.position \
@@ -430,14 +423,7 @@ impl Db {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?
-            .map(|r| {
-                Ok(ItemRow {
-                    id: r.try_get("id")?,
-                    task_id: r.try_get("task_id")?,
-                    run_id: r.try_get("run_id")?,
-                    problem_id: r.try_get("problem_id")?,
-                })
-            })
+            .map(|r| item_from_row(&r))
             .transpose()
     }
 
@@ -755,6 +741,15 @@ impl Versioned {
             (Versioned::Adjudication, _) => "adjudicated",
         }
     }
+}
+
+fn item_from_row(r: &sqlx::any::AnyRow) -> Result<ItemRow, DbError> {
+    Ok(ItemRow {
+        id: r.try_get("id")?,
+        task_id: r.try_get("task_id")?,
+        run_id: r.try_get("run_id")?,
+        problem_id: r.try_get("problem_id")?,
+    })
 }
 
 fn assignment_from_row(r: &sqlx::any::AnyRow) -> Result<AssignmentRow, DbError> {
