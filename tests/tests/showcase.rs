@@ -6,9 +6,11 @@
 //! Gemma 3 270M (the demo models) answer the first `KOKUSHI_SHOWCASE_LIMIT` text-only
 //! questions (default 40) in their prompt formats, Gemma also by log-likelihood; a LoRA
 //! tuning of SmolLM2 on 2021 (`KOKUSHI_SHOWCASE_STEPS` steps, default 40) chains the
-//! evaluation of the base and the tuned model. Then the browser visits the leaderboard, a run,
+//! evaluation of the base and the tuned model. Two annotators grade a sample of Gemma's answers
+//! through the API (one of them not finished). Then the browser visits the leaderboard, a run,
 //! a question (and one of the log-likelihood run), the comparison of base and tuned, an upload
-//! with errors and the loss curve, in English and in Japanese.
+//! with errors, the loss curve, and the grading pages (tasks, a task's agreement, an item with
+//! its grades, an annotator's screen), in English and in Japanese.
 //!
 //! Ignored by `cargo test` (it needs the demo models and the IgakuQA data, and takes minutes
 //! on two cores); `cargo xtask screenshots` runs it with everything it needs set.
@@ -20,6 +22,9 @@ use anyhow::{Context, Result, bail};
 use fantoccini::{Client, Locator};
 use kokushi_backend::Settings;
 use kokushi_shared::api::{ExamSetSummary, RunStatus, RunSummary, TuningDetail};
+use kokushi_shared::grading::{
+    BlindItem, GradingTaskDetail, GradingTaskSummary, ItemState, MyQueue,
+};
 use kokushi_tests::ui::{
     choose_file, click, element, shoot, sign_in, text_of, type_into, wait_text,
 };
@@ -181,7 +186,7 @@ async fn showcase() -> Result<()> {
     )
     .await?;
     let tuning_id = tuning["id"].as_i64().context("the tuning's id")?;
-    let mut loglik_run = 0;
+    let (mut loglik_run, mut gemma_run) = (0, 0);
     for (model, format, scoring) in [
         (SMOL, "plain_ja_v1", "generation"),
         (GEMMA, "gemma_ja_v1", "generation"),
@@ -198,6 +203,8 @@ async fn showcase() -> Result<()> {
         .await?;
         if scoring == "loglik" {
             loglik_run = run.id;
+        } else if model == GEMMA {
+            gemma_run = run.id;
         }
     }
     wait_for_all(&app, tuning_id, 5).await?;
@@ -207,6 +214,8 @@ async fn showcase() -> Result<()> {
         .tuning
         .tuned_run_id
         .context("the tuned model's run")?;
+
+    let (task, disputed) = grading_task(&app, gemma_run).await?;
 
     let session = Browser::start(&chromedriver).await?;
     let browser = session.client.clone();
@@ -221,12 +230,139 @@ async fn showcase() -> Result<()> {
     click(&browser, "#questions tr.question-row a.question-link").await;
     text_of(&browser, ".choice-list.with-logprobs").await;
     shoot(&browser, "question-loglik").await;
+    grading_pages(&browser, &base, task, disputed, "").await;
     // The same pages in Japanese.
     click(&browser, "#locale-switch").await;
     wait_text(&browser, "nav.site-nav", |t| t.contains("リーダーボード")).await;
     pages(&browser, &base, base_run, tuned_run, tuning_id, "-ja").await;
+    grading_pages(&browser, &base, task, disputed, "-ja").await;
     browser.close().await?;
     app.stop().await
+}
+
+/// A grading task over a sample of `run`'s answers, two graders each: annie and bob grade as
+/// the parser read the answers, bob dissenting on every fourth (once doubting the gold answer),
+/// annie leaving her last three for the screenshot of her screen. Returns the task and one of
+/// its disputed items.
+async fn grading_task(app: &TestApp, run: i64) -> Result<(i64, i64)> {
+    let (annie, annie_client) = app.signed_in("annie", &["annotator"]).await?;
+    let (bob, bob_client) = app.signed_in("bob", &["annotator"]).await?;
+    let task: GradingTaskSummary = post(
+        app,
+        "/api/grading/tasks",
+        serde_json::json!({
+            "name": "IgakuQA 2022: a sample of 12 answers", "run_ids": [run],
+            "selection": "sample", "sample_size": 12, "seed": 2022, "overlap": 2,
+            "annotators": [annie, bob],
+        }),
+    )
+    .await?;
+    for (who, client) in [("annie", &annie_client), ("bob", &bob_client)] {
+        let queue: MyQueue = client
+            .get(app.url(&format!("/api/grading/mine/{}", task.id)))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let todo = match who {
+            "annie" => queue.items.len().saturating_sub(3),
+            _ => queue.items.len(),
+        };
+        for (i, item) in queue.items.iter().take(todo).enumerate() {
+            let blind: BlindItem = client
+                .get(app.url(&format!("/api/grading/assignments/{}", item.assignment_id)))
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            let read = blind.parsed.replace(',', "");
+            let gold = blind.gold.replace(',', "");
+            let mut verdict = if read.is_empty() {
+                "unparseable"
+            } else if read == gold {
+                "correct"
+            } else {
+                "incorrect"
+            };
+            let mut flags = Vec::new();
+            let mut comment = String::new();
+            if who == "bob" && i % 4 == 1 {
+                verdict = if verdict == "correct" {
+                    "partial"
+                } else {
+                    "correct"
+                };
+                if i == 1 {
+                    flags.push("gold_wrong");
+                    comment = "The 2022 key may have changed after the exam; please check.".into();
+                }
+            }
+            client
+                .post(app.url(&format!(
+                    "/api/grading/assignments/{}/grade",
+                    item.assignment_id
+                )))
+                .json(&serde_json::json!({
+                    "expected_version": 0, "verdict": verdict, "letters": "",
+                    "rationale": (verdict != "unparseable").then_some(2 + (i % 3) as u8),
+                    "flags": flags, "comment": comment,
+                }))
+                .send()
+                .await?
+                .error_for_status()?;
+        }
+    }
+    let detail: GradingTaskDetail = get(app, &format!("/api/grading/tasks/{}", task.id)).await?;
+    let disputed = detail
+        .items
+        .iter()
+        .find(|i| i.state == ItemState::Disputed)
+        .or_else(|| detail.items.first())
+        .context("the task has items")?
+        .item_id;
+    Ok((task.id, disputed))
+}
+
+/// Signs `user` in through the form after forgetting whoever was signed in.
+async fn switch_user(browser: &Client, base: &str, user: &str, password: &str) {
+    browser.goto(&format!("{base}/login")).await.expect("login");
+    browser.delete_all_cookies().await.expect("sign out");
+    browser.goto(&format!("{base}/login")).await.expect("login");
+    type_into(browser, "#login-username", user).await;
+    type_into(browser, "#login-password", password).await;
+    click(browser, "#login-submit").await;
+}
+
+/// The grading pages: the researcher's task list, a task, an item, then an annotator's
+/// screen; ends signed in as the admin again, on the leaderboard.
+async fn grading_pages(browser: &Client, base: &str, task: i64, item: i64, suffix: &str) {
+    browser
+        .goto(&format!("{base}/grading"))
+        .await
+        .expect("grading");
+    text_of(browser, "#task-list .task-row").await;
+    shoot(browser, &format!("grading-tasks{suffix}")).await;
+    browser
+        .goto(&format!("{base}/grading/tasks/{task}"))
+        .await
+        .expect("task");
+    text_of(browser, "#agreement #fleiss-kappa").await;
+    text_of(browser, "#items .item-row").await;
+    shoot(browser, &format!("grading-task{suffix}")).await;
+    browser
+        .goto(&format!("{base}/grading/items/{item}"))
+        .await
+        .expect("item");
+    element(browser, "#adjudicate-form").await;
+    shoot(browser, &format!("grading-item{suffix}")).await;
+    switch_user(browser, base, "annie", "annie-password").await;
+    click(browser, "#my-tasks .my-task a.grade-start").await;
+    text_of(browser, "#grade-output").await;
+    shoot(browser, &format!("grading-screen{suffix}")).await;
+    switch_user(browser, base, ADMIN_USER, ADMIN_PASSWORD).await;
+    element(browser, "#leaderboard").await;
 }
 
 /// Visits and saves every page; `suffix` tells the languages apart in the file names.

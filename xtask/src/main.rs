@@ -32,7 +32,9 @@ commands:
         text-only questions of IgakuQA 2022 from --data (default ../shared/data/igakuqa), and a
         LoRA tuning of SmolLM2 on IgakuQA 2021 chains base and tuned evaluations; then headless
         Chromium saves the leaderboard, a run, a question, the comparison, an upload with
-        errors and the loss curve. About 15 minutes on two cores
+        errors, the loss curve and the grading pages (two annotators' grades of a sample of
+        Gemma's answers: tasks, agreement, an item, an annotator's screen). About 25 minutes
+        on two cores
   bench gestalt
         Gestalt similarity speed beside CPython's difflib on the same IgakuQA text pairs
   bench engine
