@@ -42,7 +42,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::stats::{SplitMix64, normal_quantile};
+use crate::stats::{SplitMix64, normal_quantile, quantile_sorted, valid_confidence};
 
 /// Resamples drawn by [`fleiss_kappa`]'s percentile bootstrap.
 pub const FLEISS_BOOTSTRAP_RESAMPLES: usize = 2_000;
@@ -407,19 +407,6 @@ pub fn shuffled(n: usize, seed: u64) -> Vec<usize> {
         values.swap(i, j);
     }
     values
-}
-
-fn valid_confidence(confidence: f64) -> bool {
-    confidence > 0.0 && confidence < 1.0
-}
-
-/// Type 7 quantile of non-empty, ascending `sorted` at probability `q` in `[0, 1]` (the same
-/// as `stats`'s, which is private there).
-fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
-    let h = (sorted.len() - 1) as f64 * q.clamp(0.0, 1.0);
-    let lo = (h.floor() as usize).min(sorted.len() - 1);
-    let hi = (lo + 1).min(sorted.len() - 1);
-    sorted[lo] + (h - lo as f64) * (sorted[hi] - sorted[lo])
 }
 
 #[cfg(test)]

@@ -147,7 +147,7 @@ fn erfc(x: f64) -> f64 {
     if x < 0.0 { 2.0 - tail } else { tail }
 }
 
-fn valid_confidence(confidence: f64) -> bool {
+pub(crate) fn valid_confidence(confidence: f64) -> bool {
     confidence > 0.0 && confidence < 1.0
 }
 
@@ -300,7 +300,7 @@ pub fn bootstrap_ratio_interval(
 }
 
 /// Type 7 quantile of non-empty, ascending `sorted` at probability `q` in `[0, 1]`.
-fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
+pub(crate) fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
     let h = (sorted.len() - 1) as f64 * q.clamp(0.0, 1.0);
     let lo = (h.floor() as usize).min(sorted.len() - 1);
     let hi = (lo + 1).min(sorted.len() - 1);
