@@ -26,7 +26,7 @@ use serde::Deserialize;
 use crate::accounts::parse_id;
 use crate::auth::Principal;
 use crate::db::Db;
-use crate::db::grading::{AnswerRow, GradingState, ItemRow, NewTask, Stale, TaskRow};
+use crate::db::grading::{AnswerRow, GradingState, ItemRow, MyAssignment, NewTask, Stale, TaskRow};
 use crate::error::ApiError;
 use crate::routes::{AppState, download};
 
@@ -354,18 +354,20 @@ pub async fn tasks(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
 }
 
 async fn load_task(db: &Db, path: &str) -> Result<TaskRow, ApiError> {
-    let id = parse_id("grading task", path)?;
+    task_by_id(db, parse_id("grading task", path)?).await
+}
+
+async fn task_by_id(db: &Db, id: i64) -> Result<TaskRow, ApiError> {
     db.grading_task(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("grading task {id} does not exist")))
 }
 
-/// The automatic result of every answer the items name: (run, problem) → (correct, parse failed).
+/// The automatic result of every answer of `runs`: (run, problem) → (correct, parse failed).
 async fn automatic(
     db: &Db,
-    items: &[ItemRow],
+    runs: BTreeSet<i64>,
 ) -> Result<HashMap<(i64, String), (bool, bool)>, ApiError> {
-    let runs: BTreeSet<i64> = items.iter().map(|i| i.run_id).collect();
     let mut out = HashMap::new();
     for run in runs {
         for a in db.run_answers(run).await? {
@@ -509,7 +511,7 @@ pub async fn task_detail(
     let runs = state.db.grading_task_runs().await?;
     let s = state.db.grading_state(Some(task.id)).await?;
     let resolved = resolve_all(&s);
-    let auto = automatic(&state.db, &s.items).await?;
+    let auto = automatic(&state.db, s.items.iter().map(|i| i.run_id).collect()).await?;
     let human = human_correctness(
         &state.db,
         task.exam_set_id,
@@ -553,17 +555,20 @@ pub async fn item_detail(
         .grading_item(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("grading item {id} does not exist")))?;
-    let task = load_task(&state.db, &item.task_id.to_string()).await?;
+    let task = task_by_id(&state.db, item.task_id).await?;
     let s = state.db.grading_state(Some(task.id)).await?;
     let resolved = resolve_all(&s);
     let r = resolved
         .iter()
         .find(|r| r.item.id == id)
         .ok_or_else(|| ApiError::Internal(format!("grading item {id} is not in its task")))?;
-    let auto = automatic(&state.db, std::slice::from_ref(&item)).await?;
+    let (answer, question) = answer_of(&state.db, &item).await?;
+    let auto = HashMap::from([(
+        (item.run_id, item.problem_id.clone()),
+        (answer.correct, answer.unparsed),
+    )]);
     let human = human_correctness(&state.db, task.exam_set_id, &[r]).await?;
     let status = item_status(r, &auto, &human, s.adjudications.get(&id));
-    let (answer, question) = answer_of(&state.db, &item).await?;
     let run = state
         .db
         .run_summary(item.run_id)
@@ -677,32 +682,30 @@ pub async fn adjudicate(
     }
 }
 
+/// An annotator's progress in one task from their assignments of it (in their order):
+/// how many, how many graded, and the first not graded yet.
+fn my_task(mine: &[MyAssignment]) -> Option<MyTask> {
+    let first = mine.first()?;
+    let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    Some(MyTask {
+        id: first.task_id,
+        name: first.task_name.clone(),
+        assigned: count(mine.len()),
+        graded: count(mine.iter().filter(|a| a.graded).count()),
+        resume: mine.iter().find(|a| !a.graded).map(|a| a.id),
+    })
+}
+
 /// `GET /api/grading/mine`: the caller's tasks and progress.
 pub async fn my_tasks(
     state: web::Data<AppState>,
     principal: Principal,
 ) -> Result<HttpResponse, ApiError> {
     let rows = state.db.my_assignments(principal.user.id, None).await?;
-    let mut tasks: Vec<MyTask> = Vec::new();
-    for (task_id, name, assignment, _, graded) in rows {
-        if tasks.last().is_none_or(|t| t.id != task_id) {
-            tasks.push(MyTask {
-                id: task_id,
-                name,
-                assigned: 0,
-                graded: 0,
-                resume: None,
-            });
-        }
-        if let Some(t) = tasks.last_mut() {
-            t.assigned += 1;
-            if graded {
-                t.graded += 1;
-            } else if t.resume.is_none() {
-                t.resume = Some(assignment);
-            }
-        }
-    }
+    let tasks: Vec<MyTask> = rows
+        .chunk_by(|a, b| a.task_id == b.task_id)
+        .filter_map(my_task)
+        .collect();
     Ok(HttpResponse::Ok().json(tasks))
 }
 
@@ -717,30 +720,18 @@ pub async fn my_queue(
         .db
         .my_assignments(principal.user.id, Some(task_id))
         .await?;
-    let Some((_, name, ..)) = rows.first() else {
-        return Err(ApiError::NotFound(format!(
-            "you have no items in grading task {task_id}"
-        )));
-    };
-    let items: Vec<MyItem> = rows
+    let task = my_task(&rows).ok_or_else(|| {
+        ApiError::NotFound(format!("you have no items in grading task {task_id}"))
+    })?;
+    let items = rows
         .iter()
-        .map(|(_, _, id, position, graded)| MyItem {
-            assignment_id: *id,
-            position: *position,
-            graded: *graded,
+        .map(|a| MyItem {
+            assignment_id: a.id,
+            position: a.position,
+            graded: a.graded,
         })
         .collect();
-    let graded = items.iter().filter(|i| i.graded).count();
-    Ok(HttpResponse::Ok().json(MyQueue {
-        task: MyTask {
-            id: task_id,
-            name: name.clone(),
-            assigned: u32::try_from(items.len()).unwrap_or(u32::MAX),
-            graded: u32::try_from(graded).unwrap_or(u32::MAX),
-            resume: items.iter().find(|i| !i.graded).map(|i| i.assignment_id),
-        },
-        items,
-    }))
+    Ok(HttpResponse::Ok().json(MyQueue { task, items }))
 }
 
 /// The caller's own assignment, or "not found" — also for someone else's, so that an
@@ -771,7 +762,7 @@ pub async fn assignment(
         .db
         .my_assignments(principal.user.id, Some(a.task_id))
         .await?;
-    let at = mine.iter().position(|m| m.2 == a.id).unwrap_or(0);
+    let at = mine.iter().position(|m| m.id == a.id).unwrap_or(0);
     let grade = state.db.current_grade(a.id).await?.map(|mut g| {
         g.by.clear();
         g
@@ -789,8 +780,8 @@ pub async fn assignment(
         output: answer.raw_output,
         parsed: answer.extracted.display(),
         grade,
-        previous: at.checked_sub(1).and_then(|p| mine.get(p)).map(|m| m.2),
-        next: mine.get(at + 1).map(|m| m.2),
+        previous: at.checked_sub(1).and_then(|p| mine.get(p)).map(|m| m.id),
+        next: mine.get(at + 1).map(|m| m.id),
         credit: IGAKUQA_CREDIT.to_owned(),
     }))
 }
@@ -1040,6 +1031,7 @@ pub async fn attach_human(
             }
         }
     }
+    let auto = automatic(db, decided.keys().map(|(run, _)| *run).collect()).await?;
     for run in runs.iter_mut() {
         let mine: Vec<(&String, bool)> = decided
             .iter()
@@ -1051,19 +1043,13 @@ pub async fn attach_human(
         if mine.is_empty() {
             continue;
         }
-        let auto: HashMap<String, bool> = db
-            .run_answers(run.id)
-            .await?
-            .into_iter()
-            .map(|a| (a.problem_id, a.correct))
-            .collect();
         let mut h = HumanAdjusted {
             answered: run.tally.answered,
             correct: run.tally.correct,
             ..HumanAdjusted::default()
         };
         for (problem, ok) in mine {
-            let Some(&was) = auto.get(problem) else {
+            let Some(&(was, _)) = auto.get(&(run.id, problem.clone())) else {
                 continue;
             };
             h.resolved += 1;

@@ -71,6 +71,17 @@ pub struct AnswerRow {
     pub unparsed: bool,
 }
 
+/// One of an annotator's assignments, as their own lists show it.
+#[derive(Debug, Clone)]
+pub struct MyAssignment {
+    pub task_id: i64,
+    pub task_name: String,
+    pub id: i64,
+    /// 1-based place in the annotator's order.
+    pub position: u32,
+    pub graded: bool,
+}
+
 /// A new task, items and assignments decided.
 #[derive(Debug)]
 pub struct NewTask<'a> {
@@ -427,13 +438,13 @@ impl Db {
             .transpose()
     }
 
-    /// An annotator's assignments in every task, in their order: (task id, task name,
-    /// assignment id, position, graded).
+    /// An annotator's assignments, of one task or of all (newest task first), each task's in
+    /// the annotator's order.
     pub async fn my_assignments(
         &self,
         annotator: i64,
         task: Option<i64>,
-    ) -> Result<Vec<(i64, String, i64, u32, bool)>, DbError> {
+    ) -> Result<Vec<MyAssignment>, DbError> {
         let rows = sqlx::query(
             "SELECT x.task_id, t.name, x.id, x.position, \
                     (SELECT COUNT(*) FROM grades g WHERE g.assignment_id = x.id) AS versions \
@@ -447,13 +458,13 @@ impl Db {
         .await?;
         rows.iter()
             .map(|r| {
-                Ok((
-                    r.try_get("task_id")?,
-                    r.try_get("name")?,
-                    r.try_get("id")?,
-                    to_u32(r.try_get("position")?),
-                    r.try_get::<i64, _>("versions")? > 0,
-                ))
+                Ok(MyAssignment {
+                    task_id: r.try_get("task_id")?,
+                    task_name: r.try_get("name")?,
+                    id: r.try_get("id")?,
+                    position: to_u32(r.try_get("position")?),
+                    graded: r.try_get::<i64, _>("versions")? > 0,
+                })
             })
             .collect()
     }
@@ -668,33 +679,33 @@ impl Db {
         .fetch_all(&self.pool)
         .await?;
         let mut out: Vec<GoldFlag> = Vec::new();
-        let mut seen: Vec<(String, String, Vec<i64>)> = Vec::new();
+        // Per entry of `out`, the annotators counted: one who flagged it in two tasks counts once.
+        let mut flaggers: Vec<Vec<i64>> = Vec::new();
         for r in rows {
             let exam_set: String = r.try_get("exam_set")?;
             let problem_id: String = r.try_get("problem_id")?;
             let annotator: i64 = r.try_get("annotator_id")?;
             let comment: String = r.try_get("comment")?;
-            let at = out
+            let at = match out
                 .iter()
-                .position(|f| f.exam_set == exam_set && f.problem_id == problem_id);
-            let at = match at {
+                .position(|f| f.exam_set == exam_set && f.problem_id == problem_id)
+            {
                 Some(at) => at,
                 None => {
                     let q = question_from_body(&r.try_get::<String, _>("body")?)?;
                     out.push(GoldFlag {
-                        exam_set: exam_set.clone(),
-                        problem_id: problem_id.clone(),
+                        exam_set,
+                        problem_id,
                         gold: q.gold.display(),
                         flagged_by: 0,
                         comments: Vec::new(),
                     });
-                    seen.push((exam_set, problem_id, Vec::new()));
+                    flaggers.push(Vec::new());
                     out.len() - 1
                 }
             };
-            // An annotator who flagged it in two tasks counts once.
-            if !seen[at].2.contains(&annotator) {
-                seen[at].2.push(annotator);
+            if !flaggers[at].contains(&annotator) {
+                flaggers[at].push(annotator);
                 out[at].flagged_by += 1;
             }
             if !comment.trim().is_empty() {
