@@ -14,7 +14,7 @@ use kokushi_backend::startup::StopHandle;
 use kokushi_backend::{Application, Settings};
 use kokushi_backend::{accounts, auth};
 use kokushi_shared::api::Role;
-use kokushi_shared::api::{ExamSetSummary, ImportReport, RunDetail, RunSummary};
+use kokushi_shared::api::{ExamSetSummary, ImportReport, RunDetail, RunSummary, UserSummary};
 pub use tempfile;
 
 pub mod ui;
@@ -182,6 +182,13 @@ impl Drop for KillOnDrop {
 pub const ADMIN_USER: &str = "admin";
 pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
 
+/// A browser session: its cookie (`name=value`) and CSRF token.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub cookie: String,
+    pub csrf: String,
+}
+
 /// A server running in this process on a free port, with an admin account; `client` sends that
 /// admin's API token with every request.
 pub struct TestApp {
@@ -235,35 +242,45 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
-    /// Makes an account with `roles` (password `<username>-password`), signs it in, and
-    /// returns its id and a client that sends its session cookie and CSRF token.
-    pub async fn signed_in(
-        &self,
-        username: &str,
-        roles: &[&str],
-    ) -> Result<(i64, reqwest::Client)> {
-        let password = format!("{username}-password");
+    /// Makes an account with `roles` and the password `<username>-password` (as the admin).
+    pub async fn make_user(&self, username: &str, roles: &[&str]) -> Result<UserSummary> {
         let res = self
             .client
             .post(self.url("/api/users"))
-            .json(&serde_json::json!({"username": username, "password": password, "roles": roles}))
+            .json(&serde_json::json!({
+                "username": username,
+                "password": format!("{username}-password"),
+                "roles": roles,
+            }))
             .send()
             .await?;
-        if !res.status().is_success() {
+        if res.status() != reqwest::StatusCode::CREATED {
             bail!(
                 "creating {username}: {} {}",
                 res.status(),
                 res.text().await?
             );
         }
-        let user: kokushi_shared::api::UserSummary = res.json().await?;
+        Ok(res.json().await?)
+    }
+
+    /// Signs in through `POST /api/auth/login`: the answer's status, and the session when it
+    /// succeeded.
+    pub async fn sign_in(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<(reqwest::StatusCode, Option<Session>)> {
         let res = self
             .anonymous
             .post(self.url("/api/auth/login"))
             .json(&serde_json::json!({"username": username, "password": password}))
             .send()
-            .await?
-            .error_for_status()?;
+            .await?;
+        let status = res.status();
+        if !status.is_success() {
+            return Ok((status, None));
+        }
         let cookie = res
             .headers()
             .get("set-cookie")
@@ -272,14 +289,25 @@ impl TestApp {
             .context("sign-in set no cookie")?
             .to_owned();
         let me: kokushi_shared::api::Me = res.json().await?;
+        let csrf = me.csrf_token.context("a session has a CSRF token")?;
+        Ok((status, Some(Session { cookie, csrf })))
+    }
+
+    /// Makes an account with `roles` ([`TestApp::make_user`]), signs it in, and returns its id
+    /// and a client that sends its session cookie and CSRF token.
+    pub async fn signed_in(
+        &self,
+        username: &str,
+        roles: &[&str],
+    ) -> Result<(i64, reqwest::Client)> {
+        let user = self.make_user(username, roles).await?;
+        let (status, session) = self
+            .sign_in(username, &format!("{username}-password"))
+            .await?;
+        let session = session.with_context(|| format!("{username} could not sign in: {status}"))?;
         let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert(reqwest::header::COOKIE, cookie.parse()?);
-        headers.insert(
-            "X-CSRF-Token",
-            me.csrf_token
-                .context("a session has a CSRF token")?
-                .parse()?,
-        );
+        headers.insert(reqwest::header::COOKIE, session.cookie.parse()?);
+        headers.insert("X-CSRF-Token", session.csrf.parse()?);
         Ok((
             user.id,
             reqwest::Client::builder()

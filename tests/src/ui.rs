@@ -74,6 +74,17 @@ pub async fn sign_in(browser: &Client, base: &str, user: &str, password: &str) {
     text_of(browser, "#leaderboard").await;
 }
 
+/// Signs `user` in through the form after forgetting whoever was signed in (the session
+/// cookie); does not wait for where the app then goes.
+pub async fn switch_user(browser: &Client, base: &str, user: &str, password: &str) {
+    browser.goto(&format!("{base}/login")).await.expect("open");
+    browser.delete_all_cookies().await.expect("sign out");
+    browser.goto(&format!("{base}/login")).await.expect("open");
+    type_into(browser, "#login-username", user).await;
+    type_into(browser, "#login-password", password).await;
+    click(browser, "#login-submit").await;
+}
+
 /// Saves the page as `NAME.png` into `KOKUSHI_SCREENSHOTS_DIR` when screenshots are asked for.
 pub async fn shoot(browser: &Client, name: &str) {
     // Optional, so not `service` (which insists in CI).

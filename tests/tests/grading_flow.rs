@@ -7,17 +7,12 @@ use std::time::Duration;
 
 use fantoccini::Client;
 use fantoccini::key::Key;
-use kokushi_tests::ui::{click, element, press, shoot, text_of, type_into, wait_text};
+use kokushi_tests::ui::{click, element, press, shoot, switch_user, text_of, type_into, wait_text};
 use kokushi_tests::{Browser, TestApp, embedded_fixture, service};
 
-/// Signs `user` in through the form (after forgetting whoever was signed in).
+/// Signs `user` in (password `<user>-password`) in place of whoever was signed in.
 async fn sign_in_as(browser: &Client, base: &str, user: &str) {
-    browser.goto(&format!("{base}/login")).await.expect("open");
-    browser.delete_all_cookies().await.expect("sign out");
-    browser.goto(&format!("{base}/login")).await.expect("open");
-    type_into(browser, "#login-username", user).await;
-    type_into(browser, "#login-password", &format!("{user}-password")).await;
-    click(browser, "#login-submit").await;
+    switch_user(browser, base, user, &format!("{user}-password")).await;
 }
 
 /// Grades every item of the first task in the list with the keyboard: `first` for the first

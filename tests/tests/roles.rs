@@ -6,9 +6,10 @@
 
 use kokushi_backend::Settings;
 use kokushi_backend::routes::ENDPOINTS;
-use kokushi_shared::api::{Me, NewToken, UserSummary};
+use kokushi_shared::api::{Me, NewToken};
 use kokushi_tests::{
-    ADMIN_PASSWORD, ADMIN_USER, TestApp, fixture_model_store, fresh_postgres_url, sqlite_url,
+    ADMIN_PASSWORD, ADMIN_USER, Session, TestApp, fixture_model_store, fresh_postgres_url,
+    sqlite_url,
 };
 use reqwest::{Method, StatusCode};
 
@@ -80,58 +81,6 @@ fn allowed(method: &str, path: &str, who: Who) -> bool {
     }
 }
 
-/// A browser session: its cookie and CSRF token.
-#[derive(Debug, Clone)]
-struct Session {
-    cookie: String,
-    csrf: String,
-}
-
-async fn sign_in(app: &TestApp, username: &str, password: &str) -> (StatusCode, Option<Session>) {
-    let res = app
-        .anonymous
-        .post(app.url("/api/auth/login"))
-        .json(&serde_json::json!({"username": username, "password": password}))
-        .send()
-        .await
-        .expect("request");
-    let status = res.status();
-    if !status.is_success() {
-        return (status, None);
-    }
-    let cookie = res
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .expect("a session cookie")
-        .to_owned();
-    let me: Me = res.json().await.expect("me");
-    (
-        status,
-        Some(Session {
-            cookie,
-            csrf: me.csrf_token.expect("a session has a CSRF token"),
-        }),
-    )
-}
-
-async fn make_user(app: &TestApp, username: &str, roles: &[&str]) -> UserSummary {
-    let res = app
-        .client
-        .post(app.url("/api/users"))
-        .json(&serde_json::json!({
-            "username": username,
-            "password": format!("{username}-password"),
-            "roles": roles,
-        }))
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(res.status(), StatusCode::CREATED, "creating {username}");
-    res.json().await.expect("user")
-}
-
 fn request(
     app: &TestApp,
     method: &str,
@@ -161,15 +110,20 @@ async fn role_matrix_on(database_url: String) {
         .expect("server starts");
     let exam = app.upload_mini_exam().await.expect("upload");
     let run = app.create_run(exam.id, 1).await.expect("run");
-    let annotator = make_user(&app, "annie", &["annotator"]).await;
-    make_user(&app, "rita", &["researcher"]).await;
+    let annotator = app
+        .make_user("annie", &["annotator"])
+        .await
+        .expect("creating a user");
+    app.make_user("rita", &["researcher"])
+        .await
+        .expect("creating a user");
     let mut sessions = Vec::new();
     for (who, name, password) in [
         (Who::Annotator, "annie", "annie-password".to_owned()),
         (Who::Researcher, "rita", "rita-password".to_owned()),
         (Who::Admin, ADMIN_USER, ADMIN_PASSWORD.to_owned()),
     ] {
-        let (status, session) = sign_in(&app, name, &password).await;
+        let (status, session) = app.sign_in(name, &password).await.expect("sign-in request");
         assert_eq!(status, StatusCode::OK, "{name} signs in");
         sessions.push((who, session.expect("session")));
     }
@@ -236,8 +190,14 @@ async fn role_matrix_postgres() {
 async fn sessions_need_their_csrf_token_and_end_when_the_account_is_disabled() {
     let (settings, _folders) = kokushi_tests::embedded_fixture().expect("folders");
     let app = TestApp::spawn(settings).await.expect("server starts");
-    let rita = make_user(&app, "rita", &["researcher"]).await;
-    let (_, session) = sign_in(&app, "rita", "rita-password").await;
+    let rita = app
+        .make_user("rita", &["researcher"])
+        .await
+        .expect("creating a user");
+    let (_, session) = app
+        .sign_in("rita", "rita-password")
+        .await
+        .expect("sign-in request");
     let session = session.expect("signed in");
     let create = |csrf: Option<&str>| {
         let mut req = app
@@ -349,7 +309,10 @@ async fn sessions_need_their_csrf_token_and_end_when_the_account_is_disabled() {
         me().await.expect("request").status(),
         StatusCode::UNAUTHORIZED
     );
-    let (status, _) = sign_in(&app, "rita", "rita-password").await;
+    let (status, _) = app
+        .sign_in("rita", "rita-password")
+        .await
+        .expect("sign-in request");
     assert_eq!(
         status,
         StatusCode::UNAUTHORIZED,
@@ -381,7 +344,9 @@ async fn sessions_need_their_csrf_token_and_end_when_the_account_is_disabled() {
 async fn sign_in_sets_a_strict_http_only_cookie_and_failures_are_rate_limited() {
     let (settings, _folders) = kokushi_tests::embedded_fixture().expect("folders");
     let app = TestApp::spawn(settings).await.expect("server starts");
-    make_user(&app, "rita", &["researcher"]).await;
+    app.make_user("rita", &["researcher"])
+        .await
+        .expect("creating a user");
 
     // The cookie: HttpOnly, SameSite=Strict; Secure when the request came over TLS.
     let res = app
@@ -404,12 +369,18 @@ async fn sign_in_sets_a_strict_http_only_cookie_and_failures_are_rate_limited() 
     }
 
     // Unknown accounts and wrong passwords get the same answer.
-    let (unknown, _) = sign_in(&app, "nobody", "whatever-password").await;
+    let (unknown, _) = app
+        .sign_in("nobody", "whatever-password")
+        .await
+        .expect("sign-in request");
     assert_eq!(unknown, StatusCode::UNAUTHORIZED);
 
     // Five failures for one account from one address, then even the right password waits.
     for _ in 0..5 {
-        let (status, _) = sign_in(&app, "rita", "wrong-password").await;
+        let (status, _) = app
+            .sign_in("rita", "wrong-password")
+            .await
+            .expect("sign-in request");
         assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
     let res = app
@@ -428,7 +399,10 @@ async fn sign_in_sets_a_strict_http_only_cookie_and_failures_are_rate_limited() 
         .expect("a Retry-After header");
     assert!((1..=900).contains(&retry_after), "{retry_after}");
     // Other accounts from the same address are not locked out by it.
-    let (admin, _) = sign_in(&app, ADMIN_USER, ADMIN_PASSWORD).await;
+    let (admin, _) = app
+        .sign_in(ADMIN_USER, ADMIN_PASSWORD)
+        .await
+        .expect("sign-in request");
     assert_eq!(admin, StatusCode::OK);
     app.stop().await.expect("clean stop");
 }

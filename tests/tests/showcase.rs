@@ -26,7 +26,7 @@ use kokushi_shared::grading::{
     BlindItem, GradingTaskDetail, GradingTaskSummary, ItemState, MyQueue,
 };
 use kokushi_tests::ui::{
-    choose_file, click, element, shoot, sign_in, text_of, type_into, wait_text,
+    choose_file, click, element, shoot, sign_in, switch_user, text_of, type_into, wait_text,
 };
 use kokushi_tests::{ADMIN_PASSWORD, ADMIN_USER, Browser, TestApp};
 
@@ -323,16 +323,6 @@ async fn grading_task(app: &TestApp, run: i64) -> Result<(i64, i64)> {
         .context("the task has items")?
         .item_id;
     Ok((task.id, disputed))
-}
-
-/// Signs `user` in through the form after forgetting whoever was signed in.
-async fn switch_user(browser: &Client, base: &str, user: &str, password: &str) {
-    browser.goto(&format!("{base}/login")).await.expect("login");
-    browser.delete_all_cookies().await.expect("sign out");
-    browser.goto(&format!("{base}/login")).await.expect("login");
-    type_into(browser, "#login-username", user).await;
-    type_into(browser, "#login-password", password).await;
-    click(browser, "#login-submit").await;
 }
 
 /// The grading pages: the researcher's task list, a task, an item, then an annotator's
