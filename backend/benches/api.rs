@@ -104,7 +104,7 @@ async fn populate(url: &str) -> Result<String> {
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let token = auth::new_api_token();
-    db.create_token(admin.id, "bench", &auth::digest(&token))
+    db.create_token(admin.id, "bench", &auth::digest(&token), None)
         .await?;
     db.close().await;
     Ok(token)

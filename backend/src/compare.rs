@@ -47,6 +47,7 @@ fn run_id(field: &str, value: Option<&str>) -> Result<i64, ApiError> {
 /// bootstrap interval of the points difference) and the questions where the answers or the
 /// verdicts differ. Both runs must ask the same questions (the same exam set and limit).
 pub async fn compare(
+    _caller: crate::auth::Researcher,
     state: web::Data<AppState>,
     query: web::Query<CompareQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -150,6 +151,7 @@ pub async fn compare(
 /// sits in the exam), the run's answer and its metrics: verdicts, exact match, the Gestalt
 /// similarity of the reply to each choice; and the questions before and after it.
 pub async fn question(
+    _caller: crate::auth::Researcher,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {

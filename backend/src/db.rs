@@ -8,13 +8,14 @@
 pub mod accounts;
 mod exam_sets;
 pub mod grading;
+pub mod run_states;
 pub mod runs;
 pub mod tunings;
 
-use sqlx::AnyPool;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Row};
 
-pub use exam_sets::content_hash;
+pub use exam_sets::{Facets, PreparedSet, content_hash};
 
 /// Database errors, by what the caller can do about them.
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +58,42 @@ pub struct Db {
     backend: Backend,
 }
 
+/// Tables whose rows a list endpoint counts ([`Db::count`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Counted {
+    Runs,
+    ExamSets,
+    Tunings,
+    GradingTasks,
+    Users,
+}
+
 impl Db {
+    /// How many rows a listed table has (for `X-Total-Count`).
+    pub async fn count(&self, what: Counted) -> Result<u64, DbError> {
+        let table = match what {
+            Counted::Runs => "runs",
+            Counted::ExamSets => "exam_sets",
+            Counted::Tunings => "tunings",
+            Counted::GradingTasks => "grading_tasks",
+            Counted::Users => "users",
+        };
+        let row = sqlx::query(&format!("SELECT COUNT(*) AS n FROM {table}"))
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0))
+    }
+
+    /// How many lines of the audit log a filter of [`Db::audit_log`] selects.
+    pub async fn audit_count(&self, task: Option<i64>) -> Result<u64, DbError> {
+        let row =
+            sqlx::query("SELECT COUNT(*) AS n FROM audit_log WHERE (task_id = $1 OR $1 = -1)")
+                .bind(task.unwrap_or(-1))
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0))
+    }
+
     /// Connects (creating a SQLite file if needed) and applies pending migrations.
     pub async fn connect(url: &str) -> Result<Self, DbError> {
         install_default_drivers();
@@ -118,6 +154,12 @@ impl Db {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The connection pool, for tests that read a table directly (the application goes
+    /// through the methods of this module).
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
     }
 
     pub async fn close(&self) {

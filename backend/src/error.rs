@@ -20,12 +20,21 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    /// A path of the API asked with a method it does not take.
+    #[error("this path takes {}", allowed.join(", "))]
+    MethodNotAllowed { allowed: Vec<String> },
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("too many failed sign-ins; try again in {retry_after_secs} s")]
     TooManyRequests { retry_after_secs: u64 },
+    /// Too much of one kind of work at once (password checks, live streams of one account).
+    #[error("{message}; try again in {retry_after_secs} s")]
+    Busy {
+        message: String,
+        retry_after_secs: u64,
+    },
     #[error("the queue is unavailable: {0}")]
     Queue(#[from] kokushi_queue::QueueError),
     #[error(transparent)]
@@ -54,10 +63,10 @@ impl ApiError {
             ApiError::InvalidExamSet(_) => ErrorCode::InvalidExamSet,
             ApiError::Unauthorized(_) => ErrorCode::Unauthorized,
             ApiError::Forbidden(_) => ErrorCode::Forbidden,
-            ApiError::NotFound(_) => ErrorCode::NotFound,
+            ApiError::NotFound(_) | ApiError::MethodNotAllowed { .. } => ErrorCode::NotFound,
             ApiError::Conflict(_) => ErrorCode::Conflict,
             ApiError::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
-            ApiError::TooManyRequests { .. } => ErrorCode::TooManyRequests,
+            ApiError::TooManyRequests { .. } | ApiError::Busy { .. } => ErrorCode::TooManyRequests,
             ApiError::Queue(_) | ApiError::Db(DbError::Unavailable(_)) => ErrorCode::Unavailable,
             ApiError::Db(_) | ApiError::Internal(_) => ErrorCode::Internal,
         }
@@ -66,6 +75,9 @@ impl ApiError {
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
+        if let ApiError::MethodNotAllowed { .. } = self {
+            return StatusCode::METHOD_NOT_ALLOWED;
+        }
         match self.code() {
             ErrorCode::BadRequest | ErrorCode::InvalidExamSet => StatusCode::BAD_REQUEST,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -92,8 +104,17 @@ impl ResponseError for ApiError {
             _ => Vec::new(),
         };
         let mut response = HttpResponse::build(status);
-        if let ApiError::TooManyRequests { retry_after_secs } = self {
-            response.insert_header(("Retry-After", retry_after_secs.to_string()));
+        match self {
+            ApiError::TooManyRequests { retry_after_secs }
+            | ApiError::Busy {
+                retry_after_secs, ..
+            } => {
+                response.insert_header(("Retry-After", retry_after_secs.to_string()));
+            }
+            ApiError::MethodNotAllowed { allowed } => {
+                response.insert_header(("Allow", allowed.join(", ")));
+            }
+            _ => {}
         }
         if status == StatusCode::UNAUTHORIZED {
             // Tells scripts which credentials this server takes.

@@ -1,26 +1,11 @@
 //! Exports: a run's answers as JSON lines (a predictions file `kokushi score` reads) or CSV, its
-//! metrics as CSV, and the leaderboard as CSV. CSV follows RFC 4180 (fields quoted when they
-//! hold a comma, quote or line break); a text field that a spreadsheet would take for a formula
-//! (starting with `=`, `+`, `-`, `@`, tab or carriage return) gets a leading `'`.
-
-use std::fmt::Write;
+//! metrics as CSV, and the leaderboard as CSV. Every CSV goes through
+//! [`kokushi_shared::csv::Writer`]: RFC 4180 quoting, and text a spreadsheet would take for a
+//! formula defused with a leading `'`.
 
 use kokushi_shared::api::{RunDetail, RunSummary};
+use kokushi_shared::csv::{Field, Writer};
 use serde::Serialize;
-
-/// One CSV field.
-pub fn field(value: &str) -> String {
-    let value = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{value}")
-    } else {
-        value.to_owned()
-    };
-    if value.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", value.replace('"', "\"\""))
-    } else {
-        value
-    }
-}
 
 /// One answer as exported: IgakuQA's predictions fields and what the run recorded.
 #[derive(Debug, Serialize)]
@@ -84,92 +69,115 @@ pub fn answers_jsonl(detail: &RunDetail) -> String {
 }
 
 pub fn answers_csv(detail: &RunDetail) -> String {
-    let mut out = String::from(
-        "run_id,problem_id,prediction,raw_output,parse_failed,correct,gold,points,latency_ms,\
-         model,prompt_format,rules_version\n",
-    );
+    let mut w = Writer::new(&[
+        "run_id",
+        "problem_id",
+        "prediction",
+        "raw_output",
+        "parse_failed",
+        "correct",
+        "gold",
+        "points",
+        "latency_ms",
+        "model",
+        "prompt_format",
+        "rules_version",
+    ]);
     for l in answer_lines(detail) {
-        let _ = writeln!(
-            out,
-            "{},{},{},{},{},{},{},{},{},{},{},{}",
-            l.run_id,
-            field(l.problem_id),
-            field(&l.prediction),
-            field(l.raw_output),
-            l.parse_failed,
-            l.correct,
-            field(&l.gold),
-            l.points,
-            l.latency_ms,
-            field(l.model),
-            field(l.prompt_format),
-            field(l.rules_version),
-        );
+        w.record(&[
+            l.run_id.into(),
+            l.problem_id.into(),
+            (&l.prediction).into(),
+            l.raw_output.into(),
+            l.parse_failed.into(),
+            l.correct.into(),
+            (&l.gold).into(),
+            l.points.into(),
+            l.latency_ms.into(),
+            l.model.into(),
+            l.prompt_format.into(),
+            l.rules_version.into(),
+        ]);
     }
-    out
+    w.finish()
 }
 
 /// One row per run, as the leaderboard lists them (with its filter, if any). The text metrics
 /// are empty until a run has succeeded (or while a filter keeps none of its answers).
 pub fn leaderboard_csv(runs: &[RunSummary]) -> String {
-    let mut out = String::from(
-        "run_id,model,adapter,exam_set,prompt_format,scoring,status,questions,answered,correct,\
-         accuracy,parse_failures,points,points_possible,correct_strict,exact_match,\
-         gestalt_correct,human_correct,human_accuracy,human_resolved,created_at\n",
-    );
+    let mut w = Writer::new(&[
+        "run_id",
+        "model",
+        "adapter",
+        "exam_set",
+        "prompt_format",
+        "scoring",
+        "status",
+        "questions",
+        "answered",
+        "correct",
+        "accuracy",
+        "parse_failures",
+        "points",
+        "points_possible",
+        "correct_strict",
+        "exact_match",
+        "gestalt_correct",
+        "human_correct",
+        "human_accuracy",
+        "human_resolved",
+        "created_at",
+    ]);
     for r in runs {
-        let accuracy = r
-            .tally
-            .accuracy()
-            .map_or_else(String::new, |a| format!("{a:.6}"));
+        let six = |a: f64| Field::fixed(a, 6);
         let metric = |count: fn(&kokushi_shared::api::RunMetrics) -> u32| {
-            r.metrics
-                .as_ref()
-                .map_or_else(String::new, |m| count(m).to_string())
+            Field::from(r.metrics.as_ref().map(count))
         };
-        let _ = writeln!(
-            out,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-            r.id,
-            field(&r.model),
-            field(r.adapter.as_deref().unwrap_or_default()),
-            field(&r.exam_set),
-            field(&r.prompt_format),
-            r.scoring.as_str(),
-            r.status.as_str(),
-            r.total,
-            r.tally.answered,
-            r.tally.correct,
-            accuracy,
-            r.tally.parse_failures,
-            r.tally.points,
-            r.tally.points_possible,
+        w.record(&[
+            r.id.into(),
+            (&r.model).into(),
+            r.adapter.as_deref().into(),
+            (&r.exam_set).into(),
+            (&r.prompt_format).into(),
+            r.scoring.as_str().into(),
+            r.status.as_str().into(),
+            r.total.into(),
+            r.tally.answered.into(),
+            r.tally.correct.into(),
+            r.tally.accuracy().map_or(Field::Empty, six),
+            r.tally.parse_failures.into(),
+            r.tally.points.into(),
+            r.tally.points_possible.into(),
             metric(|m| m.correct_strict),
             metric(|m| m.exact_match),
             metric(|m| m.gestalt_correct),
-            r.human.map_or_else(String::new, |h| h.correct.to_string()),
-            r.human
-                .and_then(|h| h.accuracy())
-                .map_or_else(String::new, |a| format!("{a:.6}")),
-            r.human.map_or_else(String::new, |h| h.resolved.to_string()),
-            field(&r.created_at),
-        );
+            r.human.map(|h| h.correct).into(),
+            r.human.and_then(|h| h.accuracy()).map_or(Field::Empty, six),
+            r.human.map(|h| h.resolved).into(),
+            (&r.created_at).into(),
+        ]);
     }
-    out
+    w.finish()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::field;
+    use kokushi_shared::api::{RunStatus, RunSummary};
 
     #[test]
-    fn fields_are_quoted_as_rfc_4180_says_and_formulas_are_defused() {
-        assert_eq!(field("b,d"), "\"b,d\"");
-        assert_eq!(field("答え：b"), "答え：b");
-        assert_eq!(field("he said \"c\""), "\"he said \"\"c\"\"\"");
-        assert_eq!(field("line\nbreak"), "\"line\nbreak\"");
-        assert_eq!(field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
-        assert_eq!(field("-1"), "'-1");
-        assert_eq!(field(""), "");
+    fn an_exam_set_name_that_is_a_formula_is_defused_in_the_leaderboard_csv() {
+        let run: RunSummary = serde_json::from_value(serde_json::json!({
+            "id": 1, "model": "@evil.gguf", "adapter": null, "prompt_format": "chatml_ja_v1",
+            "status": RunStatus::Succeeded, "total": 1,
+            "tally": {"answered": 1, "correct": 1, "parse_failures": 0, "points": 1,
+                      "points_possible": 1},
+            "error": null, "created_at": "2026-12-05T00:00:00Z",
+            "exam_set": "=HYPERLINK(\"http://x\",\"y\")"
+        }))
+        .expect("a run summary");
+        let csv = super::leaderboard_csv(&[run]);
+        let row = csv.lines().nth(1).expect("a row");
+        assert!(row.contains(",'@evil.gguf,"), "{row}");
+        assert!(row.contains("\"'=HYPERLINK("), "{row}");
     }
 }

@@ -14,6 +14,7 @@ use actix_web::{HttpResponse, web};
 use argon2::password_hash::rand_core::{OsRng, RngCore};
 use kokushi_shared::agreement;
 use kokushi_shared::api::{Role, RunSummary};
+use kokushi_shared::csv::{Field, Writer};
 use kokushi_shared::grading::{
     Agreement, AnnotatorProgress, BlindItem, CreateGradingTask, Grade, GradeInput,
     GradingItemDetail, GradingTaskDetail, GradingTaskSummary, HumanAdjusted, ItemState, ItemStatus,
@@ -36,14 +37,17 @@ const MAX_COMMENT: usize = 4000;
 const CONFIDENCE: f64 = 0.95;
 
 /// `GET /api/grading/annotators`: who may be asked to grade.
-pub async fn annotators(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn annotators(
+    _caller: crate::auth::Researcher,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(state.db.graders().await?))
 }
 
 /// `POST /api/grading/tasks`.
 pub async fn create_task(
+    principal: crate::auth::Researcher,
     state: web::Data<AppState>,
-    principal: Principal,
     body: web::Json<CreateGradingTask>,
 ) -> Result<HttpResponse, ApiError> {
     let req = body.into_inner();
@@ -128,19 +132,36 @@ pub async fn create_task(
             per_annotator[g].push(item);
         }
     }
-    let mut assignments: Vec<Vec<(i64, u32)>> = vec![Vec::new(); items.len()];
+    // Each assignment gets a random handle, the only name its annotator learns for it.
+    let mut handles = std::collections::HashSet::new();
+    let mut assignments: Vec<Vec<(i64, u32, i64)>> = vec![Vec::new(); items.len()];
     for (g, mine) in per_annotator.iter().enumerate() {
         let order = agreement::shuffled(
             mine.len(),
             seed ^ (annotators[g] as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
         );
         for (position, &k) in order.iter().enumerate() {
+            let handle = loop {
+                let h = crate::auth::random_handle();
+                if handles.insert(h) {
+                    break h;
+                }
+            };
             assignments[mine[k]].push((
                 annotators[g],
                 u32::try_from(position + 1).unwrap_or(u32::MAX),
+                handle,
             ));
         }
     }
+    // Items are written in a shuffled order too, so that not even their row ids follow the
+    // runs they come from.
+    let write_order = agreement::shuffled(items.len(), seed ^ 0x5EED_0F0A_D3E5_u64);
+    let items: Vec<(i64, String)> = write_order.iter().map(|&i| items[i].clone()).collect();
+    let assignments: Vec<Vec<(i64, u32, i64)>> = write_order
+        .iter()
+        .map(|&i| assignments[i].clone())
+        .collect();
     let audit = serde_json::to_string(&CreateGradingTask {
         name: name.to_owned(),
         run_ids: run_ids.clone(),
@@ -333,24 +354,30 @@ fn summarize(
     }
 }
 
-/// `GET /api/grading/tasks`: every task with its progress, newest first.
-pub async fn tasks(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let tasks = state.db.grading_tasks().await?;
+/// `GET /api/grading/tasks[?limit=N&offset=M]`: one page of tasks with their progress, newest
+/// first (`crate::page`).
+pub async fn tasks(
+    _caller: crate::auth::Researcher,
+    state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
+    page: web::Query<crate::page::PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let page = page.page(crate::page::TASKS)?;
+    let total = state.db.count(crate::db::Counted::GradingTasks).await?;
+    let tasks = state.db.grading_tasks(Some(page)).await?;
     let runs = state.db.grading_task_runs().await?;
-    let all = state.db.grading_state(None).await?;
-    let resolved = resolve_all(&all);
-    let out: Vec<GradingTaskSummary> = tasks
-        .iter()
-        .map(|t| {
-            summarize(
-                t,
-                runs.get(&t.id).cloned().unwrap_or_default(),
-                &all,
-                &resolved,
-            )
-        })
-        .collect();
-    Ok(HttpResponse::Ok().json(out))
+    // Only the page's tasks are read and resolved.
+    let mut out: Vec<GradingTaskSummary> = Vec::with_capacity(tasks.len());
+    for t in &tasks {
+        let s = state.db.grading_state(Some(t.id)).await?;
+        out.push(summarize(
+            t,
+            runs.get(&t.id).cloned().unwrap_or_default(),
+            &s,
+            &resolve_all(&s),
+        ));
+    }
+    Ok(page.respond(&req, &out, total))
 }
 
 async fn load_task(db: &Db, path: &str) -> Result<TaskRow, ApiError> {
@@ -504,6 +531,7 @@ fn agreement_of(resolved: &[Resolved<'_>], overlap: usize, seed: u64) -> Agreeme
 
 /// `GET /api/grading/tasks/{id}`: progress, agreement and every item, disputed first.
 pub async fn task_detail(
+    _caller: crate::auth::Researcher,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -546,6 +574,7 @@ pub async fn task_detail(
 
 /// `GET /api/grading/items/{id}`: one item with the model, every grade and its history.
 pub async fn item_detail(
+    _caller: crate::auth::Researcher,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -587,7 +616,7 @@ pub async fn item_detail(
         gold: question.gold.display(),
         output: answer.raw_output,
         parsed: answer.extracted.display(),
-        history: state.db.audit_log(Some(task.id), Some(id)).await?,
+        history: state.db.audit_log(Some(task.id), Some(id), None).await?,
         credit: IGAKUQA_CREDIT.to_owned(),
     }))
 }
@@ -600,9 +629,11 @@ async fn answer_of(
     db.answer_with_question(item.run_id, &item.problem_id)
         .await?
         .ok_or_else(|| {
+            // Annotators reach this too: the message names no run.
+            tracing::warn!(run_id = item.run_id, problem_id = %item.problem_id, "a graded answer is gone");
             ApiError::NotFound(format!(
-                "run {} has no answer to {} any more",
-                item.run_id, item.problem_id
+                "the answer to {} being graded is no longer stored",
+                item.problem_id
             ))
         })
 }
@@ -653,8 +684,8 @@ fn stale(what: &str, Stale(current): Stale, expected: u32) -> ApiError {
 /// `POST /api/grading/items/{id}/adjudicate`: a reviewer's verdict, which becomes the
 /// item's human grade.
 pub async fn adjudicate(
+    principal: crate::auth::Researcher,
     state: web::Data<AppState>,
-    principal: Principal,
     path: web::Path<String>,
     body: web::Json<GradeInput>,
 ) -> Result<HttpResponse, ApiError> {
@@ -692,14 +723,14 @@ fn my_task(mine: &[MyAssignment]) -> Option<MyTask> {
         name: first.task_name.clone(),
         assigned: count(mine.len()),
         graded: count(mine.iter().filter(|a| a.graded).count()),
-        resume: mine.iter().find(|a| !a.graded).map(|a| a.id),
+        resume: mine.iter().find(|a| !a.graded).map(|a| a.handle),
     })
 }
 
 /// `GET /api/grading/mine`: the caller's tasks and progress.
 pub async fn my_tasks(
+    principal: crate::auth::Member,
     state: web::Data<AppState>,
-    principal: Principal,
 ) -> Result<HttpResponse, ApiError> {
     let rows = state.db.my_assignments(principal.user.id, None).await?;
     let tasks: Vec<MyTask> = rows
@@ -711,8 +742,8 @@ pub async fn my_tasks(
 
 /// `GET /api/grading/mine/{task_id}`: the caller's items of one task, in their order.
 pub async fn my_queue(
+    principal: crate::auth::Member,
     state: web::Data<AppState>,
-    principal: Principal,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let task_id = parse_id("grading task", &path)?;
@@ -726,7 +757,7 @@ pub async fn my_queue(
     let items = rows
         .iter()
         .map(|a| MyItem {
-            assignment_id: a.id,
+            assignment_id: a.handle,
             position: a.position,
             graded: a.graded,
         })
@@ -734,15 +765,15 @@ pub async fn my_queue(
     Ok(HttpResponse::Ok().json(MyQueue { task, items }))
 }
 
-/// The caller's own assignment, or "not found" — also for someone else's, so that an
-/// annotator cannot even learn which ids exist.
+/// The caller's own assignment by its handle, or "not found" — also for someone else's, so
+/// that an annotator cannot even learn which handles exist.
 async fn own_assignment(
     db: &Db,
     principal: &Principal,
     path: &str,
 ) -> Result<(crate::db::grading::AssignmentRow, ItemRow), ApiError> {
     let id = parse_id("assignment", path)?;
-    match db.assignment(id).await? {
+    match db.assignment_by_handle(id).await? {
         Some((a, item)) if a.annotator_id == principal.user.id => Ok((a, item)),
         _ => Err(ApiError::NotFound(format!(
             "assignment {id} does not exist or is not yours"
@@ -752,8 +783,8 @@ async fn own_assignment(
 
 /// `GET /api/grading/assignments/{id}`: the item, blind.
 pub async fn assignment(
+    principal: crate::auth::Member,
     state: web::Data<AppState>,
-    principal: Principal,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let (a, item) = own_assignment(&state.db, &principal, &path).await?;
@@ -762,13 +793,13 @@ pub async fn assignment(
         .db
         .my_assignments(principal.user.id, Some(a.task_id))
         .await?;
-    let at = mine.iter().position(|m| m.id == a.id).unwrap_or(0);
+    let at = mine.iter().position(|m| m.handle == a.handle).unwrap_or(0);
     let grade = state.db.current_grade(a.id).await?.map(|mut g| {
         g.by.clear();
         g
     });
     Ok(HttpResponse::Ok().json(BlindItem {
-        assignment_id: a.id,
+        assignment_id: a.handle,
         task_id: a.task_id,
         position: u32::try_from(at + 1).unwrap_or(u32::MAX),
         of: u32::try_from(mine.len()).unwrap_or(u32::MAX),
@@ -780,16 +811,19 @@ pub async fn assignment(
         output: answer.raw_output,
         parsed: answer.extracted.display(),
         grade,
-        previous: at.checked_sub(1).and_then(|p| mine.get(p)).map(|m| m.id),
-        next: mine.get(at + 1).map(|m| m.id),
+        previous: at
+            .checked_sub(1)
+            .and_then(|p| mine.get(p))
+            .map(|m| m.handle),
+        next: mine.get(at + 1).map(|m| m.handle),
         credit: IGAKUQA_CREDIT.to_owned(),
     }))
 }
 
 /// `POST /api/grading/assignments/{id}/grade`: appends a version of the caller's grade.
 pub async fn grade(
+    principal: crate::auth::Member,
     state: web::Data<AppState>,
-    principal: Principal,
     path: web::Path<String>,
     body: web::Json<GradeInput>,
 ) -> Result<HttpResponse, ApiError> {
@@ -815,16 +849,6 @@ pub struct FormatQuery {
     task: Option<i64>,
 }
 
-fn csv_line(fields: &[String]) -> String {
-    let mut line = fields
-        .iter()
-        .map(|f| crate::export::field(f))
-        .collect::<Vec<_>>()
-        .join(",");
-    line.push_str("\r\n");
-    line
-}
-
 fn format_of(q: &FormatQuery) -> Result<&'static str, ApiError> {
     match q.format.as_deref().unwrap_or("csv") {
         "csv" => Ok("csv"),
@@ -838,6 +862,7 @@ fn format_of(q: &FormatQuery) -> Result<&'static str, ApiError> {
 /// `GET /api/grading/tasks/{id}/export?format=csv|jsonl`: every version of every grade and
 /// adjudication of a task, oldest first per item.
 pub async fn export_grades(
+    _caller: crate::auth::Researcher,
     state: web::Data<AppState>,
     path: web::Path<String>,
     query: web::Query<FormatQuery>,
@@ -859,7 +884,7 @@ pub async fn export_grades(
         .into_iter()
         .map(|(item, run, pid, annotator, g)| ("grade".to_owned(), item, run, pid, annotator, g))
         .collect();
-    for entry in state.db.audit_log(Some(task.id), None).await? {
+    for entry in state.db.audit_log(Some(task.id), None, None).await? {
         if entry.action != "adjudicated" {
             continue;
         }
@@ -895,53 +920,57 @@ pub async fn export_grades(
         }
         return Ok(download(out, "application/x-ndjson; charset=utf-8", &file));
     }
-    let mut out = csv_line(
-        &[
-            "task_id",
-            "kind",
-            "item_id",
-            "run_id",
-            "problem_id",
-            "annotator",
-            "version",
-            "verdict",
-            "letters",
-            "rationale",
-            "flags",
-            "comment",
-            "saved_by",
-            "at",
-        ]
-        .map(String::from),
-    );
+    let mut w = Writer::new(&[
+        "task_id",
+        "kind",
+        "item_id",
+        "run_id",
+        "problem_id",
+        "annotator",
+        "version",
+        "verdict",
+        "letters",
+        "rationale",
+        "flags",
+        "comment",
+        "saved_by",
+        "at",
+    ]);
     for (kind, item, run, pid, annotator, g) in &rows {
-        out.push_str(&csv_line(&[
-            task.id.to_string(),
-            kind.clone(),
-            item.to_string(),
-            run.to_string(),
-            pid.clone(),
-            annotator.clone(),
-            g.version.to_string(),
-            g.verdict.id().to_owned(),
-            g.letters.clone(),
-            g.rationale.map(|r| r.to_string()).unwrap_or_default(),
-            g.flags.iter().map(|f| f.id()).collect::<Vec<_>>().join(" "),
-            g.comment.clone(),
-            g.by.clone(),
-            g.at.clone(),
-        ]));
+        w.record(&[
+            task.id.into(),
+            kind.as_str().into(),
+            (*item).into(),
+            (*run).into(),
+            pid.into(),
+            annotator.into(),
+            g.version.into(),
+            g.verdict.id().into(),
+            (&g.letters).into(),
+            g.rationale.map(u32::from).into(),
+            Field::owned(g.flags.iter().map(|f| f.id()).collect::<Vec<_>>().join(" ")),
+            (&g.comment).into(),
+            (&g.by).into(),
+            (&g.at).into(),
+        ]);
     }
+    let out = w.finish();
     Ok(download(out, "text/csv; charset=utf-8", &file))
 }
 
-/// `GET /api/grading/audit[?task=ID][&format=csv|jsonl]`: the audit log, oldest first.
+/// `GET /api/grading/audit[?task=ID][&format=csv|jsonl][&limit=N&offset=M]`: the audit log,
+/// oldest first, a page at a time (10,000 lines unless asked otherwise; `crate::page`).
 pub async fn audit(
+    _caller: crate::auth::Researcher,
     state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
     query: web::Query<FormatQuery>,
+    page: web::Query<crate::page::PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let format = format_of(&query)?;
-    let entries = state.db.audit_log(query.task, None).await?;
+    let page = page.page(crate::page::AUDIT)?;
+    let total = state.db.audit_count(query.task).await?;
+    let entries = state.db.audit_log(query.task, None, Some(page)).await?;
     let file = match query.task {
         Some(t) => format!("grading-task-{t}-audit.{format}"),
         None => format!("grading-audit.{format}"),
@@ -952,34 +981,36 @@ pub async fn audit(
             out.push_str(&serde_json::to_string(e).map_err(|e| ApiError::Internal(e.to_string()))?);
             out.push('\n');
         }
-        return Ok(download(out, "application/x-ndjson; charset=utf-8", &file));
+        return Ok(page.annotate(
+            download(out, "application/x-ndjson; charset=utf-8", &file),
+            &req,
+            total,
+        ));
     }
-    let mut out = csv_line(
-        &[
-            "id", "at", "actor", "action", "task_id", "item_id", "before", "after",
-        ]
-        .map(String::from),
-    );
+    let mut w = Writer::new(&[
+        "id", "at", "actor", "action", "task_id", "item_id", "before", "after",
+    ]);
     for e in &entries {
-        out.push_str(&csv_line(&[
-            e.id.to_string(),
-            e.at.clone(),
-            e.actor.clone(),
-            e.action.clone(),
-            e.task_id.to_string(),
-            e.item_id.map(|i| i.to_string()).unwrap_or_default(),
-            e.before.clone().unwrap_or_default(),
-            e.after.clone().unwrap_or_default(),
-        ]));
+        w.record(&[
+            e.id.into(),
+            (&e.at).into(),
+            (&e.actor).into(),
+            (&e.action).into(),
+            e.task_id.into(),
+            e.item_id.into(),
+            e.before.as_deref().into(),
+            e.after.as_deref().into(),
+        ]);
     }
-    Ok(download(out, "text/csv; charset=utf-8", &file))
+    let out = w.finish();
+    Ok(page.annotate(download(out, "text/csv; charset=utf-8", &file), &req, total))
 }
 
 /// `GET /api/grading/gold-flags`: answers graders say the published gold gets wrong, for
 /// the exam sets the caller uploaded (an admin: all).
 pub async fn gold_flags(
+    principal: crate::auth::Researcher,
     state: web::Data<AppState>,
-    principal: Principal,
 ) -> Result<HttpResponse, ApiError> {
     let owner = (!principal.user.roles.contains(&Role::Admin)).then_some(principal.user.id);
     Ok(HttpResponse::Ok().json(state.db.gold_flags(owner).await?))
@@ -1000,7 +1031,7 @@ pub async fn attach_human(
     }
     let wanted: BTreeSet<i64> = runs.iter().map(|r| r.id).collect();
     let tasks: HashMap<i64, TaskRow> = db
-        .grading_tasks()
+        .grading_tasks(None)
         .await?
         .into_iter()
         .map(|t| (t.id, t))

@@ -94,19 +94,21 @@ pub fn read_exam_set_as(
     };
     for path in paths {
         for file in exam_files(path)? {
-            let content = std::fs::read_to_string(&file).map_err(|source| ImportError::Io {
+            let bytes = std::fs::read(&file).map_err(|source| ImportError::Io {
                 path: file.clone(),
                 source,
             })?;
             let name = file.display().to_string();
+            let content = kokushi_shared::igakuqa::text_of(&name, &bytes)
+                .map_err(|e| ImportError::Invalid(vec![e]))?;
             match format {
-                SetFormat::Auto => importer.add_file(&name, &content),
+                SetFormat::Auto => importer.add_file(&name, content),
                 SetFormat::Jmmlu => {
                     let subject = file
                         .file_stem()
                         .map(|s| s.to_string_lossy().into_owned())
                         .unwrap_or_default();
-                    importer.add_jmmlu(&name, &subject, &content);
+                    importer.add_jmmlu(&name, &subject, content);
                 }
             }
         }

@@ -46,8 +46,24 @@ pub async fn backfill_final_scores(db: &Db) -> Result<usize, IngestError> {
     Ok(missing.len())
 }
 
-/// Applies one event to the database.
+/// Applies one event to the database. An event of an attempt that is no longer its job's
+/// latest (the job was retried since) changes nothing; the status changes below also check the
+/// attempt inside their own transaction, so a retry between this check and them cannot be
+/// undone by a stale event either.
 pub async fn apply(db: &Db, queue: &dyn JobQueue, event: &WorkerEvent) -> Result<(), IngestError> {
+    let attempt = event.attempt();
+    match db.job_attempt(event.job_id()).await? {
+        Some(latest) if latest == attempt => {}
+        latest => {
+            tracing::info!(
+                job_id = event.job_id(),
+                attempt,
+                latest = ?latest,
+                "event of an earlier attempt (or of no job); ignored"
+            );
+            return Ok(());
+        }
+    }
     match event {
         WorkerEvent::Started {
             run_id,
@@ -56,7 +72,9 @@ pub async fn apply(db: &Db, queue: &dyn JobQueue, event: &WorkerEvent) -> Result
             ..
         } => {
             tracing::info!(run_id, worker = %worker, "run started");
-            Ok(db.mark_running(*run_id, worker, model_info).await?)
+            Ok(db
+                .mark_running(*run_id, attempt, worker, model_info)
+                .await?)
         }
         WorkerEvent::Answer { run_id, record, .. } => {
             if !db.record_answer(*run_id, record).await? {
@@ -67,7 +85,7 @@ pub async fn apply(db: &Db, queue: &dyn JobQueue, event: &WorkerEvent) -> Result
         // Progress is derived from the answers stored; the event only keeps the stream lively.
         WorkerEvent::Progress { .. } => Ok(()),
         WorkerEvent::Finished { run_id, .. } => {
-            if db.complete_run(*run_id).await? {
+            if db.complete_run(*run_id, attempt).await? {
                 tracing::info!(run_id, "run succeeded");
                 store_final_scores(db, *run_id).await?;
             } else if let Some(job) = db.unfinished_job(*run_id).await? {
@@ -81,8 +99,8 @@ pub async fn apply(db: &Db, queue: &dyn JobQueue, event: &WorkerEvent) -> Result
             Ok(())
         }
         WorkerEvent::Failed { run_id, error, .. } => {
-            tracing::info!(run_id, error = %error, "run failed");
-            Ok(db.finish_run(*run_id, Some(error)).await?)
+            tracing::info!(run_id, error = ?error, "run failed");
+            Ok(db.finish_run(*run_id, attempt, Some(error)).await?)
         }
         WorkerEvent::TuneStarted {
             tuning_id,
@@ -90,7 +108,7 @@ pub async fn apply(db: &Db, queue: &dyn JobQueue, event: &WorkerEvent) -> Result
             model_info,
             ..
         } => Ok(db
-            .mark_tuning_running(*tuning_id, worker, model_info)
+            .mark_tuning_running(*tuning_id, attempt, worker, model_info)
             .await?),
         WorkerEvent::TunePoint {
             tuning_id, point, ..
@@ -106,6 +124,7 @@ pub async fn apply(db: &Db, queue: &dyn JobQueue, event: &WorkerEvent) -> Result
             let jobs = db
                 .finish_tuning(
                     *tuning_id,
+                    attempt,
                     [*train_examples, *validation_examples, *too_long],
                     *final_validation_loss,
                 )
@@ -126,7 +145,7 @@ pub async fn apply(db: &Db, queue: &dyn JobQueue, event: &WorkerEvent) -> Result
         }
         WorkerEvent::TuneFailed {
             tuning_id, error, ..
-        } => Ok(db.fail_tuning(*tuning_id, error).await?),
+        } => Ok(db.fail_tuning(*tuning_id, attempt, error).await?),
     }
 }
 

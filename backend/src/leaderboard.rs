@@ -7,15 +7,18 @@
 //! would give for that subset. Pass/fail stays only for a filter on years alone: the exam's
 //! criteria judge whole years, not a block or a specialty.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use kokushi_shared::Question;
 use kokushi_shared::api::{LeaderboardQuery, RunSummary};
 use kokushi_shared::exam::Section;
 use kokushi_shared::score::{Reply, ScoreOptions, score};
 
+use crate::db::Counted;
+use crate::db::Facets;
 use crate::error::ApiError;
+use crate::page::{Page, PageQuery};
 use crate::routes::AppState;
 
 /// Which questions a filtered leaderboard scores.
@@ -156,9 +159,19 @@ pub fn rescore(
     run
 }
 
-/// Every run, scored on the questions `filter` keeps, newest first.
-pub async fn filtered(state: &AppState, filter: &Filter) -> Result<Vec<RunSummary>, ApiError> {
-    let runs = state.db.leaderboard().await?;
+/// One page of runs, newest first, each scored on the questions `filter` keeps.
+pub async fn filtered(
+    state: &AppState,
+    filter: &Filter,
+    page: Page,
+) -> Result<Vec<RunSummary>, ApiError> {
+    // Scoring a page of runs again is the costliest thing the API does: a few at a time.
+    let _turn = state
+        .rescoring
+        .acquire()
+        .await
+        .map_err(|e| ApiError::Internal(format!("the scoring queue closed: {e}")))?;
+    let runs = state.db.leaderboard(Some(page)).await?;
     let mut rows = Vec::with_capacity(runs.len());
     // The questions each run keeps, for its human-adjusted accuracy on the same questions.
     let mut kept: HashMap<i64, HashSet<String>> = HashMap::new();
@@ -186,38 +199,62 @@ pub async fn filtered(state: &AppState, filter: &Filter) -> Result<Vec<RunSummar
     Ok(rows)
 }
 
-/// The leaderboard's rows: as stored, or scored again under `filter`.
-async fn rows(state: &AppState, filter: Option<&Filter>) -> Result<Vec<RunSummary>, ApiError> {
+/// One page of the leaderboard's rows: as stored, or scored again under `filter`.
+async fn rows(
+    state: &AppState,
+    filter: Option<&Filter>,
+    page: Page,
+) -> Result<Vec<RunSummary>, ApiError> {
     match filter {
         None => {
-            let mut runs = state.db.leaderboard().await?;
+            let mut runs = state.db.leaderboard(Some(page)).await?;
             crate::grading::attach_human(&state.db, &mut runs, None).await?;
             Ok(runs)
         }
-        Some(filter) => filtered(state, filter).await,
+        Some(filter) => filtered(state, filter, page).await,
     }
 }
 
-/// `GET /api/leaderboard[?years=…&blocks=…&section=…&specialty=…&text_only=true]`.
+/// `GET /api/leaderboard[?years=…&blocks=…&section=…&specialty=…&text_only=true]
+/// [&limit=N&offset=M]`: one page of runs, newest first (`crate::page`). A filter may name only
+/// years, blocks and specialties that the exam sets hold (400 otherwise, with what they hold):
+/// each new filter scores every run of the page again, so a made-up value must not cost that.
 pub async fn leaderboard(
+    _caller: crate::auth::Researcher,
     state: web::Data<AppState>,
+    req: HttpRequest,
     query: web::Query<LeaderboardQuery>,
+    page: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    let page = page.page(crate::page::LEADERBOARD)?;
     let filter = Filter::parse(&query).map_err(ApiError::BadRequest)?;
-    let key = filter.as_ref().map(Filter::key).unwrap_or_default();
-    let body = match state.leaderboard.get(&key) {
+    if let Some(filter) = &filter {
+        check_present(&state.db.facets().await?, filter)?;
+    }
+    let total = state.db.count(Counted::Runs).await?;
+    // Only first pages are kept (what every open page polls); a caller paging through cannot
+    // push them out.
+    let key = (page.offset == 0 && page.limit == crate::page::LEADERBOARD.default)
+        .then(|| filter.as_ref().map(Filter::key).unwrap_or_default());
+    let body = match key.as_deref().and_then(|k| state.leaderboard.get(k)) {
         Some(body) => body,
         None => {
-            let rows = rows(&state, filter.as_ref()).await?;
+            let rows = rows(&state, filter.as_ref(), page).await?;
             let body = web::Bytes::from(
                 serde_json::to_vec(&rows)
                     .map_err(|e| ApiError::Internal(format!("encoding the leaderboard: {e}")))?,
             );
-            state.leaderboard.put(key, body.clone());
+            if let Some(key) = key {
+                state.leaderboard.put(key, body.clone());
+            }
             body
         }
     };
-    Ok(HttpResponse::Ok()
+    let mut response = HttpResponse::Ok();
+    for header in page.headers(&req, total) {
+        response.insert_header(header);
+    }
+    Ok(response
         .content_type(actix_web::http::header::ContentType::json())
         .body(body))
 }
@@ -240,12 +277,16 @@ pub struct ExportQuery {
     text_only: Option<bool>,
 }
 
-/// `GET /api/leaderboard/export?format=csv[&years=…]`: the rows the leaderboard shows for the
-/// same filter, as CSV.
+/// `GET /api/leaderboard/export?format=csv[&years=…][&limit=N&offset=M]`: the rows the
+/// leaderboard shows for the same filter and page, as CSV.
 pub async fn export(
+    _caller: crate::auth::Researcher,
     state: web::Data<AppState>,
+    req: HttpRequest,
     query: web::Query<ExportQuery>,
+    page: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    let page = page.page(crate::page::LEADERBOARD)?;
     let query = query.into_inner();
     if let Some(other) = query.format.as_deref().filter(|f| *f != "csv") {
         return Err(ApiError::BadRequest(format!(
@@ -260,12 +301,65 @@ pub async fn export(
         text_only: query.text_only,
     })
     .map_err(ApiError::BadRequest)?;
-    let rows = rows(&state, filter.as_ref()).await?;
-    Ok(crate::routes::download(
-        crate::export::leaderboard_csv(&rows),
-        "text/csv; charset=utf-8",
-        "kokushi-leaderboard.csv",
+    if let Some(filter) = &filter {
+        check_present(&state.db.facets().await?, filter)?;
+    }
+    let total = state.db.count(Counted::Runs).await?;
+    let rows = rows(&state, filter.as_ref(), page).await?;
+    Ok(page.annotate(
+        crate::routes::download(
+            crate::export::leaderboard_csv(&rows),
+            "text/csv; charset=utf-8",
+            "kokushi-leaderboard.csv",
+        ),
+        &req,
+        total,
     ))
+}
+
+/// Refuses (400) a filter naming a year, block or specialty no exam set holds, listing those
+/// they do hold.
+pub fn check_present(facets: &Facets, filter: &Filter) -> Result<(), ApiError> {
+    fn listed<T: ToString>(values: &BTreeSet<T>) -> String {
+        let mut text = values
+            .iter()
+            .take(50)
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        if values.len() > 50 {
+            text.push_str(", …");
+        }
+        if text.is_empty() {
+            "none".to_owned()
+        } else {
+            text
+        }
+    }
+    if let Some(y) = filter.years.iter().find(|y| !facets.years.contains(y)) {
+        return Err(ApiError::BadRequest(format!(
+            "years: no exam set holds {y}; they hold {}",
+            listed(&facets.years)
+        )));
+    }
+    if let Some(b) = filter.blocks.iter().find(|b| !facets.blocks.contains(*b)) {
+        return Err(ApiError::BadRequest(format!(
+            "blocks: no exam set holds block {b}; they hold {}",
+            listed(&facets.blocks)
+        )));
+    }
+    if let Some(s) = filter
+        .specialty
+        .as_ref()
+        .filter(|s| !facets.specialties.contains(*s))
+    {
+        return Err(ApiError::BadRequest(format!(
+            "specialty: no exam set holds {}; they hold {}",
+            crate::auth::for_log(s),
+            listed(&facets.specialties)
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

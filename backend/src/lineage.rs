@@ -113,6 +113,7 @@ async fn store_hash(store: &Path, name: &str) -> Option<String> {
 }
 
 pub async fn lineage(
+    _caller: crate::auth::Researcher,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {

@@ -2,18 +2,77 @@
 //! the queue view. Each event is `event: run` with the run's summary (status, tally) as JSON,
 //! sent at once and then whenever it changes (checked every second against the database, so
 //! any API node serves any run); the stream ends after the run finishes. A comment line every
-//! 15 s keeps proxies from closing a quiet stream.
+//! 5 s keeps proxies from closing a quiet stream.
+//!
+//! Bounded: one account holds at most a few streams at once (429 beyond), and a stream ends
+//! when the session or token that opened it stops being valid (signed out, expired, revoked, the
+//! account disabled), checked every [`CREDENTIAL_CHECK_EVERY`].
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::{HttpResponse, web};
 use futures_util::stream;
 
+use crate::auth::Credential;
 use crate::error::ApiError;
 use crate::routes::AppState;
 
 const CHECK_EVERY: Duration = Duration::from_secs(1);
-const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// A comment line this often keeps proxies from closing a quiet stream, and lets the server
+/// notice a client that went away (and free its stream's slot).
+const KEEP_ALIVE: Duration = Duration::from_secs(5);
+/// How often a stream checks that its caller's session or token still holds.
+pub const CREDENTIAL_CHECK_EVERY: Duration = Duration::from_secs(5);
+
+/// Streams open per account on this API node, each held by a [`StreamSlot`].
+#[derive(Debug)]
+pub struct StreamCounts {
+    open: Arc<Mutex<HashMap<i64, usize>>>,
+    per_user: usize,
+}
+
+impl StreamCounts {
+    pub fn new(per_user: usize) -> Self {
+        Self {
+            open: Arc::default(),
+            per_user: per_user.max(1),
+        }
+    }
+
+    /// A slot for one more stream of `user`, or `None` when they hold as many as allowed.
+    fn take(&self, user: i64) -> Option<StreamSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(user).or_default();
+        if *n >= self.per_user {
+            return None;
+        }
+        *n += 1;
+        Some(StreamSlot {
+            open: self.open.clone(),
+            user,
+        })
+    }
+}
+
+/// One open stream; given back when the stream ends or its client goes away (dropped).
+struct StreamSlot {
+    open: Arc<Mutex<HashMap<i64, usize>>>,
+    user: i64,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.user) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.user);
+            }
+        }
+    }
+}
 
 struct Follow {
     state: web::Data<AppState>,
@@ -22,6 +81,9 @@ struct Follow {
     last_sent: Instant,
     done: bool,
     first: bool,
+    credential: Credential,
+    checked: Instant,
+    _slot: StreamSlot,
 }
 
 /// The next chunk of the stream, or `None` to end it.
@@ -34,6 +96,16 @@ async fn next_chunk(mut f: Follow) -> Option<(Result<web::Bytes, actix_web::Erro
             tokio::time::sleep(CHECK_EVERY).await;
         }
         f.first = false;
+        if f.checked.elapsed() >= CREDENTIAL_CHECK_EVERY {
+            f.checked = Instant::now();
+            // The session ended (or the token was revoked): so does the stream.
+            if !matches!(
+                crate::auth::principal_of(&f.state, f.credential.clone(), false).await,
+                Ok(Some(_))
+            ) {
+                return None;
+            }
+        }
         let summary = match f.state.db.run_summary(f.run_id).await {
             Ok(Some(summary)) => summary,
             // The run is gone or the database failed: end the stream; the browser reconnects.
@@ -55,6 +127,7 @@ async fn next_chunk(mut f: Follow) -> Option<(Result<web::Bytes, actix_web::Erro
 }
 
 pub async fn run_events(
+    caller: crate::auth::Researcher,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -62,7 +135,21 @@ pub async fn run_events(
     if state.db.run_summary(run_id).await?.is_none() {
         return Err(ApiError::NotFound(format!("run {run_id} does not exist")));
     }
+    let slot = state
+        .streams
+        .take(caller.user.id)
+        .ok_or_else(|| ApiError::Busy {
+            message: format!(
+                "{} has {} live streams open, the most one account may; close a page that \
+                 follows a run",
+                caller.user.username, state.streams.per_user
+            ),
+            retry_after_secs: 5,
+        })?;
     let follow = Follow {
+        credential: caller.0.credential,
+        checked: Instant::now(),
+        _slot: slot,
         state,
         run_id,
         last: None,

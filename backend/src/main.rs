@@ -114,6 +114,9 @@ struct AdminTokenArgs {
     /// What the token is for, shown in the token list.
     #[arg(long, default_value = "command line")]
     name: String,
+    /// Days until the token stops working (default: until revoked).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    expires_in_days: Option<u32>,
 }
 
 fn parse_role(s: &str) -> Result<kokushi_shared::api::Role, String> {
@@ -173,6 +176,38 @@ struct ServeArgs {
     /// refused (409).
     #[arg(long, env = "KOKUSHI_MAX_QUEUED_PER_USER", default_value_t = 50)]
     max_queued_per_user: i64,
+    /// A reverse proxy (an address, or a network as ADDR/BITS) whose X-Forwarded-For and
+    /// X-Forwarded-Proto headers are believed: sign-in limits then count the client's address,
+    /// and cookies are Secure when the client came over TLS. Repeat, or separate with commas.
+    /// Without it the peer's address is the client's and forwarding headers are ignored.
+    #[arg(
+        long = "trusted-proxy",
+        env = "KOKUSHI_TRUSTED_PROXY",
+        value_delimiter = ',',
+        value_name = "ADDR[/BITS]"
+    )]
+    trusted_proxies: Vec<String>,
+    /// Minutes a browser session may go unused before it ends (it ends 7 days after sign-in
+    /// in any case).
+    #[arg(
+        long,
+        env = "KOKUSHI_SESSION_IDLE_MINUTES",
+        default_value_t = 480,
+        value_name = "MINUTES",
+        value_parser = clap::value_parser!(u64).range(1..=10_080)
+    )]
+    session_idle_minutes: u64,
+    /// Base URL of an OpenAI-compatible server that runs may name as
+    /// openai:<base-url>#<model> (repeat, or separate with commas). Without any, runs may
+    /// name only models of the store; the workers keep their own allow-list
+    /// (docs/remote-models.md).
+    #[arg(
+        long = "remote-model-allow",
+        env = "KOKUSHI_REMOTE_MODEL_ALLOW",
+        value_delimiter = ',',
+        value_name = "BASE_URL"
+    )]
+    remote_model_allow: Vec<String>,
 }
 
 #[derive(Args)]
@@ -186,10 +221,24 @@ struct WorkerArgs {
     /// The name this worker goes by on the queue (default: host-pid).
     #[arg(long, env = "KOKUSHI_WORKER_NAME")]
     name: Option<String>,
-    /// Let jobs name remote models (openai:<base-url>#<model>): off by default, since the
-    /// worker then sends requests, with its API key, wherever a job points.
+    /// Let jobs name remote models (openai:<base-url>#<model>): off by default. Even then the
+    /// worker calls only public addresses, and sends its API key to none, except as
+    /// --remote-allow and --remote-allow-private say.
     #[arg(long, env = "KOKUSHI_REMOTE_MODELS")]
     remote_models: bool,
+    /// A base URL the worker may call at any address and send its API key to (repeat, or
+    /// separate with commas), e.g. https://api.example.org/v1.
+    #[arg(
+        long = "remote-allow",
+        env = "KOKUSHI_REMOTE_ALLOW",
+        value_delimiter = ',',
+        value_name = "BASE_URL"
+    )]
+    remote_allow: Vec<String>,
+    /// Also call remote models at loopback, private and link-local addresses that are not on
+    /// --remote-allow (without the key).
+    #[arg(long, env = "KOKUSHI_REMOTE_ALLOW_PRIVATE")]
+    remote_allow_private: bool,
     /// The environment variable holding the API key for remote models.
     #[arg(long, default_value = "OPENAI_API_KEY", value_name = "NAME")]
     api_key_env: String,
@@ -554,11 +603,17 @@ async fn admin(command: AdminCommand) -> anyhow::Result<()> {
                 .await?
                 .with_context(|| format!("there is no account {:?}", args.username))?;
             let token = kokushi_backend::auth::new_api_token();
+            let expires_at = args.expires_in_days.map(|days| {
+                kokushi_backend::clock::format_unix(
+                    kokushi_backend::clock::unix_now() + i64::from(days) * 86_400,
+                )
+            });
             let summary = db
                 .create_token(
                     user.user.id,
                     &args.name,
                     &kokushi_backend::auth::digest(&token),
+                    expires_at.as_deref(),
                 )
                 .await?;
             db.close().await;
@@ -572,8 +627,19 @@ async fn admin(command: AdminCommand) -> anyhow::Result<()> {
     }
 }
 
-fn settings(args: &ServeArgs) -> Settings {
-    Settings {
+fn settings(args: &ServeArgs) -> anyhow::Result<Settings> {
+    let trusted_proxies = kokushi_backend::auth::TrustedProxies::parse(&args.trusted_proxies)
+        .map_err(|e| anyhow::anyhow!("--trusted-proxy: {e}"))?;
+    let remote_model_allow = args
+        .remote_model_allow
+        .iter()
+        .filter(|u| !u.trim().is_empty())
+        .map(|u| {
+            kokushi_worker::remote::allowed_base_url(u)
+                .map_err(|e| anyhow::anyhow!("--remote-model-allow: {e}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(Settings {
         database_url: args.db.database_url.clone(),
         redis_url: args.redis_url.clone(),
         queue_prefix: args.queue_prefix.clone(),
@@ -587,13 +653,24 @@ fn settings(args: &ServeArgs) -> Settings {
         max_attempts: 3,
         reconcile_interval: Duration::from_secs(args.reconcile_interval),
         max_queued_per_user: args.max_queued_per_user,
-    }
+        trusted_proxies,
+        session_idle: Duration::from_secs(args.session_idle_minutes * 60),
+        session_purge_interval: Duration::from_secs(300),
+        max_concurrent_sign_ins: kokushi_backend::auth::LoginLimiter::DEFAULT_CONCURRENT_CHECKS,
+        max_streams_per_user: kokushi_backend::settings::DEFAULT_STREAMS_PER_USER,
+        remote_model_allow,
+    })
 }
 
 async fn serve(args: ServeArgs, banner: Option<String>) -> anyhow::Result<()> {
-    let app = Application::build(settings(&args)).await?;
+    let app = Application::build(settings(&args)?).await?;
     let stop = app.stop_handle();
     let host = args.bind.rsplit_once(':').map_or("127.0.0.1", |(h, _)| h);
+    if banner.is_some()
+        && let Some(warning) = demo_bind_warning(host)
+    {
+        eprintln!("{warning}");
+    }
     println!("Kokushi is serving at http://{host}:{}/", app.port());
     if let Some(banner) = banner {
         println!("{banner}");
@@ -608,6 +685,23 @@ async fn serve(args: ServeArgs, banner: Option<String>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The demo's warning when it listens where other machines can reach it (its admin password
+/// is printed): `None` for a loopback host (`127.0.0.1`, `[::1]`, `localhost`).
+fn demo_bind_warning(host: &str) -> Option<String> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    (!loopback).then(|| {
+        format!(
+            "WARNING: the demo listens on {host}, which other machines can reach, and its \
+             account's password is printed below: anyone who reads it can sign in as an admin. \
+             Bind to 127.0.0.1 (the default) unless that is what you want."
+        )
+    })
+}
+
 async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     let queue = Arc::new(
         RedisQueue::connect(&args.redis_url, &args.queue_prefix)
@@ -617,6 +711,15 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     let name = args
         .name
         .unwrap_or_else(|| format!("worker-{}", std::process::id()));
+    let allow = args
+        .remote_allow
+        .iter()
+        .filter(|u| !u.trim().is_empty())
+        .map(|u| {
+            kokushi_worker::remote::allowed_base_url(u)
+                .map_err(|e| anyhow::anyhow!("--remote-allow: {e}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let worker = Worker::new(
         queue,
         WorkerConfig {
@@ -627,6 +730,10 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
                 .remote_models
                 .then(|| kokushi_worker::remote::RemoteOptions {
                     api_key_env: Some(args.api_key_env),
+                    policy: kokushi_worker::remote::RemotePolicy {
+                        allow,
+                        allow_private: args.remote_allow_private,
+                    },
                     ..kokushi_worker::remote::RemoteOptions::default()
                 }),
             visibility_timeout: Duration::from_secs(args.reliability.visibility_timeout),
@@ -1029,15 +1136,20 @@ fn eval(args: &EvalArgs) -> anyhow::Result<()> {
                 // A served model is most often a chat model: its own template, server-side.
                 options.chat_template = true;
             }
-            let remote = kokushi_worker::remote::RemoteModel::new(
-                spec,
-                kokushi_worker::remote::RemoteOptions {
-                    concurrency: usize::from(args.remote.concurrency),
-                    retries: args.remote.retries,
-                    timeout: Duration::from_secs_f64(args.remote.timeout.min(86_400.0)),
-                    api_key_env: Some(args.remote.api_key_env.clone()),
-                    ..kokushi_worker::remote::RemoteOptions::default()
-                },
+            // The URL was typed by whoever runs this: that server, wherever it is, gets the key.
+            let policy = kokushi_worker::remote::RemotePolicy::trusting(&spec);
+            let remote = tokio::runtime::Handle::current().block_on(
+                kokushi_worker::remote::RemoteModel::connect(
+                    spec,
+                    kokushi_worker::remote::RemoteOptions {
+                        concurrency: usize::from(args.remote.concurrency),
+                        retries: args.remote.retries,
+                        timeout: Duration::from_secs_f64(args.remote.timeout.min(86_400.0)),
+                        api_key_env: Some(args.remote.api_key_env.clone()),
+                        policy,
+                        ..kokushi_worker::remote::RemoteOptions::default()
+                    },
+                ),
             )?;
             eprintln!(
                 "remote model {} ({} request(s) at once, API key {})",
@@ -1296,4 +1408,18 @@ fn with_suffix(path: &std::path::Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(suffix);
     PathBuf::from(name)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_demo_warns_when_other_machines_can_reach_it() {
+        for host in ["127.0.0.1", "127.8.0.1", "[::1]", "localhost", "LOCALHOST"] {
+            assert_eq!(super::demo_bind_warning(host), None, "{host}");
+        }
+        for host in ["0.0.0.0", "192.168.1.5", "[::]", "example.org"] {
+            let warning = super::demo_bind_warning(host).expect(host);
+            assert!(warning.contains("password"), "{warning}");
+        }
+    }
 }

@@ -98,17 +98,21 @@ pub async fn record(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody + 'static>, actix_web::Error> {
     let started = Instant::now();
-    let method = req.method().as_str().to_owned();
-    let route = req
-        .match_pattern()
-        .filter(|p| crate::routes::ENDPOINTS.iter().any(|e| e.path == p))
-        .unwrap_or_else(|| {
-            if req.path().starts_with("/api/") {
-                "other".to_owned()
-            } else {
-                "static".to_owned()
-            }
-        });
+    // Labels come from a closed set (the table's routes and methods), so that no request can
+    // add a series: a made-up method or path counts as `other`.
+    let method = match req.method().as_str() {
+        m @ ("GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS") => m.to_owned(),
+        _ => "other".to_owned(),
+    };
+    let route = match crate::auth::paths::lookup(
+        req.method().as_str(),
+        req.match_info().as_str(),
+        req.path(),
+    ) {
+        crate::auth::paths::Lookup::Endpoint(e) => e.path.to_owned(),
+        crate::auth::paths::Lookup::Outside => "static".to_owned(),
+        _ => "other".to_owned(),
+    };
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let request_id = request_id(&req);
     // Every log line a handler writes carries the request's id (and the job id where it queues
@@ -187,7 +191,10 @@ fn escape(label: &str) -> String {
 }
 
 /// `GET /metrics`.
-pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn metrics(
+    _caller: crate::auth::Admin,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let mut out = String::new();
     out.push_str(
         "# HELP kokushi_http_requests_total HTTP requests answered by this API node, by method, route and status.\n\

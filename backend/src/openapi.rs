@@ -147,6 +147,15 @@ fn describe(method: &str, path: &str) -> Option<Doc> {
     use Answer::{Empty, Other};
     const GRADING_FORMAT: &[(&str, &str)] = &[("format", "`csv` (default) or `jsonl`")];
     const FORMAT: &[(&str, &str)] = &[("format", "`jsonl` (default) or `csv`")];
+    const PAGE: &[(&str, &str)] = &[
+        (
+            "limit",
+            "Rows in the page (default and cap in the description)",
+        ),
+        ("offset", "Rows skipped before the page (default 0)"),
+    ];
+    const PAGED: &str = "Default 500 rows a page, at most 1,000; `X-Total-Count` gives the total \
+         and, while more follow, a `Link` header the next page (`rel=\"next\"`).";
     let doc = match (method, path) {
         ("get", "/api/health") => Doc::new("Whether the server is up", Answer::Json(health())),
         ("get", "/api/openapi.json") => Doc::new(
@@ -158,21 +167,35 @@ fn describe(method: &str, path: &str) -> Option<Doc> {
                 .about(
                     "Sets the session cookie (HttpOnly, SameSite=Strict) and answers the account with \
                      its CSRF token, which every later state-changing request of the session sends \
-                     in `X-CSRF-Token`. Attempts are rate limited per user name and address (429).",
+                     in `X-CSRF-Token`. A user name over 64 or a password over 1,024 characters is 400. \
+                     Attempts are counted when they start, per address, address and account, and \
+                     account (429 with `Retry-After`; docs/accounts.md).",
                 )
                 .body(Body::Json(one::<api::Login>()))
         }
         ("post", "/api/auth/logout") => {
             Doc::new("End the session", Empty).about("An API token's request changes nothing.")
         }
+        ("post", "/api/auth/password") => Doc::new(
+            "Change one's own password: every session ends and every API token is revoked",
+            Answer::Json(one::<api::UserUpdated>()),
+        )
+        .about(
+            "The current password is checked as a sign-in is (403 when wrong; throttled, 429). \
+             The new one must be 10 to 1,024 characters. The session that asked ends too (its \
+             cookie is deleted): sign in again with the new password.",
+        )
+        .body(Body::Json(one::<api::ChangePassword>())),
         ("get", "/api/auth/me") => Doc::new(
             "The signed-in account, its roles and CSRF token",
             Answer::Json(one::<api::Me>()),
         ),
         ("get", "/api/tokens") => Doc::new(
-            "The caller's API tokens (never their secrets)",
+            "The caller's API tokens (never their secrets), newest first, a page at a time",
             Answer::Json(list::<api::TokenSummary>()),
-        ),
+        )
+        .about(PAGED)
+        .query(PAGE),
         ("post", "/api/tokens") => Doc::new(
             "Issue an API token; its secret is in this answer only",
             Answer::Json(one::<api::NewToken>()),
@@ -183,9 +206,12 @@ fn describe(method: &str, path: &str) -> Option<Doc> {
             "Revoke one of the caller's API tokens",
             Answer::Json(one::<api::TokenSummary>()),
         ),
-        ("get", "/api/users") => {
-            Doc::new("Every account", Answer::Json(list::<api::UserSummary>()))
-        }
+        ("get", "/api/users") => Doc::new(
+            "The accounts, by name, a page at a time",
+            Answer::Json(list::<api::UserSummary>()),
+        )
+        .about(PAGED)
+        .query(PAGE),
         ("post", "/api/users") => Doc::new(
             "Create an account (password hashed with argon2id)",
             Answer::Json(one::<api::UserSummary>()),
@@ -194,9 +220,13 @@ fn describe(method: &str, path: &str) -> Option<Doc> {
         .created(),
         ("patch", "/api/users/{id}") => Doc::new(
             "Change an account's roles, password or whether it is disabled",
-            Answer::Json(one::<api::UserSummary>()),
+            Answer::Json(one::<api::UserUpdated>()),
         )
-        .about("Disabling an account ends its sessions and stops its tokens at once.")
+        .about(
+            "A new password ends the account's sessions and revokes its API tokens; disabling it \
+             ends its sessions and stops its tokens while disabled. The answer says how many \
+             sessions and tokens the change ended.",
+        )
         .body(Body::Json(one::<api::UpdateUser>())),
         ("get", "/api/workers") => Doc::new(
             "The workers that reported lately: device, loaded model, current job, last heartbeat",
@@ -214,12 +244,19 @@ fn describe(method: &str, path: &str) -> Option<Doc> {
              again on the questions it keeps (pass/fail only for a filter on years alone)",
             Answer::Json(list::<api::RunSummary>()),
         )
+        .about(
+            "A page at a time (default 500 rows, at most 1,000; `X-Total-Count`, and a `Link` to \
+             the next page). A filter may name only years, blocks and specialties the exam sets \
+             hold: anything else is 400, listing what they hold.",
+        )
         .query(&[
             ("years", "Exam years, comma-separated, e.g. `2021,2022`"),
             ("blocks", "Block letters, comma-separated, e.g. `A,D`"),
             ("section", "`required` (必修問題) or `general`"),
             ("specialty", "A specialty as the exam set names it"),
             ("text_only", "`true`: only questions without an image"),
+            ("limit", "Rows in the page (default 500, at most 1,000)"),
+            ("offset", "Rows skipped before the page (default 0)"),
         ]),
         ("get", "/api/leaderboard/export") => Doc::new(
             "The leaderboard as CSV",
@@ -232,6 +269,8 @@ fn describe(method: &str, path: &str) -> Option<Doc> {
             ("section", "As for `/api/leaderboard`"),
             ("specialty", "As for `/api/leaderboard`"),
             ("text_only", "As for `/api/leaderboard`"),
+            ("limit", "As for `/api/leaderboard`"),
+            ("offset", "As for `/api/leaderboard`"),
         ]),
         ("get", "/api/models") => Doc::new(
             "The model store's models and adapters, read from their headers",
@@ -242,9 +281,11 @@ fn describe(method: &str, path: &str) -> Option<Doc> {
              and base; whether a run can use the entry, or why not.",
         ),
         ("get", "/api/exam-sets") => Doc::new(
-            "Every exam set version",
+            "The exam set versions, newest first, a page at a time",
             Answer::Json(list::<api::ExamSetSummary>()),
-        ),
+        )
+        .about(PAGED)
+        .query(PAGE),
         ("post", "/api/exam-sets") => Doc::new(
             "Upload an exam set",
             Answer::Json(one::<api::ImportReport>()),
@@ -351,9 +392,11 @@ fn describe(method: &str, path: &str) -> Option<Doc> {
             ("confidence", "Confidence level of the interval (default 0.95)"),
         ]),
         ("get", "/api/tunings") => Doc::new(
-            "Every LoRA tuning, newest first",
+            "The LoRA tunings, newest first, a page at a time",
             Answer::Json(list::<api::TuningSummary>()),
-        ),
+        )
+        .about(PAGED)
+        .query(PAGE),
         ("post", "/api/tunings") => Doc::new(
             "Queue a LoRA tuning of a base model, optionally followed by evaluations",
             Answer::Json(one::<api::TuningSummary>()),
@@ -388,9 +431,14 @@ fn describe(method: &str, path: &str) -> Option<Doc> {
             Answer::Json(list::<grading::Grader>()),
         ),
         ("get", "/api/grading/tasks") => Doc::new(
-            "Every grading task with each annotator's progress, newest first",
+            "The grading tasks with each annotator's progress, newest first, a page at a time",
             Answer::Json(list::<grading::GradingTaskSummary>()),
-        ),
+        )
+        .about(
+            "Default 100 tasks a page, at most 500; `X-Total-Count`, and a `Link` to the next \
+             page.",
+        )
+        .query(PAGE),
         ("post", "/api/grading/tasks") => Doc::new(
             "Make a grading task from one run or several runs of the same exam set",
             Answer::Json(one::<grading::GradingTaskSummary>()),
@@ -438,9 +486,15 @@ fn describe(method: &str, path: &str) -> Option<Doc> {
                  (`format=jsonl` answers JSON lines)",
             ),
         )
+        .about(
+            "A page at a time: 10,000 events unless `limit` says otherwise (at most 100,000); \
+             `X-Total-Count`, and a `Link` to the next page.",
+        )
         .query(&[
             ("task", "Only this grading task's events"),
             ("format", "`csv` (default) or `jsonl`"),
+            ("limit", "Events in the page (default 10,000, at most 100,000)"),
+            ("offset", "Events skipped before the page (default 0)"),
         ]),
         ("get", "/api/grading/gold-flags") => Doc::new(
             "Questions graders flagged \"gold answer looks wrong\", for the exam sets the caller \

@@ -9,8 +9,7 @@ use std::sync::Arc;
 
 use actix_web::{HttpResponse, web};
 use kokushi_queue::JobQueue;
-use kokushi_shared::api::{CreateRun, ImportReport};
-use kokushi_shared::igakuqa::Importer;
+use kokushi_shared::api::CreateRun;
 use kokushi_shared::prompt::PromptFormat;
 use serde::Deserialize;
 
@@ -39,6 +38,16 @@ pub struct AppState {
     pub max_queued_per_user: i64,
     /// The folder models and adapters are listed from (`GET /api/models`).
     pub model_store: std::path::PathBuf,
+    /// Proxies whose forwarding headers are believed.
+    pub trusted_proxies: crate::auth::TrustedProxies,
+    /// How long a browser session may go unused before it ends.
+    pub session_idle: std::time::Duration,
+    /// Live-progress streams open, per account.
+    pub streams: crate::live::StreamCounts,
+    /// Base URLs of the OpenAI-compatible servers runs may name.
+    pub remote_model_allow: Vec<String>,
+    /// Filtered leaderboards scored at once (each scores a page of runs again).
+    pub rescoring: tokio::sync::Semaphore,
 }
 
 /// Response bodies kept for a moment, one per leaderboard filter: the leaderboard is read by every open page every few
@@ -80,13 +89,24 @@ impl ResponseCache {
 }
 
 /// One endpoint of the API.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Endpoint {
     /// Lower case: `get`, `post`, `patch`, `delete`.
     pub method: &'static str,
     /// The full pattern, as actix matches it: `/api/runs/{id}`, `/metrics`.
     pub path: &'static str,
     pub access: Access,
+}
+
+/// A handler as the table registers it: above `Public`, held by [`crate::auth::demand`] to
+/// take its level's extractor first (or the build fails).
+macro_rules! guarded {
+    (Public, $handler:path) => {
+        $handler
+    };
+    ($access:ident, $handler:path) => {
+        crate::auth::demand::<crate::auth::$access, _, _>($handler)
+    };
 }
 
 macro_rules! endpoints {
@@ -99,7 +119,7 @@ macro_rules! endpoints {
         },)*];
 
         fn register(cfg: &mut web::ServiceConfig) {
-            $(cfg.route($path, web::$method().to($handler));)*
+            $(cfg.route($path, web::$method().to(guarded!($access, $handler)));)*
         }
     };
 }
@@ -110,6 +130,7 @@ endpoints! {
     post "/api/auth/login" Public => accounts::login;
     post "/api/auth/logout" Member => accounts::logout;
     get "/api/auth/me" Member => accounts::me;
+    post "/api/auth/password" Member => accounts::change_password;
     get "/api/tokens" Member => accounts::tokens;
     post "/api/tokens" Member => accounts::create_token;
     delete "/api/tokens/{id}" Member => accounts::revoke_token;
@@ -122,7 +143,7 @@ endpoints! {
     get "/api/leaderboard/export" Researcher => crate::leaderboard::export;
     get "/api/models" Researcher => models;
     get "/api/exam-sets" Researcher => exam_sets;
-    post "/api/exam-sets" Researcher => upload_exam_set;
+    post "/api/exam-sets" Researcher => crate::uploads::upload_exam_set;
     post "/api/runs" Researcher => create_run;
     get "/api/runs/{id}" Researcher => run_detail;
     post "/api/runs/{id}/cancel" Researcher => cancel_run;
@@ -180,14 +201,20 @@ async fn openapi() -> HttpResponse {
 
 /// `GET /api/workers` (admin): every worker that reported lately: device, loaded model, current
 /// run and job, last report.
-async fn workers(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn workers(
+    _caller: crate::auth::Admin,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(state.queue.workers().await?))
 }
 
 /// `GET /api/models`: the model store's models and adapters, read from their headers (format,
 /// architecture, quantization, size; an adapter's rank and base), each with whether a run can
 /// use it or why not.
-async fn models(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn models(
+    _caller: crate::auth::Researcher,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let store = state.model_store.clone();
     let entries = web::block(move || kokushi_worker::list_store(&store))
         .await
@@ -196,155 +223,34 @@ async fn models(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(entries))
 }
 
-async fn exam_sets(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(state.db.exam_sets().await?))
-}
-
-#[derive(Deserialize)]
-struct UploadQuery {
-    name: String,
-    #[serde(default)]
-    file: Option<String>,
-    #[serde(default)]
-    namespace: Option<String>,
-    #[serde(default)]
-    format: Option<String>,
-}
-
-/// `POST /api/exam-sets?name=NAME[&file=FILE.jsonl|FILE.csv][&namespace=NS][&format=jmmlu]`
-/// with the file as the body, or as the field `file` of a `multipart/form-data` body (its file
-/// name then names the file) — docs/exam-set-format.md: JSON lines, or CSV when the file name
-/// ends in `.csv`, or a JMMLU subject file with `format=jmmlu`. Read as a stream and refused
-/// (413) as soon as it passes the upload limit. All or nothing: any problem refuses the whole
-/// file with every problem listed, and nothing is stored.
-async fn upload_exam_set(
+/// `GET /api/exam-sets[?limit=N&offset=M]`: the exam sets, newest first, a page at a time.
+async fn exam_sets(
+    _caller: crate::auth::Researcher,
     state: web::Data<AppState>,
-    principal: crate::auth::Principal,
     req: actix_web::HttpRequest,
-    query: web::Query<UploadQuery>,
-    payload: web::Payload,
+    page: web::Query<crate::page::PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let name = query.name.trim();
-    if name.is_empty() || name.len() > 200 {
-        return Err(ApiError::BadRequest(
-            "query parameter `name` must be 1 to 200 characters".to_owned(),
-        ));
-    }
-    let limit = state.max_upload_bytes;
-    if let Some(length) = req
-        .headers()
-        .get(actix_web::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        && length > limit.saturating_add(64 * 1024)
-    {
-        return Err(too_large(length, limit));
-    }
-    let multipart = req
-        .headers()
-        .get(actix_web::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("multipart/form-data"));
-    let (sent_name, body) = if multipart {
-        read_multipart_file(&req, payload, limit).await?
-    } else {
-        (None, read_limited(payload, limit).await?)
-    };
-    let file = query
-        .file
-        .clone()
-        .or(sent_name)
-        .unwrap_or_else(|| "upload.jsonl".to_owned());
-    let text = std::str::from_utf8(&body)
-        .map_err(|e| ApiError::BadRequest(format!("{file} is not UTF-8 text: {e}")))?;
-    let mut importer = match query.namespace.as_deref().filter(|ns| !ns.is_empty()) {
-        Some(ns) => Importer::with_namespace(ns).map_err(ApiError::BadRequest)?,
-        None => Importer::new(),
-    };
-    match query.format.as_deref().unwrap_or("auto") {
-        "auto" => importer.add_file(&file, text),
-        "jmmlu" => {
-            let subject = std::path::Path::new(&file)
-                .file_stem()
-                .map_or_else(|| "jmmlu".to_owned(), |s| s.to_string_lossy().into_owned());
-            importer.add_jmmlu(&file, &subject, text);
-        }
-        other => {
-            return Err(ApiError::BadRequest(format!(
-                "unknown format {other:?}; known: auto, jmmlu"
-            )));
-        }
-    }
-    let questions = importer.finish().map_err(ApiError::InvalidExamSet)?;
-    let (exam_set, created) = state.db.insert_exam_set(name, &questions).await?;
-    if created {
-        // Its owner is told of answers graders flag as wrong (`GET /api/grading/gold-flags`).
-        state
-            .db
-            .set_exam_set_owner(exam_set.id, principal.user.id)
-            .await?;
-    }
-    let report = ImportReport { exam_set, created };
-    Ok(if created {
-        HttpResponse::Created().json(report)
-    } else {
-        HttpResponse::Ok().json(report)
-    })
+    let page = page.page(crate::page::LISTS)?;
+    let total = state.db.count(crate::db::Counted::ExamSets).await?;
+    Ok(page.respond(&req, &state.db.exam_sets(page).await?, total))
 }
 
-fn too_large(size: usize, limit: usize) -> ApiError {
-    ApiError::PayloadTooLarge(format!(
-        "the upload ({size} bytes or more) is larger than the limit of {limit} bytes"
-    ))
-}
-
-/// Reads a body stream into memory, refusing it once it passes `limit` bytes.
-async fn read_limited<S, E>(mut stream: S, limit: usize) -> Result<Vec<u8>, ApiError>
-where
-    S: futures_util::Stream<Item = Result<web::Bytes, E>> + Unpin,
-    E: std::fmt::Display,
-{
-    use futures_util::StreamExt;
-    let mut body = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::BadRequest(format!("reading the upload failed: {e}")))?;
-        if body.len() + chunk.len() > limit {
-            return Err(too_large(body.len() + chunk.len(), limit));
-        }
-        body.extend_from_slice(&chunk);
+/// Refuses (403) a change to a run or tuning by anyone but the account that created it or an
+/// admin; 404 when it does not exist. `owner` is what `Db::run_owner`/`tuning_owner` read.
+pub(crate) fn ensure_owner(
+    caller: &crate::auth::Principal,
+    what: &str,
+    id: i64,
+    owner: Option<Option<i64>>,
+    action: &str,
+) -> Result<(), ApiError> {
+    match owner {
+        None => Err(ApiError::NotFound(format!("{what} {id} does not exist"))),
+        Some(owner) if caller.is_admin() || owner == Some(caller.user.id) => Ok(()),
+        Some(_) => Err(ApiError::Forbidden(format!(
+            "only the account that queued {what} {id}, or an admin, may {action} it"
+        ))),
     }
-    Ok(body)
-}
-
-/// The `file` field of a multipart form: its file name (if sent) and content.
-async fn read_multipart_file(
-    req: &actix_web::HttpRequest,
-    payload: web::Payload,
-    limit: usize,
-) -> Result<(Option<String>, Vec<u8>), ApiError> {
-    use futures_util::StreamExt;
-    let malformed = |e: actix_multipart::MultipartError| {
-        ApiError::BadRequest(format!("the multipart/form-data body is malformed: {e}"))
-    };
-    let mut form = actix_multipart::Multipart::new(req.headers(), payload);
-    let mut found = None;
-    while let Some(field) = form.next().await {
-        let field = field.map_err(malformed)?;
-        let is_file = field.name() == Some("file");
-        let sent_name = field
-            .content_disposition()
-            .and_then(|cd| cd.get_filename())
-            .map(str::to_owned);
-        // Other fields are read and dropped, within the same limit.
-        let content = read_limited(field, limit).await?;
-        if is_file && found.is_none() {
-            found = Some((sent_name, content));
-        }
-    }
-    found.ok_or_else(|| {
-        ApiError::BadRequest("the multipart/form-data body has no field named `file`".to_owned())
-    })
 }
 
 /// Refuses (409) a new or retried job of an account that already has as many jobs (runs and
@@ -364,9 +270,34 @@ pub(crate) async fn ensure_queue_room(
     Ok(())
 }
 
+/// The model a run may name: a plain name in the model store, or `openai:<base-url>#<model>`
+/// whose server is on the operator's allow-list (`--remote-model-allow`), in its normal form.
+fn run_model(state: &AppState, model: &str) -> Result<String, ApiError> {
+    let Some(spec) = kokushi_worker::remote::RemoteSpec::parse(model) else {
+        return crate::tuning::plain_name("model", model);
+    };
+    let spec = spec.map_err(ApiError::BadRequest)?;
+    if kokushi_worker::remote::is_allowed(&state.remote_model_allow, &spec.base_url) {
+        return Ok(spec.to_string());
+    }
+    Err(ApiError::BadRequest(
+        if state.remote_model_allow.is_empty() {
+            "this portal lets runs name no remote model: its operator lists the servers runs may \
+         use with --remote-model-allow (docs/remote-models.md)"
+                .to_owned()
+        } else {
+            format!(
+                "{} is not among the servers this portal lets runs name: {}",
+                spec.base_url,
+                state.remote_model_allow.join(", ")
+            )
+        },
+    ))
+}
+
 async fn create_run(
+    principal: crate::auth::Researcher,
     state: web::Data<AppState>,
-    principal: crate::auth::Principal,
     body: web::Json<CreateRun>,
 ) -> Result<HttpResponse, ApiError> {
     let req = body.into_inner();
@@ -378,13 +309,7 @@ async fn create_run(
             PromptFormat::ALL.map(PromptFormat::id).join(", ")
         ))
     })?;
-    let model = req.model.trim().to_owned();
-    if model.is_empty() || model.contains(['/', '\\']) || model.starts_with('.') {
-        return Err(ApiError::BadRequest(format!(
-            "model {:?} must be a file name in the model store",
-            req.model
-        )));
-    }
+    let model = run_model(&state, req.model.trim())?;
     let adapter = match req.adapter.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(name) => Some(crate::tuning::plain_name("adapter", name)?),
@@ -429,6 +354,7 @@ async fn create_run(
 }
 
 async fn run_detail(
+    _caller: crate::auth::Researcher,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -445,10 +371,12 @@ async fn run_detail(
 /// `POST /api/runs/{id}/cancel`: stops a queued or running run; its answers so far are kept.
 /// The worker on it stops before its next question. 409 when the run is already finished.
 async fn cancel_run(
+    caller: crate::auth::Researcher,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = crate::accounts::parse_id("run", &path)?;
+    ensure_owner(&caller, "run", id, state.db.run_owner(id).await?, "cancel")?;
     match state.db.cancel_run(id).await? {
         Err(status) => {
             return Err(ApiError::Conflict(format!(
@@ -457,7 +385,7 @@ async fn cancel_run(
             )));
         }
         Ok(None) => return Err(ApiError::NotFound(format!("run {id} does not exist"))),
-        Ok(Some(job_id)) => state.queue.cancel_job(job_id).await?,
+        Ok(Some((job_id, attempt))) => state.queue.cancel_job(job_id, attempt).await?,
     }
     state.leaderboard.clear();
     tracing::info!(run_id = id, "run cancelled");
@@ -472,11 +400,22 @@ async fn cancel_run(
 /// `POST /api/runs/{id}/retry`: queues a failed or cancelled run again; it resumes with the
 /// questions it has no answer to yet. 409 for a run that is queued, running or succeeded.
 async fn retry_run(
+    principal: crate::auth::Researcher,
     state: web::Data<AppState>,
-    principal: crate::auth::Principal,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = crate::accounts::parse_id("run", &path)?;
+    ensure_owner(
+        &principal,
+        "run",
+        id,
+        state.db.run_owner(id).await?,
+        "retry",
+    )?;
+    // A remote model must still be allowed: the operator's list may have shrunk since.
+    if let Some(run) = state.db.run_lineage_row(id).await? {
+        run_model(&state, &run.model)?;
+    }
     ensure_queue_room(&state, &principal).await?;
     let job = match state.db.retry_run(id).await? {
         Err(status) => {
@@ -520,6 +459,7 @@ pub(crate) fn download(body: String, media: &str, file: &str) -> HttpResponse {
 /// `GET /api/runs/{id}/export?format=jsonl|csv`: the run's answers; the JSON lines are a
 /// predictions file that `kokushi score` reads.
 async fn run_export(
+    _caller: crate::auth::Researcher,
     state: web::Data<AppState>,
     path: web::Path<String>,
     query: web::Query<ExportQuery>,
@@ -562,6 +502,7 @@ struct ScoreQuery {
 /// scored by `shared::score`, exactly as `kokushi score` scores a run export
 /// (docs/scoring.md): per year, overall, and by block, section and specialty.
 async fn run_score(
+    _caller: crate::auth::Researcher,
     state: web::Data<AppState>,
     path: web::Path<String>,
     query: web::Query<ScoreQuery>,
@@ -600,5 +541,99 @@ async fn run_score(
         other => Err(ApiError::BadRequest(format!(
             "unknown format {other:?}; known: json, csv"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::dev::Service;
+    use actix_web::{App, HttpMessage, test};
+    use kokushi_shared::api::{Role, UserSummary};
+
+    use super::*;
+    use crate::auth::{Credential, Principal};
+
+    fn principal(roles: &[Role]) -> Principal {
+        Principal {
+            user: UserSummary {
+                id: 7,
+                username: "someone".to_owned(),
+                roles: roles.to_vec(),
+                disabled: false,
+                created_at: String::new(),
+            },
+            credential: Credential::Token {
+                token_hash: String::new(),
+            },
+        }
+    }
+
+    /// The handlers alone, without the access middleware: each refuses, by its own first
+    /// argument, every caller below its table line's level — so the table and the signatures
+    /// agree, and a handler stays shut even if the middleware were bypassed.
+    #[actix_web::test]
+    async fn every_handler_refuses_a_caller_below_its_level() {
+        let callers: [(&str, Option<Principal>, Access); 3] = [
+            ("anonymous", None, Access::Member),
+            (
+                "an annotator",
+                Some(principal(&[Role::Annotator])),
+                Access::Researcher,
+            ),
+            (
+                "a researcher",
+                Some(principal(&[Role::Researcher])),
+                Access::Admin,
+            ),
+        ];
+        let mut checked = 0;
+        for (who, caller, needs_at_least) in callers {
+            let app = test::init_service(
+                App::new()
+                    .wrap_fn(move |req, srv| {
+                        if let Some(p) = caller.clone() {
+                            req.extensions_mut().insert(p);
+                        }
+                        srv.call(req)
+                    })
+                    .configure(configure),
+            )
+            .await;
+            let level = |a: Access| match a {
+                Access::Public => 0,
+                Access::Member => 1,
+                Access::Researcher => 2,
+                Access::Admin => 3,
+            };
+            for e in ENDPOINTS
+                .iter()
+                .filter(|e| level(e.access) >= level(needs_at_least))
+            {
+                let path = e
+                    .path
+                    .split('/')
+                    .map(|s| if s.starts_with('{') { "1" } else { s })
+                    .collect::<Vec<_>>()
+                    .join("/");
+                let method =
+                    actix_web::http::Method::from_bytes(e.method.to_uppercase().as_bytes())
+                        .expect("a method");
+                let req = test::TestRequest::default()
+                    .method(method)
+                    .uri(&path)
+                    .insert_header(("Content-Type", "application/json"))
+                    .set_payload("{}")
+                    .to_request();
+                let status = test::call_service(&app, req).await.status().as_u16();
+                let want = if who == "anonymous" { 401 } else { 403 };
+                assert_eq!(
+                    status, want,
+                    "{} {} ({:?}) as {who} reached its handler",
+                    e.method, e.path, e.access
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > ENDPOINTS.len(), "{checked}");
     }
 }

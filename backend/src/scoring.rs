@@ -45,10 +45,11 @@ pub fn read_predictions(paths: &[PathBuf]) -> anyhow::Result<BTreeMap<String, Re
         };
         for file in files {
             let name = file.display().to_string();
-            let content =
-                std::fs::read_to_string(&file).with_context(|| format!("cannot read {name}"))?;
+            let bytes = std::fs::read(&file).with_context(|| format!("cannot read {name}"))?;
+            let content = kokushi_shared::igakuqa::text_of(&name, &bytes)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             let mut these = BTreeMap::new();
-            kokushi_shared::score::parse_predictions(&name, &content, &mut these).map_err(
+            kokushi_shared::score::parse_predictions(&name, content, &mut these).map_err(
                 |errors| {
                     anyhow::anyhow!(
                         "{} problem(s) in the predictions:\n{}",
@@ -309,13 +310,32 @@ pub fn render_json(s: &Scoring) -> anyhow::Result<String> {
     Ok(serde_json::to_string_pretty(&value)? + "\n")
 }
 
-/// One CSV row per exam year, then `all`.
+/// One CSV row per exam year, then `all` (the exam's label comes from the uploaded file: it
+/// is text, defused like any other).
 pub fn render_csv(s: &Scoring) -> String {
-    let mut out = String::from(
-        "year,exam,questions,correct,accuracy,accuracy_low,accuracy_high,correct_strict,\
-         correct_lenient,exact_match,gestalt_correct,parse_failures,points,points_max,\
-         required_points,required_max,general_points,general_max,prohibited_chosen,pass\n",
-    );
+    use kokushi_shared::csv::{Field, Writer};
+    let mut w = Writer::new(&[
+        "year",
+        "exam",
+        "questions",
+        "correct",
+        "accuracy",
+        "accuracy_low",
+        "accuracy_high",
+        "correct_strict",
+        "correct_lenient",
+        "exact_match",
+        "gestalt_correct",
+        "parse_failures",
+        "points",
+        "points_max",
+        "required_points",
+        "required_max",
+        "general_points",
+        "general_max",
+        "prohibited_chosen",
+        "pass",
+    ]);
     let r = &s.report;
     for (g, overall) in r
         .years
@@ -329,34 +349,30 @@ pub fn render_csv(s: &Scoring) -> String {
             let (y, e) = year_label(g);
             (y.replace('-', ""), e.replace('-', ""))
         };
-        let (lo, hi) = g
-            .accuracy_interval
-            .map_or((String::new(), String::new()), |(l, h)| {
-                (l.to_string(), h.to_string())
-            });
-        let _ = writeln!(
-            out,
-            "{year},{exam},{},{},{},{lo},{hi},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-            g.questions,
-            g.correct,
-            g.accuracy,
-            g.correct_strict,
-            g.correct_lenient,
-            g.exact_match,
-            g.gestalt_correct,
-            g.parse_failures,
-            g.points,
-            g.points_max,
-            g.required_points,
-            g.required_max,
-            g.general_points,
-            g.general_max,
-            g.prohibited_chosen
-                .map_or_else(String::new, |n| n.to_string()),
-            g.pass.map_or_else(String::new, |p| p.to_string()),
-        );
+        w.record(&[
+            Field::owned(year),
+            Field::owned(exam),
+            g.questions.into(),
+            g.correct.into(),
+            g.accuracy.into(),
+            g.accuracy_interval.map(|(l, _)| l).into(),
+            g.accuracy_interval.map(|(_, h)| h).into(),
+            g.correct_strict.into(),
+            g.correct_lenient.into(),
+            g.exact_match.into(),
+            g.gestalt_correct.into(),
+            g.parse_failures.into(),
+            g.points.into(),
+            g.points_max.into(),
+            g.required_points.into(),
+            g.required_max.into(),
+            g.general_points.into(),
+            g.general_max.into(),
+            g.prohibited_chosen.into(),
+            g.pass.into(),
+        ]);
     }
-    out
+    w.finish()
 }
 
 /// The tally and the text metrics of the answered questions among `scores` (a question

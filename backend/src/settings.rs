@@ -3,6 +3,11 @@
 
 use std::path::PathBuf;
 
+/// How long a browser session may go unused before it ends, unless configured.
+pub const DEFAULT_SESSION_IDLE: std::time::Duration = std::time::Duration::from_secs(8 * 3600);
+/// Live-progress streams one account may hold open at once, unless configured.
+pub const DEFAULT_STREAMS_PER_USER: usize = 8;
+
 /// Everything [`crate::Application::build`] needs.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -34,6 +39,19 @@ pub struct Settings {
     pub reconcile_interval: std::time::Duration,
     /// Runs one account may have waiting in the queue at once.
     pub max_queued_per_user: i64,
+    /// Proxies whose forwarding headers (client address, TLS) are believed.
+    pub trusted_proxies: crate::auth::TrustedProxies,
+    /// How long a browser session may go unused before it ends.
+    pub session_idle: std::time::Duration,
+    /// How often expired and idle sessions are deleted.
+    pub session_purge_interval: std::time::Duration,
+    /// Password checks (argon2id) that may run at once; more sign-ins wait (429).
+    pub max_concurrent_sign_ins: usize,
+    /// Live-progress streams one account may hold open at once.
+    pub max_streams_per_user: usize,
+    /// Base URLs of OpenAI-compatible servers that runs may name (`openai:<base-url>#<model>`);
+    /// empty: runs may name only models of the store.
+    pub remote_model_allow: Vec<String>,
 }
 
 impl Settings {
@@ -53,6 +71,12 @@ impl Settings {
             max_attempts: 3,
             reconcile_interval: std::time::Duration::from_secs(10),
             max_queued_per_user: 50,
+            trusted_proxies: crate::auth::TrustedProxies::default(),
+            session_idle: DEFAULT_SESSION_IDLE,
+            session_purge_interval: std::time::Duration::from_secs(300),
+            max_concurrent_sign_ins: crate::auth::LoginLimiter::DEFAULT_CONCURRENT_CHECKS,
+            max_streams_per_user: DEFAULT_STREAMS_PER_USER,
+            remote_model_allow: Vec::new(),
         }
     }
 }

@@ -112,7 +112,7 @@ impl Application {
         let state = web::Data::new(AppState {
             db: db.clone(),
             queue,
-            limiter: crate::auth::LoginLimiter::default(),
+            limiter: crate::auth::LoginLimiter::new(settings.max_concurrent_sign_ins),
             principals: crate::auth::PrincipalCache::default(),
             metrics: crate::metrics::HttpMetrics::default(),
             leaderboard,
@@ -120,18 +120,37 @@ impl Application {
             max_upload_bytes: settings.max_upload_bytes,
             max_queued_per_user: settings.max_queued_per_user,
             model_store: settings.model_store.clone(),
+            trusted_proxies: settings.trusted_proxies.clone(),
+            session_idle: settings.session_idle,
+            streams: crate::live::StreamCounts::new(settings.max_streams_per_user),
+            remote_model_allow: settings.remote_model_allow.clone(),
+            rescoring: tokio::sync::Semaphore::new(2),
         });
         if db.user_count().await? == 0 {
             tracing::warn!(
                 "no accounts yet: create the first admin with `kokushi admin create --username NAME`"
             );
         }
-        let expired = db
-            .delete_expired_sessions(&crate::clock::now_rfc3339())
-            .await?;
-        if expired > 0 {
-            tracing::info!(expired, "forgot expired sessions");
-        }
+        purge_sessions(&db, settings.session_idle).await?;
+        // Expired and idle sessions are forgotten every few minutes, not only at start (a
+        // server may run for months), so the table holds only sessions that still work.
+        tasks.push(tokio::spawn({
+            let db = db.clone();
+            let idle = settings.session_idle;
+            let every = settings.session_purge_interval;
+            let mut stop = stop_rx.clone();
+            async move {
+                loop {
+                    tokio::select! {
+                        _ = stop.wait_for(|s| *s) => break,
+                        () = tokio::time::sleep(every) => {}
+                    }
+                    if let Err(e) = purge_sessions(&db, idle).await {
+                        tracing::warn!(error = %e, "forgetting expired sessions failed");
+                    }
+                }
+            }
+        }));
         let static_dir = settings.static_dir.clone();
         if let Some(dir) = &static_dir
             && let Some(page) = ["index.html", "grading.html"]
@@ -144,33 +163,39 @@ impl Application {
             );
         }
         let max_upload = settings.max_upload_bytes;
-        let server =
-            HttpServer::new(move || {
-                let app =
-                    App::new()
-                        .app_data(state.clone())
-                        .app_data(web::PayloadConfig::new(max_upload))
-                        .app_data(web::JsonConfig::default().limit(max_upload).error_handler(
-                            |e, _| ApiError::BadRequest(format!("invalid JSON body: {e}")).into(),
-                        ))
-                        .app_data(web::QueryConfig::default().error_handler(|e, _| {
-                            ApiError::BadRequest(format!("invalid query: {e}")).into()
-                        }))
-                        // Outermost last: compression, then metrics (timing everything, refusals
-                        // included), then the access check in front of every endpoint.
-                        .wrap(actix_web::middleware::from_fn(crate::auth::authorize))
-                        .wrap(actix_web::middleware::from_fn(crate::metrics::record))
-                        .wrap(actix_web::middleware::Compress::default())
-                        .configure(routes::configure);
-                match &static_dir {
-                    Some(dir) => app.service(spa_files(dir)),
-                    None => app,
-                }
-            })
-            .workers(2)
-            .disable_signals()
-            .listen(listener)?
-            .run();
+        let server = HttpServer::new(move || {
+            let app = App::new()
+                .app_data(state.clone())
+                .app_data(web::PayloadConfig::new(max_upload))
+                // JSON bodies are small (an upload streams its own, bounded body);
+                // a larger one is refused before it is read.
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(MAX_JSON_BODY)
+                        .error_handler(|e, _| json_error(e).into()),
+                )
+                .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                    ApiError::BadRequest(format!("invalid query: {e}")).into()
+                }))
+                // Outermost last: compression, the security headers (on refusals
+                // too), metrics (timing everything, refusals included), then the
+                // access check in front of every endpoint and file.
+                .wrap(actix_web::middleware::from_fn(crate::auth::authorize))
+                .wrap(actix_web::middleware::from_fn(crate::metrics::record))
+                .wrap(actix_web::middleware::from_fn(
+                    crate::headers::security_headers,
+                ))
+                .wrap(actix_web::middleware::Compress::default())
+                .configure(routes::configure);
+            match &static_dir {
+                Some(dir) => app.service(spa_files(dir)),
+                None => app,
+            }
+        })
+        .workers(2)
+        .disable_signals()
+        .listen(listener)?
+        .run();
         Ok(Self {
             port,
             server,
@@ -208,6 +233,37 @@ impl Application {
     }
 }
 
+/// The largest JSON request body, in bytes (uploads are not JSON: they keep their own limit).
+pub const MAX_JSON_BODY: usize = 64 * 1024;
+
+/// A JSON body the extractor refused: too large (413), or not what the endpoint takes (400).
+fn json_error(e: actix_web::error::JsonPayloadError) -> ApiError {
+    use actix_web::error::JsonPayloadError;
+    match e {
+        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
+            ApiError::PayloadTooLarge(format!(
+                "a JSON body may be at most {MAX_JSON_BODY} bytes (uploads of exam sets are \
+                 not JSON and have their own limit)"
+            ))
+        }
+        other => ApiError::BadRequest(format!("invalid JSON body: {other}")),
+    }
+}
+
+/// Deletes the sessions that have expired or gone unused for `idle`.
+async fn purge_sessions(db: &Db, idle: Duration) -> Result<u64, crate::db::DbError> {
+    let now = crate::clock::unix_now();
+    let idle_since =
+        crate::clock::format_unix(now - i64::try_from(idle.as_secs()).unwrap_or(i64::MAX / 4));
+    let purged = db
+        .delete_expired_sessions(&crate::clock::format_unix(now), &idle_since)
+        .await?;
+    if purged > 0 {
+        tracing::info!(purged, "forgot expired and idle sessions");
+    }
+    Ok(purged)
+}
+
 /// The built frontend, with `index.html` for any path that is not a file (client-side routes
 /// such as `/runs/3`), except `/grading` and the paths under it: those are the grading app's,
 /// a bundle of its own (`grading.html`), so that an annotator's browser loads only that.
@@ -224,8 +280,14 @@ fn spa_files(dir: &Path) -> Files {
             };
             async move {
                 let (req, _) = req.into_parts();
-                let file = NamedFile::open(&page)?;
-                let res = file.into_response(&req);
+                // A failure is answered here, not returned as an error, so that it too carries
+                // the security headers (`headers`).
+                let res = match NamedFile::open(&page) {
+                    Ok(file) => file.into_response(&req),
+                    Err(e) => actix_web::ResponseError::error_response(&ApiError::Internal(
+                        format!("cannot open {}: {e}", page.display()),
+                    )),
+                };
                 Ok(ServiceResponse::new(req, res))
             }
         }))

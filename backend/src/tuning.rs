@@ -61,6 +61,7 @@ fn tune_job(
 ) -> Job {
     Job::Tune(TuneJob {
         job_id: row.job_id,
+        attempt: row.attempt,
         tuning_id: row.tuning_id,
         base_model: row.base_model.clone(),
         adapter: row.adapter.clone(),
@@ -85,8 +86,8 @@ pub(crate) fn plain_name(what: &str, name: &str) -> Result<String, ApiError> {
 /// `POST /api/tunings`: validates everything it can before queueing (the base model exists in
 /// the store, the adapter name is free, the data has examples), then queues the job.
 pub async fn create_tuning(
+    principal: crate::auth::Researcher,
     state: web::Data<AppState>,
-    principal: crate::auth::Principal,
     body: web::Json<CreateTuning>,
 ) -> Result<HttpResponse, ApiError> {
     let req = body.into_inner();
@@ -244,12 +245,20 @@ pub async fn create_tuning(
 }
 
 /// `GET /api/tunings`: every tuning, newest first, with its progress.
-pub async fn tunings(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(state.db.tunings().await?))
+pub async fn tunings(
+    _caller: crate::auth::Researcher,
+    state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
+    page: web::Query<crate::page::PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let page = page.page(crate::page::LISTS)?;
+    let total = state.db.count(crate::db::Counted::Tunings).await?;
+    Ok(page.respond(&req, &state.db.tunings(page).await?, total))
 }
 
 /// `GET /api/tunings/{id}`: a tuning and its loss curves (training steps and validations).
 pub async fn tuning_detail(
+    _caller: crate::auth::Researcher,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -265,10 +274,13 @@ pub async fn tuning_detail(
 /// `POST /api/tunings/{id}/cancel`: stops a queued or running tuning after its current step;
 /// its last checkpoint stays in the adapter folder. 409 once it has finished.
 pub async fn cancel_tuning(
+    caller: crate::auth::Researcher,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = crate::accounts::parse_id("tuning", &path)?;
+    let owner = state.db.tuning_owner(id).await?;
+    crate::routes::ensure_owner(&caller, "tuning", id, owner, "cancel")?;
     match state.db.cancel_tuning(id).await? {
         Err(status) => {
             return Err(ApiError::Conflict(format!(
@@ -277,7 +289,7 @@ pub async fn cancel_tuning(
             )));
         }
         Ok(None) => return Err(ApiError::NotFound(format!("tuning {id} does not exist"))),
-        Ok(Some(job_id)) => state.queue.cancel_job(job_id).await?,
+        Ok(Some((job_id, attempt))) => state.queue.cancel_job(job_id, attempt).await?,
     }
     tracing::info!(tuning_id = id, "tuning cancelled");
     Ok(HttpResponse::Ok().json(summary_of(&state, id).await?))
@@ -286,11 +298,13 @@ pub async fn cancel_tuning(
 /// `POST /api/tunings/{id}/retry`: queues a failed or cancelled tuning again; the worker resumes
 /// from the adapter folder's last checkpoint. 409 for a queued, running or succeeded tuning.
 pub async fn retry_tuning(
+    principal: crate::auth::Researcher,
     state: web::Data<AppState>,
-    principal: crate::auth::Principal,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = crate::accounts::parse_id("tuning", &path)?;
+    let owner = state.db.tuning_owner(id).await?;
+    crate::routes::ensure_owner(&principal, "tuning", id, owner, "retry")?;
     crate::routes::ensure_queue_room(&state, &principal).await?;
     let row = match state.db.retry_tuning(id).await? {
         Err(status) => {

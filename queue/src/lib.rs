@@ -108,11 +108,13 @@ pub trait JobQueue: Send + Sync + 'static {
     async fn answered(&self, _job_id: i64) -> Result<HashSet<String>, QueueError> {
         Ok(HashSet::new())
     }
-    /// Asks the workers to stop job `job_id`: the one working on it stops before its next
-    /// question; one that claims it later drops it. Publishing the job again lifts this.
-    async fn cancel_job(&self, job_id: i64) -> Result<(), QueueError>;
-    /// Whether job `job_id` was cancelled since it was last published.
-    async fn is_cancelled(&self, job_id: i64) -> Result<bool, QueueError>;
+    /// Asks the workers to stop attempt `attempt` of job `job_id`, and every earlier one: the
+    /// worker on it stops before its next question (or step); one that claims it later drops
+    /// it. A later attempt (a retry publishes one) is not affected, so a retry never revives
+    /// the attempt it replaced, whose worker may still be at work.
+    async fn cancel_job(&self, job_id: i64, attempt: u32) -> Result<(), QueueError>;
+    /// Whether attempt `attempt` of job `job_id` was cancelled (it, or a later attempt).
+    async fn is_cancelled(&self, job_id: i64, attempt: u32) -> Result<bool, QueueError>;
     /// Records a worker's state in the registry (kept for `ttl`, renewed by the next report).
     async fn report_worker(
         &self,

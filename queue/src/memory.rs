@@ -18,7 +18,8 @@ pub struct MemoryQueue {
     /// `high` jobs, taken before any in `jobs`.
     urgent: Lane<Job>,
     jobs: Lane<Job>,
-    cancelled: std::sync::Mutex<std::collections::HashSet<i64>>,
+    /// Per job, the latest attempt cancelled.
+    cancelled: std::sync::Mutex<std::collections::HashMap<i64, u32>>,
     workers: std::sync::Mutex<
         std::collections::BTreeMap<String, (tokio::time::Instant, kokushi_shared::api::WorkerInfo)>,
     >,
@@ -97,10 +98,6 @@ impl MemoryQueue {
 #[async_trait]
 impl JobQueue for MemoryQueue {
     async fn publish_job(&self, job: &Job) -> Result<(), QueueError> {
-        self.cancelled
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&job.job_id());
         let lane = match job.priority() {
             Priority::High => &self.urgent,
             Priority::Normal => &self.jobs,
@@ -125,20 +122,20 @@ impl JobQueue for MemoryQueue {
         Ok(job)
     }
 
-    async fn cancel_job(&self, job_id: i64) -> Result<(), QueueError> {
-        self.cancelled
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(job_id);
+    async fn cancel_job(&self, job_id: i64, attempt: u32) -> Result<(), QueueError> {
+        let mut cancelled = self.cancelled.lock().unwrap_or_else(|e| e.into_inner());
+        let latest = cancelled.entry(job_id).or_default();
+        *latest = (*latest).max(attempt);
         Ok(())
     }
 
-    async fn is_cancelled(&self, job_id: i64) -> Result<bool, QueueError> {
+    async fn is_cancelled(&self, job_id: i64, attempt: u32) -> Result<bool, QueueError> {
         Ok(self
             .cancelled
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .contains(&job_id))
+            .get(&job_id)
+            .is_some_and(|latest| *latest >= attempt))
     }
 
     async fn ack_job(&self, _receipt: &Receipt) -> Result<(), QueueError> {
@@ -242,6 +239,7 @@ mod tests {
     fn job(id: i64) -> Job {
         Job::Eval(kokushi_shared::job::EvalJob {
             job_id: id,
+            attempt: 1,
             run_id: id,
             model: "m.gguf".into(),
             adapter: None,
@@ -251,6 +249,21 @@ mod tests {
             questions: vec![],
             priority: Default::default(),
         })
+    }
+
+    #[tokio::test]
+    async fn a_cancellation_stops_its_attempt_and_earlier_ones_but_not_a_retry() {
+        let q = MemoryQueue::new();
+        q.cancel_job(7, 1).await.expect("cancel");
+        assert!(q.is_cancelled(7, 1).await.expect("read"));
+        assert!(!q.is_cancelled(7, 2).await.expect("read"), "the retry runs");
+        // Publishing the retry does not revive the first attempt.
+        q.publish_job(&job(7)).await.expect("publish");
+        assert!(q.is_cancelled(7, 1).await.expect("read"));
+        q.cancel_job(7, 2).await.expect("cancel");
+        assert!(q.is_cancelled(7, 1).await.expect("read"));
+        assert!(q.is_cancelled(7, 2).await.expect("read"));
+        assert!(!q.is_cancelled(8, 1).await.expect("read"));
     }
 
     #[tokio::test]
@@ -280,6 +293,7 @@ mod tests {
     fn progress(done: u32) -> WorkerEvent {
         WorkerEvent::Progress {
             job_id: 1,
+            attempt: 1,
             run_id: 1,
             done,
             total: 2,

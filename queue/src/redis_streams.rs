@@ -318,8 +318,6 @@ impl JobQueue for RedisQueue {
             .atomic()
             .del(self.answered_key(job.job_id()))
             .ignore()
-            .del(self.cancelled_key(job.job_id()))
-            .ignore()
             .xadd(lane, "*", &[("data", data)])
             .ignore()
             .query_async(&mut conn)
@@ -360,12 +358,14 @@ impl JobQueue for RedisQueue {
         Ok(jobs.into_iter().next())
     }
 
-    async fn cancel_job(&self, job_id: i64) -> Result<(), QueueError> {
+    async fn cancel_job(&self, job_id: i64, attempt: u32) -> Result<(), QueueError> {
+        // The key holds the latest attempt cancelled. Attempts only grow, and a job's cancel
+        // names its current attempt, so setting it is enough.
         let mut conn = self.conn.clone();
         let _: () = conn
             .set_ex(
                 self.cancelled_key(job_id),
-                1,
+                attempt,
                 ANSWERED_TTL_SECS.unsigned_abs(),
             )
             .await
@@ -373,11 +373,16 @@ impl JobQueue for RedisQueue {
         Ok(())
     }
 
-    async fn is_cancelled(&self, job_id: i64) -> Result<bool, QueueError> {
+    async fn is_cancelled(&self, job_id: i64, attempt: u32) -> Result<bool, QueueError> {
         let mut conn = self.conn.clone();
-        conn.exists(self.cancelled_key(job_id))
+        let latest: Option<String> = conn
+            .get(self.cancelled_key(job_id))
             .await
-            .map_err(|e| self.err(e))
+            .map_err(|e| self.err(e))?;
+        // A key written before attempts were counted holds "1": the first attempt.
+        Ok(latest
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .is_some_and(|latest| latest >= attempt))
     }
 
     async fn heartbeat_job(&self, consumer: &str, receipt: &Receipt) -> Result<(), QueueError> {

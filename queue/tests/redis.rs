@@ -36,6 +36,7 @@ async fn a_job_and_its_events_travel_through_redis_streams_exactly_once() {
     let worker = RedisQueue::connect(&url, &prefix).await.expect("connect");
     let job = Job::Eval(EvalJob {
         job_id: 11,
+        attempt: 1,
         run_id: 5,
         model: "tiny.gguf".into(),
         adapter: None,
@@ -64,6 +65,7 @@ async fn a_job_and_its_events_travel_through_redis_streams_exactly_once() {
     worker
         .publish_event(&WorkerEvent::Finished {
             job_id: 11,
+            attempt: 1,
             run_id: 5,
         })
         .await
@@ -87,6 +89,7 @@ async fn a_job_and_its_events_travel_through_redis_streams_exactly_once() {
         events[0].item,
         WorkerEvent::Finished {
             job_id: 11,
+            attempt: 1,
             run_id: 5
         }
     );
@@ -95,6 +98,7 @@ async fn a_job_and_its_events_travel_through_redis_streams_exactly_once() {
 fn job(job_id: i64, ids: &[&str]) -> Job {
     Job::Eval(EvalJob {
         job_id,
+        attempt: 1,
         run_id: job_id,
         model: "tiny.gguf".into(),
         adapter: None,
@@ -116,6 +120,7 @@ fn job(job_id: i64, ids: &[&str]) -> Job {
 fn answer(job_id: i64, problem_id: &str) -> WorkerEvent {
     WorkerEvent::Answer {
         job_id,
+        attempt: 1,
         run_id: job_id,
         record: kokushi_shared::job::AnswerRecord {
             problem_id: problem_id.into(),
@@ -284,4 +289,24 @@ async fn a_loss_of_the_streams_is_reported_once_and_the_groups_come_back() {
         .await
         .expect("claim");
     assert_eq!(claimed.map(|d| d.item.job_id()), Some(31));
+}
+
+#[tokio::test]
+async fn a_cancellation_stops_its_attempt_and_earlier_ones_but_not_a_retry() {
+    let Some(url) = redis_url() else { return };
+    let q = RedisQueue::connect(&url, &fresh_prefix())
+        .await
+        .expect("connect");
+    q.cancel_job(21, 1).await.expect("cancel");
+    assert!(q.is_cancelled(21, 1).await.expect("read"));
+    assert!(
+        !q.is_cancelled(21, 2).await.expect("read"),
+        "the retry runs"
+    );
+    q.publish_job(&job(21, &["116A1"])).await.expect("publish");
+    assert!(
+        q.is_cancelled(21, 1).await.expect("read"),
+        "publishing the retry does not revive the first attempt"
+    );
+    assert!(!q.is_cancelled(22, 1).await.expect("read"));
 }

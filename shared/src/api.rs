@@ -339,11 +339,34 @@ pub struct UpdateUser {
     pub password: Option<String>,
 }
 
+/// `POST /api/auth/password`: the caller changes their own password.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ChangePassword {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+/// The reply to `PATCH /api/users/{id}`: the account as changed, and what the change ended. A
+/// new password ends every session of the account and revokes its API tokens; disabling it ends
+/// its sessions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UserUpdated {
+    #[serde(flatten)]
+    pub user: UserSummary,
+    pub sessions_ended: u64,
+    pub tokens_revoked: u64,
+}
+
 /// `POST /api/tokens`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateToken {
     pub name: String,
+    /// Days until the token stops working (1 to 3650); none: until revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_days: Option<u32>,
 }
 
 /// A personal API token as listed (`GET /api/tokens`): never its value.
@@ -355,6 +378,9 @@ pub struct TokenSummary {
     pub created_at: String,
     pub last_used_at: Option<String>,
     pub revoked_at: Option<String>,
+    /// When the token stops working, if it was made with an expiry.
+    #[serde(default)]
+    pub expires_at: Option<String>,
 }
 
 /// The reply to `POST /api/tokens`: the only time the token's value is shown. Send it as

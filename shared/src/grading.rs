@@ -329,6 +329,8 @@ pub struct MyTask {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MyItem {
+    /// The assignment's random handle: it says nothing of the run or of the order items
+    /// were made in.
     pub assignment_id: i64,
     pub position: u32,
     pub graded: bool,
@@ -347,6 +349,7 @@ pub struct MyQueue {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BlindItem {
+    /// The assignment's random handle (as in [`MyItem`]); `previous` and `next` are handles too.
     pub assignment_id: i64,
     pub task_id: i64,
     /// 1-based place in the annotator's order, and how many they have.

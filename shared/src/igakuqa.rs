@@ -40,6 +40,34 @@ impl fmt::Display for FormatError {
     }
 }
 
+/// Problems listed at most for one import; the rest are counted.
+pub const MAX_LISTED_ERRORS: usize = 1000;
+
+/// A file's bytes as text, or the error that names the line (and the byte within it) where
+/// the first sequence that is not UTF-8 starts.
+pub fn text_of<'a>(file: &str, bytes: &'a [u8]) -> Result<&'a str, FormatError> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        let at = e.valid_up_to();
+        let before = &bytes[..at];
+        let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+        let column = at
+            - before
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map_or(0, |p| p + 1)
+            + 1;
+        FormatError {
+            file: file.to_owned(),
+            line,
+            field: "line".to_owned(),
+            message: format!(
+                "not UTF-8 text: byte {column} of the line starts an invalid sequence (save the \
+                 file as UTF-8)"
+            ),
+        }
+    })
+}
+
 /// The fields a question may have; any other name is refused (it is most likely a typo).
 pub const FIELDS: &[&str] = &[
     "problem_id",
@@ -73,6 +101,10 @@ const REQUIRED_BLOCKS: &[&str] = &["B", "E"];
 pub struct Importer {
     questions: Vec<Question>,
     errors: Vec<FormatError>,
+    /// Problems found past the first [`MAX_LISTED_ERRORS`], counted but not kept.
+    unlisted: usize,
+    /// Every file given, with its number of lines, so that a set with no questions names them.
+    files: Vec<(String, usize)>,
     /// problem_id → (file, line) of its first occurrence.
     seen: HashMap<String, (String, usize)>,
     /// Prefix for every problem id ("denqa" makes "116A1" into "denqa:116A1"). A namespaced
@@ -112,6 +144,7 @@ impl Importer {
         if file.to_ascii_lowercase().ends_with(".csv") {
             return self.add_csv(file, content);
         }
+        self.note_file(file, content);
         for (index, line) in content.lines().enumerate() {
             if line.trim().is_empty() {
                 continue;
@@ -119,12 +152,7 @@ impl Importer {
             let line_no = index + 1;
             match serde_json::from_str::<serde_json::Map<String, Value>>(line) {
                 Ok(fields) => self.add_fields(file, line_no, fields),
-                Err(e) => self.errors.push(FormatError {
-                    file: file.to_owned(),
-                    line: line_no,
-                    field: "line".to_owned(),
-                    message: format!("not a JSON object: {e}"),
-                }),
+                Err(e) => self.push_error(file, line_no, "line", format!("not a JSON object: {e}")),
             }
         }
     }
@@ -133,6 +161,7 @@ impl Importer {
     /// ...), then one question a record. See docs/exam-set-format.md.
     pub fn add_csv(&mut self, file: &str, content: &str) {
         let content = content.strip_prefix('\u{feff}').unwrap_or(content);
+        self.note_file(file, content);
         let records = match crate::csv::records(content) {
             Ok(records) => records,
             Err((line, message)) => return self.push_error(file, line, "line", message),
@@ -162,10 +191,16 @@ impl Importer {
                 choice_columns.push((col, name.chars().next().unwrap_or('a')));
             } else if !FIELDS.contains(&name.as_str()) || name == "choices" {
                 bad_header = true;
+                // A header cell left empty is named by its place.
+                let field = if name.trim().is_empty() {
+                    format!("column {}", col + 1)
+                } else {
+                    name.clone()
+                };
                 self.push_error(
                     file,
                     *header_line,
-                    name,
+                    &field,
                     format!(
                         "unknown column {name:?}; columns are the choice letters a, b, c, ... and {}",
                         FIELDS.iter().filter(|f| **f != "choices").copied().collect::<Vec<_>>().join(", ")
@@ -263,6 +298,7 @@ impl Importer {
     /// `question, A, B, C, D, answer` (answer A–D; stray spaces trimmed). Question `n` of
     /// subject `anatomy` gets the id `anatomy-n` (inside the importer's namespace).
     pub fn add_jmmlu(&mut self, file: &str, subject: &str, content: &str) {
+        self.note_file(file, content);
         if self.namespace.is_none() {
             return self.push_error(
                 file,
@@ -314,12 +350,22 @@ impl Importer {
     }
 
     fn push_error(&mut self, file: &str, line: usize, field: &str, message: String) {
-        self.errors.push(FormatError {
+        self.record(FormatError {
             file: file.to_owned(),
             line,
             field: field.to_owned(),
             message,
         });
+    }
+
+    /// Keeps a problem, or only counts it past [`MAX_LISTED_ERRORS`]: a file of millions of bad
+    /// lines must not become millions of messages in memory and in the answer.
+    fn record(&mut self, error: FormatError) {
+        if self.errors.len() < MAX_LISTED_ERRORS {
+            self.errors.push(error);
+        } else {
+            self.unlisted += 1;
+        }
     }
 
     fn add_fields(&mut self, file: &str, line_no: usize, fields: serde_json::Map<String, Value>) {
@@ -337,24 +383,55 @@ impl Importer {
                     self.questions.push(question);
                 }
             }
-            Err(mut errors) => self.errors.append(&mut errors),
+            Err(errors) => {
+                for error in errors {
+                    self.record(error);
+                }
+            }
         }
     }
 
-    /// The questions, or every problem found in any file.
+    /// Remembers a file given, and how many lines it has.
+    fn note_file(&mut self, file: &str, content: &str) {
+        self.files.push((file.to_owned(), content.lines().count()));
+    }
+
+    /// The questions, or every problem found in any file. A set with no question at all is
+    /// refused with each file named (at its last line: nothing came before it).
     pub fn finish(self) -> Result<Vec<Question>, Vec<FormatError>> {
         if self.errors.is_empty() {
             if self.questions.is_empty() {
-                return Err(vec![FormatError {
-                    file: "(upload)".to_owned(),
-                    line: 0,
-                    field: "line".to_owned(),
-                    message: "no questions found".to_owned(),
-                }]);
+                let files = if self.files.is_empty() {
+                    vec![("(no file)".to_owned(), 0)]
+                } else {
+                    self.files
+                };
+                return Err(files
+                    .into_iter()
+                    .map(|(file, lines)| FormatError {
+                        file,
+                        line: lines.max(1),
+                        field: "line".to_owned(),
+                        message: "no questions: the file is empty or holds only blank lines"
+                            .to_owned(),
+                    })
+                    .collect());
             }
             Ok(self.questions)
         } else {
-            Err(self.errors)
+            let mut errors = self.errors;
+            if self.unlisted > 0
+                && let Some(last) = errors.last().cloned()
+            {
+                errors.push(FormatError {
+                    message: format!(
+                        "… and {} more problems, not listed (the first {MAX_LISTED_ERRORS} are)",
+                        self.unlisted
+                    ),
+                    ..last
+                });
+            }
+            Err(errors)
         }
     }
 }
@@ -375,7 +452,11 @@ fn parse_fields(
     for name in raw.keys() {
         if !FIELDS.contains(&name.as_str()) {
             errors.push(err(
-                name,
+                if name.trim().is_empty() {
+                    "(a field with an empty name)"
+                } else {
+                    name
+                },
                 format!(
                     "unknown field {name:?}; known fields: {}",
                     FIELDS.join(", ")
@@ -730,6 +811,29 @@ fn parse_answer(value: &serde_json::Value, choice_count: usize) -> Result<Gold, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_of_endless_bad_lines_lists_a_thousand_problems_and_counts_the_rest() {
+        let text = "not json\n".repeat(5000);
+        let mut importer = Importer::new();
+        importer.add_file("junk.jsonl", &text);
+        let errors = importer.finish().expect_err("refused");
+        assert_eq!(errors.len(), MAX_LISTED_ERRORS + 1);
+        let last = errors.last().expect("a summary");
+        assert!(last.message.contains("4000 more problems"), "{last}");
+        assert_eq!((last.file.as_str(), last.line), ("junk.jsonl", 1000));
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_refused_at_their_line() {
+        let e = text_of("x.jsonl", b"{}\n{\"a\": \"\xff\"}\n").expect_err("refused");
+        assert_eq!(
+            (e.file.as_str(), e.line, e.field.as_str()),
+            ("x.jsonl", 2, "line")
+        );
+        assert!(e.message.contains("byte 8"), "{e}");
+        assert_eq!(text_of("y.jsonl", "答え".as_bytes()), Ok("答え"));
+    }
 
     fn parse(lines: &str) -> Result<Vec<Question>, Vec<FormatError>> {
         let mut importer = Importer::new();

@@ -22,6 +22,14 @@ impl Job {
         }
     }
 
+    /// Which attempt of its job this is (see [`EvalJob::attempt`]).
+    pub fn attempt(&self) -> u32 {
+        match self {
+            Job::Eval(j) => j.attempt,
+            Job::Tune(j) => j.attempt,
+        }
+    }
+
     pub fn priority(&self) -> Priority {
         match self {
             Job::Eval(j) => j.priority,
@@ -48,6 +56,9 @@ impl From<TuneJob> for Job {
 pub struct TuneJob {
     pub job_id: i64,
     pub tuning_id: i64,
+    /// Which attempt of the job this is (see [`EvalJob::attempt`]).
+    #[serde(default = "first_attempt")]
+    pub attempt: u32,
     /// The base model: a name inside the worker's model store.
     pub base_model: String,
     /// The new adapter's name inside the model store (a folder the job creates, or resumes
@@ -67,6 +78,13 @@ pub struct TuneJob {
 pub struct EvalJob {
     pub job_id: i64,
     pub run_id: i64,
+    /// Which attempt of the job this is: 1, then one more at each retry. A retried job keeps
+    /// its id, so every event carries the attempt it belongs to, and the server ignores the
+    /// events of an attempt that is no longer the job's latest (a redelivered `Failed` of the
+    /// first attempt must not fail the second). Deliveries of one attempt (a worker taking over
+    /// from another) share it.
+    #[serde(default = "first_attempt")]
+    pub attempt: u32,
     /// A name inside the worker's model store (never a path): a GGUF file or a model folder.
     pub model: String,
     /// A LoRA adapter folder inside the model store, applied to `model`.
@@ -81,6 +99,11 @@ pub struct EvalJob {
     /// Which lane of the queue the job waits in.
     #[serde(default)]
     pub priority: Priority,
+}
+
+/// The attempt of jobs and events written before attempts were counted.
+pub fn first_attempt() -> u32 {
+    1
 }
 
 /// How a run's answers are chosen.
@@ -154,6 +177,8 @@ pub enum WorkerEvent {
     /// The worker took the job and loaded the model.
     Started {
         job_id: i64,
+        #[serde(default = "first_attempt")]
+        attempt: u32,
         run_id: i64,
         worker: String,
         model_info: String,
@@ -161,28 +186,38 @@ pub enum WorkerEvent {
     /// One question answered.
     Answer {
         job_id: i64,
+        #[serde(default = "first_attempt")]
+        attempt: u32,
         run_id: i64,
         record: AnswerRecord,
     },
     /// `done` of `total` questions answered.
     Progress {
         job_id: i64,
+        #[serde(default = "first_attempt")]
+        attempt: u32,
         run_id: i64,
         done: u32,
         total: u32,
     },
     Finished {
         job_id: i64,
+        #[serde(default = "first_attempt")]
+        attempt: u32,
         run_id: i64,
     },
     Failed {
         job_id: i64,
+        #[serde(default = "first_attempt")]
+        attempt: u32,
         run_id: i64,
         error: String,
     },
     /// A tuning job started: the base model is loaded.
     TuneStarted {
         job_id: i64,
+        #[serde(default = "first_attempt")]
+        attempt: u32,
         tuning_id: i64,
         worker: String,
         model_info: String,
@@ -190,11 +225,15 @@ pub enum WorkerEvent {
     /// A point of the loss curve: a training step, or a validation (`validation: true`).
     TunePoint {
         job_id: i64,
+        #[serde(default = "first_attempt")]
+        attempt: u32,
         tuning_id: i64,
         point: TunePoint,
     },
     TuneFinished {
         job_id: i64,
+        #[serde(default = "first_attempt")]
+        attempt: u32,
         tuning_id: i64,
         train_examples: u64,
         validation_examples: u64,
@@ -203,6 +242,8 @@ pub enum WorkerEvent {
     },
     TuneFailed {
         job_id: i64,
+        #[serde(default = "first_attempt")]
+        attempt: u32,
         tuning_id: i64,
         error: String,
     },
@@ -222,6 +263,21 @@ pub struct TunePoint {
 }
 
 impl WorkerEvent {
+    /// The attempt of its job the event belongs to.
+    pub fn attempt(&self) -> u32 {
+        match self {
+            WorkerEvent::Started { attempt, .. }
+            | WorkerEvent::Answer { attempt, .. }
+            | WorkerEvent::Progress { attempt, .. }
+            | WorkerEvent::Finished { attempt, .. }
+            | WorkerEvent::Failed { attempt, .. }
+            | WorkerEvent::TuneStarted { attempt, .. }
+            | WorkerEvent::TunePoint { attempt, .. }
+            | WorkerEvent::TuneFinished { attempt, .. }
+            | WorkerEvent::TuneFailed { attempt, .. } => *attempt,
+        }
+    }
+
     pub fn job_id(&self) -> i64 {
         match self {
             WorkerEvent::Started { job_id, .. }

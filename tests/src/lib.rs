@@ -215,7 +215,7 @@ impl TestApp {
         };
         let token = auth::new_api_token();
         app.db()
-            .create_token(admin.id, "tests", &auth::digest(&token))
+            .create_token(admin.id, "tests", &auth::digest(&token), None)
             .await?;
         let mut headers = reqwest::header::HeaderMap::new();
         headers.insert(
@@ -420,6 +420,52 @@ impl TestApp {
         self.stop.stop().await;
         self.task.await?
     }
+}
+
+/// A request sent exactly as written, byte for byte: no client library in between to
+/// normalise its path (`/./`, `x/../`, percent-escapes). Answers the status code (and the
+/// response head) as the server sent it; the body is not read, so a stream that would never end
+/// does not hang the caller.
+pub async fn raw_request(
+    base: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let authority = base.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = tokio::net::TcpStream::connect(authority).await?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    ));
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body).await?;
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !received.windows(4).any(|w| w == b"\r\n\r\n") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let n = tokio::time::timeout(left, stream.read(&mut buf))
+            .await
+            .with_context(|| format!("{method} {path}: no answer within 10 s"))??;
+        if n == 0 {
+            break;
+        }
+        received.extend_from_slice(&buf[..n]);
+    }
+    let head = String::from_utf8_lossy(&received).into_owned();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse::<u16>().ok())
+        .with_context(|| format!("{method} {path}: no status line in {head:?}"))?;
+    Ok((status, head))
 }
 
 /// A headless Chromium driven through chromedriver, 1440×900, with a profile of its own; the

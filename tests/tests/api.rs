@@ -600,7 +600,7 @@ async fn the_stored_tally_counts_each_answer_once(database_url: String) {
         db.record_answer(job.run_id, &record).await.expect("record");
     }
     let row = db
-        .leaderboard()
+        .leaderboard(None)
         .await
         .expect("leaderboard")
         .into_iter()
@@ -948,9 +948,16 @@ async fn a_filtered_leaderboard_scores_every_run_again_on_the_questions_it_keeps
     // Filters combine; a filter nothing matches leaves the run with no questions.
     let b_text = row("?blocks=B&section=&text_only=true").await;
     assert_eq!(b_text.total, 2);
-    let none = row("?years=2031").await;
-    assert_eq!((none.total, none.tally.answered), (0, 0));
-    assert_eq!((none.metrics, none.accuracy_interval), (None, None));
+    // A value no exam set holds is refused, naming what they hold: each new filter scores every
+    // run again, so a made-up one must not cost that.
+    let none = board("?years=2031").await;
+    assert_eq!(none.status(), 400);
+    let body: serde_json::Value = none.json().await.expect("error body");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("years: no exam set holds 2031"),
+        "{message}"
+    );
     // Specialties, as an exam set names them: each question carries its own, and the
     // leaderboard can keep one.
     let lines = [

@@ -133,6 +133,30 @@ async fn sign_in_and_open_a_run(database_url: String) {
         .text()
         .await
         .expect("text");
+    // The pages ran under the server's Content-Security-Policy without tripping it: Chromium
+    // keeps the reports of every violation since the page loaded (sign-in, leaderboard and run
+    // page are one page load). Then one made on purpose, to show the reports do come.
+    const VIOLATIONS: &str = "const o = new ReportingObserver(() => {}, \
+         {types: ['csp-violation'], buffered: true}); o.observe(); \
+         return o.takeRecords().map(r => r.body.effectiveDirective + ' ' + \
+         (r.body.blockedURL || r.body.sample || ''));";
+    let violations = browser
+        .execute(VIOLATIONS, vec![])
+        .await
+        .expect("read the CSP reports");
+    browser
+        .execute(
+            "const d = document.createElement('div'); d.setAttribute('style', 'color: red'); \
+             document.body.appendChild(d); return 0;",
+            vec![],
+        )
+        .await
+        .expect("break the policy once");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = browser
+        .execute(VIOLATIONS, vec![])
+        .await
+        .expect("read the CSP reports");
     browser
         .find(Locator::Css("#sign-out"))
         .await
@@ -157,6 +181,15 @@ async fn sign_in_and_open_a_run(database_url: String) {
     browser.close().await.expect("close browser");
 
     // Assert
+    assert_eq!(
+        violations,
+        serde_json::json!([]),
+        "the web UI broke its Content-Security-Policy"
+    );
+    assert!(
+        after.as_array().is_some_and(|a| a.len() == 1),
+        "a violation made on purpose is reported: {after}"
+    );
     assert_eq!(login_url.path(), "/login");
     assert!(refusal.contains("wrong user name or password"), "{refusal}");
     assert_eq!(account, ADMIN_USER);

@@ -519,7 +519,10 @@ fn a_worker_calls_a_remote_model_only_when_its_operator_allows_it() {
     use kokushi_queue::{JobQueue, MemoryQueue};
     use kokushi_shared::job::{EvalJob, JobQuestion, WorkerEvent};
     use kokushi_shared::prompt::PromptFormat;
-    use kokushi_worker::{Worker, WorkerConfig, remote::RemoteOptions};
+    use kokushi_worker::{
+        Worker, WorkerConfig,
+        remote::{RemoteOptions, RemotePolicy},
+    };
 
     let store = fixture_model_store().unwrap();
     let mut server = served(store.path(), false);
@@ -535,6 +538,7 @@ fn a_worker_calls_a_remote_model_only_when_its_operator_allows_it() {
     let job = |job_id, model: String| {
         kokushi_shared::job::Job::Eval(EvalJob {
             job_id,
+            attempt: 1,
             run_id: job_id,
             model,
             adapter: None,
@@ -557,7 +561,10 @@ fn a_worker_calls_a_remote_model_only_when_its_operator_allows_it() {
                 .collect::<Vec<_>>()
         };
         let remote = format!("openai:{base}#{SERVED_NAME}");
-        for (allowed, queue_job) in [(false, 1), (true, 2)] {
+        // Remote models off; on, but the server (on the loopback) not on the allow-list; on and
+        // allowed.
+        for (mode, queue_job) in [("off", 1), ("private", 2), ("allowed", 3)] {
+            let allowed = mode == "allowed";
             let queue = Arc::new(MemoryQueue::new());
             queue
                 .publish_job(&job(queue_job, remote.clone()))
@@ -573,8 +580,16 @@ fn a_worker_calls_a_remote_model_only_when_its_operator_allows_it() {
                     name: "w".to_owned(),
                     model_store: store.path().to_owned(),
                     poll: Duration::from_millis(50),
-                    remote: allowed.then(|| RemoteOptions {
+                    remote: (mode != "off").then(|| RemoteOptions {
                         api_key_env: None,
+                        policy: RemotePolicy {
+                            allow: if allowed {
+                                vec![base.clone()]
+                            } else {
+                                Vec::new()
+                            },
+                            allow_private: false,
+                        },
                         ..RemoteOptions::default()
                     }),
                     visibility_timeout: kokushi_queue::DEFAULT_VISIBILITY_TIMEOUT,
@@ -606,7 +621,12 @@ fn a_worker_calls_a_remote_model_only_when_its_operator_allows_it() {
                 );
             } else {
                 let failure = failure.expect("the remote job fails");
-                assert!(failure.contains("--remote-models"), "{failure}");
+                let says = if mode == "off" {
+                    "--remote-models"
+                } else {
+                    "--remote-allow"
+                };
+                assert!(failure.contains(says), "{mode}: {failure}");
                 assert_eq!(
                     answers.len(),
                     1,

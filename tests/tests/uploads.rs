@@ -70,8 +70,8 @@ fn cases() -> Vec<Case> {
             body: Vec::new(),
             status: StatusCode::BAD_REQUEST,
             code: ErrorCode::InvalidExamSet,
-            says: "no questions found",
-            at: Some((0, "line")),
+            says: "empty.jsonl:1: field `line`: no questions",
+            at: Some((1, "line")),
         },
         Case {
             what: "binary data",
@@ -80,9 +80,9 @@ fn cases() -> Vec<Case> {
                 0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 0x0d, 0xff, 0xfe,
             ],
             status: StatusCode::BAD_REQUEST,
-            code: ErrorCode::BadRequest,
-            says: "image.jsonl is not UTF-8 text",
-            at: None,
+            code: ErrorCode::InvalidExamSet,
+            says: "image.jsonl:1: field `line`: not UTF-8 text",
+            at: Some((1, "line")),
         },
         Case {
             what: "a CSV file with unknown columns",
@@ -210,6 +210,21 @@ async fn broken_uploads_are_refused_and_change_nothing(database_url: String) {
         .expect("request");
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     assert!(res.text().await.expect("text").contains("name"));
+
+    // A form whose fields are each under the limit but together over it (here: a note of 40
+    // KiB, then a file of 40 KiB) is refused as a whole.
+    let (content_type, body) = multipart("half.jsonl", &vec![b' '; 40 * 1024]);
+    let padded = String::from_utf8_lossy(&body).replace("ignored", &"n".repeat(40 * 1024));
+    let res = app
+        .client
+        .post(app.url("/api/exam-sets"))
+        .query(&[("name", "two-halves")])
+        .header("Content-Type", content_type)
+        .body(padded)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
 
     // Nothing was stored by any of them; a valid form upload is.
     assert_eq!(exam_sets(&app).await, before);

@@ -146,11 +146,13 @@ impl Worker {
         match job {
             Job::Eval(j) => WorkerEvent::Failed {
                 job_id: j.job_id,
+                attempt: j.attempt,
                 run_id: j.run_id,
                 error,
             },
             Job::Tune(j) => WorkerEvent::TuneFailed {
                 job_id: j.job_id,
+                attempt: j.attempt,
                 tuning_id: j.tuning_id,
                 error,
             },
@@ -207,7 +209,7 @@ impl Worker {
             self.queue.ack_job(&delivery.receipt).await?;
             return Ok(Some(job_id));
         }
-        if self.queue.is_cancelled(job_id).await? {
+        if self.queue.is_cancelled(job_id, job.attempt()).await? {
             tracing::info!("job was cancelled before it started; dropped");
             self.queue.ack_job(&delivery.receipt).await?;
             return Ok(Some(job_id));
@@ -244,6 +246,7 @@ impl Worker {
         let outcome = match &job {
             Job::Eval(eval) => self.execute(eval).await.map(|()| WorkerEvent::Finished {
                 job_id,
+                attempt: eval.attempt,
                 run_id: eval.run_id,
             }),
             Job::Tune(tune) => self.execute_tune(tune).await,
@@ -260,7 +263,7 @@ impl Worker {
             // The server already recorded the cancellation; nothing more to say.
             Err(JobFailure::Cancelled) => tracing::info!("job cancelled; stopped"),
             Err(JobFailure::Job(message)) => {
-                tracing::warn!(error = %message, "job failed");
+                tracing::warn!(error = ?message, "job failed");
                 self.queue
                     .publish_event(&Self::failed(&job, message))
                     .await?;
@@ -305,7 +308,7 @@ impl Worker {
                     self.queue.publish_event(&event).await?;
                     if last_cancel_check.elapsed() >= Duration::from_secs(1) {
                         last_cancel_check = Instant::now();
-                        if self.queue.is_cancelled(job_id).await? {
+                        if self.queue.is_cancelled(job_id, job.attempt).await? {
                             cancelled = true;
                             stop.store(true, std::sync::atomic::Ordering::Relaxed);
                         }
@@ -322,6 +325,7 @@ impl Worker {
         match result {
             Ok(manifest) => Ok(WorkerEvent::TuneFinished {
                 job_id,
+                attempt: job.attempt,
                 tuning_id,
                 train_examples: manifest.train_examples as u64,
                 validation_examples: manifest.validation_examples as u64,
@@ -438,7 +442,8 @@ impl Worker {
                     )));
                 };
                 Some(
-                    remote::RemoteModel::new(spec, options)
+                    remote::RemoteModel::connect(spec, options)
+                        .await
                         .map_err(|e| JobFailure::Job(e.to_string()))?,
                 )
             }
@@ -463,6 +468,7 @@ impl Worker {
         self.queue
             .publish_event(&WorkerEvent::Started {
                 job_id: job.job_id,
+                attempt: job.attempt,
                 run_id: job.run_id,
                 worker: self.config.name.clone(),
                 model_info,
@@ -474,7 +480,7 @@ impl Worker {
             stop: job.prompt_format.stop_sequences(),
         };
         for (done, question) in job.questions.iter().enumerate() {
-            if self.queue.is_cancelled(job.job_id).await? {
+            if self.queue.is_cancelled(job.job_id, job.attempt).await? {
                 return Err(JobFailure::Cancelled);
             }
             let prompt = job.prompt_format.render(&question.text, &question.choices);
@@ -505,6 +511,7 @@ impl Worker {
             self.queue
                 .publish_event(&WorkerEvent::Answer {
                     job_id: job.job_id,
+                    attempt: job.attempt,
                     run_id: job.run_id,
                     record,
                 })
@@ -512,6 +519,7 @@ impl Worker {
             self.queue
                 .publish_event(&WorkerEvent::Progress {
                     job_id: job.job_id,
+                    attempt: job.attempt,
                     run_id: job.run_id,
                     done: u32::try_from(done + 1).unwrap_or(u32::MAX),
                     total,
@@ -589,6 +597,7 @@ fn tune_event(
         engine_thread::TuneProgress::Loaded(model_info) => {
             return Some(WorkerEvent::TuneStarted {
                 job_id,
+                attempt: job.attempt,
                 tuning_id,
                 worker: worker.to_owned(),
                 model_info,
@@ -623,6 +632,7 @@ fn tune_event(
     };
     Some(WorkerEvent::TunePoint {
         job_id,
+        attempt: job.attempt,
         tuning_id,
         point,
     })

@@ -23,6 +23,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
+mod policy;
+pub use policy::{RemotePolicy, allowed_base_url, is_allowed, is_non_public};
+
 /// What `openai:<base-url>#<model>` names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteSpec {
@@ -43,7 +46,9 @@ impl RemoteSpec {
     }
 
     fn parse_rest(rest: &str) -> Result<Self, String> {
-        let Some((url, model)) = rest.rsplit_once('#') else {
+        // The base URL never holds a '#' (a fragment is refused), so the model's name is
+        // everything after the first one and may itself hold '#'.
+        let Some((url, model)) = rest.split_once('#') else {
             return Err(format!(
                 "remote model {rest:?} lacks its name: write openai:<base-url>#<model>, e.g. \
                  openai:http://127.0.0.1:8000/v1#my-model"
@@ -54,25 +59,34 @@ impl RemoteSpec {
                 "remote model {rest:?}: the model name after '#' is empty"
             ));
         }
-        let parsed = reqwest::Url::parse(url)
-            .map_err(|e| format!("remote model: {url:?} is not a URL ({e})"))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(format!(
-                "remote model: {url:?} must start with http:// or https://"
-            ));
-        }
-        if !parsed.username().is_empty() || parsed.password().is_some() {
+        if model.len() > 256 || model.chars().any(char::is_control) {
             return Err(
-                "remote model: put no credentials in the URL; the API key is read from the \
-                 environment (--api-key-env)"
+                "remote model: the model name is at most 256 characters, without control \
+                 characters"
                     .to_owned(),
             );
         }
         Ok(Self {
-            base_url: url.trim_end_matches('/').to_owned(),
+            base_url: allowed_base_url(url)?,
             model: model.to_owned(),
         })
     }
+}
+
+/// The most a remote server's reply may hold; more is refused unread.
+const MAX_REPLY_BYTES: usize = 16 << 20;
+
+/// A reply's body as text, read at most [`MAX_REPLY_BYTES`] (`None` past it); not UTF-8 is
+/// read lossily (the JSON reader then says what is wrong).
+async fn read_reply(mut response: reqwest::Response) -> Result<Option<String>, reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > MAX_REPLY_BYTES {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(String::from_utf8_lossy(&body).into_owned()))
 }
 
 impl std::fmt::Display for RemoteSpec {
@@ -95,6 +109,9 @@ pub struct RemoteOptions {
     pub backoff: Duration,
     /// The environment variable holding the API key (none: no `Authorization` header).
     pub api_key_env: Option<String>,
+    /// Where the client may connect and who receives the key (by default: public addresses
+    /// only, and the key to no one).
+    pub policy: RemotePolicy,
 }
 
 impl Default for RemoteOptions {
@@ -105,6 +122,7 @@ impl Default for RemoteOptions {
             timeout: Duration::from_secs(120),
             backoff: Duration::from_millis(500),
             api_key_env: Some("OPENAI_API_KEY".to_owned()),
+            policy: RemotePolicy::default(),
         }
     }
 }
@@ -171,21 +189,77 @@ pub struct RemoteModel {
 }
 
 impl RemoteModel {
-    /// A client for `spec`; reads the API key from `options.api_key_env` now (an unset
-    /// variable means no key, which local servers do not need).
-    pub fn new(spec: RemoteSpec, options: RemoteOptions) -> Result<Self, RemoteError> {
-        let client = reqwest::Client::builder()
+    /// A client for `spec` under `options.policy`: the host is resolved now and every address
+    /// it has must be public unless the policy allows it (the client then connects only to
+    /// those addresses, so a name cannot change its answer between the check and the call);
+    /// redirects are not followed. The API key is read from `options.api_key_env` now and kept
+    /// only when the base URL is on the policy's allow-list (an unset variable means no key,
+    /// which local servers do not need).
+    pub async fn connect(spec: RemoteSpec, options: RemoteOptions) -> Result<Self, RemoteError> {
+        let refused = |message: String| RemoteError::Fatal {
+            endpoint: spec.base_url.clone(),
+            message,
+        };
+        let url =
+            reqwest::Url::parse(&spec.base_url).map_err(|e| refused(format!("not a URL: {e}")))?;
+        let host = url
+            .host_str()
+            .ok_or_else(|| refused("the URL names no host".to_owned()))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = url.port_or_known_default().unwrap_or(80);
+        let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .map_err(|e| refused(format!("cannot resolve {host}: {e}")))?
+            .collect();
+        if addrs.is_empty() {
+            return Err(refused(format!("{host} resolves to no address")));
+        }
+        let allowed = is_allowed(&options.policy.allow, &spec.base_url);
+        if !allowed
+            && !options.policy.allow_private
+            && let Some(bad) = addrs.iter().find(|a| is_non_public(a.ip()))
+        {
+            return Err(refused(format!(
+                "{host} is at {}, a loopback, private or link-local address, which this worker \
+                 does not call unless its operator allows it (--remote-allow {} or \
+                 --remote-allow-private)",
+                bad.ip(),
+                spec.base_url
+            )));
+        }
+        Self::build(spec, options, Some((host, addrs)), allowed)
+    }
+
+    /// The client itself; `pinned` fixes the addresses a host name resolves to, `send_key`
+    /// says whether the key may go to this server.
+    fn build(
+        spec: RemoteSpec,
+        options: RemoteOptions,
+        pinned: Option<(String, Vec<std::net::SocketAddr>)>,
+        send_key: bool,
+    ) -> Result<Self, RemoteError> {
+        let mut builder = reqwest::Client::builder()
             .timeout(options.timeout)
             .connect_timeout(options.timeout.min(Duration::from_secs(30)))
-            .user_agent(concat!("kokushi/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| RemoteError::Fatal {
-                endpoint: spec.base_url.clone(),
-                message: format!("cannot build an HTTP client: {e}"),
-            })?;
+            .redirect(reqwest::redirect::Policy::none())
+            // A proxy from the environment would resolve the name again, beyond the check.
+            .no_proxy()
+            .user_agent(concat!("kokushi/", env!("CARGO_PKG_VERSION")));
+        if let Some((host, addrs)) = &pinned
+            && host.parse::<std::net::IpAddr>().is_err()
+        {
+            builder = builder.resolve_to_addrs(host, addrs);
+        }
+        let client = builder.build().map_err(|e| RemoteError::Fatal {
+            endpoint: spec.base_url.clone(),
+            message: format!("cannot build an HTTP client: {e}"),
+        })?;
         let key = options
             .api_key_env
             .as_deref()
+            .filter(|_| send_key)
             .and_then(|name| std::env::var(name).ok())
             .filter(|key| !key.trim().is_empty())
             .map(|key| ApiKey(key.trim().to_owned()));
@@ -346,8 +420,17 @@ impl RemoteModel {
                         .and_then(|v| v.trim().parse::<f64>().ok())
                         .filter(|s| s.is_finite() && *s >= 0.0)
                         .map(|s| Duration::from_secs_f64(s.min(300.0)));
-                    let text = match response.text().await {
-                        Ok(text) => text,
+                    let text = match read_reply(response).await {
+                        Ok(Some(text)) => text,
+                        Ok(None) => {
+                            return Err(RemoteError::Fatal {
+                                endpoint,
+                                message: format!(
+                                    "the reply is larger than {} MiB; refused",
+                                    MAX_REPLY_BYTES >> 20
+                                ),
+                            });
+                        }
                         Err(e) => {
                             // A body cut off mid-way: a passing fault like a dropped connection.
                             if attempt < self.options.retries {
@@ -434,7 +517,7 @@ impl RemoteModel {
                 attempt,
                 wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
                 took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-                error = %message,
+                error = ?message,
                 "retrying"
             );
             tokio::time::sleep(wait).await;
@@ -617,118 +700,4 @@ fn clip(text: &str, max_chars: usize) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_remote_model_is_named_by_its_base_url_and_model() {
-        let spec = RemoteSpec::parse("openai:http://127.0.0.1:8000/v1/#Qwen/Qwen2.5-7B#x")
-            .expect("a remote name")
-            .expect("a valid one");
-        assert_eq!(spec.base_url, "http://127.0.0.1:8000/v1/#Qwen/Qwen2.5-7B");
-        assert_eq!(spec.model, "x");
-        let spec = RemoteSpec::parse("openai:https://api.example.org/v1#gpt-4o")
-            .expect("a remote name")
-            .expect("a valid one");
-        assert_eq!(spec.base_url, "https://api.example.org/v1");
-        assert_eq!(spec.to_string(), "openai:https://api.example.org/v1#gpt-4o");
-        assert!(RemoteSpec::parse("model.gguf").is_none());
-        for (bad, says) in [
-            ("openai:http://h/v1", "lacks its name"),
-            ("openai:http://h/v1#", "empty"),
-            ("openai:ftp://h/v1#m", "http://"),
-            ("openai:not a url#m", "not a URL"),
-            ("openai:http://user:pw@h/v1#m", "no credentials"),
-        ] {
-            let error = RemoteSpec::parse(bad)
-                .expect("a remote name")
-                .expect_err(bad);
-            assert!(error.contains(says), "{bad}: {error}");
-        }
-    }
-
-    #[test]
-    fn offsets_in_bytes_are_told_from_offsets_in_characters() {
-        let text = "答え：a";
-        // Characters: 答 え ： a → 0 1 2 3; bytes: each kana/kanji is 3 bytes → 0 3 6 9.
-        assert!(!offsets_in_bytes(&[0, 1, 2, 3], text));
-        assert!(offsets_in_bytes(&[0, 3, 6, 9], text));
-    }
-
-    /// Replies recorded from llama-cpp-python's server (0.3.36, SmolLM2-135M-Instruct Q4_1)
-    /// to `/v1/completions` with `echo`, `logprobs: 1` and `max_tokens: 1` (top_logprobs cut).
-    /// Its offsets leave out special tokens, and the generated token is listed in one reply and
-    /// not in the other.
-    const LLAMA_CPP_GENERATED_NOT_LISTED: &str = r#"{"object":"text_completion","model":"smollm2","choices":[{"text":"答え：a[","index":0,"logprobs":{"text_offset":[0,0,1,1,2,3],"token_logprobs":[null,-14.064311981201172,-13.247971534729004,-13.670336723327637,-8.868573188781738,-8.678083419799805],"tokens":["","","","","：","a"]},"finish_reason":"length"}],"usage":{"prompt_tokens":6,"completion_tokens":1,"total_tokens":7}}"#;
-    const LLAMA_CPP_SPECIAL_TOKENS: &str = r#"{"object":"text_completion","model":"smollm2","choices":[{"text":"<|im_start|>user\n答え：b\n","index":0,"logprobs":{"text_offset":[0,4,5,5,6,6,7,8,9],"token_logprobs":[null,-3.3214938640594482,-14.641983032226562,-0.8368147611618042,-7.014912128448486,-5.785876750946045,-6.229447364807129,-7.277844429016113,-2.3723032474517822],"tokens":["user","\n","","","","","：","b","\n"]},"finish_reason":"length"}],"usage":{"prompt_tokens":9,"completion_tokens":1,"total_tokens":10}}"#;
-
-    fn echo(reply: &str, prompt: &str, continuation: &str) -> Result<RemoteScore, String> {
-        read_echo(
-            &serde_json::from_str(reply).expect("JSON"),
-            prompt,
-            continuation,
-        )
-    }
-
-    #[test]
-    fn the_continuation_is_found_from_the_end_of_the_echoed_tokens() {
-        let score = echo(LLAMA_CPP_GENERATED_NOT_LISTED, "答え：", "a").expect("a score");
-        assert_eq!((score.sum, score.tokens), (-8.678_083_419_799_805, 1));
-        assert_eq!(score.prompt_tokens, 5);
-        let score =
-            echo(LLAMA_CPP_SPECIAL_TOKENS, "<|im_start|>user\n答え：", "b").expect("a score");
-        assert_eq!((score.sum, score.tokens), (-7.277_844_429_016_113, 1));
-        assert_eq!(score.prompt_tokens, 7);
-        // Offsets in bytes, a two-token continuation, the generated token listed.
-        let bytes = r#"{"choices":[{"text":"答え：心臓。","logprobs":{"tokens":["答","え","：","心","臓","。"],"text_offset":[0,3,6,9,12,15],"token_logprobs":[null,-1.0,-2.0,-3.0,-4.0,-5.0]}}]}"#;
-        let score = echo(bytes, "答え：", "心臓").expect("a score");
-        assert_eq!((score.sum, score.tokens, score.mean), (-7.0, 2, -3.5));
-        // No echo at all: the error says what the server lacks.
-        let plain = r#"{"choices":[{"text":"b","logprobs":null}]}"#;
-        let error = echo(plain, "答え：", "b").expect_err("no echo");
-        assert!(error.contains("--mode generate"), "{error}");
-    }
-
-    #[test]
-    fn the_servers_message_is_read_from_every_common_error_shape() {
-        assert_eq!(
-            server_message(r#"{"error":{"message":"context too long","type":"x"}}"#),
-            "context too long"
-        );
-        assert_eq!(server_message(r#"{"error":"busy"}"#), "busy");
-        assert_eq!(server_message(r#"{"detail":"Not Found"}"#), "Not Found");
-        assert_eq!(server_message(""), "(empty body)");
-        assert_eq!(
-            server_message("<html>bad gateway</html>"),
-            "<html>bad gateway</html>"
-        );
-    }
-
-    #[test]
-    fn the_api_key_never_shows_in_debug_output() {
-        let key = ApiKey("sk-secret-123".to_owned());
-        assert!(!format!("{key:?}").contains("secret"));
-    }
-
-    #[test]
-    fn backoff_doubles_and_honours_retry_after() {
-        let model = RemoteModel::new(
-            RemoteSpec {
-                base_url: "http://127.0.0.1:9/v1".to_owned(),
-                model: "m".to_owned(),
-            },
-            RemoteOptions {
-                api_key_env: None,
-                ..RemoteOptions::default()
-            },
-        )
-        .expect("a client");
-        assert_eq!(model.backoff(1, None), Duration::from_millis(500));
-        assert_eq!(model.backoff(3, None), Duration::from_millis(2000));
-        assert_eq!(model.backoff(30, None), Duration::from_secs(60));
-        assert_eq!(
-            model.backoff(1, Some(Duration::from_secs(7))),
-            Duration::from_secs(7)
-        );
-    }
-}
+mod tests;

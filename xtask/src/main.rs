@@ -251,7 +251,12 @@ fn frontend(root: &Path) -> Result<PathBuf> {
         )?;
     }
     let pages = FRONTEND_BUNDLES.map(|(_, page)| page);
-    for file in pages.iter().chain(&["style.css"]) {
+    // Each page starts its bundle from a file of its own: the Content-Security-Policy allows no
+    // inline script.
+    for file in pages
+        .iter()
+        .chain(&["style.css", "start-portal.js", "start-grading.js"])
+    {
         std::fs::copy(root.join("frontend").join(file), dist.join(file))
             .with_context(|| format!("copying frontend/{file}"))?;
     }

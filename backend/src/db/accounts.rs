@@ -34,6 +34,9 @@ fn user_from_row(row: &AnyRow, roles: Vec<Role>) -> Result<UserSummary, DbError>
     })
 }
 
+/// The columns [`token_from_row`] reads.
+const TOKEN_COLUMNS: &str = "id, name, created_at, last_used_at, revoked_at, expires_at";
+
 fn token_from_row(row: &AnyRow) -> Result<TokenSummary, DbError> {
     Ok(TokenSummary {
         id: row.try_get("id")?,
@@ -41,7 +44,15 @@ fn token_from_row(row: &AnyRow) -> Result<TokenSummary, DbError> {
         created_at: row.try_get("created_at")?,
         last_used_at: row.try_get("last_used_at")?,
         revoked_at: row.try_get("revoked_at")?,
+        expires_at: row.try_get("expires_at")?,
     })
+}
+
+/// What ending an account's access took with it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ended {
+    pub sessions: u64,
+    pub tokens: u64,
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
@@ -145,8 +156,8 @@ impl Db {
     }
 
     /// Every account, by name.
-    pub async fn users(&self) -> Result<Vec<UserSummary>, DbError> {
-        let rows = sqlx::query(&format!("{USER_SELECT} ORDER BY username"))
+    pub async fn users(&self, page: crate::page::Page) -> Result<Vec<UserSummary>, DbError> {
+        let rows = sqlx::query(&format!("{USER_SELECT} ORDER BY username {}", page.sql()))
             .fetch_all(&self.pool)
             .await?;
         let mut users = Vec::with_capacity(rows.len());
@@ -157,15 +168,16 @@ impl Db {
         Ok(users)
     }
 
-    /// Changes what is given, in one transaction. Disabling an account or changing its
-    /// password ends its sessions. `None` when there is no such account.
+    /// Changes what is given, in one transaction. Disabling an account ends its sessions;
+    /// changing its password ends its sessions and revokes its API tokens (whoever learnt the
+    /// old password may have made some). `None` when there is no such account.
     pub async fn update_user(
         &self,
         id: i64,
         roles: Option<&[Role]>,
         disabled: Option<bool>,
         password_hash: Option<&str>,
-    ) -> Result<Option<UserSummary>, DbError> {
+    ) -> Result<Option<(UserSummary, Ended)>, DbError> {
         let mut tx = self.begin_write().await?;
         let exists = sqlx::query("SELECT id FROM users WHERE id = $1")
             .bind(id)
@@ -202,14 +214,26 @@ impl Db {
                 .execute(&mut *tx)
                 .await?;
         }
+        let mut ended = Ended::default();
         if disabled == Some(true) || password_hash.is_some() {
-            sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            ended.sessions = sqlx::query("DELETE FROM sessions WHERE user_id = $1")
                 .bind(id)
                 .execute(&mut *tx)
-                .await?;
+                .await?
+                .rows_affected();
+        }
+        if password_hash.is_some() {
+            ended.tokens = sqlx::query(
+                "UPDATE api_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+            )
+            .bind(now_rfc3339())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         }
         tx.commit().await?;
-        self.user(id).await
+        Ok(self.user(id).await?.map(|user| (user, ended)))
     }
 
     pub async fn create_session(
@@ -220,8 +244,9 @@ impl Db {
         expires_at: &str,
     ) -> Result<(), DbError> {
         sqlx::query(
-            "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, expires_at, \
+                                   last_seen_at) \
+             VALUES ($1, $2, $3, $4, $5, $4)",
         )
         .bind(token_hash)
         .bind(user_id)
@@ -233,24 +258,39 @@ impl Db {
         Ok(())
     }
 
-    /// The enabled account behind an unexpired session.
+    /// The enabled account behind a session that has neither expired nor been idle since
+    /// `idle_since`; notes its use when `stale_before` is given and its use was last noted
+    /// before it (at most once a minute). Without it, nothing is written.
     pub async fn session_user(
         &self,
         token_hash: &str,
         now: &str,
+        idle_since: &str,
+        stale_before: Option<&str>,
     ) -> Result<Option<SessionUser>, DbError> {
         let Some(row) = sqlx::query(
-            "SELECT u.id, u.username, u.password_hash, u.disabled, u.created_at, s.csrf_token \
+            "SELECT u.id, u.username, u.password_hash, u.disabled, u.created_at, s.csrf_token, \
+                    COALESCE(s.last_seen_at, s.created_at) AS last_seen \
              FROM sessions s JOIN users u ON u.id = s.user_id \
-             WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.disabled = 0",
+             WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.disabled = 0 \
+               AND COALESCE(s.last_seen_at, s.created_at) > $3",
         )
         .bind(token_hash)
         .bind(now)
+        .bind(idle_since)
         .fetch_optional(&self.pool)
         .await?
         else {
             return Ok(None);
         };
+        let last_seen: String = row.try_get("last_seen")?;
+        if stale_before.is_some_and(|stale| last_seen.as_str() < stale) {
+            sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE token_hash = $2")
+                .bind(now)
+                .bind(token_hash)
+                .execute(&self.pool)
+                .await?;
+        }
         let id: i64 = row.try_get("id")?;
         Ok(Some(SessionUser {
             user: user_from_row(&row, self.roles_of(id).await?)?,
@@ -266,36 +306,46 @@ impl Db {
         Ok(())
     }
 
-    /// Forgets sessions that have expired.
-    pub async fn delete_expired_sessions(&self, now: &str) -> Result<u64, DbError> {
-        Ok(sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
-            .bind(now)
-            .execute(&self.pool)
-            .await?
-            .rows_affected())
+    /// Forgets sessions that have expired, or been idle since `idle_since`.
+    pub async fn delete_expired_sessions(
+        &self,
+        now: &str,
+        idle_since: &str,
+    ) -> Result<u64, DbError> {
+        Ok(sqlx::query(
+            "DELETE FROM sessions \
+             WHERE expires_at <= $1 OR COALESCE(last_seen_at, created_at) <= $2",
+        )
+        .bind(now)
+        .bind(idle_since)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
     }
 
+    /// Stores a new token (its hash), valid until `expires_at` if given.
     pub async fn create_token(
         &self,
         user_id: i64,
         name: &str,
         token_hash: &str,
+        expires_at: Option<&str>,
     ) -> Result<TokenSummary, DbError> {
-        let row = sqlx::query(
-            "INSERT INTO api_tokens (user_id, name, token_hash, created_at) \
-             VALUES ($1, $2, $3, $4) \
-             RETURNING id, name, created_at, last_used_at, revoked_at",
-        )
+        let row = sqlx::query(&format!(
+            "INSERT INTO api_tokens (user_id, name, token_hash, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING {TOKEN_COLUMNS}"
+        ))
         .bind(user_id)
         .bind(name)
         .bind(token_hash)
         .bind(now_rfc3339())
+        .bind(expires_at)
         .fetch_one(&self.pool)
         .await?;
         token_from_row(&row)
     }
 
-    /// The enabled account behind an unrevoked token; notes when it was used (at most once a
+    /// The enabled account behind an unrevoked, unexpired token; notes when it was used (at most once a
     /// minute, so that a busy script does not turn every read into a write).
     pub async fn token_user(
         &self,
@@ -307,9 +357,11 @@ impl Db {
             "SELECT u.id, u.username, u.password_hash, u.disabled, u.created_at, \
                     t.id AS token_id, t.last_used_at \
              FROM api_tokens t JOIN users u ON u.id = t.user_id \
-             WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND u.disabled = 0",
+             WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND u.disabled = 0 \
+               AND (t.expires_at IS NULL OR t.expires_at > $2)",
         )
         .bind(token_hash)
+        .bind(now)
         .fetch_optional(&self.pool)
         .await?
         else {
@@ -328,16 +380,41 @@ impl Db {
         Ok(Some(user_from_row(&row, self.roles_of(id).await?)?))
     }
 
-    /// A user's tokens, newest first, revoked ones included.
-    pub async fn tokens(&self, user_id: i64) -> Result<Vec<TokenSummary>, DbError> {
-        let rows = sqlx::query(
-            "SELECT id, name, created_at, last_used_at, revoked_at FROM api_tokens \
-             WHERE user_id = $1 ORDER BY id DESC",
+    /// How many of a user's tokens are neither revoked nor expired.
+    pub async fn live_token_count(&self, user_id: i64) -> Result<u64, DbError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM api_tokens WHERE user_id = $1 AND revoked_at IS NULL \
+             AND (expires_at IS NULL OR expires_at > $2)",
         )
+        .bind(user_id)
+        .bind(now_rfc3339())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0))
+    }
+
+    /// A user's tokens, newest first, revoked ones included.
+    pub async fn tokens(
+        &self,
+        user_id: i64,
+        page: crate::page::Page,
+    ) -> Result<(Vec<TokenSummary>, u64), DbError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE user_id = $1 ORDER BY id DESC {}",
+            page.sql()
+        ))
         .bind(user_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(token_from_row).collect()
+        let total: i64 = sqlx::query("SELECT COUNT(*) AS n FROM api_tokens WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?;
+        Ok((
+            rows.iter().map(token_from_row).collect::<Result<_, _>>()?,
+            u64::try_from(total).unwrap_or(0),
+        ))
     }
 
     /// Revokes one of `user_id`'s tokens; `None` when that user has no such token.
@@ -355,10 +432,9 @@ impl Db {
         .bind(user_id)
         .execute(&self.pool)
         .await?;
-        let row = sqlx::query(
-            "SELECT id, name, created_at, last_used_at, revoked_at FROM api_tokens \
-             WHERE id = $1 AND user_id = $2",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = $1 AND user_id = $2"
+        ))
         .bind(token_id)
         .bind(user_id)
         .fetch_optional(&self.pool)

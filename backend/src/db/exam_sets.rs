@@ -1,5 +1,7 @@
 //! Exam sets and their questions.
 
+use std::collections::BTreeSet;
+
 use kokushi_shared::Question;
 use kokushi_shared::api::ExamSetSummary;
 use sha2::{Digest, Sha256};
@@ -14,6 +16,68 @@ const SUMMARY_SELECT: &str = "SELECT e.id, e.name, e.content_hash, e.created_at,
      (SELECT COUNT(*) FROM questions q WHERE q.exam_set_id = e.id AND q.text_only = 1) AS t, \
      (SELECT COUNT(*) FROM exam_sets v WHERE v.name = e.name AND v.id <= e.id) AS version \
      FROM exam_sets e";
+
+/// The exam years, blocks and specialties a set of questions holds: the values a leaderboard
+/// filter may name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Facets {
+    pub years: BTreeSet<u16>,
+    pub blocks: BTreeSet<String>,
+    pub specialties: BTreeSet<String>,
+}
+
+impl Facets {
+    /// The years, blocks and specialties of `questions`.
+    pub fn of<'a>(questions: impl IntoIterator<Item = &'a Question>) -> Self {
+        let mut f = Facets::default();
+        for q in questions {
+            if let Some(y) = q.meta.year {
+                f.years.insert(y);
+            }
+            if let Some(b) = &q.meta.block {
+                f.blocks.insert(b.clone());
+            }
+            if let Some(s) = &q.meta.specialty {
+                f.specialties.insert(s.clone());
+            }
+        }
+        f
+    }
+
+    fn merge(&mut self, other: Facets) {
+        self.years.extend(other.years);
+        self.blocks.extend(other.blocks);
+        self.specialties.extend(other.specialties);
+    }
+}
+
+/// An exam set ready to store: its questions with their content hash, facets and stored
+/// bodies, made in one go (CPU work: a server makes it off its request threads).
+#[derive(Debug, Clone)]
+pub struct PreparedSet {
+    pub questions: Vec<Question>,
+    hash: String,
+    facets: String,
+    bodies: Vec<String>,
+}
+
+impl PreparedSet {
+    pub fn new(questions: Vec<Question>) -> Result<Self, DbError> {
+        let hash = content_hash(&questions);
+        let facets = serde_json::to_string(&Facets::of(&questions))
+            .map_err(|e| corrupt("exam_sets", "facets", e))?;
+        let bodies = questions
+            .iter()
+            .map(|q| serde_json::to_string(q).map_err(|e| corrupt("questions", "body", e)))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            questions,
+            hash,
+            facets,
+            bodies,
+        })
+    }
+}
 
 /// SHA-256 of the questions' canonical JSON: identical content has the same hash whatever
 /// the file's layout.
@@ -32,18 +96,30 @@ pub fn content_hash(questions: &[Question]) -> String {
 
 impl Db {
     /// Stores an exam set in one transaction; identical content under the same name is
-    /// recognised and not stored twice. Returns the set and whether it was created.
+    /// recognised and not stored twice. Returns the set and whether it was created. (The
+    /// hashing and encoding happen here, on the caller's thread: a server prepares a large
+    /// set off its request threads with [`PreparedSet::new`] and [`Db::insert_prepared`].)
     pub async fn insert_exam_set(
         &self,
         name: &str,
         questions: &[Question],
     ) -> Result<(ExamSetSummary, bool), DbError> {
-        let hash = content_hash(questions);
+        self.insert_prepared(name, &PreparedSet::new(questions.to_vec())?)
+            .await
+    }
+
+    /// [`Db::insert_exam_set`] of a set whose hash, facets and rows are already made.
+    pub async fn insert_prepared(
+        &self,
+        name: &str,
+        set: &PreparedSet,
+    ) -> Result<(ExamSetSummary, bool), DbError> {
+        let hash = &set.hash;
         let mut tx = self.begin_write().await?;
         let existing =
             sqlx::query("SELECT id FROM exam_sets WHERE name = $1 AND content_hash = $2")
                 .bind(name)
-                .bind(&hash)
+                .bind(hash)
                 .fetch_optional(&mut *tx)
                 .await?;
         if let Some(row) = existing {
@@ -56,16 +132,17 @@ impl Db {
             return Ok((summary, false));
         }
         let id: i64 = sqlx::query(
-            "INSERT INTO exam_sets (name, content_hash, created_at) VALUES ($1, $2, $3) RETURNING id",
+            "INSERT INTO exam_sets (name, content_hash, created_at, facets) \
+             VALUES ($1, $2, $3, $4) RETURNING id",
         )
         .bind(name)
-        .bind(&hash)
+        .bind(hash)
         .bind(now_rfc3339())
+        .bind(&set.facets)
         .fetch_one(&mut *tx)
         .await?
         .try_get("id")?;
-        for (position, q) in questions.iter().enumerate() {
-            let body = serde_json::to_string(q).map_err(|e| corrupt("questions", "body", e))?;
+        for (position, (q, body)) in set.questions.iter().zip(&set.bodies).enumerate() {
             sqlx::query(
                 "INSERT INTO questions (exam_set_id, position, problem_id, text_only, points, body) \
                  VALUES ($1, $2, $3, $4, $5, $6)",
@@ -87,11 +164,53 @@ impl Db {
         Ok((summary, true))
     }
 
-    /// Every exam set, newest first.
-    pub async fn exam_sets(&self) -> Result<Vec<ExamSetSummary>, DbError> {
-        let rows = sqlx::query(&format!("{SUMMARY_SELECT} ORDER BY e.id DESC"))
+    /// The years, blocks and specialties all exam sets hold together. A set stored before
+    /// facets were kept has them computed from its questions and stored, once.
+    pub async fn facets(&self) -> Result<Facets, DbError> {
+        let rows = sqlx::query("SELECT id, facets FROM exam_sets")
             .fetch_all(&self.pool)
             .await?;
+        let mut all = Facets::default();
+        for row in rows {
+            let stored: Option<String> = row.try_get("facets")?;
+            let facets = match stored {
+                Some(text) => {
+                    serde_json::from_str(&text).map_err(|e| corrupt("exam_sets", "facets", e))?
+                }
+                None => {
+                    let id: i64 = row.try_get("id")?;
+                    let bodies = sqlx::query("SELECT body FROM questions WHERE exam_set_id = $1")
+                        .bind(id)
+                        .fetch_all(&self.pool)
+                        .await?;
+                    let questions = bodies
+                        .iter()
+                        .map(|r| question_from_body(&r.try_get::<String, _>("body")?))
+                        .collect::<Result<Vec<_>, DbError>>()?;
+                    let facets = Facets::of(&questions);
+                    let text = serde_json::to_string(&facets)
+                        .map_err(|e| corrupt("exam_sets", "facets", e))?;
+                    sqlx::query("UPDATE exam_sets SET facets = $1 WHERE id = $2")
+                        .bind(text)
+                        .bind(id)
+                        .execute(&self.pool)
+                        .await?;
+                    facets
+                }
+            };
+            all.merge(facets);
+        }
+        Ok(all)
+    }
+
+    /// Every exam set, newest first.
+    pub async fn exam_sets(&self, page: crate::page::Page) -> Result<Vec<ExamSetSummary>, DbError> {
+        let rows = sqlx::query(&format!(
+            "{SUMMARY_SELECT} ORDER BY e.id DESC {}",
+            page.sql()
+        ))
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(summary_from_row).collect()
     }
 

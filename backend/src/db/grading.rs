@@ -42,6 +42,8 @@ pub struct ItemRow {
 #[derive(Debug, Clone)]
 pub struct AssignmentRow {
     pub id: i64,
+    /// The random handle its annotator knows it by.
+    pub handle: i64,
     pub task_id: i64,
     pub item_id: i64,
     pub annotator_id: i64,
@@ -76,7 +78,8 @@ pub struct AnswerRow {
 pub struct MyAssignment {
     pub task_id: i64,
     pub task_name: String,
-    pub id: i64,
+    /// The assignment's random handle (never its row id).
+    pub handle: i64,
     /// 1-based place in the annotator's order.
     pub position: u32,
     pub graded: bool,
@@ -95,8 +98,8 @@ pub struct NewTask<'a> {
     pub run_ids: &'a [i64],
     /// (run id, problem id) per item.
     pub items: &'a [(i64, String)],
-    /// Per item: (annotator id, position in that annotator's order).
-    pub assignments: &'a [Vec<(i64, u32)>],
+    /// Per item: (annotator id, position in that annotator's order, random handle).
+    pub assignments: &'a [Vec<(i64, u32, i64)>],
     /// The request as made, for the audit log.
     pub audit: String,
 }
@@ -282,15 +285,16 @@ impl Db {
             .fetch_one(&mut *tx)
             .await?
             .try_get("id")?;
-            for (annotator, position) in graders {
+            for (annotator, position, handle) in graders {
                 sqlx::query(
-                    "INSERT INTO grading_assignments (task_id, item_id, annotator_id, position) \
-                     VALUES ($1, $2, $3, $4)",
+                    "INSERT INTO grading_assignments (task_id, item_id, annotator_id, position, \
+                     handle) VALUES ($1, $2, $3, $4, $5)",
                 )
                 .bind(id)
                 .bind(item)
                 .bind(annotator)
                 .bind(i64::from(*position))
+                .bind(handle)
                 .execute(&mut *tx)
                 .await?;
             }
@@ -310,10 +314,16 @@ impl Db {
     }
 
     /// Every task, newest first.
-    pub async fn grading_tasks(&self) -> Result<Vec<TaskRow>, DbError> {
-        let rows = sqlx::query(&format!("{TASK_SELECT} ORDER BY t.id DESC"))
-            .fetch_all(&self.pool)
-            .await?;
+    pub async fn grading_tasks(
+        &self,
+        page: Option<crate::page::Page>,
+    ) -> Result<Vec<TaskRow>, DbError> {
+        let rows = sqlx::query(&format!(
+            "{TASK_SELECT} ORDER BY t.id DESC {}",
+            page.map(|p| p.sql()).unwrap_or_default()
+        ))
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(task_from_row).collect()
     }
 
@@ -358,7 +368,7 @@ impl Db {
         .map(item_from_row)
         .collect::<Result<Vec<_>, DbError>>()?;
         let assignments = sqlx::query(&format!(
-            "SELECT x.id, x.task_id, x.item_id, x.annotator_id, u.username, x.position \
+            "SELECT x.id, x.handle, x.task_id, x.item_id, x.annotator_id, u.username, x.position \
              FROM grading_assignments x JOIN users u ON u.id = x.annotator_id {filter} ORDER BY x.id"
         ))
         .bind(bind)
@@ -404,15 +414,18 @@ impl Db {
         })
     }
 
-    /// One assignment with its item.
-    pub async fn assignment(&self, id: i64) -> Result<Option<(AssignmentRow, ItemRow)>, DbError> {
+    /// The assignment with a handle, with its item.
+    pub async fn assignment_by_handle(
+        &self,
+        handle: i64,
+    ) -> Result<Option<(AssignmentRow, ItemRow)>, DbError> {
         let Some(r) = sqlx::query(
-            "SELECT x.id, x.task_id, x.item_id, x.annotator_id, u.username, x.position, \
-                    i.run_id, i.problem_id \
+            "SELECT x.id, x.handle, x.task_id, x.item_id, x.annotator_id, u.username, \
+                    x.position, i.run_id, i.problem_id \
              FROM grading_assignments x JOIN users u ON u.id = x.annotator_id \
-             JOIN grading_items i ON i.id = x.item_id WHERE x.id = $1",
+             JOIN grading_items i ON i.id = x.item_id WHERE x.handle = $1",
         )
-        .bind(id)
+        .bind(handle)
         .fetch_optional(&self.pool)
         .await?
         else {
@@ -446,7 +459,7 @@ impl Db {
         task: Option<i64>,
     ) -> Result<Vec<MyAssignment>, DbError> {
         let rows = sqlx::query(
-            "SELECT x.task_id, t.name, x.id, x.position, \
+            "SELECT x.task_id, t.name, x.handle, x.position, \
                     (SELECT COUNT(*) FROM grades g WHERE g.assignment_id = x.id) AS versions \
              FROM grading_assignments x JOIN grading_tasks t ON t.id = x.task_id \
              WHERE x.annotator_id = $1 AND (x.task_id = $2 OR $2 = -1) \
@@ -461,7 +474,7 @@ impl Db {
                 Ok(MyAssignment {
                     task_id: r.try_get("task_id")?,
                     task_name: r.try_get("name")?,
-                    id: r.try_get("id")?,
+                    handle: r.try_get("handle")?,
                     position: to_u32(r.try_get("position")?),
                     graded: r.try_get::<i64, _>("versions")? > 0,
                 })
@@ -605,12 +618,14 @@ impl Db {
         &self,
         task: Option<i64>,
         item: Option<i64>,
+        page: Option<crate::page::Page>,
     ) -> Result<Vec<AuditEntry>, DbError> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(&format!(
             "SELECT l.id, l.at, u.username, l.action, l.task_id, l.item_id, l.before_value, \
                     l.after_value FROM audit_log l JOIN users u ON u.id = l.actor_id \
-             WHERE (l.task_id = $1 OR $1 = -1) AND (l.item_id = $2 OR $2 = -1) ORDER BY l.id",
-        )
+             WHERE (l.task_id = $1 OR $1 = -1) AND (l.item_id = $2 OR $2 = -1) ORDER BY l.id {}",
+            page.map(|p| p.sql()).unwrap_or_default()
+        ))
         .bind(task.unwrap_or(-1))
         .bind(item.unwrap_or(-1))
         .fetch_all(&self.pool)
@@ -766,6 +781,7 @@ fn item_from_row(r: &sqlx::any::AnyRow) -> Result<ItemRow, DbError> {
 fn assignment_from_row(r: &sqlx::any::AnyRow) -> Result<AssignmentRow, DbError> {
     Ok(AssignmentRow {
         id: r.try_get("id")?,
+        handle: r.try_get("handle")?,
         task_id: r.try_get("task_id")?,
         item_id: r.try_get("item_id")?,
         annotator_id: r.try_get("annotator_id")?,

@@ -121,6 +121,7 @@ impl Db {
         .try_get("id")?;
         Ok(Some(EvalJob {
             job_id,
+            attempt: 1,
             run_id,
             model: new.model.clone(),
             adapter: new.adapter.clone(),
@@ -164,28 +165,10 @@ impl Db {
             .next())
     }
 
-    /// Marks a run succeeded if every question it asks has its answer; `false` (and nothing
-    /// changed) while some are missing, e.g. when events were lost with Redis's data.
-    pub async fn complete_run(&self, run_id: i64) -> Result<bool, DbError> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS missing FROM run_questions rq WHERE rq.run_id = $1 AND NOT EXISTS \
-               (SELECT 1 FROM answers a WHERE a.run_id = rq.run_id AND a.problem_id = rq.problem_id)",
-        )
-        .bind(run_id)
-        .fetch_one(&self.pool)
-        .await?;
-        let missing: i64 = row.try_get("missing")?;
-        if missing > 0 {
-            return Ok(false);
-        }
-        self.finish_run(run_id, None).await?;
-        Ok(true)
-    }
-
     async fn jobs_of_unfinished(&self, run_id: Option<i64>) -> Result<Vec<EvalJob>, DbError> {
         let runs = sqlx::query(
-            "SELECT j.id AS job_id, r.id AS run_id, r.model, r.adapter, r.prompt_format, r.max_new_tokens, \
-                    r.exam_set_id, r.priority, r.scoring \
+            "SELECT j.id AS job_id, j.attempt, r.id AS run_id, r.model, r.adapter, r.prompt_format, \
+                    r.max_new_tokens, r.exam_set_id, r.priority, r.scoring \
              FROM jobs j JOIN runs r ON r.id = j.run_id \
              WHERE r.status IN ('queued', 'running') AND ($1 < 0 OR r.id = $1) ORDER BY j.id",
         )
@@ -220,6 +203,7 @@ impl Db {
             }
             jobs.push(EvalJob {
                 job_id: run.try_get("job_id")?,
+                attempt: to_u32(run.try_get("attempt")?),
                 run_id,
                 model: run.try_get("model")?,
                 adapter: run.try_get("adapter")?,
@@ -237,10 +221,14 @@ impl Db {
     }
 
     /// Every run with its tally, newest first.
-    pub async fn leaderboard(&self) -> Result<Vec<RunSummary>, DbError> {
+    pub async fn leaderboard(
+        &self,
+        page: Option<crate::page::Page>,
+    ) -> Result<Vec<RunSummary>, DbError> {
         let rows = sqlx::query(&format!(
             "SELECT {RUN_COLUMNS} FROM runs r JOIN exam_sets e ON e.id = r.exam_set_id \
-             ORDER BY r.id DESC"
+             ORDER BY r.id DESC {}",
+            page.map(|p| p.sql()).unwrap_or_default()
         ))
         .fetch_all(&self.pool)
         .await?;
@@ -379,31 +367,6 @@ impl Db {
         Ok(Some((questions, predictions)))
     }
 
-    /// A worker took the job.
-    pub async fn mark_running(
-        &self,
-        run_id: i64,
-        worker: &str,
-        model_info: &str,
-    ) -> Result<(), DbError> {
-        let now = now_rfc3339();
-        sqlx::query(
-            "UPDATE runs SET status = 'running', worker = $2, model_info = $3 \
-             WHERE id = $1 AND status IN ('queued', 'running')",
-        )
-        .bind(run_id)
-        .bind(worker)
-        .bind(model_info)
-        .execute(&self.pool)
-        .await?;
-        sqlx::query("UPDATE jobs SET status = 'running', updated_at = $2 WHERE run_id = $1 AND status IN ('queued', 'running')")
-            .bind(run_id)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
     /// Scores and stores one answer; a repeat of an answer already stored changes nothing.
     /// Returns false for an answer to a question the run does not ask.
     pub async fn record_answer(&self, run_id: i64, record: &AnswerRecord) -> Result<bool, DbError> {
@@ -467,84 +430,6 @@ impl Db {
         }
         tx.commit().await?;
         Ok(true)
-    }
-
-    /// Cancels a queued or running run, keeping its answers. `Err` with the run's status when it
-    /// is already finished; `Ok(None)` when there is no such run; `Ok(Some(job_id))` done.
-    pub async fn cancel_run(&self, run_id: i64) -> Result<Result<Option<i64>, RunStatus>, DbError> {
-        let now = now_rfc3339();
-        let mut tx = self.begin_write().await?;
-        let changed = sqlx::query(
-            "UPDATE runs SET status = 'cancelled', finished_at = $2 \
-             WHERE id = $1 AND status IN ('queued', 'running')",
-        )
-        .bind(run_id)
-        .bind(&now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        let job = sqlx::query("SELECT id FROM jobs WHERE run_id = $1")
-            .bind(run_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if changed == 0 {
-            tx.rollback().await?;
-            return Ok(match job {
-                None => Ok(None),
-                Some(_) => Err(self.status_of(run_id).await?.unwrap_or(RunStatus::Failed)),
-            });
-        }
-        sqlx::query("UPDATE jobs SET status = 'cancelled', updated_at = $2 WHERE run_id = $1")
-            .bind(run_id)
-            .bind(&now)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(Ok(job.map(|r| r.try_get("id")).transpose()?))
-    }
-
-    /// Puts a failed or cancelled run back in the queue; returns its job with the questions
-    /// still unanswered. `Err` with the status when the run is not failed or cancelled;
-    /// `Ok(None)` when there is no such run.
-    pub async fn retry_run(
-        &self,
-        run_id: i64,
-    ) -> Result<Result<Option<EvalJob>, RunStatus>, DbError> {
-        let now = now_rfc3339();
-        let changed = sqlx::query(
-            "UPDATE runs SET status = 'queued', error = NULL, finished_at = NULL, worker = NULL \
-             WHERE id = $1 AND status IN ('failed', 'cancelled')",
-        )
-        .bind(run_id)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        if changed == 0 {
-            return Ok(match self.status_of(run_id).await? {
-                None => Ok(None),
-                Some(status) => Err(status),
-            });
-        }
-        sqlx::query("UPDATE jobs SET status = 'queued', updated_at = $2 WHERE run_id = $1")
-            .bind(run_id)
-            .bind(&now)
-            .execute(&self.pool)
-            .await?;
-        Ok(Ok(self.unfinished_job(run_id).await?))
-    }
-
-    async fn status_of(&self, run_id: i64) -> Result<Option<RunStatus>, DbError> {
-        let Some(row) = sqlx::query("SELECT status FROM runs WHERE id = $1")
-            .bind(run_id)
-            .fetch_optional(&self.pool)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let status: String = row.try_get("status")?;
-        RunStatus::parse(&status)
-            .map(Some)
-            .ok_or_else(|| corrupt("runs", "status", &status))
     }
 
     /// How many runs there are in each status.
@@ -680,33 +565,6 @@ impl Db {
         .fetch_one(&self.pool)
         .await?;
         Ok(row.try_get("n")?)
-    }
-
-    /// The worker finished the job (`error` is `None`) or gave up on it.
-    pub async fn finish_run(&self, run_id: i64, error: Option<&str>) -> Result<(), DbError> {
-        let status = if error.is_some() {
-            RunStatus::Failed
-        } else {
-            RunStatus::Succeeded
-        };
-        let now = now_rfc3339();
-        sqlx::query(
-            "UPDATE runs SET status = $2, error = $3, finished_at = $4 \
-             WHERE id = $1 AND status IN ('queued', 'running')",
-        )
-        .bind(run_id)
-        .bind(status.as_str())
-        .bind(error)
-        .bind(&now)
-        .execute(&self.pool)
-        .await?;
-        sqlx::query("UPDATE jobs SET status = $2, updated_at = $3 WHERE run_id = $1")
-            .bind(run_id)
-            .bind(status.as_str())
-            .bind(&now)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
     }
 }
 

@@ -33,6 +33,8 @@ pub struct NewTuning {
 #[derive(Debug, Clone)]
 pub struct TuningJobRow {
     pub job_id: i64,
+    /// The job's latest attempt (one more at each retry).
+    pub attempt: u32,
     pub tuning_id: i64,
     pub adapter: String,
     pub base_model: String,
@@ -93,6 +95,7 @@ fn job_row(row: &sqlx::any::AnyRow) -> Result<TuningJobRow, DbError> {
     let priority: String = row.try_get("priority")?;
     Ok(TuningJobRow {
         job_id: row.try_get("job_id")?,
+        attempt: u32::try_from(row.try_get::<i64, _>("attempt")?).unwrap_or(u32::MAX),
         tuning_id: row.try_get("tuning_id")?,
         adapter: row.try_get("adapter")?,
         base_model: row.try_get("base_model")?,
@@ -103,17 +106,17 @@ fn job_row(row: &sqlx::any::AnyRow) -> Result<TuningJobRow, DbError> {
     })
 }
 
-const JOB_SELECT: &str = "SELECT j.id AS job_id, t.id AS tuning_id, t.adapter, t.base_model, \
+const JOB_SELECT: &str = "SELECT j.id AS job_id, j.attempt, t.id AS tuning_id, t.adapter, t.base_model, \
      t.data_exam_set_id, t.plan, t.priority FROM jobs j JOIN tunings t ON t.id = j.tuning_id";
 
-/// A tuning's status and its job's id, read inside `tx`.
+/// A tuning's status, its job's id and latest attempt, read inside `tx`.
 async fn tuning_status(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     tuning_id: i64,
-) -> Result<Option<(RunStatus, i64)>, DbError> {
+) -> Result<Option<(RunStatus, i64, u32)>, DbError> {
     let Some(row) = sqlx::query(
-        "SELECT t.status, j.id AS job_id FROM tunings t JOIN jobs j ON j.tuning_id = t.id \
-         WHERE t.id = $1",
+        "SELECT t.status, j.id AS job_id, j.attempt FROM tunings t JOIN jobs j \
+         ON j.tuning_id = t.id WHERE t.id = $1",
     )
     .bind(tuning_id)
     .fetch_optional(&mut **tx)
@@ -123,26 +126,48 @@ async fn tuning_status(
     };
     let status: String = row.try_get("status")?;
     let status = RunStatus::parse(&status).ok_or_else(|| corrupt("tunings", "status", &status))?;
-    Ok(Some((status, row.try_get("job_id")?)))
+    let attempt: i64 = row.try_get("attempt")?;
+    Ok(Some((
+        status,
+        row.try_get("job_id")?,
+        u32::try_from(attempt).unwrap_or(u32::MAX),
+    )))
 }
 
-/// Sets the status of a tuning's job, inside `tx`.
-async fn set_tuning_job_status(
+/// Ends a tuning's unfinished job with `status`, inside `tx`, if `attempt` (when given) is its
+/// latest; whether it did.
+async fn end_tuning_job(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     tuning_id: i64,
+    attempt: Option<u32>,
     status: &str,
     now: &str,
-) -> Result<(), DbError> {
-    sqlx::query("UPDATE jobs SET status = $2, updated_at = $3 WHERE tuning_id = $1")
-        .bind(tuning_id)
-        .bind(status)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+) -> Result<bool, DbError> {
+    let changed = sqlx::query(
+        "UPDATE jobs SET status = $2, updated_at = $3 \
+         WHERE tuning_id = $1 AND status IN ('queued', 'running') AND ($4 < 0 OR attempt = $4)",
+    )
+    .bind(tuning_id)
+    .bind(status)
+    .bind(now)
+    .bind(attempt.map_or(-1, i64::from))
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(changed > 0)
 }
 
 impl Db {
+    /// Who created a tuning: `None` when there is no such tuning, `Some(None)` for one made
+    /// without an account.
+    pub async fn tuning_owner(&self, tuning_id: i64) -> Result<Option<Option<i64>>, DbError> {
+        let row = sqlx::query("SELECT created_by FROM tunings WHERE id = $1")
+            .bind(tuning_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get("created_by")).transpose()?)
+    }
+
     /// Every question of an exam set, in order.
     pub async fn exam_questions(&self, exam_set_id: i64) -> Result<Vec<Question>, DbError> {
         let rows =
@@ -214,6 +239,7 @@ impl Db {
         tx.commit().await?;
         Ok(TuningJobRow {
             job_id,
+            attempt: 1,
             tuning_id,
             adapter: new.adapter.clone(),
             base_model: new.base_model.clone(),
@@ -233,29 +259,46 @@ impl Db {
         rows.iter().map(job_row).collect()
     }
 
+    /// A worker took attempt `attempt` of the tuning's job: tuning and job turn `running`
+    /// together (the tuning's row written first, as everywhere), only while unfinished and the
+    /// attempt is the latest.
     pub async fn mark_tuning_running(
         &self,
         tuning_id: i64,
+        attempt: u32,
         worker: &str,
         model_info: &str,
     ) -> Result<(), DbError> {
-        sqlx::query(
+        let mut tx = self.begin_write().await?;
+        let tuning = sqlx::query(
             "UPDATE tunings SET status = 'running', worker = $2, model_info = $3 \
              WHERE id = $1 AND status IN ('queued', 'running')",
         )
         .bind(tuning_id)
         .bind(worker)
         .bind(model_info)
-        .execute(&self.pool)
-        .await?;
-        sqlx::query(
-            "UPDATE jobs SET status = 'running', updated_at = $2 \
-             WHERE tuning_id = $1 AND status IN ('queued', 'running')",
-        )
-        .bind(tuning_id)
-        .bind(now_rfc3339())
-        .execute(&self.pool)
-        .await?;
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let job = if tuning == 0 {
+            0
+        } else {
+            sqlx::query(
+                "UPDATE jobs SET status = 'running', updated_at = $2 \
+                 WHERE tuning_id = $1 AND attempt = $3 AND status IN ('queued', 'running')",
+            )
+            .bind(tuning_id)
+            .bind(now_rfc3339())
+            .bind(i64::from(attempt))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+        };
+        if job == 0 {
+            tx.rollback().await?;
+        } else {
+            tx.commit().await?;
+        }
         Ok(())
     }
 
@@ -312,6 +355,7 @@ impl Db {
     pub async fn finish_tuning(
         &self,
         tuning_id: i64,
+        attempt: u32,
         counts: [u64; 3],
         final_validation_loss: Option<f64>,
     ) -> Result<Vec<EvalJob>, DbError> {
@@ -330,7 +374,10 @@ impl Db {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        if changed == 0 {
+        if changed == 0
+            || !end_tuning_job(&mut tx, tuning_id, Some(attempt), "succeeded", &now).await?
+        {
+            tx.rollback().await?;
             return Ok(Vec::new());
         }
         // Written only when there is one: a float is never bound as a null (see
@@ -342,11 +389,6 @@ impl Db {
                 .execute(&mut *tx)
                 .await?;
         }
-        sqlx::query("UPDATE jobs SET status = 'succeeded', updated_at = $2 WHERE tuning_id = $1")
-            .bind(tuning_id)
-            .bind(&now)
-            .execute(&mut *tx)
-            .await?;
         let row = sqlx::query(
             "SELECT base_model, adapter, prompt_format, eval_exam_set_id, eval_limit, \
                  eval_max_new_tokens, priority, created_by FROM tunings WHERE id = $1",
@@ -406,12 +448,18 @@ impl Db {
         Ok(jobs)
     }
 
-    /// Marks a queued or running tuning failed with the worker's reason (tuning and job in one
-    /// transaction).
-    pub async fn fail_tuning(&self, tuning_id: i64, error: &str) -> Result<(), DbError> {
+    /// Attempt `attempt` of a queued or running tuning failed with the worker's reason: tuning
+    /// and job end together, in one transaction, unless the attempt is no longer the latest or
+    /// the tuning has ended (a cancelled tuning's late failure changes nothing).
+    pub async fn fail_tuning(
+        &self,
+        tuning_id: i64,
+        attempt: u32,
+        error: &str,
+    ) -> Result<(), DbError> {
         let mut tx = self.begin_write().await?;
         let now = now_rfc3339();
-        sqlx::query(
+        let changed = sqlx::query(
             "UPDATE tunings SET status = 'failed', error = $2, finished_at = $3 \
              WHERE id = $1 AND status IN ('queued', 'running')",
         )
@@ -419,59 +467,91 @@ impl Db {
         .bind(error)
         .bind(&now)
         .execute(&mut *tx)
-        .await?;
-        set_tuning_job_status(&mut tx, tuning_id, "failed", &now).await?;
-        tx.commit().await?;
+        .await?
+        .rows_affected();
+        if changed == 0
+            || !end_tuning_job(&mut tx, tuning_id, Some(attempt), "failed", &now).await?
+        {
+            tx.rollback().await?;
+        } else {
+            tx.commit().await?;
+        }
         Ok(())
     }
 
-    /// Cancels a queued or running tuning: `Ok(Some(job_id))`, `Ok(None)` when it does not
-    /// exist, `Err(status)` when it has finished already.
+    /// Cancels a queued or running tuning: `Ok(Some((job id, attempt)))`, `Ok(None)` when it
+    /// does not exist, `Err(status)` when it has finished already.
     pub async fn cancel_tuning(
         &self,
         tuning_id: i64,
-    ) -> Result<Result<Option<i64>, RunStatus>, DbError> {
+    ) -> Result<Result<Option<(i64, u32)>, RunStatus>, DbError> {
         let mut tx = self.begin_write().await?;
-        let Some((status, job_id)) = tuning_status(&mut tx, tuning_id).await? else {
+        let Some((status, job_id, attempt)) = tuning_status(&mut tx, tuning_id).await? else {
             return Ok(Ok(None));
         };
         if status.is_finished() {
             return Ok(Err(status));
         }
         let now = now_rfc3339();
-        sqlx::query("UPDATE tunings SET status = 'cancelled', finished_at = $2 WHERE id = $1")
-            .bind(tuning_id)
-            .bind(&now)
-            .execute(&mut *tx)
-            .await?;
-        set_tuning_job_status(&mut tx, tuning_id, "cancelled", &now).await?;
+        let changed = sqlx::query(
+            "UPDATE tunings SET status = 'cancelled', finished_at = $2 \
+             WHERE id = $1 AND status IN ('queued', 'running')",
+        )
+        .bind(tuning_id)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            // It ended in the meantime.
+            tx.rollback().await?;
+            let status = self
+                .tuning_summary(tuning_id)
+                .await?
+                .map_or(RunStatus::Failed, |t| t.status);
+            return Ok(Err(status));
+        }
+        end_tuning_job(&mut tx, tuning_id, None, "cancelled", &now).await?;
         tx.commit().await?;
-        Ok(Ok(Some(job_id)))
+        Ok(Ok(Some((job_id, attempt))))
     }
 
-    /// Queues a failed or cancelled tuning again: `Ok(Some(job))`, `Ok(None)` when it does not
-    /// exist, `Err(status)` when it is queued, running or succeeded. The worker resumes from the
+    /// Queues a failed or cancelled tuning again as a new attempt of its job: `Ok(Some(job))`,
+    /// `Ok(None)` when it does not exist, `Err(status)` when it is queued, running or succeeded. The worker resumes from the
     /// adapter folder's last checkpoint; the curve points stored so far are kept.
     pub async fn retry_tuning(
         &self,
         tuning_id: i64,
     ) -> Result<Result<Option<TuningJobRow>, RunStatus>, DbError> {
         let mut tx = self.begin_write().await?;
-        let Some((status, _)) = tuning_status(&mut tx, tuning_id).await? else {
+        let Some((status, _, _)) = tuning_status(&mut tx, tuning_id).await? else {
             return Ok(Ok(None));
         };
         if !matches!(status, RunStatus::Failed | RunStatus::Cancelled) {
             return Ok(Err(status));
         }
         let now = now_rfc3339();
-        sqlx::query(
+        let changed = sqlx::query(
             "UPDATE tunings SET status = 'queued', error = NULL, finished_at = NULL, \
-                 worker = NULL WHERE id = $1",
+                 worker = NULL WHERE id = $1 AND status IN ('failed', 'cancelled')",
         )
         .bind(tuning_id)
         .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            // Another retry got there first.
+            tx.rollback().await?;
+            return Ok(Err(RunStatus::Queued));
+        }
+        sqlx::query(
+            "UPDATE jobs SET status = 'queued', attempt = attempt + 1, updated_at = $2 \
+             WHERE tuning_id = $1",
+        )
+        .bind(tuning_id)
+        .bind(&now)
+        .execute(&mut *tx)
         .await?;
-        set_tuning_job_status(&mut tx, tuning_id, "queued", &now).await?;
         let job = sqlx::query(&format!("{JOB_SELECT} WHERE t.id = $1"))
             .bind(tuning_id)
             .fetch_one(&mut *tx)
@@ -482,10 +562,13 @@ impl Db {
     }
 
     /// Every tuning, newest first.
-    pub async fn tunings(&self) -> Result<Vec<TuningSummary>, DbError> {
-        let rows = sqlx::query(&format!("{SUMMARY_SELECT} ORDER BY t.id DESC"))
-            .fetch_all(&self.pool)
-            .await?;
+    pub async fn tunings(&self, page: crate::page::Page) -> Result<Vec<TuningSummary>, DbError> {
+        let rows = sqlx::query(&format!(
+            "{SUMMARY_SELECT} ORDER BY t.id DESC {}",
+            page.sql()
+        ))
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(summary_from_row).collect()
     }
 

@@ -1,0 +1,248 @@
+//! A run's status over its life, with its job's: taken by a worker, finished or given up,
+//! cancelled, retried as a new attempt. Each change moves run and job together in one
+//! transaction, guarded by their status and, for a worker's report, by the job's attempt: an
+//! event of an attempt a retry replaced, or one arriving after a cancellation, changes nothing.
+//!
+//! Every transaction here writes the run's row first and its job's second, so that two of them
+//! never wait on each other's rows in opposite orders (PostgreSQL would stop one with a
+//! deadlock); a step that changes nothing rolls the whole transaction back.
+
+use kokushi_shared::api::RunStatus;
+use kokushi_shared::job::EvalJob;
+use sqlx::Row;
+
+use super::{Db, DbError, corrupt};
+use crate::clock::now_rfc3339;
+
+impl Db {
+    /// Marks a run succeeded if every question it asks has its answer; `false` (and nothing
+    /// changed) while some are missing, e.g. when events were lost with Redis's data. An
+    /// `attempt` that is no longer the job's latest changes nothing either.
+    pub async fn complete_run(&self, run_id: i64, attempt: u32) -> Result<bool, DbError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS missing FROM run_questions rq WHERE rq.run_id = $1 AND NOT EXISTS \
+               (SELECT 1 FROM answers a WHERE a.run_id = rq.run_id AND a.problem_id = rq.problem_id)",
+        )
+        .bind(run_id)
+        .fetch_one(&self.pool)
+        .await?;
+        let missing: i64 = row.try_get("missing")?;
+        if missing > 0 {
+            return Ok(false);
+        }
+        self.finish_run(run_id, attempt, None).await?;
+        Ok(true)
+    }
+
+    /// A worker took attempt `attempt` of the run's job: run and job turn `running` together,
+    /// in one transaction, only while both are unfinished and the attempt is the job's latest.
+    pub async fn mark_running(
+        &self,
+        run_id: i64,
+        attempt: u32,
+        worker: &str,
+        model_info: &str,
+    ) -> Result<(), DbError> {
+        let now = now_rfc3339();
+        let mut tx = self.begin_write().await?;
+        let run = sqlx::query(
+            "UPDATE runs SET status = 'running', worker = $2, model_info = $3 \
+             WHERE id = $1 AND status IN ('queued', 'running')",
+        )
+        .bind(run_id)
+        .bind(worker)
+        .bind(model_info)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let job = if run == 0 {
+            0
+        } else {
+            sqlx::query(
+                "UPDATE jobs SET status = 'running', updated_at = $2 \
+                 WHERE run_id = $1 AND attempt = $3 AND status IN ('queued', 'running')",
+            )
+            .bind(run_id)
+            .bind(&now)
+            .bind(i64::from(attempt))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+        };
+        if job == 0 {
+            tx.rollback().await?;
+        } else {
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// The latest attempt of a job (of a run or a tuning), if the job exists.
+    pub async fn job_attempt(&self, job_id: i64) -> Result<Option<u32>, DbError> {
+        let row = sqlx::query("SELECT attempt FROM jobs WHERE id = $1")
+            .bind(job_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row
+            .map(|r| r.try_get::<i64, _>("attempt"))
+            .transpose()?
+            .map(|a| u32::try_from(a).unwrap_or(u32::MAX)))
+    }
+
+    /// Cancels a queued or running run, keeping its answers. `Ok(Some((job id, attempt)))`
+    /// when done (the queue is told to stop that attempt); `Ok(None)` when there is no such run;
+    /// `Err` with the run's status when it has finished already.
+    pub async fn cancel_run(
+        &self,
+        run_id: i64,
+    ) -> Result<Result<Option<(i64, u32)>, RunStatus>, DbError> {
+        let now = now_rfc3339();
+        let mut tx = self.begin_write().await?;
+        let changed = sqlx::query(
+            "UPDATE runs SET status = 'cancelled', finished_at = $2 \
+             WHERE id = $1 AND status IN ('queued', 'running')",
+        )
+        .bind(run_id)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            tx.rollback().await?;
+            return Ok(match self.status_of(run_id).await? {
+                None => Ok(None),
+                Some(status) => Err(status),
+            });
+        }
+        sqlx::query(
+            "UPDATE jobs SET status = 'cancelled', updated_at = $2 \
+             WHERE run_id = $1 AND status IN ('queued', 'running')",
+        )
+        .bind(run_id)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+        let job = sqlx::query("SELECT id, attempt FROM jobs WHERE run_id = $1")
+            .bind(run_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let attempt: i64 = job.try_get("attempt")?;
+        Ok(Ok(Some((
+            job.try_get("id")?,
+            u32::try_from(attempt).unwrap_or(u32::MAX),
+        ))))
+    }
+
+    /// Puts a failed or cancelled run back in the queue as a new attempt of its job (run and
+    /// job in one transaction); returns the job with the questions still unanswered. `Err`
+    /// with the status when the run is not failed or cancelled; `Ok(None)` when there is no
+    /// such run.
+    pub async fn retry_run(
+        &self,
+        run_id: i64,
+    ) -> Result<Result<Option<EvalJob>, RunStatus>, DbError> {
+        let now = now_rfc3339();
+        let mut tx = self.begin_write().await?;
+        let changed = sqlx::query(
+            "UPDATE runs SET status = 'queued', error = NULL, finished_at = NULL, worker = NULL \
+             WHERE id = $1 AND status IN ('failed', 'cancelled')",
+        )
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            tx.rollback().await?;
+            return Ok(match self.status_of(run_id).await? {
+                None => Ok(None),
+                Some(status) => Err(status),
+            });
+        }
+        sqlx::query(
+            "UPDATE jobs SET status = 'queued', attempt = attempt + 1, updated_at = $2 \
+             WHERE run_id = $1",
+        )
+        .bind(run_id)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Ok(self.unfinished_job(run_id).await?))
+    }
+
+    /// Who created a run: `None` when there is no such run, `Some(None)` for a run made from
+    /// the command line (no account).
+    pub async fn run_owner(&self, run_id: i64) -> Result<Option<Option<i64>>, DbError> {
+        let row = sqlx::query("SELECT created_by FROM runs WHERE id = $1")
+            .bind(run_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get("created_by")).transpose()?)
+    }
+
+    async fn status_of(&self, run_id: i64) -> Result<Option<RunStatus>, DbError> {
+        let Some(row) = sqlx::query("SELECT status FROM runs WHERE id = $1")
+            .bind(run_id)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let status: String = row.try_get("status")?;
+        RunStatus::parse(&status)
+            .map(Some)
+            .ok_or_else(|| corrupt("runs", "status", &status))
+    }
+
+    /// Attempt `attempt` of the run's job finished (`error` is `None`) or was given up: run
+    /// and job end together, in one transaction, only while both are unfinished and the
+    /// attempt is the job's latest (a cancelled run's late `Finished` changes nothing, nor does
+    /// a `Failed` of an attempt a retry replaced).
+    pub async fn finish_run(
+        &self,
+        run_id: i64,
+        attempt: u32,
+        error: Option<&str>,
+    ) -> Result<(), DbError> {
+        let status = if error.is_some() {
+            RunStatus::Failed
+        } else {
+            RunStatus::Succeeded
+        };
+        let now = now_rfc3339();
+        let mut tx = self.begin_write().await?;
+        let run = sqlx::query(
+            "UPDATE runs SET status = $2, error = $3, finished_at = $4 \
+             WHERE id = $1 AND status IN ('queued', 'running')",
+        )
+        .bind(run_id)
+        .bind(status.as_str())
+        .bind(error)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let job = if run == 0 {
+            0
+        } else {
+            sqlx::query(
+                "UPDATE jobs SET status = $2, updated_at = $3 \
+                 WHERE run_id = $1 AND attempt = $4 AND status IN ('queued', 'running')",
+            )
+            .bind(run_id)
+            .bind(status.as_str())
+            .bind(&now)
+            .bind(i64::from(attempt))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+        };
+        if job == 0 {
+            tx.rollback().await?;
+        } else {
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+}
