@@ -630,15 +630,7 @@ async fn admin(command: AdminCommand) -> anyhow::Result<()> {
 fn settings(args: &ServeArgs) -> anyhow::Result<Settings> {
     let trusted_proxies = kokushi_backend::auth::TrustedProxies::parse(&args.trusted_proxies)
         .map_err(|e| anyhow::anyhow!("--trusted-proxy: {e}"))?;
-    let remote_model_allow = args
-        .remote_model_allow
-        .iter()
-        .filter(|u| !u.trim().is_empty())
-        .map(|u| {
-            kokushi_worker::remote::allowed_base_url(u)
-                .map_err(|e| anyhow::anyhow!("--remote-model-allow: {e}"))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let remote_model_allow = base_urls("--remote-model-allow", &args.remote_model_allow)?;
     Ok(Settings {
         database_url: args.db.database_url.clone(),
         redis_url: args.redis_url.clone(),
@@ -685,6 +677,17 @@ async fn serve(args: ServeArgs, banner: Option<String>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// An allow-list of base URLs as a flag gave them, each in its one normal form.
+fn base_urls(flag: &str, given: &[String]) -> anyhow::Result<Vec<String>> {
+    given
+        .iter()
+        .filter(|u| !u.trim().is_empty())
+        .map(|u| {
+            kokushi_worker::remote::allowed_base_url(u).map_err(|e| anyhow::anyhow!("{flag}: {e}"))
+        })
+        .collect()
+}
+
 /// The demo's warning when it listens where other machines can reach it (its admin password
 /// is printed): `None` for a loopback host (`127.0.0.1`, `[::1]`, `localhost`).
 fn demo_bind_warning(host: &str) -> Option<String> {
@@ -711,15 +714,7 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     let name = args
         .name
         .unwrap_or_else(|| format!("worker-{}", std::process::id()));
-    let allow = args
-        .remote_allow
-        .iter()
-        .filter(|u| !u.trim().is_empty())
-        .map(|u| {
-            kokushi_worker::remote::allowed_base_url(u)
-                .map_err(|e| anyhow::anyhow!("--remote-allow: {e}"))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let allow = base_urls("--remote-allow", &args.remote_allow)?;
     let worker = Worker::new(
         queue,
         WorkerConfig {

@@ -14,6 +14,60 @@ use sqlx::Row;
 use super::{Db, DbError, corrupt};
 use crate::clock::now_rfc3339;
 
+/// Whose job a status change is for.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Owner {
+    Run(i64),
+    Tuning(i64),
+}
+
+/// Moves the unfinished job of `owner` to `status` inside `tx`, if `attempt` (when given) is
+/// its latest; whether it did. Called after the owner's own row is written (the one order of
+/// every transaction here).
+pub(super) async fn move_job(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    owner: Owner,
+    attempt: Option<u32>,
+    status: &str,
+    now: &str,
+) -> Result<bool, DbError> {
+    let (sql, id) = match owner {
+        Owner::Run(id) => (
+            "UPDATE jobs SET status = $2, updated_at = $3 WHERE run_id = $1 \
+             AND status IN ('queued', 'running') AND ($4 < 0 OR attempt = $4)",
+            id,
+        ),
+        Owner::Tuning(id) => (
+            "UPDATE jobs SET status = $2, updated_at = $3 WHERE tuning_id = $1 \
+             AND status IN ('queued', 'running') AND ($4 < 0 OR attempt = $4)",
+            id,
+        ),
+    };
+    let changed = sqlx::query(sql)
+        .bind(id)
+        .bind(status)
+        .bind(now)
+        .bind(attempt.map_or(-1, i64::from))
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    Ok(changed > 0)
+}
+
+/// Commits `tx` when the change is whole (`done`), else rolls it back: nothing of half a change
+/// stays.
+pub(super) async fn settle(
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    done: bool,
+) -> Result<(), DbError> {
+    if done {
+        tx.commit().await?;
+    } else {
+        tx.rollback().await?;
+    }
+    Ok(())
+}
+
 impl Db {
     /// Marks a run succeeded if every question it asks has its answer; `false` (and nothing
     /// changed) while some are missing, e.g. when events were lost with Redis's data. An
@@ -55,26 +109,9 @@ impl Db {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        let job = if run == 0 {
-            0
-        } else {
-            sqlx::query(
-                "UPDATE jobs SET status = 'running', updated_at = $2 \
-                 WHERE run_id = $1 AND attempt = $3 AND status IN ('queued', 'running')",
-            )
-            .bind(run_id)
-            .bind(&now)
-            .bind(i64::from(attempt))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-        };
-        if job == 0 {
-            tx.rollback().await?;
-        } else {
-            tx.commit().await?;
-        }
-        Ok(())
+        let done = run > 0
+            && move_job(&mut tx, Owner::Run(run_id), Some(attempt), "running", &now).await?;
+        settle(tx, done).await
     }
 
     /// The latest attempt of a job (of a run or a tuning), if the job exists.
@@ -114,14 +151,7 @@ impl Db {
                 Some(status) => Err(status),
             });
         }
-        sqlx::query(
-            "UPDATE jobs SET status = 'cancelled', updated_at = $2 \
-             WHERE run_id = $1 AND status IN ('queued', 'running')",
-        )
-        .bind(run_id)
-        .bind(&now)
-        .execute(&mut *tx)
-        .await?;
+        move_job(&mut tx, Owner::Run(run_id), None, "cancelled", &now).await?;
         let job = sqlx::query("SELECT id, attempt FROM jobs WHERE run_id = $1")
             .bind(run_id)
             .fetch_one(&mut *tx)
@@ -223,26 +253,15 @@ impl Db {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        let job = if run == 0 {
-            0
-        } else {
-            sqlx::query(
-                "UPDATE jobs SET status = $2, updated_at = $3 \
-                 WHERE run_id = $1 AND attempt = $4 AND status IN ('queued', 'running')",
+        let done = run > 0
+            && move_job(
+                &mut tx,
+                Owner::Run(run_id),
+                Some(attempt),
+                status.as_str(),
+                &now,
             )
-            .bind(run_id)
-            .bind(status.as_str())
-            .bind(&now)
-            .bind(i64::from(attempt))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-        };
-        if job == 0 {
-            tx.rollback().await?;
-        } else {
-            tx.commit().await?;
-        }
-        Ok(())
+            .await?;
+        settle(tx, done).await
     }
 }

@@ -9,6 +9,7 @@ use kokushi_shared::prompt::PromptFormat;
 use sqlx::Row;
 
 use super::exam_sets::question_from_body;
+use super::run_states::{Owner, move_job, settle};
 use super::runs::NewRun;
 use super::{Db, DbError, corrupt, flag};
 use crate::clock::now_rfc3339;
@@ -134,29 +135,6 @@ async fn tuning_status(
     )))
 }
 
-/// Ends a tuning's unfinished job with `status`, inside `tx`, if `attempt` (when given) is its
-/// latest; whether it did.
-async fn end_tuning_job(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    tuning_id: i64,
-    attempt: Option<u32>,
-    status: &str,
-    now: &str,
-) -> Result<bool, DbError> {
-    let changed = sqlx::query(
-        "UPDATE jobs SET status = $2, updated_at = $3 \
-         WHERE tuning_id = $1 AND status IN ('queued', 'running') AND ($4 < 0 OR attempt = $4)",
-    )
-    .bind(tuning_id)
-    .bind(status)
-    .bind(now)
-    .bind(attempt.map_or(-1, i64::from))
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    Ok(changed > 0)
-}
-
 impl Db {
     /// Who created a tuning: `None` when there is no such tuning, `Some(None)` for one made
     /// without an account.
@@ -280,26 +258,16 @@ impl Db {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        let job = if tuning == 0 {
-            0
-        } else {
-            sqlx::query(
-                "UPDATE jobs SET status = 'running', updated_at = $2 \
-                 WHERE tuning_id = $1 AND attempt = $3 AND status IN ('queued', 'running')",
+        let done = tuning > 0
+            && move_job(
+                &mut tx,
+                Owner::Tuning(tuning_id),
+                Some(attempt),
+                "running",
+                &now_rfc3339(),
             )
-            .bind(tuning_id)
-            .bind(now_rfc3339())
-            .bind(i64::from(attempt))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-        };
-        if job == 0 {
-            tx.rollback().await?;
-        } else {
-            tx.commit().await?;
-        }
-        Ok(())
+            .await?;
+        settle(tx, done).await
     }
 
     /// Stores a point of the loss curve; a repeat (same step and kind) changes nothing.
@@ -375,7 +343,14 @@ impl Db {
         .await?
         .rows_affected();
         if changed == 0
-            || !end_tuning_job(&mut tx, tuning_id, Some(attempt), "succeeded", &now).await?
+            || !move_job(
+                &mut tx,
+                Owner::Tuning(tuning_id),
+                Some(attempt),
+                "succeeded",
+                &now,
+            )
+            .await?
         {
             tx.rollback().await?;
             return Ok(Vec::new());
@@ -469,14 +444,16 @@ impl Db {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        if changed == 0
-            || !end_tuning_job(&mut tx, tuning_id, Some(attempt), "failed", &now).await?
-        {
-            tx.rollback().await?;
-        } else {
-            tx.commit().await?;
-        }
-        Ok(())
+        let done = changed > 0
+            && move_job(
+                &mut tx,
+                Owner::Tuning(tuning_id),
+                Some(attempt),
+                "failed",
+                &now,
+            )
+            .await?;
+        settle(tx, done).await
     }
 
     /// Cancels a queued or running tuning: `Ok(Some((job id, attempt)))`, `Ok(None)` when it
@@ -511,7 +488,7 @@ impl Db {
                 .map_or(RunStatus::Failed, |t| t.status);
             return Ok(Err(status));
         }
-        end_tuning_job(&mut tx, tuning_id, None, "cancelled", &now).await?;
+        move_job(&mut tx, Owner::Tuning(tuning_id), None, "cancelled", &now).await?;
         tx.commit().await?;
         Ok(Ok(Some((job_id, attempt))))
     }
