@@ -97,20 +97,42 @@ impl Db {
         worker: &str,
         model_info: &str,
     ) -> Result<(), DbError> {
-        let now = now_rfc3339();
+        self.start_attempt(Owner::Run(run_id), attempt, worker, model_info)
+            .await
+    }
+
+    /// A worker took attempt `attempt` of the job of a run or tuning: owner and job turn
+    /// `running` together (the owner's row first), only while unfinished and the attempt is
+    /// the job's latest.
+    pub(super) async fn start_attempt(
+        &self,
+        owner: Owner,
+        attempt: u32,
+        worker: &str,
+        model_info: &str,
+    ) -> Result<(), DbError> {
+        let (sql, id) = match owner {
+            Owner::Run(id) => (
+                "UPDATE runs SET status = 'running', worker = $2, model_info = $3 \
+                 WHERE id = $1 AND status IN ('queued', 'running')",
+                id,
+            ),
+            Owner::Tuning(id) => (
+                "UPDATE tunings SET status = 'running', worker = $2, model_info = $3 \
+                 WHERE id = $1 AND status IN ('queued', 'running')",
+                id,
+            ),
+        };
         let mut tx = self.begin_write().await?;
-        let run = sqlx::query(
-            "UPDATE runs SET status = 'running', worker = $2, model_info = $3 \
-             WHERE id = $1 AND status IN ('queued', 'running')",
-        )
-        .bind(run_id)
-        .bind(worker)
-        .bind(model_info)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        let done = run > 0
-            && move_job(&mut tx, Owner::Run(run_id), Some(attempt), "running", &now).await?;
+        let started = sqlx::query(sql)
+            .bind(id)
+            .bind(worker)
+            .bind(model_info)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let done = started > 0
+            && move_job(&mut tx, owner, Some(attempt), "running", &now_rfc3339()).await?;
         settle(tx, done).await
     }
 

@@ -247,27 +247,8 @@ impl Db {
         worker: &str,
         model_info: &str,
     ) -> Result<(), DbError> {
-        let mut tx = self.begin_write().await?;
-        let tuning = sqlx::query(
-            "UPDATE tunings SET status = 'running', worker = $2, model_info = $3 \
-             WHERE id = $1 AND status IN ('queued', 'running')",
-        )
-        .bind(tuning_id)
-        .bind(worker)
-        .bind(model_info)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        let done = tuning > 0
-            && move_job(
-                &mut tx,
-                Owner::Tuning(tuning_id),
-                Some(attempt),
-                "running",
-                &now_rfc3339(),
-            )
-            .await?;
-        settle(tx, done).await
+        self.start_attempt(Owner::Tuning(tuning_id), attempt, worker, model_info)
+            .await
     }
 
     /// Stores a point of the loss curve; a repeat (same step and kind) changes nothing.
