@@ -1,9 +1,11 @@
 //! The JSON API under `/api`. Handlers are thin: validate, call the database or the queue,
 //! answer with `shared` types.
 //!
-//! Every endpoint (the JSON API under `/api`, and `/metrics`) is one line of [`ENDPOINTS`]: method, path, who may call it, handler. The same
-//! line registers the route and feeds the access check ([`crate::auth::authorize`]), so an
-//! endpoint cannot exist without a stated access, and the role-matrix test walks them all.
+//! Every endpoint (the JSON API under `/api`, and `/metrics`) is one line of [`ENDPOINTS`]:
+//! method, path, who may call it, handler. The same line registers the route, holds the handler
+//! to take its access level's extractor first ([`crate::auth::demand`]), and feeds the access
+//! check ([`crate::auth::authorize`]), so an endpoint cannot exist without a stated access, and
+//! the role-matrix test walks them all.
 
 use std::sync::Arc;
 
