@@ -48,63 +48,22 @@ async fn hash_off_thread(password: String) -> Result<String, ApiError> {
 
 /// `POST /api/auth/login {username, password}`: sets the session cookie and answers with
 /// [`kokushi_shared::api::Me`], whose `csrf_token` the browser sends back on every
-/// state-changing request.
-///
-/// In this order, so that nothing expensive runs for a request that will be refused: the
-/// lengths of name and password are checked (400); a slot among the password checks allowed at
-/// once is taken (429 with `Retry-After` when none is free); the attempt is counted against the
-/// address, the (address, account) pair and the account, and refused past a limit (429 with
-/// `Retry-After`; [`auth::LoginLimiter`]); only then is the account read and argon2id run.
+/// state-changing request. The password is checked by [`check_credentials`] (bounded,
+/// throttled, counted before argon2id runs).
 pub async fn login(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Json<Login>,
 ) -> Result<HttpResponse, ApiError> {
     let Login { username, password } = body.into_inner();
-    if username.is_empty() || username.chars().count() > auth::MAX_USERNAME_CHARS {
-        return Err(ApiError::BadRequest(format!(
-            "a user name has 1 to {} characters",
-            auth::MAX_USERNAME_CHARS
-        )));
-    }
-    if password.chars().count() > auth::MAX_PASSWORD_CHARS {
-        return Err(ApiError::BadRequest(format!(
-            "a password has at most {} characters",
-            auth::MAX_PASSWORD_CHARS
-        )));
-    }
     let addr = auth::client_addr(&req, &state.trusted_proxies);
-    let Some(_permit) = state.limiter.permit() else {
-        return Err(ApiError::Busy {
-            message: "too many sign-ins are being checked at once".to_owned(),
-            retry_after_secs: 1,
-        });
+    let Some(user) = check_credentials(&state, addr, &username, password).await? else {
+        // The attempt stays counted.
+        tracing::info!(username = %for_log(&username), addr = ?addr, "sign-in refused");
+        return Err(ApiError::Unauthorized(
+            "wrong user name or password, or the account is disabled".to_owned(),
+        ));
     };
-    let attempt = state
-        .limiter
-        .begin(addr, &username)
-        .map_err(|retry_after_secs| {
-            tracing::info!(username = %for_log(&username), addr = ?addr, "sign-in throttled");
-            ApiError::TooManyRequests { retry_after_secs }
-        })?;
-    let stored = state.db.user_by_name(&username).await?;
-    let hash = stored
-        .as_ref()
-        .map_or_else(|| DUMMY_HASH.clone(), |s| s.password_hash.clone());
-    let matches = web::block(move || verify_password(&hash, &password))
-        .await
-        .map_err(|e| ApiError::Internal(format!("checking a password stopped: {e}")))?;
-    let user = match stored {
-        Some(stored) if matches && !stored.user.disabled => stored.user,
-        _ => {
-            // The attempt stays counted.
-            tracing::info!(username = %for_log(&username), addr = ?addr, "sign-in refused");
-            return Err(ApiError::Unauthorized(
-                "wrong user name or password, or the account is disabled".to_owned(),
-            ));
-        }
-    };
-    state.limiter.succeeded(attempt);
     let secret = auth::new_secret();
     let csrf_token = auth::new_secret();
     let expires = crate::clock::format_unix(
@@ -151,6 +110,61 @@ pub async fn logout(
         .finish())
 }
 
+/// Checks a password for an account as a sign-in does, in this order, so that nothing costly
+/// runs for a request that will be refused: the lengths of name and password (400); a slot
+/// among the password checks allowed at once (429 with `Retry-After` when none is free); the
+/// attempt counted against the address, the (address, account) pair and the account, and
+/// refused past a limit (429 with `Retry-After`; [`auth::LoginLimiter`]); only then the account
+/// read and argon2id run, off the async workers (against a dummy hash for an unknown account,
+/// so that both take as long). The account when the password is its own and it is enabled (the
+/// attempt is then forgotten); `None` otherwise (it stays counted).
+async fn check_credentials(
+    state: &AppState,
+    addr: Option<std::net::IpAddr>,
+    username: &str,
+    password: String,
+) -> Result<Option<UserSummary>, ApiError> {
+    if username.is_empty() || username.chars().count() > auth::MAX_USERNAME_CHARS {
+        return Err(ApiError::BadRequest(format!(
+            "a user name has 1 to {} characters",
+            auth::MAX_USERNAME_CHARS
+        )));
+    }
+    if password.chars().count() > auth::MAX_PASSWORD_CHARS {
+        return Err(ApiError::BadRequest(format!(
+            "a password has at most {} characters",
+            auth::MAX_PASSWORD_CHARS
+        )));
+    }
+    let Some(_permit) = state.limiter.permit() else {
+        return Err(ApiError::Busy {
+            message: "too many passwords are being checked at once".to_owned(),
+            retry_after_secs: 1,
+        });
+    };
+    let attempt = state
+        .limiter
+        .begin(addr, username)
+        .map_err(|retry_after_secs| {
+            tracing::info!(username = %for_log(username), addr = ?addr, "password check throttled");
+            ApiError::TooManyRequests { retry_after_secs }
+        })?;
+    let stored = state.db.user_by_name(username).await?;
+    let hash = stored
+        .as_ref()
+        .map_or_else(|| DUMMY_HASH.clone(), |s| s.password_hash.clone());
+    let matches = web::block(move || verify_password(&hash, &password))
+        .await
+        .map_err(|e| ApiError::Internal(format!("checking a password stopped: {e}")))?;
+    match stored {
+        Some(stored) if matches && !stored.user.disabled => {
+            state.limiter.succeeded(attempt);
+            Ok(Some(stored.user))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// `POST /api/auth/password {current_password, new_password}`: the caller's own new password.
 /// The current one is checked as a sign-in is (bounded, throttled, counted); then every session
 /// of the account ends, this one included, and its API tokens are revoked (whoever learnt the
@@ -165,35 +179,12 @@ pub async fn change_password(
         current_password,
         new_password,
     } = body.into_inner();
-    if current_password.chars().count() > auth::MAX_PASSWORD_CHARS {
-        return Err(ApiError::BadRequest(format!(
-            "a password has at most {} characters",
-            auth::MAX_PASSWORD_CHARS
-        )));
-    }
     check_password(&new_password)?;
-    let username = principal.user.username.clone();
     let addr = auth::client_addr(&req, &state.trusted_proxies);
-    let Some(_permit) = state.limiter.permit() else {
-        return Err(ApiError::Busy {
-            message: "too many passwords are being checked at once".to_owned(),
-            retry_after_secs: 1,
-        });
-    };
-    let attempt = state
-        .limiter
-        .begin(addr, &username)
-        .map_err(|retry_after_secs| ApiError::TooManyRequests { retry_after_secs })?;
-    let stored = state
-        .db
-        .user_by_name(&username)
+    if check_credentials(&state, addr, &principal.user.username, current_password)
         .await?
-        .ok_or_else(|| ApiError::Unauthorized("the account is gone".to_owned()))?;
-    let hash = stored.password_hash.clone();
-    let matches = web::block(move || verify_password(&hash, &current_password))
-        .await
-        .map_err(|e| ApiError::Internal(format!("checking a password stopped: {e}")))?;
-    if !matches {
+        .is_none()
+    {
         tracing::info!(
             user_id = principal.user.id,
             "password change refused: wrong current password"
@@ -202,7 +193,6 @@ pub async fn change_password(
             "the current password is wrong".to_owned(),
         ));
     }
-    state.limiter.succeeded(attempt);
     let hash = hash_off_thread(new_password).await?;
     let (user, ended) = state
         .db

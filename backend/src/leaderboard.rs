@@ -227,10 +227,7 @@ pub async fn leaderboard(
     page: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let page = page.page(crate::page::LEADERBOARD)?;
-    let filter = Filter::parse(&query).map_err(ApiError::BadRequest)?;
-    if let Some(filter) = &filter {
-        check_present(&state.db.facets().await?, filter)?;
-    }
+    let filter = checked_filter(&state, &query).await?;
     let total = state.db.count(Counted::Runs).await?;
     // Only first pages are kept (what every open page polls); a caller paging through cannot
     // push them out.
@@ -250,13 +247,25 @@ pub async fn leaderboard(
             body
         }
     };
-    let mut response = HttpResponse::Ok();
-    for header in page.headers(&req, total) {
-        response.insert_header(header);
+    Ok(page.annotate(
+        HttpResponse::Ok()
+            .content_type(actix_web::http::header::ContentType::json())
+            .body(body),
+        &req,
+        total,
+    ))
+}
+
+/// The filter a query asks for, refused (400) when it names a value no exam set holds.
+async fn checked_filter(
+    state: &AppState,
+    query: &LeaderboardQuery,
+) -> Result<Option<Filter>, ApiError> {
+    let filter = Filter::parse(query).map_err(ApiError::BadRequest)?;
+    if let Some(filter) = &filter {
+        check_present(&state.db.facets().await?, filter)?;
     }
-    Ok(response
-        .content_type(actix_web::http::header::ContentType::json())
-        .body(body))
+    Ok(filter)
 }
 
 /// `GET /api/leaderboard/export`'s query: the format and the leaderboard's filter (written out,
@@ -293,17 +302,17 @@ pub async fn export(
             "unknown format {other:?}; known: csv"
         )));
     }
-    let filter = Filter::parse(&LeaderboardQuery {
-        years: query.years,
-        blocks: query.blocks,
-        section: query.section,
-        specialty: query.specialty,
-        text_only: query.text_only,
-    })
-    .map_err(ApiError::BadRequest)?;
-    if let Some(filter) = &filter {
-        check_present(&state.db.facets().await?, filter)?;
-    }
+    let filter = checked_filter(
+        &state,
+        &LeaderboardQuery {
+            years: query.years,
+            blocks: query.blocks,
+            section: query.section,
+            specialty: query.specialty,
+            text_only: query.text_only,
+        },
+    )
+    .await?;
     let total = state.db.count(Counted::Runs).await?;
     let rows = rows(&state, filter.as_ref(), page).await?;
     Ok(page.annotate(

@@ -133,11 +133,7 @@ impl Page {
 
     /// A JSON answer of one page of rows among `total`.
     pub fn respond<T: Serialize>(&self, req: &HttpRequest, rows: &[T], total: u64) -> HttpResponse {
-        let mut response = HttpResponse::Ok();
-        for header in self.headers(req, total) {
-            response.insert_header(header);
-        }
-        response.json(rows)
+        self.annotate(HttpResponse::Ok().json(rows), req, total)
     }
 }
 

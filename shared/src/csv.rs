@@ -208,16 +208,16 @@ impl Writer {
     }
 }
 
-/// One text field as the writer writes it (for a caller that builds a line itself).
-pub fn field(text: &str) -> String {
-    let mut out = String::new();
-    write_field(&mut out, &Field::from(text));
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One text field as the writer writes it.
+    fn field(text: &str) -> String {
+        let mut out = String::new();
+        write_field(&mut out, &Field::from(text));
+        out
+    }
 
     #[test]
     fn fields_are_quoted_as_rfc_4180_says_and_formulas_are_defused() {

@@ -293,6 +293,33 @@ impl TestApp {
         Ok((status, Some(Session { cookie, csrf })))
     }
 
+    /// Makes an account with `roles` ([`TestApp::make_user`]) and signs it in: the account and
+    /// its session (cookie and CSRF token), for requests that set them by hand.
+    pub async fn new_session(
+        &self,
+        username: &str,
+        roles: &[&str],
+    ) -> Result<(UserSummary, Session)> {
+        let user = self.make_user(username, roles).await?;
+        let (status, session) = self
+            .sign_in(username, &format!("{username}-password"))
+            .await?;
+        let session = session.with_context(|| format!("{username} could not sign in: {status}"))?;
+        Ok((user, session))
+    }
+
+    /// `GET path` as the admin, the answer read as JSON (an error for a refusal).
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
+        Ok(self
+            .client
+            .get(self.url(path))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
+    }
+
     /// Makes an account with `roles` ([`TestApp::make_user`]), signs it in, and returns its id
     /// and a client that sends its session cookie and CSRF token.
     pub async fn signed_in(
@@ -300,11 +327,7 @@ impl TestApp {
         username: &str,
         roles: &[&str],
     ) -> Result<(i64, reqwest::Client)> {
-        let user = self.make_user(username, roles).await?;
-        let (status, session) = self
-            .sign_in(username, &format!("{username}-password"))
-            .await?;
-        let session = session.with_context(|| format!("{username} could not sign in: {status}"))?;
+        let (user, session) = self.new_session(username, roles).await?;
         let mut headers = reqwest::header::HeaderMap::new();
         headers.insert(reqwest::header::COOKIE, session.cookie.parse()?);
         headers.insert("X-CSRF-Token", session.csrf.parse()?);

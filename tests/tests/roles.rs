@@ -199,15 +199,10 @@ async fn role_matrix_postgres() {
 async fn sessions_need_their_csrf_token_and_end_when_the_account_is_disabled() {
     let (settings, _folders) = kokushi_tests::embedded_fixture().expect("folders");
     let app = TestApp::spawn(settings).await.expect("server starts");
-    let rita = app
-        .make_user("rita", &["researcher"])
+    let (rita, session) = app
+        .new_session("rita", &["researcher"])
         .await
-        .expect("creating a user");
-    let (_, session) = app
-        .sign_in("rita", "rita-password")
-        .await
-        .expect("sign-in request");
-    let session = session.expect("signed in");
+        .expect("rita signs in");
     let create = |csrf: Option<&str>| {
         let mut req = app
             .anonymous

@@ -34,6 +34,19 @@ async fn login(app: &TestApp, username: &str, password: &str, from: Option<&str>
         .status()
 }
 
+/// `n` wrong passwords for `username`, each claiming (in `X-Forwarded-For`) an address of its
+/// own; each is refused as wrong, none as throttled.
+async fn fail_from_addresses(app: &TestApp, username: &str, n: u8) {
+    for i in 0..n {
+        let from = format!("198.51.100.{i}");
+        assert_eq!(
+            login(app, username, "wrong-password", Some(&from)).await,
+            StatusCode::UNAUTHORIZED,
+            "failure {i}"
+        );
+    }
+}
+
 async fn message(res: reqwest::Response) -> (StatusCode, String) {
     let status = res.status();
     let body: Value = res.json().await.unwrap_or_default();
@@ -160,13 +173,7 @@ async fn an_account_failing_from_many_addresses_backs_off_and_only_a_trusted_pro
     settings.trusted_proxies = TrustedProxies::parse(&["127.0.0.1"]).expect("valid");
     let app = TestApp::spawn(settings).await.expect("server starts");
     app.make_user("rita", &["researcher"]).await.expect("rita");
-    for i in 0..10 {
-        let from = format!("198.51.100.{i}");
-        assert_eq!(
-            login(&app, "rita", "wrong-password", Some(&from)).await,
-            StatusCode::UNAUTHORIZED
-        );
-    }
+    fail_from_addresses(&app, "rita", 10).await;
     // The eleventh, from an address never seen, waits: the account backs off.
     assert_eq!(
         login(&app, "rita", "rita-password", Some("203.0.113.7")).await,
@@ -190,13 +197,7 @@ async fn an_account_failing_from_many_addresses_backs_off_and_only_a_trusted_pro
     let (settings, _folders) = embedded_fixture().expect("folders");
     let app = TestApp::spawn(settings).await.expect("server starts");
     app.make_user("rita", &["researcher"]).await.expect("rita");
-    for i in 0..5 {
-        let from = format!("198.51.100.{i}");
-        assert_eq!(
-            login(&app, "rita", "wrong-password", Some(&from)).await,
-            StatusCode::UNAUTHORIZED
-        );
-    }
+    fail_from_addresses(&app, "rita", 5).await;
     assert_eq!(
         login(&app, "rita", "rita-password", Some("192.0.2.99")).await,
         StatusCode::TOO_MANY_REQUESTS
@@ -226,9 +227,10 @@ async fn an_account_failing_from_many_addresses_backs_off_and_only_a_trusted_pro
 async fn a_new_password_ends_sessions_and_revokes_tokens_and_tokens_expire() {
     let (settings, _folders) = embedded_fixture().expect("folders");
     let app = TestApp::spawn(settings).await.expect("server starts");
-    let rita = app.make_user("rita", &["researcher"]).await.expect("rita");
-    let (_, session) = app.sign_in("rita", "rita-password").await.expect("sign-in");
-    let session = session.expect("signed in");
+    let (rita, session) = app
+        .new_session("rita", &["researcher"])
+        .await
+        .expect("rita signs in");
     let made: Value = app
         .anonymous
         .post(app.url("/api/tokens"))

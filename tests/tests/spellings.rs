@@ -66,37 +66,16 @@ async fn every_spelling_on(database_url: String) {
     let app = TestApp::spawn(settings).await.expect("server starts");
     let exam = app.upload_mini_exam().await.expect("upload");
     let run = app.create_run(exam.id, 2).await.expect("run");
-    let annie = app
-        .make_user("annie", &["annotator"])
+    let (annie, session) = app
+        .new_session("annie", &["annotator"])
         .await
-        .expect("annotator");
-    let (_, session) = app
-        .sign_in("annie", "annie-password")
-        .await
-        .expect("sign-in request");
-    let session = session.expect("annie signs in");
-    let tokens: Vec<serde_json::Value> = app
-        .client
-        .get(app.url("/api/tokens"))
-        .send()
-        .await
-        .expect("tokens")
-        .json()
-        .await
-        .expect("json");
+        .expect("annie signs in");
+    let tokens: Vec<serde_json::Value> = app.get_json("/api/tokens").await.expect("tokens");
     let token_id = tokens[0]["id"].as_i64().expect("the admin's token");
     let count = |path: &'static str| {
-        let client = app.client.clone();
-        let url = app.url(path);
+        let app = &app;
         async move {
-            let rows: Vec<serde_json::Value> = client
-                .get(url)
-                .send()
-                .await
-                .expect("request")
-                .json()
-                .await
-                .expect("json");
+            let rows: Vec<serde_json::Value> = app.get_json(path).await.expect(path);
             rows.len()
         }
     };

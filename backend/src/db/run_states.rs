@@ -21,6 +21,17 @@ pub(super) enum Owner {
     Tuning(i64),
 }
 
+impl Owner {
+    /// The owner's table, the column of `jobs` that names it, and its id (the names are ours,
+    /// written into SQL; the id is bound).
+    fn parts(self) -> (&'static str, &'static str, i64) {
+        match self {
+            Owner::Run(id) => ("runs", "run_id", id),
+            Owner::Tuning(id) => ("tunings", "tuning_id", id),
+        }
+    }
+}
+
 /// Moves the unfinished job of `owner` to `status` inside `tx`, if `attempt` (when given) is
 /// its latest; whether it did. Called after the owner's own row is written (the one order of
 /// every transaction here).
@@ -31,27 +42,37 @@ pub(super) async fn move_job(
     status: &str,
     now: &str,
 ) -> Result<bool, DbError> {
-    let (sql, id) = match owner {
-        Owner::Run(id) => (
-            "UPDATE jobs SET status = $2, updated_at = $3 WHERE run_id = $1 \
-             AND status IN ('queued', 'running') AND ($4 < 0 OR attempt = $4)",
-            id,
-        ),
-        Owner::Tuning(id) => (
-            "UPDATE jobs SET status = $2, updated_at = $3 WHERE tuning_id = $1 \
-             AND status IN ('queued', 'running') AND ($4 < 0 OR attempt = $4)",
-            id,
-        ),
-    };
-    let changed = sqlx::query(sql)
-        .bind(id)
-        .bind(status)
-        .bind(now)
-        .bind(attempt.map_or(-1, i64::from))
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
+    let (_, column, id) = owner.parts();
+    let changed = sqlx::query(&format!(
+        "UPDATE jobs SET status = $2, updated_at = $3 WHERE {column} = $1 \
+         AND status IN ('queued', 'running') AND ($4 < 0 OR attempt = $4)"
+    ))
+    .bind(id)
+    .bind(status)
+    .bind(now)
+    .bind(attempt.map_or(-1, i64::from))
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
     Ok(changed > 0)
+}
+
+/// Queues the job of `owner` again as its next attempt, inside `tx` (after the owner's row).
+pub(super) async fn next_attempt(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    owner: Owner,
+    now: &str,
+) -> Result<(), DbError> {
+    let (_, column, id) = owner.parts();
+    sqlx::query(&format!(
+        "UPDATE jobs SET status = 'queued', attempt = attempt + 1, updated_at = $2 \
+         WHERE {column} = $1"
+    ))
+    .bind(id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// Commits `tx` when the change is whole (`done`), else rolls it back: nothing of half a change
@@ -111,26 +132,18 @@ impl Db {
         worker: &str,
         model_info: &str,
     ) -> Result<(), DbError> {
-        let (sql, id) = match owner {
-            Owner::Run(id) => (
-                "UPDATE runs SET status = 'running', worker = $2, model_info = $3 \
-                 WHERE id = $1 AND status IN ('queued', 'running')",
-                id,
-            ),
-            Owner::Tuning(id) => (
-                "UPDATE tunings SET status = 'running', worker = $2, model_info = $3 \
-                 WHERE id = $1 AND status IN ('queued', 'running')",
-                id,
-            ),
-        };
+        let (table, _, id) = owner.parts();
         let mut tx = self.begin_write().await?;
-        let started = sqlx::query(sql)
-            .bind(id)
-            .bind(worker)
-            .bind(model_info)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let started = sqlx::query(&format!(
+            "UPDATE {table} SET status = 'running', worker = $2, model_info = $3 \
+             WHERE id = $1 AND status IN ('queued', 'running')"
+        ))
+        .bind(id)
+        .bind(worker)
+        .bind(model_info)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         let done = started > 0
             && move_job(&mut tx, owner, Some(attempt), "running", &now_rfc3339()).await?;
         settle(tx, done).await
@@ -211,14 +224,7 @@ impl Db {
                 Some(status) => Err(status),
             });
         }
-        sqlx::query(
-            "UPDATE jobs SET status = 'queued', attempt = attempt + 1, updated_at = $2 \
-             WHERE run_id = $1",
-        )
-        .bind(run_id)
-        .bind(&now)
-        .execute(&mut *tx)
-        .await?;
+        next_attempt(&mut tx, Owner::Run(run_id), &now).await?;
         tx.commit().await?;
         Ok(Ok(self.unfinished_job(run_id).await?))
     }

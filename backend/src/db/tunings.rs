@@ -9,7 +9,7 @@ use kokushi_shared::prompt::PromptFormat;
 use sqlx::Row;
 
 use super::exam_sets::question_from_body;
-use super::run_states::{Owner, move_job, settle};
+use super::run_states::{Owner, move_job, next_attempt, settle};
 use super::runs::NewRun;
 use super::{Db, DbError, corrupt, flag};
 use crate::clock::now_rfc3339;
@@ -475,8 +475,9 @@ impl Db {
     }
 
     /// Queues a failed or cancelled tuning again as a new attempt of its job: `Ok(Some(job))`,
-    /// `Ok(None)` when it does not exist, `Err(status)` when it is queued, running or succeeded. The worker resumes from the
-    /// adapter folder's last checkpoint; the curve points stored so far are kept.
+    /// `Ok(None)` when it does not exist, `Err(status)` when it is queued, running or
+    /// succeeded. The worker resumes from the adapter folder's last checkpoint; the curve points
+    /// stored so far are kept.
     pub async fn retry_tuning(
         &self,
         tuning_id: i64,
@@ -502,14 +503,7 @@ impl Db {
             tx.rollback().await?;
             return Ok(Err(RunStatus::Queued));
         }
-        sqlx::query(
-            "UPDATE jobs SET status = 'queued', attempt = attempt + 1, updated_at = $2 \
-             WHERE tuning_id = $1",
-        )
-        .bind(tuning_id)
-        .bind(&now)
-        .execute(&mut *tx)
-        .await?;
+        next_attempt(&mut tx, Owner::Tuning(tuning_id), &now).await?;
         let job = sqlx::query(&format!("{JOB_SELECT} WHERE t.id = $1"))
             .bind(tuning_id)
             .fetch_one(&mut *tx)
