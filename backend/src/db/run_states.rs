@@ -180,11 +180,7 @@ impl Db {
         .await?
         .rows_affected();
         if changed == 0 {
-            tx.rollback().await?;
-            return Ok(match self.status_of(run_id).await? {
-                None => Ok(None),
-                Some(status) => Err(status),
-            });
+            return self.unchanged(tx, run_id).await;
         }
         move_job(&mut tx, Owner::Run(run_id), None, "cancelled", &now).await?;
         let job = sqlx::query("SELECT id, attempt FROM jobs WHERE run_id = $1")
@@ -218,11 +214,7 @@ impl Db {
         .await?
         .rows_affected();
         if changed == 0 {
-            tx.rollback().await?;
-            return Ok(match self.status_of(run_id).await? {
-                None => Ok(None),
-                Some(status) => Err(status),
-            });
+            return self.unchanged(tx, run_id).await;
         }
         next_attempt(&mut tx, Owner::Run(run_id), &now).await?;
         tx.commit().await?;
@@ -237,6 +229,20 @@ impl Db {
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.map(|r| r.try_get("created_by")).transpose()?)
+    }
+
+    /// A cancel or retry that found the run in no state to change: nothing is written, and the
+    /// answer is the run's status (`Ok(None)` when there is no such run).
+    async fn unchanged<T>(
+        &self,
+        tx: sqlx::Transaction<'static, sqlx::Any>,
+        run_id: i64,
+    ) -> Result<Result<Option<T>, RunStatus>, DbError> {
+        tx.rollback().await?;
+        Ok(match self.status_of(run_id).await? {
+            None => Ok(None),
+            Some(status) => Err(status),
+        })
     }
 
     async fn status_of(&self, run_id: i64) -> Result<Option<RunStatus>, DbError> {
