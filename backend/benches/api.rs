@@ -58,10 +58,9 @@ async fn populate(url: &str) -> Result<String> {
             exam_set_id: set.id,
             model: format!("model-{i}.gguf"),
             adapter: None,
-            prompt_format: PromptFormat::ChatmlJa,
+            settings: kokushi_shared::job::EvalSettings::new(PromptFormat::ChatmlJa, 32),
+            shot_pool_exam_set_id: None,
             limit: None,
-            max_new_tokens: 32,
-            scoring: Default::default(),
             priority: Default::default(),
             created_by: None,
         })

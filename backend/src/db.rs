@@ -8,6 +8,7 @@
 pub mod accounts;
 mod exam_sets;
 pub mod grading;
+mod predictions;
 pub mod run_states;
 pub mod runs;
 pub mod tunings;
@@ -26,6 +27,9 @@ pub enum DbError {
     Query(#[from] sqlx::Error),
     #[error("migrating the database failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The request cannot be carried out as asked (the message says why, for the caller).
+    #[error("{0}")]
+    Refused(String),
     #[error("stored value in {table}.{column} is invalid: {message}")]
     Corrupt {
         table: &'static str,

@@ -59,7 +59,7 @@ impl std::fmt::Debug for ApiError {
 impl ApiError {
     fn code(&self) -> ErrorCode {
         match self {
-            ApiError::BadRequest(_) => ErrorCode::BadRequest,
+            ApiError::BadRequest(_) | ApiError::Db(DbError::Refused(_)) => ErrorCode::BadRequest,
             ApiError::InvalidExamSet(_) => ErrorCode::InvalidExamSet,
             ApiError::Unauthorized(_) => ErrorCode::Unauthorized,
             ApiError::Forbidden(_) => ErrorCode::Forbidden,

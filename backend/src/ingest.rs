@@ -69,12 +69,16 @@ pub async fn apply(db: &Db, queue: &dyn JobQueue, event: &WorkerEvent) -> Result
             run_id,
             worker,
             model_info,
+            prompt_id,
             ..
         } => {
             tracing::info!(run_id, worker = %worker, "run started");
-            Ok(db
-                .mark_running(*run_id, attempt, worker, model_info)
-                .await?)
+            db.mark_running(*run_id, attempt, worker, model_info)
+                .await?;
+            if let Some(prompt_id) = prompt_id {
+                db.set_prompt_id(*run_id, prompt_id).await?;
+            }
+            Ok(())
         }
         WorkerEvent::Answer { run_id, record, .. } => {
             if !db.record_answer(*run_id, record).await? {

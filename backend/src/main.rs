@@ -19,6 +19,10 @@ use kokushi_worker::{Worker, WorkerConfig};
 
 mod config_file;
 mod tune_cmd;
+mod commands {
+    //! One module per command that is not the server.
+    pub mod eval;
+}
 
 #[derive(Parser)]
 #[command(
@@ -57,8 +61,8 @@ enum Command {
     Score(ScoreArgs),
     /// Ask a model every question of an exam set in this process and write a predictions file
     /// that `kokushi score` reads.
-    #[command(long_about = EVAL_HELP)]
-    Eval(EvalArgs),
+    #[command(long_about = commands::eval::EVAL_HELP)]
+    Eval(commands::eval::EvalArgs),
     /// Instruction-tune a base model with LoRA (DenQA, JMMLU, Alpaca-style JSON lines) and
     /// write a PEFT adapter.
     #[command(long_about = tune_cmd::TUNE_HELP)]
@@ -208,6 +212,11 @@ struct ServeArgs {
         value_name = "BASE_URL"
     )]
     remote_model_allow: Vec<String>,
+    /// Questions a worker answers together: decoded in one batch by the local engine, sent at
+    /// once to a remote server. Throughput only: a batch changes no answer.
+    #[arg(long = "worker-batch", env = "KOKUSHI_WORKER_BATCH", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    worker_batch: u16,
 }
 
 #[derive(Args)]
@@ -248,6 +257,11 @@ struct WorkerArgs {
     /// the reason).
     #[arg(long, env = "KOKUSHI_MAX_ATTEMPTS", default_value_t = 3)]
     max_attempts: u32,
+    /// Questions a worker answers together: decoded in one batch by the local engine, sent at
+    /// once to a remote server. Throughput only: a batch changes no answer.
+    #[arg(long = "worker-batch", env = "KOKUSHI_WORKER_BATCH", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    worker_batch: u16,
 }
 
 #[derive(Args, Clone)]
@@ -278,7 +292,7 @@ struct ImportArgs {
 }
 
 #[derive(Args, Clone)]
-struct SetArgs {
+pub(crate) struct SetArgs {
     /// Prefix every problem id with NAMESPACE: (e.g. `denqa`, `jmmlu`) for an exam other than
     /// the medical exam, whose ids would otherwise collide with it. No medical rulings,
     /// sections or years are derived for a namespaced set.
@@ -288,134 +302,6 @@ struct SetArgs {
     /// extension); `jmmlu` reads JMMLU CSV (no header, 4 choices, answer A-D).
     #[arg(long = "set-format", value_enum, default_value_t = SetFormat::Auto)]
     set_format: SetFormat,
-}
-
-const EVAL_HELP: &str =
-    "Ask a model the questions of an exam set, one by one on this machine, and \
-write one JSON line per question: IgakuQA's baseline_results fields (problem_id, prediction) plus \
-the raw output, the log-probabilities (loglik mode), token counts and timings. Lines go to FILE.part \
-as they come and FILE appears, whole, at the end; a run that was stopped resumes from FILE.part \
-(same mode and prompt) when started again.
-
-Modes: generate (greedy decoding; the answer is extracted from the text, as the seed papers \
-did) and loglik (each choice's log-probability after the prompt; the most probable k choices, k \
-the number of gold answers). --model is a GGUF file, a Hugging Face model folder (Llama family, \
-Qwen2 or Gemma 3; safetensors in f32, f16 or bf16), or a demo model by name: smollm2-135m or \
-gemma3-270m (looked up in --model-cache, which `cargo xtask fetch-models` fills). Without \
---prompt-format, Gemma models get gemma_ja_v1 and others chatml_ja_v1. --model \
-openai:<base-url>#<model> asks an OpenAI-compatible server (vLLM, llama.cpp, TGI, a hosted API): \
-through its chat template by default, or /v1/completions with --prompt-format (loglik needs a \
-server that echoes prompt log-probabilities); see docs/remote-models.md.
-
-Examples:
-  kokushi eval --model smollm2-135m --exam-set ../shared/data/igakuqa/2022 --limit 20 --out p.jsonl
-  kokushi eval --model my.gguf --exam-set exam/ --mode loglik --out p.jsonl
-  kokushi eval --model base-folder/ --adapter my-lora/ --exam-set exam/ --out tuned.jsonl
-  kokushi eval --model 'openai:http://127.0.0.1:8000/v1#Qwen/Qwen2.5-7B-Instruct' --exam-set exam/ --out q.jsonl
-  kokushi score --exam-set ../shared/data/igakuqa/2022 --predictions p.jsonl";
-
-#[derive(Args)]
-struct EvalArgs {
-    /// A GGUF model file, a Hugging Face model folder (config.json, tokenizer.json,
-    /// *.safetensors), a demo model's name (smollm2-135m, gemma3-270m), or a model behind an
-    /// OpenAI-compatible server: openai:<base-url>#<model> (docs/remote-models.md).
-    #[arg(long)]
-    model: String,
-    /// Where named demo models are cached.
-    #[arg(long, env = "KOKUSHI_MODEL_CACHE")]
-    model_cache: Option<PathBuf>,
-    /// The exam set: .jsonl/.csv files or folders of them (repeatable).
-    #[arg(long = "exam-set", required = true, num_args = 1..)]
-    exam_set: Vec<PathBuf>,
-    #[command(flatten)]
-    set: SetArgs,
-    /// Prompt format id: chatml_ja_v1 (ChatML chat models), gemma_ja_v1 (Gemma), plain_ja_v1
-    /// (base models), alpaca_ja_v1 (the Japanese Alpaca layout), medpalm_ja_v1 (Med-PaLM 2's
-    /// layout), or chat_template (the model's own template, recorded with its hash); the exact
-    /// text of each is in docs/prompt-formats.md. Default: chosen from the model's architecture.
-    #[arg(long)]
-    prompt_format: Option<String>,
-    /// generate: decode and extract the answer; loglik: rank the choices by log-probability.
-    #[arg(long, default_value = "generate", value_parser = ["generate", "loglik"])]
-    mode: String,
-    /// In loglik mode, score each choice's letter (fast: one pass a question) or its text.
-    #[arg(long, default_value = "letter", value_parser = ["letter", "text"])]
-    loglik_target: String,
-    /// Ask only the first N questions (after leaving out image questions).
-    #[arg(long)]
-    limit: Option<usize>,
-    /// Also ask questions whose printed version has an image the data does not include.
-    #[arg(long)]
-    with_images: bool,
-    /// Ask only questions with exactly N choices (--choices 5: the 1,455 text-only 5-choice
-    /// IgakuQA questions the 70B study evaluates).
-    #[arg(long)]
-    choices: Option<usize>,
-    /// The most tokens to generate per answer.
-    #[arg(long, default_value_t = 32)]
-    max_new_tokens: usize,
-    /// k-shot: put this many answered questions of other exams before each question.
-    #[arg(long, default_value_t = 0)]
-    shots: usize,
-    /// Where worked examples come from (default: the exam set itself; only questions of an exam
-    /// other than the question's are ever used).
-    #[arg(long = "shot-pool", num_args = 1..)]
-    shot_pool: Vec<PathBuf>,
-    /// Seed of the choice of worked examples.
-    #[arg(long, default_value_t = 20_230_331)]
-    shot_seed: u64,
-    /// Where the model runs: cpu, or cuda:N (a build with `--features cuda`).
-    #[arg(long, default_value = "cpu", value_parser = parse_device)]
-    device: kokushi_worker::eval::Device,
-    /// A PEFT LoRA adapter folder (adapter_config.json, adapter_model.safetensors) to answer
-    /// through; its folder name is recorded in every line.
-    #[arg(long)]
-    adapter: Option<PathBuf>,
-    /// Merge the adapter into the weights instead of applying it beside them (the same answers
-    /// up to rounding; quantized matrices it touches become f32).
-    #[arg(long, requires = "adapter")]
-    merge_adapter: bool,
-    /// The leakage gate: refuse to evaluate an adapter tuned by `kokushi tune` when more than
-    /// this share of the questions have half or more of their character 13-grams in its tuning
-    /// data (docs/tuning.md).
-    #[arg(long, default_value_t = kokushi_shared::leakage::DEFAULT_MAX_LEAKED_SHARE, value_name = "SHARE")]
-    max_leakage: f64,
-    /// Evaluate past the leakage gate anyway; the reason is written with the report to
-    /// FILE.leakage.json.
-    #[arg(long, value_name = "REASON", requires = "adapter")]
-    allow_leakage: Option<String>,
-    /// Where to write the predictions (JSON lines).
-    #[arg(long)]
-    out: PathBuf,
-    /// Generate mode, local models: decode this many questions together, left-padded to the
-    /// longest prompt. Each gets the reply it gets alone up to float rounding, which greedy
-    /// decoding of a small model can turn into a different reply where two tokens nearly tie
-    /// (docs/perf-notes.md). Pays off when replies are long and prompts of similar length;
-    /// padding makes it slower when prompts dominate.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
-    batch: u16,
-    #[command(flatten)]
-    remote: RemoteArgs,
-}
-
-/// How a model behind an OpenAI-compatible API is called (`--model openai:URL#NAME`).
-#[derive(Args)]
-#[command(next_help_heading = "Remote models (--model openai:<base-url>#<model>)")]
-struct RemoteArgs {
-    /// The environment variable holding the API key, sent as a bearer token (never logged).
-    /// Unset: no key is sent, as local servers need none.
-    #[arg(long, default_value = "OPENAI_API_KEY", value_name = "NAME")]
-    api_key_env: String,
-    /// How many requests may be in flight at once.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
-    concurrency: u16,
-    /// How many times a request failing with 429, 5xx, a timeout or a dropped connection is
-    /// tried again (with exponential backoff from 0.5 s, or the server's Retry-After).
-    #[arg(long, default_value_t = 5)]
-    retries: u32,
-    /// Seconds one request may take.
-    #[arg(long, default_value_t = 120.0, value_name = "SECONDS")]
-    timeout: f64,
 }
 
 const SCORE_HELP: &str = "Score predictions made anywhere against an exam set, as IgakuQA and the \
@@ -549,7 +435,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Worker(args) => worker(args).await,
         Command::Import(args) => import(args).await,
         Command::Score(args) => score(args),
-        Command::Eval(args) => tokio::task::block_in_place(|| eval(&args)),
+        Command::Eval(args) => commands::eval::eval(&args).await,
         Command::Tune(args) => tokio::task::block_in_place(|| tune_cmd::tune(&args)),
         Command::Leakage(args) => tune_cmd::leakage(&args),
         Command::Migrate(args) => {
@@ -643,6 +529,7 @@ fn settings(args: &ServeArgs) -> anyhow::Result<Settings> {
         secure_cookies: args.secure_cookies,
         visibility_timeout: Duration::from_secs(args.reliability.visibility_timeout),
         max_attempts: 3,
+        worker_batch: usize::from(args.worker_batch),
         reconcile_interval: Duration::from_secs(args.reconcile_interval),
         max_queued_per_user: args.max_queued_per_user,
         trusted_proxies,
@@ -733,6 +620,7 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
                 }),
             visibility_timeout: Duration::from_secs(args.reliability.visibility_timeout),
             max_attempts: args.max_attempts,
+            batch: usize::from(args.worker_batch),
         },
     );
     worker.run_until_stopped(shutdown_signal()).await;
@@ -854,10 +742,9 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         exam_set_id: set.id,
         model: args.model.clone(),
         adapter: None,
-        prompt_format,
+        settings: kokushi_shared::job::EvalSettings::new(prompt_format, 32),
+        shot_pool_exam_set_id: None,
         limit: Some(args.limit),
-        max_new_tokens: 32,
-        scoring: Default::default(),
         priority: kokushi_shared::job::Priority::Normal,
         created_by: None,
     };
@@ -919,490 +806,6 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
-}
-
-/// The model file `--model` names: a path, or a demo model in the cache.
-fn resolve_eval_model(name: &str, cache: Option<&std::path::Path>) -> anyhow::Result<PathBuf> {
-    let path = PathBuf::from(name);
-    if path.is_file() || path.join("config.json").is_file() {
-        return Ok(path);
-    }
-    let Some((_, file, origin)) = kokushi_worker::eval::NAMED_MODELS
-        .iter()
-        .find(|(known, _, _)| *known == name)
-    else {
-        let names: Vec<&str> = kokushi_worker::eval::NAMED_MODELS
-            .iter()
-            .map(|(n, _, _)| *n)
-            .collect();
-        anyhow::bail!(
-            "--model {name:?} is neither a GGUF file, a model folder (with config.json) nor a \
-             known model name ({})",
-            names.join(", ")
-        );
-    };
-    let cache = match cache {
-        Some(dir) => dir.to_owned(),
-        None => std::env::var_os("HOME")
-            .map(|home| PathBuf::from(home).join(".cache/kokushi/models"))
-            .context("HOME is not set: pass --model-cache")?,
-    };
-    let path = cache.join(file);
-    anyhow::ensure!(
-        path.is_file(),
-        "{name} is not in {}: {origin}; or pass --model-cache",
-        cache.display()
-    );
-    Ok(path)
-}
-
-/// What answers the questions of `kokushi eval`.
-enum Answerer {
-    Local(Box<kokushi_worker::eval::Model>),
-    Remote(kokushi_worker::remote::RemoteModel),
-}
-
-/// Loads `--model` (with `--adapter`), settles the prompt format for its architecture and
-/// checks that a chat template, when asked for, exists.
-fn load_local_model(
-    args: &EvalArgs,
-    options: &mut kokushi_worker::eval::EvalOptions,
-    chosen_format: Option<PromptFormat>,
-) -> anyhow::Result<kokushi_worker::eval::Model> {
-    use kokushi_worker::eval::{LoadOptions, Model};
-    let model_path = resolve_eval_model(&args.model, args.model_cache.as_deref())?;
-    eprintln!("loading {}", model_path.display());
-    let load = LoadOptions {
-        device: args.device,
-        ..LoadOptions::default()
-    };
-    let mut model = Model::load(&model_path, &load)
-        .with_context(|| format!("cannot load {}", model_path.display()))?;
-    if let Some(dir) = &args.adapter {
-        let name = dir
-            .canonicalize()
-            .ok()
-            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-            .unwrap_or_else(|| dir.display().to_string());
-        let adapter = model
-            .load_adapter(dir, &name)
-            .with_context(|| format!("cannot load the adapter {}", dir.display()))?;
-        if args.merge_adapter {
-            model.merge_adapter(&name)?;
-        } else {
-            model.use_adapter(Some(&name))?;
-        }
-        eprintln!(
-            "adapter {name}: LoRA r={} alpha={} on {} ({} projections), {}",
-            adapter.rank,
-            adapter.alpha,
-            adapter.targets.join(", "),
-            adapter.pairs,
-            if args.merge_adapter {
-                "merged"
-            } else {
-                "unmerged"
-            }
-        );
-        options.adapter = Some(name);
-    }
-    let info = model.info().clone();
-    if chosen_format.is_none() && info.architecture == "gemma3" {
-        options.prompt_format = PromptFormat::GemmaJa;
-    }
-    if options.chat_template {
-        // Fails before any question if the model has no template.
-        model
-            .apply_chat_template("")
-            .context("--prompt-format chat_template")?;
-    }
-    eprintln!(
-        "{} ({}, {})",
-        info.name.as_deref().unwrap_or(&info.architecture),
-        info.architecture,
-        info.quantization,
-    );
-    Ok(model)
-}
-
-fn eval(args: &EvalArgs) -> anyhow::Result<()> {
-    use kokushi_worker::eval::{EvalMode, EvalOptions, LoglikTarget};
-    use std::io::Write;
-
-    let chat_template = args.prompt_format.as_deref() == Some("chat_template");
-    let chosen_format = match &args.prompt_format {
-        None => None,
-        Some(id) if id == "chat_template" => None,
-        Some(id) => Some(PromptFormat::from_id(id).with_context(|| {
-            format!(
-                "unknown prompt format {id:?}; known: {}, chat_template",
-                PromptFormat::ALL.map(PromptFormat::id).join(", ")
-            )
-        })?),
-    };
-    let mut options = EvalOptions {
-        chat_template,
-        mode: if args.mode == "loglik" {
-            EvalMode::Loglik
-        } else {
-            EvalMode::Generate
-        },
-        loglik_target: if args.loglik_target == "text" {
-            LoglikTarget::Text
-        } else {
-            LoglikTarget::Letter
-        },
-        prompt_format: chosen_format.unwrap_or(PromptFormat::ChatmlJa),
-        max_new_tokens: args.max_new_tokens,
-        shots: args.shots,
-        shot_pool: Vec::new(),
-        shot_seed: args.shot_seed,
-        adapter: None,
-    };
-    let mut questions = read_exam_set_as(
-        &args.exam_set,
-        args.set.namespace.as_deref(),
-        args.set.set_format,
-    )?;
-    let all = questions.len();
-    if args.shots > 0 {
-        options.shot_pool = if args.shot_pool.is_empty() {
-            questions.clone()
-        } else {
-            read_exam_set(&args.shot_pool)?
-        };
-    }
-    if !args.with_images {
-        questions.retain(|q| q.text_only);
-    }
-    questions.retain(|q| q.gold != kokushi_shared::Gold::Unpublished);
-    if let Some(n) = args.choices {
-        questions.retain(|q| q.choices.len() == n);
-    }
-    if let Some(limit) = args.limit {
-        questions.truncate(limit);
-    }
-    anyhow::ensure!(
-        !questions.is_empty(),
-        "no questions to ask: {all} in the set, none left after leaving out image questions \
-         (--with-images), --choices and --limit"
-    );
-    if let Some(short) = questions.iter().find(|q| {
-        kokushi_shared::prompt::pick_shots(&options.shot_pool, q, args.shots, args.shot_seed).len()
-            < args.shots
-    }) {
-        anyhow::bail!(
-            "--shots {}: too few worked examples for {} among single-answer, text-only questions \
-             of other exams; give --shot-pool with another year's questions",
-            args.shots,
-            short.problem_id
-        );
-    }
-    if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        anyhow::ensure!(
-            parent.is_dir(),
-            "cannot write {}: {} is not a folder",
-            args.out.display(),
-            parent.display()
-        );
-    }
-    if let Some(adapter) = &args.adapter {
-        tune_cmd::leakage_gate(
-            adapter,
-            &questions,
-            args.max_leakage,
-            args.allow_leakage.as_deref(),
-            &args.out,
-        )?;
-    }
-    let mut answerer = match kokushi_worker::remote::RemoteSpec::parse(&args.model) {
-        Some(spec) => {
-            let spec = spec.map_err(anyhow::Error::msg)?;
-            anyhow::ensure!(
-                args.adapter.is_none(),
-                "--adapter applies to local models; a remote server loads its own adapters"
-            );
-            anyhow::ensure!(
-                args.remote.timeout.is_finite() && args.remote.timeout > 0.0,
-                "--timeout {} is not a positive number of seconds",
-                args.remote.timeout
-            );
-            if chosen_format.is_none() && !chat_template {
-                // A served model is most often a chat model: its own template, server-side.
-                options.chat_template = true;
-            }
-            // The URL was typed by whoever runs this: that server, wherever it is, gets the key.
-            let policy = kokushi_worker::remote::RemotePolicy::trusting(&spec);
-            let remote = tokio::runtime::Handle::current().block_on(
-                kokushi_worker::remote::RemoteModel::connect(
-                    spec,
-                    kokushi_worker::remote::RemoteOptions {
-                        concurrency: usize::from(args.remote.concurrency),
-                        retries: args.remote.retries,
-                        timeout: Duration::from_secs_f64(args.remote.timeout.min(86_400.0)),
-                        api_key_env: Some(args.remote.api_key_env.clone()),
-                        policy,
-                        ..kokushi_worker::remote::RemoteOptions::default()
-                    },
-                ),
-            )?;
-            eprintln!(
-                "remote model {} ({} request(s) at once, API key {})",
-                remote.spec(),
-                args.remote.concurrency,
-                if remote.has_api_key() {
-                    format!("from ${}", args.remote.api_key_env)
-                } else {
-                    format!("none: ${} is not set", args.remote.api_key_env)
-                }
-            );
-            Answerer::Remote(remote)
-        }
-        None => Answerer::Local(Box::new(load_local_model(
-            args,
-            &mut options,
-            chosen_format,
-        )?)),
-    };
-    let prompt_format = match &answerer {
-        Answerer::Local(model) => kokushi_worker::eval::prompt_id(model, &options),
-        Answerer::Remote(_) => kokushi_worker::eval::remote_prompt_id(&options),
-    };
-    eprintln!(
-        "{} questions, mode {}, prompt {}",
-        questions.len(),
-        options.mode.id(),
-        prompt_format
-    );
-    let partial = with_suffix(&args.out, ".part");
-    // Lines are written to FILE.part as they come; a run that was stopped resumes from them
-    // (same mode and prompt), and the finished file replaces FILE in one rename.
-    let mut done = resume_lines(
-        &partial,
-        &questions,
-        options.mode.id(),
-        &prompt_format,
-        options.adapter.as_deref(),
-    )?;
-    if !done.is_empty() {
-        eprintln!(
-            "resuming: {} of {} questions already answered in {}",
-            done.len(),
-            questions.len(),
-            partial.display()
-        );
-    }
-    let mut file = std::fs::File::create(&partial)
-        .with_context(|| format!("cannot create {}", partial.display()))?;
-    for line in done.values() {
-        writeln!(file, "{line}")?;
-    }
-    let started = std::time::Instant::now();
-    let mut parsed = 0usize;
-    let mut asked = 0usize;
-    let mut failed: Vec<String> = Vec::new();
-    let pending: Vec<(usize, &kokushi_shared::Question)> = questions
-        .iter()
-        .enumerate()
-        .filter(|(_, q)| !done.contains_key(&q.problem_id))
-        .collect();
-    let mut record = |n: usize, question: &kokushi_shared::Question, line: Result<_, String>| {
-        // A question that cannot be asked (a prompt longer than the context) is recorded with
-        // its reason and scores as wrong; the run goes on.
-        let line: kokushi_worker::eval::PredictionLine = match line {
-            Ok(line) => line,
-            Err(e) => {
-                failed.push(format!("{}: {e}", question.problem_id));
-                kokushi_worker::eval::PredictionLine::failed(question, &options, &prompt_format, &e)
-            }
-        };
-        parsed += usize::from(!line.parse_failed);
-        asked += 1;
-        let elapsed = started.elapsed().as_secs_f64();
-        #[allow(clippy::cast_precision_loss)]
-        let per_minute = asked as f64 / elapsed.max(1e-9) * 60.0;
-        eprintln!(
-            "[{:>4}/{}] {:<10} → {:<10} {:>6} ms  ({per_minute:.1} questions/min)",
-            n + 1,
-            questions.len(),
-            line.problem_id,
-            if line.error.is_some() {
-                "(not asked)"
-            } else if line.parse_failed {
-                "(unparsed)"
-            } else {
-                line.prediction.as_str()
-            },
-            line.latency_ms
-        );
-        let json = serde_json::to_string(&line)?;
-        writeln!(file, "{json}")?;
-        file.flush()?;
-        done.insert(question.problem_id.clone(), json);
-        anyhow::Ok(())
-    };
-    match &mut answerer {
-        Answerer::Local(model) => {
-            for chunk in pending.chunks(usize::from(args.batch)) {
-                let asked: Vec<&kokushi_shared::Question> = chunk.iter().map(|(_, q)| *q).collect();
-                let lines = kokushi_worker::eval::evaluate_questions(model, &asked, &options);
-                for (&(n, question), line) in chunk.iter().zip(lines) {
-                    record(n, question, line.map_err(|e| e.to_string()))?;
-                }
-            }
-        }
-        Answerer::Remote(remote) => {
-            use futures_util::StreamExt;
-            let remote = &*remote;
-            let options = &options;
-            // Questions go out `concurrency` at a time and are written in order as they return.
-            let mut replies = futures_util::stream::iter(pending)
-                .map(|(n, question)| async move {
-                    let line =
-                        kokushi_worker::eval::evaluate_question_remote(remote, question, options)
-                            .await;
-                    (n, question, line)
-                })
-                .buffered(usize::from(args.remote.concurrency));
-            tokio::runtime::Handle::current().block_on(async {
-                while let Some((n, question, line)) = replies.next().await {
-                    let line = match line {
-                        Ok(line) => Ok(line),
-                        Err(kokushi_worker::eval::RemoteAskError::Question(e)) => Err(e),
-                        Err(kokushi_worker::eval::RemoteAskError::Fatal(e)) => {
-                            return Err(anyhow::Error::new(e).context(format!(
-                                "stopped at {}; the answers so far are kept in {} and a rerun \
-                                 of the same command resumes from them",
-                                question.problem_id,
-                                partial.display()
-                            )));
-                        }
-                    };
-                    record(n, question, line)?;
-                }
-                anyhow::Ok(())
-            })?;
-        }
-    }
-    drop(file);
-    // The finished file, in the exam set's order, written beside FILE and renamed over it; the
-    // part file goes only once FILE is complete.
-    let finished = with_suffix(&args.out, ".tmp");
-    let mut file = std::fs::File::create(&finished)
-        .with_context(|| format!("cannot create {}", finished.display()))?;
-    for question in &questions {
-        if let Some(line) = done.get(&question.problem_id) {
-            writeln!(file, "{line}")?;
-        }
-    }
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&finished, &args.out).with_context(|| {
-        format!(
-            "cannot rename {} to {}",
-            finished.display(),
-            args.out.display()
-        )
-    })?;
-    std::fs::remove_file(&partial)
-        .with_context(|| format!("cannot remove {}", partial.display()))?;
-    let elapsed = started.elapsed().as_secs_f64();
-    #[allow(clippy::cast_precision_loss)]
-    let per_minute = asked as f64 / elapsed.max(1e-9) * 60.0;
-    eprintln!(
-        "wrote {} predictions to {} ({parsed} of {asked} asked now parsed) in {elapsed:.1} s: \
-         {per_minute:.1} questions/min",
-        questions.len(),
-        args.out.display(),
-    );
-    if !failed.is_empty() {
-        eprintln!(
-            "{} question(s) could not be asked and score as wrong (their lines carry `error`):",
-            failed.len()
-        );
-        for reason in &failed {
-            eprintln!("  {reason}");
-        }
-    }
-    anyhow::ensure!(
-        failed.len() < questions.len(),
-        "no question could be asked; the first reason: {}",
-        failed.first().map_or("", String::as_str)
-    );
-    Ok(())
-}
-
-/// `cpu`, `cuda` (device 0) or `cuda:N`.
-fn parse_device(text: &str) -> Result<kokushi_worker::eval::Device, String> {
-    use kokushi_worker::eval::Device;
-    match text {
-        "cpu" => Ok(Device::Cpu),
-        "cuda" => Ok(Device::Cuda(0)),
-        _ => text
-            .strip_prefix("cuda:")
-            .and_then(|n| n.parse().ok())
-            .map(Device::Cuda)
-            .ok_or_else(|| format!("{text:?} is not a device: use cpu, cuda or cuda:N")),
-    }
-}
-
-/// The lines of an interrupted run in `partial` worth keeping: those of questions still asked,
-/// made with the same mode and prompt. A torn last line (the process was killed while writing
-/// it) is dropped; lines of another mode or prompt refuse the resume, so two runs never mix.
-fn resume_lines(
-    partial: &std::path::Path,
-    questions: &[kokushi_shared::Question],
-    mode: &str,
-    prompt_format: &str,
-    adapter: Option<&str>,
-) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
-    let mut kept = std::collections::BTreeMap::new();
-    let Ok(text) = std::fs::read_to_string(partial) else {
-        return Ok(kept);
-    };
-    let wanted: std::collections::HashSet<&str> =
-        questions.iter().map(|q| q.problem_id.as_str()).collect();
-    for (index, line) in text.lines().enumerate() {
-        let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
-            eprintln!(
-                "{}:{}: not a complete line (an interrupted write); it is asked again",
-                partial.display(),
-                index + 1
-            );
-            continue;
-        };
-        anyhow::ensure!(
-            value["mode"] == mode && value["prompt_format"] == prompt_format,
-            "{}:{}: left by a run with mode {} and prompt {}, not {mode} and {prompt_format}: \
-             delete it or choose another --out",
-            partial.display(),
-            index + 1,
-            value["mode"],
-            value["prompt_format"]
-        );
-        anyhow::ensure!(
-            value["adapter"].as_str() == adapter,
-            "{}:{}: left by a run with adapter {}, not {}: delete it or choose another --out",
-            partial.display(),
-            index + 1,
-            value["adapter"].as_str().unwrap_or("(none)"),
-            adapter.unwrap_or("(none)")
-        );
-        if let Some(id) = value["problem_id"]
-            .as_str()
-            .filter(|id| wanted.contains(id))
-        {
-            kept.insert(id.to_owned(), line.to_owned());
-        }
-    }
-    Ok(kept)
-}
-
-/// `path` with `suffix` appended to its file name (`p.jsonl` → `p.jsonl.part`).
-fn with_suffix(path: &std::path::Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
 }
 
 #[cfg(test)]

@@ -178,6 +178,8 @@ endpoints! {
 
 /// Default and largest number of new tokens a run may ask for.
 pub(crate) const DEFAULT_MAX_NEW_TOKENS: u32 = 32;
+/// The most worked examples a run may put before each question.
+pub const MAX_SHOTS: u32 = 8;
 pub(crate) const MAX_MAX_NEW_TOKENS: u32 = 1024;
 
 /// Registers every endpoint, then a JSON 404 for any other `/api` path. The access check
@@ -304,13 +306,32 @@ async fn create_run(
 ) -> Result<HttpResponse, ApiError> {
     let req = body.into_inner();
     ensure_queue_room(&state, &principal).await?;
-    let prompt_format = PromptFormat::from_id(&req.prompt_format).ok_or_else(|| {
-        ApiError::BadRequest(format!(
-            "unknown prompt_format {:?}; known: {}",
-            req.prompt_format,
-            PromptFormat::ALL.map(PromptFormat::id).join(", ")
-        ))
-    })?;
+    let chat_template = req.prompt_format == "chat_template";
+    let prompt_format = if chat_template {
+        PromptFormat::ChatmlJa
+    } else {
+        PromptFormat::from_id(&req.prompt_format).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "unknown prompt_format {:?}; known: {}, chat_template",
+                req.prompt_format,
+                PromptFormat::ALL.map(PromptFormat::id).join(", ")
+            ))
+        })?
+    };
+    if req.shots > MAX_SHOTS {
+        return Err(ApiError::BadRequest(format!(
+            "shots {} must be between 0 and {MAX_SHOTS}",
+            req.shots
+        )));
+    }
+    let shot_seed = req
+        .shot_seed
+        .unwrap_or(kokushi_shared::job::DEFAULT_SHOT_SEED);
+    if i64::try_from(shot_seed).is_err() {
+        return Err(ApiError::BadRequest(format!(
+            "shot_seed {shot_seed} must be below 2^63"
+        )));
+    }
     let model = run_model(&state, req.model.trim())?;
     let adapter = match req.adapter.as_deref().map(str::trim) {
         None | Some("") => None,
@@ -329,10 +350,18 @@ async fn create_run(
         exam_set_id: req.exam_set_id,
         model,
         adapter,
-        prompt_format,
+        settings: kokushi_shared::job::EvalSettings {
+            prompt_format,
+            chat_template,
+            scoring: req.scoring,
+            loglik_target: req.loglik_target,
+            max_new_tokens,
+            shots: req.shots,
+            shot_seed,
+            keep_quantization: req.keep_quantization,
+        },
+        shot_pool_exam_set_id: req.shot_pool_exam_set_id.filter(|_| req.shots > 0),
         limit: req.limit,
-        max_new_tokens,
-        scoring: req.scoring,
         priority: req.priority,
         created_by: Some(principal.user.id),
     };
@@ -458,8 +487,9 @@ pub(crate) fn download(body: String, media: &str, file: &str) -> HttpResponse {
         .body(body)
 }
 
-/// `GET /api/runs/{id}/export?format=jsonl|csv`: the run's answers; the JSON lines are a
-/// predictions file that `kokushi score` reads.
+/// `GET /api/runs/{id}/export?format=jsonl|csv|predictions`: the run's answers; the JSON lines
+/// are a predictions file that `kokushi score` reads, and `predictions` is exactly the file
+/// `kokushi eval` writes for the same model and settings.
 async fn run_export(
     _caller: crate::auth::Researcher,
     state: web::Data<AppState>,
@@ -483,8 +513,27 @@ async fn run_export(
             "text/csv; charset=utf-8",
             &format!("run-{id}-answers.csv"),
         )),
+        "predictions" => {
+            let lines = state
+                .db
+                .run_prediction_lines(id)
+                .await?
+                .ok_or_else(|| ApiError::NotFound(format!("run {id} does not exist")))?;
+            let mut body = String::new();
+            for line in &lines {
+                body.push_str(
+                    &serde_json::to_string(line).map_err(|e| ApiError::Internal(e.to_string()))?,
+                );
+                body.push('\n');
+            }
+            Ok(download(
+                body,
+                "application/x-ndjson; charset=utf-8",
+                &format!("run-{id}-predictions.jsonl"),
+            ))
+        }
         other => Err(ApiError::BadRequest(format!(
-            "unknown format {other:?}; known: jsonl, csv"
+            "unknown format {other:?}; known: jsonl, csv, predictions"
         ))),
     }
 }

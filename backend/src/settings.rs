@@ -35,6 +35,9 @@ pub struct Settings {
     pub visibility_timeout: std::time::Duration,
     /// Deliveries after which the embedded worker gives a job up.
     pub max_attempts: u32,
+    /// How many questions the embedded worker answers together (throughput only: a batch
+    /// changes no answer).
+    pub worker_batch: usize,
     /// How often the server checks that the queue has not lost unfinished jobs.
     pub reconcile_interval: std::time::Duration,
     /// Runs one account may have waiting in the queue at once.
@@ -69,6 +72,7 @@ impl Settings {
             secure_cookies: false,
             visibility_timeout: kokushi_queue::DEFAULT_VISIBILITY_TIMEOUT,
             max_attempts: 3,
+            worker_batch: 1,
             reconcile_interval: std::time::Duration::from_secs(10),
             max_queued_per_user: 50,
             trusted_proxies: crate::auth::TrustedProxies::default(),

@@ -98,6 +98,7 @@ impl Application {
                     remote: None,
                     visibility_timeout: settings.visibility_timeout,
                     max_attempts: settings.max_attempts,
+                    batch: settings.worker_batch,
                 },
             );
             let mut stop = stop_rx.clone();

@@ -449,7 +449,8 @@ pub fn tune(args: &TuneArgs) -> anyhow::Result<()> {
         eval_every: args.eval_every,
         checkpoint_every: args.checkpoint_every,
     };
-    let model_path = crate::resolve_eval_model(&args.base, args.model_cache.as_deref())?;
+    let model_path =
+        crate::commands::eval::resolve_eval_model(&args.base, args.model_cache.as_deref())?;
     eprintln!("loading {}", model_path.display());
     let mut model = kokushi_worker::eval::Model::load(
         &model_path,

@@ -150,17 +150,19 @@ pub(crate) fn load(dir: &Path, device: &candle_core::Device) -> Result<Model, En
         .torch_dtype
         .clone()
         .unwrap_or_else(|| format!("{stored:?}").to_lowercase());
+    let quantization = if dtype == stored {
+        stored_name.to_uppercase()
+    } else {
+        format!("{} (computed in f32)", stored_name.to_uppercase())
+    };
     let info = ModelInfo {
         architecture: model_type,
         name: dir.file_name().map(|n| n.to_string_lossy().into_owned()),
         file_size,
         context_length,
         vocab_size: tokenizer.get_vocab_size(true),
-        quantization: if dtype == stored {
-            stored_name.to_uppercase()
-        } else {
-            format!("{} (computed in f32)", stored_name.to_uppercase())
-        },
+        arithmetic: crate::arithmetic::describe(&weights.model, &quantization),
+        quantization,
     };
     let chat_template = chat_template(dir)?;
     Ok(Model {

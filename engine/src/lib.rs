@@ -20,6 +20,7 @@
 //! compete for the cores, 1 thread is slower but much steadier (see the crate's smoke test).
 
 mod adapter;
+mod arithmetic;
 mod chat;
 mod error;
 pub mod fixture;

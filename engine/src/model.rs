@@ -76,8 +76,11 @@ pub struct ModelInfo {
     pub context_length: usize,
     /// The number of entries in the vocabulary (`tokenizer.ggml.tokens`).
     pub vocab_size: usize,
-    /// The file's quantization, e.g. `"Q4_1"` or `"Q4_1 (requantized to Q8_0)"`.
+    /// The file's quantization, e.g. `"Q4_1"` or `"Q4_K_M (requantized to Q8_0)"`.
     pub quantization: String,
+    /// The arithmetic the model runs: the quantization and how many matrices go through which
+    /// kernel (`"Q4_1; 169 × Q4 on the engine's 4-bit kernel (AVX2+FMA), …"`).
+    pub arithmetic: String,
 }
 
 /// A loaded GGUF model and its tokenizer.
@@ -169,6 +172,7 @@ impl Model {
             file_quantization
         };
         let context_length = transformer.config.context_length;
+        let arithmetic = crate::arithmetic::describe(&transformer, &quantization);
         let weights = Weights::new(transformer);
         let info = ModelInfo {
             architecture,
@@ -177,6 +181,7 @@ impl Model {
             context_length,
             vocab_size: vocab.vocab_size,
             quantization,
+            arithmetic,
         };
         tracing::info!(
             path = %path.display(),

@@ -616,6 +616,11 @@ fn dot8(a: &[f32], b: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + tail
 }
 
+/// The instruction set the engine's kernels run on this CPU.
+pub(crate) fn isa() -> &'static str {
+    if has_avx2() { "AVX2+FMA" } else { "portable" }
+}
+
 fn has_avx2() -> bool {
     static DETECTED: OnceLock<bool> = OnceLock::new();
     *DETECTED.get_or_init(|| {

@@ -110,6 +110,11 @@ impl EvalForm {
             limit,
             max_new_tokens,
             scoring: Scoring::parse(&self.scoring).unwrap_or_default(),
+            loglik_target: Default::default(),
+            shots: 0,
+            shot_pool_exam_set_id: None,
+            shot_seed: None,
+            keep_quantization: false,
             priority: priority(&self.priority),
         })
     }

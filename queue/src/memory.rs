@@ -234,7 +234,6 @@ impl JobQueue for MemoryQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kokushi_shared::prompt::PromptFormat;
 
     fn job(id: i64) -> Job {
         Job::Eval(kokushi_shared::job::EvalJob {
@@ -243,9 +242,11 @@ mod tests {
             run_id: id,
             model: "m.gguf".into(),
             adapter: None,
-            prompt_format: PromptFormat::ChatmlJa,
-            max_new_tokens: 8,
-            scoring: Default::default(),
+            settings: kokushi_shared::job::EvalSettings::new(
+                kokushi_shared::prompt::PromptFormat::ChatmlJa,
+                8,
+            ),
+            shot_pool: Vec::new(),
             questions: vec![],
             priority: Default::default(),
         })

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use kokushi_queue::{JobQueue, RedisQueue};
 use kokushi_shared::job::{EvalJob, Job, JobQuestion, WorkerEvent};
-use kokushi_shared::prompt::PromptFormat;
 
 fn redis_url() -> Option<String> {
     match std::env::var("KOKUSHI_TEST_REDIS_URL") {
@@ -40,13 +39,16 @@ async fn a_job_and_its_events_travel_through_redis_streams_exactly_once() {
         run_id: 5,
         model: "tiny.gguf".into(),
         adapter: None,
-        prompt_format: PromptFormat::ChatmlJa,
-        max_new_tokens: 4,
-        scoring: Default::default(),
+        settings: kokushi_shared::job::EvalSettings::new(
+            kokushi_shared::prompt::PromptFormat::ChatmlJa,
+            4,
+        ),
+        shot_pool: Vec::new(),
         questions: vec![JobQuestion {
             problem_id: "116A1".into(),
             text: "正しいのはどれか。".into(),
             choices: vec!["甲".into(), "乙".into()],
+            exam: None,
         }],
         priority: Default::default(),
     });
@@ -102,15 +104,18 @@ fn job(job_id: i64, ids: &[&str]) -> Job {
         run_id: job_id,
         model: "tiny.gguf".into(),
         adapter: None,
-        prompt_format: PromptFormat::ChatmlJa,
-        max_new_tokens: 4,
-        scoring: Default::default(),
+        settings: kokushi_shared::job::EvalSettings::new(
+            kokushi_shared::prompt::PromptFormat::ChatmlJa,
+            4,
+        ),
+        shot_pool: Vec::new(),
         questions: ids
             .iter()
             .map(|id| JobQuestion {
                 problem_id: (*id).into(),
                 text: "正しいのはどれか。".into(),
                 choices: vec!["甲".into(), "乙".into()],
+                exam: None,
             })
             .collect(),
         priority: Default::default(),
@@ -131,6 +136,9 @@ fn answer(job_id: i64, problem_id: &str) -> WorkerEvent {
             generated_tokens: 1,
             latency_ms: 1,
             choice_logprobs: None,
+            choice_logprob_means: None,
+            generated: false,
+            error: None,
         },
     }
 }

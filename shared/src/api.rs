@@ -108,7 +108,8 @@ pub struct CreateRun {
     /// A LoRA adapter folder in the model store, applied to `model`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adapter: Option<String>,
-    /// A prompt format id, e.g. `chatml_ja_v1`.
+    /// A prompt format id, e.g. `chatml_ja_v1`, or `chat_template` for the model's own
+    /// template (as `kokushi eval --prompt-format` takes them).
     pub prompt_format: String,
     /// Ask only the first N text-only questions.
     #[serde(default)]
@@ -119,6 +120,21 @@ pub struct CreateRun {
     /// (the most probable choice letters; each choice's log-probability is kept).
     #[serde(default)]
     pub scoring: crate::job::Scoring,
+    /// In loglik scoring, rank each choice's `letter` (the default) or its `text`.
+    #[serde(default)]
+    pub loglik_target: crate::job::LoglikTarget,
+    /// k-shot: worked examples of other exams before each question (0–8).
+    #[serde(default)]
+    pub shots: u32,
+    /// The exam set worked examples come from (default: the run's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shot_pool_exam_set_id: Option<i64>,
+    /// The seed of the choice of worked examples (default 20230331).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shot_seed: Option<u64>,
+    /// Keep the model file's own quantization instead of requantizing Q5 matrices to Q8_0.
+    #[serde(default)]
+    pub keep_quantization: bool,
     /// `high` jobs are taken before `normal` ones (the default).
     #[serde(default)]
     pub priority: crate::job::Priority,

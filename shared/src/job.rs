@@ -90,12 +90,14 @@ pub struct EvalJob {
     /// A LoRA adapter folder inside the model store, applied to `model`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adapter: Option<String>,
-    pub prompt_format: PromptFormat,
-    pub max_new_tokens: u32,
-    /// How the answers are chosen (generation unless said otherwise, as older jobs were).
-    #[serde(default)]
-    pub scoring: Scoring,
+    /// How each question is put and answered: the same settings `kokushi eval` takes.
+    #[serde(flatten)]
+    pub settings: EvalSettings,
     pub questions: Vec<JobQuestion>,
+    /// Worked examples for k-shot prompts (`settings.shots > 0`): only those some question of
+    /// the job picks ([`shot_pool_for`]), so the job stays small.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shot_pool: Vec<ShotExample>,
     /// Which lane of the queue the job waits in.
     #[serde(default)]
     pub priority: Priority,
@@ -104,6 +106,194 @@ pub struct EvalJob {
 /// The attempt of jobs and events written before attempts were counted.
 pub fn first_attempt() -> u32 {
     1
+}
+
+/// How each question of a run is put to the model and answered: one specification for a
+/// portal run and for `kokushi eval`, so that the same settings give the same predictions
+/// along either path. Nothing here depends on the gold answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EvalSettings {
+    /// The prompt format (unused with `chat_template`, except that it names the run's default).
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "chatml_ja_v1"))]
+    pub prompt_format: PromptFormat,
+    /// Put the question through the model's own chat template instead of `prompt_format`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub chat_template: bool,
+    /// How the answers are chosen (generation unless said otherwise, as older jobs were).
+    #[serde(default)]
+    pub scoring: Scoring,
+    /// In loglik scoring: what each choice's log-probability is measured on.
+    #[serde(default)]
+    pub loglik_target: LoglikTarget,
+    pub max_new_tokens: u32,
+    /// k-shot: how many worked examples from other exams precede each question.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub shots: u32,
+    /// The seed of the choice of worked examples.
+    #[serde(default = "default_shot_seed")]
+    pub shot_seed: u64,
+    /// Keep the model file's own quantization: no Q4/Q5 → Q8_0 requantization at load
+    /// (slower on the CPU; the arithmetic llama.cpp uses for the same file).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_quantization: bool,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// The seed papers' shot seed, the default of `--shot-seed`.
+pub const DEFAULT_SHOT_SEED: u64 = 20_230_331;
+
+fn default_shot_seed() -> u64 {
+    DEFAULT_SHOT_SEED
+}
+
+impl EvalSettings {
+    /// Generation with `prompt_format` and nothing else set.
+    pub fn new(prompt_format: PromptFormat, max_new_tokens: u32) -> Self {
+        Self {
+            prompt_format,
+            chat_template: false,
+            scoring: Scoring::Generation,
+            loglik_target: LoglikTarget::Letter,
+            max_new_tokens,
+            shots: 0,
+            shot_seed: DEFAULT_SHOT_SEED,
+            keep_quantization: false,
+        }
+    }
+
+    /// The prompt id every answer line records, given how the chat template (if used) was
+    /// applied: `chat_template:<hash>` for a local model's own template, `chat_api` for a
+    /// remote server's; else the format's id. `+Kshot` follows when worked examples precede
+    /// the question.
+    pub fn prompt_id(&self, chat: Option<&str>) -> String {
+        let base = if self.chat_template {
+            chat.unwrap_or("chat_template").to_owned()
+        } else {
+            self.prompt_format.id().to_owned()
+        };
+        if self.shots > 0 {
+            format!("{base}+{}shot", self.shots)
+        } else {
+            base
+        }
+    }
+}
+
+/// What a choice's log-likelihood is measured on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum LoglikTarget {
+    /// The choice's letter after the prompt's 「答え：」 (ranked by its log-probability).
+    #[default]
+    Letter,
+    /// The choice's text (ranked by the mean log-probability of its tokens).
+    Text,
+}
+
+impl LoglikTarget {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoglikTarget::Letter => "letter",
+            LoglikTarget::Text => "text",
+        }
+    }
+}
+
+/// A worked example of a k-shot prompt: a question of another exam with its answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShotExample {
+    pub problem_id: String,
+    /// The exam it belongs to (a question never gets worked examples of its own exam).
+    pub exam: String,
+    pub text: String,
+    pub choices: Vec<String>,
+    /// The answer shown after 「答え：」: one letter.
+    pub answer: String,
+}
+
+impl ShotExample {
+    /// `question` as a worked example, if it can be one: text only, with choices and a single
+    /// gold letter.
+    pub fn from_question(question: &crate::Question) -> Option<Self> {
+        let crate::Gold::Letters { letters } = &question.gold else {
+            return None;
+        };
+        (question.text_only && !question.choices.is_empty() && letters.len() == 1).then(|| {
+            ShotExample {
+                problem_id: question.problem_id.clone(),
+                exam: exam_of(&question.problem_id, question.meta.exam.as_deref()),
+                text: question.text.clone(),
+                choices: question.choices.clone(),
+                answer: crate::exam::join_letters(letters),
+            }
+        })
+    }
+}
+
+/// The exam a question belongs to: its recorded exam, else the leading digits of its id
+/// (`116A13` → `116`).
+pub fn exam_of(problem_id: &str, exam: Option<&str>) -> String {
+    exam.map_or_else(
+        || {
+            problem_id
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect()
+        },
+        str::to_owned,
+    )
+}
+
+/// The `k` worked examples `question` gets from `pool`, reproducibly: never one of its own exam
+/// (nor itself), ordered by a hash of `seed` and both ids. Fewer than `k` when the pool has
+/// too few.
+pub fn pick_shots<'a>(
+    pool: &'a [ShotExample],
+    question: &JobQuestion,
+    k: usize,
+    seed: u64,
+) -> Vec<&'a ShotExample> {
+    let own_exam = exam_of(&question.problem_id, question.exam.as_deref());
+    let mut candidates: Vec<(u64, &ShotExample)> = pool
+        .iter()
+        .filter(|s| s.problem_id != question.problem_id && s.exam != own_exam)
+        .map(|s| {
+            (
+                crate::prompt::shot_rank(seed, &question.problem_id, &s.problem_id),
+                s,
+            )
+        })
+        .collect();
+    candidates.sort_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| a.1.problem_id.cmp(&b.1.problem_id))
+    });
+    candidates.into_iter().take(k).map(|(_, s)| s).collect()
+}
+
+/// The part of `pool` that `questions` pick with `k` and `seed`: each question picks the same
+/// examples from it as from the whole pool, so a job carries only these.
+pub fn shot_pool_for(
+    pool: &[ShotExample],
+    questions: &[JobQuestion],
+    k: usize,
+    seed: u64,
+) -> Vec<ShotExample> {
+    let mut wanted = std::collections::BTreeSet::new();
+    for question in questions {
+        for shot in pick_shots(pool, question, k, seed) {
+            wanted.insert(shot.problem_id.as_str());
+        }
+    }
+    pool.iter()
+        .filter(|s| wanted.contains(s.problem_id.as_str()))
+        .cloned()
+        .collect()
 }
 
 /// How a run's answers are chosen.
@@ -124,6 +314,14 @@ impl Scoring {
     pub fn as_str(self) -> &'static str {
         match self {
             Scoring::Generation => "generation",
+            Scoring::Loglik => "loglik",
+        }
+    }
+
+    /// The mode an answer line records (`kokushi eval --mode`): `generate` or `loglik`.
+    pub fn mode_id(self) -> &'static str {
+        match self {
+            Scoring::Generation => "generate",
             Scoring::Loglik => "loglik",
         }
     }
@@ -168,6 +366,22 @@ pub struct JobQuestion {
     pub problem_id: String,
     pub text: String,
     pub choices: Vec<String>,
+    /// The exam it belongs to, when recorded (else read from the id): worked examples never
+    /// come from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exam: Option<String>,
+}
+
+impl JobQuestion {
+    /// What of `question` may be put to a model: everything but its answer.
+    pub fn of(question: &crate::Question) -> Self {
+        Self {
+            problem_id: question.problem_id.clone(),
+            text: question.text.clone(),
+            choices: question.choices.clone(),
+            exam: question.meta.exam.clone(),
+        }
+    }
 }
 
 /// What a worker reports while it works on a job.
@@ -181,7 +395,13 @@ pub enum WorkerEvent {
         attempt: u32,
         run_id: i64,
         worker: String,
+        /// The model as loaded, with the arithmetic it runs (its quantization as stored or
+        /// requantized, and the kernels).
         model_info: String,
+        /// The prompt id the answers record ([`EvalSettings::prompt_id`]: with a chat
+        /// template, which one).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prompt_id: Option<String>,
     },
     /// One question answered.
     Answer {
@@ -305,8 +525,109 @@ pub struct AnswerRecord {
     pub prompt_tokens: u32,
     pub generated_tokens: u32,
     pub latency_ms: u64,
-    /// Log-likelihood runs: each choice letter's natural-log probability as the start of the
-    /// reply, in choice order.
+    /// Log-likelihood runs: each choice's summed natural-log probability as the continuation
+    /// of the prompt (its letter, or its text), in choice order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub choice_logprobs: Option<Vec<f64>>,
+    /// Log-likelihood runs: the same per token of the continuation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub choice_logprob_means: Option<Vec<f64>>,
+    /// A question without choices in a log-likelihood run: it has nothing to rank, so it was
+    /// answered by generation.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub generated: bool,
+    /// Why the question could not be asked (a prompt longer than the model's context, a
+    /// request the server refused); the answer is then empty and scores as wrong.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl AnswerRecord {
+    /// The answer of a question that could not be asked, and why.
+    pub fn failed(problem_id: &str, error: String) -> Self {
+        Self {
+            problem_id: problem_id.to_owned(),
+            raw_output: String::new(),
+            extracted: Extracted::Unparsed,
+            rules_version: crate::extract::RULES_VERSION.to_owned(),
+            prompt_tokens: 0,
+            generated_tokens: 0,
+            latency_ms: 0,
+            choice_logprobs: None,
+            choice_logprob_means: None,
+            generated: false,
+            error: Some(error),
+        }
+    }
+
+    /// The answer as IgakuQA writes predictions: sorted letters joined by ",", or the number;
+    /// the reply itself (trimmed) when nothing could be extracted.
+    pub fn prediction(&self) -> String {
+        match &self.extracted {
+            Extracted::Unparsed => self.raw_output.trim().to_owned(),
+            parsed => parsed.display(),
+        }
+    }
+}
+
+/// One line of a predictions file: IgakuQA's `baseline_results` fields (`problem_id`,
+/// `prediction`) plus everything needed to audit the answer. `kokushi eval` writes these, and a
+/// portal run's `predictions.jsonl` is the same lines built from the same [`AnswerRecord`]s, so
+/// the two files of one model and settings are identical apart from `latency_ms`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PredictionLine {
+    pub problem_id: String,
+    /// [`AnswerRecord::prediction`].
+    pub prediction: String,
+    /// The model's whole reply (generation), or the continuations chosen (loglik).
+    pub raw_output: String,
+    pub parse_failed: bool,
+    /// `generate` or `loglik` ([`Scoring::mode_id`]).
+    pub mode: String,
+    /// [`EvalSettings::prompt_id`]: `chatml_ja_v1`, `chatml_ja_v1+1shot`,
+    /// `chat_template:<hash>`, `chat_api`.
+    pub prompt_format: String,
+    /// The LoRA adapter the model answered through, when one was loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub generated: bool,
+    pub rules_version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprob_sum: Option<Vec<f64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprob_mean: Option<Vec<f64>>,
+    pub prompt_tokens: u32,
+    pub generated_tokens: u32,
+    pub latency_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl PredictionLine {
+    /// The line of `record` in a run with `mode`, prompt id `prompt_format` and `adapter`.
+    pub fn new(
+        record: &AnswerRecord,
+        mode: Scoring,
+        prompt_format: &str,
+        adapter: Option<&str>,
+    ) -> Self {
+        Self {
+            problem_id: record.problem_id.clone(),
+            prediction: record.prediction(),
+            raw_output: record.raw_output.clone(),
+            parse_failed: record.extracted.is_unparsed(),
+            mode: mode.mode_id().to_owned(),
+            prompt_format: prompt_format.to_owned(),
+            adapter: adapter.map(str::to_owned),
+            generated: record.generated,
+            rules_version: record.rules_version.clone(),
+            logprob_sum: record.choice_logprobs.clone(),
+            logprob_mean: record.choice_logprob_means.clone(),
+            prompt_tokens: record.prompt_tokens,
+            generated_tokens: record.generated_tokens,
+            latency_ms: record.latency_ms,
+            error: record.error.clone(),
+        }
+    }
 }

@@ -234,41 +234,8 @@ pub struct Shot<'a> {
     pub answer: &'a str,
 }
 
-/// Picks `k` worked examples for `question` from `pool`, reproducibly: never a question of the
-/// same exam (nor the question itself), only questions with choices, a single gold letter and
-/// no image, ordered by a hash of `seed` and both ids. Returns fewer than `k` when the pool has
-/// too few.
-pub fn pick_shots<'a>(
-    pool: &'a [crate::Question],
-    question: &crate::Question,
-    k: usize,
-    seed: u64,
-) -> Vec<&'a crate::Question> {
-    let exam_of = |q: &crate::Question| {
-        q.meta.exam.clone().unwrap_or_else(|| {
-            q.problem_id
-                .chars()
-                .take_while(char::is_ascii_digit)
-                .collect()
-        })
-    };
-    let own_exam = exam_of(question);
-    let mut candidates: Vec<(u64, &crate::Question)> = pool
-        .iter()
-        .filter(|q| q.problem_id != question.problem_id && exam_of(q) != own_exam)
-        .filter(|q| q.text_only && !q.choices.is_empty())
-        .filter(|q| matches!(&q.gold, crate::Gold::Letters { letters } if letters.len() == 1))
-        .map(|q| (shot_rank(seed, &question.problem_id, &q.problem_id), q))
-        .collect();
-    candidates.sort_by(|a, b| {
-        a.0.cmp(&b.0)
-            .then_with(|| a.1.problem_id.cmp(&b.1.problem_id))
-    });
-    candidates.into_iter().take(k).map(|(_, q)| q).collect()
-}
-
 /// FNV-1a over the seed and both ids: a fixed, well-spread order of the candidates.
-fn shot_rank(seed: u64, question: &str, candidate: &str) -> u64 {
+pub(crate) fn shot_rank(seed: u64, question: &str, candidate: &str) -> u64 {
     let bytes: Vec<u8> = question
         .bytes()
         .chain([0xff])
@@ -307,6 +274,7 @@ fn question_body(text: &str, choices: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::job::pick_shots;
 
     #[test]
     fn ids_round_trip() {
@@ -369,7 +337,7 @@ mod tests {
             text_only,
             meta: crate::QuestionMeta::default(),
         };
-        let pool = vec![
+        let pool = [
             q("116A1", &['a'], true),
             q("116A2", &['b'], true),
             q("115A1", &['a'], true),
@@ -378,7 +346,11 @@ mod tests {
             q("114B1", &['b'], true),
             q("114B2", &['c'], true),
         ];
-        let question = &pool[0];
+        let question = &crate::job::JobQuestion::of(&pool[0]);
+        let pool: Vec<crate::job::ShotExample> = pool
+            .iter()
+            .filter_map(crate::job::ShotExample::from_question)
+            .collect();
         let picked = pick_shots(&pool, question, 5, 7);
         let ids: Vec<&str> = picked.iter().map(|p| p.problem_id.as_str()).collect();
         assert_eq!(
@@ -397,5 +369,14 @@ mod tests {
             .collect();
         assert_eq!(ids, again);
         assert_eq!(pick_shots(&pool, question, 1, 7).len(), 1);
+        // The part of the pool a job carries gives every question the same examples.
+        let questions = vec![question.clone()];
+        let carried = crate::job::shot_pool_for(&pool, &questions, 2, 7);
+        assert_eq!(carried.len(), 2);
+        let from_carried: Vec<&str> = pick_shots(&carried, question, 2, 7)
+            .iter()
+            .map(|p| p.problem_id.as_str())
+            .collect();
+        assert_eq!(from_carried, ids[..2]);
     }
 }

@@ -17,6 +17,7 @@ use kokushi_shared::api::Role;
 use kokushi_shared::api::{ExamSetSummary, ImportReport, RunDetail, RunSummary, UserSummary};
 pub use tempfile;
 
+pub mod openai;
 pub mod ui;
 use tempfile::TempDir;
 

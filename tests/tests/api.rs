@@ -569,10 +569,12 @@ async fn the_stored_tally_counts_each_answer_once(database_url: String) {
             exam_set_id: set.id,
             model: "m.gguf".to_owned(),
             adapter: None,
-            prompt_format: kokushi_shared::prompt::PromptFormat::ChatmlJa,
+            settings: kokushi_shared::job::EvalSettings::new(
+                kokushi_shared::prompt::PromptFormat::ChatmlJa,
+                8,
+            ),
+            shot_pool_exam_set_id: None,
             limit: Some(3),
-            max_new_tokens: 8,
-            scoring: Default::default(),
             priority: Default::default(),
             created_by: None,
         })
@@ -588,6 +590,9 @@ async fn the_stored_tally_counts_each_answer_once(database_url: String) {
         generated_tokens: 1,
         latency_ms: 1,
         choice_logprobs: None,
+        choice_logprob_means: None,
+        generated: false,
+        error: None,
     };
     // 901A1's answer is c, 901A2's is b.
     for record in [

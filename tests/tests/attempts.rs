@@ -105,6 +105,7 @@ fn started(job: i64, run: i64, attempt: u32) -> WorkerEvent {
         run_id: run,
         worker: format!("worker-of-attempt-{attempt}"),
         model_info: FIXTURE_MODEL.to_owned(),
+        prompt_id: None,
     }
 }
 
@@ -123,6 +124,9 @@ fn answer(job: i64, run: i64, attempt: u32, problem_id: &str) -> WorkerEvent {
             generated_tokens: 1,
             latency_ms: 1,
             choice_logprobs: None,
+            choice_logprob_means: None,
+            generated: false,
+            error: None,
         },
     }
 }

@@ -88,6 +88,7 @@ async fn researcher_flow(database_url: String) {
             remote: None,
             visibility_timeout: Duration::from_secs(30),
             max_attempts: 3,
+            batch: 1,
         },
     );
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);

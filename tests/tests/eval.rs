@@ -594,7 +594,7 @@ fn a_lora_adapter_answers_the_same_merged_or_not_and_is_recorded_in_every_line()
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    assert!(String::from_utf8_lossy(&unmerged.stderr).contains("adapter my-lora: LoRA r=4"));
+    assert!(String::from_utf8_lossy(&unmerged.stderr).contains("LoRA my-lora (r=4"));
 
     let (base, unmerged, merged) = (
         lines(&with("base.jsonl")),

@@ -539,6 +539,7 @@ async fn job_that_keeps_stopping_its_workers(db: String) {
             remote: None,
             visibility_timeout: visibility,
             max_attempts: 1,
+            batch: 1,
         },
     );
     let handled = worker.try_execute_next().await.expect("a step");

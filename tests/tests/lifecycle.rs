@@ -79,6 +79,7 @@ async fn cancel_retry_priority_limit(db: String) {
             remote: None,
             visibility_timeout: Duration::from_secs(30),
             max_attempts: 3,
+            batch: 1,
         },
     );
 
@@ -211,6 +212,7 @@ async fn cancelled_while_running(db: String) {
             remote: None,
             visibility_timeout: Duration::from_secs(30),
             max_attempts: 3,
+            batch: 1,
         },
     );
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);

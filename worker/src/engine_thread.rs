@@ -2,7 +2,7 @@
 //! A model stays loaded until a job asks for a different file (or adapter). A tuning job runs
 //! here too, on a model of its own: one heavy task at a time.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 
@@ -11,24 +11,66 @@ use tokio::sync::oneshot;
 
 enum Command {
     Load {
-        path: PathBuf,
-        adapter: Option<PathBuf>,
-        reply: oneshot::Sender<Result<String, EngineError>>,
+        request: LoadRequest,
+        reply: oneshot::Sender<Result<Loaded, EngineError>>,
     },
     Tune(
         Box<TuneCommand>,
         oneshot::Sender<Result<crate::tune::Manifest, crate::tune::TuneError>>,
     ),
     Generate {
-        prompt: String,
+        prompts: Vec<String>,
         params: GenerationParams,
-        reply: oneshot::Sender<Result<Generation, EngineCallError>>,
+        reply: oneshot::Sender<Result<Vec<Generation>, EngineCallError>>,
+    },
+    Chat {
+        turns: Vec<(String, String)>,
+        reply: oneshot::Sender<Result<String, EngineCallError>>,
     },
     Score {
         prompt: String,
         continuations: Vec<String>,
         reply: oneshot::Sender<Result<kokushi_engine::Scores, EngineCallError>>,
     },
+}
+
+/// What model to load, and how.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadRequest {
+    /// A GGUF file or a Hugging Face model folder.
+    pub path: PathBuf,
+    /// A PEFT LoRA adapter folder to answer through, and the name it is recorded under.
+    pub adapter: Option<(PathBuf, String)>,
+    /// Merge the adapter into the weights instead of applying it beside them.
+    pub merge_adapter: bool,
+    /// Keep the file's own quantization (no requantization to `Q8_0` at load).
+    pub keep_quantization: bool,
+    pub device: kokushi_engine::Device,
+}
+
+impl LoadRequest {
+    /// `path` on the CPU with the engine's defaults.
+    pub fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            adapter: None,
+            merge_adapter: false,
+            keep_quantization: false,
+            device: kokushi_engine::Device::Cpu,
+        }
+    }
+}
+
+/// A loaded model as the engine thread describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loaded {
+    /// The model's name, architecture, the arithmetic it runs (quantization as stored or
+    /// requantized, and the kernels), context, and adapter.
+    pub description: String,
+    /// `general.architecture` (`llama`, `qwen2`, `gemma3`).
+    pub architecture: String,
+    /// The content hash of the model's own chat template, when it has one.
+    pub chat_template_hash: Option<String>,
 }
 
 /// A tuning run for the engine thread.
@@ -81,19 +123,11 @@ impl EngineThread {
         Self { commands }
     }
 
-    /// Loads the model at `path` unless it is already loaded; returns a description of it.
-    pub async fn load(
-        &self,
-        path: PathBuf,
-        adapter: Option<PathBuf>,
-    ) -> Result<String, EngineCallError> {
+    /// Loads the model `request` names unless it is already loaded so; describes it.
+    pub async fn load(&self, request: LoadRequest) -> Result<Loaded, EngineCallError> {
         let (reply, answer) = oneshot::channel();
         self.commands
-            .send(Command::Load {
-                path,
-                adapter,
-                reply,
-            })
+            .send(Command::Load { request, reply })
             .map_err(|_| EngineCallError::Gone)?;
         Ok(answer.await.map_err(|_| EngineCallError::Gone)??)
     }
@@ -111,18 +145,24 @@ impl EngineThread {
         answer.await.map_err(|_| gone())?
     }
 
-    /// Generates a reply with the loaded model.
+    /// Generates a reply to each prompt with the loaded model, in one batch.
     pub async fn generate(
         &self,
-        prompt: String,
+        prompts: Vec<String>,
         params: GenerationParams,
-    ) -> Result<Generation, EngineCallError> {
+    ) -> Result<Vec<Generation>, EngineCallError> {
         self.call(|reply| Command::Generate {
-            prompt,
+            prompts,
             params,
             reply,
         })
         .await
+    }
+
+    /// The chat of `(role, content)` turns rendered with the loaded model's own template, the
+    /// assistant's turn opened.
+    pub async fn chat(&self, turns: Vec<(String, String)>) -> Result<String, EngineCallError> {
+        self.call(|reply| Command::Chat { turns, reply }).await
     }
 
     /// The log-probability of each continuation after `prompt`, with the loaded model.
@@ -152,52 +192,68 @@ impl EngineThread {
     }
 }
 
-/// Loads `path` (with the adapter folder `adapter` applied) and describes it.
-fn load_model(path: &Path, adapter: Option<&PathBuf>) -> Result<(Model, String), EngineError> {
+/// Loads the model `request` names and describes it.
+fn load_model(request: &LoadRequest) -> Result<(Model, Loaded), EngineError> {
     let started = std::time::Instant::now();
-    let mut model = Model::load(path, &LoadOptions::default())?;
+    let options = LoadOptions {
+        requantize_q8_0: !request.keep_quantization,
+        device: request.device,
+    };
+    let mut model = Model::load(&request.path, &options)?;
     let i = model.info();
-    let mut info = format!(
+    let mut description = format!(
         "{} ({}, {}, context {})",
-        i.name.clone().unwrap_or_else(|| path.display().to_string()),
+        i.name
+            .clone()
+            .unwrap_or_else(|| request.path.display().to_string()),
         i.architecture,
-        i.quantization,
+        i.arithmetic,
         i.context_length
     );
-    if let Some(dir) = adapter {
-        let a = model.load_adapter(dir, "adapter")?;
-        model.use_adapter(Some("adapter"))?;
-        let name = dir
-            .file_name()
-            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-        info.push_str(&format!(" + LoRA {name} (r={}, alpha={})", a.rank, a.alpha));
+    if let Some((dir, name)) = &request.adapter {
+        let a = model.load_adapter(dir, name)?;
+        if request.merge_adapter {
+            model.merge_adapter(name)?;
+        } else {
+            model.use_adapter(Some(name))?;
+        }
+        description.push_str(&format!(
+            " + LoRA {name} (r={}, alpha={}, {})",
+            a.rank,
+            a.alpha,
+            if request.merge_adapter {
+                "merged"
+            } else {
+                "unmerged"
+            }
+        ));
     }
-    tracing::info!(model = %info, seconds = started.elapsed().as_secs_f32(), "model loaded");
-    Ok((model, info))
+    tracing::info!(model = %description, seconds = started.elapsed().as_secs_f32(), "model loaded");
+    let loaded = Loaded {
+        description,
+        architecture: model.info().architecture.clone(),
+        chat_template_hash: model.chat_template_hash(),
+    };
+    Ok((model, loaded))
 }
 
-type Loaded = (PathBuf, Option<PathBuf>, Model, String);
+type Current = (LoadRequest, Model, Loaded);
 
 fn serve(receiver: &mpsc::Receiver<Command>) {
-    let mut loaded: Option<Loaded> = None;
+    let mut loaded: Option<Current> = None;
     while let Ok(command) = receiver.recv() {
         match command {
-            Command::Load {
-                path,
-                adapter,
-                reply,
-            } => {
-                if let Some((current, current_adapter, _, info)) = &loaded
-                    && *current == path
-                    && *current_adapter == adapter
+            Command::Load { request, reply } => {
+                if let Some((current, _, info)) = &loaded
+                    && *current == request
                 {
                     let _ = reply.send(Ok(info.clone()));
                     continue;
                 }
                 loaded = None;
-                let _ = reply.send(match load_model(&path, adapter.as_ref()) {
+                let _ = reply.send(match load_model(&request) {
                     Ok((model, info)) => {
-                        loaded = Some((path, adapter, model, info.clone()));
+                        loaded = Some((request, model, info.clone()));
                         Ok(info)
                     }
                     Err(e) => Err(e),
@@ -209,12 +265,22 @@ fn serve(receiver: &mpsc::Receiver<Command>) {
                 let _ = reply.send(tune(*command));
             }
             Command::Generate {
-                prompt,
+                prompts,
                 params,
                 reply,
             } => {
+                let _ = reply.send(with_loaded(&mut loaded, |model| match prompts.as_slice() {
+                    [prompt] => model.generate(prompt, &params).map(|g| vec![g]),
+                    _ => model.generate_batch(&prompts, &params),
+                }));
+            }
+            Command::Chat { turns, reply } => {
                 let _ = reply.send(with_loaded(&mut loaded, |model| {
-                    model.generate(&prompt, &params)
+                    let turns: Vec<(&str, &str)> = turns
+                        .iter()
+                        .map(|(role, content)| (role.as_str(), content.as_str()))
+                        .collect();
+                    model.apply_chat_template_turns(&turns)
                 }));
             }
             Command::Score {
@@ -232,11 +298,11 @@ fn serve(receiver: &mpsc::Receiver<Command>) {
 
 /// `work` on the loaded model; `NotLoaded` when there is none.
 fn with_loaded<T>(
-    loaded: &mut Option<Loaded>,
+    loaded: &mut Option<Current>,
     work: impl FnOnce(&mut Model) -> Result<T, EngineError>,
 ) -> Result<T, EngineCallError> {
     match loaded.as_mut() {
-        Some((_, _, model, _)) => work(model).map_err(Into::into),
+        Some((_, model, _)) => work(model).map_err(Into::into),
         None => Err(EngineCallError::NotLoaded),
     }
 }
@@ -251,8 +317,8 @@ fn tune(command: TuneCommand) -> Result<crate::tune::Manifest, crate::tune::Tune
         events,
         stop,
     } = command;
-    let (mut model, info) = load_model(&base, None)?;
-    let _ = events.send(TuneProgress::Loaded(info));
+    let (mut model, info) = load_model(&LoadRequest::new(base))?;
+    let _ = events.send(TuneProgress::Loaded(info.description));
     crate::tune::run(&mut model, &plan, &train, &validation, &out, |event| {
         let _ = events.send(TuneProgress::Event(event.clone()));
         if stop.load(Ordering::Relaxed) {

@@ -7,6 +7,7 @@
 //! Architecture invariant: no actix, no sqlx. A worker needs only the queue and its model
 //! store, never the database.
 
+pub mod answer;
 pub mod engine_thread;
 pub mod eval;
 mod model_store;
@@ -17,10 +18,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kokushi_engine::GenerationParams;
 use kokushi_queue::{JobQueue, QueueError};
-use kokushi_shared::extract::{RULES_VERSION, extract};
-use kokushi_shared::job::{AnswerRecord, EvalJob, Job, Scoring, TuneJob, TunePoint, WorkerEvent};
+use kokushi_shared::job::{EvalJob, Job, TuneJob, TunePoint, WorkerEvent};
 
 pub use engine_thread::EngineThread;
 pub use model_store::{ModelStoreError, adapter_folder, is_plain_name, list_store, resolve_model};
@@ -53,6 +52,9 @@ pub struct WorkerConfig {
     /// Deliveries of one job after which it is given up (dead letter): a job that stopped
     /// that many workers would likely stop the next one too.
     pub max_attempts: u32,
+    /// How many questions are answered together (decoded in one batch by the local engine,
+    /// sent at once to a remote server). Changes throughput, never an answer.
+    pub batch: usize,
 }
 
 /// A worker bound to a queue.
@@ -337,97 +339,15 @@ impl Worker {
         }
     }
 
-    /// The model writes a reply; the extraction rules read the letters out of it.
-    async fn answer_by_generation(
-        &self,
-        remote: Option<&remote::RemoteModel>,
-        question: &kokushi_shared::job::JobQuestion,
-        prompt: String,
-        params: &GenerationParams,
-    ) -> Result<AnswerRecord, JobFailure> {
-        let generation = match remote {
-            Some(remote) => remote
-                .complete(&prompt, params.max_new_tokens, &params.stop)
-                .await
-                .map(|reply| kokushi_engine::Generation {
-                    text: reply.text,
-                    prompt_tokens: reply.prompt_tokens,
-                    generated_tokens: reply.generated_tokens,
-                    stop_reason: kokushi_engine::StopReason::EndOfSequence,
-                    prefill_ms: 0,
-                    decode_ms: 0,
-                })
-                .map_err(|e| JobFailure::Job(e.to_string()))?,
-            None => self
-                .engine
-                .generate(prompt, params.clone())
-                .await
-                .map_err(JobFailure::from_engine)?,
-        };
-        Ok(AnswerRecord {
-            problem_id: question.problem_id.clone(),
-            extracted: extract(&generation.text, &question.choices),
-            raw_output: generation.text,
-            rules_version: RULES_VERSION.to_owned(),
-            prompt_tokens: u32::try_from(generation.prompt_tokens).unwrap_or(u32::MAX),
-            generated_tokens: u32::try_from(generation.generated_tokens).unwrap_or(u32::MAX),
-            latency_ms: 0,
-            choice_logprobs: None,
-        })
-    }
-
-    /// Each choice letter's log-probability as the reply's first token; the answer is the most
-    /// probable letters, as many as the question asks for (「2つ選べ」).
-    async fn answer_by_loglik(
-        &self,
-        remote: Option<&remote::RemoteModel>,
-        question: &kokushi_shared::job::JobQuestion,
-        prompt: String,
-    ) -> Result<AnswerRecord, JobFailure> {
-        let letters: Vec<String> = (0..question.choices.len())
-            .map(|i| kokushi_shared::exam::choice_letter(i).to_string())
-            .collect();
-        let (logprobs, prompt_tokens) = match remote {
-            Some(remote) => {
-                let scores = remote
-                    .score_continuations(&prompt, &letters)
-                    .await
-                    .map_err(|e| JobFailure::Job(e.to_string()))?;
-                let tokens = scores.first().map_or(0, |s| s.prompt_tokens);
-                (scores.iter().map(|s| s.sum).collect::<Vec<f64>>(), tokens)
-            }
-            None => {
-                let scores = self
-                    .engine
-                    .score(prompt, letters)
-                    .await
-                    .map_err(JobFailure::from_engine)?;
-                let sums = scores.continuations.iter().map(|c| c.sum).collect();
-                (sums, scores.prompt_tokens)
-            }
-        };
-        let picked = kokushi_shared::metric::top_k_letters(
-            &logprobs,
-            kokushi_shared::exam::asked_count(&question.text),
-        );
-        let raw_output = kokushi_shared::exam::join_letters(&picked);
-        Ok(AnswerRecord {
-            problem_id: question.problem_id.clone(),
-            extracted: extract(&raw_output, &question.choices),
-            raw_output,
-            rules_version: RULES_VERSION.to_owned(),
-            prompt_tokens: u32::try_from(prompt_tokens).unwrap_or(u32::MAX),
-            generated_tokens: 0,
-            latency_ms: 0,
-            choice_logprobs: Some(logprobs),
-        })
-    }
-
     async fn execute(&mut self, job: &EvalJob) -> Result<(), JobFailure> {
-        let remote = match remote::RemoteSpec::parse(&job.model) {
-            None => None,
-            Some(spec) => {
-                let spec = spec.map_err(JobFailure::Job)?;
+        let spec = answer::RunSpec {
+            settings: job.settings.clone(),
+            shot_pool: job.shot_pool.clone(),
+            adapter: job.adapter.clone(),
+        };
+        match remote::RemoteSpec::parse(&job.model) {
+            Some(spec_of_model) => {
+                let model = spec_of_model.map_err(JobFailure::Job)?;
                 if job.adapter.is_some() {
                     return Err(JobFailure::Job(
                         "an adapter applies to a model in the store; a remote server loads its own"
@@ -437,34 +357,63 @@ impl Worker {
                 let Some(options) = self.config.remote.clone() else {
                     return Err(JobFailure::Job(format!(
                         "worker {} does not call remote models (start it with \
-                         --remote-models to allow {spec})",
+                         --remote-models to allow {model})",
                         self.config.name
                     )));
                 };
-                Some(
-                    remote::RemoteModel::connect(spec, options)
-                        .await
-                        .map_err(|e| JobFailure::Job(e.to_string()))?,
-                )
+                let remote = remote::RemoteModel::connect(model, options)
+                    .await
+                    .map_err(|e| JobFailure::Job(e.to_string()))?;
+                let description = remote.spec().to_string();
+                self.answer_all(job, &spec, &remote, description).await
             }
-        };
-        let model_info = match &remote {
-            Some(remote) => remote.spec().to_string(),
             None => {
                 let path = resolve_model(&self.config.model_store, &job.model)
                     .map_err(|e| JobFailure::Job(e.to_string()))?;
                 let adapter = job
                     .adapter
                     .as_deref()
-                    .map(|name| resolve_model(&self.config.model_store, name))
+                    .map(|name| {
+                        resolve_model(&self.config.model_store, name)
+                            .map(|dir| (dir, name.to_owned()))
+                    })
                     .transpose()
                     .map_err(|e| JobFailure::Job(e.to_string()))?;
-                self.engine
-                    .load(path, adapter)
+                let request = engine_thread::LoadRequest {
+                    adapter,
+                    keep_quantization: job.settings.keep_quantization,
+                    ..engine_thread::LoadRequest::new(path)
+                };
+                let loaded = self
+                    .engine
+                    .load(request)
                     .await
-                    .map_err(JobFailure::from_engine)?
+                    .map_err(JobFailure::from_engine)?;
+                let description = loaded.description.clone();
+                let local = answer::local::Local {
+                    engine: &self.engine,
+                    loaded,
+                };
+                self.answer_all(job, &spec, &local, description).await
             }
-        };
+        }
+    }
+
+    /// Reports the job started, then answers its questions `batch` at a time through the
+    /// evaluation core, streaming each answer and the progress.
+    async fn answer_all(
+        &self,
+        job: &EvalJob,
+        spec: &answer::RunSpec,
+        answerer: &impl answer::Answerer,
+        model_info: String,
+    ) -> Result<(), JobFailure> {
+        if let Some(short) = spec.short_of_shots(&job.questions) {
+            return Err(JobFailure::Job(format!(
+                "{} shot(s) asked, but the job's worked examples give {} fewer",
+                job.settings.shots, short.problem_id
+            )));
+        }
         self.queue
             .publish_event(&WorkerEvent::Started {
                 job_id: job.job_id,
@@ -472,56 +421,42 @@ impl Worker {
                 run_id: job.run_id,
                 worker: self.config.name.clone(),
                 model_info,
+                prompt_id: Some(spec.prompt_id(answerer)),
             })
             .await?;
         let total = u32::try_from(job.questions.len()).unwrap_or(u32::MAX);
-        let params = GenerationParams {
-            max_new_tokens: usize::try_from(job.max_new_tokens).unwrap_or(usize::MAX),
-            stop: job.prompt_format.stop_sequences(),
-        };
-        for (done, question) in job.questions.iter().enumerate() {
+        let mut done = 0u32;
+        for batch in job.questions.chunks(self.config.batch.max(1)) {
             if self.queue.is_cancelled(job.job_id, job.attempt).await? {
                 return Err(JobFailure::Cancelled);
             }
-            let prompt = job.prompt_format.render(&question.text, &question.choices);
-            let started = Instant::now();
-            let record = match job.scoring {
-                Scoring::Loglik if !question.choices.is_empty() => {
-                    self.answer_by_loglik(remote.as_ref(), question, prompt)
-                        .await?
-                }
-                // A question without choices (a number to write) is answered by generation
-                // in either mode.
-                _ => {
-                    self.answer_by_generation(remote.as_ref(), question, prompt, &params)
-                        .await?
-                }
-            };
-            let record = AnswerRecord {
-                latency_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-                ..record
-            };
-            tracing::info!(
-                problem_id = %question.problem_id,
-                done = done + 1,
-                total,
-                ms = record.latency_ms,
-                "answered"
-            );
-            self.queue
-                .publish_event(&WorkerEvent::Answer {
-                    job_id: job.job_id,
-                    attempt: job.attempt,
-                    run_id: job.run_id,
-                    record,
-                })
-                .await?;
+            let records = answer::answer_batch(answerer, spec, batch)
+                .await
+                .map_err(|e| JobFailure::Job(e.to_string()))?;
+            for record in records {
+                done += 1;
+                tracing::info!(
+                    problem_id = %record.problem_id,
+                    done,
+                    total,
+                    ms = record.latency_ms,
+                    "answered"
+                );
+                self.queue
+                    .publish_event(&WorkerEvent::Answer {
+                        job_id: job.job_id,
+                        attempt: job.attempt,
+                        run_id: job.run_id,
+                        record,
+                    })
+                    .await?;
+            }
             self.queue
                 .publish_event(&WorkerEvent::Progress {
                     job_id: job.job_id,
                     attempt: job.attempt,
                     run_id: job.run_id,
-                    done: u32::try_from(done + 1).unwrap_or(u32::MAX),
+                    done,
                     total,
                 })
                 .await?;

@@ -3,7 +3,9 @@
 use kokushi_shared::api::{QuestionResult, RunDetail, RunStatus, RunSummary, ScoredAnswer};
 use kokushi_shared::extract::Extracted;
 use kokushi_shared::igakuqa::IGAKUQA_CREDIT;
-use kokushi_shared::job::{AnswerRecord, EvalJob, JobQuestion, Priority, Scoring};
+use kokushi_shared::job::{
+    AnswerRecord, EvalJob, EvalSettings, JobQuestion, Priority, Scoring, ShotExample, shot_pool_for,
+};
 use kokushi_shared::metric::{Tally, lenient_correct};
 use kokushi_shared::prompt::PromptFormat;
 use sqlx::Row;
@@ -18,10 +20,11 @@ pub struct NewRun {
     pub exam_set_id: i64,
     pub model: String,
     pub adapter: Option<String>,
-    pub prompt_format: PromptFormat,
+    /// How each question is put and answered.
+    pub settings: EvalSettings,
+    /// Where worked examples come from (`settings.shots > 0`): this exam set, or the run's own.
+    pub shot_pool_exam_set_id: Option<i64>,
     pub limit: Option<u32>,
-    pub max_new_tokens: u32,
-    pub scoring: Scoring,
     pub priority: Priority,
     /// The account that asked for it (`None` from the command line).
     pub created_by: Option<i64>,
@@ -72,43 +75,44 @@ impl Db {
             return Ok(None);
         }
         let take = new.limit.map_or(rows.len(), |l| rows.len().min(l as usize));
+        let mut asked = Vec::with_capacity(take);
+        for row in rows.iter().take(take) {
+            let q = question_from_body(&row.try_get::<String, _>("body")?)?;
+            asked.push(JobQuestion::of(&q));
+        }
+        let shot_pool = Self::shot_pool(tx, new, &asked).await?;
         let now = now_rfc3339();
         let run_id: i64 = sqlx::query(
             "INSERT INTO runs (exam_set_id, model, prompt_format, question_limit, max_new_tokens, \
-                               status, total, created_at, priority, created_by, adapter, scoring) \
-             VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $10, $11) RETURNING id",
+                               status, total, created_at, priority, created_by, adapter, scoring, \
+                               eval_settings, shot_pool_exam_set_id) \
+             VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
         )
         .bind(new.exam_set_id)
         .bind(&new.model)
-        .bind(new.prompt_format.id())
+        .bind(prompt_column(&new.settings))
         .bind(new.limit.map(i64::from))
-        .bind(i64::from(new.max_new_tokens))
+        .bind(i64::from(new.settings.max_new_tokens))
         .bind(i64::try_from(take).unwrap_or(i64::MAX))
         .bind(&now)
         .bind(new.priority.as_str())
         .bind(new.created_by)
         .bind(&new.adapter)
-        .bind(new.scoring.as_str())
+        .bind(new.settings.scoring.as_str())
+        .bind(settings_column(&new.settings))
+        .bind(new.shot_pool_exam_set_id)
         .fetch_one(&mut **tx)
         .await?
         .try_get("id")?;
-        let mut questions = Vec::with_capacity(take);
-        for (position, row) in rows.iter().take(take).enumerate() {
-            let problem_id: String = row.try_get("problem_id")?;
+        for (position, question) in asked.iter().enumerate() {
             sqlx::query(
                 "INSERT INTO run_questions (run_id, position, problem_id) VALUES ($1, $2, $3)",
             )
             .bind(run_id)
             .bind(i64::try_from(position).unwrap_or(i64::MAX))
-            .bind(&problem_id)
+            .bind(&question.problem_id)
             .execute(&mut **tx)
             .await?;
-            let q = question_from_body(&row.try_get::<String, _>("body")?)?;
-            questions.push(JobQuestion {
-                problem_id,
-                text: q.text,
-                choices: q.choices,
-            });
         }
         let job_id: i64 = sqlx::query(
             "INSERT INTO jobs (run_id, kind, status, created_at, updated_at) \
@@ -125,25 +129,70 @@ impl Db {
             run_id,
             model: new.model.clone(),
             adapter: new.adapter.clone(),
-            prompt_format: new.prompt_format,
-            max_new_tokens: new.max_new_tokens,
-            scoring: new.scoring,
-            questions,
+            settings: new.settings.clone(),
+            questions: asked,
+            shot_pool,
             priority: new.priority,
         }))
+    }
+
+    /// The worked examples `questions` pick under `new`'s settings, from the shot pool's exam
+    /// set (the run's own by default); refused when one gets fewer than asked.
+    async fn shot_pool(
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        new: &NewRun,
+        questions: &[JobQuestion],
+    ) -> Result<Vec<ShotExample>, DbError> {
+        let k = new.settings.shots as usize;
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        let pool_set = new.shot_pool_exam_set_id.unwrap_or(new.exam_set_id);
+        let rows = sqlx::query(
+            "SELECT body FROM questions WHERE exam_set_id = $1 AND text_only = 1 ORDER BY position",
+        )
+        .bind(pool_set)
+        .fetch_all(&mut **tx)
+        .await?;
+        if rows.is_empty() {
+            return Err(DbError::Refused(format!(
+                "shot_pool_exam_set_id {pool_set}: no such exam set, or it has no text-only \
+                 questions"
+            )));
+        }
+        let mut pool = Vec::new();
+        for row in rows {
+            let q = question_from_body(&row.try_get::<String, _>("body")?)?;
+            pool.extend(ShotExample::from_question(&q));
+        }
+        let seed = new.settings.shot_seed;
+        if let Some(short) = questions
+            .iter()
+            .find(|q| kokushi_shared::job::pick_shots(&pool, q, k, seed).len() < k)
+        {
+            return Err(DbError::Refused(format!(
+                "shots {k}: too few worked examples for {} among the single-answer, text-only \
+                 questions of other exams in exam set {pool_set}; choose a shot pool with \
+                 another year's questions",
+                short.problem_id
+            )));
+        }
+        Ok(shot_pool_for(&pool, questions, k, seed))
     }
 
     /// A run with the same exam set, model, prompt format, scoring and limit, if one exists.
     pub async fn find_run(&self, new: &NewRun) -> Result<Option<i64>, DbError> {
         let row = sqlx::query(
             "SELECT id FROM runs WHERE exam_set_id = $1 AND model = $2 AND prompt_format = $3 \
-             AND COALESCE(question_limit, -1) = $4 AND scoring = $5 ORDER BY id DESC LIMIT 1",
+             AND COALESCE(question_limit, -1) = $4 AND scoring = $5 \
+             AND COALESCE(eval_settings, '') = $6 ORDER BY id DESC LIMIT 1",
         )
         .bind(new.exam_set_id)
         .bind(&new.model)
-        .bind(new.prompt_format.id())
+        .bind(prompt_column(&new.settings))
         .bind(new.limit.map_or(-1, i64::from))
-        .bind(new.scoring.as_str())
+        .bind(new.settings.scoring.as_str())
+        .bind(settings_column(&new.settings))
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(|r| r.try_get("id")).transpose()?)
@@ -168,7 +217,8 @@ impl Db {
     async fn jobs_of_unfinished(&self, run_id: Option<i64>) -> Result<Vec<EvalJob>, DbError> {
         let runs = sqlx::query(
             "SELECT j.id AS job_id, j.attempt, r.id AS run_id, r.model, r.adapter, r.prompt_format, \
-                    r.max_new_tokens, r.exam_set_id, r.priority, r.scoring \
+                    r.max_new_tokens, r.exam_set_id, r.priority, r.scoring, r.eval_settings, \
+                    r.shot_pool_exam_set_id \
              FROM jobs j JOIN runs r ON r.id = j.run_id \
              WHERE r.status IN ('queued', 'running') AND ($1 < 0 OR r.id = $1) ORDER BY j.id",
         )
@@ -178,9 +228,7 @@ impl Db {
         let mut jobs = Vec::new();
         for run in runs {
             let run_id: i64 = run.try_get("run_id")?;
-            let format: String = run.try_get("prompt_format")?;
-            let prompt_format = PromptFormat::from_id(&format)
-                .ok_or_else(|| corrupt("runs", "prompt_format", &format))?;
+            let settings = settings_of(&run)?;
             let rows = sqlx::query(
                 "SELECT q.problem_id, q.body FROM run_questions rq \
                  JOIN questions q ON q.exam_set_id = $2 AND q.problem_id = rq.problem_id \
@@ -195,22 +243,38 @@ impl Db {
             let mut questions = Vec::with_capacity(rows.len());
             for row in rows {
                 let q = question_from_body(&row.try_get::<String, _>("body")?)?;
-                questions.push(JobQuestion {
-                    problem_id: q.problem_id,
-                    text: q.text,
-                    choices: q.choices,
-                });
+                questions.push(JobQuestion::of(&q));
             }
+            let again = NewRun {
+                exam_set_id: run.try_get("exam_set_id")?,
+                model: String::new(),
+                adapter: None,
+                settings: settings.clone(),
+                shot_pool_exam_set_id: run.try_get("shot_pool_exam_set_id")?,
+                limit: None,
+                priority: Priority::Normal,
+                created_by: None,
+            };
+            let shot_pool = {
+                let mut tx = self.pool.begin().await?;
+                let pool = Self::shot_pool(&mut tx, &again, &questions).await;
+                tx.rollback().await?;
+                match pool {
+                    Ok(pool) => pool,
+                    // The pool changed since the run was made: its worker says so.
+                    Err(DbError::Refused(_)) => Vec::new(),
+                    Err(e) => return Err(e),
+                }
+            };
             jobs.push(EvalJob {
                 job_id: run.try_get("job_id")?,
                 attempt: to_u32(run.try_get("attempt")?),
                 run_id,
                 model: run.try_get("model")?,
                 adapter: run.try_get("adapter")?,
-                prompt_format,
-                max_new_tokens: to_u32(run.try_get("max_new_tokens")?),
-                scoring: scoring_of(&run)?,
+                settings,
                 questions,
+                shot_pool,
                 priority: {
                     let p: String = run.try_get("priority")?;
                     Priority::parse(&p).ok_or_else(|| corrupt("runs", "priority", &p))?
@@ -391,8 +455,8 @@ impl Db {
         let inserted = sqlx::query(
             "INSERT INTO answers (run_id, problem_id, raw_output, extracted, rules_version, correct, \
                                   unparsed, points, prompt_tokens, generated_tokens, latency_ms, created_at, \
-                                  choice_logprobs) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+                                  choice_logprobs, choice_logprob_means, generated, error) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
              ON CONFLICT (run_id, problem_id) DO NOTHING",
         )
         .bind(run_id)
@@ -407,7 +471,14 @@ impl Db {
         .bind(i64::from(record.generated_tokens))
         .bind(i64::try_from(record.latency_ms).unwrap_or(i64::MAX))
         .bind(now_rfc3339())
-        .bind(choice_logprobs_json(record, question.choices.len()))
+        .bind(logprobs_json(record, record.choice_logprobs.as_deref(), question.choices.len()))
+        .bind(logprobs_json(
+            record,
+            record.choice_logprob_means.as_deref(),
+            question.choices.len(),
+        ))
+        .bind(flag(record.generated))
+        .bind(record.error.as_deref().map(|e| bounded(e, 2000)))
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -594,8 +665,8 @@ fn stored_tally(row: &sqlx::any::AnyRow) -> Result<Tally, DbError> {
 
 /// The record's log-probabilities as stored: one finite number (or −∞) per choice, else
 /// nothing (a worker's mistake must not put a half list on the question page).
-fn choice_logprobs_json(record: &AnswerRecord, choices: usize) -> Option<String> {
-    let values = record.choice_logprobs.as_ref()?;
+fn logprobs_json(record: &AnswerRecord, values: Option<&[f64]>, choices: usize) -> Option<String> {
+    let values = values?;
     let valid = values.len() == choices && values.iter().all(|v| !v.is_nan() && *v <= 0.0);
     if !valid {
         tracing::warn!(problem_id = %record.problem_id, "log-probabilities that do not fit the choices; not stored");
@@ -604,6 +675,45 @@ fn choice_logprobs_json(record: &AnswerRecord, choices: usize) -> Option<String>
     // JSON has no −∞: a choice the model rules out entirely is stored as the lowest float.
     let finite: Vec<f64> = values.iter().map(|v| v.max(f64::MIN)).collect();
     serde_json::to_string(&finite).ok()
+}
+
+/// At most `max` bytes of `text`, cut at a character boundary.
+fn bounded(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// The `prompt_format` column: the format's id, or `chat_template` for the model's own.
+fn prompt_column(settings: &EvalSettings) -> &'static str {
+    if settings.chat_template {
+        "chat_template"
+    } else {
+        settings.prompt_format.id()
+    }
+}
+
+/// The `eval_settings` column: the settings as JSON (the same text for the same settings, so
+/// that a run can be found by them).
+fn settings_column(settings: &EvalSettings) -> String {
+    serde_json::to_string(settings).unwrap_or_default()
+}
+
+/// A run's settings: its `eval_settings`, or for runs made before there was one, what its
+/// `prompt_format`, `max_new_tokens` and `scoring` columns say.
+pub(crate) fn settings_of(row: &sqlx::any::AnyRow) -> Result<EvalSettings, DbError> {
+    if let Some(json) = row.try_get::<Option<String>, _>("eval_settings")? {
+        return serde_json::from_str(&json).map_err(|e| corrupt("runs", "eval_settings", e));
+    }
+    let format: String = row.try_get("prompt_format")?;
+    let prompt_format =
+        PromptFormat::from_id(&format).ok_or_else(|| corrupt("runs", "prompt_format", &format))?;
+    Ok(EvalSettings {
+        scoring: scoring_of(row)?,
+        ..EvalSettings::new(prompt_format, to_u32(row.try_get("max_new_tokens")?))
+    })
 }
 
 fn scoring_of(row: &sqlx::any::AnyRow) -> Result<Scoring, DbError> {

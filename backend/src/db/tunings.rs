@@ -361,12 +361,14 @@ impl Db {
                 exam_set_id,
                 model: row.try_get("base_model")?,
                 adapter: None,
-                prompt_format: PromptFormat::from_id(&format)
-                    .ok_or_else(|| corrupt("tunings", "prompt_format", &format))?,
+                settings: kokushi_shared::job::EvalSettings::new(
+                    PromptFormat::from_id(&format)
+                        .ok_or_else(|| corrupt("tunings", "prompt_format", &format))?,
+                    to_u32(row.try_get("eval_max_new_tokens")?)
+                        .unwrap_or(crate::routes::DEFAULT_MAX_NEW_TOKENS),
+                ),
+                shot_pool_exam_set_id: None,
                 limit: to_u32(row.try_get("eval_limit")?),
-                max_new_tokens: to_u32(row.try_get("eval_max_new_tokens")?)
-                    .unwrap_or(crate::routes::DEFAULT_MAX_NEW_TOKENS),
-                scoring: Default::default(),
                 priority: Priority::parse(&priority)
                     .ok_or_else(|| corrupt("tunings", "priority", &priority))?,
                 created_by: row.try_get("created_by")?,
