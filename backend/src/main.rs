@@ -212,11 +212,8 @@ struct ServeArgs {
         value_name = "BASE_URL"
     )]
     remote_model_allow: Vec<String>,
-    /// Questions a worker answers together: decoded in one batch by the local engine, sent at
-    /// once to a remote server. Throughput only: a batch changes no answer.
-    #[arg(long = "worker-batch", env = "KOKUSHI_WORKER_BATCH", default_value_t = 1,
-          value_parser = clap::value_parser!(u16).range(1..=64))]
-    worker_batch: u16,
+    #[command(flatten)]
+    batch: WorkerBatchArgs,
 }
 
 #[derive(Args)]
@@ -257,6 +254,13 @@ struct WorkerArgs {
     /// the reason).
     #[arg(long, env = "KOKUSHI_MAX_ATTEMPTS", default_value_t = 3)]
     max_attempts: u32,
+    #[command(flatten)]
+    batch: WorkerBatchArgs,
+}
+
+/// How many questions a worker answers at once (`serve`'s embedded worker, `worker`).
+#[derive(Args, Clone)]
+struct WorkerBatchArgs {
     /// Questions a worker answers together: decoded in one batch by the local engine, sent at
     /// once to a remote server. Throughput only: a batch changes no answer.
     #[arg(long = "worker-batch", env = "KOKUSHI_WORKER_BATCH", default_value_t = 1,
@@ -529,7 +533,7 @@ fn settings(args: &ServeArgs) -> anyhow::Result<Settings> {
         secure_cookies: args.secure_cookies,
         visibility_timeout: Duration::from_secs(args.reliability.visibility_timeout),
         max_attempts: 3,
-        worker_batch: usize::from(args.worker_batch),
+        worker_batch: usize::from(args.batch.worker_batch),
         reconcile_interval: Duration::from_secs(args.reconcile_interval),
         max_queued_per_user: args.max_queued_per_user,
         trusted_proxies,
@@ -620,7 +624,7 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
                 }),
             visibility_timeout: Duration::from_secs(args.reliability.visibility_timeout),
             max_attempts: args.max_attempts,
-            batch: usize::from(args.worker_batch),
+            batch: usize::from(args.batch.worker_batch),
         },
     );
     worker.run_until_stopped(shutdown_signal()).await;

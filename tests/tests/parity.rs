@@ -3,7 +3,9 @@
 //! same predictions file, apart from `latency_ms`. Both modes, on 20 real IgakuQA 2022
 //! questions (two of them 「2つ選べ」, where a log-likelihood answer must have two letters
 //! because the question says so, never because the answer key does), with the demo model
-//! Gemma 3 270M run locally and the fixture model behind an OpenAI-compatible server.
+//! Gemma 3 270M run locally and the fixture model behind an OpenAI-compatible server; and a
+//! 2-shot run with worked examples from another year, refused when none can come from another
+//! exam.
 
 #![allow(clippy::unwrap_used)] // a test's panic is its failure report
 
@@ -107,17 +109,26 @@ fn eval_file(bin: &str, exam: &Path, out: &Path, case: &Case, extra: &[&str]) ->
     std::fs::read_to_string(out).unwrap()
 }
 
-async fn portal_file(app: &TestApp, exam_set_id: i64, case: &Case) -> String {
+/// The run request of `case`, with the fields of `more` added.
+fn run_request(exam_set_id: i64, case: &Case, more: &Value) -> Value {
+    let mut body = json!({
+        "exam_set_id": exam_set_id,
+        "model": case.run_model,
+        "prompt_format": case.prompt_format,
+        "scoring": case.scoring,
+        "max_new_tokens": 12,
+    });
+    for (key, value) in more.as_object().unwrap() {
+        body[key] = value.clone();
+    }
+    body
+}
+
+async fn portal_file(app: &TestApp, exam_set_id: i64, case: &Case, more: &Value) -> String {
     let res = app
         .client
         .post(app.url("/api/runs"))
-        .json(&json!({
-            "exam_set_id": exam_set_id,
-            "model": case.run_model,
-            "prompt_format": case.prompt_format,
-            "scoring": case.scoring,
-            "max_new_tokens": 12,
-        }))
+        .json(&run_request(exam_set_id, case, more))
         .send()
         .await
         .unwrap();
@@ -258,7 +269,7 @@ fn a_portal_run_and_kokushi_eval_write_the_same_predictions() {
         ];
         for (n, case) in cases.iter().enumerate() {
             let started = std::time::Instant::now();
-            let portal = portal_file(&app, set.id, case).await;
+            let portal = portal_file(&app, set.id, case, &json!({})).await;
             eprintln!(
                 "{} {}: portal run in {:?}",
                 case.run_model,
@@ -293,6 +304,37 @@ fn a_portal_run_and_kokushi_eval_write_the_same_predictions() {
                     assert_eq!(letters, asked, "{line}");
                 }
             }
+        }
+        // k-shot: worked examples only from other exams. The twenty questions are all of the
+        // 116th exam, so from their own set there are none: refused, naming the question.
+        let remote_case = &cases[2];
+        let res = app
+            .client
+            .post(app.url("/api/runs"))
+            .json(&run_request(set.id, remote_case, &json!({"shots": 2})))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), reqwest::StatusCode::BAD_REQUEST);
+        let refusal = res.text().await.unwrap();
+        assert!(
+            refusal.contains("too few worked examples for 116A"),
+            "{refusal}"
+        );
+        // From the 115th exam's block A they come, the same on both paths.
+        let pool_file = Path::new(&data).join("igakuqa/2021/115-A.jsonl");
+        let pool = app
+            .upload_exam("115A", "115-A.jsonl", std::fs::read(&pool_file).unwrap())
+            .await
+            .unwrap();
+        let more = json!({"shots": 2, "shot_pool_exam_set_id": pool.id});
+        let portal = portal_file(&app, set.id, remote_case, &more).await;
+        let out = work.path().join("cli-shots.jsonl");
+        let extra = ["--shots", "2", "--shot-pool", pool_file.to_str().unwrap()];
+        let cli = tokio::task::block_in_place(|| eval_file(&bin, &exam, &out, remote_case, &extra));
+        compare(&portal, &cli, remote_case);
+        for line in without_timings(&portal) {
+            assert_eq!(line["prompt_format"], "chatml_ja_v1+2shot", "{line}");
         }
         let _ = stop.send(());
         worker.await.unwrap();

@@ -222,13 +222,10 @@ pub async fn answer_batch<A: Answerer>(
         };
         match asked.continuations {
             Some(continuations) => {
-                let record = match answerer.score(asked.prompt, continuations.clone()).await {
-                    Ok(scored) => from_scores(question, &spec.settings, &continuations, scored),
-                    Err(AskError::Question(reason)) => {
-                        AnswerRecord::failed(&question.problem_id, reason)
-                    }
-                    Err(fatal) => return Err(fatal),
-                };
+                let scored = answerer.score(asked.prompt, continuations.clone()).await;
+                let record = record_of(question, scored, |scored| {
+                    from_scores(question, &spec.settings, &continuations, scored)
+                })?;
                 records[index] = Some(took(record, started));
             }
             None => {
@@ -244,13 +241,9 @@ pub async fn answer_batch<A: Answerer>(
         let replies = answerer.generate(prompts, max_new_tokens, &stop).await;
         for (index, reply) in indices.into_iter().zip(replies) {
             let question = &questions[index];
-            let record = match reply {
-                Ok(reply) => from_reply(question, &spec.settings, reply),
-                Err(AskError::Question(reason)) => {
-                    AnswerRecord::failed(&question.problem_id, reason)
-                }
-                Err(fatal) => return Err(fatal),
-            };
+            let record = record_of(question, reply, |reply| {
+                from_reply(question, &spec.settings, reply)
+            })?;
             records[index] = Some(took(record, started));
         }
     }
@@ -263,6 +256,20 @@ pub async fn answer_batch<A: Answerer>(
             })
         })
         .collect())
+}
+
+/// The record of `question` from an answerer's result: `answered` builds it, or it records
+/// why the question could not be asked; a fatal error passes up.
+fn record_of<T>(
+    question: &JobQuestion,
+    result: Result<T, AskError>,
+    answered: impl FnOnce(T) -> AnswerRecord,
+) -> Result<AnswerRecord, AskError> {
+    match result {
+        Ok(value) => Ok(answered(value)),
+        Err(AskError::Question(reason)) => Ok(AnswerRecord::failed(&question.problem_id, reason)),
+        Err(fatal) => Err(fatal),
+    }
 }
 
 fn took(record: AnswerRecord, started: Instant) -> AnswerRecord {

@@ -410,7 +410,7 @@ impl Worker {
     ) -> Result<(), JobFailure> {
         if let Some(short) = spec.short_of_shots(&job.questions) {
             return Err(JobFailure::Job(format!(
-                "{} shot(s) asked, but the job's worked examples give {} fewer",
+                "{} shot(s) asked, but the job's worked examples give {} fewer than that",
                 job.settings.shots, short.problem_id
             )));
         }

@@ -191,18 +191,17 @@ pub async fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         args.set.set_format,
     )?;
     let all = questions.len();
-    let pool: Vec<ShotExample> = if args.shots == 0 {
-        Vec::new()
-    } else if args.shot_pool.is_empty() {
-        questions
+    // Worked examples come from --shot-pool, or from the whole exam set before filtering.
+    let pool: Vec<ShotExample> = match (args.shots, args.shot_pool.is_empty()) {
+        (0, _) => Vec::new(),
+        (_, true) => questions
             .iter()
             .filter_map(ShotExample::from_question)
-            .collect()
-    } else {
-        read_exam_set(&args.shot_pool)?
+            .collect(),
+        (_, false) => read_exam_set(&args.shot_pool)?
             .iter()
             .filter_map(ShotExample::from_question)
-            .collect()
+            .collect(),
     };
     if !args.with_images {
         questions.retain(|q| q.text_only);

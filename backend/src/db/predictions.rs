@@ -6,15 +6,8 @@ use kokushi_shared::extract::Extracted;
 use kokushi_shared::job::{AnswerRecord, PredictionLine};
 use sqlx::Row;
 
-use super::runs::settings_of;
+use super::runs::{settings_of, stored_numbers};
 use super::{Db, DbError, corrupt, to_u32};
-
-/// A JSON list of numbers stored in `column`, if any.
-fn numbers(row: &sqlx::any::AnyRow, column: &'static str) -> Result<Option<Vec<f64>>, DbError> {
-    row.try_get::<Option<String>, _>(column)?
-        .map(|json| serde_json::from_str(&json).map_err(|e| corrupt("answers", column, e)))
-        .transpose()
-}
 
 impl Db {
     /// The run's predictions lines, or `None` when there is no such run.
@@ -61,8 +54,8 @@ impl Db {
                 prompt_tokens: to_u32(row.try_get("prompt_tokens")?),
                 generated_tokens: to_u32(row.try_get("generated_tokens")?),
                 latency_ms: u64::try_from(row.try_get::<i64, _>("latency_ms")?).unwrap_or(0),
-                choice_logprobs: numbers(&row, "choice_logprobs")?,
-                choice_logprob_means: numbers(&row, "choice_logprob_means")?,
+                choice_logprobs: stored_numbers(&row, "choice_logprobs")?,
+                choice_logprob_means: stored_numbers(&row, "choice_logprob_means")?,
                 generated: row.try_get::<i64, _>("generated")? != 0,
                 error: row.try_get("error")?,
             };

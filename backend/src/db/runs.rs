@@ -59,13 +59,11 @@ impl Db {
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
         new: &NewRun,
     ) -> Result<Option<EvalJob>, DbError> {
-        let rows = sqlx::query(
-            "SELECT problem_id, body FROM questions \
-             WHERE exam_set_id = $1 AND text_only = 1 ORDER BY position",
-        )
-        .bind(new.exam_set_id)
-        .fetch_all(&mut **tx)
-        .await?;
+        let pool_set = new.shot_pool_exam_set_id.unwrap_or(new.exam_set_id);
+        let shots_from_own = new.settings.shots > 0 && pool_set == new.exam_set_id;
+        // All of the set when its questions are also the worked examples, else the first `limit`.
+        let limit = new.limit.map(|l| l as usize).filter(|_| !shots_from_own);
+        let own = text_only_questions(&mut **tx, new.exam_set_id, limit).await?;
         let exists = sqlx::query("SELECT id FROM exam_sets WHERE id = $1")
             .bind(new.exam_set_id)
             .fetch_optional(&mut **tx)
@@ -74,13 +72,16 @@ impl Db {
         if !exists {
             return Ok(None);
         }
-        let take = new.limit.map_or(rows.len(), |l| rows.len().min(l as usize));
-        let mut asked = Vec::with_capacity(take);
-        for row in rows.iter().take(take) {
-            let q = question_from_body(&row.try_get::<String, _>("body")?)?;
-            asked.push(JobQuestion::of(&q));
-        }
-        let shot_pool = Self::shot_pool(tx, new, &asked).await?;
+        let take = new.limit.map_or(own.len(), |l| own.len().min(l as usize));
+        let asked: Vec<JobQuestion> = own[..take].iter().map(JobQuestion::of).collect();
+        let shot_pool = if new.settings.shots == 0 {
+            Vec::new()
+        } else if shots_from_own {
+            shot_pool(&own, pool_set, &new.settings, &asked)?
+        } else {
+            let pool = text_only_questions(&mut **tx, pool_set, None).await?;
+            shot_pool(&pool, pool_set, &new.settings, &asked)?
+        };
         let now = now_rfc3339();
         let run_id: i64 = sqlx::query(
             "INSERT INTO runs (exam_set_id, model, prompt_format, question_limit, max_new_tokens, \
@@ -134,50 +135,6 @@ impl Db {
             shot_pool,
             priority: new.priority,
         }))
-    }
-
-    /// The worked examples `questions` pick under `new`'s settings, from the shot pool's exam
-    /// set (the run's own by default); refused when one gets fewer than asked.
-    async fn shot_pool(
-        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-        new: &NewRun,
-        questions: &[JobQuestion],
-    ) -> Result<Vec<ShotExample>, DbError> {
-        let k = new.settings.shots as usize;
-        if k == 0 {
-            return Ok(Vec::new());
-        }
-        let pool_set = new.shot_pool_exam_set_id.unwrap_or(new.exam_set_id);
-        let rows = sqlx::query(
-            "SELECT body FROM questions WHERE exam_set_id = $1 AND text_only = 1 ORDER BY position",
-        )
-        .bind(pool_set)
-        .fetch_all(&mut **tx)
-        .await?;
-        if rows.is_empty() {
-            return Err(DbError::Refused(format!(
-                "shot_pool_exam_set_id {pool_set}: no such exam set, or it has no text-only \
-                 questions"
-            )));
-        }
-        let mut pool = Vec::new();
-        for row in rows {
-            let q = question_from_body(&row.try_get::<String, _>("body")?)?;
-            pool.extend(ShotExample::from_question(&q));
-        }
-        let seed = new.settings.shot_seed;
-        if let Some(short) = questions
-            .iter()
-            .find(|q| kokushi_shared::job::pick_shots(&pool, q, k, seed).len() < k)
-        {
-            return Err(DbError::Refused(format!(
-                "shots {k}: too few worked examples for {} among the single-answer, text-only \
-                 questions of other exams in exam set {pool_set}; choose a shot pool with \
-                 another year's questions",
-                short.problem_id
-            )));
-        }
-        Ok(shot_pool_for(&pool, questions, k, seed))
     }
 
     /// A run with the same exam set, model, prompt format, scoring and limit, if one exists.
@@ -245,26 +202,16 @@ impl Db {
                 let q = question_from_body(&row.try_get::<String, _>("body")?)?;
                 questions.push(JobQuestion::of(&q));
             }
-            let again = NewRun {
-                exam_set_id: run.try_get("exam_set_id")?,
-                model: String::new(),
-                adapter: None,
-                settings: settings.clone(),
-                shot_pool_exam_set_id: run.try_get("shot_pool_exam_set_id")?,
-                limit: None,
-                priority: Priority::Normal,
-                created_by: None,
-            };
-            let shot_pool = {
-                let mut tx = self.pool.begin().await?;
-                let pool = Self::shot_pool(&mut tx, &again, &questions).await;
-                tx.rollback().await?;
-                match pool {
-                    Ok(pool) => pool,
-                    // The pool changed since the run was made: its worker says so.
-                    Err(DbError::Refused(_)) => Vec::new(),
-                    Err(e) => return Err(e),
-                }
+            let shot_pool = if settings.shots == 0 {
+                Vec::new()
+            } else {
+                let pool_set = run
+                    .try_get::<Option<i64>, _>("shot_pool_exam_set_id")?
+                    .unwrap_or(run.try_get("exam_set_id")?);
+                let pool = text_only_questions(&self.pool, pool_set, None).await?;
+                // A pool that no longer gives every question its examples (the set changed
+                // since the run was made) goes out empty: the worker fails the job and says so.
+                shot_pool(&pool, pool_set, &settings, &questions).unwrap_or_default()
             };
             jobs.push(EvalJob {
                 job_id: run.try_get("job_id")?,
@@ -364,13 +311,7 @@ impl Db {
                             r.try_get::<Option<i64>, _>("latency_ms")?.unwrap_or(0),
                         )
                         .unwrap_or(0),
-                        choice_logprobs: r
-                            .try_get::<Option<String>, _>("choice_logprobs")?
-                            .map(|json| {
-                                serde_json::from_str(&json)
-                                    .map_err(|e| corrupt("answers", "choice_logprobs", e))
-                            })
-                            .transpose()?,
+                        choice_logprobs: stored_numbers(&r, "choice_logprobs")?,
                     })
                 }
                 None => None,
@@ -675,6 +616,63 @@ fn logprobs_json(record: &AnswerRecord, values: Option<&[f64]>, choices: usize) 
     // JSON has no −∞: a choice the model rules out entirely is stored as the lowest float.
     let finite: Vec<f64> = values.iter().map(|v| v.max(f64::MIN)).collect();
     serde_json::to_string(&finite).ok()
+}
+
+/// A JSON list of numbers stored in the answers' `column`, if any.
+pub(super) fn stored_numbers(
+    row: &sqlx::any::AnyRow,
+    column: &'static str,
+) -> Result<Option<Vec<f64>>, DbError> {
+    row.try_get::<Option<String>, _>(column)?
+        .map(|json| serde_json::from_str(&json).map_err(|e| corrupt("answers", column, e)))
+        .transpose()
+}
+
+/// The text-only questions of exam set `exam_set_id` in order (the first `limit` of them).
+async fn text_only_questions<'c>(
+    executor: impl sqlx::Executor<'c, Database = sqlx::Any>,
+    exam_set_id: i64,
+    limit: Option<usize>,
+) -> Result<Vec<kokushi_shared::Question>, DbError> {
+    let rows = sqlx::query(
+        "SELECT body FROM questions WHERE exam_set_id = $1 AND text_only = 1 ORDER BY position",
+    )
+    .bind(exam_set_id)
+    .fetch_all(executor)
+    .await?;
+    rows.iter()
+        .take(limit.unwrap_or(usize::MAX))
+        .map(|row| question_from_body(&row.try_get::<String, _>("body")?))
+        .collect()
+}
+
+/// The worked examples `questions` pick under `settings` from `pool`, the text-only questions
+/// of exam set `pool_set`; refused when one gets fewer than asked.
+fn shot_pool(
+    pool: &[kokushi_shared::Question],
+    pool_set: i64,
+    settings: &EvalSettings,
+    questions: &[JobQuestion],
+) -> Result<Vec<ShotExample>, DbError> {
+    if pool.is_empty() {
+        return Err(DbError::Refused(format!(
+            "shot_pool_exam_set_id {pool_set}: no such exam set, or it has no text-only questions"
+        )));
+    }
+    let pool: Vec<ShotExample> = pool.iter().filter_map(ShotExample::from_question).collect();
+    let (k, seed) = (settings.shots as usize, settings.shot_seed);
+    if let Some(short) = questions
+        .iter()
+        .find(|q| kokushi_shared::job::pick_shots(&pool, q, k, seed).len() < k)
+    {
+        return Err(DbError::Refused(format!(
+            "shots {k}: too few worked examples for {} among the single-answer, text-only \
+             questions of other exams in exam set {pool_set}; choose a shot pool with another \
+             year's questions",
+            short.problem_id
+        )));
+    }
+    Ok(shot_pool_for(&pool, questions, k, seed))
 }
 
 /// At most `max` bytes of `text`, cut at a character boundary.
