@@ -152,8 +152,26 @@ impl Weight {
     }
 
     /// `x Wᵀ` for `x` of any rank.
+    ///
+    /// Every row gets the same bits whatever rows come with it, so a batch of prompts is
+    /// answered exactly as each prompt alone. Candle's CPU kernel for `Q6_K` takes a vector dot
+    /// product for a single row and repacked tiles for more, which round differently: a single
+    /// row goes through the tiles too, paired with a copy of itself.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
+            Self::Candle(q @ QMatMul::QTensor(t))
+                if t.dtype() == GgmlDType::Q6K
+                    && x.device().is_cpu()
+                    && x.elem_count() == *x.dims().last().unwrap_or(&0) =>
+            {
+                let mut dims = x.dims().to_vec();
+                let width = dims.pop().unwrap_or(0);
+                let row = x.reshape((1, width))?;
+                let pair = Tensor::cat(&[&row, &row], 0)?;
+                let product = q.forward(&pair)?.narrow(0, 0, 1)?;
+                dims.push(product.dim(1)?);
+                product.reshape(dims)
+            }
             Self::Candle(q) => q.forward(x),
             Self::Q8(m) => own_matmul(x, m.rows(), |input, n, out| m.matmul(input, n, out)),
             Self::Q4(m) => own_matmul(x, m.rows(), |input, n, out| m.matmul(input, n, out)),

@@ -341,3 +341,42 @@ fn a_portal_run_and_kokushi_eval_write_the_same_predictions() {
         app.stop().await.unwrap();
     });
 }
+
+/// A prediction must not depend on how many questions were answered together: the twenty
+/// questions one at a time and four at a time give the same lines, for both demo models.
+/// (Gemma 3 once answered 15 of 40 questions differently in a batch: candle's one-row `Q6_K`
+/// product rounds differently from a many-row one; `engine::transformer::Weight::forward`.)
+#[test]
+fn batch_size_changes_no_prediction_for_either_demo_model() {
+    let (Some(bin), Some(smollm2), Some(gemma), Some(data)) = (
+        service("KOKUSHI_BIN"),
+        service("KOKUSHI_SMOLLM2_GGUF"),
+        service("KOKUSHI_GEMMA3_GGUF"),
+        service("KOKUSHI_DATA"),
+    ) else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let exam = work.path().join("116A-twenty.jsonl");
+    std::fs::write(&exam, twenty_questions(Path::new(&data))).unwrap();
+    for (model, format) in [(smollm2, "chatml_ja_v1"), (gemma, "gemma_ja_v1")] {
+        let case = Case {
+            cli_model: model.clone(),
+            run_model: model.clone(),
+            scoring: "generation",
+            prompt_format: format,
+        };
+        let file = |batch: &str| {
+            let out = work.path().join(format!("{format}-batch-{batch}.jsonl"));
+            let started = std::time::Instant::now();
+            let text = eval_file(&bin, &exam, &out, &case, &["--batch", batch]);
+            eprintln!("{format} batch {batch}: {:?}", started.elapsed());
+            text
+        };
+        let (alone, together) = (without_timings(&file("1")), without_timings(&file("4")));
+        assert_eq!(alone.len(), 20);
+        for (a, b) in alone.iter().zip(&together) {
+            assert_eq!(a, b, "{format}: one at a time, then four at a time");
+        }
+    }
+}

@@ -3,6 +3,7 @@
 //!
 //! Everything a fresh machine lacks is installed here, from the package registries only.
 
+mod bench_eval;
 mod services;
 mod tools;
 
@@ -40,6 +41,13 @@ commands:
   bench engine
         prefill and decode tok/s of both demo models beside llama.cpp (built once from PyPI's
         llama-cpp-python, ~10 min) on the same files and prompt tokens, 2 threads each
+  bench eval [--questions N|all] [--batches 1,4,8] [--data DIR]
+        questions per minute of `kokushi eval` on IgakuQA 2022's text-only questions (60 of the
+        301 by default, spread over the blocks), both demo models, generate and loglik, one at
+        a time and in batches, beside llama.cpp's OpenAI-compatible server (PyPI
+        llama-cpp-python[server], the same GGUF file, 2 threads) asked through kokushi eval's
+        remote path with the same prompts; how many predictions the two agree on. About 40
+        minutes with the defaults (plus ~10 for building llama.cpp once)
   bench lora
         one LoRA training step (SmolLM2-135M, 256 tokens, r 8 on q/v) beside PyTorch + PEFT on
         the same file and tokens, 2 threads each (PyTorch installed once into a venv, ~5.6 GB)
@@ -78,7 +86,11 @@ fn run() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("demo") => demo(&root, &args[1..]),
         Some("test") => test(&root),
-        Some("bench") => bench(&root, args.get(1).map(String::as_str)),
+        Some("bench") => bench(
+            &root,
+            args.get(1).map(String::as_str),
+            args.get(2..).unwrap_or_default(),
+        ),
         Some("frontend") => frontend(&root).map(|dist| println!("{}", dist.display())),
         Some("screenshots") => screenshots(&root, &args[1..]),
         Some("fixtures") => {
@@ -365,8 +377,9 @@ fn screenshots(root: &Path, args: &[String]) -> Result<()> {
 }
 
 /// Benchmarks, each beside the reference tool it reproduces, measured in the same run.
-fn bench(root: &Path, name: Option<&str>) -> Result<()> {
+fn bench(root: &Path, name: Option<&str>, rest: &[String]) -> Result<()> {
     match name {
+        Some("eval") => bench_eval::bench_eval(root, rest),
         Some("gestalt") => {
             let data = std::env::var_os("KOKUSHI_DATA")
                 .map(PathBuf::from)
@@ -394,7 +407,7 @@ fn bench(root: &Path, name: Option<&str>) -> Result<()> {
             let dist = frontend(root)?;
             run_cmd(ignored_browser_test("ui_bench", &dist).current_dir(root))
         }
-        _ => bail!("usage: cargo xtask bench gestalt|engine|lora|api|ui"),
+        _ => bail!("usage: cargo xtask bench gestalt|engine|eval|lora|api|ui"),
     }
 }
 

@@ -264,20 +264,43 @@ print(json.dumps({"prefill_tok_s": best_prefill, "decode_tok_s": best_decode, "t
                   "max_logprob_diff": max_diff, "top1_agrees": top1}))
 "#;
 
-/// The Python of a private venv with llama-cpp-python (built from source with native CPU
-/// flags), created on first use.
+/// How llama.cpp is built for this CPU. A native build (`-DGGML_NATIVE=ON`) segfaults in decode
+/// on CPUs of this machine kind that have AVX-512 and AMX (any prompt longer than a token or
+/// two, the server too), so there it is built for AVX2 (+FMA, F16C), which runs; elsewhere
+/// natively. The name is part of the venv's folder, so both builds can sit side by side.
+pub fn llama_cpp_build() -> (&'static str, &'static str) {
+    let flags = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let wide = flags
+        .split_whitespace()
+        .any(|f| f.starts_with("avx512") || f.starts_with("amx"));
+    if wide {
+        (
+            "avx2",
+            "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+             -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AVX_VNNI=OFF",
+        )
+    } else {
+        ("native", "-DGGML_NATIVE=ON")
+    }
+}
+
+/// The Python of a private venv with llama-cpp-python 0.3.36 and its OpenAI-compatible server
+/// (built from source for this CPU: [`llama_cpp_build`]), created on first use.
 pub fn llama_cpp_python() -> Result<PathBuf> {
-    let venv = cache_dir().join("llamacpp-venv");
+    let (build, cmake_args) = llama_cpp_build();
+    let venv = cache_dir().join(format!("llamacpp-venv-{build}"));
     let python = venv.join("bin/python");
     let ready = python.is_file()
         && Command::new(&python)
-            .args(["-c", "import llama_cpp, numpy"])
+            .args(["-c", "import llama_cpp, llama_cpp.server.app, numpy"])
             .status()
             .is_ok_and(|s| s.success());
     if ready {
         return Ok(python);
     }
-    step("building llama.cpp from PyPI's llama-cpp-python 0.3.36 (about 10 minutes, once)");
+    step(&format!(
+        "building llama.cpp ({build}) from PyPI's llama-cpp-python 0.3.36 (about 10 minutes, once)"
+    ));
     run_cmd(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
     run_cmd(
         Command::new(&python)
@@ -286,10 +309,10 @@ pub fn llama_cpp_python() -> Result<PathBuf> {
                 "pip",
                 "install",
                 "--quiet",
-                "llama-cpp-python==0.3.36",
+                "llama-cpp-python[server]==0.3.36",
                 "numpy",
             ])
-            .env("CMAKE_ARGS", "-DGGML_NATIVE=ON"),
+            .env("CMAKE_ARGS", cmake_args),
     )?;
     Ok(python)
 }

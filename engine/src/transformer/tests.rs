@@ -366,7 +366,7 @@ fn a_long_left_padding_changes_no_rows_logits() {
     }
 }
 
-/// The real SmolLM2 model (when `KOKUSHI_SMOLLM2_GGUF` names it): a prompt in a left-padded
+/// The real demo models (when `KOKUSHI_SMOLLM2_GGUF` and `KOKUSHI_GEMMA3_GGUF` name them): a prompt in a left-padded
 /// batch gets the same logits, bit for bit, as alone. (Candle's attention did not: its sums
 /// blocked differently with padding, and the 8-bit rounding of activations before each matrix
 /// product turned those last-bit differences into logits half a unit apart.)
@@ -420,14 +420,8 @@ fn padded_rows_are_bitwise_alone(path: &std::path::Path) {
         assert_eq!(diff, 0.0, "{}: row {row}, prompt", path.display());
         alone_caches.push(own);
     }
-    // Decode steps, where the rows sit at different positions. Not yet for Gemma 3: its
-    // `Q4_K`/`Q6_K` matrices go through candle's kernel, which rounds a one-row product
-    // differently from a two-row one, and the 8-bit rounding of activations before the next
-    // product turns that into logits a unit apart a few steps on (docs/perf-notes.md,
-    // section 5: on the engine's own kernels these steps were bit-exact too).
-    if model.info().architecture == "gemma3" {
-        return;
-    }
+    // Decode steps, where the rows sit at different positions (for Gemma 3 this checks the
+    // one-row `Q6_K` product too: see `Weight::forward`).
     for step in 0..3u32 {
         let tokens = [vec![100 + step], vec![200 + step]];
         let batch = transformer
@@ -483,4 +477,53 @@ fn the_cpu_attention_equals_softmax_of_scaled_products_with_grouped_heads() {
         .unwrap();
     let diff = max_abs_diff(&ours, &expected);
     assert!(diff < 1e-4, "{diff}");
+}
+
+/// Candle's CPU kernels for `Q4_K` and `Q6_K` pick their method by the number of input rows (a
+/// one-row product of `Q6_K` is a vector dot product, more rows go through repacked tiles; 32 or
+/// more rows of `Q4_K` go through AMX where the CPU has it). A row's product must not depend on
+/// how many rows came with it, or a batch of questions answers differently from one at a time.
+#[test]
+fn a_candle_kernel_product_gives_each_row_the_same_bits_at_any_row_count() {
+    let (out, width) = (96, 512);
+    let values = crate::q8::tests::values(out * width, 7);
+    let matrix = Tensor::from_vec(values, (out, width), &Device::Cpu).unwrap();
+    let input = Tensor::from_vec(
+        crate::q8::tests::values(70 * width, 8),
+        (70, width),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let mut failures = Vec::new();
+    for dtype in [
+        GgmlDType::Q4K,
+        GgmlDType::Q6K,
+        GgmlDType::Q5K,
+        GgmlDType::Q8_0,
+    ] {
+        let q = QTensor::quantize(&matrix, dtype).unwrap();
+        let weight = Weight::Candle(QMatMul::from_arc(Arc::new(q)).unwrap());
+        let alone: Vec<Vec<f32>> = (0..70)
+            .map(|r| {
+                weight
+                    .forward(&input.narrow(0, r, 1).unwrap())
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap()
+            })
+            .collect();
+        for rows in [2, 3, 4, 8, 31, 32, 33, 64, 70] {
+            let together = weight
+                .forward(&input.narrow(0, 0, rows).unwrap())
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap();
+            if let Some(r) = (0..rows).find(|&r| together[r] != alone[r]) {
+                failures.push(format!("{dtype:?}: row {r} of {rows}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:?}");
 }
