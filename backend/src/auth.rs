@@ -9,9 +9,9 @@
 //!   that names no endpoint is refused there (fail closed).
 //! - Every handler above [`Access::Public`] takes its level's extractor ([`Member`],
 //!   [`Researcher`], [`Admin`]) as its **first** argument, which refuses to produce itself for a
-//!   caller below the level. The `endpoints!` table in `routes` passes each handler through
-//!   [`demand`], so a handler whose first argument is not its table line's extractor does not
-//!   compile.
+//!   caller below the level. The `endpoints!` table in `routes` passes each handler (all of
+//!   them in `handlers`) through [`demand`], so a handler whose first argument is not its table
+//!   line's extractor does not compile.
 //!
 //! Credentials a request may carry:
 //! - `Authorization: Bearer <token>`: a personal API token (scripts, CI). No CSRF check: a
@@ -45,7 +45,7 @@ pub use secrets::{
 };
 
 use crate::error::ApiError;
-use crate::routes::AppState;
+use crate::state::AppState;
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "kokushi_session";

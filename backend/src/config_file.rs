@@ -108,7 +108,7 @@ mod tests {
     use super::*;
     use crate::{Cli, Command};
 
-    fn serve_args(file: &str, args: &[&str]) -> Result<crate::ServeArgs, String> {
+    fn serve_args(file: &str, args: &[&str]) -> Result<crate::commands::serve::ServeArgs, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let path = dir.path().join("kokushi.toml");
         std::fs::write(&path, file).map_err(|e| e.to_string())?;

@@ -184,7 +184,7 @@ pub async fn run(
     consumer: String,
     mut stop: watch::Receiver<bool>,
     reconcile_every: Duration,
-    leaderboard: Arc<crate::routes::ResponseCache>,
+    leaderboard: Arc<crate::state::ResponseCache>,
 ) {
     let mut last_reconcile = tokio::time::Instant::now();
     loop {

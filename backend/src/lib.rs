@@ -1,5 +1,12 @@
 //! The Kokushi server: the HTTP API and the built frontend (actix-web), the database (sqlx,
-//! SQLite or PostgreSQL), ingestion of worker events, and the `kokushi` binary's commands.
+//! SQLite or PostgreSQL), ingestion of worker events, and what the `kokushi` binary's commands
+//! call.
+//!
+//! Layout: `startup` builds the [`state::AppState`] and the app; `routes` is the table of every
+//! endpoint, whose handlers live in `handlers` (one module per resource); `auth` checks every
+//! request against that table. Below the handlers, and knowing nothing of them: the logic
+//! (`accounts`, `grading`, `tuning`, `scoring`, `export`, `import`, `ingest`), all SQL (`db`),
+//! and the limits both sides share (`limits`).
 //!
 //! Error policy: handlers return [`error::ApiError`], the one place that maps errors to HTTP
 //! statuses; a 4xx says exactly what was wrong, a 5xx is opaque to the client and logged in full.
@@ -9,17 +16,15 @@
 pub mod accounts;
 pub mod auth;
 pub mod clock;
-pub mod compare;
 pub mod db;
 pub mod error;
 pub mod export;
 pub mod grading;
+pub mod handlers;
 pub mod headers;
 pub mod import;
 pub mod ingest;
-pub mod leaderboard;
-pub mod lineage;
-pub mod live;
+pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod page;
@@ -27,8 +32,8 @@ pub mod routes;
 pub mod scoring;
 pub mod settings;
 pub mod startup;
+pub mod state;
 pub mod tuning;
-pub mod uploads;
 
 pub use settings::Settings;
 pub use startup::Application;

@@ -1,8 +1,8 @@
-//! `GET /metrics` (admin; Prometheus scrapes it with an API token as its bearer credential): the
-//! Prometheus text format of HTTP requests by route and status with their durations (this API
-//! node since it started), and, from the database and the queue at scrape time, runs by status
-//! (`queued` is the queue depth), the durations of the last 1,000 finished runs, and the workers
-//! reporting to the registry.
+//! Request metrics as this API node records them: the middleware ([`record`]) that counts every
+//! request by method, route pattern and status, with its duration, and gives it a request id
+//! for the log; [`HttpMetrics`], where the counts are kept (in `AppState`), written out in the
+//! Prometheus text format; and the `Histogram` the `/metrics` handler
+//! (`handlers::metrics`) also uses for run durations.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -12,28 +12,23 @@ use std::time::Instant;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
-use actix_web::{HttpResponse, web};
+use actix_web::web;
 use tracing::Instrument;
 
-use crate::error::ApiError;
-use crate::routes::AppState;
+use crate::state::AppState;
 
 /// Upper bounds of the request-duration buckets, in seconds.
 const REQUEST_BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
-/// Upper bounds of the run-duration buckets, in seconds.
-const RUN_BUCKETS: [f64; 8] = [
-    10.0, 60.0, 300.0, 900.0, 3600.0, 14_400.0, 43_200.0, 86_400.0,
-];
-
+/// A Prometheus histogram: cumulative counts under each bound, the count and the sum.
 #[derive(Debug, Default, Clone)]
-struct Histogram {
+pub(crate) struct Histogram {
     counts: Vec<u64>,
     count: u64,
     sum: f64,
 }
 
 impl Histogram {
-    fn observe(&mut self, bounds: &[f64], value: f64) {
+    pub(crate) fn observe(&mut self, bounds: &[f64], value: f64) {
         if self.counts.len() != bounds.len() {
             self.counts = vec![0; bounds.len()];
         }
@@ -46,7 +41,7 @@ impl Histogram {
         self.sum += value;
     }
 
-    fn write(&self, out: &mut String, name: &str, labels: &str, bounds: &[f64]) {
+    pub(crate) fn write(&self, out: &mut String, name: &str, labels: &str, bounds: &[f64]) {
         let sep = if labels.is_empty() { "" } else { "," };
         for (i, bound) in bounds.iter().enumerate() {
             let n = self.counts.get(i).copied().unwrap_or(0);
@@ -88,6 +83,43 @@ impl HttpMetrics {
             .entry((method.to_owned(), route.to_owned()))
             .or_default()
             .observe(&REQUEST_BUCKETS, seconds);
+    }
+
+    /// The requests and their durations in the Prometheus text format, appended to `out`.
+    pub(crate) fn write(&self, out: &mut String) {
+        out.push_str(
+            "# HELP kokushi_http_requests_total HTTP requests answered by this API node, by method, route and status.\n\
+             # TYPE kokushi_http_requests_total counter\n",
+        );
+        for ((method, route, status), n) in self
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "kokushi_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {n}",
+                escape(route)
+            );
+        }
+        out.push_str(
+            "# HELP kokushi_http_request_duration_seconds Time to answer a request, by method and route.\n\
+             # TYPE kokushi_http_request_duration_seconds histogram\n",
+        );
+        for ((method, route), histogram) in self
+            .durations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            histogram.write(
+                out,
+                "kokushi_http_request_duration_seconds",
+                &format!("method=\"{method}\",route=\"{}\"", escape(route)),
+                &REQUEST_BUCKETS,
+            );
+        }
     }
 }
 
@@ -188,90 +220,6 @@ fn escape(label: &str) -> String {
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
-}
-
-/// `GET /metrics`.
-pub async fn metrics(
-    _caller: crate::auth::Admin,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let mut out = String::new();
-    out.push_str(
-        "# HELP kokushi_http_requests_total HTTP requests answered by this API node, by method, route and status.\n\
-         # TYPE kokushi_http_requests_total counter\n",
-    );
-    for ((method, route, status), n) in state
-        .metrics
-        .requests
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-    {
-        let _ = writeln!(
-            out,
-            "kokushi_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {n}",
-            escape(route)
-        );
-    }
-    out.push_str(
-        "# HELP kokushi_http_request_duration_seconds Time to answer a request, by method and route.\n\
-         # TYPE kokushi_http_request_duration_seconds histogram\n",
-    );
-    for ((method, route), histogram) in state
-        .metrics
-        .durations
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-    {
-        histogram.write(
-            &mut out,
-            "kokushi_http_request_duration_seconds",
-            &format!("method=\"{method}\",route=\"{}\"", escape(route)),
-            &REQUEST_BUCKETS,
-        );
-    }
-
-    let counts = state.db.run_counts().await?;
-    out.push_str(
-        "# HELP kokushi_runs Runs by status (all API nodes: from the database).\n\
-         # TYPE kokushi_runs gauge\n",
-    );
-    for status in ["queued", "running", "succeeded", "failed", "cancelled"] {
-        let n = counts.get(status).copied().unwrap_or(0);
-        let _ = writeln!(out, "kokushi_runs{{status=\"{status}\"}} {n}");
-    }
-    let _ = writeln!(
-        out,
-        "# HELP kokushi_queue_depth Runs waiting for a worker.\n\
-         # TYPE kokushi_queue_depth gauge\nkokushi_queue_depth {}",
-        counts.get("queued").copied().unwrap_or(0)
-    );
-    let mut runs = Histogram::default();
-    for seconds in state.db.recent_run_durations(1_000).await? {
-        runs.observe(&RUN_BUCKETS, seconds);
-    }
-    out.push_str(
-        "# HELP kokushi_run_duration_seconds From creation to the end, of the last 1000 finished runs.\n\
-         # TYPE kokushi_run_duration_seconds histogram\n",
-    );
-    runs.write(&mut out, "kokushi_run_duration_seconds", "", &RUN_BUCKETS);
-    let workers = state.queue.workers().await?;
-    let _ = writeln!(
-        out,
-        "# HELP kokushi_workers Workers that reported to the registry lately.\n\
-         # TYPE kokushi_workers gauge\nkokushi_workers {}",
-        workers.len()
-    );
-    let busy = workers.iter().filter(|w| w.run_id.is_some()).count();
-    let _ = writeln!(
-        out,
-        "# HELP kokushi_workers_busy Workers with a job.\n\
-         # TYPE kokushi_workers_busy gauge\nkokushi_workers_busy {busy}"
-    );
-    Ok(HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(out))
 }
 
 #[cfg(test)]

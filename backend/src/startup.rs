@@ -18,8 +18,9 @@ use tokio::task::JoinHandle;
 
 use crate::db::Db;
 use crate::error::ApiError;
-use crate::routes::{self, AppState};
+use crate::routes;
 use crate::settings::Settings;
+use crate::state::{AppState, ResponseCache, StreamCounts};
 
 /// A built, bound, not yet running server.
 pub struct Application {
@@ -77,7 +78,7 @@ impl Application {
         });
 
         let (stop_tx, stop_rx) = watch::channel(false);
-        let leaderboard = Arc::new(crate::routes::ResponseCache::default());
+        let leaderboard = Arc::new(ResponseCache::default());
         let mut tasks = Vec::new();
         let instance = format!("{}-{}", hostname(), std::process::id());
         tasks.push(tokio::spawn(crate::ingest::run(
@@ -123,7 +124,7 @@ impl Application {
             model_store: settings.model_store.clone(),
             trusted_proxies: settings.trusted_proxies.clone(),
             session_idle: settings.session_idle,
-            streams: crate::live::StreamCounts::new(settings.max_streams_per_user),
+            streams: StreamCounts::new(settings.max_streams_per_user),
             remote_model_allow: settings.remote_model_allow.clone(),
             rescoring: tokio::sync::Semaphore::new(2),
         });

@@ -1,5 +1,5 @@
 //! The engine's own matrix multiply for `Q8_0` weights on the CPU (and, in the same scheme, for
-//! `Q4_0`/`Q4_1` weights kept 4-bit: [`Q4Matrix`]): `y = x Wᵀ` with `W` stored as 8-bit
+//! `Q4_0`/`Q4_1` weights kept 4-bit: [`Q4Matrix`], in `q4`): `y = x Wᵀ` with `W` stored as 8-bit
 //! integers and one `f32` scale per 32 values, and `x` quantized the same way on the fly.
 //!
 //! Why: candle's quantized matmul computes every (token, row) pair with a separate block dot
@@ -11,13 +11,24 @@
 //! threads (`CANDLE_NUM_THREADS`).
 //!
 //! The inner loop uses AVX2 and FMA when the CPU has them (checked at run time, once); any
-//! other CPU runs the portable loop, which gives the same sums. This is the only module of the
-//! engine with `unsafe` code: the SIMD loads and the disjoint writes of the worker threads.
-//! Each `unsafe` block states why it is sound.
+//! other CPU runs the portable loop, which gives the same sums. This module holds the 8-bit
+//! matrix and what both kernels share: the activations' quantization, the driver that splits
+//! tiles between threads, and the CPU check.
+//!
+//! This module and its submodules (`q4`: the 4-bit matrix; `lanes`: the `f32` dot products of
+//! the CPU attention and of training's streamed products) are the only code of the engine with
+//! `unsafe`: the SIMD loads and the disjoint writes of the worker threads. Each `unsafe` block
+//! states why it is sound.
 
 #![allow(unsafe_code)]
 
 use std::sync::OnceLock;
+
+mod lanes;
+mod q4;
+
+pub(crate) use lanes::{add_scaled, dot_lanes};
+pub(crate) use q4::{Q4Kind, Q4Matrix};
 
 /// Values per block.
 pub(crate) const BLOCK: usize = 32;
@@ -179,180 +190,6 @@ impl Q8Matrix {
     }
 }
 
-/// A `(rows, cols)` weight matrix of GGUF `Q4_0` or `Q4_1` blocks, kept 4-bit: per block of 32
-/// values an `f32` scale `d`, an `f32` offset `m` (`−8d` for `Q4_0`) and 16 bytes of nibbles in
-/// GGUF's order (byte `k` holds value `k` in its low half and value `k + 16` in its high half);
-/// value = `d · q + m`. Half the bytes of [`Q8Matrix`] to stream per token, which is what bounds
-/// a decode step.
-#[derive(Debug, Clone)]
-pub(crate) struct Q4Matrix {
-    rows: usize,
-    cols: usize,
-    scales: Vec<f32>,
-    offsets: Vec<f32>,
-    nibbles: Vec<u8>,
-}
-
-/// The two 4-bit GGUF block types [`Q4Matrix`] reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Q4Kind {
-    /// 18 bytes: f16 `d`, 16 bytes of nibbles; value = `d · (q − 8)`.
-    Q4_0,
-    /// 20 bytes: f16 `d`, f16 `m`, 16 bytes of nibbles; value = `d · q + m`.
-    Q4_1,
-}
-
-impl Q4Matrix {
-    /// Repacks the bytes of a GGUF `Q4_0`/`Q4_1` tensor of shape `(rows, cols)`; `None` if
-    /// `bytes` is not that tensor or `cols` is not a multiple of 32.
-    pub(crate) fn from_gguf_bytes(
-        kind: Q4Kind,
-        rows: usize,
-        cols: usize,
-        bytes: &[u8],
-    ) -> Option<Self> {
-        let block_bytes = match kind {
-            Q4Kind::Q4_0 => 18,
-            Q4Kind::Q4_1 => 20,
-        };
-        if !cols.is_multiple_of(BLOCK) || bytes.len() != rows * cols / BLOCK * block_bytes {
-            return None;
-        }
-        let blocks = rows * cols / BLOCK;
-        let mut scales = Vec::with_capacity(blocks);
-        let mut offsets = Vec::with_capacity(blocks);
-        let mut nibbles = Vec::with_capacity(rows * cols / 2);
-        for block in bytes.chunks_exact(block_bytes) {
-            let d = f16_to_f32(u16::from_le_bytes([block[0], block[1]]));
-            let (m, quants) = match kind {
-                Q4Kind::Q4_0 => (-8.0 * d, &block[2..]),
-                Q4Kind::Q4_1 => (
-                    f16_to_f32(u16::from_le_bytes([block[2], block[3]])),
-                    &block[4..],
-                ),
-            };
-            scales.push(d);
-            offsets.push(m);
-            nibbles.extend_from_slice(quants);
-        }
-        Some(Self {
-            rows,
-            cols,
-            scales,
-            offsets,
-            nibbles,
-        })
-    }
-
-    /// (Not used for models yet: unpacked this way a `Q4_K` matrix takes 0.75 bytes a value
-    /// instead of 0.5625, and Gemma 3 ran slower than through candle's kernel; kept with its
-    /// test for a kernel that reads the packed layout, docs/perf-notes.md section 5.)
-    ///
-    /// Repacks the bytes of a GGUF `Q4_K` tensor of shape `(rows, cols)` exactly: each
-    /// 256-value super-block holds eight 32-value sub-blocks with 6-bit scales `sc` and mins
-    /// `m` under the f16 factors `d` and `dmin`; a sub-block's value is `d·sc·q − dmin·m`, so its
-    /// scale is `d·sc` and its offset `−dmin·m` (both exact in `f32`). `None` if `bytes` is not
-    /// that tensor or `cols` is not a multiple of 256.
-    #[cfg(test)]
-    pub(crate) fn from_q4_k_bytes(rows: usize, cols: usize, bytes: &[u8]) -> Option<Self> {
-        const SUPER: usize = 256;
-        const SUPER_BYTES: usize = 144;
-        if !cols.is_multiple_of(SUPER) || bytes.len() != rows * cols / SUPER * SUPER_BYTES {
-            return None;
-        }
-        let blocks = rows * cols / BLOCK;
-        let mut scales = Vec::with_capacity(blocks);
-        let mut offsets = Vec::with_capacity(blocks);
-        let mut nibbles = Vec::with_capacity(rows * cols / 2);
-        for block in bytes.chunks_exact(SUPER_BYTES) {
-            let d = f16_to_f32(u16::from_le_bytes([block[0], block[1]]));
-            let dmin = f16_to_f32(u16::from_le_bytes([block[2], block[3]]));
-            let packed = &block[4..16];
-            let quants = &block[16..];
-            // llama.cpp's get_scale_min_k4: sub-blocks 0–3 keep 6 bits in bytes 0–7, 4–7 are
-            // split between bytes 8–11 (low 4 bits) and the top 2 bits of bytes 0–7.
-            let scale_min = |j: usize| -> (u8, u8) {
-                if j < 4 {
-                    (packed[j] & 63, packed[j + 4] & 63)
-                } else {
-                    (
-                        (packed[j + 4] & 0x0f) | ((packed[j - 4] >> 6) << 4),
-                        (packed[j + 4] >> 4) | ((packed[j] >> 6) << 4),
-                    )
-                }
-            };
-            // Four 64-value chunks of 32 bytes: the low nibbles are sub-block 2c, the high
-            // nibbles sub-block 2c + 1.
-            for (chunk, bytes) in quants.chunks_exact(32).enumerate() {
-                for half in 0..2 {
-                    let (sc, m) = scale_min(2 * chunk + half);
-                    scales.push(d * f32::from(sc));
-                    offsets.push(-(dmin * f32::from(m)));
-                    let value = |l: usize| -> u8 {
-                        if half == 0 {
-                            bytes[l] & 0x0f
-                        } else {
-                            bytes[l] >> 4
-                        }
-                    };
-                    // Our order: byte k holds value k (low) and value k + 16 (high).
-                    for k in 0..BLOCK / 2 {
-                        nibbles.push(value(k) | (value(k + BLOCK / 2) << 4));
-                    }
-                }
-            }
-        }
-        Some(Self {
-            rows,
-            cols,
-            scales,
-            offsets,
-            nibbles,
-        })
-    }
-
-    pub(crate) fn rows(&self) -> usize {
-        self.rows
-    }
-
-    pub(crate) fn cols(&self) -> usize {
-        self.cols
-    }
-
-    /// Writes row `row`, dequantized, into `out` (`cols` long).
-    pub(crate) fn dequantize_row(&self, row: usize, out: &mut [f32]) {
-        let blocks = self.cols / BLOCK;
-        for (b, chunk) in out.chunks_exact_mut(BLOCK).enumerate().take(blocks) {
-            let index = row * blocks + b;
-            let (d, m) = (self.scales[index], self.offsets[index]);
-            let bytes = &self.nibbles[index * BLOCK / 2..][..BLOCK / 2];
-            let (low, high) = chunk.split_at_mut(BLOCK / 2);
-            for ((l, h), &byte) in low.iter_mut().zip(high).zip(bytes) {
-                *l = d * f32::from(byte & 0x0f) + m;
-                *h = d * f32::from(byte >> 4) + m;
-            }
-        }
-    }
-
-    /// The whole matrix, dequantized, row-major.
-    pub(crate) fn dequantize(&self) -> Vec<f32> {
-        let mut out = vec![0.0; self.rows * self.cols];
-        for (row, chunk) in out.chunks_exact_mut(self.cols).enumerate() {
-            self.dequantize_row(row, chunk);
-        }
-        out
-    }
-
-    /// `out = x Wᵀ` for `x` of `m` rows of `cols` values; `out` is `m × rows`.
-    pub(crate) fn matmul(&self, x: &[f32], m: usize, out: &mut [f32]) {
-        debug_assert_eq!(x.len(), m * self.cols);
-        let acts = quantize_rows(x, m, self.cols);
-        drive(self.rows, self.cols, m, out, |m0, rm, n0, rn| {
-            q4_tile(self, &acts, m0, rm, n0, rn)
-        });
-    }
-}
-
 /// Runs `tile(m0, rm, n0, rn)` over every `RM × RN` tile of an `m × rows` output, split over
 /// rows between the worker threads when the product is large enough, and writes the sums.
 fn drive(
@@ -504,118 +341,6 @@ fn portable_tile(
     sums
 }
 
-/// The `rm × rn` sums of one tile of a [`Q4Matrix`] product.
-fn q4_tile(
-    w: &Q4Matrix,
-    acts: &Acts,
-    m0: usize,
-    rm: usize,
-    n0: usize,
-    rn: usize,
-) -> [[f32; RN]; RM] {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: the CPU has AVX2 and FMA (checked above); the tile stays inside both
-        // matrices (rm ≤ m − m0, rn ≤ rows − n0, checked by the caller).
-        return unsafe { avx2::q4_dispatch(w, acts, m0, rm, n0, rn) };
-    }
-    q4_portable_tile(w, acts, m0, rm, n0, rn)
-}
-
-fn q4_portable_tile(
-    w: &Q4Matrix,
-    acts: &Acts,
-    m0: usize,
-    rm: usize,
-    n0: usize,
-    rn: usize,
-) -> [[f32; RN]; RM] {
-    let cols = w.cols;
-    let blocks = cols / BLOCK;
-    let mut sums = [[0f32; RN]; RM];
-    for (i, row_sums) in sums.iter_mut().enumerate().take(rm) {
-        for (j, sum) in row_sums.iter_mut().enumerate().take(rn) {
-            let (t, r) = (m0 + i, n0 + j);
-            for b in 0..blocks {
-                let x = &acts.quants[t * cols + b * BLOCK..][..BLOCK];
-                let bytes = &w.nibbles[(r * blocks + b) * BLOCK / 2..][..BLOCK / 2];
-                let mut dot = 0i32;
-                for (k, &byte) in bytes.iter().enumerate() {
-                    dot += i32::from(byte & 0x0f) * i32::from(x[k]);
-                    dot += i32::from(byte >> 4) * i32::from(x[k + BLOCK / 2]);
-                }
-                #[allow(clippy::cast_precision_loss)] // |dot| ≤ 32 · 15 · 127, exact in f32
-                let dot = dot as f32;
-                let index = r * blocks + b;
-                *sum += dot * acts.scales[t * blocks + b] * w.scales[index]
-                    + w.offsets[index] * acts.sums[t * blocks + b];
-            }
-        }
-    }
-    sums
-}
-
-/// `a · b` in eight lanes (then the lanes summed in order): the same result on every CPU, in
-/// AVX registers where the CPU has them (the lanes are independent, so vector code computes
-/// exactly what the scalar loop does).
-pub(crate) fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: the CPU has AVX2 and FMA (checked).
-        return unsafe { dot8_avx2(a, b) };
-    }
-    dot8(a, b)
-}
-
-/// `out += p · v`, element by element, in AVX registers where the CPU has them (the same
-/// result on every CPU).
-pub(crate) fn add_scaled(out: &mut [f32], p: f32, v: &[f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: the CPU has AVX2 and FMA (checked).
-        unsafe { add_scaled_avx2(out, p, v) };
-        return;
-    }
-    add_scaled_portable(out, p, v);
-}
-
-#[inline(always)]
-fn add_scaled_portable(out: &mut [f32], p: f32, v: &[f32]) {
-    for (o, &x) in out.iter_mut().zip(v) {
-        *o += p * x;
-    }
-}
-
-/// # Safety
-/// The CPU must have AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn add_scaled_avx2(out: &mut [f32], p: f32, v: &[f32]) {
-    add_scaled_portable(out, p, v);
-}
-
-/// # Safety
-/// The CPU must have AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dot8_avx2(a: &[f32], b: &[f32]) -> f32 {
-    dot8(a, b)
-}
-
-/// `a · b` in eight lanes, which the compiler turns into vector instructions.
-#[inline(always)]
-fn dot8(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0f32; 8];
-    let whole = a.len() - a.len() % 8;
-    for (x, y) in a[..whole].chunks_exact(8).zip(b[..whole].chunks_exact(8)) {
-        for lane in 0..8 {
-            lanes[lane] += x[lane] * y[lane];
-        }
-    }
-    let tail: f32 = a[whole..].iter().zip(&b[whole..]).map(|(x, y)| x * y).sum();
-    lanes.iter().sum::<f32>() + tail
-}
-
 /// The instruction set the engine's kernels run on this CPU.
 pub(crate) fn isa() -> &'static str {
     if has_avx2() { "AVX2+FMA" } else { "portable" }
@@ -639,107 +364,14 @@ fn has_avx2() -> bool {
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::{
-        __m128i, __m256, __m256i, _mm_add_ps, _mm_add_ss, _mm_and_si128, _mm_cvtss_f32,
-        _mm_loadu_si128, _mm_movehl_ps, _mm_set1_epi8, _mm_shuffle_ps, _mm_srli_epi16,
+        __m256, __m256i, _mm_add_ps, _mm_add_ss, _mm_cvtss_f32, _mm_movehl_ps, _mm_shuffle_ps,
         _mm256_abs_epi8, _mm256_castps256_ps128, _mm256_cvtepi32_ps, _mm256_extractf128_ps,
         _mm256_fmadd_ps, _mm256_loadu_si256, _mm256_madd_epi16, _mm256_maddubs_epi16,
-        _mm256_mul_ps, _mm256_set_m128i, _mm256_set1_epi16, _mm256_set1_ps, _mm256_setr_ps,
-        _mm256_setzero_ps, _mm256_sign_epi8,
+        _mm256_mul_ps, _mm256_set1_epi16, _mm256_set1_ps, _mm256_setr_ps, _mm256_setzero_ps,
+        _mm256_sign_epi8,
     };
 
-    use super::{Acts, BLOCK, Q4Matrix, Q8Matrix, RM, RN};
-
-    /// Picks the tile shape's instance of the 4-bit kernel.
-    ///
-    /// # Safety
-    /// As [`dispatch`].
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn q4_dispatch(
-        w: &Q4Matrix,
-        acts: &Acts,
-        m0: usize,
-        rm: usize,
-        n0: usize,
-        rn: usize,
-    ) -> [[f32; RN]; RM] {
-        // SAFETY: forwarded from this function's contract.
-        unsafe {
-            match (rm, rn) {
-                (4, 3) => q4_tile::<4, 3>(w, acts, m0, n0),
-                (4, 2) => q4_tile::<4, 2>(w, acts, m0, n0),
-                (4, _) => q4_tile::<4, 1>(w, acts, m0, n0),
-                (3, 3) => q4_tile::<3, 3>(w, acts, m0, n0),
-                (3, 2) => q4_tile::<3, 2>(w, acts, m0, n0),
-                (3, _) => q4_tile::<3, 1>(w, acts, m0, n0),
-                (2, 3) => q4_tile::<2, 3>(w, acts, m0, n0),
-                (2, 2) => q4_tile::<2, 2>(w, acts, m0, n0),
-                (2, _) => q4_tile::<2, 1>(w, acts, m0, n0),
-                (_, 3) => q4_tile::<1, 3>(w, acts, m0, n0),
-                (_, 2) => q4_tile::<1, 2>(w, acts, m0, n0),
-                _ => q4_tile::<1, 1>(w, acts, m0, n0),
-            }
-        }
-    }
-
-    /// # Safety
-    /// As [`q4_dispatch`], with `rm = M`, `rn = N`.
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    unsafe fn q4_tile<const M: usize, const N: usize>(
-        w: &Q4Matrix,
-        acts: &Acts,
-        m0: usize,
-        n0: usize,
-    ) -> [[f32; RN]; RM] {
-        let cols = w.cols;
-        let blocks = cols / BLOCK;
-        let ones = _mm256_set1_epi16(1);
-        let low_half = _mm_set1_epi8(0x0f);
-        let mut acc = [[_mm256_setzero_ps(); N]; M];
-        let x_base = acts.quants.as_ptr();
-        let w_base = w.nibbles.as_ptr();
-        for b in 0..blocks {
-            let mut wv = [ones; N];
-            let mut wd = [0f32; N];
-            for j in 0..N {
-                let index = (n0 + j) * blocks + b;
-                // SAFETY: row n0 + j < rows (contract), so its block b's 16 bytes lie inside
-                // `nibbles` (rows × cols / 2 bytes); unaligned loads are allowed.
-                let raw =
-                    unsafe { _mm_loadu_si128(w_base.add(index * BLOCK / 2).cast::<__m128i>()) };
-                let low = _mm_and_si128(raw, low_half);
-                let high = _mm_and_si128(_mm_srli_epi16::<4>(raw), low_half);
-                // Values 0..15 of the block in the low lane, 16..31 in the high one.
-                wv[j] = _mm256_set_m128i(high, low);
-                wd[j] = w.scales[index];
-            }
-            #[allow(clippy::needless_range_loop)] // i indexes the activations too
-            for i in 0..M {
-                // SAFETY: token m0 + i < m (contract), so its block b lies inside the
-                // activations (m × cols values).
-                let xv = unsafe {
-                    _mm256_loadu_si256(x_base.add((m0 + i) * cols + b * BLOCK).cast::<__m256i>())
-                };
-                let xd = acts.scales[(m0 + i) * blocks + b];
-                for j in 0..N {
-                    // u8 (0..15) × i8 pairs: at most 2 · 15 · 127, no i16 saturation.
-                    let pairs = _mm256_maddubs_epi16(wv[j], xv);
-                    let dots = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
-                    acc[i][j] = _mm256_fmadd_ps(dots, _mm256_set1_ps(xd * wd[j]), acc[i][j]);
-                }
-            }
-        }
-        // The offsets' share, Σ_b m_b · (scale · Σ x)_b, as one dot product per pair.
-        let mut sums = [[0f32; RN]; RM];
-        for i in 0..M {
-            let x_sums = &acts.sums[(m0 + i) * blocks..][..blocks];
-            for j in 0..N {
-                let offsets = &w.offsets[(n0 + j) * blocks..][..blocks];
-                sums[i][j] = hsum(acc[i][j]) + super::dot8(offsets, x_sums);
-            }
-        }
-        sums
-    }
+    use super::{Acts, BLOCK, Q8Matrix, RM, RN};
 
     /// Picks the tile shape's instance.
     ///
@@ -844,7 +476,7 @@ mod avx2 {
 
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    fn hsum(v: __m256) -> f32 {
+    pub(super) fn hsum(v: __m256) -> f32 {
         let low = _mm256_castps256_ps128(v);
         let high = _mm256_extractf128_ps::<1>(v);
         let quad = _mm_add_ps(low, high);

@@ -64,9 +64,9 @@ pub struct TuneJob {
     /// The new adapter's name inside the model store (a folder the job creates, or resumes
     /// from when a checkpoint of the same plan is there).
     pub adapter: String,
-    /// The run plan (`kokushi_worker::tune::RunPlan` as JSON: recipe, seed, steps, data
-    /// sources), fixed by the server so that a resumed job trains exactly the same.
-    pub plan: serde_json::Value,
+    /// The run plan (recipe, seed, steps, data sources), fixed by the server so that a resumed
+    /// job trains exactly the same (boxed: it is most of the job's size).
+    pub plan: Box<crate::tuning::plan::RunPlan>,
     pub train: Vec<crate::tuning::Example>,
     pub validation: Vec<crate::tuning::Example>,
     #[serde(default)]

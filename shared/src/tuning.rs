@@ -9,6 +9,8 @@
 //! keeps its `content` — the question and choices, or instruction, input and output, without the
 //! format's boilerplate — which is what the leakage gate (`crate::leakage`) compares with an exam.
 
+pub mod plan;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 

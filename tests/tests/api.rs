@@ -843,7 +843,7 @@ async fn two_runs_compare_question_by_question_and_a_question_shows_its_metrics(
     assert_eq!(
         l.model_sha256.as_deref(),
         Some(
-            kokushi_backend::lineage::sha256_of_entry(&model_file)
+            kokushi_backend::handlers::lineage::sha256_of_entry(&model_file)
                 .expect("hash")
                 .as_str()
         )

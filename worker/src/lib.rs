@@ -282,8 +282,7 @@ impl Worker {
             .map_err(|e| JobFailure::Job(e.to_string()))?;
         let out = model_store::adapter_folder(&self.config.model_store, &job.adapter)
             .map_err(|e| JobFailure::Job(e.to_string()))?;
-        let plan: tune::RunPlan = serde_json::from_value(job.plan.clone())
-            .map_err(|e| JobFailure::Job(format!("the job's tuning plan is malformed: {e}")))?;
+        let plan = (*job.plan).clone();
         let (events, mut heard) = tokio::sync::mpsc::unbounded_channel();
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let command = engine_thread::TuneCommand {

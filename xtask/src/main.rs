@@ -41,13 +41,15 @@ commands:
   bench engine
         prefill and decode tok/s of both demo models beside llama.cpp (built once from PyPI's
         llama-cpp-python, ~10 min) on the same files and prompt tokens, 2 threads each
-  bench eval [--questions N|all] [--batches 1,4,8] [--data DIR]
+  bench eval [--questions N|all] [--batches 1,4,8] [--reference-loglik-questions K] [--data DIR]
         questions per minute of `kokushi eval` on IgakuQA 2022's text-only questions (60 of the
         301 by default, spread over the blocks), both demo models, generate and loglik, one at
         a time and in batches, beside llama.cpp's OpenAI-compatible server (PyPI
         llama-cpp-python[server], the same GGUF file, 2 threads) asked through kokushi eval's
-        remote path with the same prompts; how many predictions the two agree on. About 40
-        minutes with the defaults (plus ~10 for building llama.cpp once)
+        remote path with the same prompts, and how many predictions the two agree on. The
+        server scores loglik prompts in Python (minutes a question for Gemma), so it answers
+        only the first K (3) there. About 45 minutes with the defaults (plus ~10 for building
+        llama.cpp once)
   bench lora
         one LoRA training step (SmolLM2-135M, 256 tokens, r 8 on q/v) beside PyTorch + PEFT on
         the same file and tokens, 2 threads each (PyTorch installed once into a venv, ~5.6 GB)

@@ -17,7 +17,7 @@ use kokushi_worker::EngineThread;
 use kokushi_worker::answer::{Answerer, RunSpec, answer_batch};
 use kokushi_worker::engine_thread::{LoadRequest, Loaded};
 
-use crate::SetArgs;
+use super::flags::SetArgs;
 
 pub const EVAL_HELP: &str =
     "Ask a model the questions of an exam set, one by one on this machine, and \
@@ -242,7 +242,7 @@ pub async fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         );
     }
     if let Some(adapter) = &args.adapter {
-        crate::tune_cmd::leakage_gate(
+        super::leakage::leakage_gate(
             adapter,
             &questions,
             args.max_leakage,

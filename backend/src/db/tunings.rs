@@ -365,7 +365,7 @@ impl Db {
                     PromptFormat::from_id(&format)
                         .ok_or_else(|| corrupt("tunings", "prompt_format", &format))?,
                     to_u32(row.try_get("eval_max_new_tokens")?)
-                        .unwrap_or(crate::routes::DEFAULT_MAX_NEW_TOKENS),
+                        .unwrap_or(crate::limits::DEFAULT_MAX_NEW_TOKENS),
                 ),
                 shot_pool_exam_set_id: None,
                 limit: to_u32(row.try_get("eval_limit")?),

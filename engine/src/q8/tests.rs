@@ -1,6 +1,7 @@
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 
+use super::q4::q4_portable_tile;
 use super::*;
 
 /// Deterministic values in [-1, 1).

@@ -15,7 +15,7 @@ use kokushi_shared::prompt::PromptFormat;
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
-use crate::routes::AppState;
+use crate::state::AppState;
 
 /// SHA-256 of `format` applied to a fixed probe question.
 pub fn prompt_template_sha256(format: PromptFormat) -> String {
@@ -117,7 +117,7 @@ pub async fn lineage(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = crate::accounts::parse_id("run", &path)?;
+    let id = super::parse_id("run", &path)?;
     let crate::db::runs::LineageRow {
         exam_set_id,
         model,

@@ -11,7 +11,7 @@ use kokushi_shared::score::{Reply, ScoreOptions, score, score_question};
 use serde::Deserialize;
 
 use crate::error::ApiError;
-use crate::routes::AppState;
+use crate::state::AppState;
 
 #[derive(Deserialize)]
 pub struct CompareQuery {
@@ -156,7 +156,7 @@ pub async fn question(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, problem_id) = path.into_inner();
-    let id = crate::accounts::parse_id("run", &id)?;
+    let id = super::parse_id("run", &id)?;
     let detail = state
         .db
         .run_detail(id)

@@ -4,12 +4,11 @@
 //! any API node serves any run); the stream ends after the run finishes. A comment line every
 //! 5 s keeps proxies from closing a quiet stream.
 //!
-//! Bounded: one account holds at most a few streams at once (429 beyond), and a stream ends
-//! when the session or token that opened it stops being valid (signed out, expired, revoked, the
-//! account disabled), checked every [`CREDENTIAL_CHECK_EVERY`].
+//! Bounded: one account holds at most a few streams at once (429 beyond; counted in
+//! [`crate::state::StreamCounts`]), and a stream ends when the session or token that opened it
+//! stops being valid (signed out, expired, revoked, the account disabled), checked every
+//! [`CREDENTIAL_CHECK_EVERY`].
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::{HttpResponse, web};
@@ -17,7 +16,7 @@ use futures_util::stream;
 
 use crate::auth::Credential;
 use crate::error::ApiError;
-use crate::routes::AppState;
+use crate::state::{AppState, StreamSlot};
 
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 /// A comment line this often keeps proxies from closing a quiet stream, and lets the server
@@ -25,54 +24,6 @@ const CHECK_EVERY: Duration = Duration::from_secs(1);
 const KEEP_ALIVE: Duration = Duration::from_secs(5);
 /// How often a stream checks that its caller's session or token still holds.
 pub const CREDENTIAL_CHECK_EVERY: Duration = Duration::from_secs(5);
-
-/// Streams open per account on this API node, each held by a [`StreamSlot`].
-#[derive(Debug)]
-pub struct StreamCounts {
-    open: Arc<Mutex<HashMap<i64, usize>>>,
-    per_user: usize,
-}
-
-impl StreamCounts {
-    pub fn new(per_user: usize) -> Self {
-        Self {
-            open: Arc::default(),
-            per_user: per_user.max(1),
-        }
-    }
-
-    /// A slot for one more stream of `user`, or `None` when they hold as many as allowed.
-    fn take(&self, user: i64) -> Option<StreamSlot> {
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        let n = open.entry(user).or_default();
-        if *n >= self.per_user {
-            return None;
-        }
-        *n += 1;
-        Some(StreamSlot {
-            open: self.open.clone(),
-            user,
-        })
-    }
-}
-
-/// One open stream; given back when the stream ends or its client goes away (dropped).
-struct StreamSlot {
-    open: Arc<Mutex<HashMap<i64, usize>>>,
-    user: i64,
-}
-
-impl Drop for StreamSlot {
-    fn drop(&mut self) {
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = open.get_mut(&self.user) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                open.remove(&self.user);
-            }
-        }
-    }
-}
 
 struct Follow {
     state: web::Data<AppState>,
@@ -126,12 +77,14 @@ async fn next_chunk(mut f: Follow) -> Option<(Result<web::Bytes, actix_web::Erro
     }
 }
 
+/// `GET /api/runs/{id}/events`: the stream; 404 for a run that does not exist, 429 past the
+/// account's streams.
 pub async fn run_events(
     caller: crate::auth::Researcher,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let run_id = crate::accounts::parse_id("run", &path)?;
+    let run_id = super::parse_id("run", &path)?;
     if state.db.run_summary(run_id).await?.is_none() {
         return Err(ApiError::NotFound(format!("run {run_id} does not exist")));
     }
@@ -142,7 +95,8 @@ pub async fn run_events(
             message: format!(
                 "{} has {} live streams open, the most one account may; close a page that \
                  follows a run",
-                caller.user.username, state.streams.per_user
+                caller.user.username,
+                state.streams.per_user()
             ),
             retry_after_secs: 5,
         })?;

@@ -1,5 +1,8 @@
-//! `kokushi tune` (LoRA instruction tuning) and `kokushi leakage` (the overlap between tuning
-//! data and an exam set), and the leakage gate `kokushi eval` applies to a tuned adapter.
+//! `kokushi tune`: LoRA instruction tuning on this machine (`kokushi_worker::tune::run`). The
+//! `--data` arguments are read into examples (exam questions, JMMLU, Alpaca-style instructions;
+//! [`read_tuning_data`], which `kokushi leakage` reads too), the preset and flags make the
+//! recipe, and the run writes a PEFT adapter with its record and checkpoints, showing its
+//! progress as it goes.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -7,7 +10,6 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Args;
 use kokushi_backend::import::{SetFormat, exam_files, read_exam_set_as};
-use kokushi_shared::leakage::{self, LeakageReport, NgramIndex};
 use kokushi_shared::prompt::PromptFormat;
 use kokushi_shared::tuning::{self, Example};
 use kokushi_worker::tune::{DataSource, Recipe, RunPlan, Schedule, TuneEvent};
@@ -111,25 +113,6 @@ pub struct TuneArgs {
     /// The run folder.
     #[arg(long)]
     pub out: PathBuf,
-}
-
-#[derive(Args)]
-pub struct LeakageArgs {
-    /// A tuned adapter folder (its tuning.json and tuning-ngrams.bin).
-    #[arg(long, required_unless_present = "data")]
-    pub adapter: Option<PathBuf>,
-    /// Or the tuning data itself, [exam:|jmmlu:|instructions:]PATH (repeatable).
-    #[arg(long = "data", num_args = 1..)]
-    pub data: Vec<String>,
-    /// The exam set: .jsonl/.csv files or folders of them (repeatable).
-    #[arg(long = "exam-set", required = true, num_args = 1..)]
-    pub exam_set: Vec<PathBuf>,
-    /// The share of a question's character 13-grams that makes it count as leaked.
-    #[arg(long, default_value_t = leakage::DEFAULT_MIN_COVERAGE)]
-    pub min_coverage: f64,
-    /// Also print each leaked question's id and coverage.
-    #[arg(long)]
-    pub list: bool,
 }
 
 /// How one `--data` argument is read.
@@ -449,8 +432,7 @@ pub fn tune(args: &TuneArgs) -> anyhow::Result<()> {
         eval_every: args.eval_every,
         checkpoint_every: args.checkpoint_every,
     };
-    let model_path =
-        crate::commands::eval::resolve_eval_model(&args.base, args.model_cache.as_deref())?;
+    let model_path = super::eval::resolve_eval_model(&args.base, args.model_cache.as_deref())?;
     eprintln!("loading {}", model_path.display());
     let mut model = kokushi_worker::eval::Model::load(
         &model_path,
@@ -575,86 +557,4 @@ impl Progress {
             let _ = writeln!(std::io::stderr());
         }
     }
-}
-
-/// `kokushi leakage`.
-pub fn leakage(args: &LeakageArgs) -> anyhow::Result<()> {
-    let index = match &args.adapter {
-        Some(adapter) => kokushi_worker::tune::ngrams_of(adapter).with_context(|| {
-            format!(
-                "{} has no tuning record (tuning.json and its n-gram file): pass the data with \
-                 --data instead",
-                adapter.display()
-            )
-        })?,
-        None => {
-            // The format does not change the content compared.
-            let (examples, _) = read_tuning_data(&args.data, PromptFormat::AlpacaJa)?;
-            NgramIndex::from_texts(examples.iter().map(|e| e.content.as_str()))
-        }
-    };
-    let questions = read_exam_set_as(&args.exam_set, None, SetFormat::Auto)?;
-    let report = leakage::measure(&index, &questions, args.min_coverage);
-    println!("{}", report.summary());
-    if args.list {
-        for (id, coverage) in &report.worst {
-            println!("  {id}: {:.0} %", 100.0 * coverage);
-        }
-    }
-    Ok(())
-}
-
-/// The gate before an evaluation through `adapter`: measures the overlap of its tuning data with
-/// `questions`, refuses above `max_share` unless `allow` gives a reason, and writes the report
-/// (with any override) beside the predictions as `<out>.leakage.json`. An adapter without a
-/// tuning record is let through with a note.
-pub fn leakage_gate(
-    adapter: &Path,
-    questions: &[kokushi_shared::Question],
-    max_share: f64,
-    allow: Option<&str>,
-    out: &Path,
-) -> anyhow::Result<Option<LeakageReport>> {
-    let Some(index) = kokushi_worker::tune::ngrams_of(adapter) else {
-        eprintln!(
-            "note: {} has no tuning record (tuning.json): the overlap of its tuning data with \
-             this exam set cannot be checked",
-            adapter.display()
-        );
-        return Ok(None);
-    };
-    let report = leakage::measure(&index, questions, leakage::DEFAULT_MIN_COVERAGE);
-    eprintln!("leakage gate: {}", report.summary());
-    if report.leaked_share() > max_share {
-        let Some(reason) = allow else {
-            anyhow::bail!(
-                "the adapter's tuning data covers {:.1} % of these questions (more than \
-                 --max-leakage {:.1} %), e.g. {}: its scores would measure memory, not \
-                 knowledge. Evaluate on another exam set, or pass --allow-leakage \"REASON\" \
-                 (recorded with the predictions)",
-                100.0 * report.leaked_share(),
-                100.0 * max_share,
-                report
-                    .worst
-                    .iter()
-                    .take(5)
-                    .map(|(id, _)| id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-        };
-        eprintln!("leakage gate overridden: {reason}");
-    }
-    let record = serde_json::json!({
-        "adapter": adapter.display().to_string(),
-        "report": report,
-        "max_leaked_share": max_share,
-        "override": allow,
-    });
-    let mut name = out.as_os_str().to_owned();
-    name.push(".leakage.json");
-    let path = PathBuf::from(name);
-    std::fs::write(&path, serde_json::to_string_pretty(&record)?)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(Some(report))
 }

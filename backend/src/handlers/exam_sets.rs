@@ -1,6 +1,7 @@
-//! `POST /api/exam-sets`: an exam-set file uploaded as the request body or as a multipart
-//! form's `file` field, read as a stream and cut at the upload limit (413), then parsed off the
-//! request threads, all or nothing (docs/exam-set-format.md).
+//! Exam sets: the list (`GET /api/exam-sets`, a page at a time), and uploads
+//! (`POST /api/exam-sets`): an exam-set file sent as the request body or as a multipart form's
+//! `file` field, read as a stream and cut at the upload limit (413), then parsed off the request
+//! threads, all or nothing (docs/exam-set-format.md).
 
 use actix_web::{HttpResponse, web};
 use kokushi_shared::api::ImportReport;
@@ -8,7 +9,19 @@ use kokushi_shared::igakuqa::Importer;
 use serde::Deserialize;
 
 use crate::error::ApiError;
-use crate::routes::AppState;
+use crate::state::AppState;
+
+/// `GET /api/exam-sets[?limit=N&offset=M]`: the exam sets, newest first, a page at a time.
+pub async fn exam_sets(
+    _caller: crate::auth::Researcher,
+    state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
+    page: web::Query<crate::page::PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let page = page.page(crate::page::LISTS)?;
+    let total = state.db.count(crate::db::Counted::ExamSets).await?;
+    Ok(page.respond(&req, &state.db.exam_sets(page).await?, total))
+}
 
 #[derive(Deserialize)]
 pub struct UploadQuery {

@@ -19,7 +19,7 @@ use crate::db::Counted;
 use crate::db::Facets;
 use crate::error::ApiError;
 use crate::page::{Page, PageQuery};
-use crate::routes::AppState;
+use crate::state::AppState;
 
 /// Which questions a filtered leaderboard scores.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -316,7 +316,7 @@ pub async fn export(
     let total = state.db.count(Counted::Runs).await?;
     let rows = rows(&state, filter.as_ref(), page).await?;
     Ok(page.annotate(
-        crate::routes::download(
+        super::download(
             crate::export::leaderboard_csv(&rows),
             "text/csv; charset=utf-8",
             "kokushi-leaderboard.csv",

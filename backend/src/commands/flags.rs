@@ -1,0 +1,65 @@
+//! Flag groups that more than one command flattens into its own: the database URL (`DbArgs`),
+//! how exam-set files are read (`SetArgs`), the queue's visibility timeout and a worker's batch
+//! (`ReliabilityArgs`, `WorkerBatchArgs`: `serve`'s embedded worker and `worker`), and
+//! [`base_urls`], an allow-list of base URLs as a flag gave it.
+
+use clap::Args;
+use kokushi_backend::import::SetFormat;
+
+#[derive(Args, Clone)]
+pub struct DbArgs {
+    /// sqlite://FILE or postgres://USER@HOST/DB.
+    #[arg(
+        long,
+        env = "KOKUSHI_DATABASE_URL",
+        default_value = "sqlite://kokushi.sqlite"
+    )]
+    pub database_url: String,
+}
+
+/// How many questions a worker answers at once (`serve`'s embedded worker, `worker`).
+#[derive(Args, Clone)]
+pub struct WorkerBatchArgs {
+    /// Questions a worker answers together: decoded in one batch by the local engine, sent at
+    /// once to a remote server. Throughput only: a batch changes no answer.
+    #[arg(long = "worker-batch", env = "KOKUSHI_WORKER_BATCH", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub worker_batch: u16,
+}
+
+#[derive(Args, Clone)]
+pub struct ReliabilityArgs {
+    /// Seconds a claimed job may go without its worker's heartbeat (or a delivered event
+    /// without its server's acknowledgement) before another worker (server) takes it over.
+    #[arg(
+        long,
+        env = "KOKUSHI_VISIBILITY_TIMEOUT",
+        default_value_t = 60,
+        value_name = "SECS"
+    )]
+    pub visibility_timeout: u64,
+}
+
+#[derive(Args, Clone)]
+pub struct SetArgs {
+    /// Prefix every problem id with NAMESPACE: (e.g. `denqa`, `jmmlu`) for an exam other than
+    /// the medical exam, whose ids would otherwise collide with it. No medical rulings,
+    /// sections or years are derived for a namespaced set.
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// How the exam-set files are written: `auto` reads IgakuQA JSONL and Kokushi CSV (by
+    /// extension); `jmmlu` reads JMMLU CSV (no header, 4 choices, answer A-D).
+    #[arg(long = "set-format", value_enum, default_value_t = SetFormat::Auto)]
+    pub set_format: SetFormat,
+}
+
+/// An allow-list of base URLs as a flag gave them, each in its one normal form.
+pub fn base_urls(flag: &str, given: &[String]) -> anyhow::Result<Vec<String>> {
+    given
+        .iter()
+        .filter(|u| !u.trim().is_empty())
+        .map(|u| {
+            kokushi_worker::remote::allowed_base_url(u).map_err(|e| anyhow::anyhow!("{flag}: {e}"))
+        })
+        .collect()
+}

@@ -1,0 +1,331 @@
+//! Evaluation runs: `POST /api/runs` checks a request (prompt format, model and adapter names,
+//! limits) and records the run as queued before publishing its job; a run's detail, its
+//! answers exported (JSON lines, CSV, `kokushi eval`'s predictions lines) and scored with
+//! `shared::score` as `kokushi score` scores them; cancel and retry, by its owner or an admin.
+
+use actix_web::{HttpResponse, web};
+use kokushi_shared::api::CreateRun;
+use kokushi_shared::prompt::PromptFormat;
+use serde::Deserialize;
+
+use super::{download, ensure_owner, ensure_queue_room, parse_id, plain_name};
+use crate::db::runs::NewRun;
+use crate::error::ApiError;
+use crate::limits::{DEFAULT_MAX_NEW_TOKENS, MAX_MAX_NEW_TOKENS, MAX_SHOTS};
+use crate::state::AppState;
+
+/// The model a run may name: a plain name in the model store, or `openai:<base-url>#<model>`
+/// whose server is on the operator's allow-list (`--remote-model-allow`), in its normal form.
+fn run_model(state: &AppState, model: &str) -> Result<String, ApiError> {
+    let Some(spec) = kokushi_worker::remote::RemoteSpec::parse(model) else {
+        return plain_name("model", model);
+    };
+    let spec = spec.map_err(ApiError::BadRequest)?;
+    if kokushi_worker::remote::is_allowed(&state.remote_model_allow, &spec.base_url) {
+        return Ok(spec.to_string());
+    }
+    Err(ApiError::BadRequest(
+        if state.remote_model_allow.is_empty() {
+            "this portal lets runs name no remote model: its operator lists the servers runs may \
+         use with --remote-model-allow (docs/remote-models.md)"
+                .to_owned()
+        } else {
+            format!(
+                "{} is not among the servers this portal lets runs name: {}",
+                spec.base_url,
+                state.remote_model_allow.join(", ")
+            )
+        },
+    ))
+}
+
+/// `POST /api/runs`: a new run, recorded as queued (with its job) before the job is published;
+/// 201 with its summary.
+pub async fn create_run(
+    principal: crate::auth::Researcher,
+    state: web::Data<AppState>,
+    body: web::Json<CreateRun>,
+) -> Result<HttpResponse, ApiError> {
+    let req = body.into_inner();
+    ensure_queue_room(&state, &principal).await?;
+    let chat_template = req.prompt_format == "chat_template";
+    let prompt_format = if chat_template {
+        PromptFormat::ChatmlJa
+    } else {
+        PromptFormat::from_id(&req.prompt_format).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "unknown prompt_format {:?}; known: {}, chat_template",
+                req.prompt_format,
+                PromptFormat::ALL.map(PromptFormat::id).join(", ")
+            ))
+        })?
+    };
+    if req.shots > MAX_SHOTS {
+        return Err(ApiError::BadRequest(format!(
+            "shots {} must be between 0 and {MAX_SHOTS}",
+            req.shots
+        )));
+    }
+    let shot_seed = req
+        .shot_seed
+        .unwrap_or(kokushi_shared::job::DEFAULT_SHOT_SEED);
+    if i64::try_from(shot_seed).is_err() {
+        return Err(ApiError::BadRequest(format!(
+            "shot_seed {shot_seed} must be below 2^63"
+        )));
+    }
+    let model = run_model(&state, req.model.trim())?;
+    let adapter = match req.adapter.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(name) => Some(plain_name("adapter", name)?),
+    };
+    let max_new_tokens = req.max_new_tokens.unwrap_or(DEFAULT_MAX_NEW_TOKENS);
+    if !(1..=MAX_MAX_NEW_TOKENS).contains(&max_new_tokens) {
+        return Err(ApiError::BadRequest(format!(
+            "max_new_tokens {max_new_tokens} must be between 1 and {MAX_MAX_NEW_TOKENS}"
+        )));
+    }
+    if req.limit == Some(0) {
+        return Err(ApiError::BadRequest("limit must be at least 1".to_owned()));
+    }
+    let new = NewRun {
+        exam_set_id: req.exam_set_id,
+        model,
+        adapter,
+        settings: kokushi_shared::job::EvalSettings {
+            prompt_format,
+            chat_template,
+            scoring: req.scoring,
+            loglik_target: req.loglik_target,
+            max_new_tokens,
+            shots: req.shots,
+            shot_seed,
+            keep_quantization: req.keep_quantization,
+        },
+        shot_pool_exam_set_id: req.shot_pool_exam_set_id.filter(|_| req.shots > 0),
+        limit: req.limit,
+        priority: req.priority,
+        created_by: Some(principal.user.id),
+    };
+    let job = state.db.create_run(&new).await?.ok_or_else(|| {
+        ApiError::NotFound(format!("exam set {} does not exist", req.exam_set_id))
+    })?;
+    state.leaderboard.clear();
+    // The reply describes the run as created (queued), read before publishing so that a fast
+    // worker cannot make it say otherwise.
+    let summary = state
+        .db
+        .run_summary(job.run_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("run {} vanished", job.run_id)))?;
+    // The run is recorded as queued before it is published: if publishing fails, the
+    // reconciler publishes it at the next start.
+    let (run_id, job_id) = (job.run_id, job.job_id);
+    state.queue.publish_job(&job.into()).await?;
+    tracing::info!(run_id, job_id, model = %summary.model, "run queued");
+    Ok(HttpResponse::Created().json(summary))
+}
+
+/// `GET /api/runs/{id}`: the run with its answers, and its human-adjusted accuracy where its
+/// answers were graded.
+pub async fn run_detail(
+    _caller: crate::auth::Researcher,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id("run", &path)?;
+    let mut detail = state
+        .db
+        .run_detail(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("run {id} does not exist")))?;
+    crate::grading::attach_human(&state.db, std::slice::from_mut(&mut detail.run), None).await?;
+    Ok(HttpResponse::Ok().json(detail))
+}
+
+/// `POST /api/runs/{id}/cancel`: stops a queued or running run; its answers so far are kept.
+/// The worker on it stops before its next question. 409 when the run is already finished.
+pub async fn cancel_run(
+    caller: crate::auth::Researcher,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id("run", &path)?;
+    ensure_owner(&caller, "run", id, state.db.run_owner(id).await?, "cancel")?;
+    match state.db.cancel_run(id).await? {
+        Err(status) => {
+            return Err(ApiError::Conflict(format!(
+                "run {id} is {} already; only a queued or running run can be cancelled",
+                status.as_str()
+            )));
+        }
+        Ok(None) => return Err(ApiError::NotFound(format!("run {id} does not exist"))),
+        Ok(Some((job_id, attempt))) => state.queue.cancel_job(job_id, attempt).await?,
+    }
+    state.leaderboard.clear();
+    tracing::info!(run_id = id, "run cancelled");
+    let summary = state
+        .db
+        .run_summary(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("run {id} vanished")))?;
+    Ok(HttpResponse::Ok().json(summary))
+}
+
+/// `POST /api/runs/{id}/retry`: queues a failed or cancelled run again; it resumes with the
+/// questions it has no answer to yet. 409 for a run that is queued, running or succeeded.
+pub async fn retry_run(
+    principal: crate::auth::Researcher,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id("run", &path)?;
+    ensure_owner(
+        &principal,
+        "run",
+        id,
+        state.db.run_owner(id).await?,
+        "retry",
+    )?;
+    // A remote model must still be allowed: the operator's list may have shrunk since.
+    if let Some(run) = state.db.run_lineage_row(id).await? {
+        run_model(&state, &run.model)?;
+    }
+    ensure_queue_room(&state, &principal).await?;
+    let job = match state.db.retry_run(id).await? {
+        Err(status) => {
+            return Err(ApiError::Conflict(format!(
+                "run {id} is {}; only a failed or cancelled run can be retried",
+                status.as_str()
+            )));
+        }
+        Ok(None) => return Err(ApiError::NotFound(format!("run {id} does not exist"))),
+        Ok(Some(job)) => job,
+    };
+    state.leaderboard.clear();
+    let summary = state
+        .db
+        .run_summary(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("run {id} vanished")))?;
+    let (remaining, job_id) = (job.questions.len(), job.job_id);
+    state.queue.publish_job(&job.into()).await?;
+    tracing::info!(run_id = id, job_id, remaining, "run retried");
+    Ok(HttpResponse::Ok().json(summary))
+}
+
+/// The query of a run's export: `format`.
+#[derive(Deserialize)]
+pub struct ExportQuery {
+    #[serde(default)]
+    format: Option<String>,
+}
+
+/// `GET /api/runs/{id}/export?format=jsonl|csv|predictions`: the run's answers; the JSON lines
+/// are a predictions file that `kokushi score` reads, and `predictions` is exactly the file
+/// `kokushi eval` writes for the same model and settings.
+pub async fn run_export(
+    _caller: crate::auth::Researcher,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<ExportQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id("run", &path)?;
+    let detail = state
+        .db
+        .run_detail(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("run {id} does not exist")))?;
+    match query.format.as_deref().unwrap_or("jsonl") {
+        "jsonl" => Ok(download(
+            crate::export::answers_jsonl(&detail),
+            "application/x-ndjson; charset=utf-8",
+            &format!("run-{id}-answers.jsonl"),
+        )),
+        "csv" => Ok(download(
+            crate::export::answers_csv(&detail),
+            "text/csv; charset=utf-8",
+            &format!("run-{id}-answers.csv"),
+        )),
+        "predictions" => {
+            let lines = state
+                .db
+                .run_prediction_lines(id)
+                .await?
+                .ok_or_else(|| ApiError::NotFound(format!("run {id} does not exist")))?;
+            let mut body = String::new();
+            for line in &lines {
+                body.push_str(
+                    &serde_json::to_string(line).map_err(|e| ApiError::Internal(e.to_string()))?,
+                );
+                body.push('\n');
+            }
+            Ok(download(
+                body,
+                "application/x-ndjson; charset=utf-8",
+                &format!("run-{id}-predictions.jsonl"),
+            ))
+        }
+        other => Err(ApiError::BadRequest(format!(
+            "unknown format {other:?}; known: jsonl, csv, predictions"
+        ))),
+    }
+}
+
+/// The query of a run's scores: `mode`, `confidence`, `format`.
+#[derive(Deserialize)]
+pub struct ScoreQuery {
+    #[serde(default)]
+    mode: Option<String>,
+    #[serde(default)]
+    confidence: Option<f64>,
+    /// `json` (default) or `csv` (one row per exam year, then `all`, as `kokushi score`).
+    #[serde(default)]
+    format: Option<String>,
+}
+
+/// `GET /api/runs/{id}/score[?mode=strict|lenient][&confidence=0.95]`: the run's answers
+/// scored by `shared::score`, exactly as `kokushi score` scores a run export
+/// (docs/scoring.md): per year, overall, and by block, section and specialty.
+pub async fn run_score(
+    _caller: crate::auth::Researcher,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<ScoreQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id("run", &path)?;
+    let mut options = kokushi_shared::score::ScoreOptions::default();
+    if let Some(mode) = query.mode.as_deref() {
+        options.mode = kokushi_shared::score::LetterMode::from_id(mode).ok_or_else(|| {
+            ApiError::BadRequest(format!("unknown mode {mode:?}; known: strict, lenient"))
+        })?;
+    }
+    if let Some(confidence) = query.confidence {
+        if !(confidence > 0.0 && confidence < 1.0) {
+            return Err(ApiError::BadRequest(format!(
+                "confidence {confidence} must be between 0 and 1"
+            )));
+        }
+        options.confidence = confidence;
+    }
+    let (questions, predictions) = super::compare::predictions(&state, id).await?;
+    // Bootstrap resampling is CPU work: keep it off the async workers.
+    let report =
+        web::block(move || kokushi_shared::score::score(&questions, &predictions, &options))
+            .await
+            .map_err(|e| ApiError::Internal(format!("scoring stopped: {e}")))?;
+    match query.format.as_deref().unwrap_or("json") {
+        "json" => Ok(HttpResponse::Ok().json(report)),
+        "csv" => Ok(download(
+            crate::scoring::render_csv(&crate::scoring::Scoring {
+                report,
+                comparison: None,
+            }),
+            "text/csv; charset=utf-8",
+            &format!("run-{id}-metrics.csv"),
+        )),
+        other => Err(ApiError::BadRequest(format!(
+            "unknown format {other:?}; known: json, csv"
+        ))),
+    }
+}

@@ -1,0 +1,320 @@
+//! Weight matrices and the products taken through them. A [`Weight`] is kept in the engine's
+//! own `Q8_0` or `Q4_0`/`Q4_1` layout on the CPU (`crate::q8`), else as candle's `QMatMul`; it
+//! multiplies for inference ([`Weight::forward`]: each input row gets the same bits whatever
+//! rows come with it), for training ([`Weight::train_forward`]: in `f32`, differentiable in the
+//! input through the [`BaseProduct`] autograd node while the matrix stays frozen and is never
+//! kept dequantized), and looks rows up as token embeddings.
+
+use std::sync::Arc;
+
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{DType, Device, Module, Result, Tensor};
+
+use super::attention::attention_threads;
+use crate::q8::{Q4Kind, Q4Matrix, Q8Matrix};
+
+/// A weight matrix `(out, in)`: the engine's own layouts on the CPU for `Q8_0` and for
+/// `Q4_0`/`Q4_1` (`crate::q8`), else candle's (quantized or dense).
+#[derive(Debug, Clone)]
+pub(crate) enum Weight {
+    Q8(Arc<Q8Matrix>),
+    Q4(Arc<Q4Matrix>),
+    Candle(QMatMul),
+}
+
+impl Weight {
+    /// The engine's layout where it has a kernel for the tensor's type and device, else
+    /// candle's.
+    pub(crate) fn from_qtensor(q: Arc<QTensor>) -> Result<Self> {
+        if q.device().is_cpu() && q.shape().rank() == 2 {
+            let (rows, cols) = q.shape().dims2()?;
+            let kind = match q.dtype() {
+                GgmlDType::Q4_0 => Some(Q4Kind::Q4_0),
+                GgmlDType::Q4_1 => Some(Q4Kind::Q4_1),
+                _ => None,
+            };
+            if q.dtype() == GgmlDType::Q8_0
+                && let Some(m) = Q8Matrix::from_q8_0_bytes(rows, cols, &q.data()?)
+            {
+                return Ok(Self::Q8(Arc::new(m)));
+            }
+            if let Some(kind) = kind
+                && let Some(m) = Q4Matrix::from_gguf_bytes(kind, rows, cols, &q.data()?)
+            {
+                return Ok(Self::Q4(Arc::new(m)));
+            }
+        }
+        Ok(Self::Candle(QMatMul::from_arc(q)?))
+    }
+
+    pub(super) fn dims(&self) -> Result<(usize, usize)> {
+        match self {
+            Self::Q8(m) => Ok((m.rows(), m.cols())),
+            Self::Q4(m) => Ok((m.rows(), m.cols())),
+            Self::Candle(QMatMul::QTensor(q)) => q.shape().dims2(),
+            Self::Candle(QMatMul::Tensor(t) | QMatMul::TensorF16(t)) => t.dims2(),
+        }
+    }
+
+    /// `x Wᵀ` for `x` of any rank.
+    ///
+    /// Every row gets the same bits whatever rows come with it, so a batch of prompts is
+    /// answered exactly as each prompt alone. Candle's CPU kernel for `Q6_K` takes a vector dot
+    /// product for a single row and repacked tiles for more, which round differently: a single
+    /// row goes through the tiles too, paired with a copy of itself.
+    pub(super) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Candle(q @ QMatMul::QTensor(t))
+                if t.dtype() == GgmlDType::Q6K
+                    && x.device().is_cpu()
+                    && x.elem_count() == *x.dims().last().unwrap_or(&0) =>
+            {
+                let mut dims = x.dims().to_vec();
+                let width = dims.pop().unwrap_or(0);
+                let row = x.reshape((1, width))?;
+                let pair = Tensor::cat(&[&row, &row], 0)?;
+                let product = q.forward(&pair)?.narrow(0, 0, 1)?;
+                dims.push(product.dim(1)?);
+                product.reshape(dims)
+            }
+            Self::Candle(q) => q.forward(x),
+            Self::Q8(m) => own_matmul(x, m.rows(), |input, n, out| m.matmul(input, n, out)),
+            Self::Q4(m) => own_matmul(x, m.rows(), |input, n, out| m.matmul(input, n, out)),
+        }
+    }
+
+    /// `x Wᵀ` for training: computed in `f32` from the matrix dequantized for this product alone
+    /// (activations are not rounded to 8 bits, so the loss is smooth in the adapters), and
+    /// differentiable in `x` through [`BaseProduct`], which dequantizes the matrix again for the
+    /// backward pass rather than keeping it. The matrix itself never gets a gradient.
+    pub(super) fn train_forward(&self, x: &Tensor) -> Result<Tensor> {
+        let product = match self.streamed(x, false)? {
+            Some(product) => product,
+            None => {
+                let w = self.dense()?.to_dtype(x.dtype())?;
+                matmul_t(&x.detach(), &w)?
+            }
+        };
+        x.apply_op2(
+            &product,
+            BaseProduct {
+                weight: self.clone(),
+            },
+        )
+    }
+
+    /// For a few input rows and a weight in the engine's own layouts: `x Wᵀ` (or, `transposed`,
+    /// `x W`) in `f32`, dequantizing one weight row at a time instead of the whole matrix (the
+    /// output head of a 262k vocabulary is 670 MB in `f32`; a training pass needs its product
+    /// for the few answer positions only). `None` when the dense path is the better one.
+    fn streamed(&self, x: &Tensor, transposed: bool) -> Result<Option<Tensor>> {
+        let (rows, cols) = self.dims()?;
+        let row_of: &(dyn Fn(usize, &mut [f32]) + Sync) = match self {
+            Self::Q8(m) => &|r, out| m.dequantize_row(r, out),
+            Self::Q4(m) => &|r, out| m.dequantize_row(r, out),
+            Self::Candle(_) => return Ok(None),
+        };
+        let mut dims = x.dims().to_vec();
+        let last = dims.len() - 1;
+        let width = dims[last];
+        let m = x.elem_count() / width.max(1);
+        if m > STREAMED_ROWS || !x.device().is_cpu() {
+            return Ok(None);
+        }
+        let input = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let threads = attention_threads().clamp(1, 8);
+        let per = rows.div_ceil(threads);
+        // Each thread takes a range of weight rows: forward, it writes those output columns;
+        // transposed, it sums its rows' contributions, added up afterwards in thread order.
+        let parts: Vec<Vec<f32>> = std::thread::scope(|scope| {
+            let input = &input;
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    scope.spawn(move || {
+                        let range = (t * per)..((t + 1) * per).min(rows);
+                        let mut row = vec![0f32; cols];
+                        if transposed {
+                            let mut sums = vec![0f32; m * cols];
+                            for r in range {
+                                row_of(r, &mut row);
+                                for i in 0..m {
+                                    let g = input[i * rows + r];
+                                    if g != 0.0 {
+                                        crate::q8::add_scaled(
+                                            &mut sums[i * cols..][..cols],
+                                            g,
+                                            &row,
+                                        );
+                                    }
+                                }
+                            }
+                            sums
+                        } else {
+                            let mut out = vec![0f32; m * range.len()];
+                            let n = range.len();
+                            for (j, r) in range.enumerate() {
+                                row_of(r, &mut row);
+                                for i in 0..m {
+                                    out[i * n + j] =
+                                        crate::q8::dot_lanes(&input[i * cols..][..cols], &row);
+                                }
+                            }
+                            out
+                        }
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_default())
+                .collect()
+        });
+        let out_width = if transposed { cols } else { rows };
+        let mut out = vec![0f32; m * out_width];
+        for (t, part) in parts.iter().enumerate() {
+            if transposed {
+                if part.len() != out.len() {
+                    candle_core::bail!("a product thread failed");
+                }
+                for (o, p) in out.iter_mut().zip(part) {
+                    *o += p;
+                }
+            } else {
+                let start = (t * per).min(rows);
+                let n = ((t + 1) * per).min(rows) - start;
+                if part.len() != m * n {
+                    candle_core::bail!("a product thread failed");
+                }
+                for i in 0..m {
+                    out[i * rows + start..][..n].copy_from_slice(&part[i * n..][..n]);
+                }
+            }
+        }
+        dims[last] = out_width;
+        Tensor::from_vec(out, dims, x.device())?
+            .to_dtype(x.dtype())
+            .map(Some)
+    }
+
+    /// Rows `ids` (any shape) as `(ids…, cols)` vectors.
+    pub(crate) fn embedding(&self, ids: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Candle(q) => q.embedding(ids),
+            Self::Q8(m) => own_rows(ids, m.rows(), m.cols(), |row, out| {
+                m.dequantize_row(row, out);
+            }),
+            Self::Q4(m) => own_rows(ids, m.rows(), m.cols(), |row, out| {
+                m.dequantize_row(row, out);
+            }),
+        }
+    }
+
+    /// The matrix in `f32` (dequantized if stored quantized).
+    pub(super) fn dense(&self) -> Result<Tensor> {
+        match self {
+            Self::Q8(m) => Tensor::from_vec(m.dequantize(), (m.rows(), m.cols()), &Device::Cpu),
+            Self::Q4(m) => Tensor::from_vec(m.dequantize(), (m.rows(), m.cols()), &Device::Cpu),
+            Self::Candle(QMatMul::QTensor(q)) => q.dequantize(&q.device()),
+            Self::Candle(QMatMul::Tensor(t) | QMatMul::TensorF16(t)) => t.to_dtype(DType::F32),
+        }
+    }
+}
+
+/// The autograd node of a frozen base product `y = x Wᵀ` in training: its forward hands on the
+/// product computed outside the graph (its second argument), its backward gives `x` the gradient
+/// `∂y · W` (dequantizing `W` on the fly) and the product none.
+struct BaseProduct {
+    weight: Weight,
+}
+
+impl candle_core::CustomOp2 for BaseProduct {
+    fn name(&self) -> &'static str {
+        "frozen-base-product"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &candle_core::CpuStorage,
+        _: &candle_core::Layout,
+        product: &candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        use candle_core::backend::BackendStorage;
+        if !layout.is_contiguous() || layout.start_offset() != 0 {
+            candle_core::bail!("the base product must be a fresh contiguous tensor");
+        }
+        Ok((product.try_clone(layout)?, layout.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        _: &Tensor,
+        _: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        if let Some(grad_x) = self.weight.streamed(grad, true)? {
+            return Ok((Some(grad_x.reshape(x.dims())?), None));
+        }
+        let w = self.weight.dense()?.to_dtype(grad.dtype())?;
+        let out = w.dim(0)?;
+        let grad_x = grad
+            .contiguous()?
+            .reshape(((), out))?
+            .matmul(&w)?
+            .reshape(x.dims())?;
+        Ok((Some(grad_x), None))
+    }
+}
+
+/// Input rows up to which a training product streams the weight row by row
+/// ([`Weight::streamed`]) rather than dequantizing it whole.
+const STREAMED_ROWS: usize = 16;
+
+/// `x Wᵀ` through one of the engine's own kernels: `matmul(input, rows of x, out)` for a
+/// weight of `out_rows` rows.
+fn own_matmul(
+    x: &Tensor,
+    out_rows: usize,
+    matmul: impl FnOnce(&[f32], usize, &mut [f32]),
+) -> Result<Tensor> {
+    let mut dims = x.dims().to_vec();
+    let last = dims.len() - 1;
+    let rows = x.elem_count() / dims[last];
+    let input = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    let mut out = vec![0f32; rows * out_rows];
+    matmul(&input, rows, &mut out);
+    dims[last] = out_rows;
+    Tensor::from_vec(out, dims, x.device())?.to_dtype(x.dtype())
+}
+
+/// Rows `ids` of a `(rows, cols)` matrix of the engine's own layouts, dequantized by `row`.
+fn own_rows(
+    ids: &Tensor,
+    rows: usize,
+    cols: usize,
+    row: impl Fn(usize, &mut [f32]),
+) -> Result<Tensor> {
+    let list = ids.flatten_all()?.to_vec1::<u32>()?;
+    let mut out = vec![0f32; list.len() * cols];
+    for (chunk, &id) in out.chunks_exact_mut(cols).zip(&list) {
+        let index = id as usize;
+        if index >= rows {
+            candle_core::bail!("token id {id} is outside the vocabulary of {rows}");
+        }
+        row(index, chunk);
+    }
+    let mut dims = ids.dims().to_vec();
+    dims.push(cols);
+    Tensor::from_vec(out, dims, ids.device())
+}
+
+/// `x Wᵀ` for `x` of any rank and `W` of shape `(out, in)`.
+pub(super) fn matmul_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let mut dims = x.dims().to_vec();
+    let last = dims.len() - 1;
+    let flat = x.contiguous()?.reshape(((), dims[last]))?;
+    let y = flat.matmul(&w.t()?)?;
+    dims[last] = w.dim(0)?;
+    y.reshape(dims)
+}
