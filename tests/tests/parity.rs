@@ -336,6 +336,29 @@ fn a_portal_run_and_kokushi_eval_write_the_same_predictions() {
         for line in without_timings(&portal) {
             assert_eq!(line["prompt_format"], "chatml_ja_v1+2shot", "{line}");
         }
+        // The model's own chat template, asked of a model without one: the run fails at the
+        // start, saying so, rather than recording an error for each question.
+        let res = app
+            .client
+            .post(app.url("/api/runs"))
+            .json(&run_request(
+                set.id,
+                &cases[0],
+                &json!({"prompt_format": "chat_template"}),
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), reqwest::StatusCode::CREATED);
+        let run: RunSummary = res.json().await.unwrap();
+        let done = app
+            .wait_for_run(run.id, Duration::from_secs(120))
+            .await
+            .unwrap();
+        assert_eq!(done.run.status, RunStatus::Failed);
+        let error = done.run.error.clone().unwrap_or_default();
+        assert!(error.contains("has no chat template"), "{error}");
+        assert_eq!(done.run.tally.answered, 0, "{:?}", done.run);
         let _ = stop.send(());
         worker.await.unwrap();
         app.stop().await.unwrap();

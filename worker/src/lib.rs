@@ -388,6 +388,13 @@ impl Worker {
                     .load(request)
                     .await
                     .map_err(JobFailure::from_engine)?;
+                if job.settings.chat_template && loaded.chat_template_hash.is_none() {
+                    return Err(JobFailure::Job(format!(
+                        "prompt format chat_template: {} has no chat template (pick a prompt \
+                         format instead)",
+                        job.model
+                    )));
+                }
                 let description = loaded.description.clone();
                 let local = answer::local::Local {
                     engine: &self.engine,
