@@ -216,9 +216,7 @@ struct Reference {
 
 impl Reference {
     fn start(python: &Path, model: &Path, logits_all: bool, log: PathBuf) -> Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let port = crate::services::free_port()?;
         let file = std::fs::File::create(&log)?;
         let child = Command::new(python)
             .args(["-m", "llama_cpp.server", "--model"])

@@ -17,7 +17,7 @@ pub struct Services {
     postgres: Option<(PathBuf, PathBuf)>,
 }
 
-fn free_port() -> Result<u16> {
+pub fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
