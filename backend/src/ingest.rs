@@ -153,7 +153,9 @@ pub async fn apply(db: &Db, queue: &dyn JobQueue, event: &WorkerEvent) -> Result
     }
 }
 
-/// Publishes every unfinished job again if the queue lost its messages.
+/// Publishes every unfinished job again if the queue lost its messages (or is new: an
+/// in-process queue at every start, a Redis never used); how many. The caller says what that
+/// means: at start it is how jobs queued before a restart go on, later it is a loss.
 pub async fn reconcile(db: &Db, queue: &dyn JobQueue) -> Result<usize, IngestError> {
     if !queue.lost_messages().await? {
         return Ok(0);
@@ -170,10 +172,6 @@ pub async fn reconcile(db: &Db, queue: &dyn JobQueue) -> Result<usize, IngestErr
     for job in &jobs {
         queue.publish_job(job).await?;
     }
-    tracing::warn!(
-        jobs = jobs.len(),
-        "the queue lost its messages; published every unfinished job again"
-    );
     Ok(jobs.len())
 }
 
@@ -193,8 +191,15 @@ pub async fn run(
         }
         if last_reconcile.elapsed() >= reconcile_every {
             last_reconcile = tokio::time::Instant::now();
-            if let Err(e) = reconcile(&db, queue.as_ref()).await {
-                tracing::error!(error = %e, "reconciling the queue with the database failed");
+            match reconcile(&db, queue.as_ref()).await {
+                Ok(0) => {}
+                Ok(jobs) => tracing::warn!(
+                    jobs,
+                    "the queue lost its messages; published every unfinished job again"
+                ),
+                Err(e) => {
+                    tracing::error!(error = %e, "reconciling the queue with the database failed");
+                }
             }
         }
         let batch = tokio::select! {

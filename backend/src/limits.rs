@@ -6,4 +6,4 @@ pub(crate) const DEFAULT_MAX_NEW_TOKENS: u32 = 32;
 /// The most new tokens a run may ask for.
 pub(crate) const MAX_MAX_NEW_TOKENS: u32 = 1024;
 /// The most worked examples a run may put before each question.
-pub const MAX_SHOTS: u32 = 8;
+pub use kokushi_shared::job::MAX_SHOTS;

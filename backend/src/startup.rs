@@ -12,6 +12,7 @@ use actix_files::{Files, NamedFile};
 use actix_web::dev::{Server, ServerHandle, ServiceRequest, ServiceResponse, fn_service};
 use actix_web::{App, HttpServer, web};
 use kokushi_queue::{JobQueue, MemoryQueue, RedisQueue};
+use kokushi_shared::bundle::Bundle;
 use kokushi_worker::{Worker, WorkerConfig};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -59,7 +60,11 @@ impl Application {
         // that kept its streams still holds them, pending with their workers or waiting.
         let republished = crate::ingest::reconcile(&db, queue.as_ref()).await?;
         if republished > 0 {
-            tracing::info!(jobs = republished, "re-published unfinished jobs");
+            tracing::info!(
+                jobs = republished,
+                "the queue held none of the unfinished jobs (new, or emptied while the server was \
+                 down); published them"
+            );
         }
 
         // Runs that succeeded before per-year verdicts were kept get them now, in the
@@ -155,7 +160,8 @@ impl Application {
         }));
         let static_dir = settings.static_dir.clone();
         if let Some(dir) = &static_dir
-            && let Some(page) = ["index.html", "grading.html"]
+            && let Some(page) = Bundle::ALL
+                .map(Bundle::page)
                 .into_iter()
                 .find(|page| !dir.join(page).is_file())
         {
@@ -266,20 +272,16 @@ async fn purge_sessions(db: &Db, idle: Duration) -> Result<u64, crate::db::DbErr
     Ok(purged)
 }
 
-/// The built frontend, with `index.html` for any path that is not a file (client-side routes
-/// such as `/runs/3`), except `/grading` and the paths under it: those are the grading app's,
-/// a bundle of its own (`grading.html`), so that an annotator's browser loads only that.
+/// The built frontend: a file when the path names one, else the page of the bundle whose
+/// client-side routes include the path (`Bundle::of`: `index.html` for `/runs/3` and unknown
+/// paths, `workbench.html` for `/jobs`, `grading.html` for `/grading/…`), so that a browser
+/// loads only that bundle.
 fn spa_files(dir: &Path) -> Files {
-    let index = dir.join("index.html");
-    let grading = dir.join("grading.html");
+    let dir_of_pages = dir.to_owned();
     Files::new("/", dir)
-        .index_file("index.html")
+        .index_file(Bundle::Portal.page())
         .default_handler(fn_service(move |req: ServiceRequest| {
-            let page = if is_grading_path(req.path()) {
-                grading.clone()
-            } else {
-                index.clone()
-            };
+            let page = dir_of_pages.join(Bundle::of(req.path()).page());
             async move {
                 let (req, _) = req.into_parts();
                 // A failure is answered here, not returned as an error, so that it too carries
@@ -293,11 +295,6 @@ fn spa_files(dir: &Path) -> Files {
                 Ok(ServiceResponse::new(req, res))
             }
         }))
-}
-
-/// `/grading` and every path under it.
-fn is_grading_path(path: &str) -> bool {
-    path == "/grading" || path.starts_with("/grading/")
 }
 
 fn hostname() -> String {

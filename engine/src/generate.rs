@@ -154,9 +154,9 @@ impl Model {
         Ok(result)
     }
 
-    /// Generates greedy continuations of several prompts in one batch: the prompts are
-    /// left-padded to the longest (the padding is masked out of attention and positions start
-    /// after it), decoded together, and each row stops on its own. Each result is what
+    /// Generates greedy continuations of several prompts in one batch: each prompt is prefilled
+    /// alone, then the rows are decoded together, left-padded to the longest (the padding is
+    /// masked out of attention and positions start after it), and each row stops on its own. Each result is what
     /// [`Model::generate`] gives for that prompt alone, up to floating-point rounding (the
     /// tests check the texts are identical); `prefill_ms` and `decode_ms` are the batch's.
     pub fn generate_batch(
@@ -204,25 +204,29 @@ impl Model {
         if prompts.is_empty() || params.max_new_tokens == 0 {
             return Ok(results);
         }
+        // Each prompt is prefilled alone — no padding to compute, and exactly the cache the
+        // prompt gets by itself — and the caches are stacked, left-padded, for the batch's
+        // decode steps.
         let pads: Vec<usize> = prompts.iter().map(|ids| width - ids.len()).collect();
-        let mut cache = crate::transformer::Cache::with_padding(pads.clone());
-        let rows: Vec<Vec<u32>> = prompts
-            .iter()
-            .zip(&pads)
-            .map(|(ids, &pad)| {
-                let mut row = vec![ids[0]; pad];
-                row.extend(ids);
-                row
-            })
-            .collect();
-
         let prefill_started = Instant::now();
-        let mut logits = Vec::new();
-        for start in (0..width).step_by(PREFILL_CHUNK) {
-            let end = (start + PREFILL_CHUNK).min(width);
-            let chunk: Vec<Vec<u32>> = rows.iter().map(|r| r[start..end].to_vec()).collect();
-            logits = self.batch_forward(&chunk, &mut cache, start)?;
+        let mut logits = Vec::with_capacity(prompts.len());
+        let mut caches = Vec::with_capacity(prompts.len());
+        for ids in prompts {
+            let mut cache = crate::transformer::Cache::default();
+            let mut last = Vec::new();
+            for (index, chunk) in ids.chunks(PREFILL_CHUNK).enumerate() {
+                last = self.batch_forward(&[chunk.to_vec()], &mut cache, index * PREFILL_CHUNK)?;
+            }
+            logits.extend(last);
+            caches.push(cache);
         }
+        let mut cache = crate::transformer::Cache::stacked(&caches, pads, context_length).map_err(
+            |source| EngineError::Forward {
+                position: width,
+                source: Box::new(source),
+            },
+        )?;
+        drop(caches);
         let prefill_ms = millis(prefill_started.elapsed());
 
         let decode_started = Instant::now();

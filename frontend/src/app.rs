@@ -1,5 +1,9 @@
-//! The root component: the session, the header and the routes.
+//! The portal's and the workbench's roots: the session, the header and each one's routes.
+//!
+//! Each is a bundle of its own ([`Bundle`]); a path of another bundle (a header link, a link on
+//! a page, a navigation after signing in) reaches [`Elsewhere`], which loads it from the server.
 
+use kokushi_shared::bundle::Bundle;
 use leptos::prelude::*;
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::hooks::{use_location, use_navigate};
@@ -20,28 +24,74 @@ use crate::pages::workers::WorkersPage;
 use crate::paths;
 use crate::session::{Session, SessionState};
 
+/// The portal: the leaderboard, runs, questions, comparisons, sign-in.
 #[component]
-pub fn App() -> impl IntoView {
+pub fn PortalApp() -> impl IntoView {
+    view! {
+        <Shell bundle=Bundle::Portal>
+            <Routes fallback=Elsewhere>
+                <Route path=path!("/") view=LeaderboardPage />
+                <Route path=path!("/login") view=LoginPage />
+                <Route path=path!("/runs/:id") view=RunPage />
+                <Route path=path!("/runs/:id/questions/:problem_id") view=QuestionPage />
+                <Route path=path!("/compare") view=ComparePage />
+            </Routes>
+        </Shell>
+    }
+}
+
+/// The workbench: jobs, exam sets, tunings, workers.
+#[component]
+pub fn WorkbenchApp() -> impl IntoView {
+    view! {
+        <Shell bundle=Bundle::Workbench>
+            <Routes fallback=Elsewhere>
+                <Route path=path!("/exam-sets") view=ExamSetsPage />
+                <Route path=path!("/jobs") view=JobsPage />
+                <Route path=path!("/tunings/:id") view=TuningPage />
+                <Route path=path!("/workers") view=WorkersPage />
+            </Routes>
+        </Shell>
+    }
+}
+
+/// Which bundle is running, for [`Elsewhere`].
+#[derive(Clone, Copy)]
+struct ThisBundle(Bundle);
+
+/// What both apps share around their routes.
+#[component]
+fn Shell(bundle: Bundle, children: Children) -> impl IntoView {
     provide_context(Session(RwSignal::new(SessionState::Unknown)));
+    provide_context(ThisBundle(bundle));
     view! {
         <Router>
             <SessionCheck />
             <Header />
-            <main>
-                <Routes fallback=NotFoundPage>
-                    <Route path=path!("/") view=LeaderboardPage />
-                    <Route path=path!("/login") view=LoginPage />
-                    <Route path=path!("/runs/:id") view=RunPage />
-                    <Route path=path!("/runs/:id/questions/:problem_id") view=QuestionPage />
-                    <Route path=path!("/compare") view=ComparePage />
-                    <Route path=path!("/exam-sets") view=ExamSetsPage />
-                    <Route path=path!("/jobs") view=JobsPage />
-                    <Route path=path!("/tunings/:id") view=TuningPage />
-                    <Route path=path!("/workers") view=WorkersPage />
-                </Routes>
-            </main>
+            <main>{children()}</main>
         </Router>
     }
+}
+
+/// A path no route of this bundle matches: another bundle's page, loaded from the server (which
+/// answers it with that bundle); or, when it is this bundle's own, a page that does not exist.
+#[component]
+fn Elsewhere() -> impl IntoView {
+    let location = use_location();
+    let path = location.pathname.get_untracked();
+    let here = use_context::<ThisBundle>().map(|b| b.0);
+    if here.is_some_and(|b| Bundle::of(&path) != b) {
+        let search = location.search.get_untracked();
+        let url = format!(
+            "{path}{}{search}{}",
+            if search.is_empty() { "" } else { "?" },
+            location.hash.get_untracked()
+        );
+        if paths::load_once(&path, &url) {
+            return ().into_any();
+        }
+    }
+    view! { <NotFoundPage /> }.into_any()
 }
 
 /// Asks the server once who is signed in; nobody → the sign-in page, an account that only

@@ -2,7 +2,7 @@
 //! sent, so a mistake is named next to its field. The server checks everything again.
 
 use kokushi_shared::api::{ChainedEvaluation, CreateRun, CreateTuning};
-use kokushi_shared::job::{Priority, Scoring};
+use kokushi_shared::job::{LoglikTarget, MAX_SHOTS, Priority, Scoring};
 use kokushi_shared::prompt::PromptFormat;
 
 use crate::i18n::{self, t, tf};
@@ -58,6 +58,9 @@ fn exam_set(field: &'static str, text: &str, errors: &mut Vec<FieldError>) -> i6
     }
 }
 
+/// What the prompt-format list offers besides the formats: the model's own chat template.
+pub const CHAT_TEMPLATE: &str = "chat_template";
+
 fn prompt_format(text: &str, errors: &mut Vec<FieldError>) -> String {
     if PromptFormat::from_id(text).is_none() {
         errors.push(error("prompt_format", t(i18n::FORMS_CHOOSE_PROMPT_FORMAT)));
@@ -75,11 +78,21 @@ pub struct EvalForm {
     pub exam_set: String,
     pub model: String,
     pub adapter: String,
+    /// A prompt format's id, or [`CHAT_TEMPLATE`].
     pub prompt_format: String,
     pub limit: String,
     pub max_new_tokens: String,
     /// `generation` (also when empty) or `loglik`.
     pub scoring: String,
+    /// In loglik scoring: `letter` (also when empty) or `text`.
+    pub loglik_target: String,
+    /// Worked examples before each question; empty: none.
+    pub shots: String,
+    /// The exam set the worked examples come from; empty: the run's own.
+    pub shot_pool: String,
+    /// The seed of the choice of worked examples; empty: the default.
+    pub shot_seed: String,
+    pub keep_quantization: bool,
     pub priority: String,
 }
 
@@ -90,7 +103,11 @@ impl EvalForm {
         if self.model.trim().is_empty() {
             errors.push(error("model", t(i18n::FORMS_CHOOSE_MODEL)));
         }
-        let prompt_format = prompt_format(&self.prompt_format, &mut errors);
+        let prompt_format = if self.prompt_format == CHAT_TEMPLATE {
+            self.prompt_format.clone()
+        } else {
+            prompt_format(&self.prompt_format, &mut errors)
+        };
         let limit = optional_number("limit", &self.limit, 1u32, 100_000, &mut errors);
         let max_new_tokens = optional_number(
             "max_new_tokens",
@@ -99,9 +116,24 @@ impl EvalForm {
             1024,
             &mut errors,
         );
+        let shots =
+            optional_number("shots", &self.shots, 0u32, MAX_SHOTS, &mut errors).unwrap_or(0);
+        let shot_pool_exam_set_id = match self.shot_pool.trim() {
+            "" => None,
+            _ => Some(exam_set("shot_pool", &self.shot_pool, &mut errors)),
+        };
+        // The server keeps seeds below 2^63 (they are stored as signed integers).
+        let shot_seed = optional_number(
+            "shot_seed",
+            &self.shot_seed,
+            0u64,
+            i64::MAX as u64,
+            &mut errors,
+        );
         if !errors.is_empty() {
             return Err(errors);
         }
+        let scoring = Scoring::parse(&self.scoring).unwrap_or_default();
         Ok(CreateRun {
             exam_set_id,
             model: self.model.trim().to_owned(),
@@ -109,12 +141,16 @@ impl EvalForm {
             prompt_format,
             limit,
             max_new_tokens,
-            scoring: Scoring::parse(&self.scoring).unwrap_or_default(),
-            loglik_target: Default::default(),
-            shots: 0,
-            shot_pool_exam_set_id: None,
-            shot_seed: None,
-            keep_quantization: false,
+            scoring,
+            loglik_target: match (scoring, self.loglik_target.as_str()) {
+                (Scoring::Loglik, "text") => LoglikTarget::Text,
+                _ => LoglikTarget::Letter,
+            },
+            shots,
+            // Worked examples only when there are any: a pool without shots means nothing.
+            shot_pool_exam_set_id: shot_pool_exam_set_id.filter(|_| shots > 0),
+            shot_seed: shot_seed.filter(|_| shots > 0),
+            keep_quantization: self.keep_quantization,
             priority: priority(&self.priority),
         })
     }
@@ -238,6 +274,57 @@ mod tests {
         assert_eq!(req.max_new_tokens, None);
         assert_eq!(req.adapter, None);
         assert_eq!(req.priority, Priority::High);
+        assert_eq!(
+            (req.shots, req.shot_seed, req.shot_pool_exam_set_id),
+            (0, None, None)
+        );
+        assert_eq!(req.loglik_target, LoglikTarget::Letter);
+    }
+
+    #[test]
+    fn every_setting_of_kokushi_eval_reaches_the_request() {
+        let mut form = eval();
+        form.prompt_format = CHAT_TEMPLATE.into();
+        form.scoring = "loglik".into();
+        form.loglik_target = "text".into();
+        form.shots = "3".into();
+        form.shot_pool = "7".into();
+        form.shot_seed = "42".into();
+        form.keep_quantization = true;
+        let req = form.request().expect("valid");
+        assert_eq!(req.prompt_format, "chat_template");
+        assert_eq!(
+            (req.scoring, req.loglik_target),
+            (Scoring::Loglik, LoglikTarget::Text)
+        );
+        assert_eq!(
+            (req.shots, req.shot_pool_exam_set_id, req.shot_seed),
+            (3, Some(7), Some(42))
+        );
+        assert!(req.keep_quantization);
+        // A text target means nothing in generation; a pool and seed nothing without shots.
+        form.scoring = "generation".into();
+        form.shots = String::new();
+        let req = form.request().expect("valid");
+        assert_eq!(req.loglik_target, LoglikTarget::Letter);
+        assert_eq!(
+            (req.shots, req.shot_pool_exam_set_id, req.shot_seed),
+            (0, None, None)
+        );
+    }
+
+    #[test]
+    fn shots_and_their_seed_are_checked() {
+        let mut form = eval();
+        form.shots = "9".into();
+        form.shot_seed = "-1".into();
+        let errors = form.request().expect_err("invalid");
+        let fields: Vec<&str> = errors.iter().map(|e| e.field).collect();
+        assert_eq!(fields, ["shots", "shot_seed"]);
+        assert_eq!(
+            message_for(&errors, "shots").as_deref(),
+            Some("a number from 0 to 8")
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! The main app's bundle (`kokushi_frontend.wasm`, loaded by `index.html`). Everything lives in
-//! the library (`src/lib.rs`).
+//! The portal's bundle (`kokushi_frontend.wasm`, loaded by `index.html`: the leaderboard, runs,
+//! questions, comparisons, sign-in). Everything lives in the library (`src/lib.rs`).
 
 fn main() {
-    kokushi_ui::start_main();
+    kokushi_ui::start_portal();
 }

@@ -47,6 +47,46 @@ pub fn open_page(path: &str) {
     }
 }
 
+/// Where [`load_once`] notes the path it loaded.
+const RELOADED: &str = "kokushi-reloaded";
+
+fn session_storage() -> Option<web_sys::Storage> {
+    web_sys::window()?.session_storage().ok().flatten()
+}
+
+/// Loads `url` (whose path is `path`) from the server with a full page load: another bundle's
+/// page, reached by a link or a navigation the router took (it never shows such a page in the
+/// address bar, so this is a new history entry). Once per path: a second time means the server
+/// answered it with this bundle again, and the caller shows its not-found page instead of
+/// loading it for ever. `false` when no load was started.
+pub fn load_once(path: &str, url: &str) -> bool {
+    // Only a path of this origin: `//host/…` would leave it.
+    if !url.starts_with('/') || url.starts_with("//") || url.starts_with("/\\") {
+        return false;
+    }
+    if let Some(s) = session_storage() {
+        if s.get_item(RELOADED).ok().flatten().as_deref() == Some(path) {
+            let _ = s.remove_item(RELOADED);
+            return false;
+        }
+        let _ = s.set_item(RELOADED, path);
+    }
+    web_sys::window().is_some_and(|w| w.location().assign(url).is_ok())
+}
+
+/// Called as `bundle` starts: when the address is one of its own pages, a load that brought the
+/// browser here succeeded, and the next may start afresh.
+pub fn arrived(bundle: kokushi_shared::bundle::Bundle) {
+    let path = web_sys::window()
+        .and_then(|w| w.location().pathname().ok())
+        .unwrap_or_default();
+    if kokushi_shared::bundle::Bundle::of(&path) == bundle
+        && let Some(s) = session_storage()
+    {
+        let _ = s.remove_item(RELOADED);
+    }
+}
+
 /// The grading screen of task `task`.
 pub fn grading_do_path(task: i64) -> String {
     format!("/grading/do/{task}")

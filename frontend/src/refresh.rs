@@ -80,6 +80,7 @@ mod tests {
             adapter: None,
             prompt_format: "chatml_ja_v1".into(),
             scoring: Default::default(),
+            shots: 0,
             status,
             total: 20,
             tally: Tally::default(),

@@ -12,6 +12,8 @@ pub enum SortKey {
     Model,
     ExamSet,
     Format,
+    /// Worked examples per question.
+    Shots,
     Status,
     Accuracy,
     ExactMatch,
@@ -164,6 +166,7 @@ pub fn sort_runs(runs: &mut [RunSummary], sort: Sort) {
                 .then_with(|| a.adapter.cmp(&b.adapter)),
             SortKey::ExamSet => a.exam_set.cmp(&b.exam_set),
             SortKey::Format => a.prompt_format.cmp(&b.prompt_format),
+            SortKey::Shots => a.shots.cmp(&b.shots),
             SortKey::Status => status_rank(a.status).cmp(&status_rank(b.status)),
             SortKey::Accuracy => ratio(a.tally.correct, a.tally.answered)
                 .partial_cmp(&ratio(b.tally.correct, b.tally.answered))
@@ -305,6 +308,22 @@ impl QuestionFilter {
     }
 }
 
+/// The specialties a run's questions name, sorted, each once (for the run page's select).
+pub fn specialties_of(questions: &[QuestionResult]) -> Vec<String> {
+    let mut names: Vec<String> = questions
+        .iter()
+        .filter_map(|q| q.specialty.clone())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Whether `q` is of `specialty` (empty: any).
+pub fn of_specialty(q: &QuestionResult, specialty: &str) -> bool {
+    specialty.is_empty() || q.specialty.as_deref() == Some(specialty)
+}
+
 /// Rows a page of the question table holds: enough to read, few enough to draw at once.
 pub const PAGE_SIZE: usize = 100;
 
@@ -344,6 +363,7 @@ mod tests {
             adapter: None,
             prompt_format: "chatml_ja_v1".into(),
             scoring: Default::default(),
+            shots: 0,
             status,
             total: 400,
             tally: Tally {

@@ -154,6 +154,9 @@ pub struct RunSummary {
     /// How the answers are chosen.
     #[serde(default)]
     pub scoring: crate::job::Scoring,
+    /// Worked examples before each question (0: zero-shot).
+    #[serde(default)]
+    pub shots: u32,
     pub status: RunStatus,
     pub total: u32,
     pub tally: crate::metric::Tally,
@@ -618,6 +621,14 @@ pub struct RunLineage {
     pub adapter_sha256: Option<String>,
     /// The tuning that wrote the adapter, with its recipe.
     pub tuning: Option<TuningSummary>,
+    /// Every setting the answers depend on, as `kokushi eval` takes them.
+    pub settings: crate::job::EvalSettings,
+    /// The prompt id the answers record: the format's id, `chat_template:<hash>` for the
+    /// model's own template, `+Kshot` with worked examples.
+    pub prompt_id: String,
+    /// The exam set the worked examples came from, when it is not the run's own.
+    #[serde(default)]
+    pub shot_pool: Option<ExamSetSummary>,
     /// How answers were decoded.
     pub decoding: String,
     pub max_new_tokens: u32,

@@ -143,6 +143,10 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
+/// The most worked examples a run may put before each question (`kokushi eval --shots`, a
+/// portal run's `shots`).
+pub const MAX_SHOTS: u32 = 8;
+
 /// The seed papers' shot seed, the default of `--shot-seed`.
 pub const DEFAULT_SHOT_SEED: u64 = 20_230_331;
 

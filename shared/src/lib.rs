@@ -10,6 +10,7 @@
 
 pub mod agreement;
 pub mod api;
+pub mod bundle;
 pub mod csv;
 pub mod exam;
 pub mod extract;

@@ -492,12 +492,83 @@ pub async fn raw_request(
     Ok((status, head))
 }
 
-/// A headless Chromium driven through chromedriver, 1440×900, with a profile of its own; the
-/// chromedriver process and the profile go when this is dropped.
+/// A headless Chromium driven through chromedriver, 1440×900, with a profile of its own. When
+/// this is dropped — a test that ends, or one that panics half-way — the browser goes with it:
+/// the WebDriver session is ended (Chromium quits), chromedriver is killed, and any process
+/// still running with this profile is killed too, so no Chromium outlives its test.
 pub struct Browser {
     pub client: fantoccini::Client,
-    _driver: KillOnDrop,
-    _profile: TempDir,
+    _guard: BrowserGuard,
+}
+
+/// Ends a browser session and its processes on drop (see [`Browser`]).
+struct BrowserGuard {
+    driver: std::process::Child,
+    port: u16,
+    session: Option<String>,
+    profile: TempDir,
+}
+
+impl Drop for BrowserGuard {
+    fn drop(&mut self) {
+        if let Some(id) = self.session.take() {
+            end_webdriver_session(self.port, &id);
+        }
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+        kill_processes_with(&format!(
+            "--user-data-dir={}",
+            self.profile.path().display()
+        ));
+    }
+}
+
+/// `DELETE /session/{id}` to chromedriver, by hand (a drop cannot await), within a few seconds;
+/// a session already ended answers an error, which is as good.
+fn end_webdriver_session(port: u16, id: &str) {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
+    let request = format!(
+        "DELETE /session/{id} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\n\
+         Connection: close\r\n\r\n"
+    );
+    if stream.write_all(request.as_bytes()).is_ok() {
+        // Chromedriver answers once the browser has quit.
+        let _ = stream.read_to_end(&mut Vec::new());
+    }
+}
+
+/// Kills every process whose command line contains `marker` (Linux: read from `/proc`).
+pub fn kill_processes_with(marker: &str) {
+    for pid in processes_with(marker) {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+}
+
+/// The processes whose command line contains `marker`.
+pub fn processes_with(marker: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| {
+                    String::from_utf8_lossy(&c)
+                        .replace('\0', " ")
+                        .contains(marker)
+                })
+                .unwrap_or(false)
+        })
+        .collect()
 }
 
 impl Browser {
@@ -512,8 +583,12 @@ impl Browser {
             .stderr(std::process::Stdio::null())
             .spawn()
             .context("starting chromedriver")?;
-        let driver = KillOnDrop(driver);
-        let profile = tempfile::tempdir()?;
+        let mut guard = BrowserGuard {
+            driver,
+            port,
+            session: None,
+            profile: tempfile::tempdir()?,
+        };
         let caps = serde_json::json!({
             "goog:chromeOptions": {
                 "binary": "/usr/bin/chromium",
@@ -522,7 +597,7 @@ impl Browser {
                     "--no-first-run", "--disable-background-networking",
                     "--disable-component-update", "--disable-sync", "--window-size=1440,900",
                     "--hide-scrollbars", "--lang=en-US",
-                    format!("--user-data-dir={}", profile.path().display()),
+                    format!("--user-data-dir={}", guard.profile.path().display()),
                 ]
             }
         });
@@ -534,10 +609,10 @@ impl Browser {
         for _ in 0..50 {
             match builder.connect(&format!("http://127.0.0.1:{port}")).await {
                 Ok(client) => {
+                    guard.session = client.session_id().await.ok().flatten();
                     return Ok(Self {
                         client,
-                        _driver: driver,
-                        _profile: profile,
+                        _guard: guard,
                     });
                 }
                 Err(e) => {

@@ -113,3 +113,70 @@ pub async fn press(browser: &Client, keys: &[char]) {
         .await
         .unwrap_or_else(|e| panic!("pressing {keys:?}: {e}"));
 }
+
+/// What is wrong with the layout of the page on screen: the page wider than the window (with
+/// the element that sticks out furthest), two of the elements `separate` matches overlapping
+/// (their boxes compared), an input or list sticking out of its `.panel`. Empty when none.
+pub async fn layout_faults(browser: &Client, separate: &str) -> Vec<String> {
+    const SCRIPT: &str = r#"
+        const faults = [];
+        const name = (e) => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') +
+            (typeof e.className === 'string' && e.className ? '.' + e.className.trim().split(/\s+/).join('.') : '');
+        const width = window.innerWidth;
+        const page = document.documentElement.scrollWidth;
+        if (page > width) {
+            let worst = null, right = width;
+            for (const e of document.querySelectorAll('body *')) {
+                const r = e.getBoundingClientRect();
+                if (r.width > 0 && r.right > right) { right = r.right; worst = e; }
+            }
+            faults.push(`the page is ${page}px wide in a ${width}px window` +
+                (worst ? `; ${name(worst)} ends at ${Math.round(right)}px` : ''));
+        }
+        const boxes = [...document.querySelectorAll(arguments[0])]
+            .map((e) => [e, e.getBoundingClientRect()])
+            .filter(([, r]) => r.width > 0 && r.height > 0);
+        for (let i = 0; i < boxes.length; i++) {
+            for (let j = i + 1; j < boxes.length; j++) {
+                const [a, p] = boxes[i], [b, q] = boxes[j];
+                if (a.contains(b) || b.contains(a)) continue;
+                if (p.left < q.right - 0.5 && q.left < p.right - 0.5 &&
+                    p.top < q.bottom - 0.5 && q.top < p.bottom - 0.5) {
+                    faults.push(`${name(a)} "${a.textContent.trim().slice(0, 40)}" overlaps ` +
+                        `${name(b)} "${b.textContent.trim().slice(0, 40)}"`);
+                }
+            }
+        }
+        for (const e of document.querySelectorAll('.panel input, .panel select, .panel textarea')) {
+            const p = e.closest('.panel').getBoundingClientRect(), r = e.getBoundingClientRect();
+            if (r.width > 0 && (r.right > p.right + 0.5 || r.left < p.left - 0.5)) {
+                faults.push(`${name(e)} sticks out of its panel (${Math.round(r.left)}–` +
+                    `${Math.round(r.right)}px in ${Math.round(p.left)}–${Math.round(p.right)}px)`);
+            }
+        }
+        return faults;
+    "#;
+    let value = browser
+        .execute(SCRIPT, vec![separate.into()])
+        .await
+        .expect("measuring the layout");
+    serde_json::from_value(value).expect("a list of faults")
+}
+
+/// Sets the browser window's inner size (the viewport) to `width`×`height`.
+pub async fn set_viewport(browser: &Client, width: u32, height: u32) {
+    // The window's frame is the difference between its outer and inner sizes.
+    let inner: Vec<u32> = serde_json::from_value(
+        browser
+            .execute("return [window.innerWidth, window.innerHeight];", vec![])
+            .await
+            .expect("viewport"),
+    )
+    .expect("two numbers");
+    let (_, _, outer_w, outer_h) = browser.get_window_rect().await.expect("window");
+    let frame = (outer_w as u32 - inner[0], outer_h as u32 - inner[1]);
+    browser
+        .set_window_size(width + frame.0, height + frame.1)
+        .await
+        .expect("window size");
+}

@@ -1107,7 +1107,13 @@ async fn a_log_likelihood_run_keeps_each_choices_log_probability() {
         "{}",
         lineage.decoding
     );
+    // Every setting the answers depend on, as the run was created.
+    assert_eq!(lineage.settings.scoring, Scoring::Loglik);
+    assert_eq!(lineage.settings.shots, 0);
+    assert_eq!(lineage.prompt_id, "chatml_ja_v1");
+    assert_eq!(lineage.shot_pool, None);
     let board = app.leaderboard().await.expect("leaderboard");
     assert_eq!(board[0].scoring, Scoring::Loglik);
+    assert_eq!(board[0].shots, 0);
     app.stop().await.expect("clean stop");
 }

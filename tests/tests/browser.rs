@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use fantoccini::Locator;
 use kokushi_backend::Settings;
+use kokushi_tests::ui::{click, wait_text};
 use kokushi_tests::{ADMIN_PASSWORD, ADMIN_USER, Browser, TestApp, fixture_model_store, service};
 
 kokushi_tests::on_both_databases!(
@@ -32,6 +33,28 @@ async fn sign_in_and_open_a_run(database_url: String) {
     let exam = app.upload_mini_exam().await.expect("upload");
     let run = app.create_run(exam.id, 2).await.expect("create run");
     app.wait_for_run(run.id, Duration::from_secs(120))
+        .await
+        .expect("run finishes");
+    // And one of an exam set that names each question's specialty.
+    let named: String = [
+        ("903A1", "循環器"),
+        ("903A2", "呼吸器"),
+        ("903A3", "循環器"),
+    ]
+    .iter()
+    .map(|(id, specialty)| {
+        format!(
+            "{{\"problem_id\": \"{id}\", \"problem_text\": \"どれか。\", \"choices\": \
+                 [\"甲\", \"乙\", \"丙\"], \"answer\": [\"a\"], \"specialty\": \"{specialty}\"}}\n"
+        )
+    })
+    .collect();
+    let named = app
+        .upload_exam("specialties", "specialties.jsonl", named.into_bytes())
+        .await
+        .expect("upload");
+    let by_specialty = app.create_run(named.id, 3).await.expect("create run");
+    app.wait_for_run(by_specialty.id, Duration::from_secs(120))
         .await
         .expect("run finishes");
     let session = Browser::start(&chromedriver)
@@ -157,6 +180,19 @@ async fn sign_in_and_open_a_run(database_url: String) {
         .execute(VIOLATIONS, vec![])
         .await
         .expect("read the CSP reports");
+    // The run page narrows its questions to a specialty.
+    browser
+        .goto(&app.url(&format!("/runs/{}", by_specialty.id)))
+        .await
+        .expect("run page");
+    let all_count = wait_text(&browser, "#question-count", |t| t.contains('3')).await;
+    click(&browser, "#filter-specialty option[value='循環器']").await;
+    let narrowed = wait_text(&browser, "#question-count", |t| t.contains('2')).await;
+    let narrowed_rows = browser
+        .find_all(Locator::Css("#questions tr.question-row"))
+        .await
+        .expect("rows")
+        .len();
     browser
         .find(Locator::Css("#sign-out"))
         .await
@@ -191,6 +227,9 @@ async fn sign_in_and_open_a_run(database_url: String) {
         "a violation made on purpose is reported: {after}"
     );
     assert_eq!(login_url.path(), "/login");
+    assert!(all_count.contains("3 "), "{all_count}");
+    assert!(narrowed.contains("2 "), "{narrowed}");
+    assert_eq!(narrowed_rows, 2);
     assert!(refusal.contains("wrong user name or password"), "{refusal}");
     assert_eq!(account, ADMIN_USER);
     assert!(row_text.contains("tiny-llama.gguf"), "{row_text}");

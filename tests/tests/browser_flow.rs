@@ -13,16 +13,33 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, Locator};
 use kokushi_backend::Settings;
 use kokushi_queue::RedisQueue;
+use kokushi_shared::api::ExamSetSummary;
 use kokushi_tests::ui::{
-    WAIT, choose_file, click, element, sign_in, text_of, type_into, wait_text,
+    WAIT, choose_file, click, element, layout_faults, set_viewport, sign_in, text_of, type_into,
+    wait_text,
 };
 use kokushi_tests::{
     ADMIN_PASSWORD, ADMIN_USER, Browser, TestApp, fixture_model_store, mini_exam_path, service,
 };
 use kokushi_worker::{Worker, WorkerConfig};
 
+/// Worked examples for an evaluation launched from the form: the exam set asked, the one the
+/// examples come from, how many and their seed.
+struct Shots {
+    exam_set: i64,
+    pool: i64,
+    shots: &'static str,
+    seed: &'static str,
+}
+
 /// Queues an evaluation from the Jobs page form and returns the run id it navigated to.
-async fn launch_evaluation(browser: &Client, base: &str, format: &str, limit: &str) -> i64 {
+async fn launch_evaluation(
+    browser: &Client,
+    base: &str,
+    format: &str,
+    limit: &str,
+    shots: Option<Shots>,
+) -> i64 {
     browser.goto(&format!("{base}/jobs")).await.expect("jobs");
     // The lists arrive from the API; the form picks the first exam set and model itself.
     text_of(browser, "#eval-model option").await;
@@ -30,6 +47,17 @@ async fn launch_evaluation(browser: &Client, base: &str, format: &str, limit: &s
     click(browser, &format!("#eval-format option[value='{format}']")).await;
     type_into(browser, "#eval-limit", limit).await;
     type_into(browser, "#eval-tokens", "6").await;
+    if let Some(s) = shots {
+        let set = format!("#eval-exam-set option[value='{}']", s.exam_set);
+        click(browser, &set).await;
+        type_into(browser, "#eval-shots", s.shots).await;
+        click(
+            browser,
+            &format!("#eval-shot-pool option[value='{}']", s.pool),
+        )
+        .await;
+        type_into(browser, "#eval-shot-seed", s.seed).await;
+    }
     click(browser, "#eval-submit").await;
     let started = Instant::now();
     loop {
@@ -133,7 +161,7 @@ async fn researcher_flow(database_url: String) {
     text_of(&browser, "#exam-sets tr.exam-set-row").await;
 
     // Two evaluations from the Jobs page; each run page follows its run to the end.
-    let first = launch_evaluation(&browser, &base, "chatml_ja_v1", "4").await;
+    let first = launch_evaluation(&browser, &base, "chatml_ja_v1", "4", None).await;
     wait_text(&browser, ".progress-label", |t| t.contains("succeeded")).await;
     text_of(&browser, "#year-scores").await;
     let lineage = text_of(&browser, "#lineage").await;
@@ -148,8 +176,32 @@ async fn researcher_flow(database_url: String) {
         next_page.text().await.expect("text"),
         next_page.attr("disabled").await.expect("attr").is_some(),
     );
-    let second = launch_evaluation(&browser, &base, "plain_ja_v1", "4").await;
+    // The second with a worked example from another exam's set, chosen on the form.
+    let sets: Vec<ExamSetSummary> = app.get_json("/api/exam-sets").await.expect("exam sets");
+    let mini = sets
+        .iter()
+        .find(|s| s.name == "mini")
+        .expect("mini stored")
+        .id;
+    let pool = app
+        .upload_exam(
+            "pool 2023",
+            "pool.jsonl",
+            kokushi_tests::long_exam("902A", 3),
+        )
+        .await
+        .expect("pool stored")
+        .id;
+    let shots = Shots {
+        exam_set: mini,
+        pool,
+        shots: "1",
+        seed: "7",
+    };
+    let second = launch_evaluation(&browser, &base, "plain_ja_v1", "4", Some(shots)).await;
     wait_text(&browser, ".progress-label", |t| t.contains("succeeded")).await;
+    let second_prompt_id = text_of(&browser, "#lineage-prompt-id").await;
+    let second_settings = text_of(&browser, "#lineage-settings").await;
 
     // The leaderboard: both rows; tick them and compare.
     click(&browser, "nav.site-nav a[href='/']").await;
@@ -161,6 +213,18 @@ async fn researcher_flow(database_url: String) {
         .await;
     }
     let leaderboard = text_of(&browser, "#leaderboard").await;
+    let shots_cells = (
+        text_of(
+            &browser,
+            &format!("tr.run-row[data-run-id='{first}'] td.shots"),
+        )
+        .await,
+        text_of(
+            &browser,
+            &format!("tr.run-row[data-run-id='{second}'] td.shots"),
+        )
+        .await,
+    );
     // Scored again on block A alone (901A1 and 901A2 of the four asked), then on everything.
     click(&browser, "input.filter-block[value='A']").await;
     text_of(&browser, ".filter-note").await;
@@ -170,6 +234,7 @@ async fn researcher_flow(database_url: String) {
     let everything = wait_text(&browser, &progress, |t| t == "4/4").await;
     click(&browser, "#compare-selected").await;
     let contingency = text_of(&browser, "#contingency").await;
+    let compare_url = browser.current_url().await.expect("url").to_string();
     let paired = text_of(&browser, "#paired-test").await;
 
     // A question of the first run, then the next one with the keyboard.
@@ -199,6 +264,7 @@ async fn researcher_flow(database_url: String) {
     type_into(&browser, "#tune-validation", "0.2").await;
     click(&browser, "#tune-submit").await;
     wait_text(&browser, ".progress-label", |t| t.contains("succeeded")).await;
+    let tuning_url = browser.current_url().await.expect("url").to_string();
     let points = browser
         .find(Locator::Css("#train-curve"))
         .await
@@ -208,6 +274,34 @@ async fn researcher_flow(database_url: String) {
         .expect("attr")
         .unwrap_or_default();
     let summary = text_of(&browser, "#tuning-summary").await;
+
+    // Every page fits the window of a desktop and of a small laptop; on the Jobs page no label
+    // or field sits on another.
+    let question_url = format!("{base}/runs/{first}/questions/901A1");
+    let pages = [
+        (base.clone(), "#leaderboard tbody tr.run-row"),
+        (format!("{base}/runs/{first}"), "#questions tr.question-row"),
+        (question_url, "#question-title"),
+        (compare_url, "#contingency"),
+        (format!("{base}/jobs"), "#tune-form"),
+        (format!("{base}/exam-sets"), "#exam-sets tr.exam-set-row"),
+        (tuning_url, "#tuning-summary"),
+        (format!("{base}/workers"), "#workers"),
+        (format!("{base}/grading"), "#grading-home"),
+    ];
+    let mut layout = Vec::new();
+    for (width, height) in [(1440, 900), (1366, 768)] {
+        set_viewport(&browser, width, height).await;
+        for (url, ready) in &pages {
+            browser.goto(url).await.expect("page");
+            element(&browser, ready).await;
+            let separate = "label.field > span:first-child, label.field input, label.field select";
+            for fault in layout_faults(&browser, separate).await {
+                layout.push(format!("{url} at {width}×{height}: {fault}"));
+            }
+        }
+    }
+    set_viewport(&browser, 1440, 900).await;
 
     // 日本語: the switch reloads the page in Japanese and the choice survives a new page.
     click(&browser, "#locale-switch").await;
@@ -245,7 +339,16 @@ async fn researcher_flow(database_url: String) {
         lineage.contains("chatml_ja_v1") && lineage.contains("tiny-llama.gguf"),
         "{lineage}"
     );
+    assert!(layout.is_empty(), "layout faults:\n{}", layout.join("\n"));
     assert!(leaderboard.contains("chatml_ja_v1") && leaderboard.contains("plain_ja_v1"));
+    // The form's worked examples reached the run: its lineage and the leaderboard say so.
+    assert_eq!(second_prompt_id, "plain_ja_v1+1shot");
+    assert!(
+        second_settings.contains("1-shot (seed 7, examples from pool 2023 v1)"),
+        "{second_settings}"
+    );
+    assert!(lineage.contains("zero-shot"), "{lineage}");
+    assert_eq!((shots_cells.0.as_str(), shots_cells.1.as_str()), ("0", "1"));
     assert_eq!((block_a.as_str(), everything.as_str()), ("2/2", "4/4"));
     let cells: Vec<u64> = contingency
         .split_whitespace()

@@ -117,6 +117,10 @@ async fn grading_flow() {
     wait_text(b, "#item-state", |t| t.contains("adjudicated")).await;
     shoot(b, "grading-item").await;
 
+    // The grading app's header leads back to the portal.
+    click(b, "#nav-leaderboard").await;
+    element(b, "#leaderboard").await;
+
     // The run now shows its human-adjusted accuracy beside the automatic one.
     b.goto(&format!("{base}/runs/{}", run.run.id))
         .await

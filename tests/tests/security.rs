@@ -720,3 +720,47 @@ async fn every_answer_carries_the_security_headers() {
     }
     app.stop().await.expect("clean stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_page_is_answered_with_its_own_bundle() {
+    // A built frontend of three pages, each saying which it is.
+    let (mut settings, _folders) = embedded_fixture().expect("folders");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let web = dir.path().to_owned();
+    for bundle in kokushi_shared::bundle::Bundle::ALL {
+        std::fs::write(web.join(bundle.page()), format!("<p>{:?}</p>", bundle)).expect("page");
+    }
+    std::fs::write(web.join("style.css"), "p {}").expect("css");
+    settings.static_dir = Some(web);
+    let app = TestApp::spawn(settings).await.expect("server starts");
+    for (path, bundle) in [
+        ("/", "Portal"),
+        ("/runs/3", "Portal"),
+        ("/runs/3/questions/116A1", "Portal"),
+        ("/compare?first=1&second=2", "Portal"),
+        ("/login", "Portal"),
+        ("/no/such/page", "Portal"),
+        ("/jobsx", "Portal"),
+        ("/jobs", "Workbench"),
+        ("/jobs/", "Workbench"),
+        ("/exam-sets", "Workbench"),
+        ("/tunings/4", "Workbench"),
+        ("/workers?x=1", "Workbench"),
+        ("/grading", "Grading"),
+        ("/grading/do/3?at=2", "Grading"),
+    ] {
+        let res = app.client.get(app.url(path)).send().await.expect("answer");
+        assert_eq!(res.status(), 200, "{path}");
+        let page = res.text().await.expect("page");
+        assert_eq!(page, format!("<p>{bundle}</p>"), "{path}");
+    }
+    // A file is itself, whatever bundle its name would fall in.
+    let css = app
+        .client
+        .get(app.url("/style.css"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(css.text().await.expect("css"), "p {}");
+    app.stop().await.expect("clean stop");
+}

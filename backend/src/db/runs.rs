@@ -32,7 +32,7 @@ pub struct NewRun {
 
 const RUN_COLUMNS: &str = "r.id, r.model, r.adapter, r.prompt_format, r.status, r.total, r.error, \
      r.created_at, r.scoring, e.name AS exam_set, r.tally_answered, r.tally_correct, r.tally_unparsed, \
-     r.tally_points, r.tally_points_possible, r.year_verdicts, r.text_metrics";
+     r.tally_points, r.tally_points_possible, r.year_verdicts, r.text_metrics, r.eval_settings";
 
 /// A run's questions in order with their answers so far (none yet: NULLs); binds the run id as
 /// `$1` and its exam set as `$2`.
@@ -499,7 +499,8 @@ impl Db {
     pub async fn run_lineage_row(&self, id: i64) -> Result<Option<LineageRow>, DbError> {
         let Some(r) = sqlx::query(
             "SELECT exam_set_id, model, adapter, prompt_format, max_new_tokens, model_info, \
-                    worker, tuning_id, scoring FROM runs WHERE id = $1",
+                    worker, tuning_id, scoring, eval_settings, prompt_id, shot_pool_exam_set_id \
+             FROM runs WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -516,7 +517,9 @@ impl Db {
             model_info: r.try_get("model_info")?,
             worker: r.try_get("worker")?,
             tuning_id: r.try_get("tuning_id")?,
-            scoring: scoring_of(&r)?,
+            settings: settings_of(&r)?,
+            prompt_id: r.try_get("prompt_id")?,
+            shot_pool_exam_set_id: r.try_get("shot_pool_exam_set_id")?,
         }))
     }
 
@@ -590,7 +593,10 @@ pub struct LineageRow {
     pub model_info: Option<String>,
     pub worker: Option<String>,
     pub tuning_id: Option<i64>,
-    pub scoring: Scoring,
+    pub settings: EvalSettings,
+    /// What the worker reported (with a chat template, which one); `None` before it started.
+    pub prompt_id: Option<String>,
+    pub shot_pool_exam_set_id: Option<i64>,
 }
 
 /// The tally kept in a run's row (`RUN_COLUMNS`).
@@ -714,6 +720,16 @@ pub(crate) fn settings_of(row: &sqlx::any::AnyRow) -> Result<EvalSettings, DbErr
     })
 }
 
+/// A run's worked examples per question: 0 for runs made before there were any.
+fn shots_of(row: &sqlx::any::AnyRow) -> Result<u32, DbError> {
+    match row.try_get::<Option<String>, _>("eval_settings")? {
+        Some(json) => serde_json::from_str::<EvalSettings>(&json)
+            .map(|s| s.shots)
+            .map_err(|e| corrupt("runs", "eval_settings", e)),
+        None => Ok(0),
+    }
+}
+
 fn scoring_of(row: &sqlx::any::AnyRow) -> Result<Scoring, DbError> {
     let text: String = row.try_get("scoring")?;
     Scoring::parse(&text).ok_or_else(|| corrupt("runs", "scoring", &text))
@@ -728,6 +744,7 @@ fn run_from_row(row: &sqlx::any::AnyRow, tally: Tally) -> Result<RunSummary, DbE
         adapter: row.try_get("adapter")?,
         prompt_format: row.try_get("prompt_format")?,
         scoring: scoring_of(row)?,
+        shots: shots_of(row)?,
         status: RunStatus::parse(&status).ok_or_else(|| corrupt("runs", "status", &status))?,
         total: to_u32(row.try_get("total")?),
         accuracy_interval: kokushi_shared::stats::wilson_interval(

@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use actix_web::{HttpResponse, web};
 use kokushi_shared::api::RunLineage;
-use kokushi_shared::job::Scoring;
+use kokushi_shared::job::{EvalSettings, LoglikTarget, Scoring};
 use kokushi_shared::prompt::PromptFormat;
 use sha2::{Digest, Sha256};
 
@@ -112,6 +112,23 @@ async fn store_hash(store: &Path, name: &str) -> Option<String> {
         .flatten()
 }
 
+/// How the answers were chosen, in words.
+fn decoding(settings: &EvalSettings) -> &'static str {
+    match (settings.scoring, settings.loglik_target) {
+        (Scoring::Generation, _) => {
+            "greedy (the most likely token at each step), stopped at the end of the answer"
+        }
+        (Scoring::Loglik, LoglikTarget::Letter) => {
+            "log-likelihood: each choice letter's log-probability as the reply's first token; \
+             the most probable letters, as many as the question asks for"
+        }
+        (Scoring::Loglik, LoglikTarget::Text) => {
+            "log-likelihood: the mean log-probability of each choice's text as the reply; the \
+             most probable choices, as many as the question asks for"
+        }
+    }
+}
+
 pub async fn lineage(
     _caller: crate::auth::Researcher,
     state: web::Data<AppState>,
@@ -127,7 +144,9 @@ pub async fn lineage(
         model_info,
         worker,
         tuning_id,
-        scoring,
+        settings,
+        prompt_id,
+        shot_pool_exam_set_id,
     } = state
         .db
         .run_lineage_row(id)
@@ -164,6 +183,10 @@ pub async fn lineage(
                 .to_owned()
         }
     };
+    let shot_pool = match shot_pool_exam_set_id {
+        Some(pool) => state.db.exam_set(pool).await?,
+        None => None,
+    };
     Ok(HttpResponse::Ok().json(RunLineage {
         run_id: id,
         exam_set,
@@ -175,16 +198,10 @@ pub async fn lineage(
         adapter,
         adapter_sha256,
         tuning,
-        decoding: match scoring {
-            Scoring::Generation => {
-                "greedy (the most likely token at each step), stopped at the end of the answer"
-            }
-            Scoring::Loglik => {
-                "log-likelihood: each choice letter's log-probability as the reply's first \
-                 token; the most probable letters, as many as the question asks for"
-            }
-        }
-        .to_owned(),
+        prompt_id: prompt_id.unwrap_or_else(|| settings.prompt_id(None)),
+        decoding: decoding(&settings).to_owned(),
+        settings,
+        shot_pool,
         max_new_tokens: u32::try_from(max_new_tokens).unwrap_or(u32::MAX),
         seed: None,
         rules_version,
@@ -197,6 +214,17 @@ pub async fn lineage(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_decoding_names_what_a_loglik_run_ranked() {
+        let mut settings = EvalSettings::new(PromptFormat::ChatmlJa, 32);
+        assert!(decoding(&settings).starts_with("greedy"));
+        settings.scoring = Scoring::Loglik;
+        assert!(decoding(&settings).contains("letter"));
+        settings.loglik_target = LoglikTarget::Text;
+        assert!(decoding(&settings).contains("choice's text"));
+        assert!(!decoding(&settings).contains("letter"));
+    }
 
     #[test]
     fn each_prompt_format_has_its_own_template_hash() {

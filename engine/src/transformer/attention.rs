@@ -26,7 +26,9 @@ pub(crate) struct Cache {
 }
 
 impl Cache {
-    /// An empty cache for a batch whose rows carry `pad` slots of left padding each.
+    /// An empty cache for a batch whose rows carry `pad` slots of left padding each (the
+    /// tests prefill padded rows together; generation stacks rows prefilled alone).
+    #[cfg(test)]
     pub(crate) fn with_padding(pad: Vec<usize>) -> Self {
         Self {
             layers: Vec::new(),
@@ -38,6 +40,67 @@ impl Cache {
     /// Slots filled so far.
     pub(crate) fn len(&self) -> usize {
         self.len
+    }
+
+    /// One batch's cache made of single-row caches (each the cache of one prompt prefilled
+    /// alone): row `i`'s slots move right by `pad[i]`, so that every row ends at the same slot,
+    /// and the padding before them stays zero, never attended to. Decoding the batch from it
+    /// gives each row what decoding it alone from its own cache gives. `limit` caps the room
+    /// reserved (the context length).
+    pub(crate) fn stacked(rows: &[Cache], pad: Vec<usize>, limit: usize) -> Result<Self> {
+        let width = rows
+            .iter()
+            .zip(&pad)
+            .map(|(c, p)| c.len + p)
+            .max()
+            .unwrap_or(0);
+        if rows.len() != pad.len() || rows.iter().zip(&pad).any(|(c, p)| c.len + p != width) {
+            candle_core::bail!("stacked caches must end at one slot once padded");
+        }
+        let layers = rows.iter().map(|c| c.layers.len()).max().unwrap_or(0);
+        let mut stacked = Vec::with_capacity(layers);
+        for layer in 0..layers {
+            let kvs: Vec<Option<&Arc<LayerKv>>> = rows
+                .iter()
+                .map(|c| c.layers.get(layer).and_then(Option::as_ref))
+                .collect();
+            if kvs.iter().all(Option::is_none) {
+                stacked.push(None);
+                continue;
+            }
+            let mut ks = Vec::with_capacity(rows.len());
+            let mut vs = Vec::with_capacity(rows.len());
+            for ((kv, cache), &p) in kvs.iter().zip(rows).zip(&pad) {
+                let Some(kv) = kv else {
+                    candle_core::bail!("layer {layer} has no keys in one row of the batch");
+                };
+                for (from, into) in [(&kv.k, &mut ks), (&kv.v, &mut vs)] {
+                    let filled = from.narrow(2, 0, cache.len)?;
+                    into.push(if p == 0 {
+                        filled
+                    } else {
+                        let (_, kv_heads, _, head_dim) = from.dims4()?;
+                        let zeros =
+                            Tensor::zeros((1, kv_heads, p, head_dim), from.dtype(), from.device())?;
+                        Tensor::cat(&[&zeros, &filled], 2)?
+                    });
+                }
+            }
+            let mut slot = None;
+            LayerKv::append(
+                &mut slot,
+                &Tensor::cat(&ks, 0)?,
+                &Tensor::cat(&vs, 0)?,
+                0,
+                limit,
+            )?;
+            stacked.push(slot);
+        }
+        Ok(Self {
+            layers: stacked,
+            len: width,
+            pad,
+        })
     }
 }
 

@@ -13,6 +13,36 @@ fn hash(value: Option<String>) -> AnyView {
     }
 }
 
+/// The settings the answers depend on besides the prompt format and decoding, in words.
+fn settings_text(l: &RunLineage) -> String {
+    let s = &l.settings;
+    let mut parts = Vec::new();
+    if s.shots == 0 {
+        parts.push(t(i18n::LINEAGE_ZERO_SHOT).to_owned());
+    } else {
+        let pool = l.shot_pool.as_ref().map_or_else(
+            || t(i18n::LINEAGE_SHOT_POOL_OWN).to_owned(),
+            |p| format!("{} v{}", p.name, p.version),
+        );
+        parts.push(tf(
+            i18n::LINEAGE_SHOTS_VALUE,
+            &[("shots", &s.shots), ("seed", &s.shot_seed), ("pool", &pool)],
+        ));
+    }
+    if s.chat_template {
+        parts.push(t(i18n::LINEAGE_CHAT_TEMPLATE).to_owned());
+    }
+    parts.push(
+        t(if s.keep_quantization {
+            i18n::LINEAGE_QUANTIZATION_KEPT
+        } else {
+            i18n::LINEAGE_QUANTIZATION_REQUANTIZED
+        })
+        .to_owned(),
+    );
+    parts.join(" · ")
+}
+
 #[component]
 pub fn LineageCard(lineage: RunLineage) -> impl IntoView {
     let l = lineage;
@@ -44,6 +74,7 @@ pub fn LineageCard(lineage: RunLineage) -> impl IntoView {
             <dd>{a} " " {hash(l.adapter_sha256.clone())}</dd>
         }
     });
+    let settings = settings_text(&l);
     view! {
         <section class="lineage" id="lineage">
             <h2>{t(i18n::LINEAGE_TITLE)}</h2>
@@ -59,6 +90,10 @@ pub fn LineageCard(lineage: RunLineage) -> impl IntoView {
                     " "
                     <code class="hash">{l.prompt_template_sha256.clone()}</code>
                 </dd>
+                <dt>{t(i18n::LINEAGE_PROMPT_ID)}</dt>
+                <dd><code id="lineage-prompt-id">{l.prompt_id.clone()}</code></dd>
+                <dt>{t(i18n::LINEAGE_SETTINGS)}</dt>
+                <dd id="lineage-settings">{settings}</dd>
                 <dt>{t(i18n::LINEAGE_MODEL)}</dt>
                 <dd>{l.model.clone()} " " {hash(l.model_sha256.clone())}</dd>
                 <dt>{t(i18n::LINEAGE_LOADED_AS)}</dt>

@@ -88,6 +88,7 @@ pub fn RunRow(run: RunSummary, selected: RwSignal<Vec<i64>>) -> impl IntoView {
                     <span class="tag scoring-tag">{format::scoring(run.scoring)}</span>
                 })}
             </td>
+            <td class="shots num">{run.shots}</td>
             <td class="run-status" title=error>
                 <StatusBadge status=run.status />
             </td>

@@ -368,6 +368,7 @@ mod tests {
             adapter: None,
             prompt_format: "chatml_ja_v1".into(),
             scoring: Default::default(),
+            shots: 0,
             status,
             total: 1,
             tally: Tally::default(),

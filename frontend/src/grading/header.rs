@@ -1,7 +1,10 @@
-//! The grading app's header: the brand (back to the main app, a page load), the grading
-//! home, the language switch and the signed-in account with sign-out.
+//! The grading app's header: the brand and, for researchers, the portal's pages (page loads:
+//! another bundle), the grading home, the language switch and the signed-in account with
+//! sign-out.
 
 use leptos::prelude::*;
+
+use kokushi_shared::api::Role;
 
 use crate::api;
 use crate::components::header::LocaleSwitch;
@@ -33,15 +36,30 @@ pub fn GradingHeader() -> impl IntoView {
         .into_any(),
         _ => ().into_any(),
     };
+    // The portal's pages for those who may see them (other bundles: full page loads); an
+    // annotator only grades.
+    let nav = move || {
+        let researcher = session.has(Role::Researcher);
+        let admin = session.has(Role::Admin);
+        view! {
+            <nav class="site-nav">
+                {researcher.then(|| view! {
+                    <a id="nav-leaderboard" href=paths::HOME rel="external">{t(i18n::COMMON_NAV_LEADERBOARD)}</a>
+                    <a href=paths::JOBS rel="external">{t(i18n::COMMON_NAV_JOBS)}</a>
+                    <a href=paths::EXAM_SETS rel="external">{t(i18n::COMMON_NAV_EXAM_SETS)}</a>
+                })}
+                {admin.then(|| view! { <a href=paths::WORKERS rel="external">{t(i18n::COMMON_NAV_WORKERS)}</a> })}
+                <a href=paths::GRADING>{t(i18n::GRADING_TITLE)}</a>
+            </nav>
+        }
+    };
     view! {
         <header class="site-header">
             <a class="brand" href=paths::HOME rel="external">
                 "Kokushi "
                 <span lang="ja">"国試"</span>
             </a>
-            <nav class="site-nav">
-                <a href=paths::GRADING>{t(i18n::GRADING_TITLE)}</a>
-            </nav>
+            {nav}
             <span class="tagline">{t(i18n::GRADING_TAGLINE)}</span>
             <LocaleSwitch />
             {account}

@@ -9,7 +9,7 @@ use leptos_router::hooks::use_navigate;
 use crate::components::error_banner::ErrorBanner;
 use crate::components::status_badge::StatusBadge;
 use crate::error::ApiError;
-use crate::forms::{EvalForm, FieldError, PRESETS, TuneForm, message_for};
+use crate::forms::{CHAT_TEMPLATE, EvalForm, FieldError, PRESETS, TuneForm, message_for};
 use crate::i18n::{self, t, tf};
 use crate::poll::poll;
 use crate::refresh::{Loaded, leaderboard_unfinished};
@@ -90,6 +90,16 @@ fn format_options() -> Vec<(String, String)> {
         .iter()
         .map(|f| (f.id().to_owned(), f.id().to_owned()))
         .collect()
+}
+
+/// An evaluation's prompt formats: the formats, then the model's own chat template.
+fn eval_format_options() -> Vec<(String, String)> {
+    let mut options = format_options();
+    options.push((
+        CHAT_TEMPLATE.to_owned(),
+        t(i18n::JOBS_CHAT_TEMPLATE).to_owned(),
+    ));
+    options
 }
 
 /// The runs, polled while any is unfinished (one function, so one copy of the polling code).
@@ -314,7 +324,7 @@ pub fn JobsPage() -> impl IntoView {
                     })}
                     {field(t(i18n::JOBS_PROMPT_FORMAT), "prompt_format", eval_errors, view! {
                         <select id="eval-format" on:change=move |ev| eval.update(|f| f.prompt_format = event_target_value(&ev))>
-                            {move || options_of(format_options(), eval.with(|f| f.prompt_format.clone()))}
+                            {move || options_of(eval_format_options(), eval.with(|f| f.prompt_format.clone()))}
                         </select>
                     })}
                     {field(t(i18n::JOBS_SCORING), "scoring", eval_errors, view! {
@@ -323,6 +333,28 @@ pub fn JobsPage() -> impl IntoView {
                             <option value="loglik">{t(i18n::JOBS_SCORING_LOGLIK)}</option>
                         </select>
                     })}
+                    {move || eval.with(|f| f.scoring == "loglik").then(|| field(t(i18n::JOBS_LOGLIK_TARGET), "loglik_target", eval_errors, view! {
+                        <select id="eval-target" on:change=move |ev| eval.update(|f| f.loglik_target = event_target_value(&ev))>
+                            <option value="letter">{t(i18n::JOBS_LOGLIK_TARGET_LETTER)}</option>
+                            <option value="text">{t(i18n::JOBS_LOGLIK_TARGET_TEXT)}</option>
+                        </select>
+                    }))}
+                    <div class="row">
+                        {field(t(i18n::JOBS_SHOTS), "shots", eval_errors, text_input("eval-shots", "0", move || eval.with(|f| f.shots.clone()), move |v| eval.update(|f| f.shots = v)))}
+                        {field(t(i18n::JOBS_SHOT_POOL), "shot_pool", eval_errors, view! {
+                            <select id="eval-shot-pool" on:change=move |ev| eval.update(|f| f.shot_pool = event_target_value(&ev))>
+                                <option value="">{t(i18n::JOBS_SHOT_POOL_OWN)}</option>
+                                {move || options_of(set_options.get(), eval.with(|f| f.shot_pool.clone()))}
+                            </select>
+                        })}
+                        {field(t(i18n::JOBS_SHOT_SEED), "shot_seed", eval_errors, text_input("eval-shot-seed", "20230331", move || eval.with(|f| f.shot_seed.clone()), move |v| eval.update(|f| f.shot_seed = v)))}
+                    </div>
+                    <label class="check">
+                        <input type="checkbox" id="eval-keep-quantization"
+                            prop:checked=move || eval.with(|f| f.keep_quantization)
+                            on:change=move |ev| eval.update(|f| f.keep_quantization = event_target_checked(&ev)) />
+                        {t(i18n::JOBS_KEEP_QUANTIZATION)}
+                    </label>
                     <div class="row">
                         {field(t(i18n::JOBS_LIMIT), "limit", eval_errors, text_input("eval-limit", t(i18n::JOBS_LIMIT_PLACEHOLDER), move || eval.with(|f| f.limit.clone()), move |v| eval.update(|f| f.limit = v)))}
                         {field(t(i18n::JOBS_MAX_NEW_TOKENS), "max_new_tokens", eval_errors, text_input("eval-tokens", "32", move || eval.with(|f| f.max_new_tokens.clone()), move |v| eval.update(|f| f.max_new_tokens = v)))}

@@ -175,6 +175,7 @@ pub fn LeaderboardPage() -> impl IntoView {
                             {header(SortKey::Model, "Model", i18n::LEADERBOARD_COLUMN_MODEL, "")}
                             {header(SortKey::ExamSet, "Exam set", i18n::LEADERBOARD_COLUMN_EXAM_SET, "")}
                             {header(SortKey::Format, "Prompt format", i18n::LEADERBOARD_COLUMN_FORMAT, "")}
+                            {header(SortKey::Shots, "Shots", i18n::LEADERBOARD_COLUMN_SHOTS, "num")}
                             {header(SortKey::Status, "Status", i18n::LEADERBOARD_COLUMN_STATUS, "")}
                             <th class="num">{t(i18n::LEADERBOARD_COLUMN_PROGRESS)}</th>
                             {header(SortKey::Accuracy, "Accuracy (95% CI)", i18n::LEADERBOARD_COLUMN_ACCURACY, "num")}
@@ -192,7 +193,7 @@ pub fn LeaderboardPage() -> impl IntoView {
                     <tbody>
                         <Show when=is_empty>
                             <tr class="empty">
-                                <td colspan="14">
+                                <td colspan="15">
                                     {t(i18n::LEADERBOARD_EMPTY_BEFORE)}
                                     <a href=paths::JOBS>{t(i18n::COMMON_NAV_JOBS)}</a>
                                     {t(i18n::LEADERBOARD_EMPTY_AFTER)}

@@ -19,7 +19,7 @@ use crate::paths;
 use crate::poll::poll;
 use crate::refresh::{Loaded, run_unfinished};
 use crate::session::Session;
-use crate::table::{QuestionFilter, page_count, page_of};
+use crate::table::{QuestionFilter, of_specialty, page_count, page_of, specialties_of};
 
 /// Reads the run id from the path and shows that run. A new id builds a new [`RunView`], so
 /// the old run's polling stops with the old view.
@@ -79,6 +79,8 @@ fn RunView(id: i64) -> impl IntoView {
             .map(|lineage| view! { <LineageCard lineage /> })
     };
     let filter = RwSignal::new(QuestionFilter::All);
+    // A specialty the questions are narrowed to; empty: every one.
+    let specialty = RwSignal::new(String::new());
     let page = RwSignal::new(0usize);
     let action_error = RwSignal::new(None::<ApiError>);
 
@@ -206,15 +208,43 @@ fn RunView(id: i64) -> impl IntoView {
                 .as_ref()
                 .map(|d| {
                     let f = filter.get();
+                    let specialty = specialty.get();
                     d.questions
                         .iter()
-                        .filter(|q| f.keeps(q))
+                        .filter(|q| f.keeps(q) && of_specialty(q, &specialty))
                         .cloned()
                         .collect::<Vec<_>>()
                 })
                 .unwrap_or_default()
         })
     });
+    let specialties = Memo::new(move |_| {
+        state.with(|s| {
+            s.latest
+                .as_ref()
+                .map(|d| specialties_of(&d.questions))
+                .unwrap_or_default()
+        })
+    });
+    // Only for an exam set that names specialties.
+    let specialty_select = move || {
+        let names = specialties.get();
+        (!names.is_empty()).then(|| {
+            view! {
+                <select id="filter-specialty" aria-label=t(i18n::RUN_FILTER_SPECIALTY)
+                    on:change=move |ev| {
+                        specialty.set(event_target_value(&ev));
+                        page.set(0);
+                    }>
+                    <option value="">{t(i18n::RUN_FILTER_ANY_SPECIALTY)}</option>
+                    {names
+                        .into_iter()
+                        .map(|n| view! { <option value=n.clone()>{n.clone()}</option> })
+                        .collect_view()}
+                </select>
+            }
+        })
+    };
     let pages = move || page_count(shown.with(Vec::len));
     let rows = move || shown.with(|rows| page_of(rows, page.get()));
     let credit = move || {
@@ -254,6 +284,7 @@ fn RunView(id: i64) -> impl IntoView {
                 <h2>{t(i18n::RUN_QUESTIONS)}</h2>
                 <div class="toolbar">
                     {QuestionFilter::ALL.map(filter_button)}
+                    {specialty_select}
                     <span class="spacer"></span>
                     <span class="hint" id="question-count">
                         {move || tf(i18n::RUN_QUESTION_COUNT, &[("count", &shown.with(Vec::len))])}

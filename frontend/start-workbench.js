@@ -1,0 +1,2 @@
+import init from '/kokushi_workbench.js';
+init();
