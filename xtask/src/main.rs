@@ -921,7 +921,8 @@ fn test(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Running Chromium and chromedriver processes (pid, command line), read from `/proc`.
+/// Running chromedriver and headless Chromium processes (pid, command line), read from
+/// `/proc`: what tests start, never a person's own browser window.
 fn browser_processes() -> Vec<(u32, String)> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
@@ -936,7 +937,8 @@ fn browser_processes() -> Vec<(u32, String)> {
         };
         let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
         let program = cmdline.split(' ').next().unwrap_or_default();
-        if program.contains("chromium") || program.contains("chromedriver") {
+        let headless = cmdline.contains("--headless") || cmdline.contains("--user-data-dir=/tmp");
+        if (program.contains("chromium") && headless) || program.contains("chromedriver") {
             found.push((pid, cmdline.trim_end().to_owned()));
         }
     }
