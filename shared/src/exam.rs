@@ -87,7 +87,7 @@ impl QuestionMeta {
 /// The accepted answer of a question.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case", try_from = "TaggedWire")]
 pub enum Gold {
     /// Exactly this set of choice letters (sorted, lowercase) is correct.
     Letters { letters: Vec<char> },
@@ -100,6 +100,58 @@ pub enum Gold {
     /// No answer was published (the data writes `"NA"`, as DenQA does for questions the
     /// examiners withdrew). Kept so the set is complete; never scored, never used for tuning.
     Unpublished,
+}
+
+/// An internally tagged enum of this crate as JSON holds it: `kind` and the fields of the
+/// variants. Read through this plain struct instead of serde's tagged-enum machinery, which
+/// buffers every value first (and costs the web bundles several KB of code per enum); the JSON
+/// is the same both ways.
+#[derive(Deserialize)]
+pub(crate) struct TaggedWire {
+    kind: String,
+    #[serde(default)]
+    letters: Option<Vec<char>>,
+    #[serde(default)]
+    value: Option<String>,
+}
+
+impl TaggedWire {
+    pub(crate) fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    pub(crate) fn letters(&mut self) -> Result<Vec<char>, String> {
+        self.letters
+            .take()
+            .ok_or_else(|| format!("missing field `letters` for kind {:?}", self.kind))
+    }
+
+    pub(crate) fn value(&mut self) -> Result<String, String> {
+        self.value
+            .take()
+            .ok_or_else(|| format!("missing field `value` for kind {:?}", self.kind))
+    }
+}
+
+impl TryFrom<TaggedWire> for Gold {
+    type Error = String;
+
+    fn try_from(mut wire: TaggedWire) -> Result<Self, String> {
+        Ok(match wire.kind() {
+            "letters" => Gold::Letters {
+                letters: wire.letters()?,
+            },
+            "any_of" => Gold::AnyOf {
+                letters: wire.letters()?,
+            },
+            "everyone" => Gold::Everyone,
+            "numeric" => Gold::Numeric {
+                value: wire.value()?,
+            },
+            "unpublished" => Gold::Unpublished,
+            other => return Err(format!("unknown gold answer kind {other:?}")),
+        })
+    }
 }
 
 impl Gold {
@@ -175,5 +227,50 @@ mod asked_tests {
         assert_eq!(asked_count("正しいのはどれか。３つ選べ。"), 3);
         assert_eq!(asked_count("どれか。二つ選べ。"), 2);
         assert_eq!(asked_count("最も考えられるのはどれか。"), 1);
+    }
+}
+
+#[cfg(test)]
+mod wire_tests {
+    use super::*;
+    use crate::extract::Extracted;
+
+    #[test]
+    fn gold_and_extracted_answers_read_back_what_they_write() {
+        for gold in [
+            Gold::Letters {
+                letters: vec!['b', 'd'],
+            },
+            Gold::AnyOf {
+                letters: vec!['a', 'd'],
+            },
+            Gold::Everyone,
+            Gold::Numeric {
+                value: "7.20".into(),
+            },
+            Gold::Unpublished,
+        ] {
+            let json = serde_json::to_string(&gold).unwrap();
+            assert_eq!(serde_json::from_str::<Gold>(&json).unwrap(), gold, "{json}");
+        }
+        for extracted in [
+            Extracted::Letters { letters: vec!['c'] },
+            Extracted::Number { value: "26".into() },
+            Extracted::Unparsed,
+        ] {
+            let json = serde_json::to_string(&extracted).unwrap();
+            assert_eq!(serde_json::from_str::<Extracted>(&json).unwrap(), extracted);
+        }
+        // The tag may come last, and fields of other variants are ignored, as before.
+        let late: Gold = serde_json::from_str(r#"{"letters": ["a"], "kind": "letters"}"#).unwrap();
+        assert_eq!(late, Gold::Letters { letters: vec!['a'] });
+        for (bad, says) in [
+            (r#"{"kind": "letters"}"#, "letters"),
+            (r#"{"kind": "guess"}"#, "guess"),
+            (r#"{"letters": ["a"]}"#, "kind"),
+        ] {
+            let error = serde_json::from_str::<Gold>(bad).unwrap_err().to_string();
+            assert!(error.contains(says), "{bad}: {error}");
+        }
     }
 }

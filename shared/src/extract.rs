@@ -13,7 +13,11 @@ pub const RULES_VERSION: &str = "letters-v1";
 /// What the extraction found in a reply.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(
+    tag = "kind",
+    rename_all = "snake_case",
+    try_from = "crate::exam::TaggedWire"
+)]
 pub enum Extracted {
     /// Choice letters, sorted and without repeats.
     Letters { letters: Vec<char> },
@@ -21,6 +25,23 @@ pub enum Extracted {
     Number { value: String },
     /// Nothing usable: the parse failed.
     Unparsed,
+}
+
+impl TryFrom<crate::exam::TaggedWire> for Extracted {
+    type Error = String;
+
+    fn try_from(mut wire: crate::exam::TaggedWire) -> Result<Self, String> {
+        Ok(match wire.kind() {
+            "letters" => Extracted::Letters {
+                letters: wire.letters()?,
+            },
+            "number" => Extracted::Number {
+                value: wire.value()?,
+            },
+            "unparsed" => Extracted::Unparsed,
+            other => return Err(format!("unknown extraction kind {other:?}")),
+        })
+    }
 }
 
 impl Extracted {
