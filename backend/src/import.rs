@@ -20,8 +20,18 @@ pub enum ImportError {
     Empty { path: PathBuf },
     #[error("{0}")]
     Namespace(String),
-    #[error("{} problem(s) in the exam set:\n{}", .0.len(), .0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
+    #[error("{}", problems("the exam set", .0))]
     Invalid(Vec<FormatError>),
+}
+
+/// `N problem(s) in WHAT:` and each problem on an indented line of its own: how every check of
+/// a file that found several faults reports them.
+pub fn problems<E: std::fmt::Display>(what: &str, errors: &[E]) -> String {
+    let mut out = format!("{} problem(s) in {what}:", errors.len());
+    for e in errors {
+        out.push_str(&format!("\n  {e}"));
+    }
+    out
 }
 
 /// How the files of an exam set are written.

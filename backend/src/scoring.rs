@@ -50,17 +50,7 @@ pub fn read_predictions(paths: &[PathBuf]) -> anyhow::Result<BTreeMap<String, Re
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let mut these = BTreeMap::new();
             kokushi_shared::score::parse_predictions(&name, content, &mut these).map_err(
-                |errors| {
-                    anyhow::anyhow!(
-                        "{} problem(s) in the predictions:\n{}",
-                        errors.len(),
-                        errors
-                            .iter()
-                            .map(|e| format!("  {e}"))
-                            .collect::<Vec<_>>()
-                            .join("\n")
-                    )
-                },
+                |errors| anyhow::anyhow!("{}", crate::import::problems("the predictions", &errors)),
             )?;
             // One prediction per question: the same id in two files is a mistake (a folder
             // given twice, or two models' outputs mixed), not something to resolve silently.

@@ -241,15 +241,7 @@ pub fn read_tuning_data(
                     let name = file.display().to_string();
                     found.extend(tuning::instruction_examples(&name, &text, format).map_err(
                         |errors| {
-                            anyhow::anyhow!(
-                                "{} problem(s) in {name}:\n{}",
-                                errors.len(),
-                                errors
-                                    .iter()
-                                    .map(|e| format!("  {e}"))
-                                    .collect::<Vec<_>>()
-                                    .join("\n")
-                            )
+                            anyhow::anyhow!("{}", kokushi_backend::import::problems(&name, &errors))
                         },
                     )?);
                 }

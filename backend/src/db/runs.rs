@@ -32,7 +32,8 @@ pub struct NewRun {
 
 const RUN_COLUMNS: &str = "r.id, r.model, r.adapter, r.prompt_format, r.status, r.total, r.error, \
      r.created_at, r.scoring, e.name AS exam_set, r.tally_answered, r.tally_correct, r.tally_unparsed, \
-     r.tally_points, r.tally_points_possible, r.year_verdicts, r.text_metrics, r.eval_settings";
+     r.tally_points, r.tally_points_possible, r.year_verdicts, r.text_metrics, r.eval_settings, \
+     r.max_new_tokens";
 
 /// A run's questions in order with their answers so far (none yet: NULLs); binds the run id as
 /// `$1` and its exam set as `$2`.
@@ -513,7 +514,6 @@ impl Db {
             model: r.try_get("model")?,
             adapter: r.try_get("adapter")?,
             prompt_format: r.try_get("prompt_format")?,
-            max_new_tokens: r.try_get("max_new_tokens")?,
             model_info: r.try_get("model_info")?,
             worker: r.try_get("worker")?,
             tuning_id: r.try_get("tuning_id")?,
@@ -589,7 +589,6 @@ pub struct LineageRow {
     pub model: String,
     pub adapter: Option<String>,
     pub prompt_format: String,
-    pub max_new_tokens: i64,
     pub model_info: Option<String>,
     pub worker: Option<String>,
     pub tuning_id: Option<i64>,
@@ -720,16 +719,6 @@ pub(crate) fn settings_of(row: &sqlx::any::AnyRow) -> Result<EvalSettings, DbErr
     })
 }
 
-/// A run's worked examples per question: 0 for runs made before there were any.
-fn shots_of(row: &sqlx::any::AnyRow) -> Result<u32, DbError> {
-    match row.try_get::<Option<String>, _>("eval_settings")? {
-        Some(json) => serde_json::from_str::<EvalSettings>(&json)
-            .map(|s| s.shots)
-            .map_err(|e| corrupt("runs", "eval_settings", e)),
-        None => Ok(0),
-    }
-}
-
 fn scoring_of(row: &sqlx::any::AnyRow) -> Result<Scoring, DbError> {
     let text: String = row.try_get("scoring")?;
     Scoring::parse(&text).ok_or_else(|| corrupt("runs", "scoring", &text))
@@ -744,7 +733,7 @@ fn run_from_row(row: &sqlx::any::AnyRow, tally: Tally) -> Result<RunSummary, DbE
         adapter: row.try_get("adapter")?,
         prompt_format: row.try_get("prompt_format")?,
         scoring: scoring_of(row)?,
-        shots: shots_of(row)?,
+        shots: settings_of(row)?.shots,
         status: RunStatus::parse(&status).ok_or_else(|| corrupt("runs", "status", &status))?,
         total: to_u32(row.try_get("total")?),
         accuracy_interval: kokushi_shared::stats::wilson_interval(
