@@ -196,7 +196,7 @@ impl Application {
                 .wrap(actix_web::middleware::Compress::default())
                 .configure(routes::configure);
             match &static_dir {
-                Some(dir) => app.service(spa_files(dir)),
+                Some(dir) => app.service(precompressed(dir)).service(spa_files(dir)),
                 None => app,
             }
         })
@@ -272,10 +272,101 @@ async fn purge_sessions(db: &Db, idle: Duration) -> Result<u64, crate::db::DbErr
     Ok(purged)
 }
 
+/// A built file (a bundle's WebAssembly, script or style) that `cargo xtask frontend` also wrote
+/// compressed beside it (`kokushi_runs_bg.wasm.gz`), to a browser that accepts gzip: that file,
+/// compressed once at the best level, instead of the quick compression the `Compress`
+/// middleware applies to every answer (a third larger on the WebAssembly). Anything else
+/// (another client, a file with no `.gz`) goes on to [`spa_files`].
+fn precompressed(dir: &Path) -> actix_web::Resource {
+    let dir = dir.to_owned();
+    let guard_dir = dir.clone();
+    web::resource(r"/{file:[A-Za-z0-9_][A-Za-z0-9_.-]*\.(?:wasm|js|css)}")
+        .guard(actix_web::guard::Get())
+        .guard(actix_web::guard::fn_guard(move |ctx| {
+            accepts_gzip(
+                ctx.head()
+                    .headers()
+                    .get(actix_web::http::header::ACCEPT_ENCODING),
+            ) && ctx
+                .head()
+                .uri
+                .path()
+                .strip_prefix('/')
+                .filter(|file| plain_file_name(file))
+                .is_some_and(|file| guard_dir.join(format!("{file}.gz")).is_file())
+        }))
+        .to(
+            move |req: actix_web::HttpRequest, file: web::Path<String>| {
+                let file = file.into_inner();
+                let path = dir.join(format!("{file}.gz"));
+                async move {
+                    let extension = file.rsplit('.').next().unwrap_or_default();
+                    match NamedFile::open(&path) {
+                        Ok(gz) => {
+                            let mut res = gz
+                                .set_content_type(actix_files::file_extension_to_mime(extension))
+                                .set_content_encoding(
+                                    actix_web::http::header::ContentEncoding::Gzip,
+                                )
+                                .disable_content_disposition()
+                                .into_response(&req);
+                            res.headers_mut().insert(
+                                actix_web::http::header::VARY,
+                                actix_web::http::header::HeaderValue::from_static(
+                                    "accept-encoding",
+                                ),
+                            );
+                            res
+                        }
+                        Err(e) => actix_web::ResponseError::error_response(&ApiError::Internal(
+                            format!("cannot open {}: {e}", path.display()),
+                        )),
+                    }
+                }
+            },
+        )
+}
+
+/// A file name of the built frontend: letters, digits, `_`, `.`, `-`, not starting with a dot
+/// (no separator, no `..` walk, no hidden file).
+fn plain_file_name(name: &str) -> bool {
+    !name.starts_with('.')
+        && !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// Whether an `Accept-Encoding` header takes gzip: named with a weight above zero, or else
+/// covered by `*` with one.
+fn accepts_gzip(header: Option<&actix_web::http::header::HeaderValue>) -> bool {
+    let Some(value) = header.and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    let mut any = false;
+    for coding in value.split(',') {
+        let mut parts = coding.split(';');
+        let name = parts.next().unwrap_or_default().trim();
+        let refused = parts.any(|p| {
+            p.trim()
+                .strip_prefix("q=")
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .is_some_and(|q| q <= 0.0)
+        });
+        if name.eq_ignore_ascii_case("gzip") || name.eq_ignore_ascii_case("x-gzip") {
+            return !refused;
+        }
+        if name == "*" {
+            any = !refused;
+        }
+    }
+    any
+}
+
 /// The built frontend: a file when the path names one, else the page of the bundle whose
-/// client-side routes include the path (`Bundle::of`: `index.html` for `/runs/3` and unknown
-/// paths, `workbench.html` for `/jobs`, `grading.html` for `/grading/…`), so that a browser
-/// loads only that bundle.
+/// client-side routes include the path (`Bundle::of`: `runs.html` for `/runs/3`, `jobs.html`
+/// for `/jobs`, `grading.html` for `/grading`, `index.html` for `/` and unknown paths), so that
+/// a browser loads only that bundle.
 fn spa_files(dir: &Path) -> Files {
     let dir_of_pages = dir.to_owned();
     Files::new("/", dir)
@@ -303,4 +394,49 @@ fn hostname() -> String {
         .ok()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "kokushi".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::header::HeaderValue;
+
+    #[test]
+    fn gzip_is_sent_only_to_who_takes_it() {
+        let takes = |v: &str| accepts_gzip(Some(&HeaderValue::from_str(v).expect("header")));
+        for yes in [
+            "gzip",
+            "gzip, deflate, br, zstd",
+            "br;q=1.0, GZIP;q=0.5",
+            "*",
+            "br, *;q=0.1",
+        ] {
+            assert!(takes(yes), "{yes}");
+        }
+        for no in [
+            "",
+            "br",
+            "identity",
+            "gzip;q=0",
+            "gzip; q=0.0, br",
+            "*;q=0",
+            "gzip;q=0, *",
+            "gzipx",
+        ] {
+            assert!(!takes(no), "{no}");
+        }
+        assert!(!accepts_gzip(None));
+    }
+
+    #[test]
+    fn only_plain_file_names_are_looked_up() {
+        for ok in ["kokushi_runs_bg.wasm", "start-kokushi_runs.js", "style.css"] {
+            assert!(plain_file_name(ok), "{ok}");
+        }
+        for bad in [
+            "", ".env.js", "../x.js", "a/b.js", "a%2Fb.js", "a\\b.js", "..", "a b.js",
+        ] {
+            assert!(!plain_file_name(bad), "{bad}");
+        }
+    }
 }

@@ -1,7 +1,9 @@
-//! The portal's and the workbench's roots: the session, the header and each one's routes.
+//! The roots of the portal's and the workbench's apps: the session, the header and each one's
+//! routes.
 //!
 //! Each is a bundle of its own ([`Bundle`]); a path of another bundle (a header link, a link on
-//! a page, a navigation after signing in) reaches [`Elsewhere`], which loads it from the server.
+//! a page, a navigation after signing in) reaches the fallback [`elsewhere`], which loads it
+//! from the server.
 
 use kokushi_shared::bundle::Bundle;
 use leptos::prelude::*;
@@ -24,30 +26,74 @@ use crate::pages::workers::WorkersPage;
 use crate::paths;
 use crate::session::{Session, SessionState};
 
-/// The portal: the leaderboard, runs, questions, comparisons, sign-in.
+/// The portal: the leaderboard, sign-in, and the not-found page of every unknown path.
 #[component]
 pub fn PortalApp() -> impl IntoView {
     view! {
         <Shell bundle=Bundle::Portal>
-            <Routes fallback=Elsewhere>
+            <Routes fallback=elsewhere(NotFoundPage)>
                 <Route path=path!("/") view=LeaderboardPage />
                 <Route path=path!("/login") view=LoginPage />
+            </Routes>
+        </Shell>
+    }
+}
+
+/// A run.
+#[component]
+pub fn RunsApp() -> impl IntoView {
+    view! {
+        <Shell bundle=Bundle::Runs>
+            <Routes fallback=elsewhere(NotFoundPage)>
                 <Route path=path!("/runs/:id") view=RunPage />
+            </Routes>
+        </Shell>
+    }
+}
+
+/// A question of a run.
+#[component]
+pub fn QuestionApp() -> impl IntoView {
+    view! {
+        <Shell bundle=Bundle::Question>
+            <Routes fallback=elsewhere(NotFoundPage)>
                 <Route path=path!("/runs/:id/questions/:problem_id") view=QuestionPage />
+            </Routes>
+        </Shell>
+    }
+}
+
+/// Two runs compared.
+#[component]
+pub fn CompareApp() -> impl IntoView {
+    view! {
+        <Shell bundle=Bundle::Compare>
+            <Routes fallback=elsewhere(NotFoundPage)>
                 <Route path=path!("/compare") view=ComparePage />
             </Routes>
         </Shell>
     }
 }
 
-/// The workbench: jobs, exam sets, tunings, workers.
+/// Jobs: evaluations and tunings launched and followed.
+#[component]
+pub fn JobsApp() -> impl IntoView {
+    view! {
+        <Shell bundle=Bundle::Jobs>
+            <Routes fallback=elsewhere(NotFoundPage)>
+                <Route path=path!("/jobs") view=JobsPage />
+            </Routes>
+        </Shell>
+    }
+}
+
+/// The rest of the workbench: exam sets, a tuning, workers.
 #[component]
 pub fn WorkbenchApp() -> impl IntoView {
     view! {
         <Shell bundle=Bundle::Workbench>
-            <Routes fallback=Elsewhere>
+            <Routes fallback=elsewhere(NotFoundPage)>
                 <Route path=path!("/exam-sets") view=ExamSetsPage />
-                <Route path=path!("/jobs") view=JobsPage />
                 <Route path=path!("/tunings/:id") view=TuningPage />
                 <Route path=path!("/workers") view=WorkersPage />
             </Routes>
@@ -55,11 +101,11 @@ pub fn WorkbenchApp() -> impl IntoView {
     }
 }
 
-/// Which bundle is running, for [`Elsewhere`].
+/// Which bundle is running, for [`elsewhere`].
 #[derive(Clone, Copy)]
-struct ThisBundle(Bundle);
+pub(crate) struct ThisBundle(pub(crate) Bundle);
 
-/// What both apps share around their routes.
+/// What the portal's apps share around their routes.
 #[component]
 fn Shell(bundle: Bundle, children: Children) -> impl IntoView {
     provide_context(Session(RwSignal::new(SessionState::Unknown)));
@@ -73,25 +119,29 @@ fn Shell(bundle: Bundle, children: Children) -> impl IntoView {
     }
 }
 
-/// A path no route of this bundle matches: another bundle's page, loaded from the server (which
-/// answers it with that bundle); or, when it is this bundle's own, a page that does not exist.
-#[component]
-fn Elsewhere() -> impl IntoView {
-    let location = use_location();
-    let path = location.pathname.get_untracked();
-    let here = use_context::<ThisBundle>().map(|b| b.0);
-    if here.is_some_and(|b| Bundle::of(&path) != b) {
-        let search = location.search.get_untracked();
-        let url = format!(
-            "{path}{}{search}{}",
-            if search.is_empty() { "" } else { "?" },
-            location.hash.get_untracked()
-        );
-        if paths::load_once(&path, &url) {
-            return ().into_any();
+/// The routes' fallback: a path no route of this bundle matches is another bundle's page,
+/// loaded from the server (which answers it with that bundle); or, when it is this bundle's
+/// own, a page that does not exist (`not_found`).
+pub(crate) fn elsewhere<V: IntoView + 'static>(
+    not_found: fn() -> V,
+) -> impl Fn() -> AnyView + Clone + Send + Sync + 'static {
+    move || {
+        let location = use_location();
+        let path = location.pathname.get_untracked();
+        let here = use_context::<ThisBundle>().map(|b| b.0);
+        if here.is_some_and(|b| Bundle::of(&path) != b) {
+            let search = location.search.get_untracked();
+            let url = format!(
+                "{path}{}{search}{}",
+                if search.is_empty() { "" } else { "?" },
+                location.hash.get_untracked()
+            );
+            if paths::load_once(&path, &url) {
+                return ().into_any();
+            }
         }
+        not_found().into_any()
     }
-    view! { <NotFoundPage /> }.into_any()
 }
 
 /// Asks the server once who is signed in; nobody → the sign-in page, an account that only

@@ -2,9 +2,10 @@
 //! item at a time and from the keyboard; researchers create grading tasks, watch agreement
 //! and adjudicate disputed items.
 //!
-//! It shares the library with the main app (API calls, session, locale, error banner) but has
-//! its own router: links to the main app (`/`, `/login`) are full page loads, as are the main
-//! app's links here. Pure logic — keys, forms, labels — lives in plain modules tested on the
+//! Two bundles (`Bundle::Grading`: my tasks and the grading screen, what an annotator loads;
+//! `Bundle::Review`: a task's agreement and items, for researchers). They share the library
+//! with the portal (API calls, session, locale, error banner) but have their own header and
+//! router: a link to another bundle's page is a full page load. Pure logic — keys, forms, labels — lives in plain modules tested on the
 //! host (`keys`, `forms`, `labels`).
 
 pub(crate) mod forms;
@@ -18,20 +19,50 @@ pub(crate) mod screen;
 mod task;
 mod task_form;
 
+use kokushi_shared::bundle::Bundle;
 use leptos::prelude::*;
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::path;
 
 use crate::api;
+use crate::app::{ThisBundle, elsewhere};
 use crate::i18n::{self, t};
 use crate::paths;
 use crate::session::{Session, SessionState};
 
+/// Grading: my tasks (and a researcher's new-task form) and the grading screen.
 #[component]
 pub fn GradingApp() -> impl IntoView {
+    view! {
+        <GradingShell bundle=Bundle::Grading>
+            <Routes fallback=elsewhere(NotFound)>
+                <Route path=path!("/grading") view=home::HomePage />
+                <Route path=path!("/grading/do/:task") view=screen::ScreenPage />
+            </Routes>
+        </GradingShell>
+    }
+}
+
+/// A grading task's agreement and its items, for researchers.
+#[component]
+pub fn ReviewApp() -> impl IntoView {
+    view! {
+        <GradingShell bundle=Bundle::Review>
+            <Routes fallback=elsewhere(NotFound)>
+                <Route path=path!("/grading/tasks/:id") view=task::TaskPage />
+                <Route path=path!("/grading/items/:id") view=item::ItemPage />
+            </Routes>
+        </GradingShell>
+    }
+}
+
+/// What both grading apps share around their routes: the session and the grading header.
+#[component]
+fn GradingShell(bundle: Bundle, children: Children) -> impl IntoView {
     let session = Session(RwSignal::new(SessionState::Unknown));
     provide_context(session);
-    // Who is signed in; nobody → the main app's sign-in page (a page load: it is not a route
+    provide_context(ThisBundle(bundle));
+    // Who is signed in; nobody → the portal's sign-in page (a page load: it is not a route
     // here).
     leptos::task::spawn_local(async move {
         match api::me().await {
@@ -47,14 +78,7 @@ pub fn GradingApp() -> impl IntoView {
     view! {
         <Router>
             <header::GradingHeader />
-            <main class="grading">
-                <Routes fallback=NotFound>
-                    <Route path=path!("/grading") view=home::HomePage />
-                    <Route path=path!("/grading/do/:task") view=screen::ScreenPage />
-                    <Route path=path!("/grading/tasks/:id") view=task::TaskPage />
-                    <Route path=path!("/grading/items/:id") view=item::ItemPage />
-                </Routes>
-            </main>
+            <main class="grading">{children()}</main>
         </Router>
     }
 }

@@ -163,6 +163,21 @@ pub async fn layout_faults(browser: &Client, separate: &str) -> Vec<String> {
     serde_json::from_value(value).expect("a list of faults")
 }
 
+/// The WebAssembly files the page on screen loaded since it was opened: each one's path and the
+/// bytes its body took on the wire (`encodedBodySize`: compressed, as the server sent it).
+pub async fn loaded_wasm(browser: &Client) -> Vec<(String, u64)> {
+    const SCRIPT: &str = r#"
+        return performance.getEntriesByType('resource')
+            .filter((e) => new URL(e.name).pathname.endsWith('.wasm'))
+            .map((e) => [new URL(e.name).pathname, e.encodedBodySize]);
+    "#;
+    let value = browser
+        .execute(SCRIPT, vec![])
+        .await
+        .expect("listing the page's resources");
+    serde_json::from_value(value).expect("a list of files and sizes")
+}
+
 /// Sets the browser window's inner size (the viewport) to `width`×`height`.
 pub async fn set_viewport(browser: &Client, width: u32, height: u32) {
     // The window's frame is the difference between its outer and inner sizes.

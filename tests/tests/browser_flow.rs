@@ -14,9 +14,10 @@ use fantoccini::{Client, Locator};
 use kokushi_backend::Settings;
 use kokushi_queue::RedisQueue;
 use kokushi_shared::api::ExamSetSummary;
+use kokushi_shared::bundle::Bundle;
 use kokushi_tests::ui::{
-    WAIT, choose_file, click, element, layout_faults, set_viewport, sign_in, text_of, type_into,
-    wait_text,
+    WAIT, choose_file, click, element, layout_faults, loaded_wasm, set_viewport, sign_in, text_of,
+    type_into, wait_text,
 };
 use kokushi_tests::{
     ADMIN_PASSWORD, ADMIN_USER, Browser, TestApp, fixture_model_store, mini_exam_path, service,
@@ -289,12 +290,26 @@ async fn researcher_flow(database_url: String) {
         (format!("{base}/workers"), "#workers"),
         (format!("{base}/grading"), "#grading-home"),
     ];
+    // Each page also loads its own group's bundle and nothing else, at most 250 KB on the wire.
     let mut layout = Vec::new();
+    let mut bundles = Vec::new();
     for (width, height) in [(1440, 900), (1366, 768)] {
         set_viewport(&browser, width, height).await;
         for (url, ready) in &pages {
             browser.goto(url).await.expect("page");
             element(&browser, ready).await;
+            let path = url
+                .strip_prefix(base.as_str())
+                .expect("a page of the portal");
+            let path = path.split('?').next().unwrap_or_default();
+            let wanted = format!("/{}_bg.wasm", Bundle::of(path).name());
+            let wasm = loaded_wasm(&browser).await;
+            if !matches!(&wasm[..], [(file, bytes)] if *file == wanted && (1..=250 * 1024).contains(bytes))
+            {
+                bundles.push(format!(
+                    "{url} loaded {wasm:?}, not {wanted} (at most 250 KB)"
+                ));
+            }
             let separate = "label.field > span:first-child, label.field input, label.field select";
             for fault in layout_faults(&browser, separate).await {
                 layout.push(format!("{url} at {width}×{height}: {fault}"));
@@ -340,6 +355,7 @@ async fn researcher_flow(database_url: String) {
         "{lineage}"
     );
     assert!(layout.is_empty(), "layout faults:\n{}", layout.join("\n"));
+    assert!(bundles.is_empty(), "bundles:\n{}", bundles.join("\n"));
     assert!(leaderboard.contains("chatml_ja_v1") && leaderboard.contains("plain_ja_v1"));
     // The form's worked examples reached the run: its lineage and the leaderboard say so.
     assert_eq!(second_prompt_id, "plain_ja_v1+1shot");

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use fantoccini::Client;
 use fantoccini::key::Key;
-use kokushi_tests::ui::{click, element, press, shoot, switch_user, text_of, type_into, wait_text};
+use kokushi_tests::ui::{
+    click, element, loaded_wasm, press, shoot, switch_user, text_of, type_into, wait_text,
+};
 use kokushi_tests::{Browser, TestApp, embedded_fixture, service};
 
 /// Signs `user` in (password `<user>-password`) in place of whoever was signed in.
@@ -97,6 +99,12 @@ async fn grading_flow() {
     b.goto(&format!("{base}/grading")).await.expect("grading");
     click(b, "#task-list .task-row a.task-open").await;
     element(b, "#agreement").await;
+    // The task page is the review's bundle, loaded afresh from the grading home's link.
+    let wasm = loaded_wasm(b).await;
+    assert!(
+        matches!(&wasm[..], [(file, bytes)] if file == "/kokushi_review_bg.wasm" && *bytes <= 250 * 1024),
+        "the task page loaded {wasm:?}"
+    );
     let percent = f64::from(items - 1) / f64::from(items) * 100.0;
     let shown = wait_text(b, "#percent-agreement", |t| !t.trim().is_empty()).await;
     assert!(

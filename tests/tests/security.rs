@@ -691,7 +691,7 @@ async fn every_answer_carries_the_security_headers() {
         paths.extend([
             ("GET", "/"),
             ("GET", "/runs/1"),
-            ("GET", "/start-portal.js"),
+            ("GET", "/start-kokushi_frontend.js"),
         ]);
     }
     for (method, path) in paths {
@@ -723,7 +723,7 @@ async fn every_answer_carries_the_security_headers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_page_is_answered_with_its_own_bundle() {
-    // A built frontend of three pages, each saying which it is.
+    // A built frontend of one page per bundle, each saying which it is.
     let (mut settings, _folders) = embedded_fixture().expect("folders");
     let dir = tempfile::tempdir().expect("tempdir");
     let web = dir.path().to_owned();
@@ -731,23 +731,25 @@ async fn each_page_is_answered_with_its_own_bundle() {
         std::fs::write(web.join(bundle.page()), format!("<p>{:?}</p>", bundle)).expect("page");
     }
     std::fs::write(web.join("style.css"), "p {}").expect("css");
-    settings.static_dir = Some(web);
+    settings.static_dir = Some(web.clone());
     let app = TestApp::spawn(settings).await.expect("server starts");
     for (path, bundle) in [
         ("/", "Portal"),
-        ("/runs/3", "Portal"),
-        ("/runs/3/questions/116A1", "Portal"),
-        ("/compare?first=1&second=2", "Portal"),
+        ("/runs/3", "Runs"),
+        ("/runs/3/questions/116A1", "Question"),
+        ("/compare?first=1&second=2", "Compare"),
         ("/login", "Portal"),
         ("/no/such/page", "Portal"),
         ("/jobsx", "Portal"),
-        ("/jobs", "Workbench"),
-        ("/jobs/", "Workbench"),
+        ("/jobs", "Jobs"),
+        ("/jobs/", "Jobs"),
         ("/exam-sets", "Workbench"),
         ("/tunings/4", "Workbench"),
         ("/workers?x=1", "Workbench"),
         ("/grading", "Grading"),
         ("/grading/do/3?at=2", "Grading"),
+        ("/grading/tasks/2", "Review"),
+        ("/grading/items/9", "Review"),
     ] {
         let res = app.client.get(app.url(path)).send().await.expect("answer");
         assert_eq!(res.status(), 200, "{path}");
@@ -762,5 +764,58 @@ async fn each_page_is_answered_with_its_own_bundle() {
         .await
         .expect("answer");
     assert_eq!(css.text().await.expect("css"), "p {}");
+
+    // A bundle gzipped beforehand goes to a browser that takes gzip as it is, typed as what it
+    // holds; to any other client, the plain file. A name outside the built files finds nothing.
+    std::fs::write(web.join("x_bg.wasm"), b"\0asm plain").expect("wasm");
+    std::fs::write(web.join("x_bg.wasm.gz"), b"gzipped!").expect("gz");
+    std::fs::write(web.join(".hidden.js.gz"), b"secret").expect("hidden");
+    for (accept, encoded, length) in [
+        ("gzip, deflate, br, zstd", true, 8),
+        ("br", false, 10),
+        ("gzip;q=0", false, 10),
+        ("identity", false, 10),
+    ] {
+        let (status, head) = raw_request(
+            &app.base,
+            "GET",
+            "/x_bg.wasm",
+            &[("Accept-Encoding", accept)],
+            b"",
+        )
+        .await
+        .expect("answer");
+        let head = head.to_ascii_lowercase();
+        assert_eq!(status, 200, "{accept}: {head}");
+        assert!(
+            head.contains("content-type: application/wasm"),
+            "{accept}: {head}"
+        );
+        assert_eq!(
+            head.contains("content-encoding: gzip"),
+            encoded,
+            "{accept}: {head}"
+        );
+        assert!(
+            head.contains(&format!("content-length: {length}")),
+            "{accept}: {head}"
+        );
+        // Not offered for download under the compressed file's name.
+        assert!(!head.contains(".gz"), "{accept}: {head}");
+    }
+    for path in [
+        "/.hidden.js",
+        "/x_bg.wasm.gz.gz",
+        "/%2e%2e/x_bg.wasm",
+        "/../x_bg.wasm",
+    ] {
+        let (status, head) =
+            raw_request(&app.base, "GET", path, &[("Accept-Encoding", "gzip")], b"")
+                .await
+                .expect("answer");
+        // Sent as it is, the hidden file would show its text: anything else here is a page
+        // (compressed on the fly) or a refusal.
+        assert!(!head.contains("secret"), "{path} ({status}): {head}");
+    }
     app.stop().await.expect("clean stop");
 }

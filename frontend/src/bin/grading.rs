@@ -1,6 +1,5 @@
-//! The grading app's bundle (`kokushi_grading.wasm`, loaded by `grading.html`, which the server
-//! answers for `/grading` and every path below it). Everything lives in the library
-//! (`src/lib.rs`).
+//! The grading app's bundle (`grading.html`: `/grading`, `/grading/do/…`). Everything lives in
+//! the library (`src/lib.rs`); `kokushi_shared::bundle::Bundle` maps paths to bundles.
 
 fn main() {
     kokushi_ui::start_grading();

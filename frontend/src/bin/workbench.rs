@@ -1,6 +1,6 @@
-//! The workbench's bundle (`kokushi_workbench.wasm`, loaded by `workbench.html`, which the
-//! server answers for `/jobs`, `/exam-sets`, `/tunings/…` and `/workers`). Everything lives in
-//! the library (`src/lib.rs`).
+//! The workbench's bundle (`workbench.html`: `/exam-sets`, `/tunings/…`, `/workers`).
+//! Everything lives in the library (`src/lib.rs`); `kokushi_shared::bundle::Bundle` maps paths
+//! to bundles.
 
 fn main() {
     kokushi_ui::start_workbench();

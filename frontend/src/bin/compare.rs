@@ -1,0 +1,6 @@
+//! The bundle of two runs compared (`compare.html`: `/compare`). Everything lives in the library
+//! (`src/lib.rs`); `kokushi_shared::bundle::Bundle` maps paths to bundles.
+
+fn main() {
+    kokushi_ui::start_compare();
+}

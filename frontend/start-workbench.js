@@ -1,2 +1,0 @@
-import init from '/kokushi_workbench.js';
-init();
