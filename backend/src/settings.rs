@@ -38,6 +38,8 @@ pub struct Settings {
     /// How many questions the embedded worker answers together (throughput only: a batch
     /// changes no answer).
     pub worker_batch: usize,
+    /// Where the embedded worker runs its models (checked before the server starts).
+    pub worker_device: kokushi_worker::Device,
     /// How often the server checks that the queue has not lost unfinished jobs.
     pub reconcile_interval: std::time::Duration,
     /// Runs one account may have waiting in the queue at once.
@@ -73,6 +75,7 @@ impl Settings {
             visibility_timeout: kokushi_queue::DEFAULT_VISIBILITY_TIMEOUT,
             max_attempts: 3,
             worker_batch: 1,
+            worker_device: kokushi_worker::Device::Cpu,
             reconcile_interval: std::time::Duration::from_secs(10),
             max_queued_per_user: 50,
             trusted_proxies: crate::auth::TrustedProxies::default(),

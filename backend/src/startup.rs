@@ -105,6 +105,7 @@ impl Application {
                     visibility_timeout: settings.visibility_timeout,
                     max_attempts: settings.max_attempts,
                     batch: settings.worker_batch,
+                    device: settings.worker_device,
                 },
             );
             let mut stop = stop_rx.clone();

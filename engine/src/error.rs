@@ -103,8 +103,23 @@ pub enum EngineError {
         source: Box<candle_core::Error>,
     },
 
-    /// The requested compute device is not available in this build or on this machine.
-    #[error("device {device} is not available")]
+    /// A device name that is not one the engine knows.
+    #[error("no such device {given:?}: name one of {forms}")]
+    NoSuchDevice { given: String, forms: &'static str },
+
+    /// A CUDA device asked of a build without CUDA support.
+    #[error(
+        "device {device} needs CUDA support, which this build does not have: build with \
+         `cargo build --release --features cuda` on a machine with the CUDA toolkit \
+         (docs/gpu.md), or use --device cpu"
+    )]
+    CudaNotBuilt { device: String },
+
+    /// The requested compute device is not available on this machine (no driver, no such
+    /// device).
+    #[error(
+        "device {device} is not available (is the NVIDIA driver installed and the GPU visible?)"
+    )]
     Device {
         device: String,
         #[source]

@@ -22,6 +22,7 @@
 mod adapter;
 mod arithmetic;
 mod chat;
+mod device;
 mod error;
 pub mod fixture;
 mod generate;
@@ -38,12 +39,13 @@ mod transformer;
 mod weights;
 
 pub use adapter::AdapterInfo;
+pub use device::{CUDA_BUILT, DEVICE_FORMS, Device, DeviceChoice, DeviceMemory};
 pub use error::EngineError;
 pub use generate::{Generation, GenerationParams, StopReason};
 pub use hf::SUPPORTED_MODEL_TYPES;
 pub use inspect::{Format, Inspection, inspect};
 pub use loglik::{ContinuationScore, Scores};
-pub use model::{Device, LoadOptions, Model, ModelInfo};
+pub use model::{LoadOptions, Model, ModelInfo};
 pub use train::{AdamWSettings, LoraSpec, LoraTrainer, Sequence, StepStats};
 pub use transformer::PROJECTIONS;
 pub use weights::SUPPORTED_ARCHITECTURES;

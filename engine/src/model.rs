@@ -14,34 +14,11 @@ use candle_core::quantized::gguf_file::Content;
 use tokenizers::Tokenizer;
 
 use crate::EngineError;
+use crate::device::Device;
 use crate::gguf::{self, Metadata};
 use crate::tokenizer;
 
 use crate::weights::{SUPPORTED_ARCHITECTURES, Weights};
-
-/// Where the model's tensors live and its arithmetic runs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Device {
-    /// The CPU; always available.
-    #[default]
-    Cpu,
-    /// The CUDA device with this ordinal; only in builds with the `cuda` feature.
-    Cuda(usize),
-}
-
-impl Device {
-    fn to_candle(self) -> Result<candle_core::Device, EngineError> {
-        match self {
-            Self::Cpu => Ok(candle_core::Device::Cpu),
-            Self::Cuda(ordinal) => {
-                candle_core::Device::new_cuda(ordinal).map_err(|source| EngineError::Device {
-                    device: format!("cuda:{ordinal}"),
-                    source: Box::new(source),
-                })
-            }
-        }
-    }
-}
 
 /// How to load a model.
 #[derive(Debug, Clone)]
@@ -112,7 +89,7 @@ impl Model {
     pub fn load(path: &Path, opts: &LoadOptions) -> Result<Model, EngineError> {
         if path.is_dir() {
             let started = Instant::now();
-            let model = crate::hf::load(path, &opts.device.to_candle()?)?;
+            let model = crate::hf::load(path, &opts.device.open()?)?;
             tracing::info!(
                 path = %path.display(),
                 architecture = %model.info.architecture,
@@ -160,7 +137,7 @@ impl Model {
             }),
             None => None,
         };
-        let device = opts.device.to_candle()?;
+        let device = opts.device.open()?;
 
         let requantize = opts.requantize_q8_0 && device.is_cpu();
         let (transformer, converted) =

@@ -13,6 +13,19 @@ use crate::i18n::{self, t, tf};
 pub const NONE: &str = "—";
 
 /// A ratio in 0..=1 as a percentage with one decimal: `0.15` → `15.0%`.
+/// A size in bytes for people: `23.4 GiB`, `512 MiB`.
+pub fn bytes(n: u64) -> String {
+    const MIB: u64 = 1 << 20;
+    const GIB: u64 = 1 << 30;
+    if n >= GIB {
+        // Tenths of a GiB, rounded.
+        let tenths = (u128::from(n) * 10 + u128::from(GIB) / 2) / u128::from(GIB);
+        format!("{}.{} GiB", tenths / 10, tenths % 10)
+    } else {
+        format!("{} MiB", (n + MIB / 2) / MIB)
+    }
+}
+
 pub fn percent(ratio: f64) -> String {
     format!("{:.1}%", ratio * 100.0)
 }
@@ -159,6 +172,15 @@ mod tests {
     use kokushi_shared::api::ScoredAnswer;
 
     use super::*;
+
+    #[test]
+    fn sizes_read_as_people_say_them() {
+        assert_eq!(super::bytes(0), "0 MiB");
+        assert_eq!(super::bytes(512 << 20), "512 MiB");
+        assert_eq!(super::bytes(24 << 30), "24.0 GiB");
+        assert_eq!(super::bytes((23 << 30) + (430 << 20)), "23.4 GiB");
+        assert_eq!(super::bytes(u64::MAX), "17179869184.0 GiB");
+    }
 
     #[test]
     fn human_accuracy_names_how_many_answers_humans_decided() {

@@ -419,8 +419,18 @@ pub struct NewToken {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WorkerInfo {
     pub name: String,
-    /// `cpu`, `cuda:0`, … and the CPU threads it uses.
+    /// `cpu` or `cuda:N`: where its models run.
     pub device: String,
+    /// What the device is (`NVIDIA A100-SXM4-40GB`; the CPU's model and the threads used), when
+    /// known.
+    #[serde(default)]
+    pub device_name: Option<String>,
+    /// Bytes the device holds, when known (the GPU's memory; the machine's for the CPU).
+    #[serde(default)]
+    pub memory_total: Option<u64>,
+    /// Bytes free on the device at its last report (for the CPU: available memory).
+    #[serde(default)]
+    pub memory_free: Option<u64>,
     /// The model it has loaded, if any.
     pub model: Option<String>,
     /// The run it is working on, if any.

@@ -118,6 +118,7 @@ async fn researcher_flow(database_url: String) {
             visibility_timeout: Duration::from_secs(30),
             max_attempts: 3,
             batch: 1,
+            device: kokushi_worker::Device::Cpu,
         },
     );
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);

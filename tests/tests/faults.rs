@@ -540,6 +540,7 @@ async fn job_that_keeps_stopping_its_workers(db: String) {
             visibility_timeout: visibility,
             max_attempts: 1,
             batch: 1,
+            device: kokushi_worker::Device::Cpu,
         },
     );
     let handled = worker.try_execute_next().await.expect("a step");

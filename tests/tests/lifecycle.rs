@@ -80,6 +80,7 @@ async fn cancel_retry_priority_limit(db: String) {
             visibility_timeout: Duration::from_secs(30),
             max_attempts: 3,
             batch: 1,
+            device: kokushi_worker::Device::Cpu,
         },
     );
 
@@ -213,6 +214,7 @@ async fn cancelled_while_running(db: String) {
             visibility_timeout: Duration::from_secs(30),
             max_attempts: 3,
             batch: 1,
+            device: kokushi_worker::Device::Cpu,
         },
     );
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);

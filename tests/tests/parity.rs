@@ -234,6 +234,7 @@ fn a_portal_run_and_kokushi_eval_write_the_same_predictions() {
                 visibility_timeout: Duration::from_secs(60),
                 max_attempts: 3,
                 batch: 4,
+                device: kokushi_worker::Device::Cpu,
             },
         );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

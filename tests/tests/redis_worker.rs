@@ -79,7 +79,20 @@ async fn separate_worker(db: String) {
         .unwrap_or_else(|| panic!("the worker is registered: {workers:?}"));
     assert_eq!(me.model.as_deref(), Some(kokushi_tests::FIXTURE_MODEL));
     assert_eq!(me.run_id, None, "idle after the run");
-    assert!(me.device.starts_with("cpu"), "{}", me.device);
+    // `--device auto` in a build without CUDA: the CPU, with the machine's memory.
+    assert_eq!(me.device, "cpu");
+    assert!(
+        me.device_name
+            .as_deref()
+            .is_some_and(|n| n.contains("threads")),
+        "{:?}",
+        me.device_name
+    );
+    let (free, total) = (
+        me.memory_free.expect("free"),
+        me.memory_total.expect("total"),
+    );
+    assert!(0 < free && free <= total, "{free} of {total}");
     let age = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")

@@ -322,6 +322,7 @@ fn a_worker_calls_a_remote_model_only_when_its_operator_allows_it() {
                     visibility_timeout: kokushi_queue::DEFAULT_VISIBILITY_TIMEOUT,
                     max_attempts: 3,
                     batch: 1,
+                    device: kokushi_worker::Device::Cpu,
                 },
             );
             worker.try_execute_next().await.unwrap();

@@ -76,6 +76,8 @@ pub struct Loaded {
 /// A tuning run for the engine thread.
 pub struct TuneCommand {
     pub base: PathBuf,
+    /// Where the base model is loaded and trained.
+    pub device: kokushi_engine::Device,
     pub plan: crate::tune::RunPlan,
     pub train: Vec<kokushi_shared::tuning::Example>,
     pub validation: Vec<kokushi_shared::tuning::Example>,
@@ -310,6 +312,7 @@ fn with_loaded<T>(
 fn tune(command: TuneCommand) -> Result<crate::tune::Manifest, crate::tune::TuneError> {
     let TuneCommand {
         base,
+        device,
         plan,
         train,
         validation,
@@ -317,7 +320,10 @@ fn tune(command: TuneCommand) -> Result<crate::tune::Manifest, crate::tune::Tune
         events,
         stop,
     } = command;
-    let (mut model, info) = load_model(&LoadRequest::new(base))?;
+    let (mut model, info) = load_model(&LoadRequest {
+        device,
+        ..LoadRequest::new(base)
+    })?;
     let _ = events.send(TuneProgress::Loaded(info.description));
     crate::tune::run(&mut model, &plan, &train, &validation, &out, |event| {
         let _ = events.send(TuneProgress::Event(event.clone()));

@@ -22,6 +22,7 @@ use kokushi_queue::{JobQueue, QueueError};
 use kokushi_shared::job::{EvalJob, Job, TuneJob, TunePoint, WorkerEvent};
 
 pub use engine_thread::EngineThread;
+pub use kokushi_engine::{Device, DeviceChoice};
 pub use model_store::{ModelStoreError, adapter_folder, is_plain_name, list_store, resolve_model};
 
 /// Errors that stop the worker loop itself (a failing job is reported as an event instead).
@@ -55,6 +56,8 @@ pub struct WorkerConfig {
     /// How many questions are answered together (decoded in one batch by the local engine,
     /// sent at once to a remote server). Changes throughput, never an answer.
     pub batch: usize,
+    /// Where models are loaded and jobs run (checked by the caller: `DeviceChoice::resolve`).
+    pub device: Device,
 }
 
 /// A worker bound to a queue.
@@ -89,9 +92,21 @@ impl Worker {
             .and_then(|v| v.parse::<usize>().ok())
             .or_else(|| std::thread::available_parallelism().ok().map(usize::from))
             .unwrap_or(1);
+        let device = config.device;
+        let memory = device.memory();
+        let device_name = match device {
+            Device::Cpu => Some(match device.model_name() {
+                Some(cpu) => format!("{cpu} ({threads} threads)"),
+                None => format!("{threads} threads"),
+            }),
+            Device::Cuda(_) => device.model_name(),
+        };
         let info = kokushi_shared::api::WorkerInfo {
             name: config.name.clone(),
-            device: format!("cpu ({threads} threads)"),
+            device: device.to_string(),
+            device_name,
+            memory_total: memory.map(|m| m.total),
+            memory_free: memory.map(|m| m.free),
             model: None,
             run_id: None,
             job_id: None,
@@ -112,6 +127,9 @@ impl Worker {
         let info = {
             let mut info = self.info.lock().unwrap_or_else(|e| e.into_inner());
             info.last_seen_unix = unix_now();
+            if let Some(memory) = self.config.device.memory() {
+                info.memory_free = Some(memory.free);
+            }
             info.clone()
         };
         if let Err(e) = self
@@ -287,6 +305,7 @@ impl Worker {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let command = engine_thread::TuneCommand {
             base,
+            device: self.config.device,
             plan,
             train: job.train.clone(),
             validation: job.validation.clone(),
@@ -381,6 +400,7 @@ impl Worker {
                 let request = engine_thread::LoadRequest {
                     adapter,
                     keep_quantization: job.settings.keep_quantization,
+                    device: self.config.device,
                     ..engine_thread::LoadRequest::new(path)
                 };
                 let loaded = self

@@ -94,9 +94,8 @@ pub struct EvalArgs {
     /// Seed of the choice of worked examples.
     #[arg(long, default_value_t = 20_230_331)]
     shot_seed: u64,
-    /// Where the model runs: cpu, or cuda:N (a build with `--features cuda`).
-    #[arg(long, default_value = "cpu", value_parser = parse_device)]
-    device: kokushi_worker::eval::Device,
+    #[command(flatten)]
+    device: super::flags::DeviceArgs,
     /// A PEFT LoRA adapter folder (adapter_config.json, adapter_model.safetensors) to answer
     /// through; its folder name is recorded in every line.
     #[arg(long)]
@@ -155,6 +154,8 @@ pub struct RemoteArgs {
 /// Reads the questions, settles the run's specification, and answers through the evaluation
 /// core with the local engine or the remote server `--model` names.
 pub async fn eval(args: &EvalArgs) -> anyhow::Result<()> {
+    // At once: a device this build or machine lacks is named before any work.
+    args.device.resolve()?;
     let chat_template = args.prompt_format.as_deref() == Some("chat_template");
     let chosen_format = match &args.prompt_format {
         None => None,
@@ -342,7 +343,7 @@ async fn load_local_model(
         adapter,
         merge_adapter: args.merge_adapter,
         keep_quantization: args.keep_quantization,
-        device: args.device,
+        device: args.device.resolve()?,
         ..LoadRequest::new(model_path.clone())
     };
     let loaded = engine.load(request).await.with_context(|| {
@@ -531,20 +532,6 @@ pub fn resolve_eval_model(name: &str, cache: Option<&std::path::Path>) -> anyhow
         cache.display()
     );
     Ok(path)
-}
-
-/// `cpu`, `cuda` (device 0) or `cuda:N`.
-fn parse_device(text: &str) -> Result<kokushi_worker::eval::Device, String> {
-    use kokushi_worker::eval::Device;
-    match text {
-        "cpu" => Ok(Device::Cpu),
-        "cuda" => Ok(Device::Cuda(0)),
-        _ => text
-            .strip_prefix("cuda:")
-            .and_then(|n| n.parse().ok())
-            .map(Device::Cuda)
-            .ok_or_else(|| format!("{text:?} is not a device: use cpu, cuda or cuda:N")),
-    }
 }
 
 /// The lines of an interrupted run in `partial` worth keeping: those of questions still asked,

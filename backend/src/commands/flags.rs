@@ -17,6 +17,45 @@ pub struct DbArgs {
     pub database_url: String,
 }
 
+/// Where models run (`worker`, `eval`, `tune`, and `serve`'s embedded worker).
+#[derive(Args, Clone)]
+pub struct DeviceArgs {
+    /// Where models run: cpu; cuda or cuda:N, the N-th NVIDIA GPU (a build with `--features
+    /// cuda` and the NVIDIA driver: docs/gpu.md); auto, the first GPU when this build and this
+    /// machine have one, else the CPU. Checked before anything else starts.
+    #[arg(long, env = "KOKUSHI_DEVICE", default_value = "auto", value_name = "DEVICE",
+          value_parser = parse_device)]
+    pub device: kokushi_worker::DeviceChoice,
+}
+
+impl DeviceArgs {
+    /// The device, checked on this machine; an error names what is missing.
+    pub fn resolve(&self) -> anyhow::Result<kokushi_worker::Device> {
+        let device = self
+            .device
+            .resolve()
+            .map_err(|e| anyhow::anyhow!("--device {}: {}", self.device, error_chain(&e)))?;
+        Ok(device)
+    }
+}
+
+fn parse_device(text: &str) -> Result<kokushi_worker::DeviceChoice, String> {
+    text.parse()
+        .map_err(|e: kokushi_worker::eval::EngineError| e.to_string())
+}
+
+/// An error and its causes, on one line.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// How many questions a worker answers at once (`serve`'s embedded worker, `worker`).
 #[derive(Args, Clone)]
 pub struct WorkerBatchArgs {

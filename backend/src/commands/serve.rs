@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::Args;
 use kokushi_backend::{Application, Settings};
 
-use super::flags::{DbArgs, ReliabilityArgs, WorkerBatchArgs, base_urls};
+use super::flags::{DbArgs, DeviceArgs, ReliabilityArgs, WorkerBatchArgs, base_urls};
 
 #[derive(Args, Clone)]
 pub struct ServeArgs {
@@ -86,6 +86,9 @@ pub struct ServeArgs {
     pub remote_model_allow: Vec<String>,
     #[command(flatten)]
     pub batch: WorkerBatchArgs,
+    /// Where the embedded worker runs its models.
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 /// The server's settings from the flags (and the limits no flag sets).
@@ -93,6 +96,7 @@ fn settings(args: &ServeArgs) -> anyhow::Result<Settings> {
     let trusted_proxies = kokushi_backend::auth::TrustedProxies::parse(&args.trusted_proxies)
         .map_err(|e| anyhow::anyhow!("--trusted-proxy: {e}"))?;
     let remote_model_allow = base_urls("--remote-model-allow", &args.remote_model_allow)?;
+    let embedded = args.embedded_worker.unwrap_or(args.redis_url.is_none());
     Ok(Settings {
         database_url: args.db.database_url.clone(),
         redis_url: args.redis_url.clone(),
@@ -100,12 +104,17 @@ fn settings(args: &ServeArgs) -> anyhow::Result<Settings> {
         bind: args.bind.clone(),
         model_store: args.model_store.clone(),
         static_dir: args.static_dir.clone(),
-        embedded_worker: args.embedded_worker.unwrap_or(args.redis_url.is_none()),
+        embedded_worker: embedded,
         max_upload_bytes: 32 * 1024 * 1024,
         secure_cookies: args.secure_cookies,
         visibility_timeout: Duration::from_secs(args.reliability.visibility_timeout),
         max_attempts: 3,
         worker_batch: usize::from(args.batch.worker_batch),
+        worker_device: if embedded {
+            args.device.resolve()?
+        } else {
+            kokushi_worker::Device::Cpu
+        },
         reconcile_interval: Duration::from_secs(args.reconcile_interval),
         max_queued_per_user: args.max_queued_per_user,
         trusted_proxies,

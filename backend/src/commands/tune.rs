@@ -51,6 +51,8 @@ pub struct TuneArgs {
     /// Where named demo models are cached.
     #[arg(long, env = "KOKUSHI_MODEL_CACHE")]
     pub model_cache: Option<PathBuf>,
+    #[command(flatten)]
+    pub device: super::flags::DeviceArgs,
     /// Tuning data, [exam:|jmmlu:|instructions:]PATH (repeatable).
     #[arg(long = "data", required = true, num_args = 1..)]
     pub data: Vec<String>,
@@ -362,6 +364,8 @@ fn recipe(args: &TuneArgs) -> anyhow::Result<Recipe> {
 
 /// `kokushi tune`.
 pub fn tune(args: &TuneArgs) -> anyhow::Result<()> {
+    // At once: a device this build or machine lacks is named before any work.
+    let device = args.device.resolve()?;
     let formats = args
         .prompt_format
         .split(',')
@@ -425,10 +429,13 @@ pub fn tune(args: &TuneArgs) -> anyhow::Result<()> {
         checkpoint_every: args.checkpoint_every,
     };
     let model_path = super::eval::resolve_eval_model(&args.base, args.model_cache.as_deref())?;
-    eprintln!("loading {}", model_path.display());
+    eprintln!("loading {} on {device}", model_path.display());
     let mut model = kokushi_worker::eval::Model::load(
         &model_path,
-        &kokushi_worker::eval::LoadOptions::default(),
+        &kokushi_worker::eval::LoadOptions {
+            device,
+            ..kokushi_worker::eval::LoadOptions::default()
+        },
     )
     .with_context(|| format!("cannot load {}", model_path.display()))?;
     let r = &plan.recipe;

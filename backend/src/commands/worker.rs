@@ -10,7 +10,7 @@ use clap::Args;
 use kokushi_queue::RedisQueue;
 use kokushi_worker::{Worker, WorkerConfig};
 
-use super::flags::{ReliabilityArgs, WorkerBatchArgs, base_urls};
+use super::flags::{DeviceArgs, ReliabilityArgs, WorkerBatchArgs, base_urls};
 use super::serve::shutdown_signal;
 
 #[derive(Args)]
@@ -53,9 +53,13 @@ pub struct WorkerArgs {
     max_attempts: u32,
     #[command(flatten)]
     batch: WorkerBatchArgs,
+    #[command(flatten)]
+    device: DeviceArgs,
 }
 
 pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
+    // Before anything else: a node that cannot use its device must not take jobs.
+    let device = args.device.resolve()?;
     let queue = Arc::new(
         RedisQueue::connect(&args.redis_url, &args.queue_prefix)
             .await?
@@ -84,6 +88,7 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
             visibility_timeout: Duration::from_secs(args.reliability.visibility_timeout),
             max_attempts: args.max_attempts,
             batch: usize::from(args.batch.worker_batch),
+            device,
         },
     );
     worker.run_until_stopped(shutdown_signal()).await;

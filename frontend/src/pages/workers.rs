@@ -28,6 +28,7 @@ pub fn WorkersPage() -> impl IntoView {
                     <tr>
                         <th>{t(i18n::WORKERS_COLUMN_WORKER)}</th>
                         <th>{t(i18n::WORKERS_COLUMN_DEVICE)}</th>
+                        <th>{t(i18n::WORKERS_COLUMN_MEMORY)}</th>
                         <th>{t(i18n::WORKERS_COLUMN_MODEL)}</th>
                         <th>{t(i18n::WORKERS_COLUMN_JOB)}</th>
                         <th class="num">{t(i18n::WORKERS_COLUMN_HEARTBEAT)}</th>
@@ -44,7 +45,19 @@ pub fn WorkersPage() -> impl IntoView {
                             view! {
                                 <tr class="worker-row">
                                     <td>{w.name}</td>
-                                    <td>{w.device}</td>
+                                    <td class="worker-device">
+                                        {w.device}
+                                        {w.device_name.map(|n| view! { <span class="hint device-name">{n}</span> })}
+                                    </td>
+                                    <td class="worker-memory">
+                                        {match (w.memory_free, w.memory_total) {
+                                            (Some(free), Some(total)) => tf(
+                                                i18n::WORKERS_MEMORY,
+                                                &[("free", &format::bytes(free)), ("total", &format::bytes(total))],
+                                            ),
+                                            _ => format::NONE.to_owned(),
+                                        }}
+                                    </td>
                                     <td>{w.model.unwrap_or_else(|| format::NONE.to_owned())}</td>
                                     <td>
                                         {match (w.run_id, w.job_id) {
