@@ -28,6 +28,42 @@ pub struct LoadOptions {
     /// (docs/perf-notes.md). `Q4_0`/`Q4_1` run on the engine's own 4-bit kernel either way.
     pub requantize_q8_0: bool,
     pub device: Device,
+    /// Which kernels do the arithmetic on the CPU; other devices always take candle's.
+    pub kernels: Kernels,
+}
+
+/// Which kernels a model on the CPU runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Kernels {
+    /// The engine's own where it has them (the tiled `Q8_0` and 4-bit products, CPU attention
+    /// without a mask), candle's elsewhere: the fast CPU path.
+    #[default]
+    Own,
+    /// candle's device-generic operations only (`QMatMul` over the file's quantized weights,
+    /// masked attention from candle ops, no requantization): exactly the code a CUDA device
+    /// runs, on the CPU, so that CI checks the GPU path but for candle's CUDA kernels.
+    Generic,
+}
+
+impl std::str::FromStr for Kernels {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "own" => Ok(Self::Own),
+            "generic" => Ok(Self::Generic),
+            other => Err(format!("no kernels {other:?}: own or generic")),
+        }
+    }
+}
+
+impl fmt::Display for Kernels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Own => "own",
+            Self::Generic => "generic",
+        })
+    }
 }
 
 impl Default for LoadOptions {
@@ -35,6 +71,7 @@ impl Default for LoadOptions {
         Self {
             requantize_q8_0: true,
             device: Device::Cpu,
+            kernels: Kernels::Own,
         }
     }
 }
@@ -89,7 +126,10 @@ impl Model {
     pub fn load(path: &Path, opts: &LoadOptions) -> Result<Model, EngineError> {
         if path.is_dir() {
             let started = Instant::now();
-            let model = crate::hf::load(path, &opts.device.open()?)?;
+            let mut model = crate::hf::load(path, &opts.device.open()?)?;
+            if opts.kernels == Kernels::Generic {
+                std::sync::Arc::make_mut(&mut model.weights.model).candle_attention = true;
+            }
             tracing::info!(
                 path = %path.display(),
                 architecture = %model.info.architecture,
@@ -139,9 +179,19 @@ impl Model {
         };
         let device = opts.device.open()?;
 
-        let requantize = opts.requantize_q8_0 && device.is_cpu();
-        let (transformer, converted) =
-            crate::transformer::load::from_gguf(md, &content, &mut reader, &device, requantize)?;
+        // The engine's own kernels only on the CPU, and only when asked: other devices (and
+        // `Kernels::Generic`) keep the file's quantization for candle's kernels.
+        let own = device.is_cpu() && opts.kernels == Kernels::Own;
+        let requantize = opts.requantize_q8_0 && own;
+        let (mut transformer, converted) = crate::transformer::load::from_gguf(
+            md,
+            &content,
+            &mut reader,
+            &device,
+            requantize,
+            own,
+        )?;
+        transformer.candle_attention = !own;
         let quantization = if converted > 0 {
             tracing::debug!(converted, "requantized tensors to Q8_0");
             format!("{file_quantization} (requantized to Q8_0)")
@@ -264,5 +314,7 @@ fn dtype_name(dtype: GgmlDType) -> &'static str {
     }
 }
 
+#[cfg(test)]
+mod generic_tests;
 #[cfg(test)]
 mod tests;

@@ -152,9 +152,6 @@ impl Model {
         adamw: AdamWSettings,
         seed: u64,
     ) -> Result<LoraTrainer, EngineError> {
-        if !self.device.is_cpu() {
-            return Err(training_error("training runs on the CPU only"));
-        }
         if self.adapters.loaded.iter().any(|a| a.name == name) {
             return Err(training_error(format!(
                 "an adapter named {name:?} is already loaded"

@@ -46,6 +46,8 @@ pub struct LoadRequest {
     /// Keep the file's own quantization (no requantization to `Q8_0` at load).
     pub keep_quantization: bool,
     pub device: kokushi_engine::Device,
+    /// Which kernels run on the CPU (`Generic`: the code a GPU runs, to check it on a CPU).
+    pub kernels: kokushi_engine::Kernels,
 }
 
 impl LoadRequest {
@@ -57,6 +59,7 @@ impl LoadRequest {
             merge_adapter: false,
             keep_quantization: false,
             device: kokushi_engine::Device::Cpu,
+            kernels: kokushi_engine::Kernels::Own,
         }
     }
 }
@@ -200,6 +203,7 @@ fn load_model(request: &LoadRequest) -> Result<(Model, Loaded), EngineError> {
     let options = LoadOptions {
         requantize_q8_0: !request.keep_quantization,
         device: request.device,
+        kernels: request.kernels,
     };
     let mut model = Model::load(&request.path, &options)?;
     let i = model.info();

@@ -4,6 +4,7 @@
 //! Everything a fresh machine lacks is installed here, from the package registries only.
 
 mod bench_eval;
+mod gpu_check;
 mod services;
 mod tools;
 
@@ -65,6 +66,14 @@ commands:
   cuda-check
         compile-check the engine, worker and server with `--features cuda` against NVIDIA's
         CUDA 13.5 compiler and headers from PyPI (no GPU needed; ~400 MB once, ~12 min)
+  gpu-check [--device cuda:N|cpu] [--questions N] [--data DIR] [--report FILE]
+        on a machine with an NVIDIA GPU (a driver, nothing else): build with --features cuda
+        (NVIDIA's compiler from PyPI), run the engine's logits, log-likelihood and LoRA step
+        tests on the device against the CPU, evaluate both demo models on the first N (100)
+        text-only questions of IgakuQA 2022 and time two tuning steps, on the device and on
+        the CPU; write a report (default <cache>/gpu-check/report.md). At most 10 minutes on a
+        GPU. --device cpu runs the same script with the generic kernels on the CPU (CI runs it
+        with --questions 3)
   peft-check
         train LoRA adapters on the fixture models, load them with Hugging Face PEFT onto the
         fixtures' Hugging Face folders and compare the log-probabilities (same venv)
@@ -117,6 +126,7 @@ fn run() -> Result<()> {
         }
         Some("peft-check") => peft_check(&root),
         Some("cuda-check") => cuda_check(&root),
+        Some("gpu-check") => gpu_check::gpu_check(&root, &args[1..]),
         Some("fetch-models") => {
             let store = tools::fetch_demo_model()?;
             tools::fetch_gemma_model()?;
@@ -219,7 +229,7 @@ pub fn run_cmd(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-fn cargo() -> Command {
+pub fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
 }
 
@@ -905,6 +915,16 @@ fn test(root: &Path) -> Result<()> {
             .env("CANDLE_NUM_THREADS", "2")
             .env("KOKUSHI_DATA", root.join("../shared/data")),
     );
+    // The GPU check's script, as a dry run on the CPU, so that it cannot rot.
+    step("gpu-check --device cpu (the GPU script, dry run)");
+    let dry_run = gpu_check::gpu_check(
+        root,
+        &["--device", "cpu", "--questions", "3"].map(str::to_owned),
+    );
+    if let Err(e) = &dry_run {
+        eprintln!("xtask: {e:#}");
+    }
+    results.push(("gpu-check --device cpu", dry_run.is_ok()));
     drop(services);
     step("no browser outlives the tests");
     let left: Vec<(u32, String)> = browser_processes()

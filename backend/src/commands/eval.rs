@@ -96,6 +96,8 @@ pub struct EvalArgs {
     shot_seed: u64,
     #[command(flatten)]
     device: super::flags::DeviceArgs,
+    #[command(flatten)]
+    kernels: super::flags::KernelArgs,
     /// A PEFT LoRA adapter folder (adapter_config.json, adapter_model.safetensors) to answer
     /// through; its folder name is recorded in every line.
     #[arg(long)]
@@ -344,6 +346,7 @@ async fn load_local_model(
         merge_adapter: args.merge_adapter,
         keep_quantization: args.keep_quantization,
         device: args.device.resolve()?,
+        kernels: args.kernels.kernels,
         ..LoadRequest::new(model_path.clone())
     };
     let loaded = engine.load(request).await.with_context(|| {

@@ -28,6 +28,17 @@ pub struct DeviceArgs {
     pub device: kokushi_worker::DeviceChoice,
 }
 
+/// Which kernels run a model on the CPU (`eval`, `tune`).
+#[derive(Args, Clone)]
+pub struct KernelArgs {
+    /// On the CPU: own, the engine's fast kernels; generic, candle's device-generic
+    /// operations only, exactly the code a GPU runs (slower; for checking that path on a
+    /// machine without a GPU, as `cargo xtask gpu-check --device cpu` does). A GPU always runs
+    /// the generic code.
+    #[arg(long, default_value = "own", value_name = "own|generic")]
+    pub kernels: kokushi_worker::eval::Kernels,
+}
+
 impl DeviceArgs {
     /// The device, checked on this machine; an error names what is missing.
     pub fn resolve(&self) -> anyhow::Result<kokushi_worker::Device> {

@@ -53,6 +53,8 @@ pub struct TuneArgs {
     pub model_cache: Option<PathBuf>,
     #[command(flatten)]
     pub device: super::flags::DeviceArgs,
+    #[command(flatten)]
+    pub kernels: super::flags::KernelArgs,
     /// Tuning data, [exam:|jmmlu:|instructions:]PATH (repeatable).
     #[arg(long = "data", required = true, num_args = 1..)]
     pub data: Vec<String>,
@@ -434,6 +436,7 @@ pub fn tune(args: &TuneArgs) -> anyhow::Result<()> {
         &model_path,
         &kokushi_worker::eval::LoadOptions {
             device,
+            kernels: args.kernels.kernels,
             ..kokushi_worker::eval::LoadOptions::default()
         },
     )

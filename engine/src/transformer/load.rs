@@ -91,6 +91,11 @@ trait TensorSource {
     fn missing(&self, name: &str) -> EngineError;
     /// Gemma norms stored as `w` to be used as `1 + w` (Hugging Face) rather than folded.
     fn norm_offset(&self) -> f64;
+    /// Whether quantized matrices take the engine's own CPU kernels (`Kernels::Own`) where it
+    /// has them.
+    fn own_kernels(&self) -> bool {
+        true
+    }
 }
 
 struct Gguf<'a, R> {
@@ -99,6 +104,7 @@ struct Gguf<'a, R> {
     reader: &'a mut R,
     device: &'a Device,
     requantize: bool,
+    own_kernels: bool,
     converted: usize,
 }
 
@@ -168,6 +174,10 @@ impl<R: Read + Seek> TensorSource for Gguf<'_, R> {
 
     fn norm_offset(&self) -> f64 {
         0.0
+    }
+
+    fn own_kernels(&self) -> bool {
+        self.own_kernels
     }
 }
 
@@ -247,7 +257,7 @@ fn linear(source: &mut dyn TensorSource, name: &str) -> Result<Linear, EngineErr
         source: Box::new(source),
     };
     if let Some(q) = source.matrix(&weight)? {
-        return Weight::from_qtensor(q)
+        return Weight::from_qtensor(q, source.own_kernels())
             .and_then(|w| Linear::new(w, bias))
             .map_err(tensor_error);
     }
@@ -361,6 +371,7 @@ pub(crate) fn from_gguf<R: Read + Seek>(
     reader: &mut R,
     device: &Device,
     requantize: bool,
+    own_kernels: bool,
 ) -> Result<(Transformer, usize), EngineError> {
     let path = md.path();
     let architecture = md.string("general.architecture")?;
@@ -425,6 +436,7 @@ pub(crate) fn from_gguf<R: Read + Seek>(
         reader,
         device,
         requantize,
+        own_kernels,
         converted: 0,
     };
     let rope_freq_factors = match source.vector("rope_freqs.weight")? {
@@ -487,11 +499,11 @@ pub(crate) fn from_gguf<R: Read + Seek>(
     let embedding = source
         .matrix("token_embd.weight")?
         .ok_or_else(|| source.missing("token_embd.weight"))?;
-    let embedding =
-        Weight::from_qtensor(embedding).map_err(|e| source.error("token_embd.weight", e))?;
+    let embedding = Weight::from_qtensor(embedding, own_kernels)
+        .map_err(|e| source.error("token_embd.weight", e))?;
     let head = match source.matrix("output.weight")? {
         Some(q) => Some(
-            Weight::from_qtensor(q)
+            Weight::from_qtensor(q, own_kernels)
                 .and_then(|w| Linear::new(w, None))
                 .map_err(|e| source.error("output.weight", e))?,
         ),

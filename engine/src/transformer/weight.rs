@@ -23,10 +23,10 @@ pub(crate) enum Weight {
 }
 
 impl Weight {
-    /// The engine's layout where it has a kernel for the tensor's type and device, else
-    /// candle's.
-    pub(crate) fn from_qtensor(q: Arc<QTensor>) -> Result<Self> {
-        if q.device().is_cpu() && q.shape().rank() == 2 {
+    /// The engine's layout where it has a kernel for the tensor's type and device and `own`
+    /// allows it, else candle's (the generic path every other device takes).
+    pub(crate) fn from_qtensor(q: Arc<QTensor>, own: bool) -> Result<Self> {
+        if own && q.device().is_cpu() && q.shape().rank() == 2 {
             let (rows, cols) = q.shape().dims2()?;
             let kind = match q.dtype() {
                 GgmlDType::Q4_0 => Some(Q4Kind::Q4_0),
@@ -239,6 +239,21 @@ impl candle_core::CustomOp2 for BaseProduct {
         product: &candle_core::CpuStorage,
         layout: &candle_core::Layout,
     ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        use candle_core::backend::BackendStorage;
+        if !layout.is_contiguous() || layout.start_offset() != 0 {
+            candle_core::bail!("the base product must be a fresh contiguous tensor");
+        }
+        Ok((product.try_clone(layout)?, layout.shape().clone()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        _: &candle_core::CudaStorage,
+        _: &candle_core::Layout,
+        product: &candle_core::CudaStorage,
+        layout: &candle_core::Layout,
+    ) -> Result<(candle_core::CudaStorage, candle_core::Shape)> {
         use candle_core::backend::BackendStorage;
         if !layout.is_contiguous() || layout.start_offset() != 0 {
             candle_core::bail!("the base product must be a fresh contiguous tensor");
