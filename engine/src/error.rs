@@ -103,6 +103,23 @@ pub enum EngineError {
         source: Box<candle_core::Error>,
     },
 
+    /// The model would not fit in what the device has free.
+    #[error(
+        "{} needs about {} on {device} (weights, KV cache and working memory, estimated from \
+         its header), and {device} has {} free of {}",
+        path.display(),
+        gib(*needed),
+        gib(*free),
+        gib(*total)
+    )]
+    DoesNotFit {
+        path: PathBuf,
+        device: String,
+        needed: u64,
+        free: u64,
+        total: u64,
+    },
+
     /// A device name that is not one the engine knows.
     #[error("no such device {given:?}: name one of {forms}")]
     NoSuchDevice { given: String, forms: &'static str },
@@ -191,4 +208,16 @@ pub enum EngineError {
         #[source]
         source: Box<candle_core::Error>,
     },
+}
+
+/// Bytes as GiB with one decimal (`23.4 GiB`), or MiB below one GiB.
+pub fn gib(bytes: u64) -> String {
+    const GIB: f64 = (1u64 << 30) as f64;
+    #[allow(clippy::cast_precision_loss)]
+    let value = bytes as f64;
+    if value >= GIB {
+        format!("{:.1} GiB", value / GIB)
+    } else {
+        format!("{:.0} MiB", value / (1u64 << 20) as f64)
+    }
 }

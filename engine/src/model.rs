@@ -30,6 +30,10 @@ pub struct LoadOptions {
     pub device: Device,
     /// Which kernels do the arithmetic on the CPU; other devices always take candle's.
     pub kernels: Kernels,
+    /// What the model will be asked to do: when given, a model whose estimate
+    /// ([`crate::memory_estimate`]) exceeds the device's free memory is refused before
+    /// anything is loaded.
+    pub workload: Option<crate::Workload>,
 }
 
 /// Which kernels a model on the CPU runs.
@@ -72,6 +76,7 @@ impl Default for LoadOptions {
             requantize_q8_0: true,
             device: Device::Cpu,
             kernels: Kernels::Own,
+            workload: None,
         }
     }
 }
@@ -124,6 +129,9 @@ impl fmt::Debug for Model {
 impl Model {
     /// Loads the GGUF file at `path`, or the Hugging Face model folder `path` names.
     pub fn load(path: &Path, opts: &LoadOptions) -> Result<Model, EngineError> {
+        if let Some(work) = opts.workload {
+            check_fits(path, opts.device, work)?;
+        }
         if path.is_dir() {
             let started = Instant::now();
             let mut model = crate::hf::load(path, &opts.device.open()?)?;
@@ -240,6 +248,31 @@ impl Model {
     pub fn tokenizer(&self) -> &Tokenizer {
         &self.tokenizer
     }
+}
+
+/// Refuses `path` on `device` when its estimate for `work` exceeds what the device has free
+/// (with a GPU's context and kernels counted).
+fn check_fits(path: &Path, device: Device, work: crate::Workload) -> Result<(), EngineError> {
+    let estimate = crate::memory_estimate(path, work)?;
+    let Some(memory) = device.memory() else {
+        return Ok(());
+    };
+    let overhead = if device.is_cpu() {
+        0
+    } else {
+        crate::CUDA_OVERHEAD
+    };
+    let needed = estimate.total().saturating_add(overhead);
+    if needed > memory.free {
+        return Err(EngineError::DoesNotFit {
+            path: path.to_path_buf(),
+            device: device.to_string(),
+            needed,
+            free: memory.free,
+            total: memory.total,
+        });
+    }
+    Ok(())
 }
 
 /// Names the file's quantization: llama.cpp's `general.file_type` when known (it tells Q4_K_M

@@ -136,7 +136,7 @@ fn bad_requests_are_refused_before_any_work() {
     let cases: [(&[&str], &str); 4] = [
         (
             &["--model", "x.gguf", "--device", "tpu"],
-            "is not a device: use cpu, cuda or cuda:N",
+            "no such device \"tpu\": name one of cpu, cuda, cuda:N",
         ),
         (
             &["--model", "gpt-9"],

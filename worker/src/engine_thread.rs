@@ -48,6 +48,9 @@ pub struct LoadRequest {
     pub device: kokushi_engine::Device,
     /// Which kernels run on the CPU (`Generic`: the code a GPU runs, to check it on a CPU).
     pub kernels: kokushi_engine::Kernels,
+    /// What the model will do: a model estimated not to fit the device's free memory for it is
+    /// refused before loading.
+    pub workload: Option<kokushi_engine::Workload>,
 }
 
 impl LoadRequest {
@@ -60,6 +63,7 @@ impl LoadRequest {
             keep_quantization: false,
             device: kokushi_engine::Device::Cpu,
             kernels: kokushi_engine::Kernels::Own,
+            workload: None,
         }
     }
 }
@@ -204,6 +208,7 @@ fn load_model(request: &LoadRequest) -> Result<(Model, Loaded), EngineError> {
         requantize_q8_0: !request.keep_quantization,
         device: request.device,
         kernels: request.kernels,
+        workload: request.workload,
     };
     let mut model = Model::load(&request.path, &options)?;
     let i = model.info();
@@ -324,8 +329,15 @@ fn tune(command: TuneCommand) -> Result<crate::tune::Manifest, crate::tune::Tune
         events,
         stop,
     } = command;
+    // Sequences are trained one at a time (gradients accumulate over a batch).
+    let workload = kokushi_engine::Workload {
+        positions: plan.recipe.max_seq_len,
+        batch: 1,
+        training: true,
+    };
     let (mut model, info) = load_model(&LoadRequest {
         device,
+        workload: Some(workload),
         ..LoadRequest::new(base)
     })?;
     let _ = events.send(TuneProgress::Loaded(info.description));

@@ -60,6 +60,20 @@ pub struct WorkerConfig {
     pub device: Device,
 }
 
+/// Positions an evaluation prompt is given room for in the memory estimate: IgakuQA's longest
+/// questions with eight worked examples stay below it.
+pub const PROMPT_POSITIONS: usize = 4096;
+
+/// What an evaluation asks of its model: prompts of up to [`PROMPT_POSITIONS`] and
+/// `max_new_tokens` more, `batch` at a time.
+pub fn eval_workload(max_new_tokens: u32, batch: usize) -> kokushi_engine::Workload {
+    kokushi_engine::Workload {
+        positions: PROMPT_POSITIONS + max_new_tokens as usize,
+        batch: batch.max(1),
+        training: false,
+    }
+}
+
 /// A worker bound to a queue.
 pub struct Worker {
     queue: Arc<dyn JobQueue>,
@@ -401,6 +415,10 @@ impl Worker {
                     adapter,
                     keep_quantization: job.settings.keep_quantization,
                     device: self.config.device,
+                    workload: Some(eval_workload(
+                        job.settings.max_new_tokens,
+                        self.config.batch,
+                    )),
                     ..engine_thread::LoadRequest::new(path)
                 };
                 let loaded = self

@@ -347,6 +347,10 @@ async fn load_local_model(
         keep_quantization: args.keep_quantization,
         device: args.device.resolve()?,
         kernels: args.kernels.kernels,
+        workload: Some(kokushi_worker::eval_workload(
+            u32::try_from(args.max_new_tokens).unwrap_or(u32::MAX),
+            usize::from(args.batch),
+        )),
         ..LoadRequest::new(model_path.clone())
     };
     let loaded = engine.load(request).await.with_context(|| {

@@ -49,6 +49,7 @@ fn load(arch: &str, weights: FixtureWeights, kernels: Kernels) -> (tempfile::Tem
             Kernels::Own => Device::Cpu,
             Kernels::Generic => test_device(),
         },
+        workload: None,
     };
     fixture::load(&spec, &opts)
 }
