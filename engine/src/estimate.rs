@@ -92,12 +92,13 @@ impl Shape {
             // Matrices in a format without a fast kernel are requantized to `Q8_0` on the CPU
             // (at most 34 bytes for 32 values, more than any 4- or 5-bit format); 1-D tensors
             // are held in `f32`.
+            // (Saturating: a hostile header must not wrap around to a small number.)
             let bytes = if info.shape.rank() < 2 {
-                elements * 4
+                elements.saturating_mul(4)
             } else {
-                stored_bytes(info.ggml_dtype, elements).max(elements * 34 / 32)
+                stored_bytes(info.ggml_dtype, elements).max(elements.saturating_mul(34) / 32)
             };
-            weights += bytes;
+            weights = weights.saturating_add(bytes);
             if info.shape.rank() == 2 {
                 largest = largest.max(elements);
             }
@@ -111,7 +112,7 @@ impl Shape {
             layers: md.usize(&key("block_count"))? as u64,
             hidden,
             feed_forward: md.opt_usize(&key("feed_forward_length"))?.unwrap_or(0) as u64,
-            kv_width: kv_heads * head_dim,
+            kv_width: kv_heads.saturating_mul(head_dim),
             vocab,
             context: md.usize(&key("context_length"))? as u64,
         })
@@ -139,41 +140,55 @@ impl Shape {
         let factor = if stored == "float32" { 1 } else { 2 };
         let vocab = get("vocab_size").unwrap_or(0);
         Ok(Self {
-            weights: inspected.size_bytes * factor,
-            largest_matrix: vocab * hidden,
+            weights: inspected.size_bytes.saturating_mul(factor),
+            largest_matrix: vocab.saturating_mul(hidden),
             layers: get("num_hidden_layers").unwrap_or(0),
             hidden,
             feed_forward: get("intermediate_size").unwrap_or(0),
-            kv_width: kv_heads * head_dim,
+            kv_width: kv_heads.saturating_mul(head_dim),
             vocab,
             context: get("max_position_embeddings").unwrap_or(4096),
         })
     }
 
     fn estimate(&self, work: Workload) -> MemoryEstimate {
-        // In 128 bits: a hostile batch or context must not wrap around to a small number.
-        let w = |v: u64| u128::from(v);
-        let positions = w((work.positions as u64).clamp(1, self.context.max(1)));
-        let rows = w(work.batch.max(1) as u64);
+        // Saturating, in 128 bits: a hostile header, batch or context must not wrap around to
+        // a small number.
+        let mul = |factors: &[u64]| -> u128 {
+            factors
+                .iter()
+                .fold(1u128, |p, &f| p.saturating_mul(u128::from(f)))
+        };
+        let positions = (work.positions as u64).clamp(1, self.context.max(1));
+        let rows = work.batch.max(1) as u64;
         // Keys and values of every layer, `f32`.
-        let kv_cache = 2 * w(self.layers) * w(self.kv_width) * positions * rows * 4;
+        let kv_cache = mul(&[2, self.layers, self.kv_width, positions, rows, 4]);
         // A pass's widest tensors: the feed-forward's three, attention scores over the
         // positions, the residual stream; all `f32`, for every row.
-        let per_position = w(self.hidden) * 4 + w(self.feed_forward) * 3 + positions;
-        let mut working = per_position * positions * rows * 4;
+        let per_position = self
+            .hidden
+            .saturating_mul(4)
+            .saturating_add(self.feed_forward.saturating_mul(3))
+            .saturating_add(positions);
+        let mut working = mul(&[per_position, positions, rows, 4]);
         // Logits: the last position when generating; every position of a continuation when
         // scoring or training (counted in full).
-        working += w(self.vocab) * rows * 4 * if work.training { positions } else { 1 };
+        let logit_positions = if work.training { positions } else { 1 };
+        working = working.saturating_add(mul(&[self.vocab, rows, 4, logit_positions]));
         if work.training {
             // The frozen base product dequantizes one matrix to `f32` at a time (twice: forward
-            // and backward), and the backward pass keeps each layer's activations.
-            working += w(self.largest_matrix) * 4 * 2;
-            working += w(self.layers) * per_position * positions * rows * 4;
-            // Log-softmax and its gradient beside the logits.
-            working += w(self.vocab) * positions * rows * 4 * 2;
+            // and backward), the backward pass keeps each layer's activations, and the
+            // log-softmax and its gradient sit beside the logits.
+            working = working
+                .saturating_add(mul(&[self.largest_matrix, 4, 2]))
+                .saturating_add(mul(&[self.layers, per_position, positions, rows, 4]))
+                .saturating_add(mul(&[self.vocab, positions, rows, 4, 2]));
         }
         // A tenth more for what is not counted (allocator slack, small tensors).
-        working += (w(self.weights) + kv_cache + working) / 10;
+        let all = u128::from(self.weights)
+            .saturating_add(kv_cache)
+            .saturating_add(working);
+        working = working.saturating_add(all / 10);
         let clamp = |v: u128| u64::try_from(v).unwrap_or(u64::MAX / 4);
         MemoryEstimate {
             weights: self.weights,
@@ -186,7 +201,9 @@ impl Shape {
 /// Bytes `elements` values take stored as `dtype`.
 fn stored_bytes(dtype: GgmlDType, elements: u64) -> u64 {
     let block = dtype.block_size().max(1) as u64;
-    elements.div_ceil(block) * dtype.type_size() as u64
+    elements
+        .div_ceil(block)
+        .saturating_mul(dtype.type_size() as u64)
 }
 
 #[cfg(test)]
@@ -311,5 +328,25 @@ mod tests {
             err.contains("tiny.gguf") && err.contains("needs about") && err.contains("free of"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn hostile_sizes_saturate_instead_of_wrapping() {
+        let shape = Shape {
+            weights: u64::MAX,
+            largest_matrix: u64::MAX,
+            layers: u64::MAX,
+            hidden: u64::MAX,
+            feed_forward: u64::MAX,
+            kv_width: u64::MAX,
+            vocab: u64::MAX,
+            context: u64::MAX,
+        };
+        let e = shape.estimate(Workload {
+            positions: usize::MAX,
+            batch: usize::MAX,
+            training: true,
+        });
+        assert!(e.total() >= u64::MAX / 4, "{e:?}");
     }
 }
