@@ -29,6 +29,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod page;
 pub mod routes;
+pub mod routing;
 pub mod scoring;
 pub mod settings;
 pub mod startup;

@@ -40,6 +40,9 @@ pub struct Settings {
     pub worker_batch: usize,
     /// Where the embedded worker runs its models (checked before the server starts).
     pub worker_device: kokushi_worker::Device,
+    /// The most memory a job may need for the embedded worker to take it (`None`: its
+    /// device's).
+    pub worker_memory: Option<u64>,
     /// How often the server checks that the queue has not lost unfinished jobs.
     pub reconcile_interval: std::time::Duration,
     /// Runs one account may have waiting in the queue at once.
@@ -76,6 +79,7 @@ impl Settings {
             max_attempts: 3,
             worker_batch: 1,
             worker_device: kokushi_worker::Device::Cpu,
+            worker_memory: None,
             reconcile_interval: std::time::Duration::from_secs(10),
             max_queued_per_user: 50,
             trusted_proxies: crate::auth::TrustedProxies::default(),

@@ -53,6 +53,11 @@ impl Application {
             ),
             None => Arc::new(MemoryQueue::new()),
         };
+        // Every job published carries what it needs of a worker (`routing`).
+        let queue: Arc<dyn JobQueue> = Arc::new(crate::routing::RoutedQueue::new(
+            queue,
+            settings.model_store.clone(),
+        ));
         tracing::info!(database = ?db.backend(), queue = %queue.describe(), "connected");
 
         // The database is the record: if the queue holds nothing of it (a new in-process queue,
@@ -106,6 +111,7 @@ impl Application {
                     max_attempts: settings.max_attempts,
                     batch: settings.worker_batch,
                     device: settings.worker_device,
+                    memory: settings.worker_memory,
                 },
             );
             let mut stop = stop_rx.clone();

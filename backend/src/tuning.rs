@@ -61,5 +61,6 @@ pub(crate) fn tune_job(
         train,
         validation,
         priority: row.priority,
+        needs: Default::default(),
     })
 }

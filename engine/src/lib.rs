@@ -41,7 +41,7 @@ mod weights;
 
 pub use adapter::AdapterInfo;
 pub use device::{CUDA_BUILT, DEVICE_FORMS, Device, DeviceChoice, DeviceMemory};
-pub use error::EngineError;
+pub use error::{EngineError, gib};
 pub use estimate::{CUDA_OVERHEAD, MemoryEstimate, Workload, memory_estimate};
 pub use generate::{Generation, GenerationParams, StopReason};
 pub use hf::SUPPORTED_MODEL_TYPES;

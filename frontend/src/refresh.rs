@@ -95,6 +95,7 @@ mod tests {
 
     fn detail(status: RunStatus) -> RunDetail {
         RunDetail {
+            waiting: None,
             run: run(1, status),
             rules_version: None,
             credit: String::new(),

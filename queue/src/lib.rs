@@ -63,6 +63,46 @@ pub struct Delivery<T> {
     pub attempt: u32,
 }
 
+/// The memory classes jobs wait in, by the most GiB a job of the class needs: a job waits in
+/// the first class that holds its estimate (`Job::needs`), and a worker that can hold `C` bytes
+/// reads every class whose bound is at most `C`. Class 0 holds jobs that need nothing worth
+/// routing on (remote models, jobs published before jobs carried their needs); jobs past the
+/// last bound wait in one more class, read only by a worker that claims without a limit.
+pub const MEMORY_CLASSES_GIB: [u64; 17] = [
+    0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 80, 128, 192, 256,
+];
+
+const GIB: u64 = 1 << 30;
+
+/// The class a job needing `memory` bytes waits in (`MEMORY_CLASSES_GIB.len()` past the last).
+pub fn memory_class(memory: u64) -> usize {
+    MEMORY_CLASSES_GIB
+        .iter()
+        .position(|&bound| memory <= bound.saturating_mul(GIB))
+        .unwrap_or(MEMORY_CLASSES_GIB.len())
+}
+
+/// The most bytes a job of class `class` needs (`u64::MAX` past the last bound).
+pub fn class_bound(class: usize) -> u64 {
+    MEMORY_CLASSES_GIB
+        .get(class)
+        .map_or(u64::MAX, |gib| gib.saturating_mul(GIB))
+}
+
+/// The classes a worker that can hold `capacity` bytes reads, the largest first (so that big
+/// workers take the jobs only they can hold before the small ones any worker could take).
+pub fn classes_within(capacity: u64) -> Vec<usize> {
+    (0..=MEMORY_CLASSES_GIB.len())
+        .rev()
+        .filter(|&class| class_bound(class) <= capacity)
+        .collect()
+}
+
+/// Whether a worker that can hold `capacity` bytes may take a job needing `memory`.
+pub fn fits(memory: u64, capacity: u64) -> bool {
+    class_bound(memory_class(memory)) <= capacity
+}
+
 /// How long a claimed job may go without a heartbeat before another worker takes it over.
 pub const DEFAULT_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -73,12 +113,22 @@ pub const DEFAULT_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(60);
 pub trait JobQueue: Send + Sync + 'static {
     /// Puts a job on the job stream.
     async fn publish_job(&self, job: &Job) -> Result<(), QueueError>;
-    /// Takes the next job for `consumer`, waiting up to `wait`.
+    /// Takes the next job for `consumer` that a worker holding `capacity` bytes can run (see
+    /// [`fits`]), waiting up to `wait`; jobs it cannot hold stay queued for other workers.
+    async fn claim_job_within(
+        &self,
+        consumer: &str,
+        wait: Duration,
+        capacity: u64,
+    ) -> Result<Option<Delivery<Job>>, QueueError>;
+    /// Takes the next job of any size for `consumer`, waiting up to `wait`.
     async fn claim_job(
         &self,
         consumer: &str,
         wait: Duration,
-    ) -> Result<Option<Delivery<Job>>, QueueError>;
+    ) -> Result<Option<Delivery<Job>>, QueueError> {
+        self.claim_job_within(consumer, wait, u64::MAX).await
+    }
     /// Marks a job as handled.
     async fn ack_job(&self, receipt: &Receipt) -> Result<(), QueueError>;
     /// Puts a worker event on the event stream.
@@ -131,4 +181,28 @@ pub trait JobQueue: Send + Sync + 'static {
     }
     /// A short description for logs, without credentials.
     fn describe(&self) -> String;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_wait_in_the_smallest_class_that_holds_them() {
+        assert_eq!(memory_class(0), 0);
+        assert_eq!(memory_class(1), 1);
+        assert_eq!(memory_class(GIB), 1);
+        assert_eq!(memory_class(GIB + 1), 2);
+        assert_eq!(memory_class(23 * GIB), 9); // the 24 GiB class
+        assert_eq!(memory_class(300 * GIB), MEMORY_CLASSES_GIB.len());
+        assert!(fits(23 * GIB, 24 * GIB) && !fits(23 * GIB, 20 * GIB));
+        assert!(fits(0, 0) && !fits(1, 0));
+        assert!(fits(u64::MAX, u64::MAX));
+        // A 24 GiB worker reads the 24 GiB class down to class 0, largest first.
+        let read = classes_within(24 * GIB);
+        assert_eq!(read.first(), Some(&9));
+        assert_eq!(read.last(), Some(&0));
+        assert_eq!(read.len(), 10);
+        assert_eq!(classes_within(u64::MAX).len(), MEMORY_CLASSES_GIB.len() + 1);
+    }
 }

@@ -55,7 +55,21 @@ impl<T> Default for Lane<T> {
 impl<T: Clone> Lane<T> {
     async fn push(&self, receipt: Receipt, item: T) {
         self.items.lock().await.push_back((receipt, item));
-        self.ready.notify_one();
+        // Every waiter looks: the one woken alone might not be able to take the item (a job
+        // too large for its worker) while another could.
+        self.ready.notify_waiters();
+    }
+
+    /// The first item `take` accepts, without waiting.
+    async fn take_first(&self, take: impl Fn(&T) -> bool) -> Option<Delivery<T>> {
+        let mut items = self.items.lock().await;
+        let index = items.iter().position(|(_, item)| take(item))?;
+        let (receipt, item) = items.remove(index)?;
+        Some(Delivery {
+            item,
+            receipt,
+            attempt: 1,
+        })
     }
 
     async fn take(&self, wait: Duration, max: usize) -> Vec<Delivery<T>> {
@@ -107,19 +121,31 @@ impl JobQueue for MemoryQueue {
         Ok(())
     }
 
-    async fn claim_job(
+    async fn claim_job_within(
         &self,
         _consumer: &str,
         wait: Duration,
+        capacity: u64,
     ) -> Result<Option<Delivery<Job>>, QueueError> {
-        if let Some(job) = self.urgent.take(Duration::ZERO, 1).await.into_iter().next() {
-            return Ok(Some(job));
+        let fits = |job: &Job| crate::fits(job.needs().memory, capacity);
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Register interest before looking, so a push between the look and the wait is
+            // not missed.
+            let urgent = self.urgent.ready.notified();
+            let normal = self.jobs.ready.notified();
+            if let Some(job) = self.urgent.take_first(fits).await {
+                return Ok(Some(job));
+            }
+            if let Some(job) = self.jobs.take_first(fits).await {
+                return Ok(Some(job));
+            }
+            tokio::select! {
+                () = urgent => {}
+                () = normal => {}
+                () = tokio::time::sleep_until(deadline) => return Ok(None),
+            }
         }
-        let job = self.jobs.take(wait, 1).await.into_iter().next();
-        if job.is_none() {
-            return Ok(self.urgent.take(Duration::ZERO, 1).await.into_iter().next());
-        }
-        Ok(job)
     }
 
     async fn cancel_job(&self, job_id: i64, attempt: u32) -> Result<(), QueueError> {
@@ -249,6 +275,7 @@ mod tests {
             shot_pool: Vec::new(),
             questions: vec![],
             priority: Default::default(),
+            needs: Default::default(),
         })
     }
 
@@ -276,6 +303,46 @@ mod tests {
         let b = q.claim_job("w", Duration::ZERO).await.expect("claim");
         assert_eq!(a.map(|d| d.item.job_id()), Some(1));
         assert_eq!(b.map(|d| d.item.job_id()), Some(2));
+    }
+
+    #[tokio::test]
+    async fn a_job_waits_for_a_worker_that_can_hold_it() {
+        const GIB: u64 = 1 << 30;
+        let q = std::sync::Arc::new(MemoryQueue::new());
+        let mut big = job(1);
+        big.set_needs(kokushi_shared::job::Needs { memory: 20 * GIB });
+        q.publish_job(&big).await.expect("publish");
+        q.publish_job(&job(2)).await.expect("publish");
+        // An 8 GiB worker passes over the big job and takes the small one behind it.
+        let small = q
+            .claim_job_within("small", Duration::ZERO, 8 * GIB)
+            .await
+            .expect("claim");
+        assert_eq!(small.map(|d| d.item.job_id()), Some(2));
+        let nothing = q
+            .claim_job_within("small", Duration::from_millis(50), 8 * GIB)
+            .await
+            .expect("claim");
+        assert!(nothing.is_none(), "the big job is not the small worker's");
+        // A 24 GiB worker waiting for work wakes for a job it can hold.
+        let waiter = {
+            let q = q.clone();
+            tokio::spawn(async move {
+                q.claim_job_within("waiting", Duration::from_secs(5), 24 * GIB)
+                    .await
+            })
+        };
+        let got = q
+            .claim_job_within("large", Duration::ZERO, 24 * GIB)
+            .await
+            .expect("claim");
+        assert_eq!(got.map(|d| d.item.job_id()), Some(1));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut huge = job(3);
+        huge.set_needs(kokushi_shared::job::Needs { memory: 10 * GIB });
+        q.publish_job(&huge).await.expect("publish");
+        let woke = waiter.await.expect("join").expect("claim");
+        assert_eq!(woke.map(|d| d.item.job_id()), Some(3));
     }
 
     #[tokio::test]

@@ -24,6 +24,10 @@ const JOB_GROUP: &str = "workers";
 const EVENT_GROUP: &str = "servers";
 /// What a receipt of the urgent lane starts with.
 const URGENT_RECEIPT: &str = "high/";
+/// Between a job receipt's stream key and its entry id (no key contains it).
+const STREAM_SEPARATOR: char = '\u{1f}';
+/// How often a claim looks at every stream it reads while it waits for a job.
+const CLAIM_POLL: Duration = Duration::from_millis(250);
 /// How long a job's answered set (or cancellation) outlives its last write.
 const ANSWERED_TTL_SECS: i64 = 7 * 24 * 3600;
 
@@ -117,11 +121,14 @@ impl RedisQueue {
     /// Redis lost them).
     async fn ensure_groups(&self) -> Result<(), QueueError> {
         let mut conn = self.conn.clone();
-        for (key, group) in [
-            (&self.urgent_key, JOB_GROUP),
-            (&self.jobs_key, JOB_GROUP),
-            (&self.events_key, EVENT_GROUP),
-        ] {
+        let mut streams: Vec<(String, &str)> = self
+            .all_job_keys()
+            .into_iter()
+            .map(|key| (key, JOB_GROUP))
+            .collect();
+        streams.push((self.events_key.clone(), EVENT_GROUP));
+        for (key, group) in &streams {
+            let (key, group) = (key.as_str(), *group);
             // Start the group at the beginning of the stream so that messages published before
             // the first reader connected are still delivered.
             let created: Result<(), redis::RedisError> =
@@ -147,17 +154,52 @@ impl RedisQueue {
         format!("{}:cancelled:{job_id}", self.prefix)
     }
 
-    /// A job receipt names its lane: `high/<id>` for the urgent stream, `<id>` otherwise.
-    fn job_stream<'r>(&self, receipt: &'r Receipt) -> (&str, &'r str) {
-        match receipt.0.strip_prefix(URGENT_RECEIPT) {
-            Some(id) => (&self.urgent_key, id),
-            None => (&self.jobs_key, &receipt.0),
+    /// The stream jobs of `priority` and memory class `class` wait in: the two lanes of old
+    /// for class 0, a stream beside each for every other class (`{lane}:m24` for the 24 GiB
+    /// class, `{lane}:more` past the last).
+    fn job_key(&self, priority: Priority, class: usize) -> String {
+        let lane = match priority {
+            Priority::High => &self.urgent_key,
+            Priority::Normal => &self.jobs_key,
+        };
+        match crate::MEMORY_CLASSES_GIB.get(class) {
+            Some(0) => lane.clone(),
+            Some(gib) => format!("{lane}:m{gib}"),
+            None => format!("{lane}:more"),
         }
     }
 
-    fn mark_urgent(deliveries: &mut [Delivery<Job>]) {
+    /// Every job stream: urgent lanes first, each lane's classes largest first.
+    fn all_job_keys(&self) -> Vec<String> {
+        self.job_keys_within(u64::MAX)
+    }
+
+    /// The job streams a worker holding `capacity` bytes reads, in the order it reads them:
+    /// urgent before normal, and in each the largest class first.
+    fn job_keys_within(&self, capacity: u64) -> Vec<String> {
+        let classes = crate::classes_within(capacity);
+        [Priority::High, Priority::Normal]
+            .into_iter()
+            .flat_map(|p| classes.iter().map(move |&c| (p, c)))
+            .map(|(p, c)| self.job_key(p, c))
+            .collect()
+    }
+
+    /// A job receipt names its stream: `<stream key>␟<id>`; the older forms `high/<id>` (the
+    /// urgent lane) and `<id>` (the normal lane) are still understood.
+    fn job_stream<'r>(&self, receipt: &'r Receipt) -> (String, &'r str) {
+        if let Some((key, id)) = receipt.0.split_once(STREAM_SEPARATOR) {
+            return (key.to_owned(), id);
+        }
+        match receipt.0.strip_prefix(URGENT_RECEIPT) {
+            Some(id) => (self.urgent_key.clone(), id),
+            None => (self.jobs_key.clone(), &receipt.0),
+        }
+    }
+
+    fn mark_stream(key: &str, deliveries: &mut [Delivery<Job>]) {
         for d in deliveries {
-            d.receipt = Receipt(format!("{URGENT_RECEIPT}{}", d.receipt.0));
+            d.receipt = Receipt(format!("{key}{STREAM_SEPARATOR}{}", d.receipt.0));
         }
     }
 
@@ -309,10 +351,7 @@ impl JobQueue for RedisQueue {
         // A job published (again) carries exactly the questions the database still lacks:
         // answers noted for an earlier delivery no longer apply.
         let data = serde_json::to_string(job).unwrap_or_default();
-        let lane = match job.priority() {
-            Priority::High => &self.urgent_key,
-            Priority::Normal => &self.jobs_key,
-        };
+        let lane = &self.job_key(job.priority(), crate::memory_class(job.needs().memory));
         let mut conn = self.conn.clone();
         let _: () = redis::pipe()
             .atomic()
@@ -326,36 +365,42 @@ impl JobQueue for RedisQueue {
         Ok(())
     }
 
-    async fn claim_job(
+    async fn claim_job_within(
         &self,
         consumer: &str,
         wait: Duration,
+        capacity: u64,
     ) -> Result<Option<Delivery<Job>>, QueueError> {
+        // One stream at a time, one entry at most: reading several streams in one XREADGROUP
+        // could deliver an entry from each, claiming jobs this worker will not run.
+        let keys = self.job_keys_within(capacity);
         // First a job whose worker stopped heartbeating, then a new one; high before normal.
-        let urgent = self.urgent_key.clone();
-        let normal = self.jobs_key.clone();
-        let mut orphaned = self
-            .autoclaim(&urgent, JOB_GROUP, consumer, self.visibility, 1, "job")
-            .await?;
-        Self::mark_urgent(&mut orphaned);
-        if orphaned.is_empty() {
-            orphaned = self
-                .autoclaim(&normal, JOB_GROUP, consumer, self.visibility, 1, "job")
+        for key in &keys {
+            let mut orphaned = self
+                .autoclaim(key, JOB_GROUP, consumer, self.visibility, 1, "job")
                 .await?;
+            Self::mark_stream(key, &mut orphaned);
+            if let Some(job) = orphaned.into_iter().next() {
+                return Ok(Some(job));
+            }
         }
-        if let Some(job) = orphaned.into_iter().next() {
-            return Ok(Some(job));
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            for key in &keys {
+                let mut jobs = self
+                    .read(key, JOB_GROUP, consumer, Duration::ZERO, 1, "job")
+                    .await?;
+                Self::mark_stream(key, &mut jobs);
+                if let Some(job) = jobs.into_iter().next() {
+                    return Ok(Some(job));
+                }
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep((deadline - now).min(CLAIM_POLL)).await;
         }
-        let mut jobs = self
-            .read(&urgent, JOB_GROUP, consumer, Duration::ZERO, 1, "job")
-            .await?;
-        Self::mark_urgent(&mut jobs);
-        if jobs.is_empty() {
-            jobs = self
-                .read(&normal, JOB_GROUP, consumer, wait, 1, "job")
-                .await?;
-        }
-        Ok(jobs.into_iter().next())
     }
 
     async fn cancel_job(&self, job_id: i64, attempt: u32) -> Result<(), QueueError> {
@@ -502,7 +547,8 @@ impl JobQueue for RedisQueue {
 
     async fn ack_job(&self, receipt: &Receipt) -> Result<(), QueueError> {
         let (stream, id) = self.job_stream(receipt);
-        self.ack(stream, JOB_GROUP, &[Receipt(id.to_owned())]).await
+        self.ack(&stream, JOB_GROUP, &[Receipt(id.to_owned())])
+            .await
     }
 
     async fn publish_event(&self, event: &WorkerEvent) -> Result<(), QueueError> {

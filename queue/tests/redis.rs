@@ -51,6 +51,7 @@ async fn a_job_and_its_events_travel_through_redis_streams_exactly_once() {
             exam: None,
         }],
         priority: Default::default(),
+        needs: Default::default(),
     });
 
     server.publish_job(&job).await.expect("publish");
@@ -119,6 +120,7 @@ fn job(job_id: i64, ids: &[&str]) -> Job {
             })
             .collect(),
         priority: Default::default(),
+        needs: Default::default(),
     })
 }
 

@@ -238,6 +238,23 @@ pub struct RunDetail {
     pub rules_version: Option<String>,
     pub credit: String,
     pub questions: Vec<QuestionResult>,
+    /// For a queued run that no live worker can hold: why it waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<Waiting>,
+}
+
+/// Why a queued job waits: it needs more memory than any live worker holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Waiting {
+    /// Bytes the job is estimated to need (from its model's header).
+    pub needs: u64,
+    /// Bytes a worker must hold to take it (its memory class); `None` past every class.
+    pub class_bound: Option<u64>,
+    /// Bytes the largest live worker holds; `None` when no worker is running.
+    pub largest_worker: Option<u64>,
+    /// The same in a sentence (English).
+    pub reason: String,
 }
 
 /// A question of a run with the answer it received.
@@ -431,6 +448,10 @@ pub struct WorkerInfo {
     /// Bytes free on the device at its last report (for the CPU: available memory).
     #[serde(default)]
     pub memory_free: Option<u64>,
+    /// The most memory a job may need for this worker to take it (jobs wait in memory classes:
+    /// it takes those whose class bound is at most this); `None`: any job.
+    #[serde(default)]
+    pub capacity: Option<u64>,
     /// The model it has loaded, if any.
     pub model: Option<String>,
     /// The run it is working on, if any.

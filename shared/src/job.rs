@@ -30,6 +30,22 @@ impl Job {
         }
     }
 
+    /// What the job needs of the worker that runs it.
+    pub fn needs(&self) -> Needs {
+        match self {
+            Job::Eval(j) => j.needs,
+            Job::Tune(j) => j.needs,
+        }
+    }
+
+    /// Sets what the job needs (the server, from the model's header, as it publishes the job).
+    pub fn set_needs(&mut self, needs: Needs) {
+        match self {
+            Job::Eval(j) => j.needs = needs,
+            Job::Tune(j) => j.needs = needs,
+        }
+    }
+
     pub fn priority(&self) -> Priority {
         match self {
             Job::Eval(j) => j.priority,
@@ -71,6 +87,19 @@ pub struct TuneJob {
     pub validation: Vec<crate::tuning::Example>,
     #[serde(default)]
     pub priority: Priority,
+    /// What a worker must have to take the job.
+    #[serde(default)]
+    pub needs: Needs,
+}
+
+/// What a job needs of the worker that runs it: a worker claims only the jobs it can hold.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Needs {
+    /// Bytes of memory on the worker's device, estimated from the model's header for the job's
+    /// work (`kokushi_engine::memory_estimate`); 0 for a job that needs none worth routing on (a
+    /// remote model) or was published before jobs carried it.
+    #[serde(default)]
+    pub memory: u64,
 }
 
 /// An evaluation job: everything a worker needs to answer the questions of one run.
@@ -101,6 +130,9 @@ pub struct EvalJob {
     /// Which lane of the queue the job waits in.
     #[serde(default)]
     pub priority: Priority,
+    /// What a worker must have to take the job.
+    #[serde(default)]
+    pub needs: Needs,
 }
 
 /// The attempt of jobs and events written before attempts were counted.

@@ -119,6 +119,7 @@ async fn researcher_flow(database_url: String) {
             max_attempts: 3,
             batch: 1,
             device: kokushi_worker::Device::Cpu,
+            memory: None,
         },
     );
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);

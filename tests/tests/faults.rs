@@ -541,6 +541,7 @@ async fn job_that_keeps_stopping_its_workers(db: String) {
             max_attempts: 1,
             batch: 1,
             device: kokushi_worker::Device::Cpu,
+            memory: None,
         },
     );
     let handled = worker.try_execute_next().await.expect("a step");

@@ -81,6 +81,7 @@ async fn cancel_retry_priority_limit(db: String) {
             max_attempts: 3,
             batch: 1,
             device: kokushi_worker::Device::Cpu,
+            memory: None,
         },
     );
 
@@ -215,6 +216,7 @@ async fn cancelled_while_running(db: String) {
             max_attempts: 3,
             batch: 1,
             device: kokushi_worker::Device::Cpu,
+            memory: None,
         },
     );
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);

@@ -235,6 +235,7 @@ fn a_portal_run_and_kokushi_eval_write_the_same_predictions() {
                 max_attempts: 3,
                 batch: 4,
                 device: kokushi_worker::Device::Cpu,
+                memory: None,
             },
         );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -274,6 +274,7 @@ fn a_worker_calls_a_remote_model_only_when_its_operator_allows_it() {
             shot_pool: Vec::new(),
             questions: vec![question.clone()],
             priority: Default::default(),
+            needs: Default::default(),
         })
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -323,6 +324,7 @@ fn a_worker_calls_a_remote_model_only_when_its_operator_allows_it() {
                     max_attempts: 3,
                     batch: 1,
                     device: kokushi_worker::Device::Cpu,
+                    memory: None,
                 },
             );
             worker.try_execute_next().await.unwrap();

@@ -1,7 +1,9 @@
 //! What `kokushi eval` needs of the worker besides the evaluation core ([`crate::answer`]): the
 //! engine's model types, and the demo models known by name.
 
-pub use kokushi_engine::{Device, EngineError, Kernels, LoadOptions, Model, Workload};
+pub use kokushi_engine::{
+    Device, EngineError, Kernels, LoadOptions, Model, Workload, gib, memory_estimate,
+};
 
 /// Demo models known by name: (name, file name in the model cache, where it comes from).
 pub const NAMED_MODELS: &[(&str, &str, &str)] = &[

@@ -58,6 +58,20 @@ pub struct WorkerConfig {
     pub batch: usize,
     /// Where models are loaded and jobs run (checked by the caller: `DeviceChoice::resolve`).
     pub device: Device,
+    /// The most memory (bytes) a job may need for this worker to take it; `None`: what the
+    /// device holds ([`capacity_of`]).
+    pub memory: Option<u64>,
+}
+
+/// What a worker on `device` can hold when the operator names no limit: a GPU's memory less
+/// what its context and kernels take; for the CPU, what the machine has available as the
+/// worker starts. `u64::MAX` when the device cannot be asked (every job is offered).
+pub fn capacity_of(device: Device) -> u64 {
+    match (device, device.memory()) {
+        (Device::Cpu, Some(m)) => m.free,
+        (Device::Cuda(_), Some(m)) => m.total.saturating_sub(kokushi_engine::CUDA_OVERHEAD),
+        (_, None) => u64::MAX,
+    }
 }
 
 /// Positions an evaluation prompt is given room for in the memory estimate: IgakuQA's longest
@@ -83,6 +97,8 @@ pub struct Worker {
     info: Arc<std::sync::Mutex<kokushi_shared::api::WorkerInfo>>,
     /// The receipt of the job under way, to give back if the worker is stopped.
     current: Option<kokushi_queue::Receipt>,
+    /// The most memory a job it takes may need.
+    capacity: u64,
 }
 
 fn unix_now() -> i64 {
@@ -115,8 +131,10 @@ impl Worker {
             }),
             Device::Cuda(_) => device.model_name(),
         };
+        let capacity = config.memory.unwrap_or_else(|| capacity_of(device));
         let info = kokushi_shared::api::WorkerInfo {
             name: config.name.clone(),
+            capacity: (capacity != u64::MAX).then_some(capacity),
             device: device.to_string(),
             device_name,
             memory_total: memory.map(|m| m.total),
@@ -133,6 +151,7 @@ impl Worker {
             engine: EngineThread::spawn(),
             info: Arc::new(std::sync::Mutex::new(info)),
             current: None,
+            capacity,
         }
     }
 
@@ -198,7 +217,7 @@ impl Worker {
     pub async fn try_execute_next(&mut self) -> Result<Option<i64>, WorkerError> {
         let Some(delivery) = self
             .queue
-            .claim_job(&self.config.name, self.config.poll)
+            .claim_job_within(&self.config.name, self.config.poll, self.capacity)
             .await?
         else {
             return Ok(None);

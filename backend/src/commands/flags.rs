@@ -28,6 +28,31 @@ pub struct DeviceArgs {
     pub device: kokushi_worker::DeviceChoice,
 }
 
+/// What a worker takes (`worker`, and `serve`'s embedded worker).
+#[derive(Args, Clone)]
+pub struct CapacityArgs {
+    /// The most memory, in GiB, a job may need (estimated from its model's header) for this
+    /// worker to take it; larger jobs wait for a worker that can hold them. Default: the
+    /// device's memory (a GPU's, less its context; for the CPU, what is available at start).
+    #[arg(long = "memory", env = "KOKUSHI_WORKER_MEMORY", value_name = "GIB")]
+    pub memory_gib: Option<f64>,
+}
+
+impl CapacityArgs {
+    /// The limit in bytes, when one was given; an error names a value that is no size.
+    pub fn bytes(&self) -> anyhow::Result<Option<u64>> {
+        match self.memory_gib {
+            None => Ok(None),
+            Some(gib) if gib.is_finite() && gib > 0.0 && gib < 1e9 =>
+            {
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                Ok(Some((gib * f64::from(1u32 << 30)) as u64))
+            }
+            Some(gib) => anyhow::bail!("--memory {gib}: a number of GiB above 0"),
+        }
+    }
+}
+
 /// Which kernels run a model on the CPU (`eval`, `tune`).
 #[derive(Args, Clone)]
 pub struct KernelArgs {

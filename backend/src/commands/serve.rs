@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::Args;
 use kokushi_backend::{Application, Settings};
 
-use super::flags::{DbArgs, DeviceArgs, ReliabilityArgs, WorkerBatchArgs, base_urls};
+use super::flags::{CapacityArgs, DbArgs, DeviceArgs, ReliabilityArgs, WorkerBatchArgs, base_urls};
 
 #[derive(Args, Clone)]
 pub struct ServeArgs {
@@ -89,6 +89,8 @@ pub struct ServeArgs {
     /// Where the embedded worker runs its models.
     #[command(flatten)]
     pub device: DeviceArgs,
+    #[command(flatten)]
+    pub capacity: CapacityArgs,
 }
 
 /// The server's settings from the flags (and the limits no flag sets).
@@ -110,6 +112,7 @@ fn settings(args: &ServeArgs) -> anyhow::Result<Settings> {
         visibility_timeout: Duration::from_secs(args.reliability.visibility_timeout),
         max_attempts: 3,
         worker_batch: usize::from(args.batch.worker_batch),
+        worker_memory: args.capacity.bytes()?,
         worker_device: if embedded {
             args.device.resolve()?
         } else {

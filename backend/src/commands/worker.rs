@@ -10,7 +10,7 @@ use clap::Args;
 use kokushi_queue::RedisQueue;
 use kokushi_worker::{Worker, WorkerConfig};
 
-use super::flags::{DeviceArgs, ReliabilityArgs, WorkerBatchArgs, base_urls};
+use super::flags::{CapacityArgs, DeviceArgs, ReliabilityArgs, WorkerBatchArgs, base_urls};
 use super::serve::shutdown_signal;
 
 #[derive(Args)]
@@ -55,11 +55,14 @@ pub struct WorkerArgs {
     batch: WorkerBatchArgs,
     #[command(flatten)]
     device: DeviceArgs,
+    #[command(flatten)]
+    capacity: CapacityArgs,
 }
 
 pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     // Before anything else: a node that cannot use its device must not take jobs.
     let device = args.device.resolve()?;
+    let memory = args.capacity.bytes()?;
     let queue = Arc::new(
         RedisQueue::connect(&args.redis_url, &args.queue_prefix)
             .await?
@@ -89,6 +92,7 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
             max_attempts: args.max_attempts,
             batch: usize::from(args.batch.worker_batch),
             device,
+            memory,
         },
     );
     worker.run_until_stopped(shutdown_signal()).await;

@@ -135,6 +135,8 @@ impl Db {
             questions: asked,
             shot_pool,
             priority: new.priority,
+            // Filled in as the job is published (`routing::needs`).
+            needs: Default::default(),
         }))
     }
 
@@ -227,6 +229,7 @@ impl Db {
                     let p: String = run.try_get("priority")?;
                     Priority::parse(&p).ok_or_else(|| corrupt("runs", "priority", &p))?
                 },
+                needs: Default::default(),
             });
         }
         Ok(jobs)
@@ -328,6 +331,7 @@ impl Db {
             });
         }
         Ok(Some(RunDetail {
+            waiting: None,
             run: run_from_row(&row, tally)?,
             rules_version,
             credit: IGAKUQA_CREDIT.to_owned(),

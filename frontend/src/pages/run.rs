@@ -131,6 +131,21 @@ fn RunView(id: i64) -> impl IntoView {
             </div>
         })
     };
+    // A queued run no live worker can hold says so (the server estimates what it needs).
+    let waiting = move || {
+        state.with(|s| {
+            let w = s.latest.as_ref()?.waiting.as_ref()?;
+            let needs = format::bytes(w.needs);
+            let text = match w.largest_worker {
+                Some(largest) => tf(
+                    i18n::RUN_WAITING,
+                    &[("needs", &needs), ("largest", &format::bytes(largest))],
+                ),
+                None => tf(i18n::RUN_WAITING_NO_WORKER, &[("needs", &needs)]),
+            };
+            Some(view! { <p class="note" id="run-waiting" role="status">{text}</p> })
+        })
+    };
     let act = move |action: &'static str| {
         let csrf = session.csrf();
         leptos::task::spawn_local(async move {
@@ -276,6 +291,7 @@ fn RunView(id: i64) -> impl IntoView {
             <h1 id="run-title">{title}</h1>
             {load_status(state)}
             {progress}
+            {waiting}
             {actions}
             {action_error_view}
             {summary}

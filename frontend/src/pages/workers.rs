@@ -57,6 +57,11 @@ pub fn WorkersPage() -> impl IntoView {
                                             ),
                                             _ => format::NONE.to_owned(),
                                         }}
+                                        {w.capacity.map(|c| view! {
+                                            <span class="hint worker-capacity">
+                                                {tf(i18n::WORKERS_TAKES, &[("capacity", &format::bytes(c))])}
+                                            </span>
+                                        })}
                                     </td>
                                     <td>{w.model.unwrap_or_else(|| format::NONE.to_owned())}</td>
                                     <td>
