@@ -13,6 +13,18 @@ use crate::i18n::{self, t, tf};
 pub const NONE: &str = "—";
 
 /// A ratio in 0..=1 as a percentage with one decimal: `0.15` → `15.0%`.
+/// Why a queued run or tuning waits, in the page's language.
+pub fn waiting(w: &kokushi_shared::api::Waiting) -> String {
+    let needs = bytes(w.needs);
+    match w.largest_worker {
+        Some(largest) => crate::i18n::tf(
+            crate::i18n::RUN_WAITING,
+            &[("needs", &needs), ("largest", &bytes(largest))],
+        ),
+        None => crate::i18n::tf(crate::i18n::RUN_WAITING_NO_WORKER, &[("needs", &needs)]),
+    }
+}
+
 /// A size in bytes for people: `23.4 GiB`, `512 MiB`.
 pub fn bytes(n: u64) -> String {
     const MIB: u64 = 1 << 20;

@@ -573,6 +573,9 @@ pub struct TuningSummary {
 pub struct TuningDetail {
     pub tuning: TuningSummary,
     pub points: Vec<crate::job::TunePoint>,
+    /// For a queued tuning that no live worker can hold: why it waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<Waiting>,
 }
 
 /// `GET /api/compare?first=A&second=B`: two runs of the same exam set, question by question.

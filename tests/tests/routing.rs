@@ -57,7 +57,7 @@ async fn workers(app: &TestApp) -> Vec<WorkerInfo> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_too_big_for_the_one_worker_waits_with_its_reason_and_the_next_runs_it() {
+async fn jobs_too_big_for_the_one_worker_wait_with_their_reason_and_the_next_runs_them() {
     let Some(redis) = service("KOKUSHI_TEST_REDIS_URL") else {
         return;
     };
@@ -98,6 +98,46 @@ async fn a_job_too_big_for_the_one_worker_waits_with_its_reason_and_the_next_run
     assert_eq!(why.class_bound, Some(1024 * MIB));
     assert!(why.needs > 10 * MIB && why.needs <= 1024 * MIB, "{why:?}");
     assert!(why.reason.contains("512 MiB"), "{}", why.reason);
+    // A tuning of the same model waits the same way, and says so.
+    let tuning: kokushi_shared::api::TuningSummary = app
+        .client
+        .post(app.url("/api/tunings"))
+        .json(&serde_json::json!({
+            "base_model": kokushi_tests::FIXTURE_MODEL,
+            "adapter": "routed-lora",
+            "data_exam_set_id": exam.id,
+            "prompt_format": "chatml_ja_v1",
+            "steps": 2,
+            "batch": 2,
+            "validation_share": 0.25,
+            "seed": 7,
+        }))
+        .send()
+        .await
+        .expect("request")
+        .error_for_status()
+        .expect("tuning queued")
+        .json()
+        .await
+        .expect("json");
+    let tuning_detail = |id: i64| {
+        let app = &app;
+        async move {
+            app.client
+                .get(app.url(&format!("/api/tunings/{id}")))
+                .send()
+                .await
+                .expect("request")
+                .json::<kokushi_shared::api::TuningDetail>()
+                .await
+                .expect("json")
+        }
+    };
+    let why = tuning_detail(tuning.id)
+        .await
+        .waiting
+        .expect("the tuning's reason to wait");
+    assert_eq!(why.largest_worker, Some(512 * MIB));
 
     // A worker that holds 2 GiB arrives and runs it.
     let (stop_large, large) =
@@ -113,6 +153,25 @@ async fn a_job_too_big_for_the_one_worker_waits_with_its_reason_and_the_next_run
         done.run.error
     );
     assert!(done.waiting.is_none());
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let detail = tuning_detail(tuning.id).await;
+        if detail.tuning.status.is_finished() {
+            assert_eq!(
+                detail.tuning.status,
+                RunStatus::Succeeded,
+                "{:?}",
+                detail.tuning.error
+            );
+            assert!(detail.waiting.is_none());
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the tuning never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let registry = workers(&app).await;
     let capacity = |name: &str| {
         registry

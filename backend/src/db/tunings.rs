@@ -534,6 +534,16 @@ impl Db {
         row.as_ref().map(summary_from_row).transpose()
     }
 
+    /// A tuning's base model and its run plan's JSON.
+    pub async fn tuning_plan(&self, id: i64) -> Result<Option<(String, String)>, DbError> {
+        let row = sqlx::query("SELECT base_model, plan FROM tunings WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok((r.try_get("base_model")?, r.try_get("plan")?)))
+            .transpose()
+    }
+
     /// A tuning with its loss curves in step order.
     pub async fn tuning_detail(&self, id: i64) -> Result<Option<TuningDetail>, DbError> {
         let Some(tuning) = self.tuning_summary(id).await? else {
@@ -559,6 +569,10 @@ impl Db {
                 })
             })
             .collect::<Result<_, DbError>>()?;
-        Ok(Some(TuningDetail { tuning, points }))
+        Ok(Some(TuningDetail {
+            tuning,
+            points,
+            waiting: None,
+        }))
     }
 }

@@ -200,12 +200,48 @@ pub async fn tuning_detail(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id("tuning", &path)?;
-    let detail = state
+    let mut detail = state
         .db
         .tuning_detail(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("tuning {id} does not exist")))?;
+    if detail.tuning.status == kokushi_shared::api::RunStatus::Queued {
+        detail.waiting = waiting_for(&state, id).await?;
+    }
     Ok(HttpResponse::Ok().json(detail))
+}
+
+/// Why queued tuning `id` waits, when no live worker can hold its base model for its longest
+/// sequence (estimated as its job was).
+async fn waiting_for(
+    state: &AppState,
+    id: i64,
+) -> Result<Option<kokushi_shared::api::Waiting>, ApiError> {
+    let Some((base, plan)) = state.db.tuning_plan(id).await? else {
+        return Ok(None);
+    };
+    let Ok(plan) = serde_json::from_str::<RunPlan>(&plan) else {
+        return Ok(None);
+    };
+    let store = state.model_store.clone();
+    let work = kokushi_worker::eval::Workload {
+        positions: plan.recipe.max_seq_len,
+        batch: 1,
+        training: true,
+    };
+    let Ok(needs) =
+        tokio::task::spawn_blocking(move || crate::routing::model_needs(&store, &base, work)).await
+    else {
+        return Ok(None);
+    };
+    if needs.memory == 0 {
+        return Ok(None);
+    }
+    // The registry unreadable: no reason rather than no page.
+    let Ok(workers) = state.queue.workers().await else {
+        return Ok(None);
+    };
+    Ok(crate::routing::waiting_reason(needs, &workers))
 }
 
 /// `POST /api/tunings/{id}/cancel`: stops a queued or running tuning after its current step;

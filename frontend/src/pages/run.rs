@@ -134,15 +134,7 @@ fn RunView(id: i64) -> impl IntoView {
     // A queued run no live worker can hold says so (the server estimates what it needs).
     let waiting = move || {
         state.with(|s| {
-            let w = s.latest.as_ref()?.waiting.as_ref()?;
-            let needs = format::bytes(w.needs);
-            let text = match w.largest_worker {
-                Some(largest) => tf(
-                    i18n::RUN_WAITING,
-                    &[("needs", &needs), ("largest", &format::bytes(largest))],
-                ),
-                None => tf(i18n::RUN_WAITING_NO_WORKER, &[("needs", &needs)]),
-            };
+            let text = format::waiting(s.latest.as_ref()?.waiting.as_ref()?);
             Some(view! { <p class="note" id="run-waiting" role="status">{text}</p> })
         })
     };

@@ -143,6 +143,9 @@ fn detail_view(d: TuningDetail) -> impl IntoView {
             <div class="progress-fill" style:width=crate::chart::bar_percent(share)></div>
             <span class="progress-label">{tf(i18n::TUNING_PROGRESS, &[("done", &tuning.steps_done), ("total", &tuning.steps), ("status", &crate::format::status(tuning.status))])}</span>
         </div>
+        {d.waiting.as_ref().map(|w| view! {
+            <p class="note" id="tuning-waiting" role="status">{format::waiting(w)}</p>
+        })}
         {chart}
         {runs}
         <dl class="summary" id="tuning-summary">
