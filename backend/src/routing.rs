@@ -20,7 +20,13 @@ use kokushi_shared::job::{Job, Needs, WorkerEvent};
 /// tuning's longest sequence). A remote model, or a model the store cannot describe, needs
 /// nothing to route on (the worker reports what is wrong with it).
 pub fn needs_of(store: &Path, job: &Job) -> Needs {
-    let (model, work) = match job {
+    let (model, work) = work_of(job);
+    model_needs(store, model, work)
+}
+
+/// The model a job runs and what it asks of it.
+fn work_of(job: &Job) -> (&str, kokushi_worker::eval::Workload) {
+    match job {
         Job::Eval(j) => (
             &j.model,
             kokushi_worker::eval_workload(j.settings.max_new_tokens, 1),
@@ -33,8 +39,7 @@ pub fn needs_of(store: &Path, job: &Job) -> Needs {
                 training: true,
             },
         ),
-    };
-    model_needs(store, model, work)
+    }
 }
 
 /// What `model` (a name in `store`) needs for `work`; nothing for a name the store does not
@@ -91,6 +96,28 @@ pub fn waiting_reason(needs: Needs, workers: &[WorkerInfo]) -> Option<Waiting> {
     })
 }
 
+/// Why a queued job of `model` (a name in the store) doing `work` waits, when no live worker
+/// can hold it: the run and tuning pages' reason. `None` when a worker can, when the model
+/// needs nothing to route on, or when the registry cannot be read (no reason rather than no
+/// page).
+pub async fn waiting(
+    state: &crate::state::AppState,
+    model: &str,
+    work: kokushi_worker::eval::Workload,
+) -> Option<Waiting> {
+    let store = state.model_store.clone();
+    let model = model.to_owned();
+    // A header read: off the async threads.
+    let needs = tokio::task::spawn_blocking(move || model_needs(&store, &model, work))
+        .await
+        .ok()?;
+    if needs.memory == 0 {
+        return None;
+    }
+    let workers = state.queue.workers().await.ok()?;
+    waiting_reason(needs, &workers)
+}
+
 /// The server's queue, with every published job's needs filled in from the model store.
 pub struct RoutedQueue {
     inner: Arc<dyn JobQueue>,
@@ -106,16 +133,18 @@ impl RoutedQueue {
 #[async_trait]
 impl JobQueue for RoutedQueue {
     async fn publish_job(&self, job: &Job) -> Result<(), QueueError> {
-        let mut job = job.clone();
-        if job.needs() == Needs::default() {
-            let store = self.store.clone();
-            let probe = job.clone();
-            // A header read: off the async threads.
-            let needs = tokio::task::spawn_blocking(move || needs_of(&store, &probe))
-                .await
-                .unwrap_or_default();
-            job.set_needs(needs);
+        if job.needs() != Needs::default() {
+            return self.inner.publish_job(job).await;
         }
+        // The model's name and the work, not the job (a tuning's carries all its examples).
+        let (model, work) = work_of(job);
+        let (store, model) = (self.store.clone(), model.to_owned());
+        // A header read: off the async threads.
+        let needs = tokio::task::spawn_blocking(move || model_needs(&store, &model, work))
+            .await
+            .unwrap_or_default();
+        let mut job = job.clone();
+        job.set_needs(needs);
         self.inner.publish_job(&job).await
     }
     async fn claim_job_within(

@@ -120,16 +120,7 @@ impl Shape {
 
     fn of_folder(dir: &Path) -> Result<Self, EngineError> {
         let inspected = crate::inspect(dir)?;
-        let config_path = dir.join("config.json");
-        let text = std::fs::read_to_string(&config_path).map_err(|source| EngineError::Io {
-            path: config_path.clone(),
-            source,
-        })?;
-        let config: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| EngineError::Folder {
-                path: config_path.clone(),
-                problem: format!("not JSON: {e}"),
-            })?;
+        let config = crate::inspect::read_json(&dir.join("config.json"))?;
         let get = |k: &str| config[k].as_u64();
         let hidden = get("hidden_size").unwrap_or(0);
         let heads = get("num_attention_heads").unwrap_or(1).max(1);

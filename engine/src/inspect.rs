@@ -72,7 +72,7 @@ fn folder_error(path: &Path, problem: impl Into<String>) -> EngineError {
     }
 }
 
-fn read_json(path: &Path) -> Result<Value, EngineError> {
+pub(crate) fn read_json(path: &Path) -> Result<Value, EngineError> {
     let text = std::fs::read_to_string(path).map_err(|e| io(path, e))?;
     serde_json::from_str(&text).map_err(|e| folder_error(path, format!("not JSON: {e}")))
 }

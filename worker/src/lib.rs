@@ -67,7 +67,12 @@ pub struct WorkerConfig {
 /// what its context and kernels take; for the CPU, what the machine has available as the
 /// worker starts. `u64::MAX` when the device cannot be asked (every job is offered).
 pub fn capacity_of(device: Device) -> u64 {
-    match (device, device.memory()) {
+    capacity_from(device, device.memory())
+}
+
+/// [`capacity_of`] from the memory `device` reported.
+fn capacity_from(device: Device, memory: Option<kokushi_engine::DeviceMemory>) -> u64 {
+    match (device, memory) {
         (Device::Cpu, Some(m)) => m.free,
         (Device::Cuda(_), Some(m)) => m.total.saturating_sub(kokushi_engine::CUDA_OVERHEAD),
         (_, None) => u64::MAX,
@@ -131,7 +136,9 @@ impl Worker {
             }),
             Device::Cuda(_) => device.model_name(),
         };
-        let capacity = config.memory.unwrap_or_else(|| capacity_of(device));
+        let capacity = config
+            .memory
+            .unwrap_or_else(|| capacity_from(device, memory));
         let info = kokushi_shared::api::WorkerInfo {
             name: config.name.clone(),
             capacity: (capacity != u64::MAX).then_some(capacity),

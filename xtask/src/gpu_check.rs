@@ -93,29 +93,15 @@ pub fn gpu_check(root: &Path, args: &[String]) -> Result<()> {
 
     // The build: the workspace's binaries, as `cargo xtask test` builds them (one build of
     // every dependency), with CUDA for a GPU.
-    let mut env: Vec<(&str, OsString)> = Vec::new();
-    let target = if cuda {
-        let toolkit = tools::cuda_toolkit()?;
-        env.push((
-            "PATH",
-            format!(
-                "{}:{}",
-                toolkit.join("bin").display(),
-                std::env::var("PATH").unwrap_or_default()
-            )
-            .into(),
-        ));
-        for var in ["CUDA_ROOT", "CUDA_PATH", "CUDA_HOME"] {
-            env.push((var, toolkit.clone().into()));
-        }
-        // cudarc knows CUDA up to 13.4; the toolkit from PyPI is 13.5, with the same API.
-        env.push(("CUDARC_CUDA_VERSION", "13040".into()));
-        let target = cache_dir().join("target-cuda");
-        env.push(("CARGO_TARGET_DIR", target.clone().into()));
-        target
+    let env: Vec<(&str, OsString)> = if cuda {
+        tools::cuda_build_env()?
     } else {
-        target_dir(root)
+        Vec::new()
     };
+    let target = env
+        .iter()
+        .find_map(|(var, value)| (*var == "CARGO_TARGET_DIR").then(|| PathBuf::from(value)))
+        .unwrap_or_else(|| target_dir(root));
     let features: &[&str] = if cuda {
         &["--features", "kokushi-backend/cuda,kokushi-engine/cuda"]
     } else {

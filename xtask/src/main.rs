@@ -629,12 +629,7 @@ fn engine_bench(
 /// `cargo check --features cuda` with nvcc from PyPI: candle's CUDA kernels compile to PTX and
 /// our code type-checks against candle's CUDA backend. Nothing runs: there is no GPU here.
 fn cuda_check(root: &Path) -> Result<()> {
-    let cuda = tools::cuda_toolkit()?;
-    let path = format!(
-        "{}:{}",
-        cuda.join("bin").display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let env = tools::cuda_build_env()?;
     step("cargo check -p kokushi-backend --features cuda (separate target folder)");
     run_cmd(
         cargo()
@@ -647,15 +642,9 @@ fn cuda_check(root: &Path) -> Result<()> {
                 "cuda",
             ])
             .current_dir(root)
-            .env("PATH", path)
-            .env("CUDA_ROOT", &cuda)
-            .env("CUDA_PATH", &cuda)
-            .env("CUDA_HOME", &cuda)
+            .envs(env)
             // No GPU to ask: compile the kernels for Ampere (sm_80).
-            .env("CUDA_COMPUTE_CAP", "80")
-            // cudarc 0.19 knows CUDA up to 13.4; 13.5 keeps its API.
-            .env("CUDARC_CUDA_VERSION", "13040")
-            .env("CARGO_TARGET_DIR", cache_dir().join("target-cuda")),
+            .env("CUDA_COMPUTE_CAP", "80"),
     )?;
     step("the cuda feature compiles");
     Ok(())

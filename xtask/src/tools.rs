@@ -350,6 +350,27 @@ pub fn torch_python() -> Result<PathBuf> {
 
 /// NVIDIA's CUDA compiler and headers from PyPI (no driver, no GPU needed), in a private venv:
 /// the folder to use as `CUDA_ROOT` for compile-checking the `cuda` feature.
+/// The environment a `--features cuda` build needs with the toolkit from PyPI
+/// ([`cuda_toolkit`]): its compiler on `PATH`, its root under the names candle and cudarc read,
+/// and a target folder of its own (`~/.cache/kokushi/target-cuda`).
+pub fn cuda_build_env() -> Result<Vec<(&'static str, std::ffi::OsString)>> {
+    let toolkit = cuda_toolkit()?;
+    let path = format!(
+        "{}:{}",
+        toolkit.join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    Ok(vec![
+        ("PATH", path.into()),
+        ("CUDA_ROOT", toolkit.clone().into()),
+        ("CUDA_PATH", toolkit.clone().into()),
+        ("CUDA_HOME", toolkit.into()),
+        // cudarc 0.19 knows CUDA up to 13.4; 13.5 keeps its API.
+        ("CUDARC_CUDA_VERSION", "13040".into()),
+        ("CARGO_TARGET_DIR", cache_dir().join("target-cuda").into()),
+    ])
+}
+
 pub fn cuda_toolkit() -> Result<PathBuf> {
     let venv = cache_dir().join("cuda-venv");
     let root = venv.join("lib/python3.11/site-packages/nvidia/cu13");

@@ -141,27 +141,11 @@ pub async fn run_detail(
         .ok_or_else(|| ApiError::NotFound(format!("run {id} does not exist")))?;
     crate::grading::attach_human(&state.db, std::slice::from_mut(&mut detail.run), None).await?;
     if detail.run.status == kokushi_shared::api::RunStatus::Queued {
-        detail.waiting = waiting_for(&state, &detail.run.model).await;
+        // Estimated as its job was: one prompt and a long answer.
+        let work = kokushi_worker::eval_workload(256, 1);
+        detail.waiting = crate::routing::waiting(&state, &detail.run.model, work).await;
     }
     Ok(HttpResponse::Ok().json(detail))
-}
-
-/// Why a queued run of `model` waits, when no live worker can hold it (estimated as its job
-/// was: one prompt and a long answer).
-async fn waiting_for(state: &AppState, model: &str) -> Option<kokushi_shared::api::Waiting> {
-    let store = state.model_store.clone();
-    let model = model.to_owned();
-    let needs = tokio::task::spawn_blocking(move || {
-        crate::routing::model_needs(&store, &model, kokushi_worker::eval_workload(256, 1))
-    })
-    .await
-    .ok()?;
-    if needs.memory == 0 {
-        return None;
-    }
-    // The registry unreadable: no reason rather than no page.
-    let workers = state.queue.workers().await.ok()?;
-    crate::routing::waiting_reason(needs, &workers)
 }
 
 /// `POST /api/runs/{id}/cancel`: stops a queued or running run; its answers so far are kept.

@@ -212,7 +212,7 @@ pub async fn tuning_detail(
 }
 
 /// Why queued tuning `id` waits, when no live worker can hold its base model for its longest
-/// sequence (estimated as its job was).
+/// sequence (estimated as its job was, from its plan alone).
 async fn waiting_for(
     state: &AppState,
     id: i64,
@@ -223,25 +223,12 @@ async fn waiting_for(
     let Ok(plan) = serde_json::from_str::<RunPlan>(&plan) else {
         return Ok(None);
     };
-    let store = state.model_store.clone();
     let work = kokushi_worker::eval::Workload {
         positions: plan.recipe.max_seq_len,
         batch: 1,
         training: true,
     };
-    let Ok(needs) =
-        tokio::task::spawn_blocking(move || crate::routing::model_needs(&store, &base, work)).await
-    else {
-        return Ok(None);
-    };
-    if needs.memory == 0 {
-        return Ok(None);
-    }
-    // The registry unreadable: no reason rather than no page.
-    let Ok(workers) = state.queue.workers().await else {
-        return Ok(None);
-    };
-    Ok(crate::routing::waiting_reason(needs, &workers))
+    Ok(crate::routing::waiting(state, &base, work).await)
 }
 
 /// `POST /api/tunings/{id}/cancel`: stops a queued or running tuning after its current step;
