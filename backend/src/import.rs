@@ -3,10 +3,12 @@
 //! files the CSV upload format (docs/exam-set-format.md) or, with [`SetFormat::Jmmlu`], JMMLU
 //! subject files.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use kokushi_shared::Question;
-use kokushi_shared::igakuqa::{FormatError, Importer};
+use kokushi_shared::igakuqa::{FormatError, ImportPreview, Importer};
+use kokushi_shared::repair::RepairPolicy;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
@@ -16,7 +18,7 @@ pub enum ImportError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path} holds no .jsonl or .csv files")]
+    #[error("{path} holds no .jsonl, .json or .csv files")]
     Empty { path: PathBuf },
     #[error("{0}")]
     Namespace(String),
@@ -80,7 +82,11 @@ fn collect_exam_files(
         let kind = entry.file_type().map_err(io)?;
         if kind.is_dir() && depth < 4 {
             collect_exam_files(&path, files, depth + 1)?;
-        } else if path.is_file() && path.extension().is_some_and(|e| e == "jsonl" || e == "csv") {
+        } else if path.is_file()
+            && path
+                .extension()
+                .is_some_and(|e| e == "jsonl" || e == "csv" || e == "json")
+        {
             files.push(path);
         }
     }
@@ -98,10 +104,35 @@ pub fn read_exam_set_as(
     namespace: Option<&str>,
     format: SetFormat,
 ) -> Result<Vec<Question>, ImportError> {
-    let mut importer = match namespace {
+    let report = read_exam_set_report(
+        paths,
+        namespace,
+        format,
+        RepairPolicy::None,
+        BTreeMap::new(),
+    )?;
+    if report.errors.is_empty() {
+        Ok(report.questions)
+    } else {
+        Err(ImportError::Invalid(report.errors))
+    }
+}
+
+/// Everything an import of `paths` finds ([`ImportPreview`]): the questions, every problem,
+/// the repairs proposed (those `policy` accepts applied) and the records `exclude` leaves out.
+/// Only a file that cannot be read, or is not UTF-8, is an `Err`.
+pub fn read_exam_set_report(
+    paths: &[PathBuf],
+    namespace: Option<&str>,
+    format: SetFormat,
+    policy: RepairPolicy,
+    exclude: BTreeMap<String, String>,
+) -> Result<ImportPreview, ImportError> {
+    let importer = match namespace {
         Some(ns) => Importer::with_namespace(ns).map_err(ImportError::Namespace)?,
         None => Importer::new(),
     };
+    let mut importer = importer.with_repairs(policy, exclude);
     for path in paths {
         for file in exam_files(path)? {
             let bytes = std::fs::read(&file).map_err(|source| ImportError::Io {
@@ -123,5 +154,5 @@ pub fn read_exam_set_as(
             }
         }
     }
-    importer.finish().map_err(ImportError::Invalid)
+    Ok(importer.finish_report())
 }

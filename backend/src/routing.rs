@@ -48,15 +48,54 @@ pub fn model_needs(store: &Path, model: &str, work: kokushi_worker::eval::Worklo
     let Ok(path) = kokushi_worker::resolve_model(store, model) else {
         return Needs::default();
     };
+    // A queued run's page asks again at every refresh: the header is read once per file
+    // version (its path, length and modification time) and workload.
+    let key = std::fs::metadata(&path)
+        .ok()
+        .and_then(|m| Some((path.clone(), m.len(), m.modified().ok()?, work)));
+    if let Some(key) = &key
+        && let Some(&memory) = lock_estimates().get(key)
+    {
+        return Needs { memory };
+    }
     match kokushi_worker::eval::memory_estimate(&path, work) {
-        Ok(estimate) => Needs {
-            memory: estimate.total(),
-        },
+        Ok(estimate) => {
+            let memory = estimate.total();
+            if let Some(key) = key {
+                let mut cache = lock_estimates();
+                if cache.len() >= ESTIMATES_KEPT {
+                    cache.clear();
+                }
+                cache.insert(key, memory);
+            }
+            Needs { memory }
+        }
         Err(e) => {
             tracing::warn!(model, error = %e, "cannot estimate the model's memory: routed anywhere");
             Needs::default()
         }
     }
+}
+
+/// A file version and workload: the key of an estimate kept.
+type EstimateKey = (
+    PathBuf,
+    u64,
+    std::time::SystemTime,
+    kokushi_worker::eval::Workload,
+);
+
+/// Estimates kept at most (the cache starts over when full).
+const ESTIMATES_KEPT: usize = 256;
+
+fn lock_estimates() -> std::sync::MutexGuard<'static, std::collections::HashMap<EstimateKey, u64>> {
+    static ESTIMATES: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<EstimateKey, u64>>,
+    > = std::sync::OnceLock::new();
+    ESTIMATES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Why a job needing `needs` waits, when no worker of `workers` (the registry's live ones) can

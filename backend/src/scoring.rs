@@ -143,11 +143,15 @@ fn interval(i: Option<(f64, f64)>, scale: f64, digits: usize) -> String {
     })
 }
 
-fn pass_word(p: Option<bool>) -> &'static str {
-    match p {
-        Some(true) => "PASS",
-        Some(false) => "fail",
-        None => "-",
+/// The verdict as the table shows it; a provisional one says so (`PASS?`, `fail?`: it rests on
+/// a figure of the year's rule pack that stands in for one not yet known).
+fn pass_word(g: &GroupScore) -> &'static str {
+    match (g.pass, g.provisional) {
+        (Some(true), false) => "PASS",
+        (Some(true), true) => "PASS?",
+        (Some(false), false) => "fail",
+        (Some(false), true) => "fail?",
+        (None, _) => "-",
     }
 }
 
@@ -208,7 +212,7 @@ pub fn render_table(s: &Scoring, mode: LetterMode, credit: Option<&str>) -> Stri
                 .map_or_else(|| "-".to_owned(), |n| n.to_string()),
             g.exact_match,
             g.gestalt_correct,
-            pass_word(g.pass),
+            pass_word(g),
         );
     }
     for g in &r.years {
@@ -325,6 +329,8 @@ pub fn render_csv(s: &Scoring) -> String {
         "general_max",
         "prohibited_chosen",
         "pass",
+        "pass_provisional",
+        "rules_version",
     ]);
     let r = &s.report;
     for (g, overall) in r
@@ -360,6 +366,8 @@ pub fn render_csv(s: &Scoring) -> String {
             g.general_max.into(),
             g.prohibited_chosen.into(),
             g.pass.into(),
+            g.pass.map(|_| g.provisional).into(),
+            g.criteria.as_ref().map(|c| c.pack_version).into(),
         ]);
     }
     w.finish()
@@ -415,6 +423,8 @@ pub fn final_scores(
             points: g.points,
             points_max: g.points_max,
             pass: g.pass,
+            provisional: g.provisional,
+            rules_version: g.criteria.as_ref().map(|c| c.pack_version),
         })
         .collect();
     (years, metrics)

@@ -15,7 +15,7 @@ use crate::EngineError;
 use crate::gguf::{Metadata, read_content};
 
 /// What a job will do with the model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Workload {
     /// Positions one row holds at most (prompt and generated tokens, capped at the model's
     /// context).

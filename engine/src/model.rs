@@ -9,6 +9,7 @@ use std::fmt;
 use std::path::Path;
 use std::time::Instant;
 
+use candle_core::DType;
 use candle_core::quantized::GgmlDType;
 use candle_core::quantized::gguf_file::Content;
 use tokenizers::Tokenizer;
@@ -34,6 +35,62 @@ pub struct LoadOptions {
     /// ([`crate::memory_estimate`]) exceeds the device's free memory is refused before
     /// anything is loaded.
     pub workload: Option<crate::Workload>,
+    /// The precision of the KV cache and of attention's products.
+    pub precision: Precision,
+}
+
+/// The precision the KV cache is kept in and attention multiplies in (scores are
+/// soft-maxed in `f32` whatever it is). The weight products take `f32` activations in every case:
+/// candle's quantized kernels read `f32` inputs only, on the CPU and on CUDA alike.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Precision {
+    /// `f16` on a GPU (as llama.cpp keeps its KV cache: half the memory, the GPU's half-precision
+    /// products), `f32` on the CPU; a Hugging Face folder on a GPU keeps its own `f16`/`bf16`.
+    #[default]
+    Auto,
+    F32,
+    F16,
+    /// Needs a GPU of compute capability 8.0 (Ampere) or newer.
+    Bf16,
+}
+
+impl Precision {
+    /// The dtype for a model whose activations are `activations` on `device`.
+    pub(crate) fn dtype(self, device: &candle_core::Device, activations: DType) -> DType {
+        match self {
+            Self::Auto if device.is_cpu() => activations,
+            Self::Auto if activations == DType::F32 => DType::F16,
+            Self::Auto => activations,
+            Self::F32 => DType::F32,
+            Self::F16 => DType::F16,
+            Self::Bf16 => DType::BF16,
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "f32" => Ok(Self::F32),
+            "f16" => Ok(Self::F16),
+            "bf16" => Ok(Self::Bf16),
+            other => Err(format!("no precision {other:?}: auto, f32, f16 or bf16")),
+        }
+    }
+}
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::F32 => "f32",
+            Self::F16 => "f16",
+            Self::Bf16 => "bf16",
+        })
+    }
 }
 
 /// Which kernels a model on the CPU runs.
@@ -77,6 +134,7 @@ impl Default for LoadOptions {
             device: Device::Cpu,
             kernels: Kernels::Own,
             workload: None,
+            precision: Precision::Auto,
         }
     }
 }
@@ -135,9 +193,15 @@ impl Model {
         if path.is_dir() {
             let started = Instant::now();
             let mut model = crate::hf::load(path, &opts.device.open()?)?;
+            let transformer = std::sync::Arc::make_mut(&mut model.weights.model);
             if opts.kernels == Kernels::Generic {
-                std::sync::Arc::make_mut(&mut model.weights.model).candle_attention = true;
+                transformer.candle_attention = true;
             }
+            let kv = opts
+                .precision
+                .dtype(&model.device, transformer.config.dtype);
+            transformer.config.kv_dtype = kv;
+            model.info.arithmetic = with_precision(&model.info.arithmetic, kv);
             tracing::info!(
                 path = %path.display(),
                 architecture = %model.info.architecture,
@@ -200,6 +264,7 @@ impl Model {
             own,
         )?;
         transformer.candle_attention = !own;
+        transformer.config.kv_dtype = opts.precision.dtype(&device, transformer.config.dtype);
         let quantization = if converted > 0 {
             tracing::debug!(converted, "requantized tensors to Q8_0");
             format!("{file_quantization} (requantized to Q8_0)")
@@ -207,7 +272,10 @@ impl Model {
             file_quantization
         };
         let context_length = transformer.config.context_length;
-        let arithmetic = crate::arithmetic::describe(&transformer, &quantization);
+        let arithmetic = with_precision(
+            &crate::arithmetic::describe(&transformer, &quantization),
+            transformer.config.kv_dtype,
+        );
         let weights = Weights::new(transformer);
         let info = ModelInfo {
             architecture,
@@ -247,6 +315,14 @@ impl Model {
     /// file asks for it (`tokenizer.ggml.add_bos_token`).
     pub fn tokenizer(&self) -> &Tokenizer {
         &self.tokenizer
+    }
+}
+
+/// `arithmetic` with the attention's precision named when it is not `f32`.
+fn with_precision(arithmetic: &str, kv: DType) -> String {
+    match kv {
+        DType::F32 => arithmetic.to_owned(),
+        other => format!("{arithmetic}; KV cache and attention in {}", other.as_str()),
     }
 }
 

@@ -91,6 +91,9 @@ pub(crate) struct Config {
     /// The dtype activations are computed in: `f32`, except for Hugging Face weights kept in
     /// half precision on a GPU.
     pub(crate) dtype: DType,
+    /// The dtype the KV cache is kept in and attention multiplies in (`LoadOptions::precision`);
+    /// a training pass attends in `dtype`, its keys and values never cached.
+    pub(crate) kv_dtype: DType,
 }
 
 impl Config {
@@ -463,6 +466,7 @@ impl Transformer {
         // needs no mask.
         let own_attention = device.is_cpu()
             && config.dtype == DType::F32
+            && config.kv_dtype == DType::F32
             && !pass.differentiable
             && !self.candle_attention;
         let window = config.sliding.as_ref().map(|s| s.window);
@@ -470,9 +474,9 @@ impl Transformer {
             (None, None)
         } else {
             (
-                mask(&cache.pad, start, steps, None, device, config.dtype)?,
+                mask(&cache.pad, start, steps, None, device)?,
                 match window {
-                    Some(w) => mask(&cache.pad, start, steps, Some(w), device, config.dtype)?,
+                    Some(w) => mask(&cache.pad, start, steps, Some(w), device)?,
                     None => None,
                 },
             )
@@ -577,6 +581,7 @@ impl Transformer {
             // own keys and values.
             self.attend(block, &q, &k, &v, mask, pass, site(3))?
         } else {
+            let (k, v) = (k.to_dtype(config.kv_dtype)?, v.to_dtype(config.kv_dtype)?);
             let kv = LayerKv::append(cache, &k, &v, attention.start, config.context_length)?;
             if attention.own_attention {
                 let attended = attend_cpu(

@@ -26,7 +26,7 @@ const EVENT_GROUP: &str = "servers";
 const URGENT_RECEIPT: &str = "high/";
 /// Between a job receipt's stream key and its entry id (no key contains it).
 const STREAM_SEPARATOR: char = '\u{1f}';
-/// How often a claim looks at every stream it reads while it waits for a job.
+/// How often a claim looks at every stream it reads (one script call) while it waits for a job.
 const CLAIM_POLL: Duration = Duration::from_millis(250);
 /// How long a job's answered set (or cancellation) outlives its last write.
 const ANSWERED_TTL_SECS: i64 = 7 * 24 * 3600;
@@ -334,6 +334,51 @@ impl RedisQueue {
         Ok(out)
     }
 
+    /// The first new job of `keys`, read in their order, one entry at most: one round trip
+    /// (a script reading each stream in turn until one has an entry).
+    async fn read_first(
+        &self,
+        keys: &[String],
+        consumer: &str,
+    ) -> Result<Option<Delivery<Job>>, QueueError> {
+        static READ_FIRST: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+            redis::Script::new(
+                "for _, key in ipairs(KEYS) do \
+                   local reply = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], \
+                                            'COUNT', 1, 'STREAMS', key, '>') \
+                   if reply then return reply end \
+                 end \
+                 return false",
+            )
+        });
+        let mut invocation = READ_FIRST.prepare_invoke();
+        for key in keys {
+            invocation.key(key);
+        }
+        invocation.arg(JOB_GROUP).arg(consumer);
+        let mut conn = self.conn.clone();
+        let reply: Result<Option<StreamReadReply>, redis::RedisError> =
+            invocation.invoke_async(&mut conn).await;
+        let reply = match reply {
+            Ok(reply) => reply,
+            // The group is gone with Redis's data: make it again; the next read gets what comes.
+            Err(e) if e.code() == Some("NOGROUP") || e.to_string().contains("NOGROUP") => {
+                tracing::warn!("consumer group missing (Redis lost its data?); recreating it");
+                self.ensure_groups().await?;
+                return Ok(None);
+            }
+            Err(e) => return Err(self.err(e)),
+        };
+        for stream in reply.map(|r| r.keys).unwrap_or_default() {
+            let mut jobs = Self::deliveries(&stream.key, "job", stream.ids)?;
+            Self::mark_stream(&stream.key, &mut jobs);
+            if let Some(job) = jobs.into_iter().next() {
+                return Ok(Some(job));
+            }
+        }
+        Ok(None)
+    }
+
     async fn ack(&self, key: &str, group: &str, receipts: &[Receipt]) -> Result<(), QueueError> {
         if receipts.is_empty() {
             return Ok(());
@@ -386,14 +431,8 @@ impl JobQueue for RedisQueue {
         }
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            for key in &keys {
-                let mut jobs = self
-                    .read(key, JOB_GROUP, consumer, Duration::ZERO, 1, "job")
-                    .await?;
-                Self::mark_stream(key, &mut jobs);
-                if let Some(job) = jobs.into_iter().next() {
-                    return Ok(Some(job));
-                }
+            if let Some(job) = self.read_first(&keys, consumer).await? {
+                return Ok(Some(job));
             }
             let now = tokio::time::Instant::now();
             if now >= deadline {

@@ -96,6 +96,9 @@ pub struct ExamSetSummary {
     pub version: u32,
     #[serde(default)]
     pub created_at: String,
+    /// What the import repaired and left out (docs/exam-set-format.md), when anything.
+    #[serde(default, skip_serializing_if = "crate::igakuqa::ImportNotes::is_empty")]
+    pub import_notes: crate::igakuqa::ImportNotes,
 }
 
 /// `POST /api/runs`.
@@ -225,9 +228,15 @@ pub struct YearVerdict {
     pub accuracy: f64,
     pub points: u32,
     pub points_max: u32,
-    /// Pass or fail against the year's published criteria; `None` when none are known or the
-    /// run does not hold the whole year.
+    /// Pass or fail against the year's criteria (its rule pack); `None` when none are known or
+    /// the run does not hold the whole year.
     pub pass: Option<bool>,
+    /// The verdict rests on a provisional figure (a cut-off not yet announced, say).
+    #[serde(default)]
+    pub provisional: bool,
+    /// The version of the year's rule pack the verdict was made under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules_version: Option<u32>,
 }
 
 /// `GET /api/runs/{id}`: the run and every question with the model's answer if any.

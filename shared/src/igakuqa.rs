@@ -40,6 +40,59 @@ impl fmt::Display for FormatError {
     }
 }
 
+/// The largest IgakuQA119 question file read (it is parsed whole, not line by line).
+pub const MAX_QUESTION_ARRAY_BYTES: usize = 8 << 20;
+
+/// The header of IgakuQA119's answers file.
+const IGAKUQA119_ANSWERS_HEADER: &str = "問題番号,解答";
+/// The fields of an IgakuQA119 question.
+const IGAKUQA119_FIELDS: &[&str] = &["number", "question", "choices", "has_image"];
+
+/// The credit that must accompany IgakuQA119's questions wherever they are shown.
+pub const IGAKUQA119_CREDIT: &str = "Questions: Ministry of Health, Labour and Welfare of Japan \
+(Public Data License 1.0). Extracted and formatted by Naoto Iwase, \"IgakuQA119: LLM Evaluation \
+on the 119th Japanese Medical Licensing Examination\", v1.0.0, 2025, doi:10.5281/zenodo.15743221 \
+(Apache-2.0).";
+
+/// The credit for questions with ids `ids`: IgakuQA119's for the 119th exam, IgakuQA's for the
+/// 112th–116th (and for any other set, as before), each once, in that order.
+pub fn credit_for<'a>(ids: impl IntoIterator<Item = &'a str>) -> String {
+    let (mut igakuqa, mut igakuqa119) = (false, false);
+    for id in ids {
+        match split_problem_id(id) {
+            _ if id.contains(':') => igakuqa = true,
+            Some((119, _, _)) => igakuqa119 = true,
+            _ => igakuqa = true,
+        }
+    }
+    match (igakuqa119, igakuqa) {
+        (true, true) => format!("{IGAKUQA119_CREDIT} {IGAKUQA_CREDIT}"),
+        (true, false) => IGAKUQA119_CREDIT.to_owned(),
+        _ => IGAKUQA_CREDIT.to_owned(),
+    }
+}
+
+/// `choice` without its leading letter (`"a. 膵の萎縮"` → `"膵の萎縮"`, the letter `letter` in
+/// either case or full width, then `.`, `．`, `、`, `)` or `）`); `None` when it does not
+/// start so.
+fn strip_choice_letter(choice: &str, letter: char) -> Option<&str> {
+    let trimmed = choice.trim_start();
+    let mut chars = trimmed.char_indices();
+    let (_, first) = chars.next()?;
+    let ascii = match first {
+        'Ａ'..='Ｚ' | 'ａ'..='ｚ' => char::from_u32(first as u32 - 0xFEE0)?,
+        other => other,
+    };
+    if ascii.to_ascii_lowercase() != letter {
+        return None;
+    }
+    let (at, mark) = chars.next()?;
+    if !matches!(mark, '.' | '．' | '、' | ')' | '）') {
+        return None;
+    }
+    Some(trimmed[at + mark.len_utf8()..].trim_start())
+}
+
 /// Problems listed at most for one import; the rest are counted.
 pub const MAX_LISTED_ERRORS: usize = 1000;
 
@@ -91,11 +144,6 @@ pub const FIELDS: &[&str] = &[
 /// namespace (a dental exam's "116A71" is another question).
 const EVERYONE_CORRECT: &[&str] = &["116A71"];
 
-/// The medical exams whose structure Kokushi knows: block letters B and E are the required
-/// section (必修), A, C, D and F the general section.
-const KNOWN_MEDICAL_EXAMS: std::ops::RangeInclusive<u32> = 112..=116;
-const REQUIRED_BLOCKS: &[&str] = &["B", "E"];
-
 /// Accumulates the questions of one import (one or many files) and every problem found.
 #[derive(Debug, Default)]
 pub struct Importer {
@@ -110,6 +158,78 @@ pub struct Importer {
     /// Prefix for every problem id ("denqa" makes "116A1" into "denqa:116A1"). A namespaced
     /// set is not the medical exam: no medical rulings, sections or years are derived for it.
     namespace: Option<String>,
+    /// IgakuQA119's questions, waiting for their answers file: (file, line, fields, the
+    /// problems found in them so far).
+    pending_answers: Vec<Pending119>,
+    /// IgakuQA119's answers: problem id → (file, line, answer as written).
+    answers: HashMap<String, (String, usize, String)>,
+    /// Which proposed repairs to apply.
+    policy: crate::repair::RepairPolicy,
+    /// Records to leave out: problem id as the file writes it → reason.
+    exclude: std::collections::BTreeMap<String, String>,
+    /// Every repair proposed, and whether it was applied.
+    repairs: Vec<(crate::repair::Repair, bool)>,
+    /// Records left out as asked.
+    excluded: Vec<ExcludedRecord>,
+}
+
+/// An IgakuQA119 question waiting for its answer: (file, line, fields, problems found so far).
+type Pending119 = (
+    String,
+    usize,
+    serde_json::Map<String, Value>,
+    Vec<FormatError>,
+);
+
+/// A record an import left out as asked, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ExcludedRecord {
+    pub problem_id: String,
+    pub reason: String,
+    pub file: String,
+    pub line: usize,
+}
+
+/// What an import changed: the repairs it applied and the records it left out, kept with the
+/// exam set's version.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ImportNotes {
+    #[serde(default)]
+    pub repairs: Vec<crate::repair::Repair>,
+    #[serde(default)]
+    pub excluded: Vec<ExcludedRecord>,
+}
+
+impl ImportNotes {
+    pub fn is_empty(&self) -> bool {
+        self.repairs.is_empty() && self.excluded.is_empty()
+    }
+}
+
+/// Everything an import found: the questions it would store, every problem, the repairs it
+/// proposed and those it applied, and the records it left out. Nothing is stored from it
+/// unless `errors` is empty.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ImportPreview {
+    pub questions: Vec<Question>,
+    pub errors: Vec<FormatError>,
+    /// Repairs proposed and not applied.
+    pub proposed: Vec<crate::repair::Repair>,
+    pub applied: Vec<crate::repair::Repair>,
+    pub excluded: Vec<ExcludedRecord>,
+}
+
+impl ImportPreview {
+    /// What the import changed, to keep with the set.
+    pub fn notes(&self) -> ImportNotes {
+        ImportNotes {
+            repairs: self.applied.clone(),
+            excluded: self.excluded.clone(),
+        }
+    }
 }
 
 impl Importer {
@@ -142,7 +262,14 @@ impl Importer {
     pub fn add_file(&mut self, file: &str, content: &str) {
         let content = content.strip_prefix('\u{feff}').unwrap_or(content);
         if file.to_ascii_lowercase().ends_with(".csv") {
+            if content.trim_start().starts_with(IGAKUQA119_ANSWERS_HEADER) {
+                return self.add_igakuqa119_answers(file, content);
+            }
             return self.add_csv(file, content);
+        }
+        // A JSON array: IgakuQA119's question files (JSON lines never start with `[`).
+        if content.trim_start().starts_with('[') {
+            return self.add_igakuqa119_questions(file, content);
         }
         self.note_file(file, content);
         for (index, line) in content.lines().enumerate() {
@@ -349,6 +476,242 @@ impl Importer {
         }
     }
 
+    /// One of IgakuQA119's question files (`119A_json.json`): a JSON array of
+    /// `{"number", "question", "choices": ["a. …", …], "has_image"}`. The questions wait for
+    /// their answers (IgakuQA119's `correct_answers.csv`, in the same import) until
+    /// [`Importer::finish`]; then each is checked as an IgakuQA line would be.
+    fn add_igakuqa119_questions(&mut self, file: &str, content: &str) {
+        self.note_file(file, content);
+        // The whole array is read at once (unlike JSON lines): bounded first. A block of the
+        // exam is a few hundred kilobytes.
+        if content.len() > MAX_QUESTION_ARRAY_BYTES {
+            return self.push_error(
+                file,
+                1,
+                "line",
+                format!(
+                    "a JSON array of {} bytes; an IgakuQA119 question file may have at most {MAX_QUESTION_ARRAY_BYTES}",
+                    content.len()
+                ),
+            );
+        }
+        // The line of each question's "number", in order, found in one pass: item `i` is
+        // reported at the `i`-th.
+        let mut number_lines = Vec::new();
+        let mut line = 1;
+        let mut counted = 0;
+        for (at, _) in content.match_indices("\"number\"") {
+            line += content[counted..at].matches('\n').count();
+            counted = at;
+            number_lines.push(line);
+        }
+        let items = match serde_json::from_str::<Value>(content) {
+            Ok(Value::Array(items)) => items,
+            Ok(_) => {
+                return self.push_error(
+                    file,
+                    1,
+                    "line",
+                    "expected a JSON array of questions".into(),
+                );
+            }
+            Err(e) => {
+                return self.push_error(
+                    file,
+                    e.line(),
+                    "line",
+                    format!("not a JSON array of IgakuQA119 questions: {e}"),
+                );
+            }
+        };
+        for (index, item) in items.into_iter().enumerate() {
+            let number = item
+                .get("number")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            let line = number_lines.get(index).copied().unwrap_or(1);
+            let Value::Object(mut item) = item else {
+                self.push_error(
+                    file,
+                    line,
+                    "line",
+                    format!("item {} is not a JSON object", index + 1),
+                );
+                continue;
+            };
+            let mut fields = serde_json::Map::new();
+            let mut problems = Vec::new();
+            for key in item.keys() {
+                if !IGAKUQA119_FIELDS.contains(&key.as_str()) {
+                    problems.push(FormatError {
+                        file: file.to_owned(),
+                        line,
+                        field: key.clone(),
+                        message: format!(
+                            "unknown field {key:?} in an IgakuQA119 question; known fields: {}",
+                            IGAKUQA119_FIELDS.join(", ")
+                        ),
+                    });
+                }
+            }
+            if let Some(number) = item.remove("number") {
+                fields.insert("problem_id".into(), number);
+            }
+            if let Some(Value::String(text)) = item.remove("question") {
+                fields.insert(
+                    "problem_text".into(),
+                    Value::String(text.trim_end().to_owned()),
+                );
+            } else {
+                fields.insert("problem_text".into(), Value::String(String::new()));
+            }
+            match item.remove("choices") {
+                Some(Value::Array(choices)) => {
+                    let mut plain = Vec::with_capacity(choices.len());
+                    for (i, choice) in choices.into_iter().enumerate() {
+                        let Value::String(choice) = choice else {
+                            plain.push(choice);
+                            continue;
+                        };
+                        let letter = crate::exam::choice_letter(i);
+                        match strip_choice_letter(&choice, letter) {
+                            Some(rest) => plain.push(Value::String(rest.to_owned())),
+                            None => {
+                                problems.push(FormatError {
+                                    file: file.to_owned(),
+                                    line,
+                                    field: "choices".to_owned(),
+                                    message: format!(
+                                        "choice {} of {number} should start with its letter \"{letter}. \", got {choice:?}",
+                                        i + 1
+                                    ),
+                                });
+                                plain.push(Value::String(choice));
+                            }
+                        }
+                    }
+                    fields.insert("choices".into(), Value::Array(plain));
+                }
+                Some(other) => {
+                    fields.insert("choices".into(), other);
+                }
+                None => {}
+            }
+            match item.remove("has_image") {
+                Some(Value::Bool(image)) => {
+                    fields.insert("text_only".into(), Value::Bool(!image));
+                }
+                Some(other) => {
+                    fields.insert("text_only".into(), other);
+                }
+                None => {}
+            }
+            self.pending_answers
+                .push((file.to_owned(), line, fields, problems));
+        }
+    }
+
+    /// IgakuQA119's answers file: a header `問題番号,解答`, then one `119A1,a` a line (letters
+    /// run together for several answers, `ac`; a number for a calculation question).
+    fn add_igakuqa119_answers(&mut self, file: &str, content: &str) {
+        self.note_file(file, content);
+        let records = match crate::csv::records(content) {
+            Ok(records) => records,
+            Err((line, message)) => return self.push_error(file, line, "line", message),
+        };
+        for (line, record) in records.iter().skip(1) {
+            if record.iter().all(|cell| cell.trim().is_empty()) {
+                continue;
+            }
+            let [id, answer] = record.as_slice() else {
+                self.push_error(
+                    file,
+                    *line,
+                    "line",
+                    format!("{} cells; an answers line is 問題番号,解答", record.len()),
+                );
+                continue;
+            };
+            let (id, answer) = (id.trim(), answer.trim());
+            if answer.is_empty() {
+                self.push_error(file, *line, "解答", format!("no answer for {id}"));
+                continue;
+            }
+            if let Some((first_file, first_line, _)) = self.answers.get(id) {
+                let message =
+                    format!("a second answer for {id} (the first is at {first_file}:{first_line})");
+                self.push_error(file, *line, "問題番号", message);
+                continue;
+            }
+            self.answers
+                .insert(id.to_owned(), (file.to_owned(), *line, answer.to_owned()));
+        }
+    }
+
+    /// Gives each waiting IgakuQA119 question its answer and checks it as a line.
+    fn join_igakuqa119(&mut self) {
+        let pending = std::mem::take(&mut self.pending_answers);
+        if !pending.is_empty() && self.answers.is_empty() {
+            let mut files: Vec<&str> = pending.iter().map(|(f, ..)| f.as_str()).collect();
+            files.dedup();
+            for file in files {
+                self.push_error(
+                    file,
+                    1,
+                    "answer",
+                    "IgakuQA119's question files need its answers file (correct_answers.csv: \
+                     問題番号,解答) in the same import"
+                        .to_owned(),
+                );
+            }
+            return;
+        }
+        for (file, line, mut fields, problems) in pending {
+            let id = fields
+                .get("problem_id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            // A record left out is left out whatever is wrong with it.
+            if self.exclude.contains_key(&id) {
+                self.add_fields(&file, line, fields);
+                continue;
+            }
+            // A record with a problem of IgakuQA119's own form is refused with it (its choices
+            // are not what they seem): not checked further, never among the questions.
+            if !problems.is_empty() {
+                for problem in problems {
+                    self.record(problem);
+                }
+                continue;
+            }
+            match self.answers.get(&id) {
+                Some((_, _, answer)) => {
+                    let parts: Vec<Value> = if answer.chars().all(|c| c.is_ascii_alphabetic()) {
+                        answer
+                            .chars()
+                            .map(|c| Value::String(c.to_ascii_lowercase().to_string()))
+                            .collect()
+                    } else {
+                        vec![Value::String(answer.clone())]
+                    };
+                    fields.insert("answer".into(), Value::Array(parts));
+                }
+                None => {
+                    self.push_error(
+                        &file,
+                        line,
+                        "answer",
+                        format!("the answers file has no answer for {id}"),
+                    );
+                    continue;
+                }
+            }
+            self.add_fields(&file, line, fields);
+        }
+    }
+
     fn push_error(&mut self, file: &str, line: usize, field: &str, message: String) {
         self.record(FormatError {
             file: file.to_owned(),
@@ -368,7 +731,43 @@ impl Importer {
         }
     }
 
-    fn add_fields(&mut self, file: &str, line_no: usize, fields: serde_json::Map<String, Value>) {
+    /// Applies `policy` to the repairs it proposes, and leaves out the records `exclude` names
+    /// (problem id as the file writes it → reason). An exclusion naming no record is a problem.
+    pub fn with_repairs(
+        mut self,
+        policy: crate::repair::RepairPolicy,
+        exclude: std::collections::BTreeMap<String, String>,
+    ) -> Self {
+        self.policy = policy;
+        self.exclude = exclude;
+        self
+    }
+
+    fn add_fields(
+        &mut self,
+        file: &str,
+        line_no: usize,
+        mut fields: serde_json::Map<String, Value>,
+    ) {
+        let id = fields
+            .get("problem_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        if let Some(reason) = self.exclude.get(&id) {
+            self.excluded.push(ExcludedRecord {
+                problem_id: id,
+                reason: reason.clone(),
+                file: file.to_owned(),
+                line: line_no,
+            });
+            return;
+        }
+        let policy = &self.policy;
+        let found = crate::repair::repair_record(file, line_no, &mut fields, |id, kind| {
+            policy.accepts(id, kind)
+        });
+        self.repairs.extend(found);
         match parse_fields(file, line_no, fields, self.namespace.as_deref()) {
             Ok(question) => {
                 if let Some((first_file, first_line)) = self.seen.get(&question.problem_id) {
@@ -399,39 +798,82 @@ impl Importer {
     /// The questions, or every problem found in any file. A set with no question at all is
     /// refused with each file named (at its last line: nothing came before it).
     pub fn finish(self) -> Result<Vec<Question>, Vec<FormatError>> {
-        if self.errors.is_empty() {
-            if self.questions.is_empty() {
-                let files = if self.files.is_empty() {
-                    vec![("(no file)".to_owned(), 0)]
-                } else {
-                    self.files
-                };
-                return Err(files
-                    .into_iter()
-                    .map(|(file, lines)| FormatError {
-                        file,
-                        line: lines.max(1),
-                        field: "line".to_owned(),
-                        message: "no questions: the file is empty or holds only blank lines"
-                            .to_owned(),
-                    })
-                    .collect());
-            }
-            Ok(self.questions)
+        let report = self.finish_report();
+        if report.errors.is_empty() {
+            Ok(report.questions)
         } else {
-            let mut errors = self.errors;
-            if self.unlisted > 0
-                && let Some(last) = errors.last().cloned()
-            {
-                errors.push(FormatError {
-                    message: format!(
-                        "… and {} more problems, not listed (the first {MAX_LISTED_ERRORS} are)",
-                        self.unlisted
-                    ),
-                    ..last
-                });
-            }
-            Err(errors)
+            Err(report.errors)
+        }
+    }
+
+    /// Everything the import found ([`ImportPreview`]), for a preview before anything is stored.
+    pub fn finish_report(mut self) -> ImportPreview {
+        self.join_igakuqa119();
+        let named: Vec<(String, String)> = self
+            .exclude
+            .iter()
+            .filter(|(id, _)| !self.excluded.iter().any(|e| &e.problem_id == *id))
+            .map(|(id, reason)| (id.clone(), reason.clone()))
+            .collect();
+        for (id, _) in named {
+            let file = self
+                .files
+                .first()
+                .map(|(f, _)| f.clone())
+                .unwrap_or_default();
+            self.push_error(
+                &file,
+                1,
+                "problem_id",
+                format!("asked to leave out {id:?}, and no record has that id"),
+            );
+        }
+        let (applied, proposed): (Vec<_>, Vec<_>) =
+            self.repairs.into_iter().partition(|(_, applied)| *applied);
+        let applied = applied.into_iter().map(|(r, _)| r).collect();
+        let proposed = proposed.into_iter().map(|(r, _)| r).collect();
+        let mut errors = self.errors;
+        if errors.is_empty() && self.questions.is_empty() && self.excluded.is_empty() {
+            let files = if self.files.is_empty() {
+                vec![("(no file)".to_owned(), 0)]
+            } else {
+                self.files
+            };
+            errors = files
+                .into_iter()
+                .map(|(file, lines)| FormatError {
+                    file,
+                    line: lines.max(1),
+                    field: "line".to_owned(),
+                    message: "no questions: the file is empty or holds only blank lines".to_owned(),
+                })
+                .collect();
+        } else if errors.is_empty() && self.questions.is_empty() {
+            let first = &self.excluded[0];
+            errors.push(FormatError {
+                file: first.file.clone(),
+                line: first.line,
+                field: "problem_id".to_owned(),
+                message: "every record is left out: nothing to import".to_owned(),
+            });
+        }
+        if self.unlisted > 0
+            && let Some(last) = errors.last().cloned()
+        {
+            errors.push(FormatError {
+                message: format!(
+                    "… and {} more problems, not listed (the first {MAX_LISTED_ERRORS} are)",
+                    self.unlisted
+                ),
+                ..last
+            });
+        }
+        ImportPreview {
+            questions: self.questions,
+            errors,
+            proposed,
+            applied,
+            excluded: self.excluded,
         }
     }
 }
@@ -523,7 +965,9 @@ fn parse_fields(
     };
     let points_value = raw.remove("points");
     let points = match &points_value {
-        None => Some(1),
+        // A file without points: the exam's built-in rule pack knows them (the 119th exam's
+        // required questions 26–50 are worth 3), else 1.
+        None => Some(default_points(&problem_id, namespace.is_some())),
         Some(Value::String(s)) => s.trim().parse::<u32>().ok().filter(|p| *p <= 100),
         Some(Value::Number(n)) => n
             .as_u64()
@@ -684,8 +1128,8 @@ fn parse_fields(
 }
 
 /// Fills in what the id tells where the file is silent: `116A13` is exam 116, block A. For the
-/// medical exams Kokushi knows (112th–116th, 2018–2022, no namespace) it also gives the year
-/// and the section: blocks B and E are required, the others general.
+/// medical exams with a built-in rule pack (112th–120th, 2018–2026, no namespace) it also gives
+/// the year and the section from the pack (blocks B and E are required, the others general).
 pub fn derive_structure(problem_id: &str, namespaced: bool, meta: &mut QuestionMeta) {
     let Some((exam, block, _number)) = split_problem_id(problem_id) else {
         return;
@@ -695,18 +1139,27 @@ pub fn derive_structure(problem_id: &str, namespaced: bool, meta: &mut QuestionM
     if namespaced || meta.exam.as_deref() != Some(exam.to_string().as_str()) {
         return;
     }
-    if KNOWN_MEDICAL_EXAMS.contains(&exam) {
-        meta.year
-            .get_or_insert(u16::try_from(exam + 1906).unwrap_or(0));
-        if meta.block.as_deref() == Some(block) {
-            meta.section
-                .get_or_insert(if REQUIRED_BLOCKS.contains(&block) {
-                    Section::Required
-                } else {
-                    Section::General
-                });
+    if let Some(pack) = crate::rules::built_in_for(&exam.to_string()) {
+        meta.year.get_or_insert(pack.year);
+        if meta.block.as_deref() == Some(block)
+            && let Some(section) = pack.section_of_block(block)
+        {
+            meta.section.get_or_insert(section);
         }
     }
+}
+
+/// The points of a question whose file does not give them: what its exam's built-in rule pack
+/// says for its block and number, else 1.
+fn default_points(problem_id: &str, namespaced: bool) -> u32 {
+    if namespaced {
+        return 1;
+    }
+    split_problem_id(problem_id)
+        .and_then(|(exam, block, number)| {
+            crate::rules::built_in_for(&exam.to_string())?.points_of(block, number)
+        })
+        .unwrap_or(1)
 }
 
 /// `116A13` → (116, "A", 13).
@@ -943,8 +1396,17 @@ mod tests {
                 r#"{{"problem_id": "{id}", "problem_text": "x", "choices": ["1","2"], "answer": ["a"], "points": "1"}}"#
             )
         };
-        let qs = parse(&[line("116A1"), line("116B2"), line("112E3"), line("117B1")].join("\n"))
-            .expect("parses");
+        let qs = parse(
+            &[
+                line("116A1"),
+                line("116B2"),
+                line("112E3"),
+                line("117B1"),
+                line("901B1"),
+            ]
+            .join("\n"),
+        )
+        .expect("parses");
         let got: Vec<_> = qs
             .iter()
             .map(|q| {
@@ -962,8 +1424,9 @@ mod tests {
                 (Some("116"), Some(2022), Some("A"), Some(Section::General)),
                 (Some("116"), Some(2022), Some("B"), Some(Section::Required)),
                 (Some("112"), Some(2018), Some("E"), Some(Section::Required)),
+                (Some("117"), Some(2023), Some("B"), Some(Section::Required)),
                 // An exam whose structure Kokushi does not know: nothing is guessed.
-                (Some("117"), None, Some("B"), None),
+                (Some("901"), None, Some("B"), None),
             ]
         );
     }
@@ -1001,6 +1464,213 @@ mod tests {
         let errors = parse(r#"{"problem_id": "116A1", "problem_text": "x", "choices": ["1"], "answer": ["a"], "choises": []}"#)
             .expect_err("typo");
         assert_eq!(errors[0].field, "choises");
+    }
+
+    /// IgakuQA119's files as published: a question array per block, one answers CSV.
+    const QUESTIONS_119B: &str = r#"[
+  {
+    "number": "119B25",
+    "question": "正しいのはどれか。 ",
+    "choices": ["a. 甲", "b. 乙", "c. 丙", "d. 丁", "e. 戊"],
+    "has_image": false
+  },
+  {
+    "number": "119B26",
+    "question": "2つ選べ。",
+    "choices": ["a. 甲", "b. 乙", "c. 丙", "d. 丁", "e. 戊"],
+    "has_image": true
+  }
+]"#;
+    const QUESTIONS_119A: &str = r#"[
+  {"number": "119A75", "question": "計算せよ。", "choices": [], "has_image": false}
+]"#;
+    const ANSWERS_119: &str = "問題番号,解答\n119A75,600\n119B25,c\n119B26,ac\n119C1,a\n";
+
+    #[test]
+    fn igakuqa119_files_import_natively_with_the_exams_points() {
+        let mut importer = Importer::new();
+        importer.add_file("119B_json.json", QUESTIONS_119B);
+        importer.add_file("correct_answers.csv", ANSWERS_119);
+        importer.add_file("119A_json.json", QUESTIONS_119A);
+        let questions = importer.finish().expect("imports");
+        let by_id = |id: &str| questions.iter().find(|q| q.problem_id == id).expect(id);
+        let b25 = by_id("119B25");
+        assert_eq!(b25.text, "正しいのはどれか。");
+        assert_eq!(b25.choices[0], "甲");
+        assert_eq!(b25.gold, Gold::Letters { letters: vec!['c'] });
+        // The 119th exam's required section: questions 1–25 of block B are worth 1, 26–50 3.
+        assert_eq!(b25.points, 1);
+        assert_eq!(b25.meta.section, Some(Section::Required));
+        assert_eq!(b25.meta.year, Some(2025));
+        let b26 = by_id("119B26");
+        assert_eq!(b26.points, 3);
+        assert!(!b26.text_only);
+        assert_eq!(
+            b26.gold,
+            Gold::Letters {
+                letters: vec!['a', 'c']
+            }
+        );
+        let a75 = by_id("119A75");
+        assert_eq!(
+            a75.gold,
+            Gold::Numeric {
+                value: "600".into()
+            }
+        );
+        assert_eq!(a75.meta.section, Some(Section::General));
+        // The answers file's other questions (119C1) are not in this import: left alone.
+        assert_eq!(questions.len(), 3);
+        let credit = credit_for(questions.iter().map(|q| q.problem_id.as_str()));
+        assert!(
+            credit.contains("IgakuQA119") && !credit.contains("Kasai"),
+            "{credit}"
+        );
+        assert!(credit_for(["116A1", "119A1"]).contains("Kasai"));
+    }
+
+    #[test]
+    fn igakuqa119_problems_name_their_file_line_and_field() {
+        let mut importer = Importer::new();
+        importer.add_file("119B_json.json", QUESTIONS_119B);
+        let errors = importer.finish().unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].message.contains("correct_answers.csv"),
+            "{errors:?}"
+        );
+
+        // A question array is read whole: bounded before it is parsed.
+        let mut importer = Importer::new();
+        let huge = format!("[{}]", " ".repeat(MAX_QUESTION_ARRAY_BYTES));
+        importer.add_file("119Z_json.json", &huge);
+        let errors = importer.finish().unwrap_err();
+        assert!(errors[0].message.contains("at most"), "{errors:?}");
+
+        let bad = QUESTIONS_119B
+            .replace("\"question\": \"2つ選べ。\"", "\"question\": \" \"")
+            .replace(
+                "\"b. 乙\", \"c. 丙\", \"d. 丁\", \"e. 戊\"],\n    \"has_image\": true",
+                "\"x. 乙\"],\n    \"has_image\": true",
+            );
+        let mut importer = Importer::new();
+        importer.add_file("119B_json.json", &bad);
+        importer.add_file("correct_answers.csv", "問題番号,解答\n119B26,ac\n");
+        let errors = importer.finish().unwrap_err();
+        let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        for expected in [
+            "119B_json.json:9: field `choices`: choice 2 of 119B26 should start with its letter \"b. \"",
+            "119B_json.json:3: field `answer`: the answers file has no answer for 119B25",
+        ] {
+            assert!(
+                shown.iter().any(|s| s.starts_with(expected)),
+                "{expected:?} not in {shown:#?}"
+            );
+        }
+    }
+
+    /// The published defects of IgakuQA119, in small: an empty stem, choices inside the stem.
+    const DEFECTS_119: &str = r#"[
+  {"number": "119C18", "question": "", "choices": ["a. Malaria", "b. Measles", "c. Pertussis"], "has_image": false},
+  {"number": "119E48", "question": "どれか。 aアトロピン bジアゼパム Cフロセミド dアドレナリン eグルココルチコイド ", "choices": [], "has_image": false},
+  {"number": "119E1", "question": "正しいのはどれか。", "choices": ["a. 甲", "b. 乙", "c. 丙"], "has_image": false}
+]"#;
+    const DEFECT_ANSWERS: &str = "問題番号,解答\n119C18,a\n119E48,e\n119E1,b\n";
+
+    #[test]
+    fn refused_records_are_repaired_or_left_out_only_when_asked() {
+        let run = |policy: crate::repair::RepairPolicy, exclude: &[(&str, &str)]| {
+            let mut importer = Importer::new().with_repairs(
+                policy,
+                exclude
+                    .iter()
+                    .map(|(id, why)| ((*id).to_owned(), (*why).to_owned()))
+                    .collect(),
+            );
+            importer.add_file("119E_json.json", DEFECTS_119);
+            importer.add_file("correct_answers.csv", DEFECT_ANSWERS);
+            importer.finish_report()
+        };
+        // As published: two records refused, one repair proposed, nothing applied.
+        let report = run(crate::repair::RepairPolicy::None, &[]);
+        let fields: Vec<(&str, &str)> = report
+            .errors
+            .iter()
+            .map(|e| (e.field.as_str(), e.message.as_str()))
+            .collect();
+        assert_eq!(report.errors.len(), 2, "{fields:?}");
+        assert!(
+            report
+                .errors
+                .iter()
+                .any(|e| e.field == "problem_text" && e.line == 2)
+        );
+        assert!(
+            report
+                .errors
+                .iter()
+                .any(|e| e.field == "answer" && e.line == 3)
+        );
+        assert_eq!(report.proposed.len(), 1);
+        assert_eq!(report.proposed[0].problem_id, "119E48");
+        assert_eq!(
+            report.proposed[0].kind,
+            crate::repair::RepairKind::ChoicesInStem
+        );
+        assert!(report.applied.is_empty());
+
+        // The repair accepted and the empty stem left out with a reason: an importable set.
+        let report = run(
+            crate::repair::RepairPolicy::parse("119E48:choices_in_stem").expect("policy"),
+            &[("119C18", "the stem was not extracted")],
+        );
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        assert_eq!(report.questions.len(), 2);
+        let e48 = report
+            .questions
+            .iter()
+            .find(|q| q.problem_id == "119E48")
+            .expect("E48");
+        assert_eq!(e48.choices.len(), 5);
+        assert_eq!(e48.text, "どれか。");
+        assert_eq!(e48.gold, Gold::Letters { letters: vec!['e'] });
+        assert_eq!(report.applied.len(), 1);
+        assert_eq!(report.excluded[0].reason, "the stem was not extracted");
+
+        // Leaving out a record no file has is a mistake worth naming.
+        let report = run(crate::repair::RepairPolicy::All, &[("119Z9", "typo")]);
+        assert!(
+            report
+                .errors
+                .iter()
+                .any(|e| e.message.contains("\"119Z9\"")),
+            "{:?}",
+            report.errors
+        );
+    }
+
+    #[test]
+    fn a_file_without_points_takes_them_from_the_exams_rule_pack() {
+        let line = |id: &str| {
+            format!(
+                r#"{{"problem_id": "{id}", "problem_text": "x", "choices": ["1","2"], "answer": ["a"]}}"#
+            )
+        };
+        let qs = parse(
+            &[
+                line("119E25"),
+                line("119E26"),
+                line("119F26"),
+                line("901B30"),
+            ]
+            .join("\n"),
+        )
+        .expect("parses");
+        let points: Vec<u32> = qs.iter().map(|q| q.points).collect();
+        assert_eq!(points, vec![1, 3, 1, 1]);
+        let mut importer = Importer::with_namespace("other").expect("namespace");
+        importer.add_file("o.jsonl", &line("119E26"));
+        assert_eq!(importer.finish().expect("parses")[0].points, 1);
     }
 
     #[test]

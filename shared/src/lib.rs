@@ -22,6 +22,8 @@ pub mod leakage;
 pub mod metric;
 pub mod passing;
 pub mod prompt;
+pub mod repair;
+pub mod rules;
 pub mod score;
 pub mod stats;
 pub mod tuning;

@@ -17,7 +17,8 @@ use crate::metric::{
     SECONDARY_SIMILARITIES, exact_match, lenient_correct, strict_letter_correct, top_k_correct,
     top_k_letters,
 };
-use crate::passing::{PassCriteria, Verdict, criteria};
+use crate::passing::{PassCriteria, Verdict};
+use crate::rules::{Applied, RulePack};
 use crate::stats;
 
 /// How a reply's letters are matched with the gold answer.
@@ -246,6 +247,10 @@ pub struct GroupScore {
     pub prohibited_chosen: Option<u32>,
     /// `None` when no criteria are known for the year or the set does not hold the whole year.
     pub pass: Option<bool>,
+    /// The verdict rests on a provisional figure of the year's rule pack (a cut-off not yet
+    /// announced, say): show it as provisional.
+    #[serde(default)]
+    pub provisional: bool,
     pub verdict: Option<Verdict>,
     pub criteria: Option<PassCriteria>,
     /// Why there is no verdict, or other caveats.
@@ -282,16 +287,37 @@ pub struct ScoreReport {
     pub unknown_predictions: Vec<String>,
     /// Questions without a published answer, left out of every total.
     pub unscorable: Vec<String>,
+    /// What the exams' rule packs changed before scoring (exclusions, rulings), with where
+    /// each comes from. Written, never read back (the browser has no use for it, and its
+    /// bundles are smaller without the code to read it).
+    #[serde(default, skip_deserializing)]
+    pub rules_applied: Vec<Applied>,
     #[serde(skip)]
     pub questions: Vec<QuestionScore>,
 }
 
-/// Scores `predictions` (problem id → reply) against `questions`.
+/// Scores `predictions` (problem id → reply) against `questions` under the built-in rule
+/// packs ([`crate::rules::built_in`]).
 pub fn score(
     questions: &[Question],
     predictions: &BTreeMap<String, Reply>,
     options: &ScoreOptions,
 ) -> ScoreReport {
+    score_with(questions, predictions, options, crate::rules::built_in())
+}
+
+/// [`score`] under `packs`: each question of an exam a pack covers (its id without a
+/// namespace, its exam's number the pack's) takes the pack's exclusions, rulings and
+/// prohibited choices, and its year and section where the set does not say; each exam year is
+/// judged by its pack.
+pub fn score_with(
+    questions: &[Question],
+    predictions: &BTreeMap<String, Reply>,
+    options: &ScoreOptions,
+    packs: &[RulePack],
+) -> ScoreReport {
+    let (adjusted, rules_applied) = apply_packs(questions, packs);
+    let questions = adjusted.as_slice();
     let scored: Vec<QuestionScore> = questions
         .iter()
         .map(|q| score_question(q, predictions.get(&q.problem_id), options.mode))
@@ -323,9 +349,29 @@ pub fn score(
     }
     let years = by_year
         .into_iter()
-        .map(|((year, exam), idx)| group(questions, &scored, &idx, year, exam, options))
+        .map(|((year, exam), idx)| {
+            group(
+                questions,
+                &scored,
+                &idx,
+                year,
+                exam,
+                options,
+                packs,
+                &rules_applied,
+            )
+        })
         .collect();
-    let overall = group(questions, &scored, &scorable, None, None, options);
+    let overall = group(
+        questions,
+        &scored,
+        &scorable,
+        None,
+        None,
+        options,
+        packs,
+        &rules_applied,
+    );
 
     let mut breakdowns = Vec::new();
     type KeyOf = fn(&Question) -> Option<String>;
@@ -358,8 +404,45 @@ pub fn score(
         breakdowns,
         unknown_predictions,
         unscorable,
+        rules_applied,
         questions: scored,
     }
+}
+
+/// The pack `packs` holds for `exam`.
+fn pack_for<'a>(packs: &'a [RulePack], exam: &str) -> Option<&'a RulePack> {
+    packs.iter().find(|p| p.exam == exam)
+}
+
+/// `questions` with their exams' packs applied, and what the packs changed.
+fn apply_packs(questions: &[Question], packs: &[RulePack]) -> (Vec<Question>, Vec<Applied>) {
+    let mut adjusted = questions.to_vec();
+    let mut applied = Vec::new();
+    for pack in packs {
+        let mut own: Vec<usize> = Vec::new();
+        for (i, q) in adjusted.iter_mut().enumerate() {
+            // A namespaced id ("denqa:116A71") is another exam's question.
+            if q.problem_id.contains(':') || q.meta.exam.as_deref() != Some(pack.exam.as_str()) {
+                continue;
+            }
+            q.meta.year.get_or_insert(pack.year);
+            if q.meta.section.is_none()
+                && let Some(block) = &q.meta.block
+            {
+                q.meta.section = pack.section_of_block(block);
+            }
+            own.push(i);
+        }
+        if own.is_empty() {
+            continue;
+        }
+        let mut mine: Vec<Question> = own.iter().map(|&i| adjusted[i].clone()).collect();
+        applied.extend(pack.apply(&mut mine));
+        for (i, q) in own.into_iter().zip(mine) {
+            adjusted[i] = q;
+        }
+    }
+    (adjusted, applied)
 }
 
 /// `part / whole`, 0 for an empty whole.
@@ -397,6 +480,7 @@ fn points_interval(
     )
 }
 
+#[allow(clippy::too_many_arguments)]
 fn group(
     questions: &[Question],
     scored: &[QuestionScore],
@@ -404,6 +488,8 @@ fn group(
     year: Option<u16>,
     exam: Option<String>,
     o: &ScoreOptions,
+    packs: &[RulePack],
+    applied: &[Applied],
 ) -> GroupScore {
     let n = u32::try_from(idx.len()).unwrap_or(u32::MAX);
     let correct = count(idx, |i| scored[i].letter_correct);
@@ -464,6 +550,7 @@ fn group(
         general_max: sum(Some(Section::General), false),
         prohibited_chosen,
         pass: None,
+        provisional: false,
         verdict: None,
         criteria: None,
         notes: Vec::new(),
@@ -482,31 +569,94 @@ fn group(
     let (Some(year), Some(exam)) = (year, exam) else {
         return g;
     };
-    match criteria(&exam, year) {
-        None => g
-            .notes
-            .push(format!("no pass criteria known for exam {exam} ({year})")),
-        Some(c) if c.required_max != g.required_max || c.general_max != g.general_max => {
+    let Some(pack) = pack_for(packs, &exam).filter(|p| p.year == year) else {
+        g.notes
+            .push(format!("no pass criteria known for exam {exam} ({year})"));
+        return g;
+    };
+    // A section's examinees' mean points, when every question of it carries their accuracy.
+    let examinee_mean = |section: Section| -> Option<f64> {
+        let mut total = 0.0;
+        for &i in idx.iter().filter(|&&i| scored[i].section == Some(section)) {
+            total += f64::from(questions[i].points) * questions[i].meta.examinee_accuracy?;
+        }
+        Some(total)
+    };
+    let c = match PassCriteria::from_pack(pack, examinee_mean) {
+        Ok(c) => c,
+        Err(why) => {
+            g.notes.push(format!("no verdict for exam {exam}: {why}"));
+            return g;
+        }
+    };
+    let held = |set: u32, exam_points: u32| exam_points.checked_sub(set);
+    let (Some(required_missing), Some(general_missing)) = (
+        held(g.required_max, c.required_max),
+        held(g.general_max, c.general_max),
+    ) else {
+        g.notes.push(format!(
+            "the set holds {}/{} required and {}/{} general points of exam {exam}: more than \
+             the exam has; no verdict",
+            g.required_max, c.required_max, g.general_max, c.general_max
+        ));
+        g.criteria = Some(c);
+        return g;
+    };
+    // Questions the set lacks (a block not imported, a record left out) count as wrong for a
+    // verdict that stands whatever they are, and as right for one that falls whatever they are.
+    let mut verdict = c.judge(g.required_points, g.general_points, g.prohibited_chosen);
+    if required_missing + general_missing > 0 {
+        let best = c.judge(
+            g.required_points + required_missing,
+            g.general_points + general_missing,
+            g.prohibited_chosen,
+        );
+        let missing = format!(
+            "the set holds {}/{} required and {}/{} general points of exam {exam}",
+            g.required_max, c.required_max, g.general_max, c.general_max
+        );
+        if !verdict.pass && best.pass {
             g.notes.push(format!(
-                "the set holds {}/{} required and {}/{} general points of exam {exam}; \
-                 pass/fail needs the whole exam",
-                g.required_max, c.required_max, g.general_max, c.general_max
+                "{missing}: pass/fail turns on the points it lacks; no verdict"
             ));
-            g.criteria = Some(c.clone());
+            g.criteria = Some(c);
+            return g;
         }
-        Some(c) => {
-            let verdict = c.judge(g.required_points, g.general_points, g.prohibited_chosen);
-            g.pass = Some(verdict.pass);
-            g.verdict = Some(verdict);
-            g.criteria = Some(c.clone());
-            if !c.confirmed {
-                g.notes.push(format!(
-                    "the {year} cut-off ({}/{}) is not yet confirmed against the Ministry's announcement",
-                    c.general_min, c.general_max
-                ));
-            }
-        }
+        g.notes.push(format!(
+            "{missing}; the verdict stands whatever the {} missing points are",
+            required_missing + general_missing
+        ));
     }
+    // A question changed by a provisional entry (an exclusion, a ruling) makes it provisional
+    // too.
+    let ids: std::collections::HashSet<&str> = idx
+        .iter()
+        .map(|&i| questions[i].problem_id.as_str())
+        .collect();
+    let provisional_changes: Vec<&Applied> = applied
+        .iter()
+        .filter(|a| {
+            a.provenance.kind == crate::rules::ProvenanceKind::Provisional
+                && ids.contains(a.problem_id.as_str())
+        })
+        .collect();
+    verdict.provisional |= !provisional_changes.is_empty();
+    if verdict.provisional {
+        let mut standing_in: Vec<String> = c.provisional.clone();
+        standing_in.extend(
+            provisional_changes
+                .iter()
+                .map(|a| format!("{}: {} ({})", a.problem_id, a.what, a.provenance.source)),
+        );
+        g.notes.push(format!(
+            "provisional verdict: it rests on {}",
+            standing_in.join("; ")
+        ));
+    }
+    g.pass = Some(verdict.pass);
+    g.provisional = verdict.provisional;
+    g.verdict = Some(verdict);
+    g.criteria = Some(c);
     g
 }
 

@@ -51,6 +51,8 @@ pub struct LoadRequest {
     /// What the model will do: a model estimated not to fit the device's free memory for it is
     /// refused before loading.
     pub workload: Option<kokushi_engine::Workload>,
+    /// The precision of the KV cache and attention (`Auto`: `f16` on a GPU, `f32` on the CPU).
+    pub precision: kokushi_engine::Precision,
 }
 
 impl LoadRequest {
@@ -64,6 +66,7 @@ impl LoadRequest {
             device: kokushi_engine::Device::Cpu,
             kernels: kokushi_engine::Kernels::Own,
             workload: None,
+            precision: kokushi_engine::Precision::Auto,
         }
     }
 }
@@ -209,6 +212,7 @@ fn load_model(request: &LoadRequest) -> Result<(Model, Loaded), EngineError> {
         device: request.device,
         kernels: request.kernels,
         workload: request.workload,
+        precision: request.precision,
     };
     let mut model = Model::load(&request.path, &options)?;
     let i = model.info();

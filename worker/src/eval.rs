@@ -2,7 +2,7 @@
 //! engine's model types, and the demo models known by name.
 
 pub use kokushi_engine::{
-    Device, EngineError, Kernels, LoadOptions, Model, Workload, gib, memory_estimate,
+    Device, EngineError, Kernels, LoadOptions, Model, Precision, Workload, gib, memory_estimate,
 };
 
 /// Demo models known by name: (name, file name in the model cache, where it comes from).

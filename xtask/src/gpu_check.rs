@@ -144,17 +144,25 @@ pub fn gpu_check(root: &Path, args: &[String]) -> Result<()> {
     let work = cache_dir().join("gpu-check");
     std::fs::create_dir_all(&work)?;
     // The device side, and the CPU's own kernels beside it (on the CPU dry run the device side
-    // is the generic code on the CPU: what a GPU runs, but for candle's CUDA kernels).
+    // is the generic code on the CPU with a GPU's default precision, an `f16` KV cache and
+    // attention: what a GPU runs, but for candle's CUDA kernels).
     let device_side: Vec<&str> = if cuda {
         vec!["--device", &o.device]
     } else {
-        vec!["--device", "cpu", "--kernels", "generic"]
+        vec![
+            "--device",
+            "cpu",
+            "--kernels",
+            "generic",
+            "--precision",
+            "f16",
+        ]
     };
     let cpu_side = vec!["--device", "cpu", "--kernels", "own"];
     let device_label = if cuda {
         o.device.clone()
     } else {
-        "cpu, generic".to_owned()
+        "cpu, generic, f16".to_owned()
     };
     let cpu_label = if cuda { "cpu" } else { "cpu, own" };
     let sides = [(device_label.as_str(), device_side), (cpu_label, cpu_side)];
@@ -336,8 +344,9 @@ fn render(
     ));
     if o.device == "cpu" {
         r.push_str(
-            "A dry run: the device side is the generic code (`--kernels generic`) on the CPU, \
-             which is what a GPU runs but for candle's CUDA kernels.\n\n",
+            "A dry run: the device side is the generic code on the CPU with a GPU's default \
+             precision (`--kernels generic --precision f16`), which is what a GPU runs but for \
+             candle's CUDA kernels.\n\n",
         );
     }
     r.push_str(&format!(

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use kokushi_backend::import::{read_exam_set, read_exam_set_as};
+use kokushi_backend::import::read_exam_set;
 use kokushi_shared::job::{
     EvalSettings, JobQuestion, LoglikTarget, PredictionLine, Scoring, ShotExample, shot_pool_for,
 };
@@ -188,11 +188,7 @@ pub async fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         shot_seed: args.shot_seed,
         keep_quantization: args.keep_quantization,
     };
-    let mut questions = read_exam_set_as(
-        &args.exam_set,
-        args.set.namespace.as_deref(),
-        args.set.set_format,
-    )?;
+    let (mut questions, _notes) = args.set.read(&args.exam_set)?;
     let all = questions.len();
     // Worked examples come from --shot-pool, or from the whole exam set before filtering.
     let pool: Vec<ShotExample> = match (args.shots, args.shot_pool.is_empty()) {
@@ -347,6 +343,7 @@ async fn load_local_model(
         keep_quantization: args.keep_quantization,
         device: args.device.resolve()?,
         kernels: args.kernels.kernels,
+        precision: args.kernels.precision,
         workload: Some(kokushi_worker::eval_workload(
             u32::try_from(args.max_new_tokens).unwrap_or(u32::MAX),
             usize::from(args.batch),

@@ -62,6 +62,12 @@ pub struct KernelArgs {
     /// the generic code.
     #[arg(long, default_value = "own", value_name = "own|generic")]
     pub kernels: kokushi_worker::eval::Kernels,
+    /// The precision of the KV cache and of attention's products: auto (f16 on a GPU, as
+    /// llama.cpp keeps its cache: half the memory; f32 on the CPU), f32, f16, or bf16 (GPUs of
+    /// compute capability 8.0 or newer). Scores are soft-maxed in f32 and the quantized weight
+    /// products take f32 activations whatever this says; training attends in f32.
+    #[arg(long, default_value = "auto", value_name = "auto|f32|f16|bf16")]
+    pub precision: kokushi_worker::eval::Precision,
 }
 
 impl DeviceArgs {
@@ -126,6 +132,72 @@ pub struct SetArgs {
     /// extension); `jmmlu` reads JMMLU CSV (no header, 4 choices, answer A-D).
     #[arg(long = "set-format", value_enum, default_value_t = SetFormat::Auto)]
     pub set_format: SetFormat,
+    /// Apply the repairs the import proposes for records it would refuse: `all`, or
+    /// ID:KIND[,ID:KIND…] (kinds: choices_in_stem, letter_form, numbering), e.g.
+    /// --repair 119E45:choices_in_stem. `kokushi import --preview` lists what is proposed.
+    #[arg(long, value_name = "all|ID:KIND,...")]
+    pub repair: Option<String>,
+    /// Leave out the record ID, saying why (repeatable): --exclude "119C18:the stem is empty".
+    #[arg(long, value_name = "ID:REASON")]
+    pub exclude: Vec<String>,
+}
+
+impl SetArgs {
+    /// Everything an import of `paths` finds, with these repairs and exclusions.
+    pub fn report(
+        &self,
+        paths: &[std::path::PathBuf],
+    ) -> anyhow::Result<kokushi_shared::igakuqa::ImportPreview> {
+        use kokushi_shared::repair::RepairPolicy;
+        let policy = match &self.repair {
+            Some(spec) => RepairPolicy::parse(spec).map_err(|e| anyhow::anyhow!("--repair {e}"))?,
+            None => RepairPolicy::None,
+        };
+        let mut exclude = std::collections::BTreeMap::new();
+        for item in &self.exclude {
+            let (id, reason) = item
+                .split_once(':')
+                .filter(|(id, reason)| !id.trim().is_empty() && !reason.trim().is_empty())
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--exclude {item:?}: expected ID:REASON, e.g. \"119C18:the stem is empty\""
+                    )
+                })?;
+            exclude.insert(id.trim().to_owned(), reason.trim().to_owned());
+        }
+        Ok(kokushi_backend::import::read_exam_set_report(
+            paths,
+            self.namespace.as_deref(),
+            self.set_format,
+            policy,
+            exclude,
+        )?)
+    }
+
+    /// The questions of `paths`, or an error listing every problem and the `--repair` that
+    /// would mend each record a repair is proposed for.
+    pub fn read(
+        &self,
+        paths: &[std::path::PathBuf],
+    ) -> anyhow::Result<(
+        Vec<kokushi_shared::Question>,
+        kokushi_shared::igakuqa::ImportNotes,
+    )> {
+        let report = self.report(paths)?;
+        if !report.errors.is_empty() {
+            let mut message =
+                kokushi_backend::import::ImportError::Invalid(report.errors.clone()).to_string();
+            if !report.proposed.is_empty() {
+                message.push_str("\nrepairs proposed (kokushi import --preview shows them):");
+                for r in &report.proposed {
+                    message.push_str(&format!("\n  --repair {}:{}", r.problem_id, r.kind.id()));
+                }
+            }
+            anyhow::bail!(message);
+        }
+        let notes = report.notes();
+        Ok((report.questions, notes))
+    }
 }
 
 /// An allow-list of base URLs as a flag gave them, each in its one normal form.

@@ -1,12 +1,15 @@
 //! `kokushi import`: an exam set read from disk (`kokushi_backend::import`: IgakuQA JSON lines,
-//! the CSV upload format, JMMLU files) and stored in the database, once: importing the same
-//! content again finds the set already present.
+//! the CSV upload format, JMMLU files, IgakuQA119's files) and stored in the database, once:
+//! importing the same content again finds the set already present. `--preview` shows what
+//! would be stored, every problem and the repairs proposed, and stores nothing; `--repair` and
+//! `--exclude` turn refused records into an importable set.
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use clap::Args;
-use kokushi_backend::db::Db;
-use kokushi_backend::import::read_exam_set_as;
+use kokushi_backend::db::{Db, PreparedSet};
+use kokushi_shared::igakuqa::ImportPreview;
 
 use super::flags::{DbArgs, SetArgs};
 
@@ -17,21 +20,46 @@ pub struct ImportArgs {
     /// The exam set's name, e.g. "IgakuQA 2022".
     #[arg(long)]
     name: String,
-    /// .jsonl or .csv files, or folders of them.
+    /// .jsonl, .csv or .json files (IgakuQA119's question files with its answers CSV), or
+    /// folders of them.
     #[arg(required = true)]
     paths: Vec<PathBuf>,
     #[command(flatten)]
     set: SetArgs,
+    /// Show what would be imported: every problem by file, line and field, the repairs
+    /// proposed (with the --repair that accepts each) and the records left out; store nothing.
+    #[arg(long)]
+    preview: bool,
 }
 
 pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
-    let questions = read_exam_set_as(
-        &args.paths,
-        args.set.namespace.as_deref(),
-        args.set.set_format,
-    )?;
+    if args.preview {
+        print!("{}", preview(&args.set.report(&args.paths)?));
+        return Ok(());
+    }
+    let (questions, notes) = args.set.read(&args.paths)?;
+    let report = &notes;
+    for r in &report.repairs {
+        eprintln!(
+            "repaired {} ({}:{}): {} {}: {:?} → {:?}",
+            r.problem_id,
+            r.file,
+            r.line,
+            r.kind.id(),
+            r.field,
+            r.before,
+            r.after
+        );
+    }
+    for e in &report.excluded {
+        eprintln!(
+            "left out {} ({}:{}): {}",
+            e.problem_id, e.file, e.line, e.reason
+        );
+    }
+    let prepared = PreparedSet::new(questions)?.with_notes(&notes)?;
     let db = Db::connect(&args.db.database_url).await?;
-    let (set, created) = db.insert_exam_set(&args.name, &questions).await?;
+    let (set, created) = db.insert_prepared(&args.name, &prepared).await?;
     println!(
         "{} exam set {:?} (id {}): {} questions, {} text-only, sha256 {}",
         if created {
@@ -46,4 +74,45 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
         set.content_hash
     );
     Ok(())
+}
+
+/// The preview as text: what would be stored, each problem, each repair proposed or applied,
+/// each record left out.
+fn preview(report: &ImportPreview) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} question(s) would be imported; {} problem(s); {} repair(s) proposed, {} applied; {} record(s) left out",
+        report.questions.len(),
+        report.errors.len(),
+        report.proposed.len(),
+        report.applied.len(),
+        report.excluded.len()
+    );
+    for e in &report.errors {
+        let _ = writeln!(out, "problem: {e}");
+    }
+    for (what, list) in [("proposed", &report.proposed), ("applied", &report.applied)] {
+        for r in list {
+            let _ = writeln!(
+                out,
+                "{what}: --repair {}:{} ({}:{}, field `{}`)\n  before: {}\n  after:  {}",
+                r.problem_id,
+                r.kind.id(),
+                r.file,
+                r.line,
+                r.field,
+                r.before,
+                r.after
+            );
+        }
+    }
+    for e in &report.excluded {
+        let _ = writeln!(
+            out,
+            "left out: {} ({}:{}): {}",
+            e.problem_id, e.file, e.line, e.reason
+        );
+    }
+    out
 }

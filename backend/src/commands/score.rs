@@ -7,7 +7,6 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use kokushi_backend::import::read_exam_set_as;
 use kokushi_backend::scoring::OutputFormat;
 
 use super::flags::SetArgs;
@@ -16,7 +15,10 @@ pub const SCORE_HELP: &str =
     "Score predictions made anywhere against an exam set, as IgakuQA and the \
 seed papers count them, and print per exam year: questions, correct, accuracy with its Wilson \
 interval, points with a bootstrap interval, required and general points, prohibited choices \
-chosen and pass/fail against the year's published criteria.
+chosen and pass/fail against the year's criteria: its rule pack (built in for the 112th to \
+the 120th exams, 2018-2026; docs/rule-packs.md). A verdict resting on a figure not yet \
+announced is provisional: PASS? or fail? in the table, pass_provisional in the CSV, \
+provisional in the JSON, with the figures standing in named in the notes.
 
 Predictions are IgakuQA's baseline_results files (one JSON object a line: {\"problem_id\": \
 \"116A1\", \"prediction\": \"c\", ...}; one file per block or one for all, or a folder of \
@@ -84,15 +86,10 @@ pub fn score(args: ScoreArgs) -> anyhow::Result<()> {
     );
     anyhow::ensure!(args.resamples > 0, "--resamples must be at least 1");
     let mode = LetterMode::from_id(&args.mode).context("--mode is strict or lenient")?;
-    let (questions, left_out): (Vec<_>, Vec<_>) = read_exam_set_as(
-        &args.exam_set,
-        args.set.namespace.as_deref(),
-        args.set.set_format,
-    )?
-    .into_iter()
-    .partition(|q| {
-        (!args.text_only || q.text_only) && args.choices.is_none_or(|n| q.choices.len() == n)
-    });
+    let (questions, left_out): (Vec<_>, Vec<_>) =
+        args.set.read(&args.exam_set)?.0.into_iter().partition(|q| {
+            (!args.text_only || q.text_only) && args.choices.is_none_or(|n| q.choices.len() == n)
+        });
     let all = questions.len() + left_out.len();
     anyhow::ensure!(
         !questions.is_empty(),
@@ -113,8 +110,8 @@ pub fn score(args: ScoreArgs) -> anyhow::Result<()> {
             b.retain(|id, _| !left_out.contains(id));
         }
         eprintln!(
-            "scoring {} of the {all} questions (--text-only / --choices); pass/fail needs the \
-             whole exam",
+            "scoring {} of the {all} questions (--text-only / --choices); a year gets pass/fail \
+             only where the questions left out cannot change it",
             questions.len()
         );
     }
@@ -129,13 +126,11 @@ pub fn score(args: ScoreArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.per_question {
         scoring::write_per_question(path, &scored.report)?;
     }
-    let credit = args
-        .set
-        .namespace
-        .is_none()
-        .then_some(kokushi_shared::igakuqa::IGAKUQA_CREDIT);
+    let credit = args.set.namespace.is_none().then(|| {
+        kokushi_shared::igakuqa::credit_for(questions.iter().map(|q| q.problem_id.as_str()))
+    });
     let out = match args.format {
-        OutputFormat::Table => scoring::render_table(&scored, mode, credit),
+        OutputFormat::Table => scoring::render_table(&scored, mode, credit.as_deref()),
         OutputFormat::Json => scoring::render_json(&scored)?,
         OutputFormat::Csv => scoring::render_csv(&scored),
     };

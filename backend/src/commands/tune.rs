@@ -437,6 +437,7 @@ pub fn tune(args: &TuneArgs) -> anyhow::Result<()> {
         &kokushi_worker::eval::LoadOptions {
             device,
             kernels: args.kernels.kernels,
+            precision: args.kernels.precision,
             // Sequences are trained one at a time (gradients accumulate over a batch).
             workload: Some(kokushi_worker::eval::Workload {
                 positions: plan.recipe.max_seq_len,

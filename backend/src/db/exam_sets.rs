@@ -11,7 +11,7 @@ use super::{Db, DbError, corrupt, flag, to_u32};
 use crate::clock::now_rfc3339;
 
 /// An exam set with its question counts; read by [`summary_from_row`].
-const SUMMARY_SELECT: &str = "SELECT e.id, e.name, e.content_hash, e.created_at, \
+const SUMMARY_SELECT: &str = "SELECT e.id, e.name, e.content_hash, e.created_at, e.import_notes, \
      (SELECT COUNT(*) FROM questions q WHERE q.exam_set_id = e.id) AS n, \
      (SELECT COUNT(*) FROM questions q WHERE q.exam_set_id = e.id AND q.text_only = 1) AS t, \
      (SELECT COUNT(*) FROM exam_sets v WHERE v.name = e.name AND v.id <= e.id) AS version \
@@ -59,6 +59,8 @@ pub struct PreparedSet {
     hash: String,
     facets: String,
     bodies: Vec<String>,
+    /// What the import repaired and left out (JSON), when anything.
+    notes: Option<String>,
 }
 
 impl PreparedSet {
@@ -75,7 +77,24 @@ impl PreparedSet {
             hash,
             facets,
             bodies,
+            notes: None,
         })
+    }
+
+    /// The set with what its import repaired and left out, kept beside it.
+    pub fn with_notes(
+        mut self,
+        notes: &kokushi_shared::igakuqa::ImportNotes,
+    ) -> Result<Self, DbError> {
+        self.notes = if notes.is_empty() {
+            None
+        } else {
+            Some(
+                serde_json::to_string(notes)
+                    .map_err(|e| corrupt("exam_sets", "import_notes", e))?,
+            )
+        };
+        Ok(self)
     }
 }
 
@@ -132,13 +151,14 @@ impl Db {
             return Ok((summary, false));
         }
         let id: i64 = sqlx::query(
-            "INSERT INTO exam_sets (name, content_hash, created_at, facets) \
-             VALUES ($1, $2, $3, $4) RETURNING id",
+            "INSERT INTO exam_sets (name, content_hash, created_at, facets, import_notes) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
         )
         .bind(name)
         .bind(hash)
         .bind(now_rfc3339())
         .bind(&set.facets)
+        .bind(&set.notes)
         .fetch_one(&mut *tx)
         .await?
         .try_get("id")?;
@@ -247,6 +267,12 @@ fn summary_from_row(row: &sqlx::any::AnyRow) -> Result<ExamSetSummary, DbError> 
         text_only_count: to_u32(row.try_get("t")?),
         version: to_u32(row.try_get("version")?),
         created_at: row.try_get("created_at")?,
+        import_notes: match row.try_get::<Option<String>, _>("import_notes")? {
+            Some(json) => {
+                serde_json::from_str(&json).map_err(|e| corrupt("exam_sets", "import_notes", e))?
+            }
+            None => kokushi_shared::igakuqa::ImportNotes::default(),
+        },
     })
 }
 

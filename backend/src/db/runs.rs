@@ -2,7 +2,7 @@
 
 use kokushi_shared::api::{QuestionResult, RunDetail, RunStatus, RunSummary, ScoredAnswer};
 use kokushi_shared::extract::Extracted;
-use kokushi_shared::igakuqa::IGAKUQA_CREDIT;
+use kokushi_shared::igakuqa::credit_for;
 use kokushi_shared::job::{
     AnswerRecord, EvalJob, EvalSettings, JobQuestion, Priority, Scoring, ShotExample, shot_pool_for,
 };
@@ -334,7 +334,7 @@ impl Db {
             waiting: None,
             run: run_from_row(&row, tally)?,
             rules_version,
-            credit: IGAKUQA_CREDIT.to_owned(),
+            credit: credit_for(questions.iter().map(|q| q.problem_id.as_str())),
             questions,
         }))
     }

@@ -17,7 +17,7 @@ use kokushi_shared::grading::{
     BlindItem, CreateGradingTask, GradeInput, GradingItemDetail, GradingTaskDetail,
     GradingTaskSummary, ItemState, ItemStatus, MyItem, MyQueue, MyTask,
 };
-use kokushi_shared::igakuqa::IGAKUQA_CREDIT;
+use kokushi_shared::igakuqa::credit_for;
 use serde::Deserialize;
 
 use super::{download, parse_id};
@@ -252,6 +252,7 @@ pub async fn item_detail(
         .find(|r| r.item.id == id)
         .ok_or_else(|| ApiError::Internal(format!("grading item {id} is not in its task")))?;
     let (answer, question) = answer_of(&state.db, &item).await?;
+    let credit = credit_for([question.problem_id.as_str()]);
     let auto = HashMap::from([(
         (item.run_id, item.problem_id.clone()),
         (answer.correct, answer.unparsed),
@@ -277,7 +278,7 @@ pub async fn item_detail(
         output: answer.raw_output,
         parsed: answer.extracted.display(),
         history: state.db.audit_log(Some(task.id), Some(id), None).await?,
-        credit: IGAKUQA_CREDIT.to_owned(),
+        credit,
     }))
 }
 
@@ -392,6 +393,7 @@ pub async fn assignment(
 ) -> Result<HttpResponse, ApiError> {
     let (a, item) = own_assignment(&state.db, &principal, &path).await?;
     let (answer, question) = answer_of(&state.db, &item).await?;
+    let credit = credit_for([question.problem_id.as_str()]);
     let mine = state
         .db
         .my_assignments(principal.user.id, Some(a.task_id))
@@ -419,7 +421,7 @@ pub async fn assignment(
             .and_then(|p| mine.get(p))
             .map(|m| m.handle),
         next: mine.get(at + 1).map(|m| m.handle),
-        credit: IGAKUQA_CREDIT.to_owned(),
+        credit,
     }))
 }
 

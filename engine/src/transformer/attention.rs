@@ -202,7 +202,17 @@ impl Transformer {
         // one key/value head are stacked along the position axis.
         let groups = heads / kv_heads;
         let q = q.reshape((batch, kv_heads, groups * steps, head_dim))?;
-        let scores = (q.matmul(&k.t()?)? * config.attention_scale)?;
+        // In half precision (the KV cache's dtype, `Config::kv_dtype`) the query is scaled
+        // before the product, so that scores stay within `f16`'s range; the scores are
+        // soft-maxed in `f32` and the probabilities taken back to the values' dtype.
+        let half = k.dtype() != DType::F32;
+        let scores = if half {
+            (q.to_dtype(k.dtype())? * config.attention_scale)?
+                .matmul(&k.t()?)?
+                .to_dtype(DType::F32)?
+        } else {
+            (q.to_dtype(DType::F32)?.matmul(&k.t()?)? * config.attention_scale)?
+        };
         let scores = match mask {
             Some(mask) => scores
                 .reshape((batch, kv_heads, groups, steps, slots))?
@@ -216,7 +226,9 @@ impl Transformer {
             candle_nn::ops::softmax_last_dim(&scores)?
         };
         let attended = probs
+            .to_dtype(v.dtype())?
             .matmul(v)?
+            .to_dtype(config.dtype)?
             .reshape((batch, heads, steps, head_dim))?
             .transpose(1, 2)?
             .reshape((batch, steps, heads * head_dim))?;
@@ -344,7 +356,8 @@ pub(super) fn attention_threads() -> usize {
     })
 }
 
-/// The additive attention mask `(batch, 1, 1, steps, slots)` for queries at slots
+/// The additive attention mask `(batch, 1, 1, steps, slots)`, in `f32` (scores are soft-maxed in
+/// `f32`), for queries at slots
 /// `start..start + steps`: `0` where a key is visible, `-inf` where it is in the future, in a
 /// row's left padding, or (with `window`) `window` or more positions back. `None` when every key
 /// is visible.
@@ -354,7 +367,6 @@ pub(super) fn mask(
     steps: usize,
     window: Option<usize>,
     device: &Device,
-    dtype: DType,
 ) -> Result<Option<Tensor>> {
     let slots = start + steps;
     let visible = |row: usize, query: usize, key: usize| {
@@ -380,7 +392,5 @@ pub(super) fn mask(
             }
         }
     }
-    Tensor::from_vec(values, (pad.len(), 1, 1, steps, slots), device)?
-        .to_dtype(dtype)
-        .map(Some)
+    Tensor::from_vec(values, (pad.len(), 1, 1, steps, slots), device).map(Some)
 }

@@ -495,6 +495,7 @@ pub(crate) fn from_gguf<R: Read + Seek>(
         embedding_scale,
         context_length,
         dtype: DType::F32,
+        kv_dtype: DType::F32,
     };
     let embedding = source
         .matrix("token_embd.weight")?
@@ -641,6 +642,7 @@ pub(crate) fn from_folder(
         embedding_scale,
         context_length,
         dtype,
+        kv_dtype: dtype,
     };
     let prefix = ["model.", "language_model.model.", "model.language_model."]
         .into_iter()

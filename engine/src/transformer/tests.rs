@@ -43,7 +43,7 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
 #[test]
 fn the_mask_hides_the_future_the_padding_and_what_falls_out_of_the_window() {
     // Arrange: row 0 has 2 slots of left padding; 4 slots, queries at slots 2 and 3.
-    let built = mask(&[2, 0], 2, 2, Some(2), &Device::Cpu, DType::F32)
+    let built = mask(&[2, 0], 2, 2, Some(2), &Device::Cpu)
         .unwrap()
         .expect("a mask is needed");
 
@@ -61,9 +61,7 @@ fn the_mask_hides_the_future_the_padding_and_what_falls_out_of_the_window() {
     ];
     assert_eq!(seen, expected);
     assert!(
-        mask(&[0], 0, 1, None, &Device::Cpu, DType::F32)
-            .unwrap()
-            .is_none(),
+        mask(&[0], 0, 1, None, &Device::Cpu).unwrap().is_none(),
         "one token with nothing before it needs no mask"
     );
 }

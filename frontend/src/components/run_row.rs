@@ -34,6 +34,15 @@ pub fn RunRow(run: RunSummary, selected: RwSignal<Vec<i64>>) -> impl IntoView {
                 Some(false) => ("year-chip fail", "✗", t(i18n::LEADERBOARD_YEAR_FAIL)),
                 None => ("year-chip", "", t(i18n::LEADERBOARD_YEAR_NO_VERDICT)),
             };
+            // A provisional verdict: marked `?` and said in the title.
+            let (mark, what) = if y.pass.is_some() && y.provisional {
+                (
+                    if mark == "✓" { "✓?" } else { "✗?" },
+                    format!("{what} — {}", t(i18n::LEADERBOARD_YEAR_PROVISIONAL)),
+                )
+            } else {
+                (mark, what.to_string())
+            };
             let title = tf(
                 i18n::LEADERBOARD_YEAR_TITLE,
                 &[

@@ -11,13 +11,25 @@ use crate::format;
 use crate::i18n::{self, t, tf};
 
 fn verdict(group: &GroupScore) -> AnyView {
+    // A provisional verdict says so, and why (the notes name the figures standing in).
+    let provisional = group.provisional.then(|| {
+        view! {
+            <span class="verdict-provisional" title=group.notes.join(" ")>
+                {format!(" ({})", t(i18n::RUN_SCORE_PROVISIONAL))}
+            </span>
+        }
+    });
     match group.pass {
-        Some(true) => {
-            view! { <span class="verdict pass">{t(i18n::RUN_SCORE_PASS)}</span> }.into_any()
+        Some(true) => view! {
+            <span class="verdict pass">{t(i18n::RUN_SCORE_PASS)}</span>
+            {provisional}
         }
-        Some(false) => {
-            view! { <span class="verdict fail">{t(i18n::RUN_SCORE_FAIL)}</span> }.into_any()
+        .into_any(),
+        Some(false) => view! {
+            <span class="verdict fail">{t(i18n::RUN_SCORE_FAIL)}</span>
+            {provisional}
         }
+        .into_any(),
         None => view! {
             <span class="verdict unknown" title=group.notes.join(" ")>
                 "—"

@@ -175,6 +175,7 @@ pub fn ExamSetsPage() -> impl IntoView {
                         <th class="num">{t(i18n::EXAM_SETS_TEXT_ONLY)}</th>
                         <th>{t(i18n::EXAM_SETS_CONTENT_HASH)}</th>
                         <th>{t(i18n::EXAM_SETS_UPLOADED)}</th>
+                        <th>{t(i18n::EXAM_SETS_IMPORT_NOTES)}</th>
                     </tr>
                 </thead>
                 <tbody>
@@ -190,6 +191,7 @@ pub fn ExamSetsPage() -> impl IntoView {
                                     <td class="num">{s.text_only_count}</td>
                                     <td><code title=s.content_hash.clone()>{s.content_hash.chars().take(12).collect::<String>()}</code></td>
                                     <td>{s.created_at.get(..16).unwrap_or(&s.created_at).replace('T', " ")}</td>
+                                    <td class="import-notes">{import_notes(&s.import_notes)}</td>
                                 </tr>
                             }
                         }
@@ -198,4 +200,38 @@ pub fn ExamSetsPage() -> impl IntoView {
             </table>
         </section>
     }
+}
+
+/// What an import repaired and left out: counts, with every repair and exclusion in the title.
+fn import_notes(notes: &kokushi_shared::igakuqa::ImportNotes) -> Option<AnyView> {
+    if notes.is_empty() {
+        return None;
+    }
+    let mut detail: Vec<String> = notes
+        .repairs
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {}: {} → {}",
+                r.problem_id,
+                r.kind.id(),
+                r.before,
+                r.after
+            )
+        })
+        .collect();
+    detail.extend(
+        notes
+            .excluded
+            .iter()
+            .map(|e| format!("{}: {}", e.problem_id, e.reason)),
+    );
+    let summary = tf(
+        i18n::EXAM_SETS_IMPORT_NOTES_SUMMARY,
+        &[
+            ("repaired", &notes.repairs.len()),
+            ("excluded", &notes.excluded.len()),
+        ],
+    );
+    Some(view! { <span title=detail.join("\n")>{summary}</span> }.into_any())
 }
