@@ -57,7 +57,9 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Take evaluation and tuning jobs from Redis and carry them out with the engine.
     Worker(worker::WorkerArgs),
-    /// Import an exam set: IgakuQA JSON lines, the CSV upload format, or JMMLU files.
+    /// Import an exam set: IgakuQA JSON lines, the CSV upload format, JMMLU files, or
+    /// IgakuQA119's files; --preview shows every problem and the repairs proposed, storing
+    /// nothing.
     Import(import::ImportArgs),
     /// Score predictions made anywhere against an exam set: accuracy, points and pass/fail per
     /// exam year, as IgakuQA and the seed papers count them.

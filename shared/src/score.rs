@@ -257,6 +257,12 @@ pub struct GroupScore {
     pub notes: Vec<String>,
 }
 
+/// Skips a value, giving the field its default.
+fn ignored<'de, D: serde::Deserializer<'de>, T: Default>(d: D) -> Result<T, D::Error> {
+    serde::de::IgnoredAny::deserialize(d)?;
+    Ok(T::default())
+}
+
 /// Accuracy and points of one slice (a block, a section, a specialty).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -288,9 +294,9 @@ pub struct ScoreReport {
     /// Questions without a published answer, left out of every total.
     pub unscorable: Vec<String>,
     /// What the exams' rule packs changed before scoring (exclusions, rulings), with where
-    /// each comes from. Written, never read back (the browser has no use for it, and its
-    /// bundles are smaller without the code to read it).
-    #[serde(default, skip_deserializing)]
+    /// each comes from. Written, never read back: reading a report leaves it empty (the
+    /// browser has no use for it, and its bundles are smaller without the code to read it).
+    #[serde(default, deserialize_with = "ignored")]
     pub rules_applied: Vec<Applied>,
     #[serde(skip)]
     pub questions: Vec<QuestionScore>,
