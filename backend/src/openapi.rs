@@ -186,11 +186,24 @@ pub fn document() -> OpenApi {
         let ok = match &doc.answer {
             Answer::Json(json) => {
                 (json.collect)(&mut schemas);
+                let schema = match &doc.or {
+                    None => (json.schema)(),
+                    Some(other) => {
+                        (other.collect)(&mut schemas);
+                        utoipa::openapi::schema::Schema::OneOf(
+                            utoipa::openapi::schema::OneOfBuilder::new()
+                                .item((json.schema)())
+                                .item((other.schema)())
+                                .build(),
+                        )
+                        .into()
+                    }
+                };
                 ResponseBuilder::new()
                     .description(doc.summary)
                     .content(
                         "application/json",
-                        ContentBuilder::new().schema(Some((json.schema)())).build(),
+                        ContentBuilder::new().schema(Some(schema)).build(),
                     )
                     .build()
             }

@@ -302,6 +302,20 @@ pub struct ImportReport {
     pub created: bool,
 }
 
+/// `POST /api/exam-sets?…&preview=true`: what an upload would store, without storing it —
+/// every problem, each repair proposed (accept it with `repair=ID:KIND`) or applied, and the
+/// records left out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UploadPreview {
+    /// Questions the upload would store as it stands.
+    pub questions: u32,
+    pub errors: Vec<crate::igakuqa::FormatError>,
+    pub proposed: Vec<crate::repair::Repair>,
+    pub applied: Vec<crate::repair::Repair>,
+    pub excluded: Vec<crate::igakuqa::ExcludedRecord>,
+}
+
 /// What an account may do. A user may hold several roles; `admin` may do everything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

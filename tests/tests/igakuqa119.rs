@@ -198,3 +198,135 @@ fn the_119th_exam_is_scored_under_its_rule_pack() {
     assert_eq!(year["pass"], false, "{year}");
     assert_eq!(year["verdict"]["required_pass"], false);
 }
+
+/// Every file of IgakuQA119 as one multipart form of `file` fields.
+fn multipart_of(data: &Path) -> (String, Vec<u8>) {
+    let boundary = "kokushi-119-boundary";
+    let mut files: Vec<PathBuf> = std::fs::read_dir(data.join("questions"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files.push(data.join("correct_answers.csv"));
+    let mut out = Vec::new();
+    for file in files {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        out.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; \
+                 filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        out.extend_from_slice(&std::fs::read(&file).unwrap());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_previews_the_refused_records_and_stores_them_mended() {
+    let Some(data) = data() else { return };
+    let store = kokushi_tests::fixture_model_store().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let settings =
+        kokushi_backend::Settings::embedded(kokushi_tests::sqlite_url(dir.path()), store.path());
+    let app = kokushi_tests::TestApp::spawn(settings).await.unwrap();
+    let (content_type, body) = multipart_of(&data);
+    let post = |query: Vec<(&'static str, String)>| {
+        app.client
+            .post(app.url("/api/exam-sets"))
+            .query(&query)
+            .header("Content-Type", content_type.clone())
+            .body(body.clone())
+            .send()
+    };
+    let name = || ("name", "IgakuQA119".to_owned());
+
+    // As published: refused, every record named.
+    let refused = post(vec![name()]).await.unwrap();
+    assert_eq!(refused.status(), reqwest::StatusCode::BAD_REQUEST);
+    let said = refused.text().await.unwrap();
+    assert!(
+        said.contains("119C_json.json") && said.contains("problem_text"),
+        "{said}"
+    );
+
+    // The preview: what would be stored, the repairs proposed; nothing stored.
+    let preview: kokushi_shared::api::UploadPreview =
+        post(vec![name(), ("preview", "true".into())])
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(preview.questions, 395);
+    assert_eq!(preview.errors.len(), 7);
+    let proposed: Vec<String> = preview
+        .proposed
+        .iter()
+        .map(|r| format!("{}:{}", r.problem_id, r.kind.id()))
+        .collect();
+    assert_eq!(
+        proposed,
+        vec!["119E45:choices_in_stem", "119E48:choices_in_stem"]
+    );
+    let listed: Vec<kokushi_shared::api::ExamSetSummary> = app
+        .client
+        .get(app.url("/api/exam-sets"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        listed.is_empty(),
+        "neither a refusal nor a preview stores anything"
+    );
+
+    // The repairs accepted and the rest left out: stored, with what was done kept beside it.
+    let mut query = vec![name(), ("repair", REPAIR.to_owned())];
+    query.extend(EXCLUDE.map(|e| ("exclude", e.to_owned())));
+    let stored = post(query).await.unwrap();
+    assert_eq!(
+        stored.status(),
+        reqwest::StatusCode::CREATED,
+        "{}",
+        stored.text().await.unwrap_or_default()
+    );
+    let report: kokushi_shared::api::ImportReport = stored.json().await.unwrap();
+    assert_eq!(report.exam_set.question_count, 397);
+    let notes = &report.exam_set.import_notes;
+    assert_eq!(notes.repairs.len(), 2);
+    let left_out: Vec<&str> = notes
+        .excluded
+        .iter()
+        .map(|e| e.problem_id.as_str())
+        .collect();
+    assert_eq!(left_out, vec!["119A22", "119C18", "119C19"]);
+
+    // Bad mends are refused by name.
+    for (query, says) in [
+        (
+            vec![name(), ("repair", "119E45:guess".to_owned())],
+            "choices_in_stem",
+        ),
+        (vec![name(), ("exclude", "119C18".to_owned())], "ID:REASON"),
+        (
+            vec![
+                name(),
+                ("exclude", "119Z99:typo".to_owned()),
+                ("repair", "all".to_owned()),
+            ],
+            "119Z99",
+        ),
+    ] {
+        let res = post(query).await.unwrap();
+        assert_eq!(res.status(), reqwest::StatusCode::BAD_REQUEST);
+        let text = res.text().await.unwrap();
+        assert!(text.contains(says), "{says:?} not in {text}");
+    }
+    app.stop().await.unwrap();
+}

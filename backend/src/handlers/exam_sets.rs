@@ -1,11 +1,16 @@
 //! Exam sets: the list (`GET /api/exam-sets`, a page at a time), and uploads
-//! (`POST /api/exam-sets`): an exam-set file sent as the request body or as a multipart form's
-//! `file` field, read as a stream and cut at the upload limit (413), then parsed off the request
-//! threads, all or nothing (docs/exam-set-format.md).
+//! (`POST /api/exam-sets`): an exam-set file sent as the request body, or one or more files as
+//! a multipart form's `file` fields (IgakuQA119's question files and answers file together),
+//! read as a stream and cut at the upload limit (413), then parsed off the request threads, all
+//! or nothing (docs/exam-set-format.md). `preview=true` answers what would be stored and stores
+//! nothing; `repair=` and `exclude=` mend refused records.
+
+use std::collections::BTreeMap;
 
 use actix_web::{HttpResponse, web};
-use kokushi_shared::api::ImportReport;
-use kokushi_shared::igakuqa::Importer;
+use kokushi_shared::api::{ImportReport, UploadPreview};
+use kokushi_shared::igakuqa::{ImportPreview, Importer};
+use kokushi_shared::repair::RepairPolicy;
 use serde::Deserialize;
 
 use crate::error::ApiError;
@@ -32,6 +37,52 @@ pub struct UploadQuery {
     namespace: Option<String>,
     #[serde(default)]
     format: Option<String>,
+    /// Answer what would be stored, and store nothing.
+    #[serde(default)]
+    preview: bool,
+    /// Repairs to apply: `all`, or `ID:KIND,…`.
+    #[serde(default)]
+    repair: Option<String>,
+    // `exclude=ID:REASON` is repeatable: read from the query string whole ([`exclusions`]),
+    // not here (a field would refuse the repetition).
+}
+
+/// Files one upload may carry at most.
+const MAX_UPLOAD_FILES: usize = 64;
+/// `exclude=` items one upload may carry at most, and the longest.
+const MAX_EXCLUSIONS: usize = 1000;
+const MAX_MEND_CHARS: usize = 500;
+
+/// Every `exclude=ID:REASON` of the query string (repeatable), checked and bounded.
+fn exclusions(query: &str) -> Result<BTreeMap<String, String>, ApiError> {
+    let pairs = web::Query::<Vec<(String, String)>>::from_query(query)
+        .map_err(|e| ApiError::BadRequest(format!("the query string is malformed: {e}")))?
+        .into_inner();
+    let mut out = BTreeMap::new();
+    for (_, value) in pairs.into_iter().filter(|(k, _)| k == "exclude") {
+        if out.len() >= MAX_EXCLUSIONS {
+            return Err(ApiError::BadRequest(format!(
+                "at most {MAX_EXCLUSIONS} `exclude` parameters"
+            )));
+        }
+        let (id, reason) = value
+            .split_once(':')
+            .map(|(id, reason)| (id.trim(), reason.trim()))
+            .filter(|(id, reason)| {
+                !id.is_empty()
+                    && !reason.is_empty()
+                    && value.chars().count() <= MAX_MEND_CHARS
+                    && !value.chars().any(char::is_control)
+            })
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "exclude={value:?}: expected ID:REASON of at most {MAX_MEND_CHARS} characters, \
+                     e.g. exclude=119C18:the%20stem%20is%20empty"
+                ))
+            })?;
+        out.insert(id.to_owned(), reason.to_owned());
+    }
+    Ok(out)
 }
 
 /// `POST /api/exam-sets?name=NAME[&file=FILE.jsonl|FILE.csv][&namespace=NS][&format=jmmlu]`
@@ -68,31 +119,68 @@ pub async fn upload_exam_set(
         .get(actix_web::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("multipart/form-data"));
-    let (sent_name, body) = if multipart {
-        read_multipart_file(&req, payload, limit).await?
-    } else {
-        (None, read_limited(payload, 0, limit).await?)
+    let policy = match query.repair.as_deref() {
+        Some(spec) if spec.chars().count() > 100 * MAX_MEND_CHARS => {
+            return Err(ApiError::BadRequest("`repair` is too long".to_owned()));
+        }
+        Some(spec) => {
+            RepairPolicy::parse(spec).map_err(|e| ApiError::BadRequest(format!("repair: {e}")))?
+        }
+        None => RepairPolicy::None,
     };
-    let file = query
-        .file
-        .clone()
-        .or(sent_name)
-        .unwrap_or_else(|| "upload.jsonl".to_owned());
-    if file.chars().count() > 255 || file.chars().any(char::is_control) {
-        return Err(ApiError::BadRequest(
-            "the file name must be at most 255 characters, without control characters".to_owned(),
-        ));
+    let exclude = exclusions(req.query_string())?;
+    let files = if multipart {
+        read_multipart_files(&req, payload, limit).await?
+    } else {
+        let name = query.file.clone();
+        vec![(name, read_limited(payload, 0, limit).await?)]
+    };
+    let mut named = Vec::with_capacity(files.len());
+    for (n, (sent_name, body)) in files.into_iter().enumerate() {
+        let file = sent_name.unwrap_or_else(|| {
+            if n == 0 {
+                "upload.jsonl".to_owned()
+            } else {
+                format!("upload-{}.jsonl", n + 1)
+            }
+        });
+        if file.chars().count() > 255 || file.chars().any(char::is_control) {
+            return Err(ApiError::BadRequest(
+                "a file name must be at most 255 characters, without control characters".to_owned(),
+            ));
+        }
+        named.push((file, body));
     }
     let format = query.format.clone();
     let namespace = query.namespace.clone();
+    let preview = query.preview;
     // Parsing, checking, hashing and encoding a file of tens of megabytes is CPU work: off the
     // request threads.
     let prepared = web::block(move || {
-        let questions = parse_upload(&file, &body, namespace, format)?;
-        Ok::<_, ApiError>(crate::db::PreparedSet::new(questions)?)
+        let report = parse_upload(&named, namespace, format, policy, exclude)?;
+        if preview {
+            return Ok::<_, ApiError>(Err(UploadPreview {
+                questions: u32::try_from(report.questions.len()).unwrap_or(u32::MAX),
+                errors: report.errors,
+                proposed: report.proposed,
+                applied: report.applied,
+                excluded: report.excluded,
+            }));
+        }
+        if !report.errors.is_empty() {
+            return Err(ApiError::InvalidExamSet(report.errors));
+        }
+        let notes = report.notes();
+        Ok(Ok(
+            crate::db::PreparedSet::new(report.questions)?.with_notes(&notes)?
+        ))
     })
     .await
     .map_err(|e| ApiError::Internal(format!("reading the upload stopped: {e}")))??;
+    let prepared = match prepared {
+        Ok(prepared) => prepared,
+        Err(preview) => return Ok(HttpResponse::Ok().json(preview)),
+    };
     let (exam_set, created) = state.db.insert_prepared(name, &prepared).await?;
     if created {
         // Its owner is told of answers graders flag as wrong (`GET /api/grading/gold-flags`).
@@ -109,34 +197,39 @@ pub async fn upload_exam_set(
     })
 }
 
-/// An uploaded exam-set file read into questions (all or nothing; every problem listed).
+/// Uploaded exam-set files read into what an import finds (every problem listed, the repairs
+/// `policy` accepts applied, the records `exclude` names left out).
 fn parse_upload(
-    file: &str,
-    body: &[u8],
+    files: &[(String, Vec<u8>)],
     namespace: Option<String>,
     format: Option<String>,
-) -> Result<Vec<kokushi_shared::Question>, ApiError> {
-    let text = kokushi_shared::igakuqa::text_of(file, body)
-        .map_err(|e| ApiError::InvalidExamSet(vec![e]))?;
-    let mut importer = match namespace.as_deref().filter(|ns| !ns.is_empty()) {
+    policy: RepairPolicy,
+    exclude: BTreeMap<String, String>,
+) -> Result<ImportPreview, ApiError> {
+    let importer = match namespace.as_deref().filter(|ns| !ns.is_empty()) {
         Some(ns) => Importer::with_namespace(ns).map_err(ApiError::BadRequest)?,
         None => Importer::new(),
     };
-    match format.as_deref().unwrap_or("auto") {
-        "auto" => importer.add_file(file, text),
-        "jmmlu" => {
+    let mut importer = importer.with_repairs(policy, exclude);
+    let format = format.as_deref().unwrap_or("auto");
+    if !matches!(format, "auto" | "jmmlu") {
+        return Err(ApiError::BadRequest(format!(
+            "unknown format {format:?}; known: auto, jmmlu"
+        )));
+    }
+    for (file, body) in files {
+        let text = kokushi_shared::igakuqa::text_of(file, body)
+            .map_err(|e| ApiError::InvalidExamSet(vec![e]))?;
+        if format == "jmmlu" {
             let subject = std::path::Path::new(file)
                 .file_stem()
                 .map_or_else(|| "jmmlu".to_owned(), |s| s.to_string_lossy().into_owned());
             importer.add_jmmlu(file, &subject, text);
-        }
-        other => {
-            return Err(ApiError::BadRequest(format!(
-                "unknown format {other:?}; known: auto, jmmlu"
-            )));
+        } else {
+            importer.add_file(file, text);
         }
     }
-    importer.finish().map_err(ApiError::InvalidExamSet)
+    Ok(importer.finish_report())
 }
 
 fn too_large(size: usize, limit: usize) -> ApiError {
@@ -170,22 +263,28 @@ where
     Ok(body)
 }
 
-/// The `file` field of a multipart form: its file name (if sent) and content.
-async fn read_multipart_file(
+/// The `file` fields of a multipart form (one or more, at most [`MAX_UPLOAD_FILES`]): each
+/// one's file name (if sent) and content.
+async fn read_multipart_files(
     req: &actix_web::HttpRequest,
     payload: web::Payload,
     limit: usize,
-) -> Result<(Option<String>, Vec<u8>), ApiError> {
+) -> Result<Vec<(Option<String>, Vec<u8>)>, ApiError> {
     use futures_util::StreamExt;
     let malformed = |e: actix_multipart::MultipartError| {
         ApiError::BadRequest(format!("the multipart/form-data body is malformed: {e}"))
     };
     let mut form = actix_multipart::Multipart::new(req.headers(), payload);
-    let mut found = None;
+    let mut found = Vec::new();
     let mut read = 0;
     while let Some(field) = form.next().await {
         let field = field.map_err(malformed)?;
         let is_file = field.name() == Some("file");
+        if is_file && found.len() >= MAX_UPLOAD_FILES {
+            return Err(ApiError::BadRequest(format!(
+                "at most {MAX_UPLOAD_FILES} files in one upload"
+            )));
+        }
         let sent_name = field
             .content_disposition()
             .and_then(|cd| cd.get_filename())
@@ -193,11 +292,14 @@ async fn read_multipart_file(
         // Other fields are read and dropped; all fields together stay within the limit.
         let content = read_limited(field, read, limit).await?;
         read += content.len();
-        if is_file && found.is_none() {
-            found = Some((sent_name, content));
+        if is_file {
+            found.push((sent_name, content));
         }
     }
-    found.ok_or_else(|| {
-        ApiError::BadRequest("the multipart/form-data body has no field named `file`".to_owned())
-    })
+    if found.is_empty() {
+        return Err(ApiError::BadRequest(
+            "the multipart/form-data body has no field named `file`".to_owned(),
+        ));
+    }
+    Ok(found)
 }

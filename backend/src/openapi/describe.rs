@@ -73,6 +73,8 @@ pub(super) struct Doc {
     pub(super) body: Body,
     pub(super) status: u16,
     pub(super) answer: Answer,
+    /// Another JSON body the call may answer with the same status (a preview, say).
+    pub(super) or: Option<Json>,
 }
 
 impl Doc {
@@ -84,7 +86,12 @@ impl Doc {
             body: Body::None,
             status: 200,
             answer,
+            or: None,
         }
+    }
+    fn or(mut self, json: Json) -> Self {
+        self.or = Some(json);
+        self
     }
     fn about(mut self, description: &'static str) -> Self {
         self.description = description;
@@ -274,19 +281,33 @@ pub(super) fn describe(method: &str, path: &str) -> Option<Doc> {
             Answer::Json(one::<api::ImportReport>()),
         )
         .about(
-            "IgakuQA JSON lines, the CSV upload format (a file name ending in `.csv`), or a JMMLU \
-             subject file (`format=jmmlu`); see docs/exam-set-format.md. Validated whole: a refusal \
-             (400) lists every problem with its file, line and field in `details`, and stores \
-             nothing. 413 past the upload limit. Content already stored under the name answers 200 \
-             with `created: false`; new content answers 201 (a new version when the name exists).",
+            "IgakuQA JSON lines, the CSV upload format (a file name ending in `.csv`), a JMMLU \
+             subject file (`format=jmmlu`), or IgakuQA119's question files with its answers file \
+             (several `file` fields of one multipart form, at most 64); see \
+             docs/exam-set-format.md. Validated whole: a refusal (400) lists every problem with \
+             its file, line and field in `details`, and stores nothing. `preview=true` answers \
+             200 with an `UploadPreview` (the problems, the repairs proposed and applied, the \
+             records left out) and stores nothing. 413 past the upload limit. Content already \
+             stored under the name answers 200 with `created: false`; new content answers 201 (a \
+             new version when the name exists), with its repairs and exclusions kept beside it.",
         )
         .query(&[
             ("name", "The exam set's name (required)"),
             ("file", "The file's name, shown in errors; `.csv` selects the CSV format"),
             ("namespace", "Prefix for problem ids of a CSV or JMMLU file"),
             ("format", "`jmmlu` for a JMMLU subject file"),
+            ("preview", "`true`: answer what would be stored, store nothing"),
+            (
+                "repair",
+                "Repairs to apply: `all`, or `ID:KIND,…` (choices_in_stem, letter_form, numbering)",
+            ),
+            (
+                "exclude",
+                "`ID:REASON`, repeatable (at most 1000): leave the record out, saying why",
+            ),
         ])
         .body(Body::File)
+        .or(one::<api::UploadPreview>())
         .created(),
         ("post", "/api/runs") => Doc::new(
             "Queue an evaluation of a model (and adapter) on an exam set",
