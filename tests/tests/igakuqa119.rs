@@ -272,15 +272,8 @@ async fn an_upload_previews_the_refused_records_and_stores_them_mended() {
         proposed,
         vec!["119E45:choices_in_stem", "119E48:choices_in_stem"]
     );
-    let listed: Vec<kokushi_shared::api::ExamSetSummary> = app
-        .client
-        .get(app.url("/api/exam-sets"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Vec<kokushi_shared::api::ExamSetSummary> =
+        app.get_json("/api/exam-sets").await.unwrap();
     assert!(
         listed.is_empty(),
         "neither a refusal nor a preview stores anything"

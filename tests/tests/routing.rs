@@ -46,14 +46,9 @@ async fn start_worker(
 }
 
 async fn workers(app: &TestApp) -> Vec<WorkerInfo> {
-    app.client
-        .get(app.url("/api/workers"))
-        .send()
+    app.get_json("/api/workers")
         .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json")
+        .expect("GET /api/workers")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
