@@ -9,6 +9,7 @@ pub mod accounts;
 mod exam_sets;
 pub mod grading;
 mod predictions;
+pub mod rule_packs;
 pub mod run_states;
 pub mod runs;
 pub mod tunings;

@@ -16,6 +16,7 @@ pub mod leaderboard;
 pub mod lineage;
 pub mod live;
 pub mod metrics;
+pub mod rules;
 pub mod runs;
 pub mod system;
 pub mod tunings;

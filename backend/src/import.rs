@@ -128,29 +128,51 @@ pub fn read_exam_set_report(
     policy: RepairPolicy,
     exclude: BTreeMap<String, String>,
 ) -> Result<ImportPreview, ImportError> {
-    let importer = match namespace {
-        Some(ns) => Importer::with_namespace(ns).map_err(ImportError::Namespace)?,
-        None => Importer::new(),
-    };
-    let mut importer = importer.with_repairs(policy, exclude);
+    let mut read = Vec::new();
     for path in paths {
         for file in exam_files(path)? {
             let bytes = std::fs::read(&file).map_err(|source| ImportError::Io {
                 path: file.clone(),
                 source,
             })?;
-            let name = file.display().to_string();
-            let content = kokushi_shared::igakuqa::text_of(&name, &bytes)
-                .map_err(|e| ImportError::Invalid(vec![e]))?;
-            match format {
-                SetFormat::Auto => importer.add_file(&name, content),
-                SetFormat::Jmmlu => {
-                    let subject = file
-                        .file_stem()
-                        .map(|s| s.to_string_lossy().into_owned())
-                        .unwrap_or_default();
-                    importer.add_jmmlu(&name, &subject, content);
-                }
+            read.push((file.display().to_string(), bytes));
+        }
+    }
+    import_texts(
+        read.iter()
+            .map(|(name, bytes)| (name.as_str(), bytes.as_slice())),
+        namespace,
+        format,
+        policy,
+        exclude,
+    )
+}
+
+/// Everything an import of `files` (name, bytes) finds, read in the order given: the one
+/// reading behind `kokushi import` and the upload API. A file that is not UTF-8 is an `Err`;
+/// every other problem is listed in the report.
+pub fn import_texts<'a>(
+    files: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    namespace: Option<&str>,
+    format: SetFormat,
+    policy: RepairPolicy,
+    exclude: BTreeMap<String, String>,
+) -> Result<ImportPreview, ImportError> {
+    let importer = match namespace {
+        Some(ns) => Importer::with_namespace(ns).map_err(ImportError::Namespace)?,
+        None => Importer::new(),
+    };
+    let mut importer = importer.with_repairs(policy, exclude);
+    for (name, bytes) in files {
+        let content = kokushi_shared::igakuqa::text_of(name, bytes)
+            .map_err(|e| ImportError::Invalid(vec![e]))?;
+        match format {
+            SetFormat::Auto => importer.add_file(name, content),
+            SetFormat::Jmmlu => {
+                let subject = Path::new(name)
+                    .file_stem()
+                    .map_or_else(|| "jmmlu".to_owned(), |s| s.to_string_lossy().into_owned());
+                importer.add_jmmlu(name, &subject, content);
             }
         }
     }

@@ -26,13 +26,24 @@ pub enum IngestError {
 
 /// Scores a succeeded run per exam year and stores it for the leaderboard.
 pub async fn store_final_scores(db: &Db, run_id: i64) -> Result<(), IngestError> {
-    let Some((questions, predictions)) = db.run_predictions(run_id).await? else {
+    let Some(scoring) = db.run_scoring(run_id).await? else {
         return Ok(());
     };
-    let (years, metrics) =
-        tokio::task::spawn_blocking(move || crate::scoring::final_scores(&questions, &predictions))
-            .await
-            .unwrap_or_default();
+    // A run records the pack versions it is first scored under, and keeps them until it is
+    // rescored on request.
+    if scoring.rules.recorded.is_empty() {
+        db.set_run_rules_versions(run_id, &scoring.rules.current)
+            .await?;
+    }
+    let (years, metrics) = tokio::task::spawn_blocking(move || {
+        crate::scoring::final_scores(
+            &scoring.questions,
+            &scoring.predictions,
+            &scoring.rules.packs,
+        )
+    })
+    .await
+    .unwrap_or_default();
     Ok(db.set_final_scores(run_id, &years, &metrics).await?)
 }
 

@@ -9,8 +9,8 @@ use actix_web::{HttpResponse, web};
 use crate::auth::Access;
 use crate::error::ApiError;
 use crate::handlers::{
-    accounts, compare, exam_sets, grading, leaderboard, lineage, live, metrics, runs, system,
-    tunings,
+    accounts, compare, exam_sets, grading, leaderboard, lineage, live, metrics, rules, runs,
+    system, tunings,
 };
 
 /// One endpoint of the API.
@@ -68,6 +68,10 @@ endpoints! {
     get "/api/leaderboard/export" Researcher => leaderboard::export;
     get "/api/models" Researcher => system::models;
     get "/api/exam-sets" Researcher => exam_sets::exam_sets;
+    get "/api/exam-sets/{id}/rules" Researcher => rules::exam_set_rules;
+    post "/api/exam-sets/{id}/rules" Researcher => rules::add_exam_set_rules;
+    get "/api/runs/{id}/rescore" Researcher => rules::rescore_preview;
+    post "/api/runs/{id}/rescore" Researcher => rules::rescore_run;
     post "/api/exam-sets" Researcher => exam_sets::upload_exam_set;
     post "/api/runs" Researcher => runs::create_run;
     get "/api/runs/{id}" Researcher => runs::run_detail;

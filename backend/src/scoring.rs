@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use kokushi_shared::Question;
-use kokushi_shared::score::{GroupScore, LetterMode, Reply, ScoreOptions, ScoreReport, score};
+use kokushi_shared::score::{GroupScore, LetterMode, Reply, ScoreOptions, ScoreReport, score_with};
 use kokushi_shared::stats::{PairedComparison, compare_paired};
 
 /// Output forms of `kokushi score`.
@@ -80,12 +80,13 @@ pub fn run(
     predictions: &BTreeMap<String, Reply>,
     baseline: Option<&BTreeMap<String, Reply>>,
     options: &ScoreOptions,
+    packs: &[kokushi_shared::rules::RulePack],
 ) -> anyhow::Result<Scoring> {
-    let report = score(questions, predictions, options);
+    let report = score_with(questions, predictions, options, packs);
     let comparison = match baseline {
         None => None,
         Some(other) => {
-            let second = score(questions, other, options);
+            let second = score_with(questions, other, options, packs);
             // The same questions as every total: those with a published answer.
             let pairs = |r: &ScoreReport| -> Vec<(bool, f64)> {
                 r.questions
@@ -273,6 +274,9 @@ pub fn render_table(s: &Scoring, mode: LetterMode, credit: Option<&str>) -> Stri
             c.accuracy_difference * 100.0
         );
     }
+    if let Some(e) = &r.examinees {
+        render_examinees(&mut out, e);
+    }
     if !r.unknown_predictions.is_empty() {
         let _ = writeln!(
             out,
@@ -293,6 +297,87 @@ pub fn render_table(s: &Scoring, mode: LetterMode, credit: Option<&str>) -> Stri
         let _ = writeln!(out, "\n{credit}");
     }
     out
+}
+
+/// The model against the examinees: percentile per year and section, the questions it got
+/// right that most examinees missed and the reverse, and its wrong answers against theirs.
+fn render_examinees(out: &mut String, e: &kokushi_shared::examinees::ExamineeComparison) {
+    let _ = writeln!(
+        out,
+        "\nagainst the examinees (Rasch model; questions with examinee accuracy):\n{:<9} {:<9} \
+         {:>5} {:>9} {:>14} {:>10}",
+        "exam", "section", "qs", "points", "examinee mean", "percentile"
+    );
+    for g in &e.groups {
+        let _ = writeln!(
+            out,
+            "{:<9} {:<9} {:>5} {:>9} {:>14.1} {:>10}{}",
+            g.exam.as_deref().unwrap_or("-"),
+            g.section.map_or("whole", |s| s.id()),
+            g.questions,
+            format!("{}/{}", g.points, g.points_max),
+            g.examinee_mean,
+            g.percentile.map_or("-".to_owned(), |p| format!("{p:.1}")),
+            if g.without_accuracy > 0 {
+                format!("  ({} without accuracy left out)", g.without_accuracy)
+            } else {
+                String::new()
+            }
+        );
+    }
+    let mut notes: Vec<(&Option<String>, &str)> = e
+        .groups
+        .iter()
+        .filter(|g| g.section.is_none())
+        .map(|g| (&g.exam, g.note.as_str()))
+        .collect();
+    notes.dedup();
+    for (exam, note) in notes {
+        let _ = writeln!(out, "  {}: {note}", exam.as_deref().unwrap_or("-"));
+    }
+    let list = |items: &[kokushi_shared::examinees::ExamineeQuestion]| -> String {
+        if items.is_empty() {
+            return "none".to_owned();
+        }
+        items
+            .iter()
+            .map(|q| format!("{} ({:.0}%)", q.problem_id, q.examinee_accuracy * 100.0))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let _ = writeln!(
+        out,
+        "right where most examinees missed ({}): {}",
+        e.right_where_missed.len(),
+        list(&e.right_where_missed)
+    );
+    let _ = writeln!(
+        out,
+        "missed where most examinees were right ({}): {}",
+        e.missed_where_right.len(),
+        list(&e.missed_where_right)
+    );
+    if let Some(share) = e.same_choice_share {
+        let _ = writeln!(
+            out,
+            "wrong answers on questions with choice shares: {}; the examinees' most common wrong \
+             choice in {}; on average {:.0}% of examinees chose as the model did",
+            e.wrong_choices.len(),
+            e.common_wrong,
+            share * 100.0
+        );
+        for w in &e.wrong_choices {
+            let _ = writeln!(
+                out,
+                "  {}: chose {} ({:.0}% of examinees); their most common wrong choice {} ({:.0}%)",
+                w.problem_id,
+                w.chosen,
+                w.share * 100.0,
+                w.most_common,
+                w.most_common_share * 100.0
+            );
+        }
+    }
 }
 
 /// One JSON document.
@@ -402,15 +487,17 @@ pub fn tally_and_metrics(
 pub fn final_scores(
     questions: &[Question],
     predictions: &BTreeMap<String, Reply>,
+    packs: &[kokushi_shared::rules::RulePack],
 ) -> (
     Vec<kokushi_shared::api::YearVerdict>,
     kokushi_shared::api::RunMetrics,
 ) {
     let options = ScoreOptions {
         resamples: 0,
+        examinees: false,
         ..ScoreOptions::default()
     };
-    let report = score(questions, predictions, &options);
+    let report = score_with(questions, predictions, &options, packs);
     let (_, metrics) = tally_and_metrics(&report.questions, &report.unscorable);
     let years = report
         .years

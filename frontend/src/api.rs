@@ -5,8 +5,8 @@
 
 use gloo_net::http::Request;
 use kokushi_shared::api::{
-    ApiErrorBody, CreateRun, CreateTuning, ExamSetSummary, ImportReport, LeaderboardQuery, Login,
-    Me, QuestionView, RunComparison, RunDetail, RunLineage, RunSummary, StoreEntry, TuningDetail,
+    ApiErrorBody, CreateRun, CreateTuning, ExamSetSummary, LeaderboardQuery, Login, Me,
+    QuestionView, RunComparison, RunDetail, RunLineage, RunSummary, StoreEntry, TuningDetail,
     TuningSummary, WorkerInfo,
 };
 use kokushi_shared::score::ScoreReport;
@@ -124,6 +124,48 @@ pub async fn exam_sets() -> Result<Vec<ExamSetSummary>, ApiError> {
     get_json("/api/exam-sets").await
 }
 
+/// [`kokushi_shared::api::ExamSetRules`] as the exam-sets page reads it: without the packs'
+/// contents, which it does not show (reading them would cost the bundle the code of every
+/// rule pack type).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct RulesListing {
+    pub in_effect: Vec<kokushi_shared::api::PackInEffect>,
+    pub versions: Vec<RulesVersion>,
+}
+
+/// [`kokushi_shared::api::StoredRulePack`] without its pack.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct RulesVersion {
+    pub exam: String,
+    pub version: u32,
+    pub created_by: String,
+    pub created_at: String,
+}
+
+/// `GET /api/exam-sets/{id}/rules`: the rule pack in effect for each exam the set holds, and
+/// every version uploaded for it.
+pub async fn exam_set_rules(id: i64) -> Result<RulesListing, ApiError> {
+    get_json(&format!("/api/exam-sets/{id}/rules")).await
+}
+
+/// `POST /api/exam-sets/{id}/rules` with a rule pack file as the body: its next version.
+pub async fn add_exam_set_rules(
+    id: i64,
+    pack: web_sys::File,
+    csrf: &str,
+) -> Result<RulesVersion, ApiError> {
+    let response = Request::post(&format!("/api/exam-sets/{id}/rules"))
+        .header("X-CSRF-Token", csrf)
+        .header("Content-Type", "application/json")
+        .body(wasm_bindgen::JsValue::from(pack))
+        .map_err(network)?
+        .send()
+        .await
+        .map_err(network)?;
+    let text = response.text().await.map_err(network)?;
+    decode(response.status(), response.ok(), &text)
+}
+
 /// `GET /api/models`: the model store.
 pub async fn models() -> Result<Vec<StoreEntry>, ApiError> {
     get_json("/api/models").await
@@ -164,22 +206,51 @@ pub async fn tuning_action(id: i64, action: &str, csrf: &str) -> Result<TuningSu
     post_json::<(), _>(&format!("/api/tunings/{id}/{action}"), None, csrf).await
 }
 
-/// `POST /api/exam-sets?name=…&file=…`: the file as the raw body. A refusal carries every
-/// problem found (file, line, field) in its error body's `details`.
-pub async fn upload_exam_set(
+/// What an upload asks the server to mend: the repairs accepted (problem id, kind) and the
+/// records left out (problem id → reason).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Mends {
+    pub repairs: std::collections::BTreeSet<(String, kokushi_shared::repair::RepairKind)>,
+    pub exclude: std::collections::BTreeMap<String, String>,
+}
+
+/// `POST /api/exam-sets` with `files` as one multipart form (IgakuQA119's question files and
+/// answers file together), asking for `mends`. With `preview` the server stores nothing and
+/// answers a [`kokushi_shared::api::UploadPreview`]; else a
+/// [`kokushi_shared::api::ImportReport`].
+pub async fn upload_exam_set<T: DeserializeOwned>(
     name: &str,
-    file_name: &str,
-    file: web_sys::File,
+    files: &[web_sys::File],
+    mends: &Mends,
+    preview: bool,
     csrf: &str,
-) -> Result<ImportReport, ApiError> {
-    let url = format!(
-        "/api/exam-sets?name={}&file={}",
-        encode(name),
-        encode(file_name)
-    );
+) -> Result<T, ApiError> {
+    let mut url = format!("/api/exam-sets?name={}", encode(name));
+    if preview {
+        url.push_str("&preview=true");
+    }
+    if !mends.repairs.is_empty() {
+        let repairs: Vec<String> = mends
+            .repairs
+            .iter()
+            .map(|(id, kind)| format!("{id}:{}", kind.id()))
+            .collect();
+        url.push_str(&format!("&repair={}", encode(&repairs.join(","))));
+    }
+    for (id, reason) in &mends.exclude {
+        url.push_str(&format!("&exclude={}", encode(&format!("{id}:{reason}"))));
+    }
+    let refused = |e: wasm_bindgen::JsValue| ApiError::Network {
+        message: format!("the browser refused the files: {e:?}"),
+    };
+    let form = web_sys::FormData::new().map_err(refused)?;
+    for file in files {
+        form.append_with_blob_and_filename("file", file, &file.name())
+            .map_err(refused)?;
+    }
     let response = Request::post(&url)
         .header("X-CSRF-Token", csrf)
-        .body(wasm_bindgen::JsValue::from(file))
+        .body(form)
         .map_err(network)?
         .send()
         .await

@@ -314,6 +314,10 @@ pub struct UploadPreview {
     pub proposed: Vec<crate::repair::Repair>,
     pub applied: Vec<crate::repair::Repair>,
     pub excluded: Vec<crate::igakuqa::ExcludedRecord>,
+    /// The records refused as they stand (problems at their file and line), to mend or leave
+    /// out.
+    #[serde(default)]
+    pub refused: Vec<crate::igakuqa::RefusedRecord>,
 }
 
 /// What an account may do. A user may hold several roles; `admin` may do everything.
@@ -698,4 +702,83 @@ pub struct RunLineage {
     pub worker: Option<String>,
     /// The leakage gate between the adapter's tuning data and this exam set.
     pub leakage: String,
+}
+
+/// One stored version of an exam set's rule pack (docs/rule-packs.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StoredRulePack {
+    pub exam: String,
+    pub version: u32,
+    /// Who uploaded it.
+    pub created_by: String,
+    pub created_at: String,
+    pub pack: crate::rules::RulePack,
+}
+
+/// The rule pack an exam set is scored under for one exam.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PackInEffect {
+    pub exam: String,
+    pub version: u32,
+    pub title: String,
+    /// The built-in pack (no version uploaded for the set).
+    pub built_in: bool,
+}
+
+/// An exam set's rule packs: the one in effect for each exam it holds, and every version
+/// uploaded for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ExamSetRules {
+    pub in_effect: Vec<PackInEffect>,
+    pub versions: Vec<StoredRulePack>,
+}
+
+/// A year's outcome under one set of rule packs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct YearOutcome {
+    pub points: u32,
+    pub points_max: u32,
+    pub pass: Option<bool>,
+    pub provisional: bool,
+}
+
+/// One exam year before and after a rescoring.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct YearChange {
+    pub exam: Option<String>,
+    pub year: Option<u16>,
+    pub before: YearOutcome,
+    pub after: YearOutcome,
+}
+
+/// A question whose points at stake or earned a rescoring changes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct QuestionChange {
+    pub problem_id: String,
+    pub points_before: u32,
+    pub earned_before: u32,
+    pub points_after: u32,
+    pub earned_after: u32,
+}
+
+/// What scoring a run under its exam set's current rule packs changes against the versions it
+/// was scored under: every year's outcome before and after, and each question that moves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RescoreDiff {
+    pub run_id: i64,
+    /// Exam → pack version, as scored so far and as it would be (or now is).
+    pub from: std::collections::BTreeMap<String, u32>,
+    pub to: std::collections::BTreeMap<String, u32>,
+    /// Whether the run is now scored under `to` (`POST`), or this is what it would change
+    /// (`GET`).
+    pub applied: bool,
+    pub years: Vec<YearChange>,
+    pub questions: Vec<QuestionChange>,
 }

@@ -76,6 +76,11 @@ pub struct QuestionMeta {
     /// The share of real examinees who answered correctly, 0 to 1.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub examinee_accuracy: Option<f64>,
+    /// The share of examinees who chose each choice, in the choices' order (empty when the
+    /// file does not say). For a question asking for several letters each share is the
+    /// letter's own, so they may sum past 1.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub choice_shares: Vec<f64>,
 }
 
 impl QuestionMeta {

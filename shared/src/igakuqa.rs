@@ -136,13 +136,9 @@ pub const FIELDS: &[&str] = &[
     "specialty",
     "prohibited",
     "examinee_accuracy",
+    "choice_shares",
     "ruling",
 ];
-
-/// Rulings published by the examiners after the exam, kept as data rather than as special cases
-/// in the scorer. They belong to the medical exam, so they apply only to sets without a
-/// namespace (a dental exam's "116A71" is another question).
-const EVERYONE_CORRECT: &[&str] = &["116A71"];
 
 /// Accumulates the questions of one import (one or many files) and every problem found.
 #[derive(Debug, Default)]
@@ -171,6 +167,8 @@ pub struct Importer {
     repairs: Vec<(crate::repair::Repair, bool)>,
     /// Records left out as asked.
     excluded: Vec<ExcludedRecord>,
+    /// Records refused as they stand.
+    refused: Vec<RefusedRecord>,
 }
 
 /// An IgakuQA119 question waiting for its answer: (file, line, fields, problems found so far).
@@ -187,6 +185,17 @@ type Pending119 = (
 pub struct ExcludedRecord {
     pub problem_id: String,
     pub reason: String,
+    pub file: String,
+    pub line: usize,
+}
+
+/// A record an import refuses as it stands: its id as the file writes it, and where it is (the
+/// problems listed at that file and line are its own). A preview offers to mend it or leave it
+/// out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RefusedRecord {
+    pub problem_id: String,
     pub file: String,
     pub line: usize,
 }
@@ -220,6 +229,8 @@ pub struct ImportPreview {
     pub proposed: Vec<crate::repair::Repair>,
     pub applied: Vec<crate::repair::Repair>,
     pub excluded: Vec<ExcludedRecord>,
+    /// Every record refused (with a known id), in the order met.
+    pub refused: Vec<RefusedRecord>,
 }
 
 impl ImportPreview {
@@ -684,6 +695,7 @@ impl Importer {
                 for problem in problems {
                     self.record(problem);
                 }
+                self.refuse(&id, &file, line);
                 continue;
             }
             match self.answers.get(&id) {
@@ -705,6 +717,7 @@ impl Importer {
                         "answer",
                         format!("the answers file has no answer for {id}"),
                     );
+                    self.refuse(&id, &file, line);
                     continue;
                 }
             }
@@ -776,6 +789,7 @@ impl Importer {
                         question.problem_id
                     );
                     self.push_error(file, line_no, "problem_id", message);
+                    self.refuse(&id, file, line_no);
                 } else {
                     self.seen
                         .insert(question.problem_id.clone(), (file.to_owned(), line_no));
@@ -786,7 +800,20 @@ impl Importer {
                 for error in errors {
                     self.record(error);
                 }
+                self.refuse(&id, file, line_no);
             }
+        }
+    }
+
+    /// Notes the record `id` at `file:line` as refused (a record without an id is only its
+    /// problems).
+    fn refuse(&mut self, id: &str, file: &str, line: usize) {
+        if !id.is_empty() && self.refused.len() < MAX_LISTED_ERRORS {
+            self.refused.push(RefusedRecord {
+                problem_id: id.to_owned(),
+                file: file.to_owned(),
+                line,
+            });
         }
     }
 
@@ -874,6 +901,7 @@ impl Importer {
             proposed,
             applied,
             excluded: self.excluded,
+            refused: self.refused,
         }
     }
 }
@@ -1058,6 +1086,13 @@ fn parse_fields(
             )),
         },
     }
+    match raw.remove("choice_shares") {
+        None => {}
+        Some(v) => match choice_shares(&v, choices.len()) {
+            Ok(shares) => meta.choice_shares = shares,
+            Err(message) => errors.push(err("choice_shares", message)),
+        },
+    }
     match raw.remove("prohibited") {
         None => {}
         Some(Value::Array(items)) => {
@@ -1106,7 +1141,10 @@ fn parse_fields(
     if !errors.is_empty() {
         return Err(errors);
     }
-    let gold = if namespace.is_none() && EVERYONE_CORRECT.contains(&problem_id.as_str()) {
+    // A question the examiners ruled correct for everyone (116A71) is stored so; the ruling
+    // comes from the exam's built-in rule pack, and belongs to the medical exam only (a dental
+    // exam's "116A71" is another question).
+    let gold = if namespace.is_none() && everyone_correct(&problem_id) {
         Gold::Everyone
     } else {
         gold
@@ -1160,6 +1198,46 @@ fn default_points(problem_id: &str, namespaced: bool) -> u32 {
             crate::rules::built_in_for(&exam.to_string())?.points_of(block, number)
         })
         .unwrap_or(1)
+}
+
+/// Whether the built-in rule pack of the medical exam `problem_id` belongs to rules it correct
+/// for everyone.
+fn everyone_correct(problem_id: &str) -> bool {
+    split_problem_id(problem_id)
+        .and_then(|(exam, _, _)| crate::rules::built_in_for(&exam.to_string()))
+        .is_some_and(|pack| {
+            pack.rulings
+                .iter()
+                .any(|r| r.everyone && r.problem_id == problem_id)
+        })
+}
+
+/// Each choice's share of examinees, from a list in the choices' order (`[0.05, 0.82, …]`) or
+/// letters (`{"a": 0.05, "b": 0.82, …}`): one share from 0 to 1 for every choice.
+fn choice_shares(value: &Value, choices: usize) -> Result<Vec<f64>, String> {
+    let share = |v: &Value| v.as_f64().filter(|s| (0.0..=1.0).contains(s));
+    let shares: Option<Vec<f64>> = match value {
+        Value::Array(items) => items.iter().map(share).collect(),
+        Value::Object(by_letter) => (0..choices)
+            .map(|i| {
+                let letter = char::from(b'a' + u8::try_from(i).ok()?).to_string();
+                by_letter.get(&letter).and_then(share)
+            })
+            .collect::<Option<Vec<f64>>>()
+            .filter(|_| by_letter.len() == choices),
+        _ => None,
+    };
+    match shares {
+        Some(shares) if choices == 0 => Err(format!(
+            "a question without choices has no choice shares, got {}",
+            shares.len()
+        )),
+        Some(shares) if shares.len() == choices => Ok(shares),
+        _ => Err(format!(
+            "expected one share from 0 to 1 for each of the {choices} choices, as a list in \
+             their order ([0.05, 0.82, …]) or by letter ({{\"a\": 0.05, …}}), got {value}"
+        )),
+    }
 }
 
 /// `116A13` → (116, "A", 13).

@@ -13,6 +13,7 @@ pub mod api;
 pub mod bundle;
 pub mod csv;
 pub mod exam;
+pub mod examinees;
 pub mod extract;
 pub mod gestalt;
 pub mod grading;

@@ -102,6 +102,45 @@ impl RepairPolicy {
     }
 }
 
+/// Records one import may leave out at most, and the longest `ID:REASON` it reads.
+pub const MAX_EXCLUSIONS: usize = 1000;
+pub const MAX_EXCLUSION_CHARS: usize = 500;
+
+/// Reads one exclusion, `ID:REASON` (`119C18:the stem is empty`): both parts non-empty, at
+/// most [`MAX_EXCLUSION_CHARS`] characters, no control characters. The error names the item.
+pub fn parse_exclusion(item: &str) -> Result<(String, String), String> {
+    item.split_once(':')
+        .map(|(id, reason)| (id.trim(), reason.trim()))
+        .filter(|(id, reason)| {
+            !id.is_empty()
+                && !reason.is_empty()
+                && item.chars().count() <= MAX_EXCLUSION_CHARS
+                && !item.chars().any(char::is_control)
+        })
+        .map(|(id, reason)| (id.to_owned(), reason.to_owned()))
+        .ok_or_else(|| {
+            format!(
+                "{item:?}: expected ID:REASON of at most {MAX_EXCLUSION_CHARS} characters \
+                 without control characters, e.g. \"119C18:the stem is empty\""
+            )
+        })
+}
+
+/// Reads every exclusion of `items` into id → reason, at most [`MAX_EXCLUSIONS`] of them.
+pub fn parse_exclusions<'a>(
+    items: impl IntoIterator<Item = &'a str>,
+) -> Result<std::collections::BTreeMap<String, String>, String> {
+    let mut out = std::collections::BTreeMap::new();
+    for item in items {
+        if out.len() >= MAX_EXCLUSIONS {
+            return Err(format!("at most {MAX_EXCLUSIONS} records can be left out"));
+        }
+        let (id, reason) = parse_exclusion(item)?;
+        out.insert(id, reason);
+    }
+    Ok(out)
+}
+
 /// The repairs `fields` (one record in IgakuQA's fields) admits, each with whether `accept`
 /// took it; the accepted ones are applied to `fields`.
 pub fn repair_record(
@@ -171,40 +210,34 @@ pub fn repair_record(
         }
     }
 
-    // Numbering on every choice.
-    if let Some(Value::Array(choices)) = fields.get("choices").cloned()
-        && choices.len() >= 2
-    {
-        let texts: Option<Vec<&str>> = choices.iter().map(Value::as_str).collect();
-        if let Some(texts) = texts {
-            let stripped: Option<Vec<String>> = texts
-                .iter()
-                .enumerate()
-                .map(|(i, t)| strip_numbering(t, i).map(str::to_owned))
-                .collect();
-            if let Some(stripped) = stripped
-                && stripped.iter().all(|s| !s.is_empty())
-            {
-                let after = Value::Array(stripped.into_iter().map(Value::String).collect());
-                propose(
-                    RepairKind::Numbering,
-                    "choices",
-                    &Value::Array(choices),
-                    after,
-                    fields,
-                );
-            }
-        }
+    // Numbering on every choice (read in place: the choices are copied only when a repair is
+    // proposed).
+    let numbering = match fields.get("choices") {
+        Some(Value::Array(choices)) if choices.len() >= 2 => choices
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                c.as_str()
+                    .and_then(|t| strip_numbering(t, i))
+                    .filter(|s| !s.is_empty())
+                    .map(|s| Value::String(s.to_owned()))
+            })
+            .collect::<Option<Vec<Value>>>()
+            .map(|stripped| (Value::Array(choices.clone()), Value::Array(stripped))),
+        _ => None,
+    };
+    if let Some((before, after)) = numbering {
+        propose(RepairKind::Numbering, "choices", &before, after, fields);
     }
 
     // Letter forms in the answer (and the prohibited choices).
     for field in ["answer", "prohibited"] {
-        let Some(Value::Array(items)) = fields.get(field).cloned() else {
+        let Some(Value::Array(items)) = fields.get(field) else {
             continue;
         };
         let mut changed = false;
         let mut plain = Vec::new();
-        for item in &items {
+        for item in items {
             let Some(text) = item.as_str() else {
                 plain.push(item.clone());
                 continue;
@@ -250,10 +283,11 @@ pub fn repair_record(
             }
         }
         if changed {
+            let before = Value::Array(items.clone());
             propose(
                 RepairKind::LetterForm,
                 field,
-                &Value::Array(items),
+                &before,
                 Value::Array(plain),
                 fields,
             );

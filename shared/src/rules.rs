@@ -85,6 +85,7 @@ impl fmt::Display for Provenance {
 
 /// One exam's rules.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RulePack {
     /// Always [`FORMAT`].
@@ -108,10 +109,33 @@ pub struct RulePack {
     /// Prohibited choices, for sets whose files do not list them.
     #[serde(default)]
     pub prohibited: Vec<ProhibitedChoices>,
+    /// How many sat the exam and how many passed: the pass rate the examinee comparison
+    /// calibrates the spread of examinees' abilities to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub examinees: Option<ExamineeCount>,
+}
+
+/// How many sat an exam and how many passed, as announced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ExamineeCount {
+    pub sat: u32,
+    pub passed: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Provenance>,
+}
+
+impl ExamineeCount {
+    /// The share who passed.
+    pub fn pass_rate(&self) -> f64 {
+        f64::from(self.passed) / f64::from(self.sat.max(1))
+    }
 }
 
 /// A section (必修 or the rest), its blocks, points and pass mark.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SectionRule {
     pub section: Section,
@@ -129,6 +153,7 @@ pub struct SectionRule {
 /// Questions `numbers[0]..=numbers[1]` (of `block`, or of every block of the section) are
 /// worth `points`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PointsRange {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -139,6 +164,7 @@ pub struct PointsRange {
 
 /// How a section is passed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PassKind {
     /// At least `share` of the section's `of` points (必修: 80 %).
@@ -152,6 +178,7 @@ pub enum PassKind {
 
 /// A section's pass mark.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PassRule {
     pub kind: PassKind,
@@ -167,6 +194,7 @@ pub struct PassRule {
 
 /// The prohibited-choice limit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LimitRule {
     pub value: u32,
@@ -176,6 +204,7 @@ pub struct LimitRule {
 
 /// A question MHLW excluded from scoring: it is worth 0 points.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Exclusion {
     pub problem_id: String,
@@ -188,6 +217,7 @@ pub struct Exclusion {
 /// A ruling on a question's answer: any one of `any_of` is accepted, or (`everyone`) every
 /// examinee is counted correct.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Ruling {
     pub problem_id: String,
@@ -201,6 +231,7 @@ pub struct Ruling {
 
 /// A question's prohibited choices.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ProhibitedChoices {
     pub problem_id: String,
@@ -295,6 +326,18 @@ fn line_of(text: &str, field: &str, pack: &RulePack) -> Option<usize> {
 fn check(pack: &RulePack) -> Vec<(String, String)> {
     let mut errors = Vec::new();
     let mut fail = |field: String, message: String| errors.push((field, message));
+    if let Some(count) = &pack.examinees
+        && (count.sat == 0 || count.passed > count.sat)
+    {
+        fail(
+            "examinees".into(),
+            format!(
+                "{} passed of {} who sat: expected at least one examinee and no more passing \
+                 than sat",
+                count.passed, count.sat
+            ),
+        );
+    }
     if pack.format != FORMAT {
         fail(
             "format".into(),
@@ -584,6 +627,19 @@ pub fn built_in() -> &'static [RulePack] {
             .collect()
     });
     &PACKS
+}
+
+/// The built-in packs with each of `packs` in place of its exam's (or beside them, for an exam
+/// without one); of several packs for one exam, the last given stands.
+pub fn built_in_with(packs: impl IntoIterator<Item = RulePack>) -> Vec<RulePack> {
+    let mut all = built_in().to_vec();
+    for pack in packs {
+        match all.iter_mut().find(|p| p.exam == pack.exam) {
+            Some(p) => *p = pack,
+            None => all.push(pack),
+        }
+    }
+    all
 }
 
 /// The built-in pack of exam `exam` (its number).

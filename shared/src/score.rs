@@ -55,6 +55,18 @@ pub struct ScoreOptions {
     pub seed: u64,
     /// Groups with fewer questions than this carry a warning.
     pub min_questions: u32,
+    /// Whether to compare the model with the examinees where questions carry examinee
+    /// accuracy ([`crate::examinees`]).
+    #[serde(default = "yes")]
+    pub examinees: bool,
+    /// The spread of examinees' abilities (logits) for the comparison's percentiles; `None`
+    /// calibrates it to each year's pass rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub examinee_spread: Option<f64>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for ScoreOptions {
@@ -65,6 +77,8 @@ impl Default for ScoreOptions {
             resamples: 2000,
             seed: 20_230_331,
             min_questions: 30,
+            examinees: true,
+            examinee_spread: None,
         }
     }
 }
@@ -298,6 +312,9 @@ pub struct ScoreReport {
     /// browser has no use for it, and its bundles are smaller without the code to read it).
     #[serde(default, deserialize_with = "ignored")]
     pub rules_applied: Vec<Applied>,
+    /// The model against the examinees, where the questions carry examinee accuracy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub examinees: Option<crate::examinees::ExamineeComparison>,
     #[serde(skip)]
     pub questions: Vec<QuestionScore>,
 }
@@ -353,7 +370,7 @@ pub fn score_with(
             .or_default()
             .push(i);
     }
-    let years = by_year
+    let years: Vec<GroupScore> = by_year
         .into_iter()
         .map(|((year, exam), idx)| {
             group(
@@ -368,6 +385,21 @@ pub fn score_with(
             )
         })
         .collect();
+    let examinees = if options.examinees {
+        let criteria: Vec<_> = years
+            .iter()
+            .map(|g: &GroupScore| (g.exam.clone(), g.year, g.criteria.clone()))
+            .collect();
+        crate::examinees::compare(
+            questions,
+            &scored,
+            &criteria,
+            packs,
+            options.examinee_spread,
+        )
+    } else {
+        None
+    };
     let overall = group(
         questions,
         &scored,
@@ -411,6 +443,7 @@ pub fn score_with(
         unknown_predictions,
         unscorable,
         rules_applied,
+        examinees,
         questions: scored,
     }
 }

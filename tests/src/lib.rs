@@ -110,6 +110,26 @@ pub fn long_exam(block: &str, n: usize) -> Vec<u8> {
     out.into_bytes()
 }
 
+/// `n` five-choice questions `{prefix}1`…`{prefix}n` as JSON lines (`120B` gives a made-up
+/// 120th exam's block B), the answers running a to e; each carries the examinee accuracy
+/// `accuracy` gives for its number, when given.
+pub fn lettered_block(prefix: &str, n: u32, accuracy: Option<fn(u32) -> f64>) -> String {
+    (1..=n)
+        .map(|i| {
+            let mut q = serde_json::json!({
+                "problem_id": format!("{prefix}{i}"),
+                "problem_text": format!("第{i}問。正しいのはどれか。"),
+                "choices": ["甲", "乙", "丙", "丁", "戊"],
+                "answer": [char::from(b'a' + (i % 5) as u8).to_string()],
+            });
+            if let Some(accuracy) = accuracy {
+                q["examinee_accuracy"] = accuracy(i).into();
+            }
+            q.to_string() + "\n"
+        })
+        .collect()
+}
+
 /// A fresh SQLite database file in `dir`.
 pub fn sqlite_url(dir: &Path) -> String {
     format!("sqlite://{}", dir.join("kokushi.sqlite").display())
@@ -397,6 +417,19 @@ impl TestApp {
             );
         }
         Ok(res.json().await?)
+    }
+
+    /// `GET /api/runs/{id}/export`: the run's answers as a predictions file.
+    pub async fn run_export(&self, id: i64) -> Result<Vec<u8>> {
+        Ok(self
+            .client
+            .get(self.url(&format!("/api/runs/{id}/export")))
+            .send()
+            .await?
+            .error_for_status()?
+            .bytes()
+            .await?
+            .to_vec())
     }
 
     pub async fn run_detail(&self, id: i64) -> Result<RunDetail> {

@@ -58,11 +58,35 @@ pub async fn type_into(browser: &Client, css: &str, text: &str) {
 
 /// Chooses `path` in the file input `css`.
 pub async fn choose_file(browser: &Client, css: &str, path: &std::path::Path) {
-    element(browser, css)
+    choose_files(browser, css, &[path]).await;
+}
+
+/// Chooses `paths` in the file input `css` (one with `multiple`), instead of whatever it held:
+/// a file input keeps what was chosen before, and one with `multiple` adds to it.
+pub async fn choose_files(browser: &Client, css: &str, paths: &[&std::path::Path]) {
+    let input = element(browser, css).await;
+    browser
+        .execute(
+            "document.querySelector(arguments[0]).value = '';",
+            vec![serde_json::json!(css)],
+        )
         .await
-        .send_keys(&path.display().to_string())
+        .unwrap_or_else(|e| panic!("emptying {css}: {e}"));
+    // Chromedriver takes only canonical paths (no `..`).
+    let list = paths
+        .iter()
+        .map(|p| {
+            std::fs::canonicalize(p)
+                .unwrap_or_else(|_| p.to_path_buf())
+                .display()
+                .to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    input
+        .send_keys(&list)
         .await
-        .unwrap_or_else(|e| panic!("choosing {} in {css}: {e}", path.display()));
+        .unwrap_or_else(|e| panic!("choosing {list} in {css}: {e}"));
 }
 
 /// Signs in through the form and waits for the leaderboard.

@@ -2,10 +2,12 @@
 //! end through `kokushi`: the files import natively; the five records they hold that Kokushi
 //! refuses are named, two of them repaired and three left out on request; and the set is
 //! scored under the built-in rule pack — its required section, its points, its ruling on
-//! 119E28 (a or c) and its cut-off (221 of 300).
+//! 119E28 (a or c) and its cut-off (221 of 300). In the browser, the upload's preview turns the
+//! refused records into an importable set with the repairs the user accepts.
 
 #![allow(clippy::unwrap_used)] // a test's panic is its failure report
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -202,14 +204,8 @@ fn the_119th_exam_is_scored_under_its_rule_pack() {
 /// Every file of IgakuQA119 as one multipart form of `file` fields.
 fn multipart_of(data: &Path) -> (String, Vec<u8>) {
     let boundary = "kokushi-119-boundary";
-    let mut files: Vec<PathBuf> = std::fs::read_dir(data.join("questions"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    files.push(data.join("correct_answers.csv"));
     let mut out = Vec::new();
-    for file in files {
+    for file in every_file(data) {
         let name = file.file_name().unwrap().to_string_lossy().into_owned();
         out.extend_from_slice(
             format!(
@@ -322,4 +318,174 @@ async fn an_upload_previews_the_refused_records_and_stores_them_mended() {
         assert!(text.contains(says), "{says:?} not in {text}");
     }
     app.stop().await.unwrap();
+}
+
+/// IgakuQA119's files as a user picks them: the question files and the answers file.
+fn every_file(data: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(data.join("questions"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files.push(data.join("correct_answers.csv"));
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_browser_preview_turns_the_refused_records_into_an_importable_set() {
+    use kokushi_tests::ui::{choose_files, click, sign_in, text_of, type_into, wait_text};
+    let (Some(data), Some(static_dir), Some(chromedriver)) = (
+        data(),
+        service("KOKUSHI_STATIC_DIR"),
+        service("CHROMEDRIVER"),
+    ) else {
+        return;
+    };
+    let store = kokushi_tests::fixture_model_store().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings =
+        kokushi_backend::Settings::embedded(kokushi_tests::sqlite_url(dir.path()), store.path());
+    settings.static_dir = Some(static_dir.into());
+    let app = kokushi_tests::TestApp::spawn(settings).await.unwrap();
+    let session = kokushi_tests::Browser::start(&chromedriver).await.unwrap();
+    let browser = session.client.clone();
+    sign_in(
+        &browser,
+        &app.base,
+        kokushi_tests::ADMIN_USER,
+        kokushi_tests::ADMIN_PASSWORD,
+    )
+    .await;
+    browser.goto(&app.url("/exam-sets")).await.unwrap();
+    let files = every_file(&data);
+    let paths: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+
+    // All six files at once, as published: refused, every problem listed.
+    type_into(&browser, "#upload-name", "IgakuQA119").await;
+    choose_files(&browser, "#upload-file", &paths).await;
+    click(&browser, "#upload-submit").await;
+    let refusal = text_of(&browser, "#upload-errors table.upload-errors").await;
+    assert!(
+        refusal.contains("119C_json.json") && refusal.contains("problem_text"),
+        "{refusal}"
+    );
+
+    // The preview: 395 questions as they stand, the five refused records each on a row.
+    click(&browser, "#upload-preview").await;
+    let summary = wait_text(&browser, "#mend-summary", |t| t.contains("395")).await;
+    assert!(summary.contains("7 problems in 5 records"), "{summary}");
+    let mut records = Vec::new();
+    for row in browser
+        .find_all(fantoccini::Locator::Css("#mend-records tr.mend-record"))
+        .await
+        .unwrap()
+    {
+        records.push(row.attr("data-problem-id").await.unwrap().unwrap());
+    }
+    records.sort();
+    assert_eq!(
+        records,
+        ["119A22", "119C18", "119C19", "119E45", "119E48"],
+        "one row per refused record"
+    );
+    let e45 = text_of(&browser, "tr.mend-record[data-problem-id='119E45']").await;
+    assert!(
+        e45.contains("choices_in_stem") && e45.contains("夜は眠れますか"),
+        "the repair shows what moves where: {e45}"
+    );
+
+    // Every repair accepted; the three records a repair cannot mend left out, one with a
+    // reason of the user's own; checked again, nothing is refused.
+    click(&browser, "#accept-all-repairs").await;
+    for id in ["119A22", "119C18", "119C19"] {
+        click(
+            &browser,
+            &format!("tr.mend-record[data-problem-id='{id}'] input.leave-out"),
+        )
+        .await;
+    }
+    type_into(
+        &browser,
+        "tr.mend-record[data-problem-id='119C18'] input.leave-out-reason",
+        "the stem was not extracted",
+    )
+    .await;
+    text_of(&browser, "#mend-stale").await;
+    kokushi_tests::ui::shoot(&browser, "exam-set-preview").await;
+    let faults = kokushi_tests::ui::layout_faults(&browser, "#mend-records tr.mend-record").await;
+    assert!(faults.is_empty(), "the preview's layout: {faults:?}");
+    click(&browser, "#upload-preview").await;
+    let ready = wait_text(&browser, "#mend-summary", |t| t.contains("397")).await;
+    assert!(
+        ready.contains("2 records repaired and 3 left out"),
+        "{ready}"
+    );
+
+    // Uploaded: stored with the repairs and exclusions kept beside it.
+    click(&browser, "#upload-submit").await;
+    let stored = text_of(&browser, "#upload-result").await;
+    assert!(stored.contains("397 questions"), "{stored}");
+    let notes = wait_text(&browser, "#exam-sets tr.exam-set-row .import-notes", |t| {
+        !t.is_empty()
+    })
+    .await;
+    assert_eq!(notes, "2 repaired, 3 left out");
+    let sets: Vec<kokushi_shared::api::ExamSetSummary> =
+        app.get_json("/api/exam-sets").await.unwrap();
+    assert_eq!(
+        sets.len(),
+        1,
+        "neither the refusal nor the previews stored anything"
+    );
+    let set = &sets[0];
+    assert_eq!((set.name.as_str(), set.question_count), ("IgakuQA119", 397));
+    let repaired: Vec<String> = set
+        .import_notes
+        .repairs
+        .iter()
+        .map(|r| format!("{}:{}", r.problem_id, r.kind.id()))
+        .collect();
+    assert_eq!(
+        repaired,
+        ["119E45:choices_in_stem", "119E48:choices_in_stem"]
+    );
+    let left_out: BTreeMap<&str, &str> = set
+        .import_notes
+        .excluded
+        .iter()
+        .map(|e| (e.problem_id.as_str(), e.reason.as_str()))
+        .collect();
+    assert_eq!(left_out.len(), 3);
+    assert_eq!(left_out["119C18"], "the stem was not extracted");
+    assert!(
+        left_out["119A22"].contains("should start with its letter"),
+        "a record left out without a typed reason keeps its first problem as the reason: {}",
+        left_out["119A22"]
+    );
+
+    // Its rule packs: the built-in 119th pack in effect; its uploader adds a version of
+    // their own (here, a title of their own), which is stored as version 2 and takes effect.
+    click(&browser, "#exam-sets tr.exam-set-row button.rules-button").await;
+    let built_in = text_of(&browser, "#rules-in-effect tr.rules-row[data-exam='119']").await;
+    assert!(built_in.contains("built in"), "{built_in}");
+    let pack_file = dir.path().join("medical-119-local.json");
+    let pack = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/rules/medical-119.json"),
+    )
+    .unwrap()
+    .replace("第119回医師国家試験 (2025)", "第119回 (local rulings)");
+    std::fs::write(&pack_file, pack).unwrap();
+    kokushi_tests::ui::choose_file(&browser, "#rules-file", &pack_file).await;
+    click(&browser, "#rules-upload").await;
+    let stored = text_of(&browser, "#rules-result").await;
+    assert!(stored.contains("version 2"), "{stored}");
+    let in_effect = wait_text(
+        &browser,
+        "#rules-in-effect tr.rules-row[data-exam='119']",
+        |t| t.contains("local rulings"),
+    )
+    .await;
+    assert!(in_effect.contains("uploaded"), "{in_effect}");
+    let versions = text_of(&browser, "#rules-versions").await;
+    assert!(versions.contains("119: version 2, by admin"), "{versions}");
 }

@@ -73,6 +73,22 @@ fn expected(method: &str, path: &str, who: Who) -> Option<u16> {
         | ("get", "/api/grading/items/{id}")
         | ("post", "/api/grading/items/{id}/adjudicate") => only(researcher, 400),
         ("get", "/api/runs/{id}/questions/{problem_id}") => only(researcher, 404),
+        ("get", "/api/exam-sets/{id}/rules") | ("get", "/api/runs/{id}/rescore") => {
+            only(researcher, 200)
+        }
+        // The admin uploaded the set: a researcher may not change its rule packs; the admin's
+        // empty body is no rule pack.
+        ("post", "/api/exam-sets/{id}/rules") => match who {
+            Anonymous | Annotator => None,
+            Researcher => Some(403),
+            Admin => Some(400),
+        },
+        // The admin's run, still queued: not the researcher's to rescore, and not succeeded.
+        ("post", "/api/runs/{id}/rescore") => match who {
+            Anonymous | Annotator => None,
+            Researcher => Some(403),
+            Admin => Some(409),
+        },
         // The admin queued the run: a researcher may read it but not cancel or retry it (403),
         // the admin cancels it (it is still queued) and then retries it.
         ("post", "/api/runs/{id}/cancel") | ("post", "/api/runs/{id}/retry") => match who {
@@ -154,6 +170,7 @@ async fn role_matrix_on(database_url: String) {
         let path = endpoint
             .path
             .replace("/runs/{id}", &format!("/runs/{}", run.id))
+            .replace("/exam-sets/{id}", &format!("/exam-sets/{}", exam.id))
             .replace("/users/{id}", &format!("/users/{}", annotator.id))
             .replace("/tokens/{id}", "/tokens/999999")
             .replace("{problem_id}", "999Z99");

@@ -153,18 +153,9 @@ impl SetArgs {
             Some(spec) => RepairPolicy::parse(spec).map_err(|e| anyhow::anyhow!("--repair {e}"))?,
             None => RepairPolicy::None,
         };
-        let mut exclude = std::collections::BTreeMap::new();
-        for item in &self.exclude {
-            let (id, reason) = item
-                .split_once(':')
-                .filter(|(id, reason)| !id.trim().is_empty() && !reason.trim().is_empty())
-                .ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "--exclude {item:?}: expected ID:REASON, e.g. \"119C18:the stem is empty\""
-                    )
-                })?;
-            exclude.insert(id.trim().to_owned(), reason.trim().to_owned());
-        }
+        let exclude =
+            kokushi_shared::repair::parse_exclusions(self.exclude.iter().map(String::as_str))
+                .map_err(|e| anyhow::anyhow!("--exclude {e}"))?;
         Ok(kokushi_backend::import::read_exam_set_report(
             paths,
             self.namespace.as_deref(),

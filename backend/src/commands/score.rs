@@ -20,6 +20,13 @@ the 120th exams, 2018-2026; docs/rule-packs.md). A verdict resting on a figure n
 announced is provisional: PASS? or fail? in the table, pass_provisional in the CSV, \
 provisional in the JSON, with the figures standing in named in the notes.
 
+Where the exam set carries each question's examinee_accuracy (and, optionally, choice_shares), \
+the model is compared with the examinees: its percentile among them per year and section \
+(Rasch model, the spread of abilities calibrated to the year's announced pass rate; \
+--examinee-spread fixes it), the questions it got right that most examinees missed and the \
+reverse, and whether its wrong answers are the examinees' common wrong answers \
+(docs/scoring.md).
+
 Predictions are IgakuQA's baseline_results files (one JSON object a line: {\"problem_id\": \
 \"116A1\", \"prediction\": \"c\", ...}; one file per block or one for all, or a folder of \
 them) or a Kokushi run export (GET /api/runs/ID). A question without a prediction counts as \
@@ -33,7 +40,8 @@ Examples:
   kokushi score --exam-set ../shared/data/igakuqa --predictions baseline_results/2022
   kokushi score --exam-set data/igakuqa/2022 --predictions run-7.json --format json
   kokushi score --exam-set data/igakuqa --predictions a.jsonl --compare b.jsonl
-  kokushi score --exam-set data/igakuqa --predictions out.jsonl --per-question scored.jsonl";
+  kokushi score --exam-set data/igakuqa --predictions out.jsonl --per-question scored.jsonl
+  kokushi score --exam-set 120/ --predictions out.jsonl --rules medical-120-announced.json";
 
 #[derive(Args)]
 pub struct ScoreArgs {
@@ -74,6 +82,37 @@ pub struct ScoreArgs {
     /// Bootstrap seed (the same seed gives the same intervals).
     #[arg(long, default_value_t = 20_230_331)]
     seed: u64,
+    /// The spread of examinees' abilities, in logits, for the percentiles against the
+    /// examinees (where questions carry `examinee_accuracy`). By default it is calibrated to
+    /// each year's announced pass rate; set it to see how the percentiles move with it.
+    #[arg(long, value_name = "LOGITS", value_parser = spread)]
+    examinee_spread: Option<f64>,
+    /// Score under this rule pack instead of the built-in one for its exam (repeatable; a
+    /// pack file as docs/rule-packs.md describes, e.g. the 120th's with its announced cut-off).
+    #[arg(long, value_name = "PACK.json")]
+    rules: Vec<PathBuf>,
+}
+
+/// The built-in packs with each of `files` in place of its exam's (or beside them, for an
+/// exam without one); an error names the file and each field at fault.
+fn packs_with(files: &[PathBuf]) -> anyhow::Result<Vec<kokushi_shared::rules::RulePack>> {
+    let mut given = Vec::with_capacity(files.len());
+    for file in files {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read the rule pack {}", file.display()))?;
+        let name = file.display().to_string();
+        let pack = kokushi_shared::rules::parse(&name, &text)
+            .map_err(|errors| anyhow::anyhow!(kokushi_backend::import::problems(&name, &errors)))?;
+        given.push(pack);
+    }
+    Ok(kokushi_shared::rules::built_in_with(given))
+}
+
+fn spread(text: &str) -> Result<f64, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|s| (0.01..=10.0).contains(s))
+        .ok_or_else(|| format!("expected a spread from 0.01 to 10 logits, got {text:?}"))
 }
 
 pub fn score(args: ScoreArgs) -> anyhow::Result<()> {
@@ -120,9 +159,16 @@ pub fn score(args: ScoreArgs) -> anyhow::Result<()> {
         confidence: args.confidence,
         resamples: args.resamples,
         seed: args.seed,
+        examinee_spread: args.examinee_spread,
         ..ScoreOptions::default()
     };
-    let scored = scoring::run(&questions, &predictions, baseline.as_ref(), &options)?;
+    let scored = scoring::run(
+        &questions,
+        &predictions,
+        baseline.as_ref(),
+        &options,
+        &packs_with(&args.rules)?,
+    )?;
     if let Some(path) = &args.per_question {
         scoring::write_per_question(path, &scored.report)?;
     }

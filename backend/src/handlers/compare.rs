@@ -3,11 +3,9 @@
 //! (`GET /api/runs/{id}/questions/{problem_id}`). Both score with `shared::score`, exactly as
 //! `kokushi score` does.
 
-use std::collections::BTreeMap;
-
 use actix_web::{HttpResponse, web};
 use kokushi_shared::api::{DifferingQuestion, QuestionView, RunComparison};
-use kokushi_shared::score::{Reply, ScoreOptions, score, score_question};
+use kokushi_shared::score::{ScoreOptions, score_question, score_with};
 use serde::Deserialize;
 
 use crate::error::ApiError;
@@ -21,13 +19,14 @@ pub struct CompareQuery {
     confidence: Option<f64>,
 }
 
-type Predictions = (Vec<kokushi_shared::Question>, BTreeMap<String, Reply>);
-
-/// A run's questions and replies, for scoring; 404 for no such run.
-pub(crate) async fn predictions(state: &AppState, id: i64) -> Result<Predictions, ApiError> {
+/// A run's questions, replies and rule packs, for scoring; 404 for no such run.
+pub(crate) async fn scoring(
+    state: &AppState,
+    id: i64,
+) -> Result<crate::db::rule_packs::RunScoring, ApiError> {
     state
         .db
-        .run_predictions(id)
+        .run_scoring(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("run {id} does not exist")))
 }
@@ -73,8 +72,18 @@ pub async fn compare(
         }
     };
     let (first, second) = (summary(first_id).await?, summary(second_id).await?);
-    let (questions, first_predictions) = predictions(&state, first_id).await?;
-    let (second_questions, second_predictions) = predictions(&state, second_id).await?;
+    let first_run = scoring(&state, first_id).await?;
+    let second_run = scoring(&state, second_id).await?;
+    let (questions, first_predictions, first_packs) = (
+        first_run.questions,
+        first_run.predictions,
+        first_run.rules.packs,
+    );
+    let (second_questions, second_predictions, second_packs) = (
+        second_run.questions,
+        second_run.predictions,
+        second_run.rules.packs,
+    );
     let ids = |qs: &[kokushi_shared::Question]| -> Vec<String> {
         qs.iter().map(|q| q.problem_id.clone()).collect()
     };
@@ -91,13 +100,16 @@ pub async fn compare(
     // Scoring with bootstrap resampling is CPU work: keep it off the async workers.
     let confidence = options.confidence;
     let scored = web::block(move || {
+        // The paired comparison scores both under the first run's packs (the same rules for
+        // both sides of a difference); the second's own totals under its own.
         let run = crate::scoring::run(
             &questions,
             &first_predictions,
             Some(&second_predictions),
             &options,
+            &first_packs,
         );
-        let other = score(&questions, &second_predictions, &options);
+        let other = score_with(&questions, &second_predictions, &options, &second_packs);
         run.map(|run| (run, other, questions))
     })
     .await
@@ -162,7 +174,11 @@ pub async fn question(
         .run_detail(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("run {id} does not exist")))?;
-    let (questions, predictions) = predictions(&state, id).await?;
+    let crate::db::rule_packs::RunScoring {
+        questions,
+        predictions,
+        ..
+    } = scoring(&state, id).await?;
     let Some(index) = questions.iter().position(|q| q.problem_id == problem_id) else {
         return Err(ApiError::NotFound(format!(
             "run {id} does not ask question {problem_id:?}"

@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 
 use actix_web::{HttpResponse, web};
 use kokushi_shared::api::{ImportReport, UploadPreview};
-use kokushi_shared::igakuqa::{ImportPreview, Importer};
 use kokushi_shared::repair::RepairPolicy;
 use serde::Deserialize;
 
@@ -49,40 +48,18 @@ pub struct UploadQuery {
 
 /// Files one upload may carry at most.
 const MAX_UPLOAD_FILES: usize = 64;
-/// `exclude=` items one upload may carry at most, and the longest.
-const MAX_EXCLUSIONS: usize = 1000;
-const MAX_MEND_CHARS: usize = 500;
-
 /// Every `exclude=ID:REASON` of the query string (repeatable), checked and bounded.
 fn exclusions(query: &str) -> Result<BTreeMap<String, String>, ApiError> {
     let pairs = web::Query::<Vec<(String, String)>>::from_query(query)
         .map_err(|e| ApiError::BadRequest(format!("the query string is malformed: {e}")))?
         .into_inner();
-    let mut out = BTreeMap::new();
-    for (_, value) in pairs.into_iter().filter(|(k, _)| k == "exclude") {
-        if out.len() >= MAX_EXCLUSIONS {
-            return Err(ApiError::BadRequest(format!(
-                "at most {MAX_EXCLUSIONS} `exclude` parameters"
-            )));
-        }
-        let (id, reason) = value
-            .split_once(':')
-            .map(|(id, reason)| (id.trim(), reason.trim()))
-            .filter(|(id, reason)| {
-                !id.is_empty()
-                    && !reason.is_empty()
-                    && value.chars().count() <= MAX_MEND_CHARS
-                    && !value.chars().any(char::is_control)
-            })
-            .ok_or_else(|| {
-                ApiError::BadRequest(format!(
-                    "exclude={value:?}: expected ID:REASON of at most {MAX_MEND_CHARS} characters, \
-                     e.g. exclude=119C18:the%20stem%20is%20empty"
-                ))
-            })?;
-        out.insert(id.to_owned(), reason.to_owned());
-    }
-    Ok(out)
+    kokushi_shared::repair::parse_exclusions(
+        pairs
+            .iter()
+            .filter(|(k, _)| k == "exclude")
+            .map(|(_, v)| v.as_str()),
+    )
+    .map_err(|e| ApiError::BadRequest(format!("exclude={e}")))
 }
 
 /// `POST /api/exam-sets?name=NAME[&file=FILE.jsonl|FILE.csv][&namespace=NS][&format=jmmlu]`
@@ -120,7 +97,7 @@ pub async fn upload_exam_set(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("multipart/form-data"));
     let policy = match query.repair.as_deref() {
-        Some(spec) if spec.chars().count() > 100 * MAX_MEND_CHARS => {
+        Some(spec) if spec.len() > 64 * 1024 => {
             return Err(ApiError::BadRequest("`repair` is too long".to_owned()));
         }
         Some(spec) => {
@@ -157,7 +134,29 @@ pub async fn upload_exam_set(
     // Parsing, checking, hashing and encoding a file of tens of megabytes is CPU work: off the
     // request threads.
     let prepared = web::block(move || {
-        let report = parse_upload(&named, namespace, format, policy, exclude)?;
+        let format = match format.as_deref() {
+            None | Some("" | "auto") => crate::import::SetFormat::Auto,
+            Some("jmmlu") => crate::import::SetFormat::Jmmlu,
+            Some(other) => {
+                return Err(ApiError::BadRequest(format!(
+                    "unknown format {other:?}; known: auto, jmmlu"
+                )));
+            }
+        };
+        let namespace = namespace.filter(|ns| !ns.is_empty());
+        let report = crate::import::import_texts(
+            named
+                .iter()
+                .map(|(file, body)| (file.as_str(), body.as_slice())),
+            namespace.as_deref(),
+            format,
+            policy,
+            exclude,
+        )
+        .map_err(|e| match e {
+            crate::import::ImportError::Invalid(errors) => ApiError::InvalidExamSet(errors),
+            other => ApiError::BadRequest(other.to_string()),
+        })?;
         if preview {
             return Ok::<_, ApiError>(Err(UploadPreview {
                 questions: u32::try_from(report.questions.len()).unwrap_or(u32::MAX),
@@ -165,6 +164,7 @@ pub async fn upload_exam_set(
                 proposed: report.proposed,
                 applied: report.applied,
                 excluded: report.excluded,
+                refused: report.refused,
             }));
         }
         if !report.errors.is_empty() {
@@ -197,41 +197,6 @@ pub async fn upload_exam_set(
     })
 }
 
-/// Uploaded exam-set files read into what an import finds (every problem listed, the repairs
-/// `policy` accepts applied, the records `exclude` names left out).
-fn parse_upload(
-    files: &[(String, Vec<u8>)],
-    namespace: Option<String>,
-    format: Option<String>,
-    policy: RepairPolicy,
-    exclude: BTreeMap<String, String>,
-) -> Result<ImportPreview, ApiError> {
-    let importer = match namespace.as_deref().filter(|ns| !ns.is_empty()) {
-        Some(ns) => Importer::with_namespace(ns).map_err(ApiError::BadRequest)?,
-        None => Importer::new(),
-    };
-    let mut importer = importer.with_repairs(policy, exclude);
-    let format = format.as_deref().unwrap_or("auto");
-    if !matches!(format, "auto" | "jmmlu") {
-        return Err(ApiError::BadRequest(format!(
-            "unknown format {format:?}; known: auto, jmmlu"
-        )));
-    }
-    for (file, body) in files {
-        let text = kokushi_shared::igakuqa::text_of(file, body)
-            .map_err(|e| ApiError::InvalidExamSet(vec![e]))?;
-        if format == "jmmlu" {
-            let subject = std::path::Path::new(file)
-                .file_stem()
-                .map_or_else(|| "jmmlu".to_owned(), |s| s.to_string_lossy().into_owned());
-            importer.add_jmmlu(file, &subject, text);
-        } else {
-            importer.add_file(file, text);
-        }
-    }
-    Ok(importer.finish_report())
-}
-
 fn too_large(size: usize, limit: usize) -> ApiError {
     ApiError::PayloadTooLarge(format!(
         "the upload ({size} bytes or more) is larger than the limit of {limit} bytes"
@@ -240,7 +205,7 @@ fn too_large(size: usize, limit: usize) -> ApiError {
 
 /// Reads a body stream into memory, refusing it once `already` bytes read before it and its
 /// own pass `limit` (so that a form's fields together stay within the limit).
-async fn read_limited<S, E>(
+pub(crate) async fn read_limited<S, E>(
     mut stream: S,
     already: usize,
     limit: usize,

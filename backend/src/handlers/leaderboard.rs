@@ -13,7 +13,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use kokushi_shared::Question;
 use kokushi_shared::api::{LeaderboardQuery, RunSummary};
 use kokushi_shared::exam::Section;
-use kokushi_shared::score::{Reply, ScoreOptions, score};
+use kokushi_shared::score::{Reply, ScoreOptions};
 
 use crate::db::Counted;
 use crate::db::Facets;
@@ -130,6 +130,7 @@ pub fn rescore(
     questions: &[Question],
     predictions: &BTreeMap<String, Reply>,
     filter: &Filter,
+    packs: &[kokushi_shared::rules::RulePack],
 ) -> RunSummary {
     let kept: Vec<Question> = questions
         .iter()
@@ -138,9 +139,10 @@ pub fn rescore(
         .collect();
     let options = ScoreOptions {
         resamples: 0,
+        examinees: false,
         ..ScoreOptions::default()
     };
-    let report = score(&kept, predictions, &options);
+    let report = kokushi_shared::score::score_with(&kept, predictions, &options, packs);
     let (tally, metrics) = crate::scoring::tally_and_metrics(&report.questions, &report.unscorable);
     run.total = u32::try_from(kept.len()).unwrap_or(u32::MAX);
     run.accuracy_interval = kokushi_shared::stats::wilson_interval(
@@ -178,7 +180,12 @@ pub async fn filtered(
     // One run at a time: a run's questions and replies are the big part, so only one set is
     // held at once.
     for run in runs {
-        let Some((questions, predictions)) = state.db.run_predictions(run.id).await? else {
+        let Some(crate::db::rule_packs::RunScoring {
+            questions,
+            predictions,
+            rules,
+        }) = state.db.run_scoring(run.id).await?
+        else {
             continue; // deleted meanwhile
         };
         kept.insert(
@@ -190,7 +197,7 @@ pub async fn filtered(
                 .collect(),
         );
         let filter = filter.clone();
-        let row = web::block(move || rescore(run, &questions, &predictions, &filter))
+        let row = web::block(move || rescore(run, &questions, &predictions, &filter, &rules.packs))
             .await
             .map_err(|e| ApiError::Internal(format!("scoring the leaderboard: {e}")))?;
         rows.push(row);

@@ -313,12 +313,13 @@ pub async fn run_score(
         }
         options.confidence = confidence;
     }
-    let (questions, predictions) = super::compare::predictions(&state, id).await?;
+    let s = super::compare::scoring(&state, id).await?;
     // Bootstrap resampling is CPU work: keep it off the async workers.
-    let report =
-        web::block(move || kokushi_shared::score::score(&questions, &predictions, &options))
-            .await
-            .map_err(|e| ApiError::Internal(format!("scoring stopped: {e}")))?;
+    let report = web::block(move || {
+        kokushi_shared::score::score_with(&s.questions, &s.predictions, &options, &s.rules.packs)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("scoring stopped: {e}")))?;
     match query.format.as_deref().unwrap_or("json") {
         "json" => Ok(HttpResponse::Ok().json(report)),
         "csv" => Ok(download(

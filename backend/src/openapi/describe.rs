@@ -309,6 +309,37 @@ pub(super) fn describe(method: &str, path: &str) -> Option<Doc> {
         .body(Body::File)
         .or(one::<api::UploadPreview>())
         .created(),
+        ("get", "/api/exam-sets/{id}/rules") => Doc::new(
+            "The rule pack in effect for each exam the set holds, and every version uploaded",
+            Answer::Json(one::<api::ExamSetRules>()),
+        )
+        .about("docs/rule-packs.md. A pack uploaded for the set overrides the built-in one."),
+        ("post", "/api/exam-sets/{id}/rules") => Doc::new(
+            "Upload a new version of one exam's rule pack for the set",
+            Answer::Json(one::<api::StoredRulePack>()),
+        )
+        .about(
+            "The body is a rule pack (docs/rule-packs.md, at most 1 MiB), checked whole: 400 \
+             names each field at fault. Its exam must be one the set holds; it becomes the next \
+             version (past the built-in pack's and every stored one), whatever `version` it \
+             says. Only the set's owner or an admin (403). Runs keep the versions they were \
+             scored under until rescored (`/api/runs/{id}/rescore`).",
+        )
+        .body(Body::Json(one::<kokushi_shared::rules::RulePack>()))
+        .created(),
+        ("get", "/api/runs/{id}/rescore") => Doc::new(
+            "What scoring the run under its exam set's current rule packs would change",
+            Answer::Json(one::<api::RescoreDiff>()),
+        )
+        .about(
+            "Each exam year's points and verdict before and after, and each question whose \
+             points at stake or earned move. Nothing is stored.",
+        ),
+        ("post", "/api/runs/{id}/rescore") => Doc::new(
+            "Score the run under its exam set's current rule packs from now on",
+            Answer::Json(one::<api::RescoreDiff>()),
+        )
+        .about("Answers what changed; the leaderboard's verdicts follow."),
         ("post", "/api/runs") => Doc::new(
             "Queue an evaluation of a model (and adapter) on an exam set",
             Answer::Json(one::<api::RunSummary>()),

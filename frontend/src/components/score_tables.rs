@@ -2,6 +2,7 @@
 //! pass/fail verdict against that year's published criteria, then accuracy by block, section
 //! and specialty as bars with their intervals.
 
+use kokushi_shared::examinees::{ExamineeComparison, ExamineeQuestion};
 use kokushi_shared::score::{Breakdown, GroupScore, ScoreReport};
 use leptos::prelude::*;
 
@@ -192,6 +193,86 @@ pub fn ScoreTables(report: ScoreReport) -> impl IntoView {
                 {(!blocks.is_empty()).then(|| breakdown_bars(t(i18n::RUN_SCORE_BY_BLOCK), blocks))}
                 {(!specialties.is_empty()).then(|| breakdown_bars(t(i18n::RUN_SCORE_BY_SPECIALTY), specialties))}
             </div>
+            {report.examinees.map(examinee_tables)}
+        </section>
+    }
+}
+
+/// The model against the examinees: its percentile per year and section, the questions it got
+/// right that most examinees missed and the reverse, its wrong answers against theirs.
+fn examinee_tables(e: ExamineeComparison) -> impl IntoView {
+    let rows = e
+        .groups
+        .iter()
+        .map(|g| {
+            view! {
+                <tr class="examinee-row">
+                    <td>{g.exam.clone().unwrap_or_default()}</td>
+                    <td>{g.section.map_or(t(i18n::RUN_EXAMINEES_WHOLE), |s| s.id())}</td>
+                    <td class="num">{g.questions}</td>
+                    <td class="num">{format!("{}/{}", g.points, g.points_max)}</td>
+                    <td class="num">{format!("{:.1}", g.examinee_mean)}</td>
+                    <td class="num percentile">{g.percentile.map_or("—".to_owned(), |p| format!("{p:.1}"))}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    let notes: Vec<String> = e
+        .groups
+        .iter()
+        .filter(|g| g.section.is_none())
+        .map(|g| format!("{} {}", g.exam.as_deref().unwrap_or("—"), g.note))
+        .collect();
+    let list = |items: &[ExamineeQuestion]| -> String {
+        if items.is_empty() {
+            return "—".to_owned();
+        }
+        items
+            .iter()
+            .map(|q| format!("{} ({:.0}%)", q.problem_id, q.examinee_accuracy * 100.0))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let wrong = e.same_choice_share.map(|share| {
+        view! {
+            <p id="wrong-choices">
+                {tf(
+                    i18n::RUN_EXAMINEES_WRONG,
+                    &[
+                        ("count", &e.wrong_answers),
+                        ("common", &e.common_wrong),
+                        ("share", &format!("{:.0}", share * 100.0)),
+                    ],
+                )}
+            </p>
+        }
+    });
+    view! {
+        <section id="examinees">
+            <h3>{t(i18n::RUN_EXAMINEES_HEADING)}</h3>
+            <table id="examinee-percentiles">
+                <thead>
+                    <tr>
+                        <th>{t(i18n::RUN_SCORE_COL_EXAM)}</th>
+                        <th>{t(i18n::RUN_EXAMINEES_COL_SECTION)}</th>
+                        <th class="num">{t(i18n::RUN_SCORE_COL_QUESTIONS)}</th>
+                        <th class="num">{t(i18n::RUN_SCORE_COL_POINTS)}</th>
+                        <th class="num">{t(i18n::RUN_EXAMINEES_COL_MEAN)}</th>
+                        <th class="num">{t(i18n::RUN_EXAMINEES_COL_PERCENTILE)}</th>
+                    </tr>
+                </thead>
+                <tbody>{rows}</tbody>
+            </table>
+            <p class="note">{tf(i18n::RUN_EXAMINEES_METHOD, &[("notes", &notes.join("; "))])}</p>
+            <p id="right-where-missed">
+                {tf(i18n::RUN_EXAMINEES_RIGHT_MISSED, &[("count", &e.right_where_missed.len())])}
+                " " {list(&e.right_where_missed)}
+            </p>
+            <p id="missed-where-right">
+                {tf(i18n::RUN_EXAMINEES_MISSED_RIGHT, &[("count", &e.missed_where_right.len())])}
+                " " {list(&e.missed_where_right)}
+            </p>
+            {wrong}
         </section>
     }
 }
