@@ -63,6 +63,7 @@ async fn populate(url: &str) -> Result<String> {
             limit: None,
             priority: Default::default(),
             created_by: None,
+            project_id: db.default_project().await?,
         })
         .await?
         .context("exam set exists")?;
@@ -103,8 +104,15 @@ async fn populate(url: &str) -> Result<String> {
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let token = auth::new_api_token();
-    db.create_token(admin.id, "bench", &auth::digest(&token), None)
-        .await?;
+    db.create_token(
+        admin.id,
+        "bench",
+        &auth::digest(&token),
+        None,
+        db.default_project().await?,
+        false,
+    )
+    .await?;
     db.close().await;
     Ok(token)
 }

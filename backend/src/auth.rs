@@ -34,7 +34,7 @@ use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
-use kokushi_shared::api::{Me, Role, UserSummary};
+use kokushi_shared::api::{Me, ProjectRef, Role, UserSummary};
 
 pub use client::{TrustedProxies, client_addr, is_tls};
 pub use limiter::{Attempt, LoginLimiter};
@@ -102,8 +102,13 @@ pub enum Credential {
 /// their level's extractor.
 #[derive(Debug, Clone)]
 pub struct Principal {
+    /// The account, with its portal roles as stored.
     pub user: UserSummary,
     pub credential: Credential,
+    /// The project the request acts in (docs/projects.md), with the account's role there.
+    pub project: Option<ProjectRef>,
+    /// A read-only API token: only safe methods pass.
+    pub read_only: bool,
 }
 
 impl Principal {
@@ -111,16 +116,62 @@ impl Principal {
         Me {
             id: self.user.id,
             username: self.user.username.clone(),
-            roles: self.user.roles.clone(),
+            roles: self.roles(),
             csrf_token: match &self.credential {
                 Credential::Session { csrf_token, .. } => Some(csrf_token.clone()),
                 Credential::Token { .. } => None,
             },
+            project: self.project.clone(),
+            projects: Vec::new(),
+            read_only: self.read_only,
         }
     }
 
     pub fn is_admin(&self) -> bool {
         self.user.roles.contains(&Role::Admin)
+    }
+
+    /// The roles the request acts with: `admin` if the account is an admin, and what its role
+    /// in the request's project grants (an owner or researcher: `researcher`; an annotator:
+    /// `annotator`). Outside a project, an account other than an admin has none.
+    pub fn roles(&self) -> Vec<Role> {
+        let mut roles = Vec::new();
+        if self.is_admin() {
+            roles.push(Role::Admin);
+        }
+        if let Some(p) = &self.project {
+            roles.push(p.role.grants());
+        }
+        roles.sort();
+        roles.dedup();
+        roles
+    }
+
+    /// Whether the account owns the request's project (an admin owns every project).
+    pub fn owns_project(&self) -> bool {
+        self.is_admin()
+            || self
+                .project
+                .as_ref()
+                .is_some_and(|p| p.role == kokushi_shared::api::ProjectRole::Owner)
+    }
+
+    /// The project the request acts in, for the database's filters: refused (403) for an
+    /// account in no project.
+    pub fn scope(&self) -> Result<crate::db::projects::Scope, ApiError> {
+        self.project
+            .as_ref()
+            .map(|p| crate::db::projects::Scope {
+                project: p.id,
+                user: self.user.id,
+            })
+            .ok_or_else(|| {
+                ApiError::Forbidden(format!(
+                    "{} is in no project: a project's owner or an admin adds accounts to \
+                     projects (docs/projects.md)",
+                    self.user.username
+                ))
+            })
     }
 }
 
@@ -131,7 +182,7 @@ fn principal_at(req: &HttpRequest, access: Access) -> Result<Principal, ApiError
         .get::<Principal>()
         .cloned()
         .ok_or_else(|| ApiError::Unauthorized("sign in first (POST /api/auth/login)".to_owned()))?;
-    if access.allows(&principal.user.roles) {
+    if access.allows(&principal.roles()) {
         Ok(principal)
     } else {
         Err(ApiError::Forbidden(format!(
@@ -284,15 +335,23 @@ async fn admit(req: &ServiceRequest) -> Result<Option<Principal>, ApiError> {
             )));
         }
     }
-    if !endpoint.access.allows(&principal.user.roles) {
-        let roles = principal
-            .user
-            .roles
-            .iter()
-            .map(|r| r.id())
-            .collect::<Vec<_>>();
+    if principal.read_only && !is_safe(req.method()) {
         return Err(ApiError::Forbidden(format!(
-            "{} {} needs {}; {} has {}",
+            "{} {} changes something; this API token is read-only",
+            endpoint.method.to_uppercase(),
+            endpoint.path
+        )));
+    }
+    let roles = principal.roles();
+    if !endpoint.access.allows(&roles) {
+        let in_project = principal
+            .project
+            .as_ref()
+            .map(|p| format!(" in project {}", p.slug))
+            .unwrap_or_default();
+        let roles = roles.iter().map(|r| r.id()).collect::<Vec<_>>();
+        return Err(ApiError::Forbidden(format!(
+            "{} {} needs {}; {} has {}{in_project}",
             endpoint.method.to_uppercase(),
             endpoint.path,
             endpoint.access.describe(),
@@ -304,7 +363,51 @@ async fn admit(req: &ServiceRequest) -> Result<Option<Principal>, ApiError> {
             }
         )));
     }
+    if let Some(kind) = endpoint.object {
+        gate(req, &state, &principal, endpoint, kind).await?;
+    }
     Ok(Some(principal))
+}
+
+/// Project isolation for the object a path names (docs/projects.md): another project's
+/// object answers 404 with the very words a missing id gets, before any handler runs; an exam
+/// set shared with the caller's project may be read but not changed (403). A path segment that
+/// is not a number is left to the handler, which refuses it (400).
+async fn gate(
+    req: &ServiceRequest,
+    state: &AppState,
+    principal: &Principal,
+    endpoint: &crate::routes::Endpoint,
+    kind: crate::db::projects::Owned,
+) -> Result<(), ApiError> {
+    use crate::db::projects::{Owned, Visibility};
+    let Some(segment) = paths::object_segment(endpoint.path, req.match_info().as_str()) else {
+        return Ok(());
+    };
+    let Ok(key) = segment.parse::<i64>() else {
+        return Ok(());
+    };
+    let missing = || ApiError::NotFound(format!("{} {key} does not exist", kind.noun()));
+    let visibility = if kind == Owned::Project && principal.is_admin() {
+        match state.db.project(key, principal.user.id).await? {
+            Some(_) => Visibility::Own,
+            None => Visibility::Hidden,
+        }
+    } else {
+        let Ok(scope) = principal.scope() else {
+            return Err(missing());
+        };
+        state.db.visibility(&scope, kind, key).await?
+    };
+    match visibility {
+        Visibility::Own => Ok(()),
+        Visibility::Shared if is_safe(req.method()) => Ok(()),
+        Visibility::Shared => Err(ApiError::Forbidden(format!(
+            "{} {key} is shared with this project read-only: its own project changes it",
+            kind.noun()
+        ))),
+        Visibility::Hidden => Err(missing()),
+    }
 }
 
 /// The account behind a request's API token or session cookie.
@@ -380,12 +483,25 @@ pub async fn principal_of(
             if let Some(principal) = state.principals.get(&key) {
                 return Ok(Some(principal));
             }
-            let Some(user) = state.db.token_user(&token_hash, &at, &stale).await? else {
+            let Some(found) = state.db.token_user(&token_hash, &at, &stale).await? else {
                 return Ok(None);
             };
+            // A token acts in its own project only: once its account has left the project,
+            // it opens nothing there (and nothing elsewhere).
+            let project = match found.project {
+                Some(p) => {
+                    state
+                        .db
+                        .project_access(found.user.id, is_admin(&found.user), Some(p), false)
+                        .await?
+                }
+                None => None,
+            };
             let principal = Principal {
-                user,
+                user: found.user,
                 credential: Credential::Token { token_hash },
+                project,
+                read_only: found.read_only,
             };
             state.principals.put(key, principal.clone());
             Ok(Some(principal))
@@ -409,17 +525,32 @@ pub async fn principal_of(
             else {
                 return Ok(None);
             };
+            let project = state
+                .db
+                .project_access(
+                    session.user.id,
+                    is_admin(&session.user),
+                    session.project,
+                    true,
+                )
+                .await?;
             let principal = Principal {
                 user: session.user,
                 credential: Credential::Session {
                     token_hash,
                     csrf_token: session.csrf_token,
                 },
+                project,
+                read_only: false,
             };
             state.principals.put(key, principal.clone());
             Ok(Some(principal))
         }
     }
+}
+
+fn is_admin(user: &UserSummary) -> bool {
+    user.roles.contains(&Role::Admin)
 }
 
 /// The value of one cookie in a request's `Cookie` headers.

@@ -9,6 +9,7 @@ pub mod accounts;
 mod exam_sets;
 pub mod grading;
 mod predictions;
+pub mod projects;
 pub mod rule_packs;
 pub mod run_states;
 pub mod runs;
@@ -63,39 +64,22 @@ pub struct Db {
     backend: Backend,
 }
 
-/// Tables whose rows a list endpoint counts ([`Db::count`]).
-#[derive(Debug, Clone, Copy)]
-pub enum Counted {
-    Runs,
-    ExamSets,
-    Tunings,
-    GradingTasks,
-    Users,
-}
-
 impl Db {
-    /// How many rows a listed table has (for `X-Total-Count`).
-    pub async fn count(&self, what: Counted) -> Result<u64, DbError> {
-        let table = match what {
-            Counted::Runs => "runs",
-            Counted::ExamSets => "exam_sets",
-            Counted::Tunings => "tunings",
-            Counted::GradingTasks => "grading_tasks",
-            Counted::Users => "users",
-        };
-        let row = sqlx::query(&format!("SELECT COUNT(*) AS n FROM {table}"))
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0))
-    }
-
     /// How many lines of the audit log a filter of [`Db::audit_log`] selects.
-    pub async fn audit_count(&self, task: Option<i64>) -> Result<u64, DbError> {
-        let row =
-            sqlx::query("SELECT COUNT(*) AS n FROM audit_log WHERE (task_id = $1 OR $1 = -1)")
-                .bind(task.unwrap_or(-1))
-                .fetch_one(&self.pool)
-                .await?;
+    pub async fn audit_count(
+        &self,
+        project: Option<i64>,
+        task: Option<i64>,
+    ) -> Result<u64, DbError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM audit_log l WHERE (l.task_id = $1 OR $1 = -1) \
+             AND ($2 = -1 OR l.task_id IN (SELECT t.id FROM grading_tasks t \
+                                          WHERE t.project_id = $2))",
+        )
+        .bind(task.unwrap_or(-1))
+        .bind(project.unwrap_or(-1))
+        .fetch_one(&self.pool)
+        .await?;
         Ok(u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0))
     }
 
@@ -134,9 +118,32 @@ impl Db {
     async fn migrate(&self) -> Result<(), DbError> {
         match self.backend {
             Backend::Sqlite => {
-                sqlx::migrate!("../migrations/sqlite")
-                    .run(&self.pool)
-                    .await?
+                // Foreign keys off on the migrating connection: a migration that rebuilds a
+                // table others refer to (SQLite's only way to change a constraint) drops it
+                // first, and the pragma cannot be switched inside the migration's transaction.
+                // What the migrations leave is checked once they are done.
+                let mut conn = self.pool.acquire().await?;
+                sqlx::query("PRAGMA foreign_keys = OFF")
+                    .execute(&mut *conn)
+                    .await?;
+                let migrated = sqlx::migrate!("../migrations/sqlite").run(&mut *conn).await;
+                sqlx::query("PRAGMA foreign_keys = ON")
+                    .execute(&mut *conn)
+                    .await?;
+                migrated?;
+                let broken = sqlx::query("PRAGMA foreign_key_check")
+                    .fetch_all(&mut *conn)
+                    .await?;
+                if !broken.is_empty() {
+                    return Err(DbError::Corrupt {
+                        table: "(migrations)",
+                        column: "(foreign keys)",
+                        message: format!(
+                            "{} rows refer to rows that do not exist after migrating",
+                            broken.len()
+                        ),
+                    });
+                }
             }
             Backend::Postgres => {
                 sqlx::migrate!("../migrations/postgres")

@@ -454,7 +454,7 @@ pub(crate) async fn grades_export(db: &Db, task_id: i64, format: &str) -> Result
         .into_iter()
         .map(|(item, run, pid, annotator, g)| ("grade".to_owned(), item, run, pid, annotator, g))
         .collect();
-    for entry in db.audit_log(Some(task_id), None, None).await? {
+    for entry in db.audit_log(None, Some(task_id), None, None).await? {
         if entry.action != "adjudicated" {
             continue;
         }
@@ -569,7 +569,7 @@ pub async fn attach_human(
     }
     let wanted: BTreeSet<i64> = runs.iter().map(|r| r.id).collect();
     let tasks: HashMap<i64, TaskRow> = db
-        .grading_tasks(None)
+        .grading_tasks(None, None)
         .await?
         .into_iter()
         .map(|t| (t.id, t))

@@ -16,6 +16,7 @@ pub mod leaderboard;
 pub mod lineage;
 pub mod live;
 pub mod metrics;
+pub mod projects;
 pub mod rules;
 pub mod runs;
 pub mod system;
@@ -54,9 +55,10 @@ pub(crate) fn ensure_owner(
 ) -> Result<(), ApiError> {
     match owner {
         None => Err(ApiError::NotFound(format!("{what} {id} does not exist"))),
-        Some(owner) if caller.is_admin() || owner == Some(caller.user.id) => Ok(()),
+        Some(owner) if caller.owns_project() || owner == Some(caller.user.id) => Ok(()),
         Some(_) => Err(ApiError::Forbidden(format!(
-            "only the account that queued {what} {id}, or an admin, may {action} it"
+            "only the account that queued {what} {id}, the project's owner or an admin may \
+             {action} it"
         ))),
     }
 }

@@ -7,10 +7,11 @@
 use actix_web::{HttpResponse, web};
 
 use crate::auth::Access;
+use crate::db::projects::Owned;
 use crate::error::ApiError;
 use crate::handlers::{
-    accounts, compare, exam_sets, grading, leaderboard, lineage, live, metrics, rules, runs,
-    system, tunings,
+    accounts, compare, exam_sets, grading, leaderboard, lineage, live, metrics, projects, rules,
+    runs, system, tunings,
 };
 
 /// One endpoint of the API.
@@ -21,6 +22,10 @@ pub struct Endpoint {
     /// The full pattern, as actix matches it: `/api/runs/{id}`, `/metrics`.
     pub path: &'static str,
     pub access: Access,
+    /// The kind of object the path's first `{…}` names, each belonging to one project: the
+    /// access check lets the request through only when the object is the caller's project's
+    /// (or, to read, shared with it), and answers 404 otherwise (docs/projects.md).
+    pub object: Option<Owned>,
 }
 
 /// A handler as the table registers it: above `Public`, held by [`crate::auth::demand`] to
@@ -35,18 +40,21 @@ macro_rules! guarded {
 }
 
 macro_rules! endpoints {
-    ($($method:ident $path:literal $access:ident => $handler:path;)*) => {
-        /// Every endpoint of the API, with who may call it.
+    ($($method:ident $path:literal $access:ident $([$object:ident])? => $handler:path;)*) => {
+        /// Every endpoint of the API, with who may call it and what its path names.
         pub const ENDPOINTS: &[Endpoint] = &[$(Endpoint {
             method: stringify!($method),
             path: $path,
             access: Access::$access,
+            object: endpoints!(@object $($object)?),
         },)*];
 
         fn register(cfg: &mut web::ServiceConfig) {
             $(cfg.route($path, web::$method().to(guarded!($access, $handler)));)*
         }
     };
+    (@object) => { None };
+    (@object $object:ident) => { Some(Owned::$object) };
 }
 
 endpoints! {
@@ -68,39 +76,49 @@ endpoints! {
     get "/api/leaderboard/export" Researcher => leaderboard::export;
     get "/api/models" Researcher => system::models;
     get "/api/exam-sets" Researcher => exam_sets::exam_sets;
-    get "/api/exam-sets/{id}/rules" Researcher => rules::exam_set_rules;
-    post "/api/exam-sets/{id}/rules" Researcher => rules::add_exam_set_rules;
-    get "/api/runs/{id}/rescore" Researcher => rules::rescore_preview;
-    post "/api/runs/{id}/rescore" Researcher => rules::rescore_run;
+    get "/api/exam-sets/{id}/rules" Researcher [ExamSet] => rules::exam_set_rules;
+    post "/api/exam-sets/{id}/rules" Researcher [ExamSet] => rules::add_exam_set_rules;
+    get "/api/runs/{id}/rescore" Researcher [Run] => rules::rescore_preview;
+    post "/api/runs/{id}/rescore" Researcher [Run] => rules::rescore_run;
     post "/api/exam-sets" Researcher => exam_sets::upload_exam_set;
     post "/api/runs" Researcher => runs::create_run;
-    get "/api/runs/{id}" Researcher => runs::run_detail;
-    post "/api/runs/{id}/cancel" Researcher => runs::cancel_run;
-    post "/api/runs/{id}/retry" Researcher => runs::retry_run;
-    get "/api/runs/{id}/score" Researcher => runs::run_score;
-    get "/api/runs/{id}/export" Researcher => runs::run_export;
-    get "/api/runs/{id}/events" Researcher => live::run_events;
-    get "/api/runs/{id}/questions/{problem_id}" Researcher => compare::question;
+    get "/api/runs/{id}" Researcher [Run] => runs::run_detail;
+    post "/api/runs/{id}/cancel" Researcher [Run] => runs::cancel_run;
+    post "/api/runs/{id}/retry" Researcher [Run] => runs::retry_run;
+    get "/api/runs/{id}/score" Researcher [Run] => runs::run_score;
+    get "/api/runs/{id}/export" Researcher [Run] => runs::run_export;
+    get "/api/runs/{id}/events" Researcher [Run] => live::run_events;
+    get "/api/runs/{id}/questions/{problem_id}" Researcher [Run] => compare::question;
     get "/api/compare" Researcher => compare::compare;
-    get "/api/runs/{id}/lineage" Researcher => lineage::lineage;
+    get "/api/runs/{id}/lineage" Researcher [Run] => lineage::lineage;
     get "/api/tunings" Researcher => tunings::tunings;
     post "/api/tunings" Researcher => tunings::create_tuning;
-    get "/api/tunings/{id}" Researcher => tunings::tuning_detail;
-    post "/api/tunings/{id}/cancel" Researcher => tunings::cancel_tuning;
-    post "/api/tunings/{id}/retry" Researcher => tunings::retry_tuning;
+    get "/api/tunings/{id}" Researcher [Tuning] => tunings::tuning_detail;
+    post "/api/tunings/{id}/cancel" Researcher [Tuning] => tunings::cancel_tuning;
+    post "/api/tunings/{id}/retry" Researcher [Tuning] => tunings::retry_tuning;
     get "/api/grading/annotators" Researcher => grading::annotators;
     get "/api/grading/tasks" Researcher => grading::tasks;
     post "/api/grading/tasks" Researcher => grading::create_task;
-    get "/api/grading/tasks/{id}" Researcher => grading::task_detail;
-    get "/api/grading/tasks/{id}/export" Researcher => grading::export_grades;
-    get "/api/grading/items/{id}" Researcher => grading::item_detail;
-    post "/api/grading/items/{id}/adjudicate" Researcher => grading::adjudicate;
+    get "/api/grading/tasks/{id}" Researcher [GradingTask] => grading::task_detail;
+    get "/api/grading/tasks/{id}/export" Researcher [GradingTask] => grading::export_grades;
+    get "/api/grading/items/{id}" Researcher [GradingItem] => grading::item_detail;
+    post "/api/grading/items/{id}/adjudicate" Researcher [GradingItem] => grading::adjudicate;
     get "/api/grading/audit" Researcher => grading::audit;
     get "/api/grading/gold-flags" Researcher => grading::gold_flags;
     get "/api/grading/mine" Member => grading::my_tasks;
-    get "/api/grading/mine/{task_id}" Member => grading::my_queue;
-    get "/api/grading/assignments/{id}" Member => grading::assignment;
-    post "/api/grading/assignments/{id}/grade" Member => grading::grade;
+    get "/api/grading/mine/{task_id}" Member [GradingTask] => grading::my_queue;
+    get "/api/grading/assignments/{id}" Member [Assignment] => grading::assignment;
+    post "/api/grading/assignments/{id}/grade" Member [Assignment] => grading::grade;
+    get "/api/projects" Member => projects::projects;
+    post "/api/projects" Admin => projects::create_project;
+    get "/api/projects/{id}" Member [Project] => projects::project_detail;
+    post "/api/projects/{id}/members" Member [Project] => projects::set_member;
+    delete "/api/projects/{id}/members/{user_id}" Member [Project] => projects::remove_member;
+    post "/api/auth/project" Member => projects::switch_project;
+    post "/api/runs/{id}/publish" Researcher [Run] => projects::publish_run;
+    post "/api/runs/{id}/unpublish" Researcher [Run] => projects::unpublish_run;
+    post "/api/exam-sets/{id}/shares" Researcher [ExamSet] => projects::share_exam_set;
+    delete "/api/exam-sets/{id}/shares/{project}" Researcher [ExamSet] => projects::unshare_exam_set;
 }
 
 /// Registers every endpoint, then a JSON 404 for any other `/api` path. The access check
@@ -133,6 +151,36 @@ mod tests {
             credential: Credential::Token {
                 token_hash: String::new(),
             },
+            project: kokushi_shared::api::ProjectRole::of_roles(roles).map(|role| {
+                kokushi_shared::api::ProjectRef {
+                    id: 1,
+                    slug: "default".to_owned(),
+                    name: "Default project".to_owned(),
+                    role,
+                }
+            }),
+            read_only: false,
+        }
+    }
+
+    /// Every path that names an object by id says which kind, so that the access check keeps
+    /// other projects' objects out; only account-level ids (the caller's own tokens, accounts
+    /// for admins) are not a project's.
+    #[actix_web::test]
+    async fn every_object_path_names_its_kind() {
+        for e in ENDPOINTS {
+            let account_level =
+                e.path.starts_with("/api/tokens/") || e.path.starts_with("/api/users/");
+            if e.path.contains('{') && !account_level {
+                assert!(
+                    e.object.is_some(),
+                    "{} {} names no object kind",
+                    e.method,
+                    e.path
+                );
+            } else {
+                assert!(e.object.is_none(), "{} {}", e.method, e.path);
+            }
         }
     }
 

@@ -48,6 +48,9 @@ pub fn leaderboard_path(query: &LeaderboardQuery) -> String {
     if query.text_only == Some(true) {
         params.push("text_only=true".to_owned());
     }
+    if let Some(scope) = query.scope.as_deref().filter(|s| *s != "project") {
+        params.push(format!("scope={}", encode(scope)));
+    }
     if params.is_empty() {
         "/api/leaderboard".to_owned()
     } else {
@@ -196,9 +199,88 @@ pub async fn create_tuning(body: &CreateTuning, csrf: &str) -> Result<TuningSumm
     post_json("/api/tunings", Some(body), csrf).await
 }
 
-/// `POST /api/runs/{id}/cancel` or `/retry`.
+/// `POST /api/runs/{id}/cancel`, `/retry`, `/publish` or `/unpublish`.
 pub async fn run_action(id: i64, action: &str, csrf: &str) -> Result<RunSummary, ApiError> {
     post_json::<(), _>(&format!("/api/runs/{id}/{action}"), None, csrf).await
+}
+
+/// `GET /api/projects`: the caller's projects.
+pub async fn projects() -> Result<Vec<kokushi_shared::api::ProjectSummary>, ApiError> {
+    get_json("/api/projects").await
+}
+
+/// `POST /api/auth/project`: the session acts in another project from now on.
+pub async fn switch_project(project_id: i64, csrf: &str) -> Result<Me, ApiError> {
+    // The body written out (`SwitchProject`): every bundle's header calls this, and a JSON
+    // serializer of its own would cost each of them kilobytes.
+    let response = Request::post("/api/auth/project")
+        .header("X-CSRF-Token", csrf)
+        .header("Content-Type", "application/json")
+        .body(format!("{{\"project_id\":{project_id}}}"))
+        .map_err(network)?
+        .send()
+        .await
+        .map_err(network)?;
+    let text = response.text().await.map_err(network)?;
+    decode(response.status(), response.ok(), &text)
+}
+
+/// `DELETE url`, answered with JSON (or, for 204, with `()`'s `null`).
+async fn delete_json<T: DeserializeOwned>(url: &str, csrf: &str) -> Result<T, ApiError> {
+    let response = Request::delete(url)
+        .header("X-CSRF-Token", csrf)
+        .send()
+        .await
+        .map_err(network)?;
+    let text = response.text().await.map_err(network)?;
+    let text = if response.status() == 204 {
+        "null".to_owned()
+    } else {
+        text
+    };
+    decode(response.status(), response.ok(), &text)
+}
+
+/// Project settings: one project with its members, members added and removed, a new project
+/// (admins), the caller's API tokens.
+pub mod projects {
+    use kokushi_shared::api::{
+        CreateProject, CreateToken, NewToken, ProjectDetail, SetMember, TokenSummary,
+    };
+
+    use super::{ApiError, delete_json, get_json, post_json};
+
+    pub async fn project(id: i64) -> Result<ProjectDetail, ApiError> {
+        get_json(&format!("/api/projects/{id}")).await
+    }
+
+    pub async fn set_member(
+        id: i64,
+        body: &SetMember,
+        csrf: &str,
+    ) -> Result<ProjectDetail, ApiError> {
+        post_json(&format!("/api/projects/{id}/members"), Some(body), csrf).await
+    }
+
+    pub async fn remove_member(id: i64, user: i64, csrf: &str) -> Result<(), ApiError> {
+        delete_json(&format!("/api/projects/{id}/members/{user}"), csrf).await
+    }
+
+    pub async fn create(body: &CreateProject, csrf: &str) -> Result<ProjectDetail, ApiError> {
+        post_json("/api/projects", Some(body), csrf).await
+    }
+
+    pub async fn tokens() -> Result<Vec<TokenSummary>, ApiError> {
+        get_json("/api/tokens").await
+    }
+
+    pub async fn create_token(body: &CreateToken, csrf: &str) -> Result<NewToken, ApiError> {
+        post_json("/api/tokens", Some(body), csrf).await
+    }
+
+    pub async fn revoke_token(id: i64, csrf: &str) -> Result<TokenSummary, ApiError> {
+        delete_json(&format!("/api/tokens/{id}"), csrf).await
+    }
 }
 
 /// `POST /api/tunings/{id}/cancel` or `/retry`.
@@ -336,6 +418,7 @@ mod tests {
             section: Some("required".to_owned()),
             specialty: Some("循環器".to_owned()),
             text_only: Some(true),
+            scope: None,
         };
         assert_eq!(
             leaderboard_path(&query),

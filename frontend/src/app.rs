@@ -19,6 +19,7 @@ use crate::pages::jobs::JobsPage;
 use crate::pages::leaderboard::LeaderboardPage;
 use crate::pages::login::LoginPage;
 use crate::pages::not_found::NotFoundPage;
+use crate::pages::projects::ProjectsPage;
 use crate::pages::question::QuestionPage;
 use crate::pages::run::RunPage;
 use crate::pages::tuning::TuningPage;
@@ -96,6 +97,18 @@ pub fn WorkbenchApp() -> impl IntoView {
                 <Route path=path!("/exam-sets") view=ExamSetsPage />
                 <Route path=path!("/tunings/:id") view=TuningPage />
                 <Route path=path!("/workers") view=WorkersPage />
+            </Routes>
+        </Shell>
+    }
+}
+
+/// Project settings: members, roles, API tokens.
+#[component]
+pub fn SettingsApp() -> impl IntoView {
+    view! {
+        <Shell bundle=Bundle::Settings>
+            <Routes fallback=elsewhere(NotFoundPage)>
+                <Route path=path!("/projects") view=ProjectsPage />
             </Routes>
         </Shell>
     }

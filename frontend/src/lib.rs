@@ -74,6 +74,12 @@ pub fn start_workbench() {
     leptos::mount::mount_to_body(app::WorkbenchApp);
 }
 
+/// Starts project settings: `src/bin/settings.rs`.
+pub fn start_settings() {
+    start(Bundle::Settings);
+    leptos::mount::mount_to_body(app::SettingsApp);
+}
+
 /// Starts the grading app (my tasks, the grading screen): `src/bin/grading.rs`.
 pub fn start_grading() {
     start(Bundle::Grading);

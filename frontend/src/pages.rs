@@ -6,6 +6,7 @@ pub mod jobs;
 pub mod leaderboard;
 pub mod login;
 pub mod not_found;
+pub mod projects;
 pub mod question;
 pub mod run;
 pub mod tuning;

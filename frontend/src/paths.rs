@@ -20,6 +20,9 @@ pub const JOBS: &str = "/jobs";
 /// The worker registry (admins).
 pub const WORKERS: &str = "/workers";
 
+/// Project settings: members, roles, API tokens (docs/projects.md).
+pub const PROJECTS: &str = "/projects";
+
 /// Question `problem_id` of run `run`.
 pub fn question_path(run: i64, problem_id: &str) -> String {
     format!("/runs/{run}/questions/{}", crate::api::encode(problem_id))
@@ -45,6 +48,28 @@ pub fn open_page(path: &str) {
     if let Some(window) = web_sys::window() {
         let _ = window.location().set_href(path);
     }
+}
+
+/// Where the header notes the project chosen in its switch for project settings to act on.
+const SWITCH_TO: &str = "kokushi-switch-to";
+
+/// The header's project switch: notes the project (in this tab's session storage, which no
+/// other site can write) and opens project settings, whose bundle makes the switch
+/// ([`take_switch`]) and comes back to the leaderboard. Every bundle carries the header, so it
+/// carries only this.
+pub fn switch_project(project_id: &str) {
+    if let Some(s) = session_storage() {
+        let _ = s.set_item(SWITCH_TO, project_id);
+    }
+    open_page(PROJECTS);
+}
+
+/// The project the header asked to switch to, once.
+pub fn take_switch() -> Option<i64> {
+    let s = session_storage()?;
+    let id = s.get_item(SWITCH_TO).ok().flatten()?;
+    let _ = s.remove_item(SWITCH_TO);
+    id.parse().ok()
 }
 
 /// Where [`load_once`] notes the path it loaded.

@@ -90,6 +90,8 @@ mod tests {
             human: None,
             created_at: "2026-11-24T00:00:00Z".into(),
             error: None,
+            project: String::new(),
+            published: false,
         }
     }
 

@@ -62,6 +62,9 @@ mod tests {
             username: "annie".into(),
             roles: roles.to_vec(),
             csrf_token: None,
+            project: None,
+            projects: Vec::new(),
+            read_only: false,
         }
     }
 

@@ -99,6 +99,9 @@ pub struct ExamSetSummary {
     /// What the import repaired and left out (docs/exam-set-format.md), when anything.
     #[serde(default, skip_serializing_if = "crate::igakuqa::ImportNotes::is_empty")]
     pub import_notes: crate::igakuqa::ImportNotes,
+    /// The project that owns the set, when it is shared with the caller's read-only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_from: Option<String>,
 }
 
 /// `POST /api/runs`.
@@ -181,6 +184,12 @@ pub struct RunSummary {
     pub human: Option<crate::grading::HumanAdjusted>,
     pub created_at: String,
     pub error: Option<String>,
+    /// The project the run belongs to (its name).
+    #[serde(default)]
+    pub project: String,
+    /// On the portal-wide leaderboard (`POST /api/runs/{id}/publish`).
+    #[serde(default)]
+    pub published: bool,
 }
 
 /// The text metrics of the seed papers over a run's answered questions (those with a
@@ -215,6 +224,10 @@ pub struct LeaderboardQuery {
     /// Only questions without an image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text_only: Option<bool>,
+    /// `project` (default): the caller's project's runs; `portal`: the runs every project has
+    /// published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 /// One exam year of a finished run, for the leaderboard.
@@ -368,6 +381,17 @@ pub struct Me {
     /// Present for a browser session; absent when the request came with an API token.
     #[serde(default)]
     pub csrf_token: Option<String>,
+    /// The project the caller acts in (docs/projects.md): a browser session's chosen one (`POST
+    /// /api/auth/project`), an API token's own; `None` for an account in no project.
+    #[serde(default)]
+    pub project: Option<ProjectRef>,
+    /// Every project the account may act in (an admin: every project), by name: the header's
+    /// switch.
+    #[serde(default)]
+    pub projects: Vec<ProjectRef>,
+    /// The request came with a read-only API token: it may read, never change.
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 /// An account as an admin sees it (`GET /api/users`).
@@ -427,6 +451,9 @@ pub struct UserUpdated {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateToken {
     pub name: String,
+    /// A token that may only read (GET): for dashboards and notebooks.
+    #[serde(default)]
+    pub read_only: bool,
     /// Days until the token stops working (1 to 3650); none: until revoked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_in_days: Option<u32>,
@@ -444,6 +471,11 @@ pub struct TokenSummary {
     /// When the token stops working, if it was made with an expiry.
     #[serde(default)]
     pub expires_at: Option<String>,
+    /// The one project the token acts in (its slug): the one its maker was in.
+    #[serde(default)]
+    pub project: Option<String>,
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 /// The reply to `POST /api/tokens`: the only time the token's value is shown. Send it as
@@ -454,6 +486,136 @@ pub struct NewToken {
     pub token: String,
     #[serde(flatten)]
     pub summary: TokenSummary,
+}
+
+/// A member's role in a project (docs/projects.md). An owner does all a researcher does and
+/// manages the project's members; an annotator grades what they are assigned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum ProjectRole {
+    Owner,
+    Researcher,
+    Annotator,
+}
+
+impl ProjectRole {
+    pub const ALL: [ProjectRole; 3] = [
+        ProjectRole::Owner,
+        ProjectRole::Researcher,
+        ProjectRole::Annotator,
+    ];
+
+    pub fn id(self) -> &'static str {
+        match self {
+            ProjectRole::Owner => "owner",
+            ProjectRole::Researcher => "researcher",
+            ProjectRole::Annotator => "annotator",
+        }
+    }
+
+    pub fn from_id(id: &str) -> Option<ProjectRole> {
+        ProjectRole::ALL.into_iter().find(|r| r.id() == id)
+    }
+
+    /// The portal role whose endpoints the project role opens, inside its project.
+    pub fn grants(self) -> Role {
+        match self {
+            ProjectRole::Owner | ProjectRole::Researcher => Role::Researcher,
+            ProjectRole::Annotator => Role::Annotator,
+        }
+    }
+
+    /// The project role an account's portal roles give it in the default project.
+    pub fn of_roles(roles: &[Role]) -> Option<ProjectRole> {
+        if roles.contains(&Role::Admin) {
+            Some(ProjectRole::Owner)
+        } else if roles.contains(&Role::Researcher) {
+            Some(ProjectRole::Researcher)
+        } else if roles.contains(&Role::Annotator) {
+            Some(ProjectRole::Annotator)
+        } else {
+            None
+        }
+    }
+}
+
+/// The project a request acts in, and the caller's role there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ProjectRef {
+    pub id: i64,
+    pub slug: String,
+    pub name: String,
+    pub role: ProjectRole,
+}
+
+/// A project as listed (`GET /api/projects`): the caller's projects (an admin's: all).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ProjectSummary {
+    pub id: i64,
+    pub slug: String,
+    pub name: String,
+    pub created_at: String,
+    /// The caller's role (`None`: an admin who is not a member).
+    pub role: Option<ProjectRole>,
+    /// How many members it has.
+    pub member_count: u32,
+}
+
+/// A member of a project.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ProjectMember {
+    pub user_id: i64,
+    pub username: String,
+    pub role: ProjectRole,
+    pub added_at: String,
+}
+
+/// `GET /api/projects/{id}`: the project with its members.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ProjectDetail {
+    #[serde(flatten)]
+    pub project: ProjectSummary,
+    pub members: Vec<ProjectMember>,
+}
+
+/// `POST /api/projects` (admins): a new project and its first owners.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreateProject {
+    /// Lower-case letters, digits and `-`, 2 to 40 characters: `cardiology-2026`.
+    pub slug: String,
+    pub name: String,
+    /// User names of its owners (an admin may add owners later too).
+    #[serde(default)]
+    pub owners: Vec<String>,
+}
+
+/// `POST /api/projects/{id}/members`: adds an account to the project, or changes its role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SetMember {
+    pub username: String,
+    pub role: ProjectRole,
+}
+
+/// `POST /api/auth/project`: the project a browser session acts in from now on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SwitchProject {
+    pub project_id: i64,
+}
+
+/// `POST /api/exam-sets/{id}/shares`: shares the set read-only with another project.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ShareExamSet {
+    /// The other project's slug.
+    pub project: String,
 }
 
 /// A worker as the registry knows it (`GET /api/workers`): each worker reports itself every

@@ -4,7 +4,7 @@
 //! of one group (at most 250 KB of gzipped WebAssembly for the first page of any group, checked
 //! by `cargo xtask frontend`): the portal (the leaderboard, sign-in), a run, a question of a
 //! run, two runs compared, the jobs page, the rest of the workbench (exam sets, tunings, workers),
-//! grading (an annotator's tasks and the grading screen) and the review of grading tasks. The
+//! project settings, grading (an annotator's tasks and the grading screen) and the review of grading tasks. The
 //! server answers a page's path with its bundle's HTML file ([`Bundle::page`]), and each app
 //! sends a path that is not its own to the server with a full page load — one map for both, so
 //! they cannot disagree (a disagreement would reload forever).
@@ -24,6 +24,8 @@ pub enum Bundle {
     Jobs,
     /// Exam sets, a tuning, workers.
     Workbench,
+    /// Project settings (`/projects`): members, roles, API tokens, new projects.
+    Settings,
     /// Human grading: `/grading` (my tasks; a researcher's new-task form) and the grading screen
     /// (`/grading/do/…`), and unknown paths under `/grading`.
     Grading,
@@ -33,13 +35,14 @@ pub enum Bundle {
 }
 
 impl Bundle {
-    pub const ALL: [Bundle; 8] = [
+    pub const ALL: [Bundle; 9] = [
         Bundle::Portal,
         Bundle::Runs,
         Bundle::Question,
         Bundle::Compare,
         Bundle::Jobs,
         Bundle::Workbench,
+        Bundle::Settings,
         Bundle::Grading,
         Bundle::Review,
     ];
@@ -55,6 +58,7 @@ impl Bundle {
             Bundle::Compare => "kokushi_compare",
             Bundle::Jobs => "kokushi_jobs",
             Bundle::Workbench => "kokushi_workbench",
+            Bundle::Settings => "kokushi_settings",
             Bundle::Grading => "kokushi_grading",
             Bundle::Review => "kokushi_review",
         }
@@ -69,6 +73,7 @@ impl Bundle {
             Bundle::Compare => "compare.html",
             Bundle::Jobs => "jobs.html",
             Bundle::Workbench => "workbench.html",
+            Bundle::Settings => "settings.html",
             Bundle::Grading => "grading.html",
             Bundle::Review => "review.html",
         }
@@ -79,6 +84,7 @@ impl Bundle {
         match self {
             Bundle::Portal | Bundle::Runs | Bundle::Question | Bundle::Compare => "Kokushi 国試",
             Bundle::Jobs | Bundle::Workbench => "Kokushi 国試 · 作業台 Workbench",
+            Bundle::Settings => "Kokushi 国試 · 設定 Settings",
             Bundle::Grading | Bundle::Review => "Kokushi 国試 · 採点 Grading",
         }
     }
@@ -95,6 +101,7 @@ impl Bundle {
             "compare" => Bundle::Compare,
             "jobs" => Bundle::Jobs,
             "exam-sets" | "tunings" | "workers" => Bundle::Workbench,
+            "projects" => Bundle::Settings,
             "grading" => match segments.next() {
                 Some("tasks" | "items") => Bundle::Review,
                 _ => Bundle::Grading,
@@ -124,6 +131,7 @@ mod tests {
             ("/exam-sets", Bundle::Workbench),
             ("/tunings/4", Bundle::Workbench),
             ("/workers", Bundle::Workbench),
+            ("/projects", Bundle::Settings),
             ("/grading", Bundle::Grading),
             ("/grading/", Bundle::Grading),
             ("/grading/do/3", Bundle::Grading),
@@ -157,6 +165,7 @@ mod tests {
                     "/compare",
                     "/jobs",
                     "/workers",
+                    "/projects",
                     "/grading",
                     "/grading/tasks/1"
                 ]

@@ -236,7 +236,14 @@ impl TestApp {
         };
         let token = auth::new_api_token();
         app.db()
-            .create_token(admin.id, "tests", &auth::digest(&token), None)
+            .create_token(
+                admin.id,
+                "tests",
+                &auth::digest(&token),
+                None,
+                app.db().default_project().await?,
+                false,
+            )
             .await?;
         let mut headers = reqwest::header::HeaderMap::new();
         headers.insert(

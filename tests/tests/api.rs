@@ -577,6 +577,7 @@ async fn the_stored_tally_counts_each_answer_once(database_url: String) {
             limit: Some(3),
             priority: Default::default(),
             created_by: None,
+            project_id: db.default_project().await.expect("default project"),
         })
         .await
         .expect("create")
@@ -605,7 +606,7 @@ async fn the_stored_tally_counts_each_answer_once(database_url: String) {
         db.record_answer(job.run_id, &record).await.expect("record");
     }
     let row = db
-        .leaderboard(None)
+        .leaderboard(kokushi_backend::db::runs::Board::All, None)
         .await
         .expect("leaderboard")
         .into_iter()

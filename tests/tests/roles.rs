@@ -1,8 +1,10 @@
 //! Accounts and access, against a real server on SQLite and on PostgreSQL: every endpoint of
 //! the API × {anonymous, annotator, researcher, admin} is allowed or refused as the role matrix
 //! below says (the matrix is written here, independently of the server's table, and the test
-//! fails on an endpoint it does not know); sessions need their CSRF token; API tokens work
-//! until revoked; a disabled account is locked out; sign-in failures are rate limited.
+//! fails on an endpoint it does not know) — once with the annotator and researcher holding
+//! portal roles, once holding only the same roles as members of the project (docs/projects.md);
+//! sessions need their CSRF token; API tokens work until revoked, and a read-only token only
+//! reads; a disabled account is locked out; sign-in failures are rate limited.
 
 use kokushi_backend::Settings;
 use kokushi_backend::routes::ENDPOINTS;
@@ -96,6 +98,27 @@ fn expected(method: &str, path: &str, who: Who) -> Option<u16> {
             Researcher => Some(403),
             Admin => Some(200),
         },
+        // Projects: each member reads the project; only its owners (the admin here) change its
+        // members, and nobody with id 999999 is one.
+        ("get", "/api/projects") | ("get", "/api/projects/{id}") => only(any_account, 200),
+        ("post", "/api/projects") => only(who == Admin, 400),
+        ("post", "/api/projects/{id}/members") | ("post", "/api/auth/project") => {
+            only(any_account, 400)
+        }
+        ("delete", "/api/projects/{id}/members/{user_id}") => only(who == Admin, 404),
+        // The admin's run and set: a researcher may not publish or share them; the admin's
+        // empty body names no project (400).
+        ("post", "/api/runs/{id}/publish") | ("post", "/api/runs/{id}/unpublish") => match who {
+            Anonymous | Annotator => None,
+            Researcher => Some(403),
+            Admin => Some(200),
+        },
+        ("post", "/api/exam-sets/{id}/shares") => only(researcher, 400),
+        ("delete", "/api/exam-sets/{id}/shares/{project}") => match who {
+            Anonymous | Annotator => None,
+            Researcher => Some(403),
+            Admin => Some(400),
+        },
         // Any account; each answers only about the caller's own assignments (grading.rs).
         ("get", "/api/grading/mine") => only(any_account, 200),
         ("get", "/api/grading/mine/{task_id}")
@@ -129,7 +152,16 @@ fn request(
     req
 }
 
-async fn role_matrix_on(database_url: String) {
+/// How the annotator and the researcher of the matrix hold their roles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Holding {
+    /// Portal roles (the users page's), which make them members of the default project.
+    Portal,
+    /// No portal role: members of the default project, added by its owner with that role.
+    Project,
+}
+
+async fn role_matrix_on(database_url: String, holding: Holding) {
     // Arrange: an exam set, a run that stays queued (no worker), and one account per role,
     // each signed in.
     let store = fixture_model_store().expect("fixture model");
@@ -138,13 +170,32 @@ async fn role_matrix_on(database_url: String) {
     let app = TestApp::spawn(settings).await.expect("server starts");
     let exam = app.upload_mini_exam().await.expect("upload");
     let run = app.create_run(exam.id, 1).await.expect("run");
+    let me: Me = app.get_json("/api/auth/me").await.expect("me");
+    let project = me.project.expect("the admin acts in the default project");
+    assert_eq!(project.slug, "default");
+    let roles = |role: &'static str| match holding {
+        Holding::Portal => vec![role],
+        Holding::Project => vec![],
+    };
     let annotator = app
-        .make_user("annie", &["annotator"])
+        .make_user("annie", &roles("annotator"))
         .await
         .expect("creating a user");
-    app.make_user("rita", &["researcher"])
+    app.make_user("rita", &roles("researcher"))
         .await
         .expect("creating a user");
+    if holding == Holding::Project {
+        for (username, role) in [("annie", "annotator"), ("rita", "researcher")] {
+            let res = app
+                .client
+                .post(app.url(&format!("/api/projects/{}/members", project.id)))
+                .json(&serde_json::json!({"username": username, "role": role}))
+                .send()
+                .await
+                .expect("request");
+            assert_eq!(res.status(), StatusCode::OK, "adding {username}");
+        }
+    }
     let mut sessions = Vec::new();
     for (who, name, password) in [
         (Who::Annotator, "annie", "annie-password".to_owned()),
@@ -172,6 +223,8 @@ async fn role_matrix_on(database_url: String) {
             .replace("/runs/{id}", &format!("/runs/{}", run.id))
             .replace("/exam-sets/{id}", &format!("/exam-sets/{}", exam.id))
             .replace("/users/{id}", &format!("/users/{}", annotator.id))
+            .replace("/projects/{id}", &format!("/projects/{}", project.id))
+            .replace("{user_id}", "999999")
             .replace("/tokens/{id}", "/tokens/999999")
             .replace("{problem_id}", "999Z99");
         for who in EVERYONE {
@@ -182,7 +235,10 @@ async fn role_matrix_on(database_url: String) {
                 .expect("request")
                 .status();
             let expect = expected(endpoint.method, endpoint.path, who);
-            let what = format!("{} {path} as {who:?} answered {status}", endpoint.method);
+            let what = format!(
+                "{} {path} as {who:?} ({holding:?} roles) answered {status}",
+                endpoint.method
+            );
             if let Some(want) = expect {
                 assert_eq!(status.as_u16(), want, "{what}");
             } else if who == Who::Anonymous {
@@ -201,7 +257,7 @@ async fn role_matrix_on(database_url: String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn role_matrix() {
     let dir = tempfile::tempdir().expect("tempdir");
-    role_matrix_on(sqlite_url(dir.path())).await;
+    role_matrix_on(sqlite_url(dir.path()), Holding::Portal).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -209,7 +265,21 @@ async fn role_matrix_postgres() {
     let Some(url) = fresh_postgres_url().await.expect("postgres") else {
         return;
     };
-    role_matrix_on(url).await;
+    role_matrix_on(url, Holding::Portal).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn role_matrix_of_project_roles() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    role_matrix_on(sqlite_url(dir.path()), Holding::Project).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn role_matrix_of_project_roles_postgres() {
+    let Some(url) = fresh_postgres_url().await.expect("postgres") else {
+        return;
+    };
+    role_matrix_on(url, Holding::Project).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

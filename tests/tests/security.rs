@@ -349,6 +349,8 @@ async fn an_expired_token_and_an_idle_session_are_refused_and_idle_sessions_are_
         "expired",
         &kokushi_backend::auth::digest(&token),
         Some("2020-01-01T00:00:00Z"),
+        db.default_project().await.expect("default project"),
+        false,
     )
     .await
     .expect("token");

@@ -102,6 +102,8 @@ async fn every_spelling_on(database_url: String) {
             .replace("/tokens/{id}", &format!("/tokens/{token_id}"))
             .replace("{problem_id}", "901A1")
             .replace("{task_id}", "1")
+            .replace("{user_id}", "1")
+            .replace("{project}", "default")
             .replace("{id}", "1");
         let method = endpoint.method.to_uppercase();
         let body: &[u8] = if matches!(method.as_str(), "POST" | "PATCH") {

@@ -60,6 +60,17 @@ pub fn lookup(method: &str, router_path: &str, raw_path: &str) -> Lookup {
     }
 }
 
+/// The segment of `router_path` that stands where `pattern` has its first `{…}` (the id of
+/// the object the endpoint acts on), if the two have the same segments.
+pub fn object_segment<'a>(pattern: &str, router_path: &'a str) -> Option<&'a str> {
+    let position = pattern.split('/').position(|s| s.starts_with('{'))?;
+    let pattern_len = pattern.split('/').count();
+    let segments: Vec<&str> = router_path.split('/').collect();
+    (segments.len() == pattern_len)
+        .then(|| segments.get(position).copied())
+        .flatten()
+}
+
 /// Whether a path, decoded and normalised the most generous way (every escape decoded,
 /// repeatedly; `\` read as `/`; empty and `.` segments dropped, `..` applied; case folded),
 /// starts with the `api` or `metrics` segment.
@@ -116,6 +127,20 @@ fn percent_decode(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_object_segment_is_the_first_placeholder() {
+        assert_eq!(object_segment("/api/runs/{id}", "/api/runs/17"), Some("17"));
+        assert_eq!(
+            object_segment(
+                "/api/runs/{id}/questions/{problem_id}",
+                "/api/runs/3/questions/x"
+            ),
+            Some("3")
+        );
+        assert_eq!(object_segment("/api/runs", "/api/runs"), None);
+        assert_eq!(object_segment("/api/runs/{id}", "/api/runs/1/extra"), None);
+    }
 
     #[test]
     fn endpoints_are_found_on_the_routers_path() {

@@ -46,6 +46,12 @@ pub struct AdminTokenArgs {
     /// Days until the token stops working (default: until revoked).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=3650))]
     expires_in_days: Option<u32>,
+    /// The project the token acts in, by slug (docs/projects.md).
+    #[arg(long, default_value = "default", value_name = "SLUG")]
+    project: String,
+    /// A token that may only read.
+    #[arg(long)]
+    read_only: bool,
 }
 
 fn parse_role(s: &str) -> Result<kokushi_shared::api::Role, String> {
@@ -95,12 +101,20 @@ pub async fn admin(command: AdminCommand) -> anyhow::Result<()> {
                     kokushi_backend::clock::unix_now() + i64::from(days) * 86_400,
                 )
             });
+            let project = db.project_by_slug(&args.project).await?.with_context(|| {
+                format!(
+                    "there is no project {:?} (an admin creates projects: POST /api/projects)",
+                    args.project
+                )
+            })?;
             let summary = db
                 .create_token(
                     user.user.id,
                     &args.name,
                     &kokushi_backend::auth::digest(&token),
                     expires_at.as_deref(),
+                    project,
+                    args.read_only,
                 )
                 .await?;
             db.close().await;

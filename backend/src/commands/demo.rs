@@ -58,6 +58,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         limit: Some(args.limit),
         priority: kokushi_shared::job::Priority::Normal,
         created_by: None,
+        project_id: db.default_project().await?,
     };
     // A second start reuses the run: unfinished, the server re-publishes it; finished, it stays.
     if db.find_run(&new).await?.is_none() {
@@ -72,19 +73,37 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         kokushi_shared::api::Role::Researcher,
         kokushi_shared::api::Role::Annotator,
     ];
-    match db.user_by_name(DEMO_USER).await? {
+    let demo_user = match db.user_by_name(DEMO_USER).await? {
         Some(existing) => {
             let hash = kokushi_backend::auth::hash_password(&password)
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             db.update_user(existing.user.id, Some(&roles), Some(false), Some(&hash))
                 .await?;
+            existing.user.id
         }
         None => {
             kokushi_backend::accounts::create_user(&db, DEMO_USER, &password, &roles)
                 .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .id
         }
+    };
+    // A second team's project (docs/projects.md), which the demo account owns too: the header
+    // switches between the two; the exam set is shared with it read-only, its runs its own.
+    if db.project_by_slug(SECOND_PROJECT).await?.is_none() {
+        db.create_project(
+            SECOND_PROJECT,
+            "Second team (demo)",
+            &[demo_user],
+            demo_user,
+        )
+        .await?;
     }
+    let scope = kokushi_backend::db::projects::Scope {
+        project: db.default_project().await?,
+        user: demo_user,
+    };
+    db.set_shared(&scope, set.id, SECOND_PROJECT, true).await?;
     db.close().await;
     serve(
         args.serve,
@@ -96,6 +115,9 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     )
     .await
 }
+
+/// The demo's second project.
+const SECOND_PROJECT: &str = "second-team";
 
 /// The demo's warning when it listens where other machines can reach it (its admin password
 /// is printed): `None` for a loopback host (`127.0.0.1`, `[::1]`, `localhost`).

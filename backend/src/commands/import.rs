@@ -30,6 +30,9 @@ pub struct ImportArgs {
     /// proposed (with the --repair that accepts each) and the records left out; store nothing.
     #[arg(long)]
     preview: bool,
+    /// The project the set belongs to, by slug (docs/projects.md).
+    #[arg(long, default_value = "default", value_name = "SLUG")]
+    project: String,
 }
 
 pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
@@ -59,7 +62,13 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
     }
     let prepared = PreparedSet::new(questions)?.with_notes(&notes)?;
     let db = Db::connect(&args.db.database_url).await?;
-    let (set, created) = db.insert_prepared(&args.name, &prepared).await?;
+    let project = db.project_by_slug(&args.project).await?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "there is no project {:?} (an admin creates projects: POST /api/projects)",
+            args.project
+        )
+    })?;
+    let (set, created) = db.insert_prepared(project, &args.name, &prepared).await?;
     println!(
         "{} exam set {:?} (id {}): {} questions, {} text-only, sha256 {}",
         if created {

@@ -1,7 +1,7 @@
 //! Users, their roles, browser sessions and personal API tokens. Secrets arrive here already
 //! hashed (see `crate::auth`): nothing in these tables lets anyone sign in by reading them.
 
-use kokushi_shared::api::{Role, TokenSummary, UserSummary};
+use kokushi_shared::api::{ProjectRole, Role, TokenSummary, UserSummary};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -20,6 +20,17 @@ pub struct StoredUser {
 pub struct SessionUser {
     pub user: UserSummary,
     pub csrf_token: String,
+    /// The project the session acts in, if one was chosen.
+    pub project: Option<i64>,
+}
+
+/// What a valid API token stands for.
+#[derive(Debug, Clone)]
+pub struct TokenUser {
+    pub user: UserSummary,
+    /// The one project the token acts in.
+    pub project: Option<i64>,
+    pub read_only: bool,
 }
 
 const USER_SELECT: &str = "SELECT id, username, password_hash, disabled, created_at FROM users";
@@ -35,7 +46,8 @@ fn user_from_row(row: &AnyRow, roles: Vec<Role>) -> Result<UserSummary, DbError>
 }
 
 /// The columns [`token_from_row`] reads.
-const TOKEN_COLUMNS: &str = "id, name, created_at, last_used_at, revoked_at, expires_at";
+const TOKEN_COLUMNS: &str = "id, name, created_at, last_used_at, revoked_at, expires_at, \
+     read_only, (SELECT slug FROM projects p WHERE p.id = api_tokens.project_id) AS project";
 
 fn token_from_row(row: &AnyRow) -> Result<TokenSummary, DbError> {
     Ok(TokenSummary {
@@ -45,6 +57,8 @@ fn token_from_row(row: &AnyRow) -> Result<TokenSummary, DbError> {
         last_used_at: row.try_get("last_used_at")?,
         revoked_at: row.try_get("revoked_at")?,
         expires_at: row.try_get("expires_at")?,
+        project: row.try_get("project")?,
+        read_only: row.try_get::<i64, _>("read_only")? != 0,
     })
 }
 
@@ -124,6 +138,7 @@ impl Db {
                 .execute(&mut *tx)
                 .await?;
         }
+        Self::sync_default_membership(&mut tx, id, ProjectRole::of_roles(roles)).await?;
         tx.commit().await?;
         self.user(id).await
     }
@@ -199,6 +214,7 @@ impl Db {
                     .execute(&mut *tx)
                     .await?;
             }
+            Self::sync_default_membership(&mut tx, id, ProjectRole::of_roles(roles)).await?;
         }
         if let Some(disabled) = disabled {
             sqlx::query("UPDATE users SET disabled = $1 WHERE id = $2")
@@ -270,7 +286,7 @@ impl Db {
     ) -> Result<Option<SessionUser>, DbError> {
         let Some(row) = sqlx::query(
             "SELECT u.id, u.username, u.password_hash, u.disabled, u.created_at, s.csrf_token, \
-                    COALESCE(s.last_seen_at, s.created_at) AS last_seen \
+                    s.project_id, COALESCE(s.last_seen_at, s.created_at) AS last_seen \
              FROM sessions s JOIN users u ON u.id = s.user_id \
              WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.disabled = 0 \
                AND COALESCE(s.last_seen_at, s.created_at) > $3",
@@ -295,6 +311,7 @@ impl Db {
         Ok(Some(SessionUser {
             user: user_from_row(&row, self.roles_of(id).await?)?,
             csrf_token: row.try_get("csrf_token")?,
+            project: row.try_get("project_id")?,
         }))
     }
 
@@ -324,22 +341,35 @@ impl Db {
     }
 
     /// Stores a new token (its hash), valid until `expires_at` if given.
+    #[allow(clippy::too_many_arguments)]
     pub async fn create_token(
         &self,
         user_id: i64,
         name: &str,
         token_hash: &str,
         expires_at: Option<&str>,
+        project: i64,
+        read_only: bool,
     ) -> Result<TokenSummary, DbError> {
-        let row = sqlx::query(&format!(
-            "INSERT INTO api_tokens (user_id, name, token_hash, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5) RETURNING {TOKEN_COLUMNS}"
-        ))
+        let id: i64 = sqlx::query(
+            "INSERT INTO api_tokens (user_id, name, token_hash, created_at, expires_at, \
+                                     project_id, read_only) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        )
         .bind(user_id)
         .bind(name)
         .bind(token_hash)
         .bind(now_rfc3339())
         .bind(expires_at)
+        .bind(project)
+        .bind(flag(read_only))
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("id")?;
+        let row = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = $1"
+        ))
+        .bind(id)
         .fetch_one(&self.pool)
         .await?;
         token_from_row(&row)
@@ -352,10 +382,10 @@ impl Db {
         token_hash: &str,
         now: &str,
         stale_before: &str,
-    ) -> Result<Option<UserSummary>, DbError> {
+    ) -> Result<Option<TokenUser>, DbError> {
         let Some(row) = sqlx::query(
             "SELECT u.id, u.username, u.password_hash, u.disabled, u.created_at, \
-                    t.id AS token_id, t.last_used_at \
+                    t.id AS token_id, t.last_used_at, t.project_id, t.read_only \
              FROM api_tokens t JOIN users u ON u.id = t.user_id \
              WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND u.disabled = 0 \
                AND (t.expires_at IS NULL OR t.expires_at > $2)",
@@ -377,7 +407,11 @@ impl Db {
                 .await?;
         }
         let id: i64 = row.try_get("id")?;
-        Ok(Some(user_from_row(&row, self.roles_of(id).await?)?))
+        Ok(Some(TokenUser {
+            user: user_from_row(&row, self.roles_of(id).await?)?,
+            project: row.try_get("project_id")?,
+            read_only: row.try_get::<i64, _>("read_only")? != 0,
+        }))
     }
 
     /// How many of a user's tokens are neither revoked nor expired.

@@ -12,10 +12,16 @@ use crate::clock::now_rfc3339;
 
 /// An exam set with its question counts; read by [`summary_from_row`].
 const SUMMARY_SELECT: &str = "SELECT e.id, e.name, e.content_hash, e.created_at, e.import_notes, \
+     e.project_id, p.name AS project_name, \
      (SELECT COUNT(*) FROM questions q WHERE q.exam_set_id = e.id) AS n, \
      (SELECT COUNT(*) FROM questions q WHERE q.exam_set_id = e.id AND q.text_only = 1) AS t, \
-     (SELECT COUNT(*) FROM exam_sets v WHERE v.name = e.name AND v.id <= e.id) AS version \
-     FROM exam_sets e";
+     (SELECT COUNT(*) FROM exam_sets v \
+       WHERE v.name = e.name AND v.project_id = e.project_id AND v.id <= e.id) AS version \
+     FROM exam_sets e JOIN projects p ON p.id = e.project_id";
+
+/// The sets a project reads: its own and those shared with it; binds the project as `$1`.
+const READABLE: &str = "(e.project_id = $1 OR e.id IN \
+     (SELECT s.exam_set_id FROM exam_set_shares s WHERE s.project_id = $1))";
 
 /// The exam years, blocks and specialties a set of questions holds: the values a leaderboard
 /// filter may name.
@@ -118,29 +124,36 @@ impl Db {
     /// recognised and not stored twice. Returns the set and whether it was created. (The
     /// hashing and encoding happen here, on the caller's thread: a server prepares a large
     /// set off its request threads with [`PreparedSet::new`] and [`Db::insert_prepared`].)
+    /// The set goes into the default project (the command line's).
     pub async fn insert_exam_set(
         &self,
         name: &str,
         questions: &[Question],
     ) -> Result<(ExamSetSummary, bool), DbError> {
-        self.insert_prepared(name, &PreparedSet::new(questions.to_vec())?)
+        let project = self.default_project().await?;
+        self.insert_prepared(project, name, &PreparedSet::new(questions.to_vec())?)
             .await
     }
 
     /// [`Db::insert_exam_set`] of a set whose hash, facets and rows are already made.
+    /// Identical content is recognised within `project` only: another project's upload of the
+    /// same file is a set of its own, and neither learns of the other's.
     pub async fn insert_prepared(
         &self,
+        project: i64,
         name: &str,
         set: &PreparedSet,
     ) -> Result<(ExamSetSummary, bool), DbError> {
         let hash = &set.hash;
         let mut tx = self.begin_write().await?;
-        let existing =
-            sqlx::query("SELECT id FROM exam_sets WHERE name = $1 AND content_hash = $2")
-                .bind(name)
-                .bind(hash)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let existing = sqlx::query(
+            "SELECT id FROM exam_sets WHERE project_id = $1 AND name = $2 AND content_hash = $3",
+        )
+        .bind(project)
+        .bind(name)
+        .bind(hash)
+        .fetch_optional(&mut *tx)
+        .await?;
         if let Some(row) = existing {
             tx.rollback().await?;
             let id: i64 = row.try_get("id")?;
@@ -151,14 +164,16 @@ impl Db {
             return Ok((summary, false));
         }
         let id: i64 = sqlx::query(
-            "INSERT INTO exam_sets (name, content_hash, created_at, facets, import_notes) \
-             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            "INSERT INTO exam_sets (name, content_hash, created_at, facets, import_notes, \
+                                    project_id) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
         )
         .bind(name)
         .bind(hash)
         .bind(now_rfc3339())
         .bind(&set.facets)
         .bind(&set.notes)
+        .bind(project)
         .fetch_one(&mut *tx)
         .await?
         .try_get("id")?;
@@ -184,12 +199,33 @@ impl Db {
         Ok((summary, true))
     }
 
-    /// The years, blocks and specialties all exam sets hold together. A set stored before
+    /// The years, blocks and specialties the exam sets of a board hold together (a project's
+    /// own and shared sets; the portal's: the sets of published runs). A set stored before
     /// facets were kept has them computed from its questions and stored, once.
-    pub async fn facets(&self) -> Result<Facets, DbError> {
-        let rows = sqlx::query("SELECT id, facets FROM exam_sets")
-            .fetch_all(&self.pool)
-            .await?;
+    pub async fn facets(&self, board: super::runs::Board) -> Result<Facets, DbError> {
+        let rows = match board {
+            super::runs::Board::Project(project) => {
+                sqlx::query(&format!(
+                    "SELECT e.id, e.facets FROM exam_sets e WHERE {READABLE}"
+                ))
+                .bind(project)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            super::runs::Board::Portal => {
+                sqlx::query(
+                    "SELECT e.id, e.facets FROM exam_sets e WHERE e.id IN \
+                     (SELECT r.exam_set_id FROM runs r JOIN published_runs pr ON pr.run_id = r.id)",
+                )
+                .fetch_all(&self.pool)
+                .await?
+            }
+            super::runs::Board::All => {
+                sqlx::query("SELECT e.id, e.facets FROM exam_sets e")
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
         let mut all = Facets::default();
         for row in rows {
             let stored: Option<String> = row.try_get("facets")?;
@@ -223,17 +259,55 @@ impl Db {
         Ok(all)
     }
 
-    /// Every exam set, newest first.
-    pub async fn exam_sets(&self, page: crate::page::Page) -> Result<Vec<ExamSetSummary>, DbError> {
+    /// The exam sets a project reads (its own and those shared with it), newest first, and how
+    /// many there are.
+    pub async fn exam_sets(
+        &self,
+        scope: &super::projects::Scope,
+        page: crate::page::Page,
+    ) -> Result<(Vec<ExamSetSummary>, u64), DbError> {
         let rows = sqlx::query(&format!(
-            "{SUMMARY_SELECT} ORDER BY e.id DESC {}",
+            "{SUMMARY_SELECT} WHERE {READABLE} ORDER BY e.id DESC {}",
             page.sql()
         ))
+        .bind(scope.project)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(summary_from_row).collect()
+        let total: i64 = sqlx::query(&format!(
+            "SELECT COUNT(*) AS n FROM exam_sets e WHERE {READABLE}"
+        ))
+        .bind(scope.project)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("n")?;
+        let sets = rows
+            .iter()
+            .map(|row| {
+                let mut set = summary_from_row(row)?;
+                if row.try_get::<i64, _>("project_id")? != scope.project {
+                    set.shared_from = Some(row.try_get("project_name")?);
+                }
+                Ok(set)
+            })
+            .collect::<Result<Vec<_>, DbError>>()?;
+        Ok((sets, u64::try_from(total).unwrap_or(0)))
     }
 
+    /// An exam set `scope`'s project reads (its own, or one shared with it); `None` for any
+    /// other, exactly as for a missing id.
+    pub async fn readable_exam_set(
+        &self,
+        scope: &super::projects::Scope,
+        id: i64,
+    ) -> Result<Option<ExamSetSummary>, DbError> {
+        if !self.exam_set_readable(scope, id).await? {
+            return Ok(None);
+        }
+        self.exam_set(id).await
+    }
+
+    /// One exam set, whoever's it is: for ids already checked against the caller's project
+    /// (the access check's, or [`Db::exam_set_readable`]).
     pub async fn exam_set(&self, id: i64) -> Result<Option<ExamSetSummary>, DbError> {
         let row = sqlx::query(&format!("{SUMMARY_SELECT} WHERE e.id = $1"))
             .bind(id)
@@ -242,15 +316,19 @@ impl Db {
         row.as_ref().map(summary_from_row).transpose()
     }
 
-    /// The newest exam set of this name.
+    /// The newest exam set of this name in the default project (the command line's).
     pub async fn exam_set_by_name(&self, name: &str) -> Result<Option<ExamSetSummary>, DbError> {
-        let id: Option<i64> =
-            sqlx::query("SELECT id FROM exam_sets WHERE name = $1 ORDER BY id DESC LIMIT 1")
-                .bind(name)
-                .fetch_optional(&self.pool)
-                .await?
-                .map(|row| row.try_get("id"))
-                .transpose()?;
+        let project = self.default_project().await?;
+        let id: Option<i64> = sqlx::query(
+            "SELECT id FROM exam_sets WHERE name = $1 AND project_id = $2 \
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(name)
+        .bind(project)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|row| row.try_get("id"))
+        .transpose()?;
         match id {
             Some(id) => self.exam_set(id).await,
             None => Ok(None),
@@ -273,6 +351,7 @@ fn summary_from_row(row: &sqlx::any::AnyRow) -> Result<ExamSetSummary, DbError> 
             }
             None => kokushi_shared::igakuqa::ImportNotes::default(),
         },
+        shared_from: None,
     })
 }
 

@@ -100,6 +100,8 @@ pub struct NewTask<'a> {
     pub seed: u64,
     pub overlap: u32,
     pub created_by: i64,
+    /// The project it belongs to (its runs' project).
+    pub project_id: i64,
     pub run_ids: &'a [i64],
     /// (run id, problem id) per item.
     pub items: &'a [(i64, String)],
@@ -155,12 +157,14 @@ const TASK_SELECT: &str = "SELECT t.id, t.name, t.exam_set_id, e.name AS exam_se
      JOIN users u ON u.id = t.created_by";
 
 impl Db {
-    /// Active accounts with the annotator role, by name.
-    pub async fn graders(&self) -> Result<Vec<Grader>, DbError> {
+    /// A project's active annotators, by name.
+    pub async fn graders(&self, scope: &super::projects::Scope) -> Result<Vec<Grader>, DbError> {
         let rows = sqlx::query(
-            "SELECT u.id, u.username FROM users u JOIN user_roles r ON r.user_id = u.id \
-             WHERE r.role = 'annotator' AND u.disabled = 0 ORDER BY u.username",
+            "SELECT u.id, u.username FROM users u JOIN project_members m ON m.user_id = u.id \
+             WHERE m.project_id = $1 AND m.role = 'annotator' AND u.disabled = 0 \
+             ORDER BY u.username",
         )
+        .bind(scope.project)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -243,7 +247,8 @@ impl Db {
         let mut tx = self.begin_write().await?;
         let id: i64 = sqlx::query(
             "INSERT INTO grading_tasks (name, exam_set_id, selection, sample_size, seed, overlap, \
-             created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+             created_by, created_at, project_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             RETURNING id",
         )
         .bind(t.name)
         .bind(t.exam_set_id)
@@ -253,6 +258,7 @@ impl Db {
         .bind(i64::from(t.overlap))
         .bind(t.created_by)
         .bind(&now)
+        .bind(t.project_id)
         .fetch_one(&mut *tx)
         .await?
         .try_get("id")?;
@@ -302,18 +308,30 @@ impl Db {
         Ok(id)
     }
 
-    /// Every task, newest first.
+    /// A project's tasks (`None`: every project's), newest first.
     pub async fn grading_tasks(
         &self,
+        project: Option<i64>,
         page: Option<crate::page::Page>,
     ) -> Result<Vec<TaskRow>, DbError> {
         let rows = sqlx::query(&format!(
-            "{TASK_SELECT} ORDER BY t.id DESC {}",
+            "{TASK_SELECT} WHERE ($1 = -1 OR t.project_id = $1) ORDER BY t.id DESC {}",
             page.map(|p| p.sql()).unwrap_or_default()
         ))
+        .bind(project.unwrap_or(-1))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(task_from_row).collect()
+    }
+
+    /// How many tasks a project has.
+    pub async fn grading_task_count(&self, project: i64) -> Result<u64, DbError> {
+        let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM grading_tasks WHERE project_id = $1")
+            .bind(project)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     pub async fn grading_task(&self, id: i64) -> Result<Option<TaskRow>, DbError> {
@@ -444,18 +462,19 @@ impl Db {
     /// the annotator's order.
     pub async fn my_assignments(
         &self,
-        annotator: i64,
+        scope: &super::projects::Scope,
         task: Option<i64>,
     ) -> Result<Vec<MyAssignment>, DbError> {
         let rows = sqlx::query(
             "SELECT x.task_id, t.name, x.handle, x.position, \
                     (SELECT COUNT(*) FROM grades g WHERE g.assignment_id = x.id) AS versions \
              FROM grading_assignments x JOIN grading_tasks t ON t.id = x.task_id \
-             WHERE x.annotator_id = $1 AND (x.task_id = $2 OR $2 = -1) \
+             WHERE x.annotator_id = $1 AND (x.task_id = $2 OR $2 = -1) AND t.project_id = $3 \
              ORDER BY x.task_id DESC, x.position",
         )
-        .bind(annotator)
+        .bind(scope.user)
         .bind(task.unwrap_or(-1))
+        .bind(scope.project)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()

@@ -28,12 +28,38 @@ pub struct NewRun {
     pub priority: Priority,
     /// The account that asked for it (`None` from the command line).
     pub created_by: Option<i64>,
+    /// The project it belongs to: its exam sets (and shot pool) must be ones the project
+    /// reads, or no run is made.
+    pub project_id: i64,
+}
+
+/// Which runs a leaderboard lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Board {
+    /// One project's runs.
+    Project(i64),
+    /// The runs every project has published (`POST /api/runs/{id}/publish`).
+    Portal,
+    /// Every run of every project: the command line and the server's own bookkeeping.
+    All,
+}
+
+impl Board {
+    /// The condition on `runs r` it adds; binds nothing.
+    fn condition(self) -> String {
+        match self {
+            Board::Project(p) => format!("r.project_id = {p}"),
+            Board::Portal => "r.id IN (SELECT run_id FROM published_runs)".to_owned(),
+            Board::All => "1 = 1".to_owned(),
+        }
+    }
 }
 
 const RUN_COLUMNS: &str = "r.id, r.model, r.adapter, r.prompt_format, r.status, r.total, r.error, \
      r.created_at, r.scoring, e.name AS exam_set, r.tally_answered, r.tally_correct, r.tally_unparsed, \
      r.tally_points, r.tally_points_possible, r.year_verdicts, r.text_metrics, r.eval_settings, \
-     r.max_new_tokens";
+     r.max_new_tokens, (SELECT p.name FROM projects p WHERE p.id = r.project_id) AS project_name, \
+     (SELECT COUNT(*) FROM published_runs pr WHERE pr.run_id = r.id) AS published";
 
 /// A run's questions in order with their answers so far (none yet: NULLs); binds the run id as
 /// `$1` and its exam set as `$2`.
@@ -65,13 +91,20 @@ impl Db {
         // All of the set when its questions are also the worked examples, else the first `limit`.
         let limit = new.limit.map(|l| l as usize).filter(|_| !shots_from_own);
         let own = text_only_questions(&mut **tx, new.exam_set_id, limit).await?;
-        let exists = sqlx::query("SELECT id FROM exam_sets WHERE id = $1")
-            .bind(new.exam_set_id)
+        // The project's own sets and those shared with it; any other set is as if missing.
+        for set in [new.exam_set_id, pool_set] {
+            let readable = sqlx::query(
+                "SELECT id FROM exam_sets e WHERE e.id = $1 AND (e.project_id = $2 OR e.id IN \
+                 (SELECT s.exam_set_id FROM exam_set_shares s WHERE s.project_id = $2))",
+            )
+            .bind(set)
+            .bind(new.project_id)
             .fetch_optional(&mut **tx)
             .await?
             .is_some();
-        if !exists {
-            return Ok(None);
+            if !readable {
+                return Ok(None);
+            }
         }
         let take = new.limit.map_or(own.len(), |l| own.len().min(l as usize));
         let asked: Vec<JobQuestion> = own[..take].iter().map(JobQuestion::of).collect();
@@ -87,8 +120,9 @@ impl Db {
         let run_id: i64 = sqlx::query(
             "INSERT INTO runs (exam_set_id, model, prompt_format, question_limit, max_new_tokens, \
                                status, total, created_at, priority, created_by, adapter, scoring, \
-                               eval_settings, shot_pool_exam_set_id) \
-             VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+                               eval_settings, shot_pool_exam_set_id, project_id) \
+             VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+             RETURNING id",
         )
         .bind(new.exam_set_id)
         .bind(&new.model)
@@ -103,6 +137,7 @@ impl Db {
         .bind(new.settings.scoring.as_str())
         .bind(settings_column(&new.settings))
         .bind(new.shot_pool_exam_set_id)
+        .bind(new.project_id)
         .fetch_one(&mut **tx)
         .await?
         .try_get("id")?;
@@ -235,14 +270,16 @@ impl Db {
         Ok(jobs)
     }
 
-    /// Every run with its tally, newest first.
+    /// A board's runs with their tallies, newest first.
     pub async fn leaderboard(
         &self,
+        board: Board,
         page: Option<crate::page::Page>,
     ) -> Result<Vec<RunSummary>, DbError> {
         let rows = sqlx::query(&format!(
             "SELECT {RUN_COLUMNS} FROM runs r JOIN exam_sets e ON e.id = r.exam_set_id \
-             ORDER BY r.id DESC {}",
+             WHERE {} ORDER BY r.id DESC {}",
+            board.condition(),
             page.map(|p| p.sql()).unwrap_or_default()
         ))
         .fetch_all(&self.pool)
@@ -250,6 +287,17 @@ impl Db {
         rows.iter()
             .map(|row| run_from_row(row, stored_tally(row)?))
             .collect()
+    }
+
+    /// How many runs a board lists.
+    pub async fn run_count(&self, board: Board) -> Result<u64, DbError> {
+        let row = sqlx::query(&format!(
+            "SELECT COUNT(*) AS n FROM runs r WHERE {}",
+            board.condition()
+        ))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0))
     }
 
     /// One run with its tally, reading only that run's answers.
@@ -527,13 +575,37 @@ impl Db {
         }))
     }
 
-    /// The newest tuning that writes `adapter`.
-    pub async fn tuning_of_adapter(&self, adapter: &str) -> Result<Option<i64>, DbError> {
-        let row = sqlx::query("SELECT MAX(id) AS id FROM tunings WHERE adapter = $1")
-            .bind(adapter)
-            .fetch_one(&self.pool)
-            .await?;
+    /// The project's newest tuning that writes `adapter`.
+    pub async fn tuning_of_adapter(
+        &self,
+        scope: &super::projects::Scope,
+        adapter: &str,
+    ) -> Result<Option<i64>, DbError> {
+        let row =
+            sqlx::query("SELECT MAX(id) AS id FROM tunings WHERE adapter = $1 AND project_id = $2")
+                .bind(adapter)
+                .bind(scope.project)
+                .fetch_one(&self.pool)
+                .await?;
         Ok(row.try_get("id")?)
+    }
+
+    /// Adapters in the model store that another project's tunings wrote: neither listed to
+    /// `scope`'s project nor usable by its runs.
+    pub async fn foreign_adapters(
+        &self,
+        scope: &super::projects::Scope,
+    ) -> Result<std::collections::BTreeSet<String>, DbError> {
+        sqlx::query(
+            "SELECT DISTINCT adapter FROM tunings WHERE project_id <> $1 AND adapter NOT IN \
+             (SELECT adapter FROM tunings WHERE project_id = $1)",
+        )
+        .bind(scope.project)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| Ok(r.try_get("adapter")?))
+        .collect()
     }
 
     /// Stores a succeeded run's per-year verdicts and text metrics.
@@ -757,5 +829,9 @@ fn run_from_row(row: &sqlx::any::AnyRow, tally: Tally) -> Result<RunSummary, DbE
         human: None,
         created_at: row.try_get("created_at")?,
         error: row.try_get("error")?,
+        project: row
+            .try_get::<Option<String>, _>("project_name")?
+            .unwrap_or_default(),
+        published: row.try_get::<i64, _>("published")? > 0,
     })
 }

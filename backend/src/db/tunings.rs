@@ -28,6 +28,8 @@ pub struct NewTuning {
     pub priority: Priority,
     pub evaluate: Option<kokushi_shared::api::ChainedEvaluation>,
     pub created_by: Option<i64>,
+    /// The project it belongs to (and its chained evaluations).
+    pub project_id: i64,
 }
 
 /// A tuning row as needed to publish its job.
@@ -185,8 +187,8 @@ impl Db {
         let tuning_id: i64 = sqlx::query(
             "INSERT INTO tunings (adapter, base_model, data_exam_set_id, prompt_format, preset, \
                  plan, steps, status, priority, eval_exam_set_id, eval_limit, \
-                 eval_max_new_tokens, created_by, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9, $10, $11, $12, $13) \
+                 eval_max_new_tokens, created_by, created_at, project_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9, $10, $11, $12, $13, $14) \
              RETURNING id",
         )
         .bind(&new.adapter)
@@ -202,6 +204,7 @@ impl Db {
         .bind(eval_tokens)
         .bind(new.created_by)
         .bind(&now)
+        .bind(new.project_id)
         .fetch_one(&mut *tx)
         .await?
         .try_get("id")?;
@@ -347,7 +350,7 @@ impl Db {
         }
         let row = sqlx::query(
             "SELECT base_model, adapter, prompt_format, eval_exam_set_id, eval_limit, \
-                 eval_max_new_tokens, priority, created_by FROM tunings WHERE id = $1",
+                 eval_max_new_tokens, priority, created_by, project_id FROM tunings WHERE id = $1",
         )
         .bind(tuning_id)
         .fetch_one(&mut *tx)
@@ -372,6 +375,9 @@ impl Db {
                 priority: Priority::parse(&priority)
                     .ok_or_else(|| corrupt("tunings", "priority", &priority))?,
                 created_by: row.try_get("created_by")?,
+                project_id: row
+                    .try_get::<Option<i64>, _>("project_id")?
+                    .ok_or_else(|| corrupt("tunings", "project_id", "no project"))?,
             };
             let tuned = NewRun {
                 adapter: Some(row.try_get("adapter")?),
@@ -515,15 +521,30 @@ impl Db {
         Ok(Ok(Some(job)))
     }
 
-    /// Every tuning, newest first.
-    pub async fn tunings(&self, page: crate::page::Page) -> Result<Vec<TuningSummary>, DbError> {
+    /// A project's tunings, newest first, and how many there are.
+    pub async fn tunings(
+        &self,
+        scope: &super::projects::Scope,
+        page: crate::page::Page,
+    ) -> Result<(Vec<TuningSummary>, u64), DbError> {
         let rows = sqlx::query(&format!(
-            "{SUMMARY_SELECT} ORDER BY t.id DESC {}",
+            "{SUMMARY_SELECT} WHERE t.project_id = $1 ORDER BY t.id DESC {}",
             page.sql()
         ))
+        .bind(scope.project)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(summary_from_row).collect()
+        let total: i64 = sqlx::query("SELECT COUNT(*) AS n FROM tunings WHERE project_id = $1")
+            .bind(scope.project)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?;
+        Ok((
+            rows.iter()
+                .map(summary_from_row)
+                .collect::<Result<_, _>>()?,
+            u64::try_from(total).unwrap_or(0),
+        ))
     }
 
     pub async fn tuning_summary(&self, id: i64) -> Result<Option<TuningSummary>, DbError> {

@@ -49,12 +49,16 @@ pub async fn login(
         .create_session(user.id, &digest(&secret), &csrf_token, &expires)
         .await?;
     tracing::info!(user_id = user.id, username = %user.username, "signed in");
+    let admin = user.roles.contains(&kokushi_shared::api::Role::Admin);
+    let project = state.db.project_access(user.id, admin, None, true).await?;
     let principal = Principal {
         user,
         credential: Credential::Session {
             token_hash: String::new(),
             csrf_token,
         },
+        project,
+        read_only: false,
     };
     let secure = state.secure_cookies || auth::is_tls(&req, &state.trusted_proxies);
     Ok(HttpResponse::Ok()
@@ -63,7 +67,7 @@ pub async fn login(
             session_cookie(Some(&secret), SESSION_LIFETIME, secure),
         ))
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
-        .json(principal.me()))
+        .json(super::projects::me_of(&state, &principal).await?))
 }
 
 /// `POST /api/auth/logout`: ends the session (a request with an API token changes nothing).
@@ -195,10 +199,13 @@ pub async fn change_password(
 }
 
 /// `GET /api/auth/me`: who is signed in, their roles, and the session's CSRF token.
-pub async fn me(principal: crate::auth::Member) -> HttpResponse {
-    HttpResponse::Ok()
+pub async fn me(
+    principal: crate::auth::Member,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok()
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
-        .json(principal.me())
+        .json(super::projects::me_of(&state, &principal).await?))
 }
 
 /// `GET /api/tokens[?limit=N&offset=M]`: the caller's own API tokens (never their values), newest
@@ -252,6 +259,8 @@ pub async fn create_token(
             principal.user.username
         )));
     }
+    // The token acts in the project its maker acts in now, and nowhere else.
+    let scope = principal.scope()?;
     let token = auth::new_api_token();
     let summary = state
         .db
@@ -260,6 +269,8 @@ pub async fn create_token(
             name,
             &digest(&token),
             expires_at.as_deref(),
+            scope.project,
+            body.read_only,
         )
         .await?;
     tracing::info!(
@@ -296,7 +307,7 @@ pub async fn users(
     page: web::Query<crate::page::PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let page = page.page(crate::page::LISTS)?;
-    let total = state.db.count(crate::db::Counted::Users).await?;
+    let total = u64::try_from(state.db.user_count().await?).unwrap_or(0);
     Ok(page.respond(&req, &state.db.users(page).await?, total))
 }
 

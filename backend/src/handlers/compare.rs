@@ -8,6 +8,7 @@ use kokushi_shared::api::{DifferingQuestion, QuestionView, RunComparison};
 use kokushi_shared::score::{ScoreOptions, score_question, score_with};
 use serde::Deserialize;
 
+use crate::db::projects::{Owned, Visibility};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -46,12 +47,19 @@ fn run_id(field: &str, value: Option<&str>) -> Result<i64, ApiError> {
 /// bootstrap interval of the points difference) and the questions where the answers or the
 /// verdicts differ. Both runs must ask the same questions (the same exam set and limit).
 pub async fn compare(
-    _caller: crate::auth::Researcher,
+    caller: crate::auth::Researcher,
     state: web::Data<AppState>,
     query: web::Query<CompareQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let first_id = run_id("first", query.first.as_deref())?;
     let second_id = run_id("second", query.second.as_deref())?;
+    // Runs named in the query pass the project check the access check gives path ids.
+    let scope = caller.scope()?;
+    for id in [first_id, second_id] {
+        if state.db.visibility(&scope, Owned::Run, id).await? != Visibility::Own {
+            return Err(ApiError::NotFound(format!("run {id} does not exist")));
+        }
+    }
     let mut options = ScoreOptions::default();
     if let Some(confidence) = query.confidence {
         if !(confidence > 0.0 && confidence < 1.0) {

@@ -15,16 +15,17 @@ use serde::Deserialize;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// `GET /api/exam-sets[?limit=N&offset=M]`: the exam sets, newest first, a page at a time.
+/// `GET /api/exam-sets[?limit=N&offset=M]`: the project's exam sets and those shared with it,
+/// newest first, a page at a time.
 pub async fn exam_sets(
-    _caller: crate::auth::Researcher,
+    caller: crate::auth::Researcher,
     state: web::Data<AppState>,
     req: actix_web::HttpRequest,
     page: web::Query<crate::page::PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let page = page.page(crate::page::LISTS)?;
-    let total = state.db.count(crate::db::Counted::ExamSets).await?;
-    Ok(page.respond(&req, &state.db.exam_sets(page).await?, total))
+    let (sets, total) = state.db.exam_sets(&caller.scope()?, page).await?;
+    Ok(page.respond(&req, &sets, total))
 }
 
 #[derive(Deserialize)]
@@ -75,6 +76,7 @@ pub async fn upload_exam_set(
     query: web::Query<UploadQuery>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    let scope = principal.scope()?;
     let name = query.name.trim();
     if name.is_empty() || name.len() > 200 {
         return Err(ApiError::BadRequest(
@@ -181,7 +183,10 @@ pub async fn upload_exam_set(
         Ok(prepared) => prepared,
         Err(preview) => return Ok(HttpResponse::Ok().json(preview)),
     };
-    let (exam_set, created) = state.db.insert_prepared(name, &prepared).await?;
+    let (exam_set, created) = state
+        .db
+        .insert_prepared(scope.project, name, &prepared)
+        .await?;
     if created {
         // Its owner is told of answers graders flag as wrong (`GET /api/grading/gold-flags`).
         state

@@ -12,7 +12,6 @@ use std::collections::{BTreeSet, HashMap};
 
 use actix_web::{HttpResponse, web};
 use argon2::password_hash::rand_core::{OsRng, RngCore};
-use kokushi_shared::api::Role;
 use kokushi_shared::grading::{
     BlindItem, CreateGradingTask, GradeInput, GradingItemDetail, GradingTaskDetail,
     GradingTaskSummary, ItemState, ItemStatus, MyItem, MyQueue, MyTask,
@@ -24,6 +23,7 @@ use super::{download, parse_id};
 use crate::auth::Principal;
 use crate::db::Db;
 use crate::db::grading::{AnswerRow, ItemRow, NewTask, TaskRow};
+use crate::db::projects::{Owned, Visibility};
 use crate::error::ApiError;
 use crate::grading::{
     agreement_of, assign, audit_export, automatic, grades_export, human_correctness, item_status,
@@ -31,12 +31,12 @@ use crate::grading::{
 };
 use crate::state::AppState;
 
-/// `GET /api/grading/annotators`: who may be asked to grade.
+/// `GET /api/grading/annotators`: who may be asked to grade: the project's annotators.
 pub async fn annotators(
-    _caller: crate::auth::Researcher,
+    caller: crate::auth::Researcher,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(state.db.graders().await?))
+    Ok(HttpResponse::Ok().json(state.db.graders(&caller.scope()?).await?))
 }
 
 /// `POST /api/grading/tasks`.
@@ -46,6 +46,7 @@ pub async fn create_task(
     body: web::Json<CreateGradingTask>,
 ) -> Result<HttpResponse, ApiError> {
     let req = body.into_inner();
+    let scope = principal.scope()?;
     let name = req.name.trim();
     if name.is_empty() || name.chars().count() > 200 {
         return Err(ApiError::BadRequest(
@@ -68,7 +69,9 @@ pub async fn create_task(
     let mut exam_set: Option<(i64, String)> = None;
     let mut answers: Vec<(i64, Vec<AnswerRow>)> = Vec::new();
     for &id in &run_ids {
-        let Some(run) = state.db.run_lineage_row(id).await? else {
+        // Only the project's own runs; another's is as if missing.
+        let own = state.db.visibility(&scope, Owned::Run, id).await? == Visibility::Own;
+        let Some(run) = state.db.run_lineage_row(id).await?.filter(|_| own) else {
             return Err(ApiError::BadRequest(format!("run {id} does not exist")));
         };
         let summary = state
@@ -102,7 +105,7 @@ pub async fn create_task(
                 .join(", ")
         )));
     }
-    let graders = state.db.graders().await?;
+    let graders = state.db.graders(&scope).await?;
     let mut annotators: Vec<i64> = Vec::new();
     for id in &req.annotators {
         if annotators.contains(id) {
@@ -112,7 +115,7 @@ pub async fn create_task(
         }
         if !graders.iter().any(|g| g.id == *id) {
             return Err(ApiError::BadRequest(format!(
-                "account {id} is not an active account with the annotator role"
+                "account {id} is not an active annotator of this project"
             )));
         }
         annotators.push(*id);
@@ -137,6 +140,7 @@ pub async fn create_task(
             seed,
             overlap: req.overlap,
             created_by: principal.user.id,
+            project_id: scope.project,
             run_ids: &run_ids,
             items: &items,
             assignments: &assignments,
@@ -156,14 +160,18 @@ pub async fn create_task(
 /// `GET /api/grading/tasks[?limit=N&offset=M]`: one page of tasks with their progress, newest
 /// first (`crate::page`).
 pub async fn tasks(
-    _caller: crate::auth::Researcher,
+    caller: crate::auth::Researcher,
     state: web::Data<AppState>,
     req: actix_web::HttpRequest,
     page: web::Query<crate::page::PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let page = page.page(crate::page::TASKS)?;
-    let total = state.db.count(crate::db::Counted::GradingTasks).await?;
-    let tasks = state.db.grading_tasks(Some(page)).await?;
+    let scope = caller.scope()?;
+    let total = state.db.grading_task_count(scope.project).await?;
+    let tasks = state
+        .db
+        .grading_tasks(Some(scope.project), Some(page))
+        .await?;
     let runs = state.db.grading_task_runs().await?;
     // Only the page's tasks are read and resolved.
     let mut out: Vec<GradingTaskSummary> = Vec::with_capacity(tasks.len());
@@ -277,7 +285,10 @@ pub async fn item_detail(
         gold: question.gold.display(),
         output: answer.raw_output,
         parsed: answer.extracted.display(),
-        history: state.db.audit_log(Some(task.id), Some(id), None).await?,
+        history: state
+            .db
+            .audit_log(None, Some(task.id), Some(id), None)
+            .await?,
         credit,
     }))
 }
@@ -336,7 +347,11 @@ pub async fn my_tasks(
     principal: crate::auth::Member,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let rows = state.db.my_assignments(principal.user.id, None).await?;
+    // An account in no project has nothing to grade.
+    let rows = match principal.scope() {
+        Ok(scope) => state.db.my_assignments(&scope, None).await?,
+        Err(_) => Vec::new(),
+    };
     let tasks: Vec<MyTask> = rows
         .chunk_by(|a, b| a.task_id == b.task_id)
         .filter_map(my_task)
@@ -353,7 +368,7 @@ pub async fn my_queue(
     let task_id = parse_id("grading task", &path)?;
     let rows = state
         .db
-        .my_assignments(principal.user.id, Some(task_id))
+        .my_assignments(&principal.scope()?, Some(task_id))
         .await?;
     let task = my_task(&rows).ok_or_else(|| {
         ApiError::NotFound(format!("you have no items in grading task {task_id}"))
@@ -396,7 +411,7 @@ pub async fn assignment(
     let credit = credit_for([question.problem_id.as_str()]);
     let mine = state
         .db
-        .my_assignments(principal.user.id, Some(a.task_id))
+        .my_assignments(&principal.scope()?, Some(a.task_id))
         .await?;
     let at = mine.iter().position(|m| m.handle == a.handle).unwrap_or(0);
     let grade = state.db.current_grade(a.id).await?.map(|mut g| {
@@ -491,7 +506,7 @@ pub async fn export_grades(
 /// `GET /api/grading/audit[?task=ID][&format=csv|jsonl][&limit=N&offset=M]`: the audit log,
 /// oldest first, a page at a time (10,000 lines unless asked otherwise; `crate::page`).
 pub async fn audit(
-    _caller: crate::auth::Researcher,
+    caller: crate::auth::Researcher,
     state: web::Data<AppState>,
     req: actix_web::HttpRequest,
     query: web::Query<FormatQuery>,
@@ -499,8 +514,12 @@ pub async fn audit(
 ) -> Result<HttpResponse, ApiError> {
     let format = format_of(&query)?;
     let page = page.page(crate::page::AUDIT)?;
-    let total = state.db.audit_count(query.task).await?;
-    let entries = state.db.audit_log(query.task, None, Some(page)).await?;
+    let project = Some(caller.scope()?.project);
+    let total = state.db.audit_count(project, query.task).await?;
+    let entries = state
+        .db
+        .audit_log(project, query.task, None, Some(page))
+        .await?;
     let file = match query.task {
         Some(t) => format!("grading-task-{t}-audit.{format}"),
         None => format!("grading-audit.{format}"),
@@ -515,6 +534,6 @@ pub async fn gold_flags(
     principal: crate::auth::Researcher,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let owner = (!principal.user.roles.contains(&Role::Admin)).then_some(principal.user.id);
-    Ok(HttpResponse::Ok().json(state.db.gold_flags(owner).await?))
+    let owner = (!principal.owns_project()).then_some(principal.user.id);
+    Ok(HttpResponse::Ok().json(state.db.gold_flags(&principal.scope()?, owner).await?))
 }

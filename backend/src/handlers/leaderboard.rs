@@ -15,8 +15,8 @@ use kokushi_shared::api::{LeaderboardQuery, RunSummary};
 use kokushi_shared::exam::Section;
 use kokushi_shared::score::{Reply, ScoreOptions};
 
-use crate::db::Counted;
 use crate::db::Facets;
+use crate::db::runs::Board;
 use crate::error::ApiError;
 use crate::page::{Page, PageQuery};
 use crate::state::AppState;
@@ -164,6 +164,7 @@ pub fn rescore(
 /// One page of runs, newest first, each scored on the questions `filter` keeps.
 pub async fn filtered(
     state: &AppState,
+    board: Board,
     filter: &Filter,
     page: Page,
 ) -> Result<Vec<RunSummary>, ApiError> {
@@ -173,7 +174,7 @@ pub async fn filtered(
         .acquire()
         .await
         .map_err(|e| ApiError::Internal(format!("the scoring queue closed: {e}")))?;
-    let runs = state.db.leaderboard(Some(page)).await?;
+    let runs = state.db.leaderboard(board, Some(page)).await?;
     let mut rows = Vec::with_capacity(runs.len());
     // The questions each run keeps, for its human-adjusted accuracy on the same questions.
     let mut kept: HashMap<i64, HashSet<String>> = HashMap::new();
@@ -209,41 +210,67 @@ pub async fn filtered(
 /// One page of the leaderboard's rows: as stored, or scored again under `filter`.
 async fn rows(
     state: &AppState,
+    board: Board,
     filter: Option<&Filter>,
     page: Page,
 ) -> Result<Vec<RunSummary>, ApiError> {
     match filter {
         None => {
-            let mut runs = state.db.leaderboard(Some(page)).await?;
+            let mut runs = state.db.leaderboard(board, Some(page)).await?;
             crate::grading::attach_human(&state.db, &mut runs, None).await?;
             Ok(runs)
         }
-        Some(filter) => filtered(state, filter, page).await,
+        Some(filter) => filtered(state, board, filter, page).await,
     }
 }
 
-/// `GET /api/leaderboard[?years=…&blocks=…&section=…&specialty=…&text_only=true]
-/// [&limit=N&offset=M]`: one page of runs, newest first (`crate::page`). A filter may name only
-/// years, blocks and specialties that the exam sets hold (400 otherwise, with what they hold):
-/// each new filter scores every run of the page again, so a made-up value must not cost that.
+/// The board a query's `scope` names: the caller's project's (default), or the portal's
+/// published runs.
+fn board_of(caller: &crate::auth::Principal, scope: Option<&str>) -> Result<Board, ApiError> {
+    match scope.unwrap_or("project") {
+        "project" => Ok(Board::Project(caller.scope()?.project)),
+        "portal" => Ok(Board::Portal),
+        other => Err(ApiError::BadRequest(format!(
+            "unknown scope {other:?}; known: project, portal"
+        ))),
+    }
+}
+
+/// The cache key of a board's first page under a filter.
+fn cache_key(board: Board, filter: Option<&Filter>) -> String {
+    let board = match board {
+        Board::Project(p) => format!("project {p}"),
+        Board::Portal => "portal".to_owned(),
+        Board::All => "all".to_owned(),
+    };
+    format!("{board}|{}", filter.map(Filter::key).unwrap_or_default())
+}
+
+/// `GET /api/leaderboard[?scope=project|portal][&years=…&blocks=…&section=…&specialty=…
+/// &text_only=true][&limit=N&offset=M]`: one page of runs, newest first (`crate::page`): the
+/// project's runs, or (`scope=portal`) the runs every project has published. A filter may name
+/// only years, blocks and specialties that the board's exam sets hold (400 otherwise, with
+/// what they hold): each new filter scores every run of the page again, so a made-up value
+/// must not cost that.
 pub async fn leaderboard(
-    _caller: crate::auth::Researcher,
+    caller: crate::auth::Researcher,
     state: web::Data<AppState>,
     req: HttpRequest,
     query: web::Query<LeaderboardQuery>,
     page: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let page = page.page(crate::page::LEADERBOARD)?;
-    let filter = checked_filter(&state, &query).await?;
-    let total = state.db.count(Counted::Runs).await?;
+    let board = board_of(&caller, query.scope.as_deref())?;
+    let filter = checked_filter(&state, board, &query).await?;
+    let total = state.db.run_count(board).await?;
     // Only first pages are kept (what every open page polls); a caller paging through cannot
     // push them out.
     let key = (page.offset == 0 && page.limit == crate::page::LEADERBOARD.default)
-        .then(|| filter.as_ref().map(Filter::key).unwrap_or_default());
+        .then(|| cache_key(board, filter.as_ref()));
     let body = match key.as_deref().and_then(|k| state.leaderboard.get(k)) {
         Some(body) => body,
         None => {
-            let rows = rows(&state, filter.as_ref(), page).await?;
+            let rows = rows(&state, board, filter.as_ref(), page).await?;
             let body = web::Bytes::from(
                 serde_json::to_vec(&rows)
                     .map_err(|e| ApiError::Internal(format!("encoding the leaderboard: {e}")))?,
@@ -266,11 +293,12 @@ pub async fn leaderboard(
 /// The filter a query asks for, refused (400) when it names a value no exam set holds.
 async fn checked_filter(
     state: &AppState,
+    board: Board,
     query: &LeaderboardQuery,
 ) -> Result<Option<Filter>, ApiError> {
     let filter = Filter::parse(query).map_err(ApiError::BadRequest)?;
     if let Some(filter) = &filter {
-        check_present(&state.db.facets().await?, filter)?;
+        check_present(&state.db.facets(board).await?, filter)?;
     }
     Ok(filter)
 }
@@ -291,12 +319,14 @@ pub struct ExportQuery {
     specialty: Option<String>,
     #[serde(default)]
     text_only: Option<bool>,
+    #[serde(default)]
+    scope: Option<String>,
 }
 
 /// `GET /api/leaderboard/export?format=csv[&years=…][&limit=N&offset=M]`: the rows the
 /// leaderboard shows for the same filter and page, as CSV.
 pub async fn export(
-    _caller: crate::auth::Researcher,
+    caller: crate::auth::Researcher,
     state: web::Data<AppState>,
     req: HttpRequest,
     query: web::Query<ExportQuery>,
@@ -309,19 +339,22 @@ pub async fn export(
             "unknown format {other:?}; known: csv"
         )));
     }
+    let board = board_of(&caller, query.scope.as_deref())?;
     let filter = checked_filter(
         &state,
+        board,
         &LeaderboardQuery {
             years: query.years,
             blocks: query.blocks,
             section: query.section,
             specialty: query.specialty,
             text_only: query.text_only,
+            scope: None,
         },
     )
     .await?;
-    let total = state.db.count(Counted::Runs).await?;
-    let rows = rows(&state, filter.as_ref(), page).await?;
+    let total = state.db.run_count(board).await?;
+    let rows = rows(&state, board, filter.as_ref(), page).await?;
     Ok(page.annotate(
         super::download(
             crate::export::leaderboard_csv(&rows),

@@ -130,7 +130,7 @@ fn decoding(settings: &EvalSettings) -> &'static str {
 }
 
 pub async fn lineage(
-    _caller: crate::auth::Researcher,
+    caller: crate::auth::Researcher,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -166,7 +166,7 @@ pub async fn lineage(
     };
     let tuning_id = match (tuning_id, &adapter) {
         (Some(t), _) => Some(t),
-        (None, Some(a)) => state.db.tuning_of_adapter(a).await?,
+        (None, Some(a)) => state.db.tuning_of_adapter(&caller.scope()?, a).await?,
         (None, None) => None,
     };
     let tuning = match tuning_id {

@@ -49,10 +49,22 @@ async fn next_chunk(mut f: Follow) -> Option<(Result<web::Bytes, actix_web::Erro
         f.first = false;
         if f.checked.elapsed() >= CREDENTIAL_CHECK_EVERY {
             f.checked = Instant::now();
-            // The session ended (or the token was revoked): so does the stream.
+            // The session ended (or the token was revoked), or the caller no longer acts in
+            // the run's project: so does the stream.
+            let Ok(Some(principal)) =
+                crate::auth::principal_of(&f.state, f.credential.clone(), false).await
+            else {
+                return None;
+            };
+            let Ok(scope) = principal.scope() else {
+                return None;
+            };
             if !matches!(
-                crate::auth::principal_of(&f.state, f.credential.clone(), false).await,
-                Ok(Some(_))
+                f.state
+                    .db
+                    .visibility(&scope, crate::db::projects::Owned::Run, f.run_id)
+                    .await,
+                Ok(crate::db::projects::Visibility::Own)
             ) {
                 return None;
             }

@@ -65,9 +65,10 @@ pub async fn add_exam_set_rules(
         .exam_set_owner(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("exam set {id} does not exist")))?;
-    if owner != Some(caller.user.id) && !caller.is_admin() {
+    if owner != Some(caller.user.id) && !caller.owns_project() {
         return Err(ApiError::Forbidden(format!(
-            "only the account that uploaded exam set {id}, or an admin, may change its rule packs"
+            "only the account that uploaded exam set {id}, the project's owner or an admin may \
+             change its rule packs"
         )));
     }
     let body = super::exam_sets::read_limited(payload, 0, rules::MAX_PACK_BYTES).await?;

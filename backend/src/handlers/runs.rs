@@ -47,6 +47,7 @@ pub async fn create_run(
     body: web::Json<CreateRun>,
 ) -> Result<HttpResponse, ApiError> {
     let req = body.into_inner();
+    let scope = principal.scope()?;
     ensure_queue_room(&state, &principal).await?;
     let chat_template = req.prompt_format == "chat_template";
     let prompt_format = if chat_template {
@@ -77,7 +78,16 @@ pub async fn create_run(
     let model = run_model(&state, req.model.trim())?;
     let adapter = match req.adapter.as_deref().map(str::trim) {
         None | Some("") => None,
-        Some(name) => Some(plain_name("adapter", name)?),
+        Some(name) => {
+            let name = plain_name("adapter", name)?;
+            // Another project's adapter is not the caller's to use (nor to know of).
+            if state.db.foreign_adapters(&scope).await?.contains(&name) {
+                return Err(ApiError::NotFound(format!(
+                    "adapter {name:?} is not in the model store"
+                )));
+            }
+            Some(name)
+        }
     };
     let max_new_tokens = req.max_new_tokens.unwrap_or(DEFAULT_MAX_NEW_TOKENS);
     if !(1..=MAX_MAX_NEW_TOKENS).contains(&max_new_tokens) {
@@ -106,9 +116,16 @@ pub async fn create_run(
         limit: req.limit,
         priority: req.priority,
         created_by: Some(principal.user.id),
+        project_id: scope.project,
     };
     let job = state.db.create_run(&new).await?.ok_or_else(|| {
-        ApiError::NotFound(format!("exam set {} does not exist", req.exam_set_id))
+        ApiError::NotFound(match new.shot_pool_exam_set_id {
+            Some(pool) if pool != req.exam_set_id => format!(
+                "exam set {} or exam set {pool} (the shot pool) does not exist",
+                req.exam_set_id
+            ),
+            _ => format!("exam set {} does not exist", req.exam_set_id),
+        })
     })?;
     state.leaderboard.clear();
     // The reply describes the run as created (queued), read before publishing so that a fast

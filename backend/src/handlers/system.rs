@@ -32,13 +32,16 @@ pub async fn workers(
 /// architecture, quantization, size; an adapter's rank and base), each with whether a run can
 /// use it or why not.
 pub async fn models(
-    _caller: crate::auth::Researcher,
+    caller: crate::auth::Researcher,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    // Adapters other projects' tunings wrote are theirs: not listed here.
+    let foreign = state.db.foreign_adapters(&caller.scope()?).await?;
     let store = state.model_store.clone();
-    let entries = web::block(move || kokushi_worker::list_store(&store))
+    let mut entries = web::block(move || kokushi_worker::list_store(&store))
         .await
         .map_err(|e| ApiError::Internal(format!("listing the model store stopped: {e}")))?
         .map_err(|e| ApiError::Internal(e.to_string()))?;
+    entries.retain(|e| !foreign.contains(&e.name));
     Ok(HttpResponse::Ok().json(entries))
 }

@@ -28,6 +28,7 @@ pub async fn create_tuning(
     body: web::Json<CreateTuning>,
 ) -> Result<HttpResponse, ApiError> {
     let req = body.into_inner();
+    let scope = principal.scope()?;
     ensure_queue_room(&state, &principal).await?;
     let base_model = plain_name("base_model", &req.base_model)?;
     let adapter = plain_name("adapter", &req.adapter)?;
@@ -83,18 +84,22 @@ pub async fn create_tuning(
     }
     let data = state
         .db
-        .exam_set(req.data_exam_set_id)
+        .readable_exam_set(&scope, req.data_exam_set_id)
         .await?
         .ok_or_else(|| {
             ApiError::NotFound(format!("exam set {} does not exist", req.data_exam_set_id))
         })?;
     if let Some(chain) = &req.evaluate {
-        state.db.exam_set(chain.exam_set_id).await?.ok_or_else(|| {
-            ApiError::NotFound(format!(
-                "exam set {} (to evaluate on) does not exist",
-                chain.exam_set_id
-            ))
-        })?;
+        state
+            .db
+            .readable_exam_set(&scope, chain.exam_set_id)
+            .await?
+            .ok_or_else(|| {
+                ApiError::NotFound(format!(
+                    "exam set {} (to evaluate on) does not exist",
+                    chain.exam_set_id
+                ))
+            })?;
         if chain.limit == Some(0) {
             return Err(ApiError::BadRequest(
                 "evaluate.limit must be at least 1".to_owned(),
@@ -160,6 +165,7 @@ pub async fn create_tuning(
         priority: req.priority,
         evaluate: req.evaluate,
         created_by: Some(principal.user.id),
+        project_id: scope.project,
     };
     let row = state.db.create_tuning(&new).await?;
     let summary = state
@@ -181,16 +187,16 @@ pub async fn create_tuning(
     Ok(HttpResponse::Created().json(summary))
 }
 
-/// `GET /api/tunings`: every tuning, newest first, with its progress.
+/// `GET /api/tunings`: the project's tunings, newest first, with their progress.
 pub async fn tunings(
-    _caller: crate::auth::Researcher,
+    caller: crate::auth::Researcher,
     state: web::Data<AppState>,
     req: actix_web::HttpRequest,
     page: web::Query<crate::page::PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let page = page.page(crate::page::LISTS)?;
-    let total = state.db.count(crate::db::Counted::Tunings).await?;
-    Ok(page.respond(&req, &state.db.tunings(page).await?, total))
+    let (tunings, total) = state.db.tunings(&caller.scope()?, page).await?;
+    Ok(page.respond(&req, &tunings, total))
 }
 
 /// `GET /api/tunings/{id}`: a tuning and its loss curves (training steps and validations).

@@ -131,6 +131,21 @@ fn health() -> Json {
     }
 }
 
+/// A list of project slugs.
+fn slugs() -> Json {
+    fn none(_: &mut Schemas) {}
+    fn array() -> RefOr<Schema> {
+        ArrayBuilder::new()
+            .items(ObjectBuilder::new().schema_type(Type::String))
+            .build()
+            .into()
+    }
+    Json {
+        schema: array,
+        collect: none,
+    }
+}
+
 /// Every endpoint's description; `None` for an endpoint this table does not know (a test
 /// fails then).
 pub(super) fn describe(method: &str, path: &str) -> Option<Doc> {
@@ -240,6 +255,11 @@ pub(super) fn describe(method: &str, path: &str) -> Option<Doc> {
              hold: anything else is 400, listing what they hold.",
         )
         .query(&[
+            (
+                "scope",
+                "`project` (default): the caller's project's runs; `portal`: every project's \
+                 published runs",
+            ),
             ("years", "Exam years, comma-separated, e.g. `2021,2022`"),
             ("blocks", "Block letters, comma-separated, e.g. `A,D`"),
             ("section", "`required` (必修問題) or `general`"),
@@ -254,6 +274,7 @@ pub(super) fn describe(method: &str, path: &str) -> Option<Doc> {
         )
         .query(&[
             ("format", "`csv` (the default and only one)"),
+            ("scope", "As for `/api/leaderboard`"),
             ("years", "As for `/api/leaderboard`: the same filter, the same rows"),
             ("blocks", "As for `/api/leaderboard`"),
             ("section", "As for `/api/leaderboard`"),
@@ -535,6 +556,76 @@ pub(super) fn describe(method: &str, path: &str) -> Option<Doc> {
             "Questions graders flagged \"gold answer looks wrong\", for the exam sets the caller \
              uploaded (an admin: all)",
             Answer::Json(list::<grading::GoldFlag>()),
+        ),
+        ("get", "/api/projects") => Doc::new(
+            "The caller's projects with their role in each (an admin: every project), by name",
+            Answer::Json(list::<api::ProjectSummary>()),
+        )
+        .about("docs/projects.md."),
+        ("post", "/api/projects") => Doc::new(
+            "Create a project and name its first owners (admins)",
+            Answer::Json(one::<api::ProjectDetail>()),
+        )
+        .about(
+            "The slug is 2 to 40 lower-case letters, digits and `-`, starting with a letter; \
+             409 when taken. Owners are named by user name (404 for an unknown or disabled \
+             account).",
+        )
+        .body(Body::Json(one::<api::CreateProject>()))
+        .created(),
+        ("get", "/api/projects/{id}") => Doc::new(
+            "A project with its members (its members and admins)",
+            Answer::Json(one::<api::ProjectDetail>()),
+        ),
+        ("post", "/api/projects/{id}/members") => Doc::new(
+            "Add an account to the project, or change its role (the project's owners and admins)",
+            Answer::Json(one::<api::ProjectDetail>()),
+        )
+        .about(
+            "Roles: `owner` (all a researcher does, and the members), `researcher`, `annotator`. \
+             A change that would leave the project without an owner is 400.",
+        )
+        .body(Body::Json(one::<api::SetMember>())),
+        ("delete", "/api/projects/{id}/members/{user_id}") => Doc::new(
+            "Take an account out of the project (the project's owners and admins)",
+            Empty,
+        )
+        .about("Never its last owner (400). The account's sessions leave the project at once."),
+        ("post", "/api/auth/project") => Doc::new(
+            "Act in another project from now on (a browser session)",
+            Answer::Json(one::<api::Me>()),
+        )
+        .about(
+            "One the account is a member of (an admin: any); 404 otherwise. An API token acts in \
+             the project it was made in (400 here).",
+        )
+        .body(Body::Json(one::<api::SwitchProject>())),
+        ("post", "/api/runs/{id}/publish") => Doc::new(
+            "Put the run on the portal-wide leaderboard (`/api/leaderboard?scope=portal`)",
+            Answer::Json(one::<api::RunSummary>()),
+        )
+        .about(
+            "By the account that queued it, the project's owner or an admin. Every project then \
+             sees the run's row (model, adapter, settings, scores, its project's name); its \
+             answers and page stay the project's.",
+        ),
+        ("post", "/api/runs/{id}/unpublish") => Doc::new(
+            "Take the run off the portal-wide leaderboard",
+            Answer::Json(one::<api::RunSummary>()),
+        ),
+        ("post", "/api/exam-sets/{id}/shares") => Doc::new(
+            "Share the exam set read-only with another project (by slug)",
+            Answer::Json(slugs()),
+        )
+        .about(
+            "By the account that uploaded it, the project's owner or an admin. The other \
+             project lists the set, reads it and runs on it; changing it stays with its own \
+             project (403). Answers the slugs it is shared with.",
+        )
+        .body(Body::Json(one::<api::ShareExamSet>())),
+        ("delete", "/api/exam-sets/{id}/shares/{project}") => Doc::new(
+            "Stop sharing the exam set with a project (by slug)",
+            Answer::Json(slugs()),
         ),
         ("get", "/api/grading/mine") => Doc::new(
             "The caller's grading tasks: progress and where to resume",

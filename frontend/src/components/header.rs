@@ -1,5 +1,6 @@
-//! The site header: the product name, linking to the leaderboard, and the signed-in account
-//! with a sign-out button.
+//! The site header: the product name, linking to the leaderboard, the project the session acts
+//! in (a switch when the account has several: every page shows that project's data), and the
+//! signed-in account with a sign-out button.
 
 use leptos::prelude::*;
 use leptos_router::hooks::use_navigate;
@@ -61,6 +62,7 @@ pub fn Header() -> impl IntoView {
                 // The grading app is another bundle: a full page load, not a route.
                 {signed_in.then(|| view! {
                     <a id="nav-grading" href=paths::GRADING rel="external">{t(i18n::COMMON_NAV_GRADING)}</a>
+                    <a id="nav-projects" href=paths::PROJECTS>{t(i18n::COMMON_NAV_PROJECT)}</a>
                 })}
             </nav>
         }
@@ -73,9 +75,35 @@ pub fn Header() -> impl IntoView {
             </a>
             {nav}
             <span class="tagline">{t(i18n::COMMON_BRAND_TAGLINE)}</span>
+            <ProjectSwitch />
             <LocaleSwitch />
             {account}
         </header>
+    }
+}
+
+/// The project the session acts in; with several, a switch to another, after which the page
+/// loads again in it.
+#[component]
+fn ProjectSwitch() -> impl IntoView {
+    let session = Session::get();
+    move || {
+        let (current, list) = session.0.with(|s| match s {
+            SessionState::SignedIn(me) => Some((me.project.clone()?, me.projects.clone())),
+            _ => None,
+        })?;
+        Some(view! {
+            <select id="project-switch" class="project-switch" title=t(i18n::COMMON_PROJECT)
+                on:change=|ev| paths::switch_project(&event_target_value(&ev))>
+                {list
+                    .into_iter()
+                    .map(|p| {
+                        let chosen = p.id == current.id;
+                        view! { <option value=p.id.to_string() selected=chosen>{p.name}</option> }
+                    })
+                    .collect_view()}
+            </select>
+        })
     }
 }
 

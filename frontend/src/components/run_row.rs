@@ -10,7 +10,14 @@ use crate::table::toggle_selected;
 use crate::{format, paths};
 
 #[component]
-pub fn RunRow(run: RunSummary, selected: RwSignal<Vec<i64>>) -> impl IntoView {
+pub fn RunRow(
+    run: RunSummary,
+    selected: RwSignal<Vec<i64>>,
+    /// A row of the portal-wide leaderboard: another project's run names its project, and its
+    /// page (its project's) is not linked.
+    #[prop(optional)]
+    portal: bool,
+) -> impl IntoView {
     let id = run.id;
     let error = run.error.clone();
     let accuracy = (run.tally.answered > 0)
@@ -80,14 +87,25 @@ pub fn RunRow(run: RunSummary, selected: RwSignal<Vec<i64>>) -> impl IntoView {
                 />
             </td>
             <td class="model">
-                <a class="run-link" href=paths::run_path(run.id)>
-                    {run.model}
-                </a>
+                {if portal {
+                    view! { <span class="run-model">{run.model}</span> }.into_any()
+                } else {
+                    view! { <a class="run-link" href=paths::run_path(run.id)>{run.model}</a> }
+                        .into_any()
+                }}
                 {run
                     .adapter
                     .map(|adapter| {
                         view! { <span class="adapter" title=t(i18n::LEADERBOARD_ADAPTER_TITLE)>" + "{adapter}</span> }
                     })}
+                {if portal {
+                    Some(view! { " " <span class="tag project-tag">{run.project}</span> }.into_any())
+                } else {
+                    run.published.then(|| {
+                        view! { " " <span class="tag published-tag">{t(i18n::LEADERBOARD_PUBLISHED)}</span> }
+                            .into_any()
+                    })
+                }}
             </td>
             <td class="exam-set">{run.exam_set}</td>
             <td class="prompt-format">
@@ -117,13 +135,15 @@ pub fn RunRow(run: RunSummary, selected: RwSignal<Vec<i64>>) -> impl IntoView {
             <td class="created-at">
                 {created}
                 " "
-                <a
-                    class="lineage-link"
-                    href=format!("{}#lineage", paths::run_path(id))
-                    title=t(i18n::LEADERBOARD_LINEAGE_LINK_TITLE)
-                >
-                    {t(i18n::LEADERBOARD_LINEAGE_LINK)}
-                </a>
+                {(!portal).then(|| view! {
+                    <a
+                        class="lineage-link"
+                        href=format!("{}#lineage", paths::run_path(id))
+                        title=t(i18n::LEADERBOARD_LINEAGE_LINK_TITLE)
+                    >
+                        {t(i18n::LEADERBOARD_LINEAGE_LINK)}
+                    </a>
+                })}
             </td>
         </tr>
     }

@@ -378,6 +378,8 @@ mod tests {
             human: None,
             created_at: String::new(),
             error: None,
+            project: String::new(),
+            published: false,
         }
     }
 

@@ -23,19 +23,26 @@ pub fn LeaderboardPage() -> impl IntoView {
     let state = RwSignal::new(Loaded::<Vec<RunSummary>>::default());
     // Which questions the server scores every run on; empty: all, as stored.
     let query = RwSignal::new(LeaderboardQuery::default());
+    // The project's runs, or (`true`) every project's published runs.
+    let portal = RwSignal::new(false);
+    let asked = move || {
+        let mut q = query.get();
+        q.scope = portal.get().then(|| "portal".to_owned());
+        q
+    };
     poll(
         state,
-        move || api::leaderboard(query.get_untracked()),
+        move || api::leaderboard(asked_untracked(query, portal)),
         |runs: &Vec<RunSummary>| leaderboard_unfinished(runs),
     );
     // A new filter is fetched at once (polling may have stopped with every run finished); an
     // answer for a filter changed meanwhile is dropped.
     Effect::new(move |first: Option<()>| {
-        let asked = query.get();
+        let asked = asked();
         if first.is_some() {
             leptos::task::spawn_local(async move {
                 let result = api::leaderboard(asked.clone()).await;
-                if query.get_untracked() == asked {
+                if asked_untracked(query, portal) == asked {
                     state.try_update(|s| s.record(result));
                 }
             });
@@ -114,9 +121,18 @@ pub fn LeaderboardPage() -> impl IntoView {
                 <a class="button" href=paths::JOBS>
                     {t(i18n::LEADERBOARD_NEW_EVALUATION)}
                 </a>
-                <a class="button" href=move || query.with(api::leaderboard_export_path) download>
+                <a class="button" href=move || api::leaderboard_export_path(&asked()) download>
                     {t(i18n::LEADERBOARD_DOWNLOAD_CSV)}
                 </a>
+                <select id="board-scope" title=t(i18n::LEADERBOARD_SCOPE_TITLE)
+                    on:change=move |ev| portal.set(event_target_value(&ev) == "portal")>
+                    <option value="project" selected=move || !portal.get()>
+                        {t(i18n::LEADERBOARD_SCOPE_PROJECT)}
+                    </option>
+                    <option value="portal" selected=move || portal.get()>
+                        {t(i18n::LEADERBOARD_SCOPE_PORTAL)}
+                    </option>
+                </select>
             </div>
             <div class="toolbar">
                 <input
@@ -201,10 +217,16 @@ pub fn LeaderboardPage() -> impl IntoView {
                             </tr>
                         </Show>
                         // Rows are rebuilt only when something they show has changed.
+                        // The board's scope is in the key: a run on both boards is drawn
+                        // again in the other's manner.
                         <For
-                            each=move || rows.get()
-                            key=|run| {
+                            each=move || {
+                                portal.track();
+                                rows.get()
+                            }
+                            key=move |run| {
                                 (
+                                    portal.get_untracked(),
                                     run.id,
                                     run.status.as_str(),
                                     run.tally.answered,
@@ -213,7 +235,7 @@ pub fn LeaderboardPage() -> impl IntoView {
                                     run.human.map(|h| (h.correct, h.answered, h.resolved)),
                                 )
                             }
-                            children=move |run| view! { <RunRow run selected /> }
+                            children=move |run| view! { <RunRow run selected portal=portal.get_untracked() /> }
                         />
                     </tbody>
                 </table>
@@ -223,6 +245,13 @@ pub fn LeaderboardPage() -> impl IntoView {
             </p>
         </section>
     }
+}
+
+/// The query as asked now, with the board's scope, read without tracking.
+fn asked_untracked(query: RwSignal<LeaderboardQuery>, portal: RwSignal<bool>) -> LeaderboardQuery {
+    let mut q = query.get_untracked();
+    q.scope = portal.get_untracked().then(|| "portal".to_owned());
+    q
 }
 
 /// Which questions every run is scored on: exam years, blocks, section, specialty, text-only.

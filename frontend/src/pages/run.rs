@@ -155,7 +155,15 @@ fn RunView(id: i64) -> impl IntoView {
         });
     };
     let actions = move || {
-        let status = state.with(|s| s.latest.as_ref().map(|d| d.run.status))?;
+        let (status, published) =
+            state.with(|s| s.latest.as_ref().map(|d| (d.run.status, d.run.published)))?;
+        // On the portal-wide leaderboard, or off it (docs/projects.md).
+        let publish_button = view! {
+            <button id="publish-run" type="button" data-published=published.to_string()
+                on:click=move |_| act(if published { "unpublish" } else { "publish" })>
+                {t(if published { i18n::RUN_UNPUBLISH } else { i18n::RUN_PUBLISH })}
+            </button>
+        };
         let cancel = (!status.is_finished()).then(|| {
             view! {
                 <button id="cancel-run" type="button" on:click=move |_| act("cancel")>
@@ -174,6 +182,7 @@ fn RunView(id: i64) -> impl IntoView {
             <div class="actions">
                 {cancel}
                 {retry}
+                {publish_button}
                 <a class="button" href=format!("/api/runs/{id}/export?format=jsonl") download>
                     {t(i18n::RUN_EXPORT_ANSWERS_JSONL)}
                 </a>

@@ -163,6 +163,7 @@ impl Db {
     /// The audit log, oldest first: of one task, of one item, or all.
     pub async fn audit_log(
         &self,
+        project: Option<i64>,
         task: Option<i64>,
         item: Option<i64>,
         page: Option<crate::page::Page>,
@@ -170,11 +171,14 @@ impl Db {
         let rows = sqlx::query(&format!(
             "SELECT l.id, l.at, u.username, l.action, l.task_id, l.item_id, l.before_value, \
                     l.after_value FROM audit_log l JOIN users u ON u.id = l.actor_id \
-             WHERE (l.task_id = $1 OR $1 = -1) AND (l.item_id = $2 OR $2 = -1) ORDER BY l.id {}",
+             WHERE (l.task_id = $1 OR $1 = -1) AND (l.item_id = $2 OR $2 = -1) \
+               AND ($3 = -1 OR l.task_id IN (SELECT t.id FROM grading_tasks t \
+                                            WHERE t.project_id = $3)) ORDER BY l.id {}",
             page.map(|p| p.sql()).unwrap_or_default()
         ))
         .bind(task.unwrap_or(-1))
         .bind(item.unwrap_or(-1))
+        .bind(project.unwrap_or(-1))
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -225,7 +229,11 @@ impl Db {
     /// Items whose current grades say "gold looks wrong", per exam set question, for the
     /// exam sets `owner` uploaded (or every exam set for `None`; sets uploaded before
     /// owners were recorded count as everyone's).
-    pub async fn gold_flags(&self, owner: Option<i64>) -> Result<Vec<GoldFlag>, DbError> {
+    pub async fn gold_flags(
+        &self,
+        scope: &crate::db::projects::Scope,
+        owner: Option<i64>,
+    ) -> Result<Vec<GoldFlag>, DbError> {
         let rows = sqlx::query(
             "SELECT e.name AS exam_set, q.body, i.problem_id, x.annotator_id, g.comment \
              FROM grades g JOIN grading_assignments x ON x.id = g.assignment_id \
@@ -235,9 +243,11 @@ impl Db {
              WHERE g.version = (SELECT MAX(g2.version) FROM grades g2 WHERE g2.assignment_id = g.assignment_id) \
              AND g.flags LIKE '%gold_wrong%' \
              AND ($1 = -1 OR e.uploaded_by = $1 OR e.uploaded_by IS NULL) \
+             AND t.project_id = $2 \
              ORDER BY e.name, i.problem_id",
         )
         .bind(owner.unwrap_or(-1))
+        .bind(scope.project)
         .fetch_all(&self.pool)
         .await?;
         let mut out: Vec<GoldFlag> = Vec::new();
