@@ -381,17 +381,35 @@ async fn gate(
     kind: crate::db::projects::Owned,
 ) -> Result<(), ApiError> {
     use crate::db::projects::{Owned, Visibility};
-    let Some(segment) = paths::object_segment(endpoint.path, req.match_info().as_str()) else {
-        return Ok(());
-    };
-    let Ok(key) = segment.parse::<i64>() else {
-        return Ok(());
-    };
+    // Fails closed: the id is plain ASCII digits or nothing reaches the handler. (The router's
+    // path keeps `%2B` encoded while a handler's path extractor decodes it, and `+5` parses as
+    // 5: a check that let a non-number through would let `%2B5` past it.)
+    let segment = paths::object_segment(endpoint.path, req.match_info().as_str())
+        .ok_or_else(|| ApiError::NotFound(format!("no such {}", kind.noun())))?;
+    let key = parse_key(segment).ok_or_else(|| {
+        ApiError::BadRequest(format!("{} id {segment:?} is not a number", kind.noun()))
+    })?;
     let missing = || ApiError::NotFound(format!("{} {key} does not exist", kind.noun()));
-    let visibility = if kind == Owned::Project && principal.is_admin() {
-        match state.db.project(key, principal.user.id).await? {
-            Some(_) => Visibility::Own,
-            None => Visibility::Hidden,
+    let visibility = if kind == Owned::Project {
+        // A token reaches only the project it acts in; a session, the projects its account is
+        // a member of (an admin's: every one).
+        let reachable = match &principal.credential {
+            Credential::Token { .. } => principal.project.as_ref().is_some_and(|p| p.id == key),
+            Credential::Session { .. } if principal.is_admin() => {
+                state.db.project(key, principal.user.id).await?.is_some()
+            }
+            Credential::Session { .. } => {
+                let scope = crate::db::projects::Scope {
+                    project: -1,
+                    user: principal.user.id,
+                };
+                state.db.visibility(&scope, kind, key).await? == Visibility::Own
+            }
+        };
+        if reachable {
+            Visibility::Own
+        } else {
+            Visibility::Hidden
         }
     } else {
         let Ok(scope) = principal.scope() else {
@@ -408,6 +426,14 @@ async fn gate(
         ))),
         Visibility::Hidden => Err(missing()),
     }
+}
+
+/// An object's id as a path writes it: ASCII digits only (no sign, no space), within `i64`.
+pub fn parse_key(segment: &str) -> Option<i64> {
+    if segment.is_empty() || !segment.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    segment.parse().ok()
 }
 
 /// The account behind a request's API token or session cookie.
@@ -617,6 +643,24 @@ impl PrincipalCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn object_ids_are_plain_digits() {
+        assert_eq!(parse_key("17"), Some(17));
+        assert_eq!(parse_key("007"), Some(7));
+        for bad in [
+            "+5",
+            "-1",
+            " 5",
+            "5 ",
+            "",
+            "%2B5",
+            "1e3",
+            "99999999999999999999",
+        ] {
+            assert_eq!(parse_key(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn roles_grant_what_the_access_levels_say() {

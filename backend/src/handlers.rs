@@ -29,8 +29,8 @@ use crate::state::AppState;
 
 /// The id in a path (`/api/runs/{id}`), or 400 naming what it should have been.
 pub fn parse_id(what: &str, path: &str) -> Result<i64, ApiError> {
-    path.parse()
-        .map_err(|_| ApiError::BadRequest(format!("{what} id {path:?} is not a number")))
+    crate::auth::parse_key(path)
+        .ok_or_else(|| ApiError::BadRequest(format!("{what} id {path:?} is not a number")))
 }
 
 /// A name inside the model store: no path, nothing hidden.

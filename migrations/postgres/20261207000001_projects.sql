@@ -41,20 +41,23 @@ WHERE p.slug = 'default'
 ALTER TABLE exam_sets ADD COLUMN project_id BIGINT REFERENCES projects (id);
 UPDATE exam_sets SET project_id = (SELECT id FROM projects WHERE slug = 'default');
 ALTER TABLE exam_sets ALTER COLUMN project_id SET NOT NULL;
-ALTER TABLE exam_sets DROP CONSTRAINT IF EXISTS exam_sets_name_content_hash_key;
+ALTER TABLE exam_sets DROP CONSTRAINT exam_sets_name_content_hash_key;
 ALTER TABLE exam_sets ADD CONSTRAINT exam_sets_project_name_content_hash_key
     UNIQUE (project_id, name, content_hash);
 
 ALTER TABLE runs ADD COLUMN project_id BIGINT REFERENCES projects (id);
 UPDATE runs SET project_id = (SELECT id FROM projects WHERE slug = 'default');
+ALTER TABLE runs ALTER COLUMN project_id SET NOT NULL;
 CREATE INDEX runs_project ON runs (project_id, id);
 
 ALTER TABLE tunings ADD COLUMN project_id BIGINT REFERENCES projects (id);
 UPDATE tunings SET project_id = (SELECT id FROM projects WHERE slug = 'default');
+ALTER TABLE tunings ALTER COLUMN project_id SET NOT NULL;
 CREATE INDEX tunings_project ON tunings (project_id, id);
 
 ALTER TABLE grading_tasks ADD COLUMN project_id BIGINT REFERENCES projects (id);
 UPDATE grading_tasks SET project_id = (SELECT id FROM projects WHERE slug = 'default');
+ALTER TABLE grading_tasks ALTER COLUMN project_id SET NOT NULL;
 CREATE INDEX grading_tasks_project ON grading_tasks (project_id, id);
 
 -- An exam set shared read-only with another project.

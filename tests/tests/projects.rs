@@ -233,6 +233,28 @@ async fn projects_on(database_url: String) {
             assert!(!body.contains(secret), "{what} reveals {secret}");
         }
         if endpoint.object.is_some() {
+            // Another spelling of the same id never slips past the check: `%2B5` is `+5` to a
+            // handler's path extractor, which parses it as 5.
+            for spelling in [
+                format!("%2B{real}"),
+                format!("+{real}"),
+                format!("{real}%20"),
+            ] {
+                let odd = fill(0).replacen('0', &spelling, 1);
+                let mut again = as_session(&app, &olga, method.clone(), &odd);
+                if method == Method::POST {
+                    again = again.json(&bodies);
+                }
+                let (odd_status, odd_body) = body_of(again.send().await.expect("request")).await;
+                assert!(
+                    odd_status == StatusCode::BAD_REQUEST || odd_status == StatusCode::NOT_FOUND,
+                    "{} {odd} as olga: {odd_status} {odd_body}",
+                    endpoint.method
+                );
+                for secret in SECRETS {
+                    assert!(!odd_body.contains(secret), "{odd} reveals {secret}");
+                }
+            }
             // Exactly what a missing id answers.
             let missing = fill(987_654_321);
             let mut again = as_session(&app, &olga, method.clone(), &missing);
@@ -449,6 +471,33 @@ async fn projects_on(database_url: String) {
         .await
         .expect("board body");
     assert_eq!(board.len(), 1);
+    // A token reaches its own project only, even where its account is a member of more.
+    let projects: Vec<ProjectSummary> = with_token(Method::GET, "/api/projects")
+        .send()
+        .await
+        .expect("projects")
+        .json()
+        .await
+        .expect("projects body");
+    assert_eq!(
+        projects.iter().map(|p| p.slug.as_str()).collect::<Vec<_>>(),
+        vec!["beta"]
+    );
+    let elsewhere = with_token(Method::GET, &format!("/api/projects/{}", a.project))
+        .send()
+        .await
+        .expect("project");
+    assert_eq!(elsewhere.status(), StatusCode::NOT_FOUND);
+    // Even an admin's token: it acts in the default project, and beta's members are not its
+    // business (the admin's browser session may switch there).
+    let admins = app
+        .client
+        .post(app.url(&format!("/api/projects/{}/members", beta.project.id)))
+        .json(&json!({"username": "annie", "role": "owner"}))
+        .send()
+        .await
+        .expect("members");
+    assert_eq!(admins.status(), StatusCode::NOT_FOUND);
     let write = with_token(Method::POST, &format!("/api/runs/{}/cancel", beta_run.id))
         .send()
         .await
@@ -700,10 +749,17 @@ async fn in_the_browser_projects_switch_and_runs_publish() {
         .expect("me body");
     assert!(me.read_only);
     assert_eq!(me.project.map(|p| p.slug), Some("beta".to_owned()));
+    // Read with the new token: the admin's test token acts in the default project.
     let detail: ProjectDetail = app
-        .get_json(&format!("/api/projects/{}", other.project.id))
+        .anonymous
+        .get(app.url(&format!("/api/projects/{}", other.project.id)))
+        .bearer_auth(token.trim())
+        .send()
         .await
-        .expect("detail");
+        .expect("detail")
+        .json()
+        .await
+        .expect("detail body");
     assert!(
         detail
             .members

@@ -19,9 +19,7 @@ pub(crate) async fn me_of(
     caller: &crate::auth::Principal,
 ) -> Result<kokushi_shared::api::Me, ApiError> {
     let mut me = caller.me();
-    me.projects = state
-        .db
-        .projects_of(caller.user.id, caller.is_admin())
+    me.projects = reachable(state, caller)
         .await?
         .into_iter()
         .map(|p| kokushi_shared::api::ProjectRef {
@@ -34,18 +32,30 @@ pub(crate) async fn me_of(
     Ok(me)
 }
 
+/// The projects a request may reach: a session's, every project its account is a member of
+/// (an admin's: every project); an API token's, only the one it acts in.
+async fn reachable(
+    state: &AppState,
+    caller: &crate::auth::Principal,
+) -> Result<Vec<kokushi_shared::api::ProjectSummary>, ApiError> {
+    let mut list = state
+        .db
+        .projects_of(caller.user.id, caller.is_admin())
+        .await?;
+    if matches!(caller.credential, Credential::Token { .. }) {
+        let own = caller.project.as_ref().map(|p| p.id);
+        list.retain(|p| Some(p.id) == own);
+    }
+    Ok(list)
+}
+
 /// `GET /api/projects`: the caller's projects with their role in each (an admin's: every
-/// project), by name.
+/// project; an API token's: its own), by name.
 pub async fn projects(
     caller: crate::auth::Member,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(
-        state
-            .db
-            .projects_of(caller.user.id, caller.is_admin())
-            .await?,
-    ))
+    Ok(HttpResponse::Ok().json(reachable(&state, &caller).await?))
 }
 
 /// `POST /api/projects` (admins): a new project with its first owners; 201 with it, 409 when
@@ -280,24 +290,14 @@ async fn set_published(
     Ok(HttpResponse::Ok().json(summary))
 }
 
-/// Refuses (403) sharing an exam set by anyone but the account that uploaded it, the project's
-/// owner or an admin.
-async fn ensure_uploader(
-    caller: &crate::auth::Principal,
-    state: &AppState,
-    id: i64,
-) -> Result<(), ApiError> {
-    let uploader = state
-        .db
-        .exam_set_owner(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("exam set {id} does not exist")))?;
-    if uploader == Some(caller.user.id) || caller.owns_project() {
+/// Refuses (403) sharing an exam set by anyone but the project's owners and admins: sharing
+/// names another project, and reaches into its list.
+fn ensure_sharer(caller: &crate::auth::Principal, id: i64) -> Result<(), ApiError> {
+    if caller.owns_project() {
         Ok(())
     } else {
         Err(ApiError::Forbidden(format!(
-            "only the account that uploaded exam set {id}, the project's owner or an admin may \
-             share it"
+            "only the project's owners or an admin may share exam set {id} with another project"
         )))
     }
 }
@@ -312,7 +312,7 @@ pub async fn share_exam_set(
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id("exam set", &path)?;
     let scope = caller.scope()?;
-    ensure_uploader(&caller, &state, id).await?;
+    ensure_sharer(&caller, id)?;
     state
         .db
         .set_shared(&scope, id, body.project.trim(), true)
@@ -331,7 +331,7 @@ pub async fn unshare_exam_set(
     let (set, project) = path.into_inner();
     let id = parse_id("exam set", &set)?;
     let scope = caller.scope()?;
-    ensure_uploader(&caller, &state, id).await?;
+    ensure_sharer(&caller, id)?;
     state
         .db
         .set_shared(&scope, id, project.trim(), false)

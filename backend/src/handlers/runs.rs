@@ -76,12 +76,18 @@ pub async fn create_run(
         )));
     }
     let model = run_model(&state, req.model.trim())?;
+    // Another project's adapter is not the caller's to use (nor to know of), by any field.
+    let foreign = state.db.foreign_adapters(&scope).await?;
+    if foreign.contains(&model) {
+        return Err(ApiError::NotFound(format!(
+            "model {model:?} is not in the model store"
+        )));
+    }
     let adapter = match req.adapter.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(name) => {
             let name = plain_name("adapter", name)?;
-            // Another project's adapter is not the caller's to use (nor to know of).
-            if state.db.foreign_adapters(&scope).await?.contains(&name) {
+            if foreign.contains(&name) {
                 return Err(ApiError::NotFound(format!(
                     "adapter {name:?} is not in the model store"
                 )));

@@ -31,6 +31,17 @@ pub async fn create_tuning(
     let scope = principal.scope()?;
     ensure_queue_room(&state, &principal).await?;
     let base_model = plain_name("base_model", &req.base_model)?;
+    // Another project's adapter is not a base the caller may name (nor know of).
+    if state
+        .db
+        .foreign_adapters(&scope)
+        .await?
+        .contains(&base_model)
+    {
+        return Err(ApiError::NotFound(format!(
+            "base model {base_model:?} is not in the model store"
+        )));
+    }
     let adapter = plain_name("adapter", &req.adapter)?;
     kokushi_worker::resolve_model(&state.model_store, &base_model)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;

@@ -618,7 +618,7 @@ pub(super) fn describe(method: &str, path: &str) -> Option<Doc> {
             Answer::Json(slugs()),
         )
         .about(
-            "By the account that uploaded it, the project's owner or an admin. The other \
+            "By the project's owners or an admin. The other \
              project lists the set, reads it and runs on it; changing it stays with its own \
              project (403). Answers the slugs it is shared with.",
         )
