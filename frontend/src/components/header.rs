@@ -85,7 +85,7 @@ pub fn Header() -> impl IntoView {
 /// The project the session acts in; with several, a switch to another, after which the page
 /// loads again in it.
 #[component]
-fn ProjectSwitch() -> impl IntoView {
+pub(crate) fn ProjectSwitch() -> impl IntoView {
     let session = Session::get();
     move || {
         let (current, list) = session.0.with(|s| match s {

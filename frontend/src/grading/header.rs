@@ -1,13 +1,13 @@
 //! The grading app's header: the brand and, for researchers, the portal's pages (page loads:
-//! another bundle), the grading home, the language switch and the signed-in account with
-//! sign-out.
+//! another bundle), the grading home, project settings, the project the session acts in (a
+//! switch), the language switch and the signed-in account with sign-out.
 
 use leptos::prelude::*;
 
 use kokushi_shared::api::Role;
 
 use crate::api;
-use crate::components::header::LocaleSwitch;
+use crate::components::header::{LocaleSwitch, ProjectSwitch};
 use crate::i18n::{self, t};
 use crate::paths;
 use crate::session::{Session, SessionState};
@@ -50,6 +50,7 @@ pub fn GradingHeader() -> impl IntoView {
                 })}
                 {admin.then(|| view! { <a href=paths::WORKERS rel="external">{t(i18n::COMMON_NAV_WORKERS)}</a> })}
                 <a href=paths::GRADING>{t(i18n::GRADING_TITLE)}</a>
+                <a id="nav-projects" href=paths::PROJECTS rel="external">{t(i18n::COMMON_NAV_PROJECT)}</a>
             </nav>
         }
     };
@@ -61,6 +62,7 @@ pub fn GradingHeader() -> impl IntoView {
             </a>
             {nav}
             <span class="tagline">{t(i18n::GRADING_TAGLINE)}</span>
+            <ProjectSwitch />
             <LocaleSwitch />
             {account}
         </header>
