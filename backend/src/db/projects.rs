@@ -308,15 +308,7 @@ impl Db {
         .await?
         .try_get("id")?;
         for owner in owners {
-            sqlx::query(
-                "INSERT INTO project_members (project_id, user_id, role, added_at) \
-                 VALUES ($1, $2, 'owner', $3)",
-            )
-            .bind(id)
-            .bind(owner)
-            .bind(&now)
-            .execute(&mut *tx)
-            .await?;
+            Self::insert_member(&mut tx, id, *owner, ProjectRole::Owner).await?;
         }
         tx.commit().await?;
         self.project(id, by).await
@@ -331,15 +323,8 @@ impl Db {
         role: ProjectRole,
     ) -> Result<(), DbError> {
         let mut tx = self.begin_write().await?;
-        let current =
-            sqlx::query("SELECT role FROM project_members WHERE project_id = $1 AND user_id = $2")
-                .bind(project)
-                .bind(user)
-                .fetch_optional(&mut *tx)
-                .await?;
-        match current {
-            Some(row) => {
-                let was = role_of(&row, "role")?;
+        match Self::member_role(&mut tx, project, user).await? {
+            Some(was) => {
                 if was == ProjectRole::Owner && role != ProjectRole::Owner {
                     Self::keep_an_owner(&mut tx, project, user).await?;
                 }
@@ -352,18 +337,7 @@ impl Db {
                 .execute(&mut *tx)
                 .await?;
             }
-            None => {
-                sqlx::query(
-                    "INSERT INTO project_members (project_id, user_id, role, added_at) \
-                     VALUES ($1, $2, $3, $4)",
-                )
-                .bind(project)
-                .bind(user)
-                .bind(role.id())
-                .bind(now_rfc3339())
-                .execute(&mut *tx)
-                .await?;
-            }
+            None => Self::insert_member(&mut tx, project, user, role).await?,
         }
         tx.commit().await?;
         Ok(())
@@ -373,17 +347,11 @@ impl Db {
     /// project's last owner.
     pub async fn remove_member(&self, project: i64, user: i64) -> Result<bool, DbError> {
         let mut tx = self.begin_write().await?;
-        let current =
-            sqlx::query("SELECT role FROM project_members WHERE project_id = $1 AND user_id = $2")
-                .bind(project)
-                .bind(user)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let Some(row) = current else {
+        let Some(role) = Self::member_role(&mut tx, project, user).await? else {
             tx.rollback().await?;
             return Ok(false);
         };
-        if role_of(&row, "role")? == ProjectRole::Owner {
+        if role == ProjectRole::Owner {
             Self::keep_an_owner(&mut tx, project, user).await?;
         }
         sqlx::query("DELETE FROM project_members WHERE project_id = $1 AND user_id = $2")
@@ -450,17 +418,43 @@ impl Db {
             .execute(&mut **tx)
             .await?;
         if let Some(role) = role {
-            sqlx::query(
-                "INSERT INTO project_members (project_id, user_id, role, added_at) \
-                 VALUES ($1, $2, $3, $4)",
-            )
+            Self::insert_member(tx, project, user, role).await?;
+        }
+        Ok(())
+    }
+
+    /// An account's role in a project, inside the caller's transaction; `None`: not a member.
+    async fn member_role(
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        project: i64,
+        user: i64,
+    ) -> Result<Option<ProjectRole>, DbError> {
+        sqlx::query("SELECT role FROM project_members WHERE project_id = $1 AND user_id = $2")
             .bind(project)
             .bind(user)
-            .bind(role.id())
-            .bind(now_rfc3339())
-            .execute(&mut **tx)
-            .await?;
-        }
+            .fetch_optional(&mut **tx)
+            .await?
+            .map(|row| role_of(&row, "role"))
+            .transpose()
+    }
+
+    /// Makes an account a member of a project, inside the caller's transaction.
+    async fn insert_member(
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        project: i64,
+        user: i64,
+        role: ProjectRole,
+    ) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO project_members (project_id, user_id, role, added_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(project)
+        .bind(user)
+        .bind(role.id())
+        .bind(now_rfc3339())
+        .execute(&mut **tx)
+        .await?;
         Ok(())
     }
 

@@ -124,18 +124,25 @@ pub async fn project_detail(
     Ok(HttpResponse::Ok().json(project))
 }
 
-/// Refuses (403) a change to a project's members by anyone but its owners and admins.
-fn ensure_project_owner(
+/// The project as the caller sees it, for a change to its members: refused (403) to anyone
+/// but its owners and admins.
+async fn project_to_change(
     caller: &crate::auth::Principal,
-    state_project: &kokushi_shared::api::ProjectDetail,
-) -> Result<(), ApiError> {
-    let owner = state_project.project.role == Some(kokushi_shared::api::ProjectRole::Owner);
+    state: &AppState,
+    id: i64,
+) -> Result<kokushi_shared::api::ProjectDetail, ApiError> {
+    let project = state
+        .db
+        .project(id, caller.user.id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("project {id} does not exist")))?;
+    let owner = project.project.role == Some(kokushi_shared::api::ProjectRole::Owner);
     if owner || caller.is_admin() {
-        Ok(())
+        Ok(project)
     } else {
         Err(ApiError::Forbidden(format!(
             "only an owner of project {} or an admin may change its members",
-            state_project.project.slug
+            project.project.slug
         )))
     }
 }
@@ -149,12 +156,7 @@ pub async fn set_member(
     body: web::Json<SetMember>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id("project", &path)?;
-    let project = state
-        .db
-        .project(id, caller.user.id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("project {id} does not exist")))?;
-    ensure_project_owner(&caller, &project)?;
+    project_to_change(&caller, &state, id).await?;
     let user = account_id(&state, &body.username).await?;
     state.db.set_member(id, user, body.role).await?;
     state.principals.clear();
@@ -183,12 +185,7 @@ pub async fn remove_member(
     let (project_id, user_id) = path.into_inner();
     let id = parse_id("project", &project_id)?;
     let user = parse_id("user", &user_id)?;
-    let project = state
-        .db
-        .project(id, caller.user.id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("project {id} does not exist")))?;
-    ensure_project_owner(&caller, &project)?;
+    let project = project_to_change(&caller, &state, id).await?;
     if !state.db.remove_member(id, user).await? {
         return Err(ApiError::NotFound(format!(
             "account {user} is not a member of project {}",
