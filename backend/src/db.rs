@@ -8,6 +8,7 @@
 pub mod accounts;
 mod exam_sets;
 pub mod grading;
+pub mod judges;
 mod predictions;
 pub mod projects;
 pub mod rule_packs;

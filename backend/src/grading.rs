@@ -475,14 +475,38 @@ pub(crate) async fn grades_export(db: &Db, task_id: i64, format: &str) -> Result
         }
     }
     rows.sort_by(|a, b| (a.1, &a.0, &a.4, a.5.version).cmp(&(b.1, &b.0, &b.4, b.5.version)));
+    // The latest judge run's verdict on each item, with its label: never mixed into the human
+    // columns.
+    let judge = match db.grading_task(task_id).await? {
+        Some(task) => crate::judging::latest_verdicts(db, task_id, task.exam_set_id).await?,
+        None => None,
+    };
+    let judge_of = |item: i64| -> (String, String) {
+        let Some((detail, verdicts)) = &judge else {
+            return (String::new(), String::new());
+        };
+        let label = if detail.gate.calibrated {
+            "calibrated"
+        } else {
+            "uncalibrated"
+        };
+        let verdict = match verdicts.get(&item) {
+            Some(Some(v)) => v.id().to_owned(),
+            Some(None) => "none".to_owned(),
+            None => String::new(),
+        };
+        (verdict, format!("judge run {} ({label})", detail.run.id))
+    };
     if format == "jsonl" {
         let mut out = String::new();
         for (kind, item, run, pid, annotator, g) in &rows {
+            let (judge_verdict, judge) = judge_of(*item);
             let line = serde_json::json!({
                 "task_id": task_id, "kind": kind, "item_id": item, "run_id": run,
                 "problem_id": pid, "annotator": annotator, "version": g.version,
                 "verdict": g.verdict, "letters": g.letters, "rationale": g.rationale,
                 "flags": g.flags, "comment": g.comment, "saved_by": g.by, "at": g.at,
+                "judge_verdict": judge_verdict, "judge": judge,
             });
             out.push_str(&line.to_string());
             out.push('\n');
@@ -504,8 +528,11 @@ pub(crate) async fn grades_export(db: &Db, task_id: i64, format: &str) -> Result
         "comment",
         "saved_by",
         "at",
+        "judge_verdict",
+        "judge",
     ]);
     for (kind, item, run, pid, annotator, g) in &rows {
+        let (judge_verdict, judge) = judge_of(*item);
         w.record(&[
             task_id.into(),
             kind.as_str().into(),
@@ -521,6 +548,8 @@ pub(crate) async fn grades_export(db: &Db, task_id: i64, format: &str) -> Result
             (&g.comment).into(),
             (&g.by).into(),
             (&g.at).into(),
+            Field::owned(judge_verdict),
+            Field::owned(judge),
         ]);
     }
     Ok(w.finish())

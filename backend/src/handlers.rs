@@ -12,6 +12,7 @@ pub mod accounts;
 pub mod compare;
 pub mod exam_sets;
 pub mod grading;
+pub mod judges;
 pub mod leaderboard;
 pub mod lineage;
 pub mod live;

@@ -161,6 +161,54 @@ pub async fn apply(db: &Db, queue: &dyn JobQueue, event: &WorkerEvent) -> Result
         WorkerEvent::TuneFailed {
             tuning_id, error, ..
         } => Ok(db.fail_tuning(*tuning_id, attempt, error).await?),
+        WorkerEvent::JudgeStarted {
+            judge_run_id,
+            worker,
+            model_info,
+            prompt_id,
+            ..
+        } => Ok(db
+            .mark_judge_running(
+                *judge_run_id,
+                attempt,
+                worker,
+                model_info,
+                prompt_id.as_deref(),
+            )
+            .await?),
+        WorkerEvent::JudgeAnswer {
+            judge_run_id,
+            record,
+            ..
+        } => {
+            if !db.record_judge_grade(*judge_run_id, record).await? {
+                tracing::warn!(judge_run_id, item = %record.problem_id, "judge grade of an item the judge run's task does not have; ignored");
+            }
+            Ok(())
+        }
+        WorkerEvent::JudgeFinished { judge_run_id, .. } => {
+            if db.finish_judge_run(*judge_run_id, attempt, None).await? {
+                tracing::info!(judge_run_id, "judge run succeeded");
+            } else if let Some(job) = crate::judging::job_of(db, *judge_run_id).await? {
+                tracing::warn!(
+                    judge_run_id,
+                    missing = job.questions.len(),
+                    "the worker finished but judge grades are missing (lost events); publishing them again"
+                );
+                queue.publish_job(&job.into()).await?;
+            }
+            Ok(())
+        }
+        WorkerEvent::JudgeFailed {
+            judge_run_id,
+            error,
+            ..
+        } => {
+            tracing::info!(judge_run_id, error = ?error, "judge run failed");
+            db.finish_judge_run(*judge_run_id, attempt, Some(error))
+                .await?;
+            Ok(())
+        }
     }
 }
 
@@ -179,6 +227,11 @@ pub async fn reconcile(db: &Db, queue: &dyn JobQueue) -> Result<usize, IngestErr
         .collect();
     for row in db.unfinished_tunings().await? {
         jobs.push(crate::tuning::job_of(db, &row).await?);
+    }
+    for judge_run_id in db.unfinished_judge_runs().await? {
+        if let Some(job) = crate::judging::job_of(db, judge_run_id).await? {
+            jobs.push(job.into());
+        }
     }
     for job in &jobs {
         queue.publish_job(job).await?;

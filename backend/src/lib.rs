@@ -24,6 +24,7 @@ pub mod handlers;
 pub mod headers;
 pub mod import;
 pub mod ingest;
+pub mod judging;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;

@@ -10,8 +10,8 @@ use crate::auth::Access;
 use crate::db::projects::Owned;
 use crate::error::ApiError;
 use crate::handlers::{
-    accounts, compare, exam_sets, grading, leaderboard, lineage, live, metrics, projects, rules,
-    runs, system, tunings,
+    accounts, compare, exam_sets, grading, judges, leaderboard, lineage, live, metrics, projects,
+    rules, runs, system, tunings,
 };
 
 /// One endpoint of the API.
@@ -119,6 +119,14 @@ endpoints! {
     post "/api/runs/{id}/unpublish" Researcher [Run] => projects::unpublish_run;
     post "/api/exam-sets/{id}/shares" Researcher [ExamSet] => projects::share_exam_set;
     delete "/api/exam-sets/{id}/shares/{project}" Researcher [ExamSet] => projects::unshare_exam_set;
+    get "/api/judge-prompts" Researcher => judges::judge_prompts;
+    post "/api/judge-prompts" Researcher => judges::add_judge_prompt;
+    get "/api/grading/tasks/{id}/judges" Researcher [GradingTask] => judges::judge_runs;
+    post "/api/grading/tasks/{id}/judges" Researcher [GradingTask] => judges::create_judge_run;
+    post "/api/grading/tasks/{id}/judges/{judge_id}/cancel" Researcher [GradingTask] => judges::cancel_judge_run;
+    post "/api/grading/tasks/{id}/judges/{judge_id}/retry" Researcher [GradingTask] => judges::retry_judge_run;
+    get "/api/judging" Researcher => judges::judging_settings;
+    post "/api/judging" Researcher => judges::set_judging_settings;
 }
 
 /// Registers every endpoint, then a JSON 404 for any other `/api` path. The access check

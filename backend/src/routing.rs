@@ -31,6 +31,10 @@ fn work_of(job: &Job) -> (&str, kokushi_worker::eval::Workload) {
             &j.model,
             kokushi_worker::eval_workload(j.settings.max_new_tokens, 1),
         ),
+        Job::Judge(j) => (
+            &j.model,
+            kokushi_worker::eval_workload(j.settings.max_new_tokens, 1),
+        ),
         Job::Tune(j) => (
             &j.base_model,
             kokushi_worker::eval::Workload {

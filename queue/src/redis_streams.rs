@@ -591,19 +591,19 @@ impl JobQueue for RedisQueue {
     }
 
     async fn publish_event(&self, event: &WorkerEvent) -> Result<(), QueueError> {
-        let WorkerEvent::Answer { job_id, record, .. } = event else {
+        let Some((job_id, problem_id)) = event.answered() else {
             return self.add(&self.events_key, event).await;
         };
         // The answer and the note that it exists go together or not at all, so a worker that
         // takes the job over neither repeats nor skips a question.
         let data = serde_json::to_string(event).unwrap_or_default();
-        let answered = self.answered_key(*job_id);
+        let answered = self.answered_key(job_id);
         let mut conn = self.conn.clone();
         let _: () = redis::pipe()
             .atomic()
             .xadd(&self.events_key, "*", &[("data", data)])
             .ignore()
-            .sadd(&answered, &record.problem_id)
+            .sadd(&answered, problem_id)
             .ignore()
             .expire(&answered, ANSWERED_TTL_SECS)
             .ignore()

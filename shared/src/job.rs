@@ -12,6 +12,7 @@ use crate::prompt::PromptFormat;
 pub enum Job {
     Eval(EvalJob),
     Tune(TuneJob),
+    Judge(JudgeJob),
 }
 
 impl Job {
@@ -19,6 +20,7 @@ impl Job {
         match self {
             Job::Eval(j) => j.job_id,
             Job::Tune(j) => j.job_id,
+            Job::Judge(j) => j.job_id,
         }
     }
 
@@ -27,6 +29,7 @@ impl Job {
         match self {
             Job::Eval(j) => j.attempt,
             Job::Tune(j) => j.attempt,
+            Job::Judge(j) => j.attempt,
         }
     }
 
@@ -35,6 +38,7 @@ impl Job {
         match self {
             Job::Eval(j) => j.needs,
             Job::Tune(j) => j.needs,
+            Job::Judge(j) => j.needs,
         }
     }
 
@@ -43,6 +47,7 @@ impl Job {
         match self {
             Job::Eval(j) => j.needs = needs,
             Job::Tune(j) => j.needs = needs,
+            Job::Judge(j) => j.needs = needs,
         }
     }
 
@@ -50,6 +55,7 @@ impl Job {
         match self {
             Job::Eval(j) => j.priority,
             Job::Tune(j) => j.priority,
+            Job::Judge(j) => j.priority,
         }
     }
 }
@@ -58,6 +64,39 @@ impl From<EvalJob> for Job {
     fn from(job: EvalJob) -> Self {
         Job::Eval(job)
     }
+}
+
+impl From<JudgeJob> for Job {
+    fn from(job: JudgeJob) -> Self {
+        Job::Judge(job)
+    }
+}
+
+/// A judge job: a model grades the items of a grading task (`kokushi_shared::judge`). Each item
+/// is one question: `problem_id` is the item's id, the text is the judge prompt filled with
+/// what an annotator sees of it, the choices are the rubric's verdicts
+/// ([`crate::judge::VERDICT_CHOICES`]). The one kind of job that carries gold answers to a
+/// worker — inside the judge prompt, as the annotators see them — and never a model's or
+/// run's name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JudgeJob {
+    pub job_id: i64,
+    pub judge_run_id: i64,
+    /// Which attempt of the job this is (see [`EvalJob::attempt`]).
+    #[serde(default = "first_attempt")]
+    pub attempt: u32,
+    /// The judge model: a name inside the worker's model store, or a remote model.
+    pub model: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<String>,
+    /// How each item's prompt is put and answered (no worked examples).
+    #[serde(flatten)]
+    pub settings: EvalSettings,
+    pub questions: Vec<JobQuestion>,
+    #[serde(default)]
+    pub priority: Priority,
+    #[serde(default)]
+    pub needs: Needs,
 }
 
 impl From<TuneJob> for Job {
@@ -503,6 +542,38 @@ pub enum WorkerEvent {
         tuning_id: i64,
         error: String,
     },
+    /// A judge job started: the judge model is loaded.
+    JudgeStarted {
+        job_id: i64,
+        #[serde(default = "first_attempt")]
+        attempt: u32,
+        judge_run_id: i64,
+        worker: String,
+        model_info: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prompt_id: Option<String>,
+    },
+    /// The judge's answer on one item (`record.problem_id` is the item's id).
+    JudgeAnswer {
+        job_id: i64,
+        #[serde(default = "first_attempt")]
+        attempt: u32,
+        judge_run_id: i64,
+        record: AnswerRecord,
+    },
+    JudgeFinished {
+        job_id: i64,
+        #[serde(default = "first_attempt")]
+        attempt: u32,
+        judge_run_id: i64,
+    },
+    JudgeFailed {
+        job_id: i64,
+        #[serde(default = "first_attempt")]
+        attempt: u32,
+        judge_run_id: i64,
+        error: String,
+    },
 }
 
 /// One point of a tuning run's curves.
@@ -530,7 +601,11 @@ impl WorkerEvent {
             | WorkerEvent::TuneStarted { attempt, .. }
             | WorkerEvent::TunePoint { attempt, .. }
             | WorkerEvent::TuneFinished { attempt, .. }
-            | WorkerEvent::TuneFailed { attempt, .. } => *attempt,
+            | WorkerEvent::TuneFailed { attempt, .. }
+            | WorkerEvent::JudgeStarted { attempt, .. }
+            | WorkerEvent::JudgeAnswer { attempt, .. }
+            | WorkerEvent::JudgeFinished { attempt, .. }
+            | WorkerEvent::JudgeFailed { attempt, .. } => *attempt,
         }
     }
 
@@ -544,7 +619,23 @@ impl WorkerEvent {
             | WorkerEvent::TuneStarted { job_id, .. }
             | WorkerEvent::TunePoint { job_id, .. }
             | WorkerEvent::TuneFinished { job_id, .. }
-            | WorkerEvent::TuneFailed { job_id, .. } => *job_id,
+            | WorkerEvent::TuneFailed { job_id, .. }
+            | WorkerEvent::JudgeStarted { job_id, .. }
+            | WorkerEvent::JudgeAnswer { job_id, .. }
+            | WorkerEvent::JudgeFinished { job_id, .. }
+            | WorkerEvent::JudgeFailed { job_id, .. } => *job_id,
+        }
+    }
+
+    /// An answer event's job and the question (or judged item) it answers: what a worker
+    /// taking the job over skips.
+    pub fn answered(&self) -> Option<(i64, &str)> {
+        match self {
+            WorkerEvent::Answer { job_id, record, .. }
+            | WorkerEvent::JudgeAnswer { job_id, record, .. } => {
+                Some((*job_id, record.problem_id.as_str()))
+            }
+            _ => None,
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod gestalt;
 pub mod grading;
 pub mod igakuqa;
 pub mod job;
+pub mod judge;
 pub mod leakage;
 pub mod metric;
 pub mod passing;

@@ -120,6 +120,26 @@ async fn alpha(app: &TestApp) -> Alpha {
     .json()
     .await
     .expect("queue body");
+    // A judge prompt and judging settings of alpha's own.
+    for (path, body) in [
+        (
+            "/api/judge-prompts",
+            json!({"name": "alpha-secret-prompt", "template": "alpha-secret-template {output}"}),
+        ),
+        (
+            "/api/judging",
+            json!({"threshold": 0.7, "calibration_tasks": [task.id]}),
+        ),
+    ] {
+        app.client
+            .post(app.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("request")
+            .error_for_status()
+            .expect(path);
+    }
     let me: Me = app.get_json("/api/auth/me").await.expect("me");
     Alpha {
         exam,
@@ -133,10 +153,12 @@ async fn alpha(app: &TestApp) -> Alpha {
 }
 
 /// What the other project must never see (the base model is the portal's, not alpha's).
-const SECRETS: [&str; 4] = [
+const SECRETS: [&str; 6] = [
     "alpha-secret-set",
     "alpha-secret-adapter",
     "alpha-secret-task",
+    "alpha-secret-prompt",
+    "alpha-secret-template",
     "annie",
 ];
 
@@ -183,6 +205,7 @@ async fn projects_on(database_url: String) {
         "base_model": FIXTURE_MODEL, "adapter": "y", "project_id": a.project,
         "username": "olga", "role": "owner", "project": "beta", "slug": "x", "overlap": 1,
         "expected_version": 0, "verdict": "correct", "annotators": [],
+        "calibration_tasks": [a.task], "threshold": 0.5, "template": "{output}",
     });
     let mut walked = 0;
     for endpoint in ENDPOINTS {
@@ -202,6 +225,7 @@ async fn projects_on(database_url: String) {
                 .replace("{task_id}", &a.task.to_string())
                 .replace("{problem_id}", "901A1")
                 .replace("{user_id}", "1")
+                .replace("{judge_id}", "1")
                 .replace("{project}", "beta")
         };
         let real = match endpoint.object {
@@ -273,7 +297,14 @@ async fn projects_on(database_url: String) {
             // A list: nothing of alpha's (the project list holds beta, the models list the
             // store's base models).
             let list: Vec<Value> = serde_json::from_str(&body).expect("a list");
-            if !matches!(
+            if endpoint.path == "/api/judge-prompts" {
+                // The built-in prompt only (or beta's own).
+                assert!(
+                    list.iter()
+                        .all(|p| p["builtin"] == true || p["created_by"] == "olga"),
+                    "{what}"
+                );
+            } else if !matches!(
                 endpoint.path,
                 "/api/projects" | "/api/models" | "/api/tokens"
             ) {
@@ -285,9 +316,14 @@ async fn projects_on(database_url: String) {
             ("post", "/api/runs") | ("post", "/api/tunings") | ("get", "/api/compare") => {
                 assert_eq!(status, StatusCode::NOT_FOUND, "{what}");
             }
-            ("post", "/api/grading/tasks") => {
+            ("post", "/api/grading/tasks") | ("post", "/api/judging") => {
                 assert_eq!(status, StatusCode::BAD_REQUEST, "{what}");
                 assert!(body.contains("does not exist"), "{what}");
+            }
+            ("get", "/api/judging") => {
+                // Beta's own settings: the default threshold, no calibration task.
+                let settings: Value = serde_json::from_str(&body).expect("settings");
+                assert_eq!(settings["calibration_tasks"], json!([]), "{what}");
             }
             ("post", "/api/auth/project") => {
                 assert_eq!(status, StatusCode::NOT_FOUND, "{what}");

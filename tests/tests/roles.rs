@@ -60,7 +60,9 @@ fn expected(method: &str, path: &str, who: Who) -> Option<u16> {
         | ("get", "/api/grading/annotators")
         | ("get", "/api/grading/tasks")
         | ("get", "/api/grading/audit")
-        | ("get", "/api/grading/gold-flags") => only(researcher, 200),
+        | ("get", "/api/grading/gold-flags")
+        | ("get", "/api/judge-prompts")
+        | ("get", "/api/judging") => only(researcher, 200),
         // No `name` in the query, no valid body, ids that are not numbers, no runs to compare.
         ("post", "/api/exam-sets")
         | ("post", "/api/runs")
@@ -73,7 +75,13 @@ fn expected(method: &str, path: &str, who: Who) -> Option<u16> {
         | ("get", "/api/grading/tasks/{id}")
         | ("get", "/api/grading/tasks/{id}/export")
         | ("get", "/api/grading/items/{id}")
-        | ("post", "/api/grading/items/{id}/adjudicate") => only(researcher, 400),
+        | ("post", "/api/grading/items/{id}/adjudicate")
+        | ("post", "/api/judge-prompts")
+        | ("post", "/api/judging")
+        | ("get", "/api/grading/tasks/{id}/judges")
+        | ("post", "/api/grading/tasks/{id}/judges")
+        | ("post", "/api/grading/tasks/{id}/judges/{judge_id}/cancel")
+        | ("post", "/api/grading/tasks/{id}/judges/{judge_id}/retry") => only(researcher, 400),
         ("get", "/api/runs/{id}/questions/{problem_id}") => only(researcher, 404),
         ("get", "/api/exam-sets/{id}/rules") | ("get", "/api/runs/{id}/rescore") => {
             only(researcher, 200)

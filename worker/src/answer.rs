@@ -39,6 +39,9 @@ pub struct RunSpec {
     pub shot_pool: Vec<ShotExample>,
     /// The LoRA adapter the model answers through (recorded in every line), if any.
     pub adapter: Option<String>,
+    /// Every question takes exactly one letter, whatever its text says (a judge's: its prompt
+    /// quotes an exam question that may ask for two).
+    pub one_answer: bool,
 }
 
 /// A prompt as text, or as the turns of a chat that the answerer renders (a local model with
@@ -223,8 +226,13 @@ pub async fn answer_batch<A: Answerer>(
         match asked.continuations {
             Some(continuations) => {
                 let scored = answerer.score(asked.prompt, continuations.clone()).await;
+                let asked = if spec.one_answer {
+                    1
+                } else {
+                    asked_count(&question.text)
+                };
                 let record = record_of(question, scored, |scored| {
-                    from_scores(question, &spec.settings, &continuations, scored)
+                    from_scores(question, &spec.settings, &continuations, scored, asked)
                 })?;
                 records[index] = Some(took(record, started));
             }
@@ -284,18 +292,19 @@ fn tokens(n: usize) -> u32 {
 }
 
 /// The answer ranked from the continuations' log-probabilities: the letter target by the sum,
-/// the text target by the mean per token; as many letters as the question asks for.
+/// the text target by the mean per token; `asked` letters (as many as the question asks for).
 fn from_scores(
     question: &JobQuestion,
     settings: &EvalSettings,
     continuations: &[String],
     scored: Scored,
+    asked: usize,
 ) -> AnswerRecord {
     let ranking = match settings.loglik_target {
         LoglikTarget::Letter => &scored.sums,
         LoglikTarget::Text => &scored.means,
     };
-    let letters = top_k_letters(ranking, asked_count(&question.text));
+    let letters = top_k_letters(ranking, asked);
     let raw_output = letters
         .iter()
         .filter_map(|l| letter_index(*l))

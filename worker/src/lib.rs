@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kokushi_queue::{JobQueue, QueueError};
-use kokushi_shared::job::{EvalJob, Job, TuneJob, TunePoint, WorkerEvent};
+use kokushi_shared::job::{EvalJob, Job, JudgeJob, TuneJob, TunePoint, WorkerEvent};
 
 pub use engine_thread::EngineThread;
 pub use kokushi_engine::{Device, DeviceChoice};
@@ -196,6 +196,12 @@ impl Worker {
             Some(Job::Tune(j)) => {
                 info.model = Some(format!("{} (tuning {})", j.base_model, j.adapter));
             }
+            Some(Job::Judge(j)) => {
+                info.model = Some(match &j.adapter {
+                    Some(adapter) => format!("{} + {adapter} (judge)", j.model),
+                    None => format!("{} (judge)", j.model),
+                });
+            }
             // The model stays loaded between jobs.
             None => {}
         }
@@ -214,6 +220,12 @@ impl Worker {
                 job_id: j.job_id,
                 attempt: j.attempt,
                 tuning_id: j.tuning_id,
+                error,
+            },
+            Job::Judge(j) => WorkerEvent::JudgeFailed {
+                job_id: j.job_id,
+                attempt: j.attempt,
+                judge_run_id: j.judge_run_id,
                 error,
             },
         }
@@ -248,6 +260,7 @@ impl Worker {
         let span = match &job {
             Job::Eval(j) => tracing::info_span!("job", job_id, run_id = j.run_id),
             Job::Tune(j) => tracing::info_span!("job", job_id, tuning_id = j.tuning_id),
+            Job::Judge(j) => tracing::info_span!("job", job_id, judge_run_id = j.judge_run_id),
         };
         let _guard = span.enter();
         match &job {
@@ -256,6 +269,9 @@ impl Worker {
             }
             Job::Tune(j) => {
                 tracing::info!(base = %j.base_model, adapter = %j.adapter, examples = j.train.len(), attempt = delivery.attempt, "tuning job claimed");
+            }
+            Job::Judge(j) => {
+                tracing::info!(model = %j.model, adapter = ?j.adapter, items = j.questions.len(), attempt = delivery.attempt, "judge job claimed");
             }
         }
         if delivery.attempt > self.config.max_attempts {
@@ -274,15 +290,20 @@ impl Worker {
             self.queue.ack_job(&delivery.receipt).await?;
             return Ok(Some(job_id));
         }
+        let questions = match &mut job {
+            Job::Eval(eval) => Some(&mut eval.questions),
+            Job::Judge(judge) => Some(&mut judge.questions),
+            Job::Tune(_) => None,
+        };
         if delivery.attempt > 1
-            && let Job::Eval(eval) = &mut job
+            && let Some(questions) = questions
         {
             // Taken over from a worker that stopped: skip what it already answered.
             let answered = self.queue.answered(job_id).await?;
-            eval.questions.retain(|q| !answered.contains(&q.problem_id));
+            questions.retain(|q| !answered.contains(&q.problem_id));
             tracing::info!(
                 answered = answered.len(),
-                remaining = eval.questions.len(),
+                remaining = questions.len(),
                 "resuming a job another worker left"
             );
         }
@@ -304,12 +325,17 @@ impl Worker {
             })
         };
         let outcome = match &job {
-            Job::Eval(eval) => self.execute(eval).await.map(|()| WorkerEvent::Finished {
-                job_id,
-                attempt: eval.attempt,
-                run_id: eval.run_id,
-            }),
+            Job::Eval(eval) => self
+                .execute(eval, Target::Run(eval.run_id))
+                .await
+                .map(|()| Target::Run(eval.run_id).finished(job_id, eval.attempt)),
             Job::Tune(tune) => self.execute_tune(tune).await,
+            Job::Judge(judge) => {
+                let target = Target::Judge(judge.judge_run_id);
+                self.execute(&as_eval(judge), target)
+                    .await
+                    .map(|()| target.finished(job_id, judge.attempt))
+            }
         };
         heartbeat.abort();
         self.set_job(None);
@@ -397,11 +423,12 @@ impl Worker {
         }
     }
 
-    async fn execute(&mut self, job: &EvalJob) -> Result<(), JobFailure> {
+    async fn execute(&mut self, job: &EvalJob, target: Target) -> Result<(), JobFailure> {
         let spec = answer::RunSpec {
             settings: job.settings.clone(),
             shot_pool: job.shot_pool.clone(),
             adapter: job.adapter.clone(),
+            one_answer: matches!(target, Target::Judge(_)),
         };
         match remote::RemoteSpec::parse(&job.model) {
             Some(spec_of_model) => {
@@ -423,7 +450,8 @@ impl Worker {
                     .await
                     .map_err(|e| JobFailure::Job(e.to_string()))?;
                 let description = remote.spec().to_string();
-                self.answer_all(job, &spec, &remote, description).await
+                self.answer_all(job, &spec, &remote, description, target)
+                    .await
             }
             None => {
                 let path = resolve_model(&self.config.model_store, &job.model)
@@ -464,7 +492,8 @@ impl Worker {
                     engine: &self.engine,
                     loaded,
                 };
-                self.answer_all(job, &spec, &local, description).await
+                self.answer_all(job, &spec, &local, description, target)
+                    .await
             }
         }
     }
@@ -477,6 +506,7 @@ impl Worker {
         spec: &answer::RunSpec,
         answerer: &impl answer::Answerer,
         model_info: String,
+        target: Target,
     ) -> Result<(), JobFailure> {
         if let Some(short) = spec.short_of_shots(&job.questions) {
             return Err(JobFailure::Job(format!(
@@ -485,14 +515,12 @@ impl Worker {
             )));
         }
         self.queue
-            .publish_event(&WorkerEvent::Started {
-                job_id: job.job_id,
-                attempt: job.attempt,
-                run_id: job.run_id,
-                worker: self.config.name.clone(),
+            .publish_event(&target.started(
+                job,
+                self.config.name.clone(),
                 model_info,
-                prompt_id: Some(spec.prompt_id(answerer)),
-            })
+                spec.prompt_id(answerer),
+            ))
             .await?;
         let total = u32::try_from(job.questions.len()).unwrap_or(u32::MAX);
         let mut done = 0u32;
@@ -513,23 +541,20 @@ impl Worker {
                     "answered"
                 );
                 self.queue
-                    .publish_event(&WorkerEvent::Answer {
+                    .publish_event(&target.answer(job, record))
+                    .await?;
+            }
+            if let Target::Run(run_id) = target {
+                self.queue
+                    .publish_event(&WorkerEvent::Progress {
                         job_id: job.job_id,
                         attempt: job.attempt,
-                        run_id: job.run_id,
-                        record,
+                        run_id,
+                        done,
+                        total,
                     })
                     .await?;
             }
-            self.queue
-                .publish_event(&WorkerEvent::Progress {
-                    job_id: job.job_id,
-                    attempt: job.attempt,
-                    run_id: job.run_id,
-                    done,
-                    total,
-                })
-                .await?;
         }
         Ok(())
     }
@@ -588,6 +613,96 @@ impl Worker {
         self.set_job(None);
         self.report().await;
         tracing::info!(worker = %self.config.name, "worker stopped");
+    }
+}
+
+/// Whose answers a job's events report: a run's (an evaluation) or a judge run's.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    Run(i64),
+    Judge(i64),
+}
+
+impl Target {
+    fn started(
+        self,
+        job: &EvalJob,
+        worker: String,
+        model_info: String,
+        prompt_id: String,
+    ) -> WorkerEvent {
+        let (job_id, attempt, prompt_id) = (job.job_id, job.attempt, Some(prompt_id));
+        match self {
+            Target::Run(run_id) => WorkerEvent::Started {
+                job_id,
+                attempt,
+                run_id,
+                worker,
+                model_info,
+                prompt_id,
+            },
+            Target::Judge(judge_run_id) => WorkerEvent::JudgeStarted {
+                job_id,
+                attempt,
+                judge_run_id,
+                worker,
+                model_info,
+                prompt_id,
+            },
+        }
+    }
+
+    fn answer(self, job: &EvalJob, record: kokushi_shared::job::AnswerRecord) -> WorkerEvent {
+        let (job_id, attempt) = (job.job_id, job.attempt);
+        match self {
+            Target::Run(run_id) => WorkerEvent::Answer {
+                job_id,
+                attempt,
+                run_id,
+                record,
+            },
+            Target::Judge(judge_run_id) => WorkerEvent::JudgeAnswer {
+                job_id,
+                attempt,
+                judge_run_id,
+                record,
+            },
+        }
+    }
+
+    fn finished(self, job_id: i64, attempt: u32) -> WorkerEvent {
+        match self {
+            Target::Run(run_id) => WorkerEvent::Finished {
+                job_id,
+                attempt,
+                run_id,
+            },
+            Target::Judge(judge_run_id) => WorkerEvent::JudgeFinished {
+                job_id,
+                attempt,
+                judge_run_id,
+            },
+        }
+    }
+}
+
+/// A judge job as the evaluation core answers it: its items are questions (no worked
+/// examples).
+fn as_eval(job: &JudgeJob) -> EvalJob {
+    EvalJob {
+        job_id: job.job_id,
+        run_id: job.judge_run_id,
+        attempt: job.attempt,
+        model: job.model.clone(),
+        adapter: job.adapter.clone(),
+        settings: kokushi_shared::job::EvalSettings {
+            shots: 0,
+            ..job.settings.clone()
+        },
+        questions: job.questions.clone(),
+        shot_pool: Vec::new(),
+        priority: job.priority,
+        needs: job.needs,
     }
 }
 

@@ -223,6 +223,7 @@ pub async fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         shot_pool: shot_pool_for(&pool, &asked, args.shots, args.shot_seed),
         settings,
         adapter: None,
+        one_answer: false,
     };
     if let Some(short) = spec.short_of_shots(&asked) {
         anyhow::bail!(

@@ -19,6 +19,7 @@ use crate::clock::now_rfc3339;
 pub(super) enum Owner {
     Run(i64),
     Tuning(i64),
+    Judge(i64),
 }
 
 impl Owner {
@@ -28,6 +29,7 @@ impl Owner {
         match self {
             Owner::Run(id) => ("runs", "run_id", id),
             Owner::Tuning(id) => ("tunings", "tuning_id", id),
+            Owner::Judge(id) => ("judge_runs", "judge_run_id", id),
         }
     }
 }

@@ -650,6 +650,7 @@ impl Db {
         let row = sqlx::query(
             "SELECT (SELECT COUNT(*) FROM runs WHERE created_by = $1 AND status = 'queued') \
                   + (SELECT COUNT(*) FROM tunings WHERE created_by = $1 AND status = 'queued') \
+                  + (SELECT COUNT(*) FROM judge_runs WHERE created_by = $1 AND status = 'queued') \
                  AS n",
         )
         .bind(user_id)

@@ -16,7 +16,7 @@ use crate::state::AppState;
 
 /// The model a run may name: a plain name in the model store, or `openai:<base-url>#<model>`
 /// whose server is on the operator's allow-list (`--remote-model-allow`), in its normal form.
-fn run_model(state: &AppState, model: &str) -> Result<String, ApiError> {
+pub(super) fn run_model(state: &AppState, model: &str) -> Result<String, ApiError> {
     let Some(spec) = kokushi_worker::remote::RemoteSpec::parse(model) else {
         return plain_name("model", model);
     };

@@ -3,7 +3,7 @@
 //! answers, with the schemas of the `shared` types involved (derived by `utoipa`). The paths,
 //! methods and access levels are not written here: they come from `routes::ENDPOINTS`.
 
-use kokushi_shared::{api, grading};
+use kokushi_shared::{api, grading, judge};
 use utoipa::ToSchema;
 use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, Type};
 use utoipa::openapi::{Ref, RefOr};
@@ -654,6 +654,61 @@ pub(super) fn describe(method: &str, path: &str) -> Option<Doc> {
         )
         .body(Body::Json(one::<grading::GradeInput>()))
         .created(),
+        ("get", "/api/judge-prompts") => Doc::new(
+            "Judge prompts: the built-in one, then every version of the project's",
+            Answer::Json(list::<judge::JudgePrompt>()),
+        )
+        .about("docs/judges.md. Each carries the SHA-256 of its template, which judge runs record."),
+        ("post", "/api/judge-prompts") => Doc::new(
+            "Store a new version of one of the project's judge prompts",
+            Answer::Json(one::<judge::JudgePrompt>()),
+        )
+        .about(
+            "Placeholders: `{question}`, `{choices}`, `{gold}`, `{output}` (required), \
+             `{parsed}`; any other `{…}` is 400. At most 8,000 characters.",
+        )
+        .body(Body::Json(one::<judge::CreateJudgePrompt>()))
+        .created(),
+        ("get", "/api/grading/tasks/{id}/judges") => Doc::new(
+            "The task's judge runs, newest first, each with its agreement with the humans \
+             (Cohen's kappa with its 95% interval, the confusion matrix, each annotator), its \
+             calibration gate and its grades, disagreements first",
+            Answer::Json(list::<judge::JudgeRunDetail>()),
+        ),
+        ("post", "/api/grading/tasks/{id}/judges") => Doc::new(
+            "Queue a judge: a model grades the task's items blind with a judge prompt",
+            Answer::Json(one::<judge::JudgeRunDetail>()),
+        )
+        .about(
+            "The judge sees what an annotator sees (question, choices, published answer, output, \
+             what the parser read), never the model or run. Its grades are kept apart from the \
+             humans' and never change the human-adjusted accuracy; an uncalibrated judge's are \
+             labelled so everywhere. 409 when the caller's queue is full.",
+        )
+        .body(Body::Json(one::<judge::CreateJudgeRun>()))
+        .created(),
+        ("post", "/api/grading/tasks/{id}/judges/{judge_id}/cancel") => Doc::new(
+            "Stop a queued or running judge run (its grades so far stay)",
+            Answer::Json(one::<judge::JudgeRunSummary>()),
+        ),
+        ("post", "/api/grading/tasks/{id}/judges/{judge_id}/retry") => Doc::new(
+            "Queue a failed or cancelled judge run again; it grades only what it has not",
+            Answer::Json(one::<judge::JudgeRunSummary>()),
+        ),
+        ("get", "/api/judging") => Doc::new(
+            "The project's judging settings: threshold and calibration tasks",
+            Answer::Json(one::<judge::JudgingSettings>()),
+        ),
+        ("post", "/api/judging") => Doc::new(
+            "Set the project's judging threshold and calibration tasks (the project's owners)",
+            Answer::Json(one::<judge::JudgingSettings>()),
+        )
+        .about(
+            "A judge is calibrated for the tasks of an exam set when, on a calibration task of \
+             that set, the lower end of its kappa's 95% interval against the human verdicts \
+             reaches `threshold` (0 to 1) over at least 20 items.",
+        )
+        .body(Body::Json(one::<judge::JudgingSettings>())),
         _ => return None,
     };
     Some(doc)
