@@ -6,6 +6,7 @@
 //! `shared` crate).
 
 pub mod accounts;
+pub mod costs;
 mod exam_sets;
 pub mod grading;
 pub mod judges;

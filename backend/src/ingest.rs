@@ -161,6 +161,9 @@ pub async fn apply(db: &Db, queue: &dyn JobQueue, event: &WorkerEvent) -> Result
         WorkerEvent::TuneFailed {
             tuning_id, error, ..
         } => Ok(db.fail_tuning(*tuning_id, attempt, error).await?),
+        WorkerEvent::Measured { job_id, work, .. } => {
+            Ok(db.record_work(*job_id, attempt, work).await?)
+        }
         WorkerEvent::JudgeStarted {
             judge_run_id,
             worker,

@@ -185,9 +185,12 @@ async fn figures(
 /// A judge run's detail: its agreement with the humans on its task, its gate, its grades.
 pub async fn detail(
     db: &Db,
-    run: JudgeRunRow,
+    mut run: JudgeRunRow,
     exam_set_id: i64,
 ) -> Result<JudgeRunDetail, DbError> {
+    run.summary.cost = db
+        .job_cost(crate::db::costs::CostOf::Judge(run.summary.id))
+        .await?;
     let settings = db.judging_settings(run.project_id).await?;
     let (agreement, grades) = figures(db, &run).await?;
     let basis = db

@@ -16,6 +16,7 @@
 pub mod accounts;
 pub mod auth;
 pub mod clock;
+pub mod cost;
 pub mod db;
 pub mod error;
 pub mod export;

@@ -82,6 +82,7 @@ endpoints! {
     post "/api/runs/{id}/rescore" Researcher [Run] => rules::rescore_run;
     post "/api/exam-sets" Researcher => exam_sets::upload_exam_set;
     post "/api/runs" Researcher => runs::create_run;
+    post "/api/runs/estimate" Researcher => runs::estimate_run;
     get "/api/runs/{id}" Researcher [Run] => runs::run_detail;
     post "/api/runs/{id}/cancel" Researcher [Run] => runs::cancel_run;
     post "/api/runs/{id}/retry" Researcher [Run] => runs::retry_run;
@@ -91,6 +92,7 @@ endpoints! {
     get "/api/runs/{id}/questions/{problem_id}" Researcher [Run] => compare::question;
     get "/api/compare" Researcher => compare::compare;
     get "/api/runs/{id}/lineage" Researcher [Run] => lineage::lineage;
+    get "/api/runs/{id}/cost" Researcher [Run] => runs::run_cost;
     get "/api/tunings" Researcher => tunings::tunings;
     post "/api/tunings" Researcher => tunings::create_tuning;
     get "/api/tunings/{id}" Researcher [Tuning] => tunings::tuning_detail;
@@ -123,6 +125,7 @@ endpoints! {
     post "/api/judge-prompts" Researcher => judges::add_judge_prompt;
     get "/api/grading/tasks/{id}/judges" Researcher [GradingTask] => judges::judge_runs;
     post "/api/grading/tasks/{id}/judges" Researcher [GradingTask] => judges::create_judge_run;
+    post "/api/grading/tasks/{id}/judges/estimate" Researcher [GradingTask] => judges::estimate_judge_run;
     post "/api/grading/tasks/{id}/judges/{judge_id}/cancel" Researcher [GradingTask] => judges::cancel_judge_run;
     post "/api/grading/tasks/{id}/judges/{judge_id}/retry" Researcher [GradingTask] => judges::retry_judge_run;
     get "/api/judging" Researcher => judges::judging_settings;

@@ -48,6 +48,7 @@ pub use hf::SUPPORTED_MODEL_TYPES;
 pub use inspect::{Format, Inspection, inspect};
 pub use loglik::{ContinuationScore, Scores};
 pub use model::{Kernels, LoadOptions, Model, ModelInfo, Precision};
+pub use tokenizer::TokenCounter;
 pub use train::{AdamWSettings, LoraSpec, LoraTrainer, Sequence, StepStats};
 pub use transformer::PROJECTIONS;
 pub use weights::SUPPORTED_ARCHITECTURES;

@@ -363,3 +363,48 @@ fn bos_processor(bos_token: &str, bos_id: u32) -> Result<TemplateProcessing, tok
 
 #[cfg(test)]
 mod tests;
+
+/// A model's tokenizer alone, to count a prompt's tokens as the model would encode them without
+/// loading its weights: from a GGUF file's header, or a model folder's `tokenizer.json`.
+pub struct TokenCounter {
+    tokenizer: Tokenizer,
+}
+
+impl std::fmt::Debug for TokenCounter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenCounter").finish_non_exhaustive()
+    }
+}
+
+impl TokenCounter {
+    /// The tokenizer of the model at `path` (a GGUF file or a model folder).
+    pub fn open(path: &std::path::Path) -> Result<Self, EngineError> {
+        if path.is_dir() {
+            let file = path.join("tokenizer.json");
+            let tokenizer =
+                Tokenizer::from_file(&file).map_err(|e| EngineError::InvalidMetadata {
+                    path: file.clone(),
+                    key: "tokenizer.json".to_owned(),
+                    expected: "a Hugging Face tokenizer",
+                    found: e.to_string(),
+                })?;
+            return Ok(Self { tokenizer });
+        }
+        let (content, _) = crate::gguf::read_content(path)?;
+        let md = Metadata::new(path, &content.metadata);
+        Ok(Self {
+            tokenizer: from_metadata(md)?.tokenizer,
+        })
+    }
+
+    /// Tokens of `text` as a prompt (with BOS when the model adds one).
+    pub fn count(&self, text: &str) -> Result<usize, EngineError> {
+        self.tokenizer
+            .encode_fast(text, true)
+            .map(|e| e.get_ids().len())
+            .map_err(|source| EngineError::Tokenize {
+                what: "counting a prompt's tokens",
+                source,
+            })
+    }
+}

@@ -194,6 +194,14 @@ pub async fn create_run(body: &CreateRun, csrf: &str) -> Result<RunSummary, ApiE
     post_json("/api/runs", Some(body), csrf).await
 }
 
+/// `POST /api/runs/estimate`: what the run would cost, before it is queued.
+pub async fn estimate_run(
+    body: &CreateRun,
+    csrf: &str,
+) -> Result<kokushi_shared::cost::Estimate, ApiError> {
+    post_json("/api/runs/estimate", Some(body), csrf).await
+}
+
 /// `POST /api/tunings`: queues a LoRA tuning.
 pub async fn create_tuning(body: &CreateTuning, csrf: &str) -> Result<TuningSummary, ApiError> {
     post_json("/api/tunings", Some(body), csrf).await

@@ -1,7 +1,7 @@
 -- LLM judges (docs/judges.md): versioned judge prompts, judge runs (a model grading a grading
 -- task's items blind, queued as a job like a run), their grades (append-only, beside the
 -- humans' and never mixed with them), each project's calibration threshold and the tasks it
--- calibrates judges on. Kept in step with ../postgres/20261208000001_judges.sql.
+-- calibrates judges on; and each job's estimated and measured cost. Kept in step with ../postgres/20261208000001_judges.sql.
 CREATE TABLE judge_prompts (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     project_id BIGINT NOT NULL REFERENCES projects (id),
@@ -31,7 +31,6 @@ CREATE TABLE judge_runs (
     model_info TEXT,
     prompt_id TEXT,
     error TEXT,
-    estimate TEXT,
     created_by BIGINT NOT NULL REFERENCES users (id),
     created_at TEXT NOT NULL,
     started_at TEXT,
@@ -70,3 +69,10 @@ CREATE TABLE judge_calibration_tasks (
 ALTER TABLE projects ADD COLUMN judge_threshold REAL NOT NULL DEFAULT 0.6;
 ALTER TABLE jobs ADD COLUMN judge_run_id BIGINT REFERENCES judge_runs (id);
 CREATE INDEX jobs_judge_run ON jobs (judge_run_id);
+
+-- A job's cost: the estimate made before it was queued (a dry run: its prompts tokenized by the
+-- model's own tokenizer, timed with the speed its model was last measured at) and what it took
+-- (the worker's measurement, summed over the attempts that reported one).
+ALTER TABLE jobs ADD COLUMN estimate TEXT;
+ALTER TABLE jobs ADD COLUMN work TEXT;
+ALTER TABLE jobs ADD COLUMN work_attempt BIGINT;

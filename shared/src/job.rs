@@ -542,6 +542,14 @@ pub enum WorkerEvent {
         tuning_id: i64,
         error: String,
     },
+    /// What answering the job took (sent before `Finished`/`JudgeFinished`): the figures a
+    /// cost estimate is measured against, and the speed the next estimate reads.
+    Measured {
+        job_id: i64,
+        #[serde(default = "first_attempt")]
+        attempt: u32,
+        work: Work,
+    },
     /// A judge job started: the judge model is loaded.
     JudgeStarted {
         job_id: i64,
@@ -576,6 +584,44 @@ pub enum WorkerEvent {
     },
 }
 
+/// What answering a job's questions took on its worker, from the model's load to the last
+/// answer (the load itself excluded). Token counts are the model's own; times are wall
+/// milliseconds. The local engine splits generation into prefill and decode; a remote model's
+/// time is all in `busy_ms`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Work {
+    pub answers: u64,
+    /// Prompt tokens of every question asked.
+    pub prompt_tokens: u64,
+    /// Questions answered by generation, and their prompts' tokens.
+    pub generated_answers: u64,
+    pub generated_prompt_tokens: u64,
+    pub generated_tokens: u64,
+    /// The local engine's prompt passes and one-token passes of generation.
+    pub prefill_ms: u64,
+    pub decode_ms: u64,
+    /// Log-likelihood scoring of choices.
+    pub scoring_ms: u64,
+    /// All of it: batches from start to end.
+    pub busy_ms: u64,
+}
+
+impl Work {
+    /// Adds `other` (a later part of the same job).
+    pub fn add(&mut self, other: &Work) {
+        self.answers += other.answers;
+        self.prompt_tokens += other.prompt_tokens;
+        self.generated_answers += other.generated_answers;
+        self.generated_prompt_tokens += other.generated_prompt_tokens;
+        self.generated_tokens += other.generated_tokens;
+        self.prefill_ms += other.prefill_ms;
+        self.decode_ms += other.decode_ms;
+        self.scoring_ms += other.scoring_ms;
+        self.busy_ms += other.busy_ms;
+    }
+}
+
 /// One point of a tuning run's curves.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -602,6 +648,7 @@ impl WorkerEvent {
             | WorkerEvent::TunePoint { attempt, .. }
             | WorkerEvent::TuneFinished { attempt, .. }
             | WorkerEvent::TuneFailed { attempt, .. }
+            | WorkerEvent::Measured { attempt, .. }
             | WorkerEvent::JudgeStarted { attempt, .. }
             | WorkerEvent::JudgeAnswer { attempt, .. }
             | WorkerEvent::JudgeFinished { attempt, .. }
@@ -620,6 +667,7 @@ impl WorkerEvent {
             | WorkerEvent::TunePoint { job_id, .. }
             | WorkerEvent::TuneFinished { job_id, .. }
             | WorkerEvent::TuneFailed { job_id, .. }
+            | WorkerEvent::Measured { job_id, .. }
             | WorkerEvent::JudgeStarted { job_id, .. }
             | WorkerEvent::JudgeAnswer { job_id, .. }
             | WorkerEvent::JudgeFinished { job_id, .. }

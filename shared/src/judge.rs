@@ -508,6 +508,9 @@ pub struct JudgeRunSummary {
     pub created_by: String,
     pub created_at: String,
     pub finished_at: Option<String>,
+    /// The estimate made as it was queued, and what it took.
+    #[serde(default)]
+    pub cost: crate::cost::Cost,
 }
 
 /// The judge's grade of one item, beside the human verdict.

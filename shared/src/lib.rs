@@ -11,6 +11,7 @@
 pub mod agreement;
 pub mod api;
 pub mod bundle;
+pub mod cost;
 pub mod csv;
 pub mod exam;
 pub mod examinees;

@@ -73,7 +73,7 @@ fn category(v: Option<Verdict>) -> usize {
     v.map_or(4, Verdict::index)
 }
 
-async fn judge_flow_on(database_url: String) {
+async fn judge_flow_on(database_url: String, in_browser: bool) {
     let Some(smollm2) = service("KOKUSHI_SMOLLM2_GGUF").map(PathBuf::from) else {
         return;
     };
@@ -86,9 +86,19 @@ async fn judge_flow_on(database_url: String) {
     if std::fs::hard_link(&smollm2, store.path().join(JUDGE)).is_err() {
         std::fs::copy(&smollm2, store.path().join(JUDGE)).expect("copying SmolLM2");
     }
-    let app = TestApp::spawn(Settings::embedded(database_url.clone(), store.path()))
-        .await
-        .expect("server starts");
+    let mut settings = Settings::embedded(database_url.clone(), store.path());
+    let browser_services = if in_browser {
+        match (service("KOKUSHI_STATIC_DIR"), service("CHROMEDRIVER")) {
+            (Some(static_dir), Some(chromedriver)) => {
+                settings.static_dir = Some(static_dir.into());
+                Some(chromedriver)
+            }
+            _ => None,
+        }
+    } else {
+        None
+    };
+    let app = TestApp::spawn(settings).await.expect("server starts");
     let exam = app.upload_mini_exam().await.expect("upload");
     let created = app.create_run(exam.id, 6).await.expect("run");
     let run = app
@@ -305,6 +315,34 @@ async fn judge_flow_on(database_url: String) {
         judged.grades
     );
 
+    // Its cost: the estimate kept as it was queued counted exactly the tokens the judge was
+    // given; a second run of the same judge is now estimated with a time.
+    let estimate = judged
+        .run
+        .cost
+        .estimate
+        .as_ref()
+        .expect("the estimate kept");
+    let work = judged.run.cost.work.as_ref().expect("the work measured");
+    assert_eq!(estimate.prompt_tokens, work.prompt_tokens);
+    assert_eq!(
+        (work.answers, work.generated_tokens),
+        (u64::from(task.items), 0)
+    );
+    let again: kokushi_shared::cost::Estimate = json_of(
+        post(
+            &app.client,
+            &app,
+            &format!("{judges_path}/estimate"),
+            json!({"model": JUDGE}),
+        )
+        .await,
+        "estimating a judge run",
+    )
+    .await;
+    assert!(again.seconds.is_some(), "{again:?}");
+    assert_eq!(again.prompt_tokens, work.prompt_tokens);
+
     // The hand count: the judge's verdicts against the human ones, item by item.
     let detail: GradingTaskDetail = get(
         &app.client,
@@ -408,6 +446,57 @@ async fn judge_flow_on(database_url: String) {
         "{audit}"
     );
 
+    // The task page shows the judge beside the annotators: its gate, κ, the confusion matrix,
+    // its disagreements.
+    if let Some(chromedriver) = &browser_services {
+        use kokushi_tests::ui::{sign_in, wait_text};
+        let session = kokushi_tests::Browser::start(chromedriver)
+            .await
+            .expect("browser");
+        let browser = session.client.clone();
+        sign_in(
+            &browser,
+            &app.base,
+            kokushi_tests::ADMIN_USER,
+            kokushi_tests::ADMIN_PASSWORD,
+        )
+        .await;
+        browser
+            .goto(&app.url(&format!("/grading/tasks/{}", task.id)))
+            .await
+            .expect("task page");
+        let section = format!(
+            ".judge-run[data-judge-run-id='{}'][data-calibrated='false']",
+            judged.run.id
+        );
+        let shown = wait_text(&browser, &section, |t| t.contains("Uncalibrated")).await;
+        assert!(shown.contains(JUDGE) && shown.contains("Cohen"), "{shown}");
+        let cells = wait_text(
+            &browser,
+            &format!("{section} .judge-confusion tbody"),
+            |_| true,
+        )
+        .await;
+        let counted: u32 = cells
+            .split_whitespace()
+            .filter_map(|w| w.parse::<u32>().ok())
+            .sum();
+        assert_eq!(counted, a.items, "{cells}");
+        let disagreements = judged
+            .grades
+            .iter()
+            .filter(|g| g.human.is_some() && g.human != g.verdict)
+            .count();
+        let listed = browser
+            .find_all(fantoccini::Locator::Css(&format!(
+                "{section} .judge-disagreement"
+            )))
+            .await
+            .expect("list")
+            .len();
+        assert_eq!(listed, disagreements.min(20));
+    }
+
     // A finished judge run is not cancelled, and a retry of it is refused.
     let res = post(
         &app.client,
@@ -446,7 +535,7 @@ async fn judge_flow_on(database_url: String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_judge_grades_a_task_and_is_measured_against_the_humans() {
     let dir = kokushi_tests::tempfile::tempdir().expect("dir");
-    judge_flow_on(sqlite_url(dir.path())).await;
+    judge_flow_on(sqlite_url(dir.path()), true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -454,5 +543,5 @@ async fn a_judge_grades_a_task_and_is_measured_against_the_humans_postgres() {
     let Some(url) = fresh_postgres_url().await.expect("postgres") else {
         return;
     };
-    judge_flow_on(url).await;
+    judge_flow_on(url, false).await;
 }

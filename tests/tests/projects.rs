@@ -313,7 +313,10 @@ async fn projects_on(database_url: String) {
         }
         // Ids named in bodies and queries are refused as missing.
         match (endpoint.method, endpoint.path) {
-            ("post", "/api/runs") | ("post", "/api/tunings") | ("get", "/api/compare") => {
+            ("post", "/api/runs")
+            | ("post", "/api/runs/estimate")
+            | ("post", "/api/tunings")
+            | ("get", "/api/compare") => {
                 assert_eq!(status, StatusCode::NOT_FOUND, "{what}");
             }
             ("post", "/api/grading/tasks") | ("post", "/api/judging") => {

@@ -62,7 +62,8 @@ fn expected(method: &str, path: &str, who: Who) -> Option<u16> {
         | ("get", "/api/grading/audit")
         | ("get", "/api/grading/gold-flags")
         | ("get", "/api/judge-prompts")
-        | ("get", "/api/judging") => only(researcher, 200),
+        | ("get", "/api/judging")
+        | ("get", "/api/runs/{id}/cost") => only(researcher, 200),
         // No `name` in the query, no valid body, ids that are not numbers, no runs to compare.
         ("post", "/api/exam-sets")
         | ("post", "/api/runs")
@@ -81,7 +82,9 @@ fn expected(method: &str, path: &str, who: Who) -> Option<u16> {
         | ("get", "/api/grading/tasks/{id}/judges")
         | ("post", "/api/grading/tasks/{id}/judges")
         | ("post", "/api/grading/tasks/{id}/judges/{judge_id}/cancel")
-        | ("post", "/api/grading/tasks/{id}/judges/{judge_id}/retry") => only(researcher, 400),
+        | ("post", "/api/grading/tasks/{id}/judges/{judge_id}/retry")
+        | ("post", "/api/runs/estimate")
+        | ("post", "/api/grading/tasks/{id}/judges/estimate") => only(researcher, 400),
         ("get", "/api/runs/{id}/questions/{problem_id}") => only(researcher, 404),
         ("get", "/api/exam-sets/{id}/rules") | ("get", "/api/runs/{id}/rescore") => {
             only(researcher, 200)

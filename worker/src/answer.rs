@@ -26,7 +26,7 @@ use std::time::Instant;
 use kokushi_shared::exam::{asked_count, choice_letter, letter_index};
 use kokushi_shared::extract::{Extracted, RULES_VERSION, extract};
 use kokushi_shared::job::{
-    AnswerRecord, EvalSettings, JobQuestion, LoglikTarget, Scoring, ShotExample, pick_shots,
+    AnswerRecord, EvalSettings, JobQuestion, LoglikTarget, Scoring, ShotExample, Work, pick_shots,
 };
 use kokushi_shared::metric::top_k_letters;
 use kokushi_shared::prompt::{ANSWER_OPENING, Shot, user_turn};
@@ -77,6 +77,11 @@ pub struct Reply {
     pub text: String,
     pub prompt_tokens: usize,
     pub generated_tokens: usize,
+    /// The local engine's prompt and one-token passes that produced it: a batch's are carried
+    /// by its first reply only (0 on the others and for a remote model), so that summing over
+    /// replies counts each pass once.
+    pub prefill_ms: u64,
+    pub decode_ms: u64,
 }
 
 /// Log-probabilities of continuations after one prompt, in order.
@@ -211,6 +216,16 @@ pub async fn answer_batch<A: Answerer>(
     spec: &RunSpec,
     questions: &[JobQuestion],
 ) -> Result<Vec<AnswerRecord>, AskError> {
+    Ok(answer_batch_measured(answerer, spec, questions).await?.0)
+}
+
+/// [`answer_batch`], with what the batch took ([`Work`]; `busy_ms` is the caller's to set).
+pub async fn answer_batch_measured<A: Answerer>(
+    answerer: &A,
+    spec: &RunSpec,
+    questions: &[JobQuestion],
+) -> Result<(Vec<AnswerRecord>, Work), AskError> {
+    let mut work = Work::default();
     let mut records: Vec<Option<AnswerRecord>> = vec![None; questions.len()];
     let mut generated: Vec<(usize, Prompt)> = Vec::new();
     let mut stop = Vec::new();
@@ -225,7 +240,9 @@ pub async fn answer_batch<A: Answerer>(
         };
         match asked.continuations {
             Some(continuations) => {
+                let scoring = Instant::now();
                 let scored = answerer.score(asked.prompt, continuations.clone()).await;
+                work.scoring_ms += millis(scoring.elapsed());
                 let asked = if spec.one_answer {
                     1
                 } else {
@@ -248,6 +265,12 @@ pub async fn answer_batch<A: Answerer>(
         let max_new_tokens = spec.settings.max_new_tokens as usize;
         let replies = answerer.generate(prompts, max_new_tokens, &stop).await;
         for (index, reply) in indices.into_iter().zip(replies) {
+            if let Ok(reply) = &reply {
+                work.generated_answers += 1;
+                work.generated_prompt_tokens += reply.prompt_tokens as u64;
+                work.prefill_ms += reply.prefill_ms;
+                work.decode_ms += reply.decode_ms;
+            }
             let question = &questions[index];
             let record = record_of(question, reply, |reply| {
                 from_reply(question, &spec.settings, reply)
@@ -255,7 +278,7 @@ pub async fn answer_batch<A: Answerer>(
             records[index] = Some(took(record, started));
         }
     }
-    Ok(records
+    let records: Vec<AnswerRecord> = records
         .into_iter()
         .zip(questions)
         .map(|(record, question)| {
@@ -263,7 +286,17 @@ pub async fn answer_batch<A: Answerer>(
                 AnswerRecord::failed(&question.problem_id, "no reply".to_owned())
             })
         })
-        .collect())
+        .collect();
+    work.answers = records.len() as u64;
+    for r in &records {
+        work.prompt_tokens += u64::from(r.prompt_tokens);
+        work.generated_tokens += u64::from(r.generated_tokens);
+    }
+    Ok((records, work))
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The record of `question` from an answerer's result: `answered` builds it, or it records

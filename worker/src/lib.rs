@@ -22,7 +22,7 @@ use kokushi_queue::{JobQueue, QueueError};
 use kokushi_shared::job::{EvalJob, Job, JudgeJob, TuneJob, TunePoint, WorkerEvent};
 
 pub use engine_thread::EngineThread;
-pub use kokushi_engine::{Device, DeviceChoice};
+pub use kokushi_engine::{Device, DeviceChoice, TokenCounter};
 pub use model_store::{ModelStoreError, adapter_folder, is_plain_name, list_store, resolve_model};
 
 /// Errors that stop the worker loop itself (a failing job is reported as an event instead).
@@ -524,13 +524,17 @@ impl Worker {
             .await?;
         let total = u32::try_from(job.questions.len()).unwrap_or(u32::MAX);
         let mut done = 0u32;
+        let mut work = kokushi_shared::job::Work::default();
         for batch in job.questions.chunks(self.config.batch.max(1)) {
             if self.queue.is_cancelled(job.job_id, job.attempt).await? {
                 return Err(JobFailure::Cancelled);
             }
-            let records = answer::answer_batch(answerer, spec, batch)
+            let started = Instant::now();
+            let (records, mut measured) = answer::answer_batch_measured(answerer, spec, batch)
                 .await
                 .map_err(|e| JobFailure::Job(e.to_string()))?;
+            measured.busy_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            work.add(&measured);
             for record in records {
                 done += 1;
                 tracing::info!(
@@ -556,6 +560,13 @@ impl Worker {
                     .await?;
             }
         }
+        self.queue
+            .publish_event(&WorkerEvent::Measured {
+                job_id: job.job_id,
+                attempt: job.attempt,
+                work,
+            })
+            .await?;
         Ok(())
     }
 

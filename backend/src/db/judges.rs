@@ -93,6 +93,7 @@ fn run_from_row(r: &sqlx::any::AnyRow) -> Result<JudgeRunRow, DbError> {
             created_by: r.try_get("created_by_name")?,
             created_at: r.try_get("created_at")?,
             finished_at: r.try_get("finished_at")?,
+            cost: Default::default(),
         },
         project_id: r.try_get("project_id")?,
         settings,

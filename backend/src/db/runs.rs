@@ -81,6 +81,15 @@ impl Db {
         Ok(job)
     }
 
+    /// The job [`Db::create_run`] would make of `new`, with nothing written (its transaction is
+    /// rolled back): what a cost estimate's dry run puts to the model.
+    pub async fn preview_run(&self, new: &NewRun) -> Result<Option<EvalJob>, DbError> {
+        let mut tx = self.begin_write().await?;
+        let job = Self::insert_run(&mut tx, new).await?;
+        tx.rollback().await?;
+        Ok(job)
+    }
+
     /// [`Db::create_run`] inside the caller's transaction.
     pub(crate) async fn insert_run(
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,

@@ -128,23 +128,78 @@ async fn named_prompt(
 }
 
 /// `POST /api/grading/tasks/{id}/judges`: a judge grades the task's items; the run is recorded
-/// as queued with its job before the job is published. 201 with its detail.
+/// as queued with its job (and its cost estimate) before the job is published. 201 with its
+/// detail.
 pub async fn create_judge_run(
     caller: crate::auth::Researcher,
     state: web::Data<AppState>,
     path: web::Path<String>,
     body: web::Json<CreateJudgeRun>,
 ) -> Result<HttpResponse, ApiError> {
-    let task_id = parse_id("grading task", &path)?;
-    let req = body.into_inner();
+    ensure_queue_room(&state, &caller).await?;
+    let (task, new) = plan_judge_run(&state, &caller, &path, &body).await?;
+    let job = state.db.create_judge_run(&new).await?;
+    let judge_run_id = job.judge_run_id;
+    crate::cost::keep_estimate(&state.db, &state.model_store, job.job_id, planned(&job)).await;
+    state.queue.publish_job(&job.into()).await?;
+    tracing::info!(task_id = task.id, judge_run_id, "judge run queued");
+    let run = state
+        .db
+        .judge_run(judge_run_id)
+        .await?
+        .ok_or_else(|| ApiError::Internal(format!("judge run {judge_run_id} vanished")))?;
+    let detail = crate::judging::detail(&state.db, run, task.exam_set_id).await?;
+    Ok(HttpResponse::Created().json(detail))
+}
+
+/// What a judge job puts to its model, for its cost estimate.
+fn planned(job: &kokushi_shared::job::JudgeJob) -> crate::cost::Planned {
+    crate::cost::Planned {
+        model: job.model.clone(),
+        adapter: job.adapter.clone(),
+        settings: job.settings.clone(),
+        shot_pool: Vec::new(),
+        questions: job.questions.clone(),
+        one_answer: true,
+    }
+}
+
+/// `POST /api/grading/tasks/{id}/judges/estimate`: what the judge run the body describes would
+/// cost (a dry run, as `POST /api/runs/estimate`); nothing is queued or written.
+pub async fn estimate_judge_run(
+    caller: crate::auth::Researcher,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Json<CreateJudgeRun>,
+) -> Result<HttpResponse, ApiError> {
+    let (_, new) = plan_judge_run(&state, &caller, &path, &body).await?;
+    let planned = crate::cost::Planned {
+        model: new.model,
+        adapter: new.adapter,
+        settings: new.settings,
+        shot_pool: Vec::new(),
+        questions: new.questions,
+        one_answer: true,
+    };
+    let estimate = crate::cost::estimate(&state.db, &state.model_store, planned).await?;
+    Ok(HttpResponse::Ok().json(estimate))
+}
+
+/// The judge run a request describes on the task of `path`, checked, with its questions.
+async fn plan_judge_run(
+    state: &AppState,
+    caller: &crate::auth::Principal,
+    path: &str,
+    req: &CreateJudgeRun,
+) -> Result<(crate::db::grading::TaskRow, NewJudgeRun), ApiError> {
+    let task_id = parse_id("grading task", path)?;
     let scope = caller.scope()?;
     let task = state
         .db
         .grading_task(task_id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("grading task {task_id} does not exist")))?;
-    ensure_queue_room(&state, &caller).await?;
-    let model = super::runs::run_model(&state, req.model.trim())?;
+    let model = super::runs::run_model(state, req.model.trim())?;
     let foreign = state.db.foreign_adapters(&scope).await?;
     if foreign.contains(&model) {
         return Err(ApiError::NotFound(format!(
@@ -182,7 +237,7 @@ pub async fn create_judge_run(
         )));
     }
     let prompt = named_prompt(
-        &state,
+        state,
         scope.project,
         req.prompt.as_deref(),
         req.prompt_version,
@@ -221,32 +276,20 @@ pub async fn create_judge_run(
         "items": questions.len(),
     })
     .to_string();
-    let job = state
-        .db
-        .create_judge_run(&NewJudgeRun {
-            project_id: scope.project,
-            task_id: task.id,
-            model,
-            adapter,
-            settings,
-            prompt,
-            judge_key: key,
-            created_by: caller.user.id,
-            priority: req.priority,
-            questions,
-            audit,
-        })
-        .await?;
-    let judge_run_id = job.judge_run_id;
-    state.queue.publish_job(&job.into()).await?;
-    tracing::info!(task_id, judge_run_id, "judge run queued");
-    let run = state
-        .db
-        .judge_run(judge_run_id)
-        .await?
-        .ok_or_else(|| ApiError::Internal(format!("judge run {judge_run_id} vanished")))?;
-    let detail = crate::judging::detail(&state.db, run, task.exam_set_id).await?;
-    Ok(HttpResponse::Created().json(detail))
+    let new = NewJudgeRun {
+        project_id: scope.project,
+        task_id: task.id,
+        model,
+        adapter,
+        settings,
+        prompt,
+        judge_key: key,
+        created_by: caller.user.id,
+        priority: req.priority,
+        questions,
+        audit,
+    };
+    Ok((task, new))
 }
 
 /// `GET /api/grading/tasks/{id}/judges`: the task's judge runs, newest first, each with its

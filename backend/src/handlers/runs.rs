@@ -40,15 +40,97 @@ pub(super) fn run_model(state: &AppState, model: &str) -> Result<String, ApiErro
 }
 
 /// `POST /api/runs`: a new run, recorded as queued (with its job) before the job is published;
-/// 201 with its summary.
+/// 201 with its summary. Its cost estimate is kept with its job before the job is published.
 pub async fn create_run(
     principal: crate::auth::Researcher,
     state: web::Data<AppState>,
     body: web::Json<CreateRun>,
 ) -> Result<HttpResponse, ApiError> {
     let req = body.into_inner();
-    let scope = principal.scope()?;
     ensure_queue_room(&state, &principal).await?;
+    let new = new_run(&state, &principal, &req).await?;
+    let job = state
+        .db
+        .create_run(&new)
+        .await?
+        .ok_or_else(|| missing_sets(&new))?;
+    state.leaderboard.clear();
+    // The reply describes the run as created (queued), read before publishing so that a fast
+    // worker cannot make it say otherwise.
+    let summary = state
+        .db
+        .run_summary(job.run_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("run {} vanished", job.run_id)))?;
+    crate::cost::keep_estimate(&state.db, &state.model_store, job.job_id, planned(&job)).await;
+    // The run is recorded as queued before it is published: if publishing fails, the
+    // reconciler publishes it at the next start.
+    let (run_id, job_id) = (job.run_id, job.job_id);
+    state.queue.publish_job(&job.into()).await?;
+    tracing::info!(run_id, job_id, model = %summary.model, "run queued");
+    Ok(HttpResponse::Created().json(summary))
+}
+
+/// What a run's job puts to its model, for its cost estimate.
+fn planned(job: &kokushi_shared::job::EvalJob) -> crate::cost::Planned {
+    crate::cost::Planned {
+        model: job.model.clone(),
+        adapter: job.adapter.clone(),
+        settings: job.settings.clone(),
+        shot_pool: job.shot_pool.clone(),
+        questions: job.questions.clone(),
+        one_answer: false,
+    }
+}
+
+/// `POST /api/runs/estimate`: what the run the body describes would cost — a dry run: every
+/// prompt built as the worker will, counted with the model's tokenizer, timed with its measured
+/// speed. Nothing is queued or written.
+pub async fn estimate_run(
+    principal: crate::auth::Researcher,
+    state: web::Data<AppState>,
+    body: web::Json<CreateRun>,
+) -> Result<HttpResponse, ApiError> {
+    let new = new_run(&state, &principal, &body).await?;
+    let job = state
+        .db
+        .preview_run(&new)
+        .await?
+        .ok_or_else(|| missing_sets(&new))?;
+    let estimate = crate::cost::estimate(&state.db, &state.model_store, planned(&job)).await?;
+    Ok(HttpResponse::Ok().json(estimate))
+}
+
+/// `GET /api/runs/{id}/cost`: the run's estimate as it was queued, and what it took.
+pub async fn run_cost(
+    _caller: crate::auth::Researcher,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id("run", &path)?;
+    let cost = state.db.job_cost(crate::db::costs::CostOf::Run(id)).await?;
+    Ok(HttpResponse::Ok().json(cost))
+}
+
+/// The refusal of a run whose exam set (or shot pool) the caller cannot read.
+fn missing_sets(new: &NewRun) -> ApiError {
+    ApiError::NotFound(match new.shot_pool_exam_set_id {
+        Some(pool) if pool != new.exam_set_id => format!(
+            "exam set {} or exam set {pool} (the shot pool) does not exist",
+            new.exam_set_id
+        ),
+        _ => format!("exam set {} does not exist", new.exam_set_id),
+    })
+}
+
+/// The run a request describes, checked (prompt format, shots, model and adapter names,
+/// limits).
+async fn new_run(
+    state: &AppState,
+    principal: &crate::auth::Principal,
+    req: &CreateRun,
+) -> Result<NewRun, ApiError> {
+    let scope = principal.scope()?;
     let chat_template = req.prompt_format == "chat_template";
     let prompt_format = if chat_template {
         PromptFormat::ChatmlJa
@@ -75,7 +157,7 @@ pub async fn create_run(
             "shot_seed {shot_seed} must be below 2^63"
         )));
     }
-    let model = run_model(&state, req.model.trim())?;
+    let model = run_model(state, req.model.trim())?;
     // Another project's adapter is not the caller's to use (nor to know of), by any field.
     let foreign = state.db.foreign_adapters(&scope).await?;
     if foreign.contains(&model) {
@@ -104,7 +186,7 @@ pub async fn create_run(
     if req.limit == Some(0) {
         return Err(ApiError::BadRequest("limit must be at least 1".to_owned()));
     }
-    let new = NewRun {
+    Ok(NewRun {
         exam_set_id: req.exam_set_id,
         model,
         adapter,
@@ -123,30 +205,7 @@ pub async fn create_run(
         priority: req.priority,
         created_by: Some(principal.user.id),
         project_id: scope.project,
-    };
-    let job = state.db.create_run(&new).await?.ok_or_else(|| {
-        ApiError::NotFound(match new.shot_pool_exam_set_id {
-            Some(pool) if pool != req.exam_set_id => format!(
-                "exam set {} or exam set {pool} (the shot pool) does not exist",
-                req.exam_set_id
-            ),
-            _ => format!("exam set {} does not exist", req.exam_set_id),
-        })
-    })?;
-    state.leaderboard.clear();
-    // The reply describes the run as created (queued), read before publishing so that a fast
-    // worker cannot make it say otherwise.
-    let summary = state
-        .db
-        .run_summary(job.run_id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("run {} vanished", job.run_id)))?;
-    // The run is recorded as queued before it is published: if publishing fails, the
-    // reconciler publishes it at the next start.
-    let (run_id, job_id) = (job.run_id, job.job_id);
-    state.queue.publish_job(&job.into()).await?;
-    tracing::info!(run_id, job_id, model = %summary.model, "run queued");
-    Ok(HttpResponse::Created().json(summary))
+    })
 }
 
 /// `GET /api/runs/{id}`: the run with its answers, and its human-adjusted accuracy where its

@@ -3,7 +3,7 @@
 //! answers, with the schemas of the `shared` types involved (derived by `utoipa`). The paths,
 //! methods and access levels are not written here: they come from `routes::ENDPOINTS`.
 
-use kokushi_shared::{api, grading, judge};
+use kokushi_shared::{api, cost, grading, judge};
 use utoipa::ToSchema;
 use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, Type};
 use utoipa::openapi::{Ref, RefOr};
@@ -709,6 +709,26 @@ pub(super) fn describe(method: &str, path: &str) -> Option<Doc> {
              reaches `threshold` (0 to 1) over at least 20 items.",
         )
         .body(Body::Json(one::<judge::JudgingSettings>())),
+        ("post", "/api/runs/estimate") => Doc::new(
+            "What the run the body describes would cost, before it is queued (a dry run)",
+            Answer::Json(one::<cost::Estimate>()),
+        )
+        .about(
+            "docs/cost.md. Every prompt is built as the worker will build it and counted with \
+             the model's own tokenizer; the time comes from the model's speed measured in its \
+             latest finished jobs on this portal (none yet: tokens only). Nothing is queued or \
+             written. The body and its refusals are those of `POST /api/runs`.",
+        )
+        .body(Body::Json(one::<api::CreateRun>())),
+        ("get", "/api/runs/{id}/cost") => Doc::new(
+            "The run's cost: the estimate made as it was queued, and what its worker measured",
+            Answer::Json(one::<cost::Cost>()),
+        ),
+        ("post", "/api/grading/tasks/{id}/judges/estimate") => Doc::new(
+            "What the judge run the body describes would cost, before it is queued (a dry run)",
+            Answer::Json(one::<cost::Estimate>()),
+        )
+        .body(Body::Json(one::<judge::CreateJudgeRun>())),
         _ => return None,
     };
     Some(doc)

@@ -60,6 +60,11 @@ pub async fn task(id: i64) -> Result<GradingTaskDetail, ApiError> {
     get_json(&format!("/api/grading/tasks/{id}")).await
 }
 
+/// `GET /api/grading/tasks/{id}/judges`: the task's judge runs with their agreement and gate.
+pub async fn judges(id: i64) -> Result<Vec<kokushi_shared::judge::JudgeRunDetail>, ApiError> {
+    get_json(&format!("/api/grading/tasks/{id}/judges")).await
+}
+
 /// `GET /api/grading/items/{id}`: one item with its grades and history.
 pub async fn item(id: i64) -> Result<GradingItemDetail, ApiError> {
     get_json(&format!("/api/grading/items/{id}")).await

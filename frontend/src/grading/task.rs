@@ -3,7 +3,8 @@
 //! intervals, and plain percent agreement), every item with disputed ones first, and the
 //! downloads.
 
-use kokushi_shared::grading::{GradingTaskDetail, ItemStatus, PairAgreement};
+use kokushi_shared::grading::{GradingTaskDetail, ItemStatus, PairAgreement, Verdict};
+use kokushi_shared::judge::JudgeRunDetail;
 use leptos::prelude::*;
 
 use super::home::progress;
@@ -30,7 +31,12 @@ pub fn TaskPage() -> impl IntoView {
 fn TaskView(id: i64) -> impl IntoView {
     let loaded = RwSignal::new(Loaded::<GradingTaskDetail>::default());
     fetch_into(loaded, api::task(id));
-    let refresh = move |_| fetch_into(loaded, api::task(id));
+    let judges = RwSignal::new(Loaded::<Vec<JudgeRunDetail>>::default());
+    fetch_into(judges, api::judges(id));
+    let refresh = move |_| {
+        fetch_into(loaded, api::task(id));
+        fetch_into(judges, api::judges(id));
+    };
     view! {
         <section class="grading-task">
             <div class="page-head">
@@ -44,6 +50,10 @@ fn TaskView(id: i64) -> impl IntoView {
             </div>
             {load_status(loaded)}
             {move || loaded.with(|s| s.latest.clone()).map(detail)}
+            <div id="judges">
+                <h2>{t(i18n::GRADING_JUDGES)}</h2>
+                {move || judges.with(|s| s.latest.clone()).map(judge_runs)}
+            </div>
         </section>
     }
 }
@@ -235,5 +245,103 @@ fn items(mut items: Vec<ItemStatus>) -> impl IntoView {
             </thead>
             <tbody>{rows}</tbody>
         </table>
+    }
+}
+
+/// The task's judges (newest first): each with its gate, its agreement with the humans, the
+/// confusion matrix and its disagreements (docs/judges.md).
+fn judge_runs(runs: Vec<JudgeRunDetail>) -> impl IntoView {
+    if runs.is_empty() {
+        return view! { <p class="empty">{t(i18n::GRADING_JUDGES_EMPTY)}</p> }.into_any();
+    }
+    runs.into_iter().map(judge_run).collect_view().into_any()
+}
+
+fn judge_verdict(v: Option<Verdict>) -> &'static str {
+    v.map_or_else(|| t(i18n::GRADING_JUDGE_NONE), verdict)
+}
+
+fn judge_run(d: JudgeRunDetail) -> impl IntoView {
+    let r = d.run;
+    let a = d.agreement;
+    let title = tf(
+        i18n::GRADING_JUDGE_TITLE,
+        &[
+            ("model", &r.model),
+            ("prompt", &r.prompt),
+            ("version", &r.prompt_version),
+            ("scoring", &r.scoring),
+            ("status", &r.status.as_str()),
+            ("graded", &r.graded),
+            ("items", &r.items),
+        ],
+    );
+    let gate = if d.gate.calibrated {
+        t(i18n::GRADING_JUDGE_CALIBRATED)
+    } else {
+        t(i18n::GRADING_JUDGE_UNCALIBRATED)
+    };
+    let figures = tf(
+        i18n::GRADING_JUDGE_FIGURES,
+        &[
+            ("kappa", &kappa(a.cohen.as_ref())),
+            ("interval", &kappa_interval(a.cohen.as_ref())),
+            ("percent", &percent(a.percent)),
+            ("count", &a.items),
+            (
+                "annotators",
+                &a.annotator_kappa
+                    .map_or_else(|| crate::format::NONE.to_owned(), |k| format!("{k:.2}")),
+            ),
+        ],
+    );
+    let head = Verdict::ALL
+        .into_iter()
+        .map(|v| view! { <th class="num">{verdict(v)}</th> })
+        .collect_view();
+    let rows = a
+        .confusion
+        .iter()
+        .zip(Verdict::ALL)
+        .map(|(row, v)| {
+            let cells = row
+                .iter()
+                .map(|n| view! { <td class="num">{*n}</td> })
+                .collect_view();
+            view! { <tr><th>{verdict(v)}</th>{cells}</tr> }
+        })
+        .collect_view();
+    let disagreements = d
+        .grades
+        .iter()
+        .filter(|g| g.human.is_some() && g.human != g.verdict)
+        .take(20)
+        .map(|g| {
+            let text = tf(
+                i18n::GRADING_JUDGE_DISAGREEMENT,
+                &[
+                    ("problem", &g.problem_id),
+                    ("judge", &judge_verdict(g.verdict)),
+                    ("human", &judge_verdict(g.human)),
+                ],
+            );
+            view! { <li class="judge-disagreement" data-item-id=g.item_id>{text}</li> }
+        })
+        .collect_view();
+    view! {
+        <section class="judge-run" data-judge-run-id=r.id data-calibrated=d.gate.calibrated.to_string()>
+            <h3>{title}</h3>
+            <p class="judge-gate" title=d.gate.reason.clone()>
+                <strong>{gate}</strong>" "{d.gate.reason.clone()}
+            </p>
+            <p class="judge-figures">{figures}</p>
+            <table class="grading-table judge-confusion">
+                <caption>{t(i18n::GRADING_JUDGE_CONFUSION)}</caption>
+                <thead><tr><th></th>{head}<th class="num">{t(i18n::GRADING_JUDGE_NONE)}</th></tr></thead>
+                <tbody>{rows}</tbody>
+            </table>
+            <h4>{t(i18n::GRADING_JUDGE_DISAGREEMENTS)}</h4>
+            <ul class="judge-disagreements">{disagreements}</ul>
+        </section>
     }
 }

@@ -118,6 +118,33 @@ fn poll_tunings(tunings: RwSignal<Loaded<Vec<TuningSummary>>>) {
     });
 }
 
+/// A run's estimated cost, as the form shows it before queueing.
+fn estimate_view(e: kokushi_shared::cost::Estimate) -> impl IntoView {
+    let figures = tf(
+        i18n::JOBS_ESTIMATE_FIGURES,
+        &[
+            ("questions", &e.questions),
+            ("prompt", &e.prompt_tokens),
+            ("generated", &e.generated_tokens),
+        ],
+    );
+    let time = match e.seconds {
+        Some(seconds) => tf(
+            i18n::JOBS_ESTIMATE_TIME,
+            &[
+                ("time", &format::latency((seconds * 1000.0).round() as u64)),
+                ("factor", &e.factor),
+            ],
+        ),
+        None => t(i18n::JOBS_ESTIMATE_NO_TIME).to_owned(),
+    };
+    view! {
+        <p id="run-estimate" class="estimate" title=e.note data-seconds=e.seconds.map(|s| format!("{s:.1}"))>
+            {figures}<br/>{time}
+        </p>
+    }
+}
+
 #[component]
 pub fn JobsPage() -> impl IntoView {
     let session = Session::get();
@@ -236,6 +263,30 @@ pub fn JobsPage() -> impl IntoView {
                     });
                 }
             }
+        }
+    };
+
+    // The cost of the evaluation as the form stands, asked for before queueing it; any change
+    // to the form makes it stale, so it goes.
+    let estimate = RwSignal::new(None::<kokushi_shared::cost::Estimate>);
+    Effect::new(move |_| {
+        eval.track();
+        estimate.set(None);
+    });
+    let estimate_eval = move |_| match eval.with_untracked(EvalForm::request) {
+        Err(errors) => eval_errors.set(errors),
+        Ok(request) => {
+            eval_errors.set(Vec::new());
+            let csrf = session.csrf();
+            leptos::task::spawn_local(async move {
+                match crate::api::estimate_run(&request, &csrf).await {
+                    Ok(e) => {
+                        eval_failed.set(None);
+                        estimate.set(Some(e));
+                    }
+                    Err(error) => eval_failed.set(Some(error)),
+                }
+            });
         }
     };
 
@@ -368,6 +419,10 @@ pub fn JobsPage() -> impl IntoView {
                     <button type="submit" class="primary" id="eval-submit" disabled=move || eval_busy.get()>
                         {t(i18n::JOBS_QUEUE_EVALUATION)}
                     </button>
+                    <button type="button" id="eval-estimate" on:click=estimate_eval>
+                        {t(i18n::JOBS_ESTIMATE)}
+                    </button>
+                    {move || estimate.get().map(estimate_view)}
                     {move || eval_failed.get().map(|error| view! { <ErrorBanner error /> })}
                 </form>
                 <form class="panel" id="tune-form" on:submit=submit_tune>

@@ -78,7 +78,14 @@ impl Answerer for Local<'_> {
         } else {
             None
         };
-        let mut batch = batch.map(Vec::into_iter);
+        // The batch's pass times, carried by its first reply only.
+        let mut batch = batch.map(|mut generations| {
+            for g in generations.iter_mut().skip(1) {
+                g.prefill_ms = 0;
+                g.decode_ms = 0;
+            }
+            generations.into_iter()
+        });
         let mut replies = Vec::with_capacity(texts.len());
         for text in texts {
             let reply = match text {
@@ -99,6 +106,8 @@ impl Answerer for Local<'_> {
                         text: g.text,
                         prompt_tokens: g.prompt_tokens,
                         generated_tokens: g.generated_tokens,
+                        prefill_ms: g.prefill_ms,
+                        decode_ms: g.decode_ms,
                     })
                 }
             };

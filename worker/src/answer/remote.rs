@@ -17,6 +17,8 @@ fn reply(generation: RemoteGeneration) -> Reply {
         text: generation.text,
         prompt_tokens: generation.prompt_tokens,
         generated_tokens: generation.generated_tokens,
+        prefill_ms: 0,
+        decode_ms: 0,
     }
 }
 
