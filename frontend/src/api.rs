@@ -250,13 +250,38 @@ async fn delete_json<T: DeserializeOwned>(url: &str, csrf: &str) -> Result<T, Ap
 }
 
 /// Project settings: one project with its members, members added and removed, a new project
-/// (admins), the caller's API tokens.
+/// (admins), the caller's API tokens, the project's judging settings.
 pub mod projects {
     use kokushi_shared::api::{
         CreateProject, CreateToken, NewToken, ProjectDetail, SetMember, TokenSummary,
     };
 
     use super::{ApiError, delete_json, get_json, post_json};
+
+    /// `GET /api/judging`: the project's judging threshold and calibration tasks.
+    pub async fn judging() -> Result<kokushi_shared::judge::JudgingSettings, ApiError> {
+        get_json("/api/judging").await
+    }
+
+    /// A grading task's id and name: all the judging settings need of `GET /api/grading/tasks`.
+    #[derive(Debug, Clone, serde::Deserialize)]
+    pub struct TaskName {
+        pub id: i64,
+        pub name: String,
+    }
+
+    /// `GET /api/grading/tasks` (the first page), as ids and names.
+    pub async fn task_names() -> Result<Vec<TaskName>, ApiError> {
+        get_json("/api/grading/tasks").await
+    }
+
+    /// `POST /api/judging` (the project's owners).
+    pub async fn set_judging(
+        body: &kokushi_shared::judge::JudgingSettings,
+        csrf: &str,
+    ) -> Result<kokushi_shared::judge::JudgingSettings, ApiError> {
+        post_json("/api/judging", Some(body), csrf).await
+    }
 
     pub async fn project(id: i64) -> Result<ProjectDetail, ApiError> {
         get_json(&format!("/api/projects/{id}")).await

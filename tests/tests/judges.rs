@@ -495,6 +495,41 @@ async fn judge_flow_on(database_url: String, in_browser: bool) {
             .expect("list")
             .len();
         assert_eq!(listed, disagreements.min(20));
+        // Its cost, estimated and measured; and the form estimates the next judge run.
+        wait_text(&browser, &format!("{section} .judge-cost"), |t| {
+            t.contains("took")
+        })
+        .await;
+        kokushi_tests::ui::click(&browser, &format!("#judge-model option[value='{JUDGE}']")).await;
+        kokushi_tests::ui::click(&browser, "#judge-estimate").await;
+        let figures = wait_text(&browser, "#judge-estimate-figures", |t| t.contains("items")).await;
+        assert!(
+            figures.contains(&format!("{} items", task.items)) && !figures.contains("no time"),
+            "{figures}"
+        );
+        // The project's settings page: the task is ticked as a calibration task; the owner
+        // raises the threshold there.
+        browser.goto(&app.url("/projects")).await.expect("settings");
+        wait_text(&browser, "#judging-form", |t| t.contains("Threshold")).await;
+        let checked = browser
+            .find(fantoccini::Locator::Css(&format!(
+                ".calibration-task[data-task-id='{}']",
+                task.id
+            )))
+            .await
+            .expect("the task's box")
+            .prop("checked")
+            .await
+            .expect("checked");
+        assert_eq!(checked.as_deref(), Some("true"));
+        kokushi_tests::ui::type_into(&browser, "#judging-threshold", "0.7").await;
+        kokushi_tests::ui::click(&browser, "#judging-save").await;
+        wait_text(&browser, "#judging-saved", |_| true).await;
+        let saved: JudgingSettings = get(&app.client, &app, "/api/judging").await;
+        assert_eq!(
+            (saved.threshold, saved.calibration_tasks),
+            (0.7, vec![task.id])
+        );
     }
 
     // A finished judge run is not cancelled, and a retry of it is refused.

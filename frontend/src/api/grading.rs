@@ -65,6 +65,34 @@ pub async fn judges(id: i64) -> Result<Vec<kokushi_shared::judge::JudgeRunDetail
     get_json(&format!("/api/grading/tasks/{id}/judges")).await
 }
 
+/// `GET /api/judge-prompts`: the built-in judge prompt and the project's versions.
+pub async fn judge_prompts() -> Result<Vec<kokushi_shared::judge::JudgePrompt>, ApiError> {
+    get_json("/api/judge-prompts").await
+}
+
+/// `POST /api/grading/tasks/{id}/judges`: queues a judge on the task.
+pub async fn create_judge(
+    id: i64,
+    body: &kokushi_shared::judge::CreateJudgeRun,
+    csrf: &str,
+) -> Result<kokushi_shared::judge::JudgeRunDetail, ApiError> {
+    post_json(&format!("/api/grading/tasks/{id}/judges"), Some(body), csrf).await
+}
+
+/// `POST /api/grading/tasks/{id}/judges/estimate`: what a judge run would cost.
+pub async fn estimate_judge(
+    id: i64,
+    body: &kokushi_shared::judge::CreateJudgeRun,
+    csrf: &str,
+) -> Result<kokushi_shared::cost::Estimate, ApiError> {
+    post_json(
+        &format!("/api/grading/tasks/{id}/judges/estimate"),
+        Some(body),
+        csrf,
+    )
+    .await
+}
+
 /// `GET /api/grading/items/{id}`: one item with its grades and history.
 pub async fn item(id: i64) -> Result<GradingItemDetail, ApiError> {
     get_json(&format!("/api/grading/items/{id}")).await

@@ -32,10 +32,10 @@ fn TaskView(id: i64) -> impl IntoView {
     let loaded = RwSignal::new(Loaded::<GradingTaskDetail>::default());
     fetch_into(loaded, api::task(id));
     let judges = RwSignal::new(Loaded::<Vec<JudgeRunDetail>>::default());
-    fetch_into(judges, api::judges(id));
+    poll_judges(judges, id);
     let refresh = move |_| {
         fetch_into(loaded, api::task(id));
-        fetch_into(judges, api::judges(id));
+        poll_judges(judges, id);
     };
     view! {
         <section class="grading-task">
@@ -52,6 +52,7 @@ fn TaskView(id: i64) -> impl IntoView {
             {move || loaded.with(|s| s.latest.clone()).map(detail)}
             <div id="judges">
                 <h2>{t(i18n::GRADING_JUDGES)}</h2>
+                <JudgeForm id judges />
                 {move || judges.with(|s| s.latest.clone()).map(judge_runs)}
             </div>
         </section>
@@ -295,6 +296,23 @@ fn judge_run(d: JudgeRunDetail) -> impl IntoView {
             ),
         ],
     );
+    let cost = r.cost.work.map(|work| {
+        let estimated = r
+            .cost
+            .estimate
+            .and_then(|e| e.seconds)
+            .map_or_else(|| crate::format::NONE.to_owned(), seconds);
+        let took = crate::format::latency(work.busy_ms);
+        let text = tf(
+            i18n::GRADING_JUDGE_COST,
+            &[
+                ("estimated", &estimated),
+                ("took", &took),
+                ("tokens", &work.prompt_tokens),
+            ],
+        );
+        view! { <p class="judge-cost">{text}</p> }
+    });
     let head = Verdict::ALL
         .into_iter()
         .map(|v| view! { <th class="num">{verdict(v)}</th> })
@@ -335,6 +353,7 @@ fn judge_run(d: JudgeRunDetail) -> impl IntoView {
                 <strong>{gate}</strong>" "{d.gate.reason.clone()}
             </p>
             <p class="judge-figures">{figures}</p>
+            {cost}
             <table class="grading-table judge-confusion">
                 <caption>{t(i18n::GRADING_JUDGE_CONFUSION)}</caption>
                 <thead><tr><th></th>{head}<th class="num">{t(i18n::GRADING_JUDGE_NONE)}</th></tr></thead>
@@ -343,5 +362,139 @@ fn judge_run(d: JudgeRunDetail) -> impl IntoView {
             <h4>{t(i18n::GRADING_JUDGE_DISAGREEMENTS)}</h4>
             <ul class="judge-disagreements">{disagreements}</ul>
         </section>
+    }
+}
+
+/// The task's judge runs, polled while one is unfinished.
+fn poll_judges(judges: RwSignal<Loaded<Vec<JudgeRunDetail>>>, id: i64) {
+    crate::poll::poll(
+        judges,
+        move || api::judges(id),
+        |runs: &Vec<JudgeRunDetail>| runs.iter().any(|r| !r.run.status.is_finished()),
+    );
+}
+
+/// Seconds as the page shows them.
+fn seconds(s: f64) -> String {
+    crate::format::latency((s * 1000.0).round() as u64)
+}
+
+/// A model judge queued from the task page, with its cost estimated first if asked.
+#[component]
+fn JudgeForm(id: i64, judges: RwSignal<Loaded<Vec<JudgeRunDetail>>>) -> impl IntoView {
+    let session = crate::session::Session::get();
+    let models = RwSignal::new(Vec::<String>::new());
+    let prompts = RwSignal::new(Vec::<(String, u32)>::new());
+    leptos::task::spawn_local(async move {
+        if let Ok(store) = crate::api::models().await {
+            models.set(
+                store
+                    .into_iter()
+                    .filter(|e| e.runnable && e.format != "peft-lora")
+                    .map(|e| e.name)
+                    .collect(),
+            );
+        }
+        if let Ok(list) = api::judge_prompts().await {
+            prompts.set(list.into_iter().map(|p| (p.name, p.version)).collect());
+        }
+    });
+    let model = RwSignal::new(String::new());
+    let prompt = RwSignal::new(0usize);
+    let scoring = RwSignal::new(kokushi_shared::job::Scoring::Loglik);
+    let estimate = RwSignal::new(None::<kokushi_shared::cost::Estimate>);
+    let failed = RwSignal::new(None::<crate::error::ApiError>);
+    let request = move || {
+        let chosen = model.get_untracked();
+        let model = if chosen.is_empty() {
+            models.with_untracked(|m| m.first().cloned().unwrap_or_default())
+        } else {
+            chosen
+        };
+        let (prompt, version) = prompts
+            .with_untracked(|p| p.get(prompt.get_untracked()).cloned())
+            .unzip();
+        kokushi_shared::judge::CreateJudgeRun {
+            model,
+            adapter: None,
+            prompt,
+            prompt_version: version,
+            scoring: scoring.get_untracked(),
+            prompt_format: None,
+            max_new_tokens: None,
+            priority: kokushi_shared::job::Priority::Normal,
+        }
+    };
+    Effect::new(move |_| {
+        model.track();
+        prompt.track();
+        scoring.track();
+        estimate.set(None);
+    });
+    let ask_estimate = move |_| {
+        let body = request();
+        let csrf = session.csrf();
+        leptos::task::spawn_local(async move {
+            match api::estimate_judge(id, &body, &csrf).await {
+                Ok(e) => {
+                    failed.set(None);
+                    estimate.set(Some(e));
+                }
+                Err(e) => failed.set(Some(e)),
+            }
+        });
+    };
+    let launch = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let body = request();
+        let csrf = session.csrf();
+        leptos::task::spawn_local(async move {
+            match api::create_judge(id, &body, &csrf).await {
+                Ok(_) => {
+                    failed.set(None);
+                    poll_judges(judges, id);
+                }
+                Err(e) => failed.set(Some(e)),
+            }
+        });
+    };
+    view! {
+        <form id="judge-form" class="panel" on:submit=launch>
+            <h3>{t(i18n::GRADING_JUDGE_LAUNCH_TITLE)}</h3>
+            <label>
+                <span>{t(i18n::GRADING_JUDGE_MODEL)}</span>
+                <select id="judge-model" on:change=move |ev| model.set(event_target_value(&ev))>
+                    {move || models.get().into_iter().map(|m| { let label = m.clone(); view! { <option value=m>{label}</option> } }).collect_view()}
+                </select>
+            </label>
+            <label>
+                <span>{t(i18n::GRADING_JUDGE_PROMPT)}</span>
+                <select id="judge-prompt" on:change=move |ev| prompt.set(event_target_value(&ev).parse().unwrap_or(0))>
+                    {move || prompts.get().into_iter().enumerate().map(|(i, (name, version))| {
+                        view! { <option value=i.to_string()>{format!("{name} v{version}")}</option> }
+                    }).collect_view()}
+                </select>
+            </label>
+            <label>
+                <span>{t(i18n::GRADING_JUDGE_SCORING)}</span>
+                <select id="judge-scoring" on:change=move |ev| {
+                    scoring.set(kokushi_shared::job::Scoring::parse(&event_target_value(&ev)).unwrap_or_default());
+                }>
+                    <option value="loglik">{t(i18n::GRADING_JUDGE_SCORING_LOGLIK)}</option>
+                    <option value="generation">{t(i18n::GRADING_JUDGE_SCORING_GENERATION)}</option>
+                </select>
+            </label>
+            <button type="button" id="judge-estimate" on:click=ask_estimate>{t(i18n::GRADING_JUDGE_ESTIMATE)}</button>
+            <button type="submit" class="primary" id="judge-launch">{t(i18n::GRADING_JUDGE_LAUNCH)}</button>
+            {move || estimate.get().map(|e| {
+                let time = e.seconds.map_or_else(|| t(i18n::GRADING_JUDGE_NO_TIME).to_owned(), seconds);
+                let text = tf(
+                    i18n::GRADING_JUDGE_ESTIMATE_FIGURES,
+                    &[("questions", &e.questions), ("prompt", &e.prompt_tokens), ("time", &time)],
+                );
+                view! { <p id="judge-estimate-figures" title=e.note>{text}</p> }
+            })}
+            {move || failed.get().map(|error| view! { <crate::components::error_banner::ErrorBanner error /> })}
+        </form>
     }
 }

@@ -360,6 +360,7 @@ pub fn ProjectsPage() -> impl IntoView {
             <h2>{t(i18n::PROJECTS_MEMBERS_HEADING)}</h2>
             {members}
             {member_form}
+            <JudgingSettings />
             <h2>{t(i18n::PROJECTS_MINE)}</h2>
             {projects}
             <h2>{t(i18n::PROJECTS_TOKENS)}</h2>
@@ -398,5 +399,84 @@ pub fn ProjectsPage() -> impl IntoView {
             </table>
             {admin_form}
         </section>
+    }
+}
+
+/// The project's judging settings: the threshold and its calibration tasks (docs/judges.md).
+/// Shown to those who may list grading tasks; saved by the project's owners.
+#[component]
+fn JudgingSettings() -> impl IntoView {
+    let session = Session::get();
+    let settings = RwSignal::new(None::<kokushi_shared::judge::JudgingSettings>);
+    let tasks = RwSignal::new(Vec::<(i64, String)>::new());
+    let threshold = RwSignal::new(String::new());
+    let error = RwSignal::new(None::<ApiError>);
+    let saved = RwSignal::new(false);
+    leptos::task::spawn_local(async move {
+        if let (Ok(s), Ok(list)) = (calls::judging().await, calls::task_names().await) {
+            threshold.set(format!("{:.2}", s.threshold));
+            tasks.set(list.into_iter().map(|t| (t.id, t.name)).collect());
+            settings.set(Some(s));
+        }
+    });
+    let save = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let Some(mut next) = settings.get_untracked() else {
+            return;
+        };
+        next.threshold = threshold.get_untracked().trim().parse().unwrap_or(f64::NAN);
+        let csrf = session.csrf();
+        leptos::task::spawn_local(async move {
+            match calls::set_judging(&next, &csrf).await {
+                Ok(s) => {
+                    error.set(None);
+                    saved.set(true);
+                    settings.set(Some(s));
+                }
+                Err(e) => error.set(Some(e)),
+            }
+        });
+    };
+    move || {
+        settings.with(Option::is_some).then(|| {
+            let boxes = tasks
+                .get()
+                .into_iter()
+                .map(|(id, name)| {
+                    let on = settings.with(|s| s.as_ref().is_some_and(|s| s.calibration_tasks.contains(&id)));
+                    view! {
+                        <label class="check">
+                            <input type="checkbox" class="calibration-task" data-task-id=id prop:checked=on
+                                on:change=move |ev| {
+                                    let checked = event_target_checked(&ev);
+                                    saved.set(false);
+                                    settings.update(|s| if let Some(s) = s {
+                                        s.calibration_tasks.retain(|t| *t != id);
+                                        if checked {
+                                            s.calibration_tasks.push(id);
+                                        }
+                                    });
+                                } />
+                            {format!("#{id} {name}")}
+                        </label>
+                    }
+                })
+                .collect_view();
+            view! {
+                <h2>{t(i18n::PROJECTS_JUDGING)}</h2>
+                <p class="note">{t(i18n::PROJECTS_JUDGING_NOTE)}</p>
+                <form id="judging-form" class="inline-form" on:submit=save>
+                    <label>
+                        <span>{t(i18n::PROJECTS_JUDGING_THRESHOLD)}</span>
+                        <input id="judging-threshold" type="text" prop:value=move || threshold.get()
+                            on:input=move |ev| threshold.set(event_target_value(&ev)) />
+                    </label>
+                    {boxes}
+                    <button id="judging-save" type="submit" class="primary">{t(i18n::PROJECTS_JUDGING_SAVE)}</button>
+                    {move || saved.get().then(|| view! { <span id="judging-saved" role="status">{t(i18n::PROJECTS_JUDGING_SAVED)}</span> })}
+                    {move || error.get().map(|error| view! { <ErrorBanner error /> })}
+                </form>
+            }
+        })
     }
 }
