@@ -20,6 +20,9 @@ pub const SPEED_JOBS: usize = 5;
 /// What a job puts to its model: enough to rebuild every prompt.
 #[derive(Debug, Clone)]
 pub struct Planned {
+    /// The project whose measured jobs the speed is read from (another project's activity is
+    /// not this one's to learn).
+    pub project_id: i64,
     pub model: String,
     pub adapter: Option<String>,
     pub settings: EvalSettings,
@@ -37,7 +40,7 @@ type Counters = std::sync::Mutex<Vec<(CounterKey, Arc<kokushi_worker::TokenCount
 
 fn counter_for(path: &Path) -> Result<Arc<kokushi_worker::TokenCounter>, String> {
     static COUNTERS: std::sync::OnceLock<Counters> = std::sync::OnceLock::new();
-    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
     let key = (
         path.to_path_buf(),
         meta.len(),
@@ -72,7 +75,11 @@ fn count_prompts(store: &Path, planned: &Planned) -> Result<Vec<Prompt>, String>
         ));
     }
     let path = kokushi_worker::resolve_model(store, &planned.model).map_err(|e| e.to_string())?;
-    let counter = counter_for(&path)?;
+    // The reason stays in the server's log: it names paths of the store.
+    let counter = counter_for(&path).map_err(|e| {
+        tracing::warn!(model = %planned.model, error = %e, "reading a model's tokenizer failed");
+        format!("{}: its tokenizer cannot be read", planned.model)
+    })?;
     let spec = RunSpec {
         settings: planned.settings.clone(),
         shot_pool: planned.shot_pool.clone(),
@@ -105,24 +112,49 @@ fn count_prompts(store: &Path, planned: &Planned) -> Result<Vec<Prompt>, String>
 /// Estimates counted at once: each tokenizes every prompt of a job, off the request threads.
 const AT_ONCE: usize = 2;
 
-/// The estimate of `planned`: its prompts counted, timed with its model's measured speed. At
-/// most [`AT_ONCE`] are counted at a time; another is refused as busy (429).
-pub async fn estimate(db: &Db, store: &Path, planned: Planned) -> Result<Estimate, ApiError> {
-    static COUNTING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(AT_ONCE);
-    let _turn = COUNTING.try_acquire().map_err(|_| ApiError::Busy {
+fn counting() -> Arc<tokio::sync::Semaphore> {
+    static COUNTING: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
+    COUNTING
+        .get_or_init(|| Arc::new(tokio::sync::Semaphore::new(AT_ONCE)))
+        .clone()
+}
+
+/// A turn to estimate, taken before any of an estimate's work (the dry run's transaction
+/// included): at most [`AT_ONCE`] at a time, another is refused as busy (429). The turn is
+/// held until the counting ends, even if the request is dropped.
+pub fn turn() -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    counting().try_acquire_owned().map_err(|_| ApiError::Busy {
         message: format!("{AT_ONCE} cost estimates are being counted"),
         retry_after_secs: 2,
-    })?;
+    })
+}
+
+/// The estimate of `planned`: its prompts counted (holding `turn`), timed with its model's
+/// measured speed in its project.
+pub async fn estimate(
+    db: &Db,
+    store: &Path,
+    planned: Planned,
+    turn: tokio::sync::OwnedSemaphorePermit,
+) -> Result<Estimate, ApiError> {
     let works = db
-        .measured_works(&planned.model, planned.adapter.as_deref(), SPEED_JOBS)
+        .measured_works(
+            planned.project_id,
+            &planned.model,
+            planned.adapter.as_deref(),
+            SPEED_JOBS,
+        )
         .await?;
     let speed = kokushi_shared::cost::speed_of(&works);
     let max_new_tokens = planned.settings.max_new_tokens;
     let store = store.to_path_buf();
-    let prompts = tokio::task::spawn_blocking(move || count_prompts(&store, &planned))
-        .await
-        .map_err(|e| ApiError::Internal(format!("counting prompts: {e}")))?
-        .map_err(ApiError::BadRequest)?;
+    let prompts = tokio::task::spawn_blocking(move || {
+        let _turn = turn;
+        count_prompts(&store, &planned)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("counting prompts: {e}")))?
+    .map_err(ApiError::BadRequest)?;
     Ok(kokushi_shared::cost::estimate(
         &prompts,
         max_new_tokens,
@@ -132,7 +164,11 @@ pub async fn estimate(db: &Db, store: &Path, planned: Planned) -> Result<Estimat
 
 /// [`estimate`] for a job being queued, kept with it: a failure is logged, never the job's.
 pub async fn keep_estimate(db: &Db, store: &Path, job_id: i64, planned: Planned) {
-    match estimate(db, store, planned).await {
+    // A job being queued waits for its turn rather than going without.
+    let Ok(turn) = counting().acquire_owned().await else {
+        return;
+    };
+    match estimate(db, store, planned, turn).await {
         Ok(estimate) => {
             if let Err(e) = db.set_job_estimate(job_id, &estimate).await {
                 tracing::warn!(job_id, error = %e, "keeping the job's estimate failed");

@@ -131,14 +131,19 @@ pub async fn job_of(db: &Db, judge_run_id: i64) -> Result<Option<JudgeJob>, DbEr
     }))
 }
 
-/// The judge's grades of a task's items beside the human verdicts, and its agreement with
-/// them.
+/// Grades a judge run's detail lists at most (disagreements first; the export has every
+/// verdict), and the characters of a reply each shows.
+pub const MAX_LISTED_GRADES: usize = 500;
+pub const MAX_LISTED_REPLY_CHARS: usize = 1_000;
+
+/// The judge's grades of a task's items beside the human verdicts (`state`: the task's
+/// grading state), and its agreement with them.
 async fn figures(
     db: &Db,
     run: &JudgeRunRow,
+    state: &crate::db::grading::GradingState,
 ) -> Result<(JudgeAgreement, Vec<JudgeItemGrade>), DbError> {
-    let state = db.grading_state(Some(run.summary.task_id)).await?;
-    let resolved = resolve_all(&state);
+    let resolved = resolve_all(state);
     let mut grades = db.judge_grades(run.summary.id).await?;
     let mut items = Vec::with_capacity(resolved.len());
     let mut listed = Vec::with_capacity(resolved.len());
@@ -164,7 +169,7 @@ async fn figures(
                 verdict: g.verdict,
                 rationale: g.rationale,
                 flags: g.flags,
-                raw_output: g.raw_output,
+                raw_output: g.raw_output.chars().take(MAX_LISTED_REPLY_CHARS).collect(),
                 error: g.error,
                 human,
             });
@@ -179,41 +184,72 @@ async fn figures(
         _ => 3,
     };
     listed.sort_by_key(|g| (rank(g), g.item_id));
+    listed.truncate(MAX_LISTED_GRADES);
     Ok((calibrate(&items), listed))
 }
 
 /// A judge run's detail: its agreement with the humans on its task, its gate, its grades.
 pub async fn detail(
     db: &Db,
-    mut run: JudgeRunRow,
+    run: JudgeRunRow,
     exam_set_id: i64,
 ) -> Result<JudgeRunDetail, DbError> {
-    run.summary.cost = db
-        .job_cost(crate::db::costs::CostOf::Judge(run.summary.id))
-        .await?;
-    let settings = db.judging_settings(run.project_id).await?;
-    let (agreement, grades) = figures(db, &run).await?;
-    let basis = db
-        .calibration_run(run.project_id, &run.summary.judge_key, exam_set_id)
-        .await?;
-    let gate = match basis {
-        Some((id, _)) if id == run.summary.id => gate(settings.threshold, Some((id, &agreement))),
-        Some((id, _)) => match db.judge_run(id).await? {
-            Some(basis_run) => {
-                let (basis_figures, _) = figures(db, &basis_run).await?;
-                gate(settings.threshold, Some((id, &basis_figures)))
+    let state = db.grading_state(Some(run.summary.task_id)).await?;
+    details(db, vec![run], exam_set_id, &state)
+        .await?
+        .pop()
+        .ok_or_else(|| DbError::Refused("the judge run vanished".to_owned()))
+}
+
+/// The details of `runs`, all of one task whose grading state is `state` (read once however
+/// many runs there are; a calibration run's figures are worked out once per run too).
+pub async fn details(
+    db: &Db,
+    runs: Vec<JudgeRunRow>,
+    exam_set_id: i64,
+    state: &crate::db::grading::GradingState,
+) -> Result<Vec<JudgeRunDetail>, DbError> {
+    let mut out = Vec::with_capacity(runs.len());
+    let mut bases: HashMap<i64, JudgeAgreement> = HashMap::new();
+    for mut run in runs {
+        run.summary.cost = db
+            .job_cost(crate::db::costs::CostOf::Judge(run.summary.id))
+            .await?;
+        let settings = db.judging_settings(run.project_id).await?;
+        let (agreement, grades) = figures(db, &run, state).await?;
+        let basis = db
+            .calibration_run(run.project_id, &run.summary.judge_key, exam_set_id)
+            .await?;
+        let gate = match basis {
+            Some((id, _)) if id == run.summary.id => {
+                gate(settings.threshold, Some((id, &agreement)))
+            }
+            Some((id, task)) => {
+                if !bases.contains_key(&id)
+                    && let Some(basis_run) = db.judge_run(id).await?
+                {
+                    let basis_state = if task == run.summary.task_id {
+                        None
+                    } else {
+                        Some(db.grading_state(Some(task)).await?)
+                    };
+                    let (figures, _) =
+                        figures(db, &basis_run, basis_state.as_ref().unwrap_or(state)).await?;
+                    bases.insert(id, figures);
+                }
+                gate(settings.threshold, bases.get(&id).map(|f| (id, f)))
             }
             None => gate(settings.threshold, None),
-        },
-        None => gate(settings.threshold, None),
-    };
-    Ok(JudgeRunDetail {
-        calibration_task: settings.calibration_tasks.contains(&run.summary.task_id),
-        run: run.summary,
-        agreement,
-        gate,
-        grades,
-    })
+        };
+        out.push(JudgeRunDetail {
+            calibration_task: settings.calibration_tasks.contains(&run.summary.task_id),
+            run: run.summary,
+            agreement,
+            gate,
+            grades,
+        });
+    }
+    Ok(out)
 }
 
 /// The judge verdict of each item by the task's latest judge run, with whether that judge is

@@ -610,15 +610,19 @@ pub struct Work {
 impl Work {
     /// Adds `other` (a later part of the same job).
     pub fn add(&mut self, other: &Work) {
-        self.answers += other.answers;
-        self.prompt_tokens += other.prompt_tokens;
-        self.generated_answers += other.generated_answers;
-        self.generated_prompt_tokens += other.generated_prompt_tokens;
-        self.generated_tokens += other.generated_tokens;
-        self.prefill_ms += other.prefill_ms;
-        self.decode_ms += other.decode_ms;
-        self.scoring_ms += other.scoring_ms;
-        self.busy_ms += other.busy_ms;
+        let add = |x: &mut u64, y: u64| *x = x.saturating_add(y);
+        add(&mut self.answers, other.answers);
+        add(&mut self.prompt_tokens, other.prompt_tokens);
+        add(&mut self.generated_answers, other.generated_answers);
+        add(
+            &mut self.generated_prompt_tokens,
+            other.generated_prompt_tokens,
+        );
+        add(&mut self.generated_tokens, other.generated_tokens);
+        add(&mut self.prefill_ms, other.prefill_ms);
+        add(&mut self.decode_ms, other.decode_ms);
+        add(&mut self.scoring_ms, other.scoring_ms);
+        add(&mut self.busy_ms, other.busy_ms);
     }
 }
 

@@ -248,6 +248,11 @@ pub struct JudgeAgreement {
     pub percent: Option<f64>,
     /// Cohen's κ with its 95% interval; `None` when undefined.
     pub cohen: Option<KappaEstimate>,
+    /// What the gate reads: the lower of κ's interval's lower end and κ recomputed at the
+    /// lower end of the observed agreement's 95% Wilson interval (which, unlike the
+    /// large-sample interval, does not shrink to nothing when every item agrees: 20 of 20 is not
+    /// proof).
+    pub lower_bound: Option<f64>,
     /// `confusion[h][j]`: items humans put in verdict `h` ([`Verdict::ALL`] order) and the judge
     /// in `j` (the same order, then "no verdict").
     pub confusion: Vec<Vec<u32>>,
@@ -337,17 +342,49 @@ pub fn calibrate(items: &[CalibrationItem]) -> JudgeAgreement {
             }
         }
     }
+    let cohen = agreement::cohen_kappa_pairs(&humans, &judged, JUDGE_CATEGORIES, CONFIDENCE);
     JudgeAgreement {
         items: count(humans.len()),
         abstained: count(abstained),
         unresolved: count(unresolved),
         percent: agreement::percent_agreement(&humans, &judged),
-        cohen: agreement::cohen_kappa_pairs(&humans, &judged, JUDGE_CATEGORIES, CONFIDENCE),
+        lower_bound: cohen.and_then(|k| {
+            let asymptotic = k.interval?.0;
+            Some(asymptotic.min(wilson_kappa_lower(&confusion)?))
+        }),
+        cohen,
         confusion,
         annotators,
         annotator_kappa: (!kappas.is_empty())
             .then(|| kappas.iter().sum::<f64>() / kappas.len() as f64),
     }
+}
+
+/// κ at the lower end of the 95% Wilson interval of the observed agreement, with the chance
+/// agreement of `confusion`'s margins; `None` when undefined.
+fn wilson_kappa_lower(confusion: &[Vec<u32>]) -> Option<f64> {
+    let n: u64 = confusion.iter().flatten().map(|&c| u64::from(c)).sum();
+    if n == 0 {
+        return None;
+    }
+    let agree: u64 = (0..confusion.len())
+        .map(|i| u64::from(confusion[i][i]))
+        .sum();
+    let nf = n as f64;
+    let expected: f64 = (0..JUDGE_CATEGORIES)
+        .map(|c| {
+            let row: u64 = confusion
+                .get(c)
+                .map_or(0, |r| r.iter().map(|&x| u64::from(x)).sum());
+            let col: u64 = confusion.iter().map(|r| u64::from(r[c])).sum();
+            (row as f64 / nf) * (col as f64 / nf)
+        })
+        .sum();
+    if expected >= 1.0 {
+        return None;
+    }
+    let (lower, _) = crate::stats::wilson_interval(agree, n, CONFIDENCE)?;
+    Some(((lower - expected) / (1.0 - expected)).max(-1.0))
 }
 
 /// Whether a judge's grades may be used, and why.
@@ -377,10 +414,7 @@ pub fn gate(threshold: f64, calibration: Option<(i64, &JudgeAgreement)>) -> Gate
                 .to_owned(),
         };
     };
-    let lower = figures
-        .cohen
-        .and_then(|k| k.interval)
-        .map(|(lower, _)| lower);
+    let lower = figures.lower_bound;
     let (calibrated, reason) = if figures.items < MIN_CALIBRATION_ITEMS {
         (
             false,
@@ -395,7 +429,7 @@ pub fn gate(threshold: f64, calibration: Option<(i64, &JudgeAgreement)>) -> Gate
             (Some(k), Some(lower)) if lower >= threshold => (
                 true,
                 format!(
-                    "calibrated: κ {:.2} (95% interval from {lower:.2}) on {} items reaches the \
+                    "calibrated: κ {:.2} (lower bound {lower:.2}) on {} items reaches the \
                      threshold {threshold:.2}",
                     k.kappa, figures.items
                 ),
@@ -403,7 +437,7 @@ pub fn gate(threshold: f64, calibration: Option<(i64, &JudgeAgreement)>) -> Gate
             (Some(k), Some(lower)) => (
                 false,
                 format!(
-                    "uncalibrated: κ {:.2} (95% interval from {lower:.2}) on {} items is below \
+                    "uncalibrated: κ {:.2} (lower bound {lower:.2}) on {} items is below \
                      the threshold {threshold:.2}",
                     k.kappa, figures.items
                 ),
@@ -542,7 +576,7 @@ pub struct JudgeRunDetail {
     pub grades: Vec<JudgeItemGrade>,
 }
 
-/// A project's judging settings (`GET`/`POST /api/projects/{id}/judging`).
+/// A project's judging settings (`GET`/`POST /api/judging`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JudgingSettings {
@@ -673,11 +707,32 @@ mod tests {
         }
         let a = calibrate(&items);
         let k = a.cohen.expect("defined");
-        let (lower, _) = k.interval.expect("interval");
-        assert!(k.kappa > 0.85 && lower < k.kappa);
+        let lower = a.lower_bound.expect("a lower bound");
+        let (asymptotic, _) = k.interval.expect("interval");
+        assert!(k.kappa > 0.85 && lower < k.kappa && lower <= asymptotic);
         assert!(gate(lower - 0.01, Some((1, &a))).calibrated);
         let g = gate(lower + 0.01, Some((1, &a)));
         assert!(!g.calibrated && g.reason.contains("below"), "{}", g.reason);
+    }
+
+    /// 20 of 20 agreed, split 18/2: the large-sample interval is [1, 1], but a 90%-accurate
+    /// judge gets there by luck one time in eight; the Wilson bound keeps the gate shut.
+    #[test]
+    fn a_lucky_perfect_score_on_few_items_is_not_proof() {
+        use Verdict::{Correct as C, Incorrect as I};
+        let items: Vec<CalibrationItem> = (0..20)
+            .map(|k| {
+                let v = if k < 18 { C } else { I };
+                item(Some(v), Some(Some(v)))
+            })
+            .collect();
+        let a = calibrate(&items);
+        assert_eq!(a.cohen.and_then(|k| k.interval), Some((1.0, 1.0)));
+        // Wilson: 20/(20 + 1.96²) = 0.839; pe = 0.82; (0.839 − 0.82)/0.18 = 0.11.
+        let lower = a.lower_bound.expect("bound");
+        assert!((lower - 0.106).abs() < 0.01, "{lower}");
+        let g = gate(0.6, Some((1, &a)));
+        assert!(!g.calibrated, "{}", g.reason);
     }
 
     #[test]

@@ -62,10 +62,11 @@ impl Db {
         Ok(())
     }
 
-    /// The work of the latest `limit` succeeded jobs (runs and judge runs) of `model` with
-    /// `adapter`, newest first.
+    /// The work of the latest `limit` succeeded jobs (runs and judge runs) of `project` with
+    /// `model` and `adapter`, newest first.
     pub async fn measured_works(
         &self,
+        project: i64,
         model: &str,
         adapter: Option<&str>,
         limit: usize,
@@ -77,10 +78,12 @@ impl Db {
              WHERE j.work IS NOT NULL AND j.status = 'succeeded' \
                AND COALESCE(r.model, jr.model) = $1 \
                AND COALESCE(r.adapter, jr.adapter, '') = $2 \
+               AND COALESCE(r.project_id, jr.project_id) = $3 \
              ORDER BY j.id DESC LIMIT {limit}"
         ))
         .bind(model)
         .bind(adapter.unwrap_or(""))
+        .bind(project)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()

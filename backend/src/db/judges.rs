@@ -127,6 +127,27 @@ impl Db {
             .collect()
     }
 
+    /// How many judge prompt versions `project` keeps, and how many of them are `name`'s.
+    pub async fn judge_prompt_counts(
+        &self,
+        project: i64,
+        name: &str,
+    ) -> Result<(u64, u64), DbError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS total, \
+             (SELECT COUNT(*) FROM judge_prompts WHERE project_id = $1 AND name = $2) AS named \
+             FROM judge_prompts WHERE project_id = $1",
+        )
+        .bind(project)
+        .bind(name)
+        .fetch_one(&self.pool)
+        .await?;
+        let n = |c: &str| -> Result<u64, DbError> {
+            Ok(u64::try_from(row.try_get::<i64, _>(c)?).unwrap_or(0))
+        };
+        Ok((n("total")?, n("named")?))
+    }
+
     /// Stores a new version of a project's judge prompt `name`; its version. The template is
     /// checked by the caller.
     pub async fn add_judge_prompt(

@@ -20,6 +20,10 @@ use crate::error::ApiError;
 use crate::judging::{judge_key, sha256_hex};
 use crate::state::AppState;
 
+/// The most versions of one judge prompt a project keeps, and of all its judge prompts.
+pub const MAX_PROMPT_VERSIONS: u64 = 100;
+pub const MAX_PROMPTS: u64 = 1_000;
+
 /// The most items one judge run grades.
 pub const MAX_JUDGE_ITEMS: usize = 5_000;
 /// The longest reply a generating judge may give.
@@ -80,6 +84,13 @@ pub async fn add_judge_prompt(
     let scope = caller.scope()?;
     let name = prompt_name(&body.name)?;
     validate_template(&body.template).map_err(ApiError::BadRequest)?;
+    let (total, named) = state.db.judge_prompt_counts(scope.project, name).await?;
+    if named >= MAX_PROMPT_VERSIONS || total >= MAX_PROMPTS {
+        return Err(ApiError::Conflict(format!(
+            "a project keeps at most {MAX_PROMPT_VERSIONS} versions of a judge prompt and \
+             {MAX_PROMPTS} in all; it has {named} of {name:?} and {total} in all"
+        )));
+    }
     let hash = sha256_hex(&body.template);
     let version = state
         .db
@@ -140,7 +151,13 @@ pub async fn create_judge_run(
     let (task, new) = plan_judge_run(&state, &caller, &path, &body).await?;
     let job = state.db.create_judge_run(&new).await?;
     let judge_run_id = job.judge_run_id;
-    crate::cost::keep_estimate(&state.db, &state.model_store, job.job_id, planned(&job)).await;
+    crate::cost::keep_estimate(
+        &state.db,
+        &state.model_store,
+        job.job_id,
+        planned(&job, new.project_id),
+    )
+    .await;
     state.queue.publish_job(&job.into()).await?;
     tracing::info!(task_id = task.id, judge_run_id, "judge run queued");
     let run = state
@@ -153,8 +170,9 @@ pub async fn create_judge_run(
 }
 
 /// What a judge job puts to its model, for its cost estimate.
-fn planned(job: &kokushi_shared::job::JudgeJob) -> crate::cost::Planned {
+fn planned(job: &kokushi_shared::job::JudgeJob, project_id: i64) -> crate::cost::Planned {
     crate::cost::Planned {
+        project_id,
         model: job.model.clone(),
         adapter: job.adapter.clone(),
         settings: job.settings.clone(),
@@ -172,8 +190,11 @@ pub async fn estimate_judge_run(
     path: web::Path<String>,
     body: web::Json<CreateJudgeRun>,
 ) -> Result<HttpResponse, ApiError> {
+    // The turn first: reading the items and filling the prompts is work too.
+    let turn = crate::cost::turn()?;
     let (_, new) = plan_judge_run(&state, &caller, &path, &body).await?;
     let planned = crate::cost::Planned {
+        project_id: new.project_id,
         model: new.model,
         adapter: new.adapter,
         settings: new.settings,
@@ -181,7 +202,7 @@ pub async fn estimate_judge_run(
         questions: new.questions,
         one_answer: true,
     };
-    let estimate = crate::cost::estimate(&state.db, &state.model_store, planned).await?;
+    let estimate = crate::cost::estimate(&state.db, &state.model_store, planned, turn).await?;
     Ok(HttpResponse::Ok().json(estimate))
 }
 
@@ -305,10 +326,9 @@ pub async fn judge_runs(
         .grading_task(task_id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("grading task {task_id} does not exist")))?;
-    let mut out = Vec::new();
-    for run in state.db.judge_runs_of_task(task.id).await? {
-        out.push(crate::judging::detail(&state.db, run, task.exam_set_id).await?);
-    }
+    let runs = state.db.judge_runs_of_task(task.id).await?;
+    let grading = state.db.grading_state(Some(task.id)).await?;
+    let out = crate::judging::details(&state.db, runs, task.exam_set_id, &grading).await?;
     Ok(HttpResponse::Ok().json(out))
 }
 

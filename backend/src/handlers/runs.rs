@@ -62,7 +62,14 @@ pub async fn create_run(
         .run_summary(job.run_id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("run {} vanished", job.run_id)))?;
-    crate::cost::keep_estimate(&state.db, &state.model_store, job.job_id, planned(&job)).await;
+    let project = principal.scope()?.project;
+    crate::cost::keep_estimate(
+        &state.db,
+        &state.model_store,
+        job.job_id,
+        planned(&job, project),
+    )
+    .await;
     // The run is recorded as queued before it is published: if publishing fails, the
     // reconciler publishes it at the next start.
     let (run_id, job_id) = (job.run_id, job.job_id);
@@ -72,8 +79,9 @@ pub async fn create_run(
 }
 
 /// What a run's job puts to its model, for its cost estimate.
-fn planned(job: &kokushi_shared::job::EvalJob) -> crate::cost::Planned {
+fn planned(job: &kokushi_shared::job::EvalJob, project_id: i64) -> crate::cost::Planned {
     crate::cost::Planned {
+        project_id,
         model: job.model.clone(),
         adapter: job.adapter.clone(),
         settings: job.settings.clone(),
@@ -91,13 +99,16 @@ pub async fn estimate_run(
     state: web::Data<AppState>,
     body: web::Json<CreateRun>,
 ) -> Result<HttpResponse, ApiError> {
+    // The turn first: the dry run's transaction is work too.
+    let turn = crate::cost::turn()?;
     let new = new_run(&state, &principal, &body).await?;
     let job = state
         .db
         .preview_run(&new)
         .await?
         .ok_or_else(|| missing_sets(&new))?;
-    let estimate = crate::cost::estimate(&state.db, &state.model_store, planned(&job)).await?;
+    let planned = planned(&job, new.project_id);
+    let estimate = crate::cost::estimate(&state.db, &state.model_store, planned, turn).await?;
     Ok(HttpResponse::Ok().json(estimate))
 }
 
