@@ -11,7 +11,7 @@ use kokushi_shared::job::{AnswerRecord, EvalSettings, JobQuestion, JudgeJob, Pri
 use kokushi_shared::judge::{JudgePrompt, JudgeRunSummary, JudgingSettings};
 use sqlx::Row;
 
-use super::run_states::{Owner, move_job, next_attempt, settle};
+use super::run_states::{Owner, end_attempt, move_job, next_attempt, settle};
 use super::{Db, DbError, corrupt, to_u32};
 use crate::clock::now_rfc3339;
 
@@ -435,26 +435,15 @@ impl Db {
         };
         let now = now_rfc3339();
         let mut tx = self.begin_write().await?;
-        let changed = sqlx::query(
-            "UPDATE judge_runs SET status = $2, error = $3, finished_at = $4 \
-             WHERE id = $1 AND status IN ('queued', 'running')",
+        let done = end_attempt(
+            &mut tx,
+            Owner::Judge(judge_run_id),
+            attempt,
+            status.as_str(),
+            error,
+            &now,
         )
-        .bind(judge_run_id)
-        .bind(status.as_str())
-        .bind(error)
-        .bind(&now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        let done = changed > 0
-            && move_job(
-                &mut tx,
-                Owner::Judge(judge_run_id),
-                Some(attempt),
-                status.as_str(),
-                &now,
-            )
-            .await?;
+        .await?;
         if done {
             let after = serde_json::json!({ "judge_run": judge_run_id, "status": status.as_str(), "error": error });
             sqlx::query(

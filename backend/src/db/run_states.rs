@@ -59,6 +59,32 @@ pub(super) async fn move_job(
     Ok(changed > 0)
 }
 
+/// Ends attempt `attempt` of `owner` (a run or judge run) with `status` and `error` inside `tx`:
+/// its row, then its job, only while unfinished and the attempt is the job's latest; whether it
+/// did (else the caller rolls back).
+pub(super) async fn end_attempt(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    owner: Owner,
+    attempt: u32,
+    status: &str,
+    error: Option<&str>,
+    now: &str,
+) -> Result<bool, DbError> {
+    let (table, _, id) = owner.parts();
+    let changed = sqlx::query(&format!(
+        "UPDATE {table} SET status = $2, error = $3, finished_at = $4 \
+         WHERE id = $1 AND status IN ('queued', 'running')"
+    ))
+    .bind(id)
+    .bind(status)
+    .bind(error)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(changed > 0 && move_job(tx, owner, Some(attempt), status, now).await?)
+}
+
 /// Queues the job of `owner` again as its next attempt, inside `tx` (after the owner's row).
 pub(super) async fn next_attempt(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
@@ -278,26 +304,15 @@ impl Db {
         };
         let now = now_rfc3339();
         let mut tx = self.begin_write().await?;
-        let run = sqlx::query(
-            "UPDATE runs SET status = $2, error = $3, finished_at = $4 \
-             WHERE id = $1 AND status IN ('queued', 'running')",
+        let done = end_attempt(
+            &mut tx,
+            Owner::Run(run_id),
+            attempt,
+            status.as_str(),
+            error,
+            &now,
         )
-        .bind(run_id)
-        .bind(status.as_str())
-        .bind(error)
-        .bind(&now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        let done = run > 0
-            && move_job(
-                &mut tx,
-                Owner::Run(run_id),
-                Some(attempt),
-                status.as_str(),
-                &now,
-            )
-            .await?;
+        .await?;
         settle(tx, done).await
     }
 }

@@ -14,7 +14,7 @@ use kokushi_shared::judge::{
 };
 use kokushi_shared::prompt::PromptFormat;
 
-use super::{ensure_owner, ensure_queue_room, parse_id, plain_name};
+use super::{ensure_owner, ensure_queue_room, parse_id};
 use crate::db::judges::NewJudgeRun;
 use crate::error::ApiError;
 use crate::judging::{judge_key, sha256_hex};
@@ -220,25 +220,8 @@ async fn plan_judge_run(
         .grading_task(task_id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("grading task {task_id} does not exist")))?;
-    let model = super::runs::run_model(state, req.model.trim())?;
-    let foreign = state.db.foreign_adapters(&scope).await?;
-    if foreign.contains(&model) {
-        return Err(ApiError::NotFound(format!(
-            "model {model:?} is not in the model store"
-        )));
-    }
-    let adapter = match req.adapter.as_deref().map(str::trim) {
-        None | Some("") => None,
-        Some(name) => {
-            let name = plain_name("adapter", name)?;
-            if foreign.contains(&name) {
-                return Err(ApiError::NotFound(format!(
-                    "adapter {name:?} is not in the model store"
-                )));
-            }
-            Some(name)
-        }
-    };
+    let (model, adapter) =
+        super::runs::model_and_adapter(state, &scope, &req.model, req.adapter.as_deref()).await?;
     let format_id = req.prompt_format.as_deref().map(str::trim).unwrap_or("");
     let chat_template = format_id == "chat_template";
     let prompt_format = if chat_template || format_id.is_empty() {

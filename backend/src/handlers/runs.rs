@@ -16,7 +16,7 @@ use crate::state::AppState;
 
 /// The model a run may name: a plain name in the model store, or `openai:<base-url>#<model>`
 /// whose server is on the operator's allow-list (`--remote-model-allow`), in its normal form.
-pub(super) fn run_model(state: &AppState, model: &str) -> Result<String, ApiError> {
+fn run_model(state: &AppState, model: &str) -> Result<String, ApiError> {
     let Some(spec) = kokushi_worker::remote::RemoteSpec::parse(model) else {
         return plain_name("model", model);
     };
@@ -123,6 +123,37 @@ pub async fn run_cost(
     Ok(HttpResponse::Ok().json(cost))
 }
 
+/// The model and adapter a run (or a judge run) names, checked: the model a plain name in the
+/// store or an allowed remote model, the adapter a plain name; neither another project's adapter
+/// (not the caller's to use, nor to know of, by any field).
+pub(super) async fn model_and_adapter(
+    state: &AppState,
+    scope: &crate::db::projects::Scope,
+    model: &str,
+    adapter: Option<&str>,
+) -> Result<(String, Option<String>), ApiError> {
+    let model = run_model(state, model.trim())?;
+    let foreign = state.db.foreign_adapters(scope).await?;
+    if foreign.contains(&model) {
+        return Err(ApiError::NotFound(format!(
+            "model {model:?} is not in the model store"
+        )));
+    }
+    let adapter = match adapter.map(str::trim) {
+        None | Some("") => None,
+        Some(name) => {
+            let name = plain_name("adapter", name)?;
+            if foreign.contains(&name) {
+                return Err(ApiError::NotFound(format!(
+                    "adapter {name:?} is not in the model store"
+                )));
+            }
+            Some(name)
+        }
+    };
+    Ok((model, adapter))
+}
+
 /// The refusal of a run whose exam set (or shot pool) the caller cannot read.
 fn missing_sets(new: &NewRun) -> ApiError {
     ApiError::NotFound(match new.shot_pool_exam_set_id {
@@ -168,26 +199,8 @@ async fn new_run(
             "shot_seed {shot_seed} must be below 2^63"
         )));
     }
-    let model = run_model(state, req.model.trim())?;
-    // Another project's adapter is not the caller's to use (nor to know of), by any field.
-    let foreign = state.db.foreign_adapters(&scope).await?;
-    if foreign.contains(&model) {
-        return Err(ApiError::NotFound(format!(
-            "model {model:?} is not in the model store"
-        )));
-    }
-    let adapter = match req.adapter.as_deref().map(str::trim) {
-        None | Some("") => None,
-        Some(name) => {
-            let name = plain_name("adapter", name)?;
-            if foreign.contains(&name) {
-                return Err(ApiError::NotFound(format!(
-                    "adapter {name:?} is not in the model store"
-                )));
-            }
-            Some(name)
-        }
-    };
+    let (model, adapter) =
+        model_and_adapter(state, &scope, &req.model, req.adapter.as_deref()).await?;
     let max_new_tokens = req.max_new_tokens.unwrap_or(DEFAULT_MAX_NEW_TOKENS);
     if !(1..=MAX_MAX_NEW_TOKENS).contains(&max_new_tokens) {
         return Err(ApiError::BadRequest(format!(
