@@ -240,7 +240,12 @@ async fn bench() -> Result<()> {
             let auth = auth.map(str::to_owned);
             tokio::task::spawn_blocking(move || wrk(&url, auth.as_deref(), 2, connections))
         };
-        warm.await??;
+        let warm = warm.await??;
+        anyhow::ensure!(
+            warm.errors == 0,
+            "{name}: {} non-2xx responses or socket errors while warming up",
+            warm.errors
+        );
         let measured = {
             let auth = auth.map(str::to_owned);
             tokio::task::spawn_blocking(move || wrk(&url, auth.as_deref(), seconds, connections))
@@ -253,6 +258,12 @@ async fn bench() -> Result<()> {
             measured.p90,
             measured.p99,
             measured.requests,
+            measured.errors
+        );
+        // A figure of failing requests is no figure.
+        anyhow::ensure!(
+            measured.errors == 0,
+            "{name}: {} non-2xx responses or socket errors: the bench fails",
             measured.errors
         );
         println!(

@@ -41,8 +41,9 @@ fn main() {
         for _ in 0..REPEATS {
             let g = model.generate_tokens(&ids, &params).expect("generates");
             steps = g.generated_tokens.saturating_sub(1);
-            prefill = prefill.max(ids.len() as f64 * 1000.0 / g.prefill_ms.max(1) as f64);
-            decode = decode.max(steps as f64 * 1000.0 / g.decode_ms.max(1) as f64);
+            // Timed in nanoseconds (`Duration`), not whole milliseconds.
+            prefill = prefill.max(ids.len() as f64 / g.prefill.as_secs_f64().max(1e-9));
+            decode = decode.max(steps as f64 / g.decode.as_secs_f64().max(1e-9));
         }
         std::fs::write(dir.join(format!("{name}.ids.json")), format!("{ids:?}"))
             .expect("write the prompt ids");
@@ -63,11 +64,17 @@ fn main() {
         .expect("write the top log-probabilities");
         // The text too, so the reference can check that it tokenizes it the same way.
         std::fs::write(dir.join(format!("{name}.txt")), &text).expect("write the prompt text");
-        println!(
-            "RESULT {{\"model\": \"{name}\", \"quantization\": \"{}\", \"prompt_tokens\": {}, \
-             \"prefill_tok_s\": {prefill:.1}, \"decode_tokens\": {steps}, \"decode_tok_s\": {decode:.1}}}",
-            model.info().quantization,
-            ids.len()
-        );
+        // With what the engine runs the file's matrices as (conversions at load, kernels, the
+        // instruction set), for the table.
+        let result = serde_json::json!({
+            "model": name,
+            "quantization": model.info().quantization,
+            "arithmetic": model.info().arithmetic,
+            "prompt_tokens": ids.len(),
+            "prefill_tok_s": prefill,
+            "decode_tokens": steps,
+            "decode_tok_s": decode,
+        });
+        println!("RESULT {result}");
     }
 }

@@ -54,6 +54,7 @@ fn main() {
             response_start,
         }];
         let mut times = Vec::new();
+        let mut losses = Vec::new();
         for step in 0..=REPEATS {
             let started = Instant::now();
             let stats = trainer
@@ -62,6 +63,7 @@ fn main() {
             if step > 0 {
                 times.push(started.elapsed().as_secs_f64());
             }
+            losses.push(stats.loss);
             eprintln!(
                 "{name}: step {step}: {:.3} s, loss {:.4}",
                 started.elapsed().as_secs_f64(),
@@ -69,6 +71,7 @@ fn main() {
             );
         }
         result.insert(format!("{name}_step_s"), serde_json::json!(median(times)));
+        result.insert(format!("{name}_losses"), serde_json::json!(losses));
     }
     result.insert("seq".into(), serde_json::json!(SEQ));
     result.insert("answer_tokens".into(), serde_json::json!(ANSWER));

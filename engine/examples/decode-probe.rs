@@ -18,10 +18,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for _ in 0..2 {
         let run = model.generate("The history of medicine in Japan began", &params)?;
         #[allow(clippy::cast_precision_loss)]
-        let rate = run.generated_tokens as f64 / (run.decode_ms.max(1) as f64 / 1000.0);
+        let rate = run.generated_tokens as f64 / (run.decode.as_secs_f64().max(1e-9));
         println!(
             "{} tokens in {} ms: {rate:.1} tokens/s",
-            run.generated_tokens, run.decode_ms
+            run.generated_tokens,
+            kokushi_engine::millis(run.decode)
         );
     }
     Ok(())

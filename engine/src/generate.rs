@@ -50,9 +50,9 @@ pub struct Generation {
     pub generated_tokens: usize,
     pub stop_reason: StopReason,
     /// Wall time of the prompt's forward pass, which also yields the first new token.
-    pub prefill_ms: u64,
+    pub prefill: Duration,
     /// Wall time of the one-token forward passes after the prefill.
-    pub decode_ms: u64,
+    pub decode: Duration,
 }
 
 /// Why generation ended.
@@ -106,8 +106,8 @@ impl Model {
             prompt_tokens: prompt_ids.len(),
             generated_tokens: 0,
             stop_reason: StopReason::MaxNewTokens,
-            prefill_ms: 0,
-            decode_ms: 0,
+            prefill: Duration::ZERO,
+            decode: Duration::ZERO,
         };
         if params.max_new_tokens == 0 {
             return Ok(result);
@@ -115,7 +115,7 @@ impl Model {
 
         let prefill_started = Instant::now();
         let mut logits = self.prefill(prompt_ids)?;
-        result.prefill_ms = millis(prefill_started.elapsed());
+        result.prefill = prefill_started.elapsed();
 
         let decode_started = Instant::now();
         let mut generated: Vec<u32> = Vec::new();
@@ -142,13 +142,13 @@ impl Model {
             }
             logits = self.forward(&[next], position)?;
         };
-        result.decode_ms = millis(decode_started.elapsed());
+        result.decode = decode_started.elapsed();
         tracing::debug!(
             prompt_tokens = result.prompt_tokens,
             generated_tokens = result.generated_tokens,
             stop_reason = ?result.stop_reason,
-            prefill_ms = result.prefill_ms,
-            decode_ms = result.decode_ms,
+            prefill_ms = millis(result.prefill),
+            decode_ms = millis(result.decode),
             "generation finished"
         );
         Ok(result)
@@ -158,7 +158,7 @@ impl Model {
     /// alone, then the rows are decoded together, left-padded to the longest (the padding is
     /// masked out of attention and positions start after it), and each row stops on its own. Each result is what
     /// [`Model::generate`] gives for that prompt alone, up to floating-point rounding (the
-    /// tests check the texts are identical); `prefill_ms` and `decode_ms` are the batch's.
+    /// tests check the texts are identical); `prefill` and `decode` are the batch's.
     pub fn generate_batch(
         &mut self,
         prompts: &[String],
@@ -197,8 +197,8 @@ impl Model {
                 prompt_tokens: ids.len(),
                 generated_tokens: 0,
                 stop_reason: StopReason::MaxNewTokens,
-                prefill_ms: 0,
-                decode_ms: 0,
+                prefill: Duration::ZERO,
+                decode: Duration::ZERO,
             })
             .collect();
         if prompts.is_empty() || params.max_new_tokens == 0 {
@@ -227,7 +227,7 @@ impl Model {
             },
         )?;
         drop(caches);
-        let prefill_ms = millis(prefill_started.elapsed());
+        let prefill = prefill_started.elapsed();
 
         let decode_started = Instant::now();
         let mut generated: Vec<Vec<u32>> = vec![Vec::new(); prompts.len()];
@@ -272,10 +272,10 @@ impl Model {
             logits = self.batch_forward(&next_tokens, &mut cache, width + step)?;
             step += 1;
         }
-        let decode_ms = millis(decode_started.elapsed());
+        let decode = decode_started.elapsed();
         for result in &mut results {
-            result.prefill_ms = prefill_ms;
-            result.decode_ms = decode_ms;
+            result.prefill = prefill;
+            result.decode = decode;
         }
         Ok(results)
     }
@@ -389,7 +389,8 @@ fn earliest_stop(text: &str, stops: &[String]) -> Option<usize> {
         .min()
 }
 
-pub(crate) fn millis(duration: Duration) -> u64 {
+/// Whole milliseconds of `duration` (saturating).
+pub fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 

@@ -43,7 +43,7 @@ pub use adapter::AdapterInfo;
 pub use device::{CUDA_BUILT, DEVICE_FORMS, Device, DeviceChoice, DeviceMemory};
 pub use error::{EngineError, gib};
 pub use estimate::{CUDA_OVERHEAD, MemoryEstimate, Workload, memory_estimate};
-pub use generate::{Generation, GenerationParams, StopReason};
+pub use generate::{Generation, GenerationParams, StopReason, millis};
 pub use hf::SUPPORTED_MODEL_TYPES;
 pub use inspect::{Format, Inspection, inspect};
 pub use loglik::{ContinuationScore, Scores};

@@ -182,10 +182,20 @@ impl Q8Matrix {
 
     /// `out = x Wᵀ` for `x` of `m` rows of `cols` values; `out` is `m × rows`.
     pub(crate) fn matmul(&self, x: &[f32], m: usize, out: &mut [f32]) {
+        self.matmul_on(chosen(), x, m, out);
+    }
+
+    /// [`Self::matmul`] on the path `isa`, which this CPU must have.
+    pub(crate) fn matmul_on(&self, isa: Isa, x: &[f32], m: usize, out: &mut [f32]) {
+        assert!(
+            isa.supported(),
+            "{} is not available on this CPU",
+            isa.name()
+        );
         debug_assert_eq!(x.len(), m * self.cols);
         let acts = quantize_rows(x, m, self.cols);
         drive(self.rows, self.cols, m, out, |m0, rm, n0, rn| {
-            dot_tile(self, &acts, m0, rm, n0, rn)
+            dot_tile(isa, self, &acts, m0, rm, n0, rn)
         });
     }
 }
@@ -275,8 +285,9 @@ fn quantize_rows(x: &[f32], m: usize, cols: usize) -> Acts {
     }
 }
 
-/// The `rm × rn` sums of one tile (entries past `rm`/`rn` are unused).
+/// The `rm × rn` sums of one tile (entries past `rm`/`rn` are unused), on `isa`.
 fn dot_tile(
+    isa: Isa,
     w: &Q8Matrix,
     acts: &Acts,
     m0: usize,
@@ -284,21 +295,39 @@ fn dot_tile(
     n0: usize,
     rn: usize,
 ) -> [[f32; RN]; RM] {
+    debug_assert!(isa.supported());
     #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: the CPU has AVX2 and FMA (checked above); the tile stays inside both
-        // matrices (rm ≤ m − m0, rn ≤ rows − n0, checked by the caller).
-        return unsafe {
-            if w.halves {
-                avx2::dispatch::<true>(w, acts, m0, rm, n0, rn)
-            } else {
-                avx2::dispatch::<false>(w, acts, m0, rm, n0, rn)
-            }
-        };
+    match isa {
+        // SAFETY: the CPU has AVX-512 F/BW/VNNI, AVX2 and FMA (callers pass a supported
+        // path); the tile stays inside both matrices (rm ≤ m − m0, rn ≤ rows − n0, checked
+        // by the caller).
+        Isa::Avx512 => {
+            return unsafe {
+                if w.halves {
+                    avx512::dispatch::<true>(w, acts, m0, rm, n0, rn)
+                } else {
+                    avx512::dispatch::<false>(w, acts, m0, rm, n0, rn)
+                }
+            };
+        }
+        // SAFETY: as above, for AVX2 and FMA.
+        Isa::Avx2 => {
+            return unsafe {
+                if w.halves {
+                    avx2::dispatch::<true>(w, acts, m0, rm, n0, rn)
+                } else {
+                    avx2::dispatch::<false>(w, acts, m0, rm, n0, rn)
+                }
+            };
+        }
+        Isa::Portable => {}
     }
     portable_tile(w, acts, m0, rm, n0, rn)
 }
 
+/// One tile the portable way, lane for lane what the SIMD paths compute: lane `l` of a block
+/// is the exact integer sum of its values `4l..4l+3`, converted and fused into the lane's
+/// running sum with the block's scale; the eight lanes are summed at the end.
 fn portable_tile(
     w: &Q8Matrix,
     acts: &Acts,
@@ -313,52 +342,127 @@ fn portable_tile(
     for (i, row_sums) in sums.iter_mut().enumerate().take(rm) {
         for (j, sum) in row_sums.iter_mut().enumerate().take(rn) {
             let (t, r) = (m0 + i, n0 + j);
+            let mut lanes = [0f32; 8];
             for b in 0..blocks {
                 let x = &acts.quants[t * cols + b * BLOCK..][..BLOCK];
                 let q = &w.quants[r * cols + b * BLOCK..][..BLOCK];
-                let dot = |range: std::ops::Range<usize>| -> f32 {
-                    let dot: i32 = x[range.clone()]
-                        .iter()
-                        .zip(&q[range])
-                        .map(|(&a, &b)| i32::from(a) * i32::from(b))
-                        .sum();
-                    #[allow(clippy::cast_precision_loss)] // |dot| ≤ 32 · 127², exact in f32
-                    let dot = dot as f32;
-                    dot
-                };
                 let xd = acts.scales[t * blocks + b];
-                if w.halves {
-                    let index = (r * blocks + b) * 2;
-                    *sum += (dot(0..BLOCK / 2) * w.scales[index]
-                        + dot(BLOCK / 2..BLOCK) * w.scales[index + 1])
-                        * xd;
-                } else {
-                    *sum += dot(0..BLOCK) * xd * w.scales[r * blocks + b];
+                for (l, lane) in lanes.iter_mut().enumerate() {
+                    let dot: i32 = (4 * l..4 * l + 4)
+                        .map(|k| i32::from(x[k]) * i32::from(q[k]))
+                        .sum();
+                    let scale = if w.halves {
+                        w.scales[(r * blocks + b) * 2 + l / 4] * xd
+                    } else {
+                        xd * w.scales[r * blocks + b]
+                    };
+                    #[allow(clippy::cast_precision_loss)] // |dot| ≤ 4 · 128², exact in f32
+                    let dot = dot as f32;
+                    *lane = dot.mul_add(scale, *lane);
                 }
             }
+            *sum = hsum_lanes(lanes);
         }
     }
     sums
 }
 
-/// The instruction set the engine's kernels run on this CPU.
-pub(crate) fn isa() -> &'static str {
-    if has_avx2() { "AVX2+FMA" } else { "portable" }
+/// An instruction set the engine's kernels can run on. Every path computes the same lanes in
+/// the same order, so all of them give the same bits (`every_kernel_path_gives_the_same_bits`
+/// forces each one this CPU has and compares).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Isa {
+    /// Plain Rust: eight `f32` lanes emulated, `mul_add` for the fused steps.
+    Portable,
+    /// AVX2 and FMA: `maddubs`/`madd` for the 8-bit products.
+    Avx2,
+    /// AVX-512 (F, BW) with VNNI: `vpdpbusd` on two blocks at once, the `f32` steps as AVX2's.
+    Avx512,
 }
 
-fn has_avx2() -> bool {
-    static DETECTED: OnceLock<bool> = OnceLock::new();
+impl Isa {
+    /// Every path, slowest first.
+    pub(crate) const ALL: [Self; 3] = [Self::Portable, Self::Avx2, Self::Avx512];
+
+    /// How a run's arithmetic names it.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Portable => "portable",
+            Self::Avx2 => "AVX2+FMA",
+            Self::Avx512 => "AVX-512 VNNI",
+        }
+    }
+
+    /// The value of `KOKUSHI_KERNEL` that asks for it.
+    fn key(self) -> &'static str {
+        match self {
+            Self::Portable => "portable",
+            Self::Avx2 => "avx2",
+            Self::Avx512 => "avx512",
+        }
+    }
+
+    /// Whether this CPU can run it.
+    pub(crate) fn supported(self) -> bool {
+        self <= detected()
+    }
+}
+
+/// The best path this CPU has, checked once.
+fn detected() -> Isa {
+    static DETECTED: OnceLock<Isa> = OnceLock::new();
     *DETECTED.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
         {
-            std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
+            use std::arch::is_x86_feature_detected as has;
+            if !(has!("avx2") && has!("fma")) {
+                Isa::Portable
+            } else if has!("avx512f") && has!("avx512bw") && has!("avx512vnni") {
+                Isa::Avx512
+            } else {
+                Isa::Avx2
+            }
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
-            false
+            Isa::Portable
         }
     })
+}
+
+/// The path the kernels take: the best this CPU has, or a slower one named by
+/// `KOKUSHI_KERNEL` (`portable`, `avx2`, `avx512`; one the CPU lacks, or an unknown name, gives
+/// the best it has), read once.
+pub(crate) fn chosen() -> Isa {
+    static CHOSEN: OnceLock<Isa> = OnceLock::new();
+    *CHOSEN.get_or_init(|| pick(std::env::var("KOKUSHI_KERNEL").ok().as_deref(), detected()))
+}
+
+/// The path for `KOKUSHI_KERNEL` = `asked` on a CPU whose best is `best`.
+fn pick(asked: Option<&str>, best: Isa) -> Isa {
+    asked
+        .and_then(|asked| {
+            Isa::ALL
+                .into_iter()
+                .find(|isa| isa.key().eq_ignore_ascii_case(asked.trim()))
+        })
+        .map_or(best, |asked| asked.min(best))
+}
+
+/// The instruction set the engine's kernels run on this CPU.
+pub(crate) fn isa() -> &'static str {
+    chosen().name()
+}
+
+fn has_avx2() -> bool {
+    chosen() >= Isa::Avx2
+}
+
+/// The sum of eight lanes in the order of AVX2's horizontal sum: `(s0+s4) + (s2+s6)` and
+/// `(s1+s5) + (s3+s7)`, then the two.
+fn hsum_lanes(s: [f32; 8]) -> f32 {
+    let q = [s[0] + s[4], s[1] + s[5], s[2] + s[6], s[3] + s[7]];
+    (q[0] + q[2]) + (q[1] + q[3])
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -416,54 +520,10 @@ mod avx2 {
         m0: usize,
         n0: usize,
     ) -> [[f32; RN]; RM] {
-        let cols = w.cols;
-        let blocks = cols / BLOCK;
-        let ones = _mm256_set1_epi16(1);
         let mut acc = [[_mm256_setzero_ps(); N]; M];
-        let x_base = acts.quants.as_ptr();
-        let w_base = w.quants.as_ptr();
-        for b in 0..blocks {
-            let mut wv = [ones; N];
-            let mut wd = [0f32; N];
-            let mut wh = [_mm256_setzero_ps(); N];
-            for j in 0..N {
-                // SAFETY: row n0 + j < rows (contract), so its block b lies inside `quants`
-                // (rows × cols values); unaligned loads are allowed.
-                wv[j] = unsafe {
-                    _mm256_loadu_si256(w_base.add((n0 + j) * cols + b * BLOCK).cast::<__m256i>())
-                };
-                if H {
-                    // The i32 lanes 0–3 hold values 0–15, lanes 4–7 values 16–31.
-                    let index = ((n0 + j) * blocks + b) * 2;
-                    let (low, high) = (w.scales[index], w.scales[index + 1]);
-                    wh[j] = _mm256_setr_ps(low, low, low, low, high, high, high, high);
-                } else {
-                    wd[j] = w.scales[(n0 + j) * blocks + b];
-                }
-            }
-            #[allow(clippy::needless_range_loop)] // i indexes the activations too
-            for i in 0..M {
-                // SAFETY: token m0 + i < m (contract), so its block b lies inside the
-                // activations (m × cols values).
-                let xv = unsafe {
-                    _mm256_loadu_si256(x_base.add((m0 + i) * cols + b * BLOCK).cast::<__m256i>())
-                };
-                let ax = _mm256_abs_epi8(xv);
-                let xd = acts.scales[(m0 + i) * blocks + b];
-                for j in 0..N {
-                    // |x| · (w · sign x) = x · w, in u8 × i8 pairs that cannot saturate i16
-                    // (|x|, |w| ≤ 127).
-                    let signed = _mm256_sign_epi8(wv[j], xv);
-                    let pairs = _mm256_maddubs_epi16(ax, signed);
-                    let dots = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
-                    let scale = if H {
-                        _mm256_mul_ps(wh[j], _mm256_set1_ps(xd))
-                    } else {
-                        _mm256_set1_ps(xd * wd[j])
-                    };
-                    acc[i][j] = _mm256_fmadd_ps(dots, scale, acc[i][j]);
-                }
-            }
+        for b in 0..w.cols / BLOCK {
+            // SAFETY: forwarded from this function's contract; b is a block of the rows.
+            unsafe { block_step::<M, N, H>(w, acts, m0, n0, b, &mut acc) };
         }
         let mut sums = [[0f32; RN]; RM];
         for i in 0..M {
@@ -472,6 +532,69 @@ mod avx2 {
             }
         }
         sums
+    }
+
+    /// Adds block `b` of tokens `m0..m0 + M` times rows `n0..n0 + N` into `acc`: per lane the
+    /// exact integer sum of four products, converted and fused with the block's scale.
+    ///
+    /// # Safety
+    /// As [`tile`], and `b` must be a block of the rows (`b < cols / 32`).
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub(super) unsafe fn block_step<const M: usize, const N: usize, const H: bool>(
+        w: &Q8Matrix,
+        acts: &Acts,
+        m0: usize,
+        n0: usize,
+        b: usize,
+        acc: &mut [[__m256; N]; M],
+    ) {
+        let cols = w.cols;
+        let blocks = cols / BLOCK;
+        let ones = _mm256_set1_epi16(1);
+        let x_base = acts.quants.as_ptr();
+        let w_base = w.quants.as_ptr();
+        let mut wv = [ones; N];
+        let mut wd = [0f32; N];
+        let mut wh = [_mm256_setzero_ps(); N];
+        for j in 0..N {
+            // SAFETY: row n0 + j < rows (contract), so its block b lies inside `quants`
+            // (rows × cols values); unaligned loads are allowed.
+            wv[j] = unsafe {
+                _mm256_loadu_si256(w_base.add((n0 + j) * cols + b * BLOCK).cast::<__m256i>())
+            };
+            if H {
+                // The i32 lanes 0–3 hold values 0–15, lanes 4–7 values 16–31.
+                let index = ((n0 + j) * blocks + b) * 2;
+                let (low, high) = (w.scales[index], w.scales[index + 1]);
+                wh[j] = _mm256_setr_ps(low, low, low, low, high, high, high, high);
+            } else {
+                wd[j] = w.scales[(n0 + j) * blocks + b];
+            }
+        }
+        #[allow(clippy::needless_range_loop)] // i indexes the activations too
+        for i in 0..M {
+            // SAFETY: token m0 + i < m (contract), so its block b lies inside the
+            // activations (m × cols values).
+            let xv = unsafe {
+                _mm256_loadu_si256(x_base.add((m0 + i) * cols + b * BLOCK).cast::<__m256i>())
+            };
+            let ax = _mm256_abs_epi8(xv);
+            let xd = acts.scales[(m0 + i) * blocks + b];
+            for j in 0..N {
+                // |x| · (w · sign x) = x · w, in u8 × i8 pairs that cannot saturate i16
+                // (|x|, |w| ≤ 127).
+                let signed = _mm256_sign_epi8(wv[j], xv);
+                let pairs = _mm256_maddubs_epi16(ax, signed);
+                let dots = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
+                let scale = if H {
+                    _mm256_mul_ps(wh[j], _mm256_set1_ps(xd))
+                } else {
+                    _mm256_set1_ps(xd * wd[j])
+                };
+                acc[i][j] = _mm256_fmadd_ps(dots, scale, acc[i][j]);
+            }
+        }
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -483,6 +606,143 @@ mod avx2 {
         let dual = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
         let single = _mm_add_ss(dual, _mm_shuffle_ps::<1>(dual, dual));
         _mm_cvtss_f32(single)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::{
+        __m256, __m512i, _mm256_castpd_ps, _mm256_fmadd_ps, _mm256_mul_ps, _mm256_set1_ps,
+        _mm256_setr_ps, _mm256_setzero_ps, _mm512_castps_pd, _mm512_castps512_ps256,
+        _mm512_cvtepi32_ps, _mm512_dpbusd_epi32, _mm512_extractf64x4_pd, _mm512_loadu_si512,
+        _mm512_set1_epi8, _mm512_setzero_si512, _mm512_sub_epi32, _mm512_xor_si512,
+    };
+
+    use super::avx2::{block_step, hsum};
+    use super::{Acts, BLOCK, Q8Matrix, RM, RN};
+
+    /// Picks the tile shape's instance.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512 F, BW and VNNI, AVX2 and FMA; `m0 + rm` must not pass the
+    /// activations' rows nor `n0 + rn` the weight rows.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
+    pub(super) unsafe fn dispatch<const H: bool>(
+        w: &Q8Matrix,
+        acts: &Acts,
+        m0: usize,
+        rm: usize,
+        n0: usize,
+        rn: usize,
+    ) -> [[f32; RN]; RM] {
+        // SAFETY: forwarded from this function's contract.
+        unsafe {
+            match (rm, rn) {
+                (4, 3) => tile::<4, 3, H>(w, acts, m0, n0),
+                (4, 2) => tile::<4, 2, H>(w, acts, m0, n0),
+                (4, _) => tile::<4, 1, H>(w, acts, m0, n0),
+                (3, 3) => tile::<3, 3, H>(w, acts, m0, n0),
+                (3, 2) => tile::<3, 2, H>(w, acts, m0, n0),
+                (3, _) => tile::<3, 1, H>(w, acts, m0, n0),
+                (2, 3) => tile::<2, 3, H>(w, acts, m0, n0),
+                (2, 2) => tile::<2, 2, H>(w, acts, m0, n0),
+                (2, _) => tile::<2, 1, H>(w, acts, m0, n0),
+                (_, 3) => tile::<1, 3, H>(w, acts, m0, n0),
+                (_, 2) => tile::<1, 2, H>(w, acts, m0, n0),
+                _ => tile::<1, 1, H>(w, acts, m0, n0),
+            }
+        }
+    }
+
+    /// The AVX2 tile's lanes, two blocks to a 512-bit product: `vpdpbusd` needs unsigned
+    /// bytes on one side, so the activations go in shifted by 128 and each lane starts at
+    /// `−128 · Σ` of its four weights, which leaves the exact integer sum of the four
+    /// products. The lanes of block `b` are then fused into the running sums before those of
+    /// block `b + 1`, as AVX2 does; an odd last block takes the AVX2 step itself.
+    ///
+    /// # Safety
+    /// As [`dispatch`], with `rm = M`, `rn = N`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
+    #[inline]
+    unsafe fn tile<const M: usize, const N: usize, const H: bool>(
+        w: &Q8Matrix,
+        acts: &Acts,
+        m0: usize,
+        n0: usize,
+    ) -> [[f32; RN]; RM] {
+        let cols = w.cols;
+        let blocks = cols / BLOCK;
+        let zero = _mm512_setzero_si512();
+        let flip = _mm512_set1_epi8(i8::MIN);
+        let mut acc = [[_mm256_setzero_ps(); N]; M];
+        let x_base = acts.quants.as_ptr();
+        let w_base = w.quants.as_ptr();
+        for b in (0..blocks - blocks % 2).step_by(2) {
+            let mut wv = [zero; N];
+            let mut start = [zero; N];
+            let mut wd = [[0f32; 2]; N];
+            let mut wh = [[_mm256_setzero_ps(); 2]; N];
+            for j in 0..N {
+                // SAFETY: row n0 + j < rows (contract) and b + 1 < blocks, so blocks b and
+                // b + 1 (64 bytes) lie inside `quants`; unaligned loads are allowed.
+                wv[j] = unsafe {
+                    _mm512_loadu_si512(w_base.add((n0 + j) * cols + b * BLOCK).cast::<__m512i>())
+                };
+                start[j] = _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, flip, wv[j]));
+                for (half, block) in [b, b + 1].into_iter().enumerate() {
+                    if H {
+                        let index = ((n0 + j) * blocks + block) * 2;
+                        let (low, high) = (w.scales[index], w.scales[index + 1]);
+                        wh[j][half] = _mm256_setr_ps(low, low, low, low, high, high, high, high);
+                    } else {
+                        wd[j][half] = w.scales[(n0 + j) * blocks + block];
+                    }
+                }
+            }
+            #[allow(clippy::needless_range_loop)] // i indexes the activations too
+            for i in 0..M {
+                // SAFETY: token m0 + i < m (contract) and b + 1 < blocks, so its blocks b and
+                // b + 1 lie inside the activations (m × cols values).
+                let xv = _mm512_xor_si512(
+                    unsafe {
+                        _mm512_loadu_si512(
+                            x_base.add((m0 + i) * cols + b * BLOCK).cast::<__m512i>(),
+                        )
+                    },
+                    flip,
+                );
+                let xd = [
+                    acts.scales[(m0 + i) * blocks + b],
+                    acts.scales[(m0 + i) * blocks + b + 1],
+                ];
+                for j in 0..N {
+                    let dots = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(start[j], xv, wv[j]));
+                    let halves: [__m256; 2] = [
+                        _mm512_castps512_ps256(dots),
+                        _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(dots))),
+                    ];
+                    for half in 0..2 {
+                        let scale = if H {
+                            _mm256_mul_ps(wh[j][half], _mm256_set1_ps(xd[half]))
+                        } else {
+                            _mm256_set1_ps(xd[half] * wd[j][half])
+                        };
+                        acc[i][j] = _mm256_fmadd_ps(halves[half], scale, acc[i][j]);
+                    }
+                }
+            }
+        }
+        if blocks % 2 == 1 {
+            // SAFETY: forwarded from this function's contract; the CPU has AVX2 and FMA.
+            unsafe { block_step::<M, N, H>(w, acts, m0, n0, blocks - 1, &mut acc) };
+        }
+        let mut sums = [[0f32; RN]; RM];
+        for i in 0..M {
+            for j in 0..N {
+                sums[i][j] = hsum(acc[i][j]);
+            }
+        }
+        sums
     }
 }
 

@@ -49,13 +49,16 @@ fn report(label: &str, generation: &Generation) {
     eprintln!(
         "{label}: prefill {} tokens in {} ms ({:.1} tok/s), decode {} tokens in {} ms ({:.1} tok/s), {:?}",
         generation.prompt_tokens,
-        generation.prefill_ms,
-        per_second(generation.prompt_tokens, generation.prefill_ms),
+        kokushi_engine::millis(generation.prefill),
+        per_second(
+            generation.prompt_tokens,
+            kokushi_engine::millis(generation.prefill)
+        ),
         generation.generated_tokens.saturating_sub(1),
-        generation.decode_ms,
+        kokushi_engine::millis(generation.decode),
         per_second(
             generation.generated_tokens.saturating_sub(1),
-            generation.decode_ms
+            kokushi_engine::millis(generation.decode)
         ),
         generation.stop_reason,
     );

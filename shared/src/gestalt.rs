@@ -37,6 +37,18 @@ thread_local! {
 const NONE: u32 = u32::MAX;
 /// Up to this many characters, `b` is indexed by scanning instead of hashing.
 const SHORT: usize = 24;
+/// A row stamp no row carries (rows are numbered from 1): the row before a range, and any
+/// row without a match.
+const EMPTY_ROW: u32 = 0;
+
+/// One entry of a `j2len` row: the length of the match ending at `j`, valid in row `row`.
+#[derive(Clone, Copy)]
+struct Slot {
+    row: u32,
+    len: u32,
+}
+
+const UNSET: Slot = Slot { row: NONE, len: 0 };
 
 /// Reusable working memory for [`Gestalt::ratio`]; one per thread is kept for the free
 /// functions.
@@ -47,17 +59,19 @@ pub struct Gestalt {
     /// For each position of `a`: the first position in `b` of the same character, if that
     /// character is in `b`'s index (not popular), else `NONE`.
     a_first: Vec<u32>,
+    /// The positions `i` of `a` whose `a_first[i]` is not `NONE`, ascending: the only rows of
+    /// a search that can hold a match.
+    hits: Vec<u32>,
     /// For each position of `b`: the next position holding the same character, or `NONE`.
     /// Following it from `a_first[i]` walks CPython's `b2j[a[i]]` in ascending order.
     b_next: Vec<u32>,
     /// Character → (first position in `b`, occurrences), built once per call.
     index: HashMap<char, (u32, u32), BuildHasherDefault<CharHasher>>,
     /// CPython's `j2len` and `newj2len` dictionaries as two arrays indexed by `j`, each entry
-    /// valid only when its stamp equals the row that wrote it (so nothing is ever cleared).
-    prev_len: Vec<u32>,
-    prev_row: Vec<u32>,
-    cur_len: Vec<u32>,
-    cur_row: Vec<u32>,
+    /// valid only when its stamp (`Slot::row`) equals the row that wrote it (so nothing is ever
+    /// cleared).
+    prev: Vec<Slot>,
+    cur: Vec<Slot>,
     row: u32,
     queue: Vec<(usize, usize, usize, usize)>,
 }
@@ -105,14 +119,16 @@ impl Gestalt {
         } else {
             self.index_by_hashing();
         }
-        for buffer in [&mut self.prev_len, &mut self.cur_len] {
+        self.hits.clear();
+        self.hits.extend(
+            (0u32..)
+                .zip(&self.a_first)
+                .filter(|&(_, &first)| first != NONE)
+                .map(|(i, _)| i),
+        );
+        for buffer in [&mut self.prev, &mut self.cur] {
             if buffer.len() < n {
-                buffer.resize(n, 0);
-            }
-        }
-        for buffer in [&mut self.prev_row, &mut self.cur_row] {
-            if buffer.len() < n {
-                buffer.resize(n, NONE);
+                buffer.resize(n, UNSET);
             }
         }
     }
@@ -136,12 +152,25 @@ impl Gestalt {
         }
     }
 
-    /// A fresh row number; when the counter wraps, every stamp is reset so none can match.
-    fn next_row(&mut self) -> u32 {
+    /// A fresh row number after `prev`. Before the counter wraps, every stamp is renumbered:
+    /// the entries of row `prev` become row 1's (so the row being searched still sees them),
+    /// all others unset; `prev` is updated to match.
+    fn next_row(&mut self, prev: &mut u32, rows: [&mut [Slot]; 2]) -> u32 {
         if self.row >= NONE - 2 {
-            self.row = 0;
-            self.prev_row.fill(NONE);
-            self.cur_row.fill(NONE);
+            for slot in rows.into_iter().flatten() {
+                *slot = if *prev != EMPTY_ROW && slot.row == *prev {
+                    Slot {
+                        row: 1,
+                        len: slot.len,
+                    }
+                } else {
+                    UNSET
+                };
+            }
+            if *prev != EMPTY_ROW {
+                *prev = 1;
+            }
+            self.row = 1;
         }
         self.row += 1;
         self.row
@@ -157,24 +186,40 @@ impl Gestalt {
         bhi: usize,
     ) -> (usize, usize, usize) {
         let (mut besti, mut bestj, mut bestsize) = (alo, blo, 0);
-        // The row before `alo` is empty: a stamp no entry carries.
-        let mut prev = self.next_row();
-        for i in alo..ahi {
-            let cur = self.next_row();
+        // The two rows are moved out for the search so that swapping them swaps two slices
+        // held in registers.
+        let (mut prev_buf, mut cur_buf) = (
+            std::mem::take(&mut self.prev),
+            std::mem::take(&mut self.cur),
+        );
+        let (mut prev_slots, mut cur_slots) = (&mut prev_buf[..], &mut cur_buf[..]);
+        // The row before `alo` is empty, and so is every row not in `hits`.
+        let mut prev = EMPTY_ROW;
+        let mut last = None;
+        let mut h = self.hits.partition_point(|&i| (i as usize) < alo);
+        while let Some(&i) = self.hits.get(h) {
+            let i = i as usize;
+            if i >= ahi {
+                break;
+            }
+            h += 1;
+            if last.is_none_or(|last| last + 1 != i) {
+                prev = EMPTY_ROW;
+            }
+            last = Some(i);
             let mut j = self.a_first[i];
+            let cur = self.next_row(&mut prev, [&mut *prev_slots, &mut *cur_slots]);
             while j != NONE {
                 let ju = j as usize;
                 if ju >= bhi {
                     break;
                 }
                 if ju >= blo {
-                    let k = if ju > 0 && self.prev_row[ju - 1] == prev {
-                        self.prev_len[ju - 1] + 1
-                    } else {
-                        1
+                    let k = match ju.checked_sub(1).map(|before| prev_slots[before]) {
+                        Some(slot) if slot.row == prev => slot.len + 1,
+                        _ => 1,
                     };
-                    self.cur_len[ju] = k;
-                    self.cur_row[ju] = cur;
+                    cur_slots[ju] = Slot { row: cur, len: k };
                     let k = k as usize;
                     if k > bestsize {
                         besti = i + 1 - k;
@@ -184,10 +229,24 @@ impl Gestalt {
                 }
                 j = self.b_next[ju];
             }
-            std::mem::swap(&mut self.prev_len, &mut self.cur_len);
-            std::mem::swap(&mut self.prev_row, &mut self.cur_row);
+            std::mem::swap(&mut prev_slots, &mut cur_slots);
             prev = cur;
         }
+        self.prev = prev_buf;
+        self.cur = cur_buf;
+        self.extend(alo, ahi, blo, bhi, (besti, bestj, bestsize))
+    }
+
+    /// CPython's extension of the best match through characters left out of the index (none
+    /// are junk without `isjunk`, so popular ones extend it).
+    fn extend(
+        &self,
+        alo: usize,
+        ahi: usize,
+        blo: usize,
+        bhi: usize,
+        (mut besti, mut bestj, mut bestsize): (usize, usize, usize),
+    ) -> (usize, usize, usize) {
         let (a, b) = (&self.a, &self.b);
         while besti > alo && bestj > blo && a[besti - 1] == b[bestj - 1] {
             besti -= 1;
@@ -307,6 +366,32 @@ mod tests {
                 expected.to_bits(),
                 "ratio({a:?}, {b:?}) = {got}, want {expected}"
             );
+        }
+    }
+
+    #[test]
+    fn a_wrapping_row_counter_changes_no_ratio() {
+        let pairs = [
+            ("夜間高血圧となることが多い。", "夜間高血圧"),
+            ("abcabcabcabd", "xabcabdabcab"),
+            (
+                "private Thread currentThread;",
+                "private volatile Thread currentThread;",
+            ),
+        ];
+        for (a, b) in pairs {
+            let expected = Gestalt::default().ratio(a, b);
+            for start in NONE - 40..NONE - 2 {
+                let mut scratch = Gestalt::default();
+                // Grown buffers holding stale stamps, as after earlier calls.
+                scratch.ratio(b, a);
+                scratch.row = start;
+                assert_eq!(
+                    scratch.ratio(a, b).to_bits(),
+                    expected.to_bits(),
+                    "{a:?} {b:?} {start}"
+                );
+            }
         }
     }
 

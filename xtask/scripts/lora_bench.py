@@ -5,7 +5,7 @@ elsewhere) and over every position. transformers dequantizes the GGUF file to f3
 
     python xtask/scripts/lora_bench.py MODEL.gguf IDS.json THREADS ANSWER
 
-Prints one JSON object with the median step time of each variant.
+Prints one JSON object with the median step time and the loss of every step of each variant.
 """
 
 import json
@@ -37,6 +37,7 @@ def main(model_path, ids_path, threads, answer):
         if variant == "answer":
             labels[0, : ids.shape[1] - answer] = -100
         times = []
+        losses = []
         for step in range(REPEATS + 1):
             started = time.perf_counter()
             loss = model(input_ids=ids, labels=labels).loss
@@ -46,9 +47,11 @@ def main(model_path, ids_path, threads, answer):
             optimizer.zero_grad()
             if step > 0:
                 times.append(time.perf_counter() - started)
+            losses.append(loss.item())
             print(f"{variant}: step {step}: {time.perf_counter() - started:.3f} s, loss {float(loss):.4f}",
                   file=sys.stderr)
         out[f"{variant}_step_s"] = statistics.median(times)
+        out[f"{variant}_losses"] = losses
     print(json.dumps(out))
 
 

@@ -542,6 +542,25 @@ fn bench_engine(root: &Path) -> Result<()> {
         let value: serde_json::Value = serde_json::from_str(line.trim())?;
         reference.push(value);
     }
+    // No ratio against a missing figure.
+    anyhow::ensure!(
+        reference.len() == ours.len() && ours.len() == models.len(),
+        "{} of our results and {} of llama.cpp's for {} models",
+        ours.len(),
+        reference.len(),
+        models.len()
+    );
+    for (mine, theirs) in ours.iter().zip(&reference) {
+        for key in ["prefill_tok_s", "decode_tok_s"] {
+            for (side, value) in [("ours", &mine[key]), ("llama.cpp", &theirs[key])] {
+                anyhow::ensure!(
+                    value.as_f64().is_some_and(|v| v.is_finite() && v > 0.0),
+                    "{}: {side} reported no {key}",
+                    mine["model"]
+                );
+            }
+        }
+    }
     println!(
         "\n{:<14} {:>8} {:>16} {:>16} {:>7} {:>15} {:>15} {:>7}",
         "model",
@@ -572,7 +591,28 @@ fn bench_engine(root: &Path) -> Result<()> {
             f(mine, "decode_tok_s") / f(theirs, "decode_tok_s").max(1e-9),
         );
     }
+    let mut failures = Vec::new();
     for (mine, theirs) in ours.iter().zip(&reference) {
+        let model = mine["model"].as_str().unwrap_or("?");
+        println!(
+            "{model}: ours runs {}",
+            mine["arithmetic"].as_str().unwrap_or("?")
+        );
+        if theirs["tokens_match"] != true {
+            failures.push(format!(
+                "{model}: llama.cpp tokenizes the prompt text differently (the two sides would \
+                 not run the same input)"
+            ));
+        }
+        let diff = theirs["max_logprob_diff"].as_f64().unwrap_or(f64::NAN);
+        // Both sides round activations to 8 bits differently: they have differed by up to
+        // about 1.1 nats on these prompts. More than 2 is a different model, not rounding.
+        if !diff.is_finite() || diff > MAX_LOGPROB_DIFF {
+            failures.push(format!(
+                "{model}: llama.cpp's log-probabilities differ from ours by {diff:.3} nats \
+                 (more than {MAX_LOGPROB_DIFF}): not the same computation"
+            ));
+        }
         println!(
             "{}: next-token log-probabilities of our top 20 differ from llama.cpp's by at most {:.3} \
              nats; the most likely token {}",
@@ -595,12 +635,25 @@ fn bench_engine(root: &Path) -> Result<()> {
         );
     }
     println!(
-        "(256-token prompt, {} decode steps, best of 3, 2 threads each)",
+        "(256-token prompt, {} decode steps, best of 3, 2 threads each; llama.cpp's {} build)",
         ours.first()
-            .map_or(0, |v| v["decode_tokens"].as_u64().unwrap_or(0))
+            .map_or(0, |v| v["decode_tokens"].as_u64().unwrap_or(0)),
+        tools::llama_cpp_build().0
+    );
+    anyhow::ensure!(
+        failures.is_empty(),
+        "the engine bench is not a fair comparison:\n{}",
+        failures.join("\n")
     );
     Ok(())
 }
+
+/// How far (relative, plus as much absolute) the two sides' losses of a LoRA step may differ.
+const LORA_LOSS_TOLERANCE: f64 = 0.005;
+
+/// The most our next-token log-probabilities may differ from llama.cpp's before the engine bench
+/// calls the two sides different computations.
+const MAX_LOGPROB_DIFF: f64 = 2.0;
 
 /// Runs the engine's bench `name` on 2 threads with `KOKUSHI_BENCH_DIR` = `dir` and one more
 /// variable, passing its log through; the JSON of each `RESULT` line it prints.
@@ -679,6 +732,50 @@ fn bench_lora(root: &Path) -> Result<()> {
     anyhow::ensure!(out.status.success(), "the PyTorch bench failed");
     let theirs: serde_json::Value =
         serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim())?;
+    // The same computation on both sides, step by step, before any speed is compared: the
+    // losses of every step (the same model, gradients and AdamW give the same losses up to
+    // rounding; they have agreed to about 0.0005).
+    let mut disagreements = Vec::new();
+    for variant in ["answer", "all"] {
+        let key = format!("{variant}_losses");
+        let (Some(mine), Some(reference)) = (ours[&key].as_array(), theirs[&key].as_array()) else {
+            bail!("the LoRA bench: {key} is missing from one side's result");
+        };
+        anyhow::ensure!(
+            mine.len() == reference.len() && !mine.is_empty(),
+            "the LoRA bench: {} losses of ours and {} of PyTorch's ({variant})",
+            mine.len(),
+            reference.len()
+        );
+        println!("losses, {variant} (ours | PyTorch + PEFT):");
+        for (step, (a, b)) in mine.iter().zip(reference).enumerate() {
+            let (a, b) = (
+                a.as_f64().unwrap_or(f64::NAN),
+                b.as_f64().unwrap_or(f64::NAN),
+            );
+            let agree = (a - b).abs() <= LORA_LOSS_TOLERANCE * (1.0 + b.abs());
+            println!(
+                "  step {step}: {a:.4} | {b:.4}{}",
+                if agree { "" } else { "  DIFFERS" }
+            );
+            if !agree {
+                disagreements.push(format!("{variant} step {step}: {a} against {b}"));
+            }
+        }
+    }
+    anyhow::ensure!(
+        disagreements.is_empty(),
+        "the two sides' losses differ, so their times are not of the same computation:\n{}",
+        disagreements.join("\n")
+    );
+    for key in ["answer_step_s", "all_step_s"] {
+        for (side, value) in [("ours", &ours[key]), ("PyTorch", &theirs[key])] {
+            anyhow::ensure!(
+                value.as_f64().is_some_and(|v| v.is_finite() && v > 0.0),
+                "the LoRA bench: {side} reported no {key}"
+            );
+        }
+    }
     println!(
         "\n{:<34} {:>12} {:>16} {:>8}",
         "one training step (SmolLM2-135M)", "ours", "PyTorch + PEFT", "speed"
@@ -695,7 +792,9 @@ fn bench_lora(root: &Path) -> Result<()> {
     }
     println!(
         "(256 tokens, r 8 alpha 16 on q_proj and v_proj, AdamW, median of 5 steps, 2 threads; \
-         ours on the {} file as stored, PyTorch {} on it dequantized to f32)",
+         ours on the {} file as stored, PyTorch {} on it dequantized to f32. With the loss on \
+         the last 8 tokens ours computes the output head over those 8 positions only, \
+         transformers over all 256; with the loss on all positions both compute it over all.)",
         ours["quantization"].as_str().unwrap_or("?"),
         theirs["torch"].as_str().unwrap_or("?")
     );

@@ -264,16 +264,15 @@ print(json.dumps({"prefill_tok_s": best_prefill, "decode_tok_s": best_decode, "t
                   "max_logprob_diff": max_diff, "top1_agrees": top1}))
 "#;
 
-/// How llama.cpp is built for this CPU. A native build (`-DGGML_NATIVE=ON`) segfaults in decode
-/// on CPUs of this machine kind that have AVX-512 and AMX (any prompt longer than a token or
-/// two, the server too), so there it is built for AVX2 (+FMA, F16C), which runs; elsewhere
-/// natively. The name is part of the venv's folder, so both builds can sit side by side.
+/// How llama.cpp is built for this CPU: natively (`-DGGML_NATIVE=ON`, every instruction set
+/// the CPU has, AVX-512 and VNNI included), except on CPUs with AMX, where the native build
+/// segfaults in decode (any prompt longer than a token or two, the server too) and AVX2 (+FMA,
+/// F16C) is the best build that runs. The name is part of the venv's folder, so both builds
+/// can sit side by side.
 pub fn llama_cpp_build() -> (&'static str, &'static str) {
     let flags = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let wide = flags
-        .split_whitespace()
-        .any(|f| f.starts_with("avx512") || f.starts_with("amx"));
-    if wide {
+    let amx = flags.split_whitespace().any(|f| f.starts_with("amx"));
+    if amx {
         (
             "avx2",
             "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \

@@ -23,8 +23,8 @@ fn params(max_new_tokens: usize, stop: &[&str]) -> GenerationParams {
 /// Timings differ between runs; everything else must not.
 fn without_timings(generation: Generation) -> Generation {
     Generation {
-        prefill_ms: 0,
-        decode_ms: 0,
+        prefill: std::time::Duration::ZERO,
+        decode: std::time::Duration::ZERO,
         ..generation
     }
 }

@@ -4,7 +4,7 @@
 //! or the portable loop. A block's offset enters through the sum of each activation block, so
 //! the inner loop multiplies unsigned nibbles by signed bytes and nothing else.
 
-use super::{Acts, BLOCK, RM, RN, drive, f16_to_f32, quantize_rows};
+use super::{Acts, BLOCK, Isa, RM, RN, chosen, drive, f16_to_f32, hsum_lanes, quantize_rows};
 
 /// A `(rows, cols)` weight matrix of GGUF `Q4_0` or `Q4_1` blocks, kept 4-bit: per block of 32
 /// values an `f32` scale `d`, an `f32` offset `m` (`−8d` for `Q4_0`) and 16 bytes of nibbles in
@@ -172,16 +172,27 @@ impl Q4Matrix {
 
     /// `out = x Wᵀ` for `x` of `m` rows of `cols` values; `out` is `m × rows`.
     pub(crate) fn matmul(&self, x: &[f32], m: usize, out: &mut [f32]) {
+        self.matmul_on(chosen(), x, m, out);
+    }
+
+    /// [`Self::matmul`] on the path `isa`, which this CPU must have.
+    pub(crate) fn matmul_on(&self, isa: Isa, x: &[f32], m: usize, out: &mut [f32]) {
+        assert!(
+            isa.supported(),
+            "{} is not available on this CPU",
+            isa.name()
+        );
         debug_assert_eq!(x.len(), m * self.cols);
         let acts = quantize_rows(x, m, self.cols);
         drive(self.rows, self.cols, m, out, |m0, rm, n0, rn| {
-            q4_tile(self, &acts, m0, rm, n0, rn)
+            q4_tile(isa, self, &acts, m0, rm, n0, rn)
         });
     }
 }
 
-/// The `rm × rn` sums of one tile of a [`Q4Matrix`] product.
+/// The `rm × rn` sums of one tile of a [`Q4Matrix`] product, on `isa`.
 fn q4_tile(
+    isa: Isa,
     w: &Q4Matrix,
     acts: &Acts,
     m0: usize,
@@ -189,15 +200,22 @@ fn q4_tile(
     n0: usize,
     rn: usize,
 ) -> [[f32; RN]; RM] {
+    debug_assert!(isa.supported());
     #[cfg(target_arch = "x86_64")]
-    if super::has_avx2() {
-        // SAFETY: the CPU has AVX2 and FMA (checked above); the tile stays inside both
-        // matrices (rm ≤ m − m0, rn ≤ rows − n0, checked by the caller).
-        return unsafe { avx2::q4_dispatch(w, acts, m0, rm, n0, rn) };
+    match isa {
+        // SAFETY: the CPU has AVX-512 F/BW/VNNI, AVX2 and FMA (callers pass a supported
+        // path); the tile stays inside both matrices (rm ≤ m − m0, rn ≤ rows − n0, checked
+        // by the caller).
+        Isa::Avx512 => return unsafe { avx512::q4_dispatch(w, acts, m0, rm, n0, rn) },
+        // SAFETY: as above, for AVX2 and FMA.
+        Isa::Avx2 => return unsafe { avx2::q4_dispatch(w, acts, m0, rm, n0, rn) },
+        Isa::Portable => {}
     }
     q4_portable_tile(w, acts, m0, rm, n0, rn)
 }
 
+/// One tile the portable way, lane for lane what the SIMD paths compute (as the 8-bit
+/// matrix's portable tile), plus the offsets' share.
 pub(super) fn q4_portable_tile(
     w: &Q4Matrix,
     acts: &Acts,
@@ -212,20 +230,29 @@ pub(super) fn q4_portable_tile(
     for (i, row_sums) in sums.iter_mut().enumerate().take(rm) {
         for (j, sum) in row_sums.iter_mut().enumerate().take(rn) {
             let (t, r) = (m0 + i, n0 + j);
+            let mut lanes = [0f32; 8];
             for b in 0..blocks {
                 let x = &acts.quants[t * cols + b * BLOCK..][..BLOCK];
                 let bytes = &w.nibbles[(r * blocks + b) * BLOCK / 2..][..BLOCK / 2];
-                let mut dot = 0i32;
-                for (k, &byte) in bytes.iter().enumerate() {
-                    dot += i32::from(byte & 0x0f) * i32::from(x[k]);
-                    dot += i32::from(byte >> 4) * i32::from(x[k + BLOCK / 2]);
+                // Value v is the low nibble of byte v below 16, the high one of byte v − 16.
+                let value = |v: usize| -> i32 {
+                    if v < BLOCK / 2 {
+                        i32::from(bytes[v] & 0x0f)
+                    } else {
+                        i32::from(bytes[v - BLOCK / 2] >> 4)
+                    }
+                };
+                let scale = acts.scales[t * blocks + b] * w.scales[r * blocks + b];
+                for (l, lane) in lanes.iter_mut().enumerate() {
+                    let dot: i32 = (4 * l..4 * l + 4).map(|k| value(k) * i32::from(x[k])).sum();
+                    #[allow(clippy::cast_precision_loss)] // |dot| ≤ 4 · 15 · 128, exact in f32
+                    let dot = dot as f32;
+                    *lane = dot.mul_add(scale, *lane);
                 }
-                #[allow(clippy::cast_precision_loss)] // |dot| ≤ 32 · 15 · 127, exact in f32
-                let dot = dot as f32;
-                let index = r * blocks + b;
-                *sum += dot * acts.scales[t * blocks + b] * w.scales[index]
-                    + w.offsets[index] * acts.sums[t * blocks + b];
             }
+            let offsets = &w.offsets[r * blocks..][..blocks];
+            let x_sums = &acts.sums[t * blocks..][..blocks];
+            *sum = hsum_lanes(lanes) + super::lanes::dot8(offsets, x_sums);
         }
     }
     sums
@@ -234,7 +261,7 @@ pub(super) fn q4_portable_tile(
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::{
-        __m128i, __m256i, _mm_and_si128, _mm_loadu_si128, _mm_set1_epi8, _mm_srli_epi16,
+        __m128i, __m256, __m256i, _mm_and_si128, _mm_loadu_si128, _mm_set1_epi8, _mm_srli_epi16,
         _mm256_cvtepi32_ps, _mm256_fmadd_ps, _mm256_loadu_si256, _mm256_madd_epi16,
         _mm256_maddubs_epi16, _mm256_set_m128i, _mm256_set1_epi16, _mm256_set1_ps,
         _mm256_setzero_ps,
@@ -288,45 +315,192 @@ mod avx2 {
         m0: usize,
         n0: usize,
     ) -> [[f32; RN]; RM] {
+        let blocks = w.cols / BLOCK;
+        let mut acc = [[_mm256_setzero_ps(); N]; M];
+        for b in 0..blocks {
+            // SAFETY: forwarded from this function's contract; b is a block of the rows.
+            unsafe { q4_block_step::<M, N>(w, acts, m0, n0, b, &mut acc) };
+        }
+        // The offsets' share, Σ_b m_b · (scale · Σ x)_b, as one dot product per pair.
+        let mut sums = [[0f32; RN]; RM];
+        for i in 0..M {
+            let x_sums = &acts.sums[(m0 + i) * blocks..][..blocks];
+            for j in 0..N {
+                let offsets = &w.offsets[(n0 + j) * blocks..][..blocks];
+                sums[i][j] = hsum(acc[i][j]) + dot8(offsets, x_sums);
+            }
+        }
+        sums
+    }
+
+    /// Adds block `b` of tokens `m0..m0 + M` times rows `n0..n0 + N` into `acc` (the offsets
+    /// aside): per lane the exact integer sum of four nibble × activation products, converted
+    /// and fused with the block's scales.
+    ///
+    /// # Safety
+    /// As [`q4_tile`], and `b` must be a block of the rows (`b < cols / 32`).
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub(in crate::q8) unsafe fn q4_block_step<const M: usize, const N: usize>(
+        w: &Q4Matrix,
+        acts: &Acts,
+        m0: usize,
+        n0: usize,
+        b: usize,
+        acc: &mut [[__m256; N]; M],
+    ) {
         let cols = w.cols;
         let blocks = cols / BLOCK;
         let ones = _mm256_set1_epi16(1);
         let low_half = _mm_set1_epi8(0x0f);
+        let x_base = acts.quants.as_ptr();
+        let w_base = w.nibbles.as_ptr();
+        let mut wv = [ones; N];
+        let mut wd = [0f32; N];
+        for j in 0..N {
+            let index = (n0 + j) * blocks + b;
+            // SAFETY: row n0 + j < rows (contract), so its block b's 16 bytes lie inside
+            // `nibbles` (rows × cols / 2 bytes); unaligned loads are allowed.
+            let raw = unsafe { _mm_loadu_si128(w_base.add(index * BLOCK / 2).cast::<__m128i>()) };
+            let low = _mm_and_si128(raw, low_half);
+            let high = _mm_and_si128(_mm_srli_epi16::<4>(raw), low_half);
+            // Values 0..15 of the block in the low lane, 16..31 in the high one.
+            wv[j] = _mm256_set_m128i(high, low);
+            wd[j] = w.scales[index];
+        }
+        #[allow(clippy::needless_range_loop)] // i indexes the activations too
+        for i in 0..M {
+            // SAFETY: token m0 + i < m (contract), so its block b lies inside the
+            // activations (m × cols values).
+            let xv = unsafe {
+                _mm256_loadu_si256(x_base.add((m0 + i) * cols + b * BLOCK).cast::<__m256i>())
+            };
+            let xd = acts.scales[(m0 + i) * blocks + b];
+            for j in 0..N {
+                // u8 (0..15) × i8 pairs: at most 2 · 15 · 127, no i16 saturation.
+                let pairs = _mm256_maddubs_epi16(wv[j], xv);
+                let dots = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
+                acc[i][j] = _mm256_fmadd_ps(dots, _mm256_set1_ps(xd * wd[j]), acc[i][j]);
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::{
+        __m256, __m256i, __m512i, _mm256_and_si256, _mm256_castpd_ps, _mm256_fmadd_ps,
+        _mm256_loadu_si256, _mm256_set1_epi8, _mm256_set1_ps, _mm256_setzero_ps, _mm256_srli_epi16,
+        _mm512_castps_pd, _mm512_castps512_ps256, _mm512_castsi256_si512, _mm512_cvtepi32_ps,
+        _mm512_dpbusd_epi32, _mm512_extractf64x4_pd, _mm512_inserti64x4, _mm512_loadu_si512,
+        _mm512_setzero_si512, _mm512_shuffle_i64x2,
+    };
+
+    use super::Q4Matrix;
+    use super::avx2::q4_block_step;
+    use crate::q8::avx2::hsum;
+    use crate::q8::lanes::dot8;
+    use crate::q8::{Acts, BLOCK, RM, RN};
+
+    /// Picks the tile shape's instance of the 4-bit kernel.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512 F, BW and VNNI, AVX2 and FMA; `m0 + rm` must not pass the
+    /// activations' rows nor `n0 + rn` the weight rows.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
+    pub(super) unsafe fn q4_dispatch(
+        w: &Q4Matrix,
+        acts: &Acts,
+        m0: usize,
+        rm: usize,
+        n0: usize,
+        rn: usize,
+    ) -> [[f32; RN]; RM] {
+        // SAFETY: forwarded from this function's contract.
+        unsafe {
+            match (rm, rn) {
+                (4, 3) => q4_tile::<4, 3>(w, acts, m0, n0),
+                (4, 2) => q4_tile::<4, 2>(w, acts, m0, n0),
+                (4, _) => q4_tile::<4, 1>(w, acts, m0, n0),
+                (3, 3) => q4_tile::<3, 3>(w, acts, m0, n0),
+                (3, 2) => q4_tile::<3, 2>(w, acts, m0, n0),
+                (3, _) => q4_tile::<3, 1>(w, acts, m0, n0),
+                (2, 3) => q4_tile::<2, 3>(w, acts, m0, n0),
+                (2, 2) => q4_tile::<2, 2>(w, acts, m0, n0),
+                (2, _) => q4_tile::<2, 1>(w, acts, m0, n0),
+                (_, 3) => q4_tile::<1, 3>(w, acts, m0, n0),
+                (_, 2) => q4_tile::<1, 2>(w, acts, m0, n0),
+                _ => q4_tile::<1, 1>(w, acts, m0, n0),
+            }
+        }
+    }
+
+    /// The AVX2 tile's lanes, two blocks to a 512-bit `vpdpbusd` (unsigned nibbles times
+    /// signed activations, four products a lane, exact); block `b`'s lanes are fused into the
+    /// running sums before block `b + 1`'s, as AVX2 does, and an odd last block is AVX2's step.
+    ///
+    /// # Safety
+    /// As [`q4_dispatch`], with `rm = M`, `rn = N`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
+    #[inline]
+    unsafe fn q4_tile<const M: usize, const N: usize>(
+        w: &Q4Matrix,
+        acts: &Acts,
+        m0: usize,
+        n0: usize,
+    ) -> [[f32; RN]; RM] {
+        let cols = w.cols;
+        let blocks = cols / BLOCK;
+        let zero = _mm512_setzero_si512();
+        let low_half = _mm256_set1_epi8(0x0f);
         let mut acc = [[_mm256_setzero_ps(); N]; M];
         let x_base = acts.quants.as_ptr();
         let w_base = w.nibbles.as_ptr();
-        for b in 0..blocks {
-            let mut wv = [ones; N];
-            let mut wd = [0f32; N];
+        for b in (0..blocks - blocks % 2).step_by(2) {
+            let mut wv = [zero; N];
+            let mut wd = [[0f32; 2]; N];
             for j in 0..N {
                 let index = (n0 + j) * blocks + b;
-                // SAFETY: row n0 + j < rows (contract), so its block b's 16 bytes lie inside
-                // `nibbles` (rows × cols / 2 bytes); unaligned loads are allowed.
+                // SAFETY: row n0 + j < rows (contract) and b + 1 < blocks, so the 32 bytes of
+                // blocks b and b + 1 lie inside `nibbles`; unaligned loads are allowed.
                 let raw =
-                    unsafe { _mm_loadu_si128(w_base.add(index * BLOCK / 2).cast::<__m128i>()) };
-                let low = _mm_and_si128(raw, low_half);
-                let high = _mm_and_si128(_mm_srli_epi16::<4>(raw), low_half);
-                // Values 0..15 of the block in the low lane, 16..31 in the high one.
-                wv[j] = _mm256_set_m128i(high, low);
-                wd[j] = w.scales[index];
+                    unsafe { _mm256_loadu_si256(w_base.add(index * BLOCK / 2).cast::<__m256i>()) };
+                let low = _mm256_and_si256(raw, low_half);
+                let high = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), low_half);
+                // [b low, b+1 low, b high, b+1 high] in 128-bit quarters, reordered to
+                // [b low, b high, b+1 low, b+1 high]: values 0..31 of b, then of b + 1.
+                let quarters = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(low), high);
+                wv[j] = _mm512_shuffle_i64x2::<0b11_01_10_00>(quarters, quarters);
+                wd[j] = [w.scales[index], w.scales[index + 1]];
             }
             #[allow(clippy::needless_range_loop)] // i indexes the activations too
             for i in 0..M {
-                // SAFETY: token m0 + i < m (contract), so its block b lies inside the
-                // activations (m × cols values).
+                // SAFETY: token m0 + i < m (contract) and b + 1 < blocks, so its blocks b and
+                // b + 1 lie inside the activations (m × cols values).
                 let xv = unsafe {
-                    _mm256_loadu_si256(x_base.add((m0 + i) * cols + b * BLOCK).cast::<__m256i>())
+                    _mm512_loadu_si512(x_base.add((m0 + i) * cols + b * BLOCK).cast::<__m512i>())
                 };
-                let xd = acts.scales[(m0 + i) * blocks + b];
+                let xd = [
+                    acts.scales[(m0 + i) * blocks + b],
+                    acts.scales[(m0 + i) * blocks + b + 1],
+                ];
                 for j in 0..N {
-                    // u8 (0..15) × i8 pairs: at most 2 · 15 · 127, no i16 saturation.
-                    let pairs = _mm256_maddubs_epi16(wv[j], xv);
-                    let dots = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
-                    acc[i][j] = _mm256_fmadd_ps(dots, _mm256_set1_ps(xd * wd[j]), acc[i][j]);
+                    let dots = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(zero, wv[j], xv));
+                    let halves: [__m256; 2] = [
+                        _mm512_castps512_ps256(dots),
+                        _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(dots))),
+                    ];
+                    for half in 0..2 {
+                        let scale = _mm256_set1_ps(xd[half] * wd[j][half]);
+                        acc[i][j] = _mm256_fmadd_ps(halves[half], scale, acc[i][j]);
+                    }
                 }
             }
         }
-        // The offsets' share, Σ_b m_b · (scale · Σ x)_b, as one dot product per pair.
+        if blocks % 2 == 1 {
+            // SAFETY: forwarded from this function's contract; the CPU has AVX2 and FMA.
+            unsafe { q4_block_step::<M, N>(w, acts, m0, n0, blocks - 1, &mut acc) };
+        }
         let mut sums = [[0f32; RN]; RM];
         for i in 0..M {
             let x_sums = &acts.sums[(m0 + i) * blocks..][..blocks];

@@ -118,7 +118,7 @@ fn a_large_product_split_over_threads_equals_the_one_thread_result() {
     let mut serial = vec![0f32; m * rows];
     for t in 0..m {
         for r in 0..rows {
-            serial[t * rows + r] = dot_tile(&matrix, &acts, t, 1, r, 1)[0][0];
+            serial[t * rows + r] = dot_tile(chosen(), &matrix, &acts, t, 1, r, 1)[0][0];
         }
     }
 
@@ -303,4 +303,106 @@ fn probe_head_timing() {
         "head m=64: {:.2} ms",
         started.elapsed().as_secs_f64() * 1000.0
     );
+}
+
+/// A `Q6_K` matrix repacked to 8 bits with a scale per 16 values (`cols` a multiple of 256).
+fn q6_k(rows: usize, cols: usize, seed: u64) -> Q8Matrix {
+    let dense = Tensor::from_vec(values(rows * cols, seed), (rows, cols), &Device::Cpu).unwrap();
+    let q = QTensor::quantize(&dense, GgmlDType::Q6K).unwrap();
+    Q8Matrix::from_q6_k_bytes(rows, cols, &q.data().unwrap()).unwrap()
+}
+
+/// One matrix's product with fixed inputs, on a chosen path.
+type Product = Box<dyn Fn(Isa, &mut [f32])>;
+
+#[test]
+fn every_kernel_path_gives_the_same_bits() {
+    // Arrange: every path this CPU has (the portable one always; AVX2 and AVX-512 VNNI where
+    // present), shapes with every tile edge, odd and even block counts, and products large
+    // enough to be split between threads; 8-bit, 4-bit and 16-value-scale matrices.
+    let paths: Vec<Isa> = Isa::ALL.into_iter().filter(|isa| isa.supported()).collect();
+    eprintln!(
+        "kernel paths compared on this CPU: {}",
+        paths
+            .iter()
+            .map(|isa| isa.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    assert_eq!(paths[0], Isa::Portable);
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        assert!(
+            paths.contains(&Isa::Avx2),
+            "an AVX2 CPU must take the AVX2 path"
+        );
+    }
+    for (m, rows, cols) in [
+        (1, 7, 64),
+        (5, 13, 96),
+        (9, 10, 32),
+        (4, 3, 256),
+        (13, 31, 160),
+        (37, 301, 576),
+        (2, 5, 512),
+    ] {
+        let x = values(m * cols, 21);
+        let mut matrices: Vec<(&str, Product)> = Vec::new();
+        let q8 = Q8Matrix::quantize(rows, cols, &values(rows * cols, 22)).unwrap();
+        let x8 = x.clone();
+        matrices.push((
+            "Q8_0",
+            Box::new(move |isa, out| q8.matmul_on(isa, &x8, m, out)),
+        ));
+        for kind in [GgmlDType::Q4_0, GgmlDType::Q4_1] {
+            let (_, q4m) = q4(kind, rows, cols, 23);
+            let x4 = x.clone();
+            let name = if kind == GgmlDType::Q4_0 {
+                "Q4_0"
+            } else {
+                "Q4_1"
+            };
+            matrices.push((
+                name,
+                Box::new(move |isa, out| q4m.matmul_on(isa, &x4, m, out)),
+            ));
+        }
+        if cols.is_multiple_of(256) {
+            let q6 = q6_k(rows, cols, 24);
+            let x6 = x.clone();
+            matrices.push((
+                "Q6_K",
+                Box::new(move |isa, out| q6.matmul_on(isa, &x6, m, out)),
+            ));
+        }
+        for (name, product) in &matrices {
+            // Act
+            let mut reference = vec![0f32; m * rows];
+            product(Isa::Portable, &mut reference);
+            for &isa in &paths[1..] {
+                let mut out = vec![f32::NAN; m * rows];
+                product(isa, &mut out);
+
+                // Assert
+                for (k, (a, b)) in out.iter().zip(&reference).enumerate() {
+                    assert_eq!(
+                        a.to_bits(),
+                        b.to_bits(),
+                        "{name} {m}×{rows}×{cols} output {k}: {} gives {a}, portable {b}",
+                        isa.name()
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn kokushi_kernel_picks_a_slower_path_never_a_missing_one() {
+    assert_eq!(pick(None, Isa::Avx512), Isa::Avx512);
+    assert_eq!(pick(Some("avx2"), Isa::Avx512), Isa::Avx2);
+    assert_eq!(pick(Some(" Portable "), Isa::Avx2), Isa::Portable);
+    assert_eq!(pick(Some("avx512"), Isa::Avx2), Isa::Avx2);
+    assert_eq!(pick(Some("neon"), Isa::Avx2), Isa::Avx2);
+    assert_eq!(pick(Some(""), Isa::Portable), Isa::Portable);
 }

@@ -81,8 +81,8 @@ impl Answerer for Local<'_> {
         // The batch's pass times, carried by its first reply only.
         let mut batch = batch.map(|mut generations| {
             for g in generations.iter_mut().skip(1) {
-                g.prefill_ms = 0;
-                g.decode_ms = 0;
+                g.prefill = std::time::Duration::ZERO;
+                g.decode = std::time::Duration::ZERO;
             }
             generations.into_iter()
         });
@@ -106,8 +106,8 @@ impl Answerer for Local<'_> {
                         text: g.text,
                         prompt_tokens: g.prompt_tokens,
                         generated_tokens: g.generated_tokens,
-                        prefill_ms: g.prefill_ms,
-                        decode_ms: g.decode_ms,
+                        prefill_ms: kokushi_engine::millis(g.prefill),
+                        decode_ms: kokushi_engine::millis(g.decode),
                     })
                 }
             };
