@@ -592,11 +592,14 @@ pub async fn attach_human(
     runs: &mut [RunSummary],
     kept: Option<&HashMap<i64, HashSet<String>>>,
 ) -> Result<(), ApiError> {
-    let s = db.grading_state(None).await?;
+    // Only the grading of the runs listed, never the whole state.
+    let wanted: BTreeSet<i64> = runs.iter().map(|r| r.id).collect();
+    let s = db
+        .grading_state_of_runs(&wanted.iter().copied().collect::<Vec<_>>())
+        .await?;
     if s.items.is_empty() {
         return Ok(());
     }
-    let wanted: BTreeSet<i64> = runs.iter().map(|r| r.id).collect();
     let tasks: HashMap<i64, TaskRow> = db
         .grading_tasks(None, None)
         .await?
@@ -629,7 +632,17 @@ pub async fn attach_human(
             }
         }
     }
-    let auto = automatic(db, decided.keys().map(|(run, _)| *run).collect()).await?;
+    // The automatic results of the decided answers only, not every answer of the runs.
+    let mut asked: BTreeMap<i64, Vec<&str>> = BTreeMap::new();
+    for (run, problem) in decided.keys() {
+        asked.entry(*run).or_default().push(problem);
+    }
+    let mut auto: HashMap<(i64, String), (bool, bool)> = HashMap::new();
+    for (run, problems) in asked {
+        for (problem, result) in db.answer_results(run, &problems).await? {
+            auto.insert((run, problem), result);
+        }
+    }
     for run in runs.iter_mut() {
         let mine: Vec<(&String, bool)> = decided
             .iter()

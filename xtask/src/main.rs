@@ -56,10 +56,14 @@ commands:
         llama.cpp once)
   bench lora
         one LoRA training step (SmolLM2-135M, 256 tokens, r 8 on q/v) beside PyTorch + PEFT on
-        the same file and tokens, 2 threads each (PyTorch installed once into a venv, ~5.6 GB)
+        the same file and tokens, 2 threads each (PyTorch installed once into a venv, ~5.6 GB);
+        fails unless both sides' losses agree step by step
   bench api
-        the leaderboard endpoint (release build, SQLite, 100 runs x 2,000 answers) under load
-        from wrk beside the server's health endpoint (the actix ceiling) in the same run
+        the stored leaderboard, a filtered one no cache answers and a graded run's page (release
+        build, SQLite, 10,000 runs x 2,000 answers, 50,000 grades) under load from wrk beside the
+        server's health endpoint (the actix ceiling) in the same run; p99 against a 50 ms goal;
+        any non-2xx response fails it. Populating takes ~8 minutes: KOKUSHI_BENCH_DB=FILE keeps
+        the database for the next run (KOKUSHI_BENCH_RUNS/ANSWERS/GRADES set a smaller scale)
   bench ui
         the run page of a 2,000-question run in headless Chromium (frontend release build):
         time to the first rows, a page turn, a filter (the page's own clock)

@@ -6,7 +6,7 @@
 
 mod grades;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use kokushi_shared::Question;
 use kokushi_shared::extract::Extracted;
@@ -16,6 +16,17 @@ use sqlx::Row;
 use super::exam_sets::question_from_body;
 use super::{Db, DbError, corrupt, to_u32};
 use crate::clock::now_rfc3339;
+
+/// Values bound in one `IN (…)` list at most (far below SQLite's and PostgreSQL's limits).
+const IN_CHUNK: usize = 500;
+
+/// `$first, $first+1, …` (`count` placeholders).
+fn placeholders_from(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 pub use grades::Stale;
 
@@ -214,27 +225,63 @@ impl Db {
         Ok(Some((answer_from_row(&row)?, question)))
     }
 
-    /// Questions of an exam set by problem id (those asked for).
+    /// Questions of an exam set by problem id (those asked for), one query per chunk of ids.
     pub async fn questions_by_id(
         &self,
         exam_set_id: i64,
         problem_ids: &[String],
     ) -> Result<HashMap<String, Question>, DbError> {
+        let wanted: Vec<&String> = problem_ids
+            .iter()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         let mut out = HashMap::new();
-        for pid in problem_ids {
-            if out.contains_key(pid) {
-                continue;
-            }
-            if let Some(row) =
-                sqlx::query("SELECT body FROM questions WHERE exam_set_id = $1 AND problem_id = $2")
-                    .bind(exam_set_id)
-                    .bind(pid)
-                    .fetch_optional(&self.pool)
-                    .await?
-            {
+        for chunk in wanted.chunks(IN_CHUNK) {
+            let sql = format!(
+                "SELECT problem_id, body FROM questions WHERE exam_set_id = $1 \
+                 AND problem_id IN ({})",
+                placeholders_from(2, chunk.len())
+            );
+            let query = chunk
+                .iter()
+                .fold(sqlx::query(&sql).bind(exam_set_id), |q, pid| {
+                    q.bind(pid.as_str())
+                });
+            for row in query.fetch_all(&self.pool).await? {
                 out.insert(
-                    pid.clone(),
+                    row.try_get::<String, _>("problem_id")?,
                     question_from_body(&row.try_get::<String, _>("body")?)?,
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// The automatic result (correct, parse failed) of each of one run's answers to
+    /// `problem_ids`, one query per chunk of ids.
+    pub async fn answer_results(
+        &self,
+        run_id: i64,
+        problem_ids: &[&str],
+    ) -> Result<HashMap<String, (bool, bool)>, DbError> {
+        let mut out = HashMap::new();
+        for chunk in problem_ids.chunks(IN_CHUNK) {
+            let sql = format!(
+                "SELECT problem_id, correct, unparsed FROM answers WHERE run_id = $1 \
+                 AND problem_id IN ({})",
+                placeholders_from(2, chunk.len())
+            );
+            let query = chunk
+                .iter()
+                .fold(sqlx::query(&sql).bind(run_id), |q, pid| q.bind(*pid));
+            for row in query.fetch_all(&self.pool).await? {
+                out.insert(
+                    row.try_get::<String, _>("problem_id")?,
+                    (
+                        row.try_get::<i64, _>("correct")? != 0,
+                        row.try_get::<i64, _>("unparsed")? != 0,
+                    ),
                 );
             }
         }
@@ -365,49 +412,86 @@ impl Db {
             // Always true, with a placeholder to bind.
             None => ("WHERE x.task_id <> $1", -1),
         };
-        let items = sqlx::query(&format!(
-            "SELECT x.id, x.task_id, x.run_id, x.problem_id FROM grading_items x {filter} ORDER BY x.id"
-        ))
-        .bind(bind)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(item_from_row)
-        .collect::<Result<Vec<_>, DbError>>()?;
-        let assignments = sqlx::query(&format!(
+        self.state_where(filter, filter, &[bind]).await
+    }
+
+    /// Items, assignments and current grades of the items of `runs` (of every task), read in
+    /// chunks of runs; nothing when `runs` is empty.
+    pub async fn grading_state_of_runs(&self, runs: &[i64]) -> Result<GradingState, DbError> {
+        let mut state = GradingState::default();
+        for chunk in runs.chunks(IN_CHUNK) {
+            let list = placeholders_from(1, chunk.len());
+            let part = self
+                .state_where(
+                    &format!("WHERE x.run_id IN ({list})"),
+                    &format!(
+                        "WHERE x.item_id IN (SELECT gi.id FROM grading_items gi \
+                         WHERE gi.run_id IN ({list}))"
+                    ),
+                    chunk,
+                )
+                .await?;
+            state.items.extend(part.items);
+            state.assignments.extend(part.assignments);
+            state.grades.extend(part.grades);
+            state.adjudications.extend(part.adjudications);
+        }
+        state.items.sort_by_key(|i| i.id);
+        state.assignments.sort_by_key(|a| a.id);
+        Ok(state)
+    }
+
+    /// The grading state under two filters on the alias `x`: `items` on `grading_items`,
+    /// `assignments` on `grading_assignments`, both binding `binds` in order.
+    async fn state_where(
+        &self,
+        items_filter: &str,
+        assignments_filter: &str,
+        binds: &[i64],
+    ) -> Result<GradingState, DbError> {
+        let items_sql = format!(
+            "SELECT x.id, x.task_id, x.run_id, x.problem_id FROM grading_items x {items_filter} \
+             ORDER BY x.id"
+        );
+        let assignments_sql = format!(
             "SELECT x.id, x.handle, x.task_id, x.item_id, x.annotator_id, u.username, x.position \
-             FROM grading_assignments x JOIN users u ON u.id = x.annotator_id {filter} ORDER BY x.id"
-        ))
-        .bind(bind)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(assignment_from_row)
-        .collect::<Result<Vec<_>, DbError>>()?;
-        let mut grades = HashMap::new();
-        for r in sqlx::query(&format!(
+             FROM grading_assignments x JOIN users u ON u.id = x.annotator_id \
+             {assignments_filter} ORDER BY x.id"
+        );
+        let grades_sql = format!(
             "SELECT g.assignment_id, {GRADE_COLUMNS} FROM grades g \
              JOIN grading_assignments x ON x.id = g.assignment_id \
-             JOIN users u ON u.id = g.created_by {filter} \
+             JOIN users u ON u.id = g.created_by {assignments_filter} \
              AND g.version = (SELECT MAX(g2.version) FROM grades g2 WHERE g2.assignment_id = g.assignment_id)"
-        ))
-        .bind(bind)
-        .fetch_all(&self.pool)
-        .await?
-        {
-            grades.insert(r.try_get::<i64, _>("assignment_id")?, grade_from_row(&r, "grades")?);
-        }
-        let mut adjudications = HashMap::new();
-        for r in sqlx::query(&format!(
+        );
+        let adjudications_sql = format!(
             "SELECT g.item_id, {GRADE_COLUMNS} FROM adjudications g \
              JOIN grading_items x ON x.id = g.item_id \
-             JOIN users u ON u.id = g.created_by {filter} \
+             JOIN users u ON u.id = g.created_by {items_filter} \
              AND g.version = (SELECT MAX(g2.version) FROM adjudications g2 WHERE g2.item_id = g.item_id)"
-        ))
-        .bind(bind)
-        .fetch_all(&self.pool)
-        .await?
-        {
+        );
+        let bound = |sql| binds.iter().fold(sqlx::query(sql), |q, b| q.bind(*b));
+        let items = bound(&items_sql)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(item_from_row)
+            .collect::<Result<Vec<_>, DbError>>()?;
+        let assignments = bound(&assignments_sql)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(assignment_from_row)
+            .collect::<Result<Vec<_>, DbError>>()?;
+        let mut grades = HashMap::new();
+        for r in bound(&grades_sql).fetch_all(&self.pool).await? {
+            grades.insert(
+                r.try_get::<i64, _>("assignment_id")?,
+                grade_from_row(&r, "grades")?,
+            );
+        }
+        let mut adjudications = HashMap::new();
+        for r in bound(&adjudications_sql).fetch_all(&self.pool).await? {
             adjudications.insert(
                 r.try_get::<i64, _>("item_id")?,
                 grade_from_row(&r, "adjudications")?,
