@@ -24,6 +24,28 @@
 
 use std::sync::OnceLock;
 
+/// Calls `$tile!(M, N)` for the const tile shape matching `(rm, rn)` (`rm ≤ RM`, `rn ≤ RN`):
+/// the one table every SIMD kernel's dispatch uses.
+macro_rules! by_shape {
+    ($rm:expr, $rn:expr, $tile:ident) => {
+        match ($rm, $rn) {
+            (4, 3) => $tile!(4, 3),
+            (4, 2) => $tile!(4, 2),
+            (4, _) => $tile!(4, 1),
+            (3, 3) => $tile!(3, 3),
+            (3, 2) => $tile!(3, 2),
+            (3, _) => $tile!(3, 1),
+            (2, 3) => $tile!(2, 3),
+            (2, 2) => $tile!(2, 2),
+            (2, _) => $tile!(2, 1),
+            (_, 3) => $tile!(1, 3),
+            (_, 2) => $tile!(1, 2),
+            _ => $tile!(1, 1),
+        }
+    };
+}
+pub(crate) use by_shape;
+
 mod lanes;
 mod q4;
 
@@ -187,29 +209,37 @@ impl Q8Matrix {
 
     /// [`Self::matmul`] on the path `isa`, which this CPU must have.
     pub(crate) fn matmul_on(&self, isa: Isa, x: &[f32], m: usize, out: &mut [f32]) {
-        assert!(
-            isa.supported(),
-            "{} is not available on this CPU",
-            isa.name()
+        drive(
+            isa,
+            x,
+            (self.rows, self.cols),
+            m,
+            out,
+            |acts, m0, rm, n0, rn| dot_tile(isa, self, acts, m0, rm, n0, rn),
         );
-        debug_assert_eq!(x.len(), m * self.cols);
-        let acts = quantize_rows(x, m, self.cols);
-        drive(self.rows, self.cols, m, out, |m0, rm, n0, rn| {
-            dot_tile(isa, self, &acts, m0, rm, n0, rn)
-        });
     }
 }
 
-/// Runs `tile(m0, rm, n0, rn)` over every `RM × RN` tile of an `m × rows` output, split over
-/// rows between the worker threads when the product is large enough, and writes the sums.
+/// The product `out = x Wᵀ` of a `(rows, cols)` matrix on the path `isa` (which this CPU must
+/// have): quantizes `x` (`m` rows), then runs `tile(acts, m0, rm, n0, rn)` over every `RM × RN`
+/// tile of the `m × rows` output, split over rows between the worker threads when the product
+/// is large enough, and writes the sums.
 fn drive(
-    rows: usize,
-    cols: usize,
+    isa: Isa,
+    x: &[f32],
+    (rows, cols): (usize, usize),
     m: usize,
     out: &mut [f32],
-    tile: impl Fn(usize, usize, usize, usize) -> [[f32; RN]; RM] + Sync,
+    tile: impl Fn(&Acts, usize, usize, usize, usize) -> [[f32; RN]; RM] + Sync,
 ) {
+    assert!(
+        isa.supported(),
+        "{} is not available on this CPU",
+        isa.name()
+    );
+    debug_assert_eq!(x.len(), m * cols);
     debug_assert_eq!(out.len(), m * rows);
+    let acts = quantize_rows(x, m, cols);
     // Row tiles are the unit of work; each thread writes only its tiles' columns.
     let row_tiles = rows.div_ceil(RN);
     let out_ptr = SharedOut(out.as_mut_ptr());
@@ -222,7 +252,7 @@ fn drive(
             let mut m0 = 0;
             while m0 < m {
                 let rm = RM.min(m - m0);
-                let sums = tile(m0, rm, n0, rn);
+                let sums = tile(&acts, m0, rm, n0, rn);
                 #[allow(clippy::needless_range_loop)] // i, j index the output too
                 for i in 0..rm {
                     for j in 0..rn {
@@ -491,23 +521,13 @@ mod avx2 {
         n0: usize,
         rn: usize,
     ) -> [[f32; RN]; RM] {
-        // SAFETY: forwarded from this function's contract.
-        unsafe {
-            match (rm, rn) {
-                (4, 3) => tile::<4, 3, H>(w, acts, m0, n0),
-                (4, 2) => tile::<4, 2, H>(w, acts, m0, n0),
-                (4, _) => tile::<4, 1, H>(w, acts, m0, n0),
-                (3, 3) => tile::<3, 3, H>(w, acts, m0, n0),
-                (3, 2) => tile::<3, 2, H>(w, acts, m0, n0),
-                (3, _) => tile::<3, 1, H>(w, acts, m0, n0),
-                (2, 3) => tile::<2, 3, H>(w, acts, m0, n0),
-                (2, 2) => tile::<2, 2, H>(w, acts, m0, n0),
-                (2, _) => tile::<2, 1, H>(w, acts, m0, n0),
-                (_, 3) => tile::<1, 3, H>(w, acts, m0, n0),
-                (_, 2) => tile::<1, 2, H>(w, acts, m0, n0),
-                _ => tile::<1, 1, H>(w, acts, m0, n0),
-            }
+        macro_rules! tile {
+            ($m:literal, $n:literal) => {
+                // SAFETY: forwarded from this function's contract (rm = M, rn = N).
+                unsafe { tile::<$m, $n, H>(w, acts, m0, n0) }
+            };
         }
+        super::by_shape!(rm, rn, tile)
     }
 
     /// # Safety
@@ -621,6 +641,23 @@ mod avx512 {
     use super::avx2::{block_step, hsum};
     use super::{Acts, BLOCK, Q8Matrix, RM, RN};
 
+    /// Fuses the integer lanes of two blocks (`lanes`: block `b` in the low 256 bits, `b + 1`
+    /// in the high) into the eight running sums `acc`, block `b` first, each lane converted
+    /// and multiplied by its block's `scales` in one rounding — exactly the AVX2 kernel's two
+    /// steps.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[inline]
+    pub(in crate::q8) fn fuse_two_blocks(
+        lanes: __m512i,
+        scales: [__m256; 2],
+        acc: __m256,
+    ) -> __m256 {
+        let dots = _mm512_cvtepi32_ps(lanes);
+        let low = _mm512_castps512_ps256(dots);
+        let high = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(dots)));
+        _mm256_fmadd_ps(high, scales[1], _mm256_fmadd_ps(low, scales[0], acc))
+    }
+
     /// Picks the tile shape's instance.
     ///
     /// # Safety
@@ -635,23 +672,13 @@ mod avx512 {
         n0: usize,
         rn: usize,
     ) -> [[f32; RN]; RM] {
-        // SAFETY: forwarded from this function's contract.
-        unsafe {
-            match (rm, rn) {
-                (4, 3) => tile::<4, 3, H>(w, acts, m0, n0),
-                (4, 2) => tile::<4, 2, H>(w, acts, m0, n0),
-                (4, _) => tile::<4, 1, H>(w, acts, m0, n0),
-                (3, 3) => tile::<3, 3, H>(w, acts, m0, n0),
-                (3, 2) => tile::<3, 2, H>(w, acts, m0, n0),
-                (3, _) => tile::<3, 1, H>(w, acts, m0, n0),
-                (2, 3) => tile::<2, 3, H>(w, acts, m0, n0),
-                (2, 2) => tile::<2, 2, H>(w, acts, m0, n0),
-                (2, _) => tile::<2, 1, H>(w, acts, m0, n0),
-                (_, 3) => tile::<1, 3, H>(w, acts, m0, n0),
-                (_, 2) => tile::<1, 2, H>(w, acts, m0, n0),
-                _ => tile::<1, 1, H>(w, acts, m0, n0),
-            }
+        macro_rules! tile {
+            ($m:literal, $n:literal) => {
+                // SAFETY: forwarded from this function's contract (rm = M, rn = N).
+                unsafe { tile::<$m, $n, H>(w, acts, m0, n0) }
+            };
         }
+        super::by_shape!(rm, rn, tile)
     }
 
     /// The AVX2 tile's lanes, two blocks to a 512-bit product: `vpdpbusd` needs unsigned
@@ -716,19 +743,15 @@ mod avx512 {
                     acts.scales[(m0 + i) * blocks + b + 1],
                 ];
                 for j in 0..N {
-                    let dots = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(start[j], xv, wv[j]));
-                    let halves: [__m256; 2] = [
-                        _mm512_castps512_ps256(dots),
-                        _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(dots))),
-                    ];
-                    for half in 0..2 {
-                        let scale = if H {
+                    let scales = [0, 1].map(|half| {
+                        if H {
                             _mm256_mul_ps(wh[j][half], _mm256_set1_ps(xd[half]))
                         } else {
                             _mm256_set1_ps(xd[half] * wd[j][half])
-                        };
-                        acc[i][j] = _mm256_fmadd_ps(halves[half], scale, acc[i][j]);
-                    }
+                        }
+                    });
+                    let lanes = _mm512_dpbusd_epi32(start[j], xv, wv[j]);
+                    acc[i][j] = fuse_two_blocks(lanes, scales, acc[i][j]);
                 }
             }
         }

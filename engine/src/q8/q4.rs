@@ -4,7 +4,7 @@
 //! or the portable loop. A block's offset enters through the sum of each activation block, so
 //! the inner loop multiplies unsigned nibbles by signed bytes and nothing else.
 
-use super::{Acts, BLOCK, Isa, RM, RN, chosen, drive, f16_to_f32, hsum_lanes, quantize_rows};
+use super::{Acts, BLOCK, Isa, RM, RN, chosen, drive, f16_to_f32, hsum_lanes};
 
 /// A `(rows, cols)` weight matrix of GGUF `Q4_0` or `Q4_1` blocks, kept 4-bit: per block of 32
 /// values an `f32` scale `d`, an `f32` offset `m` (`−8d` for `Q4_0`) and 16 bytes of nibbles in
@@ -177,16 +177,14 @@ impl Q4Matrix {
 
     /// [`Self::matmul`] on the path `isa`, which this CPU must have.
     pub(crate) fn matmul_on(&self, isa: Isa, x: &[f32], m: usize, out: &mut [f32]) {
-        assert!(
-            isa.supported(),
-            "{} is not available on this CPU",
-            isa.name()
+        drive(
+            isa,
+            x,
+            (self.rows, self.cols),
+            m,
+            out,
+            |acts, m0, rm, n0, rn| q4_tile(isa, self, acts, m0, rm, n0, rn),
         );
-        debug_assert_eq!(x.len(), m * self.cols);
-        let acts = quantize_rows(x, m, self.cols);
-        drive(self.rows, self.cols, m, out, |m0, rm, n0, rn| {
-            q4_tile(isa, self, &acts, m0, rm, n0, rn)
-        });
     }
 }
 
@@ -286,23 +284,13 @@ mod avx2 {
         n0: usize,
         rn: usize,
     ) -> [[f32; RN]; RM] {
-        // SAFETY: forwarded from this function's contract.
-        unsafe {
-            match (rm, rn) {
-                (4, 3) => q4_tile::<4, 3>(w, acts, m0, n0),
-                (4, 2) => q4_tile::<4, 2>(w, acts, m0, n0),
-                (4, _) => q4_tile::<4, 1>(w, acts, m0, n0),
-                (3, 3) => q4_tile::<3, 3>(w, acts, m0, n0),
-                (3, 2) => q4_tile::<3, 2>(w, acts, m0, n0),
-                (3, _) => q4_tile::<3, 1>(w, acts, m0, n0),
-                (2, 3) => q4_tile::<2, 3>(w, acts, m0, n0),
-                (2, 2) => q4_tile::<2, 2>(w, acts, m0, n0),
-                (2, _) => q4_tile::<2, 1>(w, acts, m0, n0),
-                (_, 3) => q4_tile::<1, 3>(w, acts, m0, n0),
-                (_, 2) => q4_tile::<1, 2>(w, acts, m0, n0),
-                _ => q4_tile::<1, 1>(w, acts, m0, n0),
-            }
+        macro_rules! tile {
+            ($m:literal, $n:literal) => {
+                // SAFETY: forwarded from this function's contract (rm = M, rn = N).
+                unsafe { q4_tile::<$m, $n>(w, acts, m0, n0) }
+            };
         }
+        crate::q8::by_shape!(rm, rn, tile)
     }
 
     /// # Safety
@@ -389,16 +377,15 @@ mod avx2 {
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::{
-        __m256, __m256i, __m512i, _mm256_and_si256, _mm256_castpd_ps, _mm256_fmadd_ps,
-        _mm256_loadu_si256, _mm256_set1_epi8, _mm256_set1_ps, _mm256_setzero_ps, _mm256_srli_epi16,
-        _mm512_castps_pd, _mm512_castps512_ps256, _mm512_castsi256_si512, _mm512_cvtepi32_ps,
-        _mm512_dpbusd_epi32, _mm512_extractf64x4_pd, _mm512_inserti64x4, _mm512_loadu_si512,
-        _mm512_setzero_si512, _mm512_shuffle_i64x2,
+        __m256i, __m512i, _mm256_and_si256, _mm256_loadu_si256, _mm256_set1_epi8, _mm256_set1_ps,
+        _mm256_setzero_ps, _mm256_srli_epi16, _mm512_castsi256_si512, _mm512_dpbusd_epi32,
+        _mm512_inserti64x4, _mm512_loadu_si512, _mm512_setzero_si512, _mm512_shuffle_i64x2,
     };
 
     use super::Q4Matrix;
     use super::avx2::q4_block_step;
     use crate::q8::avx2::hsum;
+    use crate::q8::avx512::fuse_two_blocks;
     use crate::q8::lanes::dot8;
     use crate::q8::{Acts, BLOCK, RM, RN};
 
@@ -416,23 +403,13 @@ mod avx512 {
         n0: usize,
         rn: usize,
     ) -> [[f32; RN]; RM] {
-        // SAFETY: forwarded from this function's contract.
-        unsafe {
-            match (rm, rn) {
-                (4, 3) => q4_tile::<4, 3>(w, acts, m0, n0),
-                (4, 2) => q4_tile::<4, 2>(w, acts, m0, n0),
-                (4, _) => q4_tile::<4, 1>(w, acts, m0, n0),
-                (3, 3) => q4_tile::<3, 3>(w, acts, m0, n0),
-                (3, 2) => q4_tile::<3, 2>(w, acts, m0, n0),
-                (3, _) => q4_tile::<3, 1>(w, acts, m0, n0),
-                (2, 3) => q4_tile::<2, 3>(w, acts, m0, n0),
-                (2, 2) => q4_tile::<2, 2>(w, acts, m0, n0),
-                (2, _) => q4_tile::<2, 1>(w, acts, m0, n0),
-                (_, 3) => q4_tile::<1, 3>(w, acts, m0, n0),
-                (_, 2) => q4_tile::<1, 2>(w, acts, m0, n0),
-                _ => q4_tile::<1, 1>(w, acts, m0, n0),
-            }
+        macro_rules! tile {
+            ($m:literal, $n:literal) => {
+                // SAFETY: forwarded from this function's contract (rm = M, rn = N).
+                unsafe { q4_tile::<$m, $n>(w, acts, m0, n0) }
+            };
         }
+        crate::q8::by_shape!(rm, rn, tile)
     }
 
     /// The AVX2 tile's lanes, two blocks to a 512-bit `vpdpbusd` (unsigned nibbles times
@@ -485,15 +462,9 @@ mod avx512 {
                     acts.scales[(m0 + i) * blocks + b + 1],
                 ];
                 for j in 0..N {
-                    let dots = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(zero, wv[j], xv));
-                    let halves: [__m256; 2] = [
-                        _mm512_castps512_ps256(dots),
-                        _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(dots))),
-                    ];
-                    for half in 0..2 {
-                        let scale = _mm256_set1_ps(xd[half] * wd[j][half]);
-                        acc[i][j] = _mm256_fmadd_ps(halves[half], scale, acc[i][j]);
-                    }
+                    let scales = [0, 1].map(|half| _mm256_set1_ps(xd[half] * wd[j][half]));
+                    let lanes = _mm512_dpbusd_epi32(zero, wv[j], xv);
+                    acc[i][j] = fuse_two_blocks(lanes, scales, acc[i][j]);
                 }
             }
         }
