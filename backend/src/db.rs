@@ -6,6 +6,7 @@
 //! `shared` crate).
 
 pub mod accounts;
+pub mod cells;
 pub mod costs;
 mod exam_sets;
 pub mod grading;
@@ -106,9 +107,25 @@ impl Db {
             // A missing folder would otherwise surface as an opaque "unable to open" error.
             let _ = std::fs::create_dir_all(parent);
         }
+        let sqlite = backend == Backend::Sqlite;
         let pool = AnyPoolOptions::new()
-            .max_connections(if backend == Backend::Sqlite { 4 } else { 10 })
+            .max_connections(if sqlite { 4 } else { 10 })
             .acquire_timeout(std::time::Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if sqlite {
+                        // Pages read through a memory map instead of one read call each, and a
+                        // larger cache per connection: a run's page reads a few thousand rows.
+                        sqlx::query("PRAGMA mmap_size = 1073741824")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA cache_size = -16384")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect(&url)
             .await
             .map_err(DbError::Unavailable)?;

@@ -585,12 +585,12 @@ pub(crate) fn audit_export(entries: &[AuditEntry], format: &str) -> Result<Strin
 
 /// Fills `human` of each run that has a graded answer: its answers' automatic results, with
 /// the human verdict in place of each where annotators agreed or a reviewer decided (the
-/// newest task's decision when an answer was graded in several). With `kept` (run id →
-/// problem ids), only those questions count: the runs were scored again on them.
+/// newest task's decision when an answer was graded in several). With `filter`, only the
+/// questions it keeps count: the runs were scored on those alone.
 pub async fn attach_human(
     db: &Db,
     runs: &mut [RunSummary],
-    kept: Option<&HashMap<i64, HashSet<String>>>,
+    filter: Option<&crate::handlers::leaderboard::Filter>,
 ) -> Result<(), ApiError> {
     // Only the grading of the runs listed, never the whole state.
     let wanted: BTreeSet<i64> = runs.iter().map(|r| r.id).collect();
@@ -619,6 +619,9 @@ pub async fn attach_human(
             .push(r);
     }
     let mut decided: HashMap<(i64, String), bool> = HashMap::new();
+    // The exam set each decided answer's question is read from, for a filter.
+    let mut origin: HashMap<(i64, String), i64> = HashMap::new();
+    let mut sets: BTreeMap<i64, BTreeSet<String>> = BTreeMap::new();
     for (std::cmp::Reverse(task_id), rs) in by_task {
         let Some(task) = tasks.get(&task_id) else {
             continue;
@@ -626,11 +629,36 @@ pub async fn attach_human(
         let right = human_correctness(db, task.exam_set_id, &rs).await?;
         for r in &rs {
             if let Some(ok) = right.get(&r.item.id) {
-                decided
-                    .entry((r.item.run_id, r.item.problem_id.clone()))
-                    .or_insert(*ok);
+                let key = (r.item.run_id, r.item.problem_id.clone());
+                if !decided.contains_key(&key) {
+                    decided.insert(key.clone(), *ok);
+                    origin.insert(key, task.exam_set_id);
+                    sets.entry(task.exam_set_id)
+                        .or_default()
+                        .insert(r.item.problem_id.clone());
+                }
             }
         }
+    }
+    if let Some(filter) = filter {
+        // Only the decided answers to questions the filter keeps: their facets, read once per
+        // question.
+        let mut kept: HashSet<(i64, String)> = HashSet::new();
+        for (set, problems) in sets {
+            let problems: Vec<String> = problems.into_iter().collect();
+            let questions = db.questions_by_id(set, &problems).await?;
+            kept.extend(
+                questions
+                    .into_iter()
+                    .filter(|(_, q)| filter.matches(q))
+                    .map(|(id, _)| (set, id)),
+            );
+        }
+        decided.retain(|key, _| {
+            origin
+                .get(key)
+                .is_some_and(|set| kept.contains(&(*set, key.1.clone())))
+        });
     }
     // The automatic results of the decided answers only, not every answer of the runs.
     let mut asked: BTreeMap<i64, Vec<&str>> = BTreeMap::new();
@@ -646,9 +674,7 @@ pub async fn attach_human(
     for run in runs.iter_mut() {
         let mine: Vec<(&String, bool)> = decided
             .iter()
-            .filter(|((r, p), _)| {
-                *r == run.id && kept.is_none_or(|k| k.get(r).is_some_and(|ps| ps.contains(p)))
-            })
+            .filter(|((r, _), _)| *r == run.id)
             .map(|((_, p), ok)| (p, *ok))
             .collect();
         if mine.is_empty() {

@@ -22,11 +22,14 @@ pub enum IngestError {
     Db(#[from] DbError),
     #[error(transparent)]
     Queue(#[from] kokushi_queue::QueueError),
+    #[error("scoring run {0} stopped: {1}")]
+    Scoring(i64, String),
 }
 
-/// Scores a succeeded run per exam year and stores it for the leaderboard.
+/// Scores a succeeded run per exam year and by question facet, and stores both for the
+/// leaderboard.
 pub async fn store_final_scores(db: &Db, run_id: i64) -> Result<(), IngestError> {
-    let Some(scoring) = db.run_scoring(run_id).await? else {
+    let Some(mut scoring) = db.run_scoring(run_id).await? else {
         return Ok(());
     };
     // A run records the pack versions it is first scored under, and keeps them until it is
@@ -34,8 +37,14 @@ pub async fn store_final_scores(db: &Db, run_id: i64) -> Result<(), IngestError>
     if scoring.rules.recorded.is_empty() {
         db.set_run_rules_versions(run_id, &scoring.rules.current)
             .await?;
+        scoring.rules.recorded = scoring.rules.current.clone();
     }
-    let (years, metrics) = tokio::task::spawn_blocking(move || {
+    let stamp = crate::db::cells::stamp(
+        scoring.predictions.len(),
+        &scoring.rules.recorded,
+        scoring.rules.stored,
+    );
+    let scores = tokio::task::spawn_blocking(move || {
         crate::scoring::final_scores(
             &scoring.questions,
             &scoring.predictions,
@@ -43,8 +52,52 @@ pub async fn store_final_scores(db: &Db, run_id: i64) -> Result<(), IngestError>
         )
     })
     .await
-    .unwrap_or_default();
-    Ok(db.set_final_scores(run_id, &years, &metrics).await?)
+    .map_err(|e| IngestError::Scoring(run_id, e.to_string()))?;
+    db.set_final_scores(run_id, &scores.years, &scores.metrics)
+        .await?;
+    Ok(db.store_cells(run_id, &stamp, &scores.cells).await?)
+}
+
+/// Scores run `run_id` by question facet and stores the cells a filtered leaderboard adds up
+/// (`db::cells`), stamped with what they were computed from.
+pub async fn store_cells(db: &Db, run_id: i64) -> Result<(), IngestError> {
+    let Some(scoring) = db.run_scoring(run_id).await? else {
+        return Ok(());
+    };
+    let stamp = crate::db::cells::stamp(
+        scoring.predictions.len(),
+        &scoring.rules.recorded,
+        scoring.rules.stored,
+    );
+    let cells = tokio::task::spawn_blocking(move || {
+        crate::scoring::cells(
+            &scoring.questions,
+            &scoring.predictions,
+            &scoring.rules.packs,
+        )
+    })
+    .await
+    .map_err(|e| IngestError::Scoring(run_id, e.to_string()))?;
+    Ok(db.store_cells(run_id, &stamp, &cells).await?)
+}
+
+/// Stores the cells of every finished run whose cells are missing or were computed from
+/// something that has changed since (a rule pack added, a run rescored, a release that scores
+/// differently); returns how many. One refresher at a time: a second caller waits, then
+/// finds only what changed meanwhile.
+pub async fn refresh_stale_cells(db: &Db) -> Result<usize, IngestError> {
+    static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let stale: Vec<i64> = db
+        .cell_stamps(None)
+        .await?
+        .into_iter()
+        .filter_map(|(id, fresh)| (!fresh).then_some(id))
+        .collect();
+    for run_id in &stale {
+        store_cells(db, *run_id).await?;
+    }
+    Ok(stale.len())
 }
 
 /// Stores the per-year verdicts of succeeded runs that have none (they finished before the
@@ -296,7 +349,7 @@ pub async fn run(
             }
         }
         if !done.is_empty() {
-            leaderboard.clear();
+            leaderboard.expire();
         }
         if let Err(e) = queue.ack_events(&done).await {
             tracing::error!(error = %e, "acknowledging worker events failed");

@@ -37,6 +37,12 @@ pub const LEADERBOARD: Bounds = Bounds {
     default: 500,
     max: 1000,
 };
+/// A run's questions, each with its text, choices and answer.
+pub const QUESTIONS: Bounds = Bounds {
+    default: 100,
+    max: 1000,
+};
+
 /// Exam sets, tunings, accounts.
 pub const LISTS: Bounds = Bounds {
     default: 500,

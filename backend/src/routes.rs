@@ -84,6 +84,7 @@ endpoints! {
     post "/api/runs" Researcher => runs::create_run;
     post "/api/runs/estimate" Researcher => runs::estimate_run;
     get "/api/runs/{id}" Researcher [Run] => runs::run_detail;
+    get "/api/runs/{id}/questions" Researcher [Run] => runs::run_questions;
     post "/api/runs/{id}/cancel" Researcher [Run] => runs::cancel_run;
     post "/api/runs/{id}/retry" Researcher [Run] => runs::retry_run;
     get "/api/runs/{id}/score" Researcher [Run] => runs::run_score;

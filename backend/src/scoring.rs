@@ -482,23 +482,40 @@ pub fn tally_and_metrics(
     (tally, metrics)
 }
 
-/// A succeeded run's score per exam year (accuracy, points and pass/fail) and its text
-/// metrics, for the leaderboard (no bootstrap: the leaderboard shows no interval of points).
+/// What the leaderboard keeps of a run, from one scoring of its answers.
+#[derive(Debug, Clone, Default)]
+pub struct FinalScores {
+    /// Score and pass/fail per exam year.
+    pub years: Vec<kokushi_shared::api::YearVerdict>,
+    /// The text metrics over the answered questions.
+    pub metrics: kokushi_shared::api::RunMetrics,
+    /// The run's results by question facet, for filtered leaderboards.
+    pub cells: Cells,
+}
+
+/// A run's results by question facet (`db::cells`).
+pub type Cells = BTreeMap<crate::db::cells::CellKey, crate::db::cells::CellCounts>;
+
+/// The leaderboard's options: no bootstrap (it shows no interval of points), no comparison
+/// with examinees.
+fn board_options() -> ScoreOptions {
+    ScoreOptions {
+        resamples: 0,
+        examinees: false,
+        ..ScoreOptions::default()
+    }
+}
+
+/// A run's score per exam year (accuracy, points and pass/fail), its text metrics and its
+/// results by question facet, for the leaderboard.
 pub fn final_scores(
     questions: &[Question],
     predictions: &BTreeMap<String, Reply>,
     packs: &[kokushi_shared::rules::RulePack],
-) -> (
-    Vec<kokushi_shared::api::YearVerdict>,
-    kokushi_shared::api::RunMetrics,
-) {
-    let options = ScoreOptions {
-        resamples: 0,
-        examinees: false,
-        ..ScoreOptions::default()
-    };
-    let report = score_with(questions, predictions, &options, packs);
+) -> FinalScores {
+    let report = score_with(questions, predictions, &board_options(), packs);
     let (_, metrics) = tally_and_metrics(&report.questions, &report.unscorable);
+    let cells = crate::db::cells::cells_of(questions, &report.questions, &report.unscorable);
     let years = report
         .years
         .into_iter()
@@ -514,5 +531,20 @@ pub fn final_scores(
             rules_version: g.criteria.as_ref().map(|c| c.pack_version),
         })
         .collect();
-    (years, metrics)
+    FinalScores {
+        years,
+        metrics,
+        cells,
+    }
+}
+
+/// A run's results by question facet alone (a run still answering, or one whose rule packs
+/// changed).
+pub fn cells(
+    questions: &[Question],
+    predictions: &BTreeMap<String, Reply>,
+    packs: &[kokushi_shared::rules::RulePack],
+) -> Cells {
+    let report = score_with(questions, predictions, &board_options(), packs);
+    crate::db::cells::cells_of(questions, &report.questions, &report.unscorable)
 }

@@ -73,7 +73,7 @@ impl Application {
         }
 
         // Runs that succeeded before per-year verdicts were kept get them now, in the
-        // background (each is one scoring of its answers).
+        // background (each is one scoring of its answers); so do the leaderboard cells.
         tokio::spawn({
             let db = db.clone();
             async move {
@@ -83,6 +83,13 @@ impl Application {
                     Err(e) => {
                         tracing::warn!(error = %e, "storing per-year verdicts of older runs failed")
                     }
+                }
+                // Then the facet cells filtered leaderboards add up, for runs that finished
+                // before they were kept or whose rule packs changed while the server was down.
+                match crate::ingest::refresh_stale_cells(&db).await {
+                    Ok(0) => {}
+                    Ok(runs) => tracing::info!(runs, "stored the leaderboard cells of runs"),
+                    Err(e) => tracing::warn!(error = %e, "storing leaderboard cells failed"),
                 }
             }
         });
@@ -139,6 +146,7 @@ impl Application {
             streams: StreamCounts::new(settings.max_streams_per_user),
             remote_model_allow: settings.remote_model_allow.clone(),
             rescoring: tokio::sync::Semaphore::new(2),
+            question_facts: Default::default(),
         });
         if db.user_count().await? == 0 {
             tracing::warn!(

@@ -39,45 +39,174 @@ pub struct AppState {
     pub streams: StreamCounts,
     /// Base URLs of the OpenAI-compatible servers runs may name.
     pub remote_model_allow: Vec<String>,
-    /// Filtered leaderboards scored at once (each scores a page of runs again).
+    /// Runs scored again at once for a filtered leaderboard (those whose stored cells are
+    /// stale).
     pub rescoring: tokio::sync::Semaphore,
+    /// What a page of a run's questions is filtered by, per exam set.
+    pub question_facts: QuestionFacts,
 }
 
-/// Response bodies kept for a moment, one per leaderboard filter: the leaderboard is read by every open page every few
-/// seconds and changes only when an answer arrives. Writes on this node (a new run, ingested
-/// events) clear it at once; other API nodes' writes show within [`ResponseCache::TTL`].
+/// Per exam set, what a page of a run's questions is filtered by (`db::runs::QuestionFact`):
+/// read once from the questions' bodies, kept while the server runs (an exam set never changes
+/// once stored), for at most [`QuestionFacts::MAX_SETS`] sets at once.
+#[derive(Debug, Default)]
+pub struct QuestionFacts {
+    sets: std::sync::Mutex<HashMap<i64, Arc<HashMap<String, crate::db::runs::QuestionFact>>>>,
+}
+
+impl QuestionFacts {
+    const MAX_SETS: usize = 32;
+
+    /// Exam set `exam_set_id`'s facts, read from `db` the first time.
+    pub async fn of(
+        &self,
+        db: &crate::db::Db,
+        exam_set_id: i64,
+    ) -> Result<Arc<HashMap<String, crate::db::runs::QuestionFact>>, crate::db::DbError> {
+        let lock = || self.sets.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(facts) = lock().get(&exam_set_id) {
+            return Ok(facts.clone());
+        }
+        let facts = Arc::new(db.question_facts(exam_set_id).await?);
+        let mut sets = lock();
+        if sets.len() >= Self::MAX_SETS {
+            sets.clear();
+        }
+        sets.insert(exam_set_id, facts.clone());
+        Ok(facts)
+    }
+}
+
+/// Response bodies kept for a moment, one per leaderboard filter, with the board's row count:
+/// the leaderboard is read by every open page every few seconds and changes only when an
+/// answer arrives. Ingested events on this node expire the bodies ([`ResponseCache::expire`]:
+/// the next request rebuilds and reads the new body),
+/// writes that change who may see what (publishing, grading) drop them
+/// ([`ResponseCache::clear`]); other API nodes' writes show within [`ResponseCache::TTL`].
+///
+/// A body past its time is rebuilt once, in the background, while every request is served it
+/// as it was (for at most [`ResponseCache::STALE`]): under load the board is built at most
+/// once a second and no request waits for it.
 #[derive(Debug, Default)]
 pub struct ResponseCache {
-    /// Body by key (the filter's, `""` for the whole leaderboard) with when it was made.
-    bodies: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, web::Bytes)>>,
+    bodies: std::sync::Mutex<std::collections::HashMap<String, Cached>>,
+}
+
+#[derive(Debug)]
+struct Cached {
+    made: std::time::Instant,
+    body: web::Bytes,
+    total: u64,
+    /// A request is building the next body.
+    rebuilding: bool,
+    /// A write on this node changed what it shows ([`ResponseCache::expire`]).
+    invalidated: bool,
+}
+
+/// What [`ResponseCache::lookup`] found.
+#[derive(Debug)]
+pub enum Lookup {
+    /// A body to serve, and the board's row count.
+    Hit(web::Bytes, u64),
+    /// An expired body to serve, and the turn to rebuild it (in the background: no request
+    /// waits for it); dropping the turn without `put` lets the next request try.
+    Stale(web::Bytes, u64, RebuildTurn),
+    /// A write on this node changed the body: build it now (and `put` it) with the turn, so
+    /// that the caller reads what was written; requests meanwhile are served the old one.
+    Rebuild(RebuildTurn),
+    /// None to serve: build it (and `put` it).
+    Build,
+}
+
+/// The one rebuild of an expired body.
+#[derive(Debug)]
+pub struct RebuildTurn {
+    cache: Arc<ResponseCache>,
+    key: String,
+}
+
+impl Drop for RebuildTurn {
+    fn drop(&mut self) {
+        let mut bodies = self.cache.lock();
+        if let Some(c) = bodies.get_mut(&self.key) {
+            c.rebuilding = false;
+        }
+    }
 }
 
 impl ResponseCache {
     pub const TTL: std::time::Duration = std::time::Duration::from_secs(1);
+    /// The longest an expired body is served while one request rebuilds it.
+    pub const STALE: std::time::Duration = std::time::Duration::from_secs(30);
     /// Distinct filters kept at once; past it the cache starts afresh.
     const MAX_KEYS: usize = 64;
 
-    pub(crate) fn get(&self, key: &str) -> Option<web::Bytes> {
-        let bodies = self.bodies.lock().unwrap_or_else(|e| e.into_inner());
-        bodies
-            .get(key)
-            .filter(|(at, _)| at.elapsed() < Self::TTL)
-            .map(|(_, b)| b.clone())
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Cached>> {
+        self.bodies.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(crate) fn put(&self, key: String, bytes: web::Bytes) {
-        let mut bodies = self.bodies.lock().unwrap_or_else(|e| e.into_inner());
+    /// The body kept under `key`, or whether to build it.
+    pub(crate) fn lookup(self: &Arc<Self>, key: &str) -> Lookup {
+        let mut bodies = self.lock();
+        let Some(c) = bodies.get_mut(key) else {
+            return Lookup::Build;
+        };
+        let age = c.made.elapsed();
+        if c.rebuilding && age < Self::STALE {
+            return Lookup::Hit(c.body.clone(), c.total);
+        }
+        if c.invalidated {
+            c.rebuilding = true;
+            return Lookup::Rebuild(RebuildTurn {
+                cache: self.clone(),
+                key: key.to_owned(),
+            });
+        }
+        if age < Self::TTL {
+            return Lookup::Hit(c.body.clone(), c.total);
+        }
+        if age < Self::STALE {
+            c.rebuilding = true;
+            return Lookup::Stale(
+                c.body.clone(),
+                c.total,
+                RebuildTurn {
+                    cache: self.clone(),
+                    key: key.to_owned(),
+                },
+            );
+        }
+        Lookup::Build
+    }
+
+    pub(crate) fn put(&self, key: String, body: web::Bytes, total: u64) {
+        let mut bodies = self.lock();
         if bodies.len() >= Self::MAX_KEYS && !bodies.contains_key(&key) {
             bodies.clear();
         }
-        bodies.insert(key, (std::time::Instant::now(), bytes));
+        bodies.insert(
+            key,
+            Cached {
+                made: std::time::Instant::now(),
+                body,
+                total,
+                rebuilding: false,
+                invalidated: false,
+            },
+        );
     }
 
+    /// Every body is out of date (a write on this node): the next request for each rebuilds
+    /// it and reads the new one, while requests meanwhile are served the body as it was.
+    pub fn expire(&self) {
+        for c in self.lock().values_mut() {
+            c.invalidated = true;
+        }
+    }
+
+    /// Every body is dropped: no request is served one made before.
     pub fn clear(&self) {
-        self.bodies
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        self.lock().clear();
     }
 }
 
@@ -131,5 +260,51 @@ impl Drop for StreamSlot {
                 open.remove(&self.user);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_expired_body_is_rebuilt_once_while_every_request_is_served_it() {
+        let cache = Arc::new(ResponseCache::default());
+        assert!(matches!(cache.lookup("k"), Lookup::Build));
+        cache.put("k".to_owned(), web::Bytes::from_static(b"old"), 3);
+        assert!(matches!(cache.lookup("k"), Lookup::Hit(ref b, 3) if b.as_ref() == b"old"));
+        // Expired by a write here: the next request rebuilds it and waits for it; the others
+        // meanwhile are served the old body.
+        cache.expire();
+        let turn = match cache.lookup("k") {
+            Lookup::Rebuild(turn) => turn,
+            other => panic!("the first request after a write rebuilds: {other:?}"),
+        };
+        assert!(matches!(cache.lookup("k"), Lookup::Hit(ref b, 3) if b.as_ref() == b"old"));
+        cache.put("k".to_owned(), web::Bytes::from_static(b"mid"), 3);
+        drop(turn);
+        assert!(matches!(cache.lookup("k"), Lookup::Hit(ref b, 3) if b.as_ref() == b"mid"));
+        // Past its time (another node's writes): served as it was, rebuilt once meanwhile.
+        if let Some(c) = cache.lock().get_mut("k") {
+            c.made -= ResponseCache::TTL;
+        }
+        let turn = match cache.lookup("k") {
+            Lookup::Stale(b, 3, turn) if b.as_ref() == b"mid" => turn,
+            other => panic!("the first request after its time rebuilds: {other:?}"),
+        };
+        // Meanwhile: the old body, and no second rebuild.
+        assert!(matches!(cache.lookup("k"), Lookup::Hit(ref b, 3) if b.as_ref() == b"mid"));
+        // A rebuild that fails (dropped without a body) hands the turn to the next request.
+        drop(turn);
+        let turn = match cache.lookup("k") {
+            Lookup::Stale(_, _, turn) => turn,
+            other => panic!("the next request rebuilds: {other:?}"),
+        };
+        cache.put("k".to_owned(), web::Bytes::from_static(b"new"), 4);
+        drop(turn);
+        assert!(matches!(cache.lookup("k"), Lookup::Hit(ref b, 4) if b.as_ref() == b"new"));
+        // Cleared: nothing is served.
+        cache.clear();
+        assert!(matches!(cache.lookup("k"), Lookup::Build));
     }
 }

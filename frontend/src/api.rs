@@ -58,9 +58,37 @@ pub fn leaderboard_path(query: &LeaderboardQuery) -> String {
     }
 }
 
-/// `GET /api/runs/{id}`: the run with every question and its answer so far.
+/// `GET /api/runs/{id}?questions=false`: the run without its questions (the page reads those
+/// a page at a time: [`run_questions`]).
 pub async fn run(id: i64) -> Result<RunDetail, ApiError> {
-    get_json(&format!("/api/runs/{id}")).await
+    get_json(&format!("/api/runs/{id}?questions=false")).await
+}
+
+/// `GET /api/runs/{id}/questions`: the questions `filter` and `specialty` (empty: any) keep,
+/// `offset` skipped, one page of [`crate::table::PAGE_SIZE`]; with how many they keep in all.
+pub async fn run_questions(
+    id: i64,
+    filter: kokushi_shared::api::QuestionFilter,
+    specialty: &str,
+    offset: usize,
+) -> Result<(Vec<kokushi_shared::api::QuestionResult>, usize), ApiError> {
+    let mut url = format!(
+        "/api/runs/{id}/questions?show={}&limit={}&offset={offset}",
+        filter.id(),
+        crate::table::PAGE_SIZE
+    );
+    if !specialty.is_empty() {
+        url.push_str(&format!("&specialty={}", encode(specialty)));
+    }
+    let response = Request::get(&url).send().await.map_err(network)?;
+    let total = response
+        .headers()
+        .get("x-total-count")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let body = response.text().await.map_err(network)?;
+    let rows = decode(response.status(), response.ok(), &body)?;
+    Ok((rows, total))
 }
 
 /// `GET /api/auth/me`: who is signed in (a 401 when nobody is).

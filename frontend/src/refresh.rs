@@ -102,6 +102,7 @@ mod tests {
             rules_version: None,
             credit: String::new(),
             questions: Vec::new(),
+            specialties: Vec::new(),
         }
     }
 

@@ -1,8 +1,7 @@
 //! What the tables show and in what order: the leaderboard's sorting, filtering and selection,
 //! and the run page's question filters and pages. Plain Rust, tested on the host.
 
-use kokushi_shared::api::{QuestionResult, RunStatus, RunSummary};
-use kokushi_shared::exam::Gold;
+use kokushi_shared::api::{RunStatus, RunSummary};
 
 use crate::i18n::{self, t};
 
@@ -252,76 +251,17 @@ pub fn toggle_selected(selected: &[i64], id: i64) -> Vec<i64> {
     }
 }
 
-/// The run page's question filter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum QuestionFilter {
-    #[default]
-    All,
-    Wrong,
-    ParseFailed,
-    /// Questions whose gold answer has more than one letter.
-    MultiAnswer,
-    Unanswered,
-}
+pub use kokushi_shared::api::QuestionFilter;
 
-impl QuestionFilter {
-    pub const ALL: [QuestionFilter; 5] = [
-        QuestionFilter::All,
-        QuestionFilter::Wrong,
-        QuestionFilter::ParseFailed,
-        QuestionFilter::MultiAnswer,
-        QuestionFilter::Unanswered,
-    ];
-
-    pub fn id(self) -> &'static str {
-        match self {
-            QuestionFilter::All => "all",
-            QuestionFilter::Wrong => "wrong",
-            QuestionFilter::ParseFailed => "parse-failed",
-            QuestionFilter::MultiAnswer => "multi-answer",
-            QuestionFilter::Unanswered => "unanswered",
-        }
-    }
-
-    pub fn label(self) -> &'static str {
-        t(match self {
-            QuestionFilter::All => i18n::RUN_FILTER_ALL,
-            QuestionFilter::Wrong => i18n::RUN_FILTER_WRONG,
-            QuestionFilter::ParseFailed => i18n::RUN_FILTER_PARSE_FAILED,
-            QuestionFilter::MultiAnswer => i18n::RUN_FILTER_MULTI_ANSWER,
-            QuestionFilter::Unanswered => i18n::RUN_FILTER_UNANSWERED,
-        })
-    }
-
-    pub fn keeps(self, q: &QuestionResult) -> bool {
-        match self {
-            QuestionFilter::All => true,
-            QuestionFilter::Wrong => q.answer.as_ref().is_some_and(|a| !a.correct),
-            QuestionFilter::ParseFailed => {
-                q.answer.as_ref().is_some_and(|a| a.extracted.is_unparsed())
-            }
-            QuestionFilter::MultiAnswer => {
-                matches!(&q.gold, Gold::Letters { letters } if letters.len() > 1)
-            }
-            QuestionFilter::Unanswered => q.answer.is_none(),
-        }
-    }
-}
-
-/// The specialties a run's questions name, sorted, each once (for the run page's select).
-pub fn specialties_of(questions: &[QuestionResult]) -> Vec<String> {
-    let mut names: Vec<String> = questions
-        .iter()
-        .filter_map(|q| q.specialty.clone())
-        .collect();
-    names.sort();
-    names.dedup();
-    names
-}
-
-/// Whether `q` is of `specialty` (empty: any).
-pub fn of_specialty(q: &QuestionResult, specialty: &str) -> bool {
-    specialty.is_empty() || q.specialty.as_deref() == Some(specialty)
+/// The run page's label of a question filter.
+pub fn filter_label(filter: QuestionFilter) -> &'static str {
+    t(match filter {
+        QuestionFilter::All => i18n::RUN_FILTER_ALL,
+        QuestionFilter::Wrong => i18n::RUN_FILTER_WRONG,
+        QuestionFilter::ParseFailed => i18n::RUN_FILTER_PARSE_FAILED,
+        QuestionFilter::MultiAnswer => i18n::RUN_FILTER_MULTI_ANSWER,
+        QuestionFilter::Unanswered => i18n::RUN_FILTER_UNANSWERED,
+    })
 }
 
 /// Rows a page of the question table holds: enough to read, few enough to draw at once.
@@ -332,19 +272,10 @@ pub fn page_count(rows: usize) -> usize {
     rows.div_ceil(PAGE_SIZE).max(1)
 }
 
-/// The rows of page `page` (0-based; a page past the end shows the last one).
-pub fn page_of<T: Clone>(rows: &[T], page: usize) -> Vec<T> {
-    let page = page.min(page_count(rows.len()) - 1);
-    rows.iter()
-        .skip(page * PAGE_SIZE)
-        .take(PAGE_SIZE)
-        .cloned()
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
-    use kokushi_shared::api::ScoredAnswer;
+    use kokushi_shared::api::{QuestionResult, ScoredAnswer};
+    use kokushi_shared::exam::Gold;
     use kokushi_shared::extract::Extracted;
     use kokushi_shared::metric::Tally;
 
@@ -508,13 +439,9 @@ mod tests {
 
     #[test]
     fn two_thousand_rows_make_twenty_pages() {
-        let rows: Vec<usize> = (0..2_000).collect();
-        assert_eq!(page_count(rows.len()), 20);
-        assert_eq!(page_of(&rows, 0).len(), PAGE_SIZE);
-        assert_eq!(page_of(&rows, 19)[99], 1_999);
-        assert_eq!(page_of(&rows, 50)[0], 1_900, "past the end: the last page");
+        assert_eq!(page_count(2_000), 20);
+        assert_eq!(page_count(2_001), 21);
         assert_eq!(page_count(0), 1);
-        assert!(page_of::<usize>(&[], 0).is_empty());
     }
 
     #[test]

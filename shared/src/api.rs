@@ -259,7 +259,12 @@ pub struct RunDetail {
     pub run: RunSummary,
     pub rules_version: Option<String>,
     pub credit: String,
+    /// Every question of the run with its answer; empty when asked without them
+    /// (`?questions=false`: a page reads them a page at a time from `/api/runs/{id}/questions`).
     pub questions: Vec<QuestionResult>,
+    /// The clinical specialties the run's questions name, sorted (empty when none does).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub specialties: Vec<String>,
     /// For a queued run that no live worker can hold: why it waits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting: Option<Waiting>,
@@ -277,6 +282,93 @@ pub struct Waiting {
     pub largest_worker: Option<u64>,
     /// The same in a sentence (English).
     pub reason: String,
+}
+
+/// `GET /api/runs/{id}`'s query.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunDetailQuery {
+    /// `false`: the run without its questions (default `true`: every one).
+    #[serde(default)]
+    pub questions: Option<bool>,
+}
+
+/// Which of a run's questions a page lists.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum QuestionFilter {
+    #[default]
+    All,
+    /// Answered wrongly.
+    Wrong,
+    /// Answered with nothing the extraction rules could read.
+    ParseFailed,
+    /// Questions whose gold answer has more than one letter.
+    MultiAnswer,
+    Unanswered,
+}
+
+impl QuestionFilter {
+    pub const ALL: [QuestionFilter; 5] = [
+        QuestionFilter::All,
+        QuestionFilter::Wrong,
+        QuestionFilter::ParseFailed,
+        QuestionFilter::MultiAnswer,
+        QuestionFilter::Unanswered,
+    ];
+
+    /// Its name in a query (`?show=wrong`) and in the page's markup.
+    pub fn id(self) -> &'static str {
+        match self {
+            QuestionFilter::All => "all",
+            QuestionFilter::Wrong => "wrong",
+            QuestionFilter::ParseFailed => "parse-failed",
+            QuestionFilter::MultiAnswer => "multi-answer",
+            QuestionFilter::Unanswered => "unanswered",
+        }
+    }
+
+    pub fn from_id(id: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.id() == id)
+    }
+
+    /// Whether it keeps a question from what is known of it: whether it was answered, and
+    /// then rightly and readably; how many letters its gold answer has.
+    pub fn keeps_facts(self, answer: Option<(bool, bool)>, gold_letters: usize) -> bool {
+        match self {
+            QuestionFilter::All => true,
+            QuestionFilter::Wrong => answer.is_some_and(|(correct, _)| !correct),
+            QuestionFilter::ParseFailed => answer.is_some_and(|(_, unparsed)| unparsed),
+            QuestionFilter::MultiAnswer => gold_letters > 1,
+            QuestionFilter::Unanswered => answer.is_none(),
+        }
+    }
+
+    pub fn keeps(self, q: &QuestionResult) -> bool {
+        self.keeps_facts(
+            q.answer
+                .as_ref()
+                .map(|a| (a.correct, a.extracted.is_unparsed())),
+            gold_letters(&q.gold),
+        )
+    }
+}
+
+/// How many letters a gold answer is: more than one only for a question asking for several.
+pub fn gold_letters(gold: &Gold) -> usize {
+    match gold {
+        Gold::Letters { letters } => letters.len(),
+        _ => 1,
+    }
+}
+
+/// `GET /api/runs/{id}/questions`' query (with `limit` and `offset`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunQuestionsQuery {
+    /// `all` (default), `wrong`, `parse-failed`, `multi-answer` or `unanswered`.
+    #[serde(default)]
+    pub show: Option<String>,
+    /// Only questions of this clinical specialty.
+    #[serde(default)]
+    pub specialty: Option<String>,
 }
 
 /// A question of a run with the answer it received.

@@ -964,6 +964,66 @@ async fn a_filtered_leaderboard_scores_every_run_again_on_the_questions_it_keeps
         message.starts_with("years: no exam set holds 2031"),
         "{message}"
     );
+    // The run page reads the questions a page at a time: each filter keeps, in order, what it
+    // keeps of the whole run; the total is in `X-Total-Count`.
+    let page = |query: String| {
+        let app = &app;
+        async move {
+            let res = app
+                .client
+                .get(app.url(&query))
+                .send()
+                .await
+                .expect("request");
+            let status = res.status();
+            let total = res
+                .headers()
+                .get("x-total-count")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<usize>().ok());
+            let text = res.text().await.expect("body");
+            (status, total, text)
+        }
+    };
+    use kokushi_shared::api::{QuestionFilter, QuestionResult};
+    for f in QuestionFilter::ALL {
+        let (status, total, text) =
+            page(format!("/api/runs/{}/questions?show={}", run.id, f.id())).await;
+        assert_eq!(status, 200, "{text}");
+        let rows: Vec<QuestionResult> = serde_json::from_str(&text).expect("rows");
+        let expected: Vec<QuestionResult> = detail
+            .questions
+            .iter()
+            .filter(|q| f.keeps(q))
+            .cloned()
+            .collect();
+        assert_eq!(rows, expected, "{}", f.id());
+        assert_eq!(total, Some(expected.len()), "{}", f.id());
+    }
+    let (_, total, text) = page(format!("/api/runs/{}/questions?limit=2&offset=1", run.id)).await;
+    let rows: Vec<QuestionResult> = serde_json::from_str(&text).expect("rows");
+    assert_eq!(rows, detail.questions[1..3], "the second and third");
+    assert_eq!(total, Some(detail.questions.len()));
+    let summary: kokushi_shared::api::RunDetail = app
+        .get_json(&format!("/api/runs/{}?questions=false", run.id))
+        .await
+        .expect("summary");
+    assert!(summary.questions.is_empty());
+    assert_eq!(
+        (summary.run.tally, summary.credit.as_str()),
+        (detail.run.tally, detail.credit.as_str())
+    );
+    for (query, named) in [
+        ("show=everything", "show"),
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+    ] {
+        let (status, _, text) = page(format!("/api/runs/{}/questions?{query}", run.id)).await;
+        assert_eq!(status, 400, "{query}: {text}");
+        assert!(text.contains(named), "{query}: {text}");
+    }
+    let (status, _, _) = page("/api/runs/999999/questions".to_owned()).await;
+    assert_eq!(status, 404);
     // Specialties, as an exam set names them: each question carries its own, and the
     // leaderboard can keep one.
     let lines = [
@@ -992,6 +1052,15 @@ async fn a_filtered_leaderboard_scores_every_run_again_on_the_questions_it_keeps
         .map(|q| q.specialty.as_deref())
         .collect();
     assert_eq!(named, [Some("循環器"), Some("腎臓"), Some("循環器")]);
+    assert_eq!(detail.specialties, ["循環器", "腎臓"]);
+    let (_, total, text) = page(format!(
+        "/api/runs/{}/questions?specialty=%E5%BE%AA%E7%92%B0%E5%99%A8",
+        by_specialty.id
+    ))
+    .await;
+    let rows: Vec<QuestionResult> = serde_json::from_str(&text).expect("rows");
+    let ids: Vec<&str> = rows.iter().map(|q| q.problem_id.as_str()).collect();
+    assert_eq!((ids, total), (vec!["950A1", "950A3"], Some(2)));
     let res = board("?specialty=%E5%BE%AA%E7%92%B0%E5%99%A8").await;
     let rows: Vec<RunSummary> = res.json().await.expect("rows");
     let totals: Vec<(i64, u32)> = rows.iter().map(|r| (r.id, r.total)).collect();

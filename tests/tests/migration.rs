@@ -421,6 +421,39 @@ async fn upgrade_keeps_everything(database_url: String) {
             .count(),
         answered
     );
+    // Under a filter, from the facet cells computed for the old run on the first read (it
+    // had none), in SQL on this database.
+    let filtered: Vec<RunSummary> = app
+        .get_json("/api/leaderboard?blocks=A")
+        .await
+        .expect("filtered board");
+    let run = filtered.iter().find(|r| r.id == 1).expect("the old run");
+    let in_a = detail
+        .questions
+        .iter()
+        .filter(|q| q.problem_id.starts_with("901A"))
+        .collect::<Vec<_>>();
+    assert_eq!(run.total as usize, in_a.len());
+    assert_eq!(
+        run.tally.answered as usize,
+        in_a.iter().filter(|q| q.answer.is_some()).count()
+    );
+    // A page of its questions: the first two, of how many there are.
+    let page = app
+        .client
+        .get(app.url("/api/runs/1/questions?limit=2"))
+        .send()
+        .await
+        .expect("questions");
+    let total = page
+        .headers()
+        .get("x-total-count")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let first_two: Vec<kokushi_shared::api::QuestionResult> =
+        page.json().await.expect("questions body");
+    assert_eq!(total, Some(detail.questions.len().to_string()));
+    assert_eq!(first_two, detail.questions[..2]);
     let tunings: Vec<TuningSummary> = app.get_json("/api/tunings").await.expect("tunings");
     assert!(
         tunings

@@ -52,6 +52,7 @@ fn expected(method: &str, path: &str, who: Who) -> Option<u16> {
         | ("get", "/api/models")
         | ("get", "/api/exam-sets")
         | ("get", "/api/runs/{id}")
+        | ("get", "/api/runs/{id}/questions")
         | ("get", "/api/runs/{id}/score")
         | ("get", "/api/runs/{id}/export")
         | ("get", "/api/runs/{id}/events")

@@ -105,7 +105,16 @@ async fn a_run_keeps_its_rule_pack_version_until_rescored_and_the_rescoring_show
     assert_eq!(rules.in_effect[0].version, 2);
     assert!(!rules.in_effect[0].built_in);
 
-    // The run still scores under version 1: 120B1 is worth its point.
+    // The run still scores under version 1: 120B1 is worth its point, on a filtered
+    // leaderboard too (its stored cells are stale once a pack is added: computed again under
+    // the versions the run recorded).
+    let filtered = || async {
+        let rows: Vec<kokushi_shared::api::RunSummary> =
+            app.get_json("/api/leaderboard?blocks=B").await.unwrap();
+        rows.into_iter().find(|r| r.id == run.id).unwrap()
+    };
+    let row = filtered().await;
+    assert_eq!((row.total, row.tally.points_possible), (10, 10));
     let score_path = format!("/api/runs/{}/score", run.id);
     let report: ScoreReport = app.get_json(&score_path).await.unwrap();
     assert_eq!(report.years[0].points_max, 10, "ten 1-point questions");
@@ -150,6 +159,12 @@ async fn a_run_keeps_its_rule_pack_version_until_rescored_and_the_rescoring_show
     let row = board.iter().find(|r| r.id == run.id).unwrap();
     assert_eq!(row.years[0].rules_version, Some(2));
     assert_eq!(row.years[0].points_max, 9);
+    let row = filtered().await;
+    assert_eq!(
+        (row.total, row.tally.points_possible),
+        (10, 9),
+        "the filtered board scores under version 2 as well"
+    );
     let again: RescoreDiff = app.get_json(&rescore_path).await.unwrap();
     assert!(again.questions.is_empty() && again.from == again.to);
 

@@ -3,8 +3,10 @@
 //!
 //! Ignored by `cargo test` (a measurement, not a check); the numbers are printed as
 //! `RESULT name ms` lines. What is timed, in the page's own clock (`performance.now()`):
-//! - open: navigation to the first 100 question rows drawn, the run's 2,000 answers included;
-//! - next page / previous page: a click to the new page's rows drawn (median of 20);
+//! - open: navigation to the first 100 question rows drawn (the run without its questions,
+//!   then their first page from the server: the 2,000 are never sent whole);
+//! - next page / previous page: a click to the new page's rows drawn, each page read from the
+//!   server (median of 20);
 //! - filter: a click on "Parse failed" to its first page drawn (median of 10).
 
 use std::time::Duration;

@@ -59,11 +59,13 @@ commands:
         the same file and tokens, 2 threads each (PyTorch installed once into a venv, ~5.6 GB);
         fails unless both sides' losses agree step by step
   bench api
-        the stored leaderboard, a filtered one no cache answers and a graded run's page (release
-        build, SQLite, 10,000 runs x 2,000 answers, 50,000 grades) under load from wrk beside the
-        server's health endpoint (the actix ceiling) in the same run; p99 against a 50 ms goal;
-        any non-2xx response fails it. Populating takes ~8 minutes: KOKUSHI_BENCH_DB=FILE keeps
-        the database for the next run (KOKUSHI_BENCH_RUNS/ANSWERS/GRADES set a smaller scale)
+        the stored leaderboard, a filtered one no cache answers and what a graded run's page
+        reads (release build, SQLite, 10,000 runs x 2,000 answers, 50,000 grades on the newest
+        runs), each on a server of its own beside its health endpoint: p99 at a stated rate
+        (KOKUSHI_BENCH_RATE, 100 req/s) against a 50 ms goal, then wrk's ceiling; any non-2xx
+        response fails it. Populating takes minutes: KOKUSHI_BENCH_DB=FILE keeps the database
+        for the next run (KOKUSHI_BENCH_RUNS/ANSWERS/GRADES set a smaller scale;
+        KOKUSHI_BENCH_ONLY=TEXT measures only the endpoints whose name holds it)
   bench ui
         the run page of a 2,000-question run in headless Chromium (frontend release build):
         time to the first rows, a page turn, a filter (the page's own clock)

@@ -35,6 +35,9 @@ pub struct RunRules {
     pub current: RulesVersions,
     /// The packs its exam set is scored under now.
     pub current_packs: Vec<RulePack>,
+    /// How many packs its exam set has stored (they are only ever added): with `recorded` and
+    /// the answers, what its leaderboard cells are computed from (`db::cells::stamp`).
+    pub stored: usize,
 }
 
 fn pack_of(body: &str) -> Result<RulePack, DbError> {
@@ -182,6 +185,7 @@ impl Db {
             recorded,
             current,
             current_packs,
+            stored: stored.len(),
         }))
     }
 

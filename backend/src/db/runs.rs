@@ -347,53 +347,150 @@ impl Db {
         let mut tally = Tally::default();
         let mut rules_version = None;
         let mut questions = Vec::with_capacity(rows.len());
-        for r in rows {
-            let q = question_from_body(&r.try_get::<String, _>("body")?)?;
-            let raw: Option<String> = r.try_get("raw_output")?;
-            let answer = match raw {
-                Some(raw_output) => {
-                    let correct = r.try_get::<Option<i64>, _>("correct")?.unwrap_or(0) != 0;
-                    let unparsed = r.try_get::<Option<i64>, _>("unparsed")?.unwrap_or(0) != 0;
-                    tally.add(
-                        correct,
-                        unparsed,
-                        to_u32(r.try_get::<Option<i64>, _>("points")?.unwrap_or(0)),
-                    );
-                    rules_version = r.try_get("rules_version")?;
-                    let extracted: String = r
-                        .try_get::<Option<String>, _>("extracted")?
-                        .unwrap_or_default();
-                    Some(ScoredAnswer {
-                        raw_output,
-                        extracted: serde_json::from_str::<Extracted>(&extracted)
-                            .map_err(|e| corrupt("answers", "extracted", e))?,
-                        correct,
-                        latency_ms: u64::try_from(
-                            r.try_get::<Option<i64>, _>("latency_ms")?.unwrap_or(0),
-                        )
-                        .unwrap_or(0),
-                        choice_logprobs: stored_numbers(&r, "choice_logprobs")?,
-                    })
-                }
-                None => None,
-            };
-            questions.push(QuestionResult {
-                specialty: q.meta.specialty,
-                problem_id: q.problem_id,
-                text: q.text,
-                choices: q.choices,
-                gold: q.gold,
-                points: q.points,
-                answer,
-            });
+        for r in &rows {
+            let (question, scored) = question_result(r)?;
+            if let Some((correct, unparsed, points, version)) = scored {
+                tally.add(correct, unparsed, points);
+                rules_version = version;
+            }
+            questions.push(question);
         }
+        let mut specialties: Vec<String> = questions
+            .iter()
+            .filter_map(|q| q.specialty.clone())
+            .collect();
+        specialties.sort();
+        specialties.dedup();
         Ok(Some(RunDetail {
             waiting: None,
             run: run_from_row(&row, tally)?,
             rules_version,
             credit: credit_for(questions.iter().map(|q| q.problem_id.as_str())),
             questions,
+            specialties,
         }))
+    }
+
+    /// A run without its questions' texts: its stored summary, its exam set, and per question
+    /// in order its id and, once answered, whether rightly and readably; the rules version of
+    /// its answers. What a page of its questions is chosen from. `None` for no such run.
+    pub async fn run_index(&self, id: i64) -> Result<Option<RunIndex>, DbError> {
+        let Some(row) = sqlx::query(&format!(
+            "SELECT {RUN_COLUMNS}, r.exam_set_id FROM runs r \
+             JOIN exam_sets e ON e.id = r.exam_set_id WHERE r.id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let rows = sqlx::query(
+            "SELECT rq.problem_id, a.correct, a.unparsed FROM run_questions rq \
+             LEFT JOIN answers a ON a.run_id = rq.run_id AND a.problem_id = rq.problem_id \
+             WHERE rq.run_id = $1 ORDER BY rq.position",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        let questions = rows
+            .iter()
+            .map(|r| {
+                let correct: Option<i64> = r.try_get("correct")?;
+                let unparsed: Option<i64> = r.try_get("unparsed")?;
+                Ok(IndexedQuestion {
+                    problem_id: r.try_get("problem_id")?,
+                    answer: correct.map(|c| (c != 0, unparsed.unwrap_or(0) != 0)),
+                })
+            })
+            .collect::<Result<Vec<_>, DbError>>()?;
+        let rules_version: Option<String> = sqlx::query(
+            "SELECT a.rules_version FROM run_questions rq JOIN answers a \
+             ON a.run_id = rq.run_id AND a.problem_id = rq.problem_id \
+             WHERE rq.run_id = $1 ORDER BY rq.position DESC LIMIT 1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| r.try_get("rules_version"))
+        .transpose()?;
+        Ok(Some(RunIndex {
+            exam_set_id: row.try_get("exam_set_id")?,
+            run: run_from_row(&row, stored_tally(&row)?)?,
+            questions,
+            rules_version,
+        }))
+    }
+
+    /// What a page of a run's questions is filtered by, for every question of exam set
+    /// `exam_set_id` (exam sets never change once stored: [`crate::state::QuestionFacts`]
+    /// keeps these).
+    pub async fn question_facts(
+        &self,
+        exam_set_id: i64,
+    ) -> Result<std::collections::HashMap<String, QuestionFact>, DbError> {
+        let bodies: Vec<String> = sqlx::query("SELECT body FROM questions WHERE exam_set_id = $1")
+            .bind(exam_set_id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| r.try_get("body"))
+            .collect::<Result<_, _>>()?;
+        // Parsing every body of a large set is a few tens of milliseconds: off the request
+        // threads.
+        tokio::task::spawn_blocking(move || {
+            bodies
+                .iter()
+                .map(|body| {
+                    let q = question_from_body(body)?;
+                    Ok((
+                        q.problem_id,
+                        QuestionFact {
+                            gold_letters: kokushi_shared::api::gold_letters(&q.gold),
+                            specialty: q.meta.specialty,
+                        },
+                    ))
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| corrupt("questions", "body", format!("exam set {exam_set_id}: {e}")))?
+    }
+
+    /// The questions `problem_ids` of run `id` (of exam set `exam_set_id`) with their answers,
+    /// in the run's order; ids the run does not ask are left out.
+    pub async fn run_questions(
+        &self,
+        id: i64,
+        exam_set_id: i64,
+        problem_ids: &[String],
+    ) -> Result<Vec<QuestionResult>, DbError> {
+        let mut out = Vec::with_capacity(problem_ids.len());
+        for chunk in problem_ids.chunks(500) {
+            let list = (3..3 + chunk.len())
+                .map(|n| format!("${n}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "SELECT rq.position, q.body, a.raw_output, a.extracted, a.rules_version, \
+                        a.correct, a.unparsed, a.points, a.latency_ms, a.choice_logprobs \
+                 FROM run_questions rq \
+                 JOIN questions q ON q.exam_set_id = $2 AND q.problem_id = rq.problem_id \
+                 LEFT JOIN answers a ON a.run_id = rq.run_id AND a.problem_id = rq.problem_id \
+                 WHERE rq.run_id = $1 AND rq.problem_id IN ({list})"
+            );
+            let query = chunk
+                .iter()
+                .fold(sqlx::query(&sql).bind(id).bind(exam_set_id), |q, p| {
+                    q.bind(p.as_str())
+                });
+            for r in query.fetch_all(&self.pool).await? {
+                let position: i64 = r.try_get("position")?;
+                out.push((position, question_result(&r)?.0));
+            }
+        }
+        out.sort_by_key(|(position, _)| *position);
+        Ok(out.into_iter().map(|(_, q)| q).collect())
     }
 
     /// A run's questions (with everything the exam set says of them) and the raw output
@@ -667,6 +764,81 @@ impl Db {
         .await?;
         Ok(row.try_get("n")?)
     }
+}
+
+/// A run as [`Db::run_index`] reads it.
+#[derive(Debug, Clone)]
+pub struct RunIndex {
+    pub exam_set_id: i64,
+    /// With its stored tally.
+    pub run: RunSummary,
+    pub questions: Vec<IndexedQuestion>,
+    /// The rules version of its last answer in question order.
+    pub rules_version: Option<String>,
+}
+
+/// What a page of a run's questions is filtered by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuestionFact {
+    pub specialty: Option<String>,
+    /// Letters of the gold answer (1 for a number or a ruling).
+    pub gold_letters: usize,
+}
+
+/// A question of a run, without its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexedQuestion {
+    pub problem_id: String,
+    /// Once answered: whether rightly, and whether nothing could be read of the answer.
+    pub answer: Option<(bool, bool)>,
+}
+
+/// A question of a run with its answer, from a row of its body and the answer's columns; with
+/// the answer, what a tally counts of it (correct, unparsed, points) and its rules version.
+#[allow(clippy::type_complexity)]
+fn question_result(
+    r: &sqlx::any::AnyRow,
+) -> Result<(QuestionResult, Option<(bool, bool, u32, Option<String>)>), DbError> {
+    let q = question_from_body(&r.try_get::<String, _>("body")?)?;
+    let raw: Option<String> = r.try_get("raw_output")?;
+    let (answer, scored) = match raw {
+        Some(raw_output) => {
+            let correct = r.try_get::<Option<i64>, _>("correct")?.unwrap_or(0) != 0;
+            let unparsed = r.try_get::<Option<i64>, _>("unparsed")?.unwrap_or(0) != 0;
+            let points = to_u32(r.try_get::<Option<i64>, _>("points")?.unwrap_or(0));
+            let version: Option<String> = r.try_get("rules_version")?;
+            let extracted: String = r
+                .try_get::<Option<String>, _>("extracted")?
+                .unwrap_or_default();
+            (
+                Some(ScoredAnswer {
+                    raw_output,
+                    extracted: serde_json::from_str::<Extracted>(&extracted)
+                        .map_err(|e| corrupt("answers", "extracted", e))?,
+                    correct,
+                    latency_ms: u64::try_from(
+                        r.try_get::<Option<i64>, _>("latency_ms")?.unwrap_or(0),
+                    )
+                    .unwrap_or(0),
+                    choice_logprobs: stored_numbers(r, "choice_logprobs")?,
+                }),
+                Some((correct, unparsed, points, version)),
+            )
+        }
+        None => (None, None),
+    };
+    Ok((
+        QuestionResult {
+            specialty: q.meta.specialty,
+            problem_id: q.problem_id,
+            text: q.text,
+            choices: q.choices,
+            gold: q.gold,
+            points: q.points,
+            answer,
+        },
+        scored,
+    ))
 }
 
 /// The columns of a run its lineage is read from.

@@ -2,24 +2,25 @@
 //!
 //! Unfiltered, every row is read as stored (the run's tally, kept up to date as answers
 //! arrive, and the verdicts and text metrics written when it succeeded). Under a filter —
-//! exam years, blocks, section, specialty, text-only — every run is scored again with
-//! `shared::score` on the questions the filter keeps, so the numbers are those `kokushi score`
-//! would give for that subset. Pass/fail stays only for a filter on years alone: the exam's
-//! criteria judge whole years, not a block or a specialty.
+//! exam years, blocks, section, specialty, text-only — each row adds up the run's stored cells
+//! (`db::cells`: its results by question facet, computed by `shared::score` under the run's
+//! rule packs) that the filter keeps, so the numbers are those `kokushi score` would give for
+//! that subset without scoring any run again per request. Pass/fail stays only for a filter
+//! on years alone: the exam's criteria judge whole years, not a block or a specialty.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use kokushi_shared::Question;
 use kokushi_shared::api::{LeaderboardQuery, RunSummary};
 use kokushi_shared::exam::Section;
-use kokushi_shared::score::{Reply, ScoreOptions};
 
 use crate::db::Facets;
+use crate::db::cells::{CellCounts, CellFilter};
 use crate::db::runs::Board;
 use crate::error::ApiError;
 use crate::page::{Page, PageQuery};
-use crate::state::AppState;
+use crate::state::{AppState, Lookup};
 
 /// Which questions a filtered leaderboard scores.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -122,36 +123,29 @@ impl Filter {
     fn key(&self) -> String {
         format!("{self:?}")
     }
+
+    /// The same filter over stored cells.
+    pub fn cells(&self) -> CellFilter<'_> {
+        CellFilter {
+            years: &self.years,
+            blocks: &self.blocks,
+            section: self.section,
+            specialty: self.specialty.as_deref(),
+            text_only: self.text_only,
+        }
+    }
 }
 
-/// `run` scored again on the questions of `questions` that `filter` keeps.
-pub fn rescore(
-    mut run: RunSummary,
-    questions: &[Question],
-    predictions: &BTreeMap<String, Reply>,
-    filter: &Filter,
-    packs: &[kokushi_shared::rules::RulePack],
-) -> RunSummary {
-    let kept: Vec<Question> = questions
-        .iter()
-        .filter(|q| filter.matches(q))
-        .cloned()
-        .collect();
-    let options = ScoreOptions {
-        resamples: 0,
-        examinees: false,
-        ..ScoreOptions::default()
-    };
-    let report = kokushi_shared::score::score_with(&kept, predictions, &options, packs);
-    let (tally, metrics) = crate::scoring::tally_and_metrics(&report.questions, &report.unscorable);
-    run.total = u32::try_from(kept.len()).unwrap_or(u32::MAX);
+/// `run`'s row under `filter`, from the sums of the cells the filter keeps.
+pub fn filtered_row(mut run: RunSummary, kept: CellCounts, filter: &Filter) -> RunSummary {
+    run.total = kept.questions;
     run.accuracy_interval = kokushi_shared::stats::wilson_interval(
-        u64::from(tally.correct),
-        u64::from(tally.answered),
+        u64::from(kept.tally.correct),
+        u64::from(kept.tally.answered),
         0.95,
     );
-    run.tally = tally;
-    run.metrics = (metrics.questions > 0).then_some(metrics);
+    run.tally = kept.tally;
+    run.metrics = (kept.metrics.questions > 0).then_some(kept.metrics);
     if filter.years_only() {
         run.years
             .retain(|v| v.year.is_some_and(|y| filter.years.contains(&y)));
@@ -161,49 +155,46 @@ pub fn rescore(
     run
 }
 
-/// One page of runs, newest first, each scored on the questions `filter` keeps.
+/// One page of runs, newest first, each scored on the questions `filter` keeps: the sums of
+/// its stored cells. A run whose cells are stale (it is still answering, or its rule packs
+/// changed and the background refresh has not reached it) is scored again first.
 pub async fn filtered(
     state: &AppState,
     board: Board,
     filter: &Filter,
     page: Page,
 ) -> Result<Vec<RunSummary>, ApiError> {
-    // Scoring a page of runs again is the costliest thing the API does: a few at a time.
-    let _turn = state
-        .rescoring
-        .acquire()
-        .await
-        .map_err(|e| ApiError::Internal(format!("the scoring queue closed: {e}")))?;
     let runs = state.db.leaderboard(board, Some(page)).await?;
-    let mut rows = Vec::with_capacity(runs.len());
-    // The questions each run keeps, for its human-adjusted accuracy on the same questions.
-    let mut kept: HashMap<i64, HashSet<String>> = HashMap::new();
-    // One run at a time: a run's questions and replies are the big part, so only one set is
-    // held at once.
-    for run in runs {
-        let Some(crate::db::rule_packs::RunScoring {
-            questions,
-            predictions,
-            rules,
-        }) = state.db.run_scoring(run.id).await?
-        else {
-            continue; // deleted meanwhile
-        };
-        kept.insert(
-            run.id,
-            questions
-                .iter()
-                .filter(|q| filter.matches(q))
-                .map(|q| q.problem_id.clone())
-                .collect(),
-        );
-        let filter = filter.clone();
-        let row = web::block(move || rescore(run, &questions, &predictions, &filter, &rules.packs))
+    let ids: Vec<i64> = runs.iter().map(|r| r.id).collect();
+    let stale: Vec<i64> = state
+        .db
+        .cell_stamps(Some(&ids))
+        .await?
+        .into_iter()
+        .filter_map(|(id, fresh)| (!fresh).then_some(id))
+        .collect();
+    if !stale.is_empty() {
+        // Scoring runs again is the costliest thing the API does: a few at a time.
+        let _turn = state
+            .rescoring
+            .acquire()
             .await
-            .map_err(|e| ApiError::Internal(format!("scoring the leaderboard: {e}")))?;
-        rows.push(row);
+            .map_err(|e| ApiError::Internal(format!("the scoring queue closed: {e}")))?;
+        for id in stale {
+            crate::ingest::store_cells(&state.db, id)
+                .await
+                .map_err(|e| ApiError::Internal(format!("scoring run {id} again: {e}")))?;
+        }
     }
-    crate::grading::attach_human(&state.db, &mut rows, Some(&kept)).await?;
+    let sums = state.db.filtered_cells(&ids, &filter.cells()).await?;
+    let mut rows: Vec<RunSummary> = runs
+        .into_iter()
+        .map(|run| {
+            let kept = sums.get(&run.id).copied().unwrap_or_default();
+            filtered_row(run, kept, filter)
+        })
+        .collect();
+    crate::grading::attach_human(&state.db, &mut rows, Some(filter)).await?;
     Ok(rows)
 }
 
@@ -262,23 +253,42 @@ pub async fn leaderboard(
     let page = page.page(crate::page::LEADERBOARD)?;
     let board = board_of(&caller, query.scope.as_deref())?;
     let filter = checked_filter(&state, board, &query).await?;
-    let total = state.db.run_count(board).await?;
     // Only first pages are kept (what every open page polls); a caller paging through cannot
     // push them out.
     let key = (page.offset == 0 && page.limit == crate::page::LEADERBOARD.default)
         .then(|| cache_key(board, filter.as_ref()));
-    let body = match key.as_deref().and_then(|k| state.leaderboard.get(k)) {
-        Some(body) => body,
-        None => {
-            let rows = rows(&state, board, filter.as_ref(), page).await?;
-            let body = web::Bytes::from(
-                serde_json::to_vec(&rows)
-                    .map_err(|e| ApiError::Internal(format!("encoding the leaderboard: {e}")))?,
-            );
+    let (body, total) = match key.as_deref().map(|k| state.leaderboard.lookup(k)) {
+        Some(Lookup::Hit(body, total)) => (body, total),
+        Some(Lookup::Stale(body, total, turn)) => {
+            // Served as it was; rebuilt once, off this request.
+            let (state, filter) = (state.clone(), filter.clone());
+            actix_web::rt::spawn(async move {
+                match body_of(&state, board, filter.as_ref(), page).await {
+                    Ok((body, total)) => {
+                        if let Some(key) = key {
+                            state.leaderboard.put(key, body, total);
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "rebuilding the leaderboard failed"),
+                }
+                drop(turn);
+            });
+            (body, total)
+        }
+        Some(Lookup::Rebuild(turn)) => {
+            let (body, total) = body_of(&state, board, filter.as_ref(), page).await?;
             if let Some(key) = key {
-                state.leaderboard.put(key, body.clone());
+                state.leaderboard.put(key, body.clone(), total);
             }
-            body
+            drop(turn);
+            (body, total)
+        }
+        Some(Lookup::Build) | None => {
+            let (body, total) = body_of(&state, board, filter.as_ref(), page).await?;
+            if let Some(key) = key {
+                state.leaderboard.put(key, body.clone(), total);
+            }
+            (body, total)
         }
     };
     Ok(page.annotate(
@@ -288,6 +298,20 @@ pub async fn leaderboard(
         &req,
         total,
     ))
+}
+
+/// A page of the board as JSON, and how many rows the board has.
+async fn body_of(
+    state: &AppState,
+    board: Board,
+    filter: Option<&Filter>,
+    page: Page,
+) -> Result<(web::Bytes, u64), ApiError> {
+    let total = state.db.run_count(board).await?;
+    let rows = rows(state, board, filter, page).await?;
+    let body = serde_json::to_vec(&rows)
+        .map_err(|e| ApiError::Internal(format!("encoding the leaderboard: {e}")))?;
+    Ok((web::Bytes::from(body), total))
 }
 
 /// The filter a query asks for, refused (400) when it names a value no exam set holds.
@@ -450,5 +474,196 @@ mod tests {
         assert!(e.starts_with("blocks:") && e.contains("\"AB\""), "{e}");
         let e = Filter::parse(&query(&[("section", "clinical")])).expect_err("bad section");
         assert!(e.starts_with("section:") && e.contains("clinical"), "{e}");
+    }
+
+    /// The reference a filtered row must equal: the run scored again with `shared::score` on
+    /// the questions the filter keeps (what the leaderboard computed per request before cells).
+    fn rescored(
+        run: RunSummary,
+        questions: &[Question],
+        predictions: &std::collections::BTreeMap<String, kokushi_shared::score::Reply>,
+        filter: &Filter,
+        packs: &[kokushi_shared::rules::RulePack],
+    ) -> RunSummary {
+        let kept: Vec<Question> = questions
+            .iter()
+            .filter(|q| filter.matches(q))
+            .cloned()
+            .collect();
+        let options = kokushi_shared::score::ScoreOptions {
+            resamples: 0,
+            examinees: false,
+            ..Default::default()
+        };
+        let report = kokushi_shared::score::score_with(&kept, predictions, &options, packs);
+        let (tally, metrics) =
+            crate::scoring::tally_and_metrics(&report.questions, &report.unscorable);
+        let counts = CellCounts {
+            questions: u32::try_from(kept.len()).unwrap_or(u32::MAX),
+            tally,
+            metrics,
+        };
+        filtered_row(run, counts, filter)
+    }
+
+    /// Whether `filter` keeps the cell `key` (what `Db::filtered_cells` asks in SQL).
+    fn keeps(filter: &Filter, key: &crate::db::cells::CellKey) -> bool {
+        (filter.years.is_empty() || key.year.is_some_and(|y| filter.years.contains(&y)))
+            && (filter.blocks.is_empty()
+                || key
+                    .block
+                    .as_ref()
+                    .is_some_and(|b| filter.blocks.contains(b)))
+            && filter.section.is_none_or(|s| key.section == Some(s))
+            && filter
+                .specialty
+                .as_ref()
+                .is_none_or(|s| key.specialty.as_ref() == Some(s))
+            && (!filter.text_only || key.text_only)
+    }
+
+    #[test]
+    fn summed_cells_equal_scoring_the_kept_questions_again() {
+        use kokushi_shared::exam::{Gold, QuestionMeta};
+        // Two real exams whose built-in packs exclude questions and accept other answers, so
+        // that the packs change what is counted; numeric, unpublished and unanswered questions.
+        let packs = kokushi_shared::rules::built_in().to_vec();
+        let mut questions = Vec::new();
+        for pack in packs.iter().filter(|p| p.exam == "116" || p.exam == "117") {
+            let mut ids: Vec<String> = pack
+                .excluded
+                .iter()
+                .map(|e| e.problem_id.clone())
+                .chain(pack.rulings.iter().map(|r| r.problem_id.clone()))
+                .collect();
+            for block in ["A", "B", "C", "D", "E", "F"] {
+                for n in 1..=12 {
+                    ids.push(format!("{}{block}{n}", pack.exam));
+                }
+            }
+            ids.sort();
+            ids.dedup();
+            for (i, id) in ids.into_iter().enumerate() {
+                let block = id[pack.exam.len()..pack.exam.len() + 1].to_owned();
+                let gold = match i % 9 {
+                    7 => Gold::Numeric {
+                        value: "26".to_owned(),
+                    },
+                    8 => Gold::Unpublished,
+                    _ => Gold::Letters {
+                        letters: vec![['a', 'b', 'c'][i % 3]],
+                    },
+                };
+                let choices = if matches!(gold, Gold::Numeric { .. }) {
+                    Vec::new()
+                } else {
+                    ["心筋梗塞", "肺塞栓症", "大動脈解離", "気胸", "心膜炎"]
+                        .map(str::to_owned)
+                        .to_vec()
+                };
+                questions.push(Question {
+                    problem_id: id,
+                    text: "どれか。".to_owned(),
+                    choices,
+                    gold,
+                    points: 1 + u32::try_from(i % 3).unwrap_or(0),
+                    text_only: i % 4 != 0,
+                    meta: QuestionMeta {
+                        exam: Some(pack.exam.clone()),
+                        year: Some(pack.year),
+                        section: Some(if block == "B" || block == "E" {
+                            Section::Required
+                        } else {
+                            Section::General
+                        }),
+                        block: Some(block),
+                        specialty: (i % 5 != 0).then(|| ["循環器", "腎臓"][i % 2].to_owned()),
+                        ..QuestionMeta::default()
+                    },
+                });
+            }
+        }
+        assert!(questions.len() > 100, "{} questions", questions.len());
+        // Replies: right, wrong, unreadable, the choice's text, a number, none.
+        let predictions: std::collections::BTreeMap<String, kokushi_shared::score::Reply> =
+            questions
+                .iter()
+                .enumerate()
+                .filter_map(|(i, q)| {
+                    let reply = match i % 6 {
+                        0 => "a".to_owned(),
+                        1 => "b".to_owned(),
+                        2 => "わかりません".to_owned(),
+                        3 => q
+                            .choices
+                            .first()
+                            .cloned()
+                            .unwrap_or_else(|| "26".to_owned()),
+                        4 => "26".to_owned(),
+                        _ => return None,
+                    };
+                    Some((q.problem_id.clone(), reply.into()))
+                })
+                .collect();
+        let cells = crate::scoring::cells(&questions, &predictions, &packs);
+        let run = RunSummary {
+            years: vec![kokushi_shared::api::YearVerdict {
+                exam: Some("116".to_owned()),
+                year: Some(2022),
+                questions: 1,
+                accuracy: 0.0,
+                points: 0,
+                points_max: 0,
+                pass: None,
+                provisional: false,
+                rules_version: None,
+            }],
+            ..serde_json::from_value(serde_json::json!({
+                "id": 1, "exam_set": "s", "model": "m", "prompt_format": "chatml_ja",
+                "status": "succeeded", "total": 0, "tally": {"answered": 0, "correct": 0,
+                "parse_failures": 0, "points": 0, "points_possible": 0},
+                "created_at": "", "error": null
+            }))
+            .expect("a run summary")
+        };
+        let filters = [
+            query(&[("years", "2022")]),
+            query(&[("years", "2022,2023")]),
+            query(&[("blocks", "A")]),
+            query(&[("blocks", "b,E")]),
+            query(&[("section", "required")]),
+            query(&[("section", "general"), ("text_only", "true")]),
+            query(&[("specialty", "循環器")]),
+            query(&[("specialty", "腎臓"), ("blocks", "C,D"), ("years", "2023")]),
+            query(&[("text_only", "true")]),
+            query(&[("years", "2031")]),
+        ];
+        let mut differed = 0;
+        for q in &filters {
+            let filter = Filter::parse(q).expect("valid").expect("a filter");
+            let kept = crate::db::cells::total(
+                cells
+                    .iter()
+                    .filter(|(key, _)| keeps(&filter, key))
+                    .map(|(_, c)| *c),
+            );
+            let from_cells = filtered_row(run.clone(), kept, &filter);
+            let again = rescored(run.clone(), &questions, &predictions, &filter, &packs);
+            assert_eq!(
+                serde_json::to_value(&from_cells).expect("json"),
+                serde_json::to_value(&again).expect("json"),
+                "{filter:?}"
+            );
+            differed += usize::from(from_cells.tally != run.tally);
+        }
+        assert!(differed >= 8, "the filters keep different questions");
+        // The packs matter: scored without them, the whole set gives another tally.
+        let all = crate::db::cells::total(cells.values().copied());
+        let bare = crate::db::cells::total(
+            crate::scoring::cells(&questions, &predictions, &[])
+                .values()
+                .copied(),
+        );
+        assert_ne!(all.tally, bare.tally, "the built-in packs change the count");
     }
 }

@@ -94,6 +94,16 @@ pub async fn add_exam_set_rules(
         )));
     }
     let stored = state.db.add_rule_pack(id, pack, caller.user.id).await?;
+    // The set's runs that are scored under its current packs now score differently: their
+    // leaderboard cells are computed again in the background (a filtered leaderboard read
+    // before that scores a stale run itself).
+    state.leaderboard.expire();
+    let db = state.db.clone();
+    tokio::spawn(async move {
+        if let Err(e) = crate::ingest::refresh_stale_cells(&db).await {
+            tracing::warn!(error = %e, "storing leaderboard cells after a new rule pack failed");
+        }
+    });
     Ok(HttpResponse::Created().json(stored))
 }
 
@@ -178,6 +188,8 @@ async fn rescore(state: &AppState, id: i64, apply: bool) -> Result<RescoreDiff, 
         crate::ingest::store_final_scores(&state.db, id)
             .await
             .map_err(|e| ApiError::Internal(format!("storing the new scores: {e}")))?;
+        // Its row changed on every board and under every filter.
+        state.leaderboard.clear();
     }
     Ok(diff)
 }

@@ -232,19 +232,44 @@ async fn new_run(
     })
 }
 
-/// `GET /api/runs/{id}`: the run with its answers, and its human-adjusted accuracy where its
-/// answers were graded.
+/// `GET /api/runs/{id}[?questions=false]`: the run with every question and its answer (or,
+/// with `questions=false`, without them: what a page of the run shows above its questions,
+/// which it reads a page at a time from `GET /api/runs/{id}/questions`), and its
+/// human-adjusted accuracy where its answers were graded.
 pub async fn run_detail(
     _caller: crate::auth::Researcher,
     state: web::Data<AppState>,
     path: web::Path<String>,
+    query: web::Query<kokushi_shared::api::RunDetailQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id("run", &path)?;
-    let mut detail = state
-        .db
-        .run_detail(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("run {id} does not exist")))?;
+    let not_found = || ApiError::NotFound(format!("run {id} does not exist"));
+    let mut detail = if query.questions == Some(false) {
+        let index = state.db.run_index(id).await?.ok_or_else(not_found)?;
+        let facts = state
+            .question_facts
+            .of(&state.db, index.exam_set_id)
+            .await?;
+        let mut specialties: Vec<String> = index
+            .questions
+            .iter()
+            .filter_map(|q| facts.get(&q.problem_id)?.specialty.clone())
+            .collect();
+        specialties.sort();
+        specialties.dedup();
+        kokushi_shared::api::RunDetail {
+            credit: kokushi_shared::igakuqa::credit_for(
+                index.questions.iter().map(|q| q.problem_id.as_str()),
+            ),
+            run: index.run,
+            rules_version: index.rules_version,
+            questions: Vec::new(),
+            specialties,
+            waiting: None,
+        }
+    } else {
+        state.db.run_detail(id).await?.ok_or_else(not_found)?
+    };
     crate::grading::attach_human(&state.db, std::slice::from_mut(&mut detail.run), None).await?;
     if detail.run.status == kokushi_shared::api::RunStatus::Queued {
         // Estimated as its job was: one prompt and a long answer.
@@ -252,6 +277,72 @@ pub async fn run_detail(
         detail.waiting = crate::routing::waiting(&state, &detail.run.model, work).await;
     }
     Ok(HttpResponse::Ok().json(detail))
+}
+
+/// The longest specialty a question filter may name (longer names no question).
+const MAX_SPECIALTY_BYTES: usize = 200;
+
+/// `GET /api/runs/{id}/questions[?show=…][&specialty=…][&limit=N&offset=M]`: one page of the
+/// run's questions in order, each with its answer so far (default 100 a page, at most 1,000;
+/// `X-Total-Count` is how many the filter keeps). `show`: `all` (default), `wrong`,
+/// `parse-failed`, `multi-answer` or `unanswered`; `specialty`: only that clinical specialty.
+/// Only the page's questions are read in full.
+pub async fn run_questions(
+    _caller: crate::auth::Researcher,
+    state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
+    path: web::Path<String>,
+    query: web::Query<kokushi_shared::api::RunQuestionsQuery>,
+    page: web::Query<crate::page::PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    use kokushi_shared::api::QuestionFilter;
+    let id = parse_id("run", &path)?;
+    let page = page.page(crate::page::QUESTIONS)?;
+    let show = match query.show.as_deref().map(str::trim) {
+        None | Some("") => QuestionFilter::All,
+        Some(other) => QuestionFilter::from_id(other).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "show: {} is none of {}",
+                crate::auth::for_log(other),
+                QuestionFilter::ALL.map(QuestionFilter::id).join(", ")
+            ))
+        })?,
+    };
+    let specialty = query
+        .specialty
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
+    if specialty.is_some_and(|s| s.len() > MAX_SPECIALTY_BYTES) {
+        return Err(ApiError::BadRequest(format!(
+            "specialty: longer than {MAX_SPECIALTY_BYTES} bytes"
+        )));
+    }
+    let index = state
+        .db
+        .run_index(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("run {id} does not exist")))?;
+    let facts = state
+        .question_facts
+        .of(&state.db, index.exam_set_id)
+        .await?;
+    let kept: Vec<String> = index
+        .questions
+        .into_iter()
+        .filter(|q| {
+            let fact = facts.get(&q.problem_id);
+            show.keeps_facts(q.answer, fact.map_or(1, |f| f.gold_letters))
+                && specialty.is_none_or(|s| fact.and_then(|f| f.specialty.as_deref()) == Some(s))
+        })
+        .map(|q| q.problem_id)
+        .collect();
+    let total = u64::try_from(kept.len()).unwrap_or(u64::MAX);
+    let questions = state
+        .db
+        .run_questions(id, index.exam_set_id, &page.slice(kept))
+        .await?;
+    Ok(page.annotate(HttpResponse::Ok().json(questions), &req, total))
 }
 
 /// `POST /api/runs/{id}/cancel`: stops a queued or running run; its answers so far are kept.

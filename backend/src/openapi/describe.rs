@@ -374,7 +374,29 @@ pub(super) fn describe(method: &str, path: &str) -> Option<Doc> {
         ("get", "/api/runs/{id}") => Doc::new(
             "A run with every question and its answer",
             Answer::Json(one::<api::RunDetail>()),
-        ),
+        )
+        .query(&[(
+            "questions",
+            "`false`: the run without its questions (read them a page at a time from \
+             `/api/runs/{id}/questions`)",
+        )]),
+        ("get", "/api/runs/{id}/questions") => Doc::new(
+            "One page of the run's questions in order, each with its answer so far",
+            Answer::Json(list::<api::QuestionResult>()),
+        )
+        .about(
+            "Default 100 questions a page, at most 1,000; `X-Total-Count` gives how many the \
+             filter keeps and, while more follow, a `Link` header the next page.",
+        )
+        .query(&[
+            (
+                "show",
+                "`all` (default), `wrong`, `parse-failed`, `multi-answer` or `unanswered`",
+            ),
+            ("specialty", "Only questions of this clinical specialty"),
+            ("limit", "Questions in the page (default 100, at most 1,000)"),
+            ("offset", "Questions skipped before the page (default 0)"),
+        ]),
         ("post", "/api/runs/{id}/cancel") => Doc::new(
             "Cancel a queued or running run; its answers so far are kept",
             Answer::Json(one::<api::RunSummary>()),

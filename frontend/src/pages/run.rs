@@ -1,7 +1,8 @@
 //! `/runs/:id`: one run. Live progress from the server's event stream, the scores per exam year
-//! with pass/fail and per section once it has finished, and the questions, filtered and paged.
+//! with pass/fail and per section once it has finished, and the questions, filtered and paged
+//! by the server (`/api/runs/{id}/questions`: a run of 2,000 questions is never sent whole).
 
-use kokushi_shared::api::{RunDetail, RunStatus, RunSummary};
+use kokushi_shared::api::{QuestionResult, RunDetail, RunStatus, RunSummary};
 use kokushi_shared::score::ScoreReport;
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
@@ -19,7 +20,7 @@ use crate::paths;
 use crate::poll::poll;
 use crate::refresh::{Loaded, run_unfinished};
 use crate::session::Session;
-use crate::table::{QuestionFilter, of_specialty, page_count, page_of, specialties_of};
+use crate::table::{PAGE_SIZE, QuestionFilter, filter_label, page_count};
 
 /// Reads the run id from the path and shows that run. A new id builds a new [`RunView`], so
 /// the old run's polling stops with the old view.
@@ -218,27 +219,39 @@ fn RunView(id: i64) -> impl IntoView {
         })
     };
     let has_data = move || state.with(|s| s.latest.is_some());
-    let shown = Memo::new(move |_| {
-        state.with(|s| {
-            s.latest
-                .as_ref()
-                .map(|d| {
-                    let f = filter.get();
-                    let specialty = specialty.get();
-                    d.questions
-                        .iter()
-                        .filter(|q| f.keeps(q) && of_specialty(q, &specialty))
-                        .cloned()
-                        .collect::<Vec<_>>()
-                })
-                .unwrap_or_default()
-        })
+    // The page of questions shown, read from the server: again whenever the filter, the
+    // specialty or the page changes, and whenever a poll brings more answers. Only the newest
+    // request's answer is kept.
+    let questions = RwSignal::new((Vec::<QuestionResult>::new(), 0usize));
+    let questions_error = RwSignal::new(None::<ApiError>);
+    let asked = StoredValue::new(0u64);
+    Effect::new(move |_| {
+        let answered = state.with(|s| s.latest.as_ref().map(|d| d.run.tally.answered))?;
+        let (f, specialty, page) = (filter.get(), specialty.get(), page.get());
+        let ticket = asked.get_value() + 1;
+        asked.set_value(ticket);
+        leptos::task::spawn_local(async move {
+            let result = crate::api::run_questions(id, f, &specialty, page * PAGE_SIZE).await;
+            if asked.try_get_value() != Some(ticket) {
+                return;
+            }
+            match result {
+                Ok(found) => {
+                    questions.try_set(found);
+                    questions_error.try_set(None);
+                }
+                Err(error) => {
+                    questions_error.try_set(Some(error));
+                }
+            }
+        });
+        Some(answered)
     });
     let specialties = Memo::new(move |_| {
         state.with(|s| {
             s.latest
                 .as_ref()
-                .map(|d| specialties_of(&d.questions))
+                .map(|d| d.specialties.clone())
                 .unwrap_or_default()
         })
     });
@@ -261,8 +274,14 @@ fn RunView(id: i64) -> impl IntoView {
             }
         })
     };
-    let pages = move || page_count(shown.with(Vec::len));
-    let rows = move || shown.with(|rows| page_of(rows, page.get()));
+    let shown_count = move || questions.with(|(_, total)| *total);
+    let pages = move || page_count(shown_count());
+    let rows = move || questions.with(|(rows, _)| rows.clone());
+    let questions_error_view = move || {
+        questions_error
+            .get()
+            .map(|error| view! { <ErrorBanner error /> })
+    };
     let credit = move || {
         state.with(|s| {
             s.latest
@@ -282,7 +301,7 @@ fn RunView(id: i64) -> impl IntoView {
                     page.set(0);
                 }
             >
-                {f.label()}
+                {filter_label(f)}
             </button>
         }
     };
@@ -304,9 +323,10 @@ fn RunView(id: i64) -> impl IntoView {
                     {specialty_select}
                     <span class="spacer"></span>
                     <span class="hint" id="question-count">
-                        {move || tf(i18n::RUN_QUESTION_COUNT, &[("count", &shown.with(Vec::len))])}
+                        {move || tf(i18n::RUN_QUESTION_COUNT, &[("count", &shown_count())])}
                     </span>
                 </div>
+                {questions_error_view}
                 <table id="questions">
                     <thead>
                         <tr>
