@@ -509,23 +509,18 @@ async fn measure(
         "{} of the requests at {rate} req/s failed or were not answered",
         paced.errors
     );
-    let warm = {
+    let wrk_for = |seconds: u64| {
         let url = url.clone();
         let auth = auth.map(str::to_owned);
-        tokio::task::spawn_blocking(move || wrk(&url, auth.as_deref(), 2, connections))
+        tokio::task::spawn_blocking(move || wrk(&url, auth.as_deref(), seconds, connections))
     };
-    let warm = warm.await??;
+    let warm = wrk_for(2).await??;
     anyhow::ensure!(
         warm.errors == 0,
         "{} non-2xx responses or socket errors while warming up",
         warm.errors
     );
-    let measured = {
-        let url = url.clone();
-        let auth = auth.map(str::to_owned);
-        tokio::task::spawn_blocking(move || wrk(&url, auth.as_deref(), seconds, connections))
-    }
-    .await??;
+    let measured = wrk_for(seconds).await??;
     eprintln!(
         "{name:20} ceiling {:>8.0} req/s  p50 {:>8.2} ms  p90 {:>8.2} ms  p99 {:>8.2} ms  ({} \
          requests, {} errors, {connections} busy connections)",

@@ -198,6 +198,17 @@ impl Db {
     }
 }
 
+/// Values bound in one `IN (…)` list at most (far below SQLite's and PostgreSQL's limits).
+pub(crate) const IN_CHUNK: usize = 500;
+
+/// `$first, $first+1, …` (`count` placeholders).
+pub(crate) fn placeholders_from(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub(crate) fn corrupt(
     table: &'static str,
     column: &'static str,

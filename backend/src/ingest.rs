@@ -39,11 +39,7 @@ pub async fn store_final_scores(db: &Db, run_id: i64) -> Result<(), IngestError>
             .await?;
         scoring.rules.recorded = scoring.rules.current.clone();
     }
-    let stamp = crate::db::cells::stamp(
-        scoring.predictions.len(),
-        &scoring.rules.recorded,
-        scoring.rules.stored,
-    );
+    let stamp = scoring.cells_stamp();
     let scores = tokio::task::spawn_blocking(move || {
         crate::scoring::final_scores(
             &scoring.questions,
@@ -64,11 +60,7 @@ pub async fn store_cells(db: &Db, run_id: i64) -> Result<(), IngestError> {
     let Some(scoring) = db.run_scoring(run_id).await? else {
         return Ok(());
     };
-    let stamp = crate::db::cells::stamp(
-        scoring.predictions.len(),
-        &scoring.rules.recorded,
-        scoring.rules.stored,
-    );
+    let stamp = scoring.cells_stamp();
     let cells = tokio::task::spawn_blocking(move || {
         crate::scoring::cells(
             &scoring.questions,

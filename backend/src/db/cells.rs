@@ -19,16 +19,13 @@ use kokushi_shared::score::QuestionScore;
 use sqlx::Row;
 
 use super::rule_packs::RulesVersions;
-use super::{Db, DbError, corrupt, flag, to_u32};
+use super::{Db, DbError, IN_CHUNK, corrupt, flag, placeholders_from, to_u32};
 
 /// Bumped when what a cell holds, or how it is computed, changes: every stamp changes with it.
 const CELLS_VERSION: u32 = 1;
 
 /// Rows per `INSERT` when storing cells (16 values each).
 const INSERT_CHUNK: usize = 100;
-
-/// Run ids per `IN` list.
-const IN_CHUNK: usize = 500;
 
 /// The counting columns of `run_cells`, in the order [`Db::store_cells`] binds them.
 const COUNT_COLUMNS: [&str; 10] = [
@@ -144,6 +141,17 @@ pub fn stamp(answers: usize, recorded: &RulesVersions, stored_packs: usize) -> S
     format!("v{CELLS_VERSION}|{built_in}|{answers}|{recorded}|{stored_packs}")
 }
 
+impl super::rule_packs::RunScoring {
+    /// The [`stamp`] of the cells computed from this scoring.
+    pub fn cells_stamp(&self) -> String {
+        stamp(
+            self.predictions.len(),
+            &self.rules.recorded,
+            self.rules.stored,
+        )
+    }
+}
+
 /// Which cells a filtered leaderboard keeps; empty lists keep every value.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CellFilter<'a> {
@@ -152,13 +160,6 @@ pub struct CellFilter<'a> {
     pub section: Option<Section>,
     pub specialty: Option<&'a str>,
     pub text_only: bool,
-}
-
-fn placeholders(first: usize, count: usize) -> String {
-    (first..first + count)
-        .map(|n| format!("${n}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 impl Db {
@@ -179,7 +180,10 @@ impl Db {
             }
             Some(ids) => {
                 for chunk in ids.chunks(IN_CHUNK) {
-                    let sql = format!("{select} WHERE r.id IN ({})", placeholders(1, chunk.len()));
+                    let sql = format!(
+                        "{select} WHERE r.id IN ({})",
+                        placeholders_from(1, chunk.len())
+                    );
                     let query = chunk.iter().fold(sqlx::query(&sql), |q, id| q.bind(*id));
                     rows.extend(query.fetch_all(&self.pool).await?);
                 }
@@ -223,7 +227,7 @@ impl Db {
         let cells: Vec<(&CellKey, &CellCounts)> = cells.iter().collect();
         for chunk in cells.chunks(INSERT_CHUNK) {
             let values = (0..chunk.len())
-                .map(|i| format!("({})", placeholders(1 + i * 16, 16)))
+                .map(|i| format!("({})", placeholders_from(1 + i * 16, 16)))
                 .collect::<Vec<_>>()
                 .join(", ");
             let sql = format!(
@@ -276,19 +280,19 @@ impl Db {
         let mut out: HashMap<i64, CellCounts> = HashMap::new();
         for chunk in run_ids.chunks(IN_CHUNK) {
             let mut next = 1 + chunk.len();
-            let mut conditions = vec![format!("run_id IN ({})", placeholders(1, chunk.len()))];
+            let mut conditions = vec![format!("run_id IN ({})", placeholders_from(1, chunk.len()))];
             let mut strings: Vec<&str> = Vec::new();
             if !filter.years.is_empty() {
                 conditions.push(format!(
                     "year IN ({})",
-                    placeholders(next, filter.years.len())
+                    placeholders_from(next, filter.years.len())
                 ));
                 next += filter.years.len();
             }
             if !filter.blocks.is_empty() {
                 conditions.push(format!(
                     "block IN ({})",
-                    placeholders(next, filter.blocks.len())
+                    placeholders_from(next, filter.blocks.len())
                 ));
                 next += filter.blocks.len();
                 strings.extend(filter.blocks.iter().map(String::as_str));

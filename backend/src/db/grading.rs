@@ -14,19 +14,8 @@ use kokushi_shared::grading::{Flag, Grade, Grader, Verdict};
 use sqlx::Row;
 
 use super::exam_sets::question_from_body;
-use super::{Db, DbError, corrupt, to_u32};
+use super::{Db, DbError, IN_CHUNK, corrupt, placeholders_from, to_u32};
 use crate::clock::now_rfc3339;
-
-/// Values bound in one `IN (…)` list at most (far below SQLite's and PostgreSQL's limits).
-const IN_CHUNK: usize = 500;
-
-/// `$first, $first+1, …` (`count` placeholders).
-fn placeholders_from(first: usize, count: usize) -> String {
-    (first..first + count)
-        .map(|n| format!("${n}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
 
 pub use grades::Stale;
 

@@ -324,16 +324,20 @@ impl Db {
         run_from_row(&row, stored_tally(&row)?).map(Some)
     }
 
-    /// A run and every question it asks, with the answers received so far.
-    pub async fn run_detail(&self, id: i64) -> Result<Option<RunDetail>, DbError> {
-        let Some(row) = sqlx::query(&format!(
+    /// Run `id`'s row as [`run_from_row`] reads it (`RUN_COLUMNS`), with its exam set's id.
+    async fn run_row(&self, id: i64) -> Result<Option<sqlx::any::AnyRow>, DbError> {
+        Ok(sqlx::query(&format!(
             "SELECT {RUN_COLUMNS}, r.exam_set_id FROM runs r \
              JOIN exam_sets e ON e.id = r.exam_set_id WHERE r.id = $1"
         ))
         .bind(id)
         .fetch_optional(&self.pool)
-        .await?
-        else {
+        .await?)
+    }
+
+    /// A run and every question it asks, with the answers received so far.
+    pub async fn run_detail(&self, id: i64) -> Result<Option<RunDetail>, DbError> {
+        let Some(row) = self.run_row(id).await? else {
             return Ok(None);
         };
         let rows = sqlx::query(&format!(
@@ -371,39 +375,14 @@ impl Db {
         }))
     }
 
-    /// A run without its questions' texts: its stored summary, its exam set, and per question
-    /// in order its id and, once answered, whether rightly and readably; the rules version of
-    /// its answers. What a page of its questions is chosen from. `None` for no such run.
+    /// A run without its questions' texts: its stored summary, its exam set, its questions'
+    /// outcomes ([`Db::run_outcomes`]) and the rules version of its answers. `None` for no
+    /// such run.
     pub async fn run_index(&self, id: i64) -> Result<Option<RunIndex>, DbError> {
-        let Some(row) = sqlx::query(&format!(
-            "SELECT {RUN_COLUMNS}, r.exam_set_id FROM runs r \
-             JOIN exam_sets e ON e.id = r.exam_set_id WHERE r.id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?
-        else {
+        let Some(row) = self.run_row(id).await? else {
             return Ok(None);
         };
-        let rows = sqlx::query(
-            "SELECT rq.problem_id, a.correct, a.unparsed FROM run_questions rq \
-             LEFT JOIN answers a ON a.run_id = rq.run_id AND a.problem_id = rq.problem_id \
-             WHERE rq.run_id = $1 ORDER BY rq.position",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?;
-        let questions = rows
-            .iter()
-            .map(|r| {
-                let correct: Option<i64> = r.try_get("correct")?;
-                let unparsed: Option<i64> = r.try_get("unparsed")?;
-                Ok(IndexedQuestion {
-                    problem_id: r.try_get("problem_id")?,
-                    answer: correct.map(|c| (c != 0, unparsed.unwrap_or(0) != 0)),
-                })
-            })
-            .collect::<Result<Vec<_>, DbError>>()?;
+        let questions = self.question_outcomes(id).await?;
         let rules_version: Option<String> = sqlx::query(
             "SELECT a.rules_version FROM run_questions rq JOIN answers a \
              ON a.run_id = rq.run_id AND a.problem_id = rq.problem_id \
@@ -420,6 +399,47 @@ impl Db {
             questions,
             rules_version,
         }))
+    }
+
+    /// Run `id`'s exam set and, per question in order, its id and, once answered, whether
+    /// rightly and readably: what a page of its questions is chosen from. `None` for no such
+    /// run.
+    pub async fn run_outcomes(
+        &self,
+        id: i64,
+    ) -> Result<Option<(i64, Vec<IndexedQuestion>)>, DbError> {
+        let Some(row) = sqlx::query("SELECT exam_set_id FROM runs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some((
+            row.try_get("exam_set_id")?,
+            self.question_outcomes(id).await?,
+        )))
+    }
+
+    async fn question_outcomes(&self, id: i64) -> Result<Vec<IndexedQuestion>, DbError> {
+        let rows = sqlx::query(
+            "SELECT rq.problem_id, a.correct, a.unparsed FROM run_questions rq \
+             LEFT JOIN answers a ON a.run_id = rq.run_id AND a.problem_id = rq.problem_id \
+             WHERE rq.run_id = $1 ORDER BY rq.position",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let correct: Option<i64> = r.try_get("correct")?;
+                let unparsed: Option<i64> = r.try_get("unparsed")?;
+                Ok(IndexedQuestion {
+                    problem_id: r.try_get("problem_id")?,
+                    answer: correct.map(|c| (c != 0, unparsed.unwrap_or(0) != 0)),
+                })
+            })
+            .collect()
     }
 
     /// What a page of a run's questions is filtered by, for every question of exam set
@@ -466,11 +486,8 @@ impl Db {
         problem_ids: &[String],
     ) -> Result<Vec<QuestionResult>, DbError> {
         let mut out = Vec::with_capacity(problem_ids.len());
-        for chunk in problem_ids.chunks(500) {
-            let list = (3..3 + chunk.len())
-                .map(|n| format!("${n}"))
-                .collect::<Vec<_>>()
-                .join(", ");
+        for chunk in problem_ids.chunks(super::IN_CHUNK) {
+            let list = super::placeholders_from(3, chunk.len());
             let sql = format!(
                 "SELECT rq.position, q.body, a.raw_output, a.extracted, a.rules_version, \
                         a.correct, a.unparsed, a.points, a.latency_ms, a.choice_logprobs \

@@ -275,15 +275,9 @@ pub async fn leaderboard(
             });
             (body, total)
         }
-        Some(Lookup::Rebuild(turn)) => {
-            let (body, total) = body_of(&state, board, filter.as_ref(), page).await?;
-            if let Some(key) = key {
-                state.leaderboard.put(key, body.clone(), total);
-            }
-            drop(turn);
-            (body, total)
-        }
-        Some(Lookup::Build) | None => {
+        building => {
+            // `Rebuild`'s turn is held until the new body is stored.
+            let _turn = building;
             let (body, total) = body_of(&state, board, filter.as_ref(), page).await?;
             if let Some(key) = key {
                 state.leaderboard.put(key, body.clone(), total);

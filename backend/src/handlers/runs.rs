@@ -318,17 +318,13 @@ pub async fn run_questions(
             "specialty: longer than {MAX_SPECIALTY_BYTES} bytes"
         )));
     }
-    let index = state
+    let (exam_set_id, outcomes) = state
         .db
-        .run_index(id)
+        .run_outcomes(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("run {id} does not exist")))?;
-    let facts = state
-        .question_facts
-        .of(&state.db, index.exam_set_id)
-        .await?;
-    let kept: Vec<String> = index
-        .questions
+    let facts = state.question_facts.of(&state.db, exam_set_id).await?;
+    let kept: Vec<String> = outcomes
         .into_iter()
         .filter(|q| {
             let fact = facts.get(&q.problem_id);
@@ -340,7 +336,7 @@ pub async fn run_questions(
     let total = u64::try_from(kept.len()).unwrap_or(u64::MAX);
     let questions = state
         .db
-        .run_questions(id, index.exam_set_id, &page.slice(kept))
+        .run_questions(id, exam_set_id, &page.slice(kept))
         .await?;
     Ok(page.annotate(HttpResponse::Ok().json(questions), &req, total))
 }
