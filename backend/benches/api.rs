@@ -15,7 +15,9 @@
 //! `KOKUSHI_BENCH_GRADES` (50,000), `KOKUSHI_BENCH_SECONDS` (10),
 //! `KOKUSHI_BENCH_CONNECTIONS` (32), `KOKUSHI_BENCH_RATE` (100), `KOKUSHI_BENCH_DB` (a SQLite
 //! file to keep: populated the first time, which takes minutes at the default scale, and
-//! reused as it is after), `KOKUSHI_BENCH_ONLY` (only the endpoints whose name holds it).
+//! reused as it is after), `KOKUSHI_BENCH_URL` (a PostgreSQL database instead: populated when
+//! empty, reused when this bench populated it, refused otherwise), `KOKUSHI_BENCH_ONLY` (only
+//! the endpoints whose name holds it).
 
 use std::process::Command;
 use std::time::Instant;
@@ -253,6 +255,9 @@ async fn populate(url: &str, scale: Scale) -> Result<Populated> {
         )
         .execute(&pool)
         .await?;
+        // What the server keeps of a grading change (the runs' decided answers), computed as it
+        // would at startup, so that it is not computing them while measured.
+        kokushi_backend::grading::refresh_all_human(&db).await?;
     }
     pool.close().await;
     let token = auth::new_api_token();
@@ -270,6 +275,54 @@ async fn populate(url: &str, scale: Scale) -> Result<Populated> {
         token,
         graded_run: graded_runs.first().copied().unwrap_or(template),
     })
+}
+
+/// Whether the PostgreSQL database at `url` is one `populate` made (reused), or empty — no
+/// tables at all — (to populate). Any other database is refused before anything is written
+/// into it (not even the migrations).
+async fn populated_before(url: &str) -> Result<bool> {
+    sqlx::any::install_default_drivers();
+    let shown = without_credentials(url);
+    let pool = sqlx::AnyPool::connect(url).await.with_context(|| {
+        format!("connecting to {shown} (create an empty database for the bench first, e.g. `createdb kokushi_bench`)")
+    })?;
+    let tables: i64 = sqlx::Row::try_get(
+        &sqlx::query(
+            "SELECT COUNT(*) AS n FROM information_schema.tables WHERE table_schema = 'public'",
+        )
+        .fetch_one(&pool)
+        .await?,
+        "n",
+    )?;
+    let ours = tables > 0 && {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM users WHERE username = 'bench') AS users, \
+             (SELECT COUNT(*) FROM exam_sets WHERE name = 'bench') AS sets",
+        )
+        .fetch_one(&pool)
+        .await;
+        match row {
+            Ok(row) => {
+                sqlx::Row::try_get::<i64, _>(&row, "users")? == 1
+                    && sqlx::Row::try_get::<i64, _>(&row, "sets")? == 1
+            }
+            Err(_) => false,
+        }
+    };
+    pool.close().await;
+    anyhow::ensure!(
+        tables == 0 || ours,
+        "{shown} holds tables this bench did not make: name an empty database"
+    );
+    Ok(ours)
+}
+
+/// `url` without a user or password, for printing.
+fn without_credentials(url: &str) -> String {
+    match (url.split_once("://"), url.rsplit_once('@')) {
+        (Some((scheme, _)), Some((_, rest))) => format!("{scheme}://{rest}"),
+        _ => url.to_owned(),
+    }
 }
 
 /// A database `populate` made before: a fresh token for its admin, its scale as stored.
@@ -293,6 +346,14 @@ async fn reuse(url: &str) -> Result<(Populated, Scale)> {
         grades: usize::try_from(count("SELECT COUNT(*) AS n FROM grades").await?)?,
     };
     let graded_run = count("SELECT COALESCE(MAX(run_id), 1) AS n FROM grading_items").await?;
+    // Populating ends with the admin's token named "bench": without it, it stopped halfway.
+    let finished = count("SELECT COUNT(*) AS n FROM api_tokens WHERE name = 'bench'").await?;
+    anyhow::ensure!(
+        finished > 0,
+        "populating {} did not finish: delete it (or drop and create the database) and run \
+         again",
+        without_credentials(url)
+    );
     // A database kept from before the server stored something at a run's success would have
     // the server compute it in the background while it is measured.
     let incomplete =
@@ -304,6 +365,9 @@ async fn reuse(url: &str) -> Result<(Populated, Scale)> {
          an older bench): delete {url} and run again to populate it afresh"
     );
     pool.close().await;
+    // Decided answers of a database kept from before they were stored (the server would compute
+    // them at startup, while measured).
+    kokushi_backend::grading::refresh_all_human(&db).await?;
     let token = auth::new_api_token();
     db.create_token(
         admin.user.id,
@@ -536,6 +600,7 @@ async fn measure(
         "RESULT {}",
         serde_json::json!({
             "endpoint": name, "path": path, "bytes": bytes,
+            "database": if std::env::var_os("KOKUSHI_BENCH_URL").is_some() { "postgres" } else { "sqlite" },
             "ceiling_rps": measured.rps, "ceiling_p50_ms": measured.p50,
             "ceiling_p99_ms": measured.p99, "connections": connections,
             "rate": rate, "p50_ms": paced.p50, "p90_ms": paced.p90, "p99_ms": paced.p99,
@@ -564,16 +629,30 @@ async fn bench() -> Result<()> {
         grades: usize::try_from(env_or("KOKUSHI_BENCH_GRADES", 50_000))?,
     };
     let dir = tempfile::tempdir()?;
-    // A database kept between runs (`KOKUSHI_BENCH_DB`): populated the first time, reused after.
-    let kept = std::env::var_os("KOKUSHI_BENCH_DB").map(std::path::PathBuf::from);
-    let file = kept
-        .clone()
-        .unwrap_or_else(|| dir.path().join("bench.sqlite"));
-    let url = format!("sqlite://{}", file.display());
     let started = Instant::now();
-    let (Populated { token, graded_run }, scale) = if kept.is_some() && file.exists() {
+    let (url, reusable) = match std::env::var("KOKUSHI_BENCH_URL") {
+        // PostgreSQL: an empty database is populated, one this bench populated is reused.
+        Ok(url) => {
+            anyhow::ensure!(
+                url.starts_with("postgres://") || url.starts_with("postgresql://"),
+                "KOKUSHI_BENCH_URL names a PostgreSQL database (postgres://…); a SQLite file is \
+                 KOKUSHI_BENCH_DB"
+            );
+            let reusable = populated_before(&url).await?;
+            (url, reusable)
+        }
+        // SQLite: a file kept between runs (`KOKUSHI_BENCH_DB`), populated the first time and
+        // reused after, or a temporary one.
+        Err(_) => {
+            let kept = std::env::var_os("KOKUSHI_BENCH_DB").map(std::path::PathBuf::from);
+            let reusable = kept.as_ref().is_some_and(|f| f.exists());
+            let file = kept.unwrap_or_else(|| dir.path().join("bench.sqlite"));
+            (format!("sqlite://{}", file.display()), reusable)
+        }
+    };
+    let (Populated { token, graded_run }, scale) = if reusable {
         let (populated, stored) = reuse(&url).await?;
-        eprintln!("reusing {}", file.display());
+        eprintln!("reusing {}", without_credentials(&url));
         (populated, stored)
     } else {
         (populate(&url, scale).await?, scale)

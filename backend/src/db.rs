@@ -10,6 +10,7 @@ pub mod cells;
 pub mod costs;
 mod exam_sets;
 pub mod grading;
+pub mod human;
 pub mod judges;
 mod predictions;
 pub mod projects;
@@ -65,6 +66,9 @@ impl Backend {
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
+    /// Held while a run's human decisions are computed again, so that the requests that find
+    /// them stale at once wait for one computation instead of each doing it.
+    human_refresh: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Db {
@@ -129,7 +133,11 @@ impl Db {
             .connect(&url)
             .await
             .map_err(DbError::Unavailable)?;
-        let db = Self { pool, backend };
+        let db = Self {
+            pool,
+            backend,
+            human_refresh: std::sync::Arc::default(),
+        };
         db.migrate().await?;
         Ok(db)
     }
@@ -181,6 +189,11 @@ impl Db {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
         })
+    }
+
+    /// Taken while stale human decisions are computed again (see [`human`]).
+    pub async fn human_refresh_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.human_refresh.lock().await
     }
 
     pub fn backend(&self) -> Backend {

@@ -5,7 +5,7 @@
 //! human-adjusted accuracy attached to runs ([`attach_human`]) that the leaderboard and the run
 //! page show.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use kokushi_shared::agreement;
 use kokushi_shared::api::RunSummary;
@@ -18,6 +18,7 @@ use kokushi_shared::grading::{
 use kokushi_shared::score::{LetterMode, Reply, score_question};
 
 use crate::db::Db;
+use crate::db::cells::{CellFilter, CellKey};
 use crate::db::grading::{AnswerRow, GradingState, ItemRow, MyAssignment, Stale, TaskRow};
 use crate::error::ApiError;
 
@@ -583,34 +584,28 @@ pub(crate) fn audit_export(entries: &[AuditEntry], format: &str) -> Result<Strin
     Ok(w.finish())
 }
 
-/// Fills `human` of each run that has a graded answer: its answers' automatic results, with
-/// the human verdict in place of each where annotators agreed or a reviewer decided (the
-/// newest task's decision when an answer was graded in several). With `filter`, only the
-/// questions it keeps count: the runs were scored on those alone.
-pub async fn attach_human(
+/// A run's decided answers: each question of the run a grading task reached a decision on
+/// (agreed annotators or a reviewer; the newest task's decision when it was graded in several),
+/// whether the human verdict counts it correct, and its question's facets.
+pub async fn decisions_of_run(
     db: &Db,
-    runs: &mut [RunSummary],
-    filter: Option<&crate::handlers::leaderboard::Filter>,
-) -> Result<(), ApiError> {
-    // Only the grading of the runs listed, never the whole state.
-    let wanted: BTreeSet<i64> = runs.iter().map(|r| r.id).collect();
-    let s = db
-        .grading_state_of_runs(&wanted.iter().copied().collect::<Vec<_>>())
-        .await?;
+    run_id: i64,
+) -> Result<Vec<crate::db::human::Decision>, ApiError> {
+    let s = db.grading_state_of_runs(&[run_id]).await?;
     if s.items.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
-    let tasks: HashMap<i64, TaskRow> = db
-        .grading_tasks(None, None)
-        .await?
-        .into_iter()
-        .map(|t| (t.id, t))
-        .collect();
+    let mut tasks: HashMap<i64, TaskRow> = HashMap::new();
+    for id in s.items.iter().map(|i| i.task_id).collect::<BTreeSet<_>>() {
+        if let Some(task) = db.grading_task(id).await? {
+            tasks.insert(id, task);
+        }
+    }
     let resolved: Vec<Resolved> = resolve_all(&s)
         .into_iter()
-        .filter(|r| wanted.contains(&r.item.run_id) && r.decision.is_some())
+        .filter(|r| r.item.run_id == run_id && r.decision.is_some())
         .collect();
-    // Newest task first, then keep the first decision per (run, problem).
+    // Newest task first, then keep the first decision per problem.
     let mut by_task: BTreeMap<std::cmp::Reverse<i64>, Vec<&Resolved>> = BTreeMap::new();
     for r in &resolved {
         by_task
@@ -618,10 +613,8 @@ pub async fn attach_human(
             .or_default()
             .push(r);
     }
-    let mut decided: HashMap<(i64, String), bool> = HashMap::new();
-    // The exam set each decided answer's question is read from, for a filter.
-    let mut origin: HashMap<(i64, String), i64> = HashMap::new();
-    let mut sets: BTreeMap<i64, BTreeSet<String>> = BTreeMap::new();
+    // Problem → (counted correct, the exam set its question is read from).
+    let mut decided: BTreeMap<String, (bool, i64)> = BTreeMap::new();
     for (std::cmp::Reverse(task_id), rs) in by_task {
         let Some(task) = tasks.get(&task_id) else {
             continue;
@@ -629,77 +622,107 @@ pub async fn attach_human(
         let right = human_correctness(db, task.exam_set_id, &rs).await?;
         for r in &rs {
             if let Some(ok) = right.get(&r.item.id) {
-                let key = (r.item.run_id, r.item.problem_id.clone());
-                if !decided.contains_key(&key) {
-                    decided.insert(key.clone(), *ok);
-                    origin.insert(key, task.exam_set_id);
-                    sets.entry(task.exam_set_id)
-                        .or_default()
-                        .insert(r.item.problem_id.clone());
-                }
+                decided
+                    .entry(r.item.problem_id.clone())
+                    .or_insert((*ok, task.exam_set_id));
             }
         }
     }
-    if let Some(filter) = filter {
-        // Only the decided answers to questions the filter keeps: their facets, read once per
-        // question.
-        let mut kept: HashSet<(i64, String)> = HashSet::new();
-        for (set, problems) in sets {
-            let problems: Vec<String> = problems.into_iter().collect();
-            let questions = db.questions_by_id(set, &problems).await?;
-            kept.extend(
-                questions
-                    .into_iter()
-                    .filter(|(_, q)| filter.matches(q))
-                    .map(|(id, _)| (set, id)),
-            );
-        }
-        decided.retain(|key, _| {
-            origin
-                .get(key)
-                .is_some_and(|set| kept.contains(&(*set, key.1.clone())))
-        });
+    let mut by_set: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    for (problem, (_, set)) in &decided {
+        by_set.entry(*set).or_default().push(problem.clone());
     }
-    // The automatic results of the decided answers only, not every answer of the runs.
-    let mut asked: BTreeMap<i64, Vec<&str>> = BTreeMap::new();
-    for (run, problem) in decided.keys() {
-        asked.entry(*run).or_default().push(problem);
-    }
-    let mut auto: HashMap<(i64, String), (bool, bool)> = HashMap::new();
-    for (run, problems) in asked {
-        for (problem, result) in db.answer_results(run, &problems).await? {
-            auto.insert((run, problem), result);
+    let mut facets: HashMap<(i64, String), CellKey> = HashMap::new();
+    for (set, problems) in by_set {
+        for (id, q) in db.questions_by_id(set, &problems).await? {
+            facets.insert((set, id), CellKey::of(&q));
         }
     }
+    // The automatic results (answers never change once stored); a decision without an answer
+    // has nothing to adjust.
+    let problems: Vec<&str> = decided.keys().map(String::as_str).collect();
+    let automatic = db.answer_results(run_id, &problems).await?;
+    Ok(decided
+        .into_iter()
+        .filter_map(|(problem_id, (human_correct, set))| {
+            let &(automatic_correct, _) = automatic.get(&problem_id)?;
+            // A question missing from its set has no facets: only an unfiltered row counts it.
+            let facets = facets
+                .remove(&(set, problem_id.clone()))
+                .unwrap_or_default();
+            Some(crate::db::human::Decision {
+                problem_id,
+                human_correct,
+                automatic_correct,
+                facets,
+            })
+        })
+        .collect())
+}
+
+/// Computes again the stored decisions of run `run` if its grading changed since (see
+/// `db::human`), one run at a time, so that requests finding the same run stale wait for one
+/// computation rather than repeat it. Whether it computed them.
+async fn refresh_run(db: &Db, run: i64) -> Result<bool, ApiError> {
+    let _one = db.human_refresh_lock().await;
+    // Again under the lock: the request that held it may have computed them.
+    let Some(&(_, version)) = db.human_stale(Some(&[run])).await?.first() else {
+        return Ok(false);
+    };
+    let decisions = decisions_of_run(db, run).await?;
+    db.store_human(run, version, &decisions).await?;
+    Ok(true)
+}
+
+/// Computes again the stored decisions of those of `run_ids` whose grading changed since.
+pub async fn refresh_human(db: &Db, run_ids: &[i64]) -> Result<(), ApiError> {
+    for (run, _) in db.human_stale(Some(run_ids)).await? {
+        refresh_run(db, run).await?;
+    }
+    Ok(())
+}
+
+/// Computes again the stored decisions of every run whose grading changed since (at startup:
+/// runs graded before they were kept, or while the server was down). A run that fails is
+/// reported and left for its next read. How many runs were computed.
+pub async fn refresh_all_human(db: &Db) -> Result<usize, ApiError> {
+    let mut done = 0;
+    for (run, _) in db.human_stale(None).await? {
+        match refresh_run(db, run).await {
+            Ok(computed) => done += usize::from(computed),
+            Err(e) => tracing::warn!(run, error = %e, "computing a run's human decisions failed"),
+        }
+    }
+    Ok(done)
+}
+
+/// Fills `human` of each run that has a decided answer: its automatic result with the human
+/// verdict in place of each answer annotators agreed on or a reviewer decided (the newest
+/// task's decision when an answer was graded in several). With `filter`, only the questions it
+/// keeps count: the runs' tallies were summed over those alone. Reads the stored decisions
+/// (one sum per run), computing first those of runs whose grading changed.
+pub async fn attach_human(
+    db: &Db,
+    runs: &mut [RunSummary],
+    filter: Option<&CellFilter<'_>>,
+) -> Result<(), ApiError> {
+    let ids: Vec<i64> = runs.iter().map(|r| r.id).collect();
+    refresh_human(db, &ids).await?;
+    let sums = db.human_sums(&ids, filter).await?;
     for run in runs.iter_mut() {
-        let mine: Vec<(&String, bool)> = decided
-            .iter()
-            .filter(|((r, _), _)| *r == run.id)
-            .map(|((_, p), ok)| (p, *ok))
-            .collect();
-        if mine.is_empty() {
+        let Some(s) = sums.get(&run.id) else {
             continue;
-        }
-        let mut h = HumanAdjusted {
-            answered: run.tally.answered,
-            correct: run.tally.correct,
-            ..HumanAdjusted::default()
         };
-        for (problem, ok) in mine {
-            let Some(&(was, _)) = auto.get(&(run.id, problem.clone())) else {
-                continue;
-            };
-            h.resolved += 1;
-            if was != ok {
-                h.changed += 1;
-                if ok {
-                    h.correct += 1;
-                } else {
-                    h.correct = h.correct.saturating_sub(1);
-                }
-            }
-        }
-        run.human = Some(h);
+        run.human = Some(HumanAdjusted {
+            answered: run.tally.answered,
+            correct: run
+                .tally
+                .correct
+                .saturating_add(s.gained)
+                .saturating_sub(s.lost),
+            resolved: s.resolved,
+            changed: s.gained + s.lost,
+        });
     }
     Ok(())
 }

@@ -91,6 +91,12 @@ impl Application {
                     Ok(runs) => tracing::info!(runs, "stored the leaderboard cells of runs"),
                     Err(e) => tracing::warn!(error = %e, "storing leaderboard cells failed"),
                 }
+                // And the human decisions of runs graded before they were kept.
+                match crate::grading::refresh_all_human(&db).await {
+                    Ok(0) => {}
+                    Ok(runs) => tracing::info!(runs, "stored the human decisions of graded runs"),
+                    Err(e) => tracing::warn!(error = %e, "storing human decisions failed"),
+                }
             }
         });
 

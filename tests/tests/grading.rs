@@ -373,6 +373,15 @@ async fn grading_flow_on(database_url: String) {
             .all(|i| i.grades.len() == 1 && i.state == ItemState::Agreed)
     );
 
+    // Before the adjudication, the disputed answer keeps the older task's decision (correct).
+    // Read now, so that the run's stored decisions must be computed again after it.
+    let before: RunDetail = get(&app.client, app, &format!("/api/runs/{}", w.run.run.id)).await;
+    let before = before
+        .run
+        .human
+        .expect("human-adjusted accuracy before the adjudication");
+    assert_eq!((before.resolved, before.correct), (answered, answered));
+
     // Adjudication: the reviewer decides; a second decision from the same stale state is refused.
     let disputed = detail.items[0].item_id;
     let decided: Grade = json_of(

@@ -412,6 +412,10 @@ async fn upgrade_keeps_everything(database_url: String) {
     let run = board.iter().find(|r| r.id == 1).expect("the old run");
     assert_eq!(run.tally.answered as usize, answered);
     assert_eq!(run.project, "Default project");
+    // Its adjudicated answer (wrong by both, automatic and human), from the decisions computed
+    // for it after the upgrade (the migration marks runs graded before as stale).
+    let human = run.human.expect("the old run's human-adjusted accuracy");
+    assert_eq!((human.resolved, human.changed, human.correct), (1, 0, 0));
     let detail: RunDetail = app.get_json("/api/runs/1").await.expect("run");
     assert_eq!(
         detail

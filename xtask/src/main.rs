@@ -64,8 +64,10 @@ commands:
         runs), each on a server of its own beside its health endpoint: p99 at a stated rate
         (KOKUSHI_BENCH_RATE, 100 req/s) against a 50 ms goal, then wrk's ceiling; any non-2xx
         response fails it. Populating takes minutes: KOKUSHI_BENCH_DB=FILE keeps the database
-        for the next run (KOKUSHI_BENCH_RUNS/ANSWERS/GRADES set a smaller scale;
-        KOKUSHI_BENCH_ONLY=TEXT measures only the endpoints whose name holds it)
+        for the next run; KOKUSHI_BENCH_URL=postgres://… measures on PostgreSQL instead (an
+        empty database is populated, one the bench populated is reused)
+        (KOKUSHI_BENCH_RUNS/ANSWERS/GRADES set a smaller scale; KOKUSHI_BENCH_ONLY=TEXT
+        measures only the endpoints whose name holds it)
   bench ui
         the run page of a 2,000-question run in headless Chromium (frontend release build):
         time to the first rows, a page turn, a filter (the page's own clock)

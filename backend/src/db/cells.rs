@@ -70,7 +70,7 @@ impl CellCounts {
 }
 
 /// One facet combination of a run's questions.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct CellKey {
     pub year: Option<u16>,
     pub block: Option<String>,
@@ -80,7 +80,7 @@ pub struct CellKey {
 }
 
 impl CellKey {
-    fn of(q: &Question) -> Self {
+    pub(crate) fn of(q: &Question) -> Self {
         CellKey {
             year: q.meta.year,
             block: q.meta.block.clone(),
@@ -160,6 +160,82 @@ pub struct CellFilter<'a> {
     pub section: Option<Section>,
     pub specialty: Option<&'a str>,
     pub text_only: bool,
+}
+
+/// A [`CellFilter`] as SQL conditions on the facet columns (of the table aliased `alias`, or
+/// unqualified with `""`), with the values to bind after whatever precedes them.
+pub(crate) struct FacetConditions<'a> {
+    pub(crate) conditions: Vec<String>,
+    years: &'a [u16],
+    strings: Vec<&'a str>,
+}
+
+impl<'a> FacetConditions<'a> {
+    /// Binds the conditions' values, in the order of their placeholders.
+    pub(crate) fn bind<'q>(
+        &self,
+        mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>
+    where
+        'a: 'q,
+    {
+        for year in self.years {
+            query = query.bind(i64::from(*year));
+        }
+        for s in &self.strings {
+            query = query.bind(*s);
+        }
+        query
+    }
+}
+
+impl<'a> CellFilter<'a> {
+    /// This filter's conditions, numbering its placeholders from `$next`.
+    pub(crate) fn conditions(&self, alias: &str, mut next: usize) -> FacetConditions<'a> {
+        let column = |name: &str| {
+            if alias.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{alias}.{name}")
+            }
+        };
+        let mut conditions = Vec::new();
+        let mut strings: Vec<&'a str> = Vec::new();
+        if !self.years.is_empty() {
+            conditions.push(format!(
+                "{} IN ({})",
+                column("year"),
+                placeholders_from(next, self.years.len())
+            ));
+            next += self.years.len();
+        }
+        if !self.blocks.is_empty() {
+            conditions.push(format!(
+                "{} IN ({})",
+                column("block"),
+                placeholders_from(next, self.blocks.len())
+            ));
+            next += self.blocks.len();
+            strings.extend(self.blocks.iter().map(String::as_str));
+        }
+        if let Some(section) = self.section {
+            conditions.push(format!("{} = ${next}", column("section")));
+            next += 1;
+            strings.push(section.id());
+        }
+        if let Some(specialty) = self.specialty {
+            conditions.push(format!("{} = ${next}", column("specialty")));
+            strings.push(specialty);
+        }
+        if self.text_only {
+            conditions.push(format!("{} = 1", column("text_only")));
+        }
+        FacetConditions {
+            conditions,
+            years: self.years,
+            strings,
+        }
+    }
 }
 
 impl Db {
@@ -279,36 +355,9 @@ impl Db {
     ) -> Result<HashMap<i64, CellCounts>, DbError> {
         let mut out: HashMap<i64, CellCounts> = HashMap::new();
         for chunk in run_ids.chunks(IN_CHUNK) {
-            let mut next = 1 + chunk.len();
+            let facets = filter.conditions("", 1 + chunk.len());
             let mut conditions = vec![format!("run_id IN ({})", placeholders_from(1, chunk.len()))];
-            let mut strings: Vec<&str> = Vec::new();
-            if !filter.years.is_empty() {
-                conditions.push(format!(
-                    "year IN ({})",
-                    placeholders_from(next, filter.years.len())
-                ));
-                next += filter.years.len();
-            }
-            if !filter.blocks.is_empty() {
-                conditions.push(format!(
-                    "block IN ({})",
-                    placeholders_from(next, filter.blocks.len())
-                ));
-                next += filter.blocks.len();
-                strings.extend(filter.blocks.iter().map(String::as_str));
-            }
-            if let Some(section) = filter.section {
-                conditions.push(format!("section = ${next}"));
-                next += 1;
-                strings.push(section.id());
-            }
-            if let Some(specialty) = filter.specialty {
-                conditions.push(format!("specialty = ${next}"));
-                strings.push(specialty);
-            }
-            if filter.text_only {
-                conditions.push("text_only = 1".to_owned());
-            }
+            conditions.extend(facets.conditions.iter().cloned());
             // CAST: PostgreSQL sums BIGINTs as NUMERIC.
             let sums = COUNT_COLUMNS
                 .iter()
@@ -319,14 +368,8 @@ impl Db {
                 "SELECT run_id, {sums} FROM run_cells WHERE {} GROUP BY run_id",
                 conditions.join(" AND ")
             );
-            let mut query = chunk.iter().fold(sqlx::query(&sql), |q, id| q.bind(*id));
-            for year in filter.years {
-                query = query.bind(i64::from(*year));
-            }
-            for s in strings {
-                query = query.bind(s);
-            }
-            for r in query.fetch_all(&self.pool).await? {
+            let query = chunk.iter().fold(sqlx::query(&sql), |q, id| q.bind(*id));
+            for r in facets.bind(query).fetch_all(&self.pool).await? {
                 let n = |column: &str| -> Result<u32, DbError> {
                     Ok(to_u32(r.try_get::<Option<i64>, _>(column)?.unwrap_or(0)))
                 };

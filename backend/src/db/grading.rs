@@ -330,6 +330,14 @@ impl Db {
                 .await?;
             }
         }
+        // The runs' stored human decisions are behind now (see `db::human`).
+        sqlx::query(
+            "UPDATE runs SET grading_version = grading_version + 1 \
+             WHERE id IN (SELECT run_id FROM grading_items WHERE task_id = $1)",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "INSERT INTO audit_log (at, actor_id, action, task_id, item_id, before_value, after_value) \
              VALUES ($1, $2, 'task_created', $3, NULL, NULL, $4)",

@@ -194,7 +194,7 @@ pub async fn filtered(
             filtered_row(run, kept, filter)
         })
         .collect();
-    crate::grading::attach_human(&state.db, &mut rows, Some(filter)).await?;
+    crate::grading::attach_human(&state.db, &mut rows, Some(&filter.cells())).await?;
     Ok(rows)
 }
 

@@ -130,6 +130,14 @@ impl Db {
                 other?;
             }
         }
+        // The run's stored human decisions are behind now (see `db::human`).
+        sqlx::query(
+            "UPDATE runs SET grading_version = grading_version + 1 \
+             WHERE id = (SELECT run_id FROM grading_items WHERE id = $1)",
+        )
+        .bind(item)
+        .execute(&mut *tx)
+        .await?;
         let after = Grade {
             version,
             verdict: input.verdict,
