@@ -77,7 +77,9 @@ struct Measure {
     tune_tokens_per_second: Option<f64>,
 }
 
-pub fn gpu_check(root: &Path, args: &[String]) -> Result<()> {
+/// The GPU check (`cargo xtask gpu-check`). `clippy`: Clippy's driver when called from `cargo xtask test`, whose builds all go through it
+/// (`tools::with_clippy`), so that this one finds them fresh.
+pub fn gpu_check(root: &Path, args: &[String], clippy: Option<&Path>) -> Result<()> {
     let o = options(root, args)?;
     let started = Instant::now();
     let cuda = o.device != "cpu";
@@ -113,7 +115,7 @@ pub fn gpu_check(root: &Path, args: &[String]) -> Result<()> {
         if cuda { " with --features cuda" } else { "" }
     ));
     run_cmd(
-        cargo()
+        tools::with_clippy(&mut cargo(), clippy)
             .args(["build", "--workspace", "--bins"])
             .args(features)
             .envs(env.iter().cloned())
@@ -124,7 +126,7 @@ pub fn gpu_check(root: &Path, args: &[String]) -> Result<()> {
     step("the engine's generic-path tests, generic side on the device");
     let tests_started = Instant::now();
     run_cmd(
-        cargo()
+        tools::with_clippy(&mut cargo(), clippy)
             .args(["test", "--workspace", "--lib"])
             .args(features)
             .args(["--", "generic_tests"])

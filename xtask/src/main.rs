@@ -134,7 +134,7 @@ fn run() -> Result<()> {
         }
         Some("peft-check") => peft_check(&root),
         Some("cuda-check") => cuda_check(&root),
-        Some("gpu-check") => gpu_check::gpu_check(&root, &args[1..]),
+        Some("gpu-check") => gpu_check::gpu_check(&root, &args[1..], None),
         Some("fetch-models") => {
             let store = tools::fetch_demo_model()?;
             tools::fetch_gemma_model()?;
@@ -921,6 +921,7 @@ fn test(root: &Path) -> Result<()> {
     let started = Instant::now();
     prune_stale_test_binaries(&target_dir(root));
     tools::ensure_system_packages()?;
+    let driver = tools::clippy_driver()?;
     let dist = frontend(root)?;
     // The engine's smoke test runs the real demo model too, not only the fixture.
     let models = tools::fetch_demo_model()?;
@@ -936,6 +937,7 @@ fn test(root: &Path) -> Result<()> {
         step(name);
         let ok = run_cmd(cmd).map_err(|e| eprintln!("xtask: {e:#}")).is_ok();
         results.push((name, ok));
+        ok
     };
     check(
         "cargo fmt --check",
@@ -951,35 +953,38 @@ fn test(root: &Path) -> Result<()> {
             "wasm32-unknown-unknown",
         ]),
     );
-    check(
+    // Clippy compiles the workspace's crates in the builds the tests then use
+    // (`tools::with_clippy`): every dependency is compiled once, not once more in check mode.
+    // After a lint failure the builds below go on without Clippy, so that the tests still run.
+    let host = check(
         "clippy (host)",
-        cargo().args([
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ]),
-    );
-    check(
+        tools::with_clippy(
+            cargo().args(["build", "--workspace", "--all-targets"]),
+            Some(&driver),
+        ),
+    )
+    .then_some(driver.as_path());
+    let wasm = check(
         "clippy (frontend, wasm32)",
-        cargo().args([
-            "clippy",
-            "-p",
-            "kokushi-frontend",
-            "--target",
-            "wasm32-unknown-unknown",
-            "--",
-            "-D",
-            "warnings",
-        ]),
-    );
+        tools::with_clippy(
+            cargo().args([
+                "build",
+                "-p",
+                "kokushi-frontend",
+                "--target",
+                "wasm32-unknown-unknown",
+                "--lib",
+                "--tests",
+            ]),
+            Some(&driver),
+        ),
+    )
+    .then_some(driver.as_path());
     // The components' DOM behaviour, in headless Chromium (capabilities: frontend/webdriver.json).
     let test_runner = tools::ensure_wasm_bindgen(root)?.with_file_name("wasm-bindgen-test-runner");
     check(
         "DOM tests (frontend, wasm32 in Chromium)",
-        cargo()
+        tools::with_clippy(&mut cargo(), wasm)
             .args([
                 "test",
                 "-p",
@@ -994,12 +999,12 @@ fn test(root: &Path) -> Result<()> {
     // dependency (a narrower set unifies features differently and rebuilds candle and sqlx).
     check(
         "build kokushi binary",
-        cargo().args(["build", "--workspace", "--bins"]),
+        tools::with_clippy(&mut cargo(), host).args(["build", "--workspace", "--bins"]),
     );
     let bin = target_dir(root).join("debug/kokushi");
     check(
         "cargo test --workspace",
-        cargo()
+        tools::with_clippy(&mut cargo(), host)
             .args(["test", "--workspace", "--no-fail-fast"])
             .env("KOKUSHI_TEST_REDIS_URL", &redis_url)
             .env("KOKUSHI_TEST_POSTGRES_URL", &postgres_url)
@@ -1016,6 +1021,7 @@ fn test(root: &Path) -> Result<()> {
     let dry_run = gpu_check::gpu_check(
         root,
         &["--device", "cpu", "--questions", "3"].map(str::to_owned),
+        host,
     );
     if let Err(e) = &dry_run {
         eprintln!("xtask: {e:#}");
