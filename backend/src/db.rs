@@ -214,6 +214,28 @@ impl Db {
 /// Values bound in one `IN (…)` list at most (far below SQLite's and PostgreSQL's limits).
 pub(crate) const IN_CHUNK: usize = 500;
 
+impl Db {
+    /// The rows of `sql(None)`, or with `ids`, of `sql(Some(list))` once per chunk of at most
+    /// [`IN_CHUNK`] ids, `list` being the chunk's placeholders from `$1` (bound to its ids in
+    /// order), the chunks' rows one after the other.
+    pub(crate) async fn rows_for_ids(
+        &self,
+        ids: Option<&[i64]>,
+        sql: impl Fn(Option<&str>) -> String,
+    ) -> Result<Vec<sqlx::any::AnyRow>, DbError> {
+        let Some(ids) = ids else {
+            return Ok(sqlx::query(&sql(None)).fetch_all(&self.pool).await?);
+        };
+        let mut rows = Vec::new();
+        for chunk in ids.chunks(IN_CHUNK) {
+            let sql = sql(Some(&placeholders_from(1, chunk.len())));
+            let query = chunk.iter().fold(sqlx::query(&sql), |q, id| q.bind(*id));
+            rows.extend(query.fetch_all(&self.pool).await?);
+        }
+        Ok(rows)
+    }
+}
+
 /// `$first, $first+1, …` (`count` placeholders).
 pub(crate) fn placeholders_from(first: usize, count: usize) -> String {
     (first..first + count)

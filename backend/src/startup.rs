@@ -153,6 +153,7 @@ impl Application {
             remote_model_allow: settings.remote_model_allow.clone(),
             rescoring: tokio::sync::Semaphore::new(2),
             question_facts: Default::default(),
+            run_outcomes: Default::default(),
         });
         if db.user_count().await? == 0 {
             tracing::warn!(

@@ -44,6 +44,8 @@ pub struct AppState {
     pub rescoring: tokio::sync::Semaphore,
     /// What a page of a run's questions is filtered by, per exam set.
     pub question_facts: QuestionFacts,
+    /// What a run's page is summed and its questions chosen from, per run.
+    pub run_outcomes: OutcomeCache,
 }
 
 /// Per exam set, what a page of a run's questions is filtered by (`db::runs::QuestionFact`):
@@ -74,6 +76,47 @@ impl QuestionFacts {
         }
         sets.insert(exam_set_id, facts.clone());
         Ok(facts)
+    }
+}
+
+/// Per run, its questions' outcomes in order and the rules version of its last answer
+/// ([`crate::db::runs::RunOutcomes`]): what its page and every page of its questions are read
+/// from, 2,000 rows for a whole exam year. Used only while the run's row counts as many answers
+/// as they hold (`tally_answered`, raised in the transaction that adds each answer; a run's
+/// questions never change, and an answer is never changed or removed), so a run still
+/// answering is read again once per new answer, a finished one once. At most
+/// [`OutcomeCache::MAX_RUNS`] runs at once.
+#[derive(Debug, Default)]
+pub struct OutcomeCache {
+    runs: std::sync::Mutex<HashMap<i64, Arc<crate::db::runs::RunOutcomes>>>,
+}
+
+impl OutcomeCache {
+    /// About 100 kB each for a whole year's questions.
+    const MAX_RUNS: usize = 64;
+
+    /// Run `run_id`'s outcomes, current for `answered` answers (its row's count, just read).
+    pub async fn of(
+        &self,
+        db: &crate::db::Db,
+        run_id: i64,
+        answered: u32,
+    ) -> Result<Arc<crate::db::runs::RunOutcomes>, crate::db::DbError> {
+        let lock = || self.runs.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(kept) = lock().get(&run_id)
+            && u32::try_from(kept.answered()).ok() == Some(answered)
+        {
+            return Ok(kept.clone());
+        }
+        // Kept with what it holds, which may be more than `answered` if answers arrived
+        // meanwhile: a later request, whose count is at least that, finds it current.
+        let outcomes = Arc::new(db.run_outcomes(run_id).await?);
+        let mut runs = lock();
+        if runs.len() >= Self::MAX_RUNS && !runs.contains_key(&run_id) {
+            runs.clear();
+        }
+        runs.insert(run_id, outcomes.clone());
+        Ok(outcomes)
     }
 }
 

@@ -333,3 +333,58 @@ async fn tuning_attempts_on(database_url: String) {
 }
 
 on_both_databases!(tuning_attempts_on => tuning_events_of_an_earlier_attempt_are_ignored_sqlite, tuning_events_of_an_earlier_attempt_are_ignored_postgres);
+
+/// A run's page and its pages of questions are read from its outcomes as the server keeps them
+/// (`state::OutcomeCache`, current while the run's count of answers is): every answer that
+/// arrives shows on the next read of each, the summary's rules version included.
+async fn pages_follow_answers_on(database_url: String) {
+    let w = world(&database_url).await;
+    let (run, job) = w.run().await;
+    // (answered by the summary, its rules version, answered on the page of questions, how many
+    // the `unanswered` filter keeps).
+    let read = || async {
+        let summary: kokushi_shared::api::RunDetail = w
+            .app
+            .get_json(&format!("/api/runs/{run}?questions=false"))
+            .await
+            .expect("summary");
+        let rows: Vec<kokushi_shared::api::QuestionResult> = w
+            .app
+            .get_json(&format!("/api/runs/{run}/questions"))
+            .await
+            .expect("questions");
+        let unanswered = w
+            .app
+            .client
+            .get(
+                w.app
+                    .url(&format!("/api/runs/{run}/questions?show=unanswered")),
+            )
+            .send()
+            .await
+            .expect("request");
+        let kept = unanswered
+            .headers()
+            .get("x-total-count")
+            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+        (
+            summary.run.tally.answered,
+            summary.rules_version,
+            rows.iter().filter(|q| q.answer.is_some()).count(),
+            kept,
+        )
+    };
+    assert_eq!(read().await, (0, None, 0, Some(2)));
+    // Read twice: the second comes from what the server kept.
+    assert_eq!(read().await, (0, None, 0, Some(2)));
+    w.apply(started(job, run, 1)).await;
+    w.apply(answer(job, run, 1, "901A1")).await;
+    assert_eq!(read().await, (1, Some("test".to_owned()), 1, Some(1)));
+    w.apply(answer(job, run, 1, "901A2")).await;
+    w.apply(finished(job, run, 1)).await;
+    assert_eq!(read().await, (2, Some("test".to_owned()), 2, Some(0)));
+    assert_eq!(read().await, (2, Some("test".to_owned()), 2, Some(0)));
+    w.app.stop().await.expect("clean stop");
+}
+
+on_both_databases!(pages_follow_answers_on => run_pages_follow_answers_sqlite, run_pages_follow_answers_postgres);

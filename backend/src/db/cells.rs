@@ -245,26 +245,14 @@ impl Db {
         let select = "SELECT r.id, r.tally_answered, r.rules_versions, r.cells_stamp, \
              (SELECT COUNT(*) FROM exam_set_rule_packs p WHERE p.exam_set_id = r.exam_set_id) \
              AS packs FROM runs r";
-        let mut rows = Vec::new();
-        match run_ids {
-            None => {
-                rows = sqlx::query(&format!(
-                    "{select} WHERE r.status NOT IN ('queued', 'running') ORDER BY r.id"
-                ))
-                .fetch_all(&self.pool)
-                .await?;
-            }
-            Some(ids) => {
-                for chunk in ids.chunks(IN_CHUNK) {
-                    let sql = format!(
-                        "{select} WHERE r.id IN ({})",
-                        placeholders_from(1, chunk.len())
-                    );
-                    let query = chunk.iter().fold(sqlx::query(&sql), |q, id| q.bind(*id));
-                    rows.extend(query.fetch_all(&self.pool).await?);
+        let rows = self
+            .rows_for_ids(run_ids, |ids| match ids {
+                None => {
+                    format!("{select} WHERE r.status NOT IN ('queued', 'running') ORDER BY r.id")
                 }
-            }
-        }
+                Some(ids) => format!("{select} WHERE r.id IN ({ids})"),
+            })
+            .await?;
         rows.iter()
             .map(|r| {
                 let recorded: RulesVersions =

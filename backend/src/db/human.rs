@@ -49,24 +49,12 @@ impl Db {
     /// grading, each with its current grading version (the stamp to store once computed).
     pub async fn human_stale(&self, run_ids: Option<&[i64]>) -> Result<Vec<(i64, i64)>, DbError> {
         let select = "SELECT id, grading_version FROM runs WHERE grading_version <> human_stamp";
-        let mut rows = Vec::new();
-        match run_ids {
-            None => {
-                rows = sqlx::query(&format!("{select} ORDER BY id"))
-                    .fetch_all(&self.pool)
-                    .await?;
-            }
-            Some(ids) => {
-                for chunk in ids.chunks(IN_CHUNK) {
-                    let sql = format!(
-                        "{select} AND id IN ({}) ORDER BY id",
-                        placeholders_from(1, chunk.len())
-                    );
-                    let query = chunk.iter().fold(sqlx::query(&sql), |q, id| q.bind(*id));
-                    rows.extend(query.fetch_all(&self.pool).await?);
-                }
-            }
-        }
+        let rows = self
+            .rows_for_ids(run_ids, |ids| match ids {
+                None => format!("{select} ORDER BY id"),
+                Some(ids) => format!("{select} AND id IN ({ids}) ORDER BY id"),
+            })
+            .await?;
         rows.iter()
             .map(|r| Ok((r.try_get("id")?, r.try_get("grading_version")?)))
             .collect()

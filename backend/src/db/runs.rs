@@ -375,13 +375,37 @@ impl Db {
         }))
     }
 
-    /// A run without its questions' texts: its stored summary, its exam set, its questions'
-    /// outcomes ([`Db::run_outcomes`]) and the rules version of its answers. `None` for no
-    /// such run.
-    pub async fn run_index(&self, id: i64) -> Result<Option<RunIndex>, DbError> {
+    /// Run `id`'s stored summary and its exam set's id; `None` for no such run.
+    pub async fn run_head(&self, id: i64) -> Result<Option<(i64, RunSummary)>, DbError> {
         let Some(row) = self.run_row(id).await? else {
             return Ok(None);
         };
+        Ok(Some((
+            row.try_get("exam_set_id")?,
+            run_from_row(&row, stored_tally(&row)?)?,
+        )))
+    }
+
+    /// Run `id`'s exam set and how many answers it has (`tally_answered`, raised in the
+    /// transaction that adds each): what says whether its [`RunOutcomes`] read before are
+    /// current. `None` for no such run.
+    pub async fn run_set_and_answered(&self, id: i64) -> Result<Option<(i64, u32)>, DbError> {
+        let Some(row) = sqlx::query("SELECT exam_set_id, tally_answered FROM runs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some((
+            row.try_get("exam_set_id")?,
+            to_u32(row.try_get("tally_answered")?),
+        )))
+    }
+
+    /// Run `id`'s questions in order, each with its outcome once answered, and the rules
+    /// version of its last answer in question order (empty for no such run).
+    pub async fn run_outcomes(&self, id: i64) -> Result<RunOutcomes, DbError> {
         let questions = self.question_outcomes(id).await?;
         let rules_version: Option<String> = sqlx::query(
             "SELECT a.rules_version FROM run_questions rq JOIN answers a \
@@ -393,32 +417,10 @@ impl Db {
         .await?
         .map(|r| r.try_get("rules_version"))
         .transpose()?;
-        Ok(Some(RunIndex {
-            exam_set_id: row.try_get("exam_set_id")?,
-            run: run_from_row(&row, stored_tally(&row)?)?,
+        Ok(RunOutcomes {
             questions,
             rules_version,
-        }))
-    }
-
-    /// Run `id`'s exam set and, per question in order, its id and, once answered, whether
-    /// rightly and readably: what a page of its questions is chosen from. `None` for no such
-    /// run.
-    pub async fn run_outcomes(
-        &self,
-        id: i64,
-    ) -> Result<Option<(i64, Vec<IndexedQuestion>)>, DbError> {
-        let Some(row) = sqlx::query("SELECT exam_set_id FROM runs WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-        else {
-            return Ok(None);
-        };
-        Ok(Some((
-            row.try_get("exam_set_id")?,
-            self.question_outcomes(id).await?,
-        )))
+        })
     }
 
     async fn question_outcomes(&self, id: i64) -> Result<Vec<IndexedQuestion>, DbError> {
@@ -783,15 +785,22 @@ impl Db {
     }
 }
 
-/// A run as [`Db::run_index`] reads it.
-#[derive(Debug, Clone)]
-pub struct RunIndex {
-    pub exam_set_id: i64,
-    /// With its stored tally.
-    pub run: RunSummary,
+/// What a run's page is summed and its questions chosen from ([`Db::run_outcomes`]). It
+/// changes only when an answer is added: a run's questions are fixed when it is created, and an
+/// answer is never changed or removed once stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOutcomes {
+    /// In the run's order.
     pub questions: Vec<IndexedQuestion>,
     /// The rules version of its last answer in question order.
     pub rules_version: Option<String>,
+}
+
+impl RunOutcomes {
+    /// How many of its questions are answered.
+    pub fn answered(&self) -> usize {
+        self.questions.iter().filter(|q| q.answer.is_some()).count()
+    }
 }
 
 /// What a page of a run's questions is filtered by.

@@ -245,12 +245,13 @@ pub async fn run_detail(
     let id = parse_id("run", &path)?;
     let not_found = || ApiError::NotFound(format!("run {id} does not exist"));
     let mut detail = if query.questions == Some(false) {
-        let index = state.db.run_index(id).await?.ok_or_else(not_found)?;
-        let facts = state
-            .question_facts
-            .of(&state.db, index.exam_set_id)
+        let (exam_set_id, run) = state.db.run_head(id).await?.ok_or_else(not_found)?;
+        let outcomes = state
+            .run_outcomes
+            .of(&state.db, id, run.tally.answered)
             .await?;
-        let mut specialties: Vec<String> = index
+        let facts = state.question_facts.of(&state.db, exam_set_id).await?;
+        let mut specialties: Vec<String> = outcomes
             .questions
             .iter()
             .filter_map(|q| facts.get(&q.problem_id)?.specialty.clone())
@@ -259,10 +260,10 @@ pub async fn run_detail(
         specialties.dedup();
         kokushi_shared::api::RunDetail {
             credit: kokushi_shared::igakuqa::credit_for(
-                index.questions.iter().map(|q| q.problem_id.as_str()),
+                outcomes.questions.iter().map(|q| q.problem_id.as_str()),
             ),
-            run: index.run,
-            rules_version: index.rules_version,
+            run,
+            rules_version: outcomes.rules_version.clone(),
             questions: Vec::new(),
             specialties,
             waiting: None,
@@ -318,20 +319,22 @@ pub async fn run_questions(
             "specialty: longer than {MAX_SPECIALTY_BYTES} bytes"
         )));
     }
-    let (exam_set_id, outcomes) = state
+    let (exam_set_id, answered) = state
         .db
-        .run_outcomes(id)
+        .run_set_and_answered(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("run {id} does not exist")))?;
+    let outcomes = state.run_outcomes.of(&state.db, id, answered).await?;
     let facts = state.question_facts.of(&state.db, exam_set_id).await?;
     let kept: Vec<String> = outcomes
-        .into_iter()
+        .questions
+        .iter()
         .filter(|q| {
             let fact = facts.get(&q.problem_id);
             show.keeps_facts(q.answer, fact.map_or(1, |f| f.gold_letters))
                 && specialty.is_none_or(|s| fact.and_then(|f| f.specialty.as_deref()) == Some(s))
         })
-        .map(|q| q.problem_id)
+        .map(|q| q.problem_id.clone())
         .collect();
     let total = u64::try_from(kept.len()).unwrap_or(u64::MAX);
     let questions = state
