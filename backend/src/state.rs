@@ -84,16 +84,47 @@ impl QuestionFacts {
 /// from, 2,000 rows for a whole exam year. Used only while the run's row counts as many answers
 /// as they hold (`tally_answered`, raised in the transaction that adds each answer; a run's
 /// questions never change, and an answer is never changed or removed), so a run still
-/// answering is read again once per new answer, a finished one once. At most
-/// [`OutcomeCache::MAX_RUNS`] runs at once.
+/// answering is read again once per new answer, a finished one once. Bounded by the questions
+/// held ([`OutcomeCache::MAX_QUESTIONS`], each a problem id and its outcome): a run larger than a quarter of that
+/// (an uploaded set can hold far more than an exam year) is read per request, as before, and
+/// not kept.
 #[derive(Debug, Default)]
 pub struct OutcomeCache {
-    runs: std::sync::Mutex<HashMap<i64, Arc<crate::db::runs::RunOutcomes>>>,
+    runs: std::sync::Mutex<KeptOutcomes>,
+}
+
+#[derive(Debug, Default)]
+struct KeptOutcomes {
+    runs: HashMap<i64, Arc<crate::db::runs::RunOutcomes>>,
+    /// Questions held, over all runs.
+    questions: usize,
+}
+
+impl KeptOutcomes {
+    /// Keeps `outcomes` as run `run_id`'s (in place of what was kept of it), after dropping
+    /// everything else if the bound would be passed; a run of more than a quarter of the bound
+    /// is not kept (false).
+    fn keep(&mut self, run_id: i64, outcomes: Arc<crate::db::runs::RunOutcomes>) -> bool {
+        let size = outcomes.questions.len();
+        if let Some(old) = self.runs.remove(&run_id) {
+            self.questions -= old.questions.len();
+        }
+        if size > OutcomeCache::MAX_QUESTIONS / 4 {
+            return false;
+        }
+        if self.questions + size > OutcomeCache::MAX_QUESTIONS {
+            self.runs.clear();
+            self.questions = 0;
+        }
+        self.questions += size;
+        self.runs.insert(run_id, outcomes);
+        true
+    }
 }
 
 impl OutcomeCache {
-    /// About 100 kB each for a whole year's questions.
-    const MAX_RUNS: usize = 64;
+    /// 64 whole exam years; about 13 MB with exam-year problem ids.
+    pub const MAX_QUESTIONS: usize = 256_000;
 
     /// Run `run_id`'s outcomes, current for `answered` answers (its row's count, just read).
     pub async fn of(
@@ -103,7 +134,7 @@ impl OutcomeCache {
         answered: u32,
     ) -> Result<Arc<crate::db::runs::RunOutcomes>, crate::db::DbError> {
         let lock = || self.runs.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(kept) = lock().get(&run_id)
+        if let Some(kept) = lock().runs.get(&run_id)
             && u32::try_from(kept.answered()).ok() == Some(answered)
         {
             return Ok(kept.clone());
@@ -111,11 +142,7 @@ impl OutcomeCache {
         // Kept with what it holds, which may be more than `answered` if answers arrived
         // meanwhile: a later request, whose count is at least that, finds it current.
         let outcomes = Arc::new(db.run_outcomes(run_id).await?);
-        let mut runs = lock();
-        if runs.len() >= Self::MAX_RUNS && !runs.contains_key(&run_id) {
-            runs.clear();
-        }
-        runs.insert(run_id, outcomes.clone());
+        lock().keep(run_id, outcomes.clone());
         Ok(outcomes)
     }
 }
@@ -349,5 +376,55 @@ mod tests {
         // Cleared: nothing is served.
         cache.clear();
         assert!(matches!(cache.lookup("k"), Lookup::Build));
+    }
+}
+
+#[cfg(test)]
+mod outcome_tests {
+    use super::*;
+    use crate::db::runs::{IndexedQuestion, RunOutcomes};
+
+    fn outcomes(questions: usize) -> Arc<RunOutcomes> {
+        Arc::new(RunOutcomes {
+            questions: (0..questions)
+                .map(|i| IndexedQuestion {
+                    problem_id: format!("q{i}"),
+                    answer: None,
+                })
+                .collect(),
+            rules_version: None,
+        })
+    }
+
+    /// What is kept of runs' outcomes stays within its bound of questions, however many runs
+    /// and however large.
+    #[test]
+    fn kept_outcomes_stay_within_their_bound() {
+        let quarter = OutcomeCache::MAX_QUESTIONS / 4;
+        let mut kept = KeptOutcomes::default();
+        for run in 1..=4 {
+            assert!(kept.keep(run, outcomes(quarter)));
+        }
+        assert_eq!(
+            (kept.runs.len(), kept.questions),
+            (4, OutcomeCache::MAX_QUESTIONS)
+        );
+        // The same run again replaces itself, nothing else.
+        assert!(kept.keep(4, outcomes(10)));
+        assert_eq!((kept.runs.len(), kept.questions), (4, 3 * quarter + 10));
+        // A fifth that does not fit drops the others.
+        assert!(kept.keep(5, outcomes(quarter)));
+        assert_eq!((kept.runs.len(), kept.questions), (1, quarter));
+        // Larger than a quarter: never kept, and what was kept of it goes.
+        assert!(!kept.keep(5, outcomes(quarter + 1)));
+        assert_eq!((kept.runs.len(), kept.questions), (0, 0));
+        for run in 0..1_000 {
+            kept.keep(run, outcomes(1_000));
+            assert!(kept.questions <= OutcomeCache::MAX_QUESTIONS);
+            assert_eq!(
+                kept.questions,
+                kept.runs.values().map(|o| o.questions.len()).sum::<usize>()
+            );
+        }
     }
 }
