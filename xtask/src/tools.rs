@@ -425,10 +425,10 @@ pub fn clippy_driver() -> Result<PathBuf> {
 /// workspace's own crates with Clippy's driver and every warning denied — what `cargo clippy --
 /// -D warnings` does, but in a real build instead of a check. The dependencies are then compiled
 /// once, for the lints, the server binary and the tests alike, instead of a second time in check
-/// mode (about ten minutes on a cold two-core machine). Cargo keeps the workspace's crates built
-/// with the driver apart from those built without it (the wrapper is part of their metadata
-/// hash), so every build of one `cargo xtask test` goes through the driver, and a plain `cargo
-/// build` neither reuses nor overwrites them.
+/// mode (about ten minutes on a cold two-core machine). Cargo counts the wrapper in a crate's
+/// fingerprint, so a crate last built without the driver is compiled again through it (its
+/// lints run) before a build with the driver finds it fresh; every build of one `cargo xtask
+/// test` goes through the driver so that they all share one compilation.
 pub fn with_clippy<'a>(cmd: &'a mut Command, driver: Option<&Path>) -> &'a mut Command {
     match driver {
         // The arguments `cargo clippy` hands its driver, in the driver's own encoding.
