@@ -266,9 +266,9 @@ mod avx2 {
     };
 
     use super::Q4Matrix;
-    use crate::q8::avx2::hsum;
+    use crate::q8::avx2::{hsum, prefetch};
     use crate::q8::lanes::dot8;
-    use crate::q8::{Acts, BLOCK, RM, RN};
+    use crate::q8::{Acts, BLOCK, PREFETCH_AHEAD, RM, RN};
 
     /// Picks the tile shape's instance of the 4-bit kernel.
     ///
@@ -350,6 +350,7 @@ mod avx2 {
             // SAFETY: row n0 + j < rows (contract), so its block b's 16 bytes lie inside
             // `nibbles` (rows × cols / 2 bytes); unaligned loads are allowed.
             let raw = unsafe { _mm_loadu_si128(w_base.add(index * BLOCK / 2).cast::<__m128i>()) };
+            prefetch(w_base, index * BLOCK / 2 + PREFETCH_AHEAD);
             let low = _mm_and_si128(raw, low_half);
             let high = _mm_and_si128(_mm_srli_epi16::<4>(raw), low_half);
             // Values 0..15 of the block in the low lane, 16..31 in the high one.
@@ -384,10 +385,10 @@ mod avx512 {
 
     use super::Q4Matrix;
     use super::avx2::q4_block_step;
-    use crate::q8::avx2::hsum;
+    use crate::q8::avx2::{hsum, prefetch};
     use crate::q8::avx512::fuse_two_blocks;
     use crate::q8::lanes::dot8;
-    use crate::q8::{Acts, BLOCK, RM, RN};
+    use crate::q8::{Acts, BLOCK, PREFETCH_AHEAD, RM, RN};
 
     /// Picks the tile shape's instance of the 4-bit kernel.
     ///
@@ -442,6 +443,7 @@ mod avx512 {
                 // blocks b and b + 1 lie inside `nibbles`; unaligned loads are allowed.
                 let raw =
                     unsafe { _mm256_loadu_si256(w_base.add(index * BLOCK / 2).cast::<__m256i>()) };
+                prefetch(w_base, index * BLOCK / 2 + PREFETCH_AHEAD);
                 let low = _mm256_and_si256(raw, low_half);
                 let high = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), low_half);
                 // [b low, b+1 low, b high, b+1 high] in 128-bit quarters, reordered to

@@ -406,3 +406,65 @@ fn kokushi_kernel_picks_a_slower_path_never_a_missing_one() {
     assert_eq!(pick(Some("neon"), Isa::Avx2), Isa::Avx2);
     assert_eq!(pick(Some(""), Isa::Portable), Isa::Portable);
 }
+
+#[test]
+fn activations_quantize_alike_on_every_path_and_round_halves_away_from_zero() {
+    // Arrange: blocks whose scale is exactly 1 (largest magnitude 127), so values land on
+    // halves, the cases where rounding rules differ; a block of zeros; a block with -0, an
+    // infinity-free spread of magnitudes; random blocks.
+    let mut x = vec![0f32; 32 * 6];
+    let ties = [
+        0.5,
+        -0.5,
+        1.5,
+        -1.5,
+        2.5,
+        -2.5,
+        126.5,
+        -126.5,
+        0.499_999_97,
+        -0.499_999_97,
+        3.5,
+        64.5,
+    ];
+    for (i, v) in x[..32].iter_mut().enumerate() {
+        *v = ties.get(i).copied().unwrap_or(0.25);
+    }
+    x[31] = 127.0;
+    x[64] = -0.0;
+    x[65] = 1e-30;
+    x[66] = -3.0;
+    x[96..].copy_from_slice(&values(96, 11));
+    // The reference: the definition, with the standard library's rounding.
+    let reference = |v: &[f32]| -> (Vec<f32>, Vec<i8>, Vec<f32>) {
+        let (mut scales, mut quants, mut sums) = (Vec::new(), Vec::new(), Vec::new());
+        for chunk in v.chunks_exact(BLOCK) {
+            let amax = chunk.iter().fold(0f32, |a, v| a.max(v.abs()));
+            let scale = amax / 127.0;
+            let inverse = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+            #[allow(clippy::cast_possible_truncation)]
+            let q: Vec<i8> = chunk.iter().map(|v| (v * inverse).round() as i8).collect();
+            #[allow(clippy::cast_precision_loss)]
+            sums.push(scale * q.iter().map(|&q| i32::from(q)).sum::<i32>() as f32);
+            scales.push(scale);
+            quants.extend(q);
+        }
+        (scales, quants, sums)
+    };
+    let (scales, quants, sums) = reference(&x);
+    assert_eq!(
+        &quants[..12],
+        &[1, -1, 2, -2, 3, -3, 127, -127, 0, 0, 4, 65]
+    );
+
+    for isa in Isa::ALL.into_iter().filter(|isa| isa.supported()) {
+        // Act
+        let acts = quantize_rows_on(isa, &x, 2, 96);
+
+        // Assert: the same bits as the definition.
+        assert_eq!(acts.quants, quants, "{}", isa.name());
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&acts.scales), bits(&scales), "{}", isa.name());
+        assert_eq!(bits(&acts.sums), bits(&sums), "{}", isa.name());
+    }
+}
