@@ -1,7 +1,7 @@
 //! How much memory a model takes to run, estimated from its header alone: the weights as they
 //! will be held, the KV cache for the positions and rows a job asks, the logits, the largest
-//! intermediate activations, and for training the transient `f32` copy of one matrix and the
-//! activations kept for the backward pass. What a scheduler needs to send a job only to a node
+//! intermediate activations, and for training the `f32` copies of the matrices a trainer keeps
+//! (up to its budget) and of one more, and the activations kept for the backward pass. What a scheduler needs to send a job only to a node
 //! that can hold it, and what a load checks before it starts filling a device.
 //!
 //! The estimate errs high: a job refused for want of memory is queued for a larger node, while
@@ -13,6 +13,7 @@ use candle_core::quantized::GgmlDType;
 
 use crate::EngineError;
 use crate::gguf::{Metadata, read_content};
+use crate::transformer::DENSE_CACHE_BYTES;
 
 /// What a job will do with the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -63,6 +64,8 @@ struct Shape {
     weights: u64,
     /// Elements of the largest weight matrix.
     largest_matrix: u64,
+    /// Elements of all weight matrices.
+    matrix_elements: u64,
     layers: u64,
     hidden: u64,
     feed_forward: u64,
@@ -87,6 +90,7 @@ impl Shape {
             .map_or(hidden / heads, |n| n as u64);
         let mut weights = 0u64;
         let mut largest = 0u64;
+        let mut matrix_elements = 0u64;
         for info in content.tensor_infos.values() {
             let elements = info.shape.elem_count() as u64;
             // Matrices in a format without a fast kernel are requantized to `Q8_0` on the CPU
@@ -101,6 +105,7 @@ impl Shape {
             weights = weights.saturating_add(bytes);
             if info.shape.rank() == 2 {
                 largest = largest.max(elements);
+                matrix_elements = matrix_elements.saturating_add(elements);
             }
         }
         let vocab = md
@@ -109,6 +114,7 @@ impl Shape {
         Ok(Self {
             weights,
             largest_matrix: largest,
+            matrix_elements,
             layers: md.usize(&key("block_count"))? as u64,
             hidden,
             feed_forward: md.opt_usize(&key("feed_forward_length"))?.unwrap_or(0) as u64,
@@ -133,6 +139,8 @@ impl Shape {
         Ok(Self {
             weights: inspected.size_bytes.saturating_mul(factor),
             largest_matrix: vocab.saturating_mul(hidden),
+            // Held in `f32` already: a trainer keeps no second copy.
+            matrix_elements: 0,
             layers: get("num_hidden_layers").unwrap_or(0),
             hidden,
             feed_forward: get("intermediate_size").unwrap_or(0),
@@ -168,9 +176,12 @@ impl Shape {
         working = working.saturating_add(mul(&[self.vocab, rows, 4, logit_positions]));
         if work.training {
             // The frozen base product dequantizes one matrix to `f32` at a time (twice: forward
-            // and backward), the backward pass keeps each layer's activations, and the
-            // log-softmax and its gradient sit beside the logits.
+            // and backward) beyond those the trainer keeps in `f32` (up to its budget), the
+            // backward pass keeps each layer's activations, and the loss's gradient sits beside
+            // the logits.
+            let kept = mul(&[self.matrix_elements, 4]).min(DENSE_CACHE_BYTES as u128);
             working = working
+                .saturating_add(kept)
                 .saturating_add(mul(&[self.largest_matrix, 4, 2]))
                 .saturating_add(mul(&[self.layers, per_position, positions, rows, 4]))
                 .saturating_add(mul(&[self.vocab, positions, rows, 4, 2]));
@@ -326,6 +337,7 @@ mod tests {
         let shape = Shape {
             weights: u64::MAX,
             largest_matrix: u64::MAX,
+            matrix_elements: u64::MAX,
             layers: u64::MAX,
             hidden: u64::MAX,
             feed_forward: u64::MAX,

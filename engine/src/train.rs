@@ -1,8 +1,9 @@
 //! LoRA training on a loaded base model: the adapter's pairs are candle variables inside the
 //! same transformer inference runs (so a trained adapter means at evaluation exactly what it
 //! meant in training), the base stays frozen in whatever form it was loaded (a GGUF quantized
-//! matrix is dequantized for one product at a time and never kept in `f32`), and only the
-//! response tokens of each sequence count in the loss.
+//! matrix is dequantized to `f32` for its products, and the trainer keeps those `f32` copies
+//! between steps up to `DENSE_CACHE_BYTES`, 1 GiB), and only the response tokens of each sequence
+//! count in the loss.
 //!
 //! A step: for each sequence of the (accumulated) batch, a training pass (`f32` activations,
 //! the differentiable forms of RMS norm, rotary embedding and softmax, LoRA dropout) gives the
@@ -22,10 +23,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use candle_core::{D, DType, Tensor, Var};
+use candle_core::{DType, Tensor, Var};
 
 use crate::fixture::SplitMix64;
-use crate::transformer::{Cache, Logits, Lora, PROJECTIONS, Pass, TrainPass};
+use crate::transformer::{Cache, DenseCache, Logits, Lora, PROJECTIONS, Pass, TrainPass};
 use crate::{AdapterInfo, EngineError, Model};
 
 /// The adapter to train.
@@ -119,6 +120,8 @@ pub struct LoraTrainer {
     steps: u64,
     /// The architecture's `head_dim / 2`, for un-permuting query and key rows.
     half_head: usize,
+    /// The base matrices in `f32`, kept between steps up to a budget.
+    dense: Arc<DenseCache>,
 }
 
 fn training_error(problem: impl Into<String>) -> EngineError {
@@ -260,6 +263,7 @@ impl Model {
             params,
             steps: 0,
             half_head: config.head_dim / 2,
+            dense: Arc::default(),
         })
     }
 }
@@ -347,9 +351,7 @@ impl LoraTrainer {
                 pass,
                 Logits::From(sequence.response_start - 1),
             )?;
-            let logp = candle_nn::ops::log_softmax(&logits.squeeze(0)?, D::Minus1)?;
-            let targets = Tensor::new(targets, &model.device)?.unsqueeze(1)?;
-            logp.gather(&targets, 1)?.sum_all()?.neg()
+            nll::response_nll(&logits.squeeze(0)?, targets)
         })()
         .map_err(error)
     }
@@ -361,6 +363,7 @@ impl LoraTrainer {
         TrainPass {
             dropout,
             seed: seed ^ (index as u64 + 1).wrapping_mul(0xD6E8_FEB8_6659_FD93),
+            dense: Some(Arc::clone(&self.dense)),
         }
     }
 
@@ -405,6 +408,7 @@ impl LoraTrainer {
         let train = TrainPass {
             dropout: 0.0,
             seed: 0,
+            dense: Some(Arc::clone(&self.dense)),
         };
         let mut total = 0f64;
         let mut tokens = 0;
@@ -685,5 +689,6 @@ impl LoraTrainer {
     }
 }
 
+mod nll;
 #[cfg(test)]
 mod tests;

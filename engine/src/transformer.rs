@@ -30,11 +30,11 @@ use std::sync::Arc;
 use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Result, Tensor};
 
-pub(crate) use attention::Cache;
 use attention::{Attention, LayerKv, attend_cpu, mask};
+pub(crate) use attention::{Cache, attention_threads};
 use rope::Rope;
-pub(crate) use weight::Weight;
 use weight::matmul_t;
+pub(crate) use weight::{DENSE_CACHE_BYTES, DenseCache, Weight};
 
 /// The families this transformer runs; they differ only in the [`Config`] they load with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +139,8 @@ pub(crate) struct TrainPass {
     /// The probability of zeroing an input element (0 for none).
     pub(crate) dropout: f32,
     pub(crate) seed: u64,
+    /// The trainer's base matrices in `f32`, kept between steps.
+    pub(crate) dense: Option<Arc<DenseCache>>,
 }
 
 impl TrainPass {
@@ -215,7 +217,7 @@ impl Linear {
     /// and the pair's input goes through dropout keyed by `site`.
     fn forward(&self, x: &Tensor, pass: Pass<'_>, site: u64) -> Result<Tensor> {
         let y = match pass.train {
-            Some(_) => self.weight.train_forward(x)?,
+            Some(train) => self.weight.train_forward(x, train.dense.as_deref())?,
             None => self.weight.forward(x)?,
         };
         let y = match &self.bias {

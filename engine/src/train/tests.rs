@@ -260,3 +260,68 @@ fn impossible_adapters_and_sequences_are_refused_with_a_reason() {
         "{err}"
     );
 }
+
+#[test]
+fn kept_base_matrices_give_the_gradients_of_matrices_dequantized_per_product() {
+    // Arrange: sequences longer than the rows a product streams (16), so every base product
+    // takes the dense path; 8-bit, 4-bit and candle-quantized bases.
+    for weights in [
+        FixtureWeights::Q8_0,
+        FixtureWeights::Q4_1,
+        FixtureWeights::Q4K,
+    ] {
+        let (_dir, mut model) = load("llama", weights);
+        let mut kept = model
+            .start_lora(
+                "kept",
+                &spec(&PROJECTIONS, 0.0),
+                AdamWSettings::default(),
+                1,
+            )
+            .unwrap();
+        randomise(&mut kept, 3);
+        let mut fresh = model
+            .start_lora(
+                "fresh",
+                &spec(&PROJECTIONS, 0.0),
+                AdamWSettings::default(),
+                1,
+            )
+            .unwrap();
+        randomise(&mut fresh, 3);
+        fresh.dense = Arc::new(DenseCache::with_budget(0));
+        let batch = [sequence(1, 30, 20)];
+
+        // Act: twice with the cache (filled by the first call), once without.
+        let first = kept.gradients(&model, &batch, 0).unwrap();
+        let held = kept.dense.bytes();
+        let second = kept.gradients(&model, &batch, 0).unwrap();
+        let reference = fresh.gradients(&model, &batch, 0).unwrap();
+
+        // Assert: the same bits every time; the cache holds matrices, the disabled one none.
+        assert!(held > 0, "{weights:?}: nothing kept");
+        assert_eq!(kept.dense.bytes(), held, "{weights:?}: kept twice");
+        assert_eq!(fresh.dense.bytes(), 0);
+        for run in [&second, &reference] {
+            assert_eq!(first.0.to_bits(), run.0.to_bits(), "{weights:?}: loss");
+            for (a, b) in first.2.iter().zip(&run.2) {
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(a), bits(b), "{weights:?}: gradients");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_kept_matrices_stay_within_their_budget() {
+    let (_dir, mut model) = load("llama", FixtureWeights::Q8_0);
+    let mut trainer = model
+        .start_lora("t", &spec(&PROJECTIONS, 0.0), AdamWSettings::default(), 1)
+        .unwrap();
+    trainer.dense = Arc::new(DenseCache::with_budget(10_000));
+    trainer
+        .gradients(&model, &[sequence(1, 30, 20)], 0)
+        .unwrap();
+    let held = trainer.dense.bytes();
+    assert!(held > 0 && held <= 10_000, "{held} bytes kept");
+}

@@ -345,7 +345,7 @@ pub(super) fn attend_cpu(
 const ATTENTION_PARALLEL_WORK: usize = 1 << 20;
 
 /// Threads for the attention of a pass: `CANDLE_NUM_THREADS` or candle's own count, read once.
-pub(super) fn attention_threads() -> usize {
+pub(crate) fn attention_threads() -> usize {
     static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *THREADS.get_or_init(|| {
         std::env::var("CANDLE_NUM_THREADS")

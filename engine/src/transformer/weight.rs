@@ -2,10 +2,12 @@
 //! own `Q8_0` or `Q4_0`/`Q4_1` layout on the CPU (`crate::q8`), else as candle's `QMatMul`; it
 //! multiplies for inference ([`Weight::forward`]: each input row gets the same bits whatever
 //! rows come with it), for training ([`Weight::train_forward`]: in `f32`, differentiable in the
-//! input through the [`BaseProduct`] autograd node while the matrix stays frozen and is never
-//! kept dequantized), and looks rows up as token embeddings.
+//! input through the [`BaseProduct`] autograd node while the matrix stays frozen, its `f32` form
+//! kept between steps by a trainer's [`DenseCache`] up to a budget), and looks rows up as token
+//! embeddings.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Result, Tensor};
@@ -83,24 +85,47 @@ impl Weight {
         }
     }
 
-    /// `x Wᵀ` for training: computed in `f32` from the matrix dequantized for this product alone
-    /// (activations are not rounded to 8 bits, so the loss is smooth in the adapters), and
-    /// differentiable in `x` through [`BaseProduct`], which dequantizes the matrix again for the
-    /// backward pass rather than keeping it. The matrix itself never gets a gradient.
-    pub(super) fn train_forward(&self, x: &Tensor) -> Result<Tensor> {
+    /// `x Wᵀ` for training: computed in `f32` (activations are not rounded to 8 bits, so the
+    /// loss is smooth in the adapters) from the matrix in `f32` — kept by `cache` if it holds
+    /// it or has room for it, else dequantized for this product alone — and differentiable in
+    /// `x` through [`BaseProduct`], which uses the kept matrix for the backward pass or else
+    /// dequantizes it again rather than keeping it. The matrix itself never gets a gradient.
+    pub(super) fn train_forward(&self, x: &Tensor, cache: Option<&DenseCache>) -> Result<Tensor> {
+        let mut kept = None;
         let product = match self.streamed(x, false)? {
             Some(product) => product,
             None => {
-                let w = self.dense()?.to_dtype(x.dtype())?;
-                matmul_t(&x.detach(), &w)?
+                let w = match cache {
+                    Some(cache) => {
+                        let (w, is_kept) = cache.dense(self)?;
+                        if is_kept {
+                            kept = Some(w.clone());
+                        }
+                        w
+                    }
+                    None => self.dense()?,
+                };
+                matmul_t(&x.detach(), &w.to_dtype(x.dtype())?)?
             }
         };
         x.apply_op2(
             &product,
             BaseProduct {
                 weight: self.clone(),
+                kept,
             },
         )
+    }
+
+    /// What identifies the matrix while it is alive (the address of its shared storage), for
+    /// the ones whose `f32` form takes work to make; `None` for a matrix held in `f32` already.
+    fn identity(&self) -> Option<usize> {
+        match self {
+            Self::Q8(m) => Some(Arc::as_ptr(m) as usize),
+            Self::Q4(m) => Some(Arc::as_ptr(m) as usize),
+            Self::Candle(QMatMul::QTensor(q)) => Some(Arc::as_ptr(q) as usize),
+            Self::Candle(QMatMul::Tensor(_) | QMatMul::TensorF16(_)) => None,
+        }
     }
 
     /// For a few input rows and a weight in the engine's own layouts: `x Wᵀ` (or, `transposed`,
@@ -225,6 +250,75 @@ impl Weight {
 /// `∂y · W` (dequantizing `W` on the fly) and the product none.
 struct BaseProduct {
     weight: Weight,
+    /// The matrix in `f32` when a [`DenseCache`] keeps it anyway.
+    kept: Option<Tensor>,
+}
+
+/// Bytes of base matrices in `f32` a trainer keeps between steps ([`DenseCache`]): the whole of a
+/// model up to about 250 million parameters (SmolLM2-135M: 538 MB), the first matrices of a
+/// larger one.
+pub(crate) const DENSE_CACHE_BYTES: usize = 1 << 30;
+
+/// The frozen base matrices of one trainer in `f32`, kept from their first product on while they
+/// fit in [`DENSE_CACHE_BYTES`]: a step then multiplies by them (forward and backward) instead
+/// of dequantizing every matrix twice into fresh memory. Each entry holds a clone of its weight,
+/// so the address that keys it cannot be reused by another matrix while it is kept.
+#[derive(Debug)]
+pub(crate) struct DenseCache {
+    budget: usize,
+    held: Mutex<DenseHeld>,
+}
+
+impl Default for DenseCache {
+    fn default() -> Self {
+        Self::with_budget(DENSE_CACHE_BYTES)
+    }
+}
+
+#[derive(Debug, Default)]
+struct DenseHeld {
+    bytes: usize,
+    by_matrix: HashMap<usize, (Weight, Tensor)>,
+}
+
+impl DenseCache {
+    /// A cache keeping at most `budget` bytes.
+    pub(crate) fn with_budget(budget: usize) -> Self {
+        Self {
+            budget,
+            held: Mutex::default(),
+        }
+    }
+
+    /// `weight` in `f32`, and whether the cache keeps it.
+    pub(crate) fn dense(&self, weight: &Weight) -> Result<(Tensor, bool)> {
+        let Some(key) = weight.identity() else {
+            return Ok((weight.dense()?, false));
+        };
+        if let Some((_, kept)) = self.lock().by_matrix.get(&key) {
+            return Ok((kept.clone(), true));
+        }
+        let dense = weight.dense()?.to_dtype(DType::F32)?;
+        let bytes = dense.elem_count() * 4;
+        let mut held = self.lock();
+        if held.by_matrix.contains_key(&key) || held.bytes + bytes > self.budget {
+            return Ok((dense, false));
+        }
+        held.bytes += bytes;
+        held.by_matrix.insert(key, (weight.clone(), dense.clone()));
+        Ok((dense, true))
+    }
+
+    /// Bytes kept.
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, DenseHeld> {
+        // A panic elsewhere while the lock was held left whole entries or none.
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl candle_core::CustomOp2 for BaseProduct {
@@ -271,7 +365,10 @@ impl candle_core::CustomOp2 for BaseProduct {
         if let Some(grad_x) = self.weight.streamed(grad, true)? {
             return Ok((Some(grad_x.reshape(x.dims())?), None));
         }
-        let w = self.weight.dense()?.to_dtype(grad.dtype())?;
+        let w = match &self.kept {
+            Some(w) => w.to_dtype(grad.dtype())?,
+            None => self.weight.dense()?.to_dtype(grad.dtype())?,
+        };
         let out = w.dim(0)?;
         let grad_x = grad
             .contiguous()?

@@ -1,0 +1,217 @@
+//! The summed negative log-likelihood of target tokens under a matrix of logits, as one autograd
+//! node: `Σᵢ (log Σⱼ exp zᵢⱼ − zᵢ,tᵢ)` forward, `g · (softmax(zᵢ) − onehot(tᵢ))` backward.
+//!
+//! Why one node: composed from candle's operations (log-softmax = max, subtract, exp, sum, log,
+//! subtract; then gather, sum), a pass with the loss on every position of a 256-token sequence
+//! makes about twenty passes over its 256 × 49,152 logits, each into a fresh 50 MB tensor, and
+//! the backward pass as many again. Here the forward pass reads the logits twice (maximum, then
+//! the sum of exponentials, per row) and the backward pass reads them once more and writes the
+//! gradient, split over rows between the worker threads.
+//!
+//! On a device other than the CPU, [`response_nll`] takes the composed form (the generic path).
+
+use candle_core::{CpuStorage, D, Layout, Result, Shape, Tensor};
+
+use crate::transformer::attention_threads;
+
+/// `Σᵢ −log softmax(logits[i])[targets[i]]` for `logits` of shape `(rows, vocab)`, as a scalar
+/// differentiable in `logits`.
+pub(super) fn response_nll(logits: &Tensor, targets: &[u32]) -> Result<Tensor> {
+    let (rows, vocab) = logits.dims2()?;
+    if rows != targets.len() {
+        candle_core::bail!("{rows} rows of logits for {} targets", targets.len());
+    }
+    if let Some(&t) = targets.iter().find(|&&t| t as usize >= vocab) {
+        candle_core::bail!("target token {t} is outside the vocabulary of {vocab}");
+    }
+    if !logits.device().is_cpu() {
+        return composed_nll(logits, targets);
+    }
+    logits.contiguous()?.apply_op1(ResponseNll {
+        targets: targets.to_vec(),
+    })
+}
+
+/// The same sum from candle's operations (any device; the reference of the tests).
+pub(super) fn composed_nll(logits: &Tensor, targets: &[u32]) -> Result<Tensor> {
+    let logp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+    let targets = Tensor::new(targets, logits.device())?.unsqueeze(1)?;
+    logp.gather(&targets, 1)?.sum_all()?.neg()
+}
+
+/// The autograd node (CPU, `f32`).
+struct ResponseNll {
+    targets: Vec<u32>,
+}
+
+/// `max zⱼ` and `Σⱼ exp(zⱼ − max)` of one row (the sum in `f64`).
+fn row_stats(row: &[f32]) -> (f32, f64) {
+    let max = row.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
+    let sum = row.iter().map(|&v| f64::from((v - max).exp())).sum();
+    (max, sum)
+}
+
+/// Runs `work(first_row, rows_chunk, out_chunk)` over `rows` rows of `width` values split into
+/// contiguous ranges between the worker threads; `out` has `per_row` values a row.
+fn by_rows<T: Send>(
+    logits: &[f32],
+    width: usize,
+    out: &mut [T],
+    per_row: usize,
+    work: impl Fn(usize, &[f32], &mut [T]) + Sync,
+) {
+    let rows = logits.len() / width.max(1);
+    let threads = attention_threads().clamp(1, rows.max(1));
+    let chunk = rows.div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let work = &work;
+        for (index, (input, output)) in logits
+            .chunks(chunk * width)
+            .zip(out.chunks_mut(chunk * per_row))
+            .enumerate()
+        {
+            scope.spawn(move || work(index * chunk, input, output));
+        }
+    });
+}
+
+impl ResponseNll {
+    fn contiguous<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
+        let CpuStorage::F32(values) = storage else {
+            candle_core::bail!("the response loss takes f32 logits");
+        };
+        match layout.contiguous_offsets() {
+            Some((start, end)) => Ok(&values[start..end]),
+            None => candle_core::bail!("the response loss takes contiguous logits"),
+        }
+    }
+}
+
+impl candle_core::CustomOp1 for ResponseNll {
+    fn name(&self) -> &'static str {
+        "response-nll"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (rows, vocab) = layout.shape().dims2()?;
+        let logits = Self::contiguous(storage, layout)?;
+        let mut losses = vec![0f64; rows];
+        by_rows(logits, vocab, &mut losses, 1, |first, input, out| {
+            for (i, (row, loss)) in input.chunks_exact(vocab).zip(out).enumerate() {
+                let (max, sum) = row_stats(row);
+                let target = row[self.targets[first + i] as usize];
+                *loss = f64::from(max) + sum.ln() - f64::from(target);
+            }
+        });
+        #[allow(clippy::cast_possible_truncation)] // the loss is an f32 tensor
+        let total = losses.iter().sum::<f64>() as f32;
+        Ok((CpuStorage::F32(vec![total]), Shape::from(())))
+    }
+
+    fn bwd(&self, logits: &Tensor, _: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let (rows, vocab) = logits.dims2()?;
+        let scale = grad.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()?;
+        let (storage, layout) = logits.storage_and_layout();
+        let candle_core::Storage::Cpu(storage) = &*storage else {
+            candle_core::bail!("the response loss runs on the CPU");
+        };
+        let values = Self::contiguous(storage, layout)?;
+        let mut out = vec![0f32; rows * vocab];
+        by_rows(values, vocab, &mut out, vocab, |first, input, out| {
+            for (i, (row, grads)) in input
+                .chunks_exact(vocab)
+                .zip(out.chunks_exact_mut(vocab))
+                .enumerate()
+            {
+                let (max, sum) = row_stats(row);
+                #[allow(clippy::cast_possible_truncation)]
+                let factor = (f64::from(scale) / sum) as f32;
+                for (g, &v) in grads.iter_mut().zip(row) {
+                    *g = (v - max).exp() * factor;
+                }
+                grads[self.targets[first + i] as usize] -= scale;
+            }
+        });
+        Ok(Some(Tensor::from_vec(out, (rows, vocab), logits.device())?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Tensor, Var};
+
+    use super::{composed_nll, response_nll};
+
+    /// Logits of `rows × vocab` with a wide spread (some rows far from zero, where a softmax
+    /// without its maximum subtracted overflows).
+    fn logits(rows: usize, vocab: usize) -> Vec<f32> {
+        let mut rng = crate::fixture::SplitMix64(7);
+        (0..rows * vocab)
+            .map(|i| {
+                #[allow(clippy::cast_precision_loss)]
+                let unit = (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32;
+                let offset = if (i / vocab) % 3 == 1 { 90.0 } else { 0.0 };
+                offset + 12.0 * unit - 6.0
+            })
+            .collect()
+    }
+
+    /// The loss times 1.7 and the gradient of that with respect to the logits.
+    fn value_and_gradient(
+        loss: impl Fn(&Tensor, &[u32]) -> candle_core::Result<Tensor>,
+        values: &[f32],
+        shape: (usize, usize),
+        targets: &[u32],
+    ) -> (f32, Vec<f32>) {
+        let var =
+            Var::from_tensor(&Tensor::from_slice(values, shape, &Device::Cpu).unwrap()).unwrap();
+        let total = (loss(var.as_tensor(), targets).unwrap() * 1.7).unwrap();
+        let grads = total.backward().unwrap();
+        let gradient = grads.get(var.as_tensor()).unwrap();
+        (
+            total.to_scalar::<f32>().unwrap(),
+            gradient.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        )
+    }
+
+    #[test]
+    fn the_fused_loss_and_its_gradient_equal_candles_composition() {
+        // Arrange: more rows than threads, a vocabulary of a few thousand, targets at both ends.
+        let (rows, vocab) = (11, 3001);
+        let values = logits(rows, vocab);
+        let targets: Vec<u32> = (0..rows as u32).map(|i| (i * 977) % 3001).collect();
+        let targets = [&[0, 3000][..], &targets[2..]].concat();
+
+        // Act
+        let (fused, fused_grad) =
+            value_and_gradient(response_nll, &values, (rows, vocab), &targets);
+        let (composed, composed_grad) =
+            value_and_gradient(composed_nll, &values, (rows, vocab), &targets);
+
+        // Assert
+        assert!(
+            (fused - composed).abs() <= 1e-5 * composed.abs(),
+            "{fused} vs {composed}"
+        );
+        assert!(fused > 0.0);
+        let worst = fused_grad
+            .iter()
+            .zip(&composed_grad)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst <= 1e-6, "gradients differ by up to {worst}");
+        // Each row's gradient sums to zero (softmax minus one-hot), times 1.7.
+        for row in fused_grad.chunks_exact(vocab) {
+            assert!(row.iter().sum::<f32>().abs() < 1e-4);
+        }
+    }
+
+    #[test]
+    fn targets_outside_the_vocabulary_or_of_another_count_are_refused() {
+        let x = Tensor::zeros((2, 5), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let error = response_nll(&x, &[0, 5]).unwrap_err().to_string();
+        assert!(error.contains("target token 5"), "{error}");
+        let error = response_nll(&x, &[0]).unwrap_err().to_string();
+        assert!(error.contains("2 rows of logits for 1 targets"), "{error}");
+    }
+}
