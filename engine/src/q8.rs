@@ -627,8 +627,7 @@ mod avx2 {
     ///
     /// # Safety
     /// As [`tile`], and `b` must be a block of the rows (`b < cols / 32`).
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
+    #[inline(always)]
     pub(super) unsafe fn block_step<const M: usize, const N: usize, const H: bool>(
         w: &Q8Matrix,
         acts: &Acts,
@@ -637,51 +636,55 @@ mod avx2 {
         b: usize,
         acc: &mut [[__m256; N]; M],
     ) {
-        let cols = w.cols;
-        let blocks = cols / BLOCK;
-        let ones = _mm256_set1_epi16(1);
-        let x_base = acts.quants.as_ptr();
-        let w_base = w.quants.as_ptr();
-        let mut wv = [ones; N];
-        let mut wd = [0f32; N];
-        let mut wh = [_mm256_setzero_ps(); N];
-        for j in 0..N {
-            // SAFETY: row n0 + j < rows (contract), so its block b lies inside `quants`
-            // (rows × cols values); unaligned loads are allowed.
-            wv[j] = unsafe {
-                _mm256_loadu_si256(w_base.add((n0 + j) * cols + b * BLOCK).cast::<__m256i>())
-            };
-            prefetch(w_base, (n0 + j) * cols + b * BLOCK + PREFETCH_AHEAD);
-            if H {
-                // The i32 lanes 0–3 hold values 0–15, lanes 4–7 values 16–31.
-                let index = ((n0 + j) * blocks + b) * 2;
-                let (low, high) = (w.scales[index], w.scales[index + 1]);
-                wh[j] = _mm256_setr_ps(low, low, low, low, high, high, high, high);
-            } else {
-                wd[j] = w.scales[(n0 + j) * blocks + b];
-            }
-        }
-        #[allow(clippy::needless_range_loop)] // i indexes the activations too
-        for i in 0..M {
-            // SAFETY: token m0 + i < m (contract), so its block b lies inside the
-            // activations (m × cols values).
-            let xv = unsafe {
-                _mm256_loadu_si256(x_base.add((m0 + i) * cols + b * BLOCK).cast::<__m256i>())
-            };
-            let ax = _mm256_abs_epi8(xv);
-            let xd = acts.scales[(m0 + i) * blocks + b];
+        // SAFETY: the caller guarantees AVX2 and FMA (this function's contract), which the
+        // intrinsics below need; the pointer arithmetic is justified where it happens.
+        unsafe {
+            let cols = w.cols;
+            let blocks = cols / BLOCK;
+            let ones = _mm256_set1_epi16(1);
+            let x_base = acts.quants.as_ptr();
+            let w_base = w.quants.as_ptr();
+            let mut wv = [ones; N];
+            let mut wd = [0f32; N];
+            let mut wh = [_mm256_setzero_ps(); N];
             for j in 0..N {
-                // |x| · (w · sign x) = x · w, in u8 × i8 pairs that cannot saturate i16
-                // (|x|, |w| ≤ 127).
-                let signed = _mm256_sign_epi8(wv[j], xv);
-                let pairs = _mm256_maddubs_epi16(ax, signed);
-                let dots = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
-                let scale = if H {
-                    _mm256_mul_ps(wh[j], _mm256_set1_ps(xd))
-                } else {
-                    _mm256_set1_ps(xd * wd[j])
+                // SAFETY: row n0 + j < rows (contract), so its block b lies inside `quants`
+                // (rows × cols values); unaligned loads are allowed.
+                wv[j] = {
+                    _mm256_loadu_si256(w_base.add((n0 + j) * cols + b * BLOCK).cast::<__m256i>())
                 };
-                acc[i][j] = _mm256_fmadd_ps(dots, scale, acc[i][j]);
+                prefetch(w_base, (n0 + j) * cols + b * BLOCK + PREFETCH_AHEAD);
+                if H {
+                    // The i32 lanes 0–3 hold values 0–15, lanes 4–7 values 16–31.
+                    let index = ((n0 + j) * blocks + b) * 2;
+                    let (low, high) = (w.scales[index], w.scales[index + 1]);
+                    wh[j] = _mm256_setr_ps(low, low, low, low, high, high, high, high);
+                } else {
+                    wd[j] = w.scales[(n0 + j) * blocks + b];
+                }
+            }
+            #[allow(clippy::needless_range_loop)] // i indexes the activations too
+            for i in 0..M {
+                // SAFETY: token m0 + i < m (contract), so its block b lies inside the
+                // activations (m × cols values).
+                let xv = {
+                    _mm256_loadu_si256(x_base.add((m0 + i) * cols + b * BLOCK).cast::<__m256i>())
+                };
+                let ax = _mm256_abs_epi8(xv);
+                let xd = acts.scales[(m0 + i) * blocks + b];
+                for j in 0..N {
+                    // |x| · (w · sign x) = x · w, in u8 × i8 pairs that cannot saturate i16
+                    // (|x|, |w| ≤ 127).
+                    let signed = _mm256_sign_epi8(wv[j], xv);
+                    let pairs = _mm256_maddubs_epi16(ax, signed);
+                    let dots = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
+                    let scale = if H {
+                        _mm256_mul_ps(wh[j], _mm256_set1_ps(xd))
+                    } else {
+                        _mm256_set1_ps(xd * wd[j])
+                    };
+                    acc[i][j] = _mm256_fmadd_ps(dots, scale, acc[i][j]);
+                }
             }
         }
     }

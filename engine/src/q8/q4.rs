@@ -327,8 +327,7 @@ mod avx2 {
     ///
     /// # Safety
     /// As [`q4_tile`], and `b` must be a block of the rows (`b < cols / 32`).
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
+    #[inline(always)]
     pub(in crate::q8) unsafe fn q4_block_step<const M: usize, const N: usize>(
         w: &Q4Matrix,
         acts: &Acts,
@@ -337,39 +336,43 @@ mod avx2 {
         b: usize,
         acc: &mut [[__m256; N]; M],
     ) {
-        let cols = w.cols;
-        let blocks = cols / BLOCK;
-        let ones = _mm256_set1_epi16(1);
-        let low_half = _mm_set1_epi8(0x0f);
-        let x_base = acts.quants.as_ptr();
-        let w_base = w.nibbles.as_ptr();
-        let mut wv = [ones; N];
-        let mut wd = [0f32; N];
-        for j in 0..N {
-            let index = (n0 + j) * blocks + b;
-            // SAFETY: row n0 + j < rows (contract), so its block b's 16 bytes lie inside
-            // `nibbles` (rows × cols / 2 bytes); unaligned loads are allowed.
-            let raw = unsafe { _mm_loadu_si128(w_base.add(index * BLOCK / 2).cast::<__m128i>()) };
-            prefetch(w_base, index * BLOCK / 2 + PREFETCH_AHEAD);
-            let low = _mm_and_si128(raw, low_half);
-            let high = _mm_and_si128(_mm_srli_epi16::<4>(raw), low_half);
-            // Values 0..15 of the block in the low lane, 16..31 in the high one.
-            wv[j] = _mm256_set_m128i(high, low);
-            wd[j] = w.scales[index];
-        }
-        #[allow(clippy::needless_range_loop)] // i indexes the activations too
-        for i in 0..M {
-            // SAFETY: token m0 + i < m (contract), so its block b lies inside the
-            // activations (m × cols values).
-            let xv = unsafe {
-                _mm256_loadu_si256(x_base.add((m0 + i) * cols + b * BLOCK).cast::<__m256i>())
-            };
-            let xd = acts.scales[(m0 + i) * blocks + b];
+        // SAFETY: the caller guarantees AVX2 and FMA (this function's contract), which the
+        // intrinsics below need; the pointer arithmetic is justified where it happens.
+        unsafe {
+            let cols = w.cols;
+            let blocks = cols / BLOCK;
+            let ones = _mm256_set1_epi16(1);
+            let low_half = _mm_set1_epi8(0x0f);
+            let x_base = acts.quants.as_ptr();
+            let w_base = w.nibbles.as_ptr();
+            let mut wv = [ones; N];
+            let mut wd = [0f32; N];
             for j in 0..N {
-                // u8 (0..15) × i8 pairs: at most 2 · 15 · 127, no i16 saturation.
-                let pairs = _mm256_maddubs_epi16(wv[j], xv);
-                let dots = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
-                acc[i][j] = _mm256_fmadd_ps(dots, _mm256_set1_ps(xd * wd[j]), acc[i][j]);
+                let index = (n0 + j) * blocks + b;
+                // SAFETY: row n0 + j < rows (contract), so its block b's 16 bytes lie inside
+                // `nibbles` (rows × cols / 2 bytes); unaligned loads are allowed.
+                let raw = { _mm_loadu_si128(w_base.add(index * BLOCK / 2).cast::<__m128i>()) };
+                prefetch(w_base, index * BLOCK / 2 + PREFETCH_AHEAD);
+                let low = _mm_and_si128(raw, low_half);
+                let high = _mm_and_si128(_mm_srli_epi16::<4>(raw), low_half);
+                // Values 0..15 of the block in the low lane, 16..31 in the high one.
+                wv[j] = _mm256_set_m128i(high, low);
+                wd[j] = w.scales[index];
+            }
+            #[allow(clippy::needless_range_loop)] // i indexes the activations too
+            for i in 0..M {
+                // SAFETY: token m0 + i < m (contract), so its block b lies inside the
+                // activations (m × cols values).
+                let xv = {
+                    _mm256_loadu_si256(x_base.add((m0 + i) * cols + b * BLOCK).cast::<__m256i>())
+                };
+                let xd = acts.scales[(m0 + i) * blocks + b];
+                for j in 0..N {
+                    // u8 (0..15) × i8 pairs: at most 2 · 15 · 127, no i16 saturation.
+                    let pairs = _mm256_maddubs_epi16(wv[j], xv);
+                    let dots = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
+                    acc[i][j] = _mm256_fmadd_ps(dots, _mm256_set1_ps(xd * wd[j]), acc[i][j]);
+                }
             }
         }
     }

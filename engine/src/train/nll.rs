@@ -18,6 +18,9 @@ use crate::transformer::attention_threads;
 /// differentiable in `logits`.
 pub(super) fn response_nll(logits: &Tensor, targets: &[u32]) -> Result<Tensor> {
     let (rows, vocab) = logits.dims2()?;
+    if vocab == 0 {
+        candle_core::bail!("logits over an empty vocabulary");
+    }
     if rows != targets.len() {
         candle_core::bail!("{rows} rows of logits for {} targets", targets.len());
     }
