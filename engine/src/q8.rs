@@ -239,22 +239,71 @@ fn drive(
     out: &mut [f32],
     tile: impl Fn(&Acts, usize, usize, usize, usize) -> [[f32; RN]; RM] + Sync,
 ) {
+    drive_parts(
+        isa,
+        x,
+        cols,
+        m,
+        &mut [Part {
+            rows,
+            out,
+            tile: &tile,
+        }],
+    );
+}
+
+/// The tile function of one product: `(acts, m0, rm, n0, rn)` to the tile's sums.
+type Tile<'a> = dyn Fn(&Acts, usize, usize, usize, usize) -> [[f32; RN]; RM] + Sync + 'a;
+type TileFn<'a> = &'a Tile<'a>;
+
+/// One product of a [`drive_parts`] call: its weight rows, its `m × rows` output, its tiles.
+struct Part<'a> {
+    rows: usize,
+    out: &'a mut [f32],
+    tile: TileFn<'a>,
+}
+
+/// Several products of the same input (a layer's query, key and value projections, or its gate
+/// and up projections) as one: `x` quantized once, and the tiles of all of them split between
+/// the worker threads in one hand-off. Each output gets the bits its own [`drive`] would give.
+fn drive_parts(isa: Isa, x: &[f32], cols: usize, m: usize, parts: &mut [Part<'_>]) {
     assert!(
         isa.supported(),
         "{} is not available on this CPU",
         isa.name()
     );
     debug_assert_eq!(x.len(), m * cols);
-    debug_assert_eq!(out.len(), m * rows);
     let acts = quantize_rows_on(isa, x, m, cols);
-    // Row tiles are the unit of work; each thread writes only its tiles' columns.
-    let row_tiles = rows.div_ceil(RN);
-    let out_ptr = SharedOut(out.as_mut_ptr());
-    let out_len = out.len();
+    // Row tiles are the unit of work, numbered across the parts; each thread writes only its
+    // tiles' columns.
+    let mut first_tile = Vec::with_capacity(parts.len() + 1);
+    let mut macs = 0;
+    first_tile.push(0);
+    for part in parts.iter() {
+        assert_eq!(part.out.len(), m * part.rows, "an output of the wrong size");
+        first_tile.push(first_tile[first_tile.len() - 1] + part.rows.div_ceil(RN));
+        macs += m * part.rows * cols;
+    }
+    let total_tiles = first_tile[parts.len()];
+    let outs: Vec<(SharedOut, usize, usize, TileFn<'_>)> = parts
+        .iter_mut()
+        .map(|part| {
+            (
+                SharedOut(part.out.as_mut_ptr()),
+                part.out.len(),
+                part.rows,
+                part.tile,
+            )
+        })
+        .collect();
     let run = |tiles: std::ops::Range<usize>| {
-        let out_ptr = &out_ptr;
+        let mut index = 0;
         for t in tiles {
-            let n0 = t * RN;
+            while t >= first_tile[index + 1] {
+                index += 1;
+            }
+            let (out_ptr, out_len, rows, tile) = &outs[index];
+            let n0 = (t - first_tile[index]) * RN;
             let rn = RN.min(rows - n0);
             let mut m0 = 0;
             while m0 < m {
@@ -264,10 +313,11 @@ fn drive(
                 for i in 0..rm {
                     for j in 0..rn {
                         let index = (m0 + i) * rows + n0 + j;
-                        assert!(index < out_len);
-                        // SAFETY: `index < out.len()` (checked), and column n0 + j belongs to
-                        // this tile alone, so no two threads write the same element; `out`
-                        // outlives the pool call, which returns only when every thread is done.
+                        assert!(index < *out_len);
+                        // SAFETY: `index` is inside this part's output (checked), and column
+                        // n0 + j of it belongs to this tile alone, so no two threads write the
+                        // same element; the outputs outlive the pool call, which returns only
+                        // when every thread is done.
                         unsafe { *out_ptr.0.add(index) = sums[i][j] };
                     }
                 }
@@ -275,11 +325,79 @@ fn drive(
             }
         }
     };
-    if m * rows * cols < PARALLEL_THRESHOLD {
-        run(0..row_tiles);
+    if macs < PARALLEL_THRESHOLD {
+        run(0..total_tiles);
     } else {
-        candle_core::utils::barrier_pool().execute_chunked(row_tiles, run);
+        candle_core::utils::barrier_pool().execute_chunked(total_tiles, run);
     }
+}
+
+/// A matrix in one of the engine's own layouts, for [`matmul_many`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum OwnMatrix<'a> {
+    Q8(&'a Q8Matrix),
+    Q4(&'a Q4Matrix),
+}
+
+impl OwnMatrix<'_> {
+    pub(crate) fn rows(self) -> usize {
+        match self {
+            Self::Q8(w) => w.rows(),
+            Self::Q4(w) => w.rows(),
+        }
+    }
+
+    pub(crate) fn cols(self) -> usize {
+        match self {
+            Self::Q8(w) => w.cols(),
+            Self::Q4(w) => w.cols(),
+        }
+    }
+}
+
+/// `outs[i] = x Wᵢᵀ` for matrices of `cols` columns and `x` of `m` rows, as one product (see
+/// [`drive_parts`]): the same bits as each matrix's own `matmul`.
+pub(crate) fn matmul_many(x: &[f32], m: usize, products: &mut [(OwnMatrix<'_>, &mut [f32])]) {
+    matmul_many_on(chosen(), x, m, products);
+}
+
+/// [`matmul_many`] on the path `isa`, which this CPU must have.
+pub(crate) fn matmul_many_on(
+    isa: Isa,
+    x: &[f32],
+    m: usize,
+    products: &mut [(OwnMatrix<'_>, &mut [f32])],
+) {
+    let Some(cols) = products.first().map(|(w, _)| w.cols()) else {
+        return;
+    };
+    assert!(
+        products.iter().all(|(w, _)| w.cols() == cols),
+        "products of one input need matrices of one width"
+    );
+    let tiles: Vec<Box<Tile<'_>>> = products
+        .iter()
+        .map(|&(w, _)| -> Box<Tile<'_>> {
+            match w {
+                OwnMatrix::Q8(w) => Box::new(move |acts: &Acts, m0, rm, n0, rn| {
+                    dot_tile(isa, w, acts, m0, rm, n0, rn)
+                }),
+                OwnMatrix::Q4(w) => Box::new(move |acts: &Acts, m0, rm, n0, rn| {
+                    q4::tile_on(isa, w, acts, m0, rm, n0, rn)
+                }),
+            }
+        })
+        .collect();
+    let mut parts: Vec<Part<'_>> = products
+        .iter_mut()
+        .zip(&tiles)
+        .map(|((w, out), tile)| Part {
+            rows: w.rows(),
+            out,
+            tile: tile.as_ref(),
+        })
+        .collect();
+    drive_parts(isa, x, cols, m, &mut parts);
 }
 
 /// Below this many multiply-adds a matmul runs on the calling thread.
@@ -292,7 +410,7 @@ const RN: usize = 3;
 /// The output pointer, shared by the worker threads for their disjoint writes.
 struct SharedOut(*mut f32);
 // SAFETY: the pointer is only written through at indices owned by one thread each (see
-// `Q8Matrix::matmul`).
+// `drive_parts`).
 unsafe impl Sync for SharedOut {}
 
 /// The activations' 8-bit blocks for a product on `isa`: the same values on every path (the

@@ -220,6 +220,40 @@ impl Linear {
             Some(train) => self.weight.train_forward(x, train.dense.as_deref())?,
             None => self.weight.forward(x)?,
         };
+        self.finish(y, x, pass, site)
+    }
+
+    /// [`Self::forward`] of several projections of the same input (`sites` theirs), their base
+    /// products taken as one where inference allows it (`Weight::forward_many`).
+    fn forward_many<const N: usize>(
+        linears: [&Self; N],
+        x: &Tensor,
+        pass: Pass<'_>,
+        sites: [u64; N],
+    ) -> Result<[Tensor; N]> {
+        let joint = match pass.train {
+            Some(_) => None,
+            None => Weight::forward_many(&linears.map(|l| &l.weight), x)?,
+        };
+        let mut outs = Vec::with_capacity(N);
+        match joint {
+            Some(products) => {
+                for ((linear, y), site) in linears.iter().zip(products).zip(sites) {
+                    outs.push(linear.finish(y, x, pass, site)?);
+                }
+            }
+            None => {
+                for (linear, site) in linears.iter().zip(sites) {
+                    outs.push(linear.forward(x, pass, site)?);
+                }
+            }
+        }
+        outs.try_into()
+            .map_err(|_| candle_core::Error::Msg("a projection went missing".to_owned()))
+    }
+
+    /// The base product `y` of `x` plus the bias and the pass's adapter pair.
+    fn finish(&self, y: Tensor, x: &Tensor, pass: Pass<'_>, site: u64) -> Result<Tensor> {
         let y = match &self.bias {
             Some(bias) => y.broadcast_add(bias)?,
             None => y,
@@ -558,9 +592,15 @@ impl Transformer {
                 .transpose(1, 2)?
                 .contiguous()
         };
-        let mut q = split(block.q.forward(&h, pass, site(0))?, heads)?;
-        let mut k = split(block.k.forward(&h, pass, site(1))?, kv_heads)?;
-        let v = split(block.v.forward(&h, pass, site(2))?, kv_heads)?;
+        let [q, k, v] = Linear::forward_many(
+            [&block.q, &block.k, &block.v],
+            &h,
+            pass,
+            [site(0), site(1), site(2)],
+        )?;
+        let mut q = split(q, heads)?;
+        let mut k = split(k, kv_heads)?;
+        let v = split(v, kv_heads)?;
         if let Some(norm) = &block.q_norm {
             q = norm.forward(&q, differentiable)?;
         }
@@ -607,16 +647,13 @@ impl Transformer {
         let x = (x + attn)?;
 
         let h = block.ffn_norm.forward(&x, differentiable)?;
-        let gate = block.gate.forward(&h, pass, site(4))?;
+        let [gate, up] =
+            Linear::forward_many([&block.gate, &block.up], &h, pass, [site(4), site(5)])?;
         let gate = match config.activation {
             Activation::Silu => candle_nn::ops::silu(&gate)?,
             Activation::GeluTanh => gate.gelu()?,
         };
-        let mut ffn = block.down.forward(
-            &(gate * block.up.forward(&h, pass, site(5))?)?,
-            pass,
-            site(6),
-        )?;
+        let mut ffn = block.down.forward(&(gate * up)?, pass, site(6))?;
         if let Some(norm) = &block.post_ffn_norm {
             ffn = norm.forward(&ffn, differentiable)?;
         }

@@ -183,13 +183,13 @@ impl Q4Matrix {
             (self.rows, self.cols),
             m,
             out,
-            |acts, m0, rm, n0, rn| q4_tile(isa, self, acts, m0, rm, n0, rn),
+            |acts, m0, rm, n0, rn| tile_on(isa, self, acts, m0, rm, n0, rn),
         );
     }
 }
 
 /// The `rm × rn` sums of one tile of a [`Q4Matrix`] product, on `isa`.
-fn q4_tile(
+pub(super) fn tile_on(
     isa: Isa,
     w: &Q4Matrix,
     acts: &Acts,

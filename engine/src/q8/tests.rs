@@ -468,3 +468,46 @@ fn activations_quantize_alike_on_every_path_and_round_halves_away_from_zero() {
         assert_eq!(bits(&acts.sums), bits(&sums), "{}", isa.name());
     }
 }
+
+#[test]
+fn products_of_one_input_taken_together_give_each_products_own_bits() {
+    // Arrange: a query/key/value-like trio of mixed layouts and sizes (tile edges, a part
+    // smaller than a tile), and inputs of one token and of many, the latter split between
+    // threads; every path this CPU has.
+    let cols = 256;
+    let q8 = Q8Matrix::quantize(301, cols, &values(301 * cols, 31)).unwrap();
+    let (_, q4_0) = q4(GgmlDType::Q4_0, 64, cols, 32);
+    let (_, q4_1) = q4(GgmlDType::Q4_1, 2, cols, 33);
+    let q6 = q6_k(10, cols, 34);
+    let parts = [
+        OwnMatrix::Q8(&q8),
+        OwnMatrix::Q4(&q4_0),
+        OwnMatrix::Q4(&q4_1),
+        OwnMatrix::Q8(&q6),
+    ];
+    for isa in Isa::ALL.into_iter().filter(|isa| isa.supported()) {
+        for m in [1, 5, 37] {
+            let x = values(m * cols, 35 + m as u64);
+            // Act
+            let mut outs: Vec<Vec<f32>> = parts.iter().map(|w| vec![0f32; m * w.rows()]).collect();
+            let mut products: Vec<(OwnMatrix<'_>, &mut [f32])> = parts
+                .iter()
+                .zip(outs.iter_mut())
+                .map(|(&w, out)| (w, out.as_mut_slice()))
+                .collect();
+            matmul_many_on(isa, &x, m, &mut products);
+
+            // Assert
+            for (w, joint) in parts.iter().zip(&outs) {
+                let mut alone = vec![0f32; m * w.rows()];
+                match w {
+                    OwnMatrix::Q8(w) => w.matmul_on(isa, &x, m, &mut alone),
+                    OwnMatrix::Q4(w) => w.matmul_on(isa, &x, m, &mut alone),
+                }
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(joint), bits(&alone), "{} m={m}", isa.name());
+                assert!(alone.iter().any(|&v| v != 0.0));
+            }
+        }
+    }
+}

@@ -13,7 +13,7 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Result, Tensor};
 
 use super::attention::attention_threads;
-use crate::q8::{Q4Kind, Q4Matrix, Q8Matrix};
+use crate::q8::{OwnMatrix, Q4Kind, Q4Matrix, Q8Matrix};
 
 /// A weight matrix `(out, in)`: the engine's own layouts on the CPU for `Q8_0` and for
 /// `Q4_0`/`Q4_1` (`crate::q8`), else candle's (quantized or dense).
@@ -83,6 +83,44 @@ impl Weight {
             Self::Q8(m) => own_matmul(x, m.rows(), |input, n, out| m.matmul(input, n, out)),
             Self::Q4(m) => own_matmul(x, m.rows(), |input, n, out| m.matmul(input, n, out)),
         }
+    }
+
+    /// `x Wᵢᵀ` for each of `weights` (of one width), as one product when all are in the
+    /// engine's own layouts on the CPU (the input quantized once, one hand-off to the worker
+    /// threads; the same bits as [`Self::forward`] each); `None` otherwise.
+    pub(super) fn forward_many(weights: &[&Self], x: &Tensor) -> Result<Option<Vec<Tensor>>> {
+        let mut own = Vec::with_capacity(weights.len());
+        for weight in weights {
+            own.push(match weight {
+                Self::Q8(m) => OwnMatrix::Q8(m),
+                Self::Q4(m) => OwnMatrix::Q4(m),
+                Self::Candle(_) => return Ok(None),
+            });
+        }
+        let mut dims = x.dims().to_vec();
+        let last = dims.len() - 1;
+        let width = dims[last];
+        if !x.device().is_cpu() || own.iter().any(|w| w.cols() != width) {
+            return Ok(None);
+        }
+        let rows = x.elem_count() / width.max(1);
+        let input = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let mut outs: Vec<Vec<f32>> = own.iter().map(|w| vec![0f32; rows * w.rows()]).collect();
+        let mut products: Vec<(OwnMatrix<'_>, &mut [f32])> = own
+            .iter()
+            .zip(outs.iter_mut())
+            .map(|(&w, out)| (w, out.as_mut_slice()))
+            .collect();
+        crate::q8::matmul_many(&input, rows, &mut products);
+        drop(products);
+        own.iter()
+            .zip(outs)
+            .map(|(w, out)| {
+                dims[last] = w.rows();
+                Tensor::from_vec(out, dims.clone(), x.device())?.to_dtype(x.dtype())
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
     }
 
     /// `x Wᵀ` for training: computed in `f32` (activations are not rounded to 8 bits, so the
