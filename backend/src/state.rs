@@ -95,7 +95,8 @@ pub struct OutcomeCache {
 
 #[derive(Debug, Default)]
 struct KeptOutcomes {
-    runs: HashMap<i64, Arc<crate::db::runs::RunOutcomes>>,
+    /// Per run, its outcomes and how many of them are answered (counted once, when kept).
+    runs: HashMap<i64, (Arc<crate::db::runs::RunOutcomes>, usize)>,
     /// Questions held, over all runs.
     questions: usize,
 }
@@ -106,7 +107,7 @@ impl KeptOutcomes {
     /// is not kept (false).
     fn keep(&mut self, run_id: i64, outcomes: Arc<crate::db::runs::RunOutcomes>) -> bool {
         let size = outcomes.questions.len();
-        if let Some(old) = self.runs.remove(&run_id) {
+        if let Some((old, _)) = self.runs.remove(&run_id) {
             self.questions -= old.questions.len();
         }
         if size > OutcomeCache::MAX_QUESTIONS / 4 {
@@ -117,7 +118,8 @@ impl KeptOutcomes {
             self.questions = 0;
         }
         self.questions += size;
-        self.runs.insert(run_id, outcomes);
+        let answered = outcomes.answered();
+        self.runs.insert(run_id, (outcomes, answered));
         true
     }
 }
@@ -134,8 +136,8 @@ impl OutcomeCache {
         answered: u32,
     ) -> Result<Arc<crate::db::runs::RunOutcomes>, crate::db::DbError> {
         let lock = || self.runs.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(kept) = lock().runs.get(&run_id)
-            && u32::try_from(kept.answered()).ok() == Some(answered)
+        if let Some((kept, held)) = lock().runs.get(&run_id)
+            && u32::try_from(*held).ok() == Some(answered)
         {
             return Ok(kept.clone());
         }
@@ -423,7 +425,10 @@ mod outcome_tests {
             assert!(kept.questions <= OutcomeCache::MAX_QUESTIONS);
             assert_eq!(
                 kept.questions,
-                kept.runs.values().map(|o| o.questions.len()).sum::<usize>()
+                kept.runs
+                    .values()
+                    .map(|(o, _)| o.questions.len())
+                    .sum::<usize>()
             );
         }
     }
