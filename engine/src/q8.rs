@@ -209,126 +209,17 @@ impl Q8Matrix {
         out
     }
 
-    /// `out = x Wᵀ` for `x` of `m` rows of `cols` values; `out` is `m × rows`.
+    /// `out = x Wᵀ` for `x` of `m` rows of `cols` values; `out` is `m × rows` (for tests: the
+    /// model's products go through [`matmul_many`]).
+    #[cfg(test)]
     pub(crate) fn matmul(&self, x: &[f32], m: usize, out: &mut [f32]) {
         self.matmul_on(chosen(), x, m, out);
     }
 
     /// [`Self::matmul`] on the path `isa`, which this CPU must have.
+    #[cfg(test)]
     pub(crate) fn matmul_on(&self, isa: Isa, x: &[f32], m: usize, out: &mut [f32]) {
-        drive(
-            isa,
-            x,
-            (self.rows, self.cols),
-            m,
-            out,
-            |acts, m0, rm, n0, rn| dot_tile(isa, self, acts, m0, rm, n0, rn),
-        );
-    }
-}
-
-/// The product `out = x Wᵀ` of a `(rows, cols)` matrix on the path `isa` (which this CPU must
-/// have): quantizes `x` (`m` rows), then runs `tile(acts, m0, rm, n0, rn)` over every `RM × RN`
-/// tile of the `m × rows` output, split over rows between the worker threads when the product
-/// is large enough, and writes the sums.
-fn drive(
-    isa: Isa,
-    x: &[f32],
-    (rows, cols): (usize, usize),
-    m: usize,
-    out: &mut [f32],
-    tile: impl Fn(&Acts, usize, usize, usize, usize) -> [[f32; RN]; RM] + Sync,
-) {
-    drive_parts(
-        isa,
-        x,
-        cols,
-        m,
-        &mut [Part {
-            rows,
-            out,
-            tile: &tile,
-        }],
-    );
-}
-
-/// The tile function of one product: `(acts, m0, rm, n0, rn)` to the tile's sums.
-type Tile<'a> = dyn Fn(&Acts, usize, usize, usize, usize) -> [[f32; RN]; RM] + Sync + 'a;
-type TileFn<'a> = &'a Tile<'a>;
-
-/// One product of a [`drive_parts`] call: its weight rows, its `m × rows` output, its tiles.
-struct Part<'a> {
-    rows: usize,
-    out: &'a mut [f32],
-    tile: TileFn<'a>,
-}
-
-/// Several products of the same input (a layer's query, key and value projections, or its gate
-/// and up projections) as one: `x` quantized once, and the tiles of all of them split between
-/// the worker threads in one hand-off. Each output gets the bits its own [`drive`] would give.
-fn drive_parts(isa: Isa, x: &[f32], cols: usize, m: usize, parts: &mut [Part<'_>]) {
-    assert!(
-        isa.supported(),
-        "{} is not available on this CPU",
-        isa.name()
-    );
-    debug_assert_eq!(x.len(), m * cols);
-    let acts = quantize_rows_on(isa, x, m, cols);
-    // Row tiles are the unit of work, numbered across the parts; each thread writes only its
-    // tiles' columns.
-    let mut first_tile = Vec::with_capacity(parts.len() + 1);
-    let mut macs = 0;
-    first_tile.push(0);
-    for part in parts.iter() {
-        assert_eq!(part.out.len(), m * part.rows, "an output of the wrong size");
-        first_tile.push(first_tile[first_tile.len() - 1] + part.rows.div_ceil(RN));
-        macs += m * part.rows * cols;
-    }
-    let total_tiles = first_tile[parts.len()];
-    let outs: Vec<(SharedOut, usize, usize, TileFn<'_>)> = parts
-        .iter_mut()
-        .map(|part| {
-            (
-                SharedOut(part.out.as_mut_ptr()),
-                part.out.len(),
-                part.rows,
-                part.tile,
-            )
-        })
-        .collect();
-    let run = |tiles: std::ops::Range<usize>| {
-        let mut index = 0;
-        for t in tiles {
-            while t >= first_tile[index + 1] {
-                index += 1;
-            }
-            let (out_ptr, out_len, rows, tile) = &outs[index];
-            let n0 = (t - first_tile[index]) * RN;
-            let rn = RN.min(rows - n0);
-            let mut m0 = 0;
-            while m0 < m {
-                let rm = RM.min(m - m0);
-                let sums = tile(&acts, m0, rm, n0, rn);
-                #[allow(clippy::needless_range_loop)] // i, j index the output too
-                for i in 0..rm {
-                    for j in 0..rn {
-                        let index = (m0 + i) * rows + n0 + j;
-                        assert!(index < *out_len);
-                        // SAFETY: `index` is inside this part's output (checked), and column
-                        // n0 + j of it belongs to this tile alone, so no two threads write the
-                        // same element; the outputs outlive the pool call, which returns only
-                        // when every thread is done.
-                        unsafe { *out_ptr.0.add(index) = sums[i][j] };
-                    }
-                }
-                m0 += rm;
-            }
-        }
-    };
-    if macs < PARALLEL_THRESHOLD {
-        run(0..total_tiles);
-    } else {
-        candle_core::utils::barrier_pool().execute_chunked(total_tiles, run);
+        matmul_many_on(isa, x, m, &mut [(OwnMatrix::Q8(self), out)]);
     }
 }
 
@@ -353,10 +244,24 @@ impl OwnMatrix<'_> {
             Self::Q4(w) => w.cols(),
         }
     }
+
+    /// The `rm × rn` sums of one tile (entries past `rm`/`rn` are unused), on `isa`.
+    fn tile(self, isa: Isa, acts: &Acts, m0: usize, rm: usize, n0: usize, rn: usize) -> Tile {
+        match self {
+            Self::Q8(w) => dot_tile(isa, w, acts, m0, rm, n0, rn),
+            Self::Q4(w) => q4::tile_on(isa, w, acts, m0, rm, n0, rn),
+        }
+    }
 }
 
-/// `outs[i] = x Wᵢᵀ` for matrices of `cols` columns and `x` of `m` rows, as one product (see
-/// [`drive_parts`]): the same bits as each matrix's own `matmul`.
+/// The sums of one `RM × RN` register tile.
+type Tile = [[f32; RN]; RM];
+
+/// `outs[i] = x Wᵢᵀ` for matrices of one width and `x` of `m` rows: `x` quantized once, then
+/// every `RM × RN` tile of every output, split over rows between the worker threads in one
+/// hand-off when the products are large enough. Several products of the same input (a layer's
+/// query, key and value projections, or its gate and up projections) are taken as one this way;
+/// each output gets the bits it gets alone.
 pub(crate) fn matmul_many(x: &[f32], m: usize, products: &mut [(OwnMatrix<'_>, &mut [f32])]) {
     matmul_many_on(chosen(), x, m, products);
 }
@@ -368,6 +273,11 @@ pub(crate) fn matmul_many_on(
     m: usize,
     products: &mut [(OwnMatrix<'_>, &mut [f32])],
 ) {
+    assert!(
+        isa.supported(),
+        "{} is not available on this CPU",
+        isa.name()
+    );
     let Some(cols) = products.first().map(|(w, _)| w.cols()) else {
         return;
     };
@@ -375,29 +285,58 @@ pub(crate) fn matmul_many_on(
         products.iter().all(|(w, _)| w.cols() == cols),
         "products of one input need matrices of one width"
     );
-    let tiles: Vec<Box<Tile<'_>>> = products
-        .iter()
-        .map(|&(w, _)| -> Box<Tile<'_>> {
-            match w {
-                OwnMatrix::Q8(w) => Box::new(move |acts: &Acts, m0, rm, n0, rn| {
-                    dot_tile(isa, w, acts, m0, rm, n0, rn)
-                }),
-                OwnMatrix::Q4(w) => Box::new(move |acts: &Acts, m0, rm, n0, rn| {
-                    q4::tile_on(isa, w, acts, m0, rm, n0, rn)
-                }),
-            }
-        })
-        .collect();
-    let mut parts: Vec<Part<'_>> = products
+    debug_assert_eq!(x.len(), m * cols);
+    let acts = quantize_rows_on(isa, x, m, cols);
+    // Row tiles are the unit of work, numbered across the products; each thread writes only its
+    // tiles' columns.
+    let mut first_tile = Vec::with_capacity(products.len() + 1);
+    let mut macs = 0;
+    first_tile.push(0);
+    for (w, out) in products.iter() {
+        assert_eq!(out.len(), m * w.rows(), "an output of the wrong size");
+        first_tile.push(first_tile[first_tile.len() - 1] + w.rows().div_ceil(RN));
+        macs += m * w.rows() * cols;
+    }
+    let total_tiles = first_tile[products.len()];
+    let outs: Vec<(OwnMatrix<'_>, SharedOut, usize)> = products
         .iter_mut()
-        .zip(&tiles)
-        .map(|((w, out), tile)| Part {
-            rows: w.rows(),
-            out,
-            tile: tile.as_ref(),
-        })
+        .map(|(w, out)| (*w, SharedOut(out.as_mut_ptr()), out.len()))
         .collect();
-    drive_parts(isa, x, cols, m, &mut parts);
+    let run = |tiles: std::ops::Range<usize>| {
+        let mut index = 0;
+        for t in tiles {
+            while t >= first_tile[index + 1] {
+                index += 1;
+            }
+            let (w, out_ptr, out_len) = &outs[index];
+            let rows = w.rows();
+            let n0 = (t - first_tile[index]) * RN;
+            let rn = RN.min(rows - n0);
+            let mut m0 = 0;
+            while m0 < m {
+                let rm = RM.min(m - m0);
+                let sums = w.tile(isa, &acts, m0, rm, n0, rn);
+                #[allow(clippy::needless_range_loop)] // i, j index the output too
+                for i in 0..rm {
+                    for j in 0..rn {
+                        let index = (m0 + i) * rows + n0 + j;
+                        assert!(index < *out_len);
+                        // SAFETY: `index` is inside this product's output (checked), and column
+                        // n0 + j of it belongs to this tile alone, so no two threads write the
+                        // same element; the outputs outlive the pool call, which returns only
+                        // when every thread is done.
+                        unsafe { *out_ptr.0.add(index) = sums[i][j] };
+                    }
+                }
+                m0 += rm;
+            }
+        }
+    };
+    if macs < PARALLEL_THRESHOLD {
+        run(0..total_tiles);
+    } else {
+        candle_core::utils::barrier_pool().execute_chunked(total_tiles, run);
+    }
 }
 
 /// Below this many multiply-adds a matmul runs on the calling thread.
@@ -410,7 +349,7 @@ const RN: usize = 3;
 /// The output pointer, shared by the worker threads for their disjoint writes.
 struct SharedOut(*mut f32);
 // SAFETY: the pointer is only written through at indices owned by one thread each (see
-// `drive_parts`).
+// `matmul_many_on`).
 unsafe impl Sync for SharedOut {}
 
 /// The activations' 8-bit blocks for a product on `isa`: the same values on every path (the
@@ -420,7 +359,7 @@ fn quantize_rows_on(isa: Isa, x: &[f32], m: usize, cols: usize) -> Acts {
     #[cfg(target_arch = "x86_64")]
     if isa != Isa::Portable {
         // SAFETY: every path but the portable one requires AVX2 and FMA, and `isa` is one this
-        // CPU has (checked by the caller, `drive`).
+        // CPU has (checked by the caller, `matmul_many_on`).
         return unsafe { quantize_rows_avx2(x, m, cols) };
     }
     let _ = isa;

@@ -4,7 +4,7 @@
 //! or the portable loop. A block's offset enters through the sum of each activation block, so
 //! the inner loop multiplies unsigned nibbles by signed bytes and nothing else.
 
-use super::{Acts, BLOCK, Isa, RM, RN, chosen, drive, f16_to_f32, hsum_lanes};
+use super::{Acts, BLOCK, Isa, RM, RN, f16_to_f32, hsum_lanes};
 
 /// A `(rows, cols)` weight matrix of GGUF `Q4_0` or `Q4_1` blocks, kept 4-bit: per block of 32
 /// values an `f32` scale `d`, an `f32` offset `m` (`−8d` for `Q4_0`) and 16 bytes of nibbles in
@@ -170,21 +170,17 @@ impl Q4Matrix {
         out
     }
 
-    /// `out = x Wᵀ` for `x` of `m` rows of `cols` values; `out` is `m × rows`.
+    /// `out = x Wᵀ` for `x` of `m` rows of `cols` values; `out` is `m × rows` (for tests: the
+    /// model's products go through [`super::matmul_many`]).
+    #[cfg(test)]
     pub(crate) fn matmul(&self, x: &[f32], m: usize, out: &mut [f32]) {
-        self.matmul_on(chosen(), x, m, out);
+        self.matmul_on(super::chosen(), x, m, out);
     }
 
     /// [`Self::matmul`] on the path `isa`, which this CPU must have.
+    #[cfg(test)]
     pub(crate) fn matmul_on(&self, isa: Isa, x: &[f32], m: usize, out: &mut [f32]) {
-        drive(
-            isa,
-            x,
-            (self.rows, self.cols),
-            m,
-            out,
-            |acts, m0, rm, n0, rn| tile_on(isa, self, acts, m0, rm, n0, rn),
-        );
+        super::matmul_many_on(isa, x, m, &mut [(super::OwnMatrix::Q4(self), out)]);
     }
 }
 

@@ -5,10 +5,12 @@
 //! subtract; then gather, sum), a pass with the loss on every position of a 256-token sequence
 //! makes about twenty passes over its 256 × 49,152 logits, each into a fresh 50 MB tensor, and
 //! the backward pass as many again. Here the forward pass reads the logits twice (maximum, then
-//! the sum of exponentials, per row) and the backward pass reads them once more and writes the
-//! gradient, split over rows between the worker threads.
+//! the sum of exponentials, per row, kept for the backward pass) and the backward pass reads them
+//! once more and writes the gradient, split over rows between the worker threads.
 //!
 //! On a device other than the CPU, [`response_nll`] takes the composed form (the generic path).
+
+use std::sync::{Mutex, PoisonError};
 
 use candle_core::{CpuStorage, D, Layout, Result, Shape, Tensor};
 
@@ -32,6 +34,7 @@ pub(super) fn response_nll(logits: &Tensor, targets: &[u32]) -> Result<Tensor> {
     }
     logits.contiguous()?.apply_op1(ResponseNll {
         targets: targets.to_vec(),
+        stats: Mutex::default(),
     })
 }
 
@@ -45,6 +48,8 @@ pub(super) fn composed_nll(logits: &Tensor, targets: &[u32]) -> Result<Tensor> {
 /// The autograd node (CPU, `f32`).
 struct ResponseNll {
     targets: Vec<u32>,
+    /// Each row's maximum and sum of exponentials, from the forward pass.
+    stats: Mutex<Vec<(f32, f64)>>,
 }
 
 /// `max zⱼ` and `Σⱼ exp(zⱼ − max)` of one row (the sum in `f64`).
@@ -98,17 +103,19 @@ impl candle_core::CustomOp1 for ResponseNll {
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let (rows, vocab) = layout.shape().dims2()?;
         let logits = Self::contiguous(storage, layout)?;
-        let mut losses = vec![0f64; rows];
-        by_rows(logits, vocab, &mut losses, 1, |first, input, out| {
-            for (i, (row, loss)) in input.chunks_exact(vocab).zip(out).enumerate() {
-                let (max, sum) = row_stats(row);
-                let target = row[self.targets[first + i] as usize];
-                *loss = f64::from(max) + sum.ln() - f64::from(target);
-            }
-        });
+        let stats = all_row_stats(logits, rows, vocab);
+        let total: f64 = stats
+            .iter()
+            .zip(logits.chunks_exact(vocab))
+            .zip(&self.targets)
+            .map(|((&(max, sum), row), &target)| {
+                f64::from(max) + sum.ln() - f64::from(row[target as usize])
+            })
+            .sum();
+        // Kept for the backward pass, which reads the same logits.
+        *self.stats.lock().unwrap_or_else(PoisonError::into_inner) = stats;
         #[allow(clippy::cast_possible_truncation)] // the loss is an f32 tensor
-        let total = losses.iter().sum::<f64>() as f32;
-        Ok((CpuStorage::F32(vec![total]), Shape::from(())))
+        Ok((CpuStorage::F32(vec![total as f32]), Shape::from(())))
     }
 
     fn bwd(&self, logits: &Tensor, _: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
@@ -119,6 +126,11 @@ impl candle_core::CustomOp1 for ResponseNll {
             candle_core::bail!("the response loss runs on the CPU");
         };
         let values = Self::contiguous(storage, layout)?;
+        let mut stats =
+            std::mem::take(&mut *self.stats.lock().unwrap_or_else(PoisonError::into_inner));
+        if stats.len() != rows {
+            stats = all_row_stats(values, rows, vocab);
+        }
         let mut out = vec![0f32; rows * vocab];
         by_rows(values, vocab, &mut out, vocab, |first, input, out| {
             for (i, (row, grads)) in input
@@ -126,7 +138,7 @@ impl candle_core::CustomOp1 for ResponseNll {
                 .zip(out.chunks_exact_mut(vocab))
                 .enumerate()
             {
-                let (max, sum) = row_stats(row);
+                let (max, sum) = stats[first + i];
                 #[allow(clippy::cast_possible_truncation)]
                 let factor = (f64::from(scale) / sum) as f32;
                 for (g, &v) in grads.iter_mut().zip(row) {
@@ -137,6 +149,17 @@ impl candle_core::CustomOp1 for ResponseNll {
         });
         Ok(Some(Tensor::from_vec(out, (rows, vocab), logits.device())?))
     }
+}
+
+/// [`row_stats`] of each of the `rows` rows of `logits`, over the threads.
+fn all_row_stats(logits: &[f32], rows: usize, vocab: usize) -> Vec<(f32, f64)> {
+    let mut stats = vec![(0f32, 0f64); rows];
+    by_rows(logits, vocab, &mut stats, 1, |_, input, out| {
+        for (row, stat) in input.chunks_exact(vocab).zip(out) {
+            *stat = row_stats(row);
+        }
+    });
+    stats
 }
 
 #[cfg(test)]

@@ -271,24 +271,15 @@ fn kept_base_matrices_give_the_gradients_of_matrices_dequantized_per_product() {
         FixtureWeights::Q4K,
     ] {
         let (_dir, mut model) = load("llama", weights);
-        let mut kept = model
-            .start_lora(
-                "kept",
-                &spec(&PROJECTIONS, 0.0),
-                AdamWSettings::default(),
-                1,
-            )
-            .unwrap();
-        randomise(&mut kept, 3);
-        let mut fresh = model
-            .start_lora(
-                "fresh",
-                &spec(&PROJECTIONS, 0.0),
-                AdamWSettings::default(),
-                1,
-            )
-            .unwrap();
-        randomise(&mut fresh, 3);
+        let mut start = |name: &str| {
+            let mut trainer = model
+                .start_lora(name, &spec(&PROJECTIONS, 0.0), AdamWSettings::default(), 1)
+                .unwrap();
+            randomise(&mut trainer, 3);
+            trainer
+        };
+        let kept = start("kept");
+        let mut fresh = start("fresh");
         fresh.dense = Arc::new(DenseCache::with_budget(0));
         let batch = [sequence(1, 30, 20)];
 

@@ -80,8 +80,17 @@ impl Weight {
                 product.reshape(dims)
             }
             Self::Candle(q) => q.forward(x),
-            Self::Q8(m) => own_matmul(x, m.rows(), |input, n, out| m.matmul(input, n, out)),
-            Self::Q4(m) => own_matmul(x, m.rows(), |input, n, out| m.matmul(input, n, out)),
+            Self::Q8(_) | Self::Q4(_) => match Self::forward_many(&[self], x)? {
+                Some(mut products) if products.len() == 1 => Ok(products.remove(0)),
+                _ => {
+                    let (rows, cols) = self.dims()?;
+                    candle_core::bail!(
+                        "an input of shape {:?} on {:?} for a {rows} × {cols} matrix held on the CPU",
+                        x.dims(),
+                        x.device().location()
+                    )
+                }
+            },
         }
     }
 
@@ -420,23 +429,6 @@ impl candle_core::CustomOp2 for BaseProduct {
 /// Input rows up to which a training product streams the weight row by row
 /// ([`Weight::streamed`]) rather than dequantizing it whole.
 const STREAMED_ROWS: usize = 16;
-
-/// `x Wᵀ` through one of the engine's own kernels: `matmul(input, rows of x, out)` for a
-/// weight of `out_rows` rows.
-fn own_matmul(
-    x: &Tensor,
-    out_rows: usize,
-    matmul: impl FnOnce(&[f32], usize, &mut [f32]),
-) -> Result<Tensor> {
-    let mut dims = x.dims().to_vec();
-    let last = dims.len() - 1;
-    let rows = x.elem_count() / dims[last];
-    let input = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-    let mut out = vec![0f32; rows * out_rows];
-    matmul(&input, rows, &mut out);
-    dims[last] = out_rows;
-    Tensor::from_vec(out, dims, x.device())?.to_dtype(x.dtype())
-}
 
 /// Rows `ids` of a `(rows, cols)` matrix of the engine's own layouts, dequantized by `row`.
 fn own_rows(
