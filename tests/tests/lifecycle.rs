@@ -137,6 +137,13 @@ async fn cancel_retry_priority_limit(db: String) {
         (Some(c.id), Some(b.id)),
         "high before normal"
     );
+    // Their progress reaches the server through the queue, a moment after the worker returns:
+    // wait until both have left the queue before counting what waits in it.
+    for id in [b.id, c.id] {
+        app.wait_for_run(id, Duration::from_secs(60))
+            .await
+            .expect("finishes");
+    }
 
     // The per-account limit of queued runs (3 here).
     let mut refused = None;
