@@ -1,6 +1,7 @@
-//! Decodes many tokens after a short prompt, for profiling the one-token step:
+//! Decodes many tokens after a short prompt, for profiling the one-token step, then prefills a
+//! prompt of about 256 tokens (three times) for the many-token products:
 //! `cargo run --release -p kokushi-engine --example decode-probe -- MODEL.gguf [TOKENS]`
-//! (`perf record -g` around it shows where a decode step's time goes).
+//! (`perf record -g` around it shows where a step's time goes).
 
 use std::path::PathBuf;
 
@@ -23,6 +24,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "{} tokens in {} ms: {rate:.1} tokens/s",
             run.generated_tokens,
             kokushi_engine::millis(run.decode)
+        );
+    }
+    let long = "The history of medicine in Japan began with herbal remedies and acupuncture, \
+        and over the centuries absorbed ideas from China, the Netherlands and Germany. "
+        .repeat(8);
+    let one = GenerationParams {
+        max_new_tokens: 1,
+        stop: Vec::new(),
+    };
+    for _ in 0..3 {
+        let run = model.generate(&long, &one)?;
+        #[allow(clippy::cast_precision_loss)]
+        let rate = run.prompt_tokens as f64 / (run.prefill.as_secs_f64().max(1e-9));
+        println!(
+            "prefill {} tokens in {:.1} ms: {rate:.1} tokens/s",
+            run.prompt_tokens,
+            run.prefill.as_secs_f64() * 1e3
         );
     }
     Ok(())

@@ -12,8 +12,16 @@ use crate::transformer::{PROJECTIONS, Transformer, Weight};
 /// The kernel a matrix's products go through.
 fn kernel(weight: &Weight) -> String {
     match weight {
-        Weight::Q8(_) => format!("Q8_0 on the engine's 8-bit kernel ({})", crate::q8::isa()),
-        Weight::Q4(_) => format!("Q4 on the engine's 4-bit kernel ({})", crate::q8::isa()),
+        Weight::Q8(m) => format!(
+            "{} on the engine's 8-bit kernel ({})",
+            m.format(),
+            crate::q8::isa()
+        ),
+        Weight::Q4(m) => format!(
+            "{} on the engine's 4-bit kernel ({})",
+            m.format(),
+            crate::q8::isa()
+        ),
         Weight::Candle(QMatMul::QTensor(q)) => {
             format!("{:?} on candle's quantized kernels", q.dtype())
         }

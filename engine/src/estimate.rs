@@ -60,7 +60,7 @@ pub fn memory_estimate(path: &Path, work: Workload) -> Result<MemoryEstimate, En
 /// What an estimate needs to know of a model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Shape {
-    /// Bytes of the weights as held (quantized as stored; a folder in `f32`).
+    /// Bytes of the weights as held (in the CPU engine's layouts; a folder in `f32`).
     weights: u64,
     /// Elements of the largest weight matrix.
     largest_matrix: u64,
@@ -93,14 +93,12 @@ impl Shape {
         let mut matrix_elements = 0u64;
         for info in content.tensor_infos.values() {
             let elements = info.shape.elem_count() as u64;
-            // Matrices in a format without a fast kernel are requantized to `Q8_0` on the CPU
-            // (at most 34 bytes for 32 values, more than any 4- or 5-bit format); 1-D tensors
-            // are held in `f32`.
+            // 1-D tensors are held in `f32`, matrices as the CPU engine holds them.
             // (Saturating: a hostile header must not wrap around to a small number.)
             let bytes = if info.shape.rank() < 2 {
                 elements.saturating_mul(4)
             } else {
-                stored_bytes(info.ggml_dtype, elements).max(elements.saturating_mul(34) / 32)
+                held_bytes(info.ggml_dtype, elements)
             };
             weights = weights.saturating_add(bytes);
             if info.shape.rank() == 2 {
@@ -197,6 +195,23 @@ impl Shape {
             kv_cache: clamp(kv_cache),
             working: clamp(working),
         }
+    }
+}
+
+/// Bytes a matrix of `elements` values stored as `dtype` takes in the CPU engine's memory:
+/// `Q4_0`/`Q4_1` in the engine's 4-bit layout (16 bytes of nibbles and an `f32` scale and offset
+/// per 32 values); `Q4_K` and `Q6_K` as stored plus the 16-row tiles candle repacks them into at
+/// their first product (0.75 and 1.25 bytes a value), which it keeps beside them; everything
+/// else at least the 8-bit layout (a byte a value and an `f32` scale per 32), which `Q8_0` is
+/// held in and the 5-bit formats are requantized to.
+fn held_bytes(dtype: GgmlDType, elements: u64) -> u64 {
+    let stored = stored_bytes(dtype, elements);
+    let per_32 = |bytes: u64| elements.saturating_mul(bytes) / 32;
+    match dtype {
+        GgmlDType::Q4_0 | GgmlDType::Q4_1 => per_32(24),
+        GgmlDType::Q4K => stored.saturating_add(per_32(24)),
+        GgmlDType::Q6K => stored.saturating_add(per_32(40)),
+        _ => stored.max(per_32(36)),
     }
 }
 

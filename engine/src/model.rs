@@ -156,7 +156,7 @@ pub struct ModelInfo {
     /// The file's quantization, e.g. `"Q4_1"` or `"Q4_K_M (requantized to Q8_0)"`.
     pub quantization: String,
     /// The arithmetic the model runs: the quantization and how many matrices go through which
-    /// kernel (`"Q4_1; 169 × Q4 on the engine's 4-bit kernel (AVX2+FMA), …"`).
+    /// kernel (`"Q4_1; 169 × Q4_1 on the engine's 4-bit kernel (AVX2+FMA), …"`).
     pub arithmetic: String,
 }
 

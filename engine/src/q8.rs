@@ -16,7 +16,9 @@
 //! tiles between threads, and the CPU check.
 //!
 //! This module and its submodules (`q4`: the 4-bit matrix; `lanes`: the `f32` dot products of
-//! the CPU attention and of training's streamed products) are the only code of the engine with
+//! the CPU attention and of training's streamed products; `gate`: a feed-forward layer's
+//! activation times its up projection; `dense`: training's `f32` products on the same threads)
+//! are the only code of the engine with
 //! `unsafe`: the SIMD loads and the disjoint writes of the worker threads. Each `unsafe` block
 //! states why it is sound.
 
@@ -46,9 +48,13 @@ macro_rules! by_shape {
 }
 pub(crate) use by_shape;
 
+mod dense;
+mod gate;
 mod lanes;
 mod q4;
 
+pub(crate) use dense::{Rhs, matmul_f32};
+pub(crate) use gate::{Gate, gate_up};
 pub(crate) use lanes::{add_scaled, dot_lanes};
 pub(crate) use q4::{Q4Kind, Q4Matrix};
 
@@ -108,16 +114,16 @@ impl Q8Matrix {
         })
     }
 
-    /// (Not used for models yet: as 8-bit values a `Q6_K` matrix takes 1.25 bytes a value
-    /// instead of 0.82, and Gemma 3's decode ran slower than through candle's kernel; kept with
-    /// its test for a kernel that reads the packed layout, docs/perf-notes.md section 5.)
-    ///
     /// Repacks the bytes of a GGUF `Q6_K` tensor of shape `(rows, cols)` exactly: each
     /// 256-value super-block holds 6-bit values `q` (low 4 bits in `ql`, high 2 in `qh`), 16
     /// signed 8-bit scales `sc` and an f16 factor `d`; value `v` of the block is
     /// `d · sc[v / 16] · (q − 32)`, so it is kept as the 8-bit `q − 32` under the scale
     /// `d · sc` of its 16 values. `None` if `bytes` is not that tensor or `cols` is not a
     /// multiple of 256.
+    ///
+    /// Not used for models: as 8-bit values a `Q6_K` matrix takes 1.25 bytes a value instead of
+    /// 0.82, and candle's own `Q6_K` kernels are faster (docs/perf-notes.md sections 5 and 16);
+    /// kept with its test for a kernel that reads the packed layout.
     #[cfg(test)]
     pub(crate) fn from_q6_k_bytes(rows: usize, cols: usize, bytes: &[u8]) -> Option<Self> {
         const SUPER: usize = 256;
@@ -177,6 +183,12 @@ impl Q8Matrix {
             quants: acts.quants,
             halves: false,
         })
+    }
+
+    /// The GGUF type the matrix was read from (`Q8_0`; in tests also `Q6_K`, with its 16-value
+    /// scales).
+    pub(crate) fn format(&self) -> &'static str {
+        if self.halves { "Q6_K" } else { "Q8_0" }
     }
 
     pub(crate) fn rows(&self) -> usize {

@@ -649,11 +649,31 @@ impl Transformer {
         let h = block.ffn_norm.forward(&x, differentiable)?;
         let [gate, up] =
             Linear::forward_many([&block.gate, &block.up], &h, pass, [site(4), site(5)])?;
-        let gate = match config.activation {
-            Activation::Silu => candle_nn::ops::silu(&gate)?,
-            Activation::GeluTanh => gate.gelu()?,
+        let gated = if attention.own_attention && gate.dtype() == DType::F32 {
+            // Inference on the engine's CPU path: activation and product in one pass.
+            let act = match config.activation {
+                Activation::Silu => crate::q8::Gate::Silu,
+                Activation::GeluTanh => crate::q8::Gate::GeluTanh,
+            };
+            let mut values = gate.flatten_all()?.to_vec1::<f32>()?;
+            let up_values = up.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+            if values.len() != up_values.len() {
+                candle_core::bail!(
+                    "a gate of shape {:?} beside an up projection of shape {:?}",
+                    gate.dims(),
+                    up.dims()
+                );
+            }
+            crate::q8::gate_up(act, &mut values, &up_values);
+            Tensor::from_vec(values, gate.shape(), gate.device())?
+        } else {
+            let gate = match config.activation {
+                Activation::Silu => candle_nn::ops::silu(&gate)?,
+                Activation::GeluTanh => gate.gelu()?,
+            };
+            (gate * up)?
         };
-        let mut ffn = block.down.forward(&(gate * up)?, pass, site(6))?;
+        let mut ffn = block.down.forward(&gated, pass, site(6))?;
         if let Some(norm) = &block.post_ffn_norm {
             ffn = norm.forward(&ffn, differentiable)?;
         }

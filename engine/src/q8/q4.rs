@@ -18,6 +18,8 @@ pub(crate) struct Q4Matrix {
     scales: Vec<f32>,
     offsets: Vec<f32>,
     nibbles: Vec<u8>,
+    /// The GGUF type it was read from (`Q4_0`, `Q4_1`, `Q4_K`).
+    format: &'static str,
 }
 
 /// The two 4-bit GGUF block types [`Q4Matrix`] reads.
@@ -68,18 +70,23 @@ impl Q4Matrix {
             scales,
             offsets,
             nibbles,
+            format: match kind {
+                Q4Kind::Q4_0 => "Q4_0",
+                Q4Kind::Q4_1 => "Q4_1",
+            },
         })
     }
 
-    /// (Not used for models yet: unpacked this way a `Q4_K` matrix takes 0.75 bytes a value
-    /// instead of 0.5625, and Gemma 3 ran slower than through candle's kernel; kept with its
-    /// test for a kernel that reads the packed layout, docs/perf-notes.md section 5.)
-    ///
     /// Repacks the bytes of a GGUF `Q4_K` tensor of shape `(rows, cols)` exactly: each
     /// 256-value super-block holds eight 32-value sub-blocks with 6-bit scales `sc` and mins
     /// `m` under the f16 factors `d` and `dmin`; a sub-block's value is `d·sc·q − dmin·m`, so its
     /// scale is `d·sc` and its offset `−dmin·m` (both exact in `f32`). `None` if `bytes` is not
     /// that tensor or `cols` is not a multiple of 256.
+    ///
+    /// Not used for models: candle's own `Q4_K` kernels (repacked 16-row tiles, chosen at run
+    /// time for AVX2, AVX-512 VNNI or AMX) are faster than this layout on the engine's kernels,
+    /// for prefill and decode alike (docs/perf-notes.md sections 5 and 16); kept with its test
+    /// for a kernel that reads the packed layout.
     #[cfg(test)]
     pub(crate) fn from_q4_k_bytes(rows: usize, cols: usize, bytes: &[u8]) -> Option<Self> {
         const SUPER: usize = 256;
@@ -135,7 +142,13 @@ impl Q4Matrix {
             scales,
             offsets,
             nibbles,
+            format: "Q4_K",
         })
+    }
+
+    /// The GGUF type the matrix was read from.
+    pub(crate) fn format(&self) -> &'static str {
+        self.format
     }
 
     pub(crate) fn rows(&self) -> usize {

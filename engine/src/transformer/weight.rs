@@ -10,10 +10,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
-use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_core::{DType, Device, Module, Result, Storage, Tensor};
 
 use super::attention::attention_threads;
-use crate::q8::{OwnMatrix, Q4Kind, Q4Matrix, Q8Matrix};
+use crate::q8::{OwnMatrix, Q4Kind, Q4Matrix, Q8Matrix, Rhs};
 
 /// A weight matrix `(out, in)`: the engine's own layouts on the CPU for `Q8_0` and for
 /// `Q4_0`/`Q4_1` (`crate::q8`), else candle's (quantized or dense).
@@ -152,7 +152,7 @@ impl Weight {
                     }
                     None => self.dense()?,
                 };
-                matmul_t(&x.detach(), &w.to_dtype(x.dtype())?)?
+                dense_product(&x.detach(), &w.to_dtype(x.dtype())?, Rhs::Transposed)?
             }
         };
         x.apply_op2(
@@ -416,12 +416,7 @@ impl candle_core::CustomOp2 for BaseProduct {
             Some(w) => w.to_dtype(grad.dtype())?,
             None => self.weight.dense()?.to_dtype(grad.dtype())?,
         };
-        let out = w.dim(0)?;
-        let grad_x = grad
-            .contiguous()?
-            .reshape(((), out))?
-            .matmul(&w)?
-            .reshape(x.dims())?;
+        let grad_x = dense_product(grad, &w, Rhs::Plain)?.reshape(x.dims())?;
         Ok((Some(grad_x), None))
     }
 }
@@ -449,6 +444,63 @@ fn own_rows(
     let mut dims = ids.dims().to_vec();
     dims.push(cols);
     Tensor::from_vec(out, dims, ids.device())
+}
+
+/// `x Wᵀ` (`rhs` [`Rhs::Transposed`], `w` of shape `(out, in)`) or `x W` ([`Rhs::Plain`], `w`
+/// of shape `(in, out)`) for `x` of any rank ending in `in`: in `f32` on the CPU through the
+/// kernels' worker threads ([`crate::q8::matmul_f32`], which leaves rayon's pool idle), through
+/// candle elsewhere.
+fn dense_product(x: &Tensor, w: &Tensor, rhs: Rhs) -> Result<Tensor> {
+    let (out, width) = match rhs {
+        Rhs::Transposed => w.dims2()?,
+        Rhs::Plain => {
+            let (width, out) = w.dims2()?;
+            (out, width)
+        }
+    };
+    let mut dims = x.dims().to_vec();
+    let last = dims.len().saturating_sub(1);
+    if dims.get(last) != Some(&width) {
+        candle_core::bail!(
+            "an input of shape {:?} for a product with a matrix of shape {:?}",
+            x.dims(),
+            w.dims()
+        );
+    }
+    dims[last] = out;
+    let own = x.device().is_cpu()
+        && w.device().is_cpu()
+        && x.dtype() == DType::F32
+        && w.dtype() == DType::F32;
+    if !own {
+        let flat = x.contiguous()?.reshape(((), width))?;
+        let y = match rhs {
+            Rhs::Transposed => flat.matmul(&w.t()?)?,
+            Rhs::Plain => flat.matmul(w)?,
+        };
+        return y.reshape(dims);
+    }
+    let (x, w) = (x.contiguous()?, w.contiguous()?);
+    let m = x.elem_count() / width.max(1);
+    let product = {
+        let (x_storage, x_layout) = x.storage_and_layout();
+        let (w_storage, w_layout) = w.storage_and_layout();
+        let (Storage::Cpu(x_cpu), Storage::Cpu(w_cpu)) = (&*x_storage, &*w_storage) else {
+            candle_core::bail!("a product's operands are not in the CPU's memory");
+        };
+        let (Some(xs), Some(ws)) = (
+            x_cpu
+                .as_slice::<f32>()?
+                .get(x_layout.start_offset()..x_layout.start_offset() + m * width),
+            w_cpu
+                .as_slice::<f32>()?
+                .get(w_layout.start_offset()..w_layout.start_offset() + width * out),
+        ) else {
+            candle_core::bail!("a product's operands are shorter than their shapes");
+        };
+        crate::q8::matmul_f32(xs, m, width, ws, out, rhs)
+    };
+    Tensor::from_vec(product, dims, x.device())
 }
 
 /// `x Wᵀ` for `x` of any rank and `W` of shape `(out, in)`.

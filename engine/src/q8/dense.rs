@@ -1,0 +1,160 @@
+//! Dense `f32` products for training, on the kernels' worker threads.
+//!
+//! candle multiplies through the `gemm` crate on rayon's thread pool, while its element-wise
+//! operations (and the engine's kernels) run on its own barrier pool: on a machine with as many
+//! cores as threads, after every product rayon's workers spin on the cores the next element-wise
+//! operation needs (21% of a LoRA step's samples, docs/perf-notes.md section 15). A training
+//! step's large products (a frozen base matrix forward and backward) are taken here instead:
+//! the output's columns split between the barrier pool's threads, each running `gemm` on its
+//! own part single-threaded, so rayon stays asleep.
+
+/// How the right-hand matrix `w` is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rhs {
+    /// `w` is `(n, k)` row-major and the product is `x wᵀ` (a base matrix forward).
+    Transposed,
+    /// `w` is `(k, n)` row-major and the product is `x w` (its backward).
+    Plain,
+}
+
+/// Columns a thread's part is rounded to (the `f32` microkernels' width on AVX-512).
+const COLUMN_GRAIN: usize = 16;
+
+/// `x · B` for `x` of `m × k` and `B` of `k × n` given by `w` as `rhs` says: `m × n`,
+/// row-major. The output is not zero-filled first (`gemm` writes every element of it).
+///
+/// # Panics
+/// If a slice's length does not match `m`, `k` and `n`.
+pub(crate) fn matmul_f32(x: &[f32], m: usize, k: usize, w: &[f32], n: usize, rhs: Rhs) -> Vec<f32> {
+    assert_eq!(x.len(), m * k, "a left-hand side of the wrong size");
+    assert_eq!(w.len(), k * n, "a right-hand side of the wrong size");
+    if m == 0 || n == 0 || k == 0 {
+        return vec![0.0; m * n];
+    }
+    let mut out: Vec<f32> = Vec::with_capacity(m * n);
+    let pool = candle_core::utils::barrier_pool();
+    let threads = pool.n_workers() + 1;
+    let per = n.div_ceil(threads).div_ceil(COLUMN_GRAIN) * COLUMN_GRAIN;
+    let parts = n.div_ceil(per);
+    let dst = SharedDst(out.as_mut_ptr());
+    let run = |range: std::ops::Range<usize>| {
+        for part in range {
+            let j0 = part * per;
+            let cols = per.min(n - j0);
+            let (rhs_start, rhs_cs, rhs_rs) = match rhs {
+                Rhs::Transposed => (j0 * k, k, 1),
+                Rhs::Plain => (j0, 1, n),
+            };
+            // SAFETY: part `part` writes columns j0..j0 + cols of the output (m × n, row
+            // stride n, allocated above) and no other part does; it reads rows 0..m of `x`
+            // (m × k) and, of `w`, the elements (l, j0 + c) for l < k, c < cols at
+            // rhs_start + l · rhs_rs + c · rhs_cs, all inside `w` (k · n elements, checked
+            // above). `gemm` with `read_dst` false only writes the output, and with
+            // `Parallelism::None` runs on this thread only; the output outlives the pool call,
+            // which returns when every part is done.
+            unsafe {
+                gemm::gemm(
+                    m,
+                    cols,
+                    k,
+                    dst.at(j0),
+                    1,
+                    signed(n),
+                    false,
+                    x.as_ptr(),
+                    1,
+                    signed(k),
+                    w.as_ptr().add(rhs_start),
+                    signed(rhs_cs),
+                    signed(rhs_rs),
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+        }
+    };
+    if parts == 1 {
+        run(0..1);
+    } else {
+        pool.execute_chunked(parts, run);
+    }
+    // SAFETY: the parts together wrote every column of every row (their column ranges cover
+    // 0..n), so all m × n elements are initialized; the capacity is m × n.
+    unsafe { out.set_len(m * n) };
+    out
+}
+
+/// A stride as `gemm` takes it (the sizes here come from allocated slices, so they fit).
+fn signed(stride: usize) -> isize {
+    isize::try_from(stride).unwrap_or(isize::MAX)
+}
+
+/// The output pointer, shared by the threads for their disjoint columns.
+struct SharedDst(*mut f32);
+
+impl SharedDst {
+    /// The pointer to column `j` of row 0 (inside the output: `j < n`).
+    fn at(&self, j: usize) -> *mut f32 {
+        self.0.wrapping_add(j)
+    }
+}
+
+// SAFETY: the pointer is only written through at columns owned by one part each.
+unsafe impl Sync for SharedDst {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(x: &[f32], m: usize, k: usize, w: &[f32], n: usize, rhs: Rhs) -> Vec<f64> {
+        let mut out = vec![0f64; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                out[i * n + j] = (0..k)
+                    .map(|l| {
+                        let b = match rhs {
+                            Rhs::Transposed => w[j * k + l],
+                            Rhs::Plain => w[l * n + j],
+                        };
+                        f64::from(x[i * k + l]) * f64::from(b)
+                    })
+                    .sum();
+            }
+        }
+        out
+    }
+
+    /// Both layouts against a plain triple loop in `f64`, at sizes that split unevenly between
+    /// threads and leave a narrow last part.
+    #[test]
+    fn dense_products_match_the_definition() {
+        let value =
+            |i: usize, salt: usize| ((i * 7919 + salt * 104_729) % 2001) as f32 / 1000.0 - 1.0;
+        for (m, k, n) in [
+            (1, 1, 1),
+            (3, 5, 7),
+            (17, 33, 65),
+            (64, 96, 130),
+            (5, 128, 1000),
+        ] {
+            let x: Vec<f32> = (0..m * k).map(|i| value(i, 1)).collect();
+            let w: Vec<f32> = (0..k * n).map(|i| value(i, 2)).collect();
+            for rhs in [Rhs::Transposed, Rhs::Plain] {
+                let out = matmul_f32(&x, m, k, &w, n, rhs);
+                assert_eq!(out.len(), m * n);
+                let want = naive(&x, m, k, &w, n, rhs);
+                for (index, (&got, &want)) in out.iter().zip(&want).enumerate() {
+                    assert!(
+                        (f64::from(got) - want).abs() <= 1e-4 * (k as f64).sqrt(),
+                        "({m}, {k}, {n}) {rhs:?} at {index}: {got} against {want}"
+                    );
+                }
+            }
+        }
+        assert_eq!(matmul_f32(&[], 2, 0, &[], 3, Rhs::Plain), vec![0.0; 6]);
+    }
+}
