@@ -357,13 +357,14 @@ impl LoraTrainer {
     }
 
     /// The per-sequence dropout settings of micro-batch `index` of a step seeded `seed`.
-    fn train_pass(&self, seed: u64, index: usize) -> TrainPass {
+    fn train_pass(&self, model: &Model, seed: u64, index: usize) -> TrainPass {
         #[allow(clippy::cast_possible_truncation)]
         let dropout = self.spec.dropout as f32;
         TrainPass {
             dropout,
             seed: seed ^ (index as u64 + 1).wrapping_mul(0xD6E8_FEB8_6659_FD93),
             dense: Some(Arc::clone(&self.dense)),
+            own_products: !model.weights.model.candle_attention,
         }
     }
 
@@ -380,7 +381,7 @@ impl LoraTrainer {
         let mut total = 0f64;
         let mut tokens = 0;
         for (index, sequence) in batch.iter().enumerate() {
-            let train = self.train_pass(seed, index);
+            let train = self.train_pass(model, seed, index);
             let nll = self.sequence_nll(model, sequence, &train)?;
             total += f64::from(
                 nll.to_scalar::<f32>()
@@ -409,6 +410,7 @@ impl LoraTrainer {
             dropout: 0.0,
             seed: 0,
             dense: Some(Arc::clone(&self.dense)),
+            own_products: !model.weights.model.candle_attention,
         };
         let mut total = 0f64;
         let mut tokens = 0;

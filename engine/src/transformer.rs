@@ -141,6 +141,9 @@ pub(crate) struct TrainPass {
     pub(crate) seed: u64,
     /// The trainer's base matrices in `f32`, kept between steps.
     pub(crate) dense: Option<Arc<DenseCache>>,
+    /// Whether the base products may take the engine's own CPU path (`q8::dense`); false
+    /// under `Kernels::Generic`, which runs the code a GPU runs.
+    pub(crate) own_products: bool,
 }
 
 impl TrainPass {
@@ -217,7 +220,10 @@ impl Linear {
     /// and the pair's input goes through dropout keyed by `site`.
     fn forward(&self, x: &Tensor, pass: Pass<'_>, site: u64) -> Result<Tensor> {
         let y = match pass.train {
-            Some(train) => self.weight.train_forward(x, train.dense.as_deref())?,
+            Some(train) => {
+                self.weight
+                    .train_forward(x, train.dense.as_deref(), train.own_products)?
+            }
             None => self.weight.forward(x)?,
         };
         self.finish(y, x, pass, site)

@@ -137,7 +137,13 @@ impl Weight {
     /// it or has room for it, else dequantized for this product alone — and differentiable in
     /// `x` through [`BaseProduct`], which uses the kept matrix for the backward pass or else
     /// dequantizes it again rather than keeping it. The matrix itself never gets a gradient.
-    pub(super) fn train_forward(&self, x: &Tensor, cache: Option<&DenseCache>) -> Result<Tensor> {
+    /// `own` allows the engine's split products on the CPU ([`dense_product`]).
+    pub(super) fn train_forward(
+        &self,
+        x: &Tensor,
+        cache: Option<&DenseCache>,
+        own: bool,
+    ) -> Result<Tensor> {
         let mut kept = None;
         let product = match self.streamed(x, false)? {
             Some(product) => product,
@@ -152,7 +158,7 @@ impl Weight {
                     }
                     None => self.dense()?,
                 };
-                dense_product(&x.detach(), &w.to_dtype(x.dtype())?, Rhs::Transposed)?
+                dense_product(&x.detach(), &w.to_dtype(x.dtype())?, Rhs::Transposed, own)?
             }
         };
         x.apply_op2(
@@ -160,6 +166,7 @@ impl Weight {
             BaseProduct {
                 weight: self.clone(),
                 kept,
+                own,
             },
         )
     }
@@ -299,6 +306,8 @@ struct BaseProduct {
     weight: Weight,
     /// The matrix in `f32` when a [`DenseCache`] keeps it anyway.
     kept: Option<Tensor>,
+    /// Whether the backward product may take the engine's split path ([`dense_product`]).
+    own: bool,
 }
 
 /// Bytes of base matrices in `f32` a trainer keeps between steps ([`DenseCache`]): the whole of a
@@ -416,7 +425,7 @@ impl candle_core::CustomOp2 for BaseProduct {
             Some(w) => w.to_dtype(grad.dtype())?,
             None => self.weight.dense()?.to_dtype(grad.dtype())?,
         };
-        let grad_x = dense_product(grad, &w, Rhs::Plain)?.reshape(x.dims())?;
+        let grad_x = dense_product(grad, &w, Rhs::Plain, self.own)?.reshape(x.dims())?;
         Ok((Some(grad_x), None))
     }
 }
@@ -447,10 +456,10 @@ fn own_rows(
 }
 
 /// `x Wᵀ` (`rhs` [`Rhs::Transposed`], `w` of shape `(out, in)`) or `x W` ([`Rhs::Plain`], `w`
-/// of shape `(in, out)`) for `x` of any rank ending in `in`: in `f32` on the CPU through the
-/// kernels' worker threads ([`crate::q8::matmul_f32`], which leaves rayon's pool idle), through
-/// candle elsewhere.
-fn dense_product(x: &Tensor, w: &Tensor, rhs: Rhs) -> Result<Tensor> {
+/// of shape `(in, out)`) for `x` of any rank ending in `in`: when `own` allows it, in `f32` on the
+/// CPU through the kernels' worker threads ([`crate::q8::matmul_f32`], which leaves rayon's pool
+/// idle); through candle elsewhere.
+fn dense_product(x: &Tensor, w: &Tensor, rhs: Rhs, own: bool) -> Result<Tensor> {
     let (out, width) = match rhs {
         Rhs::Transposed => w.dims2()?,
         Rhs::Plain => {
@@ -468,7 +477,8 @@ fn dense_product(x: &Tensor, w: &Tensor, rhs: Rhs) -> Result<Tensor> {
         );
     }
     dims[last] = out;
-    let own = x.device().is_cpu()
+    let own = own
+        && x.device().is_cpu()
         && w.device().is_cpu()
         && x.dtype() == DType::F32
         && w.dtype() == DType::F32;
