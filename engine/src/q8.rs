@@ -358,11 +358,32 @@ const RM: usize = 4;
 /// Weight rows per register tile.
 const RN: usize = 3;
 
-/// The output pointer, shared by the worker threads for their disjoint writes.
+/// An output pointer, shared by the worker threads for their disjoint writes.
 struct SharedOut(*mut f32);
+
+impl SharedOut {
+    /// The pointer `offset` elements in (formed with `wrapping_add`; the writer keeps it inside
+    /// the output). A method, so that a closure using it captures the whole `Sync` wrapper.
+    fn at(&self, offset: usize) -> *mut f32 {
+        self.0.wrapping_add(offset)
+    }
+}
+
 // SAFETY: the pointer is only written through at indices owned by one thread each (see
-// `matmul_many_on`).
+// `matmul_many_on` and `dense::matmul_f32`).
 unsafe impl Sync for SharedOut {}
+
+/// `t` rounded to the nearest integer, halves away from zero (as `f32::round`), for `|t| ≤ 300`:
+/// `t + HALF·sign t` truncated toward zero, with `HALF` the largest `f32` below one half (checked
+/// against `t.round()` over every such `f32`). No library call (which `round` is on baseline
+/// x86-64), and in a form the compiler vectorizes.
+#[inline(always)]
+fn round_small(t: f32) -> i32 {
+    const HALF: f32 = 0.499_999_97;
+    #[allow(clippy::cast_possible_truncation)] // |t| ≤ 300 by the callers' contracts
+    let n = (t + HALF.copysign(t)) as i32;
+    n
+}
 
 /// The activations' 8-bit blocks for a product on `isa`: the same values on every path (the
 /// same IEEE operations, in the same order where order matters), compiled for AVX2 where the
@@ -393,10 +414,6 @@ unsafe fn quantize_rows_avx2(x: &[f32], m: usize, cols: usize) -> Acts {
 /// `f32::round`), and the scale times the sum of the block's integers.
 #[inline(always)]
 fn quantize_rows(x: &[f32], m: usize, cols: usize) -> Acts {
-    // The largest `f32` below one half: `t + HALF.copysign(t)` truncated toward zero is
-    // `t.round()` for every finite `|t| ≤ 300` (checked over all such `f32`), without the
-    // library call `round` is on baseline x86-64, and in a form the compiler vectorizes.
-    const HALF: f32 = 0.499_999_97;
     let blocks = cols / BLOCK;
     let mut scales = vec![0f32; m * blocks];
     let mut quants = vec![0i8; m * cols];
@@ -420,8 +437,7 @@ fn quantize_rows(x: &[f32], m: usize, cols: usize) -> Acts {
         let mut total = 0i32;
         for (out, v) in q.iter_mut().zip(chunk) {
             let t = v * inverse;
-            #[allow(clippy::cast_possible_truncation)] // |t| ≤ 127 by construction
-            let n = (t + HALF.copysign(t)) as i32;
+            let n = round_small(t); // |t| ≤ 127 by construction
             total += n;
             #[allow(clippy::cast_possible_truncation)] // |n| ≤ 127
             {

@@ -8,6 +8,8 @@
 //! the output's columns split between the barrier pool's threads, each running `gemm` on its
 //! own part single-threaded, so rayon stays asleep.
 
+use super::SharedOut;
+
 /// How the right-hand matrix `w` is laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Rhs {
@@ -36,7 +38,7 @@ pub(crate) fn matmul_f32(x: &[f32], m: usize, k: usize, w: &[f32], n: usize, rhs
     let threads = pool.n_workers() + 1;
     let per = n.div_ceil(threads).div_ceil(COLUMN_GRAIN) * COLUMN_GRAIN;
     let parts = n.div_ceil(per);
-    let dst = SharedDst(out.as_mut_ptr());
+    let dst = SharedOut(out.as_mut_ptr());
     let run = |range: std::ops::Range<usize>| {
         for part in range {
             let j0 = part * per;
@@ -93,22 +95,10 @@ fn signed(stride: usize) -> isize {
     isize::try_from(stride).unwrap_or(isize::MAX)
 }
 
-/// The output pointer, shared by the threads for their disjoint columns.
-struct SharedDst(*mut f32);
-
-impl SharedDst {
-    /// The pointer to column `j` of row 0 (inside the output: `j < n`).
-    fn at(&self, j: usize) -> *mut f32 {
-        self.0.wrapping_add(j)
-    }
-}
-
-// SAFETY: the pointer is only written through at columns owned by one part each.
-unsafe impl Sync for SharedDst {}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::q8::tests::values;
 
     fn naive(x: &[f32], m: usize, k: usize, w: &[f32], n: usize, rhs: Rhs) -> Vec<f64> {
         let mut out = vec![0f64; m * n];
@@ -132,8 +122,6 @@ mod tests {
     /// threads and leave a narrow last part.
     #[test]
     fn dense_products_match_the_definition() {
-        let value =
-            |i: usize, salt: usize| ((i * 7919 + salt * 104_729) % 2001) as f32 / 1000.0 - 1.0;
         for (m, k, n) in [
             (1, 1, 1),
             (3, 5, 7),
@@ -141,8 +129,8 @@ mod tests {
             (64, 96, 130),
             (5, 128, 1000),
         ] {
-            let x: Vec<f32> = (0..m * k).map(|i| value(i, 1)).collect();
-            let w: Vec<f32> = (0..k * n).map(|i| value(i, 2)).collect();
+            let x = values(m * k, 1);
+            let w = values(k * n, 2);
             for rhs in [Rhs::Transposed, Rhs::Plain] {
                 let out = matmul_f32(&x, m, k, &w, n, rhs);
                 assert_eq!(out.len(), m * n);

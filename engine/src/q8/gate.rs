@@ -108,13 +108,9 @@ fn exp(x: f32) -> f32 {
     // ln 2 = LN2_HIGH + LN2_LOW, LN2_HIGH with few mantissa bits so that n · LN2_HIGH is exact.
     const LN2_HIGH: f32 = 0.693_359_4;
     const LN2_LOW: f32 = -2.121_944_4e-4;
-    // The largest f32 below one half: truncating t + HALF·sign(t) rounds t to nearest (as in the
-    // activations' quantization; |t| ≤ 128 here).
-    const HALF: f32 = 0.499_999_97;
     let x = x.clamp(-87.3, 88.7);
     let t = x * LOG2_E;
-    #[allow(clippy::cast_possible_truncation)] // |t| ≤ 128 after the clamp
-    let n = (t + HALF.copysign(t)) as i32;
+    let n = super::round_small(t); // |t| ≤ 128 after the clamp
     #[allow(clippy::cast_precision_loss)] // |n| ≤ 128, exact
     let nf = n as f32;
     let r = (x - nf * LN2_HIGH) - nf * LN2_LOW;

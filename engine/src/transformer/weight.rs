@@ -483,12 +483,11 @@ fn dense_product(x: &Tensor, w: &Tensor, rhs: Rhs, own: bool) -> Result<Tensor> 
         && x.dtype() == DType::F32
         && w.dtype() == DType::F32;
     if !own {
-        let flat = x.contiguous()?.reshape(((), width))?;
-        let y = match rhs {
-            Rhs::Transposed => flat.matmul(&w.t()?)?,
-            Rhs::Plain => flat.matmul(w)?,
+        // `x W` is `x (Wᵀ)ᵀ`.
+        return match rhs {
+            Rhs::Transposed => matmul_t(x, w),
+            Rhs::Plain => matmul_t(x, &w.t()?),
         };
-        return y.reshape(dims);
     }
     let (x, w) = (x.contiguous()?, w.contiguous()?);
     let m = x.elem_count() / width.max(1);
