@@ -1,7 +1,8 @@
 //! Decodes many tokens after a short prompt, for profiling the one-token step, then prefills a
 //! prompt of about 256 tokens (three times) for the many-token products:
 //! `cargo run --release -p kokushi-engine --example decode-probe -- MODEL.gguf [TOKENS]`
-//! (`perf record -g` around it shows where a step's time goes).
+//! (`perf record -g` around it shows where a step's time goes). `KOKUSHI_PROBE_REQUANTIZE=1`
+//! loads with `LoadOptions::requantize_q8_0` set (the `Q5_x` matrices as `Q8_0`), for A/B runs.
 
 use std::path::PathBuf;
 
@@ -11,7 +12,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let path = PathBuf::from(args.next().ok_or("usage: decode-probe MODEL [TOKENS]")?);
     let tokens: usize = args.next().map_or(Ok(256), |t| t.parse())?;
-    let mut model = Model::load(&path, &LoadOptions::default())?;
+    let options = LoadOptions {
+        requantize_q8_0: std::env::var("KOKUSHI_PROBE_REQUANTIZE").is_ok_and(|v| v == "1"),
+        ..LoadOptions::default()
+    };
+    let mut model = Model::load(&path, &options)?;
+    println!("{}", model.info().arithmetic);
     let params = GenerationParams {
         max_new_tokens: tokens,
         stop: Vec::new(),

@@ -1,7 +1,7 @@
 //! What arithmetic a loaded model actually runs: each weight matrix's storage type and the
-//! kernel its products go through. Two runs of the same file can differ here (the `Q5_x` →
-//! `Q8_0` requantization at load, the CPU's instruction set), and so can their answers: a run
-//! records this beside its results (`ModelInfo::arithmetic`).
+//! kernel its products go through. Two runs of the same file can differ here (a `Q5_x` →
+//! `Q8_0` requantization at load when asked for, the CPU's instruction set), and so can their
+//! answers: a run records this beside its results (`ModelInfo::arithmetic`).
 
 use std::collections::BTreeMap;
 
@@ -18,8 +18,9 @@ fn kernel(weight: &Weight) -> String {
             crate::q8::isa()
         ),
         Weight::Q4(m) => format!(
-            "{} on the engine's 4-bit kernel ({})",
+            "{} on the engine's {}-bit kernel ({})",
             m.format(),
+            if m.five() { 5 } else { 4 },
             crate::q8::isa()
         ),
         Weight::Candle(QMatMul::QTensor(q)) => {

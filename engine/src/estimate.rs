@@ -199,16 +199,19 @@ impl Shape {
 }
 
 /// Bytes a matrix of `elements` values stored as `dtype` takes in the CPU engine's memory:
-/// `Q4_0`/`Q4_1` in the engine's 4-bit layout (16 bytes of nibbles and an `f32` scale and offset
-/// per 32 values); `Q4_K` and `Q6_K` as stored plus the 16-row tiles candle repacks them into at
+/// `Q4_0`/`Q4_1`/`Q5_0`/`Q5_1` in the engine's 4- and 5-bit layout (per 32 values 16 bytes of
+/// nibbles, an `f32` scale, an `f32` offset for `Q4_1`/`Q5_1`, 4 bytes of fifth bits for the
+/// 5-bit ones); `Q4_K` and `Q6_K` as stored plus the 16-row tiles candle repacks them into at
 /// their first product (0.75 and 1.25 bytes a value), which it keeps beside them; everything
 /// else at least the 8-bit layout (a byte a value and an `f32` scale per 32), which `Q8_0` is
-/// held in and the 5-bit formats are requantized to.
+/// held in (and the 5-bit formats are requantized to when a load asks for it).
 fn held_bytes(dtype: GgmlDType, elements: u64) -> u64 {
     let stored = stored_bytes(dtype, elements);
     let per_32 = |bytes: u64| elements.saturating_mul(bytes) / 32;
     match dtype {
-        GgmlDType::Q4_0 | GgmlDType::Q4_1 => per_32(24),
+        GgmlDType::Q4_0 => per_32(20),
+        GgmlDType::Q4_1 | GgmlDType::Q5_0 => per_32(24),
+        GgmlDType::Q5_1 => per_32(28),
         GgmlDType::Q4K => stored.saturating_add(per_32(24)),
         GgmlDType::Q6K => stored.saturating_add(per_32(40)),
         _ => stored.max(per_32(36)),

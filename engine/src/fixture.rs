@@ -78,8 +78,8 @@ pub enum FixtureWeights {
     F32,
     /// `Q4_1`, run by the engine's own 4-bit kernel as stored.
     Q4_1,
-    /// `Q5_0`, as llama.cpp stores matrices whose rows K-quant blocks cannot tile; requantized
-    /// to `Q8_0` at load.
+    /// `Q5_0`, as llama.cpp stores matrices whose rows K-quant blocks cannot tile; run by the
+    /// engine's own 5-bit kernel as stored (or requantized to `Q8_0` when a load asks).
     Q5_0,
     /// `Q4_0`, run by the engine's own 4-bit kernel as stored.
     Q4_0,

@@ -24,9 +24,10 @@ use crate::weights::{SUPPORTED_ARCHITECTURES, Weights};
 /// How to load a model.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
-    /// Convert `Q5_0`/`Q5_1` weight matrices to `Q8_0` at load (CPU only), because candle has
-    /// no SIMD CPU kernel for those formats; makes Gemma 3 270M prefill 6× faster
-    /// (docs/perf-notes.md). `Q4_0`/`Q4_1` run on the engine's own 4-bit kernel either way.
+    /// Convert `Q5_0`/`Q5_1` weight matrices to `Q8_0` at load (the engine's own kernels on
+    /// the CPU only). Off by default: the engine's 5-bit kernel runs them as stored, exactly,
+    /// and decodes faster than their `Q8_0` form (docs/perf-notes.md, section 17); kept to
+    /// reproduce runs made before that kernel. `Q4_0`/`Q4_1` always run as stored.
     pub requantize_q8_0: bool,
     pub device: Device,
     /// Which kernels do the arithmetic on the CPU; other devices always take candle's.
@@ -130,7 +131,7 @@ impl fmt::Display for Kernels {
 impl Default for LoadOptions {
     fn default() -> Self {
         Self {
-            requantize_q8_0: true,
+            requantize_q8_0: false,
             device: Device::Cpu,
             kernels: Kernels::Own,
             workload: None,

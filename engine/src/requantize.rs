@@ -1,11 +1,13 @@
-//! Requantizing the 5-bit legacy block formats (`Q5_0`, `Q5_1`) to `Q8_0` at load.
+//! Requantizing the 5-bit legacy block formats (`Q5_0`, `Q5_1`) to `Q8_0` at load, when a
+//! load asks for it (`LoadOptions::requantize_q8_0`).
 //!
-//! candle 0.11 has no SIMD CPU kernel for them (they run `vec_dot_unopt`); Gemma 3 270M (a
-//! `Q4_K_M` file whose 640-wide matrices cannot use 256-value K-quant blocks and are stored as
-//! `Q5_0`) ran prefill 6× and decode 2× faster requantized (docs/perf-notes.md), and the
-//! engine's own `Q8_0` kernel (`crate::q8`) is faster still. `Q8_0` holds every 5-bit value
-//! exactly up to its block scale. `Q4_0` and `Q4_1` are not converted: the engine has its own
-//! 4-bit kernel for them, which streams half the bytes per token.
+//! candle 0.11 has no SIMD CPU kernel for them (they run `vec_dot_unopt`), so the engine used
+//! to requantize them for its own `Q8_0` kernel (Gemma 3 270M, a `Q4_K_M` file whose 640-wide
+//! matrices cannot use 256-value K-quant blocks and are stored as `Q5_0`, ran prefill 6× and
+//! decode 2× faster than on candle's). The engine now runs them as stored on its own 5-bit
+//! kernel (`crate::q8::Q4Matrix`: the file's values exactly, 0.75 bytes a value to stream
+//! instead of 1.125; docs/perf-notes.md section 17), so this stays only to reproduce runs made
+//! before it.
 //!
 //! This module decides which tensors are converted (2-D, rows a multiple of 32 long);
 //! `transformer::load` converts each one through `f32` as it reads it, so memory holds one

@@ -92,7 +92,8 @@ pub struct EvalForm {
     pub shot_pool: String,
     /// The seed of the choice of worked examples; empty: the default.
     pub shot_seed: String,
-    pub keep_quantization: bool,
+    /// Requantize the file's Q5 matrices to Q8_0 (unchecked: its own quantization is kept).
+    pub requantize: bool,
     pub priority: String,
 }
 
@@ -150,7 +151,7 @@ impl EvalForm {
             // Worked examples only when there are any: a pool without shots means nothing.
             shot_pool_exam_set_id: shot_pool_exam_set_id.filter(|_| shots > 0),
             shot_seed: shot_seed.filter(|_| shots > 0),
-            keep_quantization: self.keep_quantization,
+            keep_quantization: !self.requantize,
             priority: priority(&self.priority),
         })
     }
@@ -290,7 +291,7 @@ mod tests {
         form.shots = "3".into();
         form.shot_pool = "7".into();
         form.shot_seed = "42".into();
-        form.keep_quantization = true;
+        form.requantize = true;
         let req = form.request().expect("valid");
         assert_eq!(req.prompt_format, "chat_template");
         assert_eq!(
@@ -301,7 +302,7 @@ mod tests {
             (req.shots, req.shot_pool_exam_set_id, req.shot_seed),
             (3, Some(7), Some(42))
         );
-        assert!(req.keep_quantization);
+        assert!(!req.keep_quantization);
         // A text target means nothing in generation; a pool and seed nothing without shots.
         form.scoring = "generation".into();
         form.shots = String::new();

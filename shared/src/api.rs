@@ -138,8 +138,9 @@ pub struct CreateRun {
     /// The seed of the choice of worked examples (default 20230331).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shot_seed: Option<u64>,
-    /// Keep the model file's own quantization instead of requantizing Q5 matrices to Q8_0.
-    #[serde(default)]
+    /// Keep the model file's own quantization (the default); `false` requantizes its
+    /// Q5_0/Q5_1 matrices to Q8_0 at load, as runs did before the engine had a 5-bit kernel.
+    #[serde(default = "crate::job::keep_quantization_by_default")]
     pub keep_quantization: bool,
     /// `high` jobs are taken before `normal` ones (the default).
     #[serde(default)]

@@ -204,10 +204,16 @@ pub struct EvalSettings {
     /// The seed of the choice of worked examples.
     #[serde(default = "default_shot_seed")]
     pub shot_seed: u64,
-    /// Keep the model file's own quantization: no Q4/Q5 → Q8_0 requantization at load
-    /// (slower on the CPU; the arithmetic llama.cpp uses for the same file).
+    /// Keep the model file's own quantization (what new runs do unless asked otherwise);
+    /// `false`: its Q5_0/Q5_1 matrices were requantized to Q8_0 at load — what settings stored
+    /// without the field mean, as every run was before the engine had a 5-bit kernel.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub keep_quantization: bool,
+}
+
+/// New runs keep the model file's own quantization unless they ask otherwise.
+pub fn keep_quantization_by_default() -> bool {
+    true
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -236,7 +242,7 @@ impl EvalSettings {
             max_new_tokens,
             shots: 0,
             shot_seed: DEFAULT_SHOT_SEED,
-            keep_quantization: false,
+            keep_quantization: keep_quantization_by_default(),
         }
     }
 

@@ -43,7 +43,8 @@ pub struct LoadRequest {
     pub adapter: Option<(PathBuf, String)>,
     /// Merge the adapter into the weights instead of applying it beside them.
     pub merge_adapter: bool,
-    /// Keep the file's own quantization (no requantization to `Q8_0` at load).
+    /// Keep the file's own quantization (the default); `false` requantizes its `Q5_0`/`Q5_1`
+    /// matrices to `Q8_0` at load.
     pub keep_quantization: bool,
     pub device: kokushi_engine::Device,
     /// Which kernels run on the CPU (`Generic`: the code a GPU runs, to check it on a CPU).
@@ -62,7 +63,7 @@ impl LoadRequest {
             path,
             adapter: None,
             merge_adapter: false,
-            keep_quantization: false,
+            keep_quantization: true,
             device: kokushi_engine::Device::Cpu,
             kernels: kokushi_engine::Kernels::Own,
             workload: None,

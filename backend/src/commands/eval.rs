@@ -115,10 +115,13 @@ pub struct EvalArgs {
     /// FILE.leakage.json.
     #[arg(long, value_name = "REASON", requires = "adapter")]
     allow_leakage: Option<String>,
-    /// Keep the model file's own quantization: no Q5_0/Q5_1 → Q8_0 requantization at load
-    /// (slower on the CPU; the arithmetic llama.cpp runs for the same file). Every run names
-    /// the arithmetic it used.
+    /// Requantize the model file's Q5_0/Q5_1 matrices to Q8_0 at load, as runs did before the
+    /// engine had a 5-bit kernel (by default the file's own quantization runs as stored, the
+    /// values llama.cpp uses). Every run names the arithmetic it used.
     #[arg(long)]
+    requantize_q8_0: bool,
+    /// The file's own quantization, now the default (accepted so older scripts still run).
+    #[arg(long, hide = true, conflicts_with = "requantize_q8_0")]
     keep_quantization: bool,
     /// Where to write the predictions (JSON lines).
     #[arg(long)]
@@ -186,7 +189,7 @@ pub async fn eval(args: &EvalArgs) -> anyhow::Result<()> {
             .context("--max-new-tokens is too large")?,
         shots: u32::try_from(args.shots).context("--shots is too large")?,
         shot_seed: args.shot_seed,
-        keep_quantization: args.keep_quantization,
+        keep_quantization: args.keep_quantization || !args.requantize_q8_0,
     };
     let (mut questions, _notes) = args.set.read(&args.exam_set)?;
     let all = questions.len();
@@ -341,7 +344,7 @@ async fn load_local_model(
     let request = LoadRequest {
         adapter,
         merge_adapter: args.merge_adapter,
-        keep_quantization: args.keep_quantization,
+        keep_quantization: args.keep_quantization || !args.requantize_q8_0,
         device: args.device.resolve()?,
         kernels: args.kernels.kernels,
         precision: args.kernels.precision,

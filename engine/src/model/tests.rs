@@ -198,8 +198,12 @@ fn requantizing_to_q8_0_keeps_the_logits_and_the_top_token(weights: FixtureWeigh
         requantize_q8_0: false,
         ..LoadOptions::default()
     };
+    let requantized = LoadOptions {
+        requantize_q8_0: true,
+        ..LoadOptions::default()
+    };
     let (_dir_a, mut q4_1) = fixture::load(&spec, &stored);
-    let (_dir_b, mut q8_0) = fixture::load(&spec, &LoadOptions::default());
+    let (_dir_b, mut q8_0) = fixture::load(&spec, &requantized);
     let prompt = q4_1
         .tokenizer()
         .encode(
@@ -245,10 +249,11 @@ fn requantizing_to_q8_0_keeps_the_logits_and_the_top_token(weights: FixtureWeigh
 }
 
 #[test]
-fn four_bit_files_run_on_the_engines_own_four_bit_kernel_unconverted() {
+fn four_and_five_bit_files_run_on_the_engines_own_kernel_unconverted() {
     for (weights, name) in [
         (FixtureWeights::Q4_1, "Q4_1"),
         (FixtureWeights::Q4_0, "Q4_0"),
+        (FixtureWeights::Q5_0, "Q5_0"),
     ] {
         let spec = FixtureSpec {
             weights,

@@ -131,18 +131,28 @@ fn a_large_product_split_over_threads_equals_the_one_thread_result() {
 fn q4(kind: GgmlDType, rows: usize, cols: usize, seed: u64) -> (QTensor, Q4Matrix) {
     let dense = Tensor::from_vec(values(rows * cols, seed), (rows, cols), &Device::Cpu).unwrap();
     let q = QTensor::quantize(&dense, kind).unwrap();
-    let ours_kind = if kind == GgmlDType::Q4_0 {
-        Q4Kind::Q4_0
-    } else {
-        Q4Kind::Q4_1
+    let ours_kind = match kind {
+        GgmlDType::Q4_0 => Q4Kind::Q4_0,
+        GgmlDType::Q4_1 => Q4Kind::Q4_1,
+        GgmlDType::Q5_0 => Q4Kind::Q5_0,
+        GgmlDType::Q5_1 => Q4Kind::Q5_1,
+        other => panic!("{other:?} is not a 4- or 5-bit legacy type"),
     };
     let ours = Q4Matrix::from_gguf_bytes(ours_kind, rows, cols, &q.data().unwrap()).unwrap();
     (q, ours)
 }
 
+/// The legacy block types [`Q4Matrix`] reads.
+const LEGACY: [GgmlDType; 4] = [
+    GgmlDType::Q4_0,
+    GgmlDType::Q4_1,
+    GgmlDType::Q5_0,
+    GgmlDType::Q5_1,
+];
+
 #[test]
-fn four_bit_gguf_blocks_dequantize_as_candle_does() {
-    for kind in [GgmlDType::Q4_0, GgmlDType::Q4_1] {
+fn four_and_five_bit_gguf_blocks_dequantize_as_candle_does() {
+    for kind in LEGACY {
         // Arrange, Act
         let (q, ours) = q4(kind, 5, 96, 6);
 
@@ -159,6 +169,7 @@ fn four_bit_gguf_blocks_dequantize_as_candle_does() {
             Q4Matrix::from_gguf_bytes(Q4Kind::Q4_1, 5, 97, &q.data().unwrap()).is_none(),
             "a shape that does not match the bytes is refused"
         );
+        assert_eq!(ours.format(), format!("{kind:?}"));
     }
 }
 
@@ -239,8 +250,8 @@ fn q6_k_super_blocks_repack_exactly_and_multiply_like_their_dequantized_values()
 }
 
 #[test]
-fn the_four_bit_product_matches_the_portable_loop_and_the_dequantized_product() {
-    for kind in [GgmlDType::Q4_0, GgmlDType::Q4_1] {
+fn the_four_and_five_bit_products_match_the_portable_loop_and_the_dequantized_product() {
+    for kind in LEGACY {
         for (m, rows, cols) in [
             (1, 7, 64),
             (5, 64, 96),
@@ -354,16 +365,11 @@ fn every_kernel_path_gives_the_same_bits() {
             "Q8_0",
             Box::new(move |isa, out| q8.matmul_on(isa, &x8, m, out)),
         ));
-        for kind in [GgmlDType::Q4_0, GgmlDType::Q4_1] {
+        for kind in LEGACY {
             let (_, q4m) = q4(kind, rows, cols, 23);
             let x4 = x.clone();
-            let name = if kind == GgmlDType::Q4_0 {
-                "Q4_0"
-            } else {
-                "Q4_1"
-            };
             matrices.push((
-                name,
+                q4m.format(),
                 Box::new(move |isa, out| q4m.matmul_on(isa, &x4, m, out)),
             ));
         }
@@ -478,11 +484,13 @@ fn products_of_one_input_taken_together_give_each_products_own_bits() {
     let q8 = Q8Matrix::quantize(301, cols, &values(301 * cols, 31)).unwrap();
     let (_, q4_0) = q4(GgmlDType::Q4_0, 64, cols, 32);
     let (_, q4_1) = q4(GgmlDType::Q4_1, 2, cols, 33);
+    let (_, q5_0) = q4(GgmlDType::Q5_0, 7, cols, 36);
     let q6 = q6_k(10, cols, 34);
     let parts = [
         OwnMatrix::Q8(&q8),
         OwnMatrix::Q4(&q4_0),
         OwnMatrix::Q4(&q4_1),
+        OwnMatrix::Q4(&q5_0),
         OwnMatrix::Q8(&q6),
     ];
     for isa in Isa::ALL.into_iter().filter(|isa| isa.supported()) {

@@ -33,6 +33,8 @@ impl Weight {
             let kind = match q.dtype() {
                 GgmlDType::Q4_0 => Some(Q4Kind::Q4_0),
                 GgmlDType::Q4_1 => Some(Q4Kind::Q4_1),
+                GgmlDType::Q5_0 => Some(Q4Kind::Q5_0),
+                GgmlDType::Q5_1 => Some(Q4Kind::Q5_1),
                 _ => None,
             };
             if q.dtype() == GgmlDType::Q8_0

@@ -401,10 +401,10 @@ pub fn JobsPage() -> impl IntoView {
                         {field(t(i18n::JOBS_SHOT_SEED), "shot_seed", eval_errors, text_input("eval-shot-seed", "20230331", move || eval.with(|f| f.shot_seed.clone()), move |v| eval.update(|f| f.shot_seed = v)))}
                     </div>
                     <label class="check">
-                        <input type="checkbox" id="eval-keep-quantization"
-                            prop:checked=move || eval.with(|f| f.keep_quantization)
-                            on:change=move |ev| eval.update(|f| f.keep_quantization = event_target_checked(&ev)) />
-                        {t(i18n::JOBS_KEEP_QUANTIZATION)}
+                        <input type="checkbox" id="eval-requantize"
+                            prop:checked=move || eval.with(|f| f.requantize)
+                            on:change=move |ev| eval.update(|f| f.requantize = event_target_checked(&ev)) />
+                        {t(i18n::JOBS_REQUANTIZE)}
                     </label>
                     <div class="row">
                         {field(t(i18n::JOBS_LIMIT), "limit", eval_errors, text_input("eval-limit", t(i18n::JOBS_LIMIT_PLACEHOLDER), move || eval.with(|f| f.limit.clone()), move |v| eval.update(|f| f.limit = v)))}
