@@ -261,7 +261,12 @@ impl OwnMatrix<'_> {
     fn tile(self, isa: Isa, acts: &Acts, m0: usize, rm: usize, n0: usize, rn: usize) -> Tile {
         match self {
             Self::Q8(w) => dot_tile(isa, w, acts, m0, rm, n0, rn),
-            Self::Q4(w) => q4::tile_on(isa, w, acts, m0, rm, n0, rn),
+            Self::Q4(w) => match (w.five(), w.centred()) {
+                (true, true) => q4::tile_on::<true, true>(isa, w, acts, m0, rm, n0, rn),
+                (true, false) => q4::tile_on::<true, false>(isa, w, acts, m0, rm, n0, rn),
+                (false, true) => q4::tile_on::<false, true>(isa, w, acts, m0, rm, n0, rn),
+                (false, false) => q4::tile_on::<false, false>(isa, w, acts, m0, rm, n0, rn),
+            },
         }
     }
 }

@@ -143,7 +143,7 @@ impl Q4Matrix {
     }
 
     /// Whether the values are `d · (q − centre)` (`Q4_0`, `Q5_0`).
-    fn centred(&self) -> bool {
+    pub(super) fn centred(&self) -> bool {
         self.centre != 0
     }
 
@@ -340,8 +340,10 @@ impl Paired {
     }
 }
 
-/// The `rm × rn` sums of one tile of a [`Q4Matrix`] product, on `isa`.
-pub(super) fn tile_on(
+/// The `rm × rn` sums of one tile of a [`Q4Matrix`] product, on `isa`, for a matrix of the
+/// form `FIVE` (fifth bits) and `CENTRED` (`Q4_0`/`Q5_0`), which the caller picks once for
+/// every path.
+pub(super) fn tile_on<const FIVE: bool, const CENTRED: bool>(
     isa: Isa,
     w: &Q4Matrix,
     acts: &Acts,
@@ -351,14 +353,18 @@ pub(super) fn tile_on(
     rn: usize,
 ) -> [[f32; RN]; RM] {
     debug_assert!(isa.supported());
+    debug_assert_eq!((FIVE, CENTRED), (w.five(), w.centred()));
     #[cfg(target_arch = "x86_64")]
     match isa {
         // SAFETY: the CPU has AVX-512 F/BW/VNNI, AVX2 and FMA (callers pass a supported
         // path); the tile stays inside both matrices (rm ≤ m − m0, rn ≤ rows − n0, checked
-        // by the caller).
-        Isa::Avx512 => return unsafe { avx512::q4_dispatch(w, acts, m0, rm, n0, rn) },
+        // by the caller). (A form not the matrix's would give wrong sums, never a read out of
+        // bounds: `fifth` is indexed with bounds checks.)
+        Isa::Avx512 => {
+            return unsafe { avx512::q4_dispatch::<FIVE, CENTRED>(w, acts, m0, rm, n0, rn) };
+        }
         // SAFETY: as above, for AVX2 and FMA.
-        Isa::Avx2 => return unsafe { avx2::q4_dispatch(w, acts, m0, rm, n0, rn) },
+        Isa::Avx2 => return unsafe { avx2::q4_dispatch::<FIVE, CENTRED>(w, acts, m0, rm, n0, rn) },
         Isa::Portable => {}
     }
     q4_portable_tile(w, acts, m0, rm, n0, rn)
@@ -415,13 +421,14 @@ mod avx2 {
     use crate::q8::avx2::{hsum, prefetch};
     use crate::q8::{Acts, BLOCK, PREFETCH_AHEAD, RM, RN};
 
-    /// Picks the tile shape's instance of the 4-bit kernel (or its 5-bit form).
+    /// Picks the tile shape's instance of the 4-bit kernel in the matrix's form (`FIVE`,
+    /// `CENTRED`).
     ///
     /// # Safety
     /// The CPU must have AVX2 and FMA; `m0 + rm` must not pass the activations' rows nor
     /// `n0 + rn` the weight rows.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn q4_dispatch(
+    pub(super) unsafe fn q4_dispatch<const FIVE: bool, const CENTRED: bool>(
         w: &Q4Matrix,
         acts: &Acts,
         m0: usize,
@@ -429,19 +436,10 @@ mod avx2 {
         n0: usize,
         rn: usize,
     ) -> [[f32; RN]; RM] {
-        let (five, centred) = (w.five(), w.centred());
         macro_rules! tile {
             ($m:literal, $n:literal) => {
-                // SAFETY: forwarded from this function's contract (rm = M, rn = N); each form
-                // only for a matrix of its kind.
-                unsafe {
-                    match (five, centred) {
-                        (true, true) => q4_tile::<$m, $n, true, true>(w, acts, m0, n0),
-                        (true, false) => q4_tile::<$m, $n, true, false>(w, acts, m0, n0),
-                        (false, true) => q4_tile::<$m, $n, false, true>(w, acts, m0, n0),
-                        (false, false) => q4_tile::<$m, $n, false, false>(w, acts, m0, n0),
-                    }
-                }
+                // SAFETY: forwarded from this function's contract (rm = M, rn = N).
+                unsafe { q4_tile::<$m, $n, FIVE, CENTRED>(w, acts, m0, n0) }
             };
         }
         crate::q8::by_shape!(rm, rn, tile)
@@ -601,13 +599,14 @@ mod avx512 {
     use crate::q8::avx512::fuse_two_blocks;
     use crate::q8::{Acts, BLOCK, PREFETCH_AHEAD, RM, RN};
 
-    /// Picks the tile shape's instance of the 4-bit kernel (or its 5-bit form).
+    /// Picks the tile shape's instance of the 4-bit kernel in the matrix's form (`FIVE`,
+    /// `CENTRED`).
     ///
     /// # Safety
     /// The CPU must have AVX-512 F, BW and VNNI, AVX2 and FMA; `m0 + rm` must not pass the
     /// activations' rows nor `n0 + rn` the weight rows.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
-    pub(super) unsafe fn q4_dispatch(
+    pub(super) unsafe fn q4_dispatch<const FIVE: bool, const CENTRED: bool>(
         w: &Q4Matrix,
         acts: &Acts,
         m0: usize,
@@ -615,19 +614,10 @@ mod avx512 {
         n0: usize,
         rn: usize,
     ) -> [[f32; RN]; RM] {
-        let (five, centred) = (w.five(), w.centred());
         macro_rules! tile {
             ($m:literal, $n:literal) => {
-                // SAFETY: forwarded from this function's contract (rm = M, rn = N); each form
-                // only for a matrix of its kind.
-                unsafe {
-                    match (five, centred) {
-                        (true, true) => q4_tile::<$m, $n, true, true>(w, acts, m0, n0),
-                        (true, false) => q4_tile::<$m, $n, true, false>(w, acts, m0, n0),
-                        (false, true) => q4_tile::<$m, $n, false, true>(w, acts, m0, n0),
-                        (false, false) => q4_tile::<$m, $n, false, false>(w, acts, m0, n0),
-                    }
-                }
+                // SAFETY: forwarded from this function's contract (rm = M, rn = N).
+                unsafe { q4_tile::<$m, $n, FIVE, CENTRED>(w, acts, m0, n0) }
             };
         }
         crate::q8::by_shape!(rm, rn, tile)
