@@ -17,7 +17,8 @@
 //!
 //! This module and its submodules (`q4`: the 4-bit matrix; `lanes`: the `f32` dot products of
 //! the CPU attention and of training's streamed products; `gate`: a feed-forward layer's
-//! activation times its up projection; `dense`: training's `f32` products on the same threads)
+//! activation times its up projection, and its gradients; `softmax`: a row of training's
+//! attention softmax; `dense`: training's `f32` products on the same threads)
 //! are the only code of the engine with
 //! `unsafe`: the SIMD loads and the disjoint writes of the worker threads. Each `unsafe` block
 //! states why it is sound.
@@ -52,11 +53,13 @@ mod dense;
 mod gate;
 mod lanes;
 mod q4;
+mod softmax;
 
 pub(crate) use dense::{Rhs, matmul_f32};
-pub(crate) use gate::{Gate, gate_up};
+pub(crate) use gate::{Gate, exp, gate_up, gate_up_grad};
 pub(crate) use lanes::{add_scaled, dot_lanes};
 pub(crate) use q4::{Q4Kind, Q4Matrix};
+pub(crate) use softmax::softmax_row;
 
 /// Bytes ahead of the block a kernel is reading in a weight row that it asks the CPU to fetch
 /// ([`avx2::prefetch`]). A one-token product streams each weight once and spends its time waiting

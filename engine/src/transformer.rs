@@ -21,6 +21,7 @@
 //! the configuration, the layers and the forward pass that ties them together.
 
 mod attention;
+mod fused;
 pub(crate) mod load;
 mod rope;
 mod weight;
@@ -289,13 +290,25 @@ pub(crate) struct Norm {
 }
 
 impl Norm {
-    fn forward(&self, x: &Tensor, differentiable: bool) -> Result<Tensor> {
-        if differentiable {
-            candle_nn::ops::rms_norm_slow(x, &self.weight, self.eps)
-        } else {
-            candle_nn::ops::rms_norm(&x.contiguous()?, &self.weight, self.eps)
+    fn forward(&self, x: &Tensor, form: Form) -> Result<Tensor> {
+        match form {
+            Form::Inference => candle_nn::ops::rms_norm(&x.contiguous()?, &self.weight, self.eps),
+            Form::Fused => fused::rms_norm(x, &self.weight, self.eps),
+            Form::Composed => candle_nn::ops::rms_norm_slow(x, &self.weight, self.eps),
         }
     }
+}
+
+/// The form a pass's element-wise layers (norms, rotary embedding, softmax, gate) take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Form {
+    /// Not differentiable: candle's kernels, and the engine's own on the CPU.
+    Inference,
+    /// Differentiable, on the CPU in `f32`: each layer one autograd node (`fused`).
+    Fused,
+    /// Differentiable, composed from candle's operations: another device, or
+    /// `Kernels::Generic` (the code a GPU runs).
+    Composed,
 }
 
 /// One decoder layer.
@@ -454,6 +467,17 @@ impl Transformer {
         self.forward_pass(ids, cache, pass, logits)
     }
 
+    /// The form `pass`'s element-wise layers take on `device`.
+    fn form(&self, pass: Pass<'_>, device: &candle_core::Device) -> Form {
+        if !pass.differentiable {
+            Form::Inference
+        } else if device.is_cpu() && self.config.dtype == DType::F32 && !self.candle_attention {
+            Form::Fused
+        } else {
+            Form::Composed
+        }
+    }
+
     /// [`Transformer::forward`] as `pass` says. A training pass (`pass.train`) must start on an
     /// empty cache and leaves it empty: its keys and values stay in the autograd graph instead.
     pub(crate) fn forward_pass(
@@ -563,7 +587,7 @@ impl Transformer {
                 candle_core::bail!("logits from position {first} of a pass of {steps}")
             }
         };
-        let x = self.final_norm.forward(&x, pass.differentiable)?;
+        let x = self.final_norm.forward(&x, self.form(pass, device))?;
         let out = self
             .head
             .forward(&x, pass, HEAD_SITE)?
@@ -589,10 +613,10 @@ impl Transformer {
         let config = &self.config;
         let (batch, steps, _) = x.dims3()?;
         let (heads, kv_heads, head_dim) = (config.heads, config.kv_heads, config.head_dim);
-        let differentiable = pass.differentiable;
+        let form = self.form(pass, x.device());
         let site = |module: usize| site_key(layer, module);
 
-        let h = block.attn_norm.forward(x, differentiable)?;
+        let h = block.attn_norm.forward(x, form)?;
         let split = |t: Tensor, n: usize| -> Result<Tensor> {
             t.reshape((batch, steps, n, head_dim))?
                 .transpose(1, 2)?
@@ -608,17 +632,18 @@ impl Transformer {
         let mut k = split(k, kv_heads)?;
         let v = split(v, kv_heads)?;
         if let Some(norm) = &block.q_norm {
-            q = norm.forward(&q, differentiable)?;
+            q = norm.forward(&q, form)?;
         }
         if let Some(norm) = &block.k_norm {
-            k = norm.forward(&k, differentiable)?;
+            k = norm.forward(&k, form)?;
         }
         let rotate = |t: &Tensor| -> Result<Tensor> {
-            match (config.rope_interleaved, differentiable) {
-                (true, false) => candle_nn::rotary_emb::rope_i(t, cos, sin),
-                (true, true) => candle_nn::rotary_emb::rope_i_slow(t, cos, sin),
-                (false, false) => candle_nn::rotary_emb::rope(t, cos, sin),
-                (false, true) => candle_nn::rotary_emb::rope_slow(t, cos, sin),
+            match (config.rope_interleaved, form) {
+                (interleaved, Form::Fused) => fused::rope(t, cos, sin, interleaved),
+                (true, Form::Inference) => candle_nn::rotary_emb::rope_i(t, cos, sin),
+                (true, Form::Composed) => candle_nn::rotary_emb::rope_i_slow(t, cos, sin),
+                (false, Form::Inference) => candle_nn::rotary_emb::rope(t, cos, sin),
+                (false, Form::Composed) => candle_nn::rotary_emb::rope_slow(t, cos, sin),
             }
         };
         let q = rotate(&q)?;
@@ -648,19 +673,21 @@ impl Transformer {
             }
         };
         if let Some(norm) = &block.post_attn_norm {
-            attn = norm.forward(&attn, differentiable)?;
+            attn = norm.forward(&attn, form)?;
         }
         let x = (x + attn)?;
 
-        let h = block.ffn_norm.forward(&x, differentiable)?;
+        let h = block.ffn_norm.forward(&x, form)?;
         let [gate, up] =
             Linear::forward_many([&block.gate, &block.up], &h, pass, [site(4), site(5)])?;
-        let gated = if attention.own_attention && gate.dtype() == DType::F32 {
+        let act = match config.activation {
+            Activation::Silu => crate::q8::Gate::Silu,
+            Activation::GeluTanh => crate::q8::Gate::GeluTanh,
+        };
+        let gated = if form == Form::Fused {
+            fused::gated(act, &gate, &up)?
+        } else if attention.own_attention && gate.dtype() == DType::F32 {
             // Inference on the engine's CPU path: activation and product in one pass.
-            let act = match config.activation {
-                Activation::Silu => crate::q8::Gate::Silu,
-                Activation::GeluTanh => crate::q8::Gate::GeluTanh,
-            };
             let mut values = gate.flatten_all()?.to_vec1::<f32>()?;
             let up_values = up.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
             if values.len() != up_values.len() {
@@ -681,7 +708,7 @@ impl Transformer {
         };
         let mut ffn = block.down.forward(&gated, pass, site(6))?;
         if let Some(norm) = &block.post_ffn_norm {
-            ffn = norm.forward(&ffn, differentiable)?;
+            ffn = norm.forward(&ffn, form)?;
         }
         x + ffn
     }

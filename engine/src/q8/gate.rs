@@ -84,6 +84,118 @@ fn gate_up_plain(act: Gate, gate: &mut [f32], up: &[f32]) {
     }
 }
 
+/// The gradients of `act(gate) · up` from the gradient `grad` of that product, for training:
+/// `d_gate[i] = grad[i] · up[i] · act′(gate[i])` and `d_up[i] = grad[i] · act(gate[i])`, with the
+/// same exponential (and so the same `act(gate)`) as [`gate_up`], on the kernels' path.
+///
+/// # Panics
+/// If the slices differ in length.
+pub(crate) fn gate_up_grad(
+    act: Gate,
+    (gate, up, grad): (&[f32], &[f32], &[f32]),
+    (d_gate, d_up): (&mut [f32], &mut [f32]),
+) {
+    gate_up_grad_on(super::chosen(), act, (gate, up, grad), (d_gate, d_up));
+}
+
+/// [`gate_up_grad`] on the path `isa`, which this CPU must have.
+pub(crate) fn gate_up_grad_on(
+    isa: Isa,
+    act: Gate,
+    inputs: (&[f32], &[f32], &[f32]),
+    outputs: (&mut [f32], &mut [f32]),
+) {
+    let n = inputs.0.len();
+    assert!(
+        inputs.1.len() == n && inputs.2.len() == n && outputs.0.len() == n && outputs.1.len() == n,
+        "a gate, an up projection and their gradients of one size"
+    );
+    assert!(
+        isa.supported(),
+        "{} is not available on this CPU",
+        isa.name()
+    );
+    #[cfg(target_arch = "x86_64")]
+    match isa {
+        // SAFETY: the CPU has AVX-512 F, AVX2 and FMA (`isa` is supported, checked above).
+        Isa::Avx512 => return unsafe { gate_up_grad_avx512(act, inputs, outputs) },
+        // SAFETY: the CPU has AVX2 and FMA (checked above).
+        Isa::Avx2 => return unsafe { gate_up_grad_avx2(act, inputs, outputs) },
+        Isa::Portable => {}
+    }
+    gate_up_grad_plain(act, inputs, outputs);
+}
+
+/// # Safety
+/// The CPU must have AVX-512 F, AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn gate_up_grad_avx512(
+    act: Gate,
+    inputs: (&[f32], &[f32], &[f32]),
+    outputs: (&mut [f32], &mut [f32]),
+) {
+    gate_up_grad_plain(act, inputs, outputs);
+}
+
+/// # Safety
+/// The CPU must have AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gate_up_grad_avx2(
+    act: Gate,
+    inputs: (&[f32], &[f32], &[f32]),
+    outputs: (&mut [f32], &mut [f32]),
+) {
+    gate_up_grad_plain(act, inputs, outputs);
+}
+
+#[inline(always)]
+fn gate_up_grad_plain(
+    act: Gate,
+    (gate, up, grad): (&[f32], &[f32], &[f32]),
+    (d_gate, d_up): (&mut [f32], &mut [f32]),
+) {
+    let values = gate.iter().zip(up).zip(grad);
+    let outputs = d_gate.iter_mut().zip(d_up.iter_mut());
+    match act {
+        Gate::Silu => {
+            for (((&x, &u), &g), (dg, du)) in values.zip(outputs) {
+                let (value, slope) = silu_and_slope(x);
+                *du = g * value;
+                *dg = g * u * slope;
+            }
+        }
+        Gate::GeluTanh => {
+            for (((&x, &u), &g), (dg, du)) in values.zip(outputs) {
+                let (value, slope) = gelu_tanh_and_slope(x);
+                *du = g * value;
+                *dg = g * u * slope;
+            }
+        }
+    }
+}
+
+/// `silu(x)` (the bits [`silu`] gives) and its derivative `σ(x) · (1 + x · (1 − σ(x)))`.
+#[inline(always)]
+fn silu_and_slope(x: f32) -> (f32, f32) {
+    let denominator = 1.0 + exp(-x);
+    let sigma = 1.0 / denominator;
+    (x / denominator, sigma * (1.0 + x * (1.0 - sigma)))
+}
+
+/// `gelu_tanh(x)` (the bits [`gelu_tanh`] gives) and its derivative: with `s = σ(2u)`,
+/// `s + x · s · (1 − s) · 2u′` and `u′ = √(2/π) · (1 + 3 · 0.044715 x²)`.
+#[inline(always)]
+fn gelu_tanh_and_slope(x: f32) -> (f32, f32) {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    let u = SQRT_2_OVER_PI * (x + 0.044_715 * (x * x * x));
+    let denominator = 1.0 + exp(-2.0 * u);
+    let sigma = 1.0 / denominator;
+    let du = 2.0 * SQRT_2_OVER_PI * (1.0 + 3.0 * 0.044_715 * (x * x));
+    (x / denominator, sigma + x * sigma * (1.0 - sigma) * du)
+}
+
 /// `x · σ(x)`.
 #[inline(always)]
 fn silu(x: f32) -> f32 {
@@ -103,7 +215,7 @@ fn gelu_tanh(x: f32) -> f32 {
 /// nearest integer to `x / ln 2` (`ln 2` in two parts, so `r` is exact), `eʳ` by Cephes'
 /// polynomial for `|r| ≤ ln 2 / 2`, and `2ⁿ` built from its exponent bits. NaN stays NaN.
 #[inline(always)]
-fn exp(x: f32) -> f32 {
+pub(crate) fn exp(x: f32) -> f32 {
     const LOG2_E: f32 = std::f32::consts::LOG2_E;
     // ln 2 = LN2_HIGH + LN2_LOW, LN2_HIGH with few mantissa bits so that n · LN2_HIGH is exact.
     const LN2_HIGH: f32 = 0.693_359_4;
@@ -173,6 +285,84 @@ mod tests {
                         isa.name()
                     );
                 }
+            }
+        }
+    }
+
+    /// The gradients are the same bits on every path, and their `act(gate)` is the forward
+    /// pass's.
+    #[test]
+    fn gate_gradients_are_the_same_on_every_path() {
+        let mut values: Vec<f32> = (-40_000..40_000).map(|i| i as f32 * 0.0025).collect();
+        values.extend([
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            -0.0,
+            87.0,
+            -90.0,
+            200.0,
+        ]);
+        let up: Vec<f32> = (0..values.len())
+            .map(|i| 1.0 - (i % 5) as f32 * 0.5)
+            .collect();
+        let grad: Vec<f32> = (0..values.len()).map(|i| 0.5 + (i % 3) as f32).collect();
+        let same = |a: f32, b: f32| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
+        for act in [Gate::Silu, Gate::GeluTanh] {
+            let n = values.len();
+            let (mut want_gate, mut want_up) = (vec![0.0; n], vec![0.0; n]);
+            gate_up_grad_plain(act, (&values, &up, &grad), (&mut want_gate, &mut want_up));
+            let mut forward = values.clone();
+            gate_up_plain(act, &mut forward, &vec![1.0; n]);
+            for ((du, g), f) in want_up.iter().zip(&grad).zip(&forward) {
+                assert!(
+                    same(*du, g * f),
+                    "{act:?}: d_up {du} is not grad · act = {}",
+                    g * f
+                );
+            }
+            for isa in Isa::ALL.into_iter().filter(|isa| isa.supported()) {
+                let (mut got_gate, mut got_up) = (vec![0.0; n], vec![0.0; n]);
+                gate_up_grad_on(
+                    isa,
+                    act,
+                    (&values, &up, &grad),
+                    (&mut got_gate, &mut got_up),
+                );
+                for i in 0..n {
+                    assert!(
+                        same(got_gate[i], want_gate[i]) && same(got_up[i], want_up[i]),
+                        "{act:?} at {} on {}",
+                        values[i],
+                        isa.name()
+                    );
+                }
+            }
+        }
+    }
+
+    /// The derivatives against central differences of the textbook activations in `f64`.
+    #[test]
+    fn activation_slopes_match_their_definitions() {
+        let silu64 = |x: f64| x / (1.0 + (-x).exp());
+        let gelu64 = |x: f64| {
+            let u = (2.0 / std::f64::consts::PI).sqrt() * (x + 0.044_715 * x * x * x);
+            0.5 * x * (1.0 + u.tanh())
+        };
+        for i in -3_000..3_000 {
+            let x = i as f32 * 0.01;
+            let xd = f64::from(x);
+            let h = 1e-5;
+            for (got, f, name) in [
+                (silu_and_slope(x).1, &silu64 as &dyn Fn(f64) -> f64, "silu"),
+                (gelu_tanh_and_slope(x).1, &gelu64, "gelu"),
+            ] {
+                let want = (f(xd + h) - f(xd - h)) / (2.0 * h);
+                let error = (f64::from(got) - want).abs();
+                assert!(
+                    error <= 2e-6 * want.abs().max(1.0),
+                    "{name}′({x}) = {got}, want {want}"
+                );
             }
         }
     }

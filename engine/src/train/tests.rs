@@ -316,3 +316,49 @@ fn the_kept_matrices_stay_within_their_budget() {
     let held = trainer.dense.bytes();
     assert!(held > 0 && held <= 10_000, "{held} bytes kept");
 }
+
+/// The engine's fused training layers (`transformer::fused`: RMS norm, rotary embedding, masked
+/// softmax, gate, one autograd node each) give the loss and gradients of candle's composed
+/// forms, which `Kernels::Generic` (the GPU's code) runs: every architecture, with a sequence
+/// longer than Gemma 3's sliding window (256), so that its mask hides slots.
+#[test]
+fn fused_training_layers_give_the_gradients_of_the_composed_ones() {
+    for arch in ["llama", "qwen2", "gemma3"] {
+        let gradients = |kernels: crate::Kernels| {
+            let mut fixture_spec = FixtureSpec::tiny(arch, 5);
+            fixture_spec.weights = FixtureWeights::F32;
+            let opts = LoadOptions {
+                kernels,
+                ..LoadOptions::default()
+            };
+            let (_dir, mut model) = fixture::load(&fixture_spec, &opts);
+            let mut trainer = model
+                .start_lora("t", &spec(&PROJECTIONS, 0.0), AdamWSettings::default(), 1)
+                .unwrap();
+            randomise(&mut trainer, 5);
+            let batch = [sequence(1, 300, 60), sequence(2, 12, 4)];
+            trainer.gradients(&model, &batch, 0).unwrap()
+        };
+        let (fused_loss, _, fused) = gradients(crate::Kernels::Own);
+        let (composed_loss, _, composed) = gradients(crate::Kernels::Generic);
+        assert!(
+            (fused_loss - composed_loss).abs() <= 1e-5 * composed_loss.abs(),
+            "{arch}: loss {fused_loss} against {composed_loss}"
+        );
+        let mut live = 0;
+        for (index, (f, c)) in fused.iter().zip(&composed).enumerate() {
+            let scale = c.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+            let worst = f
+                .iter()
+                .zip(c)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(
+                worst <= 1e-3 * scale,
+                "{arch}: matrix {index}'s gradients differ by {worst} (largest {scale})"
+            );
+            live += usize::from(scale > 1e-4);
+        }
+        assert!(live * 2 > fused.len(), "{arch}: too few live gradients");
+    }
+}

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use candle_core::{D, DType, Device, Result, Tensor};
 
-use super::{Block, Pass, Transformer};
+use super::{Block, Form, Pass, Transformer, fused};
 
 /// The keys and values every layer has seen for a batch of sequences.
 ///
@@ -196,8 +196,7 @@ impl Transformer {
         let config = &self.config;
         let (batch, heads, steps, head_dim) = q.dims4()?;
         let kv_heads = config.kv_heads;
-        let slots = k.dim(2)?;
-        let differentiable = pass.differentiable;
+        let form = self.form(pass, q.device());
         // Grouped-query attention without copying keys and values: the query heads that share
         // one key/value head are stacked along the position axis.
         let groups = heads / kv_heads;
@@ -205,6 +204,38 @@ impl Transformer {
         // In half precision (the KV cache's dtype, `Config::kv_dtype`) the query is scaled
         // before the product, so that scores stay within `f16`'s range; the scores are
         // soft-maxed in `f32` and the probabilities taken back to the values' dtype.
+        let half = k.dtype() != DType::F32;
+        #[allow(clippy::cast_possible_truncation)] // a scale such as 1/√head_dim
+        let scale = config.attention_scale as f32;
+        let probs = if form == Form::Fused && !half && q.dtype() == DType::F32 {
+            // Scale, mask and softmax as one autograd node.
+            let scores = q.matmul(&k.t()?)?;
+            fused::masked_softmax(&scores, scale, mask, steps)?
+        } else {
+            self.composed_softmax(&q, k, mask, form, (batch, kv_heads, groups, steps))?
+        };
+        let attended = probs
+            .to_dtype(v.dtype())?
+            .matmul(v)?
+            .to_dtype(config.dtype)?
+            .reshape((batch, heads, steps, head_dim))?
+            .transpose(1, 2)?
+            .reshape((batch, steps, heads * head_dim))?;
+        block.o.forward(&attended, pass, o_site)
+    }
+
+    /// Attention's probabilities from candle's operations: `q` of
+    /// `(batch, kv_heads, groups · steps, head_dim)`, `k` of `(batch, kv_heads, slots, head_dim)`.
+    fn composed_softmax(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        mask: Option<&Tensor>,
+        form: Form,
+        (batch, kv_heads, groups, steps): (usize, usize, usize, usize),
+    ) -> Result<Tensor> {
+        let config = &self.config;
+        let slots = k.dim(2)?;
         let half = k.dtype() != DType::F32;
         let scores = if half {
             (q.to_dtype(k.dtype())? * config.attention_scale)?
@@ -220,19 +251,11 @@ impl Transformer {
                 .reshape((batch, kv_heads, groups * steps, slots))?,
             None => scores,
         };
-        let probs = if differentiable {
-            candle_nn::ops::softmax(&scores, D::Minus1)?
+        if form == Form::Inference {
+            candle_nn::ops::softmax_last_dim(&scores)
         } else {
-            candle_nn::ops::softmax_last_dim(&scores)?
-        };
-        let attended = probs
-            .to_dtype(v.dtype())?
-            .matmul(v)?
-            .to_dtype(config.dtype)?
-            .reshape((batch, heads, steps, head_dim))?
-            .transpose(1, 2)?
-            .reshape((batch, steps, heads * head_dim))?;
-        block.o.forward(&attended, pass, o_site)
+            candle_nn::ops::softmax(&scores, D::Minus1)
+        }
     }
 }
 

@@ -1,0 +1,488 @@
+//! A training pass's element-wise layers as single autograd nodes on the CPU: RMS norm, rotary
+//! embedding, attention's scaled and masked softmax, and the feed-forward gate `act(g) · u`, each
+//! one pass over plain buffers forward and one backward.
+//!
+//! Why: composed from candle's operations, RMS norm is seven nodes (square, sum, divide, add,
+//! square root, divide, multiply), the softmax five after the scaling and the mask, the rotary
+//! embedding eight, SiLU's gradient five more; each writes a fresh tensor, and in the backward
+//! pass each gradient is summed into a zero-filled one (`GradStore`). In a LoRA step on a
+//! 135M-parameter model these maps took about a fifth of the samples (docs/perf-notes.md
+//! section 17). Here each layer keeps what its backward pass needs (the norm's per-row scale, the
+//! softmax's probabilities) and computes its gradient directly.
+//!
+//! The forward values are the ones inference computes: the norm as candle's `rms_norm` kernel
+//! (the same operations in the same order), the gate through `q8::gate`'s exponential. The
+//! softmax's exponential is `q8::gate`'s too (within 2 ulp of the library's; masked slots are
+//! exactly zero).
+//!
+//! On another device, in another dtype, or under `Kernels::Generic`, the transformer takes the
+//! composed forms (the code a GPU runs, and the reference of the tests below).
+
+use std::ops::Range;
+use std::sync::{Mutex, PoisonError};
+
+use candle_core::{CpuStorage, DType, Layout, Result, Shape, Storage, Tensor};
+
+use crate::q8::Gate;
+
+/// Calls `work(i, part)` for each part `i` of `out` cut into `chunk` values (the last part may
+/// be shorter), on the barrier pool's threads (the ones the products use) when there are enough
+/// parts to share.
+fn par_chunks(out: &mut [f32], chunk: usize, work: impl Fn(usize, &mut [f32]) + Sync) {
+    let parts: Vec<Mutex<&mut [f32]>> = out.chunks_mut(chunk.max(1)).map(Mutex::new).collect();
+    let run = |range: Range<usize>| {
+        for i in range {
+            work(
+                i,
+                &mut parts[i].lock().unwrap_or_else(PoisonError::into_inner),
+            );
+        }
+    };
+    if parts.len() < 16 {
+        run(0..parts.len());
+    } else {
+        candle_core::utils::barrier_pool().execute_chunked(parts.len(), run);
+    }
+}
+
+/// [`par_chunks`] over two outputs cut alike.
+fn par_chunks2(
+    a: &mut [f32],
+    b: &mut [f32],
+    chunk: usize,
+    work: impl Fn(usize, &mut [f32], &mut [f32]) + Sync,
+) {
+    let chunk = chunk.max(1);
+    let parts: Vec<Mutex<(&mut [f32], &mut [f32])>> = a
+        .chunks_mut(chunk)
+        .zip(b.chunks_mut(chunk))
+        .map(Mutex::new)
+        .collect();
+    let run = |range: Range<usize>| {
+        for i in range {
+            let mut part = parts[i].lock().unwrap_or_else(PoisonError::into_inner);
+            let (a, b) = &mut *part;
+            work(i, a, b);
+        }
+    };
+    if parts.len() < 16 {
+        run(0..parts.len());
+    } else {
+        candle_core::utils::barrier_pool().execute_chunked(parts.len(), run);
+    }
+}
+
+/// The `f32` values of a contiguous CPU storage.
+fn values<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> Result<&'a [f32]> {
+    let CpuStorage::F32(values) = storage else {
+        candle_core::bail!("{what} takes f32 values");
+    };
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&values[start..end]),
+        None => candle_core::bail!("{what} takes contiguous values"),
+    }
+}
+
+/// Runs `f` on the `f32` values of `t` (a CPU tensor), made contiguous first if it is not.
+fn with_values<R>(t: &Tensor, what: &str, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+    let t = t.to_dtype(DType::F32)?.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    let Storage::Cpu(storage) = &*storage else {
+        candle_core::bail!("{what} runs on the CPU");
+    };
+    f(values(storage, layout, what)?)
+}
+
+/// `Σ a·b` in sixteen running sums (a fixed order, which the compiler vectorizes).
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 16];
+    let (a_body, b_body) = (a.chunks_exact(16), b.chunks_exact(16));
+    let (a_tail, b_tail) = (a_body.remainder(), b_body.remainder());
+    for (x, y) in a_body.zip(b_body) {
+        for l in 0..16 {
+            lanes[l] += x[l] * y[l];
+        }
+    }
+    let tail: f32 = a_tail.iter().zip(b_tail).map(|(x, y)| x * y).sum();
+    lanes.iter().sum::<f32>() + tail
+}
+
+// ---------------------------------------------------------------------------------------------
+// RMS norm
+
+/// `x / √(mean(x²) + eps) · weight` over the last dimension, differentiable in `x` (and in
+/// `weight`, should it be trained).
+pub(super) fn rms_norm(x: &Tensor, weight: &Tensor, eps: f32) -> Result<Tensor> {
+    let width = weight.dims1()?;
+    if x.dim(candle_core::D::Minus1)? != width {
+        candle_core::bail!(
+            "an RMS norm of {width} values over a tensor of shape {:?}",
+            x.dims()
+        );
+    }
+    x.contiguous()?.apply_op2(
+        &weight.contiguous()?,
+        RmsNorm {
+            eps,
+            scales: Mutex::default(),
+        },
+    )
+}
+
+struct RmsNorm {
+    eps: f32,
+    /// Each row's `√(mean(x²) + eps)`, from the forward pass.
+    scales: Mutex<Vec<f32>>,
+}
+
+impl RmsNorm {
+    /// `√(mean(x²) + eps)` of a row: the sum of squares in order, in `f32`, as candle's kernel.
+    fn scale(&self, row: &[f32]) -> f32 {
+        let squares: f32 = row.iter().map(|v| v * v).sum();
+        #[allow(clippy::cast_precision_loss)] // a row's width is small
+        let mean = squares / row.len() as f32;
+        (mean + self.eps).sqrt()
+    }
+}
+
+impl candle_core::CustomOp2 for RmsNorm {
+    fn name(&self) -> &'static str {
+        "fused-rms-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = values(s1, l1, "the RMS norm")?;
+        let weight = values(s2, l2, "the RMS norm")?;
+        let width = weight.len();
+        let scales: Vec<f32> = x.chunks_exact(width).map(|row| self.scale(row)).collect();
+        let mut out = vec![0f32; x.len()];
+        par_chunks(&mut out, width, |r, y| {
+            let m = scales[r];
+            for ((y, &v), &w) in y.iter_mut().zip(&x[r * width..]).zip(weight) {
+                *y = v / m * w;
+            }
+        });
+        *self.scales.lock().unwrap_or_else(PoisonError::into_inner) = scales;
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    /// With `m` a row's scale and `gw = g ⊙ w`: `∂x = gw / m − x · Σ(gw ⊙ x) / (n m³)`;
+    /// `∂w = Σ_rows g ⊙ x / m`.
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        _: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let width = weight.dims1()?;
+        let mut scales =
+            std::mem::take(&mut *self.scales.lock().unwrap_or_else(PoisonError::into_inner));
+        let weight_values = weight.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+        let trained = weight.track_op();
+        let (dx, dw) = with_values(x, "the RMS norm", |x| {
+            with_values(grad, "the RMS norm", |g| {
+                let rows = x.len() / width;
+                if scales.len() != rows {
+                    scales = x.chunks_exact(width).map(|row| self.scale(row)).collect();
+                }
+                let mut dx = vec![0f32; x.len()];
+                #[allow(clippy::cast_precision_loss)]
+                let n = width as f32;
+                par_chunks(&mut dx, width, |r, d| {
+                    let (xr, gr) = (&x[r * width..(r + 1) * width], &g[r * width..][..width]);
+                    let m = scales[r];
+                    // `g ⊙ w` first, in `d`, then the row's correction.
+                    for ((t, &g), &w) in d.iter_mut().zip(gr).zip(&weight_values) {
+                        *t = g * w;
+                    }
+                    let k = dot(d, xr) / (n * m * m * m);
+                    for (t, &v) in d.iter_mut().zip(xr) {
+                        *t = *t / m - v * k;
+                    }
+                });
+                let dw = trained.then(|| {
+                    let mut dw = vec![0f32; width];
+                    for (r, (xr, gr)) in
+                        x.chunks_exact(width).zip(g.chunks_exact(width)).enumerate()
+                    {
+                        let m = scales[r];
+                        for ((d, &v), &g) in dw.iter_mut().zip(xr).zip(gr) {
+                            *d += g * v / m;
+                        }
+                    }
+                    dw
+                });
+                Ok((dx, dw))
+            })
+        })?;
+        let dx = Tensor::from_vec(dx, x.shape(), x.device())?;
+        let dw = match dw {
+            Some(dw) => Some(Tensor::from_vec(dw, width, x.device())?.to_dtype(weight.dtype())?),
+            None => None,
+        };
+        Ok((Some(dx), dw))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rotary embedding
+
+/// `x` (`(batch, heads, positions, head_dim)`) rotated by the angles whose `cos` and `sin` are
+/// given for each position (`(positions, head_dim / 2)`, or `(batch, positions, head_dim / 2)`
+/// when rows differ): channel pairs `(2i, 2i + 1)` when `interleaved`, else `(i, i + head_dim/2)`.
+/// Its gradient is the rotation back.
+pub(super) fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, interleaved: bool) -> Result<Tensor> {
+    let (batch, _, steps, head_dim) = x.dims4()?;
+    let half = head_dim / 2;
+    let shape_ok = |t: &Tensor| {
+        let dims = t.dims();
+        dims == [steps, half] || dims == [batch, steps, half]
+    };
+    if head_dim % 2 != 0 || !shape_ok(cos) || !shape_ok(sin) || cos.dims() != sin.dims() {
+        candle_core::bail!(
+            "rotary tables of shapes {:?} and {:?} for a tensor of shape {:?}",
+            cos.dims(),
+            sin.dims(),
+            x.dims()
+        );
+    }
+    let table = |t: &Tensor| t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>();
+    x.contiguous()?.apply_op1(Rope {
+        cos: table(cos)?,
+        sin: table(sin)?,
+        per_row: cos.rank() == 3,
+        interleaved,
+    })
+}
+
+struct Rope {
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+    /// Whether the tables have a batch dimension.
+    per_row: bool,
+    interleaved: bool,
+}
+
+impl Rope {
+    /// `x` of `dims` (`(batch, heads, positions, head_dim)`) rotated by `sign · angle`.
+    fn rotate(&self, x: &[f32], dims: &[usize], sign: f32) -> Vec<f32> {
+        let (heads, steps, head_dim) = (dims[1], dims[2], dims[3]);
+        let half = head_dim / 2;
+        let mut out = vec![0f32; x.len()];
+        par_chunks(&mut out, head_dim, |r, y| {
+            let t = r % steps;
+            let b = r / (heads * steps);
+            let at = if self.per_row {
+                (b * steps + t) * half
+            } else {
+                t * half
+            };
+            let (cos, sin) = (&self.cos[at..at + half], &self.sin[at..at + half]);
+            let xr = &x[r * head_dim..(r + 1) * head_dim];
+            for i in 0..half {
+                let (c, s) = (cos[i], sign * sin[i]);
+                let (a, b) = if self.interleaved {
+                    (2 * i, 2 * i + 1)
+                } else {
+                    (i, i + half)
+                };
+                let (xa, xb) = (xr[a], xr[b]);
+                y[a] = xa * c - xb * s;
+                y[b] = xb * c + xa * s;
+            }
+        });
+        out
+    }
+}
+
+impl candle_core::CustomOp1 for Rope {
+    fn name(&self) -> &'static str {
+        "fused-rope"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = values(storage, layout, "the rotary embedding")?;
+        let out = self.rotate(x, layout.shape().dims(), 1.0);
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+
+    fn bwd(&self, x: &Tensor, _: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let back = with_values(grad, "the rotary embedding", |g| {
+            Ok(self.rotate(g, x.dims(), -1.0))
+        })?;
+        Ok(Some(Tensor::from_vec(back, x.shape(), x.device())?))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attention's softmax
+
+/// `softmax(scale · scores + mask)` over the last dimension, for `scores` of
+/// `(batch, kv_heads, groups · steps, slots)` (the query heads that share a key head stacked
+/// along the positions) and `mask` of `(batch, 1, 1, steps, slots)` (0 where visible, −∞ where
+/// not) or none. Masked slots get a probability of exactly 0.
+pub(super) fn masked_softmax(
+    scores: &Tensor,
+    scale: f32,
+    mask: Option<&Tensor>,
+    steps: usize,
+) -> Result<Tensor> {
+    let (batch, _, rows, slots) = scores.dims4()?;
+    if steps == 0 || rows % steps != 0 {
+        candle_core::bail!("{rows} score rows are not a whole number of {steps} positions");
+    }
+    let mask = match mask {
+        Some(mask) => {
+            if mask.elem_count() != batch * steps * slots {
+                candle_core::bail!(
+                    "a mask of shape {:?} for scores of shape {:?}",
+                    mask.dims(),
+                    scores.dims()
+                );
+            }
+            Some(mask.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
+        }
+        None => None,
+    };
+    scores
+        .contiguous()?
+        .apply_op1(MaskedSoftmax { scale, mask, steps })
+}
+
+struct MaskedSoftmax {
+    scale: f32,
+    /// `(batch, steps, slots)`.
+    mask: Option<Vec<f32>>,
+    steps: usize,
+}
+
+impl candle_core::CustomOp1 for MaskedSoftmax {
+    fn name(&self) -> &'static str {
+        "fused-masked-softmax"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let scores = values(storage, layout, "attention's softmax")?;
+        let dims = layout.shape().dims();
+        let (rows_per_batch, slots) = (dims[1] * dims[2], dims[3]);
+        let mut out = vec![0f32; scores.len()];
+        par_chunks(&mut out, slots, |r, p| {
+            let mask = self.mask.as_deref().map(|mask| {
+                let at = (r / rows_per_batch * self.steps + r % self.steps) * slots;
+                &mask[at..at + slots]
+            });
+            crate::q8::softmax_row(&scores[r * slots..(r + 1) * slots], mask, self.scale, p);
+        });
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+
+    /// `∂s = scale · p ⊙ (g − Σ g ⊙ p)` per row, from the probabilities `p` themselves.
+    fn bwd(&self, scores: &Tensor, probs: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let slots = scores.dim(3)?;
+        let back = with_values(probs, "attention's softmax", |p| {
+            with_values(grad, "attention's softmax", |g| {
+                let mut out = vec![0f32; p.len()];
+                par_chunks(&mut out, slots, |r, d| {
+                    let (pr, gr) = (&p[r * slots..(r + 1) * slots], &g[r * slots..][..slots]);
+                    let k = dot(pr, gr);
+                    for ((d, &p), &g) in d.iter_mut().zip(pr).zip(gr) {
+                        *d = self.scale * (p * (g - k));
+                    }
+                });
+                Ok(out)
+            })
+        })?;
+        Ok(Some(Tensor::from_vec(
+            back,
+            scores.shape(),
+            scores.device(),
+        )?))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The feed-forward gate
+
+/// `act(gate) · up`, element by element, differentiable in both.
+pub(super) fn gated(act: Gate, gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+    if gate.dims() != up.dims() {
+        candle_core::bail!(
+            "a gate of shape {:?} beside an up projection of shape {:?}",
+            gate.dims(),
+            up.dims()
+        );
+    }
+    gate.contiguous()?
+        .apply_op2(&up.contiguous()?, GateUp { act })
+}
+
+struct GateUp {
+    act: Gate,
+}
+
+/// Values a thread takes of the gate at a time.
+const GATE_GRAIN: usize = 4096;
+
+impl candle_core::CustomOp2 for GateUp {
+    fn name(&self) -> &'static str {
+        "fused-gate"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let gate = values(s1, l1, "the gate")?;
+        let up = values(s2, l2, "the gate")?;
+        let mut out = gate.to_vec();
+        par_chunks(&mut out, GATE_GRAIN, |i, part| {
+            let start = i * GATE_GRAIN;
+            crate::q8::gate_up(self.act, part, &up[start..start + part.len()]);
+        });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        gate: &Tensor,
+        up: &Tensor,
+        _: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (d_gate, d_up) = with_values(gate, "the gate", |gate| {
+            with_values(up, "the gate", |up| {
+                with_values(grad, "the gate", |grad| {
+                    let n = gate.len();
+                    let (mut d_gate, mut d_up) = (vec![0f32; n], vec![0f32; n]);
+                    par_chunks2(&mut d_gate, &mut d_up, GATE_GRAIN, |i, dg, du| {
+                        let span = i * GATE_GRAIN..i * GATE_GRAIN + dg.len();
+                        crate::q8::gate_up_grad(
+                            self.act,
+                            (&gate[span.clone()], &up[span.clone()], &grad[span]),
+                            (dg, du),
+                        );
+                    });
+                    Ok((d_gate, d_up))
+                })
+            })
+        })?;
+        Ok((
+            Some(Tensor::from_vec(d_gate, gate.shape(), gate.device())?),
+            Some(Tensor::from_vec(d_up, up.shape(), up.device())?),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests;
