@@ -26,7 +26,7 @@ use std::sync::Arc;
 use candle_core::{DType, Tensor, Var};
 
 use crate::fixture::SplitMix64;
-use crate::transformer::{Cache, DenseCache, Logits, Lora, PROJECTIONS, Pass, TrainPass};
+use crate::transformer::{DenseCache, Lora, PROJECTIONS, Pass, TrainPass};
 use crate::{AdapterInfo, EngineError, Model};
 
 /// The adapter to train.
@@ -344,16 +344,11 @@ impl LoraTrainer {
             train: Some(train),
         };
         let targets = &sequence.ids[sequence.response_start..];
-        (|| {
-            let logits = model.weights.model.forward_pass(
-                &input,
-                &mut Cache::default(),
-                pass,
-                Logits::From(sequence.response_start - 1),
-            )?;
-            nll::response_nll(&logits.squeeze(0)?, targets)
-        })()
-        .map_err(error)
+        model
+            .weights
+            .model
+            .training_nll(&input, pass, sequence.response_start - 1, targets)
+            .map_err(error)
     }
 
     /// The per-sequence dropout settings of micro-batch `index` of a step seeded `seed`.
@@ -691,6 +686,6 @@ impl LoraTrainer {
     }
 }
 
-mod nll;
+pub(crate) mod nll;
 #[cfg(test)]
 mod tests;

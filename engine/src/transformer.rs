@@ -487,6 +487,67 @@ impl Transformer {
         pass: Pass<'_>,
         logits: Logits,
     ) -> Result<Tensor> {
+        let x = self.final_hidden(ids, cache, pass, logits)?;
+        let out = self
+            .head
+            .forward(&x, pass, HEAD_SITE)?
+            .to_dtype(DType::F32)?;
+        match logits {
+            Logits::Last => out.squeeze(1),
+            Logits::All | Logits::From(_) => Ok(out),
+        }
+    }
+
+    /// The summed negative log-likelihood of `targets` under the logits of the positions from
+    /// `first` on of a training pass over `ids` (one sequence, `(1, positions)`): what
+    /// [`Transformer::forward_pass`] with [`Logits::From`] and the loss of `train::nll` give.
+    /// On the CPU in `f32`, for more positions than a product streams, an output head without
+    /// a bias or an adapter pair takes the head and the loss as one autograd node
+    /// (`train::nll::head_nll`): the logits (`positions × vocab`, 50 MB for 256 positions of
+    /// SmolLM2) are one buffer inside it, never a tensor of the graph with its copies and
+    /// zero-filled gradient sums.
+    pub(crate) fn training_nll(
+        &self,
+        ids: &Tensor,
+        pass: Pass<'_>,
+        first: usize,
+        targets: &[u32],
+    ) -> Result<Tensor> {
+        let Some(train) = pass.train else {
+            candle_core::bail!("a training loss outside a training pass");
+        };
+        let x = self.final_hidden(ids, &mut Cache::default(), pass, Logits::From(first))?;
+        let (batch, rows, _) = x.dims3()?;
+        let head = &self.head;
+        let adapted = pass
+            .adapter
+            .is_some_and(|slot| head.loras.iter().any(|(s, _)| *s == slot));
+        if batch == 1
+            && rows > weight::STREAMED_ROWS
+            && self.form(pass, x.device()) == Form::Fused
+            && train.own_products
+            && head.bias.is_none()
+            && !adapted
+        {
+            let w = match train.dense.as_deref() {
+                Some(cache) => cache.dense(&head.weight)?.0,
+                None => head.weight.dense()?,
+            };
+            return crate::train::nll::head_nll(&x.squeeze(0)?, &w.to_dtype(DType::F32)?, targets);
+        }
+        let logits = head.forward(&x, pass, HEAD_SITE)?.to_dtype(DType::F32)?;
+        crate::train::nll::response_nll(&logits.squeeze(0)?, targets)
+    }
+
+    /// The final norm's output (`(batch, positions, hidden)`) at the positions `logits` names,
+    /// before the output head.
+    fn final_hidden(
+        &self,
+        ids: &Tensor,
+        cache: &mut Cache,
+        pass: Pass<'_>,
+        logits: Logits,
+    ) -> Result<Tensor> {
         let (batch, steps) = ids.dims2()?;
         if pass.train.is_some() && cache.len != 0 {
             candle_core::bail!("a training pass starts on an empty cache");
@@ -587,15 +648,7 @@ impl Transformer {
                 candle_core::bail!("logits from position {first} of a pass of {steps}")
             }
         };
-        let x = self.final_norm.forward(&x, self.form(pass, device))?;
-        let out = self
-            .head
-            .forward(&x, pass, HEAD_SITE)?
-            .to_dtype(DType::F32)?;
-        match logits {
-            Logits::Last => out.squeeze(1),
-            Logits::All | Logits::From(_) => Ok(out),
-        }
+        self.final_norm.forward(&x, self.form(pass, device))
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -145,4 +145,40 @@ mod tests {
         }
         assert_eq!(matmul_f32(&[], 2, 0, &[], 3, Rhs::Plain), vec![0.0; 6]);
     }
+
+    /// Throughput of a LoRA step's product shapes (SmolLM2-135M, 256 positions), for comparing
+    /// with other libraries on the same machine: `cargo test --release -p kokushi-engine --lib
+    /// probe_dense -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a measurement, not a test"]
+    fn probe_dense_products() {
+        for (m, k, n) in [
+            (256, 576, 576),
+            (256, 576, 1536),
+            (256, 1536, 576),
+            (256, 576, 49152),
+            (256, 49152, 576),
+            (256, 576, 192),
+        ] {
+            let x = values(m * k, 1);
+            for rhs in [Rhs::Transposed, Rhs::Plain] {
+                let w = values(k * n, 2);
+                let repeats = if n > 10_000 || k > 10_000 { 3 } else { 20 };
+                for _ in 0..2 {
+                    std::hint::black_box(matmul_f32(&x, m, k, &w, n, rhs));
+                }
+                let started = std::time::Instant::now();
+                for _ in 0..repeats {
+                    std::hint::black_box(matmul_f32(&x, m, k, &w, n, rhs));
+                }
+                let each = started.elapsed().as_secs_f64() / f64::from(repeats);
+                let flops = 2.0 * (m * k * n) as f64;
+                println!(
+                    "{m}x{k}x{n} {rhs:?}: {:.3} ms {:.1} GFLOP/s",
+                    each * 1e3,
+                    flops / each / 1e9
+                );
+            }
+        }
+    }
 }

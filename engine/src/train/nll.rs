@@ -8,17 +8,24 @@
 //! the sum of exponentials, per row, kept for the backward pass) and the backward pass reads them
 //! once more and writes the gradient, split over rows between the worker threads.
 //!
+//! With many positions the logits themselves are the largest tensors of a step (256 × 49,152
+//! values, 50 MB, for SmolLM2), and as tensors of the graph they are copied and their gradient
+//! summed into zero-filled ones several times over. [`head_nll`] takes the output head's product
+//! into the same node: `x` in, the loss out, the logits one buffer inside it that the backward
+//! pass turns into their gradient in place before multiplying it by the head.
+//!
 //! On a device other than the CPU, [`response_nll`] takes the composed form (the generic path).
 
 use std::sync::{Mutex, PoisonError};
 
-use candle_core::{CpuStorage, D, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, D, DType, Layout, Result, Shape, Storage, Tensor};
 
+use crate::q8::{Rhs, matmul_f32};
 use crate::transformer::attention_threads;
 
 /// `Σᵢ −log softmax(logits[i])[targets[i]]` for `logits` of shape `(rows, vocab)`, as a scalar
 /// differentiable in `logits`.
-pub(super) fn response_nll(logits: &Tensor, targets: &[u32]) -> Result<Tensor> {
+pub(crate) fn response_nll(logits: &Tensor, targets: &[u32]) -> Result<Tensor> {
     let (rows, vocab) = logits.dims2()?;
     if vocab == 0 {
         candle_core::bail!("logits over an empty vocabulary");
@@ -35,6 +42,37 @@ pub(super) fn response_nll(logits: &Tensor, targets: &[u32]) -> Result<Tensor> {
     logits.contiguous()?.apply_op1(ResponseNll {
         targets: targets.to_vec(),
         stats: Mutex::default(),
+    })
+}
+
+/// [`response_nll`] of the logits `x Wᵀ`, for `x` of `(rows, hidden)` and the output head `w`
+/// (`(vocab, hidden)`, `f32`), as one node differentiable in `x` (the head is frozen). On a
+/// device other than the CPU, the product and then [`response_nll`].
+pub(crate) fn head_nll(x: &Tensor, w: &Tensor, targets: &[u32]) -> Result<Tensor> {
+    let (rows, hidden) = x.dims2()?;
+    let (vocab, w_hidden) = w.dims2()?;
+    if w_hidden != hidden {
+        candle_core::bail!(
+            "an output head of shape {:?} for inputs of {hidden}",
+            w.dims()
+        );
+    }
+    if vocab == 0 {
+        candle_core::bail!("logits over an empty vocabulary");
+    }
+    if rows != targets.len() {
+        candle_core::bail!("{rows} rows of logits for {} targets", targets.len());
+    }
+    if let Some(&t) = targets.iter().find(|&&t| t as usize >= vocab) {
+        candle_core::bail!("target token {t} is outside the vocabulary of {vocab}");
+    }
+    if !x.device().is_cpu() || x.dtype() != DType::F32 || w.dtype() != DType::F32 {
+        return response_nll(&x.matmul(&w.t()?)?, targets);
+    }
+    x.contiguous()?.apply_op1(HeadNll {
+        w: w.contiguous()?,
+        targets: targets.to_vec(),
+        kept: Mutex::default(),
     })
 }
 
@@ -131,23 +169,122 @@ impl candle_core::CustomOp1 for ResponseNll {
         if stats.len() != rows {
             stats = all_row_stats(values, rows, vocab);
         }
-        let mut out = vec![0f32; rows * vocab];
-        by_rows(values, vocab, &mut out, vocab, |first, input, out| {
-            for (i, (row, grads)) in input
-                .chunks_exact(vocab)
-                .zip(out.chunks_exact_mut(vocab))
-                .enumerate()
-            {
-                let (max, sum) = stats[first + i];
-                #[allow(clippy::cast_possible_truncation)]
-                let factor = (f64::from(scale) / sum) as f32;
-                for (g, &v) in grads.iter_mut().zip(row) {
-                    *g = (v - max).exp() * factor;
-                }
-                grads[self.targets[first + i] as usize] -= scale;
-            }
-        });
+        let mut out = values.to_vec();
+        gradient_in_place(&mut out, vocab, &stats, &self.targets, scale);
         Ok(Some(Tensor::from_vec(out, (rows, vocab), logits.device())?))
+    }
+}
+
+/// Turns `logits` (rows of `vocab`) into the loss's gradient with respect to them, scaled by
+/// `scale`: `scale · (softmax − onehot(target))` a row, from each row's `(max, Σ exp)`.
+fn gradient_in_place(
+    logits: &mut [f32],
+    vocab: usize,
+    stats: &[(f32, f64)],
+    targets: &[u32],
+    scale: f32,
+) {
+    let rows = logits.len() / vocab.max(1);
+    let threads = attention_threads().clamp(1, rows.max(1));
+    let chunk = rows.div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        for (index, part) in logits.chunks_mut(chunk * vocab).enumerate() {
+            scope.spawn(move || {
+                let first = index * chunk;
+                for (i, row) in part.chunks_exact_mut(vocab).enumerate() {
+                    let (max, sum) = stats[first + i];
+                    #[allow(clippy::cast_possible_truncation)]
+                    let factor = (f64::from(scale) / sum) as f32;
+                    for g in row.iter_mut() {
+                        *g = (*g - max).exp() * factor;
+                    }
+                    row[targets[first + i] as usize] -= scale;
+                }
+            });
+        }
+    });
+}
+
+/// Each row's maximum and sum of exponentials.
+type RowStats = Vec<(f32, f64)>;
+
+/// The output head and the loss as one autograd node (CPU, `f32`; see [`head_nll`]).
+struct HeadNll {
+    /// The head, `(vocab, hidden)`.
+    w: Tensor,
+    targets: Vec<u32>,
+    /// The logits and each row's maximum and sum of exponentials, from the forward pass.
+    kept: Mutex<Option<(Vec<f32>, RowStats)>>,
+}
+
+impl HeadNll {
+    /// `x Wᵀ` for `x` of `rows` rows, and the head's vocabulary.
+    fn logits(&self, x: &[f32], rows: usize) -> Result<(Vec<f32>, usize)> {
+        let (storage, layout) = self.w.storage_and_layout();
+        let Storage::Cpu(storage) = &*storage else {
+            candle_core::bail!("the output head's loss runs on the CPU");
+        };
+        let w = ResponseNll::contiguous(storage, layout)?;
+        let (vocab, hidden) = self.w.dims2()?;
+        if x.len() != rows * hidden {
+            candle_core::bail!("{} inputs for {rows} rows of {hidden}", x.len());
+        }
+        Ok((
+            matmul_f32(x, rows, hidden, w, vocab, Rhs::Transposed),
+            vocab,
+        ))
+    }
+}
+
+impl candle_core::CustomOp1 for HeadNll {
+    fn name(&self) -> &'static str {
+        "head-response-nll"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (rows, _) = layout.shape().dims2()?;
+        let x = ResponseNll::contiguous(storage, layout)?;
+        let (logits, vocab) = self.logits(x, rows)?;
+        let stats = all_row_stats(&logits, rows, vocab);
+        let total: f64 = stats
+            .iter()
+            .zip(logits.chunks_exact(vocab))
+            .zip(&self.targets)
+            .map(|((&(max, sum), row), &target)| {
+                f64::from(max) + sum.ln() - f64::from(row[target as usize])
+            })
+            .sum();
+        *self.kept.lock().unwrap_or_else(PoisonError::into_inner) = Some((logits, stats));
+        #[allow(clippy::cast_possible_truncation)] // the loss is an f32 tensor
+        Ok((CpuStorage::F32(vec![total as f32]), Shape::from(())))
+    }
+
+    fn bwd(&self, x: &Tensor, _: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let (rows, hidden) = x.dims2()?;
+        let scale = grad.to_dtype(DType::F32)?.to_scalar::<f32>()?;
+        let kept = self
+            .kept
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let (mut logits, stats) = match kept {
+            Some(kept) => kept,
+            None => {
+                let values = x.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+                let (logits, vocab) = self.logits(&values, rows)?;
+                let stats = all_row_stats(&logits, rows, vocab);
+                (logits, stats)
+            }
+        };
+        let (vocab, _) = self.w.dims2()?;
+        gradient_in_place(&mut logits, vocab, &stats, &self.targets, scale);
+        let (storage, layout) = self.w.storage_and_layout();
+        let Storage::Cpu(storage) = &*storage else {
+            candle_core::bail!("the output head's loss runs on the CPU");
+        };
+        let w = ResponseNll::contiguous(storage, layout)?;
+        let dx = matmul_f32(&logits, rows, vocab, w, hidden, Rhs::Plain);
+        Ok(Some(Tensor::from_vec(dx, (rows, hidden), x.device())?))
     }
 }
 
@@ -230,6 +367,46 @@ mod tests {
         for row in fused_grad.chunks_exact(vocab) {
             assert!(row.iter().sum::<f32>().abs() < 1e-4);
         }
+    }
+
+    #[test]
+    fn the_head_and_loss_node_equals_the_product_then_candles_composition() {
+        // Arrange: 20 rows of 24 inputs, a head of 3,001 rows (the logits spread as above).
+        let (rows, hidden, vocab) = (20, 24, 3001);
+        let x = logits(rows, hidden);
+        let w: Vec<f32> = logits(vocab, hidden).iter().map(|v| v * 0.05).collect();
+        let w = Tensor::from_vec(w, (vocab, hidden), &Device::Cpu).unwrap();
+        let targets: Vec<u32> = (0..rows as u32).map(|i| (i * 1237) % 3001).collect();
+        let fused = |x: &Tensor, t: &[u32]| super::head_nll(x, &w, t);
+        let composed = |x: &Tensor, t: &[u32]| composed_nll(&x.matmul(&w.t()?)?, t);
+
+        // Act
+        let (value, gradient) = value_and_gradient(fused, &x, (rows, hidden), &targets);
+        let (want, want_gradient) = value_and_gradient(composed, &x, (rows, hidden), &targets);
+
+        // Assert
+        assert!(
+            (value - want).abs() <= 1e-5 * want.abs(),
+            "{value} vs {want}"
+        );
+        let scale = want_gradient.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let worst = gradient
+            .iter()
+            .zip(&want_gradient)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            scale > 1e-3 && worst <= 1e-5 * scale,
+            "gradients differ by {worst} ({scale})"
+        );
+        // Its checks are the loss's.
+        let x = Tensor::zeros((2, hidden), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let error = super::head_nll(&x, &w, &[0, 3001]).unwrap_err().to_string();
+        assert!(error.contains("target token 3001"), "{error}");
+        let error = super::head_nll(&x.t().unwrap(), &w, &[0; 24])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("for inputs of 2"), "{error}");
     }
 
     #[test]

@@ -434,7 +434,7 @@ impl candle_core::CustomOp2 for BaseProduct {
 
 /// Input rows up to which a training product streams the weight row by row
 /// ([`Weight::streamed`]) rather than dequantizing it whole.
-const STREAMED_ROWS: usize = 16;
+pub(super) const STREAMED_ROWS: usize = 16;
 
 /// Rows `ids` of a `(rows, cols)` matrix of the engine's own layouts, dequantized by `row`.
 fn own_rows(
