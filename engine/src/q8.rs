@@ -55,7 +55,7 @@ mod lanes;
 mod q4;
 mod softmax;
 
-pub(crate) use dense::{Rhs, matmul_f32};
+pub(crate) use dense::{Rhs, View, gemm_into, matmul_f32};
 pub(crate) use gate::{Gate, exp, gate_up, gate_up_grad};
 pub(crate) use lanes::{add_scaled, dot_lanes};
 pub(crate) use q4::{Q4Kind, Q4Matrix};

@@ -90,6 +90,104 @@ pub(crate) fn matmul_f32(x: &[f32], m: usize, k: usize, w: &[f32], n: usize, rhs
     out
 }
 
+/// A matrix inside a slice: element `(i, j)` at `offset + i · row_stride + j · col_stride`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct View<'a> {
+    pub(crate) data: &'a [f32],
+    pub(crate) offset: usize,
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+    pub(crate) row_stride: usize,
+    pub(crate) col_stride: usize,
+}
+
+impl<'a> View<'a> {
+    /// Rows `rows` of `cols` values stored one after another from `offset`.
+    pub(crate) fn rows(data: &'a [f32], offset: usize, rows: usize, cols: usize) -> Self {
+        Self {
+            data,
+            offset,
+            rows,
+            cols,
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+
+    /// The transposed matrix (the same elements).
+    pub(crate) fn t(self) -> Self {
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+            ..self
+        }
+    }
+
+    /// Whether every element lies inside `data`.
+    fn inside(&self) -> bool {
+        if self.rows == 0 || self.cols == 0 {
+            return self.offset <= self.data.len();
+        }
+        (self.rows - 1)
+            .checked_mul(self.row_stride)
+            .zip((self.cols - 1).checked_mul(self.col_stride))
+            .and_then(|(a, b)| a.checked_add(b))
+            .and_then(|last| last.checked_add(self.offset))
+            .is_some_and(|last| last < self.data.len())
+    }
+}
+
+/// `out ← a · b`, or with `accumulate` `out ← out + a · b`, on this thread: `out` is
+/// `a.rows × b.cols`, row-major and contiguous.
+///
+/// # Panics
+/// If the shapes do not match or a view reaches outside its slice.
+pub(crate) fn gemm_into(out: &mut [f32], a: View<'_>, b: View<'_>, accumulate: bool) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert_eq!(b.rows, k, "a product of {m} × {k} and {} × {n}", b.rows);
+    assert_eq!(out.len(), m * n, "an output of the wrong size");
+    assert!(a.inside() && b.inside(), "a matrix view outside its slice");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            out.fill(0.0);
+        }
+        return;
+    }
+    // SAFETY: the output is m × n contiguous (row stride n, checked above) and borrowed
+    // mutably, so no view aliases it; every element `gemm` reads of `a` (i < m, l < k) and of
+    // `b` (l < k, j < n) lies inside its slice (`inside`, checked above). With `read_dst`
+    // false the output is only written, with true it is read first, and it is initialized
+    // either way (a `&mut [f32]`). `Parallelism::None` keeps the work on this thread.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            signed(n),
+            accumulate,
+            a.data.as_ptr().add(a.offset),
+            signed(a.col_stride),
+            signed(a.row_stride),
+            b.data.as_ptr().add(b.offset),
+            signed(b.col_stride),
+            signed(b.row_stride),
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
 /// A stride as `gemm` takes it (the sizes here come from allocated slices, so they fit).
 fn signed(stride: usize) -> isize {
     isize::try_from(stride).unwrap_or(isize::MAX)
@@ -144,6 +242,57 @@ mod tests {
             }
         }
         assert_eq!(matmul_f32(&[], 2, 0, &[], 3, Rhs::Plain), vec![0.0; 6]);
+    }
+
+    /// Views with strides (a transposed block inside a larger matrix) against the definition,
+    /// writing and accumulating; a view outside its slice is refused.
+    #[test]
+    fn products_of_views_match_the_definition() {
+        let (m, k, n) = (5, 7, 6);
+        // `a` is the transpose of a 7 × 5 block at column 2 of a 9 × 11 matrix.
+        let big = values(9 * 11, 3);
+        let a = View {
+            data: &big,
+            offset: 11 + 2,
+            rows: k,
+            cols: m,
+            row_stride: 11,
+            col_stride: 1,
+        }
+        .t();
+        let b_values = values(k * n, 4);
+        let b = View::rows(&b_values, 0, k, n);
+        let start = values(m * n, 5);
+        for accumulate in [false, true] {
+            let mut out = start.clone();
+            gemm_into(&mut out, a, b, accumulate);
+            for i in 0..m {
+                for j in 0..n {
+                    let dot: f64 = (0..k)
+                        .map(|l| {
+                            f64::from(big[(1 + l) * 11 + 2 + i]) * f64::from(b_values[l * n + j])
+                        })
+                        .sum();
+                    let want = dot
+                        + if accumulate {
+                            f64::from(start[i * n + j])
+                        } else {
+                            0.0
+                        };
+                    let got = f64::from(out[i * n + j]);
+                    assert!(
+                        (got - want).abs() < 1e-5,
+                        "({i}, {j}): {got} against {want}"
+                    );
+                }
+            }
+        }
+        let outside = View::rows(&b_values, 1, k, n);
+        let refused = std::panic::catch_unwind(|| {
+            let mut out = vec![0.0; m * n];
+            gemm_into(&mut out, a, outside, false);
+        });
+        assert!(refused.is_err());
     }
 
     /// Throughput of a LoRA step's product shapes (SmolLM2-135M, 256 positions), for comparing

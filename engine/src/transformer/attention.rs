@@ -197,23 +197,21 @@ impl Transformer {
         let (batch, heads, steps, head_dim) = q.dims4()?;
         let kv_heads = config.kv_heads;
         let form = self.form(pass, q.device());
+        let half = k.dtype() != DType::F32;
+        if form == Form::Fused && !half && q.dtype() == DType::F32 {
+            // Products, scale, mask and softmax as one autograd node.
+            #[allow(clippy::cast_possible_truncation)] // a scale such as 1/√head_dim
+            let scale = config.attention_scale as f32;
+            let attended = fused::attention(q, k, v, scale, mask)?
+                .transpose(1, 2)?
+                .reshape((batch, steps, heads * head_dim))?;
+            return block.o.forward(&attended, pass, o_site);
+        }
         // Grouped-query attention without copying keys and values: the query heads that share
         // one key/value head are stacked along the position axis.
         let groups = heads / kv_heads;
         let q = q.reshape((batch, kv_heads, groups * steps, head_dim))?;
-        // In half precision (the KV cache's dtype, `Config::kv_dtype`) the query is scaled
-        // before the product, so that scores stay within `f16`'s range; the scores are
-        // soft-maxed in `f32` and the probabilities taken back to the values' dtype.
-        let half = k.dtype() != DType::F32;
-        #[allow(clippy::cast_possible_truncation)] // a scale such as 1/√head_dim
-        let scale = config.attention_scale as f32;
-        let probs = if form == Form::Fused && !half && q.dtype() == DType::F32 {
-            // Scale, mask and softmax as one autograd node.
-            let scores = q.matmul(&k.t()?)?;
-            fused::masked_softmax(&scores, scale, mask, steps)?
-        } else {
-            self.composed_softmax(&q, k, mask, form, (batch, kv_heads, groups, steps))?
-        };
+        let probs = self.composed_softmax(&q, k, mask, form, (batch, kv_heads, groups, steps))?;
         let attended = probs
             .to_dtype(v.dtype())?
             .matmul(v)?
@@ -236,6 +234,9 @@ impl Transformer {
     ) -> Result<Tensor> {
         let config = &self.config;
         let slots = k.dim(2)?;
+        // In half precision (the KV cache's dtype, `Config::kv_dtype`) the query is scaled
+        // before the product, so that scores stay within `f16`'s range; the scores are
+        // soft-maxed in `f32` and the probabilities taken back to the values' dtype.
         let half = k.dtype() != DType::F32;
         let scores = if half {
             (q.to_dtype(k.dtype())? * config.attention_scale)?

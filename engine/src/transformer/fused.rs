@@ -1,6 +1,6 @@
-//! A training pass's element-wise layers as single autograd nodes on the CPU: RMS norm, rotary
-//! embedding, attention's scaled and masked softmax, and the feed-forward gate `act(g) · u`, each
-//! one pass over plain buffers forward and one backward.
+//! A training pass's layers between the products as single autograd nodes on the CPU: RMS norm,
+//! rotary embedding, attention (its two products, scale, mask and softmax), and the feed-forward
+//! gate `act(g) · u`, each one pass over plain buffers forward and one backward.
 //!
 //! Why: composed from candle's operations, RMS norm is seven nodes (square, sum, divide, add,
 //! square root, divide, multiply), the softmax five after the scaling and the mask, the rotary
@@ -23,25 +23,39 @@ use std::sync::{Mutex, PoisonError};
 
 use candle_core::{CpuStorage, DType, Layout, Result, Shape, Storage, Tensor};
 
-use crate::q8::Gate;
+use crate::q8::{Gate, View, gemm_into};
 
-/// Calls `work(i, part)` for each part `i` of `out` cut into `chunk` values (the last part may
-/// be shorter), on the barrier pool's threads (the ones the products use) when there are enough
-/// parts to share.
-fn par_chunks(out: &mut [f32], chunk: usize, work: impl Fn(usize, &mut [f32]) + Sync) {
-    let parts: Vec<Mutex<&mut [f32]>> = out.chunks_mut(chunk.max(1)).map(Mutex::new).collect();
+/// Calls `work` on each item, the items split between the barrier pool's threads (the ones the
+/// products use).
+fn par_items<T: Send>(items: Vec<T>, work: impl Fn(T) + Sync) {
+    let items: Vec<Mutex<Option<T>>> = items.into_iter().map(|t| Mutex::new(Some(t))).collect();
     let run = |range: Range<usize>| {
-        for i in range {
-            work(
-                i,
-                &mut parts[i].lock().unwrap_or_else(PoisonError::into_inner),
-            );
+        for slot in &items[range] {
+            let item = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+            if let Some(item) = item {
+                work(item);
+            }
         }
     };
-    if parts.len() < 16 {
-        run(0..parts.len());
+    if items.len() < 2 {
+        run(0..items.len());
     } else {
-        candle_core::utils::barrier_pool().execute_chunked(parts.len(), run);
+        candle_core::utils::barrier_pool().execute_chunked(items.len(), run);
+    }
+}
+
+/// Calls `work(i, part)` for each part `i` of `out` cut into `chunk` values (the last part may
+/// be shorter), split between the threads when there are enough parts to share.
+fn par_chunks(out: &mut [f32], chunk: usize, work: impl Fn(usize, &mut [f32]) + Sync) {
+    let chunk = chunk.max(1);
+    if out.len() < 16 * chunk {
+        for (i, part) in out.chunks_mut(chunk).enumerate() {
+            work(i, part);
+        }
+    } else {
+        par_items(out.chunks_mut(chunk).enumerate().collect(), |(i, part)| {
+            work(i, part);
+        });
     }
 }
 
@@ -53,23 +67,8 @@ fn par_chunks2(
     work: impl Fn(usize, &mut [f32], &mut [f32]) + Sync,
 ) {
     let chunk = chunk.max(1);
-    let parts: Vec<Mutex<(&mut [f32], &mut [f32])>> = a
-        .chunks_mut(chunk)
-        .zip(b.chunks_mut(chunk))
-        .map(Mutex::new)
-        .collect();
-    let run = |range: Range<usize>| {
-        for i in range {
-            let mut part = parts[i].lock().unwrap_or_else(PoisonError::into_inner);
-            let (a, b) = &mut *part;
-            work(i, a, b);
-        }
-    };
-    if parts.len() < 16 {
-        run(0..parts.len());
-    } else {
-        candle_core::utils::barrier_pool().execute_chunked(parts.len(), run);
-    }
+    let parts = a.chunks_mut(chunk).zip(b.chunks_mut(chunk)).enumerate();
+    par_items(parts.collect(), |(i, (a, b))| work(i, a, b));
 }
 
 /// The `f32` values of a contiguous CPU storage.
@@ -323,88 +322,299 @@ impl candle_core::CustomOp1 for Rope {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Attention's softmax
+// Attention
 
-/// `softmax(scale · scores + mask)` over the last dimension, for `scores` of
-/// `(batch, kv_heads, groups · steps, slots)` (the query heads that share a key head stacked
-/// along the positions) and `mask` of `(batch, 1, 1, steps, slots)` (0 where visible, −∞ where
-/// not) or none. Masked slots get a probability of exactly 0.
-pub(super) fn masked_softmax(
-    scores: &Tensor,
+/// Query rows a thread takes of one head at a time, and key slots in the backward pass.
+const ATTENTION_BLOCK: usize = 64;
+
+/// `softmax(scale · q kᵀ + mask) v` for each query head, differentiable in `q`, `k` and `v`:
+/// `q` of `(batch, heads, steps, head_dim)`, `k` and `v` of `(batch, kv_heads, slots,
+/// head_dim)` (query head `h` reads key head `h / (heads / kv_heads)`), `mask` of
+/// `(batch, 1, 1, steps, slots)` (0 where visible, −∞ where not) or none. Returns
+/// `(batch, heads, steps, head_dim)`; masked slots get a probability of exactly 0.
+///
+/// The products run on this thread's `gemm` for blocks of query rows (backward: of key slots)
+/// of one head, the blocks split between the barrier pool's threads — not on candle's
+/// `matmul`, which runs `gemm` on rayon's pool beside it (measured at a fifth of the products'
+/// speed in a LoRA step). The probabilities are kept for the backward pass.
+pub(super) fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
     scale: f32,
     mask: Option<&Tensor>,
-    steps: usize,
 ) -> Result<Tensor> {
-    let (batch, _, rows, slots) = scores.dims4()?;
-    if steps == 0 || rows % steps != 0 {
-        candle_core::bail!("{rows} score rows are not a whole number of {steps} positions");
+    let (batch, heads, steps, head_dim) = q.dims4()?;
+    let (k_batch, kv_heads, slots, k_dim) = k.dims4()?;
+    if k_batch != batch
+        || k_dim != head_dim
+        || v.dims() != k.dims()
+        || kv_heads == 0
+        || heads % kv_heads != 0
+    {
+        candle_core::bail!(
+            "attention over queries {:?}, keys {:?} and values {:?}",
+            q.dims(),
+            k.dims(),
+            v.dims()
+        );
     }
     let mask = match mask {
         Some(mask) => {
             if mask.elem_count() != batch * steps * slots {
                 candle_core::bail!(
-                    "a mask of shape {:?} for scores of shape {:?}",
-                    mask.dims(),
-                    scores.dims()
+                    "a mask of shape {:?} for {batch} × {steps} queries over {slots} slots",
+                    mask.dims()
                 );
             }
             Some(mask.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
         }
         None => None,
     };
-    scores
-        .contiguous()?
-        .apply_op1(MaskedSoftmax { scale, mask, steps })
+    q.contiguous()?.apply_op3(
+        &k.contiguous()?,
+        &v.contiguous()?,
+        Attention {
+            scale,
+            mask,
+            probs: Mutex::default(),
+        },
+    )
 }
 
-struct MaskedSoftmax {
+struct Attention {
     scale: f32,
     /// `(batch, steps, slots)`.
     mask: Option<Vec<f32>>,
-    steps: usize,
+    /// `(batch, heads, steps, slots)`, from the forward pass.
+    probs: Mutex<Vec<f32>>,
 }
 
-impl candle_core::CustomOp1 for MaskedSoftmax {
-    fn name(&self) -> &'static str {
-        "fused-masked-softmax"
+/// The sizes of one attention call.
+#[derive(Debug, Clone, Copy)]
+struct Sizes {
+    heads: usize,
+    kv_heads: usize,
+    steps: usize,
+    slots: usize,
+    head_dim: usize,
+}
+
+impl Sizes {
+    fn of(q: &[usize], k: &[usize]) -> Self {
+        Self {
+            heads: q[1],
+            kv_heads: k[1],
+            steps: q[2],
+            slots: k[2],
+            head_dim: q[3],
+        }
     }
 
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let scores = values(storage, layout, "attention's softmax")?;
-        let dims = layout.shape().dims();
-        let (rows_per_batch, slots) = (dims[1] * dims[2], dims[3]);
-        let mut out = vec![0f32; scores.len()];
-        par_chunks(&mut out, slots, |r, p| {
-            let mask = self.mask.as_deref().map(|mask| {
-                let at = (r / rows_per_batch * self.steps + r % self.steps) * slots;
-                &mask[at..at + slots]
-            });
-            crate::q8::softmax_row(&scores[r * slots..(r + 1) * slots], mask, self.scale, p);
-        });
-        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    /// The key head that query head `bh` (batch × heads + head) reads, as batch × kv_heads +
+    /// kv head.
+    fn kv_of(&self, bh: usize) -> usize {
+        let (b, h) = (bh / self.heads, bh % self.heads);
+        b * self.kv_heads + h / (self.heads / self.kv_heads)
     }
+}
 
-    /// `∂s = scale · p ⊙ (g − Σ g ⊙ p)` per row, from the probabilities `p` themselves.
-    fn bwd(&self, scores: &Tensor, probs: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let slots = scores.dim(3)?;
-        let back = with_values(probs, "attention's softmax", |p| {
-            with_values(grad, "attention's softmax", |g| {
-                let mut out = vec![0f32; p.len()];
-                par_chunks(&mut out, slots, |r, d| {
-                    let (pr, gr) = (&p[r * slots..(r + 1) * slots], &g[r * slots..][..slots]);
-                    let k = dot(pr, gr);
-                    for ((d, &p), &g) in d.iter_mut().zip(pr).zip(gr) {
-                        *d = self.scale * (p * (g - k));
-                    }
+impl Attention {
+    /// The output and the probabilities of `q`, `k`, `v` (values as [`attention`] takes them).
+    fn forward(&self, q: &[f32], k: &[f32], v: &[f32], n: Sizes) -> (Vec<f32>, Vec<f32>) {
+        let Sizes {
+            steps,
+            slots,
+            head_dim: d,
+            ..
+        } = n;
+        let mut out = vec![0f32; q.len()];
+        let mut probs = vec![0f32; q.len() / d * slots];
+        let items: Vec<_> = out
+            .chunks_mut(steps * d)
+            .zip(probs.chunks_mut(steps * slots))
+            .enumerate()
+            .flat_map(|(bh, (o, p))| {
+                o.chunks_mut(ATTENTION_BLOCK * d)
+                    .zip(p.chunks_mut(ATTENTION_BLOCK * slots))
+                    .enumerate()
+                    .map(move |(block, (o, p))| (bh, block * ATTENTION_BLOCK, o, p))
+            })
+            .collect();
+        par_items(items, |(bh, r0, o, p)| {
+            let rows = o.len() / d;
+            let kv = n.kv_of(bh);
+            let mut scores = vec![0f32; rows * slots];
+            let keys = View::rows(k, kv * slots * d, slots, d);
+            gemm_into(
+                &mut scores,
+                View::rows(q, (bh * steps + r0) * d, rows, d),
+                keys.t(),
+                false,
+            );
+            let b = bh / n.heads;
+            for (i, (s, p)) in scores
+                .chunks_exact(slots)
+                .zip(p.chunks_exact_mut(slots))
+                .enumerate()
+            {
+                let mask = self.mask.as_deref().map(|mask| {
+                    let at = (b * steps + r0 + i) * slots;
+                    &mask[at..at + slots]
                 });
-                Ok(out)
+                crate::q8::softmax_row(s, mask, self.scale, p);
+            }
+            gemm_into(
+                o,
+                View::rows(p, 0, rows, slots),
+                View::rows(v, kv * slots * d, slots, d),
+                false,
+            );
+        });
+        (out, probs)
+    }
+}
+
+impl candle_core::CustomOp3 for Attention {
+    fn name(&self) -> &'static str {
+        "fused-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (q, k, v) = (
+            values(s1, l1, "attention")?,
+            values(s2, l2, "attention")?,
+            values(s3, l3, "attention")?,
+        );
+        let n = Sizes::of(l1.shape().dims(), l2.shape().dims());
+        let (out, probs) = self.forward(q, k, v, n);
+        *self.probs.lock().unwrap_or_else(PoisonError::into_inner) = probs;
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    /// With `P` the probabilities and `∂O` the output's gradient, for each query head:
+    /// `∂S = scale · P ⊙ (∂O Vᵀ − rowsum(∂O Vᵀ ⊙ P))`, `∂Q = ∂S K`; for each key head, summed
+    /// over the query heads that read it: `∂K = ∂Sᵀ Q`, `∂V = Pᵀ ∂O`.
+    fn bwd(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        _: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let n = Sizes::of(q.dims(), k.dims());
+        let Sizes {
+            heads,
+            kv_heads,
+            steps,
+            slots,
+            head_dim: d,
+        } = n;
+        let groups = heads / kv_heads;
+        let (dq, dk, dv) = with_values(q, "attention", |qs| {
+            with_values(k, "attention", |ks| {
+                with_values(v, "attention", |vs| {
+                    with_values(grad, "attention", |go| {
+                        let mut probs = std::mem::take(
+                            &mut *self.probs.lock().unwrap_or_else(PoisonError::into_inner),
+                        );
+                        if probs.len() != qs.len() / d * slots {
+                            probs = self.forward(qs, ks, vs, n).1;
+                        }
+                        // Per block of query rows: ∂S (kept for the keys' pass) and ∂Q.
+                        let mut dq = vec![0f32; qs.len()];
+                        let mut ds = vec![0f32; probs.len()];
+                        let items: Vec<_> = dq
+                            .chunks_mut(steps * d)
+                            .zip(ds.chunks_mut(steps * slots))
+                            .enumerate()
+                            .flat_map(|(bh, (dq, ds))| {
+                                dq.chunks_mut(ATTENTION_BLOCK * d)
+                                    .zip(ds.chunks_mut(ATTENTION_BLOCK * slots))
+                                    .enumerate()
+                                    .map(move |(block, (dq, ds))| {
+                                        (bh, block * ATTENTION_BLOCK, dq, ds)
+                                    })
+                            })
+                            .collect();
+                        par_items(items, |(bh, r0, dq, ds)| {
+                            let rows = dq.len() / d;
+                            let kv = n.kv_of(bh);
+                            let values = View::rows(vs, kv * slots * d, slots, d);
+                            gemm_into(
+                                ds,
+                                View::rows(go, (bh * steps + r0) * d, rows, d),
+                                values.t(),
+                                false,
+                            );
+                            let p = &probs[(bh * steps + r0) * slots..][..rows * slots];
+                            for (ds, p) in ds.chunks_exact_mut(slots).zip(p.chunks_exact(slots)) {
+                                let k = dot(ds, p);
+                                for (s, &p) in ds.iter_mut().zip(p) {
+                                    *s = self.scale * (p * (*s - k));
+                                }
+                            }
+                            gemm_into(
+                                dq,
+                                View::rows(ds, 0, rows, slots),
+                                View::rows(ks, kv * slots * d, slots, d),
+                                false,
+                            );
+                        });
+                        // Per block of key slots: ∂K and ∂V over the query heads reading them.
+                        let mut dk = vec![0f32; ks.len()];
+                        let mut dv = vec![0f32; vs.len()];
+                        let items: Vec<_> = dk
+                            .chunks_mut(slots * d)
+                            .zip(dv.chunks_mut(slots * d))
+                            .enumerate()
+                            .flat_map(|(bkv, (dk, dv))| {
+                                dk.chunks_mut(ATTENTION_BLOCK * d)
+                                    .zip(dv.chunks_mut(ATTENTION_BLOCK * d))
+                                    .enumerate()
+                                    .map(move |(block, (dk, dv))| {
+                                        (bkv, block * ATTENTION_BLOCK, dk, dv)
+                                    })
+                            })
+                            .collect();
+                        par_items(items, |(bkv, c0, dk, dv)| {
+                            let cols = dk.len() / d;
+                            let (b, kv) = (bkv / kv_heads, bkv % kv_heads);
+                            for g in 0..groups {
+                                let bh = b * heads + kv * groups + g;
+                                let block = |data| View {
+                                    data,
+                                    offset: bh * steps * slots + c0,
+                                    rows: steps,
+                                    cols,
+                                    row_stride: slots,
+                                    col_stride: 1,
+                                };
+                                let rows = |data| View::rows(data, bh * steps * d, steps, d);
+                                gemm_into(dk, block(&ds).t(), rows(qs), g > 0);
+                                gemm_into(dv, block(&probs).t(), rows(go), g > 0);
+                            }
+                        });
+                        Ok((dq, dk, dv))
+                    })
+                })
             })
         })?;
-        Ok(Some(Tensor::from_vec(
-            back,
-            scores.shape(),
-            scores.device(),
-        )?))
+        let device = q.device();
+        Ok((
+            Some(Tensor::from_vec(dq, q.shape(), device)?),
+            Some(Tensor::from_vec(dk, k.shape(), device)?),
+            Some(Tensor::from_vec(dv, v.shape(), device)?),
+        ))
     }
 }
 
