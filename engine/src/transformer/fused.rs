@@ -371,12 +371,29 @@ pub(super) fn attention(
         }
         None => None,
     };
+    let spans = match &mask {
+        Some(mask) => mask
+            .chunks_exact(slots)
+            .map(|row| {
+                let visible = |m: &&f32| **m != f32::NEG_INFINITY;
+                match row.iter().position(|m| visible(&m)) {
+                    Some(first) => {
+                        let last = row.iter().rposition(|m| visible(&m)).unwrap_or(first);
+                        (first, last + 1)
+                    }
+                    None => (0, 0),
+                }
+            })
+            .collect(),
+        None => vec![(0, slots); batch * steps],
+    };
     q.contiguous()?.apply_op3(
         &k.contiguous()?,
         &v.contiguous()?,
         Attention {
             scale,
             mask,
+            spans,
             probs: Mutex::default(),
         },
     )
@@ -386,6 +403,10 @@ struct Attention {
     scale: f32,
     /// `(batch, steps, slots)`.
     mask: Option<Vec<f32>>,
+    /// For each `(batch, step)`, the slots from its first visible one to its last (`start..end`;
+    /// an interval under every mask the transformer makes: causal, padded, windowed). Work
+    /// outside it is skipped — the probabilities there are 0 — which halves a causal pass's.
+    spans: Vec<(usize, usize)>,
     /// `(batch, heads, steps, slots)`, from the forward pass.
     probs: Mutex<Vec<f32>>,
 }
@@ -420,6 +441,21 @@ impl Sizes {
 }
 
 impl Attention {
+    /// The spans of rows `r0..r0 + rows` of batch entry `b`, and the slots they cover together
+    /// (an empty range when none sees anything).
+    fn spans(
+        &self,
+        b: usize,
+        r0: usize,
+        rows: usize,
+        steps: usize,
+    ) -> (&[(usize, usize)], Range<usize>) {
+        let spans = &self.spans[b * steps + r0..][..rows];
+        let start = spans.iter().map(|s| s.0).min().unwrap_or(0);
+        let end = spans.iter().map(|s| s.1).max().unwrap_or(0);
+        (spans, start..end.max(start))
+    }
+
     /// The output and the probabilities of `q`, `k`, `v` (values as [`attention`] takes them).
     fn forward(&self, q: &[f32], k: &[f32], v: &[f32], n: Sizes) -> (Vec<f32>, Vec<f32>) {
         let Sizes {
@@ -443,31 +479,46 @@ impl Attention {
             .collect();
         par_items(items, |(bh, r0, o, p)| {
             let rows = o.len() / d;
-            let kv = n.kv_of(bh);
-            let mut scores = vec![0f32; rows * slots];
-            let keys = View::rows(k, kv * slots * d, slots, d);
+            let (kv, b) = (n.kv_of(bh), bh / n.heads);
+            let (spans, cover) = self.spans(b, r0, rows, steps);
+            let width = cover.len();
+            if width == 0 {
+                return; // nothing visible: zero probabilities and output
+            }
+            let mut scores = vec![0f32; rows * width];
             gemm_into(
                 &mut scores,
                 View::rows(q, (bh * steps + r0) * d, rows, d),
-                keys.t(),
+                View::rows(k, (kv * slots + cover.start) * d, width, d).t(),
                 false,
             );
-            let b = bh / n.heads;
-            for (i, (s, p)) in scores
-                .chunks_exact(slots)
+            for (i, ((s, p), &(first, end))) in scores
+                .chunks_exact(width)
                 .zip(p.chunks_exact_mut(slots))
+                .zip(spans)
                 .enumerate()
             {
+                if first >= end {
+                    continue;
+                }
                 let mask = self.mask.as_deref().map(|mask| {
                     let at = (b * steps + r0 + i) * slots;
-                    &mask[at..at + slots]
+                    &mask[at + first..at + end]
                 });
-                crate::q8::softmax_row(s, mask, self.scale, p);
+                let s = &s[first - cover.start..end - cover.start];
+                crate::q8::softmax_row(s, mask, self.scale, &mut p[first..end]);
             }
             gemm_into(
                 o,
-                View::rows(p, 0, rows, slots),
-                View::rows(v, kv * slots * d, slots, d),
+                View {
+                    data: p,
+                    offset: cover.start,
+                    rows,
+                    cols: width,
+                    row_stride: slots,
+                    col_stride: 1,
+                },
+                View::rows(v, (kv * slots + cover.start) * d, width, d),
                 false,
             );
         });
@@ -548,25 +599,47 @@ impl candle_core::CustomOp3 for Attention {
                             .collect();
                         par_items(items, |(bh, r0, dq, ds)| {
                             let rows = dq.len() / d;
-                            let kv = n.kv_of(bh);
-                            let values = View::rows(vs, kv * slots * d, slots, d);
+                            let (kv, b) = (n.kv_of(bh), bh / heads);
+                            let (spans, cover) = self.spans(b, r0, rows, steps);
+                            let width = cover.len();
+                            if width == 0 {
+                                return;
+                            }
+                            let mut dp = vec![0f32; rows * width];
                             gemm_into(
-                                ds,
+                                &mut dp,
                                 View::rows(go, (bh * steps + r0) * d, rows, d),
-                                values.t(),
+                                View::rows(vs, (kv * slots + cover.start) * d, width, d).t(),
                                 false,
                             );
                             let p = &probs[(bh * steps + r0) * slots..][..rows * slots];
-                            for (ds, p) in ds.chunks_exact_mut(slots).zip(p.chunks_exact(slots)) {
-                                let k = dot(ds, p);
-                                for (s, &p) in ds.iter_mut().zip(p) {
-                                    *s = self.scale * (p * (*s - k));
+                            for (((ds, p), dp), &(first, end)) in ds
+                                .chunks_exact_mut(slots)
+                                .zip(p.chunks_exact(slots))
+                                .zip(dp.chunks_exact(width))
+                                .zip(spans)
+                            {
+                                if first >= end {
+                                    continue;
+                                }
+                                let dp = &dp[first - cover.start..end - cover.start];
+                                let p = &p[first..end];
+                                let k = dot(dp, p);
+                                for ((s, &p), &g) in ds[first..end].iter_mut().zip(p).zip(dp) {
+                                    *s = self.scale * (p * (g - k));
                                 }
                             }
                             gemm_into(
                                 dq,
-                                View::rows(ds, 0, rows, slots),
-                                View::rows(ks, kv * slots * d, slots, d),
+                                View {
+                                    data: ds,
+                                    offset: cover.start,
+                                    rows,
+                                    cols: width,
+                                    row_stride: slots,
+                                    col_stride: 1,
+                                },
+                                View::rows(ks, (kv * slots + cover.start) * d, width, d),
                                 false,
                             );
                         });
@@ -589,17 +662,27 @@ impl candle_core::CustomOp3 for Attention {
                         par_items(items, |(bkv, c0, dk, dv)| {
                             let cols = dk.len() / d;
                             let (b, kv) = (bkv / kv_heads, bkv % kv_heads);
+                            // The query rows that see any of these slots (the others' ∂S and P
+                            // are 0 there).
+                            let (spans, _) = self.spans(b, 0, steps, steps);
+                            let sees =
+                                |&(first, end): &(usize, usize)| first < c0 + cols && end > c0;
+                            let Some(t0) = spans.iter().position(sees) else {
+                                return; // ∂K and ∂V stay 0
+                            };
+                            let t1 = spans.iter().rposition(sees).map_or(t0, |t| t) + 1;
                             for g in 0..groups {
                                 let bh = b * heads + kv * groups + g;
                                 let block = |data| View {
                                     data,
-                                    offset: bh * steps * slots + c0,
-                                    rows: steps,
+                                    offset: (bh * steps + t0) * slots + c0,
+                                    rows: t1 - t0,
                                     cols,
                                     row_stride: slots,
                                     col_stride: 1,
                                 };
-                                let rows = |data| View::rows(data, bh * steps * d, steps, d);
+                                let rows =
+                                    |data| View::rows(data, (bh * steps + t0) * d, t1 - t0, d);
                                 gemm_into(dk, block(&ds).t(), rows(qs), g > 0);
                                 gemm_into(dv, block(&probs).t(), rows(go), g > 0);
                             }
