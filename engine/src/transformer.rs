@@ -222,12 +222,47 @@ impl Linear {
     fn forward(&self, x: &Tensor, pass: Pass<'_>, site: u64) -> Result<Tensor> {
         let y = match pass.train {
             Some(train) => {
+                if let Some(y) = self.fused_train_forward(x, pass, train)? {
+                    return Ok(y);
+                }
                 self.weight
                     .train_forward(x, train.dense.as_deref(), train.own_products)?
             }
             None => self.weight.forward(x)?,
         };
         self.finish(y, x, pass, site)
+    }
+
+    /// A training pass's projection as one autograd node (`fused::projection`: base product,
+    /// bias and adapter pair) on the engine's CPU path, for inputs of more rows than a product
+    /// streams; `None` where it does not apply (another device or dtype, `Kernels::Generic`, a
+    /// streamed product, or an adapter pair under dropout).
+    fn fused_train_forward(
+        &self,
+        x: &Tensor,
+        pass: Pass<'_>,
+        train: &TrainPass,
+    ) -> Result<Option<Tensor>> {
+        if !train.own_products
+            || !x.device().is_cpu()
+            || x.dtype() != DType::F32
+            || self.weight.streams(x)
+        {
+            return Ok(None);
+        }
+        let lora = pass
+            .adapter
+            .and_then(|slot| self.loras.iter().find(|(s, _)| *s == slot))
+            .map(|(_, lora)| lora);
+        if lora.is_some() && train.dropout > 0.0 {
+            return Ok(None);
+        }
+        let w = match train.dense.as_deref() {
+            Some(cache) => cache.dense(&self.weight)?.0,
+            None => self.weight.dense()?,
+        };
+        let pair = lora.map(|l| (&l.a, &l.b, l.scale));
+        fused::projection(x, &w, self.bias.as_ref(), pair).map(Some)
     }
 
     /// [`Self::forward`] of several projections of the same input (`sites` theirs), their base

@@ -23,7 +23,7 @@ use std::sync::{Mutex, PoisonError};
 
 use candle_core::{CpuStorage, DType, Layout, Result, Shape, Storage, Tensor};
 
-use crate::q8::{Gate, View, gemm_into};
+use crate::q8::{Gate, Rhs, View, gemm_into};
 
 /// Calls `work` on each item, the items split between the barrier pool's threads (the ones the
 /// products use).
@@ -698,6 +698,278 @@ impl candle_core::CustomOp3 for Attention {
             Some(Tensor::from_vec(dk, k.shape(), device)?),
             Some(Tensor::from_vec(dv, v.shape(), device)?),
         ))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Projections
+
+/// `x Wᵀ (+ bias) (+ scale · (x Aᵀ) Bᵀ)` for a training pass: the frozen base matrix `w`
+/// (`(out, in)`, `f32`), its bias, and the adapter pair `(a, b, scale)` (`a` of `(rank, in)`,
+/// `b` of `(out, rank)`) if the projection has one, as one autograd node differentiable in `x`
+/// and the pair. The base product runs on the barrier pool's threads (`q8::matmul_f32`), the
+/// pair's thin products on this one; its output is the product's own buffer.
+///
+/// Composed, the same is a base-product node (its product computed outside the graph, then
+/// copied in), the pair's two `matmul`s on rayon's pool, a scaling and a sum, each with its
+/// zero-filled gradient sum in the backward pass.
+pub(super) fn projection(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    lora: Option<(&Tensor, &Tensor, f64)>,
+) -> Result<Tensor> {
+    let (out, width) = w.dims2()?;
+    if x.dim(candle_core::D::Minus1)? != width {
+        candle_core::bail!(
+            "an input of shape {:?} for a matrix of shape {:?}",
+            x.dims(),
+            w.dims()
+        );
+    }
+    let bias = match bias {
+        Some(bias) if bias.elem_count() == out => {
+            Some(bias.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
+        }
+        Some(bias) => candle_core::bail!("a bias of shape {:?} for {out} outputs", bias.dims()),
+        None => None,
+    };
+    #[allow(clippy::cast_possible_truncation)] // alpha / r
+    let op = Projection {
+        w: w.to_dtype(DType::F32)?.contiguous()?,
+        bias,
+        scale: lora.map_or(0.0, |(_, _, s)| s as f32),
+        down: Mutex::default(),
+    };
+    let x = x.contiguous()?;
+    match lora {
+        None => x.apply_op1(op),
+        Some((a, b, _)) => {
+            let (rank, a_width) = a.dims2()?;
+            if a_width != width || b.dims2()? != (out, rank) {
+                candle_core::bail!(
+                    "an adapter pair of shapes {:?} and {:?} on a matrix of shape {:?}",
+                    a.dims(),
+                    b.dims(),
+                    w.dims()
+                );
+            }
+            x.apply_op3(&a.contiguous()?, &b.contiguous()?, op)
+        }
+    }
+}
+
+struct Projection {
+    /// `(out, in)`.
+    w: Tensor,
+    bias: Option<Vec<f32>>,
+    /// The pair's `alpha / r`.
+    scale: f32,
+    /// `x Aᵀ` from the forward pass.
+    down: Mutex<Vec<f32>>,
+}
+
+impl Projection {
+    /// `f(w)` with the base matrix's values.
+    fn with_w<R>(&self, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+        let (storage, layout) = self.w.storage_and_layout();
+        let Storage::Cpu(storage) = &*storage else {
+            candle_core::bail!("a projection runs on the CPU");
+        };
+        Ok(f(values(storage, layout, "a projection")?))
+    }
+
+    /// `x Wᵀ + bias` for `rows` rows of `x` (`y`, `rows × out`), plus, given the pair, its
+    /// share; returns `y` and `x Aᵀ`.
+    fn forward(
+        &self,
+        x: &[f32],
+        rows: usize,
+        pair: Option<(&[f32], &[f32])>,
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        let (out, width) = self.w.dims2()?;
+        let mut y =
+            self.with_w(|w| crate::q8::matmul_f32(x, rows, width, w, out, Rhs::Transposed))?;
+        if let Some(bias) = &self.bias {
+            for row in y.chunks_exact_mut(out) {
+                for (y, b) in row.iter_mut().zip(bias) {
+                    *y += b;
+                }
+            }
+        }
+        let mut down = Vec::new();
+        if let Some((a, b)) = pair {
+            let rank = a.len() / width;
+            down = vec![0f32; rows * rank];
+            gemm_into(
+                &mut down,
+                View::rows(x, 0, rows, width),
+                View::rows(a, 0, rank, width).t(),
+                false,
+            );
+            let scaled: Vec<f32> = down.iter().map(|v| v * self.scale).collect();
+            gemm_into(
+                &mut y,
+                View::rows(&scaled, 0, rows, rank),
+                View::rows(b, 0, out, rank).t(),
+                true,
+            );
+        }
+        Ok((y, down))
+    }
+
+    /// The output's shape: `x`'s with the last dimension the matrix's outputs.
+    fn shape(&self, x: &Layout) -> Result<Shape> {
+        let mut dims = x.shape().dims().to_vec();
+        if let Some(last) = dims.last_mut() {
+            *last = self.w.dim(0)?;
+        }
+        Ok(Shape::from(dims))
+    }
+
+    /// The gradients of `x`'s (when `x_wanted`), `A`'s and `B`'s from the output's `g`.
+    #[allow(clippy::type_complexity)]
+    fn backward(
+        &self,
+        x: &Tensor,
+        pair: Option<(&Tensor, &Tensor)>,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<(Tensor, Tensor)>)> {
+        let (out, width) = self.w.dims2()?;
+        let rows = x.elem_count() / width.max(1);
+        let x_wanted = x.track_op();
+        with_values(grad, "a projection", |g| {
+            let mut dx = if x_wanted {
+                Some(self.with_w(|w| crate::q8::matmul_f32(g, rows, out, w, width, Rhs::Plain))?)
+            } else {
+                None
+            };
+            let Some((a, b)) = pair else {
+                return Ok((dx, None));
+            };
+            let rank = a.dim(0)?;
+            let mut down =
+                std::mem::take(&mut *self.down.lock().unwrap_or_else(PoisonError::into_inner));
+            let grads = with_values(x, "a projection", |xs| {
+                with_values(a, "a projection", |av| {
+                    with_values(b, "a projection", |bv| {
+                        if down.len() != rows * rank {
+                            down = vec![0f32; rows * rank];
+                            gemm_into(
+                                &mut down,
+                                View::rows(xs, 0, rows, width),
+                                View::rows(av, 0, rank, width).t(),
+                                false,
+                            );
+                        }
+                        // t = g B, then ∂B = s gᵀ (x Aᵀ), ∂A = s tᵀ x, ∂x += s t A.
+                        let mut t = vec![0f32; rows * rank];
+                        gemm_into(
+                            &mut t,
+                            View::rows(g, 0, rows, out),
+                            View::rows(bv, 0, out, rank),
+                            false,
+                        );
+                        let mut db = vec![0f32; out * rank];
+                        gemm_into(
+                            &mut db,
+                            View::rows(g, 0, rows, out).t(),
+                            View::rows(&down, 0, rows, rank),
+                            false,
+                        );
+                        t.iter_mut().for_each(|v| *v *= self.scale);
+                        db.iter_mut().for_each(|v| *v *= self.scale);
+                        let mut da = vec![0f32; rank * width];
+                        gemm_into(
+                            &mut da,
+                            View::rows(&t, 0, rows, rank).t(),
+                            View::rows(xs, 0, rows, width),
+                            false,
+                        );
+                        if let Some(dx) = &mut dx {
+                            gemm_into(
+                                dx,
+                                View::rows(&t, 0, rows, rank),
+                                View::rows(av, 0, rank, width),
+                                true,
+                            );
+                        }
+                        Ok((da, db))
+                    })
+                })
+            })?;
+            let device = x.device();
+            Ok((
+                dx,
+                Some((
+                    Tensor::from_vec(grads.0, a.shape(), device)?,
+                    Tensor::from_vec(grads.1, b.shape(), device)?,
+                )),
+            ))
+        })
+        .and_then(|(dx, pair)| {
+            let dx = match dx {
+                Some(dx) => Some(Tensor::from_vec(dx, x.shape(), x.device())?),
+                None => None,
+            };
+            Ok((dx, pair))
+        })
+    }
+}
+
+impl candle_core::CustomOp1 for Projection {
+    fn name(&self) -> &'static str {
+        "fused-projection"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = values(storage, layout, "a projection")?;
+        let rows = x.len() / self.w.dim(1)?.max(1);
+        let (y, _) = self.forward(x, rows, None)?;
+        Ok((CpuStorage::F32(y), self.shape(layout)?))
+    }
+
+    fn bwd(&self, x: &Tensor, _: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(self.backward(x, None, grad)?.0)
+    }
+}
+
+impl candle_core::CustomOp3 for Projection {
+    fn name(&self) -> &'static str {
+        "fused-adapted-projection"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = values(s1, l1, "a projection")?;
+        let pair = (
+            values(s2, l2, "a projection")?,
+            values(s3, l3, "a projection")?,
+        );
+        let rows = x.len() / self.w.dim(1)?.max(1);
+        let (y, down) = self.forward(x, rows, Some(pair))?;
+        *self.down.lock().unwrap_or_else(PoisonError::into_inner) = down;
+        Ok((CpuStorage::F32(y), self.shape(l1)?))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        a: &Tensor,
+        b: &Tensor,
+        _: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (dx, pair) = self.backward(x, Some((a, b)), grad)?;
+        let (da, db) = pair.map_or((None, None), |(a, b)| (Some(a), Some(b)));
+        Ok((dx, da, db))
     }
 }
 

@@ -184,6 +184,14 @@ impl Weight {
         }
     }
 
+    /// Whether a training product of `x` takes [`Weight::streamed`]'s path.
+    pub(super) fn streams(&self, x: &Tensor) -> bool {
+        let width = x.dims().last().copied().unwrap_or(1).max(1);
+        matches!(self, Self::Q8(_) | Self::Q4(_))
+            && x.device().is_cpu()
+            && x.elem_count() / width <= STREAMED_ROWS
+    }
+
     /// For a few input rows and a weight in the engine's own layouts: `x Wᵀ` (or, `transposed`,
     /// `x W`) in `f32`, dequantizing one weight row at a time instead of the whole matrix (the
     /// output head of a 262k vocabulary is 670 MB in `f32`; a training pass needs its product

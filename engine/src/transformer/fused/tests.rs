@@ -275,3 +275,46 @@ fn the_gate_equals_candles_composition_in_value_and_both_gradients() {
         "gelu gate",
     );
 }
+
+#[test]
+fn the_projection_equals_candles_composition_with_and_without_a_pair() {
+    let (batch, steps, width, out, rank) = (2, 21, 24, 30, 4);
+    let scale = 2.5;
+    let w = Tensor::from_vec(random(out * width, 8, 0.5), (out, width), &Device::Cpu).unwrap();
+    let bias = Tensor::from_vec(random(out, 9, 1.0), out, &Device::Cpu).unwrap();
+    let x = (
+        random(batch * steps * width, 10, 1.0),
+        vec![batch, steps, width],
+    );
+    let a = (random(rank * width, 11, 0.5), vec![rank, width]);
+    let b = (random(out * rank, 12, 0.5), vec![out, rank]);
+    let t = |x: &Tensor, w: &Tensor| crate::transformer::weight::matmul_t(x, w);
+    for bias in [None, Some(&bias)] {
+        let with_bias = |y: Tensor| match bias {
+            Some(bias) => y.broadcast_add(bias),
+            None => Ok(y),
+        };
+        compare(
+            &|v| super::projection(v[0], &w, bias, None),
+            &|v| with_bias(t(v[0], &w)?),
+            std::slice::from_ref(&x),
+            1e-5,
+            &format!("projection (bias {})", bias.is_some()),
+        );
+        compare(
+            &|v| super::projection(v[0], &w, bias, Some((v[1], v[2], scale))),
+            &|v| with_bias((t(v[0], &w)? + (t(&t(v[0], v[1])?, v[2])? * scale)?)?),
+            &[x.clone(), a.clone(), b.clone()],
+            1e-5,
+            &format!("adapted projection (bias {})", bias.is_some()),
+        );
+    }
+    // A pair that does not fit is refused.
+    let wrong = Tensor::zeros((rank, width + 1), candle_core::DType::F32, &Device::Cpu).unwrap();
+    let xs = Tensor::zeros((3, width), candle_core::DType::F32, &Device::Cpu).unwrap();
+    let bs = Tensor::zeros((out, rank), candle_core::DType::F32, &Device::Cpu).unwrap();
+    let error = super::projection(&xs, &w, None, Some((&wrong, &bs, 1.0)))
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("an adapter pair of shapes"), "{error}");
+}
