@@ -6,7 +6,8 @@
 //! count in the loss.
 //!
 //! A step: for each sequence of the (accumulated) batch, a training pass (`f32` activations,
-//! the differentiable forms of RMS norm, rotary embedding and softmax, LoRA dropout) gives the
+//! the differentiable forms of RMS norm, rotary embedding and softmax — on the CPU each layer
+//! one autograd node, `transformer::fused` — LoRA dropout) gives the
 //! summed negative log-likelihood of the response; its gradients are summed over the batch and
 //! divided by the batch's response tokens (the loss is the per-token mean over the whole
 //! batch), clipped to a global norm, and applied by AdamW exactly as `torch.optim.AdamW` does
