@@ -12,8 +12,6 @@
 //! to call ([`Gestalt`]), so a call allocates nothing once the buffers have grown.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
 /// `difflib.SequenceMatcher(None, a, b).ratio()`.
 pub fn gestalt_ratio(a: &str, b: &str) -> f64 {
@@ -35,8 +33,6 @@ thread_local! {
 }
 
 const NONE: u32 = u32::MAX;
-/// Up to this many characters, `b` is indexed by scanning instead of hashing.
-const SHORT: usize = 24;
 /// A row stamp no row carries (rows are numbered from 1): the row before a range, and any
 /// row without a match.
 const EMPTY_ROW: u32 = 0;
@@ -49,6 +45,23 @@ struct Slot {
 }
 
 const UNSET: Slot = Slot { row: NONE, len: 0 };
+
+/// One entry of the character index.
+#[derive(Clone, Copy, Default)]
+struct IndexEntry {
+    /// The call that wrote it (0: none).
+    stamp: u32,
+    ch: u32,
+    first: u32,
+    count: u32,
+}
+
+/// 2³² divided by the golden ratio: the multiplier of Fibonacci hashing.
+const FIBONACCI: u32 = 0x9E37_79B9;
+
+/// Entries of the smallest character index (16 bytes each: 16 KiB, so that the few characters
+/// of a short string rarely share a slot).
+const MIN_INDEX: usize = 1024;
 
 /// Reusable working memory for [`Gestalt::ratio`]; one per thread is kept for the free
 /// functions.
@@ -65,8 +78,11 @@ pub struct Gestalt {
     /// For each position of `b`: the next position holding the same character, or `NONE`.
     /// Following it from `a_first[i]` walks CPython's `b2j[a[i]]` in ascending order.
     b_next: Vec<u32>,
-    /// Character → (first position in `b`, occurrences), built once per call.
-    index: HashMap<char, (u32, u32), BuildHasherDefault<CharHasher>>,
+    /// Character → (first position in `b`, occurrences), built once per call: an open-addressing
+    /// table at most a quarter full, its entries valid only when stamped with the call's
+    /// `stamp` (so it is never cleared between calls).
+    index: Vec<IndexEntry>,
+    stamp: u32,
     /// CPython's `j2len` and `newj2len` dictionaries as two arrays indexed by `j`, each entry
     /// valid only when its stamp (`Slot::row`) equals the row that wrote it (so nothing is ever
     /// cleared).
@@ -79,10 +95,8 @@ pub struct Gestalt {
 impl Gestalt {
     /// `difflib.SequenceMatcher(None, a, b).ratio()`.
     pub fn ratio(&mut self, a: &str, b: &str) -> f64 {
-        self.a.clear();
-        self.a.extend(a.chars());
-        self.b.clear();
-        self.b.extend(b.chars());
+        decode(a, &mut self.a);
+        decode(b, &mut self.b);
         let total = self.a.len() + self.b.len();
         if total == 0 {
             return 1.0;
@@ -99,33 +113,7 @@ impl Gestalt {
         let n = self.b.len();
         self.b_next.clear();
         self.b_next.resize(n, NONE);
-        self.a_first.clear();
-        if n <= SHORT && self.a.len() * n <= SHORT * SHORT {
-            // A short `b` (never subject to autojunk) is cheaper to scan than to hash.
-            for j in 0..n {
-                let c = self.b[j];
-                if let Some(next) = self.b[j + 1..].iter().position(|&d| d == c) {
-                    self.b_next[j] = (j + 1 + next) as u32;
-                }
-            }
-            for c in &self.a {
-                let first = self
-                    .b
-                    .iter()
-                    .position(|d| d == c)
-                    .map_or(NONE, |j| j as u32);
-                self.a_first.push(first);
-            }
-        } else {
-            self.index_by_hashing();
-        }
-        self.hits.clear();
-        self.hits.extend(
-            (0u32..)
-                .zip(&self.a_first)
-                .filter(|&(_, &first)| first != NONE)
-                .map(|(i, _)| i),
-        );
+        self.index_b();
         for buffer in [&mut self.prev, &mut self.cur] {
             if buffer.len() < n {
                 buffer.resize(n, UNSET);
@@ -133,22 +121,90 @@ impl Gestalt {
         }
     }
 
-    fn index_by_hashing(&mut self) {
+    /// Indexes `b` (`b_next`, and the table of first positions and counts), looks up each
+    /// character of `a` in it (`a_first`), leaving out popular characters, and lists the rows
+    /// that can hold a match (`hits`).
+    fn index_b(&mut self) {
         let n = self.b.len();
-        self.index.clear();
+        let size = (4 * n).next_power_of_two().max(MIN_INDEX);
+        if self.index.len() < size || self.stamp == u32::MAX {
+            let size = size.max(self.index.len());
+            self.index.clear();
+            self.index.resize(size, IndexEntry::default());
+            self.stamp = 0;
+        }
+        self.stamp += 1;
+        let stamp = self.stamp;
+        // Whether every character sits in its home slot (no probing needed to find it).
+        let mut at_home = true;
         for j in (0..n).rev() {
-            let entry = self.index.entry(self.b[j]).or_insert((NONE, 0));
-            self.b_next[j] = entry.0;
-            entry.0 = j as u32;
-            entry.1 += 1;
+            let c = u32::from(self.b[j]);
+            let home = self.home(c);
+            let at = if self.index[home].stamp != stamp || self.index[home].ch == c {
+                home
+            } else {
+                at_home = false;
+                self.probe(c, home)
+            };
+            let entry = &mut self.index[at];
+            if entry.stamp != stamp {
+                *entry = IndexEntry {
+                    stamp,
+                    ch: c,
+                    first: NONE,
+                    count: 0,
+                };
+            }
+            self.b_next[j] = entry.first;
+            entry.first = j as u32;
+            entry.count += 1;
         }
         let popular_above = if n >= 200 { n / 100 + 1 } else { usize::MAX };
-        for c in &self.a {
-            let first = match self.index.get(c) {
-                Some(&(first, count)) if (count as usize) <= popular_above => first,
-                _ => NONE,
-            };
-            self.a_first.push(first);
+        let rows = self.a.len();
+        self.a_first.clear();
+        self.a_first.resize(rows, NONE);
+        self.hits.clear();
+        self.hits.resize(rows, 0);
+        let mut kept = 0;
+        // One pass over `a`, without a branch per character where every entry sits in its home
+        // slot (whether a character of a stem occurs in a choice is a coin toss to the branch
+        // predictor): one load, a select, and the row written to `hits` whether it is kept.
+        let bits = self.index.len().trailing_zeros();
+        for i in 0..rows {
+            let c = u32::from(self.a[i]);
+            let home = (c.wrapping_mul(FIBONACCI) >> (32 - bits)) as usize;
+            let at = if at_home { home } else { self.probe(c, home) };
+            let entry = &self.index[at];
+            let first =
+                if entry.stamp == stamp && entry.ch == c && (entry.count as usize) <= popular_above
+                {
+                    entry.first
+                } else {
+                    NONE
+                };
+            self.a_first[i] = first;
+            self.hits[kept] = i as u32;
+            kept += usize::from(first != NONE);
+        }
+        self.hits.truncate(kept);
+    }
+
+    /// The slot where `c`'s entry goes when free (Fibonacci hashing: the product's top bits).
+    fn home(&self, c: u32) -> usize {
+        let bits = self.index.len().trailing_zeros();
+        (c.wrapping_mul(FIBONACCI) >> (32 - bits)) as usize
+    }
+
+    /// The slot of `c`'s entry in this call, or the free one where it would go, from `home`.
+    fn probe(&self, c: u32, home: usize) -> usize {
+        let mask = self.index.len() - 1;
+        let mut at = home;
+        loop {
+            let entry = &self.index[at];
+            if entry.stamp != self.stamp || entry.ch == c {
+                return at;
+            }
+            at = (at + 1) & mask;
         }
     }
 
@@ -283,23 +339,13 @@ impl Gestalt {
     }
 }
 
-/// A multiplicative hash for `char` keys (std's SipHash guards against hostile keys, which a
-/// per-call table of one string's characters does not need).
-#[derive(Default)]
-struct CharHasher(u64);
-
-impl Hasher for CharHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            self.0 =
-                (self.0.rotate_left(5) ^ u64::from(byte)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-        }
-    }
-    fn write_u32(&mut self, n: u32) {
-        self.0 = (self.0.rotate_left(5) ^ u64::from(n)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+/// `text`'s code points into `out` (cleared first), with room reserved for the most there can be
+/// (one a byte), so that no push reallocates.
+fn decode(text: &str, out: &mut Vec<char>) {
+    out.clear();
+    out.reserve(text.len());
+    for c in text.chars() {
+        out.push(c);
     }
 }
 
@@ -395,9 +441,210 @@ mod tests {
         }
     }
 
+    /// CPython's `SequenceMatcher(None, a, b).ratio()` ported line by line with dictionaries,
+    /// as the reference of the differential test below.
+    fn reference_ratio(a: &str, b: &str) -> f64 {
+        use std::collections::HashMap;
+        let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+        if a.len() + b.len() == 0 {
+            return 1.0;
+        }
+        let mut b2j: HashMap<char, Vec<usize>> = HashMap::new();
+        for (j, &c) in b.iter().enumerate() {
+            b2j.entry(c).or_default().push(j);
+        }
+        if b.len() >= 200 {
+            let popular = b.len() / 100 + 1;
+            b2j.retain(|_, positions| positions.len() <= popular);
+        }
+        let longest = |alo: usize, ahi: usize, blo: usize, bhi: usize| {
+            let (mut besti, mut bestj, mut bestsize) = (alo, blo, 0);
+            let mut j2len: HashMap<usize, usize> = HashMap::new();
+            for (i, c) in a.iter().enumerate().take(ahi).skip(alo) {
+                let mut newj2len = HashMap::new();
+                for &j in b2j.get(c).map_or(&[][..], Vec::as_slice) {
+                    if j < blo {
+                        continue;
+                    }
+                    if j >= bhi {
+                        break;
+                    }
+                    let k = j
+                        .checked_sub(1)
+                        .and_then(|p| j2len.get(&p))
+                        .map_or(0, |k| *k)
+                        + 1;
+                    newj2len.insert(j, k);
+                    if k > bestsize {
+                        (besti, bestj, bestsize) = (i + 1 - k, j + 1 - k, k);
+                    }
+                }
+                j2len = newj2len;
+            }
+            while besti > alo && bestj > blo && a[besti - 1] == b[bestj - 1] {
+                (besti, bestj, bestsize) = (besti - 1, bestj - 1, bestsize + 1);
+            }
+            while besti + bestsize < ahi
+                && bestj + bestsize < bhi
+                && a[besti + bestsize] == b[bestj + bestsize]
+            {
+                bestsize += 1;
+            }
+            (besti, bestj, bestsize)
+        };
+        let mut matched = 0;
+        let mut queue = vec![(0, a.len(), 0, b.len())];
+        while let Some((alo, ahi, blo, bhi)) = queue.pop() {
+            let (i, j, k) = longest(alo, ahi, blo, bhi);
+            if k > 0 {
+                matched += k;
+                if alo < i && blo < j {
+                    queue.push((alo, i, blo, j));
+                }
+                if i + k < ahi && j + k < bhi {
+                    queue.push((i + k, ahi, j + k, bhi));
+                }
+            }
+        }
+        2.0 * matched as f64 / (a.len() + b.len()) as f64
+    }
+
+    /// Random strings against the reference: small alphabets (many repeats), hundreds of
+    /// distinct characters (which make the index probe), and lengths past 200 (autojunk); the
+    /// index's call stamp started just before it wraps.
+    #[test]
+    fn random_strings_give_the_references_ratios() {
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move |below: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % below
+        };
+        let mut scratch = Gestalt::default();
+        scratch.ratio("warm", "up");
+        scratch.stamp = u32::MAX - 50;
+        for case in 0..600 {
+            // Each case's alphabet: a few kana (many repeats), a, b and c, or hundreds of kanji
+            // drawn from across the block (scattered code points share index slots by chance;
+            // consecutive ones, which Fibonacci hashing spreads evenly, would not).
+            let alphabet: Vec<char> = match case % 3 {
+                0 => (0x3042..0x3048).filter_map(char::from_u32).collect(),
+                1 => (0..300)
+                    .filter_map(|_| char::from_u32(0x4E00 + next(20_000) as u32))
+                    .collect(),
+                _ => vec!['a', 'b', 'c'],
+            };
+            let long = if case % 5 == 0 { 450 } else { 40 };
+            let (len_a, len_b) = (next(long), next(long));
+            let mut text = |len: u64| -> String {
+                (0..len)
+                    .map(|_| alphabet[next(alphabet.len() as u64) as usize])
+                    .collect()
+            };
+            let (a, b) = (text(len_a), text(len_b));
+            let want = reference_ratio(&a, &b);
+            assert_eq!(
+                scratch.ratio(&a, &b).to_bits(),
+                want.to_bits(),
+                "case {case}: {a:?} against {b:?}"
+            );
+        }
+        assert!(scratch.stamp < 1000, "the stamp wrapped and started again");
+    }
+
+    #[test]
+    fn decoding_gives_the_code_points_of_chars() {
+        let texts = [
+            "",
+            "abc",
+            "é ß ñ",
+            "心電図でST上昇を認める。",
+            "𝔸𝕓 😀 mixed ascii é 日本 𠮷",
+            "\u{7f}\u{80}\u{7ff}\u{800}\u{ffff}\u{10000}\u{10ffff}",
+        ];
+        let mut out = Vec::new();
+        for text in texts {
+            decode(text, &mut out);
+            assert_eq!(out, text.chars().collect::<Vec<_>>(), "{text:?}");
+        }
+    }
+
     #[test]
     fn the_mean_averages_both_directions() {
         assert_eq!(gestalt_mean("tide", "diet"), 0.375);
         assert_eq!(gestalt_mean("同じ", "同じ"), 1.0);
+    }
+}
+
+#[cfg(test)]
+mod probe {
+    use super::*;
+
+    /// Where a call's time goes on the bench's pairs (choice against choice both ways, stem
+    /// against choice): decoding, then decoding and indexing, then the whole ratio —
+    /// `KOKUSHI_DATA=../shared/data cargo test --release -p kokushi-shared --lib probe_gestalt
+    /// -- --ignored --nocapture` (from the project root).
+    #[test]
+    #[ignore = "a measurement, not a test"]
+    fn probe_gestalt_phases() {
+        let data = std::path::PathBuf::from(
+            std::env::var_os("KOKUSHI_DATA").expect("KOKUSHI_DATA names the data folder"),
+        );
+        let mut importer = crate::igakuqa::Importer::new();
+        for year in ["2018", "2019", "2020", "2021", "2022"] {
+            let dir = data.join("igakuqa").join(year);
+            let mut files: Vec<_> = std::fs::read_dir(&dir)
+                .expect("the IgakuQA folder")
+                .map(|e| e.expect("a directory entry").path())
+                .collect();
+            files.sort();
+            for f in files {
+                let text = std::fs::read_to_string(&f).expect("a readable file");
+                importer.add_file(&f.display().to_string(), &text);
+            }
+        }
+        let questions = importer.finish().expect("the IgakuQA files parse");
+        let (mut choices, mut stems) = (Vec::new(), Vec::new());
+        for q in &questions {
+            for (i, a) in q.choices.iter().enumerate() {
+                for b in &q.choices[i + 1..] {
+                    choices.push((a.clone(), b.clone()));
+                    choices.push((b.clone(), a.clone()));
+                }
+                stems.push((q.text.clone(), a.clone()));
+            }
+        }
+        let mut g = Gestalt::default();
+        for (name, pairs) in [
+            ("choice against choice", &choices),
+            ("stem against choice", &stems),
+        ] {
+            for phase in ["decode", "decode + index", "ratio"] {
+                let mut best = f64::INFINITY;
+                let mut sink = 0usize;
+                for _ in 0..7 {
+                    let started = std::time::Instant::now();
+                    for (a, b) in pairs.iter() {
+                        if phase == "ratio" {
+                            sink += usize::from(g.ratio(a, b) > 0.5);
+                            continue;
+                        }
+                        decode(a, &mut g.a);
+                        decode(b, &mut g.b);
+                        if phase == "decode + index" {
+                            g.build_index();
+                        }
+                        sink += g.a.len() + g.hits.len();
+                    }
+                    best = best.min(started.elapsed().as_secs_f64());
+                }
+                println!(
+                    "{name} ({} calls), {phase}: {:.2} ms ({sink})",
+                    pairs.len(),
+                    best * 1e3
+                );
+            }
+        }
     }
 }
