@@ -1,14 +1,17 @@
-//! A training pass's layers between the products as single autograd nodes on the CPU: RMS norm,
-//! rotary embedding, attention (its two products, scale, mask and softmax), and the feed-forward
-//! gate `act(g) · u`, each one pass over plain buffers forward and one backward.
+//! A training pass's layers as single autograd nodes on the CPU: a projection (frozen base
+//! product, bias, adapter pair), RMS norm, rotary embedding, attention (its two products, scale,
+//! mask and softmax), and the feed-forward gate `act(g) · u`, each one pass over plain buffers
+//! forward and one backward.
 //!
 //! Why: composed from candle's operations, RMS norm is seven nodes (square, sum, divide, add,
 //! square root, divide, multiply), the softmax five after the scaling and the mask, the rotary
 //! embedding eight, SiLU's gradient five more; each writes a fresh tensor, and in the backward
 //! pass each gradient is summed into a zero-filled one (`GradStore`). In a LoRA step on a
-//! 135M-parameter model these maps took about a fifth of the samples (docs/perf-notes.md
-//! section 17). Here each layer keeps what its backward pass needs (the norm's per-row scale, the
-//! softmax's probabilities) and computes its gradient directly.
+//! 135M-parameter model these maps took about a fifth of the samples, and attention's products,
+//! on candle's `matmul` (rayon's pool beside the barrier pool), ran at a fifth of the other
+//! products' speed (docs/perf-notes.md sections 17 and 18). Here each layer keeps what its
+//! backward pass needs (the norm's per-row scale, the softmax's probabilities, the pair's
+//! `x Aᵀ`) and computes its gradients directly, its products on the barrier pool's threads.
 //!
 //! The forward values are the ones inference computes: the norm as candle's `rms_norm` kernel
 //! (the same operations in the same order), the gate through `q8::gate`'s exponential. The
@@ -16,7 +19,7 @@
 //! exactly zero).
 //!
 //! On another device, in another dtype, or under `Kernels::Generic`, the transformer takes the
-//! composed forms (the code a GPU runs, and the reference of the tests below).
+//! composed forms (the code a GPU runs, and the reference of the tests).
 
 use std::ops::Range;
 use std::sync::{Mutex, PoisonError};
