@@ -49,6 +49,48 @@ macro_rules! by_shape {
 }
 pub(crate) use by_shape;
 
+/// `$plain($arg, …)` on the path `$isa`, which must be one this CPU has (checked, else a
+/// panic): the same plain-code function (`#[inline(always)]`) compiled once with AVX-512 F,
+/// AVX2 and FMA enabled, once with AVX2 and FMA, and once for the baseline, so the compiler
+/// vectorizes it for each. The source is one, so every path computes the same IEEE operations
+/// lane by lane and gives the same bits (each user has a test that checks it). The element-wise
+/// kernels (`gate`, `softmax`) dispatch through it.
+macro_rules! on_path {
+    ($isa:expr, $plain:ident($($arg:ident: $ty:ty),* $(,)?)) => {{
+        let isa: $crate::q8::Isa = $isa;
+        assert!(
+            isa.supported(),
+            "{} is not available on this CPU",
+            isa.name()
+        );
+        #[cfg(target_arch = "x86_64")]
+        {
+            /// # Safety
+            /// The CPU must have AVX-512 F, AVX2 and FMA.
+            #[target_feature(enable = "avx512f,avx2,fma")]
+            unsafe fn avx512($($arg: $ty),*) {
+                $plain($($arg),*)
+            }
+            /// # Safety
+            /// The CPU must have AVX2 and FMA.
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn avx2($($arg: $ty),*) {
+                $plain($($arg),*)
+            }
+            match isa {
+                // SAFETY: the CPU has AVX-512 F, AVX2 and FMA (`isa` is supported, checked
+                // above).
+                $crate::q8::Isa::Avx512 => unsafe { avx512($($arg),*) },
+                // SAFETY: the CPU has AVX2 and FMA (checked above).
+                $crate::q8::Isa::Avx2 => unsafe { avx2($($arg),*) },
+                $crate::q8::Isa::Portable => $plain($($arg),*),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        $plain($($arg),*)
+    }};
+}
+
 mod dense;
 mod gate;
 mod lanes;

@@ -36,36 +36,7 @@ pub(crate) fn gate_up_on(isa: Isa, act: Gate, gate: &mut [f32], up: &[f32]) {
         up.len(),
         "a gate and an up projection of one size"
     );
-    assert!(
-        isa.supported(),
-        "{} is not available on this CPU",
-        isa.name()
-    );
-    #[cfg(target_arch = "x86_64")]
-    match isa {
-        // SAFETY: the CPU has AVX-512 F, AVX2 and FMA (`isa` is supported, checked above).
-        Isa::Avx512 => return unsafe { gate_up_avx512(act, gate, up) },
-        // SAFETY: the CPU has AVX2 and FMA (checked above).
-        Isa::Avx2 => return unsafe { gate_up_avx2(act, gate, up) },
-        Isa::Portable => {}
-    }
-    gate_up_plain(act, gate, up);
-}
-
-/// # Safety
-/// The CPU must have AVX-512 F, AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn gate_up_avx512(act: Gate, gate: &mut [f32], up: &[f32]) {
-    gate_up_plain(act, gate, up);
-}
-
-/// # Safety
-/// The CPU must have AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn gate_up_avx2(act: Gate, gate: &mut [f32], up: &[f32]) {
-    gate_up_plain(act, gate, up);
+    on_path!(isa, gate_up_plain(act: Gate, gate: &mut [f32], up: &[f32]));
 }
 
 #[inline(always)]
@@ -110,44 +81,14 @@ pub(crate) fn gate_up_grad_on(
         inputs.1.len() == n && inputs.2.len() == n && outputs.0.len() == n && outputs.1.len() == n,
         "a gate, an up projection and their gradients of one size"
     );
-    assert!(
-        isa.supported(),
-        "{} is not available on this CPU",
-        isa.name()
+    on_path!(
+        isa,
+        gate_up_grad_plain(
+            act: Gate,
+            inputs: (&[f32], &[f32], &[f32]),
+            outputs: (&mut [f32], &mut [f32]),
+        )
     );
-    #[cfg(target_arch = "x86_64")]
-    match isa {
-        // SAFETY: the CPU has AVX-512 F, AVX2 and FMA (`isa` is supported, checked above).
-        Isa::Avx512 => return unsafe { gate_up_grad_avx512(act, inputs, outputs) },
-        // SAFETY: the CPU has AVX2 and FMA (checked above).
-        Isa::Avx2 => return unsafe { gate_up_grad_avx2(act, inputs, outputs) },
-        Isa::Portable => {}
-    }
-    gate_up_grad_plain(act, inputs, outputs);
-}
-
-/// # Safety
-/// The CPU must have AVX-512 F, AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn gate_up_grad_avx512(
-    act: Gate,
-    inputs: (&[f32], &[f32], &[f32]),
-    outputs: (&mut [f32], &mut [f32]),
-) {
-    gate_up_grad_plain(act, inputs, outputs);
-}
-
-/// # Safety
-/// The CPU must have AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn gate_up_grad_avx2(
-    act: Gate,
-    inputs: (&[f32], &[f32], &[f32]),
-    outputs: (&mut [f32], &mut [f32]),
-) {
-    gate_up_grad_plain(act, inputs, outputs);
 }
 
 #[inline(always)]

@@ -19,36 +19,10 @@ pub(crate) fn softmax_row_on(isa: Isa, s: &[f32], mask: Option<&[f32]>, scale: f
         s.len() == p.len() && mask.is_none_or(|m| m.len() == p.len()),
         "scores, mask and probabilities of one length"
     );
-    assert!(
-        isa.supported(),
-        "{} is not available on this CPU",
-        isa.name()
+    on_path!(
+        isa,
+        softmax_row_plain(s: &[f32], mask: Option<&[f32]>, scale: f32, p: &mut [f32])
     );
-    #[cfg(target_arch = "x86_64")]
-    match isa {
-        // SAFETY: the CPU has AVX-512 F, AVX2 and FMA (`isa` is supported, checked above).
-        Isa::Avx512 => return unsafe { softmax_row_avx512(s, mask, scale, p) },
-        // SAFETY: the CPU has AVX2 and FMA (checked above).
-        Isa::Avx2 => return unsafe { softmax_row_avx2(s, mask, scale, p) },
-        Isa::Portable => {}
-    }
-    softmax_row_plain(s, mask, scale, p);
-}
-
-/// # Safety
-/// The CPU must have AVX-512 F, AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn softmax_row_avx512(s: &[f32], mask: Option<&[f32]>, scale: f32, p: &mut [f32]) {
-    softmax_row_plain(s, mask, scale, p);
-}
-
-/// # Safety
-/// The CPU must have AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn softmax_row_avx2(s: &[f32], mask: Option<&[f32]>, scale: f32, p: &mut [f32]) {
-    softmax_row_plain(s, mask, scale, p);
 }
 
 #[inline(always)]
