@@ -104,12 +104,24 @@ pub(crate) struct View<'a> {
 impl<'a> View<'a> {
     /// Rows `rows` of `cols` values stored one after another from `offset`.
     pub(crate) fn rows(data: &'a [f32], offset: usize, rows: usize, cols: usize) -> Self {
+        Self::block(data, offset, rows, cols, cols)
+    }
+
+    /// A block of `rows × cols` from `offset` inside a row-major matrix whose rows are
+    /// `row_stride` values apart.
+    pub(crate) fn block(
+        data: &'a [f32],
+        offset: usize,
+        rows: usize,
+        cols: usize,
+        row_stride: usize,
+    ) -> Self {
         Self {
             data,
             offset,
             rows,
             cols,
-            row_stride: cols,
+            row_stride,
             col_stride: 1,
         }
     }
@@ -251,15 +263,7 @@ mod tests {
         let (m, k, n) = (5, 7, 6);
         // `a` is the transpose of a 7 × 5 block at column 2 of a 9 × 11 matrix.
         let big = values(9 * 11, 3);
-        let a = View {
-            data: &big,
-            offset: 11 + 2,
-            rows: k,
-            cols: m,
-            row_stride: 11,
-            col_stride: 1,
-        }
-        .t();
+        let a = View::block(&big, 11 + 2, k, m, 11).t();
         let b_values = values(k * n, 4);
         let b = View::rows(&b_values, 0, k, n);
         let start = values(m * n, 5);

@@ -414,6 +414,31 @@ struct Attention {
     probs: Mutex<Vec<f32>>,
 }
 
+/// A unit of the attention node's work: `(head, first row, block of one output, block of the
+/// other)`.
+type Block<'a> = (usize, usize, &'a mut [f32], &'a mut [f32]);
+
+/// Two outputs laid out by head (`rows` rows a head, `widths` values a row in each) cut alike
+/// into blocks of [`ATTENTION_BLOCK`] rows of one head.
+fn blocks<'a>(
+    first: &'a mut [f32],
+    second: &'a mut [f32],
+    rows: usize,
+    (first_width, second_width): (usize, usize),
+) -> Vec<Block<'a>> {
+    first
+        .chunks_mut(rows * first_width)
+        .zip(second.chunks_mut(rows * second_width))
+        .enumerate()
+        .flat_map(|(head, (a, b))| {
+            a.chunks_mut(ATTENTION_BLOCK * first_width)
+                .zip(b.chunks_mut(ATTENTION_BLOCK * second_width))
+                .enumerate()
+                .map(move |(block, (a, b))| (head, block * ATTENTION_BLOCK, a, b))
+        })
+        .collect()
+}
+
 /// The sizes of one attention call.
 #[derive(Debug, Clone, Copy)]
 struct Sizes {
@@ -469,62 +494,47 @@ impl Attention {
         } = n;
         let mut out = vec![0f32; q.len()];
         let mut probs = vec![0f32; q.len() / d * slots];
-        let items: Vec<_> = out
-            .chunks_mut(steps * d)
-            .zip(probs.chunks_mut(steps * slots))
-            .enumerate()
-            .flat_map(|(bh, (o, p))| {
-                o.chunks_mut(ATTENTION_BLOCK * d)
-                    .zip(p.chunks_mut(ATTENTION_BLOCK * slots))
-                    .enumerate()
-                    .map(move |(block, (o, p))| (bh, block * ATTENTION_BLOCK, o, p))
-            })
-            .collect();
-        par_items(items, |(bh, r0, o, p)| {
-            let rows = o.len() / d;
-            let (kv, b) = (n.kv_of(bh), bh / n.heads);
-            let (spans, cover) = self.spans(b, r0, rows, steps);
-            let width = cover.len();
-            if width == 0 {
-                return; // nothing visible: zero probabilities and output
-            }
-            let mut scores = vec![0f32; rows * width];
-            gemm_into(
-                &mut scores,
-                View::rows(q, (bh * steps + r0) * d, rows, d),
-                View::rows(k, (kv * slots + cover.start) * d, width, d).t(),
-                false,
-            );
-            for (i, ((s, p), &(first, end))) in scores
-                .chunks_exact(width)
-                .zip(p.chunks_exact_mut(slots))
-                .zip(spans)
-                .enumerate()
-            {
-                if first >= end {
-                    continue;
+        par_items(
+            blocks(&mut out, &mut probs, steps, (d, slots)),
+            |(bh, r0, o, p)| {
+                let rows = o.len() / d;
+                let (kv, b) = (n.kv_of(bh), bh / n.heads);
+                let (spans, cover) = self.spans(b, r0, rows, steps);
+                let width = cover.len();
+                if width == 0 {
+                    return; // nothing visible: zero probabilities and output
                 }
-                let mask = self.mask.as_deref().map(|mask| {
-                    let at = (b * steps + r0 + i) * slots;
-                    &mask[at + first..at + end]
-                });
-                let s = &s[first - cover.start..end - cover.start];
-                crate::q8::softmax_row(s, mask, self.scale, &mut p[first..end]);
-            }
-            gemm_into(
-                o,
-                View {
-                    data: p,
-                    offset: cover.start,
-                    rows,
-                    cols: width,
-                    row_stride: slots,
-                    col_stride: 1,
-                },
-                View::rows(v, (kv * slots + cover.start) * d, width, d),
-                false,
-            );
-        });
+                let mut scores = vec![0f32; rows * width];
+                gemm_into(
+                    &mut scores,
+                    View::rows(q, (bh * steps + r0) * d, rows, d),
+                    View::rows(k, (kv * slots + cover.start) * d, width, d).t(),
+                    false,
+                );
+                for (i, ((s, p), &(first, end))) in scores
+                    .chunks_exact(width)
+                    .zip(p.chunks_exact_mut(slots))
+                    .zip(spans)
+                    .enumerate()
+                {
+                    if first >= end {
+                        continue;
+                    }
+                    let mask = self.mask.as_deref().map(|mask| {
+                        let at = (b * steps + r0 + i) * slots;
+                        &mask[at + first..at + end]
+                    });
+                    let s = &s[first - cover.start..end - cover.start];
+                    crate::q8::softmax_row(s, mask, self.scale, &mut p[first..end]);
+                }
+                gemm_into(
+                    o,
+                    View::block(p, cover.start, rows, width, slots),
+                    View::rows(v, (kv * slots + cover.start) * d, width, d),
+                    false,
+                );
+            },
+        );
         (out, probs)
     }
 }
@@ -587,19 +597,7 @@ impl candle_core::CustomOp3 for Attention {
                         // Per block of query rows: ∂S (kept for the keys' pass) and ∂Q.
                         let mut dq = vec![0f32; qs.len()];
                         let mut ds = vec![0f32; probs.len()];
-                        let items: Vec<_> = dq
-                            .chunks_mut(steps * d)
-                            .zip(ds.chunks_mut(steps * slots))
-                            .enumerate()
-                            .flat_map(|(bh, (dq, ds))| {
-                                dq.chunks_mut(ATTENTION_BLOCK * d)
-                                    .zip(ds.chunks_mut(ATTENTION_BLOCK * slots))
-                                    .enumerate()
-                                    .map(move |(block, (dq, ds))| {
-                                        (bh, block * ATTENTION_BLOCK, dq, ds)
-                                    })
-                            })
-                            .collect();
+                        let items = blocks(&mut dq, &mut ds, steps, (d, slots));
                         par_items(items, |(bh, r0, dq, ds)| {
                             let rows = dq.len() / d;
                             let (kv, b) = (n.kv_of(bh), bh / heads);
@@ -634,14 +632,7 @@ impl candle_core::CustomOp3 for Attention {
                             }
                             gemm_into(
                                 dq,
-                                View {
-                                    data: ds,
-                                    offset: cover.start,
-                                    rows,
-                                    cols: width,
-                                    row_stride: slots,
-                                    col_stride: 1,
-                                },
+                                View::block(ds, cover.start, rows, width, slots),
                                 View::rows(ks, (kv * slots + cover.start) * d, width, d),
                                 false,
                             );
@@ -649,19 +640,7 @@ impl candle_core::CustomOp3 for Attention {
                         // Per block of key slots: ∂K and ∂V over the query heads reading them.
                         let mut dk = vec![0f32; ks.len()];
                         let mut dv = vec![0f32; vs.len()];
-                        let items: Vec<_> = dk
-                            .chunks_mut(slots * d)
-                            .zip(dv.chunks_mut(slots * d))
-                            .enumerate()
-                            .flat_map(|(bkv, (dk, dv))| {
-                                dk.chunks_mut(ATTENTION_BLOCK * d)
-                                    .zip(dv.chunks_mut(ATTENTION_BLOCK * d))
-                                    .enumerate()
-                                    .map(move |(block, (dk, dv))| {
-                                        (bkv, block * ATTENTION_BLOCK, dk, dv)
-                                    })
-                            })
-                            .collect();
+                        let items = blocks(&mut dk, &mut dv, slots, (d, d));
                         par_items(items, |(bkv, c0, dk, dv)| {
                             let cols = dk.len() / d;
                             let (b, kv) = (bkv / kv_heads, bkv % kv_heads);
@@ -676,13 +655,9 @@ impl candle_core::CustomOp3 for Attention {
                             let t1 = spans.iter().rposition(sees).map_or(t0, |t| t) + 1;
                             for g in 0..groups {
                                 let bh = b * heads + kv * groups + g;
-                                let block = |data| View {
-                                    data,
-                                    offset: (bh * steps + t0) * slots + c0,
-                                    rows: t1 - t0,
-                                    cols,
-                                    row_stride: slots,
-                                    col_stride: 1,
+                                let block = |data| {
+                                    let at = (bh * steps + t0) * slots + c0;
+                                    View::block(data, at, t1 - t0, cols, slots)
                                 };
                                 let rows =
                                     |data| View::rows(data, (bh * steps + t0) * d, t1 - t0, d);
@@ -773,15 +748,6 @@ struct Projection {
 }
 
 impl Projection {
-    /// `f(w)` with the base matrix's values.
-    fn with_w<R>(&self, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
-        let (storage, layout) = self.w.storage_and_layout();
-        let Storage::Cpu(storage) = &*storage else {
-            candle_core::bail!("a projection runs on the CPU");
-        };
-        Ok(f(values(storage, layout, "a projection")?))
-    }
-
     /// `x Wᵀ + bias` for `rows` rows of `x` (`y`, `rows × out`), plus, given the pair, its
     /// share; returns `y` and `x Aᵀ`.
     fn forward(
@@ -791,8 +757,16 @@ impl Projection {
         pair: Option<(&[f32], &[f32])>,
     ) -> Result<(Vec<f32>, Vec<f32>)> {
         let (out, width) = self.w.dims2()?;
-        let mut y =
-            self.with_w(|w| crate::q8::matmul_f32(x, rows, width, w, out, Rhs::Transposed))?;
+        let mut y = with_values(&self.w, "a projection", |w| {
+            Ok(crate::q8::matmul_f32(
+                x,
+                rows,
+                width,
+                w,
+                out,
+                Rhs::Transposed,
+            ))
+        })?;
         if let Some(bias) = &self.bias {
             for row in y.chunks_exact_mut(out) {
                 for (y, b) in row.iter_mut().zip(bias) {
@@ -843,7 +817,9 @@ impl Projection {
         let x_wanted = x.track_op();
         with_values(grad, "a projection", |g| {
             let mut dx = if x_wanted {
-                Some(self.with_w(|w| crate::q8::matmul_f32(g, rows, out, w, width, Rhs::Plain))?)
+                Some(with_values(&self.w, "a projection", |w| {
+                    Ok(crate::q8::matmul_f32(g, rows, out, w, width, Rhs::Plain))
+                })?)
             } else {
                 None
             };
