@@ -142,14 +142,7 @@ impl candle_core::CustomOp1 for ResponseNll {
         let (rows, vocab) = layout.shape().dims2()?;
         let logits = Self::contiguous(storage, layout)?;
         let stats = all_row_stats(logits, rows, vocab);
-        let total: f64 = stats
-            .iter()
-            .zip(logits.chunks_exact(vocab))
-            .zip(&self.targets)
-            .map(|((&(max, sum), row), &target)| {
-                f64::from(max) + sum.ln() - f64::from(row[target as usize])
-            })
-            .sum();
+        let total = summed_nll(logits, vocab, &stats, &self.targets);
         // Kept for the backward pass, which reads the same logits.
         *self.stats.lock().unwrap_or_else(PoisonError::into_inner) = stats;
         #[allow(clippy::cast_possible_truncation)] // the loss is an f32 tensor
@@ -218,21 +211,23 @@ struct HeadNll {
 }
 
 impl HeadNll {
-    /// `x Wᵀ` for `x` of `rows` rows, and the head's vocabulary.
-    fn logits(&self, x: &[f32], rows: usize) -> Result<(Vec<f32>, usize)> {
+    /// `f` of the head's values.
+    fn with_head<R>(&self, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
         let (storage, layout) = self.w.storage_and_layout();
         let Storage::Cpu(storage) = &*storage else {
             candle_core::bail!("the output head's loss runs on the CPU");
         };
-        let w = ResponseNll::contiguous(storage, layout)?;
+        Ok(f(ResponseNll::contiguous(storage, layout)?))
+    }
+
+    /// `x Wᵀ` for `x` of `rows` rows, and the head's vocabulary.
+    fn logits(&self, x: &[f32], rows: usize) -> Result<(Vec<f32>, usize)> {
         let (vocab, hidden) = self.w.dims2()?;
         if x.len() != rows * hidden {
             candle_core::bail!("{} inputs for {rows} rows of {hidden}", x.len());
         }
-        Ok((
-            matmul_f32(x, rows, hidden, w, vocab, Rhs::Transposed),
-            vocab,
-        ))
+        let logits = self.with_head(|w| matmul_f32(x, rows, hidden, w, vocab, Rhs::Transposed))?;
+        Ok((logits, vocab))
     }
 }
 
@@ -246,14 +241,7 @@ impl candle_core::CustomOp1 for HeadNll {
         let x = ResponseNll::contiguous(storage, layout)?;
         let (logits, vocab) = self.logits(x, rows)?;
         let stats = all_row_stats(&logits, rows, vocab);
-        let total: f64 = stats
-            .iter()
-            .zip(logits.chunks_exact(vocab))
-            .zip(&self.targets)
-            .map(|((&(max, sum), row), &target)| {
-                f64::from(max) + sum.ln() - f64::from(row[target as usize])
-            })
-            .sum();
+        let total = summed_nll(&logits, vocab, &stats, &self.targets);
         *self.kept.lock().unwrap_or_else(PoisonError::into_inner) = Some((logits, stats));
         #[allow(clippy::cast_possible_truncation)] // the loss is an f32 tensor
         Ok((CpuStorage::F32(vec![total as f32]), Shape::from(())))
@@ -278,14 +266,21 @@ impl candle_core::CustomOp1 for HeadNll {
         };
         let (vocab, _) = self.w.dims2()?;
         gradient_in_place(&mut logits, vocab, &stats, &self.targets, scale);
-        let (storage, layout) = self.w.storage_and_layout();
-        let Storage::Cpu(storage) = &*storage else {
-            candle_core::bail!("the output head's loss runs on the CPU");
-        };
-        let w = ResponseNll::contiguous(storage, layout)?;
-        let dx = matmul_f32(&logits, rows, vocab, w, hidden, Rhs::Plain);
+        let dx = self.with_head(|w| matmul_f32(&logits, rows, vocab, w, hidden, Rhs::Plain))?;
         Ok(Some(Tensor::from_vec(dx, (rows, hidden), x.device())?))
     }
+}
+
+/// `Σᵢ (max_i + log Σ exp − zᵢ,tᵢ)` from each row's `stats`: the summed loss, in `f64`.
+fn summed_nll(logits: &[f32], vocab: usize, stats: &[(f32, f64)], targets: &[u32]) -> f64 {
+    stats
+        .iter()
+        .zip(logits.chunks_exact(vocab))
+        .zip(targets)
+        .map(|((&(max, sum), row), &target)| {
+            f64::from(max) + sum.ln() - f64::from(row[target as usize])
+        })
+        .sum()
 }
 
 /// [`row_stats`] of each of the `rows` rows of `logits`, over the threads.
