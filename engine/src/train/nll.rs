@@ -27,6 +27,19 @@ use crate::transformer::attention_threads;
 /// differentiable in `logits`.
 pub(crate) fn response_nll(logits: &Tensor, targets: &[u32]) -> Result<Tensor> {
     let (rows, vocab) = logits.dims2()?;
+    check_targets(rows, vocab, targets)?;
+    if !logits.device().is_cpu() {
+        return composed_nll(logits, targets);
+    }
+    logits.contiguous()?.apply_op1(ResponseNll {
+        targets: targets.to_vec(),
+        stats: Mutex::default(),
+    })
+}
+
+/// Refuses an empty vocabulary, a count of targets other than the rows, and a target outside
+/// the vocabulary.
+fn check_targets(rows: usize, vocab: usize, targets: &[u32]) -> Result<()> {
     if vocab == 0 {
         candle_core::bail!("logits over an empty vocabulary");
     }
@@ -36,13 +49,7 @@ pub(crate) fn response_nll(logits: &Tensor, targets: &[u32]) -> Result<Tensor> {
     if let Some(&t) = targets.iter().find(|&&t| t as usize >= vocab) {
         candle_core::bail!("target token {t} is outside the vocabulary of {vocab}");
     }
-    if !logits.device().is_cpu() {
-        return composed_nll(logits, targets);
-    }
-    logits.contiguous()?.apply_op1(ResponseNll {
-        targets: targets.to_vec(),
-        stats: Mutex::default(),
-    })
+    Ok(())
 }
 
 /// [`response_nll`] of the logits `x Wᵀ`, for `x` of `(rows, hidden)` and the output head `w`
@@ -57,15 +64,7 @@ pub(crate) fn head_nll(x: &Tensor, w: &Tensor, targets: &[u32]) -> Result<Tensor
             w.dims()
         );
     }
-    if vocab == 0 {
-        candle_core::bail!("logits over an empty vocabulary");
-    }
-    if rows != targets.len() {
-        candle_core::bail!("{rows} rows of logits for {} targets", targets.len());
-    }
-    if let Some(&t) = targets.iter().find(|&&t| t as usize >= vocab) {
-        candle_core::bail!("target token {t} is outside the vocabulary of {vocab}");
-    }
+    check_targets(rows, vocab, targets)?;
     if !x.device().is_cpu() || x.dtype() != DType::F32 || w.dtype() != DType::F32 {
         return response_nll(&x.matmul(&w.t()?)?, targets);
     }
