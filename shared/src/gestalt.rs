@@ -59,6 +59,12 @@ struct IndexEntry {
 /// 2³² divided by the golden ratio: the multiplier of Fibonacci hashing.
 const FIBONACCI: u32 = 0x9E37_79B9;
 
+/// The slot where `c`'s entry goes when free in an index of `2^bits` entries (Fibonacci
+/// hashing: the product's top bits).
+fn home_slot(c: u32, bits: u32) -> usize {
+    (c.wrapping_mul(FIBONACCI) >> (32 - bits)) as usize
+}
+
 /// Entries of the smallest character index (16 bytes each: 16 KiB, so that the few characters
 /// of a short string rarely share a slot).
 const MIN_INDEX: usize = 1024;
@@ -135,11 +141,12 @@ impl Gestalt {
         }
         self.stamp += 1;
         let stamp = self.stamp;
+        let bits = self.index.len().trailing_zeros();
         // Whether every character sits in its home slot (no probing needed to find it).
         let mut at_home = true;
         for j in (0..n).rev() {
             let c = u32::from(self.b[j]);
-            let home = self.home(c);
+            let home = home_slot(c, bits);
             let at = if self.index[home].stamp != stamp || self.index[home].ch == c {
                 home
             } else {
@@ -169,10 +176,9 @@ impl Gestalt {
         // One pass over `a`, without a branch per character where every entry sits in its home
         // slot (whether a character of a stem occurs in a choice is a coin toss to the branch
         // predictor): one load, a select, and the row written to `hits` whether it is kept.
-        let bits = self.index.len().trailing_zeros();
         for i in 0..rows {
             let c = u32::from(self.a[i]);
-            let home = (c.wrapping_mul(FIBONACCI) >> (32 - bits)) as usize;
+            let home = home_slot(c, bits);
             let at = if at_home { home } else { self.probe(c, home) };
             let entry = &self.index[at];
             let first =
@@ -187,12 +193,6 @@ impl Gestalt {
             kept += usize::from(first != NONE);
         }
         self.hits.truncate(kept);
-    }
-
-    /// The slot where `c`'s entry goes when free (Fibonacci hashing: the product's top bits).
-    fn home(&self, c: u32) -> usize {
-        let bits = self.index.len().trailing_zeros();
-        (c.wrapping_mul(FIBONACCI) >> (32 - bits)) as usize
     }
 
     /// The slot of `c`'s entry in this call, or the free one where it would go, from `home`.
